@@ -1,0 +1,1 @@
+"""Board tops, implementation flows and programming."""

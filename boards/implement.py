@@ -1,0 +1,201 @@
+"""Out-of-context implementation of one block: synthesis, place and route, resource report.
+
+:func:`implement` wraps a :class:`amaranth.lib.wiring.Component` in a :class:`BenchHarness`,
+synthesizes it with Yosys and places and routes it with nextpnr for one :data:`DEVICES` entry,
+and returns an :class:`Implementation` with the block's own resources and the post-route Fmax.
+
+The harness registers every input (a shift chain fed by one pin) and folds every output (an XOR
+tree into one registered pin), so pin count never limits a block and the synthesizer can neither
+constant-fold inputs nor drop outputs. The block keeps its own hierarchy (``keep_hierarchy``),
+so LUT/FF/BRAM/DSP figures are the block's alone, read from Yosys ``stat -json`` written with
+``tee -o`` (never from stdout, which goes silent after ABC). Fmax and whole-chip utilization
+come from nextpnr's ``--report`` JSON. Tool paths arrive as an environment from
+:func:`fieldtune.toolchain.tool_env`; this module does not know where tools come from.
+
+A block that does not fit (too many cells for the device, or nextpnr fails to place or route)
+is reported with ``fits = False`` rather than raising.
+"""
+
+import json
+import subprocess
+import tempfile
+from dataclasses import dataclass, field, asdict
+from pathlib import Path
+
+from amaranth.hdl import Elaboratable, Module, Signal, Cat, Value
+from amaranth.lib import wiring
+from amaranth.back import rtlil
+
+
+__all__ = ["DEVICES", "Device", "Implementation", "BenchHarness", "implement"]
+
+
+@dataclass(frozen=True)
+class Device:
+    """An FPGA part: how to synthesize for it, how to place and route it, what it holds."""
+    name: str
+    family: str               # "ice40" or "ecp5"
+    pnr_args: tuple
+    luts: int
+    brams: int
+    dsps: int
+    sprams: int = 0
+    target_mhz: float = 50.0  # nextpnr's timing target (drives timing-driven placement)
+
+
+#: Devices benchmarks target. Capacities from the data sheets (DESIGN.md "Toolchain").
+DEVICES = {
+    "up5k": Device("up5k", "ice40", ("--up5k", "--package", "sg48"),
+                   luts=5280, brams=30, dsps=8, sprams=4, target_mhz=48.0),
+    "ecp5-25f": Device("ecp5-25f", "ecp5", ("--25k", "--package", "CABGA256"),
+                       luts=24288, brams=56, dsps=28, target_mhz=120.0),
+    "ecp5-85f": Device("ecp5-85f", "ecp5", ("--85k", "--package", "CABGA381"),
+                       luts=83640, brams=208, dsps=156, target_mhz=120.0),
+}
+
+
+@dataclass
+class Implementation:
+    """Resources of one block on one device (the block alone, not the harness)."""
+    device: str
+    luts: int = 0
+    ffs: int = 0
+    brams: int = 0
+    sprams: int = 0
+    dsps: int = 0
+    fmax_mhz: float | None = None
+    fits: bool = False
+    reason: str = ""
+    cells: dict = field(default_factory=dict)
+    chip_utilization: dict = field(default_factory=dict)
+
+    def to_dict(self):
+        return asdict(self)
+
+
+class BenchHarness(Elaboratable):
+    """Registers every input of ``dut`` from a serial shift chain and XOR-folds every output
+    into one register, so a block is implemented with two data pins whatever its ports."""
+
+    def __init__(self, dut):
+        self.dut = dut
+        self.serial_in = Signal()
+        self.fold_out = Signal()
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.dut = self.dut
+        inputs, outputs = [], []
+        for path, member, value in self.dut.signature.flatten(self.dut):
+            (inputs if member.flow == wiring.In else outputs).append(value)
+        in_width = sum(len(Value.cast(v)) for v in inputs)
+        if in_width:
+            chain = Signal(in_width)
+            m.d.sync += chain.eq(Cat(self.serial_in, chain[:-1]))
+            offset = 0
+            for value in inputs:
+                m.d.comb += value.eq(chain[offset:offset + len(Value.cast(value))])
+                offset += len(Value.cast(value))
+        folded = 0
+        for value in outputs:
+            folded = folded ^ Value.cast(value).xor()
+        m.d.sync += self.fold_out.eq(folded)
+        return m
+
+
+_CELLS = {
+    "ice40": {"luts": {"SB_LUT4": 1}, "ffs": "SB_DFF", "brams": {"SB_RAM40_4K": 1},
+              "sprams": {"SB_SPRAM256KA": 1}, "dsps": {"SB_MAC16": 1}},
+    # A CCU2C carry cell is two LUT4s; a TRELLIS_DPR16X4 distributed RAM occupies four.
+    "ecp5": {"luts": {"LUT4": 1, "CCU2C": 2, "TRELLIS_DPR16X4": 4}, "ffs": "TRELLIS_FF",
+             "brams": {"DP16KD": 1, "PDPW16KD": 1}, "sprams": {},
+             "dsps": {"MULT18X18D": 1, "ALU54B": 1}},
+}
+
+
+def _count(cells, family):
+    spec = _CELLS[family]
+    out = {}
+    for key, table in spec.items():
+        if isinstance(table, str):
+            out[key] = sum(n for name, n in cells.items() if name.startswith(table))
+        else:
+            out[key] = sum(cells.get(name, 0) * w for name, w in table.items())
+    return out
+
+
+def _synth_script(family, top_module, *, dsp=True, spram=False):
+    if family == "ice40":
+        synth = "synth_ice40" + (" -dsp" if dsp else "") + (" -spram" if spram else "")
+    else:
+        synth = "synth_ecp5" + ("" if dsp else " -nodsp")
+    return "\n".join([
+        "read_rtlil design.il",
+        f"setattr -mod -set keep_hierarchy 1 {top_module}",
+        f"{synth} -top top",
+        "tee -q -o stat.json stat -json",
+        "write_json synth.json",
+    ]) + "\n"
+
+
+def _dut_module_name(stat):
+    # Amaranth names the submodule "top.dut"; Yosys may escape it.
+    for name in stat.get("modules", {}):
+        if name.lstrip("\\") == "top.dut":
+            return name
+    raise RuntimeError(f"block module not found in Yosys statistics: {list(stat['modules'])}")
+
+
+def implement(dut, device, env, *, workdir=None, dsp=True, spram=False, seed=1, timeout=3600):
+    """Implement ``dut`` (a wiring.Component) on ``device`` (a key of :data:`DEVICES`).
+
+    ``env`` is the tool environment from :func:`fieldtune.toolchain.tool_env`. Intermediate
+    files (RTLIL, Yosys log and statistics, nextpnr log and report) stay in ``workdir`` when
+    given. Returns an :class:`Implementation`; never raises for a design that does not fit.
+    """
+    dev = DEVICES[device]
+    with tempfile.TemporaryDirectory(prefix="fieldtune-impl-") as tmp:
+        work = Path(workdir) if workdir is not None else Path(tmp)
+        work.mkdir(parents=True, exist_ok=True)
+        harness = BenchHarness(dut)
+        text = rtlil.convert(harness, name="top", ports=[harness.serial_in, harness.fold_out])
+        (work / "design.il").write_text(text)
+        (work / "synth.ys").write_text(_synth_script(dev.family, "top.dut", dsp=dsp,
+                                                     spram=spram))
+        result = Implementation(device=device)
+        proc = subprocess.run([env["YOSYS"], "-q", "-l", "yosys.log", "-s", "synth.ys"],
+                              cwd=work, env=env, capture_output=True, text=True, timeout=timeout)
+        if proc.returncode != 0 or not (work / "stat.json").exists():
+            log = (work / "yosys.log").read_text() if (work / "yosys.log").exists() else ""
+            raise RuntimeError(f"yosys failed for {device} (exit {proc.returncode}):\n"
+                               f"{log[-3000:]}{proc.stderr[-2000:]}")
+        stat = json.loads((work / "stat.json").read_text())
+        cells = stat["modules"][_dut_module_name(stat)].get("num_cells_by_type", {})
+        result.cells = dict(cells)
+        for key, n in _count(cells, dev.family).items():
+            setattr(result, key, n)
+        over = [(k, getattr(result, k), cap) for k, cap in
+                (("luts", dev.luts), ("brams", dev.brams), ("dsps", dev.dsps),
+                 ("sprams", dev.sprams)) if getattr(result, k) > cap]
+        if over:
+            result.reason = "; ".join(f"{k} {n} > {cap}" for k, n, cap in over)
+            return result
+        pnr = env["NEXTPNR_ICE40" if dev.family == "ice40" else "NEXTPNR_ECP5"]
+        unconstrained = ("--pcf-allow-unconstrained" if dev.family == "ice40"
+                         else "--lpf-allow-unconstrained")
+        cmd = [pnr, *dev.pnr_args, "--json", "synth.json", "--report", "report.json",
+               "--freq", str(dev.target_mhz), "--seed", str(seed), "--timing-allow-fail",
+               unconstrained, "--log", "nextpnr.log", "-q"]
+        proc = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True,
+                              timeout=timeout)
+        if proc.returncode != 0 or not (work / "report.json").exists():
+            log = (work / "nextpnr.log").read_text() if (work / "nextpnr.log").exists() else ""
+            errors = [l for l in (log + proc.stderr).splitlines() if "ERROR" in l]
+            result.reason = (errors[-1] if errors else f"nextpnr exit {proc.returncode}")[:300]
+            return result
+        report = json.loads((work / "report.json").read_text())
+        result.chip_utilization = report.get("utilization", {})
+        fmax = [v["achieved"] for v in report.get("fmax", {}).values() if "achieved" in v]
+        result.fmax_mhz = round(min(fmax), 2) if fmax else None
+        result.fits = True
+        return result

@@ -1,0 +1,12 @@
+"""Benchmarks: commands that measure (``fieldtune bench NAME``), not timed tests.
+
+Each benchmark module has ``add_arguments(parser)`` and ``run(args, console) -> rows`` (a list
+of dicts); :func:`fieldtune.bench.report.emit` prints the table and writes
+``{"bench": NAME, "rows": [...]}`` with ``--json FILE``.
+"""
+
+#: Benchmark name -> (module, one-line description).
+BENCHES = {
+    "perturb": ("fieldtune.bench.perturb",
+                "perturbation generators: LUTs, FFs, BRAM, DSP, Fmax on UP5K and ECP5-85F"),
+}

@@ -1,0 +1,26 @@
+"""Blocks a user can generate on their own (``fieldtune generate BLOCK``).
+
+Each entry names a factory ``f(config: DesignConfig) -> Elaboratable`` by import path, so the
+command line stays fast and a block's module is imported only when it is asked for.
+"""
+
+import importlib
+
+
+__all__ = ["BLOCKS", "build_block"]
+
+
+#: Block name -> (module, factory function, one-line description).
+BLOCKS = {
+    "perturb": ("fieldtune.rtl.perturb.engine", "from_config",
+                "PeZO perturbation engine (config section [perturb])"),
+}
+
+
+def build_block(name, config):
+    """Elaborate-ready component for block ``name`` under ``config``."""
+    if name not in BLOCKS:
+        allowed = ", ".join(sorted(BLOCKS))
+        raise ValueError(f"block must be one of {allowed}, not {name!r}")
+    module, factory, _ = BLOCKS[name]
+    return getattr(importlib.import_module(module), factory)(config)

@@ -1,0 +1,177 @@
+"""The design configuration: one validated object describing a whole fieldtune design.
+
+A :class:`DesignConfig` is made of parameter sections, one per gateware room (``perturb``,
+``cache``, ``mac``, ``loss``) plus run-time training defaults (``train``) and the target
+``board``. Every section validates itself on construction; :class:`DesignConfig` then checks
+what crosses sections (for example that the cache, the MAC array and the perturbation engine
+agree on the lane count). Every error is a :class:`ValueError` naming the field, the value and
+what is allowed, raised before anything is elaborated.
+
+Configurations come from named presets (:data:`PRESETS`), from TOML files, or both::
+
+    cfg = DesignConfig.from_toml("my.toml")      # tables [perturb], [cache], ...; preset = "..."
+    cfg = DesignConfig.preset("up5k")
+    cfg = cfg.replace(perturb={"reuse": "onthefly"})
+"""
+
+import tomllib
+from dataclasses import dataclass, field, fields, replace as dc_replace
+from pathlib import Path
+
+from .rtl.params import TrainParams, check_choice
+from .rtl.perturb.params import PerturbParams
+from .rtl.cache.params import CacheParams
+from .rtl.mac.params import MacParams
+from .rtl.loss.params import LossParams
+
+
+__all__ = ["DesignConfig", "PRESETS", "BOARDS", "SECTIONS"]
+
+
+#: Board presets a design can target (amaranth-boards platforms, see fieldtune.boards).
+BOARDS = ("icebreaker", "ulx3s-85f", "orangecrab-85f")
+
+#: Section name -> parameter class.
+SECTIONS = {
+    "perturb": PerturbParams,
+    "cache": CacheParams,
+    "mac": MacParams,
+    "loss": LossParams,
+    "train": TrainParams,
+}
+
+
+@dataclass(frozen=True)
+class DesignConfig:
+    """A whole design. See the module documentation."""
+
+    board: str = "icebreaker"
+    perturb: PerturbParams = field(default_factory=PerturbParams)
+    cache: CacheParams = field(default_factory=CacheParams)
+    mac: MacParams = field(default_factory=MacParams)
+    loss: LossParams = field(default_factory=LossParams)
+    train: TrainParams = field(default_factory=TrainParams)
+
+    def __post_init__(self):
+        check_choice("", "board", self.board, BOARDS)
+        for name, cls in SECTIONS.items():
+            if not isinstance(getattr(self, name), cls):
+                raise ValueError(f"{name} must be a {cls.__name__}, "
+                                 f"not {type(getattr(self, name)).__name__}")
+        lanes = self.mac.lanes
+        for name in ("cache", "perturb"):
+            if getattr(self, name).lanes != lanes:
+                raise ValueError(f"{name}.lanes must equal mac.lanes ({lanes}), "
+                                 f"not {getattr(self, name).lanes}")
+        if self.cache.taps != self.mac.taps:
+            raise ValueError(f"mac.taps must equal cache.taps {list(self.cache.taps)}, "
+                             f"not {list(self.mac.taps)}")
+        for name in ("cache", "mac"):
+            if getattr(self, name).classes != self.loss.classes:
+                raise ValueError(f"{name}.classes must equal loss.classes ({self.loss.classes}), "
+                                 f"not {getattr(self, name).classes}")
+
+    # -- construction ---------------------------------------------------------------------
+
+    @classmethod
+    def from_dict(cls, values, *, base=None):
+        """Build from a mapping shaped like the TOML file.
+
+        ``values`` may name a ``preset`` to start from (default: ``base`` or the defaults),
+        a ``board`` and any section tables; fields not given keep the base's values.
+        """
+        values = dict(values)
+        preset = values.pop("preset", None)
+        if preset is not None:
+            base = cls.preset(preset)
+        elif base is None:
+            base = cls()
+        for key in values:
+            if key != "board" and key not in SECTIONS:
+                allowed = ", ".join(["board", "preset", *SECTIONS])
+                raise ValueError(f"{key} is not a known configuration key; "
+                                 f"known keys are {allowed}")
+        return base.replace(**values)
+
+    @classmethod
+    def from_toml(cls, path, *, base=None):
+        """Load a TOML file (see :meth:`from_dict` for its shape)."""
+        with open(Path(path), "rb") as f:
+            return cls.from_dict(tomllib.load(f), base=base)
+
+    @classmethod
+    def preset(cls, name):
+        """A named preset from :data:`PRESETS`."""
+        check_choice("", "preset", name, tuple(PRESETS))
+        return cls.from_dict(PRESETS[name], base=cls())
+
+    def replace(self, **changes):
+        """A copy with some fields changed. Section changes may be mappings of fields::
+
+            cfg.replace(board="ulx3s-85f", perturb={"lanes": 16})
+        """
+        kwargs = {}
+        for key, value in changes.items():
+            if key == "board":
+                kwargs[key] = value
+            elif key in SECTIONS:
+                section_cls = SECTIONS[key]
+                if isinstance(value, dict):
+                    current = getattr(self, key).to_dict()
+                    for k in value:
+                        if k not in current:
+                            section_cls.from_dict({k: None})  # raises naming the field
+                    current.update(value)
+                    value = section_cls.from_dict(current)
+                kwargs[key] = value
+            else:
+                allowed = ", ".join(["board", *SECTIONS])
+                raise ValueError(f"{key} is not a known configuration key; "
+                                 f"known keys are {allowed}")
+        return dc_replace(self, **kwargs)
+
+    def with_lanes(self, lanes):
+        """A copy with every block's lane count set to ``lanes``."""
+        return self.replace(perturb={"lanes": lanes}, cache={"lanes": lanes},
+                            mac={"lanes": lanes})
+
+    def to_dict(self):
+        out = {"board": self.board}
+        for name in SECTIONS:
+            section = getattr(self, name).to_dict()
+            out[name] = {k: list(v) if isinstance(v, tuple) else v for k, v in section.items()}
+        return out
+
+    def to_toml(self):
+        """The configuration as TOML text (round-trips through :meth:`from_toml`)."""
+        lines = [f'board = "{self.board}"']
+        for name, table in self.to_dict().items():
+            if name == "board":
+                continue
+            lines.append(f"\n[{name}]")
+            for k, v in table.items():
+                if isinstance(v, str):
+                    lines.append(f'{k} = "{v}"')
+                elif isinstance(v, bool):
+                    lines.append(f"{k} = {'true' if v else 'false'}")
+                else:
+                    lines.append(f"{k} = {v}")
+        return "\n".join(lines) + "\n"
+
+
+def _lanes(n):
+    return {"perturb": {"lanes": n}, "cache": {"lanes": n}, "mac": {"lanes": n}}
+
+
+#: Named presets. ``up5k`` (iCEBreaker, the default board): 8 lanes, one per SB_MAC16.
+#: ``ecp5-85f`` (ULX3S-85F): 32 lanes. ``orangecrab``: 32 lanes on the OrangeCrab 85F.
+#: ``tiny``: 4 lanes, 64-value pool; small enough for quick simulations.
+PRESETS = {
+    "up5k": {"board": "icebreaker", **_lanes(8)},
+    "ecp5-85f": {"board": "ulx3s-85f", **_lanes(32),
+                 "cache": {"lanes": 32, "memory": "bram"}},
+    "orangecrab": {"board": "orangecrab-85f", **_lanes(32),
+                   "cache": {"lanes": 32, "memory": "bram"}},
+    "tiny": {"board": "icebreaker", **_lanes(4),
+             "perturb": {"lanes": 4, "pool_size": 64}},
+}

@@ -1,0 +1,1 @@
+"""InstantFT forward cache: 4-bit quantizer, packed cache memory, streaming dequantizer."""

@@ -1,0 +1,42 @@
+"""Parameters of the softmax cross-entropy loss unit (TOML table ``[loss]``)."""
+
+from dataclasses import dataclass
+
+from ..params import Params, check_int, R1_CLASSES
+
+
+__all__ = ["LossParams"]
+
+
+@dataclass(frozen=True)
+class LossParams(Params):
+    """Loss unit configuration.
+
+    Parameters
+    ----------
+    classes : int
+        Classes (logits per sample), 2 to 64.
+    logit_width, logit_frac : int
+        Logits, signed ``Q(logit_width-logit_frac).logit_frac``.
+    prob_frac : int
+        Fraction bits of probabilities and of ``dz = softmax - onehot`` (unsigned Q0.prob_frac
+        for probabilities, signed Q1.prob_frac for dz).
+    exp_bits : int
+        Address bits of the exponential table.
+    """
+
+    section = "loss"
+
+    classes: int = R1_CLASSES
+    logit_width: int = 16
+    logit_frac: int = 8
+    prob_frac: int = 15
+    exp_bits: int = 8
+
+    def _validate(self):
+        s = self.section
+        check_int(s, "classes", self.classes, 2, 64)
+        check_int(s, "logit_width", self.logit_width, 8, 24)
+        check_int(s, "logit_frac", self.logit_frac, 0, self.logit_width - 2)
+        check_int(s, "prob_frac", self.prob_frac, 8, 16)
+        check_int(s, "exp_bits", self.exp_bits, 4, 12)

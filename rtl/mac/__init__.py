@@ -1,0 +1,1 @@
+"""Adapter MAC array and adapter weight memory."""

@@ -1,0 +1,161 @@
+"""Validated parameter sets for fieldtune's gateware.
+
+Every block in :mod:`fieldtune.rtl` is configured by a frozen dataclass derived from
+:class:`Params`. The dataclass checks every field in ``__post_init__`` and raises
+:class:`ValueError` naming the field (``section.field``), the value and what is allowed, so a
+bad configuration is rejected before anything is elaborated. The same objects are handed to the
+golden models in :mod:`fieldtune.sim.golden`, so gateware and model can never disagree about a
+width.
+
+The helpers below are the only place that formats these messages; tests assert them verbatim.
+"""
+
+from dataclasses import dataclass, fields, asdict
+
+
+__all__ = ["Params", "check_int", "check_choice", "check_pow2", "check_bool", "check_seed",
+           "check_taps", "R1_TAPS", "R1_CLASSES", "MODES", "TrainParams"]
+
+
+def _name(section, field):
+    return f"{section}.{field}" if section else field
+
+
+def check_int(section, field, value, lo, hi):
+    """Require an integer (not a bool) in ``[lo, hi]``."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{_name(section, field)} must be an integer from {lo} to {hi}, "
+                         f"not {value!r}")
+    if not lo <= value <= hi:
+        raise ValueError(f"{_name(section, field)} must be an integer from {lo} to {hi}, "
+                         f"not {value}")
+    return value
+
+
+def check_pow2(section, field, value, lo, hi):
+    """Require a power of two in ``[lo, hi]``."""
+    if (isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi
+            or value & (value - 1)):
+        raise ValueError(f"{_name(section, field)} must be a power of two from {lo} to {hi}, "
+                         f"not {value!r}")
+    return value
+
+
+def check_choice(section, field, value, choices):
+    """Require one of ``choices`` (a sequence of strings)."""
+    if value not in choices:
+        allowed = ", ".join(repr(c) for c in choices)
+        raise ValueError(f"{_name(section, field)} must be one of {allowed}, not {value!r}")
+    return value
+
+
+def check_bool(section, field, value):
+    if not isinstance(value, bool):
+        raise ValueError(f"{_name(section, field)} must be true or false, not {value!r}")
+    return value
+
+
+def check_seed(section, field, value):
+    """Seeds are 32-bit and must not be zero (xorshift-family states never leave zero)."""
+    return check_int(section, field, value, 1, 2**32 - 1)
+
+
+@dataclass(frozen=True)
+class Params:
+    """Base class of every parameter section.
+
+    Subclasses set the class attribute ``section`` (the TOML table name) and validate their
+    fields in ``_validate``; ``__post_init__`` calls it.
+    """
+
+    section = ""
+
+    def __post_init__(self):
+        self._validate()
+
+    def _validate(self):  # pragma: no cover - overridden
+        pass
+
+    @classmethod
+    def from_dict(cls, values):
+        """Build from a mapping (a TOML table); unknown keys are rejected by name."""
+        known = {f.name for f in fields(cls)}
+        for key in values:
+            if key not in known:
+                allowed = ", ".join(sorted(known))
+                raise ValueError(f"{_name(cls.section, key)} is not a known field; "
+                                 f"known fields are {allowed}")
+        return cls(**values)
+
+    def to_dict(self):
+        return asdict(self)
+
+
+#: Reference scenario R1 (DESIGN.md): adapter taps flatten(pool1), flatten(pool2), dense1.
+R1_TAPS = (128, 64, 32)
+#: Reference scenario R1: ten digit classes.
+R1_CLASSES = 10
+
+
+def check_taps(section, field, value):
+    """Require a non-empty tuple of tap sizes, each 1 to 4096 features."""
+    if isinstance(value, list):
+        value = tuple(value)
+    if not isinstance(value, tuple) or not value or len(value) > 8:
+        raise ValueError(f"{_name(section, field)} must be a list of 1 to 8 tap sizes, "
+                         f"not {value!r}")
+    for i, n in enumerate(value):
+        check_int(section, f"{field}[{i}]", n, 1, 4096)
+    return value
+
+
+#: Fine-tuning modes: first order (InstantFT) and zeroth order (PeZO).
+MODES = ("fo", "zo")
+
+
+@dataclass(frozen=True)
+class TrainParams(Params):
+    """Run-time training defaults (TOML table ``[train]``); the sequencer takes them from
+    registers, so they do not change the generated hardware.
+
+    Parameters
+    ----------
+    mode : str
+        ``"fo"`` (first order) or ``"zo"`` (zeroth order).
+    epochs : int
+        First-order epochs over the fine-tuning set, 1 to 1000.
+    batch : int
+        Mini-batch size, 1 to 256.
+    lr_shift : int
+        Learning rate eta = 2**-lr_shift, 0 to 24.
+    eps_shift : int
+        Zeroth-order perturbation scale epsilon = 2**-eps_shift, 0 to 24.
+    steps : int
+        Zeroth-order step budget, 1 to 1,000,000.
+    queries : int
+        Zeroth-order queries (perturbation pairs) per step, 1 to 16.
+    seed : int
+        32-bit non-zero seed of the run.
+    """
+
+    section = "train"
+
+    mode: str = "fo"
+    epochs: int = 10
+    batch: int = 16
+    lr_shift: int = 4
+    eps_shift: int = 6
+    steps: int = 2000
+    queries: int = 1
+    seed: int = 1
+
+    def _validate(self):
+        s = self.section
+        check_choice(s, "mode", self.mode, MODES)
+        check_int(s, "epochs", self.epochs, 1, 1000)
+        check_int(s, "batch", self.batch, 1, 256)
+        check_int(s, "lr_shift", self.lr_shift, 0, 24)
+        check_int(s, "eps_shift", self.eps_shift, 0, 24)
+        check_int(s, "steps", self.steps, 1, 1_000_000)
+        check_int(s, "queries", self.queries, 1, 16)
+        check_seed(s, "seed", self.seed)

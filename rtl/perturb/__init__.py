@@ -1,0 +1,1 @@
+"""PeZO perturbation engine: uniform sources, Gaussian baselines, scaling, reuse banks."""

@@ -1,0 +1,95 @@
+"""Parameters of the perturbation engine (TOML table ``[perturb]``)."""
+
+from dataclasses import dataclass
+
+from ..params import Params, check_int, check_pow2, check_choice, check_seed
+
+
+__all__ = ["PerturbParams", "SOURCES", "SHAPES", "SCALINGS", "REUSES"]
+
+
+#: Uniform bit sources.
+SOURCES = ("xoshiro128pp", "lfsr")
+#: Distribution shapes: plain uniform, Gaussian by the central limit theorem over 4 or 12
+#: uniforms, Gaussian by a piecewise-linear inverse CDF.
+SHAPES = ("uniform", "clt4", "clt12", "icdf")
+#: PeZO scaling of uniform numbers: none (raw uniform in [-1, 1)), static (a = sqrt(3), unit
+#: variance) or adaptive (each vector rescaled so that its squared norm equals its dimension).
+SCALINGS = ("none", "static", "adaptive")
+#: Reuse of random numbers: none (fresh draws), a pre-generated pool read with shifting offsets,
+#: or on-the-fly generators whose draws each serve several weights.
+REUSES = ("none", "pool", "onthefly")
+
+
+@dataclass(frozen=True)
+class PerturbParams(Params):
+    """Perturbation engine configuration.
+
+    Parameters
+    ----------
+    lanes : int
+        Perturbations produced per cycle (the MAC array's lanes), 1 to 256.
+    width : int
+        Width of each signed perturbation, 4 to 18 bits.
+    frac_bits : int
+        Fraction bits of each perturbation: a value is ``Q(width-frac_bits).frac_bits``.
+    source : str
+        Uniform bit source, one of :data:`SOURCES`.
+    shape : str
+        Distribution shape, one of :data:`SHAPES`.
+    scaling : str
+        PeZO scaling of uniform numbers, one of :data:`SCALINGS`; must be ``"none"`` unless
+        ``shape`` is ``"uniform"``.
+    reuse : str
+        Reuse mode, one of :data:`REUSES`.
+    pool_size : int
+        Values in the reuse pool (``reuse == "pool"``), a power of two from 64 to 4096.
+    reuse_factor : int
+        Weights served by each fresh draw (``reuse == "onthefly"``), a power of two from 1 to 64.
+    dimension : int
+        Elements in one perturbation vector (one step), 1 to 2**20; the number of trained
+        weights. Adaptive scaling normalizes over this many elements.
+    seed : int
+        32-bit non-zero seed.
+    """
+
+    section = "perturb"
+
+    lanes: int = 8
+    width: int = 8
+    frac_bits: int = 5
+    source: str = "xoshiro128pp"
+    shape: str = "uniform"
+    scaling: str = "adaptive"
+    reuse: str = "pool"
+    pool_size: int = 1024
+    reuse_factor: int = 4
+    dimension: int = 2240
+    seed: int = 0x5EED
+
+    def _validate(self):
+        s = self.section
+        check_int(s, "lanes", self.lanes, 1, 256)
+        check_int(s, "width", self.width, 4, 18)
+        check_int(s, "frac_bits", self.frac_bits, 0, self.width - 2)
+        check_choice(s, "source", self.source, SOURCES)
+        check_choice(s, "shape", self.shape, SHAPES)
+        check_choice(s, "scaling", self.scaling, SCALINGS)
+        if self.shape != "uniform" and self.scaling != "none":
+            raise ValueError(f"perturb.scaling must be 'none' when perturb.shape is "
+                             f"{self.shape!r} (PeZO scaling applies to uniform numbers), "
+                             f"not {self.scaling!r}")
+        check_choice(s, "reuse", self.reuse, REUSES)
+        check_pow2(s, "pool_size", self.pool_size, 64, 4096)
+        check_pow2(s, "reuse_factor", self.reuse_factor, 1, 64)
+        check_int(s, "dimension", self.dimension, 1, 2**20)
+        check_seed(s, "seed", self.seed)
+
+    @property
+    def family(self):
+        """Benchmark family: ``"gaussian"``, ``"pezo"`` or ``"uniform"``."""
+        if self.shape != "uniform":
+            return "gaussian"
+        if self.scaling != "none" or self.reuse != "none":
+            return "pezo"
+        return "uniform"

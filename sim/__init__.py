@@ -1,0 +1,1 @@
+"""Golden models, data, float references and simulation engines."""

@@ -1,0 +1,1 @@
+"""Simulation engines: Amaranth's Python simulator, CXXRTL, Verilator/Icarus runners."""

@@ -1,0 +1,1 @@
+"""Bit-exact numpy models of the gateware, one module per rtl room."""
