@@ -14,7 +14,8 @@ from pathlib import Path
 from amaranth.sim import Simulator
 
 
-__all__ = ["simulate", "stream_get", "stream_put", "stream_collect", "stream_send"]
+__all__ = ["simulate", "stream_get", "stream_put", "stream_collect", "stream_send",
+           "bus_write", "bus_read", "BusError"]
 
 
 def simulate(dut, *testbenches, processes=(), vcd=None, name=None, clock=1e-6):
@@ -92,3 +93,33 @@ async def stream_send(ctx, stream, payloads, *, valid=None, max_cycles=None):
             raise TimeoutError(f"sent {i} of {len(payloads)} payloads in {cycle} cycles")
     ctx.set(stream.valid, 0)
     return cycle
+
+
+class BusError(Exception):
+    """A bus access was answered with ``err`` (unmapped or refused address)."""
+
+
+async def _bus_access(ctx, bus, addr, we, value, max_cycles):
+    ctx.set(bus.cyc, 1)
+    ctx.set(bus.we, we)
+    ctx.set(bus.adr, addr)
+    ctx.set(bus.dat_w, value)
+    for _ in range(max_cycles):
+        *_, ack, err, dat_r = await ctx.tick().sample(bus.ack, bus.err, bus.dat_r)
+        if ack or err:
+            ctx.set(bus.cyc, 0)
+            ctx.set(bus.we, 0)
+            if err:
+                raise BusError(f"bus error at word address {addr:#x}")
+            return dat_r
+    raise TimeoutError(f"no bus response at word address {addr:#x} in {max_cycles} cycles")
+
+
+async def bus_write(ctx, bus, addr, value, *, max_cycles=64):
+    """Write one word over a :class:`fieldtune.rtl.csr.bus.BusSignature` bus."""
+    await _bus_access(ctx, bus, addr, 1, value, max_cycles)
+
+
+async def bus_read(ctx, bus, addr, *, max_cycles=64):
+    """Read one word; raises :class:`BusError` on ``err``, TimeoutError when nothing answers."""
+    return await _bus_access(ctx, bus, addr, 0, 0, max_cycles)

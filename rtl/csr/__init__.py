@@ -1,0 +1,1 @@
+"""Memory-mapped control: a small bus, a decoder, and registers declared as data."""

@@ -1,0 +1,182 @@
+"""Registers declared as data, with their access modes; the memory map is generated from them.
+
+A :class:`Register` is a list of :class:`Field` packed from bit 0 upward into one 32-bit bus
+word. :class:`RegisterBank` lays registers out at consecutive word addresses and exposes each
+field to the gateware as a port of the interface ``bank.regs.<register>``:
+
+=========  ============================================  =======================================
+access     software (bus)                                hardware port(s)
+=========  ============================================  =======================================
+``rw``     read and write; reset value ``init``          ``Out(width)``: the current value
+``ro``     read only (writes ignored)                    ``In(width)``: value to show
+``w1p``    write: pulse; reads as 0                      ``Out(width)``: written bits for 1 cycle
+``w1c``    read; writing 1 clears a bit                  ``Out(width)`` sticky bits;
+                                                         ``In(width)`` ``<name>_set``: set bits
+=========  ============================================  =======================================
+
+A ``w1c`` bit that hardware sets in the same cycle software clears it stays set (no event is
+lost). Timing: a bus access is answered with ``ack`` one cycle after ``cyc`` rises (two cycles
+per access back to back); an address past the last register is answered with ``err``.
+"""
+
+from dataclasses import dataclass, field
+
+from amaranth.hdl import Module, Signal, Mux
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from .bus import BusSignature, DATA_WIDTH
+
+
+__all__ = ["Field", "Register", "RegisterBank", "ACCESS_MODES"]
+
+
+#: Access modes, see the module documentation.
+ACCESS_MODES = ("rw", "ro", "w1p", "w1c")
+
+
+@dataclass(frozen=True)
+class Field:
+    """One field: ``name``, ``width`` bits, ``access`` mode, reset value ``init``, ``doc``."""
+    name: str
+    width: int = 1
+    access: str = "rw"
+    init: int = 0
+    doc: str = ""
+
+    def __post_init__(self):
+        if not self.name.isidentifier():
+            raise ValueError(f"Field name must be an identifier, not {self.name!r}")
+        if not isinstance(self.width, int) or not 1 <= self.width <= DATA_WIDTH:
+            raise ValueError(f"Field {self.name!r} width must be an integer from 1 to "
+                             f"{DATA_WIDTH}, not {self.width!r}")
+        if self.access not in ACCESS_MODES:
+            raise ValueError(f"Field {self.name!r} access must be one of "
+                             f"{', '.join(ACCESS_MODES)}, not {self.access!r}")
+        if not 0 <= self.init < (1 << self.width):
+            raise ValueError(f"Field {self.name!r} init must be from 0 to "
+                             f"{(1 << self.width) - 1}, not {self.init!r}")
+
+
+@dataclass(frozen=True)
+class Register:
+    """A named register of fields packed LSB first; ``doc`` describes it for the memory map."""
+    name: str
+    fields: tuple = field(default_factory=tuple)
+    doc: str = ""
+
+    def __post_init__(self):
+        object.__setattr__(self, "fields", tuple(self.fields))
+        if not self.name.isidentifier():
+            raise ValueError(f"Register name must be an identifier, not {self.name!r}")
+        names = [f.name for f in self.fields]
+        if not names or len(set(names)) != len(names):
+            raise ValueError(f"Register {self.name!r} needs fields with distinct names, "
+                             f"not {names}")
+        if sum(f.width for f in self.fields) > DATA_WIDTH:
+            raise ValueError(f"Register {self.name!r} fields take "
+                             f"{sum(f.width for f in self.fields)} bits, more than "
+                             f"{DATA_WIDTH}")
+
+    def layout(self):
+        """``[(field, lsb)]``."""
+        out, lsb = [], 0
+        for f in self.fields:
+            out.append((f, lsb))
+            lsb += f.width
+        return out
+
+
+def _field_members(reg):
+    members = {}
+    for f in reg.fields:
+        if f.access == "ro":
+            members[f.name] = In(f.width)
+        else:
+            members[f.name] = Out(f.width, init=f.init if f.access == "rw" else 0)
+        if f.access == "w1c":
+            members[f.name + "_set"] = In(f.width)
+    return wiring.Signature(members)
+
+
+class RegisterBank(wiring.Component):
+    """Registers at word addresses 0, 1, ... in the order given.
+
+    Attributes
+    ----------
+    bus : In(BusSignature)
+        The target port.
+    regs : Out(Signature)
+        ``regs.<register>.<field>`` per the access table in the module documentation.
+    """
+
+    def __init__(self, registers):
+        self.registers = tuple(registers)
+        names = [r.name for r in self.registers]
+        if not names or len(set(names)) != len(names):
+            raise ValueError(f"RegisterBank needs registers with distinct names, not {names}")
+        self.addr_width = max(1, (len(self.registers) - 1).bit_length())
+        super().__init__({
+            "bus": In(BusSignature(self.addr_width)),
+            "regs": Out(wiring.Signature({r.name: Out(_field_members(r))
+                                          for r in self.registers})),
+        })
+
+    def address(self, name):
+        """Word address of register ``name``."""
+        for i, r in enumerate(self.registers):
+            if r.name == name:
+                return i
+        raise KeyError(name)
+
+    def memory_map(self):
+        """The map as data: ``[{"name", "address", "fields": [{"name", "lsb", "width",
+        "access", "init", "doc"}], "doc"}]`` (for docs and the host driver)."""
+        return [{"name": r.name, "address": i, "doc": r.doc,
+                 "fields": [{"name": f.name, "lsb": lsb, "width": f.width, "access": f.access,
+                             "init": f.init, "doc": f.doc} for f, lsb in r.layout()]}
+                for i, r in enumerate(self.registers)]
+
+    def elaborate(self, platform):
+        m = Module()
+        bus = self.bus
+        responded = Signal()
+        access = Signal()
+        m.d.comb += access.eq(bus.cyc & ~responded)
+        m.d.sync += [responded.eq(access), bus.ack.eq(0), bus.err.eq(0)]
+
+        in_range = bus.adr < len(self.registers)
+        with m.If(access):
+            m.d.sync += [bus.ack.eq(in_range), bus.err.eq(~in_range)]
+
+        read_value = Signal(DATA_WIDTH)
+        for addr, reg in enumerate(self.registers):
+            ports = getattr(self.regs, reg.name)
+            selected = Signal(name=f"sel_{reg.name}")
+            m.d.comb += selected.eq(access & (bus.adr == addr))
+            write = selected & bus.we
+            word = []
+            for f, lsb in reg.layout():
+                port = getattr(ports, f.name)
+                bits = bus.dat_w[lsb:lsb + f.width]
+                if f.access == "rw":
+                    with m.If(write):
+                        m.d.sync += port.eq(bits)
+                    word.append((port, lsb))
+                elif f.access == "ro":
+                    word.append((port, lsb))
+                elif f.access == "w1p":
+                    m.d.sync += port.eq(Mux(write, bits, 0))
+                elif f.access == "w1c":
+                    setter = getattr(ports, f.name + "_set")
+                    clear = Mux(write, bits, 0)
+                    m.d.sync += port.eq((port & ~clear) | setter)
+                    word.append((port, lsb))
+            value = 0
+            for port, lsb in word:
+                value = value | (port.as_unsigned() << lsb)
+            with m.If(bus.adr == addr):
+                m.d.comb += read_value.eq(value)
+        with m.If(access):
+            m.d.sync += bus.dat_r.eq(read_value)
+        return m
