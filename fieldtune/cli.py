@@ -10,7 +10,7 @@ import sys
 
 from rich.console import Console
 
-from . import __version__
+from . import __version__, pretrain
 
 
 __all__ = ["main", "build_parser", "load_config"]
@@ -98,6 +98,9 @@ COMMANDS = {
                  "emit Verilog or RTLIL of one block or the whole design"),
     "bench": (_bench_arguments, _bench_run,
               "measure resources, Fmax, speed or accuracy (prints a table, --json FILE)"),
+    "pretrain": (pretrain.add_arguments, pretrain.run,
+                 "pretrain R1's backbone in numpy, quantize it to int8 and write the .npz "
+                 "(regenerates the shipped file bit for bit)"),
 }
 
 

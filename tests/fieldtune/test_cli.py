@@ -12,7 +12,7 @@ def test_help_lists_commands(capsys):
         assert command in out
 
 
-@pytest.mark.parametrize("command", [["generate"], ["bench"]])
+@pytest.mark.parametrize("command", [["generate"], ["bench"], ["pretrain"]])
 def test_subcommand_help(command, capsys):
     with pytest.raises(SystemExit) as info:
         main([*command, "--help"])
