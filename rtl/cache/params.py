@@ -5,7 +5,8 @@ from dataclasses import dataclass
 from ..params import Params, check_int, check_pow2, check_choice, check_taps, R1_TAPS, R1_CLASSES
 
 
-__all__ = ["CacheParams", "CODEBOOKS", "MEMORIES"]
+__all__ = ["CacheParams", "CODEBOOKS", "MEMORIES", "FOUR_BIT", "UNSIGNED", "CODE_BITS",
+           "ELEMENT_WIDTH", "INDEX_WIDTH", "LOGIT_WIDTH", "LOGIT_FRAC"]
 
 
 #: Code books: NF4 (QLoRA's 16 normal quantiles), its unsigned half for post-ReLU values,
@@ -13,6 +14,20 @@ __all__ = ["CacheParams", "CODEBOOKS", "MEMORIES"]
 CODEBOOKS = ("nf4", "unf4", "int4", "uint4", "pass8", "pass16")
 #: Memory primitive the packed records are inferred into.
 MEMORIES = ("bram", "spram")
+#: Code books searched with thresholds and scaled per block (4-bit codes).
+FOUR_BIT = ("nf4", "unf4", "int4", "uint4")
+#: Code books without negative levels: negative inputs are clamped to zero (and counted).
+UNSIGNED = ("unf4", "uint4")
+#: Bits stored per feature for each code book.
+CODE_BITS = {"nf4": 4, "unf4": 4, "int4": 4, "uint4": 4, "pass8": 8, "pass16": 16}
+#: Width of one element of the write stream (features, logits and the label all travel in it).
+ELEMENT_WIDTH = 16
+#: Width of a sample index on the read side (indices up to 65535 can be asked for, so an
+#: index beyond a smaller capacity is representable and reported, not wrapped).
+INDEX_WIDTH = 16
+#: Frozen logits z0 are stored at full precision: signed Q8.8.
+LOGIT_WIDTH = 16
+LOGIT_FRAC = 8
 
 
 @dataclass(frozen=True)
@@ -39,6 +54,9 @@ class CacheParams(Params):
         Records (samples) the cache holds, 1 to 65536.
     memory : str
         One of :data:`MEMORIES`.
+    pass8_frac : int
+        Fraction bits of the ``pass8`` code book: values are stored as signed
+        ``Q(8-pass8_frac).pass8_frac`` (round half up, saturating), 0 to 7.
     """
 
     section = "cache"
@@ -54,6 +72,7 @@ class CacheParams(Params):
     classes: int = R1_CLASSES
     capacity: int = 256
     memory: str = "spram"
+    pass8_frac: int = 4
 
     def _validate(self):
         s = self.section
@@ -69,8 +88,29 @@ class CacheParams(Params):
         check_int(s, "classes", self.classes, 2, 64)
         check_int(s, "capacity", self.capacity, 1, 65536)
         check_choice(s, "memory", self.memory, MEMORIES)
+        check_int(s, "pass8_frac", self.pass8_frac, 0, 7)
 
     @property
     def features(self):
         """Features per sample, summed over taps."""
         return sum(self.taps)
+
+    @property
+    def code_bits(self):
+        """Bits stored per feature."""
+        return CODE_BITS[self.codebook]
+
+    @property
+    def scaled(self):
+        """Whether the code book is a 4-bit one with a scale per block."""
+        return self.codebook in FOUR_BIT
+
+    @property
+    def unsigned(self):
+        """Whether the code book has no negative levels."""
+        return self.codebook in UNSIGNED
+
+    @property
+    def label_bits(self):
+        """Bits of a class label."""
+        return max(1, (self.classes - 1).bit_length())

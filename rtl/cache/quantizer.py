@@ -1,0 +1,314 @@
+"""The quantizer: feature values in, codes and block scales out.
+
+Numerics (the golden model :mod:`fieldtune.sim.golden.cache` states them in full): each
+feature is saturated to signed ``Q(in_width-in_frac).in_frac`` (and clamped to zero for an
+unsigned code book); a 4-bit code book scales each block by ``M * 2**E`` (8-bit mantissa rounded
+up, 4-bit exponent) and picks the nearest integer level, ties to the upper code.
+
+Code-book search
+    Not 16 comparisons in a row: a pipelined binary search over the 15 midpoints. Stage ``s``
+    (s = 0..3) compares ``x * 2**(9-E)`` against ``T[t] * M``, where the midpoint index ``t`` is
+    chosen by the code bits decided so far (``t = 8``; then 4 or 12; then 2, 6, 10 or 14; then
+    odd), so every stage is one multiplier and one comparator and a value leaves every cycle.
+    The comparison is exact (``x * 2**(9-E)`` needs no rounding because ``E <= 8``).
+"""
+
+from amaranth.hdl import Module, Signal, Const, Array, Mux, signed, unsigned
+from amaranth.lib import wiring, stream, data
+from amaranth.lib.wiring import In, Out
+from amaranth.lib.memory import Memory
+
+from .params import CacheParams, ELEMENT_WIDTH
+from .codebooks import LEVEL_FRAC, thresholds, threshold_width
+from .layout import CacheLayout, MANT_BITS, EXP_BITS
+
+
+__all__ = ["Quantizer", "code_layout", "SATURATION_BITS"]
+
+
+#: Width of the saturating counter of saturated or clamped features.
+SATURATION_BITS = 16
+
+
+def code_layout(params):
+    """Payload of the quantizer's output: one code with its block's scale.
+
+    ``code`` (``code_bits``; two's complement for the pass-through code books), ``mant`` and
+    ``exp`` (the block scale, zero for pass-through), ``feature`` (index within the sample)
+    and ``first`` (first feature of its block).
+    """
+    return data.StructLayout({
+        "code": unsigned(params.code_bits),
+        "mant": unsigned(MANT_BITS),
+        "exp": unsigned(EXP_BITS),
+        "feature": range(params.features),
+        "first": 1,
+    })
+
+
+def _check_params(params, who):
+    if not isinstance(params, CacheParams):
+        raise ValueError(f"{who} needs a CacheParams, not {type(params).__name__}")
+
+
+class Quantizer(wiring.Component):
+    """Quantize a stream of features, one sample after another, into codes.
+
+    Parameters
+    ----------
+    params : CacheParams
+
+    Attributes
+    ----------
+    i : In(stream.Signature(signed(16)))
+        Raw features in sample order (tap 0 first); samples follow each other with no marker,
+        the quantizer counts ``features`` per sample.
+    o : Out(stream.Signature(code_layout(params)))
+        One code per feature, in the same order.
+    saturations : Out(16)
+        Features saturated to ``in_width`` or clamped to zero (unsigned code books) or
+        saturated to 8 bits (``pass8``); saturates at 65535.
+    clear : In(1)
+        Zeroes ``saturations``.
+
+    Timing
+    ------
+    Pass-through code books: one cycle from ``i`` to ``o``, one value per cycle. 4-bit code
+    books: a block is buffered (two banks, so the next block fills while one is coded), its
+    scale takes 3 cycles, then its codes leave one per cycle after a 6-cycle pipeline; a block
+    of ``n`` values costs ``n + 3`` cycles. ``i.ready`` drops only while both banks are full;
+    ``o`` back-pressure stalls the pipeline and loses nothing.
+    """
+
+    def __init__(self, params):
+        _check_params(params, "Quantizer")
+        self.params = params
+        self.layout = CacheLayout(params)
+        super().__init__({
+            "i": In(stream.Signature(signed(ELEMENT_WIDTH))),
+            "o": Out(stream.Signature(code_layout(params))),
+            "saturations": Out(SATURATION_BITS),
+            "clear": In(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        p = self.params
+        # Input narrowing, shared by every code book.
+        raw = self.i.payload
+        lo, hi = -(1 << (p.in_width - 1)), (1 << (p.in_width - 1)) - 1
+        x = Signal(signed(p.in_width))
+        saturated = Signal()
+        with m.If(raw > hi):
+            m.d.comb += [x.eq(hi), saturated.eq(1)]
+        with m.Elif(raw < (0 if p.unsigned else lo)):
+            m.d.comb += [x.eq(0 if p.unsigned else lo), saturated.eq(1)]
+        with m.Else():
+            m.d.comb += x.eq(raw)
+
+        count = Signal(SATURATION_BITS)
+        bump = Signal()
+        with m.If(self.clear):
+            m.d.sync += count.eq(0)
+        with m.Elif(bump & (count != (1 << SATURATION_BITS) - 1)):
+            m.d.sync += count.eq(count + 1)
+        m.d.comb += self.saturations.eq(count)
+
+        if p.scaled:
+            self._elaborate_scaled(m, x, saturated, bump)
+        else:
+            self._elaborate_pass(m, x, saturated, bump)
+        return m
+
+    # -- pass-through -----------------------------------------------------------------------
+
+    def _elaborate_pass(self, m, x, saturated, bump):
+        p = self.params
+        code = Signal(signed(p.code_bits))
+        sat8 = Signal()
+        if p.codebook == "pass8":
+            shift = p.pass8_frac - p.in_frac
+            wide = Signal(signed(p.in_width + max(shift, 0) + 1))
+            if shift >= 0:
+                m.d.comb += wide.eq(x << shift)
+            else:
+                m.d.comb += wide.eq((x + (1 << (-shift - 1))) >> -shift)
+            with m.If(wide > 127):
+                m.d.comb += [code.eq(127), sat8.eq(1)]
+            with m.Elif(wide < -128):
+                m.d.comb += [code.eq(-128), sat8.eq(1)]
+            with m.Else():
+                m.d.comb += code.eq(wide)
+        else:
+            m.d.comb += code.eq(x)
+
+        feature = Signal(range(p.features))
+        accept = self.i.valid & self.i.ready
+        m.d.comb += [self.i.ready.eq(~self.o.valid | self.o.ready),
+                     bump.eq(accept & (saturated | sat8))]
+        with m.If(self.i.ready):
+            m.d.sync += self.o.valid.eq(self.i.valid)
+        with m.If(accept):
+            m.d.sync += [self.o.payload.code.eq(code), self.o.payload.feature.eq(feature),
+                         self.o.payload.first.eq(0),
+                         feature.eq(Mux(feature == p.features - 1, 0, feature + 1))]
+
+    # -- 4-bit code books -------------------------------------------------------------------
+
+    def _elaborate_scaled(self, m, x, saturated, bump):
+        p, lay = self.params, self.layout
+        nblocks = len(lay.blocks)
+        maxb = lay.max_block
+        m.submodules.buffer = buffer = Memory(shape=signed(p.in_width), depth=2 * maxb,
+                                              init=[])
+        wr = buffer.write_port()
+        rd = buffer.read_port(transparent_for=())
+        lengths = Array(Const(n - 1, range(maxb)) for _, n in lay.blocks)
+        starts = Array(Const(s, range(p.features)) for s, _ in lay.blocks)
+
+        # Fill side: write the block into bank `fill_bank`, tracking its largest magnitude.
+        fill_bank = Signal()
+        full = Signal(2)
+        pos = Signal(range(maxb))
+        block = Signal(range(nblocks))
+        amax = Signal(p.in_width)
+        info_amax = Array(Signal(p.in_width, name=f"amax{b}") for b in range(2))
+        info_block = Array(Signal(range(nblocks), name=f"block{b}") for b in range(2))
+        magnitude = Signal(p.in_width)
+        m.d.comb += magnitude.eq(Mux(x < 0, -x, x))
+        new_amax = Signal(p.in_width)
+        m.d.comb += new_amax.eq(Mux((pos != 0) & (amax > magnitude), amax, magnitude))
+        accept = self.i.valid & self.i.ready
+        m.d.comb += [
+            self.i.ready.eq(~full.bit_select(fill_bank, 1)),
+            bump.eq(accept & saturated),
+            wr.addr.eq(Mux(fill_bank, maxb, 0) + pos),
+            wr.data.eq(x),
+            wr.en.eq(accept),
+        ]
+        done_block = Signal()   # set by the coder when it frees a bank
+        free_bank = Signal()
+        set_full = Signal(2)
+        clr_full = Signal(2)
+        with m.If(accept):
+            m.d.sync += amax.eq(new_amax)
+            with m.If(pos == lengths[block]):
+                m.d.sync += [
+                    info_amax[fill_bank].eq(new_amax), info_block[fill_bank].eq(block),
+                    fill_bank.eq(~fill_bank), pos.eq(0),
+                    block.eq(Mux(block == nblocks - 1, 0, block + 1)),
+                ]
+                m.d.comb += set_full.bit_select(fill_bank, 1).eq(1)
+            with m.Else():
+                m.d.sync += pos.eq(pos + 1)
+        with m.If(done_block):
+            m.d.comb += clr_full.bit_select(free_bank, 1).eq(1)
+        m.d.sync += full.eq((full | set_full) & ~clr_full)
+
+        # Coder: scale of the block, then its values through the search pipeline.
+        advance = Signal()
+        m.d.comb += advance.eq(~self.o.valid | self.o.ready)
+        code_bank = Signal()
+        cur_amax = Signal(p.in_width + 1)
+        cur_block = Signal(range(nblocks))
+        e0 = Signal(EXP_BITS)
+        mant = Signal(MANT_BITS)
+        exp = Signal(EXP_BITS)
+        q = Signal(range(maxb))
+        issuing = Signal()
+        m.d.comb += free_bank.eq(code_bank)
+
+        # E0 = max(0, bitlen(a) - 8), by a priority encoder over the magnitude bits.
+        bitlen = Signal(range(p.in_width + 2))
+        for i in range(p.in_width + 1):
+            with m.If(cur_amax[i]):
+                m.d.comb += bitlen.eq(i + 1)
+        # M = ceil(a / 2**E0), renormalized when it rounds up to 256; never 0.
+        rounded = Signal(p.in_width + 2)
+        m.d.comb += rounded.eq((cur_amax + (Const(1, 1) << e0) - 1) >> e0)
+
+        with m.FSM():
+            with m.State("IDLE"):
+                with m.If(full.bit_select(code_bank, 1)):
+                    m.d.sync += [cur_amax.eq(info_amax[code_bank]),
+                                 cur_block.eq(info_block[code_bank])]
+                    m.next = "EXPONENT"
+            with m.State("EXPONENT"):
+                m.d.sync += e0.eq(Mux(bitlen > MANT_BITS, bitlen - MANT_BITS, 0))
+                m.next = "MANTISSA"
+            with m.State("MANTISSA"):
+                with m.If(rounded == 1 << MANT_BITS):
+                    m.d.sync += [mant.eq(1 << (MANT_BITS - 1)), exp.eq(e0 + 1)]
+                with m.Else():
+                    m.d.sync += [mant.eq(Mux(rounded == 0, 1, rounded)), exp.eq(e0)]
+                m.d.sync += q.eq(0)
+                m.next = "RUN"
+            with m.State("RUN"):
+                m.d.comb += issuing.eq(1)
+                with m.If(advance):
+                    m.d.sync += q.eq(q + 1)
+                    with m.If(q == lengths[cur_block]):
+                        m.d.comb += done_block.eq(1)
+                        m.d.sync += code_bank.eq(~code_bank)
+                        m.next = "IDLE"
+
+        m.d.comb += [rd.addr.eq(Mux(code_bank, maxb, 0) + q), rd.en.eq(advance)]
+
+        # Pipeline: R (buffer read) -> X (aligned input) -> 4 search stages -> o.
+        meta = data.StructLayout({"mant": MANT_BITS, "exp": EXP_BITS,
+                                  "feature": range(p.features), "first": 1})
+        r_valid = Signal()
+        r_meta = Signal(meta)
+        with m.If(advance):
+            m.d.sync += [r_valid.eq(issuing), r_meta.mant.eq(mant), r_meta.exp.eq(exp),
+                         r_meta.feature.eq(starts[cur_block] + q), r_meta.first.eq(q == 0)]
+
+        xs_width = p.in_width + LEVEL_FRAC + 1
+        stage_valid = Signal()
+        stage_meta = Signal(meta)
+        stage_xs = Signal(signed(xs_width))
+        stage_code = Signal(0)
+        with m.If(advance):
+            m.d.sync += [stage_valid.eq(r_valid), stage_meta.eq(r_meta),
+                         stage_xs.eq((rd.data << (LEVEL_FRAC + 1)) >> r_meta.exp)]
+
+        tvals = thresholds(p.codebook)
+        twidth = threshold_width(p.codebook)
+        for s in range(4):
+            width = s + 1
+            step = 1 << (3 - s)
+            # Midpoint index for each prefix decided so far.
+            table = Array(Const(tvals[prefix * 2 * step + step], signed(twidth))
+                          for prefix in range(1 << s))
+            index = stage_code if s else Const(0, 1)
+            bound = Signal(signed(twidth + MANT_BITS + 1), name=f"bound{s}")
+            m.d.comb += bound.eq(table[index] * stage_meta.mant)
+            bit = Signal(name=f"bit{s}")
+            m.d.comb += bit.eq(stage_xs >= bound)
+            code = Signal(width, name=f"code{s}")
+            if s < 3:
+                nxt_valid = Signal(name=f"valid{s}")
+                nxt_meta = Signal(meta, name=f"meta{s}")
+                nxt_xs = Signal(signed(xs_width), name=f"xs{s}")
+                with m.If(advance):
+                    m.d.sync += [nxt_valid.eq(stage_valid), nxt_meta.eq(stage_meta),
+                                 nxt_xs.eq(stage_xs),
+                                 code.eq(Mux(bit, (stage_code << 1) | 1, stage_code << 1))
+                                 if s else code.eq(bit)]
+                stage_valid, stage_meta, stage_xs, stage_code = nxt_valid, nxt_meta, nxt_xs, code
+            else:
+                with m.If(advance):
+                    m.d.sync += [
+                        self.o.valid.eq(stage_valid),
+                        self.o.payload.code.eq(Mux(bit, (stage_code << 1) | 1,
+                                                   stage_code << 1)),
+                        self.o.payload.mant.eq(stage_meta.mant),
+                        self.o.payload.exp.eq(stage_meta.exp),
+                        self.o.payload.feature.eq(stage_meta.feature),
+                        self.o.payload.first.eq(stage_meta.first),
+                    ]
+
+
+def from_config(config):
+    """``fieldtune generate quantizer``: the quantizer of ``config.cache``."""
+    return Quantizer(config.cache)

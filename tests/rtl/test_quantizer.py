@@ -1,0 +1,95 @@
+"""The quantizer against the golden model, bit for bit, on random and adversarial blocks."""
+
+import numpy as np
+import pytest
+
+from fieldtune.rtl.cache.params import CacheParams, CODEBOOKS
+from fieldtune.rtl.cache.codebooks import thresholds
+from fieldtune.rtl.cache.quantizer import Quantizer
+from fieldtune.sim.engines.pysim import simulate, stream_send, stream_collect
+from fieldtune.sim.golden.cache import CacheModel
+
+
+SMALL_TAPS = (24, 16, 8)
+
+
+def adversarial_samples(params, rng, n_random=2):
+    """Samples whose blocks are: all zero, one huge outlier, all equal, the extremes, mixed
+    signs, then random."""
+    F = params.features
+    lo, hi = -(1 << 15), (1 << 15) - 1
+    out = [np.zeros(F, dtype=np.int64)]
+    outlier = np.abs(rng.normal(0, 40, F)).astype(np.int64)
+    outlier[::7] = hi
+    out.append(outlier)
+    out.append(np.full(F, 300, dtype=np.int64))
+    out.append(np.resize(np.array([hi, lo, 0, 1, -1, 255, -256, 32767]), F))
+    out.append(rng.integers(lo, hi + 1, F))
+    # Exact ties: with a block maximum of 256 the scale is 128 * 2**1, so a value of T[k] / 2
+    # sits exactly on the midpoint between codes k-1 and k (ties go to the upper code).
+    if params.scaled:
+        ties = [t // 2 for t in thresholds(params.codebook)[1:] if t % 2 == 0]
+        out.append(np.resize(np.array([256] + ties), F))
+    for _ in range(n_random):
+        out.append(np.round(rng.normal(0, 200, F) * rng.choice([0.1, 1, 10], F)).astype(np.int64))
+    return [np.clip(s, lo, hi) for s in out]
+
+
+def run_quantizer(params, samples, ready=None):
+    dut = Quantizer(params)
+    flat = [int(v) for s in samples for v in s]
+    got = {}
+
+    async def source(ctx):
+        await stream_send(ctx, dut.i, flat, valid=lambda c: c % 5 != 3, max_cycles=20 * len(flat))
+
+    async def sink(ctx):
+        items, _ = await stream_collect(ctx, dut.o, len(flat), ready=ready,
+                                        max_cycles=20 * len(flat) + 100)
+        got["items"] = items
+        got["saturations"] = ctx.get(dut.saturations)
+
+    simulate(dut, source, sink, name="quantizer")
+    return got
+
+
+def check_against_model(params, samples, got):
+    model = CacheModel(params)
+    F = params.features
+    sats = 0
+    for n, s in enumerate(samples):
+        q = model.quantize(s)
+        sats += q.saturations
+        items = got["items"][n * F:(n + 1) * F]
+        codes = [int(it.code) for it in items]
+        mask = (1 << params.code_bits) - 1
+        assert codes == [int(c) & mask for c in q.codes], f"sample {n}"
+        assert [int(it.feature) for it in items] == list(range(F))
+        for b, (start, length) in enumerate(model.layout.blocks):
+            for it in items[start:start + length]:
+                assert (int(it.mant), int(it.exp)) == (q.mant[b], q.exp[b]), f"block {b}"
+            assert [int(it.first) for it in items[start:start + length]] == \
+                [1] + [0] * (length - 1)
+    assert got["saturations"] == sats
+
+
+@pytest.mark.parametrize("codebook", CODEBOOKS)
+def test_codes_match_model(codebook):
+    params = CacheParams(codebook=codebook, taps=SMALL_TAPS, block_size=8, lanes=4)
+    samples = adversarial_samples(params, np.random.default_rng(1))
+    got = run_quantizer(params, samples, ready=lambda c: c % 7 != 2)
+    check_against_model(params, samples, got)
+
+
+@pytest.mark.parametrize("block_size", [0, 16, 64])
+def test_block_sizes(block_size):
+    params = CacheParams(codebook="nf4", taps=(40, 24, 8), block_size=block_size, lanes=4)
+    samples = adversarial_samples(params, np.random.default_rng(2), n_random=1)
+    check_against_model(params, samples, run_quantizer(params, samples))
+
+
+def test_eight_bit_input_and_pass8_shift():
+    params = CacheParams(codebook="pass8", taps=SMALL_TAPS, in_width=8, in_frac=4,
+                         pass8_frac=6, lanes=4)
+    samples = adversarial_samples(params, np.random.default_rng(3), n_random=1)
+    check_against_model(params, samples, run_quantizer(params, samples))
