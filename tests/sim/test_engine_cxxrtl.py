@@ -1,0 +1,225 @@
+"""CXXRTL engine: bit-exact with Amaranth's simulator and the golden model, native-speed loops,
+ports of any width, memories by name, waveforms, power-on reset and the model cache."""
+
+import os
+import shutil
+
+import pytest
+from amaranth.hdl import ClockDomain, Elaboratable, Module, Signal
+from amaranth.hdl._ir import PortDirection
+from amaranth.lib import wiring
+from amaranth.lib.wiring import Out
+
+from fieldtune.sim.engines import cxxrtl
+from fieldtune.sim.engines.script import EngineUnavailable, Script, run_amaranth
+from fieldtune.sim.engines.selfcheck import (MixPipeline, MixPipelineModel, SelfCheck,
+                                             pack_lanes, table_init, unpack_lanes)
+from fieldtune.toolchain import tool_env
+
+
+def _require_compiler():
+    # In CI the compiler must be there; elsewhere its absence skips with the reason.
+    if shutil.which(os.environ.get("CXX") or "g++") is None:
+        reason = "g++ is not installed (CXXRTL models are compiled with the system compiler)"
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+
+
+@pytest.fixture(scope="module")
+def model():
+    _require_compiler()
+    return cxxrtl.build(MixPipeline(), env=tool_env("YOSYS"))
+
+
+@pytest.fixture
+def sim(model):
+    with model.simulate() as s:
+        yield s
+
+
+def test_scripted_run_matches_amaranth_and_golden_model(sim):
+    check = SelfCheck()
+    fast = sim.run(check.script)
+    slow = run_amaranth(MixPipeline(), check.script)
+    assert fast.records == slow.records
+    assert fast.cycles == slow.cycles
+    assert check.mismatches(fast) == []
+
+
+def _start(sim, seed, count, lanes):
+    sim.set("seed", seed)
+    sim.set("count", count)
+    sim.set("i__payload", pack_lanes(lanes, 16))
+    sim.set("i__valid", 1)
+    sim.set("o__ready", 1)
+    sim.set("start", 1)
+    sim.step()
+    sim.set("start", 0)
+
+
+def test_long_run_waits_in_native_loop(sim):
+    items, lanes = 50_000, [-3, 1, 4, -1, 5, -9, 2, -6]
+    _start(sim, 0xC0FFEE, items, lanes)
+    assert sim.wait("done", 1, max_cycles=10 * items) == items + 2
+    _, checksum, total = MixPipelineModel().run(0xC0FFEE, [lanes] * items)
+    assert sim.get("checksum") == checksum
+    assert sim.get("total") == total & (1 << 80) - 1
+    assert sim.cycles == items + 3
+
+
+def test_wait_timeout_raises_after_max_cycles(sim):
+    with pytest.raises(TimeoutError, match=r"^done did not become 1 within 25 cycles$"):
+        sim.wait("done", 1, max_cycles=25)
+    assert sim.cycles == 25
+
+
+def test_memory_by_name_loads_and_reads_back(sim):
+    table = sim.memory("table")
+    assert (table.width, table.depth, table.chunks, len(table)) == (128, 64, 4, 64)
+    assert table.read() == [pack_lanes(e, 16) for e in table_init(64, 8)]
+    model = MixPipelineModel()
+    entries = {a: [(a * 1000 + k * 77) % 65536 - 32768 for k in range(8)] for a in range(64)}
+    table.write(0, [pack_lanes(entries[a], 16) for a in range(64)])
+    for a, e in entries.items():
+        model.load(a, e)
+    assert table.read(5, 2) == [pack_lanes(entries[5], 16), pack_lanes(entries[6], 16)]
+    words = table.read_words(7, 1)
+    assert words.shape == (1, 4)
+    assert unpack_lanes(sum(int(w) << (32 * i) for i, w in enumerate(words[0])), 16, 8) == \
+        entries[7]
+
+    lanes = [100, -100, 7, 0, -1, 1, 32767, -32768]
+    _start(sim, 99, 300, lanes)
+    sim.wait("done", 1, max_cycles=1000)
+    _, checksum, total = model.run(99, [lanes] * 300)
+    assert (sim.get("checksum"), sim.get("total")) == (checksum, total & (1 << 80) - 1)
+
+    with pytest.raises(IndexError, match=r"^memory table has 64 elements; \[63, 65\) is "
+                                         r"outside it$"):
+        table.read(63, 2)
+    with pytest.raises(ValueError, match=r"^memory table elements are 128 bits wide, not wide "
+                                         r"enough for 340282366920938463463374607431768211456$"):
+        table.write(0, [1 << 128])
+
+
+def test_ports_of_any_width_by_name(sim):
+    wide = (1 << 127) | 0x0123_4567_89AB_CDEF_0011_2233
+    sim.set("i__payload", wide)
+    assert sim.get("i__payload") == wide
+    sim.set("i__payload", -1)
+    assert sim.get("i__payload") == (1 << 128) - 1
+    with pytest.raises(ValueError, match=r"^value for port i__payload must fit in 128 bits, "
+                                         r"not 340282366920938463463374607431768211456$"):
+        sim.set("i__payload", 1 << 128)
+    with pytest.raises(ValueError, match=r"^'checksum' is not an input port of the design"):
+        sim.set("checksum", 1)
+    with pytest.raises(KeyError, match=r"the design has no simulation object named 'nope'"):
+        sim.get("nope")
+    # Internal registers are visible by name too (the xorshift state starts at 0).
+    assert sim.get("state") == 0
+    objects = sim.objects()
+    assert objects["table"] == ("memory", 128, 64)
+    assert objects["o__payload"] == ("output", 144, 1)
+    assert objects["total"] == ("output", 80, 1)
+
+
+def test_power_on_reset_restores_registers_and_memories(sim):
+    _start(sim, 5, 10, [1] * 8)
+    sim.memory("table").write(3, [12345])
+    sim.wait("done", 1, max_cycles=100)
+    assert sim.get("checksum") != 0
+    sim.reset()
+    assert sim.cycles == 0
+    assert (sim.get("checksum"), sim.get("done"), sim.get("total")) == (0, 0, 0)
+    assert sim.memory("table").read(3, 1) == [pack_lanes(table_init(64, 8)[3], 16)]
+
+
+def test_vcd_written_only_while_asked(sim, tmp_path):
+    path = tmp_path / "run.vcd"
+    _start(sim, 5, 10, [1] * 8)
+    with sim.vcd(path):
+        sim.step(4)
+    sim.step(100)
+    text = path.read_text()
+    assert "$var" in text and " checksum " in text and " clk " in text
+    stamps = [int(line[1:]) for line in text.splitlines() if line.startswith("#")]
+    assert stamps == [10, 15, 20, 25, 30, 35, 40, 45, 50]
+
+
+class _Counter(wiring.Component):
+    """A free-running counter."""
+    count: Out(16)
+
+    def elaborate(self, platform):
+        m = Module()
+        m.d.sync += self.count.eq(self.count + 1)
+        return m
+
+
+class _FallingCounter(Elaboratable):
+    """A counter clocked on the falling edge; not a Component, so it names its ports."""
+
+    def __init__(self):
+        self.domain = ClockDomain("sync", clk_edge="neg")
+        self.count = Signal(16)
+        self.ports = {"clk": (self.domain.clk, PortDirection.Input),
+                      "rst": (self.domain.rst, PortDirection.Input),
+                      "count": (self.count, PortDirection.Output)}
+
+    def elaborate(self, platform):
+        m = Module()
+        m.domains.sync = self.domain
+        m.d.sync += self.count.eq(self.count + 1)
+        return m
+
+
+def test_cache_hit_and_cache_folder_from_environment(tmp_path, monkeypatch):
+    _require_compiler()
+    monkeypatch.setenv("FIELDTUNE_CACHE", str(tmp_path))
+    messages = []
+    first = cxxrtl.build(_Counter(), env=tool_env("YOSYS"), cxxflags=("-O0",),
+                         log=messages.append)
+    assert messages == ["compiling the CXXRTL model of _Counter (cache miss)"]
+    assert first.path.parent == tmp_path / "cxxrtl" and first.path.suffix == ".so"
+    again = cxxrtl.build(_Counter(), env=tool_env("YOSYS"), cxxflags=("-O0",),
+                         log=messages.append)
+    assert again.path == first.path and len(messages) == 1
+    assert sorted(p.name for p in (tmp_path / "cxxrtl").iterdir() if p.suffix == ".so") == \
+        [first.path.name]
+    with first.simulate() as sim:
+        sim.step(1000)
+        assert sim.get("count") == 1000
+
+
+def test_falling_edge_design_is_evaluated_on_falling_edges(tmp_path):
+    _require_compiler()
+    design = _FallingCounter()
+    model = cxxrtl.build(design, ports=design.ports, env=tool_env("YOSYS"), cxxflags=("-O0",),
+                         cache=tmp_path)
+    assert model.full_edges
+    with model.simulate() as sim:
+        sim.step(10)
+        # The clock starts low: cycle 1 has no falling edge, cycles 2..10 do. Committing
+        # falling edges without evaluating them would leave the count at 0.
+        assert sim.get("count") == 9
+
+
+def test_missing_compiler_is_a_clear_error():
+    with pytest.raises(EngineUnavailable, match=r"^g\+\+-fieldtune-absent was not found on "
+                                                r"PATH; CXXRTL models are compiled with the "
+                                                r"system C\+\+ compiler"):
+        cxxrtl.build(_Counter(), env=tool_env("YOSYS"), compiler="g++-fieldtune-absent")
+
+
+def test_clock_must_be_an_input():
+    with pytest.raises(ValueError, match=r"^clock must be an input port of the design, "
+                                         r"not 'count'$"):
+        cxxrtl.build(_Counter(), env=tool_env("YOSYS"), clock="count")
+
+
+def test_script_rejects_unknown_ports_and_outputs(sim):
+    with pytest.raises(ValueError, match=r"^port must be one of .*, not 'nope'$"):
+        sim.run(Script().sample("nope"))
+    with pytest.raises(ValueError, match=r"^port busy is an output and cannot be set$"):
+        sim.run(Script().set("busy", 1))
