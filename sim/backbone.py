@@ -49,7 +49,8 @@ import numpy as np
 
 __all__ = ["FloatBackbone", "Int8Backbone", "pretrain", "quantize", "build_backbone",
            "load_backbone", "save_backbone", "read_backbone", "SHIPPED_PATH", "LAYERS", "TAPS",
-           "CLASSES", "FEATURES", "PRETRAIN_DEFAULTS", "INPUT_EXP", "Q88_FRAC", "round_half_up_shift"]
+           "CLASSES", "FEATURES", "PRETRAIN_DEFAULTS", "INPUT_EXP", "Q88_FRAC",
+           "round_half_up_shift"]
 
 
 #: Layer names, in order (PyTorch-style ``<name>.weight``/``<name>.bias`` keys).

@@ -21,7 +21,8 @@ def test_shapes_dtypes_and_formats():
         assert feats.any(axis=0).sum() > 150           # most features are used
     assert r1["feature_format"] == "Q8.8" and r1["feature_frac"] == 8
     assert r1["taps"] == (128, 64, 32) and r1["features"] == 224 and r1["classes"] == 10
-    assert (r1["drift"], r1["drift_deg"], r1["n_finetune"], r1["n_test"]) == ("rotate", 30, 256, 463)
+    assert (r1["drift"], r1["drift_deg"]) == ("rotate", 30)
+    assert (r1["n_pretrain"], r1["n_finetune"], r1["n_test"]) == (1078, 256, 463)
 
 
 def test_matches_int8_backbone_on_r1_samples():
