@@ -125,11 +125,18 @@ class TrainParams(Params):
     epochs : int
         First-order epochs over the fine-tuning set, 1 to 1000.
     batch : int
-        Mini-batch size, 1 to 256.
+        Mini-batch size, a power of two from 1 to 256 (the batch mean is a shift).
     lr_shift : int
-        Learning rate eta = 2**-lr_shift, 0 to 24.
+        First-order learning rate eta = 2**-lr_shift, 0 to 24:
+        ``W <- W - eta * mean_n(dz_n (x) x_n)``.
     eps_shift : int
-        Zeroth-order perturbation scale epsilon = 2**-eps_shift, 0 to 24.
+        Zeroth-order perturbation scale epsilon = 2**-eps_shift, 0 to 24 (the MAC array
+        supports up to ``mac.weight_frac - mac.perturb_frac``).
+    zo_lr_shift : int
+        Zeroth-order learning rate 2**-zo_lr_shift, 0 to 24:
+        ``W <- W - 2**-zo_lr_shift * (mean L+ - mean L-) / (2 epsilon) * z`` with losses in
+        bits, so the float MeZO learning rate (losses in nats) it stands for is
+        ``2**-zo_lr_shift / ln 2``.
     steps : int
         Zeroth-order step budget, 1 to 1,000,000.
     queries : int
@@ -145,6 +152,7 @@ class TrainParams(Params):
     batch: int = 16
     lr_shift: int = 4
     eps_shift: int = 6
+    zo_lr_shift: int = 11
     steps: int = 2000
     queries: int = 1
     seed: int = 1
@@ -153,9 +161,10 @@ class TrainParams(Params):
         s = self.section
         check_choice(s, "mode", self.mode, MODES)
         check_int(s, "epochs", self.epochs, 1, 1000)
-        check_int(s, "batch", self.batch, 1, 256)
+        check_pow2(s, "batch", self.batch, 1, 256)
         check_int(s, "lr_shift", self.lr_shift, 0, 24)
         check_int(s, "eps_shift", self.eps_shift, 0, 24)
+        check_int(s, "zo_lr_shift", self.zo_lr_shift, 0, 24)
         check_int(s, "steps", self.steps, 1, 1_000_000)
         check_int(s, "queries", self.queries, 1, 16)
         check_seed(s, "seed", self.seed)

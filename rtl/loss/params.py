@@ -19,10 +19,13 @@ class LossParams(Params):
     logit_width, logit_frac : int
         Logits, signed ``Q(logit_width-logit_frac).logit_frac``.
     prob_frac : int
-        Fraction bits of probabilities and of ``dz = softmax - onehot`` (unsigned Q0.prob_frac
-        for probabilities, signed Q1.prob_frac for dz).
+        Fraction bits of probabilities and of ``dz = softmax - onehot``: probabilities are
+        unsigned ``Q1.prob_frac``, ``dz`` is signed ``Q1.prob_frac`` (``prob_frac + 1`` bits),
+        8 to 15.
     exp_bits : int
-        Address bits of the exponential table.
+        Address bits of the ``2^-x`` and ``log2(1 + x)`` tables, 4 to 12.
+    loss_frac : int
+        Fraction bits of base-2 exponents and of the loss (in bits, unsigned), 8 to 16.
     """
 
     section = "loss"
@@ -32,11 +35,13 @@ class LossParams(Params):
     logit_frac: int = 8
     prob_frac: int = 15
     exp_bits: int = 8
+    loss_frac: int = 12
 
     def _validate(self):
         s = self.section
         check_int(s, "classes", self.classes, 2, 64)
         check_int(s, "logit_width", self.logit_width, 8, 24)
         check_int(s, "logit_frac", self.logit_frac, 0, self.logit_width - 2)
-        check_int(s, "prob_frac", self.prob_frac, 8, 16)
+        check_int(s, "prob_frac", self.prob_frac, 8, 15)
         check_int(s, "exp_bits", self.exp_bits, 4, 12)
+        check_int(s, "loss_frac", self.loss_frac, self.exp_bits, 16)

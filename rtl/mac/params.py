@@ -19,11 +19,15 @@ class MacParams(Params):
     Parameters
     ----------
     lanes : int
-        Multipliers, 1 to 64.
+        Multipliers, 1 to 64. Features arrive ``lanes`` per beat, so the taps must add up to a
+        multiple of ``lanes`` (dense) or each be a multiple of it (low-rank).
     feature_width, feature_frac : int
-        Feature operand, signed ``Q(feature_width-feature_frac).feature_frac``.
+        Feature operand, signed ``Q(feature_width-feature_frac).feature_frac`` (the forward
+        cache's dequantizer output). Results of matrix-vector products (logits, low-rank
+        intermediates ``u``) have the same format.
     weight_width, weight_frac : int
-        Adapter weights, signed ``Q(weight_width-weight_frac).weight_frac``.
+        Adapter weights, signed ``Q(weight_width-weight_frac).weight_frac``; stored and used as
+        the multiplier operand as they are.
     acc_width : int
         Accumulator width; validation proves the configured dimensions cannot overflow it.
     adapter : str
@@ -34,6 +38,15 @@ class MacParams(Params):
         Features per adapter tap.
     classes : int
         Output logits.
+    max_batch : int
+        Mini-batch slots of the coefficient memory (one ``dz`` vector, and for low-rank one
+        ``v = B^T dz`` vector, per sample of a mini-batch), 1 to 256.
+    perturb_width, perturb_frac : int
+        Perturbations from the perturbation engine, signed
+        ``Q(perturb_width-perturb_frac).perturb_frac`` (``perturb.width``/``perturb.frac_bits``).
+    coef_width : int
+        Update coefficients (``dz``, ``v``, the zeroth-order step), signed, 8 to 18 bits; the
+        second multiplier operand of updates.
     """
 
     section = "mac"
@@ -43,11 +56,15 @@ class MacParams(Params):
     feature_frac: int = 8
     weight_width: int = 16
     weight_frac: int = 12
-    acc_width: int = 48
+    acc_width: int = 40
     adapter: str = "dense"
     rank: int = 4
     taps: tuple = R1_TAPS
     classes: int = R1_CLASSES
+    max_batch: int = 16
+    perturb_width: int = 8
+    perturb_frac: int = 5
+    coef_width: int = 16
 
     def _validate(self):
         s = self.section
@@ -60,12 +77,34 @@ class MacParams(Params):
         check_int(s, "rank", self.rank, 1, 16)
         object.__setattr__(self, "taps", check_taps(s, "taps", self.taps))
         check_int(s, "classes", self.classes, 2, 64)
-        # A dot product over `n` terms of two signed operands needs
-        # feature_width + weight_width - 1 + ceil(log2(n)) bits; demand it.
-        n = max(sum(self.taps), self.classes)
-        need = self.feature_width + self.weight_width - 1 + max(n - 1, 1).bit_length()
+        check_int(s, "max_batch", self.max_batch, 1, 256)
+        check_int(s, "perturb_width", self.perturb_width, 4, 18)
+        check_int(s, "perturb_frac", self.perturb_frac, 0, self.perturb_width - 2)
+        check_int(s, "coef_width", self.coef_width, 8, 18)
+        if self.adapter == "dense":
+            if self.features % self.lanes:
+                raise ValueError(f"{s}.taps must add up to a multiple of {s}.lanes "
+                                 f"({self.lanes}), not {self.features}")
+        else:
+            for i, n in enumerate(self.taps):
+                if n % self.lanes:
+                    raise ValueError(f"{s}.taps[{i}] must be a multiple of {s}.lanes "
+                                     f"({self.lanes}) for low-rank adapters, not {n}")
+        if self.perturb_frac > self.weight_frac:
+            raise ValueError(f"{s}.perturb_frac must be at most {s}.weight_frac "
+                             f"({self.weight_frac}), not {self.perturb_frac}")
+        # A dot product over n terms plus the frozen logit needs
+        # feature_width + weight_width - 1 + ceil(log2(n + 1)) bits; demand it.
+        need = self.feature_width + self.weight_width - 1 + max(self.dot_length, 1).bit_length()
         check_int(s, "acc_width", self.acc_width, need, 64)
 
     @property
     def features(self):
         return sum(self.taps)
+
+    @property
+    def dot_length(self):
+        """Longest dot product the array computes."""
+        if self.adapter == "dense":
+            return max(self.features, self.classes)
+        return max(max(self.taps), self.rank * len(self.taps), self.classes)
