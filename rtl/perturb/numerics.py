@@ -1,0 +1,203 @@
+"""The numeric contract of the perturbation engine: constants, formats and tables.
+
+Everything here is shared by the gateware (:mod:`fieldtune.rtl.perturb`) and the golden model
+(:mod:`fieldtune.sim.golden.perturb`); ``docs/numerics.md`` ("Perturbation engine") explains
+the formulas. A perturbation is a signed ``Q(width-frac_bits).frac_bits`` integer code ``z``
+(value ``z / 2**frac_bits``); every narrowing rounds *half away from zero* (see
+:func:`round_half_away`) and saturates symmetrically to ``+-(2**(width-1) - 1)``.
+
+Raw uniforms are odd integers: ``u`` random bits ``m`` read as a signed integer give
+``r = 2*m + 1`` in ``[-(2**u - 1), 2**u - 1]``, the value ``r / 2**u`` in ``(-1, 1)``, exactly
+symmetric about zero (so rounding half away from zero keeps every distribution symmetric).
+"""
+
+from dataclasses import dataclass
+from statistics import NormalDist
+
+
+__all__ = [
+    "WORD", "SQRT3_MUL", "SQRT3_SHIFT", "EXPANDER_KEY", "EXPANDER_WARMUP", "DOMAIN_STEP",
+    "DOMAIN_POOL", "XOSHIRO_STATE", "XOSHIRO_OUT", "LFSR_DEGREE", "LFSR_TAP", "LFSR_LEAP_MAX",
+    "ICDF_UNIFORM_BITS", "ICDF_SEGMENT_BITS", "ICDF_INTERP_BITS", "ICDF_GUARD_BITS",
+    "round_half_away", "saturation_limit", "summand_bits", "summands", "draw_bits",
+    "SourceLayout", "source_layout", "icdf_table", "AdaptiveConstants",
+]
+
+
+#: Width of one seed-expander output word (the chain that loads generator states moves in
+#: words of this many bits).
+WORD = 32
+
+#: sqrt(3) ~= SQRT3_MUL / 2**SQRT3_SHIFT = 1.734375 (+0.14 %): the static PeZO scale and the
+#: CLT4 normalization. 111 = 128 - 16 - 1, so a multiply is two subtractions.
+SQRT3_MUL = 111
+SQRT3_SHIFT = 6
+
+#: The seed expander is one xoshiro128++ keyed ``(seed, key, EXPANDER_KEY[0] ^ domain,
+#: EXPANDER_KEY[1])`` and stepped EXPANDER_WARMUP times before its first word is used. Eight
+#: steps diffuse a one-bit change of the key to half of the 128 state bits (measured: mean
+#: Hamming distance of the first four words of consecutive steps 0.502).
+EXPANDER_KEY = (0x9E3779B9, 0x7F4A7C15)
+EXPANDER_WARMUP = 8
+#: Key domains: per-step states (key = step) and the pool fill (key = 0).
+DOMAIN_STEP = 0
+DOMAIN_POOL = 1
+
+#: xoshiro128++: 128 state bits, 32 output bits per step.
+XOSHIRO_STATE = 128
+XOSHIRO_OUT = 32
+
+#: The LFSR: Fibonacci, characteristic polynomial x**31 + x**3 + 1 (primitive; 2**31 - 1 is a
+#: Mersenne prime, so every irreducible polynomial of degree 31 is primitive and the period is
+#: 2**31 - 1). It leaps up to LFSR_LEAP_MAX bits per step, so each new bit is a two-input XOR
+#: of current state bits.
+LFSR_DEGREE = 31
+LFSR_TAP = 3
+LFSR_LEAP_MAX = LFSR_DEGREE - LFSR_TAP
+
+#: Inverse-CDF Gaussian: a 15-bit uniform ``t`` gives the two-sided tail probability
+#: ``p = (2t + 1) / 2**16`` (the largest magnitude is Phi^-1(1 - 2**-17) = 4.32 sigma); octave
+#: ``e`` = leading zeros of ``2t + 1``, 2**ICDF_SEGMENT_BITS linear segments per octave,
+#: ICDF_INTERP_BITS interpolation bits, table values with ICDF_GUARD_BITS more fraction bits
+#: than the output. Largest error of the piecewise-linear curve: 0.0055 sigma.
+ICDF_UNIFORM_BITS = 15
+ICDF_SEGMENT_BITS = 2
+ICDF_INTERP_BITS = 6
+ICDF_GUARD_BITS = 4
+
+
+def round_half_away(x, shift):
+    """``x / 2**shift`` rounded half away from zero (Python integers)."""
+    if shift == 0:
+        return x
+    half = 1 << (shift - 1)
+    return (x + half) >> shift if x >= 0 else -((-x + half) >> shift)
+
+
+def saturation_limit(width):
+    """Largest magnitude of a ``width``-bit perturbation (symmetric saturation)."""
+    return (1 << (width - 1)) - 1
+
+
+def summand_bits(params):
+    """Random bits ``u`` of each raw uniform the shape consumes (see module documentation)."""
+    f = params.frac_bits
+    if params.shape == "uniform":
+        # Static and adaptive scaling multiply by sqrt(3) and round: 4 extra bits put about
+        # 4.6 raw values into each output code, so the rounded distribution is flat.
+        return max(f, 1) if params.scaling == "none" else f + 4
+    if params.shape == "clt4":
+        return f + 2
+    if params.shape == "clt12":
+        return max(f, 1)
+    return ICDF_UNIFORM_BITS
+
+
+def summands(params):
+    """Raw uniforms per draw."""
+    return {"uniform": 1, "clt4": 4, "clt12": 12, "icdf": 1}[params.shape]
+
+
+def draw_bits(params):
+    """Random bits one draw (one shaped value) consumes."""
+    if params.shape == "icdf":
+        return ICDF_UNIFORM_BITS + 1          # magnitude uniform and a sign
+    return summands(params) * summand_bits(params)
+
+
+@dataclass(frozen=True)
+class SourceLayout:
+    """How a source of ``bits`` random bits per step is built from generator instances.
+
+    ``instances`` generators of kind ``kind`` each give ``leap`` bits per step (an LFSR leaps
+    exactly ``leap`` bits; xoshiro128++ always gives 32); their outputs are concatenated,
+    instance 0 in the low bits, and the low ``bits`` bits are used. ``state_bits`` is the
+    total state one source loads from the seed expander.
+    """
+    kind: str
+    bits: int
+    instances: int
+    leap: int
+
+    @property
+    def instance_state(self):
+        return XOSHIRO_STATE if self.kind == "xoshiro128pp" else LFSR_DEGREE
+
+    @property
+    def state_bits(self):
+        return self.instances * self.instance_state
+
+
+def source_layout(kind, bits):
+    """The :class:`SourceLayout` of ``bits`` bits per step from generators of ``kind``."""
+    if kind == "xoshiro128pp":
+        return SourceLayout(kind, bits, -(-bits // XOSHIRO_OUT), XOSHIRO_OUT)
+    count = -(-bits // LFSR_LEAP_MAX)
+    return SourceLayout(kind, bits, count, -(-bits // count))
+
+
+def icdf_table(frac_bits):
+    """Node values of the inverse-CDF curve, ``table[e][j]`` for octave ``e`` in
+    ``0..ICDF_UNIFORM_BITS`` and node ``j`` in ``0..2**ICDF_SEGMENT_BITS`` (the last node of
+    octave ``e`` is the first of octave ``e - 1``; of octave 0 it is zero).
+
+    Node ``(e, j)`` sits at the two-sided tail probability ``p = 2**-(e+1) * (1 + j/2**m)``
+    and holds ``Phi^-1(1 - p/2)`` in unsigned fixed point with ``frac_bits +
+    ICDF_GUARD_BITS`` fraction bits, rounded half away from zero.
+    """
+    normal = NormalDist()
+    scale = 1 << (frac_bits + ICDF_GUARD_BITS)
+    segments = 1 << ICDF_SEGMENT_BITS
+    table = []
+    for e in range(ICDF_UNIFORM_BITS + 1):
+        row = []
+        for j in range(segments + 1):
+            p = 2.0 ** -(e + 1) * (1 + j / segments)
+            x = normal.inv_cdf(1 - p / 2) if p < 1 else 0.0
+            row.append(int(x * scale + 0.5))
+        table.append(row)
+    return table
+
+
+@dataclass(frozen=True)
+class AdaptiveConstants:
+    """Constants of the adaptive scale for one configuration (``docs/numerics.md``).
+
+    For a step with static-scaled codes ``v_i`` and energy ``S = sum(v_i**2)`` over the
+    ``D`` valid elements, the target is ``T = D * 4**frac_bits`` (unit variance) and::
+
+        q     = clamp((T - S) >> pre_shift, -q_limit, q_limit)
+        d_raw = round_half_away(q * multiplier, shift)
+        d     = clamp(d_raw, -d_max, d_max)          clamped = |d_raw| > d_max
+        z_i   = sat(v_i + round_half_away(v_i * d, adapt_shift))
+
+    ``multiplier = round(2**(shift + adapt_shift - 1 + pre_shift) / T)``, so
+    ``d ~= 2**adapt_shift * (T - S) / (2 T)``, the first-order solution of
+    ``(1 + d / 2**adapt_shift)**2 * S = T``. Clamping ``q`` first keeps the multiplier small
+    and cannot change ``d`` (``q_limit * multiplier >= (d_max + 1) * 2**shift``).
+    """
+    target: int
+    pre_shift: int
+    multiplier: int
+    shift: int
+    q_limit: int
+    d_max: int
+    adapt_shift: int
+
+    #: Significant bits of ``multiplier``.
+    MULTIPLIER_BITS = 10
+    #: Bits of ``T >> pre_shift`` beyond ``adapt_shift`` (resolution of ``T - S``).
+    RESOLUTION_BITS = 8
+
+    @classmethod
+    def of(cls, params):
+        j = params.adapt_shift
+        target = params.dimension << (2 * params.frac_bits)
+        tb = target.bit_length()
+        pre_shift = max(0, tb - (j + cls.RESOLUTION_BITS))
+        exponent = max(tb + cls.MULTIPLIER_BITS - 1, j + pre_shift)
+        shift = exponent - (j - 1 + pre_shift)
+        multiplier = ((1 << exponent) + target // 2) // target       # nearest
+        d_max = (1 << params.adapt_bits) - 1
+        q_limit = -(-((d_max + 1) << shift) // multiplier) + 1
+        return cls(target, pre_shift, multiplier, shift, q_limit, d_max, j)

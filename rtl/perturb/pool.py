@@ -1,0 +1,147 @@
+"""PeZO reuse pool: ``pool_size`` values generated once per seed into block RAM, read back
+``lanes`` at a time with a per-step offset and stride.
+
+The pool is ``pool_rows = pool_size / lanes`` rows of one value per lane (one wide memory, so
+one address serves every lane: no crossbar). Filling writes value ``j`` of the fill source to
+row ``j // lanes``, lane ``j % lanes`` (``pool_size`` cycles). Weight ``i`` of a step with
+row offset ``R`` and odd row stride ``s`` reads::
+
+    pool[((i // lanes) * s + R) mod pool_rows][i mod lanes]
+
+the banked form of ``pool[(i * s + o) mod pool_size]``: the stride applies to whole rows so a
+beat's lanes stay in one row. ``R`` and ``s`` are the pool's share of the per-step state chain
+(``Cat(R, s)``, ``s`` forced odd so a pass visits every row before repeating one).
+
+With adaptive scaling the pool also keeps, per row, the sum of squares of its values and of its
+first ``last_lanes`` values (for a padded last beat), so a step's energy is a sum over the rows
+it visits, one per cycle, without per-lane squarers.
+"""
+
+from amaranth.hdl import Module, Signal, Cat, Const, Mux, unsigned, signed
+from amaranth.lib import wiring, data
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+
+__all__ = ["ReusePool"]
+
+
+class ReusePool(wiring.Component):
+    """Pool memory, row sequencer and (adaptive) row energies.
+
+    Parameters
+    ----------
+    params : :class:`~fieldtune.rtl.perturb.params.PerturbParams` with ``reuse == "pool"``.
+
+    Ports
+    -----
+    fill_start : In(1)
+        Restart filling at value 0.
+    fill_valid, fill_value : In(1), In(signed(width))
+        Write the next value (one per cycle at most).
+    filled : Out(1)
+        All ``pool_size`` values written since ``fill_start``.
+    load, load_state : In(1), In(2 * log2(pool_rows))
+        Per-step offsets ``Cat(R, s)`` from the state chain; loading also moves the read row
+        to ``R``.
+    state : Out(2 * log2(pool_rows))
+    en : In(1)
+        Read enable: on an enabled edge, ``values`` (and the energies) take row ``row``.
+    advance : In(1)
+        Move the read row by the stride (``row <= row + s``) at the next edge.
+    values : Out(ArrayLayout(signed(width), lanes))
+        The row read at the last enabled edge (one cycle of latency; held while ``en`` is low).
+    energy, energy_partial : Out(unsigned(energy_width))
+        That row's sum of squares over all lanes, and over lanes below ``last_lanes``
+        (adaptive scaling only; zero otherwise).
+    """
+
+    def __init__(self, params):
+        if params.reuse != "pool":
+            raise ValueError(f"ReusePool needs perturb.reuse 'pool', not {params.reuse!r}")
+        self.params = params
+        self.row_bits = params.pool_rows.bit_length() - 1
+        w, lanes = params.width, params.lanes
+        self.energy_width = 2 * (w - 1) + lanes.bit_length()
+        super().__init__({
+            "fill_start": In(1), "fill_valid": In(1), "fill_value": In(signed(w)),
+            "filled": Out(1),
+            "load": In(1), "load_state": In(2 * self.row_bits), "state": Out(2 * self.row_bits),
+            "en": In(1), "advance": In(1),
+            "values": Out(data.ArrayLayout(signed(w), lanes)),
+            "energy": Out(unsigned(self.energy_width)),
+            "energy_partial": Out(unsigned(self.energy_width)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        p = self.params
+        lanes, rows, rb = p.lanes, p.pool_rows, self.row_bits
+        lane_bits = lanes.bit_length() - 1
+
+        m.submodules.memory = memory = Memory(
+            shape=data.ArrayLayout(signed(p.width), lanes), depth=rows, init=[],
+            attrs={"ram_style": "block"})
+        write = memory.write_port(granularity=1)
+        read = memory.read_port(domain="sync")
+
+        # Filling.
+        index = Signal(range(p.pool_size + 1))
+        m.d.comb += self.filled.eq(index == p.pool_size)
+        lane = index[:lane_bits] if lane_bits else Const(0, 1)
+        row = index[lane_bits:lane_bits + rb]
+        m.d.comb += [
+            write.addr.eq(row),
+            write.en.eq(Mux(self.fill_valid & ~self.filled, 1 << lane, 0)),
+        ]
+        for i in range(lanes):
+            m.d.comb += write.data[i].eq(self.fill_value)
+        with m.If(self.fill_start):
+            m.d.sync += index.eq(0)
+        with m.Elif(self.fill_valid & ~self.filled):
+            m.d.sync += index.eq(index + 1)
+
+        # Per-step offsets and the read row.
+        base, stride = Signal(rb), Signal(rb)
+        current = Signal(rb)
+        m.d.comb += self.state.eq(Cat(base, stride))
+        with m.If(self.load):
+            m.d.sync += [base.eq(self.load_state[:rb]), stride.eq(self.load_state[rb:] | 1),
+                         current.eq(self.load_state[:rb])]
+        with m.Elif(self.advance):
+            m.d.sync += current.eq(current + stride)
+        m.d.comb += [read.addr.eq(current), read.en.eq(self.en), self.values.eq(read.data)]
+
+        if p.adaptive:
+            self._energies(m, row, lane, current)
+        return m
+
+    def _energies(self, m, row, lane, current):
+        p = self.params
+        ew = self.energy_width
+        square = Signal(2 * (p.width - 1))
+        m.d.comb += square.eq(self.fill_value * self.fill_value)
+        full_sum, part_sum = Signal(ew), Signal(ew)
+        full_next = full_sum + square
+        part_next = part_sum + Mux(lane < p.last_lanes, square, 0)
+        row_done = lane == p.lanes - 1
+        tables = {"energy": full_next}
+        if p.last_lanes < p.lanes:
+            tables["energy_partial"] = part_next
+        for name, value in tables.items():
+            table = Memory(shape=unsigned(ew), depth=p.pool_rows, init=[])
+            m.submodules[name] = table
+            wr = table.write_port()
+            rd = table.read_port(domain="sync")
+            m.d.comb += [
+                wr.addr.eq(row), wr.data.eq(value),
+                wr.en.eq(self.fill_valid & ~self.filled & row_done),
+                rd.addr.eq(current), rd.en.eq(self.en), getattr(self, name).eq(rd.data),
+            ]
+        if p.last_lanes == p.lanes:
+            m.d.comb += self.energy_partial.eq(self.energy)
+        with m.If(self.fill_valid & ~self.filled):
+            m.d.sync += [full_sum.eq(Mux(row_done, 0, full_next)),
+                         part_sum.eq(Mux(row_done, 0, part_next))]
+        with m.If(self.fill_start):
+            m.d.sync += [full_sum.eq(0), part_sum.eq(0)]
