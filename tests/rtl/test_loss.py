@@ -1,0 +1,100 @@
+"""The loss unit against its golden model, bit for bit (dz, loss, argmax, zeroth-order sum),
+under back-pressure; and the golden model's error against float."""
+
+import numpy as np
+import pytest
+
+from fieldtune.rtl.loss import SoftmaxCrossEntropy, ZOSign, LossParams
+from fieldtune.sim.golden.loss import softmax_xent, float_softmax_xent
+from fieldtune.sim.engines.pysim import simulate, stream_send, stream_collect, stream_get
+
+
+def _vectors(p, rng, n):
+    lo, hi = -(1 << (p.logit_width - 1)), (1 << (p.logit_width - 1)) - 1
+    z = rng.integers(-6 << p.logit_frac, 6 << p.logit_frac, (n, p.classes))
+    z[0] = 0                                    # all equal: ties go to the first class
+    z[1] = lo
+    z[1, 3 % p.classes] = hi                    # the largest gap: clamped differences
+    z[2, :2] = hi                               # tied maxima at the top
+    return z, rng.integers(0, p.classes, n)
+
+
+def _run(p, z, labels, cmds, *, ready=None):
+    dut = SoftmaxCrossEntropy(p)
+    n = len(z)
+    dz_count = sum(c["dz"] for c in cmds) * p.classes
+    got = {}
+
+    async def commands(ctx):
+        await stream_send(ctx, dut.cmd, cmds)
+
+    async def logits(ctx):
+        await stream_send(ctx, dut.logits, [int(v) for v in z.reshape(-1)],
+                          valid=lambda c: c % 5 != 3)
+
+    async def dz(ctx):
+        got["dz"], _ = await stream_collect(ctx, dut.dz, dz_count, ready=ready,
+                                            max_cycles=200 * n * p.classes)
+
+    async def results(ctx):
+        got["res"], got["cycles"] = await stream_collect(
+            ctx, dut.result, n, ready=ready, max_cycles=200 * n * p.classes,
+            convert=lambda r: (r.loss, r.argmax, r.correct, r.zo_sum))
+
+    simulate(dut, commands, logits, dz, results, name="loss")
+    return got
+
+
+@pytest.mark.parametrize("p", [LossParams(), LossParams(classes=3, logit_width=12, logit_frac=6,
+                                                        prob_frac=12, exp_bits=6, loss_frac=10)])
+def test_loss_unit_matches_golden_under_backpressure(p):
+    rng = np.random.default_rng(p.classes)
+    z, labels = _vectors(p, rng, 7)
+    zo = [ZOSign.NONE, ZOSign.PLUS, ZOSign.MINUS, ZOSign.PLUS, ZOSign.MINUS, ZOSign.PLUS,
+          ZOSign.NONE]
+    cmds = [{"label": int(labels[i]), "dz": int(i % 3 != 1), "zo": zo[i],
+             "zo_first": int(i in (1, 5))} for i in range(7)]
+    got = _run(p, z, labels, cmds, ready=lambda c: c % 4 != 1)
+    ref = softmax_xent(p, z, labels)
+    want_dz = [int(v) for i in range(7) if cmds[i]["dz"] for v in ref.dz[i]]
+    assert [int(v) for v in got["dz"]] == want_dz
+    zo_sum, want = 0, []
+    for i in range(7):
+        sign = {ZOSign.PLUS: 1, ZOSign.MINUS: -1, ZOSign.NONE: 0}[zo[i]]
+        if sign:
+            zo_sum = (0 if cmds[i]["zo_first"] else zo_sum) + sign * int(ref.loss[i])
+        want.append((int(ref.loss[i]), int(ref.argmax[i]), int(ref.correct[i]), zo_sum))
+    assert [tuple(int(v) for v in r) for r in got["res"]] == want
+
+
+def test_loss_unit_throughput():
+    p = LossParams()
+    rng = np.random.default_rng(5)
+    z, labels = _vectors(p, rng, 4)
+    cmds = [{"label": int(y), "dz": 1, "zo": ZOSign.NONE, "zo_first": 0} for y in labels]
+    got = _run(p, z, labels, cmds)
+    # documented: about 3 * classes + 10 cycles per vector (the logit source stalls 1 in 5)
+    assert got["cycles"] <= 4 * (3 * p.classes + 10 + p.classes // 4 + 2)
+
+
+def test_error_against_float_is_small():
+    p = LossParams()
+    rng = np.random.default_rng(0)
+    z = rng.integers(-8 << p.logit_frac, 8 << p.logit_frac, (5000, p.classes))
+    y = rng.integers(0, p.classes, 5000)
+    r = softmax_xent(p, z, y)
+    dzf, lf = float_softmax_xent(p, z, y)
+    # documented in docs/numerics.md: |dz error| < 0.0035, |loss error| < 0.005 bits
+    assert np.abs(r.dz / (1 << p.prob_frac) - dzf).max() < 0.0035
+    assert np.abs(r.loss / (1 << p.loss_frac) - lf).max() < 0.005
+
+
+def test_rejects_wrong_params():
+    with pytest.raises(TypeError, match="params must be a LossParams, not dict"):
+        SoftmaxCrossEntropy({})
+    with pytest.raises(ValueError, match=r"^loss.prob_frac must be an integer from 8 to 15, "
+                                         r"not 16$"):
+        LossParams(prob_frac=16)
+    with pytest.raises(ValueError, match=r"^loss.loss_frac must be an integer from 8 to 16, "
+                                         r"not 7$"):
+        LossParams(loss_frac=7)
