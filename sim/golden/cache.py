@@ -42,7 +42,7 @@ from ...rtl.cache.params import ELEMENT_WIDTH, LOGIT_WIDTH, INDEX_WIDTH
 
 
 __all__ = ["round_half_up_shift", "saturate", "QuantizedSample", "CacheModel", "Beat",
-           "record_elements", "float_quantize", "snr_db"]
+           "record_elements", "adversarial_samples", "float_quantize", "snr_db"]
 
 
 SAT_COUNTER_MAX = (1 << 16) - 1
@@ -305,6 +305,30 @@ class CacheModel:
                               j == 0, last, index, error,
                               tuple(z0) if last else None, label if last else None))
         return beats
+
+
+# -- test vectors ---------------------------------------------------------------------------
+
+def adversarial_samples(params, rng, n_random=2):
+    """Samples whose blocks are: all zero, one huge outlier, all equal, the extremes, mixed
+    signs, then random."""
+    F = params.features
+    lo, hi = -(1 << 15), (1 << 15) - 1
+    out = [np.zeros(F, dtype=np.int64)]
+    outlier = np.abs(rng.normal(0, 40, F)).astype(np.int64)
+    outlier[::7] = hi
+    out.append(outlier)
+    out.append(np.full(F, 300, dtype=np.int64))
+    out.append(np.resize(np.array([hi, lo, 0, 1, -1, 255, -256, 32767]), F))
+    out.append(rng.integers(lo, hi + 1, F))
+    # Exact ties: with a block maximum of 256 the scale is 128 * 2**1, so a value of T[k] / 2
+    # sits exactly on the midpoint between codes k-1 and k (ties go to the upper code).
+    if params.scaled:
+        ties = [t // 2 for t in thresholds(params.codebook)[1:] if t % 2 == 0]
+        out.append(np.resize(np.array([256] + ties), F))
+    for _ in range(n_random):
+        out.append(np.round(rng.normal(0, 200, F) * rng.choice([0.1, 1, 10], F)).astype(np.int64))
+    return [np.clip(s, lo, hi) for s in out]
 
 
 # -- float references ----------------------------------------------------------------------

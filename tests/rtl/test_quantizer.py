@@ -4,35 +4,12 @@ import numpy as np
 import pytest
 
 from fieldtune.rtl.cache.params import CacheParams, CODEBOOKS
-from fieldtune.rtl.cache.codebooks import thresholds
 from fieldtune.rtl.cache.quantizer import Quantizer
 from fieldtune.sim.engines.pysim import simulate, stream_send, stream_collect
-from fieldtune.sim.golden.cache import CacheModel
+from fieldtune.sim.golden.cache import CacheModel, adversarial_samples
 
 
 SMALL_TAPS = (24, 16, 8)
-
-
-def adversarial_samples(params, rng, n_random=2):
-    """Samples whose blocks are: all zero, one huge outlier, all equal, the extremes, mixed
-    signs, then random."""
-    F = params.features
-    lo, hi = -(1 << 15), (1 << 15) - 1
-    out = [np.zeros(F, dtype=np.int64)]
-    outlier = np.abs(rng.normal(0, 40, F)).astype(np.int64)
-    outlier[::7] = hi
-    out.append(outlier)
-    out.append(np.full(F, 300, dtype=np.int64))
-    out.append(np.resize(np.array([hi, lo, 0, 1, -1, 255, -256, 32767]), F))
-    out.append(rng.integers(lo, hi + 1, F))
-    # Exact ties: with a block maximum of 256 the scale is 128 * 2**1, so a value of T[k] / 2
-    # sits exactly on the midpoint between codes k-1 and k (ties go to the upper code).
-    if params.scaled:
-        ties = [t // 2 for t in thresholds(params.codebook)[1:] if t % 2 == 0]
-        out.append(np.resize(np.array([256] + ties), F))
-    for _ in range(n_random):
-        out.append(np.round(rng.normal(0, 200, F) * rng.choice([0.1, 1, 10], F)).astype(np.int64))
-    return [np.clip(s, lo, hi) for s in out]
 
 
 def run_quantizer(params, samples, ready=None):

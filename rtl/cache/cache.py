@@ -1,0 +1,371 @@
+"""The forward cache: write records, read them back as ``L`` features per cycle.
+
+Write side
+    ``wr`` carries records as a stream of 16-bit elements: the ``F`` features of the sample
+    (raw, saturated to the quantizer's input format), then the ``C`` frozen logits z0 (signed
+    Q8.8, stored as they are), then the label (``0 <= label < C``), with ``last`` set on the
+    label and only there. A record is committed (``count`` increments) once its codes, scales
+    and side units are all in memory. A record is dropped, ``record_error`` set and earlier
+    records left intact, when ``last`` comes early (the writer resynchronizes at once; missing
+    features are fed to the quantizer as zeros so its block count stays aligned), when the label
+    lacks ``last`` (elements are then dropped up to the next ``last``), or when the label is out
+    of range. A complete record arriving when ``count == capacity`` is dropped with
+    ``overflow`` set; nothing wraps around. ``wr.ready`` drops while the quantizer is busy and
+    after each label until the record is committed (about one block's worth of cycles).
+
+Read side
+    ``req`` takes sample indices, one per sample, back to back. For each, ``rd`` streams
+    ``beats = ceil(F / L)`` beats of :func:`~.dequantizer.feature_beat_layout`: a new request
+    is accepted on the last beat of the previous one, so consecutive samples stream without
+    bubbles, ``beats`` cycles per sample after a constant latency of :data:`READ_LATENCY`
+    cycles. An index ``>= count`` sets ``read_error`` and streams a sample of zeros marked
+    ``error`` (so a consumer counting beats never hangs). Back-pressure on ``rd`` stalls the
+    whole read pipeline; nothing is lost.
+
+Memories
+    Two :class:`amaranth.lib.memory.Memory` (layout in :class:`~.layout.CacheLayout`): codes,
+    one word per beat, and meta (scales and side units, 16-bit write granularity). Each has one
+    address shared by its read and write ports, so it maps to single-port SPRAM as well as to
+    block RAM; reads have priority and writes wait for a free cycle. With
+    ``memory = "spram"`` the memories carry ``ram_style = "huge"`` and names ending in
+    ``_spram`` (the implementation flow drops their all-zero initial value, which SPRAM cannot
+    have; the cache never reads a word it has not written).
+"""
+
+from amaranth.hdl import Module, Signal, Const, Array, Mux, signed, unsigned
+from amaranth.lib import wiring, stream, data
+from amaranth.lib.wiring import In, Out
+from amaranth.lib.memory import Memory
+
+from .params import CacheParams, ELEMENT_WIDTH, INDEX_WIDTH
+from .layout import CacheLayout, MANT_BITS, UNIT_BITS
+from .quantizer import Quantizer, SATURATION_BITS
+from .dequantizer import Dequantizer, feature_beat_layout, LATENCY as DEQUANTIZER_LATENCY
+
+
+__all__ = ["ForwardCache", "write_element_layout", "READ_LATENCY"]
+
+
+#: Cycles from a request's transfer on ``req`` to its first beat being valid on ``rd``:
+#: one to start the sample, one for the memory read, then the dequantizer.
+READ_LATENCY = 2 + DEQUANTIZER_LATENCY
+
+
+def write_element_layout():
+    """One element of the write stream: ``data`` (signed 16-bit) and ``last`` (record end)."""
+    return data.StructLayout({"data": signed(ELEMENT_WIDTH), "last": 1})
+
+
+class ForwardCache(wiring.Component):
+    """Quantizer, packed cache memory and streaming dequantizer (see the module docs).
+
+    Parameters
+    ----------
+    params : CacheParams
+
+    Attributes
+    ----------
+    wr : In(stream.Signature(write_element_layout()))
+    req : In(stream.Signature(unsigned(16)))
+    rd : Out(stream.Signature(feature_beat_layout(params)))
+    count : Out(range(capacity + 1))
+        Records committed.
+    overflow, record_error, read_error : Out(1)
+        Sticky flags (see the module docs), cleared by ``clear``.
+    saturations : Out(16)
+        Features saturated or clamped by the quantizer (saturating counter), cleared by
+        ``clear``.
+    clear : In(1)
+        Forget every record and flag. A record in flight is dropped silently.
+    """
+
+    def __init__(self, params):
+        if not isinstance(params, CacheParams):
+            raise ValueError(f"ForwardCache needs a CacheParams, not {type(params).__name__}")
+        self.params = params
+        self.layout = CacheLayout(params)
+        super().__init__({
+            "wr": In(stream.Signature(write_element_layout())),
+            "req": In(stream.Signature(unsigned(INDEX_WIDTH))),
+            "rd": Out(stream.Signature(feature_beat_layout(params))),
+            "count": Out(range(params.capacity + 1)),
+            "overflow": Out(1),
+            "record_error": Out(1),
+            "read_error": Out(1),
+            "saturations": Out(SATURATION_BITS),
+            "clear": In(1),
+        })
+
+    def _memory(self, m, name, width, depth, granularity=None):
+        spram = self.params.memory == "spram"
+        mem = Memory(shape=unsigned(width), depth=depth, init=[],
+                     attrs={"ram_style": "huge"} if spram else None)
+        m.submodules[f"{name}_spram" if spram else name] = mem
+        wp = mem.write_port(granularity=granularity) if granularity else mem.write_port()
+        rp = mem.read_port(transparent_for=())
+        return wp, rp
+
+    def elaborate(self, platform):
+        m = Module()
+        p, lay = self.params, self.layout
+        F, C, L = lay.features, p.classes, p.lanes
+        cap = p.capacity
+
+        m.submodules.quantizer = quant = Quantizer(p)
+        m.submodules.dequantizer = deq = Dequantizer(p)
+        m.d.comb += [self.saturations.eq(quant.saturations), quant.clear.eq(self.clear)]
+
+        code_wp, code_rp = self._memory(m, "codes", lay.code_width, cap * lay.beats)
+        meta_wp, meta_rp = self._memory(m, "meta", lay.meta_width, cap * lay.meta_words,
+                                        granularity=UNIT_BITS)
+
+        count = Signal(range(cap + 1))
+        m.d.comb += self.count.eq(count)
+        slot_ok = Signal()
+        m.d.comb += slot_ok.eq(count < cap)
+        code_base = Signal(range(cap * lay.beats + 1))
+        meta_base = Signal(range(cap * lay.meta_words + 1))
+        m.d.comb += [code_base.eq(count * lay.beats), meta_base.eq(count * lay.meta_words)]
+
+        # -- read side ----------------------------------------------------------------------
+        active = Signal()
+        r_index = Signal(INDEX_WIDTH)
+        r_error = Signal()
+        r_beat = Signal(range(lay.beats))
+        r_code = Signal(range(cap * lay.beats))
+        r_meta = Signal(range(cap * lay.meta_words))
+        s1_valid = Signal()
+        s1 = Signal(data.StructLayout({"beat": range(lay.beats), "index": INDEX_WIDTH,
+                                       "error": 1}))
+        advance = Signal()
+        m.d.comb += advance.eq(~s1_valid | deq.i.ready)
+        issuing = Signal()
+        m.d.comb += issuing.eq(active & advance)
+        last_issue = Signal()
+        m.d.comb += last_issue.eq(issuing & (r_beat == lay.beats - 1))
+        meta_offsets = Array(Const(w if w is not None else 0, range(max(lay.meta_words, 2)))
+                             for w in lay.meta_read)
+        reads_meta = Const(sum(1 << j for j, w in enumerate(lay.meta_read) if w is not None),
+                           lay.beats)
+        code_rd = Signal()
+        meta_rd = Signal()
+        m.d.comb += [
+            code_rd.eq(issuing & ~r_error),
+            meta_rd.eq(issuing & ~r_error & reads_meta.bit_select(r_beat, 1)),
+            self.req.ready.eq(~active | last_issue),
+        ]
+        with m.If(advance):
+            m.d.sync += [s1_valid.eq(active), s1.beat.eq(r_beat), s1.index.eq(r_index),
+                         s1.error.eq(r_error)]
+        with m.If(issuing):
+            m.d.sync += [r_beat.eq(r_beat + 1), r_code.eq(r_code + 1)]
+        with m.If(self.req.valid & self.req.ready):
+            index = self.req.payload
+            m.d.sync += [active.eq(1), r_index.eq(index), r_error.eq(index >= count),
+                         r_beat.eq(0), r_code.eq(index * lay.beats),
+                         r_meta.eq(index * lay.meta_words)]
+            with m.If(index >= count):
+                m.d.sync += self.read_error.eq(1)
+        with m.Elif(last_issue):
+            m.d.sync += active.eq(0)
+        m.d.comb += [
+            deq.i.valid.eq(s1_valid),
+            deq.i.payload.codes.eq(code_rp.data),
+            deq.i.payload.meta.eq(meta_rp.data),
+            deq.i.payload.beat.eq(s1.beat),
+            deq.i.payload.index.eq(s1.index),
+            deq.i.payload.error.eq(s1.error),
+            code_rp.en.eq(code_rd),
+            meta_rp.en.eq(meta_rd),
+        ]
+        wiring.connect(m, deq.o, wiring.flipped(self.rd))
+
+        # -- write side: packer (codes and scales) ------------------------------------------
+        code_req = Signal()
+        code_req_addr = Signal(range(cap * lay.beats + 1))
+        code_req_data = Signal(lay.code_width)
+        code_grant = Signal()
+        m.d.comb += code_grant.eq(code_req & ~code_rd)
+        m.d.comb += [
+            code_rp.addr.eq(Mux(code_rd, r_code, code_req_addr)),
+            code_wp.addr.eq(Mux(code_rd, r_code, code_req_addr)),
+            code_wp.data.eq(code_req_data),
+            code_wp.en.eq(code_grant & slot_ok),
+        ]
+
+        cb = lay.code_bits
+        word = Signal(lay.code_width)
+        lane = Signal(range(L))
+        word_index = Signal(range(lay.beats))
+        merged = Signal(lay.code_width)
+        qo = quant.o.payload
+        m.d.comb += merged.eq(word)
+        m.d.comb += merged.word_select(lane, cb).eq(qo.code)
+
+        # Scale writes: every (word, unit mask) of the layout for the block just started.
+        ops = lay.scale_ops
+        nblocks = max(len(lay.blocks), 1)
+        op_first = [next((i for i, op in enumerate(ops) if op[0] >= b), len(ops))
+                    for b in range(nblocks + 1)]
+        op_ptr = Signal(range(len(ops) + 1))
+        op_end = Signal(range(len(ops) + 1))
+        op_scale = Signal(UNIT_BITS)
+        block = Signal(range(nblocks + 1))
+        ops_busy = Signal()
+        m.d.comb += ops_busy.eq(op_ptr != op_end)
+        op_req = Signal()
+        op_word = Array(Const(w, range(max(lay.meta_words, 2))) for _, w, _ in ops) if ops \
+            else Array([Const(0, 1)])
+        op_mask = Array(Const(mask, lay.meta_units) for _, _, mask in ops) if ops \
+            else Array([Const(0, 1)])
+        m.d.comb += op_req.eq(ops_busy)
+
+        accept_code = Signal()
+        m.d.comb += [
+            quant.o.ready.eq((~code_req | code_grant) & ~ops_busy),
+            accept_code.eq(quant.o.valid & quant.o.ready),
+        ]
+        last_word_pending = Signal()
+        codes_done = Signal()
+        with m.If(code_grant):
+            m.d.sync += code_req.eq(0)
+        with m.If(accept_code):
+            first_of_sample = qo.feature == 0
+            cur_lane = Mux(first_of_sample, 0, lane)
+            completes = (cur_lane == L - 1) | (qo.feature == F - 1)
+            with m.If(completes):
+                m.d.sync += [code_req.eq(1), code_req_data.eq(merged),
+                             code_req_addr.eq(code_base + Mux(first_of_sample, 0, word_index)),
+                             word.eq(0), lane.eq(0),
+                             word_index.eq(Mux(first_of_sample, 0, word_index) + 1)]
+            with m.Else():
+                m.d.sync += [word.eq(merged), lane.eq(cur_lane + 1),
+                             word_index.eq(Mux(first_of_sample, 0, word_index))]
+            with m.If(qo.feature == F - 1):
+                m.d.sync += last_word_pending.eq(1)
+            if p.scaled:
+                with m.If(qo.first):
+                    cur_block = Mux(first_of_sample, 0, block)
+                    m.d.sync += [
+                        op_ptr.eq(Array(Const(v, range(len(ops) + 1)) for v in op_first)
+                                  [cur_block]),
+                        op_end.eq(Array(Const(v, range(len(ops) + 1)) for v in op_first)
+                                  [cur_block + 1]),
+                        op_scale.eq(qo.mant | (qo.exp << MANT_BITS)),
+                        block.eq(cur_block + 1),
+                    ]
+        with m.If(last_word_pending & ~code_req & ~ops_busy & ~accept_code):
+            m.d.sync += [codes_done.eq(1), last_word_pending.eq(0)]
+
+        # -- write side: front end (records) ------------------------------------------------
+        side_req = Signal()
+        side_unit = Signal(range(C + 1))
+        side_data = Signal(UNIT_BITS)
+        unit_word = Array(Const(w, range(max(lay.meta_words, 2))) for w, _ in lay.side_pos)
+        unit_index = Array(Const(i, range(max(lay.meta_units, 2))) for _, i in lay.side_pos)
+        op_grant = Signal()
+        side_grant = Signal()
+        m.d.comb += [op_grant.eq(op_req & ~meta_rd), side_grant.eq(side_req & ~meta_rd & ~op_req)]
+        meta_waddr = Signal.like(r_meta)
+        meta_wdata = Signal(lay.meta_width)
+        meta_wmask = Signal(lay.meta_units)
+        with m.If(op_req):
+            m.d.comb += [meta_waddr.eq(meta_base + op_word[op_ptr]),
+                         meta_wdata.eq(op_scale.replicate(lay.meta_units)),
+                         meta_wmask.eq(op_mask[op_ptr])]
+        with m.Else():
+            m.d.comb += [meta_waddr.eq(meta_base + unit_word[side_unit]),
+                         meta_wdata.eq(side_data.replicate(lay.meta_units)),
+                         meta_wmask.eq(Const(1, lay.meta_units) << unit_index[side_unit])]
+        m.d.comb += [
+            meta_rp.addr.eq(Mux(meta_rd, r_meta + meta_offsets[r_beat], meta_waddr)),
+            meta_wp.addr.eq(Mux(meta_rd, r_meta + meta_offsets[r_beat], meta_waddr)),
+            meta_wp.data.eq(meta_wdata),
+            meta_wp.en.eq(Mux((op_grant | side_grant) & slot_ok, meta_wmask, 0)),
+        ]
+        with m.If(op_grant):
+            m.d.sync += op_ptr.eq(op_ptr + 1)
+        with m.If(side_grant):
+            m.d.sync += side_req.eq(0)
+
+        pos = Signal(range(max(F, C)))
+        bad = Signal()
+        dropped = Signal()
+        element = self.wr.payload
+        accept = Signal()
+        m.d.comb += accept.eq(self.wr.valid & self.wr.ready)
+
+        def side_write(unit, value):
+            m.d.sync += [side_req.eq(1), side_unit.eq(unit), side_data.eq(value)]
+
+        committing = Signal()
+        with m.FSM() as fsm:
+            with m.State("FEATURES"):
+                m.d.comb += [quant.i.valid.eq(self.wr.valid), quant.i.payload.eq(element.data),
+                             self.wr.ready.eq(quant.i.ready)]
+                with m.If(accept):
+                    m.d.sync += pos.eq(pos + 1)
+                    with m.If(element.last):
+                        m.d.sync += bad.eq(1)
+                        with m.If(pos == F - 1):
+                            m.next = "DRAIN"
+                        with m.Else():
+                            m.next = "PAD"
+                    with m.Elif(pos == F - 1):
+                        m.d.sync += pos.eq(0)
+                        m.next = "LOGITS"
+            with m.State("PAD"):
+                # Feed zeros for the features a short record lacks, keeping blocks aligned.
+                m.d.comb += [quant.i.valid.eq(1), quant.i.payload.eq(0)]
+                with m.If(quant.i.ready):
+                    m.d.sync += pos.eq(pos + 1)
+                    with m.If(pos == F - 1):
+                        m.next = "DRAIN"
+            with m.State("LOGITS"):
+                m.d.comb += self.wr.ready.eq(~side_req)
+                with m.If(accept):
+                    side_write(pos, element.data)
+                    m.d.sync += pos.eq(pos + 1)
+                    with m.If(element.last):
+                        m.d.sync += bad.eq(1)
+                        m.next = "DRAIN"
+                    with m.Elif(pos == C - 1):
+                        m.next = "LABEL"
+            with m.State("LABEL"):
+                m.d.comb += self.wr.ready.eq(~side_req)
+                with m.If(accept):
+                    side_write(C, element.data)
+                    with m.If(~element.last):
+                        m.d.sync += bad.eq(1)
+                        m.next = "SKIP"
+                    with m.Else():
+                        with m.If((element.data < 0) | (element.data >= C)):
+                            m.d.sync += bad.eq(1)
+                        m.next = "DRAIN"
+            with m.State("SKIP"):
+                m.d.comb += self.wr.ready.eq(1)
+                with m.If(accept & element.last):
+                    m.next = "DRAIN"
+            with m.State("DRAIN"):
+                m.d.comb += committing.eq(codes_done & ~side_req)
+                with m.If(committing):
+                    m.d.sync += [codes_done.eq(0), pos.eq(0), bad.eq(0), dropped.eq(0)]
+                    with m.If(~dropped & ~self.clear):
+                        with m.If(bad):
+                            m.d.sync += self.record_error.eq(1)
+                        with m.Elif(slot_ok):
+                            m.d.sync += count.eq(count + 1)
+                        with m.Else():
+                            m.d.sync += self.overflow.eq(1)
+                    m.next = "FEATURES"
+
+        in_flight = ~(fsm.ongoing("FEATURES") & (pos == 0)) & ~committing
+        with m.If(self.clear):
+            m.d.sync += [count.eq(0), self.overflow.eq(0), self.record_error.eq(0),
+                         self.read_error.eq(0), dropped.eq(in_flight)]
+        return m
+
+
+def from_config(config):
+    """``fieldtune generate forward-cache``: the forward cache of ``config.cache``."""
+    return ForwardCache(config.cache)
