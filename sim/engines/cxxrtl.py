@@ -49,9 +49,10 @@ __all__ = ["build", "CxxrtlModel", "CxxrtlSimulation", "CxxrtlMemory", "runtime_
            "DEFAULT_CXXFLAGS"]
 
 
-#: Compiler optimization for the model. -O2 is within a few percent of -O3 on CXXRTL code and
-#: compiles faster.
-DEFAULT_CXXFLAGS = ("-O2",)
+#: Compiler optimization for the model. On the self-check design -O3 ran 1.8x faster than -O2
+#: for 20 % more compile time (docs/benchmarks.md); pass ("-O2",) or ("-O1",) to trade run
+#: speed for compile time on a large design.
+DEFAULT_CXXFLAGS = ("-O3",)
 
 #: Flags every build uses: a shared library, the C API compiled into it, assertions off.
 _FIXED_FLAGS = ("-std=c++17", "-shared", "-fPIC", "-DNDEBUG", "-DCXXRTL_INCLUDE_CAPI_IMPL",
@@ -161,7 +162,7 @@ def _load(path):
         "ft_set": ([vp, vp, u32p], ctypes.c_int),
         "ft_get": ([vp, vp, u32p], None),
         "ft_step": ([vp, u64], None),
-        "ft_wait": ([vp, vp, u32p, u64], ctypes.c_int64),
+        "ft_wait": ([vp, ctypes.c_uint32, ctypes.POINTER(vp), u32p, u64], ctypes.c_int64),
         "ft_mem_read": ([vp, vp, u64, u64, u32p], ctypes.c_int),
         "ft_mem_write": ([vp, vp, u64, u64, u32p], ctypes.c_int),
         "ft_vcd_open": ([vp, ctypes.c_char_p, ctypes.c_int], ctypes.c_int),
@@ -306,22 +307,42 @@ class CxxrtlSimulation:
             raise ValueError(f"cycles must be a non-negative integer, not {cycles!r}")
         self._lib.ft_step(self._live(), cycles)
 
-    def wait(self, name, value, max_cycles):
+    def wait(self, name, value, max_cycles, *, raise_timeout=True):
         """Clock until ``name`` equals ``value``, in C; returns the edges taken (0 if it
-        already did). Raises :class:`TimeoutError` after ``max_cycles`` edges."""
-        taken = self._wait(name, value, max_cycles)
-        if taken is None:
+        already did). After ``max_cycles`` edges without a match: :class:`TimeoutError`, or
+        ``None`` with ``raise_timeout=False`` (to wait in slices and show progress between
+        them). Waiting on a register costs one evaluation per cycle, on a combinational
+        signal two."""
+        taken = self._wait(((name, value),), max_cycles)
+        if taken is None and raise_timeout:
             raise TimeoutError(f"{name} did not become {value} within {max_cycles} cycles")
         return taken
 
-    def _wait(self, name, value, max_cycles):
-        ptr, kind, flags, width, depth = self._object(name)
-        if kind in (_MEMORY, _OUTLINE):
-            raise ValueError(f"cannot wait on {name!r}: wait on a port or a register")
-        port = self.model.ports.get(name)
-        raw = port.raw(value) if port else value
-        taken = self._lib.ft_wait(self._live(), ptr, _to_words(raw, max(1, (width + 31) // 32)),
-                                  max_cycles)
+    def wait_any(self, conditions, max_cycles):
+        """Clock until any ``name == value`` of the dict ``conditions`` holds, in C; returns the
+        edges taken, or ``None`` after ``max_cycles`` edges."""
+        return self._wait(tuple(dict(conditions).items()), max_cycles)
+
+    def _wait(self, conditions, max_cycles):
+        if isinstance(max_cycles, bool) or not isinstance(max_cycles, int) or max_cycles < 0:
+            raise ValueError(f"max_cycles must be a non-negative integer, not {max_cycles!r}")
+        pointers, words = [], []
+        for name, value in conditions:
+            ptr, kind, flags, width, depth = self._object(name)
+            if kind in (_MEMORY, _OUTLINE):
+                raise ValueError(f"cannot wait on {name!r}: wait on a port or a register")
+            port = self.model.ports.get(name)
+            raw = port.raw(value) if port else value
+            if not 0 <= raw < (1 << width):
+                raise ValueError(f"{name} is {width} bits wide and can never equal {value}")
+            pointers.append(ptr)
+            words.extend(_to_words(raw, max(1, (width + 31) // 32)))
+        taken = self._lib.ft_wait(self._live(), len(pointers),
+                                  (ctypes.c_void_p * len(pointers))(*pointers),
+                                  (ctypes.c_uint32 * len(words))(*words), max_cycles)
+        if taken == -2:
+            raise ValueError("cannot wait on an optimized-out signal: wait on a port or a "
+                             "register")
         return None if taken < 0 else taken
 
     @property
@@ -367,7 +388,7 @@ class CxxrtlSimulation:
             elif isinstance(cmd, Step):
                 self._lib.ft_step(self._sim, cmd.cycles)
             elif isinstance(cmd, Wait):
-                result.records.append(self._wait(cmd.port, cmd.value, cmd.max_cycles))
+                result.records.append(self._wait(cmd.conditions, cmd.max_cycles))
             else:
                 result.records.append(self.get(cmd.port))
         result.cycles = self.cycles - start

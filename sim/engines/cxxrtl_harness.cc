@@ -198,21 +198,35 @@ void ft_step(ft_sim *sim, uint64_t cycles) {
 		edge(sim);
 }
 
-// Clock until `object` equals `value`, checking before the first edge and after each edge.
-// Returns the number of edges taken (0 if it already matched), or -1 after `max_cycles` edges
-// without a match.
-int64_t ft_wait(ft_sim *sim, cxxrtl_object *object, const uint32_t *value, uint64_t max_cycles) {
+// Clock until any of `count` objects equals its value (`values` holds their chunks one after
+// the other), checking before the first edge and after each edge. Returns the number of edges
+// taken (0 if one already matched), -1 after `max_cycles` edges without a match, -2 if an
+// object is an outline (those need an explicit evaluation; wait on a port or register).
+int64_t ft_wait(ft_sim *sim, uint32_t count, cxxrtl_object *const *objects,
+                const uint32_t *values, uint64_t max_cycles) {
 	settle(sim);
-	if (object->type == CXXRTL_OUTLINE)
-		return -2;  // outlines need an explicit evaluation per cycle; wait on a port instead
-	if (equals(object, value))
+	bool fresh = true;
+	for (uint32_t c = 0; c < count; c++) {
+		if (objects[c]->type == CXXRTL_OUTLINE)
+			return -2;
+		fresh = fresh && registered(objects[c]);
+	}
+	auto matched = [&]() {
+		const uint32_t *value = values;
+		for (uint32_t c = 0; c < count; c++) {
+			if (equals(objects[c], value))
+				return true;
+			value += chunks_of(objects[c]);
+		}
+		return false;
+	};
+	if (matched())
 		return 0;
-	bool fresh = registered(object);
 	for (uint64_t i = 1; i <= max_cycles; i++) {
 		edge(sim);
 		if (!fresh)
 			settle(sim);
-		if (equals(object, value))
+		if (matched())
 			return (int64_t)i;
 	}
 	return -1;

@@ -31,7 +31,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from .script import (EngineUnavailable, Port, ScriptResult, Set, Step, Wait, Sample,
+from .script import (MAX_CONDITIONS, EngineUnavailable, ScriptResult, Set, Step, Wait,
                      design_rtlil, rtlil_ports)
 
 
@@ -42,8 +42,9 @@ __all__ = ["VerilogDesign", "emit_verilog", "run_verilator", "run_icarus", "run_
 #: Environment variable naming the root of every compiled-model cache.
 CACHE_ENV = "FIELDTUNE_CACHE"
 
-#: Opcodes of the script file the compiled drivers read.
-OP_SET, OP_STEP, OP_WAIT, OP_SAMPLE = range(4)
+#: Opcodes of the script file the compiled drivers read. A wait with several conditions is
+#: written as OP_CONDITION lines followed by one OP_WAIT line (the last condition).
+OP_SET, OP_STEP, OP_WAIT, OP_SAMPLE, OP_CONDITION = range(5)
 
 #: Name of the generated top module that wraps the design for Verilator and Icarus.
 WRAPPER = "fieldtune_top"
@@ -199,7 +200,9 @@ def _script_text(commands, index):
         elif isinstance(cmd, Step):
             lines.append(f"{OP_STEP} 0 0 {cmd.cycles}")
         elif isinstance(cmd, Wait):
-            lines.append(f"{OP_WAIT} {index[cmd.port]} {cmd.value:x} {cmd.max_cycles}")
+            *first, (port, value) = cmd.conditions
+            lines.extend(f"{OP_CONDITION} {index[p]} {v:x} 0" for p, v in first)
+            lines.append(f"{OP_WAIT} {index[port]} {value:x} {cmd.max_cycles}")
         else:
             lines.append(f"{OP_SAMPLE} {index[cmd.port]} 0 0")
     return "\n".join(lines) + "\n"
@@ -358,24 +361,36 @@ int main(int argc, char **argv) {
     unsigned long long n;
     static char hex[4096];
     std::vector<uint32_t> value(64), now(64);
+    std::vector<std::pair<int, std::vector<uint32_t>>> conditions;
     auto edge = [&]() { t->clk = 0; t->eval(); t->clk = 1; t->eval(); cycles++; };
+    auto matched = [&]() {
+        for (auto &c : conditions) {
+            get_port(t, c.first, now.data());
+            if (memcmp(now.data(), c.second.data(), c.second.size() * 4) == 0) return true;
+        }
+        return false;
+    };
     while (fscanf(in, "%%d %%d %%4095s %%llu", &op, &k, hex, &n) == 4) {
         int chunks = (k >= 0 && k < port_count) ? (widths[k] + 31) / 32 : 1;
-        if ((size_t)chunks > value.size()) { value.resize(chunks); now.resize(chunks); }
+        if ((size_t)chunks > value.size()) value.resize(chunks);
+        if ((size_t)chunks > now.size()) now.resize(chunks);
         parse_hex(hex, value.data(), chunks);
         if (op == 0) {
             set_port(t, k, value.data());
             t->eval();
         } else if (op == 1) {
             for (unsigned long long i = 0; i < n; i++) edge();
-        } else if (op == 2) {
+        } else if (op == 4 || op == 2) {
+            conditions.emplace_back(k, std::vector<uint32_t>(value.begin(), value.begin() + chunks));
+            if (op == 4) continue;
             unsigned long long i = 0;
-            get_port(t, k, now.data());
-            while (memcmp(now.data(), value.data(), chunks * 4) != 0 && i < n) {
+            bool hit = matched();
+            while (!hit && i < n) {
                 edge(); i++;
-                get_port(t, k, now.data());
+                hit = matched();
             }
-            if (memcmp(now.data(), value.data(), chunks * 4) == 0) fprintf(out, "w %%llu\n", i);
+            conditions.clear();
+            if (hit) fprintf(out, "w %%llu\n", i);
             else fprintf(out, "w -1\n");
         } else {
             get_port(t, k, now.data());
@@ -438,19 +453,20 @@ def _icarus_testbench(verilog, clock):
     """A Verilog testbench that reads the script file with ``$fscanf``."""
     ports = _data_ports(verilog, clock)
     widest = max([p.width for p in ports] + [1])
-    decls, conns, sets, gets = [], [f".clk(clk)"], [], []
+    decls, conns, sets, gets = [], [".clk(clk)"], [], []
     for k, p in enumerate(ports):
         if p.direction == "input":
             decls.append(f"    reg [{p.width - 1}:0] p{k} = 0;")
             sets.append(f"            {k}: p{k} = value;")
         else:
             decls.append(f"    wire [{p.width - 1}:0] p{k};")
-        gets.append(f"            {k}: now = p{k};")
+        gets.append(f"                {k}: port_value = p{k};")
         conns.append(f".p{k}(p{k})")
     return _ICARUS_TB % {
         "top": WRAPPER, "widest": widest, "decls": "\n".join(decls),
         "conns": ", ".join(conns), "sets": "\n".join(sets) or "            default: ;",
-        "gets": "\n".join(gets) or "            default: ;",
+        "gets": "\n".join(gets) or "                default: ;",
+        "max_conditions": MAX_CONDITIONS,
     }
 
 
@@ -464,8 +480,11 @@ module fieldtune_tb;
 
     reg [%(widest)d-1:0] value, now;
     reg [63:0] count, i, cycles;
-    integer op, k, r, script, records;
+    integer op, k, r, c, script, records, conditions;
     reg [8*4096-1:0] script_path, records_path;
+    reg [%(widest)d-1:0] condition_value [0:%(max_conditions)d-1];
+    integer condition_port [0:%(max_conditions)d-1];
+    reg hit;
 
     task tick;
         begin
@@ -475,12 +494,20 @@ module fieldtune_tb;
         end
     endtask
 
-    task read_port;
+    function [%(widest)d-1:0] port_value(input integer index);
         begin
-            now = 0;
-            case (k)
+            port_value = 0;
+            case (index)
 %(gets)s
             endcase
+        end
+    endfunction
+
+    task check;
+        begin
+            hit = 0;
+            for (c = 0; c < conditions; c = c + 1)
+                if (port_value(condition_port[c]) === condition_value[c]) hit = 1;
         end
     endtask
 
@@ -493,6 +520,7 @@ module fieldtune_tb;
         script = $fopen(script_path, "r");
         records = $fopen(records_path, "w");
         cycles = 0;
+        conditions = 0;
         #1;
         r = $fscanf(script, "%%d %%d %%h %%d\n", op, k, value, count);
         while (r == 4) begin
@@ -504,19 +532,28 @@ module fieldtune_tb;
                 #1;
             end
             1: for (i = 0; i < count; i = i + 1) tick;
+            4: begin
+                condition_port[conditions] = k;
+                condition_value[conditions] = value;
+                conditions = conditions + 1;
+            end
             2: begin
+                condition_port[conditions] = k;
+                condition_value[conditions] = value;
+                conditions = conditions + 1;
                 i = 0;
-                read_port;
-                while (now != value && i < count) begin
+                check;
+                while (!hit && i < count) begin
                     tick;
                     i = i + 1;
-                    read_port;
+                    check;
                 end
-                if (now == value) $fdisplay(records, "w %%0d", i);
+                conditions = 0;
+                if (hit) $fdisplay(records, "w %%0d", i);
                 else $fdisplay(records, "w -1");
             end
             default: begin
-                read_port;
+                now = port_value(k);
                 $fdisplay(records, "s %%h", now);
             end
             endcase

@@ -8,10 +8,12 @@ top-level ports, with one clock:
     ``sample``) and is sampled by the next rising edge.
 ``step N``
     N rising clock edges.
-``wait PORT == VALUE, max N``
-    Check ``PORT``; while it differs, clock one edge and check again, at most N edges. Records
-    the number of edges taken (0 if it already matched) or ``None`` when N edges passed without
-    a match (the script goes on; nothing hangs).
+``wait PORT == VALUE [or PORT2 == VALUE2 ...], max N``
+    Check the condition(s); while none holds, clock one edge and check again, at most N edges.
+    Records the number of edges taken (0 if one already held) or ``None`` when N edges passed
+    without a match (the script goes on; nothing hangs). Several conditions (at most
+    :data:`MAX_CONDITIONS`) wait for whichever comes first, e.g. a bus ``ack`` or ``err``;
+    sample the ports afterwards to see which.
 ``sample PORT``
     Record the port's current (settled) value.
 
@@ -35,7 +37,8 @@ from amaranth.hdl import _ast
 
 
 __all__ = ["Port", "Set", "Step", "Wait", "Sample", "Script", "ScriptResult",
-           "EngineUnavailable", "design_rtlil", "rtlil_ports", "amaranth_ports", "run_amaranth"]
+           "EngineUnavailable", "design_rtlil", "rtlil_ports", "amaranth_ports", "run_amaranth",
+           "ENGINES", "run", "MAX_CONDITIONS"]
 
 
 class EngineUnavailable(RuntimeError):
@@ -85,8 +88,7 @@ class Step:
 
 @dataclass(frozen=True)
 class Wait:
-    port: str
-    value: int
+    conditions: tuple   # ((port, value), ...): any one of them ends the wait
     max_cycles: int
 
 
@@ -124,8 +126,22 @@ class Script:
         return self
 
     def wait(self, port, value, max_cycles):
+        """Wait until ``port == value`` (at most ``max_cycles`` edges)."""
+        return self.wait_any({port: value}, max_cycles)
+
+    def wait_any(self, conditions, max_cycles):
+        """Wait until any ``port == value`` of the dict ``conditions`` holds."""
         _check_count("wait max_cycles", max_cycles)
-        self.commands.append(Wait(port, value, max_cycles))
+        conditions = tuple(dict(conditions).items())
+        if not 1 <= len(conditions) <= MAX_CONDITIONS:
+            raise ValueError(f"a wait must have 1 to {MAX_CONDITIONS} conditions, "
+                             f"not {len(conditions)}")
+        self.commands.append(Wait(conditions, max_cycles))
+        return self
+
+    def extend(self, other):
+        """Append the commands of another script (scripts compose: a bus write, a start...)."""
+        self.commands.extend(other.commands)
         return self
 
     def sample(self, *ports):
@@ -147,20 +163,29 @@ class Script:
         for cmd in self.commands:
             if isinstance(cmd, Step):
                 out.append(cmd)
-                continue
-            port = ports.get(cmd.port)
-            if port is None:
-                known = ", ".join(sorted(ports))
-                raise ValueError(f"port must be one of {known}, not {cmd.port!r}")
-            if isinstance(cmd, Set):
+            elif isinstance(cmd, Wait):
+                out.append(Wait(tuple((name, _port(ports, name).raw(value))
+                                      for name, value in cmd.conditions), cmd.max_cycles))
+            elif isinstance(cmd, Set):
+                port = _port(ports, cmd.port)
                 if port.direction != "input":
                     raise ValueError(f"port {cmd.port} is an output and cannot be set")
                 out.append(Set(cmd.port, port.raw(cmd.value)))
-            elif isinstance(cmd, Wait):
-                out.append(Wait(cmd.port, port.raw(cmd.value), cmd.max_cycles))
             else:
+                _port(ports, cmd.port)
                 out.append(cmd)
         return out
+
+
+#: Most conditions one ``wait`` may have (the compiled drivers keep them in fixed tables).
+MAX_CONDITIONS = 16
+
+
+def _port(ports, name):
+    port = ports.get(name)
+    if port is None:
+        raise ValueError(f"port must be one of {', '.join(sorted(ports))}, not {name!r}")
+    return port
 
 
 def _check_count(name, value):
@@ -278,12 +303,39 @@ def run_amaranth(design, script, *, ports=None, vcd=None, name=None):
             elif isinstance(cmd, Sample):
                 result.records.append(read(ctx, cmd.port))
             else:
+                def matched():
+                    return any(read(ctx, p) == v for p, v in cmd.conditions)
                 taken = 0
-                while read(ctx, cmd.port) != cmd.value and taken < cmd.max_cycles:
+                while not matched() and taken < cmd.max_cycles:
                     await ctx.tick()
                     taken += 1
                 result.cycles += taken
-                result.records.append(taken if read(ctx, cmd.port) == cmd.value else None)
+                result.records.append(taken if matched() else None)
 
     simulate(top, testbench, vcd=vcd, name=name or type(design).__name__)
     return result
+
+
+#: Engine names :func:`run` accepts.
+ENGINES = ("amaranth", "cxxrtl", "verilator", "icarus")
+
+
+def run(engine, design, script, *, env=None, ports=None):
+    """Run ``script`` on ``design`` with ``engine`` (one of :data:`ENGINES`).
+
+    ``env`` is the tool environment naming Yosys (``fieldtune.toolchain.tool_env("YOSYS")``),
+    needed by every engine but ``"amaranth"``. ``design`` is elaborated by this engine only:
+    pass a fresh instance per engine. Compiled engines use their caches.
+    """
+    if engine == "amaranth":
+        return run_amaranth(design, script, ports=ports)
+    if engine == "cxxrtl":
+        from . import cxxrtl
+        with cxxrtl.build(design, env=env, ports=ports).simulate() as sim:
+            return sim.run(script)
+    if engine in ("verilator", "icarus"):
+        from . import hdl
+        verilog = hdl.emit_verilog(design, env=env, ports=ports)
+        runner = hdl.run_verilator if engine == "verilator" else hdl.run_icarus
+        return runner(verilog, script)
+    raise ValueError(f"engine must be one of {', '.join(ENGINES)}, not {engine!r}")

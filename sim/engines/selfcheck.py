@@ -223,8 +223,8 @@ class SelfCheck:
     keys read); a start with ``seed == 0`` (error); a good start; a start while busy (error,
     the run goes on); ``cycles`` cycles of random ``i.valid`` and ``o.ready`` with
     ``i.ready``, ``o.valid`` and ``o.payload`` sampled every cycle; a synchronous reset; a wait
-    that must time out; a second run of ``bulk_items`` at full rate, ended by a wait on
-    ``done``.
+    that must time out; a second run of ``bulk_items`` at full rate, ended by a wait for
+    ``done`` or ``error``; a wait that holds at once.
     """
 
     def __init__(self, seed=0x1234_5678, items=24, cycles=160, bulk_items=500, rng_seed=1,
@@ -274,14 +274,16 @@ class SelfCheck:
         sample("busy", "done", "error", "checksum", "total", tag="first run")
         script.set("rst", 1).step().set("rst", 0)
         sample("busy", "done", "checksum", "total", "i__ready", tag="after reset")
-        script.wait("done", 1, 5)
+        script.wait_any({"done": 1, "busy": 1}, 5)
         labels.append(("wait", "timeout"))
         script.set("seed", self.bulk_seed).set("count", bulk_items)
         script.set("i__payload", pack_lanes(self.bulk_lanes, width))
         script.set("i__valid", 1).set("o__ready", 1).set("start", 1).step().set("start", 0)
-        script.wait("done", 1, 10 * bulk_items + 10)
+        script.wait_any({"error": 1, "done": 1}, 10 * bulk_items + 10)
         labels.append(("wait", "bulk"))
         sample("checksum", "total", "busy", "error", tag="bulk")
+        script.wait_any({"error": 1, "i__ready": 0}, 3)
+        labels.append(("wait", "already"))
         self.script, self.labels = script, labels
 
     def decode(self, records):
@@ -327,6 +329,7 @@ class SelfCheck:
             ("checksum", "after reset"): 0, ("total", "after reset"): 0,
             ("i__ready", "after reset"): 0,
             ("wait", "timeout"): None, ("wait", "bulk"): self.bulk_items + 2,
+            ("wait", "already"): 0,
             ("checksum", "bulk"): bulk[1], ("total", "bulk"): bulk[2] & mask80,
             ("busy", "bulk"): 0, ("error", "bulk"): 0,
         }

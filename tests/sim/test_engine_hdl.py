@@ -8,8 +8,8 @@ import shutil
 import pytest
 
 from fieldtune.sim.engines import hdl
-from fieldtune.sim.engines.script import EngineUnavailable, Script, run_amaranth
-from fieldtune.sim.engines.selfcheck import MixPipeline, SelfCheck
+from fieldtune.sim.engines.script import ENGINES, EngineUnavailable, Script, run, run_amaranth
+from fieldtune.sim.engines.selfcheck import MixPipeline, MixPipelineModel, SelfCheck
 from fieldtune.toolchain import tool_env
 
 
@@ -55,6 +55,29 @@ def test_icarus_matches_amaranth_and_golden_model(verilog, check, golden_run):
     assert result.records == golden_run.records
     assert result.cycles == golden_run.cycles
     assert check.mismatches(result) == []
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_run_dispatches_to_every_engine(engine):
+    _require(*{"verilator": ["verilator"], "icarus": ["iverilog", "vvp"]}.get(engine, []))
+    script = (Script().set("seed", 3).set("count", 40).set("i__valid", 1).set("o__ready", 1)
+              .set("start", 1).step().set("start", 0)
+              .wait_any({"done": 1, "error": 1}, 100).sample("checksum", "total"))
+    result = run(engine, MixPipeline(), script, env=tool_env("YOSYS"))
+    _, checksum, total = MixPipelineModel().run(3, [[0] * 8] * 40)
+    assert result.records == [42, checksum, total & (1 << 80) - 1]
+    assert result.cycles == 43
+
+
+def test_run_and_wait_reject_bad_arguments():
+    with pytest.raises(ValueError, match=r"^engine must be one of amaranth, cxxrtl, verilator, "
+                                         r"icarus, not 'spice'$"):
+        run("spice", None, Script())
+    with pytest.raises(ValueError, match=r"^a wait must have 1 to 16 conditions, not 0$"):
+        Script().wait_any({}, 10)
+    with pytest.raises(ValueError, match=r"^wait max_cycles must be an integer from 0 to "
+                                         r"2\*\*63 - 1, not -1$"):
+        Script().wait("done", 1, -1)
 
 
 def test_wrong_result_is_detected(check, golden_run):
