@@ -14,6 +14,16 @@ __all__ = ["BLOCKS", "build_block"]
 BLOCKS = {
     "perturb": ("fieldtune.rtl.perturb.engine", "from_config",
                 "PeZO perturbation engine (config section [perturb])"),
+    "mac": ("fieldtune.rtl.mac", "from_config",
+            "adapter MAC array with its weight memory (config section [mac])"),
+    "loss": ("fieldtune.rtl.loss", "from_config",
+             "softmax cross-entropy loss unit (config section [loss])"),
+    "quantizer": ("fieldtune.rtl.cache.quantizer", "from_config",
+                  "forward-cache quantizer: features to 4-bit codes and block scales ([cache])"),
+    "dequantizer": ("fieldtune.rtl.cache.dequantizer", "from_config",
+                    "forward-cache dequantizer: packed beats to L features per cycle ([cache])"),
+    "forward-cache": ("fieldtune.rtl.cache.cache", "from_config",
+                      "InstantFT forward cache: quantizer, packed memory, dequantizer ([cache])"),
 }
 
 

@@ -175,8 +175,8 @@ def update(mac: MacParams, mem, region, coefs, b, cshift, *, flags=None):
     else:
         a_w = a[g * reg.rows + r]
     delta = round_shift(a_w[:, None] * b, update_shift(mac))
-    new = saturate(mem[sl] - delta, mac.weight_width, flags)
-    mem[sl] = np.where(pad_mask(mac, region), new, 0)
+    mask = pad_mask(mac, region)
+    mem[sl] = saturate(np.where(mask, mem[sl] - delta, 0), mac.weight_width, flags)
     return mem
 
 

@@ -206,8 +206,10 @@ def op_streams(mac: MacParams, op, sample, x, z0, z=None):
     """What ``op`` on ``sample`` consumes: ``{"x": [(beat, last)], "z0": [...], "z": [beats]}``
     (``x`` (n, N) features, ``z0`` (n, C), ``z`` (words, lanes) perturbation words)."""
     lay = Layout(mac)
-    reg = lay.regions[int(op["region"].value)]
     out = {"x": [], "z0": [], "z": []}
+    if int(op["region"].value) >= len(lay.regions):
+        return out                                  # rejected by the array
+    reg = lay.regions[int(op["region"].value)]
     kind = op["op"]
     if op["operand"] == Operand.STREAM and kind in (Op.MATVEC, Op.UPDATE):
         beats = np.asarray(x[sample], dtype=np.int64).reshape(-1, mac.lanes)
