@@ -379,3 +379,51 @@ def float_references(drift_deg=R1_DRIFT_DEG, *, seed=0, source="int8", epochs=10
     for method in torch_methods:
         out[method] = train_torch(method, drift_deg, seed=seed)
     return out
+
+
+def report(drift_deg=R1_DRIFT_DEG, *, seeds=(0, 1, 2), source="int8"):
+    """The figures of docs/benchmarks.md ("Reference scenario R1 (float)") as rows
+    ``(reference, setting, mean, std)``; ``mean`` is None (``std`` the reason) when not run.
+    Run it as ``python -m fieldtune.sim.reference [--drift DEG] [--seeds N] [--source S]``."""
+    d = r1_reference_data(drift_deg, source=source)
+    split = {k: d[k] for k in ("train_features", "train_logits", "train_labels",
+                               "test_features", "test_logits", "test_labels")}
+    rows = [("backbone", f"{d['backbone']}, before drift (upright)",
+             d["before_drift_accuracy"], 0.0),
+            ("backbone", f"{d['backbone']}, after {drift_deg:g} deg drift",
+             d["after_drift_accuracy"], 0.0)]
+    runs = []
+    for epochs in (10, 30):
+        runs += [("skip adapters dense", f"{epochs} epochs, cache order", train_skip_adapters,
+                  {"epochs": epochs}),
+                 ("skip adapters dense", f"{epochs} epochs, shuffled", train_skip_adapters,
+                  {"epochs": epochs, "shuffle": True}),
+                 ("skip adapters rank 4", f"{epochs} epochs, cache order", train_skip_adapters,
+                  {"epochs": epochs, "rank": 4})]
+    for dist in ("gaussian", "uniform"):
+        for steps in (2000, 5000):
+            runs.append((f"MeZO {dist}", f"{steps} steps", train_mezo,
+                         {"steps": steps, "distribution": dist}))
+    for name, setting, fn, kwargs in runs:
+        s = mean_over_seeds(fn, seeds=seeds, **split, **kwargs)
+        rows.append((name, setting, s.mean, s.std))
+    for method in TORCH_METHODS:
+        s = mean_over_seeds(train_torch, seeds=seeds, method=method, drift_deg=drift_deg)
+        rows.append((method, "10 epochs, Adam 1e-2", s.mean, s.std if s.mean is not None
+                     else s.reason))
+    return rows
+
+
+if __name__ == "__main__":
+    import argparse
+    parser = argparse.ArgumentParser(prog="python -m fieldtune.sim.reference",
+                                     description="R1 float reference accuracies")
+    parser.add_argument("--drift", type=float, default=R1_DRIFT_DEG, help="rotation, degrees")
+    parser.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 (at least 3)")
+    parser.add_argument("--source", choices=("int8", "float"), default="int8",
+                        help="features: dequantized int8 backbone (default) or float backbone")
+    args = parser.parse_args()
+    for name, setting, mean, std in report(args.drift, seeds=range(args.seeds),
+                                           source=args.source):
+        value = (f"{100 * mean:5.1f} % +- {100 * std:.1f}" if mean is not None else std)
+        print(f"{name:22s} {setting:36s} {value}")

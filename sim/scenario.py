@@ -50,23 +50,38 @@ def _accuracy(logits, labels):
     return float(np.mean(np.argmax(logits, axis=1) == labels))
 
 
-@lru_cache(maxsize=16)
-def _r1_features(drift_deg, drift, level):
+def _int8_outputs(backbone, images):
+    out = backbone.forward(images)
+    return out.features_q88, out.logits_q88
+
+
+def _float_outputs(backbone, images):
+    out = backbone.forward(images)
+    return out.features, out.logits
+
+
+@lru_cache(maxsize=32)
+def _scenario(drift_deg, drift, level, kind):
+    """The dict behind :func:`r1_features` (``kind="int8"``) and :func:`r1_float_features`."""
     data = load_r1(drift_deg, drift=drift, level=level)
-    _, backbone = load_backbone()
+    float_backbone, int8_backbone = load_backbone()
+    backbone, outputs = ((int8_backbone, _int8_outputs) if kind == "int8"
+                         else (float_backbone, _float_outputs))
     out = {}
     for split, images, labels in (("train", data.finetune_images, data.finetune_labels),
                                   ("test", data.test_images, data.test_labels)):
-        result = backbone.forward(images)
-        out[f"{split}_features"] = _readonly(result.features_q88)
-        out[f"{split}_logits"] = _readonly(result.logits_q88)
+        features, logits = outputs(backbone, images)
+        out[f"{split}_features"] = _readonly(features)
+        out[f"{split}_logits"] = _readonly(logits)
         out[f"{split}_labels"] = labels
-    out["before_drift_accuracy"] = _accuracy(backbone.forward(data.test_upright).logits_q88,
+    out["before_drift_accuracy"] = _accuracy(outputs(backbone, data.test_upright)[1],
                                              data.test_labels)
     out["after_drift_accuracy"] = _accuracy(out["test_logits"], data.test_labels)
-    out["feature_format"] = "Q8.8"
-    out["feature_frac"] = Q88_FRAC
-    out["backbone"] = "int8"
+    out["backbone"] = kind
+    if kind == "int8":
+        out["feature_format"], out["feature_frac"] = "Q8.8", Q88_FRAC
+    else:
+        out["feature_format"] = "float64"
     out.update(scenario_parameters(data))
     return out
 
@@ -88,30 +103,10 @@ def r1_features(drift_deg=R1_DRIFT_DEG, *, drift="rotate", level=None):
     ``feature_frac``, ``backbone``
         the scenario parameters.
     """
-    return dict(_r1_features(drift_deg, drift, level))
-
-
-@lru_cache(maxsize=16)
-def _r1_float_features(drift_deg, drift, level):
-    data = load_r1(drift_deg, drift=drift, level=level)
-    backbone, _ = load_backbone()
-    out = {}
-    for split, images, labels in (("train", data.finetune_images, data.finetune_labels),
-                                  ("test", data.test_images, data.test_labels)):
-        result = backbone.forward(images)
-        out[f"{split}_features"] = _readonly(result.features)
-        out[f"{split}_logits"] = _readonly(result.logits)
-        out[f"{split}_labels"] = labels
-    out["before_drift_accuracy"] = _accuracy(backbone.forward(data.test_upright).logits,
-                                             data.test_labels)
-    out["after_drift_accuracy"] = _accuracy(out["test_logits"], data.test_labels)
-    out["feature_format"] = "float64"
-    out["backbone"] = "float"
-    out.update(scenario_parameters(data))
-    return out
+    return dict(_scenario(drift_deg, drift, level, "int8"))
 
 
 def r1_float_features(drift_deg=R1_DRIFT_DEG, *, drift="rotate", level=None):
     """The keys of :func:`r1_features` from the *float* backbone: features and logits float64
     (real values), accuracies of the float backbone."""
-    return dict(_r1_float_features(drift_deg, drift, level))
+    return dict(_scenario(drift_deg, drift, level, "float"))
