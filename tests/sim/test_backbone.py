@@ -228,3 +228,15 @@ def test_bad_shapes_are_rejected(backbones):
         FloatBackbone(dict(fb.params, **{"conv2.bias": np.zeros(15)}))
     with pytest.raises(ValueError, match=r"images must have shape \(N, 8, 8\), not \(2, 7, 8\)"):
         qb.forward(np.zeros((2, 7, 8)))
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--seed", "-1"], "--seed must be an integer from 0 to 2**63-1, not -1"),
+    (["--epochs", "0"], "--epochs must be an integer from 1 to 10000, not 0")])
+def test_pretrain_command_rejects_bad_arguments(argv, message, tmp_path):
+    parser = argparse.ArgumentParser()
+    pretrain_command.add_arguments(parser)
+    args = parser.parse_args([*argv, "-o", str(tmp_path / "x.npz")])
+    with pytest.raises(ValueError, match=message.replace("*", r"\*")):
+        pretrain_command.run(args, Console(quiet=True))
+    assert not (tmp_path / "x.npz").exists()
