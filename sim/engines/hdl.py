@@ -268,8 +268,9 @@ def _run_script(verilog, script, clock, kind, launch):
         return _parse_records(out_path.read_text() if out_path.exists() else "")
 
 
-def _version(argv):
-    out = subprocess.run(argv, capture_output=True, text=True)
+def tool_version(argv):
+    """What ``argv`` (a tool's version command) prints; part of every build's cache key."""
+    out = subprocess.run(argv, capture_output=True, text=True, stdin=subprocess.DEVNULL)
     return out.stdout + out.stderr
 
 
@@ -418,7 +419,7 @@ def build_verilator(verilog, *, clock="clk", cache=None, jobs=2):
     ports = _data_ports(verilog, clock)
     wrapper, driver = _wrapper(verilog, clock), _verilator_driver(ports)
     key = digest(verilog.text, wrapper, driver, " ".join(VERILATOR_FLAGS),
-                 _version([verilator, "--version"]))
+                 tool_version([verilator, "--version"]))
 
     def build(work):
         (work / "design.v").write_text(verilog.text)
@@ -572,7 +573,7 @@ def build_icarus(verilog, *, clock="clk", cache=None):
     iverilog = find_program("iverilog", _ICARUS_HINT)
     find_program("vvp", _ICARUS_HINT)
     wrapper, tb = _wrapper(verilog, clock), _icarus_testbench(verilog, clock)
-    key = digest(verilog.text, wrapper, tb, _version([iverilog, "-V"]))
+    key = digest(verilog.text, wrapper, tb, tool_version([iverilog, "-V"]))
 
     def build(work):
         (work / "design.v").write_text(verilog.text)
