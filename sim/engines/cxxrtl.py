@@ -215,6 +215,7 @@ class CxxrtlSimulation:
     """
 
     def __init__(self, model):
+        self._sim = None
         self.model = model
         self._lib = _load(model.path)
         self._sim = self._lib.ft_create(model.clock.encode(), int(model.full_edges))

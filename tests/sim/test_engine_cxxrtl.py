@@ -7,8 +7,6 @@ import shutil
 import pytest
 from amaranth.hdl import ClockDomain, Elaboratable, Module, Signal
 from amaranth.hdl._ir import PortDirection
-from amaranth.lib import wiring
-from amaranth.lib.wiring import Out
 
 from fieldtune.sim.engines import cxxrtl
 from fieldtune.sim.engines.script import EngineUnavailable, Script, run_amaranth
@@ -147,13 +145,19 @@ def test_vcd_written_only_while_asked(sim, tmp_path):
     assert stamps == [10, 15, 20, 25, 30, 35, 40, 45, 50]
 
 
-class _Counter(wiring.Component):
-    """A free-running counter."""
-    count: Out(16)
+class _Counter(Elaboratable):
+    """A counter with an enable; not a Component, so it names its ports for the engines."""
+
+    def __init__(self):
+        self.enable = Signal()
+        self.count = Signal(16)
+        self.ports = {"enable": (self.enable, PortDirection.Input),
+                      "count": (self.count, PortDirection.Output)}
 
     def elaborate(self, platform):
         m = Module()
-        m.d.sync += self.count.eq(self.count + 1)
+        with m.If(self.enable):
+            m.d.sync += self.count.eq(self.count + 1)
         return m
 
 
@@ -178,18 +182,27 @@ def test_cache_hit_and_cache_folder_from_environment(tmp_path, monkeypatch):
     _require_compiler()
     monkeypatch.setenv("FIELDTUNE_CACHE", str(tmp_path))
     messages = []
-    first = cxxrtl.build(_Counter(), env=tool_env("YOSYS"), cxxflags=("-O0",),
-                         log=messages.append)
+
+    def build():
+        design = _Counter()
+        return cxxrtl.build(design, ports=design.ports, env=tool_env("YOSYS"),
+                            cxxflags=("-O0",), log=messages.append)
+
+    first = build()
     assert messages == ["compiling the CXXRTL model of _Counter (cache miss)"]
     assert first.path.parent == tmp_path / "cxxrtl" and first.path.suffix == ".so"
-    again = cxxrtl.build(_Counter(), env=tool_env("YOSYS"), cxxflags=("-O0",),
-                         log=messages.append)
+    again = build()
     assert again.path == first.path and len(messages) == 1
     assert sorted(p.name for p in (tmp_path / "cxxrtl").iterdir() if p.suffix == ".so") == \
         [first.path.name]
+    # A design with explicit ports runs the same script alike on both engines.
+    script = (Script().step(3).set("enable", 1).step(1000).sample("count")
+              .set("enable", 0).step(5).sample("count").set("rst", 1).step().sample("count"))
     with first.simulate() as sim:
-        sim.step(1000)
-        assert sim.get("count") == 1000
+        fast = sim.run(script)
+    design = _Counter()
+    assert fast == run_amaranth(design, script, ports=design.ports)
+    assert fast.records == [1000, 1000, 0]
 
 
 def test_falling_edge_design_is_evaluated_on_falling_edges(tmp_path):
@@ -206,16 +219,19 @@ def test_falling_edge_design_is_evaluated_on_falling_edges(tmp_path):
 
 
 def test_missing_compiler_is_a_clear_error():
+    design = _Counter()
     with pytest.raises(EngineUnavailable, match=r"^g\+\+-fieldtune-absent was not found on "
                                                 r"PATH; CXXRTL models are compiled with the "
                                                 r"system C\+\+ compiler"):
-        cxxrtl.build(_Counter(), env=tool_env("YOSYS"), compiler="g++-fieldtune-absent")
+        cxxrtl.build(design, ports=design.ports, env=tool_env("YOSYS"),
+                     compiler="g++-fieldtune-absent")
 
 
 def test_clock_must_be_an_input():
+    design = _Counter()
     with pytest.raises(ValueError, match=r"^clock must be an input port of the design, "
                                          r"not 'count'$"):
-        cxxrtl.build(_Counter(), env=tool_env("YOSYS"), clock="count")
+        cxxrtl.build(design, ports=design.ports, env=tool_env("YOSYS"), clock="count")
 
 
 def test_script_rejects_unknown_ports_and_outputs(sim):
