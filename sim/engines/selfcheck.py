@@ -41,9 +41,12 @@ def xorshift32(state):
     return state
 
 
-def table_init(depth, lanes):
-    """The table's power-on contents: entry ``a``, lane ``k`` = ((37a + 11k) mod 251) - 125."""
-    return [[(37 * a + 11 * k) % 251 - 125 for k in range(lanes)] for a in range(depth)]
+def table_init(depth, lanes, width):
+    """The table's power-on contents: entry ``a``, lane ``k`` = ((37a + 11k) mod 251) - 125,
+    wrapped to ``signed(width)`` (two's complement) so narrow lanes hold it exactly."""
+    half = 1 << (width - 1)
+    return [[((37 * a + 11 * k) % 251 - 125 + half) % (2 * half) - half for k in range(lanes)]
+            for a in range(depth)]
 
 
 def _check(name, value, lo, hi):
@@ -96,7 +99,7 @@ class MixPipeline(wiring.Component):
             "o": Out(stream.Signature(self.out_layout)),
         })
         self.table = Memory(shape=in_layout, depth=self.depth,
-                            init=table_init(self.depth, lanes))
+                            init=table_init(self.depth, lanes, width))
 
     def elaborate(self, platform):
         m = Module()
@@ -172,7 +175,7 @@ class MixPipelineModel:
     def __init__(self, lanes=8, width=16, depth_log2=6):
         _check_geometry(lanes, width, depth_log2)
         self.lanes, self.width, self.depth = lanes, width, 1 << depth_log2
-        self.table = table_init(self.depth, lanes)
+        self.table = table_init(self.depth, lanes, width)
 
     def load(self, addr, lanes):
         self.table[addr] = list(lanes)
