@@ -1,26 +1,29 @@
 """PeZO adaptive scaling: solve the per-step correction, apply it per lane.
 
-A step's static-scaled codes ``v_i`` have energy ``S = sum(v_i**2)``; the target is
-``T = D * 4**f`` (squared norm equal to the dimension ``D``). :class:`ScaleSolver` turns ``S``
-into a small signed correction ``d`` with one shift and one small constant multiplier
+A step's static-scaled values ``x_i`` (kept with ``G = ADAPT_GUARD_BITS`` extra fraction
+bits) have energy ``S = sum(x_i**2)``; the target is ``T = D * 4**(f + G)`` (squared norm equal
+to the dimension ``D``). :class:`ScaleSolver` turns ``S`` into a small signed correction ``d``
+with one shift and one small constant multiplier
 (:class:`~fieldtune.rtl.perturb.numerics.AdaptiveConstants`); :func:`corrected` applies
-``z = sat(v + round(v * d, adapt_shift))`` to one lane with ``adapt_bits`` shift-and-add
+``z = sat(round(x * (2**adapt_shift + d), adapt_shift + G))`` with ``adapt_bits`` shift-and-add
 partial products. ``round`` rounds half away from zero, so the correction is odd-symmetric.
 """
 
-from amaranth.hdl import Module, Signal, Mux, signed, unsigned
+from amaranth.hdl import Module, Signal, Mux, Cat, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from .arith import round_half_away, saturate, shift_add_mul
-from .numerics import AdaptiveConstants
+from .numerics import AdaptiveConstants, ADAPT_GUARD_BITS
 
 
-__all__ = ["ScaleSolver", "corrected"]
+__all__ = ["ScaleSolver", "correction_product", "corrected"]
 
 
 class ScaleSolver(wiring.Component):
-    """``energy`` to correction ``d`` in two clock cycles.
+    """``energy`` to the correction ``d`` in four clock cycles: shift and clamp; the two
+    small multiplies (``q * linear``, ``q * q``); the quadratic term and the sum; rounding
+    and clamping (:class:`~fieldtune.rtl.perturb.numerics.AdaptiveConstants`).
 
     Ports
     -----
@@ -28,10 +31,12 @@ class ScaleSolver(wiring.Component):
         Sample ``energy`` at the next edge.
     energy : In(unsigned(energy_width))
     done : Out(1)
-        High for one cycle, two edges after ``start``; ``correction`` and ``clamped`` are valid
-        from then on and held until the next ``start``.
+        High for one cycle, four edges after ``start``; the outputs below are valid from then
+        on and held until the next ``start``.
     correction : Out(signed(adapt_bits + 1))
         ``d``, in ``[-(2**adapt_bits - 1), 2**adapt_bits - 1]``.
+    magnitude, negative : Out(adapt_bits), Out(1)
+        ``|d|`` and ``d < 0``, as the correctors use them.
     clamped : Out(1)
         The unclamped ``d`` was out of that range (the step's norm is off by more than the
         correction can reach, e.g. for a very small dimension).
@@ -42,31 +47,45 @@ class ScaleSolver(wiring.Component):
         self.energy_width = energy_width
         super().__init__({
             "start": In(1), "energy": In(unsigned(energy_width)), "done": Out(1),
-            "correction": Out(signed(params.adapt_bits + 1)), "clamped": Out(1),
+            "correction": Out(signed(params.adapt_bits + 1)),
+            "magnitude": Out(params.adapt_bits), "negative": Out(1), "clamped": Out(1),
         })
 
     def elaborate(self, platform):
         m = Module()
         k = self.constants
         q = Signal(range(-k.q_limit, k.q_limit + 1))
-        busy = Signal()
+        linear = Signal.like(q * k.linear)
+        squared = Signal(range(k.q_limit * k.q_limit + 1))
+        total = Signal.like((linear << (k.square_shift - k.shift)) + squared * k.quadratic)
+        stages = Signal(3)
         difference = (k.target - self.energy) >> k.pre_shift
         with m.If(self.start):
             m.d.sync += q.eq(Mux(difference > k.q_limit, k.q_limit,
                                  Mux(difference < -k.q_limit, -k.q_limit, difference)))
-        m.d.sync += [busy.eq(self.start), self.done.eq(busy)]
-        raw = round_half_away(q * k.multiplier, k.shift)
-        with m.If(busy):
+        m.d.sync += [
+            stages.eq(Cat(self.start, stages[:2])), self.done.eq(stages[2]),
+            linear.eq(q * k.linear),
+            squared.eq(q * q),
+            total.eq((linear << (k.square_shift - k.shift)) + squared * k.quadratic),
+        ]
+        raw = round_half_away(total, k.square_shift)
+        d = Mux(raw > k.d_max, k.d_max, Mux(raw < -k.d_max, -k.d_max, raw))
+        with m.If(stages[2]):
             m.d.sync += [
-                self.correction.eq(Mux(raw > k.d_max, k.d_max,
-                                       Mux(raw < -k.d_max, -k.d_max, raw))),
+                self.correction.eq(d), self.magnitude.eq(abs(d)), self.negative.eq(d < 0),
                 self.clamped.eq((raw > k.d_max) | (raw < -k.d_max)),
             ]
         return m
 
 
-def corrected(value, magnitude, negative, adapt_shift, width):
-    """``sat(v + round(v * d, adapt_shift))`` for ``d = -magnitude if negative else
-    magnitude`` (``round(v*d) = sign(d) * round(v*|d|)``, rounding being odd-symmetric)."""
-    step = round_half_away(shift_add_mul(value, magnitude), adapt_shift)
-    return saturate(value + Mux(negative, -step, step), width)
+def correction_product(value, magnitude):
+    """First half of the corrector: ``x * |d|`` (``adapt_bits`` shift-and-add terms)."""
+    return shift_add_mul(value, magnitude)
+
+
+def corrected(value, product, negative, adapt_shift, width):
+    """Second half: ``sat(round(x * (2**adapt_shift + d), adapt_shift + G))`` from the
+    guarded value ``x`` and ``product = x * |d|``."""
+    scaled = (value << adapt_shift) + Mux(negative, -product, product)
+    return saturate(round_half_away(scaled, adapt_shift + ADAPT_GUARD_BITS), width)

@@ -21,12 +21,12 @@ from amaranth.hdl import Module, Signal, Cat, Const, Mux, signed, unsigned
 from amaranth.lib import wiring, data, stream
 from amaranth.lib.wiring import In, Out
 
-from .adaptive import ScaleSolver, corrected
+from .adaptive import ScaleSolver, correction_product, corrected
 from .arith import square, const_mul
 from .clt import CltShaper, adder_tree
 from .icdf import IcdfShaper
 from .numerics import (WORD, EXPANDER_KEY, EXPANDER_WARMUP, DOMAIN_STEP, DOMAIN_POOL,
-                       draw_bits, source_layout)
+                       draw_bits, source_layout, value_width)
 from .params import PerturbParams
 from .pool import ReusePool
 from .source import UniformSource
@@ -90,17 +90,20 @@ class PerturbationEngine(wiring.Component):
     clamped : Out(1)
         Adaptive scaling: the current step's correction hit its limit (norm not reached).
 
-    Timing (cycles counted from the edge that accepts the request to the first edge where
-    ``z.valid`` is high; :meth:`latency` computes it):
+    Timing, in clock edges from the edge that accepts a request to the edge that transfers
+    the first beat with ``z.ready`` high (:meth:`latency`; W = 9: eight expander warm-up steps
+    and one for the register its words pass through; C = :attr:`chain_words`):
 
-    * a pool fill when the seed differs from the pool's: ``1 + W + fill_words + pool_size +
-      fill_depth`` (W = 8 expander warm-up steps);
-    * adaptive scaling, first request of a ``(seed, step)``: a measuring pass of
-      ``1 + W + chain_words + beats + measure_depth + 2`` (the correction is then cached, so
-      replays of the same step skip it);
-    * always: ``1 + W + chain_words + output_depth``.
+    * always: ``1 + W + C + output_depth + 1`` (key the expander, warm it up, load the
+      per-step state 32 bits a cycle, fill the pipeline);
+    * pool mode, when the pool does not hold the request's seed: first a fill,
+      ``1 + W + fill_words + pool_size + fill_depth + 1``;
+    * adaptive scaling, the first request of a ``(seed, step)``: first a measuring pass,
+      ``1 + W + C + beats + measure_depth + 5``, and in pool mode the rescaling of the pool,
+      ``pool_size + 5``; the correction is cached, so replays of the same step skip both.
 
-    Then ``beats`` beats follow back to back while ``ready`` is high.
+    Then the beats follow back to back while ``ready`` is high; the ``busy`` output falls on
+    the edge that transfers the last beat.
     """
 
     def __init__(self, params):
@@ -111,12 +114,14 @@ class PerturbationEngine(wiring.Component):
         self.draw_layout = source_layout(p.source, draw_bits(p))
         self.sign_layout = source_layout(p.source, p.lanes) if p.signed_reuse else None
         self.shaper_depth = shaper_class(p).depth_of(p)
-        #: Register stages from an issued beat to the lane values.
-        self.value_depth = 1 if p.reuse == "pool" else 1 + self.shaper_depth
+        #: Register stages from an issued beat to the lane values (pool read; or raw bits,
+        #: shaper and, with adaptive scaling, the per-draw corrector).
+        self.value_depth = 1 if p.reuse == "pool" else \
+            1 + self.shaper_depth + (2 if p.adaptive else 0)
         #: Register stages from an issued beat to the output register.
-        self.output_depth = self.value_depth + (2 if p.adaptive else 1)
+        self.output_depth = self.value_depth + 1
         #: Stages from an issued beat to the edge that adds its energy (adaptive only).
-        self.measure_depth = self.value_depth + (0 if p.reuse == "pool" else 1)
+        self.measure_depth = 2 if p.reuse == "pool" else 3 + self.shaper_depth
         chain = []
         if p.reuse != "pool":
             chain.append(p.draws * self.draw_layout.state_bits)
@@ -135,14 +140,17 @@ class PerturbationEngine(wiring.Component):
         })
 
     def latency(self, *, fill=False, measure=False):
-        """Cycles from accepting a request to the first valid beat (see the class
-        documentation)."""
+        """Clock edges from the edge that accepts a request to the edge that transfers its
+        first beat (``z.ready`` held high); see the class documentation."""
         p = self.params
-        cycles = 1 + EXPANDER_WARMUP + self.chain_words + self.output_depth
+        w = EXPANDER_WARMUP + 1
+        cycles = 1 + w + self.chain_words + self.output_depth + 1
         if fill:
-            cycles += 1 + EXPANDER_WARMUP + self.fill_words + p.pool_size + self.fill_depth
+            cycles += 1 + w + self.fill_words + p.pool_size + self.fill_depth + 1
         if measure:
-            cycles += 1 + EXPANDER_WARMUP + self.chain_words + p.beats + self.measure_depth + 2
+            cycles += 1 + w + self.chain_words + p.beats + self.measure_depth + 5
+            if p.reuse == "pool":
+                cycles += p.pool_size + 5
         return cycles
 
     def elaborate(self, platform):
@@ -155,6 +163,11 @@ class PerturbationEngine(wiring.Component):
         m.d.comb += self.busy.eq(~self.request.ready)
 
         m.submodules.expander = expander = Xoshiro128pp()
+        # The expander's words pass through a register (its ++ output has two 32-bit adders),
+        # so warming up takes one more step and `word` lags the generator by one.
+        word = Signal(WORD)
+        with m.If(expander.advance):
+            m.d.sync += word.eq(expander.output)
         count = Signal(range(max(EXPANDER_WARMUP, self.chain_words, self.fill_words,
                                  p.pool_size if p.reuse == "pool" else 1) + 1))
 
@@ -174,7 +187,7 @@ class PerturbationEngine(wiring.Component):
             m.submodules.pool = pool = ReusePool(p)
             members.append(pool)
         chain = Cat(*(member.state for member in members))
-        shifted = Cat(expander.output, chain)[:len(chain)]
+        shifted = Cat(word, chain)[:len(chain)]
         load = Signal()                 # shift one expander word into the chain
         seal = Signal()                 # the last load cycle
         offset = 0
@@ -208,41 +221,34 @@ class PerturbationEngine(wiring.Component):
                 m.d.sync += issued.eq(issued + 1)
 
         vd = self.value_depth
-        lane_values = self._values(m, p, draws, members, en, issue, flush)
-        energy = self._beat_energy(m, p, lane_values, members, valid, last, en) \
-            if p.adaptive else None
+        solver = None
+        if p.adaptive:
+            # The solver sees the step's total: up to `beats` beat energies.
+            m.submodules.solver = solver = ScaleSolver(
+                p, self._energy_width() + p.beats.bit_length())
+            m.d.comb += self.clamped.eq(solver.clamped)
+        lane_values, energy = self._values(m, p, draws, members, en, issue, flush, valid,
+                                           last, solver)
 
-        # -- lane stage -------------------------------------------------------------------
-        into_lanes = en & valid[vd]
+        # -- lane stage: a fresh sign per weight, padding, the output register -------------
         signed_values = lane_values
         if p.signed_reuse:
-            m.d.comb += signs.advance.eq(emitting & into_lanes)
-            signed_values = [Mux(signs.bits[l], -v, v) for l, v in enumerate(lane_values)]
+            if self.sign_layout.kind == "xoshiro128pp":
+                # Take the bits one stage early into a register: the ++ output's adders
+                # then do not lengthen the lane stage.
+                negate = Signal(lanes)
+                m.d.comb += signs.advance.eq(emitting & en & valid[vd - 1])
+                with m.If(signs.advance):
+                    m.d.sync += negate.eq(signs.bits)
+            else:
+                negate = signs.bits
+                m.d.comb += signs.advance.eq(emitting & en & valid[vd])
+            signed_values = [Mux(negate[l], -v, v) for l, v in enumerate(lane_values)]
         out = Signal(data.ArrayLayout(signed(p.width), lanes))
-        out_last = Signal()
-        pad = [l >= p.last_lanes for l in range(lanes)]
-
-        def masked(l, value, is_last):
-            return Mux(is_last, 0, value) if pad[l] else value
-
-        if p.adaptive:
-            m.submodules.solver = solver = ScaleSolver(p, len(energy))
-            magnitude = Signal(p.adapt_bits)
-            negative = Signal()
-            m.d.comb += [magnitude.eq(abs(solver.correction)),
-                         negative.eq(solver.correction < 0),
-                         self.clamped.eq(solver.clamped)]
-            stage = [Signal(signed(p.width), name=f"signed{l}") for l in range(lanes)]
-            with m.If(en):
-                m.d.sync += [stage[l].eq(v) for l, v in enumerate(signed_values)]
-                m.d.sync += [out[l].eq(masked(l, corrected(stage[l], magnitude, negative,
-                                                           p.adapt_shift, p.width),
-                                              last[depth - 1]))
-                             for l in range(lanes)]
-        else:
-            with m.If(en):
-                m.d.sync += [out[l].eq(masked(l, v, last[depth - 1]))
-                             for l, v in enumerate(signed_values)]
+        with m.If(en):
+            for l, v in enumerate(signed_values):
+                # Lanes past the dimension exist only in the last beat: zero them there.
+                m.d.sync += out[l].eq(Mux(last[vd], 0, v) if l >= p.last_lanes else v)
         m.d.comb += [
             self.z.payload.data.eq(out),
             self.z.payload.last.eq(last[depth]),
@@ -260,7 +266,7 @@ class PerturbationEngine(wiring.Component):
         if p.reuse == "pool":
             pool_seed = Signal(32)
             m.d.comb += self.seeded.eq(pool.filled & (pool_seed == seed))
-            fill = self._fill(m, p, expander, pool)
+            fill = self._fill(m, p, word, pool)
         else:
             m.d.comb += self.seeded.eq(1)
 
@@ -287,7 +293,7 @@ class PerturbationEngine(wiring.Component):
                 with m.State("FILL_WARM"):
                     m.d.comb += expander.advance.eq(1)
                     m.d.sync += count.eq(count + 1)
-                    with m.If(count == EXPANDER_WARMUP - 1):
+                    with m.If(count == EXPANDER_WARMUP):
                         m.d.sync += count.eq(0)
                         m.next = "FILL_LOAD"
                 with m.State("FILL_LOAD"):
@@ -312,7 +318,7 @@ class PerturbationEngine(wiring.Component):
             with m.State("WARM"):
                 m.d.comb += expander.advance.eq(1)
                 m.d.sync += count.eq(count + 1)
-                with m.If(count == EXPANDER_WARMUP - 1):
+                with m.If(count == EXPANDER_WARMUP):
                     m.d.sync += count.eq(0)
                     m.next = "LOAD"
             with m.State("LOAD"):
@@ -330,7 +336,7 @@ class PerturbationEngine(wiring.Component):
                     m.next = "IDLE"
             if p.adaptive:
                 md = self.measure_depth
-                total = Signal(len(energy) + beats.bit_length())
+                total = Signal(len(solver.energy))
                 with m.State("MEASURE"):
                     m.d.comb += [measuring.eq(1), en.eq(1)]
                     m.d.sync += count.eq(0)
@@ -344,24 +350,44 @@ class PerturbationEngine(wiring.Component):
                     with m.If(solver.done):
                         m.d.sync += [scale_valid.eq(1), scale_seed.eq(seed),
                                      scale_step.eq(step), total.eq(0)]
-                        m.next = "KEY"
+                        m.next = "RESCALE" if p.reuse == "pool" else "KEY"
+                if p.reuse == "pool":
+                    with m.State("RESCALE"):
+                        m.d.comb += pool.rescale.eq(count == 1)
+                        m.d.sync += count.eq(2)
+                        with m.If((count == 2) & pool.rescaled):
+                            m.next = "KEY"
         return m
 
     # -- value path -------------------------------------------------------------------------
 
-    def _values(self, m, p, draws, members, en, issue, flush):
-        """Lane values at stage ``value_depth``: pool rows, or draws fanned out to lanes."""
+    def _energy_width(self):
+        # A beat's sum of squares: lanes values of value_width bits, symmetric.
+        return 2 * (value_width(self.params) - 1) + self.params.lanes.bit_length()
+
+    def _values(self, m, p, draws, members, en, issue, flush, valid, last, solver):
+        """Lane values at stage ``value_depth`` (pool rows, or draws fanned out to lanes) and
+        the energy of the beat at stage ``measure_depth`` (adaptive scaling)."""
         if p.reuse == "pool":
             pool = members[-1]
             m.d.comb += [pool.en.eq(en), pool.advance.eq(issue)]
-            return [pool.values[l] for l in range(p.lanes)]
+            energy = None
+            if p.adaptive:
+                m.d.comb += [pool.magnitude.eq(solver.magnitude),
+                             pool.negative.eq(solver.negative)]
+                # Registered, so the accumulator does not extend the memory read path.
+                energy = Signal(self._energy_width())
+                with m.If(en):
+                    m.d.sync += energy.eq(Mux(last[self.measure_depth - 1],
+                                              pool.energy_partial, pool.energy))
+            return [pool.values[l] for l in range(p.lanes)], energy
         hold = Signal(range(p.hold)) if p.hold > 1 else None
         if hold is not None:
             with m.If(flush):
                 m.d.sync += hold.eq(0)
             with m.Elif(issue):
                 m.d.sync += hold.eq(Mux(hold == p.hold - 1, 0, hold + 1))
-        values = []
+        values, squares = [], []
         for g, source in enumerate(draws):
             # Held draws advance on the last beat of their hold, so every beat of the hold
             # samples the same state.
@@ -372,33 +398,43 @@ class PerturbationEngine(wiring.Component):
             shaper = make_shaper(p)
             m.submodules[f"shaper{g}"] = shaper
             m.d.comb += [shaper.bits.eq(raw), shaper.en.eq(en)]
-            values.append(shaper.value)
-        return [values[l % p.draws] for l in range(p.lanes)]
+            value = shaper.value
+            if p.adaptive:
+                # Two corrector stages (product, then round/add/saturate); the square of the
+                # uncorrected value feeds the measuring pass.
+                held = Signal(signed(value_width(p)), name=f"held{g}")
+                product = Signal.like(correction_product(held, solver.magnitude),
+                                      name=f"product{g}")
+                value = Signal(signed(p.width), name=f"corrected{g}")
+                sq = Signal(2 * (value_width(p) - 1), name=f"square{g}")
+                with m.If(en):
+                    m.d.sync += [
+                        held.eq(shaper.value),
+                        product.eq(correction_product(shaper.value, solver.magnitude)),
+                        value.eq(corrected(held, product, solver.negative, p.adapt_shift,
+                                           p.width)),
+                        sq.eq(square(shaper.value)),
+                    ]
+                squares.append(sq)
+            values.append(value)
+        energy = self._draw_energy(m, p, squares, last, en) if p.adaptive else None
+        return [values[l % p.draws] for l in range(p.lanes)], energy
 
-    def _beat_energy(self, m, p, lane_values, members, valid, last, en):
-        """Energy of the beat at stage ``measure_depth`` (sum of squares of its valid
-        elements, before signs)."""
-        if p.reuse == "pool":
-            pool = members[-1]
-            return Mux(last[self.measure_depth], pool.energy_partial, pool.energy)
-        squares = []
-        for g in range(p.draws):
-            sq = Signal(2 * (p.width - 1), name=f"square{g}")
-            with m.If(en):
-                m.d.sync += sq.eq(square(lane_values[g]))
-            squares.append(sq)
-        # Each draw serves `share` lanes of a full beat; in the padded last beat, only its
-        # lanes below last_lanes count.
+    def _draw_energy(self, m, p, squares, last, en):
+        """Sum of squares of a beat's valid elements from the squares of its draws: each draw
+        serves ``lanes / draws`` lanes of a full beat; in a padded last beat only its lanes
+        below ``last_lanes`` count."""
         share = p.lanes // p.draws
         full = adder_tree(squares) << (share.bit_length() - 1)
         counts = [sum(1 for l in range(p.last_lanes) if l % p.draws == g)
                   for g in range(p.draws)]
         partial = adder_tree([const_mul(sq, c) for sq, c in zip(squares, counts)])
-        energy = Signal(len(full) + 1)
-        m.d.comb += energy.eq(Mux(last[self.measure_depth], partial, full))
+        energy = Signal(self._energy_width())
+        with m.If(en):
+            m.d.sync += energy.eq(Mux(last[self.measure_depth - 1], partial, full))
         return energy
 
-    def _fill(self, m, p, expander, pool):
+    def _fill(self, m, p, word, pool):
         """The pool's fill lane: a draw source loaded from the expander (domain POOL) and a
         shaper, one value a cycle into the pool."""
         m.submodules.fill_source = source = UniformSource(self.draw_layout)
@@ -407,7 +443,7 @@ class PerturbationEngine(wiring.Component):
                     "issue": Signal(name="fill_issue")}
         m.d.comb += [
             source.load.eq(controls["load"]), source.seal.eq(controls["seal"]),
-            source.load_state.eq(Cat(expander.output, source.state)[:len(source.state)]),
+            source.load_state.eq(Cat(word, source.state)[:len(source.state)]),
             source.advance.eq(controls["issue"]),
             shaper.en.eq(1),
         ]

@@ -19,7 +19,7 @@ __all__ = [
     "WORD", "SQRT3_MUL", "SQRT3_SHIFT", "EXPANDER_KEY", "EXPANDER_WARMUP", "DOMAIN_STEP",
     "DOMAIN_POOL", "XOSHIRO_STATE", "XOSHIRO_OUT", "LFSR_DEGREE", "LFSR_TAP", "LFSR_LEAP_MAX",
     "ICDF_UNIFORM_BITS", "ICDF_SEGMENT_BITS", "ICDF_INTERP_BITS", "ICDF_GUARD_BITS",
-    "round_half_away", "saturation_limit", "summand_bits", "summands", "draw_bits",
+    "ADAPT_GUARD_BITS", "round_half_away", "saturation_limit", "value_width", "summand_bits", "summands", "draw_bits",
     "SourceLayout", "source_layout", "icdf_table", "AdaptiveConstants",
 ]
 
@@ -54,6 +54,10 @@ XOSHIRO_OUT = 32
 LFSR_DEGREE = 31
 LFSR_TAP = 3
 LFSR_LEAP_MAX = LFSR_DEGREE - LFSR_TAP
+
+#: Adaptive scaling keeps the static-scaled values with this many extra fraction bits until the
+#: per-step correction is applied, so the correction is not lost in the final rounding.
+ADAPT_GUARD_BITS = 4
 
 #: Inverse-CDF Gaussian: a 15-bit uniform ``t`` gives the two-sided tail probability
 #: ``p = (2t + 1) / 2**16`` (the largest magnitude is Phi^-1(1 - 2**-17) = 4.32 sigma); octave
@@ -163,28 +167,35 @@ def icdf_table(frac_bits):
 class AdaptiveConstants:
     """Constants of the adaptive scale for one configuration (``docs/numerics.md``).
 
-    For a step with static-scaled codes ``v_i`` and energy ``S = sum(v_i**2)`` over the
-    ``D`` valid elements, the target is ``T = D * 4**frac_bits`` (unit variance) and::
+    Adaptive scaling works on the static-scaled values kept with :data:`ADAPT_GUARD_BITS`
+    more fraction bits, ``x_i = round(r_i * 111, u + 6 - f - G)`` (``G`` guard bits), so the
+    correction is applied before the final rounding. With ``S = sum(x_i**2)`` over the ``D``
+    valid elements and the target ``T = D * 4**(f + G)`` (squared norm ``D``)::
 
         q     = clamp((T - S) >> pre_shift, -q_limit, q_limit)
-        d_raw = round_half_away(q * multiplier, shift)
+        d_raw = round_half_away(((q * linear) << (square_shift - shift))
+                                + q * q * quadratic, square_shift)
         d     = clamp(d_raw, -d_max, d_max)          clamped = |d_raw| > d_max
-        z_i   = sat(v_i + round_half_away(v_i * d, adapt_shift))
+        z_i   = sat(round_half_away(x_i * (2**adapt_shift + d), adapt_shift + G))
 
-    ``multiplier = round(2**(shift + adapt_shift - 1 + pre_shift) / T)``, so
-    ``d ~= 2**adapt_shift * (T - S) / (2 T)``, the first-order solution of
-    ``(1 + d / 2**adapt_shift)**2 * S = T``. Clamping ``q`` first keeps the multiplier small
-    and cannot change ``d`` (``q_limit * multiplier >= (d_max + 1) * 2**shift``).
+    ``linear = round(2**(shift + J - 1 + pre_shift) / T)`` and ``quadratic = round(3 *
+    2**(square_shift + J - 3 + 2 * pre_shift) / T**2)`` (``J = adapt_shift``) make ``d ~=
+    2**J * (y/2 + 3 y**2 / 8)`` with ``y = (T - S) / T``: the second-order series of
+    ``sqrt(T / S) - 1 = (1 - y)**-0.5 - 1``, whose remainder ``5 y**3 / 16`` is below 0.06 %
+    wherever ``d`` is not clamped. ``q_limit`` is the smallest ``|q|`` that clamps ``d`` on
+    both sides, so clamping ``q`` first only bounds the multipliers.
     """
     target: int
     pre_shift: int
-    multiplier: int
+    linear: int
     shift: int
+    quadratic: int
+    square_shift: int
     q_limit: int
     d_max: int
     adapt_shift: int
 
-    #: Significant bits of ``multiplier``.
+    #: Significant bits of the two multipliers.
     MULTIPLIER_BITS = 10
     #: Bits of ``T >> pre_shift`` beyond ``adapt_shift`` (resolution of ``T - S``).
     RESOLUTION_BITS = 8
@@ -192,12 +203,29 @@ class AdaptiveConstants:
     @classmethod
     def of(cls, params):
         j = params.adapt_shift
-        target = params.dimension << (2 * params.frac_bits)
+        target = params.dimension << (2 * (params.frac_bits + ADAPT_GUARD_BITS))
         tb = target.bit_length()
         pre_shift = max(0, tb - (j + cls.RESOLUTION_BITS))
         exponent = max(tb + cls.MULTIPLIER_BITS - 1, j + pre_shift)
         shift = exponent - (j - 1 + pre_shift)
-        multiplier = ((1 << exponent) + target // 2) // target       # nearest
+        linear = ((1 << exponent) + target // 2) // target                  # nearest
+        exponent2 = max(2 * tb + cls.MULTIPLIER_BITS, j - 3 + 2 * pre_shift + shift)
+        square_shift = exponent2 - (j - 3 + 2 * pre_shift)
+        quadratic = ((3 << exponent2) + target * target // 2) // (target * target)
         d_max = (1 << params.adapt_bits) - 1
-        q_limit = -(-((d_max + 1) << shift) // multiplier) + 1
-        return cls(target, pre_shift, multiplier, shift, q_limit, d_max, j)
+        constants = cls(target, pre_shift, linear, shift, quadratic, square_shift, 0, d_max, j)
+        q_limit = 1
+        while not (constants.raw(q_limit) > d_max and constants.raw(-q_limit) < -d_max):
+            q_limit += 1 + q_limit // 64
+        return cls(target, pre_shift, linear, shift, quadratic, square_shift, q_limit, d_max, j)
+
+    def raw(self, q):
+        """``d_raw`` of a (clamped) ``q`` (Python integers)."""
+        total = ((q * self.linear) << (self.square_shift - self.shift)) + q * q * self.quadratic
+        return round_half_away(total, self.square_shift)
+
+
+def value_width(params):
+    """Width of a shaped value: the output width, plus the guard bits adaptive scaling keeps
+    until its correction is applied."""
+    return params.width + (ADAPT_GUARD_BITS if params.scaling == "adaptive" else 0)

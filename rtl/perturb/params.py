@@ -61,10 +61,11 @@ class PerturbParams(Params):
         this is the value a sequencer's seed register starts from).
     adapt_bits : int
         Adaptive scaling: magnitude bits of the per-step correction ``d``
-        (``|d| <= 2**adapt_bits - 1``), 1 to 4.
+        (``|d| <= 2**adapt_bits - 1``), 1 to 6.
     adapt_shift : int
         Adaptive scaling: the correction factor is ``1 + d / 2**adapt_shift``; from
-        ``adapt_bits + 2`` to 12, so the correction stays within +-25 %.
+        ``adapt_bits + 3`` to 12, so the correction stays within +-12.5 % (where the
+        second-order formula for ``d`` holds).
     """
 
     section = "perturb"
@@ -80,8 +81,8 @@ class PerturbParams(Params):
     reuse_factor: int = 4
     dimension: int = 2240
     seed: int = 0x5EED
-    adapt_bits: int = 2
-    adapt_shift: int = 6
+    adapt_bits: int = 4
+    adapt_shift: int = 8
 
     def _validate(self):
         s = self.section
@@ -100,8 +101,8 @@ class PerturbParams(Params):
         check_pow2(s, "reuse_factor", self.reuse_factor, 1, 64)
         check_int(s, "dimension", self.dimension, 1, 2**20)
         check_seed(s, "seed", self.seed)
-        check_int(s, "adapt_bits", self.adapt_bits, 1, 4)
-        check_int(s, "adapt_shift", self.adapt_shift, self.adapt_bits + 2, 12)
+        check_int(s, "adapt_bits", self.adapt_bits, 1, 6)
+        check_int(s, "adapt_shift", self.adapt_shift, self.adapt_bits + 3, 12)
         if self.reuse != "none" and self.lanes & (self.lanes - 1):
             raise ValueError(f"perturb.lanes must be a power of two when perturb.reuse is "
                              f"{self.reuse!r}, not {self.lanes}")

@@ -3,8 +3,8 @@
 
 The pool is ``pool_rows = pool_size / lanes`` rows of one value per lane (one wide memory, so
 one address serves every lane: no crossbar). Filling writes value ``j`` of the fill source to
-row ``j // lanes``, lane ``j % lanes`` (``pool_size`` cycles). Weight ``i`` of a step with
-row offset ``R`` and odd row stride ``s`` reads::
+row ``j // lanes``, lane ``j % lanes`` (``pool_size`` cycles). Weight ``i`` of a step with row
+offset ``R`` and odd row stride ``s`` reads::
 
     pool[((i // lanes) * s + R) mod pool_rows][i mod lanes]
 
@@ -12,9 +12,12 @@ the banked form of ``pool[(i * s + o) mod pool_size]``: the stride applies to wh
 beat's lanes stay in one row. ``R`` and ``s`` are the pool's share of the per-step state chain
 (``Cat(R, s)``, ``s`` forced odd so a pass visits every row before repeating one).
 
-With adaptive scaling the pool also keeps, per row, the sum of squares of its values and of its
-first ``last_lanes`` values (for a padded last beat), so a step's energy is a sum over the rows
-it visits, one per cycle, without per-lane squarers.
+Adaptive scaling keeps the static-scaled values, with guard bits, in a narrow memory (one
+value per address) with, per row, the sum of squares of its values and of its first ``last_lanes`` values (a step's
+energy is then a sum over the rows it visits, one per cycle, without squarers). Once the step's
+correction ``d`` is known, :attr:`rescale` rewrites the wide memory with ``sat(round(x *
+(2**adapt_shift + d), adapt_shift + guard))`` for every value, one per cycle through one shared corrector, so the lanes read
+corrected values with no per-lane arithmetic.
 """
 
 from amaranth.hdl import Module, Signal, Cat, Const, Mux, unsigned, signed
@@ -22,12 +25,15 @@ from amaranth.lib import wiring, data
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from .adaptive import correction_product, corrected
+from .numerics import value_width
+
 
 __all__ = ["ReusePool"]
 
 
 class ReusePool(wiring.Component):
-    """Pool memory, row sequencer and (adaptive) row energies.
+    """Pool memory, row sequencer and (adaptive) row energies and rescaler.
 
     Parameters
     ----------
@@ -37,8 +43,9 @@ class ReusePool(wiring.Component):
     -----
     fill_start : In(1)
         Restart filling at value 0.
-    fill_valid, fill_value : In(1), In(signed(width))
-        Write the next value (one per cycle at most).
+    fill_valid, fill_value : In(1), In(signed(value_width))
+        Write the next value (at most one per cycle); with adaptive scaling a guarded value
+        (``ADAPT_GUARD_BITS`` more fraction bits, see :mod:`.adaptive`).
     filled : Out(1)
         All ``pool_size`` values written since ``fill_start``.
     load, load_state : In(1), In(2 * log2(pool_rows))
@@ -52,8 +59,15 @@ class ReusePool(wiring.Component):
     values : Out(ArrayLayout(signed(width), lanes))
         The row read at the last enabled edge (one cycle of latency; held while ``en`` is low).
     energy, energy_partial : Out(unsigned(energy_width))
-        That row's sum of squares over all lanes, and over lanes below ``last_lanes``
-        (adaptive scaling only; zero otherwise).
+        Adaptive only: that row's sum of squares over all lanes and over the lanes below
+        ``last_lanes``.
+    rescale : In(1)
+        Adaptive only: start rewriting the wide memory with the correction applied
+        (``rescaled`` rises ``pool_size + 4`` edges later).
+    magnitude, negative : In(adapt_bits), In(1)
+        The correction ``d`` as ``|d|`` and ``d < 0``; must not change while rescaling.
+    rescaled : Out(1)
+        The last rescale has finished.
     """
 
     def __init__(self, params):
@@ -62,22 +76,24 @@ class ReusePool(wiring.Component):
         self.params = params
         self.row_bits = params.pool_rows.bit_length() - 1
         w, lanes = params.width, params.lanes
-        self.energy_width = 2 * (w - 1) + lanes.bit_length()
+        self.value_width = value_width(params)
+        self.energy_width = 2 * (self.value_width - 1) + lanes.bit_length()
         super().__init__({
-            "fill_start": In(1), "fill_valid": In(1), "fill_value": In(signed(w)),
+            "fill_start": In(1), "fill_valid": In(1), "fill_value": In(signed(self.value_width)),
             "filled": Out(1),
             "load": In(1), "load_state": In(2 * self.row_bits), "state": Out(2 * self.row_bits),
             "en": In(1), "advance": In(1),
             "values": Out(data.ArrayLayout(signed(w), lanes)),
             "energy": Out(unsigned(self.energy_width)),
             "energy_partial": Out(unsigned(self.energy_width)),
+            "rescale": In(1), "magnitude": In(params.adapt_bits), "negative": In(1),
+            "rescaled": Out(1),
         })
 
     def elaborate(self, platform):
         m = Module()
         p = self.params
         lanes, rows, rb = p.lanes, p.pool_rows, self.row_bits
-        lane_bits = lanes.bit_length() - 1
 
         m.submodules.memory = memory = Memory(
             shape=data.ArrayLayout(signed(p.width), lanes), depth=rows, init=[],
@@ -85,20 +101,13 @@ class ReusePool(wiring.Component):
         write = memory.write_port(granularity=1)
         read = memory.read_port(domain="sync")
 
-        # Filling.
+        # Filling: value `index` goes to row index // lanes, lane index % lanes.
         index = Signal(range(p.pool_size + 1))
         m.d.comb += self.filled.eq(index == p.pool_size)
-        lane = index[:lane_bits] if lane_bits else Const(0, 1)
-        row = index[lane_bits:lane_bits + rb]
-        m.d.comb += [
-            write.addr.eq(row),
-            write.en.eq(Mux(self.fill_valid & ~self.filled, 1 << lane, 0)),
-        ]
-        for i in range(lanes):
-            m.d.comb += write.data[i].eq(self.fill_value)
+        filling = self.fill_valid & ~self.filled
         with m.If(self.fill_start):
             m.d.sync += index.eq(0)
-        with m.Elif(self.fill_valid & ~self.filled):
+        with m.Elif(filling):
             m.d.sync += index.eq(index + 1)
 
         # Per-step offsets and the read row.
@@ -113,13 +122,35 @@ class ReusePool(wiring.Component):
         m.d.comb += [read.addr.eq(current), read.en.eq(self.en), self.values.eq(read.data)]
 
         if p.adaptive:
-            self._energies(m, row, lane, current)
+            target, value, strobe = self._adaptive(m, index, filling, current)
+        else:
+            target, value, strobe = index, self.fill_value, filling
+        lane_bits = lanes.bit_length() - 1
+        lane = target[:lane_bits] if lane_bits else Const(0, 1)
+        m.d.comb += [write.addr.eq(target[lane_bits:lane_bits + rb]),
+                     write.en.eq(Mux(strobe, 1 << lane, 0))]
+        for i in range(lanes):
+            m.d.comb += write.data[i].eq(value)
         return m
 
-    def _energies(self, m, row, lane, current):
+    def _adaptive(self, m, index, filling, current):
+        """Narrow copy, row energies and the rescaler; returns what to write to the wide
+        memory (address index, value, strobe)."""
         p = self.params
+        lane_bits = p.lanes.bit_length() - 1
+        lane = index[:lane_bits] if lane_bits else Const(0, 1)
+        row = index[lane_bits:]
+
+        m.submodules.narrow = narrow = Memory(shape=signed(self.value_width), depth=p.pool_size,
+                                              init=[], attrs={"ram_style": "block"})
+        narrow_write = narrow.write_port()
+        narrow_read = narrow.read_port(domain="sync")
+        m.d.comb += [narrow_write.addr.eq(index), narrow_write.data.eq(self.fill_value),
+                     narrow_write.en.eq(filling)]
+
+        # Row energies while filling.
         ew = self.energy_width
-        square = Signal(2 * (p.width - 1))
+        square = Signal(2 * (self.value_width - 1))
         m.d.comb += square.eq(self.fill_value * self.fill_value)
         full_sum, part_sum = Signal(ew), Signal(ew)
         full_next = full_sum + square
@@ -134,14 +165,41 @@ class ReusePool(wiring.Component):
             wr = table.write_port()
             rd = table.read_port(domain="sync")
             m.d.comb += [
-                wr.addr.eq(row), wr.data.eq(value),
-                wr.en.eq(self.fill_valid & ~self.filled & row_done),
+                wr.addr.eq(row), wr.data.eq(value), wr.en.eq(filling & row_done),
                 rd.addr.eq(current), rd.en.eq(self.en), getattr(self, name).eq(rd.data),
             ]
         if p.last_lanes == p.lanes:
             m.d.comb += self.energy_partial.eq(self.energy)
-        with m.If(self.fill_valid & ~self.filled):
+        with m.If(filling):
             m.d.sync += [full_sum.eq(Mux(row_done, 0, full_next)),
                          part_sum.eq(Mux(row_done, 0, part_next))]
         with m.If(self.fill_start):
             m.d.sync += [full_sum.eq(0), part_sum.eq(0)]
+
+        # Rescaling: read value j, correct it (two registers), write it to the wide memory.
+        reading = Signal(range(p.pool_size + 1), init=p.pool_size)
+        running = reading != p.pool_size
+        fetched = Signal()               # narrow_read.data holds the next value to correct
+        held = Signal(signed(self.value_width))
+        product = Signal.like(correction_product(held, self.magnitude))
+        multiplied = Signal()
+        target = Signal(range(p.pool_size + 1))
+        result = Signal(signed(p.width))
+        strobe = Signal()
+        with m.If(self.rescale):
+            m.d.sync += [reading.eq(0), target.eq(0)]
+        with m.Elif(running):
+            m.d.sync += reading.eq(reading + 1)
+        m.d.comb += [narrow_read.addr.eq(reading), narrow_read.en.eq(1)]
+        m.d.sync += [
+            fetched.eq(running & ~self.rescale),
+            held.eq(narrow_read.data),
+            product.eq(correction_product(narrow_read.data, self.magnitude)),
+            multiplied.eq(fetched),
+            result.eq(corrected(held, product, self.negative, p.adapt_shift, p.width)),
+            strobe.eq(multiplied),
+        ]
+        with m.If(strobe):
+            m.d.sync += target.eq(target + 1)
+        m.d.comb += self.rescaled.eq(~running & ~fetched & ~multiplied & ~strobe & ~self.rescale)
+        return target, result, strobe

@@ -4,7 +4,7 @@ from amaranth.hdl import Cat, Const, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from .numerics import draw_bits, summand_bits
+from .numerics import draw_bits, summand_bits, value_width
 
 
 __all__ = ["Shaper", "raw_uniform"]
@@ -26,8 +26,9 @@ class Shaper(wiring.Component):
         Raw random bits, sampled at every clock edge where ``en`` is high.
     en : In(1)
         Pipeline enable: every register of the shaper advances on ``en``.
-    value : Out(signed(params.width))
-        The code for the bits presented :attr:`depth` enabled edges earlier.
+    value : Out(signed(value_width(params)))
+        The code for the bits presented :attr:`depth` enabled edges earlier (with adaptive
+        scaling: the static-scaled value with ``ADAPT_GUARD_BITS`` more fraction bits).
 
     Attributes
     ----------
@@ -46,5 +47,6 @@ class Shaper(wiring.Component):
         self.params = params
         self.u = summand_bits(params)
         super().__init__({
-            "bits": In(draw_bits(params)), "en": In(1), "value": Out(signed(params.width)),
+            "bits": In(draw_bits(params)), "en": In(1),
+            "value": Out(signed(value_width(params))),
         })

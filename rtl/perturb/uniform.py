@@ -3,15 +3,16 @@
 ``scaling = "none"``: ``z = round(r, u - f)`` with ``u = max(f, 1)``, the odd codes of
 ``(-1, 1)`` (combinational, :attr:`depth` 0). ``"static"`` and ``"adaptive"``: ``z =
 round(r * 111, u + 6 - f)`` with ``u = f + 4``, uniform in ``[-a, a]``, ``a = 111/64 ~=
-sqrt(3)`` (unit variance; one register). Adaptive scaling corrects these codes per step later,
-in the lane stage. ``round`` rounds half away from zero; neither result can overflow
+sqrt(3)`` (unit variance; one register). ``"adaptive"`` stops before the last
+``ADAPT_GUARD_BITS`` of that rounding (``round(r * 111, u + 6 - f - 4)``): the per-step
+correction (:mod:`.adaptive`) rounds to the output format. ``round`` rounds half away from zero; neither result can overflow
 ``Q(width-f).f`` because ``frac_bits <= width - 2``.
 """
 
 from amaranth.hdl import Module, Signal
 
 from .arith import round_half_away, const_mul
-from .numerics import SQRT3_MUL, SQRT3_SHIFT
+from .numerics import SQRT3_MUL, SQRT3_SHIFT, ADAPT_GUARD_BITS
 from .shaper import Shaper, raw_uniform
 
 
@@ -40,8 +41,9 @@ class UniformShaper(Shaper):
             m.d.comb += self.value.eq(round_half_away(r, self.u - f))
         else:
             scaled = Signal.like(self.value)
+            guard = ADAPT_GUARD_BITS if self.params.scaling == "adaptive" else 0
             with m.If(self.en):
                 m.d.sync += scaled.eq(round_half_away(const_mul(r, SQRT3_MUL),
-                                                      self.u + SQRT3_SHIFT - f))
+                                                      self.u + SQRT3_SHIFT - f - guard))
             m.d.comb += self.value.eq(scaled)
         return m

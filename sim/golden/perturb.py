@@ -193,8 +193,9 @@ def shape(params, bits):
     """Shaped, scaled codes of draws with raw ``bits`` (``(..., draw_bits)``), int64.
 
     Uniform ``none``: ``round(r, u - f)`` with ``u = max(f, 1)`` (odd codes in (-1, 1));
-    ``static`` and ``adaptive`` (the adaptive scale is applied later): ``round(r * 111,
-    u + 6 - f)``; CLT4: ``sat(round(sum(r_j) * 111, u + 7 - f))`` (sum of four, times
+    ``static``: ``round(r * 111, u + 6 - f)``; ``adaptive``: the same with ``G =
+    ADAPT_GUARD_BITS`` more fraction bits, ``round(r * 111, u + 6 - f - G)`` (the correction
+    rounds to the output format later); CLT4: ``sat(round(sum(r_j) * 111, u + 7 - f))`` (sum of four, times
     sqrt(3)/2); CLT12: ``sat(round(sum(r_j), u + 1 - f))`` (sum of twelve, halved); inverse
     CDF: see :func:`~fieldtune.rtl.perturb.numerics.icdf_table`. ``round`` is
     :func:`round_half_away`.
@@ -205,7 +206,8 @@ def shape(params, bits):
         r = _raw(bits, 0, u)
         if params.scaling == "none":
             return round_half_away(r, u - f)
-        return round_half_away(r * nx.SQRT3_MUL, u + nx.SQRT3_SHIFT - f)
+        guard = nx.ADAPT_GUARD_BITS if params.scaling == "adaptive" else 0
+        return round_half_away(r * nx.SQRT3_MUL, u + nx.SQRT3_SHIFT - f - guard)
     if params.shape == "clt4":
         total = sum(_raw(bits, j, u) for j in range(4))
         return saturate(round_half_away(total * nx.SQRT3_MUL, u + nx.SQRT3_SHIFT + 1 - f),
@@ -282,7 +284,8 @@ def adaptive_scale(params, energy):
     k = nx.AdaptiveConstants.of(params)
     q = np.clip((k.target - np.asarray(energy, dtype=np.int64)) >> k.pre_shift,
                 -k.q_limit, k.q_limit)
-    raw = round_half_away(q * k.multiplier, k.shift)
+    total = ((q * k.linear) << (k.square_shift - k.shift)) + q * q * k.quadratic
+    raw = round_half_away(total, k.square_shift)
     return np.clip(raw, -k.d_max, k.d_max), np.abs(raw) > k.d_max
 
 
@@ -329,9 +332,10 @@ def vectors(params, seed, steps, *, pool_cache=None):
             negate = signs.step()[:, 0, :].astype(bool)
             values[:, b, :] = np.where(negate, -values[:, b, :], values[:, b, :])
     if params.adaptive:
-        correction = round_half_away(values * result.correction[:, None, None],
-                                     params.adapt_shift)
-        values[:] = saturate(values + correction, params.width)
+        factor = (1 << params.adapt_shift) + result.correction[:, None, None]
+        values[:] = saturate(round_half_away(values * factor,
+                                             params.adapt_shift + nx.ADAPT_GUARD_BITS),
+                             params.width)
     values[:, ~valid] = 0
     return result
 
