@@ -124,14 +124,27 @@ def _count(cells, family):
     return out
 
 
+#: Yosys pattern of the memory names whose initial value an SPRAM flow drops.
+SPRAM_SUFFIX_PATTERN = "*_spram"
+
+
 def _synth_script(family, top_module, *, dsp=True, spram=False):
     if family == "ice40":
         synth = "synth_ice40" + (" -dsp" if dsp else "") + (" -spram" if spram else "")
     else:
         synth = "synth_ecp5" + ("" if dsp else " -nodsp")
+    # SPRAM cannot be initialized, and Amaranth gives every Memory an (all-zero) initial
+    # value; memories whose name ends in "_spram" are meant for SPRAM and never read before
+    # written, so their initial value is dropped.
+    uninit = [f"delete t:$meminit_v2 r:MEMID={SPRAM_SUFFIX_PATTERN} %i"] if spram else []
     return "\n".join([
         "read_rtlil design.il",
+        *uninit,
         f"setattr -mod -set keep_hierarchy 1 {top_module}",
+        # Amaranth names each element of an ArrayLayout view "x[0]" beside the wire "x";
+        # ABC9's reintegration then creates a second "x[0]" and asserts
+        # (YosysHQ/yosys#4349). Those alias wires need no public name.
+        "rename -hide w:*]",
         f"{synth} -top top",
         "tee -q -o stat.json stat -json",
         "write_json synth.json",

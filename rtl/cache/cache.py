@@ -123,9 +123,9 @@ class ForwardCache(wiring.Component):
         m.d.comb += self.count.eq(count)
         slot_ok = Signal()
         m.d.comb += slot_ok.eq(count < cap)
+        # Addresses of record `count`, kept beside it rather than multiplied out.
         code_base = Signal(range(cap * lay.beats + 1))
         meta_base = Signal(range(cap * lay.meta_words + 1))
-        m.d.comb += [code_base.eq(count * lay.beats), meta_base.eq(count * lay.meta_words)]
 
         # -- read side ----------------------------------------------------------------------
         active = Signal()
@@ -134,13 +134,33 @@ class ForwardCache(wiring.Component):
         r_beat = Signal(range(lay.beats))
         r_code = Signal(range(cap * lay.beats))
         r_meta = Signal(range(cap * lay.meta_words))
-        s1_valid = Signal()
-        s1 = Signal(data.StructLayout({"beat": range(lay.beats), "index": INDEX_WIDTH,
-                                       "error": 1}))
-        advance = Signal()
-        m.d.comb += advance.eq(~s1_valid | deq.i.ready)
+        # Memory reads are decoupled from the dequantizer's ready by a two-entry buffer with
+        # bypass: a read is issued only if its word will have room, judged from registers
+        # alone, so `rd.ready` never reaches the memory ports or the write arbitration.
+        beat_info = data.StructLayout({"beat": range(lay.beats), "index": INDEX_WIDTH,
+                                       "error": 1})
+        inflight = Signal()                 # a word read last cycle is on the memory outputs
+        inflight_info = Signal(beat_info)
+        level = Signal(range(3))
+        held = Array(Signal(deq.i.payload.shape(), name=f"held{i}") for i in range(2))
+        incoming = Signal(deq.i.payload.shape())
+        m.d.comb += [incoming.codes.eq(code_rp.data), incoming.meta.eq(meta_rp.data),
+                     incoming.beat.eq(inflight_info.beat), incoming.index.eq(inflight_info.index),
+                     incoming.error.eq(inflight_info.error)]
+        m.d.comb += [deq.i.valid.eq((level != 0) | inflight),
+                     deq.i.payload.eq(Mux(level != 0, held[0], incoming))]
+        pop = Signal()
+        push = Signal()
+        m.d.comb += [pop.eq(deq.i.valid & deq.i.ready),
+                     push.eq(inflight & ~((level == 0) & pop))]
+        with m.If(pop & (level != 0)):
+            m.d.sync += held[0].eq(held[1])
+        with m.If(push):
+            m.d.sync += held[level - (pop & (level != 0))].eq(incoming)
+        m.d.sync += level.eq(level + push - (pop & (level != 0)))
+
         issuing = Signal()
-        m.d.comb += issuing.eq(active & advance)
+        m.d.comb += issuing.eq(active & (level + inflight <= 1))
         last_issue = Signal()
         m.d.comb += last_issue.eq(issuing & (r_beat == lay.beats - 1))
         meta_offsets = Array(Const(w if w is not None else 0, range(max(lay.meta_words, 2)))
@@ -154,9 +174,8 @@ class ForwardCache(wiring.Component):
             meta_rd.eq(issuing & ~r_error & reads_meta.bit_select(r_beat, 1)),
             self.req.ready.eq(~active | last_issue),
         ]
-        with m.If(advance):
-            m.d.sync += [s1_valid.eq(active), s1.beat.eq(r_beat), s1.index.eq(r_index),
-                         s1.error.eq(r_error)]
+        m.d.sync += [inflight.eq(issuing), inflight_info.beat.eq(r_beat),
+                     inflight_info.index.eq(r_index), inflight_info.error.eq(r_error)]
         with m.If(issuing):
             m.d.sync += [r_beat.eq(r_beat + 1), r_code.eq(r_code + 1)]
         with m.If(self.req.valid & self.req.ready):
@@ -168,16 +187,7 @@ class ForwardCache(wiring.Component):
                 m.d.sync += self.read_error.eq(1)
         with m.Elif(last_issue):
             m.d.sync += active.eq(0)
-        m.d.comb += [
-            deq.i.valid.eq(s1_valid),
-            deq.i.payload.codes.eq(code_rp.data),
-            deq.i.payload.meta.eq(meta_rp.data),
-            deq.i.payload.beat.eq(s1.beat),
-            deq.i.payload.index.eq(s1.index),
-            deq.i.payload.error.eq(s1.error),
-            code_rp.en.eq(code_rd),
-            meta_rp.en.eq(meta_rd),
-        ]
+        m.d.comb += [code_rp.en.eq(code_rd), meta_rp.en.eq(meta_rd)]
         wiring.connect(m, deq.o, wiring.flipped(self.rd))
 
         # -- write side: packer (codes and scales) ------------------------------------------
@@ -354,14 +364,16 @@ class ForwardCache(wiring.Component):
                         with m.If(bad):
                             m.d.sync += self.record_error.eq(1)
                         with m.Elif(slot_ok):
-                            m.d.sync += count.eq(count + 1)
+                            m.d.sync += [count.eq(count + 1),
+                                         code_base.eq(code_base + lay.beats),
+                                         meta_base.eq(meta_base + lay.meta_words)]
                         with m.Else():
                             m.d.sync += self.overflow.eq(1)
                     m.next = "FEATURES"
 
         in_flight = ~(fsm.ongoing("FEATURES") & (pos == 0)) & ~committing
         with m.If(self.clear):
-            m.d.sync += [count.eq(0), self.overflow.eq(0), self.record_error.eq(0),
+            m.d.sync += [count.eq(0), code_base.eq(0), meta_base.eq(0), self.overflow.eq(0), self.record_error.eq(0),
                          self.read_error.eq(0), dropped.eq(in_flight)]
         return m
 

@@ -2,10 +2,10 @@
 
 A code book is 16 levels in ``[-1, 1]`` sorted ascending; code ``k`` stands for level ``k``
 times the block scale. The hardware and the golden model never see the real-valued levels:
-each level is rounded once, here, to a signed integer ``LEVELS[name][k]`` in Q1.8 (``LEVEL_FRAC``
+each level is rounded once, here, to a signed integer ``LEVELS[name][k]`` in Q1.6 (``LEVEL_FRAC``
 fraction bits, round half up), and that integer table *is* the code book. Quantization picks
 the code whose integer level is nearest, using the exact midpoints between neighbouring integer
-levels (:func:`thresholds`, Q1.9), so "nearest" is exact with respect to what the dequantizer
+levels (:func:`thresholds`, Q1.7), so "nearest" is exact with respect to what the dequantizer
 reproduces.
 
 - ``nf4``: the 16 levels of QLoRA's NormalFloat4 (normal quantiles, an exact zero, both ends
@@ -23,8 +23,9 @@ __all__ = ["LEVEL_FRAC", "REAL_LEVELS", "LEVELS", "thresholds", "level_width",
            "threshold_width"]
 
 
-#: Fraction bits of the integer code book levels (Q1.8).
-LEVEL_FRAC = 8
+#: Fraction bits of the integer code book levels (Q1.6). Finer levels change the SNR of R1's
+#: features by less than 0.1 dB (docs/numerics.md) but cost multiplier width in every lane.
+LEVEL_FRAC = 6
 
 #: Real-valued levels before rounding (documentation and float references).
 REAL_LEVELS = {
@@ -47,14 +48,14 @@ def _round_half_up(value, frac):
     return whole + (1 if scaled - whole >= 0.5 else 0)
 
 
-#: Integer levels in Q1.8 (signed), the code books proper.
+#: Integer levels in Q1.6 (signed), the code books proper.
 LEVELS = {name: tuple(_round_half_up(v, LEVEL_FRAC) for v in levels)
           for name, levels in REAL_LEVELS.items()}
 
 
 def thresholds(codebook):
     """Midpoints between neighbouring levels, ``T[k] = LEVELS[k-1] + LEVELS[k]`` for
-    ``k = 1..15``, in Q1.9 (twice the level scale, so they are exact integers). Index 0 is
+    ``k = 1..15``, in Q1.7 (twice the level scale, so they are exact integers). Index 0 is
     unused (``None``) so that ``T[k]`` separates code ``k-1`` from code ``k``."""
     levels = LEVELS[codebook]
     return (None,) + tuple(levels[k - 1] + levels[k] for k in range(1, 16))

@@ -19,8 +19,9 @@ from .layout import CacheLayout, MANT_BITS, EXP_BITS, UNIT_BITS
 __all__ = ["Dequantizer", "packed_beat_layout", "feature_beat_layout", "LATENCY"]
 
 
-#: Cycles from a packed beat entering ``i`` to its features leaving ``o`` (no back-pressure).
-LATENCY = 3
+#: Cycles from a packed beat entering ``i`` to its features leaving ``o`` (no back-pressure):
+#: scale select, level lookup, two multiplier stages, exponent shift, rounding, saturation.
+LATENCY = 7
 
 
 def packed_beat_layout(params):
@@ -85,7 +86,7 @@ class Dequantizer(wiring.Component):
     Timing
     ------
     A fully pipelined datapath: one beat per cycle in and out, :data:`LATENCY` cycles from
-    ``i`` to ``o``. ``i.ready`` is ``~o.valid | o.ready``: back-pressure stalls every stage at
+    ``i`` to ``o`` (the same for every code book). ``i.ready`` is ``~o.valid | o.ready``: back-pressure stalls every stage at
     once and nothing is lost.
     """
 
@@ -127,34 +128,51 @@ class Dequantizer(wiring.Component):
             "index": self.i.payload.index, "error": self.i.payload.error, "scales": scales,
         }, "s1")
 
-        # Stage 2: level * mantissa per lane (or the raw code for pass-through).
+        # Stage 2: the level of each lane's code (zero for padding lanes and error beats).
         last_beat = lay.beats - 1
         real_lanes = lay.features - last_beat * L   # lanes holding features in the last beat
         if p.scaled:
             lw = level_width(p.codebook)
-            product_shape = signed(lw + MANT_BITS + 1)
             table = Array(Const(v, signed(lw)) for v in LEVELS[p.codebook])
         else:
-            product_shape = signed(cb)
-        products = Signal(data.ArrayLayout(product_shape, L))
-        exps = Signal(data.ArrayLayout(unsigned(EXP_BITS), L))
+            lw = cb
+        levels = Signal(data.ArrayLayout(signed(lw), L))
         for lane in range(L):
             code = s1["codes"][lane * cb:(lane + 1) * cb]
-            pad = Const(0)
+            zero = s1["error"]
             if lane >= real_lanes:
-                pad = s1["beat"] == last_beat
-            if p.scaled:
-                slot = s1["scales"][lane // lay.group]
-                m.d.comb += [products[lane].eq(Mux(pad, 0, table[code] * slot.mant)),
-                             exps[lane].eq(slot.exp)]
-            else:
-                m.d.comb += products[lane].eq(Mux(pad, 0, code.as_signed()))
-        s2_valid, s2 = _stage(m, advance, s1_valid, {
-            "products": products, "exps": exps, "meta": s1["meta"], "beat": s1["beat"],
-            "index": s1["index"], "error": s1["error"]}, "s2")
+                zero = zero | (s1["beat"] == last_beat)
+            value = table[code] if p.scaled else code.as_signed()
+            m.d.comb += levels[lane].eq(Mux(zero, 0, value))
+        side = {"meta": s1["meta"], "beat": s1["beat"], "index": s1["index"],
+                "error": s1["error"]}
+        s2_valid, s2 = _stage(m, advance, s1_valid, {"levels": levels, "scales": s1["scales"],
+                                                     **side}, "s2")
 
-        # Stage 3 (the output register): shift with rounding half up, saturate.
-        lo, hi = -(1 << (p.out_width - 1)), (1 << (p.out_width - 1)) - 1
+        # Stages 3 and 4: level * mantissa as two nibble products, then their sum (LUT
+        # multipliers on iCE40 are too deep for one 48 MHz cycle).
+        half = MANT_BITS // 2
+        lo_products = Signal(data.ArrayLayout(signed(lw + half + 1), L))
+        hi_products = Signal(data.ArrayLayout(signed(lw + half + 1), L))
+        for lane in range(L):
+            if p.scaled:
+                mant = s2["scales"][lane // lay.group].mant
+                m.d.comb += [lo_products[lane].eq(s2["levels"][lane] * mant[:half]),
+                             hi_products[lane].eq(s2["levels"][lane] * mant[half:])]
+            else:
+                m.d.comb += lo_products[lane].eq(s2["levels"][lane])
+        side = {k: s2[k] for k in side}
+        s3_valid, s3 = _stage(m, advance, s2_valid, {"lo": lo_products, "hi": hi_products,
+                                                     "scales": s2["scales"], **side}, "s3")
+        products = Signal(data.ArrayLayout(signed(lw + MANT_BITS + 1), L))
+        for lane in range(L):
+            m.d.comb += products[lane].eq(s3["lo"][lane] + (s3["hi"][lane] << half)
+                                          if p.scaled else s3["lo"][lane])
+        side = {k: s3[k] for k in side}
+        s4_valid, s4 = _stage(m, advance, s3_valid, {"products": products,
+                                                     "scales": s3["scales"], **side}, "s4")
+
+        # Stage 5: shift by the block exponent, keeping one bit below the output LSB.
         if p.scaled:
             shift = p.out_frac - p.in_frac - LEVEL_FRAC     # plus the block exponent
             emax = p.in_width - MANT_BITS
@@ -162,31 +180,45 @@ class Dequantizer(wiring.Component):
             shift = p.out_frac - (p.pass8_frac if p.codebook == "pass8" else p.in_frac)
             emax = 0
         pre = max(0, shift + emax)     # constant left shift, so what remains is a right shift
+        twice = Signal(data.ArrayLayout(signed(len(products[0]) + pre + 1), L))
+        for lane in range(L):
+            wide = s4["products"][lane] << (pre + 1)
+            if p.scaled:
+                right = pre - shift - s4["scales"][lane // lay.group].exp
+                m.d.comb += twice[lane].eq(wide >> right.as_unsigned())
+            else:
+                m.d.comb += twice[lane].eq(wide >> (pre - shift))
+        side = {k: s4[k] for k in side}
+        s5_valid, s5 = _stage(m, advance, s4_valid, {"twice": twice, **side}, "s5")
+
+        # Stage 6: round half up (add half an output LSB, drop it).
+        rounded = Signal(data.ArrayLayout(signed(len(twice[0])), L))
+        for lane in range(L):
+            m.d.comb += rounded[lane].eq((s5["twice"][lane] + 1) >> 1)
+        side = {k: s5[k] for k in side}
+        s6_valid, s6 = _stage(m, advance, s5_valid, {"rounded": rounded, **side}, "s6")
+
+        # Stage 7 (the output register): saturate; assemble z0 and the label.
+        lo, hi = -(1 << (p.out_width - 1)), (1 << (p.out_width - 1)) - 1
         out = self.o.payload
         with m.If(advance):
-            m.d.sync += self.o.valid.eq(s2_valid)
-        with m.If(advance & s2_valid):
+            m.d.sync += self.o.valid.eq(s6_valid)
+        with m.If(advance & s6_valid):
             for lane in range(L):
-                wide = s2["products"][lane] << (pre + 1)
-                right = pre - shift - (s2["exps"][lane] if p.scaled else 0)
-                if isinstance(right, int):
-                    halved = wide >> right
-                else:
-                    halved = wide >> right.as_unsigned()
-                y = Signal(signed(len(wide) + 1), name=f"y{lane}")
-                m.d.comb += y.eq((halved + 1) >> 1)
-                m.d.sync += out.data[lane].eq(Mux(s2["error"], 0,
-                                                  Mux(y > hi, hi, Mux(y < lo, lo, y))))
+                y = s6["rounded"][lane]
+                top = y[p.out_width - 1:]          # fits iff these bits are all equal
+                fits = (top == 0) | (top == (1 << len(top)) - 1)
+                m.d.sync += out.data[lane].eq(Mux(fits, y, Mux(y[-1], lo, hi)))
             m.d.sync += [
-                out.beat.eq(s2["beat"]), out.first.eq(s2["beat"] == 0),
-                out.last.eq(s2["beat"] == last_beat), out.index.eq(s2["index"]),
-                out.error.eq(s2["error"]),
+                out.beat.eq(s6["beat"]), out.first.eq(s6["beat"] == 0),
+                out.last.eq(s6["beat"] == last_beat), out.index.eq(s6["index"]),
+                out.error.eq(s6["error"]),
             ]
             # Side units: each is loaded on the one beat whose meta word holds it.
             for k, (w, unit) in enumerate(lay.side_pos):
-                value = Mux(s2["error"], 0, s2["meta"][unit * UNIT_BITS:(unit + 1) * UNIT_BITS])
+                value = Mux(s6["error"], 0, s6["meta"][unit * UNIT_BITS:(unit + 1) * UNIT_BITS])
                 target = out.z0[k] if k < p.classes else out.label
-                with m.If(s2["beat"] == lay.words[w].beat):
+                with m.If(s6["beat"] == lay.words[w].beat):
                     m.d.sync += target.eq(value)
         return m
 

@@ -21,8 +21,8 @@ Beats and the code memory
 Scale slots
     Lanes are grouped by ``g`` (the greatest common divisor of ``L`` and every block
     boundary), so the ``L / g`` lane groups of every beat each lie inside one block. A
-    *scale word* has one 16-bit unit per lane group (a *slot*): mantissa in bits 0-7, exponent
-    in bits 8-11. Consecutive beats whose slots name the same blocks share a scale word.
+    *scale word* has one 16-bit unit per lane group (a *slot*): mantissa in bits 0-5, exponent
+    in bits 6-9. Consecutive beats whose slots name the same blocks share a scale word.
 
 Meta memory and read schedule
     Scale words and the *side units* (one 16-bit unit per logit z0[c], then one for the label)
@@ -43,7 +43,9 @@ __all__ = ["MANT_BITS", "EXP_BITS", "UNIT_BITS", "CacheLayout", "primitive_count
 
 
 #: Scale mantissa bits (unsigned) and exponent bits: scale = mantissa * 2**exponent input LSBs.
-MANT_BITS = 8
+#: Six mantissa bits lose < 0.1 dB of SNR on R1's features against an exact scale
+#: (docs/numerics.md) and keep the dequantizer's per-lane multiplier small.
+MANT_BITS = 6
 EXP_BITS = 4
 #: Meta memory granule: one scale slot or one side unit.
 UNIT_BITS = 16

@@ -56,7 +56,8 @@ class CacheParams(Params):
         One of :data:`MEMORIES`.
     pass8_frac : int
         Fraction bits of the ``pass8`` code book: values are stored as signed
-        ``Q(8-pass8_frac).pass8_frac`` (round half up, saturating), 0 to 7.
+        ``Q(8-pass8_frac).pass8_frac`` (round half up, saturating), 0 to 7; the default Q5.3
+        covers R1's features (up to 14.25).
     """
 
     section = "cache"
@@ -72,7 +73,7 @@ class CacheParams(Params):
     classes: int = R1_CLASSES
     capacity: int = 256
     memory: str = "spram"
-    pass8_frac: int = 4
+    pass8_frac: int = 3
 
     def _validate(self):
         s = self.section

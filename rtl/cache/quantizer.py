@@ -2,18 +2,19 @@
 
 Numerics (the golden model :mod:`fieldtune.sim.golden.cache` states them in full): each
 feature is saturated to signed ``Q(in_width-in_frac).in_frac`` (and clamped to zero for an
-unsigned code book); a 4-bit code book scales each block by ``M * 2**E`` (8-bit mantissa rounded
+unsigned code book); a 4-bit code book scales each block by ``M * 2**E`` (6-bit mantissa rounded
 up, 4-bit exponent) and picks the nearest integer level, ties to the upper code.
 
 Code-book search
-    Not 16 comparisons in a row: a pipelined binary search over the 15 midpoints. Stage ``s``
-    (s = 0..3) compares ``x * 2**(9-E)`` against ``T[t] * M``, where the midpoint index ``t`` is
-    chosen by the code bits decided so far (``t = 8``; then 4 or 12; then 2, 6, 10 or 14; then
-    odd), so every stage is one multiplier and one comparator and a value leaves every cycle.
-    The comparison is exact (``x * 2**(9-E)`` needs no rounding because ``E <= 8``).
+    Not 16 comparisons in a row: a pipelined binary search over the 15 midpoints. Once per
+    block, the scaled midpoints ``T[k] * M`` are computed into registers (one multiplier, 15
+    cycles). Stage ``s`` (s = 0..3) then compares ``floor(x * 2**7 / 2**E)`` against the
+    midpoint ``t`` chosen by the code bits decided so far (``t = 8``; then 4 or 12; then 2, 6,
+    10 or 14; then odd): one multiplexer and one comparator per stage, a value every cycle.
+    The comparison is exact: for integer ``Y``, ``Y * 2**E <= X`` iff ``Y <= floor(X / 2**E)``.
 """
 
-from amaranth.hdl import Module, Signal, Const, Array, Mux, signed, unsigned
+from amaranth.hdl import Module, Signal, Const, Array, Mux, Cat, signed, unsigned
 from amaranth.lib import wiring, stream, data
 from amaranth.lib.wiring import In, Out
 from amaranth.lib.memory import Memory
@@ -74,10 +75,12 @@ class Quantizer(wiring.Component):
     Timing
     ------
     Pass-through code books: one cycle from ``i`` to ``o``, one value per cycle. 4-bit code
-    books: a block is buffered (two banks, so the next block fills while one is coded), its
-    scale takes 3 cycles, then its codes leave one per cycle after a 6-cycle pipeline; a block
-    of ``n`` values costs ``n + 3`` cycles. ``i.ready`` drops only while both banks are full;
-    ``o`` back-pressure stalls the pipeline and loses nothing.
+    books: a block is buffered (two banks, so the next block fills while one is coded); coding
+    it takes 4 cycles for the scale, 17 for the scaled midpoints, then one cycle per value
+    through a 6-stage search pipeline, which must drain before the next block's midpoints are
+    computed: about ``n + 27`` cycles for a block of ``n`` values (the write side is not on
+    the training loop's critical path: records are written once). ``i.ready`` drops only while
+    both banks are full; ``o`` back-pressure stalls the pipeline and loses nothing.
     """
 
     def __init__(self, params):
@@ -205,7 +208,8 @@ class Quantizer(wiring.Component):
             m.d.comb += clr_full.bit_select(free_bank, 1).eq(1)
         m.d.sync += full.eq((full | set_full) & ~clr_full)
 
-        # Coder: scale of the block, then its values through the search pipeline.
+        # Coder: scale of the block, its 15 scaled midpoints, then its values through the
+        # search pipeline.
         advance = Signal()
         m.d.comb += advance.eq(~self.o.valid | self.o.ready)
         code_bank = Signal()
@@ -216,33 +220,66 @@ class Quantizer(wiring.Component):
         exp = Signal(EXP_BITS)
         q = Signal(range(maxb))
         issuing = Signal()
+        busy = Signal()        # values of the block are still in the search pipeline
         m.d.comb += free_bank.eq(code_bank)
 
-        # E0 = max(0, bitlen(a) - 8), by a priority encoder over the magnitude bits.
+        # E0 = max(0, bitlen(a) - MANT_BITS), by a priority encoder over the magnitude bits.
         bitlen = Signal(range(p.in_width + 2))
         for i in range(p.in_width + 1):
             with m.If(cur_amax[i]):
                 m.d.comb += bitlen.eq(i + 1)
-        # M = ceil(a / 2**E0), renormalized when it rounds up to 256; never 0.
+        # M = ceil(a / 2**E0), renormalized when it rounds up to 2**MANT_BITS; never 0. The
+        # rounding add and the shift take a cycle each.
+        biased = Signal(p.in_width + 2)
         rounded = Signal(p.in_width + 2)
-        m.d.comb += rounded.eq((cur_amax + (Const(1, 1) << e0) - 1) >> e0)
+        m.d.comb += rounded.eq(biased >> e0)
+
+        # Scaled midpoints T[k] * M, k = 1..15, one per cycle through a 3-stage multiplier
+        # (midpoint select; two half-mantissa products; their sum), so that no stage is deeper
+        # than a 48 MHz cycle on iCE40.
+        tvals = thresholds(p.codebook)
+        twidth = threshold_width(p.codebook)
+        bound_shape = signed(twidth + MANT_BITS + 1)
+        bounds = Array(Signal(bound_shape, name=f"bound{k}") for k in range(16))
+        k = Signal(range(16))
+        count_bounds = Signal(range(17))
+        tconst = Array(Const(tvals[i] if i else 0, signed(twidth)) for i in range(16))
+        half = MANT_BITS // 2
+        t_sel = Signal(signed(twidth))
+        t_lo = Signal(signed(twidth + half + 1))
+        t_hi = Signal(signed(twidth + half + 1))
+        k1 = Signal(range(16))
+        k2 = Signal(range(16))
+        m.d.sync += [t_sel.eq(tconst[k]), k1.eq(k),
+                     t_lo.eq(t_sel * mant[:half]), t_hi.eq(t_sel * mant[half:]), k2.eq(k1)]
+        with m.If(k2 != 0):
+            m.d.sync += bounds[k2].eq(t_lo + (t_hi << half))
 
         with m.FSM():
             with m.State("IDLE"):
-                with m.If(full.bit_select(code_bank, 1)):
+                with m.If(full.bit_select(code_bank, 1) & ~busy):
                     m.d.sync += [cur_amax.eq(info_amax[code_bank]),
                                  cur_block.eq(info_block[code_bank])]
                     m.next = "EXPONENT"
             with m.State("EXPONENT"):
                 m.d.sync += e0.eq(Mux(bitlen > MANT_BITS, bitlen - MANT_BITS, 0))
+                m.next = "ROUND"
+            with m.State("ROUND"):
+                m.d.sync += biased.eq(cur_amax + (Const(1, 1) << e0) - 1)
                 m.next = "MANTISSA"
             with m.State("MANTISSA"):
                 with m.If(rounded == 1 << MANT_BITS):
                     m.d.sync += [mant.eq(1 << (MANT_BITS - 1)), exp.eq(e0 + 1)]
                 with m.Else():
                     m.d.sync += [mant.eq(Mux(rounded == 0, 1, rounded)), exp.eq(e0)]
-                m.d.sync += q.eq(0)
-                m.next = "RUN"
+                m.d.sync += [q.eq(0), k.eq(1), count_bounds.eq(0)]
+                m.next = "BOUNDS"
+            with m.State("BOUNDS"):
+                # k walks 1..15, then two idle steps let the multiplier pipeline empty.
+                m.d.sync += count_bounds.eq(count_bounds + 1)
+                m.d.sync += k.eq(Mux(count_bounds < 14, count_bounds + 2, 0))
+                with m.If(count_bounds == 16):
+                    m.next = "RUN"
             with m.State("RUN"):
                 m.d.comb += issuing.eq(1)
                 with m.If(advance):
@@ -254,7 +291,9 @@ class Quantizer(wiring.Component):
 
         m.d.comb += [rd.addr.eq(Mux(code_bank, maxb, 0) + q), rd.en.eq(advance)]
 
-        # Pipeline: R (buffer read) -> X (aligned input) -> 4 search stages -> o.
+        # Pipeline: R (buffer read) -> X (aligned input) -> 4 search stages -> o. The
+        # midpoint registers must not change under values in flight: `busy` holds the next
+        # block's BOUNDS phase until the pipeline has drained.
         meta = data.StructLayout({"mant": MANT_BITS, "exp": EXP_BITS,
                                   "feature": range(p.features), "first": 1})
         r_valid = Signal()
@@ -263,7 +302,8 @@ class Quantizer(wiring.Component):
             m.d.sync += [r_valid.eq(issuing), r_meta.mant.eq(mant), r_meta.exp.eq(exp),
                          r_meta.feature.eq(starts[cur_block] + q), r_meta.first.eq(q == 0)]
 
-        xs_width = p.in_width + LEVEL_FRAC + 1
+        # |x| <= M * 2**E, so floor(x * 2**7 / 2**E) fits in 7 + MANT_BITS bits plus a sign.
+        xs_width = LEVEL_FRAC + 1 + MANT_BITS + 1
         stage_valid = Signal()
         stage_meta = Signal(meta)
         stage_xs = Signal(signed(xs_width))
@@ -271,21 +311,15 @@ class Quantizer(wiring.Component):
         with m.If(advance):
             m.d.sync += [stage_valid.eq(r_valid), stage_meta.eq(r_meta),
                          stage_xs.eq((rd.data << (LEVEL_FRAC + 1)) >> r_meta.exp)]
-
-        tvals = thresholds(p.codebook)
-        twidth = threshold_width(p.codebook)
+        in_flight = [r_valid, stage_valid]
         for s in range(4):
-            width = s + 1
             step = 1 << (3 - s)
             # Midpoint index for each prefix decided so far.
-            table = Array(Const(tvals[prefix * 2 * step + step], signed(twidth))
-                          for prefix in range(1 << s))
+            choices = Array(bounds[prefix * 2 * step + step] for prefix in range(1 << s))
             index = stage_code if s else Const(0, 1)
-            bound = Signal(signed(twidth + MANT_BITS + 1), name=f"bound{s}")
-            m.d.comb += bound.eq(table[index] * stage_meta.mant)
             bit = Signal(name=f"bit{s}")
-            m.d.comb += bit.eq(stage_xs >= bound)
-            code = Signal(width, name=f"code{s}")
+            m.d.comb += bit.eq(stage_xs >= choices[index])
+            code = Signal(s + 1, name=f"code{s}")
             if s < 3:
                 nxt_valid = Signal(name=f"valid{s}")
                 nxt_meta = Signal(meta, name=f"meta{s}")
@@ -296,6 +330,7 @@ class Quantizer(wiring.Component):
                                  code.eq(Mux(bit, (stage_code << 1) | 1, stage_code << 1))
                                  if s else code.eq(bit)]
                 stage_valid, stage_meta, stage_xs, stage_code = nxt_valid, nxt_meta, nxt_xs, code
+                in_flight.append(nxt_valid)
             else:
                 with m.If(advance):
                     m.d.sync += [
@@ -307,6 +342,7 @@ class Quantizer(wiring.Component):
                         self.o.payload.feature.eq(stage_meta.feature),
                         self.o.payload.first.eq(stage_meta.first),
                     ]
+        m.d.comb += busy.eq(issuing | Cat(*in_flight).any())
 
 
 def from_config(config):

@@ -10,12 +10,12 @@ Input
 
 Scale (4-bit code books)
     ``a`` = the block's largest magnitude (input LSBs, up to 2**(in_width-1));
-    ``E = max(0, bitlen(a) - 8)``, ``M = ceil(a / 2**E)`` (round up, so the block maximum is
-    never clipped); if ``M == 256`` then ``M, E = 128, E + 1``; if ``M == 0`` then ``M = 1``.
-    The scale is ``M * 2**E`` input LSBs (8-bit mantissa, 4-bit exponent).
+    ``E = max(0, bitlen(a) - 6)``, ``M = ceil(a / 2**E)`` (round up, so the block maximum is
+    never clipped); if ``M == 64`` then ``M, E = 32, E + 1``; if ``M == 0`` then ``M = 1``.
+    The scale is ``M * 2**E`` input LSBs (6-bit mantissa, 4-bit exponent).
 
 Code (4-bit)
-    ``code = #{k in 1..15 : x * 2**(9 - E) >= T[k] * M}`` with ``T`` the Q1.9 midpoints of
+    ``code = #{k in 1..15 : floor(x * 2**7 / 2**E) >= T[k] * M}`` with ``T`` the Q1.7 midpoints of
     :func:`~fieldtune.rtl.cache.codebooks.thresholds`: the nearest integer level, ties going to
     the upper code (round half up). Exact: no rounding happens before the comparison.
 
@@ -24,7 +24,7 @@ Code (pass-through)
     ``pass16``: ``x`` itself.
 
 Dequantized value
-    4-bit: ``sat(round_half_up(LEVELS[code] * M * 2**(E + out_frac - in_frac - 8)))``;
+    4-bit: ``sat(round_half_up(LEVELS[code] * M * 2**(E + out_frac - in_frac - 6)))``;
     ``pass8``: ``sat(round_half_up(code * 2**(out_frac - pass8_frac)))``;
     ``pass16``: ``sat(round_half_up(code * 2**(out_frac - in_frac)))``;
     ``sat`` saturates to signed ``out_width`` bits. Round half up = add half an output LSB,
@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ...rtl.cache.codebooks import LEVELS, REAL_LEVELS, LEVEL_FRAC, thresholds
-from ...rtl.cache.layout import CacheLayout, MANT_BITS, UNIT_BITS
+from ...rtl.cache.layout import CacheLayout, MANT_BITS, EXP_BITS, UNIT_BITS
 from ...rtl.cache.params import ELEMENT_WIDTH, LOGIT_WIDTH, INDEX_WIDTH
 
 
@@ -155,7 +155,7 @@ class CacheModel:
 
     def code_block(self, x, m, e):
         """4-bit codes of a block with scale ``(m, e)``."""
-        lhs = np.left_shift(np.asarray(x, dtype=np.int64), LEVEL_FRAC + 1 - e)
+        lhs = np.right_shift(np.left_shift(np.asarray(x, dtype=np.int64), LEVEL_FRAC + 1), e)
         return (lhs[:, None] >= self.thresholds[None, :] * m).sum(axis=1)
 
     def quantize(self, features):
@@ -277,8 +277,8 @@ class CacheModel:
         for b in range(len(L.blocks)):
             _, w, umask = next(op for op in L.scale_ops if op[0] == b)
             i = (umask & -umask).bit_length() - 1
-            mant.append(unit(w, i) & 0xFF)
-            exp.append(unit(w, i) >> MANT_BITS & 0xF)
+            mant.append(unit(w, i) & ((1 << MANT_BITS) - 1))
+            exp.append(unit(w, i) >> MANT_BITS & ((1 << EXP_BITS) - 1))
         side = [unit(w, i) for w, i in L.side_pos]
         z0 = tuple(v - (1 << 16) if v >> 15 else v for v in side[:p.classes])
         q = QuantizedSample(np.array(codes, dtype=np.int64), np.array(mant, dtype=np.int64),
@@ -321,11 +321,13 @@ def adversarial_samples(params, rng, n_random=2):
     out.append(np.full(F, 300, dtype=np.int64))
     out.append(np.resize(np.array([hi, lo, 0, 1, -1, 255, -256, 32767]), F))
     out.append(rng.integers(lo, hi + 1, F))
-    # Exact ties: with a block maximum of 256 the scale is 128 * 2**1, so a value of T[k] / 2
-    # sits exactly on the midpoint between codes k-1 and k (ties go to the upper code).
+    # Exact ties: with a block maximum of 2**MANT_BITS the scale is s = 2**MANT_BITS exactly,
+    # so x = T[k] * s / 2**(LEVEL_FRAC + 1) sits on the midpoint between codes k-1 and k (ties
+    # go to the upper code) whenever that is an integer.
     if params.scaled:
-        ties = [t // 2 for t in thresholds(params.codebook)[1:] if t % 2 == 0]
-        out.append(np.resize(np.array([256] + ties), F))
+        s, d = 1 << MANT_BITS, 1 << (LEVEL_FRAC + 1)
+        ties = [t * s // d for t in thresholds(params.codebook)[1:] if t * s % d == 0]
+        out.append(np.resize(np.array([s] + ties), F))
     for _ in range(n_random):
         out.append(np.round(rng.normal(0, 200, F) * rng.choice([0.1, 1, 10], F)).astype(np.int64))
     return [np.clip(s, lo, hi) for s in out]

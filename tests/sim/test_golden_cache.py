@@ -9,7 +9,7 @@ from hypothesis import given, settings, strategies as st
 
 from fieldtune.rtl.cache.params import CacheParams, CODEBOOKS, FOUR_BIT
 from fieldtune.rtl.cache.codebooks import LEVELS, REAL_LEVELS, LEVEL_FRAC, thresholds
-from fieldtune.rtl.cache.layout import CacheLayout
+from fieldtune.rtl.cache.layout import CacheLayout, MANT_BITS
 from fieldtune.sim.golden.cache import (CacheModel, round_half_up_shift, record_elements,
                                         adversarial_samples, float_quantize, snr_db)
 
@@ -23,7 +23,7 @@ def test_code_book_tables():
         assert len(levels) == 16 and list(levels) == sorted(levels), name
         assert max(levels) == 1 << LEVEL_FRAC
     assert LEVELS["unf4"][0] == LEVELS["uint4"][0] == 0
-    assert LEVELS["nf4"][7] == 0 and LEVELS["nf4"][0] == -256
+    assert LEVELS["nf4"][7] == 0 and LEVELS["nf4"][0] == -(1 << LEVEL_FRAC)
 
 
 def test_unsigned_nf4_is_half_normal_quantiles():
@@ -45,11 +45,11 @@ def test_nearest_code_and_unclipped_scale(codebook, block):
     x, _ = model.narrow(block)
     m, e = model.scale(x)
     s = m << e
-    assert 1 <= m <= 255 and np.abs(x).max() <= max(s, 1)
+    assert 1 <= m < 1 << MANT_BITS and np.abs(x).max() <= max(s, 1)
     codes = model.code_block(x, m, e)
     levels = np.array(LEVELS[codebook])
-    # Exact distances in units of 2**-9 input LSBs: |2 * x * 2**8 - 2 * level * s|.
-    dist = np.abs(2 * x[:, None] * 256 - 2 * levels[None, :] * s)
+    # Exact distances in units of 2**-LEVEL_FRAC input LSBs: |x * 2**LEVEL_FRAC - level * s|.
+    dist = np.abs(x[:, None] * (1 << LEVEL_FRAC) - levels[None, :] * s)
     best = dist.min(axis=1)
     assert (dist[np.arange(len(x)), codes] == best).all()
     # Ties go to the upper code.
