@@ -97,6 +97,13 @@ def test_references_are_deterministic_per_seed(r1):
                                                     seed=1).curve_accuracy
 
 
+def test_curve_false_times_training_alone_and_keeps_the_result(r1):
+    with_curve = train_skip_adapters(**r1, epochs=3)
+    alone = train_skip_adapters(**r1, epochs=3, curve=False)
+    assert alone.accuracy == with_curve.accuracy
+    assert alone.curve_x == (3,) and alone.curve_accuracy == (with_curve.accuracy,)
+
+
 def test_mean_over_seeds(r1):
     s = mean_over_seeds(train_mezo, seeds=(0, 1, 2), steps=100, **r1)
     assert s.seeds == (0, 1, 2) and len(s.results) == 3
