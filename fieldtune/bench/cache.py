@@ -14,8 +14,6 @@ ECP5-85F (L = 32). The dequantizer issues one beat per cycle by construction (te
 sustained rate is L values x Fmax.
 """
 
-import fnmatch
-
 from ..rtl.params import R1_TAPS, R1_CLASSES
 
 
@@ -63,30 +61,10 @@ def variant_params(name, device, capacity=R1_SAMPLES):
                        taps=R1_TAPS, classes=R1_CLASSES, capacity=capacity)
 
 
-def _csv(text):
-    return [item.strip() for item in text.split(",") if item.strip()]
-
-
 def add_arguments(parser):
-    parser.add_argument("--devices", type=_csv, default=list(DEVICES), metavar="DEV,...",
-                        help="devices: up5k (L=8, SPRAM), ecp5-85f (L=32, DP16KD) "
-                             "(default: both)")
-    parser.add_argument("--variants", type=_csv, default=["*"], metavar="PATTERN,...",
-                        help="variant names or shell patterns, e.g. 'unf4-*' (default: all; "
-                             "--list shows them)")
-    parser.add_argument("--list", action="store_true", help="list the variants and exit")
-    parser.add_argument("--workers", type=int, default=2,
-                        help="tool runs in parallel (default: 2; each is CPU bound)")
-    parser.add_argument("--workdir", metavar="DIR",
-                        help="keep each run's files (RTLIL, logs, reports) under DIR")
-
-
-def _select(patterns):
-    chosen = [name for name in VARIANTS if any(fnmatch.fnmatchcase(name, p) for p in patterns)]
-    if not chosen:
-        raise ValueError(f"--variants {','.join(patterns)} matches no variant; variants are "
-                         f"{', '.join(VARIANTS)}")
-    return chosen
+    from .report import add_variant_arguments
+    add_variant_arguments(parser, DEVICES, "up5k (L=8, SPRAM), ecp5-85f (L=32, DP16KD)",
+                          "unf4-*")
 
 
 def capacity(name, device):
@@ -101,7 +79,7 @@ def capacity(name, device):
 def run(args, console):
     from ..toolchain import tool_env
     from ..rtl.cache.cache import ForwardCache
-    from .report import implement_all, emit
+    from .report import implement_all, emit, select_variants
 
     if args.list:
         for name, (codebook, block_size) in VARIANTS.items():
@@ -111,7 +89,7 @@ def run(args, console):
         if device not in DEVICES:
             raise ValueError(f"--devices must name {', '.join(DEVICES)}, not {device!r}")
     jobs, meta = [], {}
-    for name in _select(args.variants):
+    for name in select_variants(args.variants, list(VARIANTS)):
         for device in args.devices:
             layout, cap = capacity(name, device)
             built = min(R1_SAMPLES, cap) if cap else R1_SAMPLES

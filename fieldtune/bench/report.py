@@ -12,7 +12,8 @@ from rich.table import Table
 from ..boards.implement import implement
 
 
-__all__ = ["implement_all", "emit", "table"]
+__all__ = ["implement_all", "emit", "table", "csv_list", "add_variant_arguments",
+           "select_variants"]
 
 
 def implement_all(jobs, env, *, console=None, workers=2, description="implementing"):
@@ -72,3 +73,33 @@ def emit(name, rows, columns, *, json_path=None, console=None, title=None, extra
         doc = {"bench": name, "rows": rows, **(extra or {})}
         Path(json_path).write_text(json.dumps(doc, indent=2) + "\n")
         console.print(f"wrote {json_path}")
+
+
+def csv_list(text):
+    """``"a, b,c"`` -> ``["a", "b", "c"]`` (argparse type of comma-separated options)."""
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+def add_variant_arguments(parser, devices, devices_help, example):
+    """The options every variant benchmark shares: ``--devices``, ``--variants`` (names or
+    shell patterns, ``example`` shows one), ``--list``, ``--workers``, ``--workdir``."""
+    parser.add_argument("--devices", type=csv_list, default=list(devices), metavar="DEV,...",
+                        help=f"devices: {devices_help} (default: all)")
+    parser.add_argument("--variants", type=csv_list, default=["*"], metavar="PATTERN,...",
+                        help=f"variant names or shell patterns, e.g. {example!r} (default: all; "
+                             "--list shows them)")
+    parser.add_argument("--list", action="store_true", help="list the variants and exit")
+    parser.add_argument("--workers", type=int, default=2,
+                        help="tool runs in parallel (default: 2; each is CPU bound)")
+    parser.add_argument("--workdir", metavar="DIR",
+                        help="keep each run's files (RTLIL, logs, reports) under DIR")
+
+
+def select_variants(patterns, names):
+    """The ``names`` matching any shell pattern of ``patterns``, in order; ValueError if none."""
+    import fnmatch
+    chosen = [n for n in names if any(fnmatch.fnmatchcase(n, p) for p in patterns)]
+    if not chosen:
+        raise ValueError(f"--variants {','.join(patterns)} matches no variant; variants are "
+                         f"{', '.join(names)}")
+    return chosen

@@ -37,18 +37,20 @@ from amaranth.lib import wiring, stream, data
 from amaranth.lib.wiring import In, Out
 from amaranth.lib.memory import Memory
 
-from .params import CacheParams, ELEMENT_WIDTH, INDEX_WIDTH
-from .layout import CacheLayout, MANT_BITS, UNIT_BITS
+from .params import ELEMENT_WIDTH, INDEX_WIDTH
+from .component import CacheComponent
+from .layout import MANT_BITS, UNIT_BITS
 from .quantizer import Quantizer, SATURATION_BITS
 from .dequantizer import Dequantizer, feature_beat_layout, LATENCY as DEQUANTIZER_LATENCY
+from .skid import SkidBuffer
 
 
 __all__ = ["ForwardCache", "write_element_layout", "READ_LATENCY"]
 
 
 #: Cycles from a request's transfer on ``req`` to its first beat being valid on ``rd``:
-#: one to start the sample, one for the memory read, then the dequantizer.
-READ_LATENCY = 2 + DEQUANTIZER_LATENCY
+#: the input buffer, one to start the sample, one for the memory read, then the dequantizer.
+READ_LATENCY = 3 + DEQUANTIZER_LATENCY
 
 
 def write_element_layout():
@@ -56,7 +58,7 @@ def write_element_layout():
     return data.StructLayout({"data": signed(ELEMENT_WIDTH), "last": 1})
 
 
-class ForwardCache(wiring.Component):
+class ForwardCache(CacheComponent):
     """Quantizer, packed cache memory and streaming dequantizer (see the module docs).
 
     Parameters
@@ -80,15 +82,11 @@ class ForwardCache(wiring.Component):
     """
 
     def __init__(self, params):
-        if not isinstance(params, CacheParams):
-            raise ValueError(f"ForwardCache needs a CacheParams, not {type(params).__name__}")
-        self.params = params
-        self.layout = CacheLayout(params)
-        super().__init__({
+        super().__init__(params, lambda p: {
             "wr": In(stream.Signature(write_element_layout())),
             "req": In(stream.Signature(unsigned(INDEX_WIDTH))),
-            "rd": Out(stream.Signature(feature_beat_layout(params))),
-            "count": Out(range(params.capacity + 1)),
+            "rd": Out(stream.Signature(feature_beat_layout(p))),
+            "count": Out(range(p.capacity + 1)),
             "overflow": Out(1),
             "record_error": Out(1),
             "read_error": Out(1),
@@ -110,6 +108,13 @@ class ForwardCache(wiring.Component):
         p, lay = self.params, self.layout
         F, C, L = lay.features, p.classes, p.lanes
         cap = p.capacity
+
+        # Both inputs pass a skid buffer, so their `ready` is a register.
+        m.submodules.wr_buffer = wr_buffer = SkidBuffer(write_element_layout())
+        m.submodules.req_buffer = req_buffer = SkidBuffer(unsigned(INDEX_WIDTH))
+        wiring.connect(m, wiring.flipped(self.wr), wr_buffer.i)
+        wiring.connect(m, wiring.flipped(self.req), req_buffer.i)
+        wr, req = wr_buffer.o, req_buffer.o
 
         m.submodules.quantizer = quant = Quantizer(p)
         m.submodules.dequantizer = deq = Dequantizer(p)
@@ -163,26 +168,31 @@ class ForwardCache(wiring.Component):
         m.d.comb += issuing.eq(active & (level + inflight <= 1))
         last_issue = Signal()
         m.d.comb += last_issue.eq(issuing & (r_beat == lay.beats - 1))
-        meta_offsets = Array(Const(w if w is not None else 0, range(max(lay.meta_words, 2)))
-                             for w in lay.meta_read)
+        # Meta words are read in address order, so the address is a counter; whether a beat
+        # reads one is looked up a beat ahead, keeping both off the memory address path.
         reads_meta = Const(sum(1 << j for j, w in enumerate(lay.meta_read) if w is not None),
                            lay.beats)
+        beat_reads_meta = Signal()
         code_rd = Signal()
         meta_rd = Signal()
         m.d.comb += [
             code_rd.eq(issuing & ~r_error),
-            meta_rd.eq(issuing & ~r_error & reads_meta.bit_select(r_beat, 1)),
-            self.req.ready.eq(~active | last_issue),
+            meta_rd.eq(issuing & ~r_error & beat_reads_meta),
+            req.ready.eq(~active | last_issue),
         ]
         m.d.sync += [inflight.eq(issuing), inflight_info.beat.eq(r_beat),
                      inflight_info.index.eq(r_index), inflight_info.error.eq(r_error)]
         with m.If(issuing):
-            m.d.sync += [r_beat.eq(r_beat + 1), r_code.eq(r_code + 1)]
-        with m.If(self.req.valid & self.req.ready):
-            index = self.req.payload
+            m.d.sync += [r_beat.eq(r_beat + 1), r_code.eq(r_code + 1),
+                         beat_reads_meta.eq(reads_meta.bit_select(r_beat + 1, 1))]
+        with m.If(meta_rd):
+            m.d.sync += r_meta.eq(r_meta + 1)
+        with m.If(req.valid & req.ready):
+            index = req.payload
             m.d.sync += [active.eq(1), r_index.eq(index), r_error.eq(index >= count),
                          r_beat.eq(0), r_code.eq(index * lay.beats),
-                         r_meta.eq(index * lay.meta_words)]
+                         r_meta.eq(index * lay.meta_words),
+                         beat_reads_meta.eq(lay.meta_read[0] is not None)]
             with m.If(index >= count):
                 m.d.sync += self.read_error.eq(1)
         with m.Elif(last_issue):
@@ -220,6 +230,8 @@ class ForwardCache(wiring.Component):
         op_ptr = Signal(range(len(ops) + 1))
         op_end = Signal(range(len(ops) + 1))
         op_scale = Signal(UNIT_BITS)
+        op_addr = Signal.like(r_meta)
+        op_unit_mask = Signal(lay.meta_units)
         block = Signal(range(nblocks + 1))
         ops_busy = Signal()
         m.d.comb += ops_busy.eq(op_ptr != op_end)
@@ -256,9 +268,11 @@ class ForwardCache(wiring.Component):
             if p.scaled:
                 with m.If(qo.first):
                     cur_block = Mux(first_of_sample, 0, block)
+                    first_op = Array(Const(v, range(len(ops) + 1)) for v in op_first)[cur_block]
                     m.d.sync += [
-                        op_ptr.eq(Array(Const(v, range(len(ops) + 1)) for v in op_first)
-                                  [cur_block]),
+                        op_ptr.eq(first_op),
+                        op_addr.eq(meta_base + op_word[first_op]),
+                        op_unit_mask.eq(op_mask[first_op]),
                         op_end.eq(Array(Const(v, range(len(ops) + 1)) for v in op_first)
                                   [cur_block + 1]),
                         op_scale.eq(qo.mant | (qo.exp << MANT_BITS)),
@@ -269,7 +283,8 @@ class ForwardCache(wiring.Component):
 
         # -- write side: front end (records) ------------------------------------------------
         side_req = Signal()
-        side_unit = Signal(range(C + 1))
+        side_addr = Signal.like(r_meta)
+        side_mask = Signal(lay.meta_units)
         side_data = Signal(UNIT_BITS)
         unit_word = Array(Const(w, range(max(lay.meta_words, 2))) for w, _ in lay.side_pos)
         unit_index = Array(Const(i, range(max(lay.meta_units, 2))) for _, i in lay.side_pos)
@@ -280,69 +295,75 @@ class ForwardCache(wiring.Component):
         meta_wdata = Signal(lay.meta_width)
         meta_wmask = Signal(lay.meta_units)
         with m.If(op_req):
-            m.d.comb += [meta_waddr.eq(meta_base + op_word[op_ptr]),
+            m.d.comb += [meta_waddr.eq(op_addr),
                          meta_wdata.eq(op_scale.replicate(lay.meta_units)),
-                         meta_wmask.eq(op_mask[op_ptr])]
+                         meta_wmask.eq(op_unit_mask)]
         with m.Else():
-            m.d.comb += [meta_waddr.eq(meta_base + unit_word[side_unit]),
+            m.d.comb += [meta_waddr.eq(side_addr),
                          meta_wdata.eq(side_data.replicate(lay.meta_units)),
-                         meta_wmask.eq(Const(1, lay.meta_units) << unit_index[side_unit])]
+                         meta_wmask.eq(side_mask)]
         m.d.comb += [
-            meta_rp.addr.eq(Mux(meta_rd, r_meta + meta_offsets[r_beat], meta_waddr)),
-            meta_wp.addr.eq(Mux(meta_rd, r_meta + meta_offsets[r_beat], meta_waddr)),
+            meta_rp.addr.eq(Mux(meta_rd, r_meta, meta_waddr)),
+            meta_wp.addr.eq(Mux(meta_rd, r_meta, meta_waddr)),
             meta_wp.data.eq(meta_wdata),
             meta_wp.en.eq(Mux((op_grant | side_grant) & slot_ok, meta_wmask, 0)),
         ]
         with m.If(op_grant):
-            m.d.sync += op_ptr.eq(op_ptr + 1)
+            m.d.sync += [op_ptr.eq(op_ptr + 1), op_addr.eq(meta_base + op_word[op_ptr + 1]),
+                         op_unit_mask.eq(op_mask[op_ptr + 1])]
         with m.If(side_grant):
             m.d.sync += side_req.eq(0)
 
         pos = Signal(range(max(F, C)))
+        # pos_end: pos is the last position of the current part (feature F-1, logit C-1),
+        # kept as a register beside pos so that no comparator sits in the handshake path.
+        pos_end = Signal(init=F == 1)
         bad = Signal()
         dropped = Signal()
-        element = self.wr.payload
+        element = wr.payload
         accept = Signal()
-        m.d.comb += accept.eq(self.wr.valid & self.wr.ready)
+        m.d.comb += accept.eq(wr.valid & wr.ready)
 
         def side_write(unit, value):
-            m.d.sync += [side_req.eq(1), side_unit.eq(unit), side_data.eq(value)]
+            m.d.sync += [side_req.eq(1), side_addr.eq(meta_base + unit_word[unit]),
+                         side_mask.eq(Const(1, lay.meta_units) << unit_index[unit]),
+                         side_data.eq(value)]
 
         committing = Signal()
         with m.FSM() as fsm:
             with m.State("FEATURES"):
-                m.d.comb += [quant.i.valid.eq(self.wr.valid), quant.i.payload.eq(element.data),
-                             self.wr.ready.eq(quant.i.ready)]
+                m.d.comb += [quant.i.valid.eq(wr.valid), quant.i.payload.eq(element.data),
+                             wr.ready.eq(quant.i.ready)]
                 with m.If(accept):
-                    m.d.sync += pos.eq(pos + 1)
+                    m.d.sync += [pos.eq(pos + 1), pos_end.eq(pos == F - 2)]
                     with m.If(element.last):
                         m.d.sync += bad.eq(1)
-                        with m.If(pos == F - 1):
+                        with m.If(pos_end):
                             m.next = "DRAIN"
                         with m.Else():
                             m.next = "PAD"
-                    with m.Elif(pos == F - 1):
-                        m.d.sync += pos.eq(0)
+                    with m.Elif(pos_end):
+                        m.d.sync += [pos.eq(0), pos_end.eq(C == 1)]
                         m.next = "LOGITS"
             with m.State("PAD"):
                 # Feed zeros for the features a short record lacks, keeping blocks aligned.
                 m.d.comb += [quant.i.valid.eq(1), quant.i.payload.eq(0)]
                 with m.If(quant.i.ready):
-                    m.d.sync += pos.eq(pos + 1)
-                    with m.If(pos == F - 1):
+                    m.d.sync += [pos.eq(pos + 1), pos_end.eq(pos == F - 2)]
+                    with m.If(pos_end):
                         m.next = "DRAIN"
             with m.State("LOGITS"):
-                m.d.comb += self.wr.ready.eq(~side_req)
+                m.d.comb += wr.ready.eq(~side_req)
                 with m.If(accept):
                     side_write(pos, element.data)
-                    m.d.sync += pos.eq(pos + 1)
+                    m.d.sync += [pos.eq(pos + 1), pos_end.eq(pos == C - 2)]
                     with m.If(element.last):
                         m.d.sync += bad.eq(1)
                         m.next = "DRAIN"
-                    with m.Elif(pos == C - 1):
+                    with m.Elif(pos_end):
                         m.next = "LABEL"
             with m.State("LABEL"):
-                m.d.comb += self.wr.ready.eq(~side_req)
+                m.d.comb += wr.ready.eq(~side_req)
                 with m.If(accept):
                     side_write(C, element.data)
                     with m.If(~element.last):
@@ -353,13 +374,14 @@ class ForwardCache(wiring.Component):
                             m.d.sync += bad.eq(1)
                         m.next = "DRAIN"
             with m.State("SKIP"):
-                m.d.comb += self.wr.ready.eq(1)
+                m.d.comb += wr.ready.eq(1)
                 with m.If(accept & element.last):
                     m.next = "DRAIN"
             with m.State("DRAIN"):
                 m.d.comb += committing.eq(codes_done & ~side_req)
                 with m.If(committing):
-                    m.d.sync += [codes_done.eq(0), pos.eq(0), bad.eq(0), dropped.eq(0)]
+                    m.d.sync += [codes_done.eq(0), pos.eq(0), pos_end.eq(F == 1), bad.eq(0),
+                                 dropped.eq(0)]
                     with m.If(~dropped & ~self.clear):
                         with m.If(bad):
                             m.d.sync += self.record_error.eq(1)

@@ -8,10 +8,11 @@ layout's read schedule names (:class:`~.layout.CacheLayout`).
 """
 
 from amaranth.hdl import Module, Signal, Const, Array, Mux, signed, unsigned
-from amaranth.lib import wiring, stream, data
+from amaranth.lib import stream, data
 from amaranth.lib.wiring import In, Out
 
-from .params import CacheParams, INDEX_WIDTH, LOGIT_WIDTH
+from .params import INDEX_WIDTH, LOGIT_WIDTH
+from .component import CacheComponent
 from .codebooks import LEVELS, LEVEL_FRAC, level_width
 from .layout import CacheLayout, MANT_BITS, EXP_BITS, UNIT_BITS
 
@@ -71,7 +72,7 @@ def _stage(m, advance, valid_in, fields, name):
     return valid, regs
 
 
-class Dequantizer(wiring.Component):
+class Dequantizer(CacheComponent):
     """Dequantize packed beats into a stream of ``lanes`` features per cycle.
 
     Parameters
@@ -91,13 +92,9 @@ class Dequantizer(wiring.Component):
     """
 
     def __init__(self, params):
-        if not isinstance(params, CacheParams):
-            raise ValueError(f"Dequantizer needs a CacheParams, not {type(params).__name__}")
-        self.params = params
-        self.layout = CacheLayout(params)
-        super().__init__({
-            "i": In(stream.Signature(packed_beat_layout(params))),
-            "o": Out(stream.Signature(feature_beat_layout(params))),
+        super().__init__(params, lambda p: {
+            "i": In(stream.Signature(packed_beat_layout(p))),
+            "o": Out(stream.Signature(feature_beat_layout(p))),
         })
 
     def elaborate(self, platform):

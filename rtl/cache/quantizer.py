@@ -15,13 +15,14 @@ Code-book search
 """
 
 from amaranth.hdl import Module, Signal, Const, Array, Mux, Cat, signed, unsigned
-from amaranth.lib import wiring, stream, data
+from amaranth.lib import stream, data
 from amaranth.lib.wiring import In, Out
 from amaranth.lib.memory import Memory
 
-from .params import CacheParams, ELEMENT_WIDTH
+from .params import ELEMENT_WIDTH
+from .component import CacheComponent
 from .codebooks import LEVEL_FRAC, thresholds, threshold_width
-from .layout import CacheLayout, MANT_BITS, EXP_BITS
+from .layout import MANT_BITS, EXP_BITS
 
 
 __all__ = ["Quantizer", "code_layout", "SATURATION_BITS"]
@@ -47,12 +48,7 @@ def code_layout(params):
     })
 
 
-def _check_params(params, who):
-    if not isinstance(params, CacheParams):
-        raise ValueError(f"{who} needs a CacheParams, not {type(params).__name__}")
-
-
-class Quantizer(wiring.Component):
+class Quantizer(CacheComponent):
     """Quantize a stream of features, one sample after another, into codes.
 
     Parameters
@@ -77,19 +73,16 @@ class Quantizer(wiring.Component):
     Pass-through code books: one cycle from ``i`` to ``o``, one value per cycle. 4-bit code
     books: a block is buffered (two banks, so the next block fills while one is coded); coding
     it takes 4 cycles for the scale, 17 for the scaled midpoints, then one cycle per value
-    through a 6-stage search pipeline, which must drain before the next block's midpoints are
-    computed: about ``n + 27`` cycles for a block of ``n`` values (the write side is not on
+    through a 9-stage search pipeline, which must drain before the next block's midpoints are
+    computed: about ``n + 30`` cycles for a block of ``n`` values (the write side is not on
     the training loop's critical path: records are written once). ``i.ready`` drops only while
     both banks are full; ``o`` back-pressure stalls the pipeline and loses nothing.
     """
 
     def __init__(self, params):
-        _check_params(params, "Quantizer")
-        self.params = params
-        self.layout = CacheLayout(params)
-        super().__init__({
+        super().__init__(params, lambda p: {
             "i": In(stream.Signature(signed(ELEMENT_WIDTH))),
-            "o": Out(stream.Signature(code_layout(params))),
+            "o": Out(stream.Signature(code_layout(p))),
             "saturations": Out(SATURATION_BITS),
             "clear": In(1),
         })
@@ -312,31 +305,43 @@ class Quantizer(wiring.Component):
             m.d.sync += [stage_valid.eq(r_valid), stage_meta.eq(r_meta),
                          stage_xs.eq((rd.data << (LEVEL_FRAC + 1)) >> r_meta.exp)]
         in_flight = [r_valid, stage_valid]
+
+        def register(name, valid, values):
+            """One pipeline register: ``values`` (name -> value), moved when `advance`."""
+            regs = {k: Signal.like(v, name=f"{name}_{k}") for k, v in values.items()}
+            reg_valid = Signal(name=f"{name}_valid")
+            with m.If(advance):
+                m.d.sync += reg_valid.eq(valid)
+                m.d.sync += [regs[k].eq(v) for k, v in values.items()]
+            in_flight.append(reg_valid)
+            return reg_valid, regs
+
+        code = Const(0, 0)
         for s in range(4):
             step = 1 << (3 - s)
-            # Midpoint index for each prefix decided so far.
-            choices = Array(bounds[prefix * 2 * step + step] for prefix in range(1 << s))
-            index = stage_code if s else Const(0, 1)
+            # Midpoint index for each prefix decided so far; from the second stage on, the
+            # midpoint is selected in a cycle of its own and compared in the next.
+            choices = [bounds[prefix * 2 * step + step] for prefix in range(1 << s)]
+            if s == 0:
+                bound = choices[0]
+            else:
+                stage_valid, regs = register(f"select{s}", stage_valid, {
+                    "meta": stage_meta, "xs": stage_xs, "code": code,
+                    "bound": Array(choices)[code]})
+                stage_meta, stage_xs, code, bound = (regs["meta"], regs["xs"], regs["code"],
+                                                     regs["bound"])
             bit = Signal(name=f"bit{s}")
-            m.d.comb += bit.eq(stage_xs >= choices[index])
-            code = Signal(s + 1, name=f"code{s}")
+            m.d.comb += bit.eq(stage_xs >= bound)
+            decided = Cat(bit, code)         # the new bit is the least significant so far
             if s < 3:
-                nxt_valid = Signal(name=f"valid{s}")
-                nxt_meta = Signal(meta, name=f"meta{s}")
-                nxt_xs = Signal(signed(xs_width), name=f"xs{s}")
-                with m.If(advance):
-                    m.d.sync += [nxt_valid.eq(stage_valid), nxt_meta.eq(stage_meta),
-                                 nxt_xs.eq(stage_xs),
-                                 code.eq(Mux(bit, (stage_code << 1) | 1, stage_code << 1))
-                                 if s else code.eq(bit)]
-                stage_valid, stage_meta, stage_xs, stage_code = nxt_valid, nxt_meta, nxt_xs, code
-                in_flight.append(nxt_valid)
+                stage_valid, regs = register(f"compare{s}", stage_valid, {
+                    "meta": stage_meta, "xs": stage_xs, "code": decided})
+                stage_meta, stage_xs, code = regs["meta"], regs["xs"], regs["code"]
             else:
                 with m.If(advance):
                     m.d.sync += [
                         self.o.valid.eq(stage_valid),
-                        self.o.payload.code.eq(Mux(bit, (stage_code << 1) | 1,
-                                                   stage_code << 1)),
+                        self.o.payload.code.eq(decided),
                         self.o.payload.mant.eq(stage_meta.mant),
                         self.o.payload.exp.eq(stage_meta.exp),
                         self.o.payload.feature.eq(stage_meta.feature),

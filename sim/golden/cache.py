@@ -32,13 +32,12 @@ Dequantized value
 """
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
 from ...rtl.cache.codebooks import LEVELS, REAL_LEVELS, LEVEL_FRAC, thresholds
 from ...rtl.cache.layout import CacheLayout, MANT_BITS, EXP_BITS, UNIT_BITS
-from ...rtl.cache.params import ELEMENT_WIDTH, LOGIT_WIDTH, INDEX_WIDTH
 
 
 __all__ = ["round_half_up_shift", "saturate", "QuantizedSample", "CacheModel", "Beat",

@@ -125,3 +125,14 @@ def test_float_reference_snr_orders_code_books():
     snr = {cb: snr_db(x, np.array([float_quantize(r, cb, lay.blocks) for r in x]))
            for cb in ("nf4", "unf4", "uint4")}
     assert snr["unf4"] > snr["uint4"] > snr["nf4"]
+
+
+def test_capacity_in_a_memory_budget():
+    """R1's 256 samples fit in 3 of the UP5K's SPRAMs with 4-bit codes at L = 8."""
+    lay = CacheLayout(CacheParams(lanes=8, codebook="unf4", block_size=32))
+    assert lay.bytes_per_sample() == 148           # 28 code words of 32 bits, 18 meta units
+    assert lay.primitives(256, "ice40", "spram") == 3
+    assert lay.capacity_for("ice40", "spram", 3) == 16384 // 28
+    assert lay.capacity_for("ice40", "spram", 2) == 0        # codes alone need 2 SPRAMs
+    wide = CacheLayout(CacheParams(lanes=8, codebook="pass16"))
+    assert wide.capacity_for("ice40", "spram", 3) == 0       # 128-bit words: 8 SPRAMs wide
