@@ -17,16 +17,16 @@ The golden model is :func:`fieldtune.sim.golden.perturb.vectors`; ``docs/archite
 ("Perturbation engine") has the timing diagram and ``docs/numerics.md`` the formulas.
 """
 
-from amaranth.hdl import Module, Signal, Cat, Const, Mux, signed, unsigned
+from amaranth.hdl import Module, Signal, Cat, Const, Mux, Array, signed, unsigned
 from amaranth.lib import wiring, data, stream
 from amaranth.lib.wiring import In, Out
 
 from .adaptive import ScaleSolver, correction_product, corrected
-from .arith import square, const_mul
-from .clt import CltShaper, adder_tree
+from .arith import square, const_mul, round_half_away
+from .clt import CltShaper
 from .icdf import IcdfShaper
 from .numerics import (WORD, EXPANDER_KEY, EXPANDER_WARMUP, DOMAIN_STEP, DOMAIN_POOL,
-                       draw_bits, source_layout, value_width)
+                       ADAPT_GUARD_BITS, draw_bits, source_layout, value_width)
 from .params import PerturbParams
 from .pool import ReusePool
 from .source import UniformSource
@@ -99,8 +99,10 @@ class PerturbationEngine(wiring.Component):
     * pool mode, when the pool does not hold the request's seed: first a fill,
       ``1 + W + fill_words + pool_size + fill_depth + 1``;
     * adaptive scaling, the first request of a ``(seed, step)``: first a measuring pass,
-      ``1 + W + C + beats + measure_depth + 5``, and in pool mode the rescaling of the pool,
-      ``pool_size + 5``; the correction is cached, so replays of the same step skip both.
+      ``1 + W + C + measure_walk * (beats + measure_depth) + 7`` (``measure_walk`` = 1 in pool
+      mode, else the draws per beat, which one squarer takes in turn), and in pool mode the
+      rescaling of the pool, ``pool_size + 5``; the correction is cached, so replays of the
+      same step skip both.
 
     Then the beats follow back to back while ``ready`` is high; the ``busy`` output falls on
     the edge that transfers the last beat.
@@ -120,8 +122,11 @@ class PerturbationEngine(wiring.Component):
             1 + self.shaper_depth + (2 if p.adaptive else 0)
         #: Register stages from an issued beat to the output register.
         self.output_depth = self.value_depth + 1
-        #: Stages from an issued beat to the edge that adds its energy (adaptive only).
-        self.measure_depth = 2 if p.reuse == "pool" else 3 + self.shaper_depth
+        #: Measuring pass (adaptive only): the pipeline stage whose values are measured
+        #: (pool: 0, its row energies are read ahead; draws: the shaper's output), and the
+        #: cycles each beat takes (pool: 1; draws: one per draw, one squarer walks them).
+        self.measure_depth = 0 if p.reuse == "pool" else 1 + self.shaper_depth
+        self.measure_walk = 1 if p.reuse == "pool" else p.draws
         chain = []
         if p.reuse != "pool":
             chain.append(p.draws * self.draw_layout.state_bits)
@@ -148,7 +153,8 @@ class PerturbationEngine(wiring.Component):
         if fill:
             cycles += 1 + w + self.fill_words + p.pool_size + self.fill_depth + 1
         if measure:
-            cycles += 1 + w + self.chain_words + p.beats + self.measure_depth + 5
+            cycles += (1 + w + self.chain_words + self.measure_walk * (p.beats + self.measure_depth)
+                       + 7)
             if p.reuse == "pool":
                 cycles += p.pool_size + 5
         return cycles
@@ -156,30 +162,35 @@ class PerturbationEngine(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         p = self.params
-        lanes, beats = p.lanes, p.beats
+        beats = p.beats
 
-        # -- request, caches, status ------------------------------------------------------
         seed, step = Signal(32), Signal(32)
         m.d.comb += self.busy.eq(~self.request.ready)
 
+        # -- seed expander ----------------------------------------------------------------
         m.submodules.expander = expander = Xoshiro128pp()
-        # The expander's words pass through a register (its ++ output has two 32-bit adders),
-        # so warming up takes one more step and `word` lags the generator by one.
+        # Its words pass through a register (the ++ output has two 32-bit adders), so warming
+        # up takes one more step and `word` lags the generator by one. Warming up feeds `word`
+        # back into the state (Xoshiro128pp.feedback); keying clears it.
         word = Signal(WORD)
-        with m.If(expander.advance):
+        warming = Signal()
+        with m.If(expander.load):
+            m.d.sync += word.eq(0)
+        with m.Elif(expander.advance):
             m.d.sync += word.eq(expander.output)
+        m.d.comb += expander.feedback.eq(Mux(warming, word, 0))
         count = Signal(range(max(EXPANDER_WARMUP, self.chain_words, self.fill_words,
                                  p.pool_size if p.reuse == "pool" else 1) + 1))
 
-        # -- the per-step state chain -----------------------------------------------------
-        members = []
-        draws = []
+        # -- the per-step state chain: draw sources, sign source, pool offsets ------------
+        members, draws = [], []
         if p.reuse != "pool":
             for g in range(p.draws):
                 source = UniformSource(self.draw_layout)
                 m.submodules[f"draw{g}"] = source
                 draws.append(source)
                 members.append(source)
+        signs = pool = None
         if p.signed_reuse:
             m.submodules.signs = signs = UniformSource(self.sign_layout)
             members.append(signs)
@@ -193,7 +204,8 @@ class PerturbationEngine(wiring.Component):
         offset = 0
         for member in members:
             width = len(member.state)
-            m.d.comb += [member.load.eq(load), member.load_state.eq(shifted[offset:offset + width])]
+            m.d.comb += [member.load.eq(load),
+                         member.load_state.eq(shifted[offset:offset + width])]
             if isinstance(member, UniformSource):
                 m.d.comb += member.seal.eq(seal)
             offset += width
@@ -203,8 +215,7 @@ class PerturbationEngine(wiring.Component):
         valid = [Signal(name=f"valid{i}") for i in range(depth + 1)]
         last = [Signal(name=f"last{i}") for i in range(depth + 1)]
         en = Signal()
-        emitting, measuring = Signal(), Signal()
-        flush = Signal()
+        emitting, measuring, flush = Signal(), Signal(), Signal()
         issued = Signal(range(beats + 1))
         issue = Signal()
         m.d.comb += [
@@ -219,41 +230,18 @@ class PerturbationEngine(wiring.Component):
             m.d.sync += [last[i].eq(last[i - 1]) for i in range(1, depth + 1)]
             with m.If(issue):
                 m.d.sync += issued.eq(issued + 1)
+        pipe = _Pipeline(en, issue, flush, valid, last, emitting, measuring)
 
-        vd = self.value_depth
         solver = None
         if p.adaptive:
-            # The solver sees the step's total: up to `beats` beat energies.
-            m.submodules.solver = solver = ScaleSolver(
-                p, self._energy_width() + p.beats.bit_length())
+            m.submodules.solver = solver = ScaleSolver(p, self._total_width())
             m.d.comb += self.clamped.eq(solver.clamped)
-        lane_values, energy = self._values(m, p, draws, members, en, issue, flush, valid,
-                                           last, solver)
+        if p.reuse == "pool":
+            lane_values, measure = self._pool_values(m, pool, pipe, solver)
+        else:
+            lane_values, measure = self._draw_values(m, draws, pipe, solver)
 
-        # -- lane stage: a fresh sign per weight, padding, the output register -------------
-        signed_values = lane_values
-        if p.signed_reuse:
-            if self.sign_layout.kind == "xoshiro128pp":
-                # Take the bits one stage early into a register: the ++ output's adders
-                # then do not lengthen the lane stage.
-                negate = Signal(lanes)
-                m.d.comb += signs.advance.eq(emitting & en & valid[vd - 1])
-                with m.If(signs.advance):
-                    m.d.sync += negate.eq(signs.bits)
-            else:
-                negate = signs.bits
-                m.d.comb += signs.advance.eq(emitting & en & valid[vd])
-            signed_values = [Mux(negate[l], -v, v) for l, v in enumerate(lane_values)]
-        out = Signal(data.ArrayLayout(signed(p.width), lanes))
-        with m.If(en):
-            for l, v in enumerate(signed_values):
-                # Lanes past the dimension exist only in the last beat: zero them there.
-                m.d.sync += out[l].eq(Mux(last[vd], 0, v) if l >= p.last_lanes else v)
-        m.d.comb += [
-            self.z.payload.data.eq(out),
-            self.z.payload.last.eq(last[depth]),
-            self.z.valid.eq(valid[depth] & emitting),
-        ]
+        self._lanes(m, lane_values, signs, pipe)
 
         # -- control ----------------------------------------------------------------------
         def key(domain, key_word):
@@ -266,7 +254,7 @@ class PerturbationEngine(wiring.Component):
         if p.reuse == "pool":
             pool_seed = Signal(32)
             m.d.comb += self.seeded.eq(pool.filled & (pool_seed == seed))
-            fill = self._fill(m, p, word, pool)
+            fill = self._fill(m, word, pool)
         else:
             m.d.comb += self.seeded.eq(1)
 
@@ -276,13 +264,10 @@ class PerturbationEngine(wiring.Component):
                 with m.If(self.request.valid):
                     m.d.sync += [seed.eq(self.request.payload.seed),
                                  step.eq(self.request.payload.step)]
+                    m.next = "KEY"
                     if p.reuse == "pool":
                         with m.If(~pool.filled | (pool_seed != self.request.payload.seed)):
                             m.next = "FILL_KEY"
-                        with m.Else():
-                            m.next = "KEY"
-                    else:
-                        m.next = "KEY"
             if p.reuse == "pool":
                 with m.State("FILL_KEY"):
                     m.d.comb += [expander.load.eq(1),
@@ -291,7 +276,7 @@ class PerturbationEngine(wiring.Component):
                     m.d.sync += count.eq(0)
                     m.next = "FILL_WARM"
                 with m.State("FILL_WARM"):
-                    m.d.comb += expander.advance.eq(1)
+                    m.d.comb += [expander.advance.eq(1), warming.eq(1)]
                     m.d.sync += count.eq(count + 1)
                     with m.If(count == EXPANDER_WARMUP):
                         m.d.sync += count.eq(0)
@@ -316,7 +301,7 @@ class PerturbationEngine(wiring.Component):
                 m.d.sync += count.eq(0)
                 m.next = "WARM"
             with m.State("WARM"):
-                m.d.comb += expander.advance.eq(1)
+                m.d.comb += [expander.advance.eq(1), warming.eq(1)]
                 m.d.sync += count.eq(count + 1)
                 with m.If(count == EXPANDER_WARMUP):
                     m.d.sync += count.eq(0)
@@ -335,14 +320,13 @@ class PerturbationEngine(wiring.Component):
                 with m.If(self.z.valid & self.z.ready & self.z.payload.last):
                     m.next = "IDLE"
             if p.adaptive:
-                md = self.measure_depth
                 total = Signal(len(solver.energy))
                 with m.State("MEASURE"):
-                    m.d.comb += [measuring.eq(1), en.eq(1)]
+                    m.d.comb += [measuring.eq(1), en.eq(measure["enable"])]
                     m.d.sync += count.eq(0)
-                    with m.If(valid[md]):
-                        m.d.sync += total.eq(total + energy)
-                        with m.If(last[md]):
+                    with m.If(measure["valid"]):
+                        m.d.sync += total.eq(total + measure["energy"])
+                        with m.If(measure["last"]):
                             m.next = "SOLVE"
                 with m.State("SOLVE"):
                     m.d.comb += [solver.energy.eq(total), solver.start.eq(count == 0)]
@@ -359,84 +343,163 @@ class PerturbationEngine(wiring.Component):
                             m.next = "KEY"
         return m
 
-    # -- value path -------------------------------------------------------------------------
+    def _total_width(self):
+        """Width of a step's energy: ``dimension`` squares of ``width``-bit codes."""
+        p = self.params
+        return 2 * (p.width - 1) + p.dimension.bit_length()
 
-    def _energy_width(self):
-        # A beat's sum of squares: lanes values of value_width bits, symmetric.
-        return 2 * (value_width(self.params) - 1) + self.params.lanes.bit_length()
+    # -- value paths ------------------------------------------------------------------------
 
-    def _values(self, m, p, draws, members, en, issue, flush, valid, last, solver):
-        """Lane values at stage ``value_depth`` (pool rows, or draws fanned out to lanes) and
-        the energy of the beat at stage ``measure_depth`` (adaptive scaling)."""
-        if p.reuse == "pool":
-            pool = members[-1]
-            m.d.comb += [pool.en.eq(en), pool.advance.eq(issue)]
-            energy = None
-            if p.adaptive:
-                m.d.comb += [pool.magnitude.eq(solver.magnitude),
-                             pool.negative.eq(solver.negative)]
-                # Registered, so the accumulator does not extend the memory read path.
-                energy = Signal(self._energy_width())
-                with m.If(en):
-                    m.d.sync += energy.eq(Mux(last[self.measure_depth - 1],
-                                              pool.energy_partial, pool.energy))
-            return [pool.values[l] for l in range(p.lanes)], energy
-        hold = Signal(range(p.hold)) if p.hold > 1 else None
-        if hold is not None:
-            with m.If(flush):
+    def _pool_values(self, m, pool, pipe, solver):
+        """Lane values (complemented codes, see :meth:`_lanes`) from the pool, and the
+        measuring pass: the energy of each beat's row, read from the pool's row energies."""
+        p = self.params
+        m.d.comb += [pool.en.eq(pipe.en), pool.advance.eq(pipe.issue)]
+        values = [pool.values[l] for l in range(p.lanes)]
+        if not p.adaptive:
+            return values, None
+        m.d.comb += [pool.magnitude.eq(solver.magnitude), pool.negative.eq(solver.negative)]
+        # The energies arrive with the row (stage 1); register them so the accumulator does
+        # not extend the memory read path.
+        energy = Signal(len(pool.energy))
+        valid, done = Signal(), Signal()
+        m.d.sync += [
+            energy.eq(Mux(pipe.last[1], pool.energy_partial, pool.energy)),
+            valid.eq(pipe.valid[1] & pipe.en), done.eq(pipe.valid[1] & pipe.last[1] & pipe.en),
+        ]
+        with m.If(pipe.flush):
+            m.d.sync += [valid.eq(0), done.eq(0)]
+        return values, {"enable": 1, "valid": valid, "last": done, "energy": energy}
+
+    def _draw_values(self, m, draws, pipe, solver):
+        """Lane values (complemented codes) from the draw lanes: source, raw-bit register,
+        shaper and, with adaptive scaling, the two-stage corrector; and the measuring pass
+        (one squarer walking the draws of each beat)."""
+        p = self.params
+        hold = None
+        if p.hold > 1:
+            hold = Signal(range(p.hold))
+            with m.If(pipe.flush):
                 m.d.sync += hold.eq(0)
-            with m.Elif(issue):
+            with m.Elif(pipe.issue):
                 m.d.sync += hold.eq(Mux(hold == p.hold - 1, 0, hold + 1))
-        values, squares = [], []
+        shaped, values = [], []
         for g, source in enumerate(draws):
             # Held draws advance on the last beat of their hold, so every beat of the hold
             # samples the same state.
-            m.d.comb += source.advance.eq(issue if hold is None else issue & (hold == p.hold - 1))
+            advance = pipe.issue if hold is None else pipe.issue & (hold == p.hold - 1)
+            m.d.comb += source.advance.eq(advance)
             raw = Signal(self.draw_layout.bits, name=f"raw{g}")
-            with m.If(en):
+            with m.If(pipe.en):
                 m.d.sync += raw.eq(source.bits)
             shaper = make_shaper(p)
             m.submodules[f"shaper{g}"] = shaper
-            m.d.comb += [shaper.bits.eq(raw), shaper.en.eq(en)]
+            m.d.comb += [shaper.bits.eq(raw), shaper.en.eq(pipe.en)]
+            shaped.append(shaper.value)
             value = shaper.value
             if p.adaptive:
-                # Two corrector stages (product, then round/add/saturate); the square of the
-                # uncorrected value feeds the measuring pass.
                 held = Signal(signed(value_width(p)), name=f"held{g}")
                 product = Signal.like(correction_product(held, solver.magnitude),
                                       name=f"product{g}")
                 value = Signal(signed(p.width), name=f"corrected{g}")
-                sq = Signal(2 * (value_width(p) - 1), name=f"square{g}")
-                with m.If(en):
+                with m.If(pipe.en):
                     m.d.sync += [
                         held.eq(shaper.value),
                         product.eq(correction_product(shaper.value, solver.magnitude)),
                         value.eq(corrected(held, product, solver.negative, p.adapt_shift,
                                            p.width)),
-                        sq.eq(square(shaper.value)),
                     ]
-                squares.append(sq)
-            values.append(value)
-        energy = self._draw_energy(m, p, squares, last, en) if p.adaptive else None
-        return [values[l % p.draws] for l in range(p.lanes)], energy
+            # The lane stage wants complemented codes; one inverter per bit of a draw.
+            complement = Signal(p.width, name=f"complement{g}")
+            m.d.comb += complement.eq(~value)
+            values.append(complement)
+        lanes = [values[l % p.draws] for l in range(p.lanes)]
+        measure = self._walk(m, shaped, pipe) if p.adaptive else None
+        return lanes, measure
 
-    def _draw_energy(self, m, p, squares, last, en):
-        """Sum of squares of a beat's valid elements from the squares of its draws: each draw
-        serves ``lanes / draws`` lanes of a full beat; in a padded last beat only its lanes
-        below ``last_lanes`` count."""
-        share = p.lanes // p.draws
-        full = adder_tree(squares) << (share.bit_length() - 1)
-        counts = [sum(1 for l in range(p.last_lanes) if l % p.draws == g)
-                  for g in range(p.draws)]
-        partial = adder_tree([const_mul(sq, c) for sq, c in zip(squares, counts)])
-        energy = Signal(self._energy_width())
-        with m.If(en):
-            m.d.sync += energy.eq(Mux(last[self.measure_depth - 1], partial, full))
-        return energy
+    def _walk(self, m, shaped, pipe):
+        """Measuring pass of the draw lanes: the pipeline advances once every ``draws``
+        cycles while one squarer takes the draws of the beat at the shaper's output in turn.
 
-    def _fill(self, m, p, word, pool):
+        A draw serves ``share = lanes / draws`` lanes of a full beat; in the padded last
+        beat draw ``g`` serves ``q + [g < r]`` of the ``last_lanes`` valid lanes (``q, r =
+        divmod(last_lanes, draws)``), so its square counts that many times.
+        """
+        p = self.params
+        n = p.draws
+        stage = 1 + self.shaper_depth                # where the shaped values are
+        walk = Signal(range(n))
+        with m.If(pipe.flush | (walk == n - 1)):
+            m.d.sync += walk.eq(0)
+        with m.Elif(pipe.measuring):
+            m.d.sync += walk.eq(walk + 1)
+        # Stage A: pick a draw and round it to its output code; stage B: square it.
+        code = Signal(signed(p.width))
+        draw_a, draw_b = Signal(range(n)), Signal(range(n))
+        valid_a, valid_b = Signal(), Signal()
+        last_a, last_b = Signal(), Signal()
+        done_a, done_b = Signal(), Signal()
+        squared = Signal(2 * (p.width - 1))
+        picked = Array(shaped)[walk] if n > 1 else shaped[0]
+        m.d.sync += [
+            code.eq(round_half_away(picked, ADAPT_GUARD_BITS)),
+            draw_a.eq(walk), valid_a.eq(pipe.measuring & pipe.valid[stage]),
+            last_a.eq(pipe.last[stage]), done_a.eq(pipe.last[stage] & (walk == n - 1)),
+            squared.eq(square(code)),
+            draw_b.eq(draw_a), valid_b.eq(valid_a), last_b.eq(last_a), done_b.eq(done_a),
+        ]
+        with m.If(pipe.flush):
+            m.d.sync += [valid_a.eq(0), valid_b.eq(0)]
+        share = p.lanes // n
+        q, r = divmod(p.last_lanes, n)
+        partial = const_mul(squared, q) + Mux(draw_b < r, squared, 0) if r else \
+            const_mul(squared, q)
+        energy = Mux(last_b, partial, squared << (share.bit_length() - 1))
+        return {"enable": walk == n - 1, "valid": valid_b, "last": valid_b & done_b,
+                "energy": energy}
+
+    def _lanes(self, m, values, signs, pipe):
+        """Lane stage: a fresh sign per weight (reuse modes), zero padding of the last beat,
+        the output register.
+
+        Values arrive complemented, ``w = ~v``, so flipping the sign costs one LUT per bit on
+        a carry chain: ``z = (w + n) ^ ~n`` is ``w + 1 = -v`` for ``n = 1`` and ``~w = v`` for
+        ``n = 0``.
+        """
+        p = self.params
+        vd = self.value_depth
+        if signs is None:
+            lane_codes = [(~w).as_signed() for w in values]
+        else:
+            if self.sign_layout.kind == "xoshiro128pp":
+                # Take the bits one stage early into a register: the ++ output's adders
+                # then do not lengthen the lane stage.
+                negate = Signal(p.lanes)
+                m.d.comb += signs.advance.eq(pipe.emitting & pipe.en & pipe.valid[vd - 1])
+                with m.If(signs.advance):
+                    m.d.sync += negate.eq(signs.bits)
+            else:
+                negate = signs.bits
+                m.d.comb += signs.advance.eq(pipe.emitting & pipe.en & pipe.valid[vd])
+            lane_codes = [((w + negate[l])[:p.width] ^ (~negate[l]).replicate(p.width))
+                          .as_signed() for l, w in enumerate(values)]
+        out = Signal(data.ArrayLayout(signed(p.width), p.lanes))
+        with m.If(pipe.en):
+            for l, code in enumerate(lane_codes):
+                # Lanes past the dimension exist only in the last beat: zero them there.
+                m.d.sync += out[l].eq(Mux(pipe.last[vd], 0, code) if l >= p.last_lanes
+                                      else code)
+        depth = self.output_depth
+        m.d.comb += [
+            self.z.payload.data.eq(out),
+            self.z.payload.last.eq(pipe.last[depth]),
+            self.z.valid.eq(pipe.valid[depth] & pipe.emitting),
+        ]
+
+    def _fill(self, m, word, pool):
         """The pool's fill lane: a draw source loaded from the expander (domain POOL) and a
         shaper, one value a cycle into the pool."""
+        p = self.params
         m.submodules.fill_source = source = UniformSource(self.draw_layout)
         m.submodules.fill_shaper = shaper = make_shaper(p)
         controls = {"load": Signal(name="fill_load"), "seal": Signal(name="fill_seal"),
@@ -455,6 +518,15 @@ class PerturbationEngine(wiring.Component):
         m.d.comb += [shaper.bits.eq(raw), pool.fill_valid.eq(valid[-1]),
                      pool.fill_value.eq(shaper.value)]
         return controls
+
+
+class _Pipeline:
+    """The control signals of the beat pipeline, handed to the value paths."""
+
+    def __init__(self, en, issue, flush, valid, last, emitting, measuring):
+        self.en, self.issue, self.flush = en, issue, flush
+        self.valid, self.last = valid, last
+        self.emitting, self.measuring = emitting, measuring
 
 
 def from_config(config):

@@ -8,7 +8,7 @@ are allowed and cost wider XORs. The golden model is
 :func:`fieldtune.sim.golden.perturb.lfsr_leap`.
 """
 
-from amaranth.hdl import Module, Signal, Cat
+from amaranth.hdl import Module, Signal, Cat, Mux
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -42,8 +42,8 @@ class Lfsr(wiring.Component):
     load, load_state : In(1), In(degree)
         Replace the state at the next clock edge (priority over ``advance``).
     seal : In(1)
-        With ``load``: force state bit 0 to one, so a loaded LFSR is never all zero (the one
-        state it could never leave).
+        With ``load``: an all-zero ``load_state`` (the one state an LFSR never leaves) loads
+        as 1 instead. Only that state changes, so no bit of a loaded state is biased.
     advance : In(1)
         Leap at the next clock edge.
     output : Out(leap)
@@ -76,7 +76,7 @@ class Lfsr(wiring.Component):
                 value = value ^ state[j]
             following.append(value)
         with m.If(self.load):
-            m.d.sync += state.eq(self.load_state | self.seal)
+            m.d.sync += state.eq(Mux(self.seal & (self.load_state == 0), 1, self.load_state))
         with m.Elif(self.advance):
             m.d.sync += state.eq(Cat(*following))
         return m

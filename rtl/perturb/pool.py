@@ -13,8 +13,8 @@ beat's lanes stay in one row. ``R`` and ``s`` are the pool's share of the per-st
 (``Cat(R, s)``, ``s`` forced odd so a pass visits every row before repeating one).
 
 Adaptive scaling keeps the static-scaled values, with guard bits, in a narrow memory (one
-value per address) with, per row, the sum of squares of its values and of its first ``last_lanes`` values (a step's
-energy is then a sum over the rows it visits, one per cycle, without squarers). Once the step's
+value per address) with, per row, the sum of squares of its output codes and of its first ``last_lanes`` codes (a
+step's energy is then a sum over the rows it visits, one per cycle, without squarers). Once the step's
 correction ``d`` is known, :attr:`rescale` rewrites the wide memory with ``sat(round(x *
 (2**adapt_shift + d), adapt_shift + guard))`` for every value, one per cycle through one shared corrector, so the lanes read
 corrected values with no per-lane arithmetic.
@@ -26,7 +26,8 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from .adaptive import correction_product, corrected
-from .numerics import value_width
+from .numerics import value_width, ADAPT_GUARD_BITS
+from .arith import round_half_away
 
 
 __all__ = ["ReusePool"]
@@ -56,11 +57,13 @@ class ReusePool(wiring.Component):
         Read enable: on an enabled edge, ``values`` (and the energies) take row ``row``.
     advance : In(1)
         Move the read row by the stride (``row <= row + s``) at the next edge.
-    values : Out(ArrayLayout(signed(width), lanes))
-        The row read at the last enabled edge (one cycle of latency; held while ``en`` is low).
+    values : Out(ArrayLayout(unsigned(width), lanes))
+        The row read at the last enabled edge (one cycle of latency; held while ``en`` is
+        low), each code stored complemented (``~z``: the lane stage's sign flip then costs one
+        LUT per bit, see :class:`~.engine.PerturbationEngine`).
     energy, energy_partial : Out(unsigned(energy_width))
-        Adaptive only: that row's sum of squares over all lanes and over the lanes below
-        ``last_lanes``.
+        Adaptive only: that row's sum of squared output codes (the guarded values rounded to
+        the output format) over all lanes and over the lanes below ``last_lanes``.
     rescale : In(1)
         Adaptive only: start rewriting the wide memory with the correction applied
         (``rescaled`` rises ``pool_size + 4`` edges later).
@@ -77,13 +80,13 @@ class ReusePool(wiring.Component):
         self.row_bits = params.pool_rows.bit_length() - 1
         w, lanes = params.width, params.lanes
         self.value_width = value_width(params)
-        self.energy_width = 2 * (self.value_width - 1) + lanes.bit_length()
+        self.energy_width = 2 * (w - 1) + lanes.bit_length()
         super().__init__({
             "fill_start": In(1), "fill_valid": In(1), "fill_value": In(signed(self.value_width)),
             "filled": Out(1),
             "load": In(1), "load_state": In(2 * self.row_bits), "state": Out(2 * self.row_bits),
             "en": In(1), "advance": In(1),
-            "values": Out(data.ArrayLayout(signed(w), lanes)),
+            "values": Out(data.ArrayLayout(unsigned(w), lanes)),
             "energy": Out(unsigned(self.energy_width)),
             "energy_partial": Out(unsigned(self.energy_width)),
             "rescale": In(1), "magnitude": In(params.adapt_bits), "negative": In(1),
@@ -96,7 +99,7 @@ class ReusePool(wiring.Component):
         lanes, rows, rb = p.lanes, p.pool_rows, self.row_bits
 
         m.submodules.memory = memory = Memory(
-            shape=data.ArrayLayout(signed(p.width), lanes), depth=rows, init=[],
+            shape=data.ArrayLayout(unsigned(p.width), lanes), depth=rows, init=[],
             attrs={"ram_style": "block"})
         write = memory.write_port(granularity=1)
         read = memory.read_port(domain="sync")
@@ -125,12 +128,13 @@ class ReusePool(wiring.Component):
             target, value, strobe = self._adaptive(m, index, filling, current)
         else:
             target, value, strobe = index, self.fill_value, filling
+        # Codes are stored complemented (see `values`).
         lane_bits = lanes.bit_length() - 1
         lane = target[:lane_bits] if lane_bits else Const(0, 1)
         m.d.comb += [write.addr.eq(target[lane_bits:lane_bits + rb]),
                      write.en.eq(Mux(strobe, 1 << lane, 0))]
         for i in range(lanes):
-            m.d.comb += write.data[i].eq(value)
+            m.d.comb += write.data[i].eq(~value[:p.width])
         return m
 
     def _adaptive(self, m, index, filling, current):
@@ -148,10 +152,11 @@ class ReusePool(wiring.Component):
         m.d.comb += [narrow_write.addr.eq(index), narrow_write.data.eq(self.fill_value),
                      narrow_write.en.eq(filling)]
 
-        # Row energies while filling.
+        # Row energies while filling, of the values rounded to output codes.
         ew = self.energy_width
-        square = Signal(2 * (self.value_width - 1))
-        m.d.comb += square.eq(self.fill_value * self.fill_value)
+        code = round_half_away(self.fill_value, ADAPT_GUARD_BITS)
+        square = Signal(2 * (p.width - 1))
+        m.d.comb += square.eq(code * code)
         full_sum, part_sum = Signal(ew), Signal(ew)
         full_next = full_sum + square
         part_next = part_sum + Mux(lane < p.last_lanes, square, 0)

@@ -31,7 +31,7 @@ class UniformSource(wiring.Component):
     load, load_state : In(1), In(layout.state_bits)
         Load every instance (``load_state`` is instance 0 first) at the next clock edge.
     seal : In(1)
-        With ``load``: set bit 0 of every LFSR instance (never all zero).
+        With ``load``: an LFSR instance whose loaded state is all zero loads 1 instead.
     advance : In(1)
         Step every instance at the next clock edge.
     bits : Out(layout.bits)

@@ -29,6 +29,10 @@ class Xoshiro128pp(wiring.Component):
         ``Cat(s0, s1, s2, s3)``.
     advance : In(1)
         Step the generator at the next clock edge.
+    feedback : In(32)
+        XORed into the next ``s0`` when stepping. The seed expander feeds its previous output
+        back while warming up, which makes its state a nonlinear function of the key; other
+        instances leave it at zero.
     output : Out(32)
         ``rotl(s0 + s3, 7) + s0`` of the current state (combinational).
     state : Out(128)
@@ -41,6 +45,7 @@ class Xoshiro128pp(wiring.Component):
     load: In(1)
     load_state: In(XOSHIRO_STATE)
     advance: In(1)
+    feedback: In(XOSHIRO_OUT)
     output: Out(XOSHIRO_OUT)
     state: Out(XOSHIRO_STATE)
 
@@ -59,5 +64,6 @@ class Xoshiro128pp(wiring.Component):
         with m.If(self.load):
             m.d.sync += [s[i].eq(self.load_state[32 * i:32 * (i + 1)]) for i in range(4)]
         with m.Elif(self.advance):
-            m.d.sync += [s[0].eq(s0), s[1].eq(s1), s[2].eq(s2 ^ t), s[3].eq(_rotl(s3, 11))]
+            m.d.sync += [s[0].eq(s0 ^ self.feedback), s[1].eq(s1), s[2].eq(s2 ^ t),
+                         s[3].eq(_rotl(s3, 11))]
         return m

@@ -62,10 +62,12 @@ async def stream_collect(ctx, stream, count, *, ready=None, convert=None, max_cy
     as sampled). ``cycles`` counts clock edges from the first edge to the edge of the last
     transfer, inclusive. Raises ``TimeoutError`` past ``max_cycles``.
     """
-    items, cycle = [], 0
+    items, cycle, driven = [], 0, None
     while len(items) < count:
         r = 1 if ready is None else int(bool(ready(cycle)))
-        ctx.set(stream.ready, r)
+        if r != driven:                    # setting a signal costs; only drive changes
+            ctx.set(stream.ready, r)
+            driven = r
         *_, valid, payload = await ctx.tick().sample(stream.valid, stream.payload)
         cycle += 1
         if valid and r:

@@ -79,28 +79,44 @@ def lfsr_leap(state, leap, degree=nx.LFSR_DEGREE, tap=nx.LFSR_TAP):
     ``a[j+degree] = a[j+tap] ^ a[j]``) by ``leap`` bits. Returns ``(output, state)``: the
     ``leap`` oldest bits (bit 0 first) and the new state. uint64 arrays."""
     ext = np.asarray(state, dtype=np.uint64).copy()
-    one = np.uint64(1)
-    for i in range(leap):
-        bit = ((ext >> np.uint64(tap + i)) ^ (ext >> np.uint64(i))) & one
-        ext |= bit << np.uint64(degree + i)
+    if leap <= degree - tap:
+        # Every new bit comes from current state bits: all of them at once.
+        fresh = ((ext >> np.uint64(tap)) ^ ext) & np.uint64((1 << leap) - 1)
+        ext |= fresh << np.uint64(degree)
+    else:
+        one = np.uint64(1)
+        for i in range(leap):
+            bit = ((ext >> np.uint64(tap + i)) ^ (ext >> np.uint64(i))) & one
+            ext |= bit << np.uint64(degree + i)
     return ext & np.uint64((1 << leap) - 1), ext >> np.uint64(leap)
 
 
 def expander_words(seeds, keys, domain, count):
     """``count`` 32-bit words of the seed expander for each ``(seed, key)``: shape
-    ``(batch, count)``. The expander is xoshiro128++ started at ``(seed, key, K0 ^ domain,
-    K1)`` and stepped :data:`~fieldtune.rtl.perturb.numerics.EXPANDER_WARMUP` times; word
-    ``c`` is its output after ``c`` further steps."""
+    ``(batch, count)``.
+
+    The expander is xoshiro128++ started at ``(seed, key, K0 ^ domain, K1)``. Its warm-up is
+    :data:`~fieldtune.rtl.perturb.numerics.EXPANDER_WARMUP` + 1 steps that each also XOR the
+    previous step's output (0 at first) into ``s0``: that feedback makes the state a
+    nonlinear function of the key (plain xoshiro steps are linear, and LFSR sources would
+    expose the linearity across consecutive steps). Word 0 is the output of the last warm-up
+    state; word ``c`` the output after ``c`` more plain steps.
+    """
     seeds = np.atleast_1d(np.asarray(seeds, dtype=np.uint64)).astype(_U32)
     keys = np.atleast_1d(np.asarray(keys, dtype=np.uint64)).astype(_U32)
     seeds, keys = np.broadcast_arrays(seeds, keys)
     s = (seeds.copy(), keys.copy(), np.full_like(seeds, nx.EXPANDER_KEY[0] ^ domain),
          np.full_like(seeds, nx.EXPANDER_KEY[1]))
-    for _ in range(nx.EXPANDER_WARMUP):
-        s = xoshiro_step(s)
+    word = np.zeros_like(seeds)
+    for _ in range(nx.EXPANDER_WARMUP + 1):
+        following = xoshiro_step(s)
+        following = (following[0] ^ word,) + following[1:]
+        word = xoshiro_output(s)
+        s = following
     out = np.empty(seeds.shape + (count,), dtype=_U32)
     for c in range(count):
-        out[..., c] = xoshiro_output(s)
+        out[..., c] = word
+        word = xoshiro_output(s)
         s = xoshiro_step(s)
     return out
 
@@ -130,8 +146,8 @@ class Source:
 
     Its state occupies ``count * layout.state_bits`` chain bits: source 0 first, inside a
     source instance 0 first; a xoshiro128++ instance is ``s0..s3`` (32 bits each, ``s0``
-    lowest), an LFSR instance its 31 sequence bits. Loading sets bit 0 of every LFSR instance
-    (the all-zero state is a fixed point).
+    lowest), an LFSR instance its 31 sequence bits; an LFSR instance loaded with all zeros (a
+    fixed point) gets state 1 instead.
     """
 
     def __init__(self, layout, count, chain_bits):
@@ -143,7 +159,8 @@ class Source:
             self.state = tuple(_pack(per[..., 32 * i:32 * (i + 1)]).astype(_U32)
                                for i in range(4))
         else:
-            self.state = _pack(per) | np.uint64(1)
+            state = _pack(per)
+            self.state = np.where(state == 0, np.uint64(1), state)
 
     def step(self):
         """Advance once; returns the bits ``(batch, count, layout.bits)``."""
@@ -253,17 +270,23 @@ def pool(params, seed):
     """The pool seed ``seed`` fills: ``(values, energy, partial)``.
 
     ``values`` is ``(pool_rows, lanes)``: value ``j`` of the fill source goes to row
-    ``j // lanes``, lane ``j % lanes``. ``energy[row]`` is the sum of squares of the row and
-    ``partial[row]`` the sum over the lanes below :attr:`~PerturbParams.last_lanes` (both used
-    by adaptive scaling only).
+    ``j // lanes``, lane ``j % lanes`` (the gateware stores each code complemented). With
+    adaptive scaling the values are guarded (see :func:`shape`) and ``energy[row]`` is the
+    sum of squares of the row's values rounded to output codes, ``partial[row]`` the sum over
+    the lanes below :attr:`~PerturbParams.last_lanes`.
     """
     lay = nx.source_layout(params.source, nx.draw_bits(params))
     chain = _load(params, [seed], [0], nx.DOMAIN_POOL, [("fill", lay.state_bits)])
     source = Source(lay, 1, chain["fill"])
     bits = np.stack([source.step()[0, 0] for _ in range(params.pool_size)])
     values = shape(params, bits).reshape(params.pool_rows, params.lanes)
-    squares = values * values
+    squares = _energy_codes(params, values) ** 2
     return values, squares.sum(axis=1), squares[:, :params.last_lanes].sum(axis=1)
+
+
+def _energy_codes(params, values):
+    """The codes adaptive scaling measures: guarded values rounded to the output format."""
+    return round_half_away(values, nx.ADAPT_GUARD_BITS) if params.adaptive else values
 
 
 @dataclass
@@ -322,7 +345,7 @@ def vectors(params, seed, steps, *, pool_cache=None):
     valid[-1, params.last_lanes:] = False
     result = Request(beats=values)
     if params.adaptive:
-        energy = (values * values * valid).sum(axis=(1, 2))
+        energy = (_energy_codes(params, values) ** 2 * valid).sum(axis=(1, 2))
         d, clamped = adaptive_scale(params, energy)
         result.energy, result.correction, result.clamped = energy, d, clamped
 
