@@ -4,7 +4,7 @@ One pipeline serves every micro-op (:mod:`.ops`); a token is one weight word. Se
 docs/architecture.md ("Adapter MAC array") for the op table and the timing contract.
 """
 
-from amaranth.hdl import Module, Signal, Array, Const, Mux, Cat, unsigned, signed
+from amaranth.hdl import Module, Signal, Array, Const, Mux, Cat, Value, unsigned, signed
 from amaranth.lib import wiring, stream, data
 from amaranth.lib.wiring import In, Out
 from amaranth.lib.memory import Memory
@@ -12,7 +12,7 @@ from amaranth.lib.fifo import SyncFIFOBuffered
 
 from .params import MacParams
 from .layout import Layout
-from .ops import Op, Region, Operand, Perturb, Dest, CoefSource, MAC_OP, IMM_WIDTH
+from .ops import Op, Region, Operand, Perturb, Dest, CoefSource, MAC_OP, IMM_WIDTH, MEM_LSH_MAX
 
 
 __all__ = ["AdapterMACArray", "feature_beat_layout", "update_shift", "pipeline_stages"]
@@ -36,16 +36,33 @@ def _tree_levels(lanes):
 
 def pipeline_stages(mac: MacParams):
     """Cycles from issuing a MATVEC word to its result leaving the narrowing stage."""
-    return 3 + _tree_levels(mac.lanes) + 2
+    return 4 + _tree_levels(mac.lanes) + 2
+
+
+def _lanes(name, shape, n):
+    """``n`` signals ``name_0 ...``: lane vectors stay plain signals, because Yosys' ABC9
+    trips over a wire named ``x[0]`` next to the bits of a wire ``x`` (YosysHQ/yosys#4349),
+    which is how an ``ArrayLayout`` signal is emitted."""
+    return [Signal(shape, name=f"{name}_{i}", reset_less=True) for i in range(n)]
 
 
 def _sat(m, value, width, flag=None, enable=1):
     """``value`` clamped to signed ``width`` bits; drives ``flag`` when clamping (and
-    ``enable``)."""
+    ``enable``). Out of range means the bits above ``width - 1`` differ from the sign: a
+    reduction, not a comparison."""
     lo, hi = -(1 << (width - 1)), (1 << (width - 1)) - 1
+    v = Value.cast(value)
     out = Signal(signed(width))
-    over, under = value > hi, value < lo
-    m.d.comb += out.eq(Mux(over, hi, Mux(under, lo, value)))
+    if len(v) <= width:
+        m.d.comb += out.eq(v)
+        if flag is not None:
+            m.d.comb += flag.eq(0)
+        return out
+    top = v[width - 1:]
+    over = Signal()
+    under = Signal()
+    m.d.comb += [over.eq(~v[-1] & top.any()), under.eq(v[-1] & ~top.all()),
+                 out.eq(Mux(over, hi, Mux(under, lo, v[:width])))]
     if flag is not None:
         m.d.comb += flag.eq(enable & (over | under))
     return out
@@ -77,14 +94,15 @@ class AdapterMACArray(wiring.Component):
     coef : In(stream.Signature(signed(coef_width)))
         ``dz`` from the loss unit, written to the coefficient memory from entry 0 after each
         BATCH op (``ready`` drops only while COLACC results are written).
-    wload : In(stream.Signature(ArrayLayout(signed(weight_width), lanes)))
-        Weight words for LOAD.
+    wload : In(stream.Signature(signed(weight_width)))
+        Weights for LOAD, one per transfer, in weight order (lane 0 of a word first).
     out : Out(stream.Signature(signed(feature_width)))
         MATVEC results in row order, ``Q(fw-ff).ff``, rounded half up and saturated. A FIFO
         of ``2 * max(classes, rank * taps)`` entries; a MATVEC starts only when its results
         fit, so back-pressure here stalls issue, never loses a result.
-    wdump : Out(stream.Signature(ArrayLayout(signed(weight_width), lanes)))
-        Weight words for DUMP.
+    wdump : Out(stream.Signature(signed(weight_width)))
+        Weights for DUMP, one per transfer, in weight order (readback is a host's serial
+        affair; a word takes ``lanes`` transfers plus 2 cycles).
     idle : Out(1)
         No op active, nothing in flight (results may wait in ``out``).
     saturated, error, framing : Out(1)
@@ -110,9 +128,9 @@ class AdapterMACArray(wiring.Component):
             "z": In(stream.Signature(data.ArrayLayout(signed(p.perturb_width), p.lanes))),
             "z0": In(stream.Signature(signed(p.feature_width))),
             "coef": In(stream.Signature(signed(p.coef_width))),
-            "wload": In(stream.Signature(data.ArrayLayout(signed(p.weight_width), p.lanes))),
+            "wload": In(stream.Signature(signed(p.weight_width))),
             "out": Out(stream.Signature(signed(p.feature_width))),
-            "wdump": Out(stream.Signature(data.ArrayLayout(signed(p.weight_width), p.lanes))),
+            "wdump": Out(stream.Signature(signed(p.weight_width))),
             "idle": Out(1),
             "saturated": Out(1),
             "error": Out(1),
@@ -144,8 +162,8 @@ class AdapterMACArray(wiring.Component):
         caddr_w = max(cdepth, 2).bit_length()
 
         # -- memories --------------------------------------------------------------------
-        m.submodules.weights = wmem = Memory(shape=data.ArrayLayout(signed(ww), L),
-                                             depth=lay.words, init=[])
+        # a flat word (not an ArrayLayout: see _lanes)
+        m.submodules.weights = wmem = Memory(shape=unsigned(ww * L), depth=lay.words, init=[])
         w_rd = wmem.read_port()
         w_wr = wmem.write_port()
         m.submodules.coefs = cmem = Memory(shape=signed(cw), depth=cdepth, init=[])
@@ -164,127 +182,152 @@ class AdapterMACArray(wiring.Component):
             return f
 
         # -- token control, carried down the pipeline --------------------------------------
+        # stage 1: memories answer; 2: perturbation/coefficient scaling; 3: multiplier inputs;
+        # 4: products; 5: rounded update (written at its end); 4+T: adder-tree sum.
         KIND = data.StructLayout({
             "op": Op, "word": unsigned(addr_w), "row": range(max(max_rows, 2)),
             "outidx": range(max(max_out, 2)), "first": 1, "last": 1, "dest": Dest,
             "mask": unsigned(L), "kb": range(max(max_k, 2)), "z0": signed(fw),
         })
-        n_ctl = max(4, 3 + T) + 1
+        WRITE_STAGE = 5
+        n_ctl = max(WRITE_STAGE, 4 + T) + 1
         valid = [Signal(name=f"s{i}_valid") for i in range(n_ctl)]
-        ctl = [Signal(KIND, name=f"s{i}_ctl") for i in range(n_ctl)]
-        for i in range(1, n_ctl):
+        ctl = [Signal(KIND, name=f"s{i}_ctl", reset_less=True) for i in range(n_ctl)]
+        for i in range(2, n_ctl):
             m.d.sync += [valid[i].eq(valid[i - 1]), ctl[i].eq(ctl[i - 1])]
 
-        # -- op register and issue counters -------------------------------------------------
-        cur = Signal(MAC_OP)
+        # -- ops: taken into a one-deep queue (with everything derived from them), promoted
+        # to the current op when the previous one issues its last word --------------------
+        OPX = data.StructLayout({
+            "op": MAC_OP, "rows": range(max_rows + 1), "beats": range(max_k + 1),
+            "outputs": range(max_out + 1), "is_b": 1, "uses_x": 1, "uses_z": 1, "init_z0": 1,
+            "reads_coef": 1, "coef_need": range(cdepth + max_out + 1),
+            "drain_first": 1,           # wait for an empty pipeline before the first word
+            "lsh": range(MEM_LSH_MAX + 1),  # memory coefficients: saturating left shift, or
+            "rsh": range(33),           # right shift rounded half up
+            "imm": signed(cw),          # the immediate coefficient, already scaled
+            "base": range(lay.words + 1),
+        })
+        nxt = Signal(OPX)
+        nxt_valid = Signal()
+        nxt_wait = Signal()             # the immediate is being scaled
+        curx = Signal(OPX)
+        cur = curx.op
         active = Signal()
         started = Signal()
+        rows, beats, outputs, is_b = curx.rows, curx.beats, curx.outputs, curx.is_b
+        uses_x, uses_z, init_z0 = curx.uses_x, curx.uses_z, curx.init_z0
+
         k = Signal(range(max_k + 1))
         r = Signal(range(max_rows + 1))
         gi = Signal(range(len(ra.groups) + 1))
         kg = Signal(range(max_k + 1))
         gbase = Signal(range(max_out + max_rows + 1))
         word = Signal(range(lay.words + 1))
+        caddr = Signal(caddr_w + 1)     # coefficient of the current word
+        crow = Signal(caddr_w + 1)      # coefficient of row 0 of the current group
         need_drain = Signal()
         coef_wp = Signal(range(lay.dz_depth + 1))
         credits = Signal(range(2 * max_out + 1), init=2 * max_out)
         dump_busy = Signal()
 
-        is_b = Signal()
-        m.d.comb += is_b.eq(cur.region == Region.B) if lowrank else is_b.eq(0)
-        rows = Signal(range(max_rows + 1))
-        beats = Signal(range(max_k + 1))
-        outputs = Signal(range(max_out + 1))
-        glen = Signal(range(max_k + 1))
-        base = Signal(range(lay.words + 1))
-        glens = Array(Const(n, range(max_k + 1)) for _, n in ra.groups)
-        m.d.comb += [
-            rows.eq(Mux(is_b, rb.rows, ra.rows)), beats.eq(Mux(is_b, rb.beats, ra.beats)),
-            outputs.eq(Mux(is_b, rb.outputs, ra.outputs)),
-            glen.eq(Mux(is_b, rb.beats, glens[gi])), base.eq(Mux(is_b, rb.base, ra.base)),
-        ]
-
         kind = cur.op
-        uses_x = Signal()
-        uses_local = Signal()
-        uses_z = Signal()
+        glens = Array(Const(n, range(max_k + 1)) for _, n in ra.groups)
+        glen = Signal(range(max_k + 1))
+        glen_next = Signal(range(max_k + 1))
+        m.d.comb += [glen.eq(Mux(is_b, rb.beats, glens[gi]) if lowrank else glens[gi]),
+                     glen_next.eq(glens[gi + 1])]
+        # position flags, kept as registers (off the issue path): r == rows - 1,
+        # k == beats - 1, kg == 0, kg == glen - 1
+        last_row, last_k, first_kg, last_kg = Signal(), Signal(), Signal(), Signal()
         uses_z0 = Signal()
-        m.d.comb += [
-            uses_x.eq(((kind == Op.MATVEC) | (kind == Op.UPDATE))
-                      & (cur.operand == Operand.STREAM)),
-            uses_local.eq(((kind == Op.MATVEC) | (kind == Op.UPDATE))
-                          & (cur.operand == Operand.LOCAL)),
-            uses_z.eq(((kind == Op.MATVEC) & (cur.perturb != Perturb.NONE))
-                      | (((kind == Op.UPDATE) | (kind == Op.INIT))
-                         & (cur.operand == Operand.Z))),
-            uses_z0.eq((kind == Op.MATVEC) & cur.init_z0 & (kg == 0)),
-        ]
-        last_row = r == rows - 1
-        last_token = last_row & (k == beats - 1)
+        m.d.comb += uses_z0.eq(init_z0 & first_kg)
+        last_token = Signal()
+        m.d.comb += last_token.eq(last_row & last_k)
 
-        # pipeline occupancy (for drains)
+        # pipeline occupancy (for drains); drained is empty as of the last cycle with no word
+        # issued since (conservative by a cycle, and off the issue path)
         serial_busy = Signal()
         empty = Signal()
+        drained = Signal()
         m.d.comb += empty.eq(~Cat(*valid[1:]).any() & ~serial_busy)
 
-        # op-level start conditions, checked before the first word
+        # op-level start conditions, checked before the first word. Words are read at issue
+        # (updates: at stage 4) and written at stage 2 (INIT, LOAD) or WRITE_STAGE (UPDATE);
+        # ops walk their region in order, so a word written by one op is read by the next at
+        # least (region words) cycles later, and only regions of at most WRITE_STAGE words
+        # need the pipeline drained in between.
+        # The credit and coefficient checks are registered (from the queued op while none is
+        # active): they only grow more true until the op's first word, so a cycle-old value
+        # is safe.
         op_ok = Signal()
-        coef_need = Signal(range(cdepth + max_out + 1))
-        m.d.comb += coef_need.eq(cur.coef_base + outputs)
-        reads_coef = (((kind == Op.UPDATE) | (kind == Op.COLACC))
-                      & (cur.coef_source == CoefSource.MEMORY) & (cur.coef_base < lay.dz_depth))
-        m.d.comb += op_ok.eq(
-            ~((kind == Op.MATVEC) & (cur.dest == Dest.OUT) & (credits < outputs))
-            & ~(reads_coef & (coef_wp < coef_need))
-            & ~((uses_local | need_drain | (kind == Op.COLACC)) & ~empty))
-
-        # scoreboard: a word still on its way to the write port cannot be read
-        hazard = Signal()
-        writes = [valid[i] & ((ctl[i].op == Op.UPDATE) | (ctl[i].op == Op.INIT)
-                              | (ctl[i].op == Op.LOAD)) & (ctl[i].word == word)
-                  for i in range(1, 5)]
-        m.d.comb += hazard.eq(Cat(*writes).any())
+        ok_r = Signal()
+        okx = Signal(OPX)
+        m.d.comb += okx.eq(Mux(active, curx, nxt))
+        m.d.sync += ok_r.eq(
+            ~((okx.op.op == Op.MATVEC) & (okx.op.dest == Dest.OUT) & (credits < okx.outputs))
+            & ~(okx.reads_coef & (coef_wp < okx.coef_need)))
+        m.d.comb += op_ok.eq(ok_r & ~((curx.drain_first | need_drain) & ~drained))
 
         go = Signal()
+        upd_busy = Signal()
+        # LOAD gathers a word's weights into the stage-1 operand register, one per transfer
+        lcount = Signal(range(L))
+        load_take = Signal()
+        m.d.comb += load_take.eq(active & (kind == Op.LOAD) & self.wload.valid
+                                 & (started | op_ok) & ~upd_busy & ~dump_busy)
+        with m.If(load_take):
+            m.d.sync += lcount.eq(Mux(lcount == L - 1, 0, lcount + 1))
         m.d.comb += go.eq(
-            active & (started | op_ok) & ~hazard
+            active & (started | op_ok)
             & (~uses_x | self.x.valid) & (~uses_z | self.z.valid) & (~uses_z0 | self.z0.valid)
-            & ((kind != Op.LOAD) | self.wload.valid) & ((kind != Op.DUMP) | ~dump_busy)
+            & ((kind != Op.LOAD) | (self.wload.valid & (lcount == L - 1)))
+            & ~dump_busy
             # a COLACC beat starts when the previous beat's lanes are written
-            & ~((kind == Op.COLACC) & (r == 0) & ~empty))
+            & ~((kind == Op.COLACC) & (r == 0) & ~drained)
+            # the read port belongs to updates' words in stages 1-4 (read at stage 4)
+            & ~((kind != Op.UPDATE) & upd_busy))
+        upd_hist = Signal(4)
+        m.d.sync += upd_hist.eq(Cat(go & (kind == Op.UPDATE), upd_hist[:-1]))
+        m.d.comb += upd_busy.eq(upd_hist.any())
+        m.d.sync += drained.eq(empty & ~go)
+        m.d.comb += w_rd.addr.eq(word)        # (updates take it at stage 4)
         m.d.comb += [
             self.x.ready.eq(go & uses_x & last_row),
             self.z.ready.eq(go & uses_z),
             self.z0.ready.eq(go & uses_z0),
-            self.wload.ready.eq(go & (kind == Op.LOAD)),
-            w_rd.addr.eq(word),
-            c_rd.addr.eq(Mux(kind == Op.COLACC, cur.coef_base + r, cur.coef_base + gbase + r)),
+            self.wload.ready.eq(load_take),
+            c_rd.addr.eq(caddr),
         ]
-        with m.If(go & uses_x & last_row & (self.x.payload.last != (k == beats - 1))):
+        with m.If(go & uses_x & last_row & (self.x.payload.last != last_k)):
             m.d.comb += framing_event.eq(1)
 
         # the token entering stage 1
         pad = rb.padded_lanes if lowrank else 0
         last_mask = (1 << L) - 1 - (((1 << pad) - 1) << (L - pad)) if pad else (1 << L) - 1
         m.d.sync += [
-            valid[0].eq(0),
             valid[1].eq(go),
             ctl[1].op.eq(kind), ctl[1].word.eq(word), ctl[1].row.eq(r),
             ctl[1].outidx.eq(gbase + r), ctl[1].dest.eq(cur.dest), ctl[1].kb.eq(k),
-            ctl[1].first.eq(Mux(kind == Op.COLACC, r == 0, kg == 0)),
-            ctl[1].last.eq(Mux(kind == Op.COLACC, last_row, kg == glen - 1)),
+            ctl[1].first.eq(Mux(kind == Op.COLACC, r == 0, first_kg)),
+            ctl[1].last.eq(Mux(kind == Op.COLACC, last_row, last_kg)),
             ctl[1].mask.eq(Mux(is_b & (k == beats - 1), last_mask, (1 << L) - 1)),
             ctl[1].z0.eq(Mux(uses_z0, self.z0.payload, 0)),
         ]
 
         with m.If(go):
-            m.d.sync += [started.eq(1), word.eq(word + 1), r.eq(r + 1)]
+            m.d.sync += [started.eq(1), word.eq(word + 1), r.eq(r + 1), caddr.eq(caddr + 1)]
             with m.If(~started & (kind == Op.MATVEC) & (cur.dest == Dest.OUT)):
                 m.d.sync += credits.eq(credits - outputs + (self.out.valid & self.out.ready))
+            m.d.sync += last_row.eq(Mux(last_row, rows == 1, r == rows - 2))
             with m.If(last_row):
-                m.d.sync += [r.eq(0), k.eq(k + 1), kg.eq(kg + 1)]
-                with m.If(kg == glen - 1):
-                    m.d.sync += [kg.eq(0), gi.eq(gi + 1), gbase.eq(gbase + rows)]
+                m.d.sync += [r.eq(0), k.eq(k + 1), kg.eq(kg + 1), caddr.eq(crow),
+                             last_k.eq(k == beats - 2), first_kg.eq(0),
+                             last_kg.eq(kg == glen - 2)]
+                with m.If((kind != Op.COLACC) & last_kg):
+                    m.d.sync += [kg.eq(0), gi.eq(gi + 1), gbase.eq(gbase + rows),
+                                 crow.eq(crow + rows), caddr.eq(crow + rows),
+                                 first_kg.eq(1), last_kg.eq(glen_next == 1)]
             with m.If(last_token):
                 m.d.sync += [active.eq(0), need_drain.eq(kind == Op.COLACC)]
             with m.If(kind == Op.DUMP):
@@ -295,39 +338,115 @@ class AdapterMACArray(wiring.Component):
         with m.If(~active & empty):
             m.d.sync += need_drain.eq(0)
 
-        # -- taking ops ------------------------------------------------------------------
-        op = self.cmd.payload
-        reg_b = op.region == Region.B
-        o_outputs = Mux(reg_b, rb.outputs, ra.outputs) if lowrank else ra.outputs
-        o_beats = Mux(reg_b, rb.beats, ra.beats) if lowrank else ra.beats
-        local_op = (op.operand == Operand.LOCAL) & ((op.op == Op.MATVEC) | (op.op == Op.UPDATE))
-        bad = Signal()
-        m.d.comb += bad.eq(
-            (reg_b & (0 if lowrank else 1))
-            | (local_op & (1 if not lowrank else (o_beats > lay.local_beats)))
-            | ((op.op == Op.MATVEC) & (op.dest == Dest.LOCAL)
-               & (1 if not lowrank else (o_outputs > inner)))
-            | ((op.op == Op.MATVEC) & (op.operand == Operand.Z))
-            | ((op.op == Op.COLACC) & (~reg_b if lowrank else 1))
-            | (((op.op == Op.UPDATE) | (op.op == Op.COLACC))
-               & (op.coef_source == CoefSource.MEMORY) & (op.coef_base + o_outputs > cdepth))
-            | ((op.op == Op.COLACC) & (op.v_base + inner > cdepth))
-            | (op.zshift > kmax)
-            | (op.op.as_value() == 7))
-        m.d.comb += self.cmd.ready.eq(~active | (go & last_token))
-        with m.If(self.cmd.valid & self.cmd.ready):
-            with m.If(bad | (op.op == Op.BATCH)):
-                pass
+        # promotion: the queued op becomes current (BATCH acts here, in order)
+        promote = Signal()
+        batch_now = Signal()
+        m.d.comb += promote.eq(nxt_valid & (nxt_wait == 0) & ~active)
+        with m.If(promote):
+            m.d.sync += nxt_valid.eq(0)
+            with m.If(nxt.op.op == Op.BATCH):
+                m.d.comb += batch_now.eq(1)
             with m.Else():
-                m.d.sync += [cur.eq(op), active.eq(1), started.eq(0), k.eq(0), r.eq(0),
-                             gi.eq(0), kg.eq(0), gbase.eq(0),
-                             word.eq(Mux(reg_b, rb.base, ra.base) if lowrank else ra.base)]
+                first_glen = Mux(nxt.is_b, rb.beats, ra.groups[0][1]) if lowrank else ra.groups[0][1]
+                m.d.sync += [curx.eq(nxt), active.eq(1), started.eq(0), k.eq(0), r.eq(0),
+                             gi.eq(0), kg.eq(0), gbase.eq(0), word.eq(nxt.base),
+                             caddr.eq(nxt.op.coef_base), crow.eq(nxt.op.coef_base),
+                             last_row.eq(nxt.rows == 1), last_k.eq(nxt.beats == 1),
+                             first_kg.eq(1), last_kg.eq(first_glen == 1)]
+
+        # -- taking ops: registered with their validity checks (one bit each), then moved to
+        # the queue with the fields derived from them ------------------------------------
+        op = self.cmd.payload
+        p_b = (op.region == Region.B) if lowrank else Const(0)
+        p_outputs = Mux(p_b, rb.outputs, ra.outputs)
+        p_beats = Mux(p_b, rb.beats, ra.beats)
+        p_local = (op.operand == Operand.LOCAL) & ((op.op == Op.MATVEC) | (op.op == Op.UPDATE))
+        checks = Cat(
+            (op.region == Region.B) & (0 if lowrank else 1),
+            p_local & (1 if not lowrank else (p_beats > lay.local_beats)),
+            (op.op == Op.MATVEC) & (op.dest == Dest.LOCAL)
+            & (1 if not lowrank else (p_outputs > inner)),
+            (op.op == Op.MATVEC) & (op.operand == Operand.Z),
+            (op.op == Op.COLACC) & (~p_b if lowrank else 1),
+            ((op.op == Op.UPDATE) | (op.op == Op.COLACC))
+            & (op.coef_source == CoefSource.MEMORY) & (op.coef_base + p_outputs > cdepth),
+            (op.op == Op.COLACC) & (op.v_base + inner > cdepth),
+            (op.op == Op.UPDATE) & (op.coef_source == CoefSource.MEMORY)
+            & (op.cshift > MEM_LSH_MAX),
+            op.zshift > kmax,
+            op.op.as_value() == 7)
+        raw = Signal(MAC_OP)
+        raw_valid = Signal()
+        raw_bad = Signal(len(checks))
+        m.d.comb += self.cmd.ready.eq(~raw_valid)
+        with m.If(self.cmd.valid & ~raw_valid):
+            m.d.sync += [raw.eq(op), raw_valid.eq(1), raw_bad.eq(checks)]
+
+        reg_b = (raw.region == Region.B) if lowrank else Const(0)
+        o_rows = Mux(reg_b, rb.rows, ra.rows)
+        o_beats = Mux(reg_b, rb.beats, ra.beats)
+        o_outputs = Mux(reg_b, rb.outputs, ra.outputs)
+        o_small = Mux(reg_b, rb.words <= WRITE_STAGE, ra.words <= WRITE_STAGE)
+        is_mv_up = (raw.op == Op.MATVEC) | (raw.op == Op.UPDATE)
+        local_op = (raw.operand == Operand.LOCAL) & is_mv_up
+        move = Signal()
+        m.d.comb += move.eq(raw_valid & ~nxt_valid)
+        with m.If(move):
+            m.d.sync += raw_valid.eq(0)
+        with m.If(move & ~raw_bad.any()):
+            cs = raw.cshift
+            m.d.sync += [
+                nxt_valid.eq(1), nxt.op.eq(raw),
+                nxt.rows.eq(o_rows), nxt.beats.eq(o_beats), nxt.outputs.eq(o_outputs),
+                nxt.is_b.eq(reg_b), nxt.base.eq(Mux(reg_b, rb.base, ra.base)),
+                nxt.uses_x.eq(is_mv_up & (raw.operand == Operand.STREAM)),
+                nxt.uses_z.eq(((raw.op == Op.MATVEC) & (raw.perturb != Perturb.NONE))
+                              | (((raw.op == Op.UPDATE) | (raw.op == Op.INIT))
+                                 & (raw.operand == Operand.Z))),
+                nxt.init_z0.eq((raw.op == Op.MATVEC) & raw.init_z0),
+                nxt.reads_coef.eq(((raw.op == Op.UPDATE) | (raw.op == Op.COLACC))
+                                  & (raw.coef_source == CoefSource.MEMORY)
+                                  & (raw.coef_base < lay.dz_depth)),
+                nxt.coef_need.eq(raw.coef_base + o_outputs),
+                nxt.drain_first.eq(local_op | (raw.op == Op.COLACC) | o_small),
+                nxt.lsh.eq(Mux(cs >= 0, cs.as_unsigned(), 0)),
+                nxt.rsh.eq(Mux(cs < 0, (-cs).as_unsigned(), 0)),
+            ]
         bad_op = Signal()
-        m.d.comb += bad_op.eq(self.cmd.valid & self.cmd.ready & bad)
+        m.d.comb += bad_op.eq(move & raw_bad.any())
         err_events.append(bad_op)
+        # the immediate, scaled one bit per cycle while the op waits in the queue (an op with
+        # an immediate is rare: one zeroth-order update per step): shift right by rsh
+        # keeping the last bit shifted out (round half up adds it), or left by lsh (at most
+        # cw + 1: beyond that anything but zero saturates), then saturate
+        qw = IMM_WIDTH + cw + 2
+        q = Signal(signed(qw))
+        q_n = Signal(range(34))
+        q_lost = Signal()
+        q_state = Signal(range(4))
+        IDLE, SHIFT, ROUND = 0, 1, 2
+        m.d.comb += nxt_wait.eq(q_state != IDLE)
+        with m.If(move & ~raw_bad.any()):
+            cs = raw.cshift
+            m.d.sync += [q.eq(raw.imm), q_lost.eq(0), q_state.eq(SHIFT),
+                         q_n.eq(Mux(cs < 0, (-cs).as_unsigned(),
+                                    Mux(cs > cw + 1, cw + 1, cs.as_unsigned())))]
+        with m.Elif(q_state == SHIFT):
+            with m.If(q_n == 0):
+                m.d.sync += q_state.eq(ROUND)
+            with m.Else():
+                m.d.sync += q_n.eq(q_n - 1)
+                with m.If(nxt.rsh != 0):
+                    m.d.sync += [q.eq(q >> 1), q_lost.eq(q[0])]
+                with m.Else():
+                    m.d.sync += q.eq(q << 1)
+        with m.Elif(q_state == ROUND):
+            imm_sat = sat_flag()
+            scaled = _sat(m, q + q_lost, cw, imm_sat,
+                          (nxt.op.op == Op.UPDATE) & (nxt.op.coef_source == CoefSource.IMM))
+            m.d.sync += [nxt.imm.eq(scaled), q_state.eq(IDLE)]
 
         # coefficient write port: COLACC results first, then the dz stream
-        batch_now = self.cmd.valid & self.cmd.ready & ~bad & (op.op == Op.BATCH)
         ser_we = Signal()
         ser_addr = Signal(caddr_w)
         ser_data = Signal(signed(cw))
@@ -348,106 +467,136 @@ class AdapterMACArray(wiring.Component):
 
         # -- stage 0 -> 1: operands that come with the token --------------------------------
         local = Array(Signal(signed(fw), name=f"u{i}") for i in range(max(inner, 1)))
-        s1_b = Signal(data.ArrayLayout(signed(bw), L))
-        s1_z = Signal(data.ArrayLayout(signed(zw), L))
+        s1_b = _lanes("s1_b", signed(bw), L)
+        s1_z = _lanes("s1_z", signed(zw + 1), L)    # negated for MINUS
         s1_op = Signal(MAC_OP)
-        m.d.sync += s1_op.eq(cur)
+        s1_lsh, s1_rsh, s1_imm = (Signal.like(curx.lsh), Signal.like(curx.rsh),
+                                  Signal.like(curx.imm))
+        m.d.sync += [s1_op.eq(cur), s1_lsh.eq(curx.lsh), s1_rsh.eq(curx.rsh),
+                     s1_imm.eq(curx.imm)]
+        if lowrank:
+            beat_vals = [Array((local[kk * L + l] if kk * L + l < inner else Const(0, fw))
+                               for kk in range(lay.local_beats)) for l in range(L)]
         for l in range(L):
             with m.Switch(kind):
                 with m.Case(Op.LOAD):
-                    m.d.sync += s1_b[l].eq(self.wload.payload[l])
+                    with m.If(load_take):
+                        m.d.sync += s1_b[l].eq(self.wload.payload if l == L - 1
+                                               else s1_b[l + 1])
                 with m.Default():
                     with m.Switch(cur.operand):
                         with m.Case(Operand.STREAM):
                             m.d.sync += s1_b[l].eq(self.x.payload.data[l])
                         with m.Case(Operand.LOCAL):
-                            if lowrank:
-                                beat_vals = Array(
-                                    (local[kk * L + l] if kk * L + l < inner else Const(0, fw))
-                                    for kk in range(lay.local_beats))
-                                m.d.sync += s1_b[l].eq(beat_vals[k])
-                            else:
-                                m.d.sync += s1_b[l].eq(0)
+                            m.d.sync += s1_b[l].eq(beat_vals[l][k] if lowrank else 0)
                         with m.Case(Operand.Z):
                             m.d.sync += s1_b[l].eq(self.z.payload[l] << zalign)
                         with m.Default():
                             m.d.sync += s1_b[l].eq(0)
-            m.d.sync += s1_z[l].eq(Mux(uses_z, self.z.payload[l], 0))
+            m.d.sync += s1_z[l].eq(Mux(uses_z, Mux(cur.perturb == Perturb.MINUS,
+                                                   -self.z.payload[l], self.z.payload[l]), 0))
 
-        # -- stage 1: weights and coefficients arrive; perturb, scale, choose operands ------
-        s2_a = Signal(data.ArrayLayout(signed(aw), L))
-        s2_b = Signal(data.ArrayLayout(signed(bw), L))
-        s2_w = Signal(data.ArrayLayout(signed(ww), L))
+        # -- stage 1: weights and coefficients arrive; shift perturbations and coefficients -
         c1 = ctl[1]
-        sign_minus = s1_op.perturb == Perturb.MINUS
-        perturbing = (c1.op == Op.INIT) | ((c1.op == Op.MATVEC) & (s1_op.perturb != Perturb.NONE))
-        # coefficient a = sat(round(coef * 2**cshift)), shared by all lanes
-        cin_w = max(IMM_WIDTH, cw)
-        cin = Signal(signed(cin_w))
-        m.d.comb += cin.eq(Mux(s1_op.coef_source == CoefSource.IMM, s1_op.imm, c_rd.data))
-        cs = s1_op.cshift
-        left = Signal(signed(cin_w + 32))
-        right = Signal(signed(cin_w + 1))
-        rsh = Signal(range(33))
-        m.d.comb += [rsh.eq(-cs),
-                     left.eq(cin << Mux(cs >= 0, cs, 0).as_unsigned()),
-                     right.eq((cin + ((Const(1, unsigned(33)) << rsh) >> 1)) >> rsh)]
-        scaled = Mux((c1.op == Op.COLACC) | (cs >= 0), Mux(c1.op == Op.COLACC, cin, left), right)
-        coef_a = _sat(m, scaled, cw, sat_flag(),
-                      valid[1] & (c1.op == Op.UPDATE))
+        sws = max(ww, zw + kmax + 1) + 2
+        s2_wsum = _lanes("s2_wsum", signed(sws), L)
+        s2_b = _lanes("s2_b", signed(bw), L)
+        s2_perturbing = Signal()
+        # coefficients from memory: shift (right by rsh - 1, or left by at most
+        # MEM_LSH_MAX), then round half up and saturate at stage 2; immediates come scaled
+        s2_coef = Signal(signed(cw + MEM_LSH_MAX))
+        s2_round = Signal()
+        m.d.sync += [
+            s2_coef.eq(Mux(c1.op == Op.COLACC, c_rd.data,
+                           Mux(s1_rsh == 0, c_rd.data << s1_lsh,
+                               c_rd.data >> (s1_rsh - 1).as_unsigned()))),
+            s2_round.eq((c1.op == Op.UPDATE) & (s1_rsh != 0)
+                        & (s1_op.coef_source == CoefSource.MEMORY)),
+            s2_perturbing.eq((c1.op == Op.INIT)
+                             | ((c1.op == Op.MATVEC) & (s1_op.perturb != Perturb.NONE))),
+        ]
+        s2_imm = Signal(signed(cw))
+        s2_use_imm = Signal()
+        m.d.sync += [s2_imm.eq(s1_imm),
+                     s2_use_imm.eq((c1.op == Op.UPDATE)
+                                   & (s1_op.coef_source == CoefSource.IMM))]
+        # DUMP: the word waits in the read port's data register (enable off) while its lanes
+        # go out one by one
+        dcount = Signal(range(L))
+        dump_lanes = Array(w_rd.data[l * ww:(l + 1) * ww].as_signed() for l in range(L))
+        m.d.comb += [self.wdump.payload.eq(dump_lanes[dcount]),
+                     w_rd.en.eq(~self.wdump.valid & ~(valid[1] & (c1.op == Op.DUMP)))]
         with m.If(valid[1] & (c1.op == Op.DUMP)):
-            m.d.sync += [self.wdump.valid.eq(1), self.wdump.payload.eq(w_rd.data)]
+            m.d.sync += [self.wdump.valid.eq(1), dcount.eq(0)]
         with m.If(self.wdump.valid & self.wdump.ready):
-            m.d.sync += [self.wdump.valid.eq(0), dump_busy.eq(0)]
+            m.d.sync += dcount.eq(dcount + 1)
+            with m.If(dcount == L - 1):
+                m.d.sync += [self.wdump.valid.eq(0), dump_busy.eq(0)]
         for l in range(L):
-            wl = w_rd.data[l]
-            zsh = Signal(signed(zw + kmax + 1))
+            wl = w_rd.data[l * ww:(l + 1) * ww].as_signed()
+            zsh = Signal(signed(zw + kmax + 2), name=f"zsh_{l}")
             m.d.comb += zsh.eq(s1_z[l] << s1_op.zshift)
-            base_w = Mux(c1.op == Op.INIT, 0, wl)
-            moved = Signal(signed(max(ww, zw + kmax) + 2))
-            m.d.comb += moved.eq(Mux(sign_minus, base_w - zsh, base_w + zsh))
-            wp = _sat(m, moved, ww, sat_flag(), valid[1] & perturbing & c1.mask[l])
-            wp_m = Mux(c1.mask[l], Mux(perturbing, wp, wl), 0)
+            base_w = Mux(c1.op == Op.INIT, 0, Mux(c1.op == Op.LOAD, s1_b[l], wl))
+            m.d.sync += [s2_wsum[l].eq(base_w + zsh), s2_b[l].eq(s1_b[l])]
+
+        # -- stage 2: saturate; choose the multiplier operands ---------------------------
+        c2 = ctl[2]
+        rounded = Signal(signed(cw + MEM_LSH_MAX))
+        m.d.comb += rounded.eq(Mux(s2_round, (s2_coef + 1) >> 1, s2_coef))
+        coef_a = Mux(s2_use_imm, s2_imm,
+                     _sat(m, rounded, cw, sat_flag(),
+                          valid[2] & (c2.op == Op.UPDATE) & ~s2_use_imm))
+        s3_a = _lanes("s3_a", signed(aw), L)
+        s3_b = _lanes("s3_b", signed(bw), L)
+        early = _lanes("early", signed(ww), L)     # what INIT and LOAD write, at stage 2
+        for l in range(L):
+            wp = _sat(m, s2_wsum[l], ww, sat_flag(), valid[2] & s2_perturbing & c2.mask[l])
+            m.d.comb += early[l].eq(Mux(c2.mask[l], wp, 0))
             m.d.sync += [
-                s2_a[l].eq(Mux(c1.op == Op.MATVEC, wp_m, coef_a)),
-                s2_b[l].eq(Mux(c1.op == Op.COLACC, wl, s1_b[l])),
-                s2_w[l].eq(Mux(c1.op == Op.INIT, wp_m, Mux(c1.op == Op.LOAD, s1_b[l], wl))),
+                s3_a[l].eq(Mux(c2.op == Op.MATVEC, early[l], coef_a)),
+                s3_b[l].eq(Mux(c2.op == Op.COLACC, early[l], s2_b[l]) if lowrank else s2_b[l]),
             ]
 
-        # -- stage 2 -> 3: the multipliers (DSP blocks: registered inputs and output) -------
-        s3_p = Signal(data.ArrayLayout(signed(aw + bw), L))
-        s3_w = Signal(data.ArrayLayout(signed(ww), L))
+        # -- stage 3 -> 4: the multipliers (DSP blocks: registered inputs and output) -------
+        s4_p = _lanes("s4_p", signed(aw + bw), L)
         for l in range(L):
-            m.d.sync += [s3_p[l].eq(s2_a[l] * s2_b[l]), s3_w[l].eq(s2_w[l])]
+            m.d.sync += s4_p[l].eq(s3_a[l] * s3_b[l])
 
-        # -- update path: stage 4 rounds, then writes -----------------------------------------
+        # -- update path: the word is read again at stage 4 (not carried down the pipeline),
+        # stage 5 has it and the rounded product, and writes the difference ---------------
         dw = aw + bw - S + 1
-        s4_d = Signal(data.ArrayLayout(signed(max(dw, 2)), L))
-        s4_w = Signal(data.ArrayLayout(signed(ww), L))
+        s5_d = _lanes("s5_d", signed(max(dw, 2)), L)
         for l in range(L):
-            m.d.sync += [s4_d[l].eq((s3_p[l] + (1 << (S - 1))) >> S), s4_w[l].eq(s3_w[l])]
-        c4 = ctl[4]
-        new = Signal(data.ArrayLayout(signed(ww), L))
+            # round half up: (p + 2**(S-1)) >> S needs only the bits from S - 1 up
+            m.d.sync += s5_d[l].eq((s4_p[l][S - 1:].as_signed() + 1) >> 1)
+        c4, c5 = ctl[4], ctl[WRITE_STAGE]
+        late_read = valid[4] & (c4.op == Op.UPDATE)
+        late_write = valid[5] & (c5.op == Op.UPDATE)
+        new = _lanes("new", signed(ww), L)
         for l in range(L):
-            diff = Signal(signed(max(ww, dw) + 1))
-            m.d.comb += diff.eq(s4_w[l] - s4_d[l])
-            nl = _sat(m, diff, ww, sat_flag(), valid[4] & (c4.op == Op.UPDATE) & c4.mask[l])
-            m.d.comb += new[l].eq(Mux(c4.mask[l], Mux(c4.op == Op.UPDATE, nl, s4_w[l]), 0))
-        m.d.comb += [w_wr.addr.eq(c4.word), w_wr.data.eq(new),
-                     w_wr.en.eq(valid[4] & ((c4.op == Op.UPDATE) | (c4.op == Op.INIT)
-                                            | (c4.op == Op.LOAD)))]
+            diff = Signal(signed(max(ww, dw) + 1), name=f"diff_{l}")
+            m.d.comb += diff.eq(w_rd.data[l * ww:(l + 1) * ww].as_signed() - s5_d[l])
+            nl = _sat(m, diff, ww, sat_flag(), late_write & c5.mask[l])
+            m.d.comb += new[l].eq(Mux(c5.mask[l], nl, 0))
+        with m.If(late_read):
+            m.d.comb += w_rd.addr.eq(c4.word)
+        with m.If(late_write):
+            m.d.comb += [w_wr.addr.eq(c5.word), w_wr.data.eq(Cat(*new)), w_wr.en.eq(1)]
+        with m.Else():
+            m.d.comb += [w_wr.addr.eq(c2.word), w_wr.data.eq(Cat(*early)),
+                         w_wr.en.eq(valid[2] & ((c2.op == Op.INIT) | (c2.op == Op.LOAD)))]
 
         # -- matrix-vector path: adder tree, row accumulators, narrowing -------------------
-        level = [s3_p[l] for l in range(L)]
+        level = list(s4_p)
         for t in range(T):
-            nxt = []
+            level_next = []
             for i in range(0, len(level), 2):
-                v = Signal(signed(aw + bw + t + 1), name=f"tree{t}_{i // 2}")
+                v = Signal(signed(aw + bw + t + 1), name=f"tree{t}_{i // 2}", reset_less=True)
                 m.d.sync += v.eq(level[i] + level[i + 1] if i + 1 < len(level) else level[i])
-                nxt.append(v)
-            level = nxt
+                level_next.append(v)
+            level = level_next
         total = level[0]
-        ca, va = ctl[3 + T], valid[3 + T]
+        ca, va = ctl[4 + T], valid[4 + T]
         accs = Array(Signal(signed(p.acc_width), name=f"acc{i}") for i in range(max_rows))
         acc_new = Signal(signed(p.acc_width))
         m.d.comb += acc_new.eq(Mux(ca.first, ca.z0 << wf, accs[ca.row]) + total)
@@ -456,7 +605,7 @@ class AdapterMACArray(wiring.Component):
         with m.If(va & (ca.op == Op.MATVEC)):
             m.d.sync += accs[ca.row].eq(acc_new)
         m.d.sync += [n1_valid.eq(va & (ca.op == Op.MATVEC) & ca.last),
-                     n1_val.eq((acc_new + (1 << (wf - 1) if wf else 0)) >> wf),
+                     n1_val.eq((acc_new + ((1 << wf) >> 1)) >> wf),
                      n1_idx.eq(ca.outidx), n1_dest.eq(ca.dest)]
         y = _sat(m, n1_val, fw, sat_flag(), n1_valid)
         m.d.comb += [fifo.w_data.eq(y), fifo.w_en.eq(n1_valid & (n1_dest == Dest.OUT))]
@@ -467,25 +616,25 @@ class AdapterMACArray(wiring.Component):
         # -- COLACC: per-lane accumulation over rows, then lane-serial narrowing -----------
         if lowrank:
             lacc_w = cw + ww + max(C, 2).bit_length()
-            c3 = ctl[3]
+            c4 = ctl[4]
             laccs = [Signal(signed(lacc_w), name=f"lacc{l}") for l in range(L)]
             snap = Array(Signal(signed(lacc_w), name=f"snap{l}") for l in range(L))
             ser_n = Signal(range(L + 1))
-            ser_base = Signal(range(cdepth + L + 1))
+            ser_base = Signal(range(cdepth + max_k * L + 1))
             ser_kb = Signal(range(max(max_k, 2)))
-            v_base = Signal(caddr_w)
-            m.d.sync += v_base.eq(s1_op.v_base)
+            v_base = [Signal(caddr_w, name=f"v_base{i}") for i in range(4)]
+            m.d.sync += v_base[0].eq(s1_op.v_base)          # aligned with stage 2
+            for i in range(1, 3):
+                m.d.sync += v_base[i].eq(v_base[i - 1])     # stage 3, 4
             m.d.comb += serial_busy.eq(ser_n != 0)
-            v_base2 = Signal(caddr_w)       # aligned with stage 3
-            m.d.sync += v_base2.eq(v_base)
-            with m.If(valid[3] & (c3.op == Op.COLACC)):
+            with m.If(valid[4] & (c4.op == Op.COLACC)):
                 for l in range(L):
-                    m.d.sync += laccs[l].eq(Mux(c3.first, 0, laccs[l]) + s3_p[l])
-                with m.If(c3.last):
+                    m.d.sync += laccs[l].eq(Mux(c4.first, 0, laccs[l]) + s4_p[l])
+                with m.If(c4.last):
                     for l in range(L):
-                        m.d.sync += snap[l].eq(Mux(c3.first, 0, laccs[l]) + s3_p[l])
-                    m.d.sync += [ser_n.eq(L), ser_kb.eq(c3.kb),
-                                 ser_base.eq(v_base2 + c3.kb * L)]
+                        m.d.sync += snap[l].eq(Mux(c4.first, 0, laccs[l]) + s4_p[l])
+                    m.d.sync += [ser_n.eq(L), ser_kb.eq(c4.kb),
+                                 ser_base.eq(v_base[2] + c4.kb * L)]
             sh = cw - 1
             lane = Signal(range(L))
             m.d.comb += lane.eq(L - ser_n)
@@ -499,12 +648,17 @@ class AdapterMACArray(wiring.Component):
                 m.d.comb += [ser_we.eq(idx < inner), ser_addr.eq(ser_base + lane),
                              ser_data.eq(vsat)]
 
-        # -- flags and status -----------------------------------------------------------
+        # -- flags and status: events are registered first (off the datapath's timing) --
+        pending = []
         for flag, events in ((self.saturated, sat_events), (self.error, err_events),
                              (self.framing, [framing_event])):
+            seen = Signal(name=f"{flag.name}_event")
+            m.d.sync += seen.eq(Cat(*events).any())
+            pending.append(seen)
             with m.If(self.clear):
                 m.d.sync += flag.eq(0)
-            with m.Elif(Cat(*events).any()):
+            with m.Elif(seen):
                 m.d.sync += flag.eq(1)
-        m.d.comb += self.idle.eq(~active & empty & ~n1_valid & ~dump_busy)
+        m.d.comb += self.idle.eq(~raw_valid & ~nxt_valid & ~active & empty & ~n1_valid
+                                 & ~dump_busy & ~Cat(*pending).any())
         return m

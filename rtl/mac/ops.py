@@ -18,7 +18,7 @@ from amaranth.lib import data, enum
 
 
 __all__ = ["Op", "Region", "Operand", "Perturb", "Dest", "CoefSource", "MAC_OP",
-           "IMM_WIDTH", "COEF_ADDR_WIDTH", "mac_op"]
+           "IMM_WIDTH", "MEM_LSH_MAX", "COEF_ADDR_WIDTH", "mac_op"]
 
 
 class Op(enum.Enum, shape=3):
@@ -80,6 +80,9 @@ class CoefSource(enum.Enum, shape=1):
 
 #: Width of the immediate coefficient (the zeroth-order loss-difference sum).
 IMM_WIDTH = 32
+#: Largest ``cshift`` of an UPDATE reading the coefficient memory (per-word scaling is a
+#: right shift or a short saturating left shift; immediates take any shift).
+MEM_LSH_MAX = 3
 #: Width of coefficient-memory addresses.
 COEF_ADDR_WIDTH = 16
 

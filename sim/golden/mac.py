@@ -20,7 +20,8 @@ import numpy as np
 
 from ...rtl.mac.params import MacParams
 from ...rtl.mac.layout import Layout
-from ...rtl.mac.ops import Op, Region, Operand, Perturb, Dest, CoefSource, IMM_WIDTH
+from ...rtl.mac.ops import (Op, Region, Operand, Perturb, Dest, CoefSource, IMM_WIDTH,
+                           MEM_LSH_MAX)
 from .fixed import round_shift, scale_pow2, saturate
 
 
@@ -272,6 +273,9 @@ class MacModel:
             raise MacError("coefficients beyond the coefficient memory")
         if kind == Op.COLACC and op["v_base"] + lay.inner > lay.coef_depth:
             raise MacError("v beyond the coefficient memory")
+        if (kind == Op.UPDATE and op["coef_source"] == CoefSource.MEMORY
+                and op["cshift"] > MEM_LSH_MAX):
+            raise MacError(f"coefficients from memory shift left by at most {MEM_LSH_MAX}")
         if op["zshift"] > max_zshift(mac):
             raise MacError("zshift beyond weight_frac - perturb_frac")
 

@@ -5,9 +5,6 @@ mini-batch steps with the loss unit in the loop, the utilization floor, DSP mapp
 import numpy as np
 import pytest
 
-from amaranth.hdl import Elaboratable, Module
-from amaranth.lib import wiring
-
 from fieldtune.rtl.mac import (AdapterMACArray, MacParams, Layout, Op, Region, Operand, Perturb,
                                Dest, CoefSource, mac_op, pipeline_stages)
 from fieldtune.rtl.loss import SoftmaxCrossEntropy, ZOSign, LossParams
@@ -15,6 +12,8 @@ from fieldtune.sim.golden.mac import MacModel, update_shift
 from fieldtune.sim.golden.train import (fo_program, zo_program, op_streams, play, fo_step,
                                         zo_step, new_weights)
 from fieldtune.sim.engines.pysim import simulate, stream_send, stream_collect
+from fieldtune.sim.golden.loss import softmax_xent
+from fieldtune.bench.mac import AdapterStep, fo_batch_cycles, ideal_fo_cycles
 
 
 DENSE = MacParams(lanes=4, taps=(8, 4), classes=3, max_batch=4)
@@ -23,21 +22,6 @@ LOWRANK = MacParams(lanes=4, taps=(8, 4), classes=3, adapter="lowrank", rank=3, 
 
 def _rand(rng, shape, width):
     return rng.integers(-(1 << (width - 1)), 1 << (width - 1), shape)
-
-
-class _Step(Elaboratable):
-    """The MAC array with the loss unit between ``out`` and ``coef`` (as the SoC wires them)."""
-
-    def __init__(self, mac, loss):
-        self.mac = AdapterMACArray(mac)
-        self.loss = SoftmaxCrossEntropy(loss)
-
-    def elaborate(self, platform):
-        m = Module()
-        m.submodules.mac, m.submodules.loss = self.mac, self.loss
-        wiring.connect(m, self.mac.out, self.loss.logits)
-        wiring.connect(m, self.loss.dz, self.mac.coef)
-        return m
 
 
 def _beats(values):
@@ -50,7 +34,7 @@ def run(mac, ops, *, x=(), z=(), z0=(), load=(), coef=(), n_out=0, n_dump=0, los
     """Drive the array (and the loss unit when ``loss``) with the given stream contents;
     ``late_ops(results)`` gives ops to issue after ``n_results`` loss results arrived.
     Returns what came out, the flags and the cycles the ops took."""
-    top = _Step(mac, loss) if loss else None
+    top = AdapterStep(mac, loss) if loss else None
     dut = top.mac if top else AdapterMACArray(mac)
     got = {"out": [], "dump": [], "results": []}
     valid = (lambda c: c % 7 != 3) if bubbles else None
@@ -83,7 +67,7 @@ def run(mac, ops, *, x=(), z=(), z0=(), load=(), coef=(), n_out=0, n_dump=0, los
                                            for b, last in x], valid=valid, max_cycles=max_cycles)
         benches.append(xs)
     for stream, items in ((dut.z, _beats(z)), (dut.z0, [int(v) for v in z0]),
-                          (dut.wload, _beats(load))):
+                          (dut.wload, [int(v) for w in load for v in w])):
         if items:
             async def tb(ctx, stream=stream, items=items):
                 await stream_send(ctx, stream, items, valid=valid, max_cycles=max_cycles)
@@ -99,8 +83,10 @@ def run(mac, ops, *, x=(), z=(), z0=(), load=(), coef=(), n_out=0, n_dump=0, los
         benches.append(outs)
     if n_dump:
         async def dumps(ctx):
-            got["dump"], _ = await stream_collect(ctx, dut.wdump, n_dump, max_cycles=max_cycles,
-                                                  convert=lambda w: [int(v) for v in w])
+            flat, _ = await stream_collect(ctx, dut.wdump, n_dump * mac.lanes,
+                                           max_cycles=max_cycles)
+            got["dump"] = [[int(v) for v in flat[i:i + mac.lanes]]
+                           for i in range(0, len(flat), mac.lanes)]
         benches.append(dumps)
     if loss:
         async def lcmds(ctx):
@@ -175,10 +161,14 @@ def test_every_op_matches_golden(mac, seed):
         (mac_op(Op.MATVEC, Region.W, operand=Operand.STREAM, perturb=Perturb.MINUS,
                 zshift=k - 1), 2),
         (mac_op(Op.UPDATE, Region.W, operand=Operand.STREAM, cshift=-3, coef_base=0), 1),
-        (mac_op(Op.UPDATE, Region.W, operand=Operand.STREAM, cshift=4,
+        (mac_op(Op.UPDATE, Region.W, operand=Operand.STREAM, cshift=3,
                 coef_base=lay.dz_depth - lay.regions[0].outputs), 0),
         (mac_op(Op.UPDATE, Region(last), operand=Operand.Z, coef_source=CoefSource.IMM,
                 imm=-123456, cshift=-5), None),
+        (mac_op(Op.UPDATE, Region.W, operand=Operand.Z, coef_source=CoefSource.IMM,
+                imm=-301, cshift=3), None),
+        (mac_op(Op.UPDATE, Region.W, operand=Operand.STREAM, coef_source=CoefSource.IMM,
+                imm=1 << 28, cshift=2), 2),                  # the immediate saturates
         (mac_op(Op.MATVEC, Region.W, operand=Operand.Z), None),   # invalid: error, skipped
     ] + _dump_all(mac) + [
         (mac_op(Op.MATVEC, Region.W, operand=Operand.STREAM, init_z0=not last), 1),
@@ -214,3 +204,103 @@ def test_framing_error_is_flagged():
     beats = [(b, False) for b in x[0].reshape(-1, mac.lanes)]     # no last marker
     got = run(mac, [mac_op(Op.MATVEC, Region.W, operand=Operand.STREAM)], x=beats, n_out=3)
     assert got["flags"]["framing"] and got["out"] == [0, 0, 0]
+
+
+def _step_data(mac, seed, n):
+    rng = np.random.default_rng(seed)
+    lay = Layout(mac)
+    x = rng.integers(0, 1 << 10, (n, mac.features))          # post-ReLU features, Q8.8
+    z0 = rng.integers(-3 << 8, 3 << 8, (n, mac.classes))
+    labels = rng.integers(0, mac.classes, n)
+    z = _rand(rng, (lay.words, mac.lanes), 8)
+    mem = new_weights(mac, z, eps_shift=2)
+    last = lay.regions[-1]
+    mem[last.base:last.base + last.words] = _rand(rng, (last.words, mac.lanes), 11)
+    if last.padded_lanes:
+        mem[last.base + last.words - last.rows:, mac.lanes - last.padded_lanes:] = 0
+    return x, z0, labels, z, mem
+
+
+@pytest.mark.parametrize("mac", [DENSE, LOWRANK], ids=["dense", "lowrank"])
+def test_whole_first_order_step_matches_golden(mac):
+    loss = LossParams(classes=mac.classes)
+    n, lr = 4, 4           # lr + log2(n) >= 9 - 3: low-rank dA coefficients shift left <= 3
+    x, z0, labels, z, mem = _step_data(mac, 11, n)
+    load_ops, load = _load_ops(mac, mem)
+    prog = fo_program(mac, loss, n, lr)
+    streams = {"x": [], "z0": [], "z": []}
+    for op, s in prog:
+        for key, items in op_streams(mac, op, s, x, z0, z).items():
+            streams[key] += items
+    cmds = [{"label": int(labels[s]), "dz": 1, "zo": ZOSign.NONE, "zo_first": 0}
+            for op, s in prog if op["op"] == Op.MATVEC and op["dest"] == Dest.OUT]
+    got = run(mac, [op for op, _ in load_ops + prog + _dump_all(mac)], x=streams["x"],
+              z0=streams["z0"], load=load, n_dump=Layout(mac).words, loss=loss,
+              loss_cmds=cmds, n_results=n)
+    ref, flags = mem.copy(), {"saturated": False}
+    r = fo_step(mac, loss, ref, x, z0, labels, lr, flags=flags)
+    assert [l for l, _ in got["results"]] == [int(v) for v in r.loss]
+    assert np.array_equal(np.array(got["dump"]), ref)
+    assert not np.array_equal(ref, mem)
+    assert got["flags"] == {"saturated": flags["saturated"], "error": 0, "framing": 0}
+
+
+@pytest.mark.parametrize("mac", [DENSE, LOWRANK], ids=["dense", "lowrank"])
+def test_whole_zeroth_order_step_matches_golden(mac):
+    loss = LossParams(classes=mac.classes)
+    n, zlr, eps = 4, 6, 3
+    x, z0, labels, z, mem = _step_data(mac, 12, n)
+    load_ops, load = _load_ops(mac, mem)
+    lay = Layout(mac)
+    forwards = zo_program(mac, loss, n, 0, zlr, eps)[:-len(lay.regions)]
+    streams = {"x": [], "z0": [], "z": []}
+    for op, s in zo_program(mac, loss, n, 0, zlr, eps):
+        for key, items in op_streams(mac, op, s, x, z0, z).items():
+            streams[key] += items
+    cmds = []
+    for op, s in forwards:
+        if op["op"] == Op.MATVEC and op["dest"] == Dest.OUT:
+            sign = ZOSign.PLUS if op["perturb"] == Perturb.PLUS else ZOSign.MINUS
+            cmds.append({"label": int(labels[s]), "dz": 0, "zo": sign, "zo_first": int(not cmds)})
+
+    def update(results):
+        g = results[-1][1]                      # the loss unit's running sum
+        return [op for op, _ in zo_program(mac, loss, n, g, zlr, eps)[-len(lay.regions):]
+                + _dump_all(mac)]
+
+    got = run(mac, [op for op, _ in load_ops + forwards], x=streams["x"], z0=streams["z0"],
+              z=streams["z"], load=load, n_dump=lay.words, loss=loss, loss_cmds=cmds,
+              n_results=2 * n, late_ops=update)
+    ref, flags = mem.copy(), {"saturated": False}
+    g, lp, lm = zo_step(mac, loss, ref, x, z0, labels, z, zlr, eps, flags=flags)
+    assert [l for l, _ in got["results"]] == [int(v) for pair in zip(lp, lm) for v in pair]
+    assert got["results"][-1][1] == g != 0
+    assert np.array_equal(np.array(got["dump"]), ref)
+    assert not np.array_equal(ref, mem)
+    assert got["flags"] == {"saturated": flags["saturated"], "error": 0, "framing": 0}
+
+
+#: Utilization floor asserted for a two-sample R1 step at L = 8 (measured: 0.99; a 16-sample
+#: batch only amortizes the pipeline fill better).
+UTILIZATION_FLOOR = 0.95
+
+
+def test_r1_first_order_utilization():
+    mac, loss = MacParams(lanes=8, max_batch=2), LossParams()
+    cycles, losses, (x, z0, labels) = fo_batch_cycles(mac, loss, 2)
+    # untrained adapters (W = 0): the logits are z0, so the losses are known
+    assert losses == [int(v) for v in softmax_xent(loss, z0, labels).loss]
+    assert ideal_fo_cycles(mac, 2) / cycles >= UTILIZATION_FLOOR
+    assert cycles <= ideal_fo_cycles(mac, 2) + 2 * pipeline_stages(mac) + 40
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("device,cell", [("up5k", "SB_MAC16"), ("ecp5-25f", "MULT18X18D")])
+def test_multipliers_map_onto_dsp_blocks(device, cell):
+    from fieldtune.boards.implement import implement
+    from fieldtune.toolchain import tool_env
+    mac = MacParams(lanes=2, taps=(4,), classes=2, acc_width=36, max_batch=1)
+    impl = implement(AdapterMACArray(mac), device, tool_env())
+    # one DSP block per lane, nothing else: no multiplier was left in LUTs or split
+    assert impl.cells.get(cell) == mac.lanes == impl.dsps
+    assert impl.fits
