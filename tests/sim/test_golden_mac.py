@@ -102,9 +102,9 @@ def test_interpreter_plays_steps_like_the_vectorized_model(adapter):
               -6)  # B (or W) != 0, so the step moves everything
     model = gm.MacModel(mac)
     model.mem[:] = mem
-    play(model, loss, fo_program(mac, loss, 4, 3), x, z0, labels)
+    play(model, loss, fo_program(mac, loss, 4, 4), x, z0, labels)
     ref = mem.copy()
-    fo_step(mac, loss, ref, x, z0, labels, 3)
+    fo_step(mac, loss, ref, x, z0, labels, 4)
     assert np.array_equal(model.mem, ref) and not model.flags["error"]
     # zeroth order: forwards, then the update with the loss unit's sum
     prog = zo_program(mac, loss, 4, 0, 11, 4)
