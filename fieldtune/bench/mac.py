@@ -66,12 +66,12 @@ def fo_batch_cycles(mac: MacParams, loss: LossParams, batch, *, seed=0, lr_shift
     z0 = rng.integers(-3 << 8, 3 << 8, (batch, mac.classes))
     labels = rng.integers(0, mac.classes, batch)
     prog = fo_program(mac, loss, batch, lr_shift)
-    xs, z0s = [], []
+    xs = []
     for op, n in prog:
-        s = op_streams(mac, op, n, x, z0)
-        xs += [{"data": [int(v) for v in b], "last": int(last)} for b, last in s["x"]]
-        z0s += s["z0"]
-    cmds = [{"label": int(labels[n]), "dz": 1, "zo": ZOSign.NONE, "zo_first": 0}
+        xs += [{"data": [int(v) for v in b], "last": int(last)}
+               for b, last in op_streams(mac, op, n, x)["x"]]
+    cmds = [{"z0": [int(v) for v in z0[n]], "label": int(labels[n]), "dz": 1,
+             "zo": ZOSign.NONE, "zo_first": 0}
             for op, n in prog if op["op"] == Op.MATVEC and op["dest"] == Dest.OUT]
     top = AdapterStep(mac, loss)
     got = {}
@@ -86,9 +86,6 @@ def fo_batch_cycles(mac: MacParams, loss: LossParams, batch, *, seed=0, lr_shift
     async def features(ctx):
         await stream_send(ctx, top.mac.x, xs)
 
-    async def frozen(ctx):
-        await stream_send(ctx, top.mac.z0, [int(v) for v in z0s])
-
     async def commands(ctx):
         await stream_send(ctx, top.loss.cmd, cmds)
 
@@ -96,7 +93,7 @@ def fo_batch_cycles(mac: MacParams, loss: LossParams, batch, *, seed=0, lr_shift
         got["losses"], _ = await stream_collect(ctx, top.loss.result, batch,
                                                 convert=lambda r: int(r.loss))
 
-    simulate(top, sequencer, features, frozen, commands, results, name="mac_fo_batch")
+    simulate(top, sequencer, features, commands, results, name="mac_fo_batch")
     return got["cycles"], got["losses"], (x, z0, labels)
 
 

@@ -29,9 +29,11 @@ def _label_width(p):
 
 
 def loss_command_layout(p: LossParams):
-    """Per vector: ``label``; ``dz`` (emit ``dz`` on the ``dz`` stream); ``zo`` (a
-    :class:`ZOSign`); ``zo_first`` (the sum restarts at this vector)."""
-    return data.StructLayout({"label": unsigned(_label_width(p)), "dz": unsigned(1),
+    """Per vector: ``z0`` (the sample's frozen logits, signed ``Q(lw-lf).lf``, added to the
+    incoming adapter outputs with saturation); ``label``; ``dz`` (emit ``dz`` on the ``dz``
+    stream); ``zo`` (a :class:`ZOSign`); ``zo_first`` (the sum restarts at this vector)."""
+    return data.StructLayout({"z0": data.ArrayLayout(signed(p.logit_width), p.classes),
+                              "label": unsigned(_label_width(p)), "dz": unsigned(1),
                               "zo": ZOSign, "zo_first": unsigned(1)})
 
 
@@ -66,10 +68,11 @@ class SoftmaxCrossEntropy(wiring.Component):
     Attributes
     ----------
     cmd : In(stream.Signature(loss_command_layout))
-        One command per logit vector, taken before its logits.
+        One command per logit vector, taken before its logits (the forward cache's last beat
+        of a sample carries its ``z0`` and ``label``).
     logits : In(stream.Signature(signed(logit_width)))
-        ``classes`` logits per vector, class order, signed ``Q(lw-lf).lf`` (the MAC array's
-        ``out`` stream, frozen logits included).
+        ``classes`` adapter outputs per vector, class order, signed ``Q(lw-lf).lf`` (the MAC
+        array's ``out`` stream); the unit's logits are ``sat(out + z0)``.
     dz : Out(stream.Signature(signed(prob_frac + 1)))
         ``classes`` values ``softmax - onehot`` in signed ``Q1.prob_frac``, class order, when
         the command asks for them (first order).
@@ -162,10 +165,16 @@ class SoftmaxCrossEntropy(wiring.Component):
                     m.d.sync += [cmd.eq(self.cmd.payload), count.eq(0), phase.eq(RECV)]
             with m.Case(RECV):
                 m.d.comb += self.logits.ready.eq(1)
+                z0 = Array(cmd.z0[i] for i in range(C))
+                lo, hi = -(1 << (lw - 1)), (1 << (lw - 1)) - 1
+                total = Signal(signed(lw + 1))
+                logit = Signal(signed(lw))
+                m.d.comb += [total.eq(self.logits.payload + z0[count]),
+                             logit.eq(Mux(total > hi, hi, Mux(total < lo, lo, total)))]
                 with m.If(self.logits.valid):
-                    m.d.sync += [z[count].eq(self.logits.payload), count.eq(count + 1)]
-                    with m.If((count == 0) | (self.logits.payload > zmax)):
-                        m.d.sync += [zmax.eq(self.logits.payload), argmax.eq(count)]
+                    m.d.sync += [z[count].eq(logit), count.eq(count + 1)]
+                    with m.If((count == 0) | (logit > zmax)):
+                        m.d.sync += [zmax.eq(logit), argmax.eq(count)]
                     with m.If(count == C - 1):
                         m.d.sync += [phase.eq(EXP), issue.eq(0), s.eq(0), e_valid.eq(0)]
             with m.Case(EXP):

@@ -88,9 +88,6 @@ class AdapterMACArray(wiring.Component):
     z : In(stream.Signature(ArrayLayout(signed(perturb_width), lanes)))
         Perturbations, signed ``Q(pw-pf).pf``, one beat per weight word (element ``i`` is
         weight ``i``, :mod:`.layout`), for perturbed MATVEC, zeroth-order UPDATE and INIT.
-    z0 : In(stream.Signature(signed(feature_width)))
-        Frozen logits (``Q(fw-ff).ff``), taken one per row during the first beat of a MATVEC
-        with ``init_z0``.
     coef : In(stream.Signature(signed(coef_width)))
         ``dz`` from the loss unit, written to the coefficient memory from entry 0 after each
         BATCH op (``ready`` drops only while COLACC results are written).
@@ -126,7 +123,6 @@ class AdapterMACArray(wiring.Component):
             "cmd": In(stream.Signature(MAC_OP)),
             "x": In(stream.Signature(feature_beat_layout(p))),
             "z": In(stream.Signature(data.ArrayLayout(signed(p.perturb_width), p.lanes))),
-            "z0": In(stream.Signature(signed(p.feature_width))),
             "coef": In(stream.Signature(signed(p.coef_width))),
             "wload": In(stream.Signature(signed(p.weight_width))),
             "out": Out(stream.Signature(signed(p.feature_width))),
@@ -187,7 +183,7 @@ class AdapterMACArray(wiring.Component):
         KIND = data.StructLayout({
             "op": Op, "word": unsigned(addr_w), "row": range(max(max_rows, 2)),
             "outidx": range(max(max_out, 2)), "first": 1, "last": 1, "dest": Dest,
-            "mask": unsigned(L), "kb": range(max(max_k, 2)), "z0": signed(fw),
+            "mask": unsigned(L), "kb": range(max(max_k, 2)),
         })
         WRITE_STAGE = 5
         n_ctl = max(WRITE_STAGE, 4 + T) + 1
@@ -200,7 +196,7 @@ class AdapterMACArray(wiring.Component):
         # to the current op when the previous one issues its last word --------------------
         OPX = data.StructLayout({
             "op": MAC_OP, "rows": range(max_rows + 1), "beats": range(max_k + 1),
-            "outputs": range(max_out + 1), "is_b": 1, "uses_x": 1, "uses_z": 1, "init_z0": 1,
+            "outputs": range(max_out + 1), "is_b": 1, "uses_x": 1, "uses_z": 1,
             "reads_coef": 1, "coef_need": range(cdepth + max_out + 1),
             "drain_first": 1,           # wait for an empty pipeline before the first word
             "lsh": range(MEM_LSH_MAX + 1),  # memory coefficients: saturating left shift, or
@@ -216,7 +212,7 @@ class AdapterMACArray(wiring.Component):
         active = Signal()
         started = Signal()
         rows, beats, outputs, is_b = curx.rows, curx.beats, curx.outputs, curx.is_b
-        uses_x, uses_z, init_z0 = curx.uses_x, curx.uses_z, curx.init_z0
+        uses_x, uses_z = curx.uses_x, curx.uses_z
 
         k = Signal(range(max_k + 1))
         r = Signal(range(max_rows + 1))
@@ -240,8 +236,6 @@ class AdapterMACArray(wiring.Component):
         # position flags, kept as registers (off the issue path): r == rows - 1,
         # k == beats - 1, kg == 0, kg == glen - 1
         last_row, last_k, first_kg, last_kg = Signal(), Signal(), Signal(), Signal()
-        uses_z0 = Signal()
-        m.d.comb += uses_z0.eq(init_z0 & first_kg)
         last_token = Signal()
         m.d.comb += last_token.eq(last_row & last_k)
 
@@ -280,7 +274,7 @@ class AdapterMACArray(wiring.Component):
             m.d.sync += lcount.eq(Mux(lcount == L - 1, 0, lcount + 1))
         m.d.comb += go.eq(
             active & (started | op_ok)
-            & (~uses_x | self.x.valid) & (~uses_z | self.z.valid) & (~uses_z0 | self.z0.valid)
+            & (~uses_x | self.x.valid) & (~uses_z | self.z.valid)
             & ((kind != Op.LOAD) | (self.wload.valid & (lcount == L - 1)))
             & ~dump_busy
             # a COLACC beat starts when the previous beat's lanes are written
@@ -295,7 +289,6 @@ class AdapterMACArray(wiring.Component):
         m.d.comb += [
             self.x.ready.eq(go & uses_x & last_row),
             self.z.ready.eq(go & uses_z),
-            self.z0.ready.eq(go & uses_z0),
             self.wload.ready.eq(load_take),
             c_rd.addr.eq(caddr),
         ]
@@ -312,7 +305,6 @@ class AdapterMACArray(wiring.Component):
             ctl[1].first.eq(Mux(kind == Op.COLACC, r == 0, first_kg)),
             ctl[1].last.eq(Mux(kind == Op.COLACC, last_row, last_kg)),
             ctl[1].mask.eq(Mux(is_b & (k == beats - 1), last_mask, (1 << L) - 1)),
-            ctl[1].z0.eq(Mux(uses_z0, self.z0.payload, 0)),
         ]
 
         with m.If(go):
@@ -403,7 +395,6 @@ class AdapterMACArray(wiring.Component):
                 nxt.uses_z.eq(((raw.op == Op.MATVEC) & (raw.perturb != Perturb.NONE))
                               | (((raw.op == Op.UPDATE) | (raw.op == Op.INIT))
                                  & (raw.operand == Operand.Z))),
-                nxt.init_z0.eq((raw.op == Op.MATVEC) & raw.init_z0),
                 nxt.reads_coef.eq(((raw.op == Op.UPDATE) | (raw.op == Op.COLACC))
                                   & (raw.coef_source == CoefSource.MEMORY)
                                   & (raw.coef_base < lay.dz_depth)),
@@ -563,19 +554,21 @@ class AdapterMACArray(wiring.Component):
             m.d.sync += s4_p[l].eq(s3_a[l] * s3_b[l])
 
         # -- update path: the word is read again at stage 4 (not carried down the pipeline),
-        # stage 5 has it and the rounded product, and writes the difference ---------------
+        # stage 5 has it and the product's bits from S - 1 up (p'), and writes
+        # W - round_half_up(p / 2**S) = W - floor((p' + 1) / 2) = floor((2W - p') / 2):
+        # one subtraction does the rounding too
         dw = aw + bw - S + 1
         s5_d = _lanes("s5_d", signed(max(dw, 2)), L)
         for l in range(L):
-            # round half up: (p + 2**(S-1)) >> S needs only the bits from S - 1 up
-            m.d.sync += s5_d[l].eq((s4_p[l][S - 1:].as_signed() + 1) >> 1)
+            m.d.sync += s5_d[l].eq(s4_p[l][S - 1:].as_signed())
         c4, c5 = ctl[4], ctl[WRITE_STAGE]
         late_read = valid[4] & (c4.op == Op.UPDATE)
         late_write = valid[5] & (c5.op == Op.UPDATE)
         new = _lanes("new", signed(ww), L)
         for l in range(L):
-            diff = Signal(signed(max(ww, dw) + 1), name=f"diff_{l}")
-            m.d.comb += diff.eq(w_rd.data[l * ww:(l + 1) * ww].as_signed() - s5_d[l])
+            diff = Signal(signed(max(ww + 1, dw) + 1), name=f"diff_{l}")
+            m.d.comb += diff.eq(((w_rd.data[l * ww:(l + 1) * ww].as_signed() << 1) - s5_d[l])
+                                >> 1)
             nl = _sat(m, diff, ww, sat_flag(), late_write & c5.mask[l])
             m.d.comb += new[l].eq(Mux(c5.mask[l], nl, 0))
         with m.If(late_read):
@@ -597,13 +590,22 @@ class AdapterMACArray(wiring.Component):
             level = level_next
         total = level[0]
         ca, va = ctl[4 + T], valid[4 + T]
-        accs = Array(Signal(signed(p.acc_width), name=f"acc{i}") for i in range(max_rows))
+        accs = [Signal(signed(p.acc_width), name=f"acc{i}") for i in range(max_rows)]
         acc_new = Signal(signed(p.acc_width))
-        m.d.comb += acc_new.eq(Mux(ca.first, ca.z0 << wf, accs[ca.row]) + total)
         n1_valid, n1_val, n1_idx, n1_dest = (Signal(), Signal(signed(p.acc_width + 1)),
                                             Signal(range(max(max_out, 2))), Signal(Dest))
-        with m.If(va & (ca.op == Op.MATVEC)):
-            m.d.sync += accs[ca.row].eq(acc_new)
+        if len({reg.rows for reg in lay.regions}) == 1:
+            # every op has the same rows, in order: the accumulators rotate, the head is
+            # always the arriving word's row (no read multiplexer)
+            m.d.comb += acc_new.eq(Mux(ca.first, 0, accs[0]) + total)
+            with m.If(va & (ca.op == Op.MATVEC)):
+                m.d.sync += [accs[i].eq(accs[i + 1]) for i in range(max_rows - 1)]
+                m.d.sync += accs[-1].eq(acc_new)
+        else:
+            acc_file = Array(accs)
+            m.d.comb += acc_new.eq(Mux(ca.first, 0, acc_file[ca.row]) + total)
+            with m.If(va & (ca.op == Op.MATVEC)):
+                m.d.sync += acc_file[ca.row].eq(acc_new)
         m.d.sync += [n1_valid.eq(va & (ca.op == Op.MATVEC) & ca.last),
                      n1_val.eq((acc_new + ((1 << wf) >> 1)) >> wf),
                      n1_idx.eq(ca.outidx), n1_dest.eq(ca.dest)]
@@ -652,9 +654,13 @@ class AdapterMACArray(wiring.Component):
         pending = []
         for flag, events in ((self.saturated, sat_events), (self.error, err_events),
                              (self.framing, [framing_event])):
+            # each event is registered on its own, then combined: the OR tree stays off the
+            # datapath's timing
+            held = [Signal(name=f"{flag.name}_event{i}") for i in range(len(events))]
+            m.d.sync += [h.eq(e) for h, e in zip(held, events)]
             seen = Signal(name=f"{flag.name}_event")
-            m.d.sync += seen.eq(Cat(*events).any())
-            pending.append(seen)
+            m.d.sync += seen.eq(Cat(*held).any())
+            pending += [seen, *held]
             with m.If(self.clear):
                 m.d.sync += flag.eq(0)
             with m.Elif(seen):

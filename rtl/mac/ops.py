@@ -22,7 +22,8 @@ __all__ = ["Op", "Region", "Operand", "Perturb", "Dest", "CoefSource", "MAC_OP",
 
 
 class Op(enum.Enum, shape=3):
-    #: ``y = (W [+-] z << zshift) . x`` per row, narrowed to the feature format.
+    #: ``y = (W [+-] z << zshift) . x`` per row, narrowed to the feature format (the frozen
+    #: logits z0 are added by the loss unit).
     MATVEC = 0
     #: ``W <- sat(W - round(a_row * b_lane / 2**update_shift))`` (first- and zeroth-order steps).
     UPDATE = 1
@@ -93,7 +94,6 @@ MAC_OP = data.StructLayout({
     "operand": Operand,
     "perturb": Perturb,
     "zshift": unsigned(5),
-    "init_z0": unsigned(1),
     "dest": Dest,
     "coef_source": CoefSource,
     "cshift": signed(6),
@@ -104,10 +104,10 @@ MAC_OP = data.StructLayout({
 
 
 def mac_op(op, region=Region.W, *, operand=Operand.NONE, perturb=Perturb.NONE, zshift=0,
-           init_z0=False, dest=Dest.OUT, coef_source=CoefSource.MEMORY, cshift=0, coef_base=0,
-           v_base=0, imm=0):
+           dest=Dest.OUT, coef_source=CoefSource.MEMORY, cshift=0, coef_base=0, v_base=0,
+           imm=0):
     """A micro-op as a dict (the golden model runs it; a testbench sets it as the payload)."""
     return {"op": Op(op), "region": Region(region), "operand": Operand(operand),
-            "perturb": Perturb(perturb), "zshift": int(zshift), "init_z0": int(bool(init_z0)),
+            "perturb": Perturb(perturb), "zshift": int(zshift),
             "dest": Dest(dest), "coef_source": CoefSource(coef_source), "cshift": int(cshift),
             "coef_base": int(coef_base), "v_base": int(v_base), "imm": int(imm)}

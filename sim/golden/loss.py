@@ -13,12 +13,18 @@ from ...rtl.loss.tables import (LOG2E, LOG2E_FRAC, exp2_table, log2_table, diff_
 from .fixed import round_shift, saturate
 
 
-__all__ = ["LossResult", "exponents", "exp2_neg", "log2_sum", "softmax_xent", "float_softmax_xent"]
+__all__ = ["LossResult", "with_frozen", "exponents", "exp2_neg", "log2_sum", "softmax_xent", "float_softmax_xent"]
 
 
 class LossResult(dict):
     """``dz`` (n, C), ``loss`` (n,) in bits, ``argmax`` (n,), ``correct`` (n,) bool."""
     __getattr__ = dict.__getitem__
+
+
+def with_frozen(p: LossParams, outputs, z0):
+    """The unit's logits: ``sat(outputs + z0)`` (adapter outputs plus frozen logits)."""
+    return saturate(np.asarray(outputs, dtype=np.int64) + np.asarray(z0, dtype=np.int64),
+                    p.logit_width)
 
 
 def exponents(p: LossParams, logits):

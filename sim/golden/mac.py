@@ -135,9 +135,9 @@ def set_region_matrix(mac: MacParams, mem, region, matrix):
     return mem
 
 
-def matvec(mac: MacParams, mem, region, x, *, z0=None, z=None, sign=0, zshift=0, flags=None):
+def matvec(mac: MacParams, mem, region, x, *, z=None, sign=0, zshift=0, flags=None):
     """MATVEC on ``n`` vectors at once: ``x`` (n, beats*lanes) -> (n, outputs), each output
-    ``sat(round((z0 << weight_frac + sum W'x) / 2**weight_frac))`` in the feature format.
+    ``sat(round(sum W'x / 2**weight_frac))`` in the feature format.
     ``z`` (region words, lanes) perturbs the weights by ``sign * (z << zshift)``."""
     reg, sl = _region_words(mac, region)
     words = mem[sl]
@@ -146,8 +146,6 @@ def matvec(mac: MacParams, mem, region, x, *, z0=None, z=None, sign=0, zshift=0,
     m = region_matrix(mac, words, region)
     x = np.atleast_2d(np.asarray(x, dtype=np.int64))
     acc = x @ m.T
-    if z0 is not None:
-        acc = acc + (np.atleast_2d(np.asarray(z0, dtype=np.int64)) << mac.weight_frac)
     return saturate(round_shift(acc, mac.weight_frac), mac.feature_width, flags)
 
 
@@ -204,8 +202,7 @@ def colacc(mac: MacParams, mem, dz, *, flags=None):
 class MacModel:
     """Interpreter of micro-ops with the array's state.
 
-    Streams are queues: ``x`` of ``(beat, last)`` pairs, ``z`` of beats, ``z0`` of scalars,
-    ``load`` of beats; :meth:`push_coef` plays the ``coef`` stream. :meth:`run` executes one
+    Streams are queues: ``x`` of ``(beat, last)`` pairs, ``z`` of beats, ``load`` of beats; :meth:`push_coef` plays the ``coef`` stream. :meth:`run` executes one
     op and returns what it put on ``out`` (scalars) or ``wdump`` (beats)."""
 
     def __init__(self, mac: MacParams):
@@ -216,7 +213,7 @@ class MacModel:
         self.local = np.zeros(max(self.layout.local_beats, 1) * mac.lanes, dtype=np.int64)
         self.coef_wp = 0
         self.flags = {"saturated": False, "error": False, "framing": False}
-        self.x, self.z, self.z0, self.load = deque(), deque(), deque(), deque()
+        self.x, self.z, self.load = deque(), deque(), deque()
 
     def push_coef(self, values):
         for v in values:
@@ -297,10 +294,7 @@ class MacModel:
         if kind == Op.MATVEC:
             z = self._take_z(reg) if sign else None
             x = self._operand(op, reg)
-            z0 = None
-            if op["init_z0"]:
-                z0 = [self.z0.popleft() for _ in range(reg.outputs)]
-            y = matvec(mac, self.mem, region, x, z0=z0, z=z, sign=sign, zshift=op["zshift"],
+            y = matvec(mac, self.mem, region, x, z=z, sign=sign, zshift=op["zshift"],
                        flags=self.flags)[0]
             if op["dest"] == Dest.LOCAL:
                 self.local[:len(y)] = y

@@ -28,7 +28,7 @@ from .mac import (matvec, update, init_region, colacc, coef_shift, colacc_shift,
                   z_operand_shift)
 
 
-__all__ = ["new_weights", "forward", "evaluate", "fo_step", "zo_step", "zo_coef_shift",
+__all__ = ["new_weights", "with_frozen", "adapter_outputs", "forward", "evaluate", "fo_step", "zo_step", "zo_coef_shift",
            "fo_coef_shifts", "fo_program", "zo_program", "op_streams", "play", "TrainResult", "train_fo", "train_zo",
            "check_compatible"]
 
@@ -61,18 +61,31 @@ def _pad_inner(mac, u):
     return out
 
 
-def forward(mac: MacParams, mem, x, z0, *, z=None, sign=0, zshift=0, flags=None):
-    """Logits (n, C) for features ``x`` (n, N) and frozen logits ``z0`` (n, C); with ``z``
-    (words, lanes) the weights are perturbed by ``sign * (z << zshift)``."""
+def with_frozen(mac: MacParams, y, z0):
+    """The loss unit's input: ``sat(y + z0)``, adapter outputs plus frozen logits (the logit
+    format equals the MAC array's result format, :func:`check_compatible`)."""
+    return saturate(np.asarray(y, dtype=np.int64) + np.asarray(z0, dtype=np.int64),
+                    mac.feature_width)
+
+
+def adapter_outputs(mac: MacParams, mem, x, *, z=None, sign=0, zshift=0, flags=None):
+    """The MAC array's results (n, C) for features ``x`` (n, N): ``W.x`` (dense) or
+    ``B.u`` with ``u = A.x`` (low-rank); with ``z`` (words, lanes) the weights are perturbed
+    by ``sign * (z << zshift)``."""
     x = np.atleast_2d(x)
     if mac.adapter == "dense":
-        return matvec(mac, mem, 0, x, z0=z0, z=z, sign=sign, zshift=zshift, flags=flags)
+        return matvec(mac, mem, 0, x, z=z, sign=sign, zshift=zshift, flags=flags)
     lay = Layout(mac)
     na = lay.regions[0].words
     za, zb = (z[:na], z[na:]) if z is not None else (None, None)
     u = matvec(mac, mem, 0, x, z=za, sign=sign, zshift=zshift, flags=flags)
-    return matvec(mac, mem, 1, _pad_inner(mac, u), z0=z0, z=zb, sign=sign, zshift=zshift,
-                  flags=flags)
+    return matvec(mac, mem, 1, _pad_inner(mac, u), z=zb, sign=sign, zshift=zshift, flags=flags)
+
+
+def forward(mac: MacParams, mem, x, z0, **kwargs):
+    """Logits (n, C): adapter outputs plus frozen logits ``z0`` (n, C), as the loss unit sees
+    them (keywords as :func:`adapter_outputs`)."""
+    return with_frozen(mac, adapter_outputs(mac, mem, x, **kwargs), z0)
 
 
 def evaluate(mac: MacParams, mem, x, z0, labels):
@@ -111,13 +124,13 @@ def fo_step(mac: MacParams, loss: LossParams, mem, x, z0, labels, lr_shift, batc
     x, z0 = np.atleast_2d(x), np.atleast_2d(z0)
     cs, cs_a = fo_coef_shifts(mac, loss, lr_shift, batch or len(x))
     if mac.adapter == "dense":
-        y = matvec(mac, mem, 0, x, z0=z0, flags=flags)
+        y = with_frozen(mac, matvec(mac, mem, 0, x, flags=flags), z0)
         r = softmax_xent(loss, y, labels)
         for n in range(len(x)):
             update(mac, mem, 0, r.dz[n], x[n], cs, flags=flags)
         return r
     u = _pad_inner(mac, matvec(mac, mem, 0, x, flags=flags))
-    y = matvec(mac, mem, 1, u, z0=z0, flags=flags)
+    y = with_frozen(mac, matvec(mac, mem, 1, u, flags=flags), z0)
     r = softmax_xent(loss, y, labels)
     v = [colacc(mac, mem, r.dz[n], flags=flags) for n in range(len(x))]
     for n in range(len(x)):
@@ -157,7 +170,7 @@ def fo_program(mac: MacParams, loss: LossParams, batch, lr_shift):
     prog = [(mac_op(Op.BATCH), None)]
     if mac.adapter == "dense":
         for n in range(batch):
-            prog.append((mac_op(Op.MATVEC, Region.W, operand=Operand.STREAM, init_z0=True), n))
+            prog.append((mac_op(Op.MATVEC, Region.W, operand=Operand.STREAM), n))
         for n in range(batch):
             prog.append((mac_op(Op.UPDATE, Region.W, operand=Operand.STREAM, cshift=cs,
                                 coef_base=n * C), n))
@@ -165,7 +178,7 @@ def fo_program(mac: MacParams, loss: LossParams, batch, lr_shift):
     inner = lay.inner
     for n in range(batch):
         prog.append((mac_op(Op.MATVEC, Region.A, operand=Operand.STREAM, dest=Dest.LOCAL), n))
-        prog.append((mac_op(Op.MATVEC, Region.B, operand=Operand.LOCAL, init_z0=True), n))
+        prog.append((mac_op(Op.MATVEC, Region.B, operand=Operand.LOCAL), n))
     for n in range(batch):
         prog.append((mac_op(Op.COLACC, Region.B, coef_base=n * C,
                             v_base=lay.v_base + n * inner), n))
@@ -190,23 +203,23 @@ def zo_program(mac: MacParams, loss: LossParams, batch, g, zo_lr_shift, eps_shif
         for sign in (Perturb.PLUS, Perturb.MINUS):
             if mac.adapter == "dense":
                 prog.append((mac_op(Op.MATVEC, Region.W, operand=Operand.STREAM, perturb=sign,
-                                    zshift=k, init_z0=True), n))
+                                    zshift=k), n))
             else:
                 prog.append((mac_op(Op.MATVEC, Region.A, operand=Operand.STREAM, perturb=sign,
                                     zshift=k, dest=Dest.LOCAL), n))
                 prog.append((mac_op(Op.MATVEC, Region.B, operand=Operand.LOCAL, perturb=sign,
-                                    zshift=k, init_z0=True), n))
+                                    zshift=k), n))
     for i, _ in enumerate(Layout(mac).regions):
         prog.append((mac_op(Op.UPDATE, Region(i), operand=Operand.Z,
                             coef_source=CoefSource.IMM, imm=g, cshift=cs), None))
     return prog
 
 
-def op_streams(mac: MacParams, op, sample, x, z0, z=None):
-    """What ``op`` on ``sample`` consumes: ``{"x": [(beat, last)], "z0": [...], "z": [beats]}``
-    (``x`` (n, N) features, ``z0`` (n, C), ``z`` (words, lanes) perturbation words)."""
+def op_streams(mac: MacParams, op, sample, x, z=None):
+    """What ``op`` on ``sample`` consumes: ``{"x": [(beat, last)], "z": [beats]}`` (``x``
+    (n, N) features, ``z`` (words, lanes) perturbation words)."""
     lay = Layout(mac)
-    out = {"x": [], "z0": [], "z": []}
+    out = {"x": [], "z": []}
     if int(op["region"].value) >= len(lay.regions):
         return out                                  # rejected by the array
     reg = lay.regions[int(op["region"].value)]
@@ -214,8 +227,6 @@ def op_streams(mac: MacParams, op, sample, x, z0, z=None):
     if op["operand"] == Operand.STREAM and kind in (Op.MATVEC, Op.UPDATE):
         beats = np.asarray(x[sample], dtype=np.int64).reshape(-1, mac.lanes)
         out["x"] = [(b, k == len(beats) - 1) for k, b in enumerate(beats)]
-    if kind == Op.MATVEC and op["init_z0"]:
-        out["z0"] = [int(v) for v in z0[sample]]
     uses_z = ((kind == Op.MATVEC and op["perturb"] != Perturb.NONE)
               or (kind in (Op.UPDATE, Op.INIT) and op["operand"] == Operand.Z))
     if uses_z:
@@ -225,18 +236,18 @@ def op_streams(mac: MacParams, op, sample, x, z0, z=None):
 
 def play(model, loss: LossParams, prog, x, z0, labels, z=None, *, zo=False):
     """Run ``prog`` on a :class:`~.mac.MacModel` with a loss unit between ``out`` and
-    ``coef`` (the way a sequencer wires them): every ``out`` vector goes through the loss
-    unit; first order pushes its ``dz`` into the coefficient memory. Returns the loss unit's
+    ``coef`` (the way a sequencer wires them): every ``out`` vector, plus its sample's frozen
+    logits, goes through the loss unit; first order pushes its ``dz`` into the coefficient memory. Returns the loss unit's
     results per vector (dicts ``loss``, ``argmax``, ``correct``)."""
     results = []
     for op, sample in prog:
-        s = op_streams(model.mac, op, sample, x, z0, z)
+        s = op_streams(model.mac, op, sample, x, z)
         model.x.extend(s["x"])
-        model.z0.extend(s["z0"])
         model.z.extend(s["z"])
         y = model.run(op)
         if op["op"] == Op.MATVEC and op["dest"] == Dest.OUT:
-            r = softmax_xent(loss, np.array(y)[None], [labels[sample]])
+            r = softmax_xent(loss, with_frozen(model.mac, y, z0[sample])[None],
+                             [labels[sample]])
             results.append({"loss": int(r.loss[0]), "argmax": int(r.argmax[0]),
                             "correct": bool(r.correct[0])})
             if not zo:

@@ -5,21 +5,24 @@ import numpy as np
 import pytest
 
 from fieldtune.rtl.loss import SoftmaxCrossEntropy, ZOSign, LossParams
-from fieldtune.sim.golden.loss import softmax_xent, float_softmax_xent
+from fieldtune.sim.golden.loss import softmax_xent, float_softmax_xent, with_frozen
 from fieldtune.sim.engines.pysim import simulate, stream_send, stream_collect, stream_get
 
 
 def _vectors(p, rng, n):
+    """Adapter outputs, frozen logits and labels, with corners: ties, the largest gap, and
+    sums that saturate."""
     lo, hi = -(1 << (p.logit_width - 1)), (1 << (p.logit_width - 1)) - 1
-    z = rng.integers(-6 << p.logit_frac, 6 << p.logit_frac, (n, p.classes))
-    z[0] = 0                                    # all equal: ties go to the first class
-    z[1] = lo
-    z[1, 3 % p.classes] = hi                    # the largest gap: clamped differences
-    z[2, :2] = hi                               # tied maxima at the top
-    return z, rng.integers(0, p.classes, n)
+    y = rng.integers(-6 << p.logit_frac, 6 << p.logit_frac, (n, p.classes))
+    z0 = rng.integers(-3 << p.logit_frac, 3 << p.logit_frac, (n, p.classes))
+    y[0], z0[0] = 0, 0                          # all equal: ties go to the first class
+    y[1], z0[1] = lo, -1
+    y[1, 3 % p.classes] = hi                    # the largest gap: clamped differences
+    y[2, :2], z0[2, :2] = hi, (5, 1)            # tied (saturated) maxima at the top
+    return y, z0, rng.integers(0, p.classes, n)
 
 
-def _run(p, z, labels, cmds, *, ready=None):
+def _run(p, z, cmds, *, ready=None):
     dut = SoftmaxCrossEntropy(p)
     n = len(z)
     dz_count = sum(c["dz"] for c in cmds) * p.classes
@@ -49,13 +52,13 @@ def _run(p, z, labels, cmds, *, ready=None):
                                                         prob_frac=12, exp_bits=6, loss_frac=10)])
 def test_loss_unit_matches_golden_under_backpressure(p):
     rng = np.random.default_rng(p.classes)
-    z, labels = _vectors(p, rng, 7)
+    y, z0, labels = _vectors(p, rng, 7)
     zo = [ZOSign.NONE, ZOSign.PLUS, ZOSign.MINUS, ZOSign.PLUS, ZOSign.MINUS, ZOSign.PLUS,
           ZOSign.NONE]
-    cmds = [{"label": int(labels[i]), "dz": int(i % 3 != 1), "zo": zo[i],
-             "zo_first": int(i in (1, 5))} for i in range(7)]
-    got = _run(p, z, labels, cmds, ready=lambda c: c % 4 != 1)
-    ref = softmax_xent(p, z, labels)
+    cmds = [{"z0": [int(v) for v in z0[i]], "label": int(labels[i]), "dz": int(i % 3 != 1),
+             "zo": zo[i], "zo_first": int(i in (1, 5))} for i in range(7)]
+    got = _run(p, y, cmds, ready=lambda c: c % 4 != 1)
+    ref = softmax_xent(p, with_frozen(p, y, z0), labels)
     want_dz = [int(v) for i in range(7) if cmds[i]["dz"] for v in ref.dz[i]]
     assert [int(v) for v in got["dz"]] == want_dz
     zo_sum, want = 0, []
@@ -70,9 +73,10 @@ def test_loss_unit_matches_golden_under_backpressure(p):
 def test_loss_unit_throughput():
     p = LossParams()
     rng = np.random.default_rng(5)
-    z, labels = _vectors(p, rng, 4)
-    cmds = [{"label": int(y), "dz": 1, "zo": ZOSign.NONE, "zo_first": 0} for y in labels]
-    got = _run(p, z, labels, cmds)
+    y, z0, labels = _vectors(p, rng, 4)
+    cmds = [{"z0": [int(v) for v in z0[i]], "label": int(labels[i]), "dz": 1,
+             "zo": ZOSign.NONE, "zo_first": 0} for i in range(4)]
+    got = _run(p, y, cmds)
     # documented: about 3 * classes + 10 cycles per vector (the logit source stalls 1 in 5)
     assert got["cycles"] <= 4 * (3 * p.classes + 10 + p.classes // 4 + 2)
 

@@ -28,7 +28,7 @@ def _beats(values):
     return [[int(v) for v in beat] for beat in values]
 
 
-def run(mac, ops, *, x=(), z=(), z0=(), load=(), coef=(), n_out=0, n_dump=0, loss=None,
+def run(mac, ops, *, x=(), z=(), load=(), coef=(), n_out=0, n_dump=0, loss=None,
         loss_cmds=(), n_results=0, late_ops=None, bubbles=False, out_ready=None,
         max_cycles=20000):
     """Drive the array (and the loss unit when ``loss``) with the given stream contents;
@@ -66,8 +66,7 @@ def run(mac, ops, *, x=(), z=(), z0=(), load=(), coef=(), n_out=0, n_dump=0, los
             await stream_send(ctx, dut.x, [{"data": [int(v) for v in b], "last": int(last)}
                                            for b, last in x], valid=valid, max_cycles=max_cycles)
         benches.append(xs)
-    for stream, items in ((dut.z, _beats(z)), (dut.z0, [int(v) for v in z0]),
-                          (dut.wload, [int(v) for w in load for v in w])):
+    for stream, items in ((dut.z, _beats(z)), (dut.wload, [int(v) for w in load for v in w])):
         if items:
             async def tb(ctx, stream=stream, items=items):
                 await stream_send(ctx, stream, items, valid=valid, max_cycles=max_cycles)
@@ -107,20 +106,19 @@ def _dump_all(mac):
     return [(mac_op(Op.DUMP, Region(i)), None) for i in range(len(Layout(mac).regions))]
 
 
-def _golden(mac, prog, x, z0, z, *, load=(), coef=()):
+def _golden(mac, prog, x, z, *, load=(), coef=()):
     """Run ``prog`` on the golden model; returns it, the stream contents the ops consumed (to
     feed the gateware) and what came out."""
     model = MacModel(mac)
     model.push_coef(coef)
     model.load.extend(load)
-    streams = {"x": [], "z0": [], "z": []}
+    streams = {"x": [], "z": []}
     outs, dumps = [], []
     for op, n in prog:
-        s = op_streams(mac, op, n, x, z0, z)
+        s = op_streams(mac, op, n, x, z)
         for key in streams:
             streams[key] += s[key]
         model.x.extend(s["x"])
-        model.z0.extend(s["z0"])
         model.z.extend(s["z"])
         res = model.run(op)
         (dumps if op["op"] == Op.DUMP else outs).extend(res)
@@ -140,7 +138,6 @@ def test_every_op_matches_golden(mac, seed):
     n = 3
     x = _rand(rng, (n, mac.features), 12)
     x[0, :4] = 32767                                    # a saturating sample
-    z0 = _rand(rng, (n, mac.classes), 12)
     z = _rand(rng, (lay.words, mac.lanes), 8)
     mem = _rand(rng, (lay.words, mac.lanes), 12)
     mem[0] = 32767
@@ -155,9 +152,8 @@ def test_every_op_matches_golden(mac, seed):
     prog, load = _load_ops(mac, mem)
     k = mac.weight_frac - mac.perturb_frac
     prog += [
-        (mac_op(Op.MATVEC, Region.W, operand=Operand.STREAM, init_z0=not last), 0),
-        (mac_op(Op.MATVEC, Region.W, operand=Operand.STREAM, perturb=Perturb.PLUS, zshift=k,
-                init_z0=not last), 1),
+        (mac_op(Op.MATVEC, Region.W, operand=Operand.STREAM), 0),
+        (mac_op(Op.MATVEC, Region.W, operand=Operand.STREAM, perturb=Perturb.PLUS, zshift=k), 1),
         (mac_op(Op.MATVEC, Region.W, operand=Operand.STREAM, perturb=Perturb.MINUS,
                 zshift=k - 1), 2),
         (mac_op(Op.UPDATE, Region.W, operand=Operand.STREAM, cshift=-3, coef_base=0), 1),
@@ -171,13 +167,13 @@ def test_every_op_matches_golden(mac, seed):
                 imm=1 << 28, cshift=2), 2),                  # the immediate saturates
         (mac_op(Op.MATVEC, Region.W, operand=Operand.Z), None),   # invalid: error, skipped
     ] + _dump_all(mac) + [
-        (mac_op(Op.MATVEC, Region.W, operand=Operand.STREAM, init_z0=not last), 1),
+        (mac_op(Op.MATVEC, Region.W, operand=Operand.STREAM), 1),
     ]
     if last:
         prog += [
             (mac_op(Op.MATVEC, Region.A, operand=Operand.STREAM, dest=Dest.LOCAL), 2),
-            (mac_op(Op.MATVEC, Region.B, operand=Operand.LOCAL, init_z0=True,
-                    perturb=Perturb.PLUS, zshift=2), 2),
+            (mac_op(Op.MATVEC, Region.B, operand=Operand.LOCAL, perturb=Perturb.PLUS,
+                    zshift=2), 2),
             (mac_op(Op.COLACC, Region.B, coef_base=3, v_base=lay.v_base + 4), None),
             (mac_op(Op.UPDATE, Region.B, operand=Operand.LOCAL, cshift=0, coef_base=6), None),
             (mac_op(Op.UPDATE, Region.A, operand=Operand.STREAM, cshift=-2,
@@ -188,8 +184,8 @@ def test_every_op_matches_golden(mac, seed):
     else:
         prog += [(mac_op(Op.INIT, Region.W, operand=Operand.Z, zshift=k), None)]
     prog += _dump_all(mac)
-    model, streams, outs, dumps = _golden(mac, prog, x, z0, z, load=load, coef=coef)
-    got = run(mac, [op for op, _ in prog], x=streams["x"], z=streams["z"], z0=streams["z0"],
+    model, streams, outs, dumps = _golden(mac, prog, x, z, load=load, coef=coef)
+    got = run(mac, [op for op, _ in prog], x=streams["x"], z=streams["z"],
               load=load, coef=coef, n_out=len(outs), n_dump=len(dumps), bubbles=True,
               out_ready=lambda c: c % 5 != 2)
     assert got["out"] == outs
@@ -228,14 +224,15 @@ def test_whole_first_order_step_matches_golden(mac):
     x, z0, labels, z, mem = _step_data(mac, 11, n)
     load_ops, load = _load_ops(mac, mem)
     prog = fo_program(mac, loss, n, lr)
-    streams = {"x": [], "z0": [], "z": []}
+    streams = {"x": [], "z": []}
     for op, s in prog:
-        for key, items in op_streams(mac, op, s, x, z0, z).items():
+        for key, items in op_streams(mac, op, s, x, z).items():
             streams[key] += items
-    cmds = [{"label": int(labels[s]), "dz": 1, "zo": ZOSign.NONE, "zo_first": 0}
+    cmds = [{"z0": [int(v) for v in z0[s]], "label": int(labels[s]), "dz": 1,
+             "zo": ZOSign.NONE, "zo_first": 0}
             for op, s in prog if op["op"] == Op.MATVEC and op["dest"] == Dest.OUT]
     got = run(mac, [op for op, _ in load_ops + prog + _dump_all(mac)], x=streams["x"],
-              z0=streams["z0"], load=load, n_dump=Layout(mac).words, loss=loss,
+              load=load, n_dump=Layout(mac).words, loss=loss,
               loss_cmds=cmds, n_results=n)
     ref, flags = mem.copy(), {"saturated": False}
     r = fo_step(mac, loss, ref, x, z0, labels, lr, flags=flags)
@@ -253,23 +250,23 @@ def test_whole_zeroth_order_step_matches_golden(mac):
     load_ops, load = _load_ops(mac, mem)
     lay = Layout(mac)
     forwards = zo_program(mac, loss, n, 0, zlr, eps)[:-len(lay.regions)]
-    streams = {"x": [], "z0": [], "z": []}
+    streams = {"x": [], "z": []}
     for op, s in zo_program(mac, loss, n, 0, zlr, eps):
-        for key, items in op_streams(mac, op, s, x, z0, z).items():
+        for key, items in op_streams(mac, op, s, x, z).items():
             streams[key] += items
     cmds = []
     for op, s in forwards:
         if op["op"] == Op.MATVEC and op["dest"] == Dest.OUT:
             sign = ZOSign.PLUS if op["perturb"] == Perturb.PLUS else ZOSign.MINUS
-            cmds.append({"label": int(labels[s]), "dz": 0, "zo": sign, "zo_first": int(not cmds)})
+            cmds.append({"z0": [int(v) for v in z0[s]], "label": int(labels[s]), "dz": 0,
+                         "zo": sign, "zo_first": int(not cmds)})
 
     def update(results):
         g = results[-1][1]                      # the loss unit's running sum
         return [op for op, _ in zo_program(mac, loss, n, g, zlr, eps)[-len(lay.regions):]
                 + _dump_all(mac)]
 
-    got = run(mac, [op for op, _ in load_ops + forwards], x=streams["x"], z0=streams["z0"],
-              z=streams["z"], load=load, n_dump=lay.words, loss=loss, loss_cmds=cmds,
+    got = run(mac, [op for op, _ in load_ops + forwards], x=streams["x"], z=streams["z"], load=load, n_dump=lay.words, loss=loss, loss_cmds=cmds,
               n_results=2 * n, late_ops=update)
     ref, flags = mem.copy(), {"saturated": False}
     g, lp, lm = zo_step(mac, loss, ref, x, z0, labels, z, zlr, eps, flags=flags)
