@@ -4,7 +4,7 @@ A step's static-scaled values ``x_i`` (kept with ``G = ADAPT_GUARD_BITS`` extra 
 bits) have energy ``S = sum(x_i**2)``; the target is ``T = D * 4**(f + G)`` (squared norm equal
 to the dimension ``D``). :class:`ScaleSolver` turns ``S`` into a small signed correction ``d``
 with one shift and one small constant multiplier
-(:class:`~fieldtune.rtl.perturb.numerics.AdaptiveConstants`); :func:`corrected` applies
+(:class:`~fieldtune.rtl.perturb.numerics.AdaptiveConstants`); a :class:`Corrector` applies
 ``z = sat(round(x * (2**adapt_shift + d), adapt_shift + G))`` with ``adapt_bits`` shift-and-add
 partial products. ``round`` rounds half away from zero, so the correction is odd-symmetric.
 """
@@ -14,10 +14,10 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from .arith import round_half_away, saturate, shift_add_mul
-from .numerics import AdaptiveConstants, ADAPT_GUARD_BITS
+from .numerics import AdaptiveConstants, ADAPT_GUARD_BITS, value_width
 
 
-__all__ = ["ScaleSolver", "correction_product", "corrected"]
+__all__ = ["ScaleSolver", "Corrector"]
 
 
 class ScaleSolver(wiring.Component):
@@ -79,13 +79,47 @@ class ScaleSolver(wiring.Component):
         return m
 
 
-def correction_product(value, magnitude):
-    """First half of the corrector: ``x * |d|`` (``adapt_bits`` shift-and-add terms)."""
-    return shift_add_mul(value, magnitude)
+class Corrector(wiring.Component):
+    """Applies the correction to one value per cycle, in three register stages: ``x * |d|``
+    (``adapt_bits`` shift-and-add terms); ``x * 2**J +- x * |d|``; rounding (half away from
+    zero) to the output format and symmetric saturation::
 
+        z = sat(round(x * (2**adapt_shift + d), adapt_shift + ADAPT_GUARD_BITS))
 
-def corrected(value, product, negative, adapt_shift, width):
-    """Second half: ``sat(round(x * (2**adapt_shift + d), adapt_shift + G))`` from the
-    guarded value ``x`` and ``product = x * |d|``."""
-    scaled = (value << adapt_shift) + Mux(negative, -product, product)
-    return saturate(round_half_away(scaled, adapt_shift + ADAPT_GUARD_BITS), width)
+    Ports
+    -----
+    value : In(signed(value_width))
+        A guarded value ``x``, sampled on enabled edges.
+    magnitude, negative : In(adapt_bits), In(1)
+        ``|d|`` and ``d < 0`` (held while values flow).
+    en : In(1)
+        Pipeline enable.
+    corrected : Out(signed(width))
+        ``z`` of the value presented :attr:`depth` enabled edges earlier.
+    """
+
+    depth = 3
+
+    def __init__(self, params):
+        self.params = params
+        super().__init__({
+            "value": In(signed(value_width(params))), "magnitude": In(params.adapt_bits),
+            "negative": In(1), "en": In(1), "corrected": Out(signed(params.width)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        p = self.params
+        held = Signal.like(self.value)
+        product = Signal.like(shift_add_mul(self.value, self.magnitude))
+        scaled = Signal.like((held << p.adapt_shift) - product)
+        with m.If(self.en):
+            m.d.sync += [
+                held.eq(self.value),
+                product.eq(shift_add_mul(self.value, self.magnitude)),
+                scaled.eq((held << p.adapt_shift) + Mux(self.negative, -product, product)),
+                self.corrected.eq(saturate(round_half_away(scaled,
+                                                          p.adapt_shift + ADAPT_GUARD_BITS),
+                                           p.width)),
+            ]
+        return m

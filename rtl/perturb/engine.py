@@ -21,7 +21,7 @@ from amaranth.hdl import Module, Signal, Cat, Const, Mux, Array, signed, unsigne
 from amaranth.lib import wiring, data, stream
 from amaranth.lib.wiring import In, Out
 
-from .adaptive import ScaleSolver, correction_product, corrected
+from .adaptive import ScaleSolver, Corrector
 from .arith import square, const_mul, round_half_away
 from .clt import CltShaper
 from .icdf import IcdfShaper
@@ -101,7 +101,7 @@ class PerturbationEngine(wiring.Component):
     * adaptive scaling, the first request of a ``(seed, step)``: first a measuring pass,
       ``1 + W + C + measure_walk * (beats + measure_depth) + 7`` (``measure_walk`` = 1 in pool
       mode, else the draws per beat, which one squarer takes in turn), and in pool mode the
-      rescaling of the pool, ``pool_size + 5``; the correction is cached, so replays of the
+      rescaling of the pool, ``pool_size + 6``; the correction is cached, so replays of the
       same step skip both.
 
     Then the beats follow back to back while ``ready`` is high; the ``busy`` output falls on
@@ -119,7 +119,7 @@ class PerturbationEngine(wiring.Component):
         #: Register stages from an issued beat to the lane values (pool read; or raw bits,
         #: shaper and, with adaptive scaling, the per-draw corrector).
         self.value_depth = 1 if p.reuse == "pool" else \
-            1 + self.shaper_depth + (2 if p.adaptive else 0)
+            1 + self.shaper_depth + (Corrector.depth if p.adaptive else 0)
         #: Register stages from an issued beat to the output register.
         self.output_depth = self.value_depth + 1
         #: Measuring pass (adaptive only): the pipeline stage whose values are measured
@@ -156,7 +156,7 @@ class PerturbationEngine(wiring.Component):
             cycles += (1 + w + self.chain_words + self.measure_walk * (p.beats + self.measure_depth)
                        + 7)
             if p.reuse == "pool":
-                cycles += p.pool_size + 5
+                cycles += p.pool_size + 6
         return cycles
 
     def elaborate(self, platform):
@@ -398,17 +398,12 @@ class PerturbationEngine(wiring.Component):
             shaped.append(shaper.value)
             value = shaper.value
             if p.adaptive:
-                held = Signal(signed(value_width(p)), name=f"held{g}")
-                product = Signal.like(correction_product(held, solver.magnitude),
-                                      name=f"product{g}")
-                value = Signal(signed(p.width), name=f"corrected{g}")
-                with m.If(pipe.en):
-                    m.d.sync += [
-                        held.eq(shaper.value),
-                        product.eq(correction_product(shaper.value, solver.magnitude)),
-                        value.eq(corrected(held, product, solver.negative, p.adapt_shift,
-                                           p.width)),
-                    ]
+                corrector = Corrector(p)
+                m.submodules[f"corrector{g}"] = corrector
+                m.d.comb += [corrector.value.eq(shaper.value), corrector.en.eq(pipe.en),
+                             corrector.magnitude.eq(solver.magnitude),
+                             corrector.negative.eq(solver.negative)]
+                value = corrector.corrected
             # The lane stage wants complemented codes; one inverter per bit of a draw.
             complement = Signal(p.width, name=f"complement{g}")
             m.d.comb += complement.eq(~value)

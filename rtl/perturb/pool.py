@@ -25,7 +25,7 @@ from amaranth.lib import wiring, data
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from .adaptive import correction_product, corrected
+from .adaptive import Corrector
 from .numerics import value_width, ADAPT_GUARD_BITS
 from .arith import round_half_away
 
@@ -66,7 +66,7 @@ class ReusePool(wiring.Component):
         the output format) over all lanes and over the lanes below ``last_lanes``.
     rescale : In(1)
         Adaptive only: start rewriting the wide memory with the correction applied
-        (``rescaled`` rises ``pool_size + 4`` edges later).
+        (``rescaled`` rises ``pool_size + 5`` edges after it).
     magnitude, negative : In(adapt_bits), In(1)
         The correction ``d`` as ``|d|`` and ``d < 0``; must not change while rescaling.
     rescaled : Out(1)
@@ -181,30 +181,27 @@ class ReusePool(wiring.Component):
         with m.If(self.fill_start):
             m.d.sync += [full_sum.eq(0), part_sum.eq(0)]
 
-        # Rescaling: read value j, correct it (two registers), write it to the wide memory.
+        # Rescaling: read value j, correct it (three registers), write it to the wide memory.
+        m.submodules.corrector = corrector = Corrector(p)
         reading = Signal(range(p.pool_size + 1), init=p.pool_size)
         running = reading != p.pool_size
-        fetched = Signal()               # narrow_read.data holds the next value to correct
-        held = Signal(signed(self.value_width))
-        product = Signal.like(correction_product(held, self.magnitude))
-        multiplied = Signal()
+        # In flight: [read by the memory, in the corrector's three stages].
+        flight = Signal(1 + Corrector.depth)
         target = Signal(range(p.pool_size + 1))
-        result = Signal(signed(p.width))
-        strobe = Signal()
+        strobe = flight[-1]
         with m.If(self.rescale):
-            m.d.sync += [reading.eq(0), target.eq(0)]
-        with m.Elif(running):
-            m.d.sync += reading.eq(reading + 1)
-        m.d.comb += [narrow_read.addr.eq(reading), narrow_read.en.eq(1)]
-        m.d.sync += [
-            fetched.eq(running & ~self.rescale),
-            held.eq(narrow_read.data),
-            product.eq(correction_product(narrow_read.data, self.magnitude)),
-            multiplied.eq(fetched),
-            result.eq(corrected(held, product, self.negative, p.adapt_shift, p.width)),
-            strobe.eq(multiplied),
+            m.d.sync += [reading.eq(0), target.eq(0), flight.eq(0)]
+        with m.Else():
+            with m.If(running):
+                m.d.sync += reading.eq(reading + 1)
+            m.d.sync += flight.eq(Cat(running, flight[:-1]))
+        m.d.comb += [
+            narrow_read.addr.eq(reading), narrow_read.en.eq(1),
+            corrector.value.eq(narrow_read.data), corrector.en.eq(1),
+            corrector.magnitude.eq(self.magnitude), corrector.negative.eq(self.negative),
         ]
+        result = corrector.corrected
         with m.If(strobe):
             m.d.sync += target.eq(target + 1)
-        m.d.comb += self.rescaled.eq(~running & ~fetched & ~multiplied & ~strobe & ~self.rescale)
+        m.d.comb += self.rescaled.eq(~running & (flight == 0) & ~self.rescale)
         return target, result, strobe
