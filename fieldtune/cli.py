@@ -9,8 +9,9 @@ import importlib
 import sys
 
 from rich.console import Console
+from rich.markup import escape
 
-from . import __version__, pretrain
+from . import __version__, pretrain, demo, simulate
 
 
 __all__ = ["main", "build_parser", "load_config"]
@@ -94,6 +95,12 @@ def _bench_run(args, console):
 
 #: name -> (add_arguments, run, help)
 COMMANDS = {
+    "demo": (demo.add_arguments, demo.run,
+             "the main job: fine-tune R1's adapters after drift on the simulated SoC (first and "
+             "zeroth order), beside float references, with the projected time on the board"),
+    "simulate": (simulate.add_arguments, simulate.run,
+                 "a short fine-tuning run of the SoC (a few steps on a slice of R1) with "
+                 "waveforms for GTKWave (--vcd FILE)"),
     "generate": (_generate_arguments, _generate_run,
                  "emit Verilog or RTLIL of one block or the whole design"),
     "bench": (_bench_arguments, _bench_run,
@@ -126,7 +133,7 @@ def main(argv=None):
         return COMMANDS[args.command][1](args, console)
     except ValueError as e:
         # Configuration errors name the field, the value and what is allowed.
-        console.print(f"[red]error:[/red] {e}")
+        console.print(f"[red]error:[/red] {escape(str(e))}")
         return 2
     except KeyboardInterrupt:
         return 130

