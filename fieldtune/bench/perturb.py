@@ -7,7 +7,6 @@ and FFs as a fraction of the cheapest Gaussian baseline (fewest LUTs) at the sam
 device. The target (issue 2): PeZO with reuse at <= 40 % of the LUTs and <= 80 % of the FFs.
 """
 
-import fnmatch
 from dataclasses import replace
 
 from ..config import DesignConfig
@@ -56,31 +55,12 @@ def variant_params(name, lanes, base=None):
     return replace(base, lanes=lanes, source=source, shape=shape, scaling=scaling, reuse=reuse)
 
 
-def _csv(text, convert=str):
-    return [convert(item.strip()) for item in text.split(",") if item.strip()]
-
-
 def add_arguments(parser):
-    parser.add_argument("--lanes", type=lambda s: _csv(s, int), default=list(LANES),
-                        metavar="L,L,...", help="lane counts (default: 4,16,64)")
-    parser.add_argument("--devices", type=_csv, default=list(DEVICES), metavar="DEV,...",
-                        help="devices: up5k, ecp5-85f (default: both)")
-    parser.add_argument("--variants", type=_csv, default=["*"], metavar="PATTERN,...",
-                        help="variant names or shell patterns, e.g. 'clt4-*,pezo-*-pool-*' "
-                             "(default: all; --list shows them)")
-    parser.add_argument("--list", action="store_true", help="list the variants and exit")
-    parser.add_argument("--workers", type=int, default=2,
-                        help="tool runs in parallel (default: 2; each is CPU bound)")
-    parser.add_argument("--workdir", metavar="DIR",
-                        help="keep each run's files (RTLIL, logs, reports) under DIR")
-
-
-def _select(patterns):
-    chosen = [name for name in VARIANTS if any(fnmatch.fnmatchcase(name, p) for p in patterns)]
-    if not chosen:
-        raise ValueError(f"--variants {','.join(patterns)} matches no variant; variants are "
-                         f"{', '.join(VARIANTS)}")
-    return chosen
+    from .report import add_variant_arguments, csv_list
+    parser.add_argument("--lanes", type=lambda s: [int(v) for v in csv_list(s)],
+                        default=list(LANES), metavar="L,L,...",
+                        help="lane counts (default: 4,16,64)")
+    add_variant_arguments(parser, DEVICES, "up5k, ecp5-85f", "clt4-*,pezo-*-pool-*")
 
 
 def add_ratios(rows):
@@ -106,17 +86,17 @@ def run(args, console):
     from ..toolchain import tool_env
     from ..boards.implement import DEVICES as KNOWN
     from ..rtl.perturb.engine import PerturbationEngine
-    from .report import implement_all, emit
+    from .report import implement_all, emit, select_variants
 
     if args.list:
         for name, spec in VARIANTS.items():
             console.print(f"{name:32s} source={spec[0]} shape={spec[1]} scaling={spec[2]} "
-                          f"reuse={spec[3]}")
+                          f"reuse={spec[3]}", soft_wrap=True)
         return []
     for device in args.devices:
         if device not in DEVICES or device not in KNOWN:
             raise ValueError(f"--devices must name {', '.join(DEVICES)}, not {device!r}")
-    names = _select(args.variants)
+    names = select_variants(args.variants, list(VARIANTS))
     jobs, meta = [], {}
     for name in names:
         for lanes in args.lanes:

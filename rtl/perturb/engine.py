@@ -17,6 +17,8 @@ The golden model is :func:`fieldtune.sim.golden.perturb.vectors`; ``docs/archite
 ("Perturbation engine") has the timing diagram and ``docs/numerics.md`` the formulas.
 """
 
+from contextlib import contextmanager
+
 from amaranth.hdl import Module, Signal, Cat, Const, Mux, Array, signed, unsigned
 from amaranth.lib import wiring, data, stream
 from amaranth.lib.wiring import In, Out
@@ -268,26 +270,34 @@ class PerturbationEngine(wiring.Component):
                     if p.reuse == "pool":
                         with m.If(~pool.filled | (pool_seed != self.request.payload.seed)):
                             m.next = "FILL_KEY"
-            if p.reuse == "pool":
-                with m.State("FILL_KEY"):
-                    m.d.comb += [expander.load.eq(1),
-                                 expander.load_state.eq(key(DOMAIN_POOL, Const(0, 32))),
-                                 pool.fill_start.eq(1)]
+            @contextmanager
+            def keyed(prefix, key_value, chain_load, chain_seal, words, actions):
+                """KEY (expander takes the key), WARM, LOAD (shift `words` words into a
+                chain); `actions` are comb statements of the KEY cycle. The body runs in
+                LOAD's last cycle (the caller's transition)."""
+                with m.State(f"{prefix}KEY"):
+                    m.d.comb += [expander.load.eq(1), expander.load_state.eq(key_value),
+                                 *actions]
                     m.d.sync += count.eq(0)
-                    m.next = "FILL_WARM"
-                with m.State("FILL_WARM"):
+                    m.next = f"{prefix}WARM"
+                with m.State(f"{prefix}WARM"):
                     m.d.comb += [expander.advance.eq(1), warming.eq(1)]
                     m.d.sync += count.eq(count + 1)
                     with m.If(count == EXPANDER_WARMUP):
                         m.d.sync += count.eq(0)
-                        m.next = "FILL_LOAD"
-                with m.State("FILL_LOAD"):
-                    m.d.comb += [expander.advance.eq(1), fill["load"].eq(1),
-                                 fill["seal"].eq(count == self.fill_words - 1)]
+                        m.next = f"{prefix}LOAD"
+                with m.State(f"{prefix}LOAD"):
+                    m.d.comb += [expander.advance.eq(1), chain_load.eq(1),
+                                 chain_seal.eq(count == words - 1)]
                     m.d.sync += count.eq(count + 1)
-                    with m.If(count == self.fill_words - 1):
-                        m.d.sync += count.eq(0)
-                        m.next = "FILL_RUN"
+                    with m.If(count == words - 1):
+                        yield
+
+            if p.reuse == "pool":
+                with keyed("FILL_", key(DOMAIN_POOL, Const(0, 32)), fill["load"], fill["seal"],
+                           self.fill_words, [pool.fill_start.eq(1)]):
+                    m.d.sync += count.eq(0)
+                    m.next = "FILL_RUN"
                 with m.State("FILL_RUN"):
                     with m.If(count != p.pool_size):
                         m.d.comb += fill["issue"].eq(1)
@@ -295,26 +305,11 @@ class PerturbationEngine(wiring.Component):
                     with m.If(pool.filled):
                         m.d.sync += pool_seed.eq(seed)
                         m.next = "KEY"
-            with m.State("KEY"):
-                m.d.comb += [expander.load.eq(1),
-                             expander.load_state.eq(key(DOMAIN_STEP, step)), flush.eq(1)]
-                m.d.sync += count.eq(0)
-                m.next = "WARM"
-            with m.State("WARM"):
-                m.d.comb += [expander.advance.eq(1), warming.eq(1)]
-                m.d.sync += count.eq(count + 1)
-                with m.If(count == EXPANDER_WARMUP):
-                    m.d.sync += count.eq(0)
-                    m.next = "LOAD"
-            with m.State("LOAD"):
-                m.d.comb += [expander.advance.eq(1), load.eq(1),
-                             seal.eq(count == self.chain_words - 1)]
-                m.d.sync += count.eq(count + 1)
-                with m.If(count == self.chain_words - 1):
-                    m.next = "EMIT"
-                    if p.adaptive:
-                        with m.If(~cached):
-                            m.next = "MEASURE"
+            with keyed("", key(DOMAIN_STEP, step), load, seal, self.chain_words, [flush.eq(1)]):
+                m.next = "EMIT"
+                if p.adaptive:
+                    with m.If(~cached):
+                        m.next = "MEASURE"
             with m.State("EMIT"):
                 m.d.comb += [emitting.eq(1), en.eq(~self.z.valid | self.z.ready)]
                 with m.If(self.z.valid & self.z.ready & self.z.payload.last):

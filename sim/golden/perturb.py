@@ -28,7 +28,7 @@ from ...rtl.perturb.params import PerturbParams
 
 __all__ = ["round_half_away", "saturate", "xoshiro_output", "xoshiro_step", "lfsr_leap",
            "expander_words", "words_to_bits", "Source", "shape", "chain_layout", "pool",
-           "Request", "vectors", "vector", "effective", "adaptive_scale"]
+           "Vectors", "vectors", "vector", "effective", "adaptive_scale"]
 
 
 _U32 = np.uint32
@@ -290,7 +290,7 @@ def _energy_codes(params, values):
 
 
 @dataclass
-class Request:
+class Vectors:
     """Result of :func:`vectors` for a batch of requests."""
     #: ``(batch, beats, lanes)`` int64 codes, exactly what the z stream carries.
     beats: np.ndarray
@@ -313,7 +313,7 @@ def adaptive_scale(params, energy):
 
 
 def vectors(params, seed, steps, *, pool_cache=None):
-    """The z beats for seed ``seed`` and every step in ``steps``: a :class:`Request`.
+    """The z beats for seed ``seed`` and every step in ``steps``: a :class:`Vectors`.
 
     ``pool_cache`` (pool mode) may hold the result of :func:`pool` for ``seed``.
     """
@@ -343,7 +343,7 @@ def vectors(params, seed, steps, *, pool_cache=None):
 
     valid = np.ones((beats, lanes), dtype=bool)
     valid[-1, params.last_lanes:] = False
-    result = Request(beats=values)
+    result = Vectors(beats=values)
     if params.adaptive:
         energy = (_energy_codes(params, values) ** 2 * valid).sum(axis=(1, 2))
         d, clamped = adaptive_scale(params, energy)

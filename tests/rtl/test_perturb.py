@@ -183,29 +183,35 @@ def test_busy_engine_holds_off_a_second_request():
 
 # -- the cores -------------------------------------------------------------------------------
 
-def test_lfsr_core_full_period_matches_model():
-    """x**7 + x + 1 leaping 3 bits: every non-zero state once per 127 leaps (gcd(3, 127) =
-    1), output and state equal to the model at every step."""
-    dut = Lfsr(3, degree=7, tap=1)
-    states, outputs = [], []
+def run_generator(dut, state, steps):
+    """Load ``state`` into a generator core, then advance it ``steps`` times; returns the
+    ``(state, output)`` seen before each step."""
+    seen = []
 
     async def testbench(ctx):
-        ctx.set(dut.load_state, 0b1010011)
+        ctx.set(dut.load_state, state)
         ctx.set(dut.load, 1)
         await ctx.tick()
         ctx.set(dut.load, 0)
         ctx.set(dut.advance, 1)
-        for _ in range(128):
-            states.append(ctx.get(dut.state))
-            outputs.append(ctx.get(dut.output))
+        for _ in range(steps):
+            seen.append((ctx.get(dut.state), ctx.get(dut.output)))
             await ctx.tick()
 
     simulate(dut, testbench)
+    return seen
+
+
+def test_lfsr_core_full_period_matches_model():
+    """x**7 + x + 1 leaping 3 bits: every non-zero state once per 127 leaps (gcd(3, 127) =
+    1), output and state equal to the model at every step."""
+    seen = run_generator(Lfsr(3, degree=7, tap=1), 0b1010011, 128)
+    states = [s for s, _ in seen]
     assert len(set(states[:127])) == 127 and states[127] == states[0] and 0 not in states
     state = np.array([states[0]], dtype=np.uint64)
     for i in range(127):
         out, state = golden.lfsr_leap(state, 3, degree=7, tap=1)
-        assert (int(out[0]), int(state[0])) == (outputs[i], states[i + 1])
+        assert (int(out[0]), int(state[0])) == (seen[i][1], states[i + 1])
 
 
 def test_lfsr_seal_replaces_only_the_zero_state():
@@ -229,27 +235,14 @@ def test_lfsr_seal_replaces_only_the_zero_state():
 
 
 def test_xoshiro_core_matches_model():
-    dut = Xoshiro128pp()
     seeds = [0x12345678, 0x9ABCDEF0, 0x0F1E2D3C, 0x4B5A6978]
-    got = []
-
-    async def testbench(ctx):
-        ctx.set(dut.load_state, sum(w << (32 * i) for i, w in enumerate(seeds)))
-        ctx.set(dut.load, 1)
-        await ctx.tick()
-        ctx.set(dut.load, 0)
-        ctx.set(dut.advance, 1)
-        for _ in range(50):
-            got.append(ctx.get(dut.output))
-            await ctx.tick()
-
-    simulate(dut, testbench)
+    seen = run_generator(Xoshiro128pp(), sum(w << (32 * i) for i, w in enumerate(seeds)), 50)
     state = tuple(np.array([w], dtype=np.uint32) for w in seeds)
     expected = []
     for _ in range(50):
         expected.append(int(golden.xoshiro_output(state)[0]))
         state = golden.xoshiro_step(state)
-    assert got == expected
+    assert [out for _, out in seen] == expected
 
 
 # -- elaboration, conversion, configuration --------------------------------------------------
