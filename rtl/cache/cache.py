@@ -40,7 +40,7 @@ from amaranth.lib.memory import Memory
 from .params import ELEMENT_WIDTH, INDEX_WIDTH
 from .component import CacheComponent
 from .layout import MANT_BITS, UNIT_BITS
-from .quantizer import Quantizer, SATURATION_BITS
+from .quantizer import Quantizer, SATURATION_BITS, code_layout
 from .dequantizer import Dequantizer, feature_beat_layout, LATENCY as DEQUANTIZER_LATENCY
 from .skid import SkidBuffer
 
@@ -77,6 +77,9 @@ class ForwardCache(CacheComponent):
     saturations : Out(16)
         Features saturated or clamped by the quantizer (saturating counter), cleared by
         ``clear``.
+    writing : Out(1)
+        A record is in flight on the write side (elements buffered, or a record begun and not
+        yet committed or dropped); low means ``count`` and the flags are final.
     clear : In(1)
         Forget every record and flag. A record in flight is dropped silently.
     """
@@ -91,6 +94,7 @@ class ForwardCache(CacheComponent):
             "record_error": Out(1),
             "read_error": Out(1),
             "saturations": Out(SATURATION_BITS),
+            "writing": Out(1),
             "clear": In(1),
         })
 
@@ -218,7 +222,12 @@ class ForwardCache(CacheComponent):
         lane = Signal(range(L))
         word_index = Signal(range(lay.beats))
         merged = Signal(lay.code_width)
-        qo = quant.o.payload
+        # The codes pass a skid buffer so that the memory arbitration never reaches into the
+        # quantizer's pipeline enables.
+        m.submodules.code_buffer = code_buffer = SkidBuffer(code_layout(p))
+        wiring.connect(m, quant.o, code_buffer.i)
+        codes = code_buffer.o
+        qo = codes.payload
         m.d.comb += merged.eq(word)
         m.d.comb += merged.word_select(lane, cb).eq(qo.code)
 
@@ -233,8 +242,9 @@ class ForwardCache(CacheComponent):
         op_addr = Signal.like(r_meta)
         op_unit_mask = Signal(lay.meta_units)
         block = Signal(range(nblocks + 1))
-        ops_busy = Signal()
-        m.d.comb += ops_busy.eq(op_ptr != op_end)
+        ops_busy = Signal()         # op_ptr != op_end, kept as a register
+        has_ops = Const(sum(1 << b for b in range(nblocks) if op_first[b] != op_first[b + 1]),
+                        nblocks)
         op_req = Signal()
         op_word = Array(Const(w, range(max(lay.meta_words, 2))) for _, w, _ in ops) if ops \
             else Array([Const(0, 1)])
@@ -244,8 +254,8 @@ class ForwardCache(CacheComponent):
 
         accept_code = Signal()
         m.d.comb += [
-            quant.o.ready.eq((~code_req | code_grant) & ~ops_busy),
-            accept_code.eq(quant.o.valid & quant.o.ready),
+            codes.ready.eq((~code_req | code_grant) & ~ops_busy),
+            accept_code.eq(codes.valid & codes.ready),
         ]
         last_word_pending = Signal()
         codes_done = Signal()
@@ -277,6 +287,7 @@ class ForwardCache(CacheComponent):
                                   [cur_block + 1]),
                         op_scale.eq(qo.mant | (qo.exp << MANT_BITS)),
                         block.eq(cur_block + 1),
+                        ops_busy.eq(has_ops.bit_select(cur_block, 1)),
                     ]
         with m.If(last_word_pending & ~code_req & ~ops_busy & ~accept_code):
             m.d.sync += [codes_done.eq(1), last_word_pending.eq(0)]
@@ -309,7 +320,7 @@ class ForwardCache(CacheComponent):
             meta_wp.en.eq(Mux((op_grant | side_grant) & slot_ok, meta_wmask, 0)),
         ]
         with m.If(op_grant):
-            m.d.sync += [op_ptr.eq(op_ptr + 1), op_addr.eq(meta_base + op_word[op_ptr + 1]),
+            m.d.sync += [op_ptr.eq(op_ptr + 1), ops_busy.eq(op_ptr + 1 != op_end), op_addr.eq(meta_base + op_word[op_ptr + 1]),
                          op_unit_mask.eq(op_mask[op_ptr + 1])]
         with m.If(side_grant):
             m.d.sync += side_req.eq(0)
@@ -330,7 +341,7 @@ class ForwardCache(CacheComponent):
                          side_data.eq(value)]
 
         committing = Signal()
-        with m.FSM() as fsm:
+        with m.FSM():
             with m.State("FEATURES"):
                 m.d.comb += [quant.i.valid.eq(wr.valid), quant.i.payload.eq(element.data),
                              wr.ready.eq(quant.i.ready)]
@@ -393,10 +404,17 @@ class ForwardCache(CacheComponent):
                             m.d.sync += self.overflow.eq(1)
                     m.next = "FEATURES"
 
-        in_flight = ~(fsm.ongoing("FEATURES") & (pos == 0)) & ~committing
+        # A record is open from its first accepted element until it is committed or dropped.
+        record_open = Signal()
+        with m.If(committing):
+            m.d.sync += record_open.eq(0)
+        with m.Elif(accept):
+            m.d.sync += record_open.eq(1)
+        in_flight = record_open & ~committing
+        m.d.comb += self.writing.eq(wr.valid | record_open)
         with m.If(self.clear):
-            m.d.sync += [count.eq(0), code_base.eq(0), meta_base.eq(0), self.overflow.eq(0), self.record_error.eq(0),
-                         self.read_error.eq(0), dropped.eq(in_flight)]
+            m.d.sync += [count.eq(0), code_base.eq(0), meta_base.eq(0), self.overflow.eq(0),
+                         self.record_error.eq(0), self.read_error.eq(0), dropped.eq(in_flight)]
         return m
 
 

@@ -161,15 +161,9 @@ class Dequantizer(CacheComponent):
         side = {k: s2[k] for k in side}
         s3_valid, s3 = _stage(m, advance, s2_valid, {"lo": lo_products, "hi": hi_products,
                                                      "scales": s2["scales"], **side}, "s3")
-        products = Signal(data.ArrayLayout(signed(lw + MANT_BITS + 1), L))
-        for lane in range(L):
-            m.d.comb += products[lane].eq(s3["lo"][lane] + (s3["hi"][lane] << half)
-                                          if p.scaled else s3["lo"][lane])
-        side = {k: s3[k] for k in side}
-        s4_valid, s4 = _stage(m, advance, s3_valid, {"products": products,
-                                                     "scales": s3["scales"], **side}, "s4")
-
-        # Stage 5: shift by the block exponent, keeping one bit below the output LSB.
+        # The exponent shift of stage 5 is a right shift by `pre - shift - E`; its amount is
+        # computed here, one register per lane (an exponent fanning out to every lane of a wide
+        # slot is a long route on ECP5).
         if p.scaled:
             shift = p.out_frac - p.in_frac - LEVEL_FRAC     # plus the block exponent
             emax = p.in_width - MANT_BITS
@@ -177,14 +171,22 @@ class Dequantizer(CacheComponent):
             shift = p.out_frac - (p.pass8_frac if p.codebook == "pass8" else p.in_frac)
             emax = 0
         pre = max(0, shift + emax)     # constant left shift, so what remains is a right shift
+        products = Signal(data.ArrayLayout(signed(lw + MANT_BITS + 1), L))
+        rights = Signal(data.ArrayLayout(range(pre - shift + 1), L))
+        for lane in range(L):
+            m.d.comb += products[lane].eq(s3["lo"][lane] + (s3["hi"][lane] << half)
+                                          if p.scaled else s3["lo"][lane])
+            exp = s3["scales"][lane // lay.group].exp if p.scaled else 0
+            m.d.comb += rights[lane].eq(pre - shift - exp)
+        side = {k: s3[k] for k in side}
+        s4_valid, s4 = _stage(m, advance, s3_valid, {"products": products, "rights": rights,
+                                                     **side}, "s4")
+
+        # Stage 5: shift by the block exponent, keeping one bit below the output LSB.
         twice = Signal(data.ArrayLayout(signed(len(products[0]) + pre + 1), L))
         for lane in range(L):
             wide = s4["products"][lane] << (pre + 1)
-            if p.scaled:
-                right = pre - shift - s4["scales"][lane // lay.group].exp
-                m.d.comb += twice[lane].eq(wide >> right.as_unsigned())
-            else:
-                m.d.comb += twice[lane].eq(wide >> (pre - shift))
+            m.d.comb += twice[lane].eq(wide >> s4["rights"][lane])
         side = {k: s4[k] for k in side}
         s5_valid, s5 = _stage(m, advance, s4_valid, {"twice": twice, **side}, "s5")
 

@@ -210,3 +210,46 @@ def test_rejects_non_params():
         Quantizer(3)
     with pytest.raises(ValueError, match="Dequantizer needs a CacheParams, not NoneType"):
         Dequantizer(None)
+
+
+def test_writing_and_clear():
+    """`writing` stays high from a record's first element until it is committed; `clear`
+    forgets every record and flag, and the cache takes new records at index 0."""
+    params = CacheParams(codebook="nf4", block_size=8, lanes=4, taps=SMALL_TAPS, capacity=2)
+    rng = np.random.default_rng(11)
+    recs = make_records(params, rng, 3)
+    first = [e for r in recs[:2] for e in record_elements(*r)] + [(3, 1)]   # + a bad record
+    dut = ForwardCache(params)
+    seen = {}
+
+    async def testbench(ctx):
+        elements = [{"data": d, "last": l} for d, l in first]
+        await stream_send(ctx, dut.wr, elements[:5], max_cycles=500)
+        assert ctx.get(dut.writing) == 1
+        await stream_send(ctx, dut.wr, elements[5:], max_cycles=5000)
+        cycles = 0
+        while ctx.get(dut.writing):
+            await ctx.tick()
+            cycles += 1
+            assert cycles < 1000
+        seen["before"] = (ctx.get(dut.count), ctx.get(dut.record_error))
+        ctx.set(dut.clear, 1)
+        await ctx.tick()
+        ctx.set(dut.clear, 0)
+        seen["cleared"] = (ctx.get(dut.count), ctx.get(dut.record_error))
+        await stream_send(ctx, dut.wr, [{"data": d, "last": l}
+                                        for d, l in record_elements(*recs[2])], max_cycles=5000)
+        while ctx.get(dut.writing):
+            await ctx.tick()
+        seen["after"] = ctx.get(dut.count)
+        await stream_send(ctx, dut.req, [0], max_cycles=100)
+        items, _ = await stream_collect(
+            ctx, dut.rd, CacheLayout(params).beats, max_cycles=500,
+            convert=lambda p: beat_tuple(p, params.lanes, params.classes))
+        seen["beats"] = items
+
+    simulate(dut, testbench, name="forward_cache_clear")
+    assert seen["before"] == (2, 1) and seen["cleared"] == (0, 0) and seen["after"] == 1
+    model = CacheModel(params)
+    model.write_record(*recs[2])
+    assert_beats_match(params, seen["beats"], expected_beats(model, [0]))
