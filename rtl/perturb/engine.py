@@ -179,7 +179,7 @@ class PerturbationEngine(wiring.Component):
         with m.If(expander.load):
             m.d.sync += word.eq(0)
         with m.Elif(expander.advance):
-            m.d.sync += word.eq(expander.output)
+            m.d.sync += word.eq(expander.word)
         m.d.comb += expander.feedback.eq(Mux(warming, word, 0))
         count = Signal(range(max(EXPANDER_WARMUP, self.chain_words, self.fill_words,
                                  p.pool_size if p.reuse == "pool" else 1) + 1))

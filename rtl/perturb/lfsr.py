@@ -46,7 +46,7 @@ class Lfsr(wiring.Component):
         as 1 instead. Only that state changes, so no bit of a loaded state is biased.
     advance : In(1)
         Leap at the next clock edge.
-    output : Out(leap)
+    bits : Out(leap)
         The ``leap`` oldest sequence bits of the current state (state bits ``0..leap-1``).
     state : Out(degree)
     """
@@ -61,13 +61,13 @@ class Lfsr(wiring.Component):
         self.degree, self.tap, self.leap = degree, tap, leap
         super().__init__({
             "load": In(1), "load_state": In(degree), "seal": In(1), "advance": In(1),
-            "output": Out(leap), "state": Out(degree),
+            "bits": Out(leap), "state": Out(degree),
         })
 
     def elaborate(self, platform):
         m = Module()
         state = Signal(self.degree)
-        m.d.comb += [self.state.eq(state), self.output.eq(state[:self.leap])]
+        m.d.comb += [self.state.eq(state), self.bits.eq(state[:self.leap])]
         taps = leap_taps(self.degree, self.tap, self.leap)
         following = []
         for bits in taps:

@@ -65,7 +65,7 @@ class UniformSource(wiring.Component):
                 gen.load_state.eq(self.load_state[n * i:n * (i + 1)]),
                 gen.advance.eq(self.advance),
             ]
-            outputs.append(gen.output)
+            outputs.append(gen.word if lay.kind == "xoshiro128pp" else gen.bits)
             states.append(gen.state)
         m.d.comb += [self.bits.eq(Cat(*outputs)[:lay.bits]), self.state.eq(Cat(*states))]
         return m

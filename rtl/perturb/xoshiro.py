@@ -33,7 +33,7 @@ class Xoshiro128pp(wiring.Component):
         XORed into the next ``s0`` when stepping. The seed expander feeds its previous output
         back while warming up, which makes its state a nonlinear function of the key; other
         instances leave it at zero.
-    output : Out(32)
+    word : Out(32)
         ``rotl(s0 + s3, 7) + s0`` of the current state (combinational).
     state : Out(128)
         The current state, ``Cat(s0, s1, s2, s3)`` (the state chain reads it).
@@ -46,7 +46,7 @@ class Xoshiro128pp(wiring.Component):
     load_state: In(XOSHIRO_STATE)
     advance: In(1)
     feedback: In(XOSHIRO_OUT)
-    output: Out(XOSHIRO_OUT)
+    word: Out(XOSHIRO_OUT)
     state: Out(XOSHIRO_STATE)
 
     def elaborate(self, platform):
@@ -54,7 +54,7 @@ class Xoshiro128pp(wiring.Component):
         s = [Signal(32, name=f"s{i}") for i in range(4)]
         m.d.comb += [
             self.state.eq(Cat(*s)),
-            self.output.eq(_rotl((s[0] + s[3])[:32], 7) + s[0]),
+            self.word.eq(_rotl((s[0] + s[3])[:32], 7) + s[0]),
         ]
         t = (s[1] << 9)[:32]
         s2 = s[2] ^ s[0]

@@ -195,7 +195,8 @@ def run_generator(dut, state, steps):
         ctx.set(dut.load, 0)
         ctx.set(dut.advance, 1)
         for _ in range(steps):
-            seen.append((ctx.get(dut.state), ctx.get(dut.output)))
+            seen.append((ctx.get(dut.state), ctx.get(dut.word if isinstance(dut, Xoshiro128pp)
+                                                   else dut.bits)))
             await ctx.tick()
 
     simulate(dut, testbench)
