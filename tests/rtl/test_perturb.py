@@ -112,6 +112,28 @@ def test_matrix_covers_every_variant_at_every_width():
         assert {c[4] for c in cases if (c[2], c[3]) == shaping} == set(REUSES)
 
 
+@pytest.mark.parametrize("changes", [
+    dict(width=4, frac_bits=0, shape="clt12", scaling="none", reuse="none", lanes=2),
+    dict(width=4, frac_bits=0, scaling="none", reuse="pool", lanes=2),
+    dict(width=4, frac_bits=2, scaling="adaptive", reuse="onthefly", lanes=4, reuse_factor=2,
+         adapt_bits=1, adapt_shift=4),
+    dict(width=18, frac_bits=16, shape="icdf", scaling="none", reuse="none", lanes=3),
+    dict(width=18, frac_bits=16, scaling="adaptive", reuse="pool", lanes=4, adapt_bits=6,
+         adapt_shift=12, dimension=300),
+    dict(width=12, frac_bits=9, shape="clt4", scaling="none", reuse="onthefly", lanes=2,
+         reuse_factor=8, source="lfsr"),
+], ids=["int4-clt12", "int4-pool", "q2.2-adaptive", "q2.16-icdf", "q2.16-adaptive-pool",
+        "q3.9-clt4-held"])
+def test_extreme_formats_match_golden(changes):
+    values = dict(source="xoshiro128pp", shape="uniform", dimension=41, pool_size=64)
+    values.update(changes)
+    params = PerturbParams(**values)
+    requests = [(1, 0), (0xFFFFFFFF, 0xFFFFFFFF)]
+    _, results = serve(params, requests)
+    for (seed, step), (codes, _, _) in zip(requests, results):
+        assert np.array_equal(codes, golden.vector(params, seed, step))
+
+
 # -- replay, steps and seeds -----------------------------------------------------------------
 
 @pytest.mark.parametrize("source,shape,scaling,reuse", [
@@ -244,6 +266,43 @@ def test_xoshiro_core_matches_model():
         expected.append(int(golden.xoshiro_output(state)[0]))
         state = golden.xoshiro_step(state)
     assert [out for _, out in seen] == expected
+
+
+def test_arithmetic_helpers_match_the_integer_definitions():
+    """round_half_away, saturate, const_mul and shift_add_mul against Python integers for
+    every 8-bit signed input."""
+    from amaranth.hdl import Module, Signal, signed
+    from fieldtune.rtl.perturb import arith
+    from fieldtune.rtl.perturb.numerics import round_half_away
+    m = Module()
+    x = Signal(signed(8))
+    k = Signal(3)
+    outs = {
+        "round3": Signal(signed(8)), "sat5": Signal(signed(5)), "mul111": Signal(signed(16)),
+        "mulk": Signal(signed(11)), "square": Signal(14),
+    }
+    m.d.comb += [
+        outs["round3"].eq(arith.round_half_away(x, 3)),
+        outs["sat5"].eq(arith.saturate(x, 5)),
+        outs["mul111"].eq(arith.const_mul(x, 111)),
+        outs["mulk"].eq(arith.shift_add_mul(x, k)),
+        outs["square"].eq(arith.square(x)),
+    ]
+    m.d.sync += Signal().eq(x[0])       # a clock domain for the shared simulate()
+    bad = []
+
+    async def testbench(ctx):
+        for value in range(-128, 128):
+            ctx.set(x, value)
+            ctx.set(k, value % 8)
+            got = {name: ctx.get(sig) for name, sig in outs.items()}
+            want = {"round3": round_half_away(value, 3), "sat5": max(-15, min(15, value)),
+                    "mul111": value * 111, "mulk": value * (value % 8), "square": value * value}
+            if got != want:
+                bad.append((value, got, want))
+
+    simulate(m, testbench)
+    assert not bad, bad[:3]
 
 
 # -- elaboration, conversion, configuration --------------------------------------------------
