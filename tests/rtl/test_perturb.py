@@ -279,7 +279,7 @@ def test_arithmetic_helpers_match_the_integer_definitions():
     k = Signal(3)
     outs = {
         "round3": Signal(signed(8)), "sat5": Signal(signed(5)), "mul111": Signal(signed(16)),
-        "mulk": Signal(signed(11)), "square": Signal(14),
+        "mulk": Signal(signed(11)), "square": Signal(15),
     }
     m.d.comb += [
         outs["round3"].eq(arith.round_half_away(x, 3)),
