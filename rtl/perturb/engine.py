@@ -7,14 +7,16 @@
   per-step state (draw sources, sign source, pool offsets) through one shift chain, 32 bits a
   cycle, so a step's vector is a pure function of ``(seed, step)``: replay is a new request;
 * draw lanes (a :class:`~.source.UniformSource` and a shaper each: :class:`~.uniform.
-  UniformShaper`, :class:`~.clt.CltShaper`, :class:`~.icdf.IcdfShaper`), ``lanes`` of them
-  without reuse, ``lanes / reuse_factor`` on the fly, or one filling a
-  :class:`~.pool.ReusePool`;
-* a lane stage: a fresh random sign per weight (both reuse modes), the adaptive correction
-  (:mod:`.adaptive`), zero padding of the last beat, and the output register.
+  UniformShaper`, :class:`~.clt.CltShaper`, :class:`~.icdf.IcdfShaper`; with adaptive
+  scaling a :class:`~.adaptive.Corrector`), ``lanes`` of them without reuse,
+  ``lanes / reuse_factor`` on the fly, or one filling a :class:`~.pool.ReusePool` (which
+  applies the adaptive correction to the whole pool once per step);
+* adaptive scaling's measuring pass and :class:`~.adaptive.ScaleSolver`;
+* a lane stage: a fresh random sign per weight (both reuse modes), zero padding of the last
+  beat, and the output register.
 
 The golden model is :func:`fieldtune.sim.golden.perturb.vectors`; ``docs/architecture.md``
-("Perturbation engine") has the timing diagram and ``docs/numerics.md`` the formulas.
+("Perturbation engine") describes a request's phases and ``docs/numerics.md`` the formulas.
 """
 
 from contextlib import contextmanager

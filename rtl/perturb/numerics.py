@@ -19,8 +19,8 @@ __all__ = [
     "WORD", "SQRT3_MUL", "SQRT3_SHIFT", "EXPANDER_KEY", "EXPANDER_WARMUP", "DOMAIN_STEP",
     "DOMAIN_POOL", "XOSHIRO_STATE", "XOSHIRO_OUT", "LFSR_DEGREE", "LFSR_TAP", "LFSR_LEAP_MAX",
     "ICDF_UNIFORM_BITS", "ICDF_SEGMENT_BITS", "ICDF_INTERP_BITS", "ICDF_GUARD_BITS",
-    "ADAPT_GUARD_BITS", "round_half_away", "saturation_limit", "value_width", "summand_bits", "summands", "draw_bits",
-    "SourceLayout", "source_layout", "icdf_table", "AdaptiveConstants",
+    "ADAPT_GUARD_BITS", "round_half_away", "saturation_limit", "value_width", "summand_bits",
+    "summands", "draw_bits", "SourceLayout", "source_layout", "icdf_table", "AdaptiveConstants",
 ]
 
 

@@ -12,12 +12,13 @@ the banked form of ``pool[(i * s + o) mod pool_size]``: the stride applies to wh
 beat's lanes stay in one row. ``R`` and ``s`` are the pool's share of the per-step state chain
 (``Cat(R, s)``, ``s`` forced odd so a pass visits every row before repeating one).
 
-Adaptive scaling keeps the static-scaled values, with guard bits, in a narrow memory (one
-value per address) with, per row, the sum of squares of its output codes and of its first ``last_lanes`` codes (a
-step's energy is then a sum over the rows it visits, one per cycle, without squarers). Once the step's
-correction ``d`` is known, :attr:`rescale` rewrites the wide memory with ``sat(round(x *
-(2**adapt_shift + d), adapt_shift + guard))`` for every value, one per cycle through one shared corrector, so the lanes read
-corrected values with no per-lane arithmetic.
+Adaptive scaling keeps the static-scaled values, with guard bits, in a narrow memory (one value
+per address) with, per row, the sum of squares of its output codes and of its first
+``last_lanes`` codes (a step's energy is then a sum over the rows it visits, one per cycle,
+without squarers). Once the step's correction ``d`` is known, :attr:`rescale` rewrites the wide
+memory with ``sat(round(x * (2**adapt_shift + d), adapt_shift + guard))`` for every value, one
+per cycle through one shared corrector, so the lanes read corrected values with no per-lane
+arithmetic.
 """
 
 from amaranth.hdl import Module, Signal, Cat, Const, Mux, unsigned, signed

@@ -1,11 +1,11 @@
 """Uniform shaping and PeZO's static scaling.
 
-``scaling = "none"``: ``z = round(r, u - f)`` with ``u = max(f, 1)``, the odd codes of
-``(-1, 1)`` (combinational, :attr:`depth` 0). ``"static"`` and ``"adaptive"``: ``z =
-round(r * 111, u + 6 - f)`` with ``u = f + 4``, uniform in ``[-a, a]``, ``a = 111/64 ~=
-sqrt(3)`` (unit variance; one register). ``"adaptive"`` stops before the last
-``ADAPT_GUARD_BITS`` of that rounding (``round(r * 111, u + 6 - f - 4)``): the per-step
-correction (:mod:`.adaptive`) rounds to the output format. ``round`` rounds half away from zero; neither result can overflow
+``scaling = "none"``: ``z = round(r, u - f)`` with ``u = max(f, 1)``, the odd codes of ``(-1,
+1)`` (combinational, :attr:`depth` 0). ``"static"`` and ``"adaptive"``: ``z = round(r * 111, u +
+6 - f)`` with ``u = f + 4``, uniform in ``[-a, a]``, ``a = 111/64 ~= sqrt(3)`` (unit variance;
+one register). ``"adaptive"`` stops before the last ``ADAPT_GUARD_BITS`` of that rounding
+(``round(r * 111, u + 6 - f - 4)``): the per-step correction (:mod:`.adaptive`) rounds to the
+output format. ``round`` rounds half away from zero; neither result can overflow
 ``Q(width-f).f`` because ``frac_bits <= width - 2``.
 """
 

@@ -212,9 +212,9 @@ def shape(params, bits):
     Uniform ``none``: ``round(r, u - f)`` with ``u = max(f, 1)`` (odd codes in (-1, 1));
     ``static``: ``round(r * 111, u + 6 - f)``; ``adaptive``: the same with ``G =
     ADAPT_GUARD_BITS`` more fraction bits, ``round(r * 111, u + 6 - f - G)`` (the correction
-    rounds to the output format later); CLT4: ``sat(round(sum(r_j) * 111, u + 7 - f))`` (sum of four, times
-    sqrt(3)/2); CLT12: ``sat(round(sum(r_j), u + 1 - f))`` (sum of twelve, halved); inverse
-    CDF: see :func:`~fieldtune.rtl.perturb.numerics.icdf_table`. ``round`` is
+    rounds to the output format later); CLT4: ``sat(round(sum(r_j) * 111, u + 7 - f))`` (sum of
+    four, times sqrt(3)/2); CLT12: ``sat(round(sum(r_j), u + 1 - f))`` (sum of twelve, halved);
+    inverse CDF: see :func:`~fieldtune.rtl.perturb.numerics.icdf_table`. ``round`` is
     :func:`round_half_away`.
     """
     f = params.frac_bits
