@@ -88,6 +88,7 @@ class SoftmaxCrossEntropy(wiring.Component):
 
     def __init__(self, params: LossParams):
         if not isinstance(params, LossParams):
+            self._MustUse__silence = True           # never elaborated: no warning for it
             raise TypeError(f"params must be a LossParams, not {type(params).__name__}")
         self.params = params
         super().__init__({

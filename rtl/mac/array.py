@@ -12,7 +12,7 @@ from amaranth.lib.fifo import SyncFIFOBuffered
 
 from .params import MacParams
 from .layout import Layout
-from .ops import Op, Region, Operand, Perturb, Dest, CoefSource, MAC_OP, IMM_WIDTH, MEM_LSH_MAX
+from .ops import Op, Region, Operand, Perturb, Dest, CoefSource, MAC_OP, IMM_WIDTH
 
 
 __all__ = ["AdapterMACArray", "feature_beat_layout", "update_shift", "pipeline_stages"]
@@ -115,6 +115,7 @@ class AdapterMACArray(wiring.Component):
 
     def __init__(self, params: MacParams):
         if not isinstance(params, MacParams):
+            self._MustUse__silence = True           # never elaborated: no warning for it
             raise TypeError(f"params must be a MacParams, not {type(params).__name__}")
         self.params = params
         self.layout = Layout(params)
@@ -199,8 +200,8 @@ class AdapterMACArray(wiring.Component):
             "outputs": range(max_out + 1), "is_b": 1, "uses_x": 1, "uses_z": 1,
             "reads_coef": 1, "coef_need": range(cdepth + max_out + 1),
             "drain_first": 1,           # wait for an empty pipeline before the first word
-            "lsh": range(MEM_LSH_MAX + 1),  # memory coefficients: saturating left shift, or
-            "rsh": range(33),           # right shift rounded half up
+            "cshift": signed(6),        # BATCH: scale of the dz written; COLACC: of v
+            "rsh": range(33),           # immediate: right shift rounded half up (or left)
             "imm": signed(cw),          # the immediate coefficient, already scaled
             "base": range(lay.words + 1),
         })
@@ -333,11 +334,13 @@ class AdapterMACArray(wiring.Component):
         # promotion: the queued op becomes current (BATCH acts here, in order)
         promote = Signal()
         batch_now = Signal()
+        dz_scale = Signal(signed(6))    # the last BATCH's cshift: dz are stored scaled
         m.d.comb += promote.eq(nxt_valid & (nxt_wait == 0) & ~active)
         with m.If(promote):
             m.d.sync += nxt_valid.eq(0)
             with m.If(nxt.op.op == Op.BATCH):
                 m.d.comb += batch_now.eq(1)
+                m.d.sync += dz_scale.eq(nxt.cshift)
             with m.Else():
                 first_glen = Mux(nxt.is_b, rb.beats, ra.groups[0][1]) if lowrank else ra.groups[0][1]
                 m.d.sync += [curx.eq(nxt), active.eq(1), started.eq(0), k.eq(0), r.eq(0),
@@ -363,8 +366,8 @@ class AdapterMACArray(wiring.Component):
             ((op.op == Op.UPDATE) | (op.op == Op.COLACC))
             & (op.coef_source == CoefSource.MEMORY) & (op.coef_base + p_outputs > cdepth),
             (op.op == Op.COLACC) & (op.v_base + inner > cdepth),
-            (op.op == Op.UPDATE) & (op.coef_source == CoefSource.MEMORY)
-            & (op.cshift > MEM_LSH_MAX),
+            (op.op == Op.UPDATE) & (op.coef_source == CoefSource.MEMORY) & (op.cshift != 0),
+            (op.op == Op.COLACC) & (op.cshift > cw - 1),
             op.zshift > kmax,
             op.op.as_value() == 7)
         raw = Signal(MAC_OP)
@@ -400,7 +403,7 @@ class AdapterMACArray(wiring.Component):
                                   & (raw.coef_base < lay.dz_depth)),
                 nxt.coef_need.eq(raw.coef_base + o_outputs),
                 nxt.drain_first.eq(local_op | (raw.op == Op.COLACC) | o_small),
-                nxt.lsh.eq(Mux(cs >= 0, cs.as_unsigned(), 0)),
+                nxt.cshift.eq(cs),
                 nxt.rsh.eq(Mux(cs < 0, (-cs).as_unsigned(), 0)),
             ]
         bad_op = Signal()
@@ -415,7 +418,7 @@ class AdapterMACArray(wiring.Component):
         q_n = Signal(range(34))
         q_lost = Signal()
         q_state = Signal(range(4))
-        IDLE, SHIFT, ROUND = 0, 1, 2
+        IDLE, SHIFT, ROUND, SATURATE = 0, 1, 2, 3
         m.d.comb += nxt_wait.eq(q_state != IDLE)
         with m.If(move & ~raw_bad.any()):
             cs = raw.cshift
@@ -432,23 +435,43 @@ class AdapterMACArray(wiring.Component):
                 with m.Else():
                     m.d.sync += q.eq(q << 1)
         with m.Elif(q_state == ROUND):
+            m.d.sync += [q.eq(q + q_lost), q_state.eq(SATURATE)]
+        with m.Elif(q_state == SATURATE):
             imm_sat = sat_flag()
-            scaled = _sat(m, q + q_lost, cw, imm_sat,
+            scaled = _sat(m, q, cw, imm_sat,
                           (nxt.op.op == Op.UPDATE) & (nxt.op.coef_source == CoefSource.IMM))
             m.d.sync += [nxt.imm.eq(scaled), q_state.eq(IDLE)]
 
-        # coefficient write port: COLACC results first, then the dz stream
+        # coefficient write port: COLACC results first, then the dz stream, which is scaled
+        # on its way in (dz * 2**dz_scale, rounded half up, saturated) so that updates read
+        # ready coefficients: a register, a shift, a rounding and saturation, one stage each
+        # of a pipeline that advances when the port is free
         ser_we = Signal()
         ser_addr = Signal(caddr_w)
         ser_data = Signal(signed(cw))
         coef_over = Signal()
-        m.d.comb += self.coef.ready.eq(~ser_we)
+        advance = Signal()
+        m.d.comb += [advance.eq(~ser_we), self.coef.ready.eq(advance)]
+        ca_v, ca_val = Signal(), Signal(signed(cw))
+        cb_v, cb_val, cb_lost = Signal(), Signal(signed(2 * cw + 2)), Signal()
+        rsh_dz = Signal(range(33))
+        lsh_dz = Signal(range(cw + 2))
+        m.d.comb += [rsh_dz.eq(Mux(dz_scale < 0, (-dz_scale).as_unsigned(), 0)),
+                     lsh_dz.eq(Mux(dz_scale > cw + 1, cw + 1,
+                                   Mux(dz_scale > 0, dz_scale.as_unsigned(), 0)))]
+        lost_bits = Array(ca_val[min(i, cw - 1)] for i in range(33))
+        with m.If(advance):
+            m.d.sync += [ca_v.eq(self.coef.valid), ca_val.eq(self.coef.payload),
+                         cb_v.eq(ca_v),
+                         cb_val.eq(Mux(rsh_dz != 0, ca_val >> rsh_dz, ca_val << lsh_dz)),
+                         cb_lost.eq((rsh_dz != 0) & lost_bits[rsh_dz - 1])]
+        dz_sat = sat_flag()
+        stored = _sat(m, cb_val + cb_lost, cw, dz_sat, cb_v & advance)
         with m.If(ser_we):
             m.d.comb += [c_wr.addr.eq(ser_addr), c_wr.data.eq(ser_data), c_wr.en.eq(1)]
-        with m.Elif(self.coef.valid):
+        with m.Elif(cb_v):
             with m.If(coef_wp < lay.dz_depth):
-                m.d.comb += [c_wr.addr.eq(coef_wp), c_wr.data.eq(self.coef.payload),
-                             c_wr.en.eq(1)]
+                m.d.comb += [c_wr.addr.eq(coef_wp), c_wr.data.eq(stored), c_wr.en.eq(1)]
                 m.d.sync += coef_wp.eq(coef_wp + 1)
             with m.Else():
                 m.d.comb += coef_over.eq(1)
@@ -461,10 +484,8 @@ class AdapterMACArray(wiring.Component):
         s1_b = _lanes("s1_b", signed(bw), L)
         s1_z = _lanes("s1_z", signed(zw + 1), L)    # negated for MINUS
         s1_op = Signal(MAC_OP)
-        s1_lsh, s1_rsh, s1_imm = (Signal.like(curx.lsh), Signal.like(curx.rsh),
-                                  Signal.like(curx.imm))
-        m.d.sync += [s1_op.eq(cur), s1_lsh.eq(curx.lsh), s1_rsh.eq(curx.rsh),
-                     s1_imm.eq(curx.imm)]
+        s1_imm = Signal.like(curx.imm)
+        m.d.sync += [s1_op.eq(cur), s1_imm.eq(curx.imm)]
         if lowrank:
             beat_vals = [Array((local[kk * L + l] if kk * L + l < inner else Const(0, fw))
                                for kk in range(lay.local_beats)) for l in range(L)]
@@ -493,16 +514,11 @@ class AdapterMACArray(wiring.Component):
         s2_wsum = _lanes("s2_wsum", signed(sws), L)
         s2_b = _lanes("s2_b", signed(bw), L)
         s2_perturbing = Signal()
-        # coefficients from memory: shift (right by rsh - 1, or left by at most
-        # MEM_LSH_MAX), then round half up and saturate at stage 2; immediates come scaled
-        s2_coef = Signal(signed(cw + MEM_LSH_MAX))
-        s2_round = Signal()
+        # coefficients: from memory as stored (scaled when written), or the immediate
+        # (scaled in the queue)
+        s2_coef = Signal(signed(cw))
         m.d.sync += [
-            s2_coef.eq(Mux(c1.op == Op.COLACC, c_rd.data,
-                           Mux(s1_rsh == 0, c_rd.data << s1_lsh,
-                               c_rd.data >> (s1_rsh - 1).as_unsigned()))),
-            s2_round.eq((c1.op == Op.UPDATE) & (s1_rsh != 0)
-                        & (s1_op.coef_source == CoefSource.MEMORY)),
+            s2_coef.eq(c_rd.data),
             s2_perturbing.eq((c1.op == Op.INIT)
                              | ((c1.op == Op.MATVEC) & (s1_op.perturb != Perturb.NONE))),
         ]
@@ -532,11 +548,7 @@ class AdapterMACArray(wiring.Component):
 
         # -- stage 2: saturate; choose the multiplier operands ---------------------------
         c2 = ctl[2]
-        rounded = Signal(signed(cw + MEM_LSH_MAX))
-        m.d.comb += rounded.eq(Mux(s2_round, (s2_coef + 1) >> 1, s2_coef))
-        coef_a = Mux(s2_use_imm, s2_imm,
-                     _sat(m, rounded, cw, sat_flag(),
-                          valid[2] & (c2.op == Op.UPDATE) & ~s2_use_imm))
+        coef_a = Mux(s2_use_imm, s2_imm, s2_coef)
         s3_a = _lanes("s3_a", signed(aw), L)
         s3_b = _lanes("s3_b", signed(bw), L)
         early = _lanes("early", signed(ww), L)     # what INIT and LOAD write, at stage 2
@@ -637,11 +649,19 @@ class AdapterMACArray(wiring.Component):
                         m.d.sync += snap[l].eq(Mux(c4.first, 0, laccs[l]) + s4_p[l])
                     m.d.sync += [ser_n.eq(L), ser_kb.eq(c4.kb),
                                  ser_base.eq(v_base[2] + c4.kb * L)]
-            sh = cw - 1
+            # v = round(sum / 2**(cw - 1 - cshift)), the COLACC's own scale
+            col_sh = Signal(range(2 * cw))
+            with m.If(promote & (nxt.op.op == Op.COLACC)):
+                m.d.sync += col_sh.eq(cw - 1 - nxt.cshift)
             lane = Signal(range(L))
             m.d.comb += lane.eq(L - ser_n)
             vr = Signal(signed(lacc_w))
-            m.d.comb += vr.eq((snap[lane] + (1 << (sh - 1))) >> sh)
+            head = Signal(signed(lacc_w))
+            m.d.comb += [head.eq(snap[lane]),
+                         vr.eq((head >> col_sh)
+                               + Mux(col_sh != 0,
+                                     Array(head[min(i, lacc_w - 1)]
+                                           for i in range(2 * cw))[col_sh - 1], 0))]
             idx = Signal(range(max_k * L + L + 1))
             m.d.comb += idx.eq(ser_kb * L + lane)
             vsat = _sat(m, vr, cw, sat_flag(), serial_busy & (idx < inner))

@@ -18,7 +18,7 @@ from amaranth.lib import data, enum
 
 
 __all__ = ["Op", "Region", "Operand", "Perturb", "Dest", "CoefSource", "MAC_OP",
-           "IMM_WIDTH", "MEM_LSH_MAX", "COEF_ADDR_WIDTH", "mac_op"]
+           "IMM_WIDTH", "COEF_ADDR_WIDTH", "mac_op"]
 
 
 class Op(enum.Enum, shape=3):
@@ -29,13 +29,15 @@ class Op(enum.Enum, shape=3):
     UPDATE = 1
     #: ``W <- sat(z << zshift)`` (random low-rank init) or 0 (operand ``NONE``).
     INIT = 2
-    #: ``v = B^T dz`` into the coefficient memory (low-rank first order).
+    #: ``v = B^T dz / 2**(coef_width - 1 - cshift)`` into the coefficient memory (low-rank
+    #: first order).
     COLACC = 3
     #: Write weight words from the ``wload`` stream.
     LOAD = 4
     #: Read weight words out on the ``wdump`` stream.
     DUMP = 5
-    #: Start a mini-batch: the coefficient write pointer returns to 0.
+    #: Start a mini-batch: the coefficient write pointer returns to 0, and the ``dz``
+    #: written from now on are stored as ``sat(round(dz * 2**cshift))``.
     BATCH = 6
 
 
@@ -81,9 +83,7 @@ class CoefSource(enum.Enum, shape=1):
 
 #: Width of the immediate coefficient (the zeroth-order loss-difference sum).
 IMM_WIDTH = 32
-#: Largest ``cshift`` of an UPDATE reading the coefficient memory (per-word scaling is a
-#: right shift or a short saturating left shift; immediates take any shift).
-MEM_LSH_MAX = 3
+
 #: Width of coefficient-memory addresses.
 COEF_ADDR_WIDTH = 16
 

@@ -20,13 +20,12 @@ import numpy as np
 
 from ...rtl.mac.params import MacParams
 from ...rtl.mac.layout import Layout
-from ...rtl.mac.ops import (Op, Region, Operand, Perturb, Dest, CoefSource, IMM_WIDTH,
-                           MEM_LSH_MAX)
+from ...rtl.mac.ops import Op, Region, Operand, Perturb, Dest, CoefSource, IMM_WIDTH
 from .fixed import round_shift, scale_pow2, saturate
 
 
 __all__ = ["update_shift", "colacc_shift", "coef_shift", "z_operand_shift", "perturbed", "region_matrix",
-           "set_region_matrix", "max_zshift", "zshift_for", "matvec", "update", "init_region", "colacc", "pad_mask",
+           "set_region_matrix", "stored_coefficients", "max_zshift", "zshift_for", "matvec", "update", "init_region", "colacc", "pad_mask",
            "MacModel", "MacError"]
 
 
@@ -190,13 +189,20 @@ def init_region(mac: MacParams, mem, region, z=None, zshift=0, *, flags=None):
     return mem
 
 
-def colacc(mac: MacParams, mem, dz, *, flags=None):
-    """COLACC: ``v = sat(round(B^T dz / 2**colacc_shift))`` (rank*taps,) in the coefficient
-    format, from region B and raw coefficients ``dz`` (classes,)."""
+def colacc(mac: MacParams, mem, dz, cshift=0, *, flags=None):
+    """COLACC: ``v = sat(round(B^T dz / 2**(colacc_shift - cshift)))`` (rank*taps,) in the
+    coefficient format, from region B and stored coefficients ``dz`` (classes,)."""
     lay = Layout(mac)
     b = region_matrix(mac, mem[_region_words(mac, 1)[1]], 1)          # (C, kb*L)
     acc = np.asarray(dz, dtype=np.int64) @ b
-    return saturate(round_shift(acc, colacc_shift(mac)), mac.coef_width, flags)[:lay.inner]
+    return saturate(round_shift(acc, colacc_shift(mac) - cshift), mac.coef_width,
+                    flags)[:lay.inner]
+
+
+def stored_coefficients(mac: MacParams, dz, cshift, *, flags=None):
+    """What the coefficient memory holds for ``dz`` written after a BATCH with ``cshift``:
+    ``sat(round(dz * 2**cshift))``."""
+    return saturate(scale_pow2(np.asarray(dz, dtype=np.int64), cshift), mac.coef_width, flags)
 
 
 class MacModel:
@@ -212,13 +218,15 @@ class MacModel:
         self.coef = np.zeros(self.layout.coef_depth, dtype=np.int64)
         self.local = np.zeros(max(self.layout.local_beats, 1) * mac.lanes, dtype=np.int64)
         self.coef_wp = 0
+        self.dz_scale = 0
         self.flags = {"saturated": False, "error": False, "framing": False}
         self.x, self.z, self.load = deque(), deque(), deque()
 
     def push_coef(self, values):
         for v in values:
             if self.coef_wp < self.layout.dz_depth:
-                self.coef[self.coef_wp] = v
+                self.coef[self.coef_wp] = stored_coefficients(self.mac, v, self.dz_scale,
+                                                              flags=self.flags)
                 self.coef_wp += 1
             else:
                 self.flags["error"] = True
@@ -271,8 +279,10 @@ class MacModel:
         if kind == Op.COLACC and op["v_base"] + lay.inner > lay.coef_depth:
             raise MacError("v beyond the coefficient memory")
         if (kind == Op.UPDATE and op["coef_source"] == CoefSource.MEMORY
-                and op["cshift"] > MEM_LSH_MAX):
-            raise MacError(f"coefficients from memory shift left by at most {MEM_LSH_MAX}")
+                and op["cshift"] != 0):
+            raise MacError("coefficients from memory are stored scaled: cshift must be 0")
+        if kind == Op.COLACC and op["cshift"] > mac.coef_width - 1:
+            raise MacError("COLACC shifts right by coef_width - 1 - cshift >= 0")
         if op["zshift"] > max_zshift(mac):
             raise MacError("zshift beyond weight_frac - perturb_frac")
 
@@ -290,6 +300,7 @@ class MacModel:
         sign = {Perturb.NONE: 0, Perturb.PLUS: 1, Perturb.MINUS: -1}[op["perturb"]]
         if kind == Op.BATCH:
             self.coef_wp = 0
+            self.dz_scale = op["cshift"]
             return []
         if kind == Op.MATVEC:
             z = self._take_z(reg) if sign else None
@@ -316,7 +327,7 @@ class MacModel:
             return []
         if kind == Op.COLACC:
             dz = self.coef[op["coef_base"]:op["coef_base"] + reg.outputs]
-            v = colacc(mac, self.mem, dz, flags=self.flags)
+            v = colacc(mac, self.mem, dz, op["cshift"], flags=self.flags)
             self.coef[op["v_base"]:op["v_base"] + len(v)] = v
             return []
         if kind == Op.LOAD:

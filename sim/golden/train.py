@@ -25,7 +25,7 @@ from ...rtl.mac.ops import (Op, Region, Operand, Perturb, Dest, CoefSource, mac_
 from .fixed import saturate
 from .loss import softmax_xent
 from .mac import (matvec, update, init_region, colacc, coef_shift, colacc_shift, zshift_for,
-                  z_operand_shift)
+                  z_operand_shift, stored_coefficients)
 
 
 __all__ = ["new_weights", "with_frozen", "adapter_outputs", "forward", "evaluate", "fo_step", "zo_step", "zo_coef_shift",
@@ -132,11 +132,12 @@ def fo_step(mac: MacParams, loss: LossParams, mem, x, z0, labels, lr_shift, batc
     u = _pad_inner(mac, matvec(mac, mem, 0, x, flags=flags))
     y = with_frozen(mac, matvec(mac, mem, 1, u, flags=flags), z0)
     r = softmax_xent(loss, y, labels)
-    v = [colacc(mac, mem, r.dz[n], flags=flags) for n in range(len(x))]
+    dz = stored_coefficients(mac, r.dz, cs, flags=flags)
+    v = [colacc(mac, mem, dz[n], cs_a - cs, flags=flags) for n in range(len(x))]
     for n in range(len(x)):
-        update(mac, mem, 1, r.dz[n], u[n], cs, flags=flags)
+        update(mac, mem, 1, dz[n], u[n], 0, flags=flags)
     for n in range(len(x)):
-        update(mac, mem, 0, v[n], x[n], cs_a, flags=flags)
+        update(mac, mem, 0, v[n], x[n], 0, flags=flags)
     return r
 
 
@@ -167,12 +168,13 @@ def fo_program(mac: MacParams, loss: LossParams, batch, lr_shift):
     lay = Layout(mac)
     cs, cs_a = fo_coef_shifts(mac, loss, lr_shift, batch)
     C = mac.classes
-    prog = [(mac_op(Op.BATCH), None)]
+    # dz are stored scaled by the update's shift (BATCH); v by COLACC's (v = B^T dz_stored)
+    prog = [(mac_op(Op.BATCH, cshift=cs), None)]
     if mac.adapter == "dense":
         for n in range(batch):
             prog.append((mac_op(Op.MATVEC, Region.W, operand=Operand.STREAM), n))
         for n in range(batch):
-            prog.append((mac_op(Op.UPDATE, Region.W, operand=Operand.STREAM, cshift=cs,
+            prog.append((mac_op(Op.UPDATE, Region.W, operand=Operand.STREAM,
                                 coef_base=n * C), n))
         return prog
     inner = lay.inner
@@ -180,14 +182,13 @@ def fo_program(mac: MacParams, loss: LossParams, batch, lr_shift):
         prog.append((mac_op(Op.MATVEC, Region.A, operand=Operand.STREAM, dest=Dest.LOCAL), n))
         prog.append((mac_op(Op.MATVEC, Region.B, operand=Operand.LOCAL), n))
     for n in range(batch):
-        prog.append((mac_op(Op.COLACC, Region.B, coef_base=n * C,
+        prog.append((mac_op(Op.COLACC, Region.B, coef_base=n * C, cshift=cs_a - cs,
                             v_base=lay.v_base + n * inner), n))
     for n in range(batch):
         prog.append((mac_op(Op.MATVEC, Region.A, operand=Operand.STREAM, dest=Dest.LOCAL), n))
-        prog.append((mac_op(Op.UPDATE, Region.B, operand=Operand.LOCAL, cshift=cs,
-                            coef_base=n * C), n))
+        prog.append((mac_op(Op.UPDATE, Region.B, operand=Operand.LOCAL, coef_base=n * C), n))
     for n in range(batch):
-        prog.append((mac_op(Op.UPDATE, Region.A, operand=Operand.STREAM, cshift=cs_a,
+        prog.append((mac_op(Op.UPDATE, Region.A, operand=Operand.STREAM,
                             coef_base=lay.v_base + n * inner), n))
     return prog
 

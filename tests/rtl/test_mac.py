@@ -28,7 +28,7 @@ def _beats(values):
     return [[int(v) for v in beat] for beat in values]
 
 
-def run(mac, ops, *, x=(), z=(), load=(), coef=(), n_out=0, n_dump=0, loss=None,
+def run(mac, ops, *, x=(), z=(), load=(), coef=(), coef_delay=0, n_out=0, n_dump=0, loss=None,
         loss_cmds=(), n_results=0, late_ops=None, bubbles=False, out_ready=None,
         max_cycles=20000):
     """Drive the array (and the loss unit when ``loss``) with the given stream contents;
@@ -73,6 +73,7 @@ def run(mac, ops, *, x=(), z=(), load=(), coef=(), n_out=0, n_dump=0, loss=None,
             benches.append(tb)
     if len(coef) and not loss:
         async def coefs(ctx):
+            await ctx.tick().repeat(coef_delay + 1)
             await stream_send(ctx, dut.coef, [int(v) for v in coef], max_cycles=max_cycles)
         benches.append(coefs)
     if n_out:
@@ -110,6 +111,8 @@ def _golden(mac, prog, x, z, *, load=(), coef=()):
     """Run ``prog`` on the golden model; returns it, the stream contents the ops consumed (to
     feed the gateware) and what came out."""
     model = MacModel(mac)
+    if prog and prog[0][0]["op"] == Op.BATCH:
+        model.run(prog[0][0])                 # the coefficients arrive after it
     model.push_coef(coef)
     model.load.extend(load)
     streams = {"x": [], "z": []}
@@ -150,14 +153,16 @@ def test_every_op_matches_golden(mac, seed):
     coef = _rand(rng, lay.dz_depth, 16)
     last = len(lay.regions) - 1
     prog, load = _load_ops(mac, mem)
+    # dz stored scaled: left (saturating) for one array, right (rounding) for the other
+    prog = [(mac_op(Op.BATCH, cshift=3 if seed == 1 else -3), None)] + prog
     k = mac.weight_frac - mac.perturb_frac
     prog += [
         (mac_op(Op.MATVEC, Region.W, operand=Operand.STREAM), 0),
         (mac_op(Op.MATVEC, Region.W, operand=Operand.STREAM, perturb=Perturb.PLUS, zshift=k), 1),
         (mac_op(Op.MATVEC, Region.W, operand=Operand.STREAM, perturb=Perturb.MINUS,
                 zshift=k - 1), 2),
-        (mac_op(Op.UPDATE, Region.W, operand=Operand.STREAM, cshift=-3, coef_base=0), 1),
-        (mac_op(Op.UPDATE, Region.W, operand=Operand.STREAM, cshift=3,
+        (mac_op(Op.UPDATE, Region.W, operand=Operand.STREAM, coef_base=0), 1),
+        (mac_op(Op.UPDATE, Region.W, operand=Operand.STREAM,
                 coef_base=lay.dz_depth - lay.regions[0].outputs), 0),
         (mac_op(Op.UPDATE, Region(last), operand=Operand.Z, coef_source=CoefSource.IMM,
                 imm=-123456, cshift=-5), None),
@@ -174,9 +179,9 @@ def test_every_op_matches_golden(mac, seed):
             (mac_op(Op.MATVEC, Region.A, operand=Operand.STREAM, dest=Dest.LOCAL), 2),
             (mac_op(Op.MATVEC, Region.B, operand=Operand.LOCAL, perturb=Perturb.PLUS,
                     zshift=2), 2),
-            (mac_op(Op.COLACC, Region.B, coef_base=3, v_base=lay.v_base + 4), None),
+            (mac_op(Op.COLACC, Region.B, coef_base=3, v_base=lay.v_base + 4, cshift=2), None),
             (mac_op(Op.UPDATE, Region.B, operand=Operand.LOCAL, cshift=0, coef_base=6), None),
-            (mac_op(Op.UPDATE, Region.A, operand=Operand.STREAM, cshift=-2,
+            (mac_op(Op.UPDATE, Region.A, operand=Operand.STREAM,
                     coef_base=lay.v_base + 4), 1),
             (mac_op(Op.INIT, Region.B, operand=Operand.Z, zshift=6), None),
             (mac_op(Op.INIT, Region.A), None),
@@ -186,7 +191,8 @@ def test_every_op_matches_golden(mac, seed):
     prog += _dump_all(mac)
     model, streams, outs, dumps = _golden(mac, prog, x, z, load=load, coef=coef)
     got = run(mac, [op for op, _ in prog], x=streams["x"], z=streams["z"],
-              load=load, coef=coef, n_out=len(outs), n_dump=len(dumps), bubbles=True,
+              load=load, coef=coef, coef_delay=20, n_out=len(outs), n_dump=len(dumps),
+              bubbles=True,
               out_ready=lambda c: c % 5 != 2)
     assert got["out"] == outs
     assert got["dump"] == dumps
@@ -301,3 +307,8 @@ def test_multipliers_map_onto_dsp_blocks(device, cell):
     # one DSP block per lane, nothing else: no multiplier was left in LUTs or split
     assert impl.cells.get(cell) == mac.lanes == impl.dsps
     assert impl.fits
+
+
+def test_rejects_wrong_params():
+    with pytest.raises(TypeError, match="params must be a MacParams, not LossParams"):
+        AdapterMACArray(LossParams())
