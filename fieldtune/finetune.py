@@ -14,7 +14,7 @@ import math
 from .sim import reference
 
 
-__all__ = ["runner", "engines", "check_engine", "yosys_env", "simulate_modes", "hyperparameters", "float_first_order", "float_mezo",
+__all__ = ["runner", "engines", "check_engine", "yosys_env", "simulate_modes", "NATIVE_ENGINES", "hyperparameters", "float_first_order", "float_mezo",
            "torch_references", "MEZO_SEEDS", "ENGINE_KINDS"]
 
 
@@ -65,27 +65,41 @@ def yosys_env(console):
         return None
 
 
+#: Engines whose simulation runs outside the Python interpreter lock (native code through
+#: ctypes, or a subprocess), so runs of two modes can share the machine's cores.
+NATIVE_ENGINES = ("cxxrtl", "verilator", "icarus")
+
+
 def simulate_modes(config, data, modes, engine, console, *, env=None, vcd=None):
-    """Run ``modes`` on the SoC runner with a progress bar; returns ``{mode: RunResult}``."""
+    """Run ``modes`` on the SoC runner with a progress bar; returns ``{mode: RunResult}``.
+
+    On a native engine the modes run at the same time, one thread each (their compiled model
+    is built once: the build cache serializes builders of one design)."""
+    from concurrent.futures import ThreadPoolExecutor
     from rich.progress import (Progress, BarColumn, MofNCompleteColumn, TimeElapsedColumn,
                                TimeRemainingColumn)
     run_finetune = runner().run_finetune
-    results = {}
     with Progress("[progress.description]{task.description}", BarColumn(),
                   MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
                   console=console, transient=False) as progress:
-        for mode in modes:
+
+        def one(mode):
             unit = "epochs" if mode == "fo" else "steps"
             total = config.train.epochs if mode == "fo" else config.train.steps
             task = progress.add_task(f"{mode.upper()} on {engine} ({unit})", total=total)
 
-            def advance(done, total, task=task):
+            def advance(done, total):
                 progress.update(task, completed=done, total=total)
 
-            results[mode] = run_finetune(config, data, mode=mode, engine=engine,
-                                         progress=advance, env=env, vcd=vcd)
+            result = run_finetune(config, data, mode=mode, engine=engine, progress=advance,
+                                  env=env, vcd=vcd)
             progress.update(task, completed=progress.tasks[task].total)
-    return results
+            return result
+
+        parallel = engine in NATIVE_ENGINES and len(modes) > 1 and vcd is None
+        with ThreadPoolExecutor(max_workers=len(modes) if parallel else 1) as pool:
+            futures = {mode: pool.submit(one, mode) for mode in modes}
+            return {mode: f.result() for mode, f in futures.items()}
 
 
 def hyperparameters(train):
