@@ -137,8 +137,10 @@ def _seconds(value):
     return f"{value * 1e3:.2f} ms" if value < 1 else f"{value:.2f} s"
 
 
-def _cycles(value):
-    return "-" if value is None else f"{value:,}"
+def _cycles(value, source=None):
+    if value is None:
+        return "-"
+    return f"≈{value:,} (estimate)" if source == "estimate" else f"{value:,}"
 
 
 def report(config, data, runs, floats, fmax, *, engine, drift, wall_seconds=None):
@@ -174,6 +176,8 @@ def report(config, data, runs, floats, fmax, *, engine, drift, wall_seconds=None
         },
         "float_not_run": {k: v["reason"] for k, v in floats.items() if v.get("reason")},
         "cycles": cycles,
+        "cycles_source": {m: (runs[m].counters.get("cycles_source", engine) if m in runs
+                              else None) for m in ("fo", "zo")},
         "eval_cycles": {m: (runs[m].eval_cycles if m in runs else None) for m in ("fo", "zo")},
         "projected_time_s": {config.board: board},
         "curves": {**{f"device_{m}": [list(p) for p in r.curve] for m, r in runs.items()},
@@ -210,13 +214,15 @@ def tables(doc):
               end_section=True)
     if acc["device_fo"] is not None:
         t.add_row(f"device first order ({where})", _pct(acc["device_fo"]),
-                  _cycles(doc["cycles"]["fo"]), _seconds(board["fo"]))
+                  _cycles(doc["cycles"]["fo"], doc["cycles_source"]["fo"]),
+                  _seconds(board["fo"]))
     if acc["float"]["skip_adapters"] is not None:
         t.add_row(FLOAT_METHODS["skip_adapters"], _pct(acc["float"]["skip_adapters"]), "",
                   float_time("skip_adapters"), end_section=True)
     if acc["device_zo"] is not None:
         t.add_row(f"device zeroth order ({where})", _pct(acc["device_zo"]),
-                  _cycles(doc["cycles"]["zo"]), _seconds(board["zo"]))
+                  _cycles(doc["cycles"]["zo"], doc["cycles_source"]["zo"]),
+                  _seconds(board["zo"]))
     if acc["float"]["mezo_gaussian"] is not None:
         t.add_row(FLOAT_METHODS["mezo_gaussian"], _pct(acc["float"]["mezo_gaussian"]), "",
                   float_time("mezo_gaussian"), end_section=True)

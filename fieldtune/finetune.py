@@ -33,12 +33,9 @@ ENGINE_KINDS = {
 
 
 def runner():
-    """The SoC runner module (``run_finetune``, ``ENGINES``)."""
-    try:
-        from .sim import soc_run
-    except ImportError:
-        # Until the SoC runner lands: the golden model behind the same interface.
-        from . import _golden_runner as soc_run
+    """The SoC runner module (``run_finetune``, ``ENGINES``), imported when first needed (it
+    elaborates nothing, but imports the gateware)."""
+    from .sim import soc_run
     return soc_run
 
 

@@ -142,6 +142,7 @@ def device_rows(presets, modes, engine, drift, policy, console):
             for mode, res in runs[p].items():
                 rows.append(_row(f"device {mode.upper()}", fmax.device,
                                  fmax.seconds(res.cycles), res.accuracy, cycles=res.cycles,
+                                 cycles_source=res.counters.get("cycles_source", engine),
                                  fmax_mhz=fmax.mhz, fmax_source=fmax.source, preset=p,
                                  board=configs[p].board, mode=mode, engine=engine,
                                  lanes=configs[p].mac.lanes))
@@ -172,8 +173,9 @@ def run(args, console):
          title=f"R1 fine-tuning ({args.drift:g}°): CPU measured here vs device cycles / Fmax "
                f"(engine {args.engine})")
     for r in rows:
-        detail = r.get("note") or (f"{r['board']}, {r['lanes']} lanes, {r['engine']}; Fmax: "
-                                   f"{r['fmax_source']}" if "board" in r else "")
+        detail = r.get("note") or (f"{r['board']}, {r['lanes']} lanes, cycles: "
+                                   f"{r['cycles_source']}; Fmax: {r['fmax_source']}"
+                                   if "board" in r else "")
         console.print(f"  {r['method']} on {r['where']}: {detail}")
     if args.engine == "golden":
         console.print("[yellow]note:[/yellow] device accuracies and cycles come from the golden "

@@ -1,0 +1,131 @@
+"""``fieldtune demo``, ``fieldtune simulate`` and ``fieldtune bench finetune``: the command
+paths end to end on the golden engine with a reduced budget (the SoC engines are tested in
+tests/sim/test_soc_run.py), help texts and argument errors."""
+
+import importlib.util
+import json
+
+import pytest
+
+from fieldtune.cli import main
+from fieldtune.sim import reference
+
+
+NOT_INSTALLED = "not run: PyTorch not installed"
+
+
+@pytest.fixture(autouse=True)
+def wide_console(monkeypatch):
+    """rich wraps table cells and messages at 80 columns; the tests read them whole."""
+    monkeypatch.setenv("COLUMNS", "200")
+
+
+@pytest.fixture
+def no_torch(monkeypatch):
+    """Behave as on CI, where PyTorch is not installed."""
+    monkeypatch.setattr(reference, "torch_status", lambda: (None, NOT_INSTALLED))
+
+
+@pytest.fixture
+def empty_cache(monkeypatch, tmp_path):
+    """No cached builds: Fmax is 'not measured' under --no-build."""
+    monkeypatch.setenv("FIELDTUNE_CACHE", str(tmp_path / "cache"))
+
+
+@pytest.mark.parametrize("command", [["demo"], ["simulate"], ["bench", "finetune"]])
+def test_help(command, capsys):
+    with pytest.raises(SystemExit) as info:
+        main([*command, "--help"])
+    assert info.value.code == 0
+    out = capsys.readouterr().out
+    assert "usage: fieldtune" in out
+    for option in {"demo": ("--drift", "--seed", "--mode", "--engine", "--json", "--plot",
+                            "--no-build", "--preset", "--config"),
+                   "simulate": ("--vcd", "--mode", "--engine", "--samples"),
+                   "bench": ("--presets", "--engine", "--json", "--no-build")}[command[0]]:
+        assert option in out
+
+
+def test_demo_end_to_end_golden(tmp_path, capsys, no_torch, empty_cache):
+    out = tmp_path / "demo.json"
+    assert main(["demo", "--engine", "golden", "--no-build", "--epochs", "2", "--steps", "64",
+                 "--seed", "3", "--json", str(out)]) == 0
+    doc = json.loads(out.read_text())
+    acc = doc["accuracy"]
+    assert acc["before_drift"] > 0.95 and 0.3 < acc["after_drift"] < 0.7
+    # Two epochs of first order already adapt; 64 zeroth-order steps move a little.
+    assert acc["device_fo"] > acc["after_drift"] + 0.1
+    assert 0.3 < acc["device_zo"] <= 1
+    assert abs(acc["device_fo"] - acc["float"]["skip_adapters"]) < 0.1
+    assert 0.3 < acc["float"]["mezo_gaussian"] <= 1
+    for method in ("lora_all", "ft_all", "ft_last", "lora_last"):
+        assert acc["float"][method] is None and doc["float_not_run"][method] == NOT_INSTALLED
+    assert doc["engine"] == "golden" and "not a device simulation" in doc["device_figures_from"]
+    assert isinstance(doc["cycles"]["fo"], int) and isinstance(doc["cycles"]["zo"], int)
+    assert 0 < doc["cycles"]["fo"] < doc["cycles"]["zo"]
+    assert doc["cycles_source"] == {"fo": "estimate", "zo": "estimate"}
+    board = doc["projected_time_s"]["icebreaker"]
+    assert board == {"device": "up5k", "fmax_mhz": None,
+                     "fmax_source": "not measured (--no-build)", "fo": None, "zo": None}
+    sc = doc["scenario"]
+    assert (sc["drift_deg"], sc["seed"], sc["epochs"], sc["steps"], sc["batch"]) == \
+        (30, 3, 2, 64, 16)
+    assert (sc["lr"], sc["eps"], sc["codebook"], sc["lanes"], sc["engine"]) == \
+        (2 ** -4, 2 ** -6, "unf4", 8, "golden")
+    assert [x for x, _ in doc["curves"]["device_fo"]] == [0, 1, 2]
+    assert doc["curves"]["device_fo"][-1][1] == acc["device_fo"]
+    text = capsys.readouterr().err
+    assert "device first order (golden model)" in text and NOT_INSTALLED in text
+    assert "(estimate)" in text
+
+
+def test_demo_single_mode_codebook_and_plot(tmp_path, no_torch, empty_cache):
+    out, png = tmp_path / "demo.json", tmp_path / "curve.png"
+    plot = ["--plot", str(png)] if importlib.util.find_spec("matplotlib") else []
+    assert main(["demo", "--engine", "golden", "--no-build", "--mode", "fo", "--epochs", "1",
+                 "--codebook", "pass16", "--json", str(out), *plot]) == 0
+    doc = json.loads(out.read_text())
+    assert doc["accuracy"]["device_zo"] is None and doc["cycles"]["zo"] is None
+    assert doc["accuracy"]["float"]["mezo_gaussian"] is None
+    assert doc["scenario"]["codebook"] == "pass16"
+    if plot:
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_demo_plot_without_matplotlib_fails_early(monkeypatch, capsys, tmp_path):
+    monkeypatch.setitem(__import__("sys").modules, "matplotlib", None)
+    assert main(["demo", "--plot", str(tmp_path / "x.png")]) == 2
+    assert "--plot needs matplotlib, which is not installed; install it with: pip install " \
+           "'fieldtune[plot]'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["demo", "--epochs", "0"], "train.epochs must be an integer from 1 to 1000, not 0"),
+    (["demo", "--seed", "0"], "train.seed must be an integer from 1 to 4294967295, not 0"),
+    (["simulate", "--vcd", "x.vcd", "--samples", "8"],
+     "--samples must be at least the batch (16), not 8"),
+    (["simulate", "--vcd", "x.vcd", "--samples", "300"],
+     "--samples must be an integer from 1 to 256, not 300"),
+    (["bench", "finetune", "--presets", "up5k,zx81"],
+     "--presets must name presets among up5k, ecp5-85f, orangecrab, tiny, not 'zx81'"),
+    (["bench", "finetune", "--torch-threads", "0"],
+     "--torch-threads must list positive integers or 'default', not '0'"),
+])
+def test_argument_errors(argv, message, capsys):
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_bench_finetune_golden(tmp_path, no_torch, empty_cache):
+    out = tmp_path / "bench.json"
+    assert main(["bench", "finetune", "--engine", "golden", "--no-build", "--repeats", "1",
+                 "--presets", "up5k", "--json", str(out)]) == 0
+    doc = json.loads(out.read_text())
+    rows = {r["method"]: r for r in doc["rows"]}
+    assert rows["skip adapters FO"]["where"] == "cpu" and rows["skip adapters FO"]["seconds"] > 0
+    assert rows["LoRA-All"]["seconds"] is None and rows["LoRA-All"]["note"] == NOT_INSTALLED
+    device = rows["device FO"]
+    assert device["where"] == "up5k" and device["cycles"] > 0 and device["fmax_mhz"] is None
+    assert device["ratio_vs_lora_all"] is None and doc["target"]["met"] is None
+    for row in doc["rows"]:
+        assert {"method", "where", "seconds", "accuracy", "ratio_vs_lora_all"} <= set(row)
