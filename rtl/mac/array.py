@@ -444,8 +444,8 @@ class AdapterMACArray(wiring.Component):
 
         # coefficient write port: COLACC results first, then the dz stream, which is scaled
         # on its way in (dz * 2**dz_scale, rounded half up, saturated) so that updates read
-        # ready coefficients: a register, a shift, a rounding and saturation, one stage each
-        # of a pipeline that advances when the port is free
+        # ready coefficients: a register, a shift, a rounding, saturation, one stage each of
+        # a pipeline that advances when the port is free
         ser_we = Signal()
         ser_addr = Signal(caddr_w)
         ser_data = Signal(signed(cw))
@@ -454,6 +454,7 @@ class AdapterMACArray(wiring.Component):
         m.d.comb += [advance.eq(~ser_we), self.coef.ready.eq(advance)]
         ca_v, ca_val = Signal(), Signal(signed(cw))
         cb_v, cb_val, cb_lost = Signal(), Signal(signed(2 * cw + 2)), Signal()
+        cc_v, cc_val = Signal(), Signal(signed(2 * cw + 3))
         rsh_dz = Signal(range(33))
         lsh_dz = Signal(range(cw + 2))
         m.d.comb += [rsh_dz.eq(Mux(dz_scale < 0, (-dz_scale).as_unsigned(), 0)),
@@ -464,12 +465,13 @@ class AdapterMACArray(wiring.Component):
             m.d.sync += [ca_v.eq(self.coef.valid), ca_val.eq(self.coef.payload),
                          cb_v.eq(ca_v),
                          cb_val.eq(Mux(rsh_dz != 0, ca_val >> rsh_dz, ca_val << lsh_dz)),
-                         cb_lost.eq((rsh_dz != 0) & lost_bits[rsh_dz - 1])]
+                         cb_lost.eq((rsh_dz != 0) & lost_bits[rsh_dz - 1]),
+                         cc_v.eq(cb_v), cc_val.eq(cb_val + cb_lost)]
         dz_sat = sat_flag()
-        stored = _sat(m, cb_val + cb_lost, cw, dz_sat, cb_v & advance)
+        stored = _sat(m, cc_val, cw, dz_sat, cc_v & advance)
         with m.If(ser_we):
             m.d.comb += [c_wr.addr.eq(ser_addr), c_wr.data.eq(ser_data), c_wr.en.eq(1)]
-        with m.Elif(cb_v):
+        with m.Elif(cc_v):
             with m.If(coef_wp < lay.dz_depth):
                 m.d.comb += [c_wr.addr.eq(coef_wp), c_wr.data.eq(stored), c_wr.en.eq(1)]
                 m.d.sync += coef_wp.eq(coef_wp + 1)
@@ -603,23 +605,25 @@ class AdapterMACArray(wiring.Component):
         total = level[0]
         ca, va = ctl[4 + T], valid[4 + T]
         accs = [Signal(signed(p.acc_width), name=f"acc{i}") for i in range(max_rows)]
+        # sums start at half an output LSB, so rounding half up is a plain shift at the end
+        half_lsb = (1 << wf) >> 1
         acc_new = Signal(signed(p.acc_width))
         n1_valid, n1_val, n1_idx, n1_dest = (Signal(), Signal(signed(p.acc_width + 1)),
                                             Signal(range(max(max_out, 2))), Signal(Dest))
         if len({reg.rows for reg in lay.regions}) == 1:
             # every op has the same rows, in order: the accumulators rotate, the head is
             # always the arriving word's row (no read multiplexer)
-            m.d.comb += acc_new.eq(Mux(ca.first, 0, accs[0]) + total)
+            m.d.comb += acc_new.eq(Mux(ca.first, half_lsb, accs[0]) + total)
             with m.If(va & (ca.op == Op.MATVEC)):
                 m.d.sync += [accs[i].eq(accs[i + 1]) for i in range(max_rows - 1)]
                 m.d.sync += accs[-1].eq(acc_new)
         else:
             acc_file = Array(accs)
-            m.d.comb += acc_new.eq(Mux(ca.first, 0, acc_file[ca.row]) + total)
+            m.d.comb += acc_new.eq(Mux(ca.first, half_lsb, acc_file[ca.row]) + total)
             with m.If(va & (ca.op == Op.MATVEC)):
                 m.d.sync += acc_file[ca.row].eq(acc_new)
         m.d.sync += [n1_valid.eq(va & (ca.op == Op.MATVEC) & ca.last),
-                     n1_val.eq((acc_new + ((1 << wf) >> 1)) >> wf),
+                     n1_val.eq(acc_new >> wf),
                      n1_idx.eq(ca.outidx), n1_dest.eq(ca.dest)]
         y = _sat(m, n1_val, fw, sat_flag(), n1_valid)
         m.d.comb += [fifo.w_data.eq(y), fifo.w_en.eq(n1_valid & (n1_dest == Dest.OUT))]
