@@ -13,6 +13,8 @@ BENCHES = {
                 "simulation engines: cycles/s of Amaranth, CXXRTL, Verilator, Icarus on one design"),
     "cache": ("fieldtune.bench.cache",
               "forward cache: LUTs, FFs, BRAM/SPRAM, Fmax, bytes and samples per device"),
+    "mac": ("fieldtune.bench.mac",
+            "adapter MAC array: LUTs, FFs, BRAM, DSP, Fmax, R1 first-order utilization, GMAC/s"),
     "finetune": ("fieldtune.bench.finetune",
                  "R1 fine-tuning time: CPU (numpy, PyTorch LoRA-All/FT-All) vs the SoC's "
                  "cycles / Fmax per board preset, as ratios"),
