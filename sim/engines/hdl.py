@@ -176,13 +176,16 @@ def emit_verilog(design, *, env, ports=None, name="top", zero_undefined=True):
     The same conversion as ``amaranth.back.verilog`` (``proc -nomux -norom; memory_collect;
     write_verilog -norename``), without source locations. With ``zero_undefined`` (default),
     power-on values the RTLIL leaves undefined (a memory read port's output register) become 0
-    (``setundef -zero -params``): that is what Amaranth's simulator and CXXRTL use, where a
-    Verilog simulator would otherwise show x.
+    (``setundef -zero -params`` on the memory cells): that is what Amaranth's simulator and
+    CXXRTL use, where a Verilog simulator would otherwise show x. Only memory cells are
+    selected: on a whole module, ``setundef`` would also turn the don't-care bits of the
+    processes' case patterns (``2'-1``, an ``If``/``Elif`` chain) into zeros and change the
+    logic.
     """
     il = design_rtlil(design, ports=ports, name=name)
     commands = ["read_rtlil design.il", "proc -nomux -norom", "memory_collect"]
     if zero_undefined:
-        commands.append("setundef -zero -params")
+        commands.append("setundef -zero -params t:$mem*")
     commands.append("write_verilog -norename design.v")
     with tempfile.TemporaryDirectory(prefix="fieldtune-verilog-") as tmp:
         Path(tmp, "design.il").write_text(il)

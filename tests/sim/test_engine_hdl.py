@@ -6,6 +6,9 @@ import os
 import shutil
 
 import pytest
+from amaranth.hdl import Module
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
 
 from fieldtune.sim.engines import hdl
 from fieldtune.sim.engines.script import ENGINES, EngineUnavailable, Script, run, run_amaranth
@@ -112,3 +115,28 @@ def test_yosys_must_come_from_the_tool_environment():
     with pytest.raises(EngineUnavailable, match=r"^the tool environment names no YOSYS; pass "
                                                 r"env=fieldtune.toolchain.tool_env\('YOSYS'\)$"):
         hdl.emit_verilog(MixPipeline(), env={})
+
+
+class _Priority(wiring.Component):
+    """``If(a) ... Elif(b)``: the process switch has the don't-care pattern ``2'-1``."""
+    a: In(1)
+    b: In(1)
+    o: Out(2)
+
+    def elaborate(self, platform):
+        m = Module()
+        with m.If(self.a):
+            m.d.sync += self.o.eq(1)
+        with m.Elif(self.b):
+            m.d.sync += self.o.eq(2)
+        return m
+
+
+@pytest.mark.parametrize("engine", ["verilator", "icarus"])
+def test_priority_chains_keep_their_dont_care_patterns(engine):
+    # Zeroing undefined values must not touch case patterns: with a and b both high the If
+    # wins, as in Amaranth's simulator.
+    _require(*{"verilator": ["verilator"], "icarus": ["iverilog", "vvp"]}[engine])
+    script = Script().set("a", 1).set("b", 1).step().sample("o").set("a", 0).step().sample("o")
+    assert run(engine, _Priority(), script, env=tool_env("YOSYS")).records == \
+        run_amaranth(_Priority(), script).records == [1, 2]
