@@ -20,7 +20,8 @@ from ..rtl.mac import AdapterMACArray, MacParams, Op, Dest
 from ..rtl.loss import SoftmaxCrossEntropy, ZOSign, LossParams
 
 
-__all__ = ["POINTS", "TARGETS", "AdapterStep", "fo_batch_cycles", "ideal_fo_cycles",
+__all__ = ["POINTS", "TARGETS", "AdapterStep", "fo_batch_cycles", "zo_step_cycles",
+           "batch_words", "ideal_fo_cycles",
            "add_arguments", "run"]
 
 
@@ -32,6 +33,7 @@ TARGETS = {"fmax_mhz": {(8, "up5k"): 36.0, (32, "ecp5-85f"): 100.0}, "utilizatio
 COLUMNS = [("lanes", "L"), ("device", "device"), ("luts", "LUTs"), ("ffs", "FFs"),
            ("brams", "BRAM"), ("dsps", "DSP"), ("fmax_mhz", "Fmax MHz"),
            ("cycles_per_sample", "cycles/sample"), ("utilization", "utilization"),
+           ("zo_cycles_per_sample", "ZO cycles/sample"),
            ("gmacs", "GMAC/s"), ("fits", "fits")]
 
 
@@ -48,6 +50,12 @@ class AdapterStep(Elaboratable):
         wiring.connect(m, self.mac.out, self.loss.logits)
         wiring.connect(m, self.loss.dz, self.mac.coef)
         return m
+
+
+def batch_words(mac: MacParams, batch):
+    """Words a zeroth-order step reads: two perturbed forwards per sample and the update."""
+    from ..rtl.mac import Layout
+    return (2 * batch + 1) * Layout(mac).words
 
 
 def ideal_fo_cycles(mac: MacParams, batch):
@@ -97,6 +105,67 @@ def fo_batch_cycles(mac: MacParams, loss: LossParams, batch, *, seed=0, lr_shift
     return got["cycles"], got["losses"], (x, z0, labels)
 
 
+def zo_step_cycles(mac: MacParams, loss: LossParams, batch, *, seed=0, zo_lr_shift=11,
+                   eps_shift=6):
+    """Simulate one zeroth-order step (perturbations applied on the fly: ``+`` and ``-``
+    forwards per sample, the loss unit's sum, the update with ``z`` replayed); returns the
+    cycles from the first micro-op until the array is idle after the update, with the
+    perturbation stream always available."""
+    from ..sim.golden.train import zo_program, op_streams
+    from ..sim.engines.pysim import simulate, stream_send, stream_collect
+    from ..rtl.mac import Layout
+    rng = np.random.default_rng(seed)
+    x = rng.integers(0, 1 << 10, (batch, mac.features))
+    z0 = rng.integers(-3 << 8, 3 << 8, (batch, mac.classes))
+    labels = rng.integers(0, mac.classes, batch)
+    z = rng.integers(-(1 << (mac.perturb_width - 1)), 1 << (mac.perturb_width - 1),
+                     (Layout(mac).words, mac.lanes))
+    regions = len(Layout(mac).regions)
+    prog = zo_program(mac, loss, batch, 0, zo_lr_shift, eps_shift)
+    xs, zs, cmds = [], [], []
+    for op, n in prog:
+        s = op_streams(mac, op, n, x, z)
+        xs += [{"data": [int(v) for v in b], "last": int(last)} for b, last in s["x"]]
+        zs += [[int(v) for v in b] for b in s["z"]]
+        if op["op"] == Op.MATVEC and op["dest"] == Dest.OUT:
+            cmds.append({"z0": [int(v) for v in z0[n]], "label": int(labels[n]), "dz": 0,
+                         "zo": ZOSign.PLUS if op["perturb"].value == 1 else ZOSign.MINUS,
+                         "zo_first": int(not cmds)})
+    top = AdapterStep(mac, loss)
+    got = {"sums": []}
+
+    async def sequencer(ctx):
+        cycles = await stream_send(ctx, top.mac.cmd, [op for op, _ in prog[:-regions]])
+        while len(got["sums"]) < len(cmds):
+            await ctx.tick()
+            cycles += 1
+        g = got["sums"][-1]
+        cycles += await stream_send(ctx, top.mac.cmd, [
+            op for op, _ in zo_program(mac, loss, batch, g, zo_lr_shift, eps_shift)[-regions:]])
+        while not ctx.get(top.mac.idle):
+            await ctx.tick()
+            cycles += 1
+        got["cycles"] = cycles
+
+    async def features(ctx):
+        await stream_send(ctx, top.mac.x, xs)
+
+    async def perturbations(ctx):
+        await stream_send(ctx, top.mac.z, zs)
+
+    async def commands(ctx):
+        await stream_send(ctx, top.loss.cmd, cmds)
+
+    async def results(ctx):
+        for _ in cmds:
+            items, _ = await stream_collect(ctx, top.loss.result, 1,
+                                            convert=lambda r: int(r.zo_sum))
+            got["sums"] += items
+
+    simulate(top, sequencer, features, perturbations, commands, results, name="mac_zo_step")
+    return got["cycles"]
+
+
 def add_arguments(parser):
     parser.add_argument("--points", default=",".join(f"{l}:{d}" for l, d in POINTS),
                         metavar="L:DEVICE,...",
@@ -130,12 +199,17 @@ def run(args, console):
         console.print(f"simulating an R1 first-order step, L={lanes}, batch {args.batch}...")
         cycles, _, _ = fo_batch_cycles(mac, loss, args.batch)
         util = ideal_fo_cycles(mac, args.batch) / cycles
+        zo_cycles = zo_step_cycles(mac, loss, args.batch)
         impl = impls[(lanes, device)]
         fmax = impl.fmax_mhz
         rows.append({
             "lanes": lanes, "device": device, "luts": impl.luts, "ffs": impl.ffs,
             "brams": impl.brams, "dsps": impl.dsps, "fmax_mhz": fmax, "fits": impl.fits,
             "cycles_per_sample": cycles / args.batch, "utilization": round(util, 4),
+            "zo_cycles_per_sample": zo_cycles / args.batch,
+            # a zeroth-order sample is two passes over the weights (+ and -) with the
+            # perturbation applied on the fly; the ideal is those passes' words
+            "zo_utilization": round(batch_words(mac, args.batch) / zo_cycles, 4),
             "gmacs": round(lanes * fmax * util / 1000, 3) if fmax else None,
             "fmax_target_mhz": TARGETS["fmax_mhz"].get((lanes, device)),
             "reason": impl.reason, "cells": impl.cells,
