@@ -4,6 +4,7 @@ tests/sim/test_soc_run.py), help texts and argument errors."""
 
 import importlib.util
 import json
+import re
 
 import pytest
 
@@ -129,3 +130,21 @@ def test_bench_finetune_golden(tmp_path, no_torch, empty_cache):
     assert device["ratio_vs_lora_all"] is None and doc["target"]["met"] is None
     for row in doc["rows"]:
         assert {"method", "where", "seconds", "accuracy", "ratio_vs_lora_all"} <= set(row)
+
+
+@pytest.mark.slow
+def test_simulate_writes_a_waveform(tmp_path, capsys):
+    # The default design on CXXRTL: tests/sim/test_soc_run.py compiles the same model, so the
+    # build cache serves whichever runs second.
+    vcd = tmp_path / "run.vcd"
+    assert main(["simulate", "--vcd", str(vcd), "--samples", "16", "--test-samples", "2"]) == 0
+    with open(vcd) as f:
+        header = "".join(f.readline() for _ in range(20000))
+    assert header.startswith("$timescale")
+    assert "$enddefinitions $end" in header
+    assert re.search(r"^\$var wire 1 \S+ clk \$end$", header, re.M)
+    assert re.search(r"^#\d+$", header, re.M)          # value changes follow
+    text = capsys.readouterr().err
+    assert re.search(r"FO on cxxrtl: 1 epoch\(s\) on 16 samples, batch 16: [\d,]+ training "
+                     r"cycles", text)
+    assert f"gtkwave {vcd}" in text
