@@ -4,8 +4,9 @@ Projected fine-tuning time on a board is ``cycles / Fmax`` (DESIGN.md, "Benchmar
 Fmax nextpnr reports for the whole SoC placed and routed out of context
 (:func:`fieldtune.boards.implement.implement`). Placing and routing a SoC takes minutes, so every
 implementation is kept as JSON under ``$FIELDTUNE_CACHE/fmax`` (default
-``~/.cache/fieldtune/fmax``), named by a *design hash*: SHA-256 of the design's RTLIL (without
-source locations), the device and the implementation options. A later run of the same design
+``~/.cache/fieldtune/fmax``), named by a *design hash*: SHA-256 of the RTLIL (without source
+locations) of the design in its implementation harness, the device, the synthesis script and
+the implementation options. A later run of the same design
 reuses it and says so. Builds of the default designs made by fieldtune's developers ship in the
 package (``fieldtune/data/fmax``) and are used when the user has no build of their own.
 
@@ -26,7 +27,7 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 
-from .boards.implement import DEVICES, implement
+from .boards.implement import DEVICES, BenchHarness, implement, _synth_script
 from .sim.engines.hdl import digest, cache_dir
 from .sim.engines.script import design_rtlil
 
@@ -98,8 +99,15 @@ def implement_options(config):
 
 
 def design_hash(dut, device, options):
-    """The cache key of implementing ``dut`` on ``device`` with ``options``."""
-    return digest(design_rtlil(dut), device, json.dumps(options, sort_keys=True))
+    """The cache key of implementing ``dut`` on ``device`` with ``options``: the RTLIL of the
+    implementation harness around it, the device's description and the synthesis script, so a
+    change to the design or to the flow never reuses an old figure."""
+    harness = BenchHarness(dut)
+    dev = DEVICES[device]
+    script = _synth_script(dev.family, "top.dut", dsp=options.get("dsp", True),
+                           spram=options.get("spram", False))
+    return digest(design_rtlil(harness, ports=[harness.serial_in, harness.fold_out]),
+                  repr(dev), script, json.dumps(options, sort_keys=True))
 
 
 def _path(key, directory=None):

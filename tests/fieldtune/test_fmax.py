@@ -77,6 +77,13 @@ def test_hash_depends_on_design_device_and_options():
     assert h != fmax.design_hash(Counter(), "up5k", {"spram": False})
 
 
+def test_hash_depends_on_the_flow(monkeypatch):
+    h = fmax.design_hash(Counter(), "up5k", {})
+    script = fmax._synth_script
+    monkeypatch.setattr(fmax, "_synth_script", lambda *a, **k: script(*a, **k) + "opt\n")
+    assert fmax.design_hash(Counter(), "up5k", {}) != h
+
+
 def test_a_design_that_does_not_fit_has_no_fmax(tmp_path, monkeypatch):
     def too_big(dut, device, env, **options):
         dut._MustUse__silence = True
