@@ -78,8 +78,9 @@ class AdapterMACArray(wiring.Component):
     Attributes
     ----------
     cmd : In(stream.Signature(MAC_OP))
-        Micro-ops. An op is taken when the previous one has issued its last word, so ops
-        follow each other without a gap; invalid ops raise ``error`` and are dropped.
+        Micro-ops, taken into a one-deep queue (``ready`` is a register) and checked there;
+        an op starts one cycle after the previous one's last word. Invalid ops raise
+        ``error`` and are dropped without touching a stream.
     x : In(stream.Signature(feature_beat_layout))
         Features (or the low-rank ``u``), ``lanes`` per beat, signed ``Q(fw-ff).ff``; a beat is
         held for the ``rows`` words of its beat and taken with the last of them (``ready`` is
@@ -90,7 +91,8 @@ class AdapterMACArray(wiring.Component):
         weight ``i``, :mod:`.layout`), for perturbed MATVEC, zeroth-order UPDATE and INIT.
     coef : In(stream.Signature(signed(coef_width)))
         ``dz`` from the loss unit, written to the coefficient memory from entry 0 after each
-        BATCH op (``ready`` drops only while COLACC results are written).
+        BATCH op, scaled by its ``cshift`` on the way (a 4-stage pipeline; ``ready`` drops
+        only while COLACC results are written).
     wload : In(stream.Signature(signed(weight_width)))
         Weights for LOAD, one per transfer, in weight order (lane 0 of a word first).
     out : Out(stream.Signature(signed(feature_width)))
@@ -109,8 +111,10 @@ class AdapterMACArray(wiring.Component):
         Clears the sticky flags.
 
     Timing: one weight word per cycle when the streams keep up. MATVEC results appear
-    :func:`pipeline_stages` cycles after their last word; updates write 4 cycles after the
-    read, and a read of a word still being written waits (scoreboard).
+    :func:`pipeline_stages` cycles after their last word. UPDATE reads its word again at
+    stage 4 and writes it at stage 5; INIT and LOAD write at stage 2; other ops wait up to
+    4 cycles after an UPDATE (the read port), and ops on regions of at most 5 words wait
+    for an empty pipeline (so no word is read before an earlier op has written it).
     """
 
     def __init__(self, params: MacParams):
