@@ -54,8 +54,8 @@ from .params import TrainParams
 from .mac.params import MacParams
 from .mac.layout import Layout
 from .mac.array import update_shift
-from .mac.ops import (Op, Region, Operand, Perturb, Dest, CoefSource, MAC_OP, MEM_LSH_MAX,
-                      IMM_WIDTH)
+from .mac.ops import (Op, Region, Operand, Perturb, Dest, CoefSource, MAC_OP, IMM_WIDTH,
+                      mac_op)
 from .loss.params import LossParams
 from .loss.unit import loss_result_layout, ZOSign
 from .loss.tables import zo_sum_width
@@ -135,11 +135,13 @@ def fetch_layout():
 
 
 def coef_shift_constants(mac: MacParams, loss: LossParams):
-    """``(C_FO, C_A, C_ZO, K0)``: the MAC array's ``cshift`` of a first-order update is
-    ``C_FO - lr_shift - log2(batch)`` (low-rank ``A``: ``C_A - ...``), of a zeroth-order update
-    ``C_ZO - zo_lr_shift - log2(batch) + eps_shift``, and the perturbation's ``zshift`` is
-    ``K0 - eps_shift`` (mirrors :func:`fieldtune.sim.golden.train.fo_coef_shifts` /
-    ``zo_coef_shift`` / :func:`fieldtune.sim.golden.mac.zshift_for`; a test holds them equal)."""
+    """``(C_FO, C_A, C_ZO, K0)``: the scaling of a first-order update is
+    ``cs = C_FO - lr_shift - log2(batch)`` (the BATCH op stores ``dz`` scaled by it; low-rank
+    ``A``: ``C_A - ...``, so COLACC scales ``v`` by the constant ``C_A - C_FO``), the
+    ``cshift`` of a zeroth-order update ``C_ZO - zo_lr_shift - log2(batch) + eps_shift``, and
+    the perturbation's ``zshift`` ``K0 - eps_shift`` (mirrors
+    :func:`fieldtune.sim.golden.train.fo_coef_shifts` / ``zo_coef_shift`` /
+    :func:`fieldtune.sim.golden.mac.zshift_for`; a test holds them equal)."""
     us, wf, ff = update_shift(mac), mac.weight_frac, mac.feature_frac
     v_frac = loss.prob_frac + wf - (mac.coef_width - 1)
     z_align = max(mac.feature_width, mac.perturb_width) - mac.perturb_width
@@ -175,7 +177,7 @@ class Sequencer(wiring.Component):
     ----------
     start, abort : In(1)
         Strobes (the ``control`` register's ``w1p`` bits).
-    config : In(RUN_CONFIG)
+    settings : In(RUN_CONFIG)
         The registers; latched on ``start``.
     records : In(range(capacity + 1))
         Records in the forward cache; latched on ``start``.
@@ -191,7 +193,7 @@ class Sequencer(wiring.Component):
     busy, done : Out(1)
         ``busy`` from start to the end of the run; ``done`` from the end of a run (or of a
         rejected start) to the next accepted start.
-    begin : Out(1)
+    accepted : Out(1)
         Strobe: a run was accepted (clears the MAC array's flags and the window lanes).
     flush : Out(1)
         Datapath reset during an abort.
@@ -211,12 +213,19 @@ class Sequencer(wiring.Component):
                 raise TypeError(f"{name} must be a {cls.__name__}, not {type(value).__name__}")
         self.mac, self.loss, self.cache, self.perturb = mac, loss, cache, perturb
         self.layout = Layout(mac)
+        c_fo, c_a, _, _ = coef_shift_constants(mac, loss)
+        #: COLACC's ``cshift`` (low-rank first order): ``v`` scaled for A's update.
+        self.colacc_cshift = c_a - c_fo
+        if len(self.layout.regions) == 2 and not CSHIFT_MIN <= self.colacc_cshift \
+                <= mac.coef_width - 1:
+            raise ValueError(f"mac.coef_width must be at least {self.colacc_cshift + 1} for "
+                             f"low-rank adapters, not {mac.coef_width}")
         #: Cycles ``flush`` stays high: every beat the cache may still hold drains.
         self.flush_cycles = 2 * CacheLayout(cache).beats + READ_LATENCY + 16
         super().__init__({
             "start": In(1),
             "abort": In(1),
-            "config": In(RUN_CONFIG),
+            "settings": In(RUN_CONFIG),
             "records": In(range(cache.capacity + 1)),
             "mac_cmd": Out(stream.Signature(MAC_OP)),
             "fetch": Out(stream.Signature(fetch_layout())),
@@ -229,7 +238,7 @@ class Sequencer(wiring.Component):
             "mode": Out(Mode),
             "busy": Out(1),
             "done": Out(1),
-            "begin": Out(1),
+            "accepted": Out(1),
             "flush": Out(1),
             "counters": Out(data.StructLayout({c: COUNTER_WIDTH for c in COUNTERS})),
             "next_step": Out(32),
@@ -260,20 +269,21 @@ class Sequencer(wiring.Component):
             return [op(Op.MATVEC, Region.A, operand=Operand.STREAM, dest=Dest.LOCAL, **z), read,
                     op(Op.MATVEC, Region.B, operand=Operand.LOCAL, **z)]
 
+        # dz are stored scaled by the update's shift (BATCH), v by COLACC's (cs_a - cs)
         if not lowrank:
-            fo = [("once", [op(Op.BATCH)]),
+            fo = [("once", [op(Op.BATCH, cshift=r["cs"])]),
                   ("each", forward()),
-                  ("each", [op(Op.UPDATE, Region.W, operand=Operand.STREAM, cshift=r["cs"],
+                  ("each", [op(Op.UPDATE, Region.W, operand=Operand.STREAM,
                                coef_base=r["cb"]), FEED])]
         else:
-            fo = [("once", [op(Op.BATCH)]),
+            fo = [("once", [op(Op.BATCH, cshift=r["cs"])]),
                   ("each", forward()),
-                  ("each", [op(Op.COLACC, Region.B, coef_base=r["cb"], v_base=r["vb"])]),
+                  ("each", [op(Op.COLACC, Region.B, coef_base=r["cb"], v_base=r["vb"],
+                               cshift=self.colacc_cshift)]),
                   ("each", [op(Op.MATVEC, Region.A, operand=Operand.STREAM, dest=Dest.LOCAL),
                             FEED,
-                            op(Op.UPDATE, Region.B, operand=Operand.LOCAL, cshift=r["cs"],
-                               coef_base=r["cb"])]),
-                  ("each", [op(Op.UPDATE, Region.A, operand=Operand.STREAM, cshift=r["cs_a"],
+                            op(Op.UPDATE, Region.B, operand=Operand.LOCAL, coef_base=r["cb"])]),
+                  ("each", [op(Op.UPDATE, Region.A, operand=Operand.STREAM,
                                coef_base=r["vb"]), FEED])]
         zo_forward = [("each", [ZREQ, *forward(Perturb.PLUS), ZREQ, *forward(Perturb.MINUS)])]
         zo_update = [("once", [ZREQ] + [op(Op.UPDATE, Region(i), operand=Operand.Z,
@@ -308,7 +318,6 @@ class Sequencer(wiring.Component):
         # -- run registers ----------------------------------------------------------------
         log2b = Signal(range(9))
         cs = Signal(signed(8))
-        cs_a = Signal(signed(8))
         cs_z = Signal(signed(8))
         k = Signal(signed(7))
         base = Signal(IW + 1)            # FO: batch start; ZO: cursor; EVAL: first record
@@ -325,7 +334,7 @@ class Sequencer(wiring.Component):
         outstanding = Signal(IW + 2)     # MATVEC results not yet through the loss unit
         wd = Signal(32)
         flush_count = Signal(range(self.flush_cycles + 1))
-        regs = {"cs": cs[:6], "cs_a": cs_a[:6], "cs_z": cs_z[:6], "k": k[:5], "cb": cb,
+        regs = {"cs": cs[:6], "cs_z": cs_z[:6], "k": k[:5], "cb": cb,
                 "vb": vb, "g": g}
 
         counters = self.counters
@@ -401,16 +410,13 @@ class Sequencer(wiring.Component):
             with m.If(batch[i]):
                 m.d.comb += lb.eq(i)
         cs_fo_v = Signal(signed(9))
-        cs_a_v = Signal(signed(9))
         cs_z_v = Signal(signed(9))
         k_v = Signal(signed(7))
-        m.d.comb += [cs_fo_v.eq(c_fo - cfg.lr_shift - lb), cs_a_v.eq(c_a - cfg.lr_shift - lb),
+        m.d.comb += [cs_fo_v.eq(c_fo - cfg.lr_shift - lb),
                      cs_z_v.eq(c_zo - cfg.zo_lr_shift - lb + cfg.eps_shift),
                      k_v.eq(k0 - cfg.eps_shift)]
         is_fo, is_zo, is_ev = (cfg.mode == Mode.FO, cfg.mode == Mode.ZO, cfg.mode == Mode.EVAL)
-        fo_shift_bad = (cs_fo_v < CSHIFT_MIN) | (cs_fo_v > MEM_LSH_MAX)
-        if lowrank:
-            fo_shift_bad = fo_shift_bad | (cs_a_v < CSHIFT_MIN) | (cs_a_v > MEM_LSH_MAX)
+        fo_shift_bad = (cs_fo_v < CSHIFT_MIN) | (cs_fo_v > CSHIFT_MAX)
         zo_shift_bad = ((k_v < 0) | (cs_z_v < CSHIFT_MIN) | (cs_z_v > CSHIFT_MAX))
         checks = {
             "bad_mode": cfg.mode > Mode.DUMP.value,
@@ -439,7 +445,7 @@ class Sequencer(wiring.Component):
         wd_fire = Signal()
         m.d.comb += wd_fire.eq(watched & (wd >= cfg.watchdog - 1) & ~self.progress)
 
-        m.d.comb += self.begin.eq(0)
+        m.d.comb += self.accepted.eq(0)
         with m.If(busy & self.start):
             m.d.comb += err.busy.eq(1)
 
@@ -449,7 +455,7 @@ class Sequencer(wiring.Component):
         with m.Switch(state):
             with m.Case(S["IDLE"]):
                 with m.If(self.start):
-                    m.d.sync += [cfg.eq(self.config), records.eq(self.records),
+                    m.d.sync += [cfg.eq(self.settings), records.eq(self.records),
                                  self.done.eq(0)]
                     goto("CHECK")
             with m.Case(S["CHECK"]):
@@ -459,9 +465,9 @@ class Sequencer(wiring.Component):
                     m.d.sync += self.done.eq(1)
                     goto("IDLE")
                 with m.Else():
-                    m.d.comb += self.begin.eq(1)
+                    m.d.comb += self.accepted.eq(1)
                     m.d.sync += [log2b.eq(lb), cs.eq(cs_fo_v),
-                                 cs_a.eq(cs_a_v), cs_z.eq(cs_z_v), k.eq(k_v),
+                                 cs_z.eq(cs_z_v), k.eq(k_v),
                                  outstanding.eq(0), epoch.eq(0), zstep.eq(0), qi.eq(0),
                                  res_n.eq(0), res_q.eq(0)]
                     m.d.sync += [getattr(counters, c).eq(0) for c in COUNTERS]
@@ -612,11 +618,17 @@ class Sequencer(wiring.Component):
         s = self.mac_cmd
         p = s.payload
         m.d.comb += s.valid.eq(1)
-        for key, value in fields.items():
+        # every field driven (the op's defaults for the rest): undriven bits are x in a
+        # Verilog simulator
+        for key, value in {**_OP_DEFAULTS, **fields}.items():
             m.d.comb += getattr(p, key).eq(value)
         if fields["op"] == Op.MATVEC and fields.get("dest", Dest.OUT) == Dest.OUT:
             m.d.comb += issued_out.eq(s.ready)
         return s.ready
+
+
+#: Field values of an op not given by a program (mac_op's defaults).
+_OP_DEFAULTS = {k: v for k, v in mac_op(Op.MATVEC).items() if k != "op"}
 
 
 class _Divider:

@@ -500,11 +500,11 @@ class SoC(wiring.Component):
             seq.datapath_idle.eq(router.idle),
             seq.engine_busy.eq(engine.busy),
             seq.progress.eq(progress),
-            mac.clear.eq(seq.begin),
+            mac.clear.eq(seq.accepted),
             weights.loading.eq(seq.busy & (seq.mode == Mode.LOAD)),
             weights.dumping.eq(seq.busy & (seq.mode == Mode.DUMP)),
         ]
-        cfg = seq.config
+        cfg = seq.settings
         m.d.comb += [
             cfg.mode.eq(regs.mode.mode), cfg.epochs.eq(regs.epochs.epochs),
             cfg.batch.eq(regs.batch.batch), cfg.lr_shift.eq(regs.shifts.lr_shift),

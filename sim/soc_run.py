@@ -358,16 +358,9 @@ def records_of(data, split):
 
 
 def _quantized(config, features, logits, labels):
-    """The golden cache's view of samples: dequantized features, z0, labels (in chunks of its
-    capacity)."""
-    xs = []
-    cap = config.cache.capacity
-    for s in range(0, len(labels), cap):
-        cache = CacheModel(config.cache)
-        for f, z, y in zip(features[s:s + cap], logits[s:s + cap], labels[s:s + cap]):
-            cache.write_record(f, z, y)
-        for i in range(cache.count):
-            xs.append(cache.dequantize(cache.unpack(i)[0]))
+    """The golden cache's view of samples: dequantized features, z0, labels."""
+    cache = CacheModel(config.cache)
+    xs = [cache.dequantize(cache.quantize(f)) for f in features]
     return np.array(xs, dtype=np.int64).reshape(len(labels), -1), logits, labels
 
 

@@ -24,7 +24,6 @@ import numpy as np
 from ...rtl.mac.layout import Layout
 from ...rtl.sequencer import (Mode, COUNTERS, MAX_QUERIES, MAX_BATCH, CSHIFT_MIN, CSHIFT_MAX,
                               coef_shift_constants, RUN_CONFIG)
-from ...rtl.mac.ops import MEM_LSH_MAX
 from ...rtl.soc import check_soc, soc_registers
 from .cache import CacheModel
 from .loss import softmax_xent
@@ -84,11 +83,9 @@ def check_run(config, cfg: RunConfig, records):
     fo, zo, ev = mode == Mode.FO.value, mode == Mode.ZO.value, mode == Mode.EVAL.value
     pow2 = batch != 0 and batch & (batch - 1) == 0
     lb = max(batch.bit_length() - 1, 0)
-    cs_fo, cs_a = c_fo - cfg.lr_shift - lb, c_a - cfg.lr_shift - lb
+    cs_fo = c_fo - cfg.lr_shift - lb
     cs_z, k = c_zo - cfg.zo_lr_shift - lb + cfg.eps_shift, k0 - cfg.eps_shift
-    fo_shift_bad = not CSHIFT_MIN <= cs_fo <= MEM_LSH_MAX
-    if len(Layout(mac).regions) == 2:
-        fo_shift_bad |= not CSHIFT_MIN <= cs_a <= MEM_LSH_MAX
+    fo_shift_bad = not CSHIFT_MIN <= cs_fo <= CSHIFT_MAX
     zo_shift_bad = k < 0 or not CSHIFT_MIN <= cs_z <= CSHIFT_MAX
     checks = {
         "bad_mode": mode > Mode.DUMP.value,
@@ -156,7 +153,30 @@ class SocModel:
         self.cache.write(int(data), bool(last))
 
     def write_record(self, features, z0, label):
-        self.cache.write_record(features, z0, label)
+        """A whole record, as the record window's elements would write it. A complete record
+        between records takes a fast path (quantize and pack once, as the cache model's last
+        element does); anything else goes element by element."""
+        c, p = self.cache, self.config.cache
+        features, z0 = np.asarray(features, dtype=np.int64), np.asarray(z0, dtype=np.int64)
+        # the element path's state: nothing pending, not skipping (read only)
+        if (c._pending or c._skipping or len(features) != p.features
+                or len(z0) != p.classes):
+            c.write_record(features, z0, label)
+            return
+        q = c.quantize(features)
+        c.saturations = min((1 << 16) - 1, c.saturations + int(c.saturated(features).sum()))
+        if not 0 <= int(label) < p.classes:
+            c.record_error = True
+            return
+        if c.count >= p.capacity:
+            c.overflow = True
+            return
+        code_words, meta_words = c.pack(q, z0, label)
+        L = c.layout
+        c.code_mem[c.count * L.beats:(c.count + 1) * L.beats] = code_words
+        c.meta_mem[c.count * L.meta_words:(c.count + 1) * L.meta_words] = meta_words
+        self._samples[c.count] = (c.dequantize(q), z0.copy(), int(label))
+        c.count += 1
 
     def clear_cache(self):
         self.cache.clear()

@@ -9,7 +9,6 @@ import pytest
 
 from fieldtune.config import DesignConfig
 from fieldtune.rtl.mac.layout import Layout
-from fieldtune.rtl.mac.ops import MEM_LSH_MAX
 from fieldtune.rtl.sequencer import Mode, coef_shift_constants, MAX_QUERIES
 from fieldtune.rtl.soc import SoC, check_soc, ERRORS, soc_registers, from_config
 from fieldtune.sim.engines.script import run_amaranth
@@ -136,7 +135,6 @@ def test_illegal_register_values_are_flagged_and_change_nothing():
         RunConfig(mode=Mode.FO, batch=3),                    # not a power of two
         RunConfig(mode=Mode.FO, batch=8),                    # above mac.max_batch (4)
         RunConfig(mode=Mode.ZO, batch=8),                    # more than the 6 records
-        RunConfig(mode=Mode.FO, batch=1, lr_shift=0),        # cshift beyond the array's
         RunConfig(mode=Mode.ZO, batch=4, eps_shift=9),       # zshift below 0
         RunConfig(mode=Mode.ZO, batch=4, steps=0),
         RunConfig(mode=Mode.ZO, batch=4, queries=0),

@@ -1,0 +1,106 @@
+"""The SoC's golden model is composition: the golden cache's view of the records fed to the
+golden training loops (the programs the sequencer issues) with the golden perturbation
+engine's vectors. These tests hold it to exactly that, on R1."""
+
+from fractions import Fraction
+
+import numpy as np
+import pytest
+from hypothesis import given, strategies as st
+
+from fieldtune.config import DesignConfig
+from fieldtune.rtl.params import TrainParams
+from fieldtune.rtl.sequencer import Mode
+from fieldtune.sim.golden.perturb import vectors
+from fieldtune.sim.golden.soc import SocModel, RunConfig, check_run, round_half_up_div
+from fieldtune.sim.golden.train import train_fo, train_zo, evaluate
+from fieldtune.sim.scenario import r1_features
+from fieldtune.sim.soc_run import records_of
+
+
+@pytest.fixture(scope="module")
+def r1():
+    cfg = DesignConfig()
+    data = r1_features(30)
+    model = SocModel(cfg)
+    for rec in zip(*records_of(data, "train")):
+        model.write_record(*rec)
+    x, z0, labels = model.samples(0, model.records)
+    return cfg, model, {"x": x, "z0": z0, "labels": labels}
+
+
+def test_first_order_is_the_golden_training_loop_on_cached_features(r1):
+    cfg, model, train = r1
+    model.weights[:] = 0
+    assert model.start(mode=Mode.FO, epochs=2, batch=16, lr_shift=4) == set()
+    ref = train_fo(cfg.mac, cfg.loss, TrainParams(epochs=2, batch=16, lr_shift=4), train)
+    np.testing.assert_array_equal(model.weights, ref.mem)
+    assert model.counters["samples"] == 2 * 256 and model.counters["steps"] == 32
+    assert model.counters["epochs"] == 2
+
+
+def test_zeroth_order_is_the_golden_training_loop_with_engine_vectors(r1):
+    cfg, model, train = r1
+    model.weights[:] = 0
+    steps = 12
+    assert model.start(mode=Mode.ZO, steps=steps, batch=16, eps_shift=6, zo_lr_shift=11,
+                       seed=5) == set()
+    beats = vectors(cfg.perturb, 5, np.arange(steps)).beats
+    ref = train_zo(cfg.mac, cfg.loss, TrainParams(steps=steps, batch=16, eps_shift=6,
+                                                  zo_lr_shift=11), train, lambda s: beats[s])
+    np.testing.assert_array_equal(model.weights, ref.mem)
+    assert (model.next_step, model.next_cursor) == (steps, 12 * 16 % 256)
+    assert model.counters["samples"] == steps * 2 * 16
+
+
+def test_evaluation_counts_correct_and_loss(r1):
+    cfg, model, train = r1
+    model.start(mode=Mode.EVAL, eval_first=0, eval_count=256)
+    acc = evaluate(cfg.mac, model.weights, train["x"], train["z0"], train["labels"])
+    assert model.counters["correct"] == round(acc * 256)
+    assert model.counters["samples"] == 256 and model.counters["loss_sum"] > 0
+
+
+def test_default_training_parameters_are_legal_on_r1(r1):
+    cfg, model, _ = r1
+    t = cfg.train
+    for mode in (Mode.FO, Mode.ZO):
+        c = RunConfig(mode=mode, batch=t.batch, lr_shift=t.lr_shift, eps_shift=t.eps_shift,
+                      zo_lr_shift=t.zo_lr_shift, steps=t.steps, epochs=t.epochs)
+        assert check_run(cfg, c, 256) == set()
+
+
+@given(st.integers(-2**27, 2**27), st.integers(1, 16))
+def test_query_average_rounds_half_up(g, q):
+    exact = Fraction(g, q)
+    got = round_half_up_div(g, q)
+    assert got - Fraction(1, 2) <= exact < got + Fraction(1, 2)
+
+
+def test_register_fields_are_checked():
+    with pytest.raises(ValueError, match=r"^register field batch holds 9 bits, not 512$"):
+        RunConfig(batch=512)
+
+
+def test_whole_records_take_the_element_path_semantics():
+    """The model's fast path for whole records equals the cache model's element path,
+    including saturating features, a bad label and a full cache."""
+    cfg = DesignConfig().replace(cache={"capacity": 5})
+    rng = np.random.default_rng(3)
+    fast, slow = SocModel(cfg), SocModel(cfg)
+    F, C = cfg.cache.features, cfg.cache.classes
+    for i in range(7):
+        f = rng.integers(-40000, 40000, F)
+        z0 = rng.integers(-3000, 3000, C)
+        label = 11 if i == 2 else int(rng.integers(0, C))
+        fast.write_record(f, z0, label)
+        slow.cache.write_record(f, z0, label)
+    a, b = fast.cache, slow.cache
+    assert (a.count, a.overflow, a.record_error, a.saturations) == \
+        (b.count, b.overflow, b.record_error, b.saturations) == (5, True, True, b.saturations)
+    assert a.code_mem == b.code_mem and a.meta_mem == b.meta_mem
+    xa, za, ya = fast.samples(0, 5)
+    xb, zb, yb = slow.samples(0, 5)
+    np.testing.assert_array_equal(xa, xb)
+    np.testing.assert_array_equal(za, zb)
+    np.testing.assert_array_equal(ya, yb)
