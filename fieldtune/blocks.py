@@ -24,6 +24,9 @@ BLOCKS = {
                     "forward-cache dequantizer: packed beats to L features per cycle ([cache])"),
     "forward-cache": ("fieldtune.rtl.cache.cache", "from_config",
                       "InstantFT forward cache: quantizer, packed memory, dequantizer ([cache])"),
+    "soc": ("fieldtune.rtl.soc", "from_config",
+            "training SoC: cache, MAC array, loss unit, perturbation engine, sequencer, "
+            "registers on a bus (all sections)"),
 }
 
 
