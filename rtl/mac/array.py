@@ -338,13 +338,20 @@ class AdapterMACArray(wiring.Component):
         # promotion: the queued op becomes current (BATCH acts here, in order)
         promote = Signal()
         batch_now = Signal()
-        dz_scale = Signal(signed(6))    # the last BATCH's cshift: dz are stored scaled
+        # the last BATCH's cshift (dz are stored scaled): right or left shift
+        rsh_dz = Signal(range(33))
+        rsh_dz_m1 = Signal(range(33))
+        lsh_dz = Signal(range(cw + 2))
         m.d.comb += promote.eq(nxt_valid & (nxt_wait == 0) & ~active)
         with m.If(promote):
             m.d.sync += nxt_valid.eq(0)
             with m.If(nxt.op.op == Op.BATCH):
                 m.d.comb += batch_now.eq(1)
-                m.d.sync += dz_scale.eq(nxt.cshift)
+                cs = nxt.cshift
+                m.d.sync += [rsh_dz.eq(Mux(cs < 0, (-cs).as_unsigned(), 0)),
+                             rsh_dz_m1.eq(Mux(cs < 0, (-cs - 1).as_unsigned(), 0)),
+                             lsh_dz.eq(Mux(cs > cw + 1, cw + 1,
+                                           Mux(cs > 0, cs.as_unsigned(), 0)))]
             with m.Else():
                 first_glen = Mux(nxt.is_b, rb.beats, ra.groups[0][1]) if lowrank else ra.groups[0][1]
                 m.d.sync += [curx.eq(nxt), active.eq(1), started.eq(0), k.eq(0), r.eq(0),
@@ -459,17 +466,12 @@ class AdapterMACArray(wiring.Component):
         ca_v, ca_val = Signal(), Signal(signed(cw))
         cb_v, cb_val, cb_lost = Signal(), Signal(signed(2 * cw + 2)), Signal()
         cc_v, cc_val = Signal(), Signal(signed(2 * cw + 3))
-        rsh_dz = Signal(range(33))
-        lsh_dz = Signal(range(cw + 2))
-        m.d.comb += [rsh_dz.eq(Mux(dz_scale < 0, (-dz_scale).as_unsigned(), 0)),
-                     lsh_dz.eq(Mux(dz_scale > cw + 1, cw + 1,
-                                   Mux(dz_scale > 0, dz_scale.as_unsigned(), 0)))]
         lost_bits = Array(ca_val[min(i, cw - 1)] for i in range(33))
         with m.If(advance):
             m.d.sync += [ca_v.eq(self.coef.valid), ca_val.eq(self.coef.payload),
                          cb_v.eq(ca_v),
                          cb_val.eq(Mux(rsh_dz != 0, ca_val >> rsh_dz, ca_val << lsh_dz)),
-                         cb_lost.eq((rsh_dz != 0) & lost_bits[rsh_dz - 1]),
+                         cb_lost.eq((rsh_dz != 0) & lost_bits[rsh_dz_m1]),
                          cc_v.eq(cb_v), cc_val.eq(cb_val + cb_lost)]
         dz_sat = sat_flag()
         stored = _sat(m, cc_val, cw, dz_sat, cc_v & advance)
