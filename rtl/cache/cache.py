@@ -49,8 +49,9 @@ __all__ = ["ForwardCache", "write_element_layout", "READ_LATENCY"]
 
 
 #: Cycles from a request's transfer on ``req`` to its first beat being valid on ``rd``:
-#: the input buffer, one to start the sample, one for the memory read, then the dequantizer.
-READ_LATENCY = 3 + DEQUANTIZER_LATENCY
+#: the input buffer, one to start the sample, the memory command register, the memory read,
+#: the register after the memory, then the dequantizer.
+READ_LATENCY = 5 + DEQUANTIZER_LATENCY
 
 
 def write_element_layout():
@@ -121,10 +122,29 @@ class ForwardCache(CacheComponent):
         wr, req = wr_buffer.o, req_buffer.o
 
         m.submodules.quantizer = quant = Quantizer(p)
+        # Features reach the quantizer through a skid buffer: the record state machine sees a
+        # registered ready.
+        m.submodules.feature_buffer = feature_buffer = SkidBuffer(signed(ELEMENT_WIDTH))
+        wiring.connect(m, feature_buffer.o, quant.i)
+        features = feature_buffer.i
         m.submodules.dequantizer = deq = Dequantizer(p)
         m.d.comb += [self.saturations.eq(quant.saturations), quant.clear.eq(self.clear)]
 
         code_wp, code_rp = self._memory(m, "codes", lay.code_width, cap * lay.beats)
+
+        def command(wp, rp, read, raddr, write_enable, waddr, wdata):
+            """Register a memory's next operation; returns the port connections."""
+            addr = Signal.like(rp.addr)
+            re = Signal()
+            we = Signal.like(wp.en)
+            wd = Signal.like(wp.data)
+            m.d.sync += [addr.eq(Mux(read, raddr, waddr)), re.eq(read), we.eq(write_enable),
+                         wd.eq(wdata)]
+            # Reads and writes never coincide; saying so in the read enable lets the
+            # synthesizer see it (single-port SPRAM leaves its output unchanged on writes).
+            return [rp.addr.eq(addr), wp.addr.eq(addr), rp.en.eq(re & ~we.any()),
+                    wp.en.eq(we), wp.data.eq(wd)]
+
         meta_wp, meta_rp = self._memory(m, "meta", lay.meta_width, cap * lay.meta_words,
                                         granularity=UNIT_BITS)
 
@@ -143,33 +163,40 @@ class ForwardCache(CacheComponent):
         r_beat = Signal(range(lay.beats))
         r_code = Signal(range(cap * lay.beats))
         r_meta = Signal(range(cap * lay.meta_words))
-        # Memory reads are decoupled from the dequantizer's ready by a two-entry buffer with
-        # bypass: a read is issued only if its word will have room, judged from registers
-        # alone, so `rd.ready` never reaches the memory ports or the write arbitration.
+        # Every memory operation is decided a cycle ahead and held in a command register that
+        # drives the ports (SPRAMs sit far from the logic on iCE40). Reads are decoupled from
+        # the dequantizer's ready by a three-entry buffer with bypass: a read is issued only if
+        # its word will have room, judged from registers alone, so `rd.ready` never reaches the
+        # memory ports or the write arbitration. The words read are registered as they leave
+        # the memories (ECP5's DP16KD has a 5.6 ns clock-to-output without its output
+        # register, which the synthesizer does not infer).
         beat_info = data.StructLayout({"beat": range(lay.beats), "index": INDEX_WIDTH,
                                        "error": 1})
-        inflight = Signal()                 # a word read last cycle is on the memory outputs
-        inflight_info = Signal(beat_info)
-        level = Signal(range(3))
-        held = Array(Signal(deq.i.payload.shape(), name=f"held{i}") for i in range(2))
-        incoming = Signal(deq.i.payload.shape())
-        m.d.comb += [incoming.codes.eq(code_rp.data), incoming.meta.eq(meta_rp.data),
-                     incoming.beat.eq(inflight_info.beat), incoming.index.eq(inflight_info.index),
-                     incoming.error.eq(inflight_info.error)]
-        m.d.comb += [deq.i.valid.eq((level != 0) | inflight),
+        issued = Signal()                   # a read is in the command register
+        issued_info = Signal(beat_info)
+        arrived = Signal()                  # its word is on the memory outputs
+        arrived_info = Signal(beat_info)
+        landed = Signal()                   # it is in `incoming`
+        level = Signal(range(5))
+        held = Array(Signal(deq.i.payload.shape(), name=f"held{i}") for i in range(4))
+        incoming = Signal(deq.i.payload.shape(), reset_less=True)
+        m.d.sync += [incoming.codes.eq(code_rp.data), incoming.meta.eq(meta_rp.data),
+                     incoming.beat.eq(arrived_info.beat), incoming.index.eq(arrived_info.index),
+                     incoming.error.eq(arrived_info.error), landed.eq(arrived)]
+        m.d.comb += [deq.i.valid.eq((level != 0) | landed),
                      deq.i.payload.eq(Mux(level != 0, held[0], incoming))]
         pop = Signal()
         push = Signal()
         m.d.comb += [pop.eq(deq.i.valid & deq.i.ready),
-                     push.eq(inflight & ~((level == 0) & pop))]
+                     push.eq(landed & ~((level == 0) & pop))]
         with m.If(pop & (level != 0)):
-            m.d.sync += held[0].eq(held[1])
+            m.d.sync += [held[0].eq(held[1]), held[1].eq(held[2]), held[2].eq(held[3])]
         with m.If(push):
             m.d.sync += held[level - (pop & (level != 0))].eq(incoming)
         m.d.sync += level.eq(level + push - (pop & (level != 0)))
 
         issuing = Signal()
-        m.d.comb += issuing.eq(active & (level + inflight <= 1))
+        m.d.comb += issuing.eq(active & (level + issued + arrived + landed <= 3))
         last_issue = Signal()
         m.d.comb += last_issue.eq(issuing & (r_beat == lay.beats - 1))
         # Meta words are read in address order, so the address is a counter; whether a beat
@@ -184,8 +211,9 @@ class ForwardCache(CacheComponent):
             meta_rd.eq(issuing & ~r_error & beat_reads_meta),
             req.ready.eq(~active | last_issue),
         ]
-        m.d.sync += [inflight.eq(issuing), inflight_info.beat.eq(r_beat),
-                     inflight_info.index.eq(r_index), inflight_info.error.eq(r_error)]
+        m.d.sync += [issued.eq(issuing), issued_info.beat.eq(r_beat),
+                     issued_info.index.eq(r_index), issued_info.error.eq(r_error),
+                     arrived.eq(issued), arrived_info.eq(issued_info)]
         with m.If(issuing):
             m.d.sync += [r_beat.eq(r_beat + 1), r_code.eq(r_code + 1),
                          beat_reads_meta.eq(reads_meta.bit_select(r_beat + 1, 1))]
@@ -201,7 +229,6 @@ class ForwardCache(CacheComponent):
                 m.d.sync += self.read_error.eq(1)
         with m.Elif(last_issue):
             m.d.sync += active.eq(0)
-        m.d.comb += [code_rp.en.eq(code_rd), meta_rp.en.eq(meta_rd)]
         wiring.connect(m, deq.o, wiring.flipped(self.rd))
 
         # -- write side: packer (codes and scales) ------------------------------------------
@@ -211,10 +238,8 @@ class ForwardCache(CacheComponent):
         code_grant = Signal()
         m.d.comb += code_grant.eq(code_req & ~code_rd)
         m.d.comb += [
-            code_rp.addr.eq(Mux(code_rd, r_code, code_req_addr)),
-            code_wp.addr.eq(Mux(code_rd, r_code, code_req_addr)),
-            code_wp.data.eq(code_req_data),
-            code_wp.en.eq(code_grant & slot_ok),
+            *command(code_wp, code_rp, code_rd, r_code, code_grant & slot_ok, code_req_addr,
+                     code_req_data),
         ]
 
         cb = lay.code_bits
@@ -254,7 +279,9 @@ class ForwardCache(CacheComponent):
 
         accept_code = Signal()
         m.d.comb += [
-            codes.ready.eq((~code_req | code_grant) & ~ops_busy),
+            # Registers only: a completed word waits a cycle for its write, so the read side's
+            # memory use never reaches the packer's enables.
+            codes.ready.eq(~code_req & ~ops_busy),
             accept_code.eq(codes.valid & codes.ready),
         ]
         last_word_pending = Signal()
@@ -314,10 +341,8 @@ class ForwardCache(CacheComponent):
                          meta_wdata.eq(side_data.replicate(lay.meta_units)),
                          meta_wmask.eq(side_mask)]
         m.d.comb += [
-            meta_rp.addr.eq(Mux(meta_rd, r_meta, meta_waddr)),
-            meta_wp.addr.eq(Mux(meta_rd, r_meta, meta_waddr)),
-            meta_wp.data.eq(meta_wdata),
-            meta_wp.en.eq(Mux((op_grant | side_grant) & slot_ok, meta_wmask, 0)),
+            *command(meta_wp, meta_rp, meta_rd, r_meta,
+                     Mux((op_grant | side_grant) & slot_ok, meta_wmask, 0), meta_waddr, meta_wdata),
         ]
         with m.If(op_grant):
             m.d.sync += [op_ptr.eq(op_ptr + 1), ops_busy.eq(op_ptr + 1 != op_end), op_addr.eq(meta_base + op_word[op_ptr + 1]),
@@ -335,16 +360,25 @@ class ForwardCache(CacheComponent):
         accept = Signal()
         m.d.comb += accept.eq(wr.valid & wr.ready)
 
+        # A side unit's address is looked up in the cycle after it arrives (`side_new`), so
+        # the lookup and the add sit between registers.
+        side_new = Signal()
+        side_unit = Signal(range(C + 1))
+        side_busy = Signal()
+        m.d.comb += side_busy.eq(side_new | side_req)
+        with m.If(side_new):
+            m.d.sync += [side_new.eq(0), side_req.eq(1),
+                         side_addr.eq(meta_base + unit_word[side_unit]),
+                         side_mask.eq(Const(1, lay.meta_units) << unit_index[side_unit])]
+
         def side_write(unit, value):
-            m.d.sync += [side_req.eq(1), side_addr.eq(meta_base + unit_word[unit]),
-                         side_mask.eq(Const(1, lay.meta_units) << unit_index[unit]),
-                         side_data.eq(value)]
+            m.d.sync += [side_new.eq(1), side_unit.eq(unit), side_data.eq(value)]
 
         committing = Signal()
         with m.FSM():
             with m.State("FEATURES"):
-                m.d.comb += [quant.i.valid.eq(wr.valid), quant.i.payload.eq(element.data),
-                             wr.ready.eq(quant.i.ready)]
+                m.d.comb += [features.valid.eq(wr.valid), features.payload.eq(element.data),
+                             wr.ready.eq(features.ready)]
                 with m.If(accept):
                     m.d.sync += [pos.eq(pos + 1), pos_end.eq(pos == F - 2)]
                     with m.If(element.last):
@@ -358,13 +392,13 @@ class ForwardCache(CacheComponent):
                         m.next = "LOGITS"
             with m.State("PAD"):
                 # Feed zeros for the features a short record lacks, keeping blocks aligned.
-                m.d.comb += [quant.i.valid.eq(1), quant.i.payload.eq(0)]
-                with m.If(quant.i.ready):
+                m.d.comb += [features.valid.eq(1), features.payload.eq(0)]
+                with m.If(features.ready):
                     m.d.sync += [pos.eq(pos + 1), pos_end.eq(pos == F - 2)]
                     with m.If(pos_end):
                         m.next = "DRAIN"
             with m.State("LOGITS"):
-                m.d.comb += wr.ready.eq(~side_req)
+                m.d.comb += wr.ready.eq(~side_busy)
                 with m.If(accept):
                     side_write(pos, element.data)
                     m.d.sync += [pos.eq(pos + 1), pos_end.eq(pos == C - 2)]
@@ -374,7 +408,7 @@ class ForwardCache(CacheComponent):
                     with m.Elif(pos_end):
                         m.next = "LABEL"
             with m.State("LABEL"):
-                m.d.comb += wr.ready.eq(~side_req)
+                m.d.comb += wr.ready.eq(~side_busy)
                 with m.If(accept):
                     side_write(C, element.data)
                     with m.If(~element.last):
@@ -389,7 +423,7 @@ class ForwardCache(CacheComponent):
                 with m.If(accept & element.last):
                     m.next = "DRAIN"
             with m.State("DRAIN"):
-                m.d.comb += committing.eq(codes_done & ~side_req)
+                m.d.comb += committing.eq(codes_done & ~side_busy)
                 with m.If(committing):
                     m.d.sync += [codes_done.eq(0), pos.eq(0), pos_end.eq(F == 1), bad.eq(0),
                                  dropped.eq(0)]

@@ -170,16 +170,24 @@ class Quantizer(CacheComponent):
         amax = Signal(p.in_width)
         info_amax = Array(Signal(p.in_width, name=f"amax{b}") for b in range(2))
         info_block = Array(Signal(range(nblocks), name=f"block{b}") for b in range(2))
+        # An input register holds the narrowed value and its magnitude, so the negation and
+        # the running-maximum comparison take a cycle each.
+        in_valid = Signal()
+        in_x = Signal.like(x)
         magnitude = Signal(p.in_width)
-        m.d.comb += magnitude.eq(Mux(x < 0, -x, x))
+        fill_ready = Signal()
+        m.d.comb += [fill_ready.eq(~full.bit_select(fill_bank, 1)),
+                     self.i.ready.eq(~in_valid | fill_ready)]
+        with m.If(self.i.ready):
+            m.d.sync += [in_valid.eq(self.i.valid), in_x.eq(x),
+                         magnitude.eq(Mux(x < 0, -x, x))]
+        m.d.comb += bump.eq(self.i.valid & self.i.ready & saturated)
         new_amax = Signal(p.in_width)
         m.d.comb += new_amax.eq(Mux((pos != 0) & (amax > magnitude), amax, magnitude))
-        accept = self.i.valid & self.i.ready
+        accept = in_valid & fill_ready
         m.d.comb += [
-            self.i.ready.eq(~full.bit_select(fill_bank, 1)),
-            bump.eq(accept & saturated),
             wr.addr.eq(Mux(fill_bank, maxb, 0) + pos),
-            wr.data.eq(x),
+            wr.data.eq(in_x),
             wr.en.eq(accept),
         ]
         done_block = Signal()   # set by the coder when it frees a bank
