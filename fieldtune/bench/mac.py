@@ -20,7 +20,7 @@ from ..rtl.mac import AdapterMACArray, MacParams, Op, Dest
 from ..rtl.loss import SoftmaxCrossEntropy, ZOSign, LossParams
 
 
-__all__ = ["POINTS", "TARGETS", "AdapterStep", "fo_batch_cycles", "zo_step_cycles",
+__all__ = ["POINTS", "TARGETS", "AdapterStep", "point_params", "fo_batch_cycles", "zo_step_cycles",
            "batch_words", "ideal_fo_cycles",
            "add_arguments", "run"]
 
@@ -166,6 +166,12 @@ def zo_step_cycles(mac: MacParams, loss: LossParams, batch, *, seed=0, zo_lr_shi
     return got["cycles"]
 
 
+def point_params(lanes, device):
+    """The default ``[mac]`` section at ``lanes``, with the read register on ECP5 (its block
+    RAM outputs are slow next to 10 ns) and off on iCE40 (short of flip-flops)."""
+    return replace(MacParams(), lanes=lanes, read_register=device.startswith("ecp5"))
+
+
 def add_arguments(parser):
     parser.add_argument("--points", default=",".join(f"{l}:{d}" for l, d in POINTS),
                         metavar="L:DEVICE,...",
@@ -188,14 +194,14 @@ def run(args, console):
     loss = LossParams()
     jobs = []
     for lanes, device in points:
-        mac = replace(MacParams(), lanes=lanes)
+        mac = point_params(lanes, device)
         kwargs = {"workdir": f"{args.workdir}/L{lanes}-{device}"} if args.workdir else {}
         jobs.append(((lanes, device), lambda mac=mac: AdapterMACArray(mac), device, kwargs))
     impls = implement_all(jobs, tool_env(), console=console, workers=args.workers,
                           description="implementing MAC arrays")
     rows = []
     for lanes, device in points:
-        mac = replace(MacParams(), lanes=lanes)
+        mac = point_params(lanes, device)
         console.print(f"simulating an R1 first-order step, L={lanes}, batch {args.batch}...")
         cycles, _, _ = fo_batch_cycles(mac, loss, args.batch)
         util = ideal_fo_cycles(mac, args.batch) / cycles
@@ -203,7 +209,8 @@ def run(args, console):
         impl = impls[(lanes, device)]
         fmax = impl.fmax_mhz
         rows.append({
-            "lanes": lanes, "device": device, "luts": impl.luts, "ffs": impl.ffs,
+            "lanes": lanes, "device": device, "read_register": mac.read_register,
+            "luts": impl.luts, "ffs": impl.ffs,
             "brams": impl.brams, "dsps": impl.dsps, "fmax_mhz": fmax, "fits": impl.fits,
             "cycles_per_sample": cycles / args.batch, "utilization": round(util, 4),
             "zo_cycles_per_sample": zo_cycles / args.batch,

@@ -36,7 +36,7 @@ def _tree_levels(lanes):
 
 def pipeline_stages(mac: MacParams):
     """Cycles from issuing a MATVEC word to its result leaving the narrowing stage."""
-    return 4 + _tree_levels(mac.lanes) + 2
+    return 4 + int(mac.read_register) + _tree_levels(mac.lanes) + 2
 
 
 def _lanes(name, shape, n):
@@ -190,8 +190,15 @@ class AdapterMACArray(wiring.Component):
             "outidx": range(max(max_out, 2)), "first": 1, "last": 1, "dest": Dest,
             "mask": unsigned(L), "kb": range(max(max_k, 2)),
         })
-        WRITE_STAGE = 5
-        n_ctl = max(WRITE_STAGE, 4 + T) + 1
+        # stage where a word's weights are available (1 + the optional read register); the
+        # pipeline behind it: +1 perturbation/shift, +2 operands, +3 products, +4 update
+        # written (WRITE_STAGE), +3+T adder-tree sum
+        R = int(p.read_register)
+        WS = 1 + R
+        WRITE_STAGE = WS + 4
+        LATE_READ = WRITE_STAGE - 1 - R
+        ACC_STAGE = WS + 3 + T
+        n_ctl = max(WRITE_STAGE, ACC_STAGE) + 1
         valid = [Signal(name=f"s{i}_valid") for i in range(n_ctl)]
         ctl = [Signal(KIND, name=f"s{i}_ctl", reset_less=True) for i in range(n_ctl)]
         for i in range(2, n_ctl):
@@ -286,7 +293,7 @@ class AdapterMACArray(wiring.Component):
             & ~((kind == Op.COLACC) & (r == 0) & ~drained)
             # the read port belongs to updates' words in stages 1-4 (read at stage 4)
             & ~((kind != Op.UPDATE) & upd_busy))
-        upd_hist = Signal(4)
+        upd_hist = Signal(LATE_READ)
         m.d.sync += upd_hist.eq(Cat(go & (kind == Op.UPDATE), upd_hist[:-1]))
         m.d.comb += upd_busy.eq(upd_hist.any())
         m.d.sync += drained.eq(empty & ~go)
@@ -383,10 +390,10 @@ class AdapterMACArray(wiring.Component):
             op.op.as_value() == 7)
         raw = Signal(MAC_OP)
         raw_valid = Signal()
-        raw_bad = Signal(len(checks))
+        raw_bad = Signal()
         m.d.comb += self.cmd.ready.eq(~raw_valid)
         with m.If(self.cmd.valid & ~raw_valid):
-            m.d.sync += [raw.eq(op), raw_valid.eq(1), raw_bad.eq(checks)]
+            m.d.sync += [raw.eq(op), raw_valid.eq(1), raw_bad.eq(checks.any())]
 
         reg_b = (raw.region == Region.B) if lowrank else Const(0)
         o_rows = Mux(reg_b, rb.rows, ra.rows)
@@ -399,7 +406,7 @@ class AdapterMACArray(wiring.Component):
         m.d.comb += move.eq(raw_valid & ~nxt_valid)
         with m.If(move):
             m.d.sync += raw_valid.eq(0)
-        with m.If(move & ~raw_bad.any()):
+        with m.If(move & ~raw_bad):
             cs = raw.cshift
             m.d.sync += [
                 nxt_valid.eq(1), nxt.op.eq(raw),
@@ -418,7 +425,7 @@ class AdapterMACArray(wiring.Component):
                 nxt.rsh.eq(Mux(cs < 0, (-cs).as_unsigned(), 0)),
             ]
         bad_op = Signal()
-        m.d.comb += bad_op.eq(move & raw_bad.any())
+        m.d.comb += bad_op.eq(move & raw_bad)
         err_events.append(bad_op)
         # the immediate, scaled one bit per cycle while the op waits in the queue (an op with
         # an immediate is rare: one zeroth-order update per step): shift right by rsh
@@ -431,7 +438,7 @@ class AdapterMACArray(wiring.Component):
         q_state = Signal(range(4))
         IDLE, SHIFT, ROUND, SATURATE = 0, 1, 2, 3
         m.d.comb += nxt_wait.eq(q_state != IDLE)
-        with m.If(move & ~raw_bad.any()):
+        with m.If(move & ~raw_bad):
             cs = raw.cshift
             m.d.sync += [q.eq(raw.imm), q_lost.eq(0), q_state.eq(SHIFT),
                          q_n.eq(Mux(cs < 0, (-cs).as_unsigned(),
@@ -516,8 +523,24 @@ class AdapterMACArray(wiring.Component):
             m.d.sync += s1_z[l].eq(Mux(uses_z, Mux(cur.perturb == Perturb.MINUS,
                                                    -self.z.payload[l], self.z.payload[l]), 0))
 
-        # -- stage 1: weights and coefficients arrive; shift perturbations and coefficients -
-        c1 = ctl[1]
+        # -- the optional read register: weights (and the coefficient) one stage later, the
+        # token's operands delayed to match --------------------------------------------
+        if R:
+            w_data = Signal.like(w_rd.data)
+            c_data = Signal.like(c_rd.data)
+            m.d.sync += [w_data.eq(w_rd.data), c_data.eq(c_rd.data)]
+            d_b = _lanes("sd_b", signed(bw), L)
+            d_z = _lanes("sd_z", signed(zw + 1), L)
+            d_op, d_imm = Signal(MAC_OP), Signal.like(s1_imm)
+            m.d.sync += [*(a.eq(b) for a, b in zip(d_b, s1_b)),
+                         *(a.eq(b) for a, b in zip(d_z, s1_z)),
+                         d_op.eq(s1_op), d_imm.eq(s1_imm)]
+            s1_b, s1_z, s1_op, s1_imm = d_b, d_z, d_op, d_imm
+        else:
+            w_data, c_data = w_rd.data, c_rd.data
+
+        # -- stage WS: weights and coefficients arrive; shift perturbations -----------------
+        c1 = ctl[WS]
         sws = max(ww, zw + kmax + 1) + 2
         s2_wsum = _lanes("s2_wsum", signed(sws), L)
         s2_b = _lanes("s2_b", signed(bw), L)
@@ -526,7 +549,7 @@ class AdapterMACArray(wiring.Component):
         # (scaled in the queue)
         s2_coef = Signal(signed(cw))
         m.d.sync += [
-            s2_coef.eq(c_rd.data),
+            s2_coef.eq(c_data),
             s2_perturbing.eq((c1.op == Op.INIT)
                              | ((c1.op == Op.MATVEC) & (s1_op.perturb != Perturb.NONE))),
         ]
@@ -538,30 +561,31 @@ class AdapterMACArray(wiring.Component):
         # DUMP: the word waits in the read port's data register (enable off) while its lanes
         # go out one by one
         dcount = Signal(range(L))
-        dump_lanes = Array(w_rd.data[l * ww:(l + 1) * ww].as_signed() for l in range(L))
+        dump_lanes = Array(w_data[l * ww:(l + 1) * ww].as_signed() for l in range(L))
+        dumping = Cat(*(valid[i] & (ctl[i].op == Op.DUMP) for i in range(1, WS + 1))).any()
         m.d.comb += [self.wdump.payload.eq(dump_lanes[dcount]),
-                     w_rd.en.eq(~self.wdump.valid & ~(valid[1] & (c1.op == Op.DUMP)))]
-        with m.If(valid[1] & (c1.op == Op.DUMP)):
+                     w_rd.en.eq(~self.wdump.valid & ~dumping)]
+        with m.If(valid[WS] & (c1.op == Op.DUMP)):
             m.d.sync += [self.wdump.valid.eq(1), dcount.eq(0)]
         with m.If(self.wdump.valid & self.wdump.ready):
             m.d.sync += dcount.eq(dcount + 1)
             with m.If(dcount == L - 1):
                 m.d.sync += [self.wdump.valid.eq(0), dump_busy.eq(0)]
         for l in range(L):
-            wl = w_rd.data[l * ww:(l + 1) * ww].as_signed()
+            wl = w_data[l * ww:(l + 1) * ww].as_signed()
             zsh = Signal(signed(zw + kmax + 2), name=f"zsh_{l}")
             m.d.comb += zsh.eq(s1_z[l] << s1_op.zshift)
             base_w = Mux(c1.op == Op.INIT, 0, Mux(c1.op == Op.LOAD, s1_b[l], wl))
             m.d.sync += [s2_wsum[l].eq(base_w + zsh), s2_b[l].eq(s1_b[l])]
 
-        # -- stage 2: saturate; choose the multiplier operands ---------------------------
-        c2 = ctl[2]
+        # -- stage WS+1: saturate; choose the multiplier operands --------------------------
+        c2 = ctl[WS + 1]
         coef_a = Mux(s2_use_imm, s2_imm, s2_coef)
         s3_a = _lanes("s3_a", signed(aw), L)
         s3_b = _lanes("s3_b", signed(bw), L)
         early = _lanes("early", signed(ww), L)     # what INIT and LOAD write, at stage 2
         for l in range(L):
-            wp = _sat(m, s2_wsum[l], ww, sat_flag(), valid[2] & s2_perturbing & c2.mask[l])
+            wp = _sat(m, s2_wsum[l], ww, sat_flag(), valid[WS + 1] & s2_perturbing & c2.mask[l])
             m.d.comb += early[l].eq(Mux(c2.mask[l], wp, 0))
             m.d.sync += [
                 s3_a[l].eq(Mux(c2.op == Op.MATVEC, early[l], coef_a)),
@@ -581,13 +605,13 @@ class AdapterMACArray(wiring.Component):
         s5_d = _lanes("s5_d", signed(max(dw, 2)), L)
         for l in range(L):
             m.d.sync += s5_d[l].eq(s4_p[l][S - 1:].as_signed())
-        c4, c5 = ctl[4], ctl[WRITE_STAGE]
-        late_read = valid[4] & (c4.op == Op.UPDATE)
-        late_write = valid[5] & (c5.op == Op.UPDATE)
+        c4, c5 = ctl[LATE_READ], ctl[WRITE_STAGE]
+        late_read = valid[LATE_READ] & (c4.op == Op.UPDATE)
+        late_write = valid[WRITE_STAGE] & (c5.op == Op.UPDATE)
         new = _lanes("new", signed(ww), L)
         for l in range(L):
             diff = Signal(signed(max(ww + 1, dw) + 1), name=f"diff_{l}")
-            m.d.comb += diff.eq(((w_rd.data[l * ww:(l + 1) * ww].as_signed() << 1) - s5_d[l])
+            m.d.comb += diff.eq(((w_data[l * ww:(l + 1) * ww].as_signed() << 1) - s5_d[l])
                                 >> 1)
             nl = _sat(m, diff, ww, sat_flag(), late_write & c5.mask[l])
             m.d.comb += new[l].eq(Mux(c5.mask[l], nl, 0))
@@ -597,7 +621,7 @@ class AdapterMACArray(wiring.Component):
             m.d.comb += [w_wr.addr.eq(c5.word), w_wr.data.eq(Cat(*new)), w_wr.en.eq(1)]
         with m.Else():
             m.d.comb += [w_wr.addr.eq(c2.word), w_wr.data.eq(Cat(*early)),
-                         w_wr.en.eq(valid[2] & ((c2.op == Op.INIT) | (c2.op == Op.LOAD)))]
+                         w_wr.en.eq(valid[WS + 1] & ((c2.op == Op.INIT) | (c2.op == Op.LOAD)))]
 
         # -- matrix-vector path: adder tree, row accumulators, narrowing -------------------
         level = list(s4_p)
@@ -609,7 +633,7 @@ class AdapterMACArray(wiring.Component):
                 level_next.append(v)
             level = level_next
         total = level[0]
-        ca, va = ctl[4 + T], valid[4 + T]
+        ca, va = ctl[ACC_STAGE], valid[ACC_STAGE]
         accs = [Signal(signed(p.acc_width), name=f"acc{i}") for i in range(max_rows)]
         # sums start at half an output LSB, so rounding half up is a plain shift at the end
         half_lsb = (1 << wf) >> 1
@@ -640,18 +664,18 @@ class AdapterMACArray(wiring.Component):
         # -- COLACC: per-lane accumulation over rows, then lane-serial narrowing -----------
         if lowrank:
             lacc_w = cw + ww + max(C, 2).bit_length()
-            c4 = ctl[4]
+            c4 = ctl[WS + 3]
             laccs = [Signal(signed(lacc_w), name=f"lacc{l}") for l in range(L)]
             snap = Array(Signal(signed(lacc_w), name=f"snap{l}") for l in range(L))
             ser_n = Signal(range(L + 1))
             ser_base = Signal(range(cdepth + max_k * L + 1))
             ser_kb = Signal(range(max(max_k, 2)))
-            v_base = [Signal(caddr_w, name=f"v_base{i}") for i in range(4)]
-            m.d.sync += v_base[0].eq(s1_op.v_base)          # aligned with stage 2
+            v_base = [Signal(caddr_w, name=f"v_base{i}") for i in range(3)]
+            m.d.sync += v_base[0].eq(s1_op.v_base)          # aligned with stage WS + 1
             for i in range(1, 3):
-                m.d.sync += v_base[i].eq(v_base[i - 1])     # stage 3, 4
+                m.d.sync += v_base[i].eq(v_base[i - 1])     # WS + 2, WS + 3
             m.d.comb += serial_busy.eq(ser_n != 0)
-            with m.If(valid[4] & (c4.op == Op.COLACC)):
+            with m.If(valid[WS + 3] & (c4.op == Op.COLACC)):
                 for l in range(L):
                     m.d.sync += laccs[l].eq(Mux(c4.first, 0, laccs[l]) + s4_p[l])
                 with m.If(c4.last):

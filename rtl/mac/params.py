@@ -2,7 +2,8 @@
 
 from dataclasses import dataclass
 
-from ..params import Params, check_int, check_choice, check_taps, R1_TAPS, R1_CLASSES
+from ..params import (Params, check_int, check_choice, check_bool, check_taps, R1_TAPS,
+                      R1_CLASSES)
 
 
 __all__ = ["MacParams", "ADAPTERS"]
@@ -47,6 +48,11 @@ class MacParams(Params):
     coef_width : int
         Update coefficients (``dz``, ``v``, the zeroth-order step), signed, 8 to 18 bits; the
         second multiplier operand of updates.
+    read_register : bool
+        Register the weight memory's read data before any logic: one more pipeline stage
+        and ``lanes * weight_width`` flip-flops, for devices whose block RAM outputs are slow
+        next to the clock period (ECP5 at 100 MHz); off for iCE40, where flip-flops are
+        scarcer than time.
     """
 
     section = "mac"
@@ -65,6 +71,7 @@ class MacParams(Params):
     perturb_width: int = 8
     perturb_frac: int = 5
     coef_width: int = 16
+    read_register: bool = False
 
     def _validate(self):
         s = self.section
@@ -81,6 +88,7 @@ class MacParams(Params):
         check_int(s, "perturb_width", self.perturb_width, 4, 18)
         check_int(s, "perturb_frac", self.perturb_frac, 0, self.perturb_width - 2)
         check_int(s, "coef_width", self.coef_width, 8, 18)
+        check_bool(s, "read_register", self.read_register)
         if self.adapter == "dense":
             if self.features % self.lanes:
                 raise ValueError(f"{s}.taps must add up to a multiple of {s}.lanes "

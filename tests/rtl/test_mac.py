@@ -19,6 +19,9 @@ from fieldtune.bench.mac import (AdapterStep, fo_batch_cycles, ideal_fo_cycles, 
 
 DENSE = MacParams(lanes=4, taps=(8, 4), classes=3, max_batch=4)
 LOWRANK = MacParams(lanes=4, taps=(8, 4), classes=3, adapter="lowrank", rank=3, max_batch=4)
+#: low-rank with the read register (one more pipeline stage)
+LOWRANK_R = MacParams(lanes=4, taps=(8, 4), classes=3, adapter="lowrank", rank=3, max_batch=4,
+                      read_register=True)
 
 
 def _rand(rng, shape, width):
@@ -135,7 +138,7 @@ def _load_ops(mac, mem):
             [list(w) for w in mem])
 
 
-@pytest.mark.parametrize("mac,seed", [(DENSE, 1), (LOWRANK, 2)])
+@pytest.mark.parametrize("mac,seed", [(DENSE, 1), (LOWRANK, 2), (LOWRANK_R, 3)])
 def test_every_op_matches_golden(mac, seed):
     rng = np.random.default_rng(seed)
     lay = Layout(mac)
@@ -224,7 +227,8 @@ def _step_data(mac, seed, n):
     return x, z0, labels, z, mem
 
 
-@pytest.mark.parametrize("mac", [DENSE, LOWRANK], ids=["dense", "lowrank"])
+@pytest.mark.parametrize("mac", [DENSE, LOWRANK, LOWRANK_R],
+                         ids=["dense", "lowrank", "lowrank-read-register"])
 def test_whole_first_order_step_matches_golden(mac):
     loss = LossParams(classes=mac.classes)
     n, lr = 4, 4           # lr + log2(n) >= 9 - 3: low-rank dA coefficients shift left <= 3

@@ -136,6 +136,7 @@ def test_interpreter_rejects_bad_ops_with_a_flag():
     ({"perturb_frac": 7, "perturb_width": 8}, "mac.perturb_frac must be an integer from 0 to 6, "
                                                "not 7"),
     ({"coef_width": 20}, "mac.coef_width must be an integer from 8 to 18, not 20"),
+    ({"read_register": 1}, "mac.read_register must be true or false, not 1"),
     ({"weight_frac": 4}, "mac.perturb_frac must be at most mac.weight_frac (4), not 5"),
 ])
 def test_mac_params_messages(changes, message):
