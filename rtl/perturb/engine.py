@@ -35,7 +35,7 @@ from .params import PerturbParams
 from .pool import ReusePool
 from .source import UniformSource
 from .uniform import UniformShaper
-from .xoshiro import Xoshiro128pp
+from .xoshiro import Xoshiro128pp, plus_plus_sum, plus_plus_finish
 
 
 __all__ = ["PerturbationEngine", "Request", "beat_layout", "from_config"]
@@ -95,8 +95,8 @@ class PerturbationEngine(wiring.Component):
         Adaptive scaling: the current step's correction hit its limit (norm not reached).
 
     Timing, in clock edges from the edge that accepts a request to the edge that transfers
-    the first beat with ``z.ready`` high (:meth:`latency`; W = 9: eight expander warm-up steps
-    and one for the register its words pass through; C = :attr:`chain_words`):
+    the first beat with ``z.ready`` high (:meth:`latency`; W = 10: eight expander warm-up steps
+    and two for the registers its words pass through; C = :attr:`chain_words`):
 
     * always: ``1 + W + C + output_depth + 1`` (key the expander, warm it up, load the
       per-step state 32 bits a cycle, fill the pipeline);
@@ -152,7 +152,7 @@ class PerturbationEngine(wiring.Component):
         """Clock edges from the edge that accepts a request to the edge that transfers its
         first beat (``z.ready`` held high); see the class documentation."""
         p = self.params
-        w = EXPANDER_WARMUP + 1
+        w = EXPANDER_WARMUP + 2
         cycles = 1 + w + self.chain_words + self.output_depth + 1
         if fill:
             cycles += 1 + w + self.fill_words + p.pool_size + self.fill_depth + 1
@@ -173,17 +173,19 @@ class PerturbationEngine(wiring.Component):
 
         # -- seed expander ----------------------------------------------------------------
         m.submodules.expander = expander = Xoshiro128pp()
-        # Its words pass through a register (the ++ output has two 32-bit adders), so warming
-        # up takes one more step and `word` lags the generator by one. Warming up feeds `word`
-        # back into the state (Xoshiro128pp.feedback); keying clears it.
-        word = Signal(WORD)
+        # Its ++ output (two 32-bit adders in series) is computed in two registered halves,
+        # so `word` lags the generator by two steps and warming up takes two more. Warming
+        # up feeds `word` back into the state (Xoshiro128pp.feedback); keying clears it.
+        half, low, word = Signal(WORD), Signal(WORD), Signal(WORD)
         warming = Signal()
+        s0, s3 = expander.state[:WORD], expander.state[3 * WORD:]
         with m.If(expander.load):
-            m.d.sync += word.eq(0)
+            m.d.sync += [half.eq(0), low.eq(0), word.eq(0)]
         with m.Elif(expander.advance):
-            m.d.sync += word.eq(expander.word)
+            m.d.sync += [half.eq(plus_plus_sum(s0, s3)), low.eq(s0),
+                         word.eq(plus_plus_finish(half, low))]
         m.d.comb += expander.feedback.eq(Mux(warming, word, 0))
-        count = Signal(range(max(EXPANDER_WARMUP, self.chain_words, self.fill_words,
+        count = Signal(range(max(EXPANDER_WARMUP + 1, self.chain_words, self.fill_words,
                                  p.pool_size if p.reuse == "pool" else 1) + 1))
 
         # -- the per-step state chain: draw sources, sign source, pool offsets ------------
@@ -285,7 +287,7 @@ class PerturbationEngine(wiring.Component):
                 with m.State(f"{prefix}WARM"):
                     m.d.comb += [expander.advance.eq(1), warming.eq(1)]
                     m.d.sync += count.eq(count + 1)
-                    with m.If(count == EXPANDER_WARMUP):
+                    with m.If(count == EXPANDER_WARMUP + 1):
                         m.d.sync += count.eq(0)
                         m.next = f"{prefix}LOAD"
                 with m.State(f"{prefix}LOAD"):

@@ -11,11 +11,21 @@ from amaranth.lib.wiring import In, Out
 from .numerics import XOSHIRO_STATE, XOSHIRO_OUT
 
 
-__all__ = ["Xoshiro128pp"]
+__all__ = ["Xoshiro128pp", "plus_plus_sum", "plus_plus_finish"]
 
 
 def _rotl(value, amount):
     return Cat(value[32 - amount:], value[:32 - amount])
+
+
+def plus_plus_sum(s0, s3):
+    """First half of the ++ scrambler, ``s0 + s3`` (32 bits): a pipeline may register it."""
+    return (s0 + s3)[:32]
+
+
+def plus_plus_finish(total, s0):
+    """Second half, ``rotl(total, 7) + s0`` (32 bits)."""
+    return (_rotl(total, 7) + s0)[:32]
 
 
 class Xoshiro128pp(wiring.Component):
@@ -54,7 +64,7 @@ class Xoshiro128pp(wiring.Component):
         s = [Signal(32, name=f"s{i}") for i in range(4)]
         m.d.comb += [
             self.state.eq(Cat(*s)),
-            self.word.eq(_rotl((s[0] + s[3])[:32], 7) + s[0]),
+            self.word.eq(plus_plus_finish(plus_plus_sum(s[0], s[3]), s[0])),
         ]
         t = (s[1] << 9)[:32]
         s2 = s[2] ^ s[0]

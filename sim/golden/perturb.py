@@ -95,29 +95,36 @@ def expander_words(seeds, keys, domain, count):
     """``count`` 32-bit words of the seed expander for each ``(seed, key)``: shape
     ``(batch, count)``.
 
-    The expander is xoshiro128++ started at ``(seed, key, K0 ^ domain, K1)``. Its warm-up is
-    :data:`~fieldtune.rtl.perturb.numerics.EXPANDER_WARMUP` + 1 steps that each also XOR the
-    previous step's output (0 at first) into ``s0``: that feedback makes the state a
-    nonlinear function of the key (plain xoshiro steps are linear, and LFSR sources would
-    expose the linearity across consecutive steps). Word 0 is the output of the last warm-up
-    state; word ``c`` the output after ``c`` more plain steps.
+    The expander is xoshiro128++ started at ``(seed, key, K0 ^ domain, K1)``; its words are
+    its outputs two steps late (the gateware computes the ++ output in two registered halves).
+    It warms up for :data:`~fieldtune.rtl.perturb.numerics.EXPANDER_WARMUP` + 2 steps, step
+    ``k`` also XOR-ing the word of that moment, the output of state ``k - 2`` (0 for the first
+    two), into the new ``s0``: the feedback makes the state a nonlinear function of the key
+    (plain xoshiro steps are linear, and LFSR sources would expose the linearity across
+    consecutive steps). Word ``c`` is the output of state ``EXPANDER_WARMUP + c``; states past
+    the warm-up step without feedback.
     """
     seeds = np.atleast_1d(np.asarray(seeds, dtype=np.uint64)).astype(_U32)
     keys = np.atleast_1d(np.asarray(keys, dtype=np.uint64)).astype(_U32)
     seeds, keys = np.broadcast_arrays(seeds, keys)
     s = (seeds.copy(), keys.copy(), np.full_like(seeds, nx.EXPANDER_KEY[0] ^ domain),
          np.full_like(seeds, nx.EXPANDER_KEY[1]))
-    word = np.zeros_like(seeds)
-    for _ in range(nx.EXPANDER_WARMUP + 1):
+    zero = np.zeros_like(seeds)
+    outputs = []                                       # outputs of states 0, 1, 2, ...
+    warm = nx.EXPANDER_WARMUP + 2
+    for k in range(warm):
+        feedback = outputs[k - 2] if k >= 2 else zero
+        outputs.append(xoshiro_output(s))
         following = xoshiro_step(s)
-        following = (following[0] ^ word,) + following[1:]
-        word = xoshiro_output(s)
-        s = following
+        s = (following[0] ^ feedback,) + following[1:]
     out = np.empty(seeds.shape + (count,), dtype=_U32)
     for c in range(count):
-        out[..., c] = word
-        word = xoshiro_output(s)
-        s = xoshiro_step(s)
+        state = nx.EXPANDER_WARMUP + c
+        if state < warm:
+            out[..., c] = outputs[state]
+        else:
+            out[..., c] = xoshiro_output(s)
+            s = xoshiro_step(s)
     return out
 
 
