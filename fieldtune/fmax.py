@@ -214,5 +214,11 @@ def soc_fmax(config, *, build="auto", env=None, directory=None, shipped=SHIPPED_
                        shipped=shipped, workdir=workdir)
     except (RuntimeError, OSError) as e:
         # A tool crash must not cost the user the rest of the demo; say what happened.
-        return Fmax(None, f"not measured: implementation failed: {str(e).splitlines()[0]}",
-                    device)
+        return Fmax(None, f"not measured: implementation failed: {_failure(e)}", device)
+
+
+def _failure(error):
+    """The telling line of a tool failure: its last ERROR line, else its first line."""
+    lines = [l.strip() for l in str(error).splitlines() if l.strip()]
+    errors = [l for l in lines if "ERROR" in l]
+    return (errors[-1] if errors else lines[0] if lines else type(error).__name__)[:300]

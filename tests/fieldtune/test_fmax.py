@@ -140,3 +140,13 @@ def test_every_board_has_a_device_and_projection():
     assert fmax.projected_seconds(None, 48.0) is None
     assert fmax.implement_options(DesignConfig())["spram"] is True
     assert fmax.implement_options(DesignConfig.preset("ecp5-85f"))["spram"] is False
+
+
+def test_tool_failures_are_reported_not_raised(monkeypatch, tmp_path):
+    def crash(dut, device, env, **options):
+        dut._MustUse__silence = True
+        raise RuntimeError("yosys failed for up5k (exit 1):\nline 1\nERROR: out of luck\n")
+    monkeypatch.setattr(fmax, "implement", crash)
+    r = fmax.soc_fmax(DesignConfig(), env={}, directory=tmp_path, shipped=None)
+    assert r.mhz is None and r.device == "up5k"
+    assert r.source == "not measured: implementation failed: ERROR: out of luck"
