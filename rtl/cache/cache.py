@@ -41,7 +41,8 @@ from .params import ELEMENT_WIDTH, INDEX_WIDTH
 from .component import CacheComponent
 from .layout import MANT_BITS, UNIT_BITS
 from .quantizer import Quantizer, SATURATION_BITS, code_layout
-from .dequantizer import Dequantizer, feature_beat_layout, LATENCY as DEQUANTIZER_LATENCY
+from .dequantizer import (Dequantizer, feature_beat_layout, packed_beat_layout,
+                          LATENCY as DEQUANTIZER_LATENCY)
 from .skid import SkidBuffer
 
 
@@ -50,8 +51,8 @@ __all__ = ["ForwardCache", "write_element_layout", "READ_LATENCY"]
 
 #: Cycles from a request's transfer on ``req`` to its first beat being valid on ``rd``:
 #: the input buffer, one to start the sample, the memory command register, the memory read,
-#: the register after the memory, then the dequantizer.
-READ_LATENCY = 5 + DEQUANTIZER_LATENCY
+#: the register after the memory, the beat buffer, then the dequantizer.
+READ_LATENCY = 6 + DEQUANTIZER_LATENCY
 
 
 def write_element_layout():
@@ -127,7 +128,12 @@ class ForwardCache(CacheComponent):
         m.submodules.feature_buffer = feature_buffer = SkidBuffer(signed(ELEMENT_WIDTH))
         wiring.connect(m, feature_buffer.o, quant.i)
         features = feature_buffer.i
-        m.submodules.dequantizer = deq = Dequantizer(p)
+        m.submodules.dequantizer = dequantizer = Dequantizer(p)
+        # Beats reach the dequantizer through a skid buffer: `rd.ready`, which stalls the
+        # dequantizer's pipeline, stops there.
+        m.submodules.beat_buffer = beat_buffer = SkidBuffer(packed_beat_layout(p))
+        wiring.connect(m, beat_buffer.o, dequantizer.i)
+        to_dequantizer = beat_buffer.i
         m.d.comb += [self.saturations.eq(quant.saturations), quant.clear.eq(self.clear)]
 
         code_wp, code_rp = self._memory(m, "codes", lay.code_width, cap * lay.beats)
@@ -178,16 +184,16 @@ class ForwardCache(CacheComponent):
         arrived_info = Signal(beat_info)
         landed = Signal()                   # it is in `incoming`
         level = Signal(range(5))
-        held = Array(Signal(deq.i.payload.shape(), name=f"held{i}") for i in range(4))
-        incoming = Signal(deq.i.payload.shape(), reset_less=True)
+        held = Array(Signal(to_dequantizer.payload.shape(), name=f"held{i}") for i in range(4))
+        incoming = Signal(to_dequantizer.payload.shape(), reset_less=True)
         m.d.sync += [incoming.codes.eq(code_rp.data), incoming.meta.eq(meta_rp.data),
                      incoming.beat.eq(arrived_info.beat), incoming.index.eq(arrived_info.index),
                      incoming.error.eq(arrived_info.error), landed.eq(arrived)]
-        m.d.comb += [deq.i.valid.eq((level != 0) | landed),
-                     deq.i.payload.eq(Mux(level != 0, held[0], incoming))]
+        m.d.comb += [to_dequantizer.valid.eq((level != 0) | landed),
+                     to_dequantizer.payload.eq(Mux(level != 0, held[0], incoming))]
         pop = Signal()
         push = Signal()
-        m.d.comb += [pop.eq(deq.i.valid & deq.i.ready),
+        m.d.comb += [pop.eq(to_dequantizer.valid & to_dequantizer.ready),
                      push.eq(landed & ~((level == 0) & pop))]
         with m.If(pop & (level != 0)):
             m.d.sync += [held[0].eq(held[1]), held[1].eq(held[2]), held[2].eq(held[3])]
@@ -196,9 +202,14 @@ class ForwardCache(CacheComponent):
         m.d.sync += level.eq(level + push - (pop & (level != 0)))
 
         issuing = Signal()
-        m.d.comb += issuing.eq(active & (level + issued + arrived + landed <= 3))
+        # Words issued and not yet taken by the dequantizer (level + issued + arrived + landed),
+        # counted in a register; `at_last` says r_beat is the sample's last beat.
+        occupancy = Signal(range(5))
+        at_last = Signal()
+        m.d.comb += issuing.eq(active & (occupancy != 4))
+        m.d.sync += occupancy.eq(occupancy + issuing - pop)
         last_issue = Signal()
-        m.d.comb += last_issue.eq(issuing & (r_beat == lay.beats - 1))
+        m.d.comb += last_issue.eq(issuing & at_last)
         # Meta words are read in address order, so the address is a counter; whether a beat
         # reads one is looked up a beat ahead, keeping both off the memory address path.
         reads_meta = Const(sum(1 << j for j, w in enumerate(lay.meta_read) if w is not None),
@@ -216,6 +227,7 @@ class ForwardCache(CacheComponent):
                      arrived.eq(issued), arrived_info.eq(issued_info)]
         with m.If(issuing):
             m.d.sync += [r_beat.eq(r_beat + 1), r_code.eq(r_code + 1),
+                         at_last.eq(r_beat == lay.beats - 2),
                          beat_reads_meta.eq(reads_meta.bit_select(r_beat + 1, 1))]
         with m.If(meta_rd):
             m.d.sync += r_meta.eq(r_meta + 1)
@@ -224,12 +236,13 @@ class ForwardCache(CacheComponent):
             m.d.sync += [active.eq(1), r_index.eq(index), r_error.eq(index >= count),
                          r_beat.eq(0), r_code.eq(index * lay.beats),
                          r_meta.eq(index * lay.meta_words),
-                         beat_reads_meta.eq(lay.meta_read[0] is not None)]
+                         beat_reads_meta.eq(lay.meta_read[0] is not None),
+                         at_last.eq(lay.beats == 1)]
             with m.If(index >= count):
                 m.d.sync += self.read_error.eq(1)
         with m.Elif(last_issue):
             m.d.sync += active.eq(0)
-        wiring.connect(m, deq.o, wiring.flipped(self.rd))
+        wiring.connect(m, dequantizer.o, wiring.flipped(self.rd))
 
         # -- write side: packer (codes and scales) ------------------------------------------
         code_req = Signal()
