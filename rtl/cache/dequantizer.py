@@ -21,8 +21,8 @@ __all__ = ["Dequantizer", "packed_beat_layout", "feature_beat_layout", "LATENCY"
 
 
 #: Cycles from a packed beat entering ``i`` to its features leaving ``o`` (no back-pressure):
-#: scale select, level lookup, two multiplier stages, exponent shift, rounding, saturation.
-LATENCY = 7
+#: scale select, level lookup, multiplier, exponent shift with rounding, saturation.
+LATENCY = 5
 
 
 def packed_beat_layout(params):
@@ -146,24 +146,9 @@ class Dequantizer(CacheComponent):
         s2_valid, s2 = _stage(m, advance, s1_valid, {"levels": levels, "scales": s1["scales"],
                                                      **side}, "s2")
 
-        # Stages 3 and 4: level * mantissa as two nibble products, then their sum (LUT
-        # multipliers on iCE40 are too deep for one 48 MHz cycle).
-        half = MANT_BITS // 2
-        lo_products = Signal(data.ArrayLayout(signed(lw + half + 1), L))
-        hi_products = Signal(data.ArrayLayout(signed(lw + half + 1), L))
-        for lane in range(L):
-            if p.scaled:
-                mant = s2["scales"][lane // lay.group].mant
-                m.d.comb += [lo_products[lane].eq(s2["levels"][lane] * mant[:half]),
-                             hi_products[lane].eq(s2["levels"][lane] * mant[half:])]
-            else:
-                m.d.comb += lo_products[lane].eq(s2["levels"][lane])
-        side = {k: s2[k] for k in side}
-        s3_valid, s3 = _stage(m, advance, s2_valid, {"lo": lo_products, "hi": hi_products,
-                                                     "scales": s2["scales"], **side}, "s3")
-        # The exponent shift of stage 5 is a right shift by `pre - shift - E`; its amount is
-        # computed here, one register per lane (an exponent fanning out to every lane of a wide
-        # slot is a long route on ECP5).
+        # Stage 3: level * mantissa, and the amount of the exponent shift: a right shift by
+        # `pre - shift - E`, one register per lane (an exponent fanning out to every lane of a
+        # wide slot is a long route on ECP5).
         if p.scaled:
             shift = p.out_frac - p.in_frac - LEVEL_FRAC     # plus the block exponent
             emax = p.in_width - MANT_BITS
@@ -174,50 +159,47 @@ class Dequantizer(CacheComponent):
         products = Signal(data.ArrayLayout(signed(lw + MANT_BITS + 1), L))
         rights = Signal(data.ArrayLayout(range(pre - shift + 1), L))
         for lane in range(L):
-            m.d.comb += products[lane].eq(s3["lo"][lane] + (s3["hi"][lane] << half)
-                                          if p.scaled else s3["lo"][lane])
-            exp = s3["scales"][lane // lay.group].exp if p.scaled else 0
-            m.d.comb += rights[lane].eq(pre - shift - exp)
+            if p.scaled:
+                slot = s2["scales"][lane // lay.group]
+                m.d.comb += [products[lane].eq(s2["levels"][lane] * slot.mant),
+                             rights[lane].eq(pre - shift - slot.exp)]
+            else:
+                m.d.comb += [products[lane].eq(s2["levels"][lane]),
+                             rights[lane].eq(pre - shift)]
+        side = {k: s2[k] for k in side}
+        s3_valid, s3 = _stage(m, advance, s2_valid, {"products": products, "rights": rights,
+                                                     **side}, "s3")
+
+        # Stage 4: shift by the block exponent keeping one bit below the output LSB, then
+        # round half up (add half an output LSB, drop it).
+        rounded = Signal(data.ArrayLayout(signed(len(products[0]) + pre + 2), L))
+        for lane in range(L):
+            twice = (s3["products"][lane] << (pre + 1)) >> s3["rights"][lane]
+            m.d.comb += rounded[lane].eq((twice + 1) >> 1)
         side = {k: s3[k] for k in side}
-        s4_valid, s4 = _stage(m, advance, s3_valid, {"products": products, "rights": rights,
-                                                     **side}, "s4")
+        s4_valid, s4 = _stage(m, advance, s3_valid, {"rounded": rounded, **side}, "s4")
 
-        # Stage 5: shift by the block exponent, keeping one bit below the output LSB.
-        twice = Signal(data.ArrayLayout(signed(len(products[0]) + pre + 1), L))
-        for lane in range(L):
-            wide = s4["products"][lane] << (pre + 1)
-            m.d.comb += twice[lane].eq(wide >> s4["rights"][lane])
-        side = {k: s4[k] for k in side}
-        s5_valid, s5 = _stage(m, advance, s4_valid, {"twice": twice, **side}, "s5")
-
-        # Stage 6: round half up (add half an output LSB, drop it).
-        rounded = Signal(data.ArrayLayout(signed(len(twice[0])), L))
-        for lane in range(L):
-            m.d.comb += rounded[lane].eq((s5["twice"][lane] + 1) >> 1)
-        side = {k: s5[k] for k in side}
-        s6_valid, s6 = _stage(m, advance, s5_valid, {"rounded": rounded, **side}, "s6")
-
-        # Stage 7 (the output register): saturate; assemble z0 and the label.
+        # Stage 5 (the output register): saturate; assemble z0 and the label.
         lo, hi = -(1 << (p.out_width - 1)), (1 << (p.out_width - 1)) - 1
         out = self.o.payload
         with m.If(advance):
-            m.d.sync += self.o.valid.eq(s6_valid)
-        with m.If(advance & s6_valid):
+            m.d.sync += self.o.valid.eq(s4_valid)
+        with m.If(advance & s4_valid):
             for lane in range(L):
-                y = s6["rounded"][lane]
+                y = s4["rounded"][lane]
                 top = y[p.out_width - 1:]          # fits iff these bits are all equal
                 fits = (top == 0) | (top == (1 << len(top)) - 1)
                 m.d.sync += out.data[lane].eq(Mux(fits, y, Mux(y[-1], lo, hi)))
             m.d.sync += [
-                out.beat.eq(s6["beat"]), out.first.eq(s6["beat"] == 0),
-                out.last.eq(s6["beat"] == last_beat), out.index.eq(s6["index"]),
-                out.error.eq(s6["error"]),
+                out.beat.eq(s4["beat"]), out.first.eq(s4["beat"] == 0),
+                out.last.eq(s4["beat"] == last_beat), out.index.eq(s4["index"]),
+                out.error.eq(s4["error"]),
             ]
             # Side units: each is loaded on the one beat whose meta word holds it.
             for k, (w, unit) in enumerate(lay.side_pos):
-                value = Mux(s6["error"], 0, s6["meta"][unit * UNIT_BITS:(unit + 1) * UNIT_BITS])
+                value = Mux(s4["error"], 0, s4["meta"][unit * UNIT_BITS:(unit + 1) * UNIT_BITS])
                 target = out.z0[k] if k < p.classes else out.label
-                with m.If(s6["beat"] == lay.words[w].beat):
+                with m.If(s4["beat"] == lay.words[w].beat):
                     m.d.sync += target.eq(value)
         return m
 

@@ -160,7 +160,6 @@ class Quantizer(CacheComponent):
         wr = buffer.write_port()
         rd = buffer.read_port(transparent_for=())
         lengths = Array(Const(n - 1, range(maxb)) for _, n in lay.blocks)
-        starts = Array(Const(s, range(p.features)) for s, _ in lay.blocks)
 
         # Fill side: write the block into bank `fill_bank`, tracking its largest magnitude.
         fill_bank = Signal()
@@ -294,14 +293,14 @@ class Quantizer(CacheComponent):
 
         # Pipeline: R (buffer read) -> X (aligned input) -> 4 search stages -> o. The
         # midpoint registers must not change under values in flight: `busy` holds the next
-        # block's BOUNDS phase until the pipeline has drained.
-        meta = data.StructLayout({"mant": MANT_BITS, "exp": EXP_BITS,
-                                  "feature": range(p.features), "first": 1})
+        # block's BOUNDS phase until the pipeline has drained. So the scale (`mant`, `exp`)
+        # stays put while a block is in flight and is not carried along; neither is the
+        # feature index, which an output counter reproduces (codes leave in feature order).
+        meta = data.StructLayout({"first": 1})
         r_valid = Signal()
         r_meta = Signal(meta)
         with m.If(advance):
-            m.d.sync += [r_valid.eq(issuing), r_meta.mant.eq(mant), r_meta.exp.eq(exp),
-                         r_meta.feature.eq(starts[cur_block] + q), r_meta.first.eq(q == 0)]
+            m.d.sync += [r_valid.eq(issuing), r_meta.first.eq(q == 0)]
 
         # |x| <= M * 2**E, so floor(x * 2**7 / 2**E) fits in 7 + MANT_BITS bits plus a sign.
         xs_width = LEVEL_FRAC + 1 + MANT_BITS + 1
@@ -311,7 +310,7 @@ class Quantizer(CacheComponent):
         stage_code = Signal(0)
         with m.If(advance):
             m.d.sync += [stage_valid.eq(r_valid), stage_meta.eq(r_meta),
-                         stage_xs.eq((rd.data << (LEVEL_FRAC + 1)) >> r_meta.exp)]
+                         stage_xs.eq((rd.data << (LEVEL_FRAC + 1)) >> exp)]
         in_flight = [r_valid, stage_valid]
 
         def register(name, valid, values):
@@ -346,15 +345,18 @@ class Quantizer(CacheComponent):
                     "meta": stage_meta, "xs": stage_xs, "code": decided})
                 stage_meta, stage_xs, code = regs["meta"], regs["xs"], regs["code"]
             else:
+                feature = Signal(range(p.features))
                 with m.If(advance):
                     m.d.sync += [
                         self.o.valid.eq(stage_valid),
                         self.o.payload.code.eq(decided),
-                        self.o.payload.mant.eq(stage_meta.mant),
-                        self.o.payload.exp.eq(stage_meta.exp),
-                        self.o.payload.feature.eq(stage_meta.feature),
+                        self.o.payload.mant.eq(mant),
+                        self.o.payload.exp.eq(exp),
+                        self.o.payload.feature.eq(feature),
                         self.o.payload.first.eq(stage_meta.first),
                     ]
+                    with m.If(stage_valid):
+                        m.d.sync += feature.eq(Mux(feature == p.features - 1, 0, feature + 1))
         m.d.comb += busy.eq(issuing | Cat(*in_flight).any())
 
 
