@@ -17,7 +17,7 @@ Read side
     ``req`` takes sample indices, one per sample, back to back. For each, ``rd`` streams
     ``beats = ceil(F / L)`` beats of :func:`~.dequantizer.feature_beat_layout`: a new request
     is accepted on the last beat of the previous one, so consecutive samples stream without
-    bubbles, ``beats`` cycles per sample after a constant latency of :data:`READ_LATENCY`
+    bubbles, ``beats`` cycles per sample after a constant latency of :func:`read_latency`
     cycles. An index ``>= count`` sets ``read_error`` and streams a sample of zeros marked
     ``error`` (so a consumer counting beats never hangs). Back-pressure on ``rd`` stalls the
     whole read pipeline; nothing is lost.
@@ -46,12 +46,18 @@ from .dequantizer import (Dequantizer, feature_beat_layout, packed_beat_layout,
 from .skid import SkidBuffer
 
 
-__all__ = ["ForwardCache", "write_element_layout", "READ_LATENCY"]
+__all__ = ["ForwardCache", "write_element_layout", "read_latency", "READ_LATENCY"]
 
 
-#: Cycles from a request's transfer on ``req`` to its first beat being valid on ``rd``:
-#: the input buffer, one to start the sample, the memory command register, the memory read,
-#: the register after the memory, the beat buffer, then the dequantizer.
+def read_latency(params):
+    """Cycles from a request's transfer on ``req`` to its first beat being valid on ``rd``:
+    the input buffer, one to start the sample, the memory command register, the memory read,
+    then the dequantizer; with block RAM (``memory = "bram"``) also the register after the
+    memories and the beat buffer before the dequantizer."""
+    return (6 if params.memory == "bram" else 4) + DEQUANTIZER_LATENCY
+
+
+#: The longest :func:`read_latency` (block RAM), for bounds that must hold for any memory.
 READ_LATENCY = 6 + DEQUANTIZER_LATENCY
 
 
@@ -129,11 +135,18 @@ class ForwardCache(CacheComponent):
         wiring.connect(m, feature_buffer.o, quant.i)
         features = feature_buffer.i
         m.submodules.dequantizer = dequantizer = Dequantizer(p)
-        # Beats reach the dequantizer through a skid buffer: `rd.ready`, which stalls the
-        # dequantizer's pipeline, stops there.
-        m.submodules.beat_buffer = beat_buffer = SkidBuffer(packed_beat_layout(p))
-        wiring.connect(m, beat_buffer.o, dequantizer.i)
-        to_dequantizer = beat_buffer.i
+        # Block RAM builds aim at ECP5's 120 MHz: beats reach the dequantizer through a skid
+        # buffer, so `rd.ready`, which stalls the dequantizer's pipeline, stops there, and the
+        # words read are registered as they leave the memories (DP16KD has a 5.6 ns
+        # clock-to-output without its output register, which the synthesizer does not infer).
+        # SPRAM builds (iCE40 UP5K, 48 MHz, nearly full) save those ~400 logic cells.
+        bram = p.memory == "bram"
+        if bram:
+            m.submodules.beat_buffer = beat_buffer = SkidBuffer(packed_beat_layout(p))
+            wiring.connect(m, beat_buffer.o, dequantizer.i)
+            to_dequantizer = beat_buffer.i
+        else:
+            to_dequantizer = dequantizer.i
         m.d.comb += [self.saturations.eq(quant.saturations), quant.clear.eq(self.clear)]
 
         code_wp, code_rp = self._memory(m, "codes", lay.code_width, cap * lay.beats)
@@ -171,24 +184,28 @@ class ForwardCache(CacheComponent):
         r_meta = Signal(range(cap * lay.meta_words))
         # Every memory operation is decided a cycle ahead and held in a command register that
         # drives the ports (SPRAMs sit far from the logic on iCE40). Reads are decoupled from
-        # the dequantizer's ready by a three-entry buffer with bypass: a read is issued only if
-        # its word will have room, judged from registers alone, so `rd.ready` never reaches the
-        # memory ports or the write arbitration. The words read are registered as they leave
-        # the memories (ECP5's DP16KD has a 5.6 ns clock-to-output without its output
-        # register, which the synthesizer does not infer).
+        # the dequantizer's ready by a buffer with bypass, one entry per read in flight plus
+        # one: a read is issued only if its word will have room, judged from registers alone,
+        # so `rd.ready` never reaches the memory ports or the write arbitration.
         beat_info = data.StructLayout({"beat": range(lay.beats), "index": INDEX_WIDTH,
                                        "error": 1})
         issued = Signal()                   # a read is in the command register
         issued_info = Signal(beat_info)
         arrived = Signal()                  # its word is on the memory outputs
         arrived_info = Signal(beat_info)
-        landed = Signal()                   # it is in `incoming`
-        level = Signal(range(5))
-        held = Array(Signal(to_dequantizer.payload.shape(), name=f"held{i}") for i in range(4))
-        incoming = Signal(to_dequantizer.payload.shape(), reset_less=True)
-        m.d.sync += [incoming.codes.eq(code_rp.data), incoming.meta.eq(meta_rp.data),
-                     incoming.beat.eq(arrived_info.beat), incoming.index.eq(arrived_info.index),
-                     incoming.error.eq(arrived_info.error), landed.eq(arrived)]
+        depth = 4 if bram else 3
+        landed = Signal()                   # its word is in `incoming`
+        level = Signal(range(depth + 1))
+        held = Array(Signal(to_dequantizer.payload.shape(), name=f"held{i}")
+                     for i in range(depth))
+        incoming = Signal(to_dequantizer.payload.shape(), reset_less=bram)
+        capture = [incoming.codes.eq(code_rp.data), incoming.meta.eq(meta_rp.data),
+                   incoming.beat.eq(arrived_info.beat), incoming.index.eq(arrived_info.index),
+                   incoming.error.eq(arrived_info.error), landed.eq(arrived)]
+        if bram:
+            m.d.sync += capture
+        else:
+            m.d.comb += capture
         m.d.comb += [to_dequantizer.valid.eq((level != 0) | landed),
                      to_dequantizer.payload.eq(Mux(level != 0, held[0], incoming))]
         pop = Signal()
@@ -196,7 +213,7 @@ class ForwardCache(CacheComponent):
         m.d.comb += [pop.eq(to_dequantizer.valid & to_dequantizer.ready),
                      push.eq(landed & ~((level == 0) & pop))]
         with m.If(pop & (level != 0)):
-            m.d.sync += [held[0].eq(held[1]), held[1].eq(held[2]), held[2].eq(held[3])]
+            m.d.sync += [held[i].eq(held[i + 1]) for i in range(depth - 1)]
         with m.If(push):
             m.d.sync += held[level - (pop & (level != 0))].eq(incoming)
         m.d.sync += level.eq(level + push - (pop & (level != 0)))
@@ -204,9 +221,9 @@ class ForwardCache(CacheComponent):
         issuing = Signal()
         # Words issued and not yet taken by the dequantizer (level + issued + arrived + landed),
         # counted in a register; `at_last` says r_beat is the sample's last beat.
-        occupancy = Signal(range(5))
+        occupancy = Signal(range(depth + 1))
         at_last = Signal()
-        m.d.comb += issuing.eq(active & (occupancy != 4))
+        m.d.comb += issuing.eq(active & (occupancy != depth))
         m.d.sync += occupancy.eq(occupancy + issuing - pop)
         last_issue = Signal()
         m.d.comb += last_issue.eq(issuing & at_last)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from fieldtune.rtl.cache.params import CacheParams, FOUR_BIT
-from fieldtune.rtl.cache.cache import ForwardCache, READ_LATENCY
+from fieldtune.rtl.cache.cache import ForwardCache, read_latency
 from fieldtune.rtl.cache.quantizer import Quantizer
 from fieldtune.rtl.cache.dequantizer import Dequantizer
 from fieldtune.rtl.cache.layout import CacheLayout
@@ -131,13 +131,13 @@ def test_round_trip_r1(kw):
 
 @pytest.mark.parametrize("lanes", [8, 32])
 def test_sustained_across_samples(lanes):
-    """Cycles from the first request to the last beat = READ_LATENCY + N * beats, for every
+    """Cycles from the first request to the last beat = read_latency + N * beats, for every
     N: one beat per cycle, no bubble at sample boundaries."""
-    params = CacheParams(lanes=lanes, capacity=2, memory="bram")
+    params = CacheParams(lanes=lanes, capacity=2, memory="bram" if lanes > 8 else "spram")
     beats = CacheLayout(params).beats
     for n in (1, 5):
         got, _ = round_trip(params, 2, [i % 2 for i in range(n)])
-        assert got["cycles"] == READ_LATENCY + n * beats
+        assert got["cycles"] == read_latency(params) + n * beats
 
 
 def test_backpressure_loses_nothing():
