@@ -70,6 +70,25 @@ class DesignConfig:
             if getattr(self, name).classes != self.loss.classes:
                 raise ValueError(f"{name}.classes must equal loss.classes ({self.loss.classes}), "
                                  f"not {getattr(self, name).classes}")
+        # Formats that cross block boundaries: each consumer must read what its producer writes.
+        for field_a, value_a, field_b, value_b in (
+                ("mac.perturb_width", self.mac.perturb_width, "perturb.width", self.perturb.width),
+                ("mac.perturb_frac", self.mac.perturb_frac,
+                 "perturb.frac_bits", self.perturb.frac_bits),
+                ("mac.feature_width", self.mac.feature_width,
+                 "cache.out_width", self.cache.out_width),
+                ("mac.feature_frac", self.mac.feature_frac, "cache.out_frac", self.cache.out_frac),
+                ("mac.feature_width", self.mac.feature_width,
+                 "loss.logit_width", self.loss.logit_width),
+                ("mac.feature_frac", self.mac.feature_frac, "loss.logit_frac", self.loss.logit_frac)):
+            if value_a != value_b:
+                raise ValueError(f"{field_a} must equal {field_b} ({value_b}), not {value_a}")
+        if self.loss.prob_frac + 1 > self.mac.coef_width:
+            raise ValueError(f"mac.coef_width must hold loss.prob_frac + 1 = "
+                             f"{self.loss.prob_frac + 1} bits, not {self.mac.coef_width}")
+        if self.train.batch > self.mac.max_batch:
+            raise ValueError(f"train.batch must be at most mac.max_batch ({self.mac.max_batch}), "
+                             f"not {self.train.batch}")
 
     # -- construction ---------------------------------------------------------------------
 
@@ -164,14 +183,17 @@ def _lanes(n):
 
 
 #: Named presets. ``up5k`` (iCEBreaker, the default board): 8 lanes, one per SB_MAC16.
-#: ``ecp5-85f`` (ULX3S-85F): 32 lanes. ``orangecrab``: 32 lanes on the OrangeCrab 85F.
+#: ``ecp5-85f`` (ULX3S-85F): 32 lanes, the MAC array's read register on (108 vs 72 MHz).
+#: ``orangecrab``: 32 lanes on the OrangeCrab 85F.
 #: ``tiny``: 4 lanes, 64-value pool; small enough for quick simulations.
 PRESETS = {
     "up5k": {"board": "icebreaker", **_lanes(8)},
     "ecp5-85f": {"board": "ulx3s-85f", **_lanes(32),
-                 "cache": {"lanes": 32, "memory": "bram"}},
+                 "cache": {"lanes": 32, "memory": "bram"},
+                 "mac": {"lanes": 32, "read_register": True}},
     "orangecrab": {"board": "orangecrab-85f", **_lanes(32),
-                   "cache": {"lanes": 32, "memory": "bram"}},
+                   "cache": {"lanes": 32, "memory": "bram"},
+                   "mac": {"lanes": 32, "read_register": True}},
     "tiny": {"board": "icebreaker", **_lanes(4),
              "perturb": {"lanes": 4, "pool_size": 64}},
 }
