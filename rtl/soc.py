@@ -49,7 +49,7 @@ from .sequencer import (Sequencer, Mode, RUN_CONFIG, COUNTERS, SEQUENCER_ERRORS,
 
 
 __all__ = ["SoC", "SampleRouter", "RecordWindow", "WeightWindow", "check_soc",
-           "soc_registers", "ERRORS", "COUNTER_REGISTERS", "BLOCK_ERRORS", "WINDOWS", "MAGIC", "VERSION",
+           "soc_registers", "ERRORS", "COUNTER_REGISTERS", "memory_map_markdown", "BLOCK_ERRORS", "WINDOWS", "MAGIC", "VERSION",
            "from_config"]
 
 
@@ -102,7 +102,8 @@ def soc_registers(mac: MacParams, cache: CacheParams, perturb: PerturbParams):
         Register("id", [Field("magic", 16, "ro", doc=f"{MAGIC:#06x}"),
                         Field("version", 8, "ro", doc="register map version")],
                  doc="identification"),
-        Register("geometry", [Field("lanes", 8, "ro"), Field("classes", 8, "ro"),
+        Register("geometry", [Field("lanes", 8, "ro", doc="MAC lanes (weights per word)"),
+                              Field("classes", 8, "ro", doc="classes (logits)"),
                               Field("beats", 16, "ro", doc="cache beats per sample")],
                  doc="datapath geometry"),
         Register("capacity", [Field("records", 17, "ro", doc="forward cache capacity"),
@@ -114,7 +115,8 @@ def soc_registers(mac: MacParams, cache: CacheParams, perturb: PerturbParams):
                              Field("abort", 1, "w1p", doc="abort the run"),
                              Field("clear_cache", 1, "w1p", doc="forget every record")],
                  doc="strobes"),
-        Register("status", [Field("busy", 1, "ro"), Field("done", 1, "ro",
+        Register("status", [Field("busy", 1, "ro", doc="a run is in progress"),
+                            Field("done", 1, "ro",
                                                           doc="the last run ended"),
                              Field("error", 1, "ro", doc="an error flag is set"),
                              Field("records", 17, "ro", doc="records in the cache")],
@@ -140,8 +142,8 @@ def soc_registers(mac: MacParams, cache: CacheParams, perturb: PerturbParams):
                  doc="ZO perturbation step of the run's first query"),
         Register("zo_cursor", [Field("cursor", INDEX_WIDTH, "rw")],
                  doc="ZO first sample of the run's first mini-batch"),
-        Register("eval_range", [Field("first", INDEX_WIDTH, "rw"),
-                                Field("count", INDEX_WIDTH, "rw")],
+        Register("eval_range", [Field("first", INDEX_WIDTH, "rw", doc="first record"),
+                                Field("count", INDEX_WIDTH, "rw", doc="records")],
                  doc="EVAL records first .. first+count-1"),
         Register("watchdog", [Field("budget", 32, "rw",
                                     init=default_watchdog(mac, cache, perturb))],
@@ -557,3 +559,32 @@ class SoC(wiring.Component):
 def from_config(config):
     """The SoC of a :class:`~fieldtune.config.DesignConfig` (``fieldtune generate soc``)."""
     return SoC(config)
+
+
+def memory_map_markdown(soc):
+    """The memory map of ``soc`` as Markdown tables (docs/architecture.md holds the default
+    design's; ``python -m fieldtune.rtl.soc`` prints it)."""
+    mm = soc.memory_map()
+    lines = ["| word | register | field | bits | access | reset | meaning |",
+             "|---|---|---|---|---|---|---|"]
+    for reg in mm["registers"]:
+        first = True
+        for f in reg["fields"]:
+            hi = f["lsb"] + f["width"] - 1
+            bits = f"{hi}:{f['lsb']}" if f["width"] > 1 else f"{f['lsb']}"
+            reset = f"{f['init']:#x}" if f["access"] == "rw" else ""
+            lines.append(f"| {reg['address']:#04x} | {reg['name'] if first else ''} | "
+                         f"{f['name']} | {bits} | {f['access']} | {reset} | "
+                         f"{f['doc'] or (reg['doc'] if first else '')} |")
+            first = False
+    lines += ["", "| word | window | words | what |", "|---|---|---|---|"]
+    for w in mm["windows"]:
+        lines.append(f"| {w['address']:#04x} | {w['name']} | {w['words']} | {w['doc']} |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":              # pragma: no cover - documentation helper
+    from ..config import DesignConfig
+    soc = SoC(DesignConfig())
+    soc._MustUse__silence = True
+    print(memory_map_markdown(soc), end="")

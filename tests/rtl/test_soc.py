@@ -4,13 +4,16 @@ counters, flags), illegal register values flagged without effect, the watchdog a
 abort always bring it back to idle. A tiny geometry (4 lanes, 2 taps of 8 features, 4 classes)
 keeps each simulation to a few seconds."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from fieldtune.config import DesignConfig
 from fieldtune.rtl.mac.layout import Layout
 from fieldtune.rtl.sequencer import Mode, coef_shift_constants, MAX_QUERIES
-from fieldtune.rtl.soc import SoC, check_soc, ERRORS, soc_registers, from_config
+from fieldtune.rtl.soc import (SoC, check_soc, ERRORS, soc_registers, from_config,
+                               memory_map_markdown)
 from fieldtune.sim.engines.script import run_amaranth
 from fieldtune.sim.golden.soc import SocModel, RunConfig, check_run
 from fieldtune.sim.golden.train import fo_coef_shifts, zo_coef_shift
@@ -279,3 +282,10 @@ def test_soc_configuration_errors():
     with pytest.raises(ValueError, match=r"^mac\.coef_width must be at least 16 \(dz is signed "
                                          r"Q1\.prob_frac\), not 12$"):
         check_soc(cfg.replace(mac={"coef_width": 12}))
+
+
+def test_documented_memory_map_is_the_generated_one():
+    soc = SoC(DesignConfig())
+    soc._MustUse__silence = True
+    doc = (Path(__file__).parents[2] / "docs" / "architecture.md").read_text()
+    assert memory_map_markdown(soc) in doc
