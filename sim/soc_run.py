@@ -398,20 +398,21 @@ def initial_weights(config, seed):
 
 
 def estimate_cycles(config, mode, records, *, epochs=1, steps=1, batch=16, queries=1):
-    """An estimate of a training run's cycle count (the golden engine's ``cycles``): the MAC
-    array's words per op plus the cache reads and fixed latencies the sequencer cannot hide.
-    Calibrated against CXXRTL runs (docs/benchmarks.md gives the error)."""
-    lay = Layout(config.mac)
-    beats = CacheLayout(config.cache).beats
-    words = lay.words
-    prefetch = beats + 12
+    """An estimate of a run's cycles (the golden engine's ``cycles``; ``mode`` "fo", "zo" or
+    "eval"): the MAC array issues one weight word per cycle, so a forward or an update takes
+    ``words`` cycles, plus what the sequencer cannot hide. Fitted to CXXRTL runs of R1 on the
+    ``up5k`` (8 lanes) and ``ecp5-85f`` (32 lanes) presets, within 2 % of both
+    (docs/benchmarks.md, "Training SoC")."""
+    words = Layout(config.mac).words
+    if mode == "eval":
+        return records * (words + 1)
     if mode == "fo":
-        per_sample = prefetch + 2 * words + 30
-        return epochs * (records * per_sample + -(-records // batch) * 40)
-    engine = 24 + (config.perturb.pool_size + 40 if config.perturb.reuse == "pool" else 0) // 64
-    per_sample = prefetch + 2 * (words + engine + 12)
-    per_step = queries * (batch * per_sample + words + engine + 80)
-    return steps * per_step
+        return epochs * (records * (2 * words + 2) + -(-records // batch) * 38)
+    p = config.perturb
+    # per new step: the adaptive measuring pass and, in pool mode, the pool's rescaling
+    per_step = p.beats + (p.pool_size if p.reuse == "pool" else 0) + 100
+    per_query = 2 * batch * (words + 25) + words
+    return steps * (queries * per_query + per_step)
 
 
 # -- the run ------------------------------------------------------------------------------------
@@ -586,7 +587,8 @@ def _run_golden(config, mode, train, test, test_raw, base, chunks, w0, total, pr
         model.write_record(f, z, y)
     model.load_weights(w0)
     records = model.records
-    curve = [(0, _accuracy(config, model.weights, test)[0] / len(test[2]))]
+    n_test = len(test[2])
+    curve = [(0, _accuracy(config, model.weights, test)[0] / n_test)]
     loss_curve, counters, cycles = [], {c: 0 for c in COUNTERS[1:]}, []
     step, cursor, point = 0, 0, 0
     t = config.train
@@ -620,6 +622,7 @@ def _run_golden(config, mode, train, test, test_raw, base, chunks, w0, total, pr
     return RunResult(mode=mode, engine="golden", accuracy=correct / n_test,
                      train_accuracy=train_correct / records, curve=curve,
                      loss_curve=loss_curve, cycles=sum(cycles),
-                     eval_cycles=0, weights=weights, counters=counters,
+                     eval_cycles=estimate_cycles(config, "eval", records + n_test),
+                     weights=weights, counters=counters,
                      wall_seconds=time.perf_counter() - t_start, sim_cycles_per_second=None,
                      chunk_cycles=cycles)

@@ -15,6 +15,9 @@ BENCHES = {
               "forward cache: LUTs, FFs, BRAM/SPRAM, Fmax, bytes and samples per device"),
     "mac": ("fieldtune.bench.mac",
             "adapter MAC array: LUTs, FFs, BRAM, DSP, Fmax, R1 first-order utilization, GMAC/s"),
+    "soc": ("fieldtune.bench.soc",
+            "training SoC: CXXRTL vs Amaranth cycles/s, R1 FO/ZO cycles, LUTs/FFs/BRAM/DSP/Fmax "
+            "on UP5K and ECP5-85F"),
     "finetune": ("fieldtune.bench.finetune",
                  "R1 fine-tuning time: CPU (numpy, PyTorch LoRA-All/FT-All) vs the SoC's "
                  "cycles / Fmax per board preset, as ratios"),
