@@ -37,6 +37,7 @@ from .cache.params import CacheParams, INDEX_WIDTH, ELEMENT_WIDTH, LOGIT_WIDTH, 
 from .cache.cache import ForwardCache, write_element_layout
 from .cache.dequantizer import feature_beat_layout as cache_beat_layout
 from .cache.layout import CacheLayout
+from .cache.skid import SkidBuffer
 from .mac.params import MacParams
 from .mac.layout import Layout
 from .mac.array import AdapterMACArray, feature_beat_layout as mac_beat_layout
@@ -330,10 +331,14 @@ class RecordWindow(wiring.Component):
 
 class WeightWindow(wiring.Component):
     """Bus window onto the MAC array's weights, one weight per bus word (two words, the
-    second an alias). During a LOAD run each write is the next weight for ``wload`` (answered
-    when the array takes it); during a DUMP run each read returns the next weight from
-    ``wdump``, sign-extended (answered when the array offers it). Outside those runs accesses
-    are answered with ``err``, so a host never waits on a window nothing feeds."""
+    second an alias). During a LOAD run each write is the next weight for ``wload``; during a
+    DUMP run each read returns the next weight from ``wdump``, sign-extended. Outside those
+    runs accesses are answered with ``err``, so a host never waits on a window nothing feeds.
+
+    Both streams pass registers (``wload.valid`` and ``wdump.ready`` are flip-flops), so no
+    combinational path runs from the bus into the MAC array: a write is answered the cycle
+    after the array takes the weight, a read as soon as a dumped weight is held.
+    """
 
     def __init__(self, mac: MacParams):
         self.mac = mac
@@ -343,27 +348,39 @@ class WeightWindow(wiring.Component):
             "wdump": In(stream.Signature(signed(mac.weight_width))),
             "loading": In(1),
             "dumping": In(1),
+            "idle": Out(1),
         })
 
     def elaborate(self, platform):
         m = Module()
         bus = self.bus
         access, respond = _target_access(m, bus)
-        m.d.comb += self.wload.payload.eq(bus.dat_w[:self.mac.weight_width])
-        with m.If(access & bus.we):
-            with m.If(~self.loading):
-                respond(error=True)
+        ww = self.mac.weight_width
+        # load: the written weight waits in a register until the array takes it
+        pending = Signal()
+        held_w = Signal(signed(ww))
+        m.d.comb += [self.wload.valid.eq(pending), self.wload.payload.eq(held_w)]
+        with m.If(access & bus.we & ~pending):
+            with m.If(self.loading):
+                m.d.sync += [held_w.eq(bus.dat_w[:ww]), pending.eq(1)]
             with m.Else():
-                m.d.comb += self.wload.valid.eq(1)
-                with m.If(self.wload.ready):
-                    respond(ok=True)
-        with m.Elif(access):
-            with m.If(self.wdump.valid):
-                m.d.comb += self.wdump.ready.eq(1)
-                m.d.sync += bus.dat_r.eq(self.wdump.payload)
+                respond(error=True)
+        with m.If(self.wload.valid & self.wload.ready):
+            m.d.sync += pending.eq(0)
+            respond(ok=True)
+        # dump: one weight held for the host
+        have = Signal()
+        held_r = Signal(signed(ww))
+        m.d.comb += self.wdump.ready.eq(~have)
+        with m.If(self.wdump.valid & ~have):
+            m.d.sync += [held_r.eq(self.wdump.payload), have.eq(1)]
+        with m.If(access & ~bus.we):
+            with m.If(have):
+                m.d.sync += [bus.dat_r.eq(held_r), have.eq(0)]
                 respond(ok=True)
             with m.Elif(~self.dumping):
                 respond(error=True)
+        m.d.comb += self.idle.eq(~pending & ~have)
         return m
 
 
@@ -471,17 +488,27 @@ class SoC(wiring.Component):
         regs = bank.regs
 
         # -- datapath --
+        # perturbations and features reach the MAC array through skid buffers: its issue
+        # logic (`ready`) would otherwise reach the engine's pipeline enable and the cache's
+        # dequantizer combinationally
+        z_buffer = SkidBuffer(data.ArrayLayout(signed(mac_p.perturb_width), mac_p.lanes))
+        x_buffer = SkidBuffer(mac_beat_layout(mac_p))
+        m.submodules.z_buffer = ResetInserter(flush)(z_buffer)
+        m.submodules.x_buffer = ResetInserter(flush)(x_buffer)
+        m.d.comb += [z_buffer.i.valid.eq(engine.z.valid),
+                     z_buffer.i.payload.eq(engine.z.payload.data),
+                     engine.z.ready.eq(z_buffer.i.ready)]
+        wiring.connect(m, z_buffer.o, mac.z)
+        wiring.connect(m, x_buffer.o, mac.x)
         wiring.connect(m, records.wr, cache.wr)
         m.d.comb += [records.count.eq(cache.count), records.writing.eq(cache.writing)]
         wiring.connect(m, seq.fetch, router.fetch)
         wiring.connect(m, router.req, cache.req)
         wiring.connect(m, cache.rd, router.rd)
-        wiring.connect(m, router.x, mac.x)
+        wiring.connect(m, router.x, x_buffer.i)
         wiring.connect(m, router.cmd, loss.cmd)
         wiring.connect(m, seq.mac_cmd, mac.cmd)
         wiring.connect(m, seq.zreq, engine.request)
-        m.d.comb += [mac.z.valid.eq(engine.z.valid), mac.z.payload.eq(engine.z.payload.data),
-                     engine.z.ready.eq(mac.z.ready)]
         wiring.connect(m, mac.out, loss.logits)
         wiring.connect(m, loss.dz, mac.coef)
         wiring.connect(m, loss.result, seq.result)
@@ -499,7 +526,8 @@ class SoC(wiring.Component):
             seq.abort.eq(regs.control.abort),
             seq.records.eq(cache.count),
             seq.mac_idle.eq(mac.idle),
-            seq.datapath_idle.eq(router.idle),
+            seq.datapath_idle.eq(router.idle & weights.idle & ~z_buffer.o.valid
+                                 & ~x_buffer.o.valid),
             seq.engine_busy.eq(engine.busy),
             seq.progress.eq(progress),
             mac.clear.eq(seq.accepted),

@@ -441,6 +441,9 @@ def run_finetune(config, data, *, mode=None, engine="cxxrtl", epochs=None, steps
         eval_every = 1 if mode == "fo" else max(1, total // 10)
     if not isinstance(eval_every, int) or eval_every < 1:
         raise ValueError(f"eval_every must be a positive integer, not {eval_every!r}")
+    if vcd is not None and engine not in ("amaranth", "cxxrtl"):
+        raise ValueError(f"vcd waveforms come from the amaranth and cxxrtl engines, "
+                         f"not {engine!r}")
     train = records_of(data, "train")
     test_raw = records_of(data, "test")
     cap = config.cache.capacity

@@ -133,6 +133,9 @@ def test_runner_rejects_bad_arguments():
         run_finetune(cfg, data, mode="sgd", engine="golden")
     with pytest.raises(ValueError, match=r"^eval_every must be a positive integer, not 0$"):
         run_finetune(cfg, data, engine="golden", eval_every=0)
+    with pytest.raises(ValueError, match=r"^vcd waveforms come from the amaranth and cxxrtl "
+                                         r"engines, not 'golden'$"):
+        run_finetune(cfg, data, engine="golden", vcd="x.vcd")
     big = dict(data, train_features=np.zeros((9, 16), dtype=np.int64),
                train_logits=np.zeros((9, 4), dtype=np.int64),
                train_labels=np.zeros(9, dtype=np.int64))
