@@ -263,25 +263,27 @@ def test_register_map_is_data():
         [r.name for r in soc_registers(cfg.mac, cfg.cache, cfg.perturb)]
 
 
-def test_soc_configuration_errors():
-    cfg = DesignConfig()
-    lowrank = cfg.replace(mac={"adapter": "lowrank"})
+@pytest.mark.parametrize("changes,message", [
+    ({"perturb": {"frac_bits": 4}},
+     r"perturb\.width/frac_bits must be 8/5 \(mac\.perturb_width/perturb_frac\), not 8/4"),
+    ({"cache": {"out_frac": 7}},
+     r"cache\.out_width/out_frac must be 16/8 \(the MAC array's feature format\), not 16/7"),
+    ({"loss": {"logit_width": 18}},
+     r"loss\.logit_width/logit_frac must be 16/8 \(the cache's frozen logits z0\), not 18/8"),
+    ({"mac": {"coef_width": 12}},
+     r"mac\.coef_width must be at least 16 \(dz is signed Q1\.prob_frac\), not 12"),
+])
+def test_soc_configuration_errors(changes, message):
+    with pytest.raises(ValueError, match=f"^{message}$"):
+        check_soc(DesignConfig().replace(**changes))
+
+
+def test_perturbation_dimension_must_cover_the_weights():
+    lowrank = DesignConfig().replace(mac={"adapter": "lowrank"})
     dim = Layout(lowrank.mac).dimension
     with pytest.raises(ValueError, match=rf"^perturb\.dimension must be {dim} \(the adapter "
                                          r"weights, padding included\), not 2240$"):
         check_soc(lowrank)
-    with pytest.raises(ValueError, match=r"^perturb\.width/frac_bits must be 8/5 "
-                                         r"\(mac\.perturb_width/perturb_frac\), not 8/4$"):
-        check_soc(cfg.replace(perturb={"frac_bits": 4}))
-    with pytest.raises(ValueError, match=r"^cache\.out_width/out_frac must be 16/8 \(the MAC "
-                                         r"array's feature format\), not 16/7$"):
-        check_soc(cfg.replace(cache={"out_frac": 7}))
-    with pytest.raises(ValueError, match=r"^loss\.logit_width/logit_frac must be 16/8 \(the "
-                                         r"cache's frozen logits z0\), not 18/8$"):
-        check_soc(cfg.replace(loss={"logit_width": 18}))
-    with pytest.raises(ValueError, match=r"^mac\.coef_width must be at least 16 \(dz is signed "
-                                         r"Q1\.prob_frac\), not 12$"):
-        check_soc(cfg.replace(mac={"coef_width": 12}))
 
 
 def test_documented_memory_map_is_the_generated_one():
