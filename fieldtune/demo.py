@@ -88,6 +88,27 @@ def _require_matplotlib():
     matplotlib.use("Agg")
 
 
+#: Engines that simulate the SoC at roughly 10^3-10^4 cycles/s (DESIGN.md, docs/benchmarks.md).
+SLOW_ENGINES = ("amaranth", "icarus")
+#: Cycles beyond which a slow engine takes more than a few minutes.
+SLOW_CYCLES = 1_000_000
+
+
+def _warn_if_slow(config, data, modes, engine, console):
+    """Say so before a run on a slow engine that would take hours."""
+    if engine not in SLOW_ENGINES:
+        return
+    from .finetune import runner
+    t = config.train
+    cycles = sum(runner().estimate_cycles(config, m, data["n_finetune"], epochs=t.epochs,
+                                          steps=t.steps, batch=t.batch, queries=t.queries)
+                 for m in modes)
+    if cycles > SLOW_CYCLES:
+        console.print(f"[yellow]warning:[/yellow] about {cycles:,} cycles of training on "
+                      f"{engine}, which simulates the SoC at about 10^3-10^4 cycles/s: this "
+                      f"takes hours; --epochs/--steps shorten it, --engine cxxrtl is fast")
+
+
 def _float_references(config, drift, modes, console, *, torch=True):
     """Float references with the device's hyperparameters: name -> dict (accuracy, curve,
     seconds, reason, ...)."""
@@ -290,6 +311,7 @@ def run(args, console):
                             + f", rotating the drift pool by {args.drift:g}°"):
             data = r1_features(args.drift)
         env = yosys_env(console) if args.engine != "golden" else None
+        _warn_if_slow(config, data, modes, args.engine, console)
         runs = simulate_modes(config, data, modes, args.engine, console, env=env)
         floats = _float_references(config, args.drift, modes, console, torch=not args.no_torch)
         if not fmax_job.done():

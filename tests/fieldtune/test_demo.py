@@ -148,3 +148,16 @@ def test_simulate_writes_a_waveform(tmp_path, capsys):
     assert re.search(r"FO on cxxrtl: 1 epoch\(s\) on 16 samples, batch 16: [\d,]+ training "
                      r"cycles", text)
     assert f"gtkwave {vcd}" in text
+
+
+def test_demo_warns_before_hours_on_a_slow_engine(capsys):
+    from rich.console import Console
+    from fieldtune import demo
+    from fieldtune.config import DesignConfig
+    from fieldtune.sim.scenario import r1_features
+    console, data = Console(stderr=True), r1_features(30)
+    demo._warn_if_slow(DesignConfig(), data, ("fo", "zo"), "amaranth", console)
+    err = capsys.readouterr().err
+    assert "cycles of training on amaranth" in err and "takes hours" in err
+    demo._warn_if_slow(DesignConfig(), data, ("fo", "zo"), "cxxrtl", console)
+    assert capsys.readouterr().err == ""
