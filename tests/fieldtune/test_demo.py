@@ -9,6 +9,7 @@ import re
 import pytest
 
 from fieldtune.cli import main
+from fieldtune import fmax
 from fieldtune.sim import reference
 
 
@@ -29,8 +30,9 @@ def no_torch(monkeypatch):
 
 @pytest.fixture
 def empty_cache(monkeypatch, tmp_path):
-    """No cached builds: Fmax is 'not measured' under --no-build."""
+    """No cached or shipped builds: Fmax is 'not measured' under --no-build."""
     monkeypatch.setenv("FIELDTUNE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(fmax, "SHIPPED_DIR", tmp_path / "shipped")
 
 
 @pytest.mark.parametrize("command", [["demo"], ["simulate"], ["bench", "finetune"]])
@@ -65,9 +67,11 @@ def test_demo_end_to_end_golden(tmp_path, capsys, no_torch, empty_cache):
     assert isinstance(doc["cycles"]["fo"], int) and isinstance(doc["cycles"]["zo"], int)
     assert 0 < doc["cycles"]["fo"] < doc["cycles"]["zo"]
     assert doc["cycles_source"] == {"fo": "estimate", "zo": "estimate"}
-    board = doc["projected_time_s"]["icebreaker"]
-    assert board == {"device": "up5k", "fmax_mhz": None,
-                     "fmax_source": "not measured (--no-build)", "fo": None, "zo": None}
+    assert list(doc["projected_time_s"]) == ["icebreaker", "ulx3s-85f"]
+    for name, device in (("icebreaker", "up5k"), ("ulx3s-85f", "ecp5-85f")):
+        assert doc["projected_time_s"][name] == {
+            "device": device, "fmax_mhz": None, "fmax_source": "not measured (--no-build)",
+            "fo": None, "zo": None}
     sc = doc["scenario"]
     assert (sc["drift_deg"], sc["seed"], sc["epochs"], sc["steps"], sc["batch"]) == \
         (30, 3, 2, 64, 16)
@@ -91,6 +95,36 @@ def test_demo_single_mode_codebook_and_plot(tmp_path, no_torch, empty_cache):
     assert doc["scenario"]["codebook"] == "pass16"
     if plot:
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_demo_projects_the_design_on_every_device_from_builds(tmp_path, capsys, no_torch,
+                                                              empty_cache):
+    """The default board from the user's cached build, the other device from a build shipped
+    in the package: cycles / Fmax of each, and where each Fmax came from."""
+    from fieldtune.config import DesignConfig
+    from fieldtune.sim.soc_run import soc_component
+    config = DesignConfig()
+    for board, mhz, folder in (("icebreaker", 25.0, tmp_path / "cache" / "fmax"),
+                               ("ulx3s-85f", 50.0, fmax.SHIPPED_DIR)):
+        device = fmax.board_device(board)
+        key = fmax.design_hash(soc_component(config), device, fmax.implement_options(config))
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"{key}.json").write_text(json.dumps({
+            "design_hash": key, "device": device, "date": "2026-01-02T03:04", "tools": {},
+            "implementation": {"device": device, "fits": True, "fmax_mhz": mhz}}))
+    out = tmp_path / "demo.json"
+    assert main(["demo", "--engine", "golden", "--no-build", "--mode", "fo", "--epochs", "1",
+                 "--json", str(out)]) == 0
+    doc = json.loads(out.read_text())
+    cycles = doc["cycles"]["fo"]
+    assert doc["projected_time_s"] == {
+        "icebreaker": {"device": "up5k", "fmax_mhz": 25.0, "fo": cycles / 25e6, "zo": None,
+                       "fmax_source": "cached build 2026-01-02T03:04"},
+        "ulx3s-85f": {"device": "ecp5-85f", "fmax_mhz": 50.0, "fo": cycles / 50e6, "zo": None,
+                      "fmax_source": "shipped build 2026-01-02T03:04"}}
+    text = capsys.readouterr().err
+    assert re.search(r"ulx3s-85f \(ecp5-85f\) +│ +50\.0 MHz │ shipped build 2026-01-02T03:04",
+                     text)
 
 
 def test_demo_plot_without_matplotlib_fails_early(monkeypatch, capsys, tmp_path):
