@@ -113,12 +113,13 @@ def _split(ref):
             ref["test_features"], ref["test_logits"], ref["test_labels"])
 
 
-def float_first_order(ref, train, *, curve=True):
+def float_first_order(ref, train, *, curve=True, w0=None):
     """Float dense skip adapters on ``ref`` (:func:`fieldtune.sim.reference.r1_reference_data`)
-    at the device's epochs, batch and learning rate, mini-batches in cache order."""
+    at the device's epochs, batch and learning rate, mini-batches in cache order, from zero or
+    from the start weights ``w0`` (10×224, real values)."""
     hp = hyperparameters(train)
     return reference.train_skip_adapters(*_split(ref), epochs=hp["epochs"], batch=hp["batch"],
-                                         lr=hp["lr"], seed=train.seed, curve=curve)
+                                         lr=hp["lr"], seed=train.seed, curve=curve, w0=w0)
 
 
 def float_mezo(ref, train, *, seeds=MEZO_SEEDS, eval_every=None):

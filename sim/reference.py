@@ -188,7 +188,7 @@ class _SkipAdapters:
 def train_skip_adapters(train_features, train_logits, train_labels, test_features,
                         test_logits, test_labels, *, epochs=_FO["epochs"], batch=_FO["batch"],
                         lr=_FO["lr"], rank=_FO["rank"], a_init=_FO["a_init"], taps=TAPS,
-                        shuffle=False, seed=0, curve=True):
+                        shuffle=False, seed=0, curve=True, w0=None):
     """Float first-order skip adapters (see the module documentation).
 
     Features and logits are real values (dequantize Q8.8 first). ``rank=None`` trains the dense
@@ -196,12 +196,22 @@ def train_skip_adapters(train_features, train_logits, train_labels, test_feature
     ``A_t ~ N(0, (a_init/√n_t)²)`` from ``default_rng(seed)`` and ``B_t = 0``. The gradient is
     the batch mean; the last batch of an epoch may be short. ``seed`` also shuffles when
     ``shuffle``. ``curve=False`` evaluates only after training, outside the timing, so
-    ``seconds`` is training alone (the curve is then just the final point).
+    ``seconds`` is training alone (the curve is then just the final point). ``w0``: dense
+    only, start weights (10×224, real values) instead of zero (``fieldtune bench accuracy``
+    pairs device and float runs from the same start).
     """
     f, z0, y = _check_split(train_features, train_logits, train_labels, taps)
     tf, tz0, ty = _check_split(test_features, test_logits, test_labels, taps)
     rng = np.random.default_rng(seed)
     model = _SkipAdapters(tuple(taps), rank, a_init, rng)
+    if w0 is not None:
+        if rank is not None:
+            raise ValueError(f"w0 (start weights) is for the dense adapter (rank None), "
+                             f"not rank {rank}")
+        w0 = np.asarray(w0, dtype=np.float64)
+        if w0.shape != model.params[0].shape:
+            raise ValueError(f"w0 must have shape {model.params[0].shape}, not {w0.shape}")
+        model.params[0][...] = w0
     test = lambda: _accuracy(model.logits(tf, tz0), ty)
     start = time.perf_counter()
     points = [test()] if curve else []

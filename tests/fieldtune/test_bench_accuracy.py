@@ -1,0 +1,118 @@
+"""``fieldtune bench accuracy``: its report's shape, its statistics recomputed from the per-start
+rows, and its device figures against the SoC's golden session (``run_finetune``)."""
+
+import json
+
+import numpy as np
+import pytest
+
+from fieldtune.bench.accuracy import start_codes, SEED
+from fieldtune.cli import main
+from fieldtune.config import DesignConfig
+from fieldtune.finetune import float_first_order
+from fieldtune.sim import soc_run
+from fieldtune.sim.golden.mac import set_region_matrix
+from fieldtune.sim.golden.train import new_weights
+from fieldtune.sim.reference import r1_reference_data, train_skip_adapters
+from fieldtune.sim.scenario import r1_features
+
+
+DRIFT, EPOCHS, STARTS = 30, 1, 3
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    path = tmp_path_factory.mktemp("bench") / "accuracy.json"
+    assert main(["bench", "accuracy", "--starts", str(STARTS), "--drifts", str(DRIFT),
+                 "--epochs", str(EPOCHS), "--codebooks", "unf4,pass16",
+                 "--json", str(path)]) == 0
+    return json.loads(path.read_text())
+
+
+def test_report_shape(report):
+    assert report["bench"] == "accuracy"
+    assert [r["method"] for r in report["rows"]] == ["float", "unf4", "pass16"]
+    assert {r["drift_deg"] for r in report["rows"]} == {DRIFT}
+    unf4 = report["rows"][1]
+    for key in ("mean_pct", "sd_pct", "gap_float", "gap_float_se", "gap_ref", "gap_ref_se",
+                "default_pct", "default_gap_float", "default_gap_ref", "fo_met",
+                "fo_met_default", "cache_met", "cache_met_default", "saturated_runs"):
+        assert key in unf4, key
+    assert "gap_ref" not in report["rows"][2]          # pass16 is the reference itself
+    c = report["conditions"]
+    assert (c["starts"], c["seed"], c["epochs"], c["batch"], c["lr"]) == (
+        STARTS, SEED, EPOCHS, 16, 2.0 ** -4)
+    starts = report["starts"]
+    assert [(s["start"], s["seed"]) for s in starts] == [(i, SEED + i) for i in range(STARTS)]
+    for s in starts:
+        assert {"float_pct", "unf4_pct", "pass16_pct", "saturated"} <= set(s)
+
+
+def test_statistics_follow_from_the_starts(report):
+    starts = report["starts"]
+    col = {m: np.array([s[f"{m}_pct"] for s in starts]) for m in ("float", "unf4", "pass16")}
+    rows = {r["method"]: r for r in report["rows"]}
+    for m, values in col.items():
+        assert rows[m]["mean_pct"] == pytest.approx(values.mean())
+        assert rows[m]["sd_pct"] == pytest.approx(values.std(ddof=1))
+    d = col["unf4"] - col["float"]
+    assert rows["unf4"]["gap_float"] == pytest.approx(col["unf4"].mean() - col["float"].mean())
+    assert rows["unf4"]["gap_float_se"] == pytest.approx(d.std(ddof=1) / np.sqrt(STARTS))
+    assert rows["unf4"]["gap_ref"] == pytest.approx(col["unf4"].mean() - col["pass16"].mean())
+    assert rows["unf4"]["fo_met"] == (rows["unf4"]["gap_float"] >= -1.0)
+    assert rows["unf4"]["cache_met"] == (rows["unf4"]["gap_ref"] >= -0.5)
+    assert rows["unf4"]["default_gap_float"] == pytest.approx(
+        rows["unf4"]["default_pct"] - rows["float"]["default_pct"])
+
+
+def _golden_session(codes=None):
+    """The SoC's golden session (run_finetune, engine "golden") of unf4 at 30°, one epoch,
+    from start weights ``codes`` (weight LSBs) or from the runner's own zero start."""
+    config = DesignConfig().replace(train={"epochs": EPOCHS})
+    if codes is None:
+        return soc_run.run_finetune(config, r1_features(DRIFT), mode="fo", engine="golden")
+    mem = set_region_matrix(config.mac, new_weights(config.mac), 0, codes)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(soc_run, "initial_weights", lambda cfg, seed: mem.copy())
+        return soc_run.run_finetune(config, r1_features(DRIFT), mode="fo", engine="golden")
+
+
+def test_device_figures_match_the_golden_session(report):
+    start = report["starts"][1]
+    codes = start_codes((10, 224), start["seed"])
+    assert np.count_nonzero(codes) > 1000               # a real start, not zero
+    assert start["unf4_pct"] == pytest.approx(100 * _golden_session(codes).accuracy)
+    unf4 = report["rows"][1]
+    assert unf4["default_pct"] == pytest.approx(100 * _golden_session().accuracy)
+
+
+def test_float_figures_start_where_the_device_starts(report):
+    config = DesignConfig().replace(train={"epochs": EPOCHS})
+    ref = r1_reference_data(DRIFT)
+    float_row = report["rows"][0]
+    assert float_row["default_pct"] == pytest.approx(
+        100 * float_first_order(ref, config.train).accuracy)
+    start = report["starts"][0]
+    w0 = start_codes((10, 224), start["seed"]) * 2.0 ** -config.mac.weight_frac
+    from_start = 100 * float_first_order(ref, config.train, w0=w0).accuracy
+    assert start["float_pct"] == pytest.approx(from_start)
+
+
+def test_float_start_weights_are_checked():
+    ref = r1_reference_data(DRIFT)
+    split = (ref["train_features"], ref["train_logits"], ref["train_labels"],
+             ref["test_features"], ref["test_logits"], ref["test_labels"])
+    with pytest.raises(ValueError, match=r"w0 must have shape \(10, 224\), not \(10, 3\)"):
+        train_skip_adapters(*split, epochs=1, w0=np.zeros((10, 3)))
+    with pytest.raises(ValueError, match="w0 .start weights. is for the dense adapter"):
+        train_skip_adapters(*split, epochs=1, rank=4, w0=np.zeros((10, 224)))
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--starts", "1"], "--starts must be an integer from 2 to 1000, not 1"),
+    (["--drifts", "30,x"], "--drifts must list angles in degrees, not 'x'"),
+    (["--codebooks", "unf5"], "cache.codebook must be one of"),
+])
+def test_bad_arguments_are_reported(argv, message, capsys):
+    assert main(["bench", "accuracy", *argv]) == 2
+    assert message in " ".join(capsys.readouterr().err.split())
