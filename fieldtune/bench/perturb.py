@@ -5,6 +5,10 @@ section) is implemented out of context at each lane count for each device with
 :func:`fieldtune.bench.report.implement_all`. The table adds, for every PeZO variant, its LUTs
 and FFs as a fraction of the cheapest Gaussian baseline (fewest LUTs) at the same lanes and
 device. The target (issue 2): PeZO with reuse at <= 40 % of the LUTs and <= 80 % of the FFs.
+
+A full run is long (tens of minutes at 64 lanes), so it can be done in slices, each with its
+own ``--json`` report (``--lanes 4``, ``--lanes 16``, ...), and ``--merge A.json,B.json``
+joins them into one table with the ratios recomputed across all rows.
 """
 
 from dataclasses import replace
@@ -13,7 +17,7 @@ from ..config import DesignConfig
 
 
 __all__ = ["VARIANTS", "DEVICES", "LANES", "TARGET_LUT_RATIO", "TARGET_FF_RATIO",
-           "add_arguments", "run", "variant_params", "add_ratios"]
+           "add_arguments", "run", "variant_params", "add_ratios", "merge_reports"]
 
 
 #: Variant name -> (source, shape, scaling, reuse).
@@ -45,7 +49,7 @@ TARGET_FF_RATIO = 0.80
 COLUMNS = [("variant", "variant"), ("family", "family"), ("lanes", "L"), ("device", "device"),
            ("luts", "LUTs"), ("ffs", "FFs"), ("brams", "BRAM"), ("dsps", "DSP"),
            ("fmax_mhz", "Fmax MHz"), ("values_per_cycle", "values/cycle"), ("fits", "fits"),
-           ("lut_ratio", "LUT/gauss"), ("ff_ratio", "FF/gauss")]
+           ("lut_ratio", "LUT/gauss"), ("ff_ratio", "FF/gauss"), ("baseline", "gauss")]
 
 
 def variant_params(name, lanes, base=None):
@@ -61,6 +65,9 @@ def add_arguments(parser):
                         default=list(LANES), metavar="L,L,...",
                         help="lane counts (default: 4,16,64)")
     add_variant_arguments(parser, DEVICES, "up5k, ecp5-85f", "clt4-*,pezo-*-pool-*")
+    parser.add_argument("--merge", type=csv_list, metavar="FILE,...",
+                        help="implement nothing: join the rows of earlier --json reports (e.g. "
+                             "one per lane count), recompute the PeZO ratios and print the table")
 
 
 def add_ratios(rows):
@@ -82,12 +89,44 @@ def add_ratios(rows):
     return rows
 
 
+def merge_reports(paths):
+    """The rows of earlier ``--json`` reports, joined; a later report's row replaces an earlier
+    one of the same (variant, lanes, device). ValueError for a file that is not a perturb
+    report."""
+    import json
+    from pathlib import Path
+    rows = {}
+    for path in paths:
+        try:
+            doc = json.loads(Path(path).read_text())
+        except (OSError, json.JSONDecodeError) as error:
+            raise ValueError(f"--merge {path} cannot be read as a JSON report: {error}") from None
+        if not isinstance(doc, dict) or doc.get("bench") != "perturb":
+            raise ValueError(f"--merge {path} is not a 'fieldtune bench perturb' report")
+        for row in doc["rows"]:
+            rows[(row["variant"], row["lanes"], row["device"])] = row
+    order = {name: i for i, name in enumerate(VARIANTS)}
+    return [rows[k] for k in sorted(rows, key=lambda k: (k[1], DEVICES.index(k[2])
+                                                          if k[2] in DEVICES else len(DEVICES),
+                                                          order.get(k[0], len(order))))]
+
+
+def _emit(rows, args, console):
+    from .report import emit
+    add_ratios(rows)
+    emit("perturb", rows, COLUMNS, json_path=args.json, console=console,
+         extra={"target": {"lut_ratio": TARGET_LUT_RATIO, "ff_ratio": TARGET_FF_RATIO}})
+    return rows
+
+
 def run(args, console):
     from ..toolchain import tool_env
     from ..boards.implement import DEVICES as KNOWN
     from ..rtl.perturb.engine import PerturbationEngine
-    from .report import implement_all, emit, select_variants
+    from .report import implement_all, select_variants
 
+    if args.merge:
+        return _emit(merge_reports(args.merge), args, console)
     if args.list:
         for name, spec in VARIANTS.items():
             console.print(f"{name:32s} source={spec[0]} shape={spec[1]} scaling={spec[2]} "
@@ -122,10 +161,7 @@ def run(args, console):
             "source": source, "shape": shape, "scaling": scaling, "reuse": reuse,
             "reason": impl.reason,
         })
-    add_ratios(rows)
-    emit("perturb", rows, COLUMNS, json_path=args.json, console=console,
-         extra={"target": {"lut_ratio": TARGET_LUT_RATIO, "ff_ratio": TARGET_FF_RATIO}})
-    return rows
+    return _emit(rows, args, console)
 
 
 def _implement(jobs, env, console, workers, implement_all):
