@@ -25,11 +25,15 @@ from .rtl.mac.params import MacParams
 from .rtl.loss.params import LossParams
 
 
-__all__ = ["DesignConfig", "PRESETS", "BOARDS", "SECTIONS"]
+__all__ = ["DesignConfig", "PRESETS", "BOARDS", "SPRAM_BOARDS", "SECTIONS"]
 
 
 #: Board presets a design can target (amaranth-boards platforms, see fieldtune.boards).
 BOARDS = ("icebreaker", "ulx3s-85f", "orangecrab-85f")
+
+#: Boards whose FPGA has single-port RAM (the iCE40 UP5K's SPRAM): ``cache.memory = "spram"``
+#: needs one; ECP5 builds keep the cache in block RAM.
+SPRAM_BOARDS = ("icebreaker",)
 
 #: Section name -> parameter class.
 SECTIONS = {
@@ -54,6 +58,9 @@ class DesignConfig:
 
     def __post_init__(self):
         check_choice("", "board", self.board, BOARDS)
+        if self.cache.memory == "spram" and self.board not in SPRAM_BOARDS:
+            raise ValueError(f"cache.memory must be 'bram' on board {self.board!r} (its FPGA "
+                             f"has no SPRAM), not 'spram'")
         for name, cls in SECTIONS.items():
             if not isinstance(getattr(self, name), cls):
                 raise ValueError(f"{name} must be a {cls.__name__}, "
@@ -111,7 +118,7 @@ class DesignConfig:
     def replace(self, **changes):
         """A copy with some fields changed. Section changes may be mappings of fields::
 
-            cfg.replace(board="ulx3s-85f", perturb={"lanes": 16})
+            cfg.replace(board="ulx3s-85f", cache={"memory": "bram"})
         """
         kwargs = {}
         for key, value in changes.items():

@@ -6,9 +6,10 @@ the simulated SoC in first order (InstantFT) and zeroth order (PeZO), and evalua
 sets the device's accuracy beside the float references on the same samples with the same
 hyperparameters (:mod:`fieldtune.finetune`), and projects the fine-tuning time on the design's
 board as ``cycles / Fmax`` with the post-route Fmax of the last build of the same design, or of
-a build run now, in parallel with the simulation (:mod:`fieldtune.fmax`); it says which. The
-same design on the other devices (one board each) is projected from a cached build or a build
-shipped in the package, never built by default (an ECP5 place and route takes many minutes).
+a build run now, in parallel with the simulation (:mod:`fieldtune.fmax`); it says which. Each
+other device gets its preset's projection (cycles estimated for that preset's SoC, Fmax from a
+cached build or one shipped in the package; never built by default: an ECP5 place and route
+takes many minutes).
 
 Every device figure names the engine that produced it; ``--engine golden`` gives the golden
 numpy model's figures, which are *not* a device simulation and are labelled so.
@@ -166,16 +167,56 @@ def _cycles(value, source=None):
     return f"≈{value:,} (estimate)" if source == "estimate" else f"{value:,}"
 
 
+def other_designs(config):
+    """Board -> ``(preset name, DesignConfig)`` for every device other than ``config``'s: the
+    first preset made for that device, with ``config``'s training section (the demo projects
+    its time there from the preset's cycles and a cached or shipped build)."""
+    from .config import DesignConfig, PRESETS
+    from .fmax import board_device
+    out, devices = {}, {board_device(config.board)}
+    for name, values in PRESETS.items():
+        board = values["board"]
+        if board_device(board) not in devices:
+            devices.add(board_device(board))
+            out[board] = (name, DesignConfig.preset(name).replace(train=config.train))
+    return out
+
+
+def _projection(fmax, cycles, cycles_source, design):
+    return {"device": fmax.device, "design": design, "fmax_mhz": fmax.mhz,
+            "fmax_source": fmax.source, "fo": fmax.seconds(cycles["fo"]),
+            "zo": fmax.seconds(cycles["zo"]), "cycles": cycles, "cycles_source": cycles_source}
+
+
+def projections(config, data, runs, fmaxes, sources):
+    """``projected_time_s`` of the report: this design on its board with the run's cycles
+    (``sources``: mode -> where they came from), then each other device's preset with its
+    estimated cycles (:func:`fieldtune.sim.soc_run.estimate_cycles`, within 2 % of the SoC)."""
+    from .finetune import runner
+    cycles = {m: (runs[m].cycles if m in runs else None) for m in ("fo", "zo")}
+    out = {config.board: _projection(fmaxes[config.board], cycles, sources,
+                                     f"this design ({config.mac.lanes} lanes)")}
+    t = config.train
+    for board, (preset, design) in other_designs(config).items():
+        est = {m: (runner().estimate_cycles(design, m, data["n_finetune"], epochs=t.epochs,
+                                            steps=t.steps, batch=t.batch, queries=t.queries)
+                   if m in runs else None) for m in ("fo", "zo")}
+        out[board] = _projection(fmaxes[board], est, {m: "estimate" if est[m] else None
+                                                      for m in est},
+                                 f"preset {preset} ({design.mac.lanes} lanes)")
+    return out
+
+
 def report(config, data, runs, floats, fmaxes, *, engine, drift, wall_seconds=None):
     """The demo's figures as the JSON document (see ``fieldtune demo --help``). ``fmaxes``:
-    board preset -> :class:`~fieldtune.fmax.Fmax` of this design on that board's device, the
-    design's own board first."""
+    board -> :class:`~fieldtune.fmax.Fmax`, the design's own board first, then the boards of
+    :func:`other_designs`."""
     from .finetune import hyperparameters, ENGINE_KINDS
     hp = hyperparameters(config.train)
     cycles = {m: (runs[m].cycles if m in runs else None) for m in ("fo", "zo")}
-    boards = {name: {"device": f.device, "fmax_mhz": f.mhz, "fmax_source": f.source,
-                     "fo": f.seconds(cycles["fo"]), "zo": f.seconds(cycles["zo"])}
-              for name, f in fmaxes.items()}
+    sources = {m: (runs[m].counters.get("cycles_source", engine) if m in runs else None)
+               for m in ("fo", "zo")}
+    boards = projections(config, data, runs, fmaxes, sources)
     fmax = fmaxes[config.board]
     return {
         "command": "fieldtune demo",
@@ -203,8 +244,7 @@ def report(config, data, runs, floats, fmaxes, *, engine, drift, wall_seconds=No
         },
         "float_not_run": {k: v["reason"] for k, v in floats.items() if v.get("reason")},
         "cycles": cycles,
-        "cycles_source": {m: (runs[m].counters.get("cycles_source", engine) if m in runs
-                              else None) for m in ("fo", "zo")},
+        "cycles_source": sources,
         "eval_cycles": {m: (runs[m].eval_cycles if m in runs else None) for m in ("fo", "zo")},
         "projected_time_s": boards,
         "curves": {**{f"device_{m}": [list(p) for p in r.curve] for m, r in runs.items()},
@@ -257,14 +297,16 @@ def tables(doc):
         reason = doc["float_not_run"].get(k)
         t.add_row(FLOAT_METHODS[k], reason if reason else _pct(acc["float"][k]), "",
                   float_time(k))
-    p = Table(title=f"projected fine-tuning time of this design ({sc['lanes']} lanes) = "
-                    f"cycles / post-route Fmax; its board: {sc['board']}")
-    for header in ("board", "Fmax", "Fmax from", "first order", "zeroth order"):
-        p.add_column(header, justify="left" if header in ("board", "Fmax from") else "right")
+    p = Table(title="projected fine-tuning time = cycles / post-route Fmax",
+              caption="≈: cycles estimated for that preset's SoC, not simulated")
+    for header in ("board", "design", "Fmax", "Fmax from", "first order", "zeroth order"):
+        p.add_column(header, justify="right" if header in ("Fmax", "first order",
+                                                           "zeroth order") else "left")
     for name, b in doc["projected_time_s"].items():
-        p.add_row(f"{name} ({b['device']})",
+        mark = lambda m: ("≈" if b["cycles_source"][m] == "estimate" else "") + _seconds(b[m])
+        p.add_row(f"{name} ({b['device']})", b["design"],
                   "-" if b["fmax_mhz"] is None else f"{b['fmax_mhz']:.1f} MHz",
-                  b["fmax_source"], _seconds(b["fo"]), _seconds(b["zo"]))
+                  b["fmax_source"], mark("fo"), mark("zo"))
     return t, p
 
 
@@ -302,7 +344,7 @@ def plot(doc, path):
 def run(args, console):
     from .sim.scenario import r1_features
     from .sim.backbone import SHIPPED_PATH
-    from .fmax import soc_fmax, Fmax, board_device, other_boards
+    from .fmax import soc_fmax, Fmax, board_device
     from .finetune import check_engine, yosys_env, simulate_modes
     start = time.perf_counter()
     config = _config(args)
@@ -311,15 +353,15 @@ def run(args, console):
     check_engine(args.engine)
     modes = MODES[args.mode]
     policy = "cached" if args.no_build else "always" if args.rebuild else "auto"
-    # The design's own board is built now when no build of it exists; the same design on the
-    # other devices only from a cached or shipped build (an ECP5 place and route takes
+    # The design's own board is built now when no build of it exists; the other devices'
+    # presets only from a cached or shipped build (an ECP5 place and route takes many
     # minutes), unless --rebuild asks for every build.
     others = "always" if policy == "always" else "cached"
-    boards = {config.board: policy, **{b: others for b in other_boards(config.board)}}
+    designs = {config.board: (config, policy),
+               **{b: (c, others) for b, (_, c) in other_designs(config).items()}}
     with ThreadPoolExecutor(max_workers=1) as pool:
         # Place and route runs as subprocesses beside the simulation (2 cores).
-        fmax_jobs = {b: pool.submit(soc_fmax, config.replace(board=b), build=p)
-                     for b, p in boards.items()}
+        fmax_jobs = {b: pool.submit(soc_fmax, c, build=p) for b, (c, p) in designs.items()}
         with console.status("R1: " + ("loading the backbone" if SHIPPED_PATH.exists()
                                       else "pretraining the backbone (shipped file missing)")
                             + f", rotating the drift pool by {args.drift:g}°"):

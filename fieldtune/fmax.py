@@ -33,7 +33,7 @@ from .sim.engines.script import design_rtlil
 
 
 __all__ = ["BOARD_DEVICES", "BUILD_POLICIES", "SHIPPED_DIR", "PACKAGE_BUILDS", "TOOL_PACKAGES",
-           "Fmax", "board_device", "other_boards", "design_hash", "implement_options",
+           "Fmax", "board_device", "design_hash", "implement_options",
            "tool_versions", "cached", "measure", "soc_fmax", "projected_seconds"]
 
 
@@ -86,17 +86,6 @@ def board_device(board):
         raise ValueError(f"board must be one of {', '.join(map(repr, BOARD_DEVICES))}, "
                          f"not {board!r}")
     return BOARD_DEVICES[board]
-
-
-def other_boards(board):
-    """One board preset per device other than ``board``'s, in :data:`BOARD_DEVICES` order:
-    where else the same design can be projected."""
-    seen, out = {board_device(board)}, []
-    for name, device in BOARD_DEVICES.items():
-        if device not in seen:
-            seen.add(device)
-            out.append(name)
-    return out
 
 
 def tool_versions():

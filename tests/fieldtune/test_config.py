@@ -71,6 +71,14 @@ def test_unknown_keys_are_named():
         DesignConfig(board="arty")
 
 
+@pytest.mark.parametrize("board", ["ulx3s-85f", "orangecrab-85f"])
+def test_spram_cache_only_on_a_board_with_spram(board):
+    with pytest.raises(ValueError, match=rf"^cache.memory must be 'bram' on board '{board}' "
+                                         r"\(its FPGA has no SPRAM\), not 'spram'$"):
+        DesignConfig().replace(board=board)
+    assert DesignConfig().replace(board=board, cache={"memory": "bram"}).board == board
+
+
 def test_toml_round_trip_and_preset_base(tmp_path):
     cfg = DesignConfig.preset("ecp5-85f").replace(perturb={"reuse": "onthefly", "seed": 7})
     path = tmp_path / "design.toml"

@@ -69,9 +69,11 @@ def test_demo_end_to_end_golden(tmp_path, capsys, no_torch, empty_cache):
     assert doc["cycles_source"] == {"fo": "estimate", "zo": "estimate"}
     assert list(doc["projected_time_s"]) == ["icebreaker", "ulx3s-85f"]
     for name, device in (("icebreaker", "up5k"), ("ulx3s-85f", "ecp5-85f")):
-        assert doc["projected_time_s"][name] == {
+        board = doc["projected_time_s"][name]
+        assert {k: board[k] for k in ("device", "fmax_mhz", "fmax_source", "fo", "zo")} == {
             "device": device, "fmax_mhz": None, "fmax_source": "not measured (--no-build)",
             "fo": None, "zo": None}
+    assert doc["projected_time_s"]["icebreaker"]["cycles"] == doc["cycles"]
     sc = doc["scenario"]
     assert (sc["drift_deg"], sc["seed"], sc["epochs"], sc["steps"], sc["batch"]) == \
         (30, 3, 2, 64, 16)
@@ -97,16 +99,15 @@ def test_demo_single_mode_codebook_and_plot(tmp_path, no_torch, empty_cache):
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_demo_projects_the_design_on_every_device_from_builds(tmp_path, capsys, no_torch,
-                                                              empty_cache):
-    """The default board from the user's cached build, the other device from a build shipped
-    in the package: cycles / Fmax of each, and where each Fmax came from."""
+def test_demo_projects_every_device_from_builds(tmp_path, capsys, no_torch, empty_cache):
+    """The design's board from the user's cached build with the run's cycles; the ECP5-85F
+    preset from a build shipped in the package with its estimated cycles."""
     from fieldtune.config import DesignConfig
-    from fieldtune.sim.soc_run import soc_component
-    config = DesignConfig()
-    for board, mhz, folder in (("icebreaker", 25.0, tmp_path / "cache" / "fmax"),
-                               ("ulx3s-85f", 50.0, fmax.SHIPPED_DIR)):
-        device = fmax.board_device(board)
+    from fieldtune.sim.soc_run import soc_component, estimate_cycles
+    own, ecp5 = DesignConfig(), DesignConfig.preset("ecp5-85f")
+    for config, mhz, folder in ((own, 25.0, tmp_path / "cache" / "fmax"),
+                                (ecp5, 50.0, fmax.SHIPPED_DIR)):
+        device = fmax.board_device(config.board)
         key = fmax.design_hash(soc_component(config), device, fmax.implement_options(config))
         folder.mkdir(parents=True, exist_ok=True)
         (folder / f"{key}.json").write_text(json.dumps({
@@ -117,14 +118,21 @@ def test_demo_projects_the_design_on_every_device_from_builds(tmp_path, capsys, 
                  "--json", str(out)]) == 0
     doc = json.loads(out.read_text())
     cycles = doc["cycles"]["fo"]
+    n = doc["scenario"]["n_finetune"]
+    estimate = estimate_cycles(ecp5, "fo", n, epochs=1, batch=16)
+    assert cycles == estimate_cycles(own, "fo", n, epochs=1, batch=16) > 3 * estimate
     assert doc["projected_time_s"] == {
-        "icebreaker": {"device": "up5k", "fmax_mhz": 25.0, "fo": cycles / 25e6, "zo": None,
-                       "fmax_source": "cached build 2026-01-02T03:04"},
-        "ulx3s-85f": {"device": "ecp5-85f", "fmax_mhz": 50.0, "fo": cycles / 50e6, "zo": None,
-                      "fmax_source": "shipped build 2026-01-02T03:04"}}
+        "icebreaker": {"device": "up5k", "design": "this design (8 lanes)", "fmax_mhz": 25.0,
+                       "fmax_source": "cached build 2026-01-02T03:04", "fo": cycles / 25e6,
+                       "zo": None, "cycles": {"fo": cycles, "zo": None},
+                       "cycles_source": {"fo": "estimate", "zo": None}},
+        "ulx3s-85f": {"device": "ecp5-85f", "design": "preset ecp5-85f (32 lanes)",
+                      "fmax_mhz": 50.0, "fmax_source": "shipped build 2026-01-02T03:04",
+                      "fo": estimate / 50e6, "zo": None, "cycles": {"fo": estimate, "zo": None},
+                      "cycles_source": {"fo": "estimate", "zo": None}}}
     text = capsys.readouterr().err
-    assert re.search(r"ulx3s-85f \(ecp5-85f\) +│ +50\.0 MHz │ shipped build 2026-01-02T03:04",
-                     text)
+    assert re.search(r"ulx3s-85f \(ecp5-85f\) +│ preset ecp5-85f \(32 lanes\) +│ +50\.0 MHz "
+                     r"│ shipped build 2026-01-02T03:04 +│ +≈\d+\.\d\d ms", text)
 
 
 def test_demo_plot_without_matplotlib_fails_early(monkeypatch, capsys, tmp_path):
