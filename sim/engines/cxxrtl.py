@@ -35,30 +35,51 @@ import ctypes
 import importlib.resources
 import os
 import re
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 
-from .hdl import cached_build, digest, find_program, run_checked, run_yosys, tool_version
+from .hdl import (OP_CONDITION, OP_SAMPLE, OP_SET, OP_STEP, OP_WAIT, cached_build, digest,
+                  find_program, run_checked, run_yosys, tool_version)
 from .script import EngineUnavailable, ScriptResult, Set, Step, Wait, design_rtlil, rtlil_ports
 
 
 __all__ = ["build", "CxxrtlModel", "CxxrtlSimulation", "CxxrtlMemory", "runtime_include_dir",
-           "DEFAULT_CXXFLAGS"]
+           "DEFAULT_CXXFLAGS", "split_debug_info", "design_glue", "mangle"]
 
 
-#: Compiler optimization for the model. On the self-check design -O3 ran 1.8x faster than -O2
-#: for 20 % more compile time (docs/benchmarks.md); pass ("-O2",) or ("-O1",) to trade run
-#: speed for compile time on a large design.
+#: Compiler optimization of the design's evaluation (``eval``/``commit``, the code every cycle
+#: runs). On the SoC (docs/benchmarks.md, "Training SoC"): see the measured table there.
 DEFAULT_CXXFLAGS = ("-O3",)
 
-#: Flags every build uses: a shared library, the C API compiled into it, assertions off.
-_FIXED_FLAGS = ("-std=c++17", "-shared", "-fPIC", "-DNDEBUG", "-DCXXRTL_INCLUDE_CAPI_IMPL",
-                "-DCXXRTL_INCLUDE_VCD_CAPI_IMPL", "-w")
+#: Flags of every translation unit: position-independent, assertions off, no warnings.
+_COMMON_FLAGS = ("-std=c++17", "-fPIC", "-DNDEBUG", "-w")
 
-#: Yosys commands that emit the design (Amaranth's CXXRTL backend runs the same).
-_YOSYS_COMMANDS = ("read_rtlil design.il", "write_cxxrtl design.cc")
+#: The design's debug information (names of every object for ``get``/``memory``/VCD, and the
+#: outlines that recompute optimized-out wires for waveforms) is half of the generated code but
+#: runs only when asked for, so it is compiled without optimization: on the SoC that saves more
+#: than 40 % of the compile time and nothing of the run time.
+_DEBUG_CXXFLAGS = ("-O0",)
+
+#: The harness and the CXXRTL C API (small; the per-cycle loops call into the design).
+_HARNESS_CXXFLAGS = ("-O2",)
+
+#: Yosys commands that emit the design. ``write_cxxrtl`` would flatten and convert processes
+#: itself; doing it first lets ``opt_clean`` merge the wires flattening leaves connected (each
+#: submodule port is a second copy of a signal), which made the SoC's cycle 1.5x cheaper.
+#: ``opt_clean`` alone leaves wires driven by several cells whose bits feed one another
+#: (CXXRTL then schedules them as feedback and iterates eval up to 4 times per edge);
+#: ``splitnets -driver`` splits those wires, so every edge converges in one eval. The full
+#: ``opt`` script made the SoC slower (opt_merge/opt_dff shared logic CXXRTL had inlined).
+#: ``-header`` writes the design's class to design.h for the harness.
+_YOSYS_COMMANDS = ("read_rtlil design.il", "hierarchy -top {top}", "flatten", "proc",
+                   "opt_clean", "splitnets -driver", "write_cxxrtl -header design.cc")
+
+#: Version of how build() turns design.cc into a model (the split into translation units, the
+#: generated ft_design.h); part of the cache key, raised whenever that changes.
+_RECIPE = 3
 
 _HARNESS = "cxxrtl_harness.cc"
 
@@ -98,8 +119,13 @@ def build(design, *, env, ports=None, name="top", clock="clk", cxxflags=DEFAULT_
 
     ``env`` is the tool environment naming Yosys (``fieldtune.toolchain.tool_env("YOSYS")``).
     ``ports`` is needed for designs that are not ``wiring.Component``s (as for Amaranth's
-    backends). ``clock`` names the clock input. ``cache`` overrides the cache folder. ``log``,
-    if given, is called with a message before a (slow) compilation starts.
+    backends). ``clock`` names the clock input. ``cxxflags`` optimize the design's evaluation
+    (its debug information is always compiled at -O0, the harness at -O2). ``cache``
+    overrides the cache folder. ``log``, if given, is called with a message before a (slow)
+    compilation starts.
+
+    The design, its debug information and the harness are three translation units compiled
+    at the same time (the first takes most of the time), then linked into one shared library.
     """
     il = design_rtlil(design, ports=ports, name=name)
     port_info = rtlil_ports(il, name)
@@ -108,24 +134,99 @@ def build(design, *, env, ports=None, name="top", clock="clk", cxxflags=DEFAULT_
     include = runtime_include_dir()
     cxx = _compiler(compiler)
     harness = (Path(__file__).parent / _HARNESS).read_text()
-    flags = (*cxxflags, *_FIXED_FLAGS)
+    units = {"design": (*cxxflags, *_COMMON_FLAGS),
+             "debug": (*_DEBUG_CXXFLAGS, *_COMMON_FLAGS),
+             "harness": (*_HARNESS_CXXFLAGS, *_COMMON_FLAGS)}
+    commands = [c.format(top=name) for c in _YOSYS_COMMANDS]
     yosys = env.get("YOSYS", "") if env else ""
-    key = digest(il, yosys, "\n".join(_YOSYS_COMMANDS), _runtime_digest(include), harness, cxx,
-                 tool_version([cxx, "--version"]), "\0".join(flags))
+    key = digest(il, yosys, "\n".join(commands), _runtime_digest(include), harness, cxx,
+                 tool_version([cxx, "--version"]), repr(sorted(units.items())), str(_RECIPE))
 
     def compile_model(work):
         if log is not None:
             log(f"compiling the CXXRTL model of {type(design).__name__} (cache miss)")
         (work / "design.il").write_text(il)
-        run_yosys(list(_YOSYS_COMMANDS), env=env, cwd=work)
-        (work / _HARNESS).write_text(harness)
-        (work / "unity.cc").write_text(f'#include "design.cc"\n#include "{_HARNESS}"\n')
-        run_checked([cxx, *flags, "-I", str(include), "-o", "model.so", "unity.cc"],
-                    cwd=work, log=work / "compile.log", what="compiling the CXXRTL model")
+        run_yosys(commands, env=env, cwd=work)
+        source, header = (work / "design.cc").read_text(), (work / "design.h").read_text()
+        main, debug = split_debug_info(source)
+        (work / "design.cc").write_text(main)
+        (work / "debug.cc").write_text(debug)
+        (work / "ft_design.h").write_text(design_glue(header, source, name, clock))
+        (work / "harness.cc").write_text(harness)
+        sources = {"design": "design.cc", "debug": "debug.cc", "harness": "harness.cc"}
+
+        def compile_unit(unit):
+            run_checked([cxx, *units[unit], "-I", str(include), "-I", ".", "-c",
+                         "-o", f"{unit}.o", sources[unit]],
+                        cwd=work, log=work / f"{unit}.log", what=f"compiling the CXXRTL "
+                                                               f"model ({sources[unit]})")
+
+        with ThreadPoolExecutor(max_workers=len(sources)) as pool:
+            for done in [pool.submit(compile_unit, unit) for unit in sources]:
+                done.result()
+        run_checked([cxx, "-shared", "-o", "model.so", *(f"{u}.o" for u in sources)],
+                    cwd=work, log=work / "link.log", what="linking the CXXRTL model")
         return work / "model.so"
 
     path = cached_build("cxxrtl", key, ".so", compile_model, directory=cache)
     return CxxrtlModel(path, port_info, clock, full_edges=bool(_FALLING_EDGE.search(il)))
+
+
+#: A member function of the design's debug information in design.cc: its attribute lines
+#: (``CXXRTL_EXTREMELY_COLD``), the column-0 definition, the body to the column-0 brace.
+_DEBUG_FUNCTION = re.compile(r"^(?:CXXRTL_[A-Z_]+\n)*[^\s][^\n]*\bp_\w+::debug_(?:eval|info)\("
+                             r"[^\n]*\{\n.*?^\}\n", re.M | re.S)
+_NAMESPACE = "namespace cxxrtl_design {\n"
+
+
+def split_debug_info(source):
+    """``(design, debug)``: design.cc without, and a translation unit with, the functions of
+    the debug information (``debug_eval``, ``debug_info``). Where the layout is not the one
+    expected, everything stays in ``design`` and ``debug`` is empty."""
+    start = source.find(_NAMESPACE)
+    functions = _DEBUG_FUNCTION.findall(source)
+    if start < 0 or not functions:
+        return source, ""
+    prologue = source[:start + len(_NAMESPACE)]
+    debug = prologue + "\n" + "\n".join(functions) + "\n} // namespace cxxrtl_design\n"
+    return _DEBUG_FUNCTION.sub("", source), debug
+
+
+def mangle(name):
+    """CXXRTL's C++ identifier of a public RTLIL name (``write_cxxrtl``'s ``mangle_name``):
+    letters and digits kept, ``_`` doubled, any other byte as ``_hh_``; prefix ``p_``."""
+    out = []
+    for byte in name.encode():
+        c = chr(byte)
+        out.append(c if c.isascii() and c.isalnum() else "__" if c == "_" else f"_{byte:02x}_")
+    return "p_" + "".join(out)
+
+
+def design_glue(header, source, name, clock):
+    """ft_design.h: includes design.h and tells the harness what it can use of this design's
+    class (see cxxrtl_harness.cc): ``FT_TOP`` the toplevel class, ``FT_PREV_CLOCK`` its clock
+    edge detector (when the clock is a plain input), ``FT_ALIASES`` the output ports that copy
+    a register (``p_out = p_reg.curr;`` in ``eval``), so waits watch the register."""
+    top, clk = mangle(name), mangle(clock)
+    lines = ["// Generated by fieldtune.sim.engines.cxxrtl for this design.",
+             '#include "design.h"']
+    if not re.search(rf"^struct {top} : public module {{$", header, re.M):
+        return "\n".join(lines) + "\n"
+    lines.append(f"#define FT_TOP cxxrtl_design::{top}")
+    if (re.search(rf"^\tvalue<1> prev_{clk};$", header, re.M)
+            and re.search(rf"^\t/\*input\*/ value<1> {clk};$", header, re.M)):
+        lines.append(f"#define FT_PREV_CLOCK prev_{clk}")
+    outputs = {p: n for n, p in re.findall(r"^\t/\*output\*/ value<(\d+)> (p_\w+);$", header,
+                                           re.M)}
+    wires = {w: n for n, w in re.findall(r"^\twire<(\d+)> (p_\w+);$", header, re.M)}
+    begin = source.find(f"bool {top}::eval(")
+    body = source[begin:source.find("\n}\n", begin)] if begin >= 0 else ""
+    pairs = [(port, reg) for port, reg in re.findall(r"^\t(p_\w+) = (p_\w+)\.curr;$", body, re.M)
+             if port in outputs and outputs[port] == wires.get(reg)]
+    if pairs:
+        lines.append("#define FT_ALIASES(top) " + ", ".join(
+            f"{{top.{port}.data, top.{reg}.curr.data}}" for port, reg in pairs))
+    return "\n".join(lines) + "\n"
 
 
 #: A flip-flop or memory port clocked on the falling edge (some clock polarity bit is 0).
@@ -158,6 +259,8 @@ def _load(path):
         "ft_mem_write": ([vp, vp, u64, u64, u32p], ctypes.c_int),
         "ft_vcd_open": ([vp, ctypes.c_char_p, ctypes.c_int], ctypes.c_int),
         "ft_vcd_close": ([vp], None),
+        "ft_run": ([vp, u64, ctypes.POINTER(u64), ctypes.POINTER(vp), u32p, u32p], ctypes.c_int),
+        "ft_aliases": ([vp], ctypes.c_uint32),
     }
     for fn, (args, res) in signatures.items():
         getattr(lib, fn).argtypes = args
@@ -343,6 +446,12 @@ class CxxrtlSimulation:
         return None if taken < 0 else taken
 
     @property
+    def register_copies(self):
+        """Output ports this model waits on through the register they copy (one evaluation
+        per cycle instead of two; see :func:`design_glue`)."""
+        return self._lib.ft_aliases(self._live())
+
+    @property
     def cycles(self):
         """Rising edges since creation or the last :meth:`reset`."""
         return self._lib.ft_cycles(self._live())
@@ -375,19 +484,65 @@ class CxxrtlSimulation:
     # -- scripts --
 
     def run(self, script):
-        """Run a :class:`~fieldtune.sim.engines.script.Script`; returns its ScriptResult."""
+        """Run a :class:`~fieldtune.sim.engines.script.Script`; returns its ScriptResult.
+
+        The whole script runs in C in one call (a quarter million bus accesses of an R1 load
+        cost about as much as the cycles they take)."""
         ports = {n: p for n, p in self.model.ports.items() if n != self.model.clock}
         commands = script.checked(ports)
-        result, start = ScriptResult(), self.cycles
+        slots, objects, encoded, values, records = {}, [], [], [], []
+
+        def slot(name):
+            index = slots.get(name)
+            if index is None:
+                ptr, kind, flags, width, depth = self._object(name)
+                if kind in (_MEMORY, _OUTLINE):
+                    raise ValueError(f"cannot use {name!r} in a script: it is not a port")
+                index = slots[name] = len(objects)
+                objects.append(ptr)
+            return index
+
+        def value(name, raw):
+            if raw >> 32 == 0 and ports[name].width <= 32:
+                values.append(raw)
+                return len(values) - 1
+            chunks = _chunks(ports[name].width)
+            values.extend((raw >> (32 * i)) & 0xFFFF_FFFF for i in range(chunks))
+            return len(values) - chunks
+
         for cmd in commands:
             if isinstance(cmd, Set):
-                self.set(cmd.port, cmd.value)
+                encoded.append((OP_SET, slot(cmd.port), value(cmd.port, cmd.value), 0))
             elif isinstance(cmd, Step):
-                self._lib.ft_step(self._sim, cmd.cycles)
+                encoded.append((OP_STEP, 0, 0, cmd.cycles))
             elif isinstance(cmd, Wait):
-                result.records.append(self._wait(cmd.conditions, cmd.max_cycles))
+                *first, (port, raw) = cmd.conditions
+                encoded.extend((OP_CONDITION, slot(p), value(p, v), 0) for p, v in first)
+                encoded.append((OP_WAIT, slot(port), value(port, raw), cmd.max_cycles))
+                records.append(None)
             else:
-                result.records.append(self.get(cmd.port))
+                encoded.append((OP_SAMPLE, slot(cmd.port), 0, 0))
+                records.append(_chunks(ports[cmd.port].width))
+        out = np.zeros(sum(2 if r is None else r for r in records) or 1, dtype=np.uint32)
+        table = np.array(encoded or [(OP_STEP, 0, 0, 0)], dtype=np.uint64)
+        words = np.array(values or [0], dtype=np.uint32)
+        start = self.cycles
+        status = self._lib.ft_run(
+            self._live(), len(encoded), table.ctypes.data_as(ctypes.POINTER(ctypes.c_uint64)),
+            (ctypes.c_void_p * max(1, len(objects)))(*objects),
+            words.ctypes.data_as(ctypes.POINTER(ctypes.c_uint32)),
+            out.ctypes.data_as(ctypes.POINTER(ctypes.c_uint32)))
+        if status != 0:
+            raise RuntimeError(f"the CXXRTL harness rejected the script (status {status})")
+        result, at = ScriptResult(), 0
+        for chunks in records:
+            if chunks is None:
+                taken = int(out[at:at + 2].view(np.int64)[0])
+                result.records.append(None if taken < 0 else taken)
+                at += 2
+            else:
+                result.records.append(_from_words(out[at:at + chunks].tolist()))
+                at += chunks
         result.cycles = self.cycles - start
         return result
 

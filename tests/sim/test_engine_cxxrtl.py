@@ -182,6 +182,123 @@ class _FallingCounter(Elaboratable):
         return m
 
 
+class _Watch(Elaboratable):
+    """Registers ``reached`` one cycle after ``count`` is 999."""
+
+    def __init__(self):
+        self.count = Signal(16)
+        self.reached = Signal()
+
+    def elaborate(self, platform):
+        m = Module()
+        m.d.sync += self.reached.eq(self.count == 999)
+        return m
+
+
+class _Alarm(Elaboratable):
+    """An output that is a plain copy of a submodule's register, as the SoC's ``done``."""
+
+    def __init__(self):
+        self.enable = Signal()
+        self.count = Signal(16)
+        self.alarm = Signal()
+        self.ports = {"enable": (self.enable, PortDirection.Input),
+                      "count": (self.count, PortDirection.Output),
+                      "alarm": (self.alarm, PortDirection.Output)}
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.watch = watch = _Watch()
+        with m.If(self.enable):
+            m.d.sync += self.count.eq(self.count + 1)
+        m.d.comb += [watch.count.eq(self.count), self.alarm.eq(watch.reached)]
+        return m
+
+
+def test_wait_on_an_output_copying_a_register_watches_the_register(tmp_path):
+    _require_compiler()
+    design = _Alarm()
+    model = cxxrtl.build(design, ports=design.ports, env=tool_env("YOSYS"), cxxflags=("-O0",),
+                         cache=tmp_path)
+    script = (Script().set("enable", 1).wait("alarm", 1, 5000).sample("count", "alarm")
+              .wait("alarm", 0, 5).sample("count").set("enable", 0).wait("alarm", 1, 10))
+    with model.simulate() as sim:
+        assert sim.register_copies == 1
+        fast = sim.run(script)
+        assert sim.wait("alarm", 1, 10, raise_timeout=False) is None
+    reference = _Alarm()
+    assert fast == run_amaranth(reference, script, ports=reference.ports)
+    assert fast.records == [1000, 1000, 1, 1, 1001, None]
+
+
+def test_mangled_names_as_write_cxxrtl_writes_them():
+    assert cxxrtl.mangle("clk") == "p_clk"
+    assert cxxrtl.mangle("seq.done") == "p_seq_2e_done"
+    assert cxxrtl.mangle("bus__ack") == "p_bus____ack"
+
+
+_SOURCE = """#include "design.h"
+
+namespace cxxrtl_design {
+
+bool p_top::eval(performer *performer) {
+	p_done = p_seq_2e_done.curr;
+	p_busy = p_seq_2e_busy.curr;
+	if (posedge_p_clk) {
+		p_seq_2e_done.next = p_go;
+	}
+	return converged;
+}
+
+void p_top::debug_eval() {
+	p_x = p_y;
+}
+
+CXXRTL_EXTREMELY_COLD
+void p_top::debug_info(debug_items *items, debug_scopes *scopes, std::string path) {
+	if (items) {
+		items->add(path, "done", "", p_done, 0, debug_item::OUTPUT);
+	}
+}
+
+} // namespace cxxrtl_design
+"""
+
+_HEADER = """struct p_top : public module {
+	wire<1> p_seq_2e_done;
+	wire<2> p_seq_2e_busy;
+	/*output*/ value<1> p_done;
+	/*output*/ value<1> p_busy;
+	/*input*/ value<1> p_clk;
+	value<1> prev_p_clk;
+};
+"""
+
+
+def test_debug_information_is_split_into_its_own_translation_unit():
+    design, debug = cxxrtl.split_debug_info(_SOURCE)
+    assert "debug_" not in design and "CXXRTL_EXTREMELY_COLD" not in design
+    assert "bool p_top::eval(" in design and design.endswith("} // namespace cxxrtl_design\n")
+    assert debug.startswith('#include "design.h"\n\nnamespace cxxrtl_design {\n')
+    assert "CXXRTL_EXTREMELY_COLD\nvoid p_top::debug_info(" in debug
+    assert "void p_top::debug_eval() {\n\tp_x = p_y;\n}\n" in debug
+    assert debug.endswith("} // namespace cxxrtl_design\n")
+    # A layout it does not know stays in one unit.
+    assert cxxrtl.split_debug_info("int x;\n") == ("int x;\n", "")
+
+
+def test_design_glue_names_class_edge_detector_and_register_copies():
+    glue = cxxrtl.design_glue(_HEADER, _SOURCE, "top", "clk").splitlines()
+    # p_busy is not a copy: the widths differ.
+    assert glue[1:] == ['#include "design.h"', "#define FT_TOP cxxrtl_design::p_top",
+                        "#define FT_PREV_CLOCK prev_p_clk",
+                        "#define FT_ALIASES(top) {top.p_done.data, top.p_seq_2e_done.curr.data}"]
+    # Another top module name or clock: nothing but the include, or no edge detector.
+    assert cxxrtl.design_glue(_HEADER, _SOURCE, "soc", "clk").splitlines()[1:] == \
+        ['#include "design.h"']
+    assert "FT_PREV_CLOCK" not in cxxrtl.design_glue(_HEADER, _SOURCE, "top", "clk2")
+
+
 def test_cache_hit_and_cache_folder_from_environment(tmp_path, monkeypatch):
     _require_compiler()
     monkeypatch.setenv("FIELDTUNE_CACHE", str(tmp_path))
