@@ -303,7 +303,8 @@ def tables(doc):
         p.add_column(header, justify="right" if header in ("Fmax", "first order",
                                                            "zeroth order") else "left")
     for name, b in doc["projected_time_s"].items():
-        mark = lambda m: ("≈" if b["cycles_source"][m] == "estimate" else "") + _seconds(b[m])
+        mark = lambda m: ("≈" if b["cycles_source"][m] == "estimate" and b[m] is not None
+                          else "") + _seconds(b[m])
         p.add_row(f"{name} ({b['device']})", b["design"],
                   "-" if b["fmax_mhz"] is None else f"{b['fmax_mhz']:.1f} MHz",
                   b["fmax_source"], mark("fo"), mark("zo"))
@@ -344,7 +345,7 @@ def plot(doc, path):
 def run(args, console):
     from .sim.scenario import r1_features
     from .sim.backbone import SHIPPED_PATH
-    from .fmax import soc_fmax, Fmax, board_device
+    from .fmax import soc_fmax, Fmax, board_device, NO_BUILD
     from .finetune import check_engine, yosys_env, simulate_modes
     start = time.perf_counter()
     config = _config(args)
@@ -377,9 +378,8 @@ def run(args, console):
                     job.result()
             fmaxes[b] = job.result()
     if args.no_build:
-        fmaxes = {b: f if f.mhz is not None else
-                  Fmax(None, "not measured (--no-build)", f.device, f.design_hash)
-                  for b, f in fmaxes.items()}
+        fmaxes = {b: Fmax(None, "not measured (--no-build)", f.device, f.design_hash)
+                  if f.source == NO_BUILD else f for b, f in fmaxes.items()}
     doc = report(config, data, runs, floats, fmaxes, engine=args.engine, drift=args.drift,
                  wall_seconds=round(time.perf_counter() - start, 2))
     for t in tables(doc):

