@@ -34,6 +34,7 @@ memories at their ``init`` values, inputs 0).
 """
 
 import ctypes
+import gc
 import importlib.resources
 import os
 import re
@@ -305,6 +306,20 @@ def _to_words(value, chunks):
                                         for i in range(chunks)))
 
 
+@contextmanager
+def _no_cyclic_gc():
+    """Encoding a script allocates a few hundred thousand small tuples and no cycles; the
+    cyclic collector would walk every live object repeatedly meanwhile (a quarter of the time
+    of an R1 load)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def _from_words(words):
     value = 0
     for i, w in enumerate(words):
@@ -493,53 +508,24 @@ class CxxrtlSimulation:
         The whole script runs in C in one call (a quarter million bus accesses of an R1 load
         cost about as much as the cycles they take)."""
         ports = {n: p for n, p in self.model.ports.items() if n != self.model.clock}
-        commands = script.checked(ports)
-        slots, objects, encoded, values, records = {}, [], [], [], []
-
-        def slot(name):
-            index = slots.get(name)
-            if index is None:
-                ptr, kind, flags, width, depth = self._object(name)
-                if kind in (_MEMORY, _OUTLINE):
-                    raise ValueError(f"cannot use {name!r} in a script: it is not a port")
-                index = slots[name] = len(objects)
-                objects.append(ptr)
-            return index
-
-        def value(name, raw):
-            if raw >> 32 == 0 and ports[name].width <= 32:
-                values.append(raw)
-                return len(values) - 1
-            chunks = _chunks(ports[name].width)
-            values.extend((raw >> (32 * i)) & 0xFFFF_FFFF for i in range(chunks))
-            return len(values) - chunks
-
-        for cmd in commands:
-            if isinstance(cmd, Set):
-                encoded.append((OP_SET, slot(cmd.port), value(cmd.port, cmd.value), 0))
-            elif isinstance(cmd, Step):
-                encoded.append((OP_STEP, 0, 0, cmd.cycles))
-            elif isinstance(cmd, Wait):
-                *first, (port, raw) = cmd.conditions
-                encoded.extend((OP_CONDITION, slot(p), value(p, v), 0) for p, v in first)
-                encoded.append((OP_WAIT, slot(port), value(port, raw), cmd.max_cycles))
-                records.append(None)
-            else:
-                encoded.append((OP_SAMPLE, slot(cmd.port), 0, 0))
-                records.append(_chunks(ports[cmd.port].width))
-        out = np.zeros(sum(2 if r is None else r for r in records) or 1, dtype=np.uint32)
-        table = np.array(encoded or [(OP_STEP, 0, 0, 0)], dtype=np.uint64)
-        words = np.array(values or [0], dtype=np.uint32)
+        table = _ScriptTable(ports, self._object)
+        with _no_cyclic_gc():
+            for cmd in script.checked(ports):
+                table.add(cmd)
+        out = np.zeros(sum(2 if r is None else r for r in table.records) or 1, dtype=np.uint32)
+        commands = np.array(table.commands or [(OP_STEP, 0, 0, 0)], dtype=np.uint64)
+        values = np.array(table.values or [0], dtype=np.uint32)
         start = self.cycles
         status = self._lib.ft_run(
-            self._live(), len(encoded), table.ctypes.data_as(ctypes.POINTER(ctypes.c_uint64)),
-            (ctypes.c_void_p * max(1, len(objects)))(*objects),
-            words.ctypes.data_as(ctypes.POINTER(ctypes.c_uint32)),
+            self._live(), len(table.commands),
+            commands.ctypes.data_as(ctypes.POINTER(ctypes.c_uint64)),
+            (ctypes.c_void_p * max(1, len(table.objects)))(*table.objects),
+            values.ctypes.data_as(ctypes.POINTER(ctypes.c_uint32)),
             out.ctypes.data_as(ctypes.POINTER(ctypes.c_uint32)))
         if status != 0:
             raise RuntimeError(f"the CXXRTL harness rejected the script (status {status})")
         result, at = ScriptResult(), 0
-        for chunks in records:
+        for chunks in table.records:
             if chunks is None:
                 taken = int(out[at:at + 2].view(np.int64)[0])
                 result.records.append(None if taken < 0 else taken)
@@ -549,6 +535,52 @@ class CxxrtlSimulation:
                 at += chunks
         result.cycles = self.cycles - start
         return result
+
+
+class _ScriptTable:
+    """Checked script commands as the harness' ``ft_run`` takes them: ``commands`` (op, slot,
+    value offset, cycles), ``objects`` (one pointer per slot), ``values`` (32-bit chunks) and
+    ``records`` (per record: ``None`` for a wait, else the sample's chunk count)."""
+
+    def __init__(self, ports, lookup):
+        self.ports, self.lookup = ports, lookup
+        self.slots, self.objects, self.commands, self.values, self.records = {}, [], [], [], []
+
+    def slot(self, name):
+        index = self.slots.get(name)
+        if index is None:
+            ptr, kind, *_ = self.lookup(name)
+            if kind in (_MEMORY, _OUTLINE):
+                raise ValueError(f"cannot use {name!r} in a script: it is not a port")
+            index = self.slots[name] = len(self.objects)
+            self.objects.append(ptr)
+        return index
+
+    def value(self, name, raw):
+        values = self.values
+        if raw >> 32 == 0 and self.ports[name].width <= 32:
+            values.append(raw)
+            return len(values) - 1
+        chunks = _chunks(self.ports[name].width)
+        values.extend((raw >> (32 * i)) & 0xFFFF_FFFF for i in range(chunks))
+        return len(values) - chunks
+
+    def add(self, cmd):
+        if isinstance(cmd, Set):
+            self.commands.append((OP_SET, self.slot(cmd.port), self.value(cmd.port, cmd.value),
+                                  0))
+        elif isinstance(cmd, Step):
+            self.commands.append((OP_STEP, 0, 0, cmd.cycles))
+        elif isinstance(cmd, Wait):
+            *first, (port, raw) = cmd.conditions
+            self.commands.extend((OP_CONDITION, self.slot(p), self.value(p, v), 0)
+                                 for p, v in first)
+            self.commands.append((OP_WAIT, self.slot(port), self.value(port, raw),
+                                  cmd.max_cycles))
+            self.records.append(None)
+        else:
+            self.commands.append((OP_SAMPLE, self.slot(cmd.port), 0, 0))
+            self.records.append(_chunks(self.ports[cmd.port].width))
 
 
 class CxxrtlMemory:
