@@ -2,7 +2,6 @@
 ports of any width, memories by name, waveforms, power-on reset and the model cache."""
 
 import os
-import shutil
 
 import pytest
 from amaranth.hdl import ClockDomain, Elaboratable, Module, Signal
@@ -15,22 +14,17 @@ from fieldtune.sim.engines.selfcheck import (MixPipeline, MixPipelineModel, Self
 from fieldtune.toolchain import tool_env
 
 
-def _in_ci():
-    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+#: Why the tests need the C++ compiler, for the skip (or, in CI, failure) message.
+COMPILER = "CXXRTL models are compiled with the system compiler (apt-get install g++)"
 
 
-def _require_compiler():
-    # In CI the compiler must be there; elsewhere its absence skips with the reason.
-    if shutil.which(os.environ.get("CXX") or "g++") is None:
-        reason = "g++ is not installed (CXXRTL models are compiled with the system compiler)"
-        if _in_ci():
-            pytest.fail(reason)
-        pytest.skip(reason)
+def _require_compiler(require_programs):
+    require_programs(os.environ.get("CXX") or "g++", why=COMPILER)
 
 
 @pytest.fixture(scope="module")
-def model():
-    _require_compiler()
+def model(require_programs):
+    _require_compiler(require_programs)
     return cxxrtl.build(MixPipeline(), env=tool_env("YOSYS"))
 
 
@@ -215,8 +209,8 @@ class _Alarm(Elaboratable):
         return m
 
 
-def test_wait_on_an_output_copying_a_register_watches_the_register(tmp_path):
-    _require_compiler()
+def test_wait_on_an_output_copying_a_register_watches_the_register(tmp_path, require_programs):
+    _require_compiler(require_programs)
     design = _Alarm()
     model = cxxrtl.build(design, ports=design.ports, env=tool_env("YOSYS"), cxxflags=("-O0",),
                          cache=tmp_path)
@@ -299,8 +293,8 @@ def test_design_glue_names_class_edge_detector_and_register_copies():
     assert "FT_PREV_CLOCK" not in cxxrtl.design_glue(_HEADER, _SOURCE, "top", "clk2")
 
 
-def test_cache_hit_and_cache_folder_from_environment(tmp_path, monkeypatch):
-    _require_compiler()
+def test_cache_hit_and_cache_folder_from_environment(tmp_path, monkeypatch, require_programs):
+    _require_compiler(require_programs)
     monkeypatch.setenv("FIELDTUNE_CACHE", str(tmp_path))
     messages = []
 
@@ -326,8 +320,8 @@ def test_cache_hit_and_cache_folder_from_environment(tmp_path, monkeypatch):
     assert fast.records == [1000, 1000, 0]
 
 
-def test_falling_edge_design_is_evaluated_on_falling_edges(tmp_path):
-    _require_compiler()
+def test_falling_edge_design_is_evaluated_on_falling_edges(tmp_path, require_programs):
+    _require_compiler(require_programs)
     design = _FallingCounter()
     model = cxxrtl.build(design, ports=design.ports, env=tool_env("YOSYS"), cxxflags=("-O0",),
                          cache=tmp_path)

@@ -2,8 +2,6 @@
 Verilog runs the same script as Amaranth's simulator, record for record, and the golden model
 agrees. Outside CI a missing simulator skips with the reason; in CI (CI=true) it fails."""
 
-import os
-import shutil
 
 import pytest
 from amaranth.hdl import Module
@@ -16,15 +14,10 @@ from fieldtune.sim.engines.selfcheck import MixPipeline, MixPipelineModel, SelfC
 from fieldtune.toolchain import tool_env
 
 
-def _require(*programs):
-    missing = [p for p in programs if shutil.which(p) is None]
-    if missing:
-        reason = (f"{', '.join(missing)} not installed (apt-get install "
-                  f"{'verilator' if 'verilator' in missing else 'iverilog'}); the independent "
-                  "simulator cross-check needs it")
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-            pytest.fail(reason)
-        pytest.skip(reason)
+#: Programs each Verilog engine runs.
+PROGRAMS = {"verilator": ("verilator",), "icarus": ("iverilog", "vvp")}
+#: Why the tests need them, for the skip (or, in CI, failure) message.
+WHY = "the independent simulator cross-check needs it (apt-get install verilator iverilog)"
 
 
 @pytest.fixture(scope="module")
@@ -44,16 +37,17 @@ def golden_run(check):
     return result
 
 
-def test_verilator_matches_amaranth_and_golden_model(verilog, check, golden_run):
-    _require("verilator")
+def test_verilator_matches_amaranth_and_golden_model(verilog, check, golden_run,
+                                                    require_programs):
+    require_programs(*PROGRAMS["verilator"], why=WHY)
     result = hdl.run_verilator(verilog, check.script)
     assert result.records == golden_run.records
     assert result.cycles == golden_run.cycles
     assert check.mismatches(result) == []
 
 
-def test_icarus_matches_amaranth_and_golden_model(verilog, check, golden_run):
-    _require("iverilog", "vvp")
+def test_icarus_matches_amaranth_and_golden_model(verilog, check, golden_run, require_programs):
+    require_programs(*PROGRAMS["icarus"], why=WHY)
     result = hdl.run_icarus(verilog, check.script)
     assert result.records == golden_run.records
     assert result.cycles == golden_run.cycles
@@ -61,8 +55,8 @@ def test_icarus_matches_amaranth_and_golden_model(verilog, check, golden_run):
 
 
 @pytest.mark.parametrize("engine", ENGINES)
-def test_run_dispatches_to_every_engine(engine):
-    _require(*{"verilator": ["verilator"], "icarus": ["iverilog", "vvp"]}.get(engine, []))
+def test_run_dispatches_to_every_engine(engine, require_programs):
+    require_programs(*PROGRAMS.get(engine, ()), why=WHY)
     script = (Script().set("seed", 3).set("count", 40).set("i__valid", 1).set("o__ready", 1)
               .set("start", 1).step().set("start", 0)
               .wait_any({"done": 1, "error": 1}, 100).sample("checksum", "total"))
@@ -133,10 +127,10 @@ class _Priority(wiring.Component):
 
 
 @pytest.mark.parametrize("engine", ["verilator", "icarus"])
-def test_priority_chains_keep_their_dont_care_patterns(engine):
+def test_priority_chains_keep_their_dont_care_patterns(engine, require_programs):
     # Zeroing undefined values must not touch case patterns: with a and b both high the If
     # wins, as in Amaranth's simulator.
-    _require(*{"verilator": ["verilator"], "icarus": ["iverilog", "vvp"]}[engine])
+    require_programs(*PROGRAMS[engine], why=WHY)
     script = Script().set("a", 1).set("b", 1).step().sample("o").set("a", 0).step().sample("o")
     assert run(engine, _Priority(), script, env=tool_env("YOSYS")).records == \
         run_amaranth(_Priority(), script).records == [1, 2]

@@ -4,8 +4,6 @@ same session, and the cross-check on a simulator nobody here wrote (Verilator, I
 
 Outside CI a missing compiler or simulator skips with the reason; in CI (CI=true) it fails."""
 
-import os
-import shutil
 
 import numpy as np
 import pytest
@@ -17,14 +15,8 @@ from fieldtune.sim.soc_run import run_finetune, synthetic_data, ENGINES
 from fieldtune.toolchain import tool_env
 
 
-def _require(*programs):
-    missing = [p for p in programs if shutil.which(p) is None]
-    if missing:
-        reason = (f"{', '.join(missing)} not installed; the SoC simulation on this engine "
-                  "needs it (apt-get install g++ verilator iverilog)")
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-            pytest.fail(reason)
-        pytest.skip(reason)
+#: Why these tests need the programs, for the skip (or, in CI, failure) message.
+WHY = "the SoC simulation on this engine needs it (apt-get install g++ verilator iverilog)"
 
 
 def _same(a, b, *, cycles=True):
@@ -45,8 +37,8 @@ def r1():
     return DesignConfig(), r1_features(30)
 
 
-def test_r1_first_order_on_cxxrtl_matches_golden(r1):
-    _require("g++")
+def test_r1_first_order_on_cxxrtl_matches_golden(r1, require_programs):
+    require_programs("g++", why=WHY)
     cfg, data = r1
     seen = []
     dev = run_finetune(cfg, data, mode="fo", engine="cxxrtl", epochs=10,
@@ -64,8 +56,8 @@ def test_r1_first_order_on_cxxrtl_matches_golden(r1):
     assert abs(gold.cycles / dev.cycles - 1) < 0.02
 
 
-def test_r1_zeroth_order_on_cxxrtl_matches_golden(r1):
-    _require("g++")
+def test_r1_zeroth_order_on_cxxrtl_matches_golden(r1, require_programs):
+    require_programs("g++", why=WHY)
     cfg, data = r1
     dev = run_finetune(cfg, data, mode="zo", engine="cxxrtl", steps=24, eval_every=12,
                        env=tool_env("YOSYS"))
@@ -105,8 +97,8 @@ def test_amaranth_simulator_matches_golden(tiny_amaranth, tiny_golden):
         assert tiny_amaranth[mode].cycles > 0
 
 
-def test_amaranth_and_cxxrtl_agree_bit_for_bit(tiny_amaranth, tiny_golden):
-    _require("g++")
+def test_amaranth_and_cxxrtl_agree_bit_for_bit(tiny_amaranth, tiny_golden, require_programs):
+    require_programs("g++", why=WHY)
     cfg, data = tiny()
     for mode in ("fo", "zo"):
         dev = run_finetune(cfg, data, mode=mode, engine="cxxrtl", env=tool_env("YOSYS"))
@@ -116,8 +108,9 @@ def test_amaranth_and_cxxrtl_agree_bit_for_bit(tiny_amaranth, tiny_golden):
 
 @pytest.mark.parametrize("engine,programs", [("verilator", ("verilator",)),
                                              ("icarus", ("iverilog", "vvp"))])
-def test_verilog_simulators_match_golden(engine, programs, tiny_amaranth, tiny_golden):
-    _require(*programs)
+def test_verilog_simulators_match_golden(engine, programs, tiny_amaranth, tiny_golden,
+                                        require_programs):
+    require_programs(*programs, why=WHY)
     cfg, data = tiny()
     dev = run_finetune(cfg, data, mode="fo", engine=engine, env=tool_env("YOSYS"))
     _same(dev, tiny_golden["fo"], cycles=False)

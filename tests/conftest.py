@@ -1,0 +1,25 @@
+"""Plumbing shared by the whole test suite."""
+
+import os
+import shutil
+
+import pytest
+
+
+def in_ci():
+    """``CI`` is set (``.ci/run`` installs every tool, so a missing one is a failure there)."""
+    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+@pytest.fixture(scope="session")
+def require_programs():
+    """``require_programs(*programs, why=...)``: skip the test, naming the missing programs and
+    ``why`` they are needed, when one is not on PATH; in CI, fail instead."""
+    def require(*programs, why):
+        missing = [p for p in programs if shutil.which(p) is None]
+        if missing:
+            reason = f"{', '.join(missing)} not installed; {why}"
+            if in_ci():
+                pytest.fail(reason)
+            pytest.skip(reason)
+    return require
