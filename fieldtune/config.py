@@ -23,17 +23,16 @@ from .rtl.perturb.params import PerturbParams
 from .rtl.cache.params import CacheParams
 from .rtl.mac.params import MacParams
 from .rtl.loss.params import LossParams
+from .boards.implement import DEVICES
 
 
-__all__ = ["DesignConfig", "PRESETS", "BOARDS", "SPRAM_BOARDS", "SECTIONS"]
+__all__ = ["DesignConfig", "PRESETS", "BOARDS", "BOARD_DEVICES", "SECTIONS"]
 
 
-#: Board presets a design can target (amaranth-boards platforms, see fieldtune.boards).
-BOARDS = ("icebreaker", "ulx3s-85f", "orangecrab-85f")
-
-#: Boards whose FPGA has single-port RAM (the iCE40 UP5K's SPRAM): ``cache.memory = "spram"``
-#: needs one; ECP5 builds keep the cache in block RAM.
-SPRAM_BOARDS = ("icebreaker",)
+#: Board presets a design can target (amaranth-boards platforms, see fieldtune.boards) -> their
+#: device in :data:`fieldtune.boards.implement.DEVICES`.
+BOARD_DEVICES = {"icebreaker": "up5k", "ulx3s-85f": "ecp5-85f", "orangecrab-85f": "ecp5-85f"}
+BOARDS = tuple(BOARD_DEVICES)
 
 #: Section name -> parameter class.
 SECTIONS = {
@@ -58,7 +57,9 @@ class DesignConfig:
 
     def __post_init__(self):
         check_choice("", "board", self.board, BOARDS)
-        if self.cache.memory == "spram" and self.board not in SPRAM_BOARDS:
+        # An SPRAM cache needs a device with single-port RAM (the UP5K); ECP5 builds keep the
+        # cache in block RAM.
+        if self.cache.memory == "spram" and not DEVICES[BOARD_DEVICES[self.board]].sprams:
             raise ValueError(f"cache.memory must be 'bram' on board {self.board!r} (its FPGA "
                              f"has no SPRAM), not 'spram'")
         for name, cls in SECTIONS.items():

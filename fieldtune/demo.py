@@ -101,11 +101,8 @@ def _warn_if_slow(config, data, modes, engine, console):
     """Say so before a run on a slow engine that would take hours."""
     if engine not in SLOW_ENGINES:
         return
-    from .finetune import runner
-    t = config.train
-    cycles = sum(runner().estimate_cycles(config, m, data["n_finetune"], epochs=t.epochs,
-                                          steps=t.steps, batch=t.batch, queries=t.queries)
-                 for m in modes)
+    from .finetune import estimated_cycles
+    cycles = sum(estimated_cycles(config, m, data["n_finetune"]) for m in modes)
     if cycles > SLOW_CYCLES:
         console.print(f"[yellow]warning:[/yellow] about {cycles:,} cycles of training on "
                       f"{engine}, which simulates the SoC at about 10^3-10^4 cycles/s: this "
@@ -188,19 +185,16 @@ def _projection(fmax, cycles, cycles_source, design):
             "zo": fmax.seconds(cycles["zo"]), "cycles": cycles, "cycles_source": cycles_source}
 
 
-def projections(config, data, runs, fmaxes, sources):
-    """``projected_time_s`` of the report: this design on its board with the run's cycles
+def projections(config, data, cycles, sources, fmaxes):
+    """``projected_time_s`` of the report: this design on its board with the run's ``cycles``
     (``sources``: mode -> where they came from), then each other device's preset with its
     estimated cycles (:func:`fieldtune.sim.soc_run.estimate_cycles`, within 2 % of the SoC)."""
-    from .finetune import runner
-    cycles = {m: (runs[m].cycles if m in runs else None) for m in ("fo", "zo")}
+    from .finetune import estimated_cycles
     out = {config.board: _projection(fmaxes[config.board], cycles, sources,
                                      f"this design ({config.mac.lanes} lanes)")}
-    t = config.train
     for board, (preset, design) in other_designs(config).items():
-        est = {m: (runner().estimate_cycles(design, m, data["n_finetune"], epochs=t.epochs,
-                                            steps=t.steps, batch=t.batch, queries=t.queries)
-                   if m in runs else None) for m in ("fo", "zo")}
+        est = {m: (estimated_cycles(design, m, data["n_finetune"]) if cycles[m] is not None
+                   else None) for m in cycles}
         out[board] = _projection(fmaxes[board], est, {m: "estimate" if est[m] else None
                                                       for m in est},
                                  f"preset {preset} ({design.mac.lanes} lanes)")
@@ -216,7 +210,7 @@ def report(config, data, runs, floats, fmaxes, *, engine, drift, wall_seconds=No
     cycles = {m: (runs[m].cycles if m in runs else None) for m in ("fo", "zo")}
     sources = {m: (runs[m].counters.get("cycles_source", engine) if m in runs else None)
                for m in ("fo", "zo")}
-    boards = projections(config, data, runs, fmaxes, sources)
+    boards = projections(config, data, cycles, sources, fmaxes)
     fmax = fmaxes[config.board]
     return {
         "command": "fieldtune demo",

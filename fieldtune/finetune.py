@@ -14,7 +14,8 @@ import math
 from .sim import reference
 
 
-__all__ = ["runner", "engines", "check_engine", "yosys_env", "simulate_modes", "NATIVE_ENGINES", "hyperparameters", "float_first_order", "float_mezo",
+__all__ = ["runner", "engines", "check_engine", "yosys_env", "simulate_modes", "NATIVE_ENGINES",
+           "hyperparameters", "estimated_cycles", "float_first_order", "float_mezo",
            "torch_references", "MEZO_SEEDS", "ENGINE_KINDS"]
 
 
@@ -37,6 +38,15 @@ def runner():
     elaborates nothing, but imports the gateware)."""
     from .sim import soc_run
     return soc_run
+
+
+def estimated_cycles(config, mode, records):
+    """The SoC's cycles for a ``mode`` run ("fo" or "zo") on ``records`` cached samples at
+    ``config.train``'s epochs, steps, batch and queries, estimated without simulating
+    (:func:`fieldtune.sim.soc_run.estimate_cycles`)."""
+    t = config.train
+    return runner().estimate_cycles(config, mode, records, epochs=t.epochs, steps=t.steps,
+                                    batch=t.batch, queries=t.queries)
 
 
 def engines():

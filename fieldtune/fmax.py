@@ -28,6 +28,7 @@ from importlib import metadata
 from pathlib import Path
 
 from .boards.implement import DEVICES, BenchHarness, implement, _synth_script
+from .config import BOARD_DEVICES
 from .sim.engines.hdl import digest, cache_dir
 from .sim.engines.script import design_rtlil
 
@@ -37,8 +38,6 @@ __all__ = ["BOARD_DEVICES", "BUILD_POLICIES", "SHIPPED_DIR", "PACKAGE_BUILDS", "
            "tool_versions", "cached", "measure", "soc_fmax", "projected_seconds"]
 
 
-#: Board preset (``DesignConfig.board``) -> device of :data:`fieldtune.boards.implement.DEVICES`.
-BOARD_DEVICES = {"icebreaker": "up5k", "ulx3s-85f": "ecp5-85f", "orangecrab-85f": "ecp5-85f"}
 
 #: ``"auto"``: a cached build of the same design, else build now; ``"cached"``: never build;
 #: ``"always"``: build now even when a cached build exists.
