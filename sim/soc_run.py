@@ -44,7 +44,8 @@ from .golden.loss import softmax_xent
 
 __all__ = ["ENGINES", "RunResult", "run_finetune", "soc_component", "BusProgram",
            "DeviceError", "estimate_cycles", "decode_status", "decode_weights",
-           "synthetic_data", "initial_weights", "records_of", "INIT_STEP", "LOWRANK_INIT_EPS"]
+           "synthetic_data", "initial_weights", "records_of", "cached_view", "INIT_STEP",
+           "LOWRANK_INIT_EPS"]
 
 
 #: Engines :func:`run_finetune` accepts; ``"golden"`` runs the numpy models only.
@@ -357,7 +358,7 @@ def records_of(data, split):
     return f, z, y
 
 
-def _quantized(config, features, logits, labels):
+def cached_view(config, features, logits, labels):
     """The golden cache's view of samples: dequantized features, z0, labels."""
     cache = CacheModel(config.cache)
     xs = [cache.dequantize(cache.quantize(f)) for f in features]
@@ -451,7 +452,7 @@ def run_finetune(config, data, *, mode=None, engine="cxxrtl", epochs=None, steps
     if records > cap:
         raise ValueError(f"the training set ({records} samples) must fit the cache "
                          f"(cache.capacity = {cap})")
-    test = _quantized(config, *test_raw)
+    test = cached_view(config, *test_raw)
     base = RunConfig(mode=Mode.FO.value if mode == "fo" else Mode.ZO.value, batch=t.batch,
                      lr_shift=t.lr_shift, eps_shift=t.eps_shift, zo_lr_shift=t.zo_lr_shift,
                      seed=t.seed, queries=t.queries)

@@ -141,7 +141,7 @@ def measure(drifts, codebooks, starts, seed, epochs=None, progress=None):
     from ..finetune import float_first_order
     from ..sim.reference import r1_reference_data
     from ..sim.scenario import r1_features
-    from ..sim.soc_run import records_of, _quantized
+    from ..sim.soc_run import records_of, cached_view
     configs = _configs(codebooks, epochs)
     any_cfg = next(iter(configs.values()))
     mac = any_cfg.mac
@@ -152,7 +152,7 @@ def measure(drifts, codebooks, starts, seed, epochs=None, progress=None):
     rows, defaults = [], {}
     for drift in drifts:
         data, ref = r1_features(drift), r1_reference_data(drift)
-        views = {cb: tuple(_quantized(cfg, *records_of(data, split))
+        views = {cb: tuple(cached_view(cfg, *records_of(data, split))
                            for split in ("train", "test")) for cb, cfg in configs.items()}
 
         def one(codes_):
