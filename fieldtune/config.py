@@ -15,7 +15,7 @@ Configurations come from named presets (:data:`PRESETS`), from TOML files, or bo
 """
 
 import tomllib
-from dataclasses import dataclass, field, fields, replace as dc_replace
+from dataclasses import dataclass, field, replace as dc_replace
 from pathlib import Path
 
 from .rtl.params import TrainParams, check_choice

@@ -25,13 +25,13 @@ beat of every read that feeds a forward and hands them to the loss unit as its c
 zeroth-order sample is read once per forward, ``+`` then ``-``).
 """
 
-from amaranth.hdl import Module, Signal, Mux, Cat, Const, ResetInserter, signed, unsigned
+from amaranth.hdl import Module, Signal, Cat, ResetInserter, signed, unsigned
 from amaranth.lib import wiring, stream, data
 from amaranth.lib.wiring import In, Out
 from amaranth.lib.fifo import SyncFIFO
 
 from .params import TrainParams
-from .csr.bus import BusSignature, BusDecoder, DATA_WIDTH
+from .csr.bus import BusSignature, BusDecoder
 from .csr.registers import Field, Register, RegisterBank
 from .cache.params import CacheParams, INDEX_WIDTH, ELEMENT_WIDTH, LOGIT_WIDTH, LOGIT_FRAC
 from .cache.cache import ForwardCache, write_element_layout
@@ -45,13 +45,13 @@ from .loss.params import LossParams
 from .loss.unit import SoftmaxCrossEntropy, ZOSign, loss_command_layout
 from .perturb.params import PerturbParams
 from .perturb.engine import PerturbationEngine
-from .sequencer import (Sequencer, Mode, RUN_CONFIG, COUNTERS, SEQUENCER_ERRORS, fetch_layout,
+from .sequencer import (Sequencer, Mode, COUNTERS, SEQUENCER_ERRORS, fetch_layout,
                         default_watchdog)
 
 
 __all__ = ["SoC", "SampleRouter", "RecordWindow", "WeightWindow", "check_soc",
-           "soc_registers", "ERRORS", "COUNTER_REGISTERS", "memory_map_markdown", "BLOCK_ERRORS", "WINDOWS", "MAGIC", "VERSION",
-           "from_config"]
+           "soc_registers", "ERRORS", "COUNTER_REGISTERS", "memory_map_markdown", "BLOCK_ERRORS",
+           "WINDOWS", "MAGIC", "VERSION", "from_config"]
 
 
 #: ``id.magic``: what a host reads first to know it talks to a fieldtune SoC.
@@ -98,7 +98,6 @@ def soc_registers(mac: MacParams, cache: CacheParams, perturb: PerturbParams):
     run configuration are :class:`~fieldtune.rtl.params.TrainParams`' defaults, so they do
     not depend on a design's ``[train]`` table (the runner writes every field)."""
     t = TrainParams()
-    lay = Layout(mac)
     return (
         Register("id", [Field("magic", 16, "ro", doc=f"{MAGIC:#06x}"),
                         Field("version", 8, "ro", doc="register map version")],

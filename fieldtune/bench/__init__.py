@@ -10,7 +10,8 @@ BENCHES = {
     "perturb": ("fieldtune.bench.perturb",
                 "perturbation generators: LUTs, FFs, BRAM, DSP, Fmax on UP5K and ECP5-85F"),
     "engines": ("fieldtune.bench.engines",
-                "simulation engines: cycles/s of Amaranth, CXXRTL, Verilator, Icarus on one design"),
+                "simulation engines: cycles/s of Amaranth, CXXRTL, Verilator, Icarus on one "
+                "design"),
     "cache": ("fieldtune.bench.cache",
               "forward cache: LUTs, FFs, BRAM/SPRAM, Fmax, bytes and samples per device"),
     "mac": ("fieldtune.bench.mac",

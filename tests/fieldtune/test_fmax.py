@@ -5,7 +5,6 @@ is everything around it."""
 import json
 
 import pytest
-from amaranth.hdl import Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 

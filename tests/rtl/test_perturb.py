@@ -3,7 +3,6 @@ scaling and reuse mode; replays a (seed, step) identically; stalls without losin
 keeps its documented latency; and every variant elaborates."""
 
 import itertools
-import os
 
 import numpy as np
 import pytest
