@@ -12,6 +12,7 @@ The device's training registers are powers of two (:class:`~fieldtune.rtl.params
 import math
 
 from .sim import reference
+from .sim.engines import registry
 
 
 __all__ = ["runner", "engines", "check_engine", "yosys_env", "simulate_modes", "NATIVE_ENGINES",
@@ -25,10 +26,7 @@ MEZO_SEEDS = 3
 
 #: What produced a device figure, per engine: say it wherever the figure is shown.
 ENGINE_KINDS = {
-    "cxxrtl": "SoC simulated cycle-accurately (CXXRTL)",
-    "amaranth": "SoC simulated cycle-accurately (Amaranth simulator)",
-    "verilator": "SoC simulated cycle-accurately (Verilator)",
-    "icarus": "SoC simulated cycle-accurately (Icarus Verilog)",
+    **{e.name: f"SoC simulated cycle-accurately ({e.label})" for e in registry.ENGINES.values()},
     "golden": "golden numpy model of the SoC's arithmetic (not a device simulation)",
 }
 
@@ -74,7 +72,7 @@ def yosys_env(console):
 
 #: Engines whose simulation runs outside the Python interpreter lock (native code through
 #: ctypes, or a subprocess), so runs of two modes can share the machine's cores.
-NATIVE_ENGINES = ("cxxrtl", "verilator", "icarus")
+NATIVE_ENGINES = registry.names(native=True)
 
 
 def simulate_modes(config, data, modes, engine, console, *, env=None, vcd=None):

@@ -8,12 +8,14 @@ waveforms of a whole fine-tuning run would be gigabytes.
 
 from pathlib import Path
 
+from .sim.engines import registry
+
 
 __all__ = ["add_arguments", "run", "slice_r1", "WAVEFORM_ENGINES"]
 
 
 #: Engines that can write a VCD.
-WAVEFORM_ENGINES = ("amaranth", "cxxrtl")
+WAVEFORM_ENGINES = registry.names(waveforms=True)
 
 
 def add_arguments(parser):
