@@ -167,15 +167,6 @@ def private_imports(files, known, *, top):
 ROOTS = package_roots()
 EDGES = graph(ROOTS)
 
-#: Cycles known and being removed elsewhere; each entry names its issue. Exactly one:
-#: issue 15 (simulation speed) removes the script.py <-> cxxrtl.py/hdl.py cycle with its engine
-#: registry; the lead deletes this entry when merging that fix (the test below fails on a
-#: stale entry, so it cannot outlive the cycle).
-KNOWN_CYCLES = [
-    ["fieldtune.sim.engines.cxxrtl", "fieldtune.sim.engines.hdl",
-     "fieldtune.sim.engines.script"],                                  # issue 15
-]
-
 
 def test_every_package_is_scanned():
     assert {layer(m, ROOTS) for m in EDGES} == set(ALLOWED)
@@ -187,9 +178,7 @@ def test_layers():
 
 
 def test_no_import_cycles():
-    found = cycles(EDGES)
-    assert [c for c in found if c not in KNOWN_CYCLES] == []
-    assert [c for c in KNOWN_CYCLES if c not in found] == [], "cycle gone: remove its entry"
+    assert cycles(EDGES) == []
 
 
 def test_no_private_names_across_modules():
