@@ -314,7 +314,7 @@ def plot(doc, path):
     """Test accuracy against epoch (first order) and step (zeroth order), device and float."""
     import matplotlib       # optional (the plot extra)
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt     # after use("Agg"): no display needed
     curves = doc["curves"]
     panels = [(m, unit) for m, unit in (("fo", "epoch"), ("zo", "step"))
               if f"device_{m}" in curves]
