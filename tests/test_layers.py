@@ -2,7 +2,9 @@
 
 Every module of the four folders that pyproject.toml maps into ``fieldtune`` is parsed (``ast``,
 nothing is imported); every import counts, relative ones resolved and those inside functions
-included, because a function-level import is as real a dependency as a module-level one.
+included, because a function-level import is as real a dependency as a module-level one. So do
+imports by path: a string that names a module exactly (the registries of commands, benchmarks
+and blocks, ``importlib.import_module``).
 
 - layers: ``rtl`` imports only ``rtl``; ``sim`` imports ``rtl`` and ``sim``; ``boards`` imports
   ``rtl`` and ``boards``; ``fieldtune`` (command line, configuration, benchmarks) may import all;
@@ -65,11 +67,14 @@ def _tree(path):
 
 def imports(name, path, known, *, top):
     """``(imported module, imported names, line)`` for every import of ``top``'s modules in
-    ``path`` (module ``name``), at any depth of the syntax tree."""
+    ``path`` (module ``name``), at any depth of the syntax tree, and every string naming one."""
     is_package = path.name == "__init__.py"
     package = name if is_package else name.rpartition(".")[0]
     for node in ast.walk(_tree(path)):
-        if isinstance(node, ast.Import):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            if "." in node.value and node.value in known:    # not a bare "fieldtune"
+                yield node.value, (), node.lineno
+        elif isinstance(node, ast.Import):
             for alias in node.names:
                 if alias.name.split(".")[0] == top:
                     yield _resolve(alias.name, known), (), node.lineno
@@ -275,6 +280,8 @@ def bad_tree(tmp_path):
                        "        return\n\n\ndef slow():\n    import json  # start-up cost\n",
         "rtl/__init__.py": "",
         "rtl/block.py": "import pkg.rtl.params\n",
+        # A back-arrow by path (a registry entry).
+        "rtl/blocks.py": 'BLOCKS = {"demo": ("pkg.demo", "run")}\n',
         "rtl/params.py": "_WIDTH = 8\n",
         # The back-arrow: rtl imports sim, relative, inside a method.
         "rtl/soc.py": "class Soc:\n    def f(self):\n        from ..sim import model\n",
@@ -290,6 +297,7 @@ def test_rules_catch_back_arrow_cycle_private_and_unexplained_imports(bad_tree):
     roots = package_roots(bad_tree)
     edges = graph(roots)
     assert back_arrows(edges, roots) == [
+        "blocks.py:1: pkg.rtl.blocks (rtl) imports pkg.demo (fieldtune)",
         "soc.py:3: pkg.rtl.soc (rtl) imports pkg.sim.model (sim)"]
     assert cycles(edges) == [["pkg.cli", "pkg.demo"]]
     known = modules(roots)
