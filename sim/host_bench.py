@@ -130,7 +130,8 @@ class HostCoreBench(wiring.Component):
                      core.symbol.payload.eq(rd.data)]
         with m.If(core.symbol.valid & core.symbol.ready):
             m.d.sync += ptr.eq(ptr + 1)
-        m.d.comb += [core.byte.ready.eq(1), wr.addr.eq(self.captured), wr.data.eq(core.byte.payload),
+        m.d.comb += [core.byte.ready.eq(1), wr.addr.eq(self.captured),
+                     wr.data.eq(core.byte.payload),
                      wr.en.eq(core.byte.valid & (self.captured < self.capture_depth))]
         with m.If(core.byte.valid & (self.captured < self.capture_depth)):
             m.d.sync += self.captured.eq(self.captured + 1)
