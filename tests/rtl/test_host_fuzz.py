@@ -135,8 +135,10 @@ def test_random_and_mutated_frames(bench):
               suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
                                      HealthCheck.large_base_example])
     @given(sessions())
-    def check(symbols):
+    def check(session):
+        symbols, sent = session
         check_session(bench, symbols)
+        frames_run.append(sent)
 
     frames_run.clear()
     check()
