@@ -141,7 +141,6 @@ class CommandDecoder(wiring.Component):
         last_status, last_count, last_valid = Signal(4), Signal(elems), Signal()
         duplicate = last_valid & (last_seq == seq) & (last_cmd == cmd)
         waited = Signal(range(self.params.bus_timeout + 1))
-        m.d.sync += waited.eq(0)
 
         def respond(code, elements=None):
             m.d.sync += [status.eq(code), k.eq(0)]
@@ -152,7 +151,6 @@ class CommandDecoder(wiring.Component):
         def access(we, data, on_ack):
             """One bus access at ``cur``; ``on_ack(dat_r)`` runs when it is acknowledged."""
             m.d.comb += [bus.cyc.eq(1), bus.we.eq(we), bus.adr.eq(cur), bus.dat_w.eq(data)]
-            m.d.sync += waited.eq(waited + 1)
             with m.If(bus.ack):
                 on_ack(bus.dat_r)
             with m.Elif(bus.err):
@@ -286,4 +284,9 @@ class CommandDecoder(wiring.Component):
                         m.d.sync += [last_seq.eq(seq), last_cmd.eq(cmd), last_status.eq(status),
                                      last_count.eq(count_out), last_valid.eq(1)]
                     m.next = "IDLE"
+        # cycles of the bus access in progress (a counter with a synchronous reset)
+        with m.If(bus.cyc & ~bus.ack & ~bus.err):
+            m.d.sync += waited.eq(waited + 1)
+        with m.Else():
+            m.d.sync += waited.eq(0)
         return m

@@ -101,11 +101,6 @@ class FrameReceiver(wiring.Component):
                      info.broken.eq(broken), info.crc_ok.eq(crc.match),
                      self.frame.valid.eq(pending), self.symbol.ready.eq(~pending)]
 
-        with m.If(self.frame.valid & self.frame.ready):
-            m.d.sync += [pending.eq(0), started.eq(0), remaining.eq(0), zero_follows.eq(0),
-                         length.eq(0), lost.eq(0), broken.eq(0), header.as_value().eq(0)]
-            m.d.comb += crc.start.eq(1)
-
         take = self.symbol.valid & self.symbol.ready
         emit = Signal()
         byte = Signal(8)
@@ -141,6 +136,12 @@ class FrameReceiver(wiring.Component):
             for i in range(HEADER):
                 with m.If(length == i):
                     m.d.sync += header[i].eq(byte)
+        # the release clears last, so it has priority (it never meets a taken symbol, which
+        # needs ~pending): a synchronous reset of the flip-flops, not logic in front of them
+        with m.If(self.frame.valid & self.frame.ready):
+            m.d.sync += [pending.eq(0), started.eq(0), remaining.eq(0), zero_follows.eq(0),
+                         length.eq(0), lost.eq(0), broken.eq(0), header.as_value().eq(0)]
+            m.d.comb += crc.start.eq(1)
         return m
 
 
