@@ -23,3 +23,18 @@ def require_programs():
                 pytest.fail(reason)
             pytest.skip(reason)
     return require
+
+
+@pytest.fixture(scope="session")
+def require_engine():
+    """``require_engine(name, why=...)``: skip the test with the reason a simulation engine of
+    the registry cannot run here (a missing program, compiler or wheel); in CI, fail instead."""
+    from fieldtune.sim.engines import registry
+
+    def require(name, *, why):
+        reason = registry.get(name).unavailable()
+        if reason is not None:
+            if in_ci():
+                pytest.fail(f"{reason}; {why}")
+            pytest.skip(f"{reason}; {why}")
+    return require
