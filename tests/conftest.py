@@ -5,6 +5,8 @@ import shutil
 
 import pytest
 
+from fieldtune.sim.engines import registry
+
 
 def in_ci():
     """``CI`` is set (``.ci/run`` installs every tool, so a missing one is a failure there)."""
@@ -29,8 +31,6 @@ def require_programs():
 def require_engine():
     """``require_engine(name, why=...)``: skip the test with the reason a simulation engine of
     the registry cannot run here (a missing program, compiler or wheel); in CI, fail instead."""
-    from fieldtune.sim.engines import registry
-
     def require(name, *, why):
         reason = registry.get(name).unavailable()
         if reason is not None:

@@ -45,7 +45,8 @@ def add_arguments(parser):
     parser.add_argument("--preset", default=None,
                         help="design preset (default: the default design)")
     parser.add_argument("--engines", type=csv_list, default=list(registry.names()),
-                        metavar="NAME,...", help="engines to measure, comma-separated (default: all: "
+                        metavar="NAME,...",
+                        help="engines to measure, comma-separated (default: all: "
                              f"{','.join(registry.names())})")
     parser.add_argument("--mode", choices=("fo", "zo"), default="fo",
                         help="the speed run's mode (default: %(default)s)")

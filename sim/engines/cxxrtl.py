@@ -49,8 +49,8 @@ from .hdl import (OP_CONDITION, OP_SAMPLE, OP_SET, OP_STEP, OP_WAIT, cached_buil
 from .script import EngineUnavailable, ScriptResult, Set, Step, Wait, design_rtlil, rtlil_ports
 
 
-__all__ = ["build", "check_available", "CxxrtlModel", "CxxrtlSimulation", "CxxrtlMemory", "runtime_include_dir",
-           "DEFAULT_CXXFLAGS", "split_debug_info", "design_glue", "mangle"]
+__all__ = ["build", "check_available", "CxxrtlModel", "CxxrtlSimulation", "CxxrtlMemory",
+           "runtime_include_dir", "DEFAULT_CXXFLAGS", "split_debug_info", "design_glue", "mangle"]
 
 
 #: Compiler optimization of the design's evaluation (``eval``/``commit``, the code every cycle

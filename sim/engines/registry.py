@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from . import cxxrtl, hdl, verilator
-from .script import EngineUnavailable, Script, ScriptResult, run_amaranth
+from .script import EngineUnavailable, Script, run_amaranth
 
 
 __all__ = ["Engine", "ENGINES", "register", "get", "names", "run", "run_pieces", "PieceRun",

