@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from . import __version__, pretrain, demo, simulate
+from .explore import command as explore
 
 
 __all__ = ["main", "build_parser", "load_config"]
@@ -105,6 +106,9 @@ COMMANDS = {
                  "emit Verilog or RTLIL of one block or the whole design"),
     "bench": (_bench_arguments, _bench_run,
               "measure resources, Fmax, speed or accuracy (prints a table, --json FILE)"),
+    "explore": (explore.add_arguments, explore.run,
+                "sweep a design space (TOML or a shipped one, --list) on a Dask cluster: "
+                "resources, Fmax, R1 accuracy, projected time, the Pareto front"),
     "pretrain": (pretrain.add_arguments, pretrain.run,
                  "pretrain R1's backbone in numpy, quantize it to int8 and write the .npz "
                  "(regenerates the shipped file bit for bit)"),

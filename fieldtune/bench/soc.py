@@ -60,7 +60,8 @@ def add_arguments(parser):
     parser.add_argument("--no-r1", action="store_true", help="skip the R1 runs")
     parser.add_argument("--no-implement", action="store_true",
                         help="skip synthesis and place and route")
-    parser.add_argument("--jobs", type=int, default=2, help="implementations at a time")
+    from .report import add_executor_arguments
+    add_executor_arguments(parser, "--jobs")
 
 
 def fo_program(cfg, data, n):
@@ -187,6 +188,7 @@ def run(args, console):
                  {"spram": DesignConfig.preset(preset).cache.memory == "spram"})
                 for preset, device in TARGETS]
         impls = implement_all(jobs, tool_env(), console=console, workers=args.jobs,
+                              scheduler=args.scheduler,
                               description="implementing the SoC")
         for preset, device in TARGETS:
             i = impls[device]
