@@ -1,6 +1,7 @@
 """``fieldtune explore SPACE``: sweep a design space and show its Pareto front."""
 
 import sys
+from functools import partial
 
 from rich.console import Console
 
@@ -53,7 +54,10 @@ def run(args, console):
     with Executor(workers=args.workers, scheduler=args.scheduler) as executor:
         console.print(f"explore {space.name}: {len(space)} points on {executor.describe()}",
                       soft_wrap=True)
-        doc = sweep(space, executor, build=build, keep=args.keep, console=console)
+        # Without a terminal (a log file, CI) the bar is not drawn: a line per point instead.
+        log = None if console.is_terminal else partial(_log_row, console, len(space))
+        doc = sweep(space, executor, build=build, keep=args.keep, console=console,
+                    on_row=log)
     out.print(points_table(doc))
     if doc["pareto"]:
         out.print(front_table(doc))
@@ -67,3 +71,13 @@ def run(args, console):
         plot_front(doc, args.plot)
         console.print(f"wrote {args.plot}")
     return 0
+
+
+def _log_row(console, total, row):
+    config = " ".join(f"{k}={v}" for k, v in row["config"].items())
+    figures = (f"{row['luts']} LUT, {row['fmax_mhz']} MHz" if row["fits"] else "")
+    if row["accuracy"] is not None:
+        figures += f", accuracy {row['accuracy']:.3f}"
+    console.print(f"point {row['index']}/{total} {config}: {figures} "
+                  f"{row['error'] or ''} ({row['seconds']} s)", soft_wrap=True, markup=False,
+                  highlight=False)

@@ -121,3 +121,18 @@ def test_worker_killed_mid_sweep_loses_nothing(sweeps):
     assert [r["index"] for r in doc["points"]] == list(range(len(sweeps["space"])))
     assert all(r["error"] is None for r in doc["points"])
     assert sweeps["killed"] not in sweeps["pids_after"]       # the nanny started a new one
+
+
+def test_benchmark_tool_runs_use_the_executor():
+    """``fieldtune bench ... --workers 2`` runs its implementations on two Dask worker
+    processes; results come back keyed and in job order."""
+    from fieldtune.bench.report import implement_all
+    from fieldtune.bench.perturb import variant_params
+    from fieldtune.rtl.perturb.engine import PerturbationEngine
+    from fieldtune.toolchain import tool_env
+    jobs = [((lanes,), (lambda p=variant_params("uniform-lfsr", lanes): PerturbationEngine(p)),
+             "up5k", {}) for lanes in (2, 1)]
+    results = implement_all(jobs, tool_env(), workers=2)
+    assert list(results) == [(2,), (1,)]
+    assert all(r.fits and r.fmax_mhz for r in results.values())
+    assert results[(2,)].luts > results[(1,)].luts > 0
