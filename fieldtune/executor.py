@@ -24,6 +24,9 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 
+from dask.base import tokenize
+from distributed import Client, LocalCluster, as_completed, get_worker
+
 
 __all__ = ["Executor", "JobFailure", "scratch_dir", "default_workers"]
 
@@ -39,7 +42,6 @@ def default_workers():
 def scratch_dir():
     """The scratch folder of the Dask worker running the calling job (its local directory),
     else the system's temporary folder (serial runs)."""
-    from distributed import get_worker          # only inside a job; Dask imports slowly
     try:
         return get_worker().local_directory
     except ValueError:                           # not in a worker
@@ -85,8 +87,6 @@ class Executor:
     def __enter__(self):
         if self.scheduler is None and self.requested == 0:
             return self
-        # Dask and distributed take about a second to import: only when a cluster is used.
-        from distributed import Client, LocalCluster
         try:
             if self.scheduler is not None:
                 self.client = Client(self.scheduler, timeout="20s")
@@ -167,8 +167,6 @@ class Executor:
                 except Exception as error:      # noqa: BLE001 - reported as the job's result
                     yield i, JobFailure(_describe(error))
             return
-        from distributed import as_completed
-        from dask.base import tokenize
         token = tokenize(os.getpid(), id(items), len(items))
         futures = {self.client.submit(fn, item, key=f"{name}-{i}-{token}", pure=False): i
                    for i, item in enumerate(items)}

@@ -34,7 +34,6 @@ import numpy as np
 from ..rtl.soc import SoC, COUNTER_REGISTERS, ERRORS
 from ..rtl.sequencer import Mode, COUNTERS
 from ..rtl.mac.layout import Layout
-from ..rtl.cache.layout import CacheLayout
 from .engines.script import Script
 from .golden.cache import record_elements, CacheModel
 from .golden.soc import SocModel, RunConfig, Perturbations
@@ -467,8 +466,6 @@ def run_finetune(config, data, *, mode=None, engine="cxxrtl", epochs=None, steps
     est = estimate_cycles(config, mode, records, epochs=max(chunks), steps=max(chunks),
                           batch=t.batch, queries=t.queries)
     limit = max_cycles or 20 * est + 200_000
-    lay = Layout(config.mac)
-    ww = config.mac.weight_width
     state = {"cycles": [], "curve": [], "loss": [], "counters": {c: 0 for c in COUNTERS},
              "eval": []}
 

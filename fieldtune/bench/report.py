@@ -1,6 +1,7 @@
 """Shared plumbing of the benchmarks: running implementations with a progress bar, printing
 tables and writing JSON reports."""
 
+import fnmatch
 import json
 from functools import partial
 from pathlib import Path
@@ -116,7 +117,6 @@ def add_executor_arguments(parser, flag="--workers"):
 
 def select_variants(patterns, names):
     """The ``names`` matching any shell pattern of ``patterns``, in order; ValueError if none."""
-    import fnmatch
     chosen = [n for n in names if any(fnmatch.fnmatchcase(n, p) for p in patterns)]
     if not chosen:
         raise ValueError(f"--variants {','.join(patterns)} matches no variant; variants are "

@@ -5,9 +5,11 @@ from functools import partial
 
 from rich.console import Console
 
+from ..cli_common import UserError, output_file
 from ..executor import Executor
 from .report import points_table, front_table, write_json, plot_front
 from .space import load_space, shipped_spaces
+from .sweep import sweep
 
 
 __all__ = ["add_arguments", "run"]
@@ -17,8 +19,9 @@ def add_arguments(parser):
     parser.add_argument("space", nargs="?", metavar="SPACE",
                         help="a space file (TOML) or the name of a shipped space (--list)")
     parser.add_argument("--list", action="store_true", help="list the shipped spaces and exit")
-    parser.add_argument("--json", metavar="FILE", help="write every point and the front as JSON")
-    parser.add_argument("--plot", metavar="FILE.png",
+    parser.add_argument("--json", metavar="FILE", type=output_file,
+                        help="write every point and the front as JSON")
+    parser.add_argument("--plot", metavar="FILE.png", type=output_file,
                         help="plot the front (needs matplotlib: pip install 'fieldtune[plot]')")
     parser.add_argument("--scheduler", metavar="ADDRESS",
                         help="run on a running Dask cluster, e.g. tcp://HOST:8786 (default: an "
@@ -43,13 +46,11 @@ def run(args, console):
             out.print(f"{name:24s} {description}", soft_wrap=True)
         return 0
     if not args.space:
-        raise ValueError("explore needs a SPACE (a TOML file or a shipped space; --list "
+        raise UserError("explore needs a SPACE (a TOML file or a shipped space; --list "
                          "names them)")
     if args.plot and not args.plot.lower().endswith((".png", ".svg", ".pdf")):
-        raise ValueError(f"--plot must name a .png, .svg or .pdf file, not {args.plot!r}")
+        raise UserError(f"--plot must name a .png, .svg or .pdf file, not {args.plot!r}")
     space = load_space(args.space)
-    # The sweep brings the golden engine and the SoC (about a second): only when sweeping.
-    from .sweep import sweep
     build = "always" if args.rebuild else "cached" if args.no_build else "auto"
     with Executor(workers=args.workers, scheduler=args.scheduler) as executor:
         console.print(f"explore {space.name}: {len(space)} points on {executor.describe()}",

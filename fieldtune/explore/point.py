@@ -45,7 +45,7 @@ from ..fmax import measure, implement_options, projected_seconds
 from ..sim.engines.hdl import digest, cache_dir
 from ..sim.scenario import r1_features
 from ..sim.soc_run import run_finetune, DeviceError
-from ..rtl.soc import check_soc
+from ..rtl.crossblock import check_soc
 
 
 __all__ = ["evaluate", "row_template", "TOOL_FAILURE", "INVALID", "NO_FIT", "RUN_FAILED"]

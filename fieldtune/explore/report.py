@@ -101,7 +101,7 @@ def plot_front(doc, path):
         if c is not None and any(v is None for v in c):
             c = None
         sc = ax.scatter([r[x] for r in usable], [r[y] for r in usable], c=c, s=28,
-                        cmap="viridis", alpha=0.8, label="points")
+                        alpha=0.8, label="points", **({"cmap": "viridis"} if c else {}))
         if c is not None:
             fig.colorbar(sc, ax=ax, label=f"{colour} ({doc['objectives'][colour]})")
     if front:
