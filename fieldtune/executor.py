@@ -66,6 +66,9 @@ class Executor:
     """Runs jobs on an embedded LocalCluster, on a cluster at ``scheduler``, or serially
     (``workers=0``). Use as a context manager; see the module documentation."""
 
+    #: How long to wait for a running cluster's scheduler to answer.
+    connect_timeout = "20s"
+
     def __init__(self, workers=None, scheduler=None):
         if scheduler is not None and workers is not None:
             raise ValueError("give either --workers (an embedded cluster) or --scheduler "
@@ -89,7 +92,7 @@ class Executor:
             return self
         try:
             if self.scheduler is not None:
-                self.client = Client(self.scheduler, timeout="20s")
+                self.client = Client(self.scheduler, timeout=self.connect_timeout)
             else:
                 self._scratch = tempfile.mkdtemp(prefix="fieldtune-workers-")
                 self._cluster = LocalCluster(
