@@ -43,6 +43,7 @@ from ..config import DesignConfig, SECTIONS, BOARD_DEVICES
 from ..executor import scratch_dir
 from ..fmax import measure, implement_options, projected_seconds
 from ..sim.engines.hdl import digest, cache_dir
+from ..toolchain import tool_env, ToolchainError
 from ..sim.scenario import r1_features
 from ..sim.soc_run import run_finetune, DeviceError
 from ..rtl.crossblock import check_soc
@@ -105,26 +106,23 @@ def _done(row, start):
 def _validate(block, config, device):
     """``(whole design or a note why none, sections, device)``; ValueError for a point
     whose ``block`` cannot be built."""
+    whole = BLOCK_SECTIONS[block] is None
     try:
         design = DesignConfig.from_dict(config)
     except ValueError as error:
-        if block == "soc":
+        if whole:
             raise
         design = f"R1 needs a whole design, and this one is invalid: {error}"
-    if BLOCK_SECTIONS[block] is None:
+    if whole:
         check_soc(design)
         sections = design
     else:
-        for key in config:
-            if key != "board" and key not in SECTIONS:
-                DesignConfig.from_dict({key: config[key]})      # raises naming the key
-        sections = SimpleNamespace(**{name: SECTIONS[name].from_dict(config.get(name, {}))
+        sections = SimpleNamespace(**{name: SECTIONS[name].from_dict(config[name])
                                       for name in BLOCK_SECTIONS[block]})
-    board = config.get("board", "icebreaker")
     if device is None:
-        if board not in BOARD_DEVICES:
-            DesignConfig(board=board)                           # raises naming the board
-        device = BOARD_DEVICES[board]
+        if config["board"] not in BOARD_DEVICES:
+            DesignConfig(board=config["board"])                 # raises naming the board
+        device = BOARD_DEVICES[config["board"]]
     return design, sections, device
 
 
@@ -137,7 +135,6 @@ def _options(block, sections):
 
 def _implement(row, point, sections, device, *, build, env, keep):
     if env is None and build != "cached":
-        from ..toolchain import tool_env, ToolchainError
         try:
             env = tool_env()
         except ToolchainError as error:
