@@ -19,7 +19,8 @@ point's row, a plain dict:
     clock a fine-tuning run gets).
 ``error``
     ``None``, or why the point has no figures: ``invalid configuration: ...``, ``tool
-    failure: ...``, ``does not fit: ...``, ``R1 run failed: ...``.
+    failure: ...``, ``does not fit: ...``, ``R1 run failed: ...``, ``not built: ...``
+    (``build="cached"`` and no record).
 ``tool_run``, ``cache_hit``, ``seconds``, ``worker``
     bookkeeping of the sweep.
 
@@ -41,7 +42,7 @@ from .. import sim
 from ..blocks import build_block, BLOCK_SECTIONS
 from ..config import DesignConfig, SECTIONS, BOARD_DEVICES
 from ..executor import scratch_dir
-from ..fmax import measure, implement_options, projected_seconds
+from ..fmax import measure, implement_options, projected_seconds, NO_BUILD
 from ..sim.engines.hdl import digest, cache_dir
 from ..toolchain import tool_env, ToolchainError
 from ..sim.scenario import r1_features
@@ -49,7 +50,8 @@ from ..sim.soc_run import run_finetune, DeviceError
 from ..rtl.crossblock import check_soc
 
 
-__all__ = ["evaluate", "row_template", "TOOL_FAILURE", "INVALID", "NO_FIT", "RUN_FAILED"]
+__all__ = ["evaluate", "row_template", "TOOL_FAILURE", "INVALID", "NO_FIT", "RUN_FAILED",
+           "NOT_BUILT"]
 
 
 #: Prefixes of ``error`` (one per reason a point has no figures).
@@ -57,6 +59,7 @@ INVALID = "invalid configuration"
 TOOL_FAILURE = "tool failure"
 NO_FIT = "does not fit"
 RUN_FAILED = "R1 run failed"
+NOT_BUILT = "not built"
 
 #: Sources whose change makes an accuracy record stale (the golden engine and R1).
 _GOLDEN_SOURCES = ("sim/golden", "sim/soc_run.py", "sim/scenario.py", "sim/data.py",
@@ -157,7 +160,9 @@ def _implement(row, point, sections, device, *, build, env, keep):
                tool_run=fmax.built, cache_hit=bool(impl) and not fmax.built)
     for key in ("luts", "ffs", "dsps", "brams", "sprams"):
         row[key] = impl.get(key)
-    if not impl:
+    if fmax.source == NO_BUILD:
+        row["error"] = f"{NOT_BUILT}: no cached build of this design (--no-build)"
+    elif not impl:
         row["error"] = f"{TOOL_FAILURE}: {fmax.source}"
     elif not row["fits"]:
         row["error"] = f"{NO_FIT}: {impl.get('reason') or 'no Fmax reported'}"

@@ -10,7 +10,7 @@ from hypothesis import given, strategies as st
 
 from fieldtune.config import DesignConfig
 from fieldtune.explore.pareto import pareto_front, dominates, candidates
-from fieldtune.explore.point import evaluate, INVALID, TOOL_FAILURE, NO_FIT
+from fieldtune.explore.point import evaluate, INVALID, TOOL_FAILURE, NO_FIT, NOT_BUILT
 from fieldtune.explore.space import parse_space, load_space, shipped_spaces
 from fieldtune.explore.report import points_table, plot_front
 from fieldtune.bench.perturb import VARIANTS
@@ -170,7 +170,7 @@ def test_block_point_without_a_whole_design_has_no_accuracy(tmp_path, monkeypatc
     assert row["note"].startswith("R1 needs a whole design, and this one is invalid: "
                                   "mac.taps must add up to a multiple of mac.lanes (64)")
     assert row["accuracy"] is None
-    assert row["error"].startswith(TOOL_FAILURE)          # nothing cached, build forbidden
+    assert row["error"] == f"{NOT_BUILT}: no cached build of this design (--no-build)"
 
 
 def test_tool_failure_is_a_row_with_its_reason(tmp_path, monkeypatch):
