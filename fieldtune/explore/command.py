@@ -33,7 +33,8 @@ def add_arguments(parser):
     policy.add_argument("--rebuild", action="store_true",
                         help="implement every point even when a cached build exists")
     policy.add_argument("--no-build", action="store_true",
-                        help="implement nothing: points without a cached build have no figures")
+                        help="run nothing (no tool, no R1 run): report what the caches hold, "
+                             "e.g. the finished points of a sweep still running")
     parser.add_argument("--keep", metavar="DIR",
                         help="keep each point's implementation files under DIR/point-N")
 

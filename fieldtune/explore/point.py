@@ -97,7 +97,7 @@ def evaluate(point, *, build="auto", env=None, keep=None):
                    lanes=sections.perturb.lanes)
     _implement(row, point, sections, device, build=build, env=env, keep=keep)
     if point.run is not None:
-        _run_r1(row, point, design)
+        _run_r1(row, point, design, build=build)
     return _done(row, start)
 
 
@@ -195,7 +195,7 @@ def _failure(error):
     return (errors[-1] if errors else lines[0] if lines else type(error).__name__)[:300]
 
 
-def _run_r1(row, point, design):
+def _run_r1(row, point, design, *, build):
     if isinstance(design, str):
         row["note"] = design
         return
@@ -205,6 +205,9 @@ def _run_r1(row, point, design):
     try:
         result = json.loads(path.read_text())
     except (OSError, ValueError):
+        if build == "cached":                # report what the caches hold, run nothing
+            row["note"] = "R1 not run (--no-build) and no cached result"
+            return
         try:
             run = run_finetune(design, r1_features(), engine="golden")
         except (DeviceError, ValueError) as error:

@@ -173,6 +173,16 @@ def test_block_point_without_a_whole_design_has_no_accuracy(tmp_path, monkeypatc
     assert row["error"] == f"{NOT_BUILT}: no cached build of this design (--no-build)"
 
 
+def test_no_build_runs_nothing(tmp_path, monkeypatch):
+    """``--no-build`` reports what the caches hold: no tool run and no R1 run."""
+    monkeypatch.setenv("FIELDTUNE_CACHE", str(tmp_path))
+    row = evaluate(_point({"perturb": ["uniform-lfsr"]}, run={"mode": "zo", "steps": 2000}),
+                   build="cached")
+    assert row["error"] == f"{NOT_BUILT}: no cached build of this design (--no-build)"
+    assert row["note"] == "R1 not run (--no-build) and no cached result"
+    assert row["accuracy"] is None and not any(tmp_path.rglob("*.json"))
+
+
 def test_tool_failure_is_a_row_with_its_reason(tmp_path, monkeypatch):
     monkeypatch.setenv("FIELDTUNE_CACHE", str(tmp_path))
     failing = tmp_path / "yosys"
