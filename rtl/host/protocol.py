@@ -15,7 +15,7 @@ A *frame* (after COBS decoding) is::
 
 Requests carry ``flags`` in byte 6, responses the :class:`Status`; a response repeats the
 request's ``seq``, ``cmd`` and ``address`` and carries in ``count`` the elements (READ,
-WRITE) or payload bytes (ECHO, STATUS, INFO) it moved. The CRC is CRC-16/XMODEM (polynomial
+WRITE, STATUS) or payload bytes (ECHO, INFO) it moved. The CRC is CRC-16/XMODEM (polynomial
 0x1021, initial value 0, no reflection, no final XOR) of bytes ``0 .. n-3``, sent most
 significant byte first, so the CRC of a whole good frame is 0.
 """

@@ -301,7 +301,9 @@ class HostLinkModel:
         self.rx = _Receiver(max_payload + OVERHEAD)
         self.last = None              # (seq, cmd, status, count) of the last good frame
         self.status_addr = soc_map.address("status")
-        self.errors_addr = soc_map.address("errors")
+        if soc_map.address("errors") != self.status_addr + 1:
+            raise ValueError("the host link's STATUS reads the errors register right after "
+                             "status")
         self.control_addr = soc_map.address("control")
         self.busy_lsb = soc_map.field("status", "busy")[0]
         self.start_word = soc_map.pack("control", start=1)
@@ -362,14 +364,7 @@ class HostLinkModel:
             info = bytes([PROTOCOL_VERSION, 0]) + self.max_payload.to_bytes(2, "little")
             return Status.OK, INFO_BYTES, info
         if cmd == Command.STATUS:
-            words = []
-            for addr in (self.status_addr, self.errors_addr):
-                result, value = self.bus.read(addr)
-                if result != "ack":
-                    return _bus_status(result), 0, b""
-                words.append(value)
-            raw = pack_elements(words, REGISTER_BYTES)
-            return Status.OK, len(raw), raw
+            return self._move(Command.READ, self.status_addr, 2, REGISTER_BYTES, 1, b"", 0)
         if cmd == Command.START:
             result, value = self.bus.read(self.status_addr)
             if result != "ack":
@@ -394,10 +389,15 @@ class HostLinkModel:
             return Status.BAD_ADDRESS, 0, b""
         if duplicate and kind == "window":          # a READ: replaying it would lose data
             return Status.DUPLICATE, 0, b""
-        window = self.map.window_at(header.address)
+        return self._move(cmd, header.address, header.count, eb,
+                          int(kind == "registers"), payload, header.code)
+
+    def _move(self, cmd, address, count, eb, step, payload, flags):
+        """READ or WRITE ``count`` elements of ``eb`` bytes from ``address`` (``step``: 1
+        for registers, 0 for a window)."""
+        window = self.map.window_at(address)
         out = bytearray()
-        for i in range(header.count):
-            address = header.address + (i if kind == "registers" else 0)
+        for i in range(count):
             if cmd == Command.READ:
                 result, value = self.bus.read(address)
                 if result != "ack":
@@ -406,12 +406,13 @@ class HostLinkModel:
             else:
                 value = int.from_bytes(payload[i * eb:(i + 1) * eb], "little")
                 if (window is not None and window.last_bit is not None
-                        and header.code & Flags.LAST and i == header.count - 1):
+                        and flags & Flags.LAST and i == count - 1):
                     value |= 1 << window.last_bit
                 result = self.bus.write(address, value)
                 if result != "ack":
                     return _bus_status(result), i, b""
-        return Status.OK, header.count, bytes(out)
+            address += step
+        return Status.OK, count, bytes(out)
 
 
 def _bus_status(result):

@@ -74,7 +74,7 @@ def test_write_read_and_every_command():
     assert bus.log[-1] == ("write", MAP.address("control"), MAP.pack("control", start=1))
     assert ask(dev, 7, Command.ABORT).status == Status.OK
     assert bus.log[-1] == ("write", MAP.address("control"), MAP.pack("control", abort=1))
-    assert ask(dev, 8, Command.STATUS).count == 8
+    assert ask(dev, 8, Command.STATUS).count == 2
 
 
 @pytest.mark.parametrize("request_args,status", [
