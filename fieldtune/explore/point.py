@@ -29,6 +29,7 @@ the whole design's); its accuracy and cycles come from the whole design when tha
 else they are ``None`` and ``note`` says why.
 """
 
+import inspect
 import json
 import os
 import socket
@@ -38,7 +39,6 @@ from functools import lru_cache
 from pathlib import Path
 from types import SimpleNamespace
 
-from .. import sim
 from ..blocks import build_block, BLOCK_SECTIONS
 from ..config import DesignConfig, SECTIONS, BOARD_DEVICES
 from ..executor import scratch_dir
@@ -46,7 +46,8 @@ from ..fmax import measure, implement_options, projected_seconds, NO_BUILD
 from ..sim.engines.hdl import digest, cache_dir
 from ..toolchain import tool_env, ToolchainError
 from ..sim.scenario import r1_features
-from ..sim.soc_run import run_finetune, DeviceError
+from ..sim import golden, scenario, data, backbone
+from ..sim.soc_run import run_finetune, estimate_cycles, DeviceError
 from ..rtl.crossblock import check_soc
 
 
@@ -61,9 +62,10 @@ NO_FIT = "does not fit"
 RUN_FAILED = "R1 run failed"
 NOT_BUILT = "not built"
 
-#: Sources whose change makes an accuracy record stale (the golden engine and R1).
-_GOLDEN_SOURCES = ("sim/golden", "sim/soc_run.py", "sim/scenario.py", "sim/data.py",
-                   "sim/backbone.py")
+#: Modules whose sources make an accuracy record stale when they change: the golden engine,
+#: R1, and wherever the run and the cycle model live.
+_GOLDEN_MODULES = (golden, scenario, data, backbone, inspect.getmodule(run_finetune),
+                   inspect.getmodule(estimate_cycles))
 
 
 def row_template(point, device=None):
@@ -230,10 +232,8 @@ def _run_r1(row, point, design, *, build):
 def _golden_fingerprint():
     """A digest of the golden engine's and R1's sources: their change makes cached
     accuracies stale."""
-    root = Path(sim.__file__).resolve().parent
-    texts = []
-    for rel in _GOLDEN_SOURCES:
-        path = root / rel.removeprefix("sim/")
-        files = sorted(path.rglob("*.py")) if path.is_dir() else [path]
-        texts.extend(f.read_text() for f in files if f.exists())
-    return digest(*texts)
+    files = set()
+    for module in _GOLDEN_MODULES:
+        path = Path(module.__file__)
+        files.update(path.parent.rglob("*.py") if path.name == "__init__.py" else [path])
+    return digest(*(f.read_text() for f in sorted(files)))

@@ -12,9 +12,13 @@ import time
 
 import pytest
 
+from fieldtune.bench.perturb import variant_params
+from fieldtune.bench.report import implement_all
 from fieldtune.executor import Executor
 from fieldtune.explore.space import parse_space
 from fieldtune.explore.sweep import sweep
+from fieldtune.rtl.perturb.engine import PerturbationEngine
+from fieldtune.toolchain import tool_env
 
 
 SPACE = {
@@ -126,10 +130,6 @@ def test_worker_killed_mid_sweep_loses_nothing(sweeps):
 def test_benchmark_tool_runs_use_the_executor():
     """``fieldtune bench ... --workers 2`` runs its implementations on two Dask worker
     processes; results come back keyed and in job order."""
-    from fieldtune.bench.report import implement_all
-    from fieldtune.bench.perturb import variant_params
-    from fieldtune.rtl.perturb.engine import PerturbationEngine
-    from fieldtune.toolchain import tool_env
     jobs = [((lanes,), (lambda p=variant_params("uniform-lfsr", lanes): PerturbationEngine(p)),
              "up5k", {}) for lanes in (2, 1)]
     results = implement_all(jobs, tool_env(), workers=2)

@@ -2,18 +2,22 @@
 tool runs here except the one that does not fit (tests/fieldtune/test_explore_cluster.py
 sweeps on a cluster)."""
 
+import builtins
 import itertools
 import json
 
 import pytest
 from hypothesis import given, strategies as st
+from rich.console import Console
 
-from fieldtune.config import DesignConfig
+from fieldtune.cli import main
+from fieldtune.config import DesignConfig, SECTIONS
 from fieldtune.explore.pareto import pareto_front, dominates, candidates
 from fieldtune.explore.point import evaluate, INVALID, TOOL_FAILURE, NO_FIT, NOT_BUILT
 from fieldtune.explore.space import parse_space, load_space, shipped_spaces
 from fieldtune.explore.report import points_table, plot_front
 from fieldtune.bench.perturb import VARIANTS
+from fieldtune.toolchain import tool_env
 
 
 # -- spaces -------------------------------------------------------------------------------
@@ -68,7 +72,7 @@ def test_perturb_variants_by_pattern():
     ({"fields": {"mac.lanes": {"start": 8, "stop": 4, "step": 1}}},
      "fields.mac.lanes is an empty range (8 to 4)"),
     ({"fields": {"lanez": [4]}}, "fields.lanez is not a field; fields are section.field "
-     "(sections perturb, cache, mac, loss, train) or lanes, device, board, perturb"),
+     f"(sections {', '.join(SECTIONS)}) or lanes, device, board, perturb"),
     ({"fields": {"device": ["ice40"]}}, "fields.device must name devices among 'up5k', "
      "'ecp5-25f', 'ecp5-85f', not 'ice40'"),
     ({"fields": {"perturb": ["gauss-*"]}}, "fields.perturb: 'gauss-*' matches no variant"),
@@ -188,7 +192,6 @@ def test_tool_failure_is_a_row_with_its_reason(tmp_path, monkeypatch):
     failing = tmp_path / "yosys"
     failing.write_text("#!/bin/sh\necho 'ERROR: out of licences' >&2\nexit 3\n")
     failing.chmod(0o755)
-    from fieldtune.toolchain import tool_env
     env = dict(tool_env(), YOSYS=str(failing))
     row = evaluate(_point({"perturb": ["uniform-lfsr"]}, run={"mode": "zo", "steps": 2}),
                    env=env)
@@ -220,7 +223,6 @@ def _doc(rows):
 
 
 def test_table_marks_the_front_and_errors():
-    from rich.console import Console
     rows = [{"index": i, "config": {"lanes": l}, "device": "up5k", "fits": f, "luts": lut,
              "dsps": 0, "brams": 0, "fmax_mhz": 40.0, "accuracy": acc,
              "projected_time_s": None, "error": err, "note": None}
@@ -245,7 +247,6 @@ def test_plot_writes_a_png(tmp_path):
 
 
 def test_plot_without_matplotlib_says_how_to_get_it(tmp_path, monkeypatch):
-    import builtins
     real = builtins.__import__
 
     def no_matplotlib(name, *args, **kwargs):
@@ -261,7 +262,6 @@ def test_plot_without_matplotlib_says_how_to_get_it(tmp_path, monkeypatch):
 # -- command line -------------------------------------------------------------------------
 
 def test_cli_lists_the_shipped_spaces(capsys):
-    from fieldtune.cli import main
     assert main(["explore", "--list"]) == 0
     out = capsys.readouterr().out
     assert "tiny" in out and "perturb" in out and "icebreaker" in out
@@ -280,7 +280,6 @@ def test_cli_lists_the_shipped_spaces(capsys):
      "cluster), not both"),
 ])
 def test_cli_mistakes_end_in_one_error_line(argv, message, capsys):
-    from fieldtune.cli import main
     assert main(argv) == 2
     # one message (the console may wrap it at its width)
     err = " ".join(capsys.readouterr().err.split())
@@ -288,7 +287,6 @@ def test_cli_mistakes_end_in_one_error_line(argv, message, capsys):
 
 
 def test_cli_bad_space_file(tmp_path, capsys):
-    from fieldtune.cli import main
     space = tmp_path / "s.toml"
     space.write_text('[fields]\n"cache.codebok" = ["unf4"]\n')
     assert main(["explore", str(space), "--workers", "0"]) == 2
