@@ -25,7 +25,8 @@ __all__ = ["add_arguments", "run", "TARGET_RATIO", "COLUMNS"]
 TARGET_RATIO = 0.6
 
 COLUMNS = [("workers", "workers"), ("points", "points"), ("tool_runs", "tool runs"),
-           ("wall_s", "wall s"), ("ratio", "wall / first"), ("load_before", "load before"),
+           ("wall_s", "wall s"), ("ratio", "wall / first"), ("point_s", "s per point"),
+           ("busy", "busy workers"), ("load_before", "load before"),
            ("load_after", "load after"), ("same_figures", "same figures")]
 
 #: Row keys that say where and how fast a point ran, not what it is.
@@ -61,9 +62,15 @@ def run(args, console):
                                   soft_wrap=True)
                     doc = sweep(space, executor, console=console)
                 first = first or doc
+                busy = sum(r["seconds"] or 0 for r in doc["points"])
                 rows.append({"workers": n, "points": len(doc["points"]),
                              "tool_runs": doc["tool_runs"], "wall_s": doc["wall_s"],
                              "ratio": round(doc["wall_s"] / first["wall_s"], 3),
+                             # mean time of a point on its worker, and how many workers were
+                             # busy on average (their points' time over the wall time): on a
+                             # shared machine a second worker adds a process, not a core
+                             "point_s": round(busy / len(doc["points"]), 1),
+                             "busy": round(busy / doc["wall_s"], 2),
                              "load_before": round(load_before, 2),
                              "load_after": round(os.getloadavg()[0], 2),
                              "same_figures": _figures(doc) == _figures(first),
