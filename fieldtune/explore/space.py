@@ -127,7 +127,7 @@ def shipped_spaces():
 def load_space(name_or_path):
     """The space in a TOML file, or the shipped space of that name."""
     path = Path(name_or_path)
-    if not path.suffix and not path.exists():
+    if not path.suffix and not path.is_file():
         path = SHIPPED / f"{name_or_path}.toml"
         if not path.exists():
             raise ValueError(f"space must be a TOML file or one of "
