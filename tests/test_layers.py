@@ -239,8 +239,6 @@ IMPORTS_BEING_MOVED = {
     "fieldtune.bench.cache": "issue 9, area-mac",
     "fieldtune.bench.mac": "issue 9, area-mac",
     "fieldtune.bench.perturb": "issue 9, area-ctl",
-    "fieldtune.bench.engines": "issue 15, engines",
-    "fieldtune.sim.engines.selfcheck": "issue 15, engines",
     "fieldtune.sim.golden.soc": "issue 9, area-ctl",
     "tests.rtl.test_mac": "issue 9, area-mac",
     "tests.rtl.test_perturb": "issue 9, area-ctl",
