@@ -34,19 +34,20 @@ ENGINE_KINDS = {
 
 
 def runner():
-    """The SoC runner module (``run_finetune``, ``ENGINES``), imported when first needed (it
-    elaborates nothing, but imports the gateware)."""
-    from .sim import soc_run
-    return soc_run
+    """The SoC runner module (``run_finetune``, ``ENGINES``: :mod:`fieldtune.host.session`),
+    imported when first needed (it elaborates nothing, but imports the gateware)."""
+    from .host import session
+    return session
 
 
 def estimated_cycles(config, mode, records):
     """The SoC's cycles for a ``mode`` run ("fo" or "zo") on ``records`` cached samples at
     ``config.train``'s epochs, steps, batch and queries, estimated without simulating
-    (:func:`fieldtune.sim.soc_run.estimate_cycles`)."""
+    (:func:`fieldtune.sim.soc_data.estimate_cycles`)."""
+    from .sim.soc_data import estimate_cycles
     t = config.train
-    return runner().estimate_cycles(config, mode, records, epochs=t.epochs, steps=t.steps,
-                                    batch=t.batch, queries=t.queries)
+    return estimate_cycles(config, mode, records, epochs=t.epochs, steps=t.steps,
+                           batch=t.batch, queries=t.queries)
 
 
 def engines():

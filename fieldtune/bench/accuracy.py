@@ -141,7 +141,7 @@ def measure(drifts, codebooks, starts, seed, epochs=None, progress=None):
     from ..finetune import float_first_order
     from ..sim.reference import r1_reference_data
     from ..sim.scenario import r1_features
-    from ..sim.soc_run import records_of, cached_view
+    from ..sim.soc_data import records_of, cached_view
     configs = _configs(codebooks, epochs)
     any_cfg = next(iter(configs.values()))
     mac = any_cfg.mac

@@ -103,7 +103,8 @@ def test_demo_projects_every_device_from_builds(tmp_path, capsys, no_torch, empt
     """The design's board from the user's cached build with the run's cycles; the ECP5-85F
     preset from a build shipped in the package with its estimated cycles."""
     from fieldtune.config import DesignConfig
-    from fieldtune.sim.soc_run import soc_component, estimate_cycles
+    from fieldtune.sim.soc_run import soc_component
+    from fieldtune.sim.soc_data import estimate_cycles
     own, ecp5 = DesignConfig(), DesignConfig.preset("ecp5-85f")
     for config, mhz, folder in ((own, 25.0, tmp_path / "cache" / "fmax"),
                                 (ecp5, 50.0, fmax.SHIPPED_DIR)):
