@@ -24,11 +24,14 @@ memories directly would bypass it.
 """
 
 import time
+from collections import deque
 from contextlib import ExitStack
+from types import SimpleNamespace
 
 import numpy as np
 
-from ..rtl.soc import SoC, COUNTER_REGISTERS, ERRORS, MAGIC, VERSION, soc_registers
+from ..rtl.soc import SoC, COUNTER_REGISTERS, ERRORS, MAGIC, VERSION
+from ..rtl.csr.map import SocMap
 from ..rtl.cache.layout import CacheLayout
 from ..rtl.sequencer import Mode, COUNTERS
 from ..rtl.mac.layout import Layout
@@ -39,7 +42,7 @@ from .soc_data import record_stream, estimate_cycles
 
 __all__ = ["ENGINES", "soc_component", "BusProgram", "Reading", "DeviceError", "EngineDevice",
            "GoldenDevice", "open_device", "decode_status", "decode_weights", "status_of",
-           "weights_of", "pack_register", "unpack_register", "signed", "STATUS_REGISTERS",
+           "weights_of", "signed", "STATUS_REGISTERS",
            "RUN_REGISTERS", "BUS_WAIT"]
 
 
@@ -176,7 +179,7 @@ class BusProgram:
     # -- registers --
 
     def pack(self, register, **fields):
-        return pack_register(self._regs[register], fields)
+        return self.soc.map.pack(register, **fields)
 
     def write_reg(self, register, **fields):
         return self.access(self.soc.address(register), self.pack(register, **fields),
@@ -247,27 +250,6 @@ class BusProgram:
         for idx, what in self.errors:
             if records[idx]:
                 raise DeviceError(f"bus error on {what}")
-
-
-def pack_register(register, fields):
-    """The word of ``register`` (a :class:`~fieldtune.rtl.csr.registers.Register`) holding
-    ``fields`` (name -> value; fields not named are 0). ValueError for a value that does not
-    fit its field or a field the register does not have."""
-    fields = dict(fields)
-    value = 0
-    for f, lsb in register.layout():
-        v = int(fields.pop(f.name, 0))
-        if not 0 <= v < (1 << f.width):
-            raise ValueError(f"{register.name}.{f.name} holds {f.width} bits, not {v}")
-        value |= v << lsb
-    if fields:
-        raise ValueError(f"register {register.name} has no field {', '.join(fields)}")
-    return value
-
-
-def unpack_register(register, value):
-    """``{field: value}`` of a word of ``register``."""
-    return {f.name: value >> lsb & ((1 << f.width) - 1) for f, lsb in register.layout()}
 
 
 def signed(value, width):
@@ -442,10 +424,15 @@ class EngineDevice:
 
 
 class GoldenDevice:
-    """:class:`~fieldtune.sim.golden.soc.SocModel` behind the device calls: registers hold
-    what a host writes; a start runs the model to the end at once (``done`` right after it);
-    the ``cycles`` counter of a FO, ZO or EVAL run is :func:`~.soc_data.estimate_cycles`
-    (the model computes what a run does, not how long it takes)."""
+    """:class:`~fieldtune.sim.golden.soc.SocModel` behind the SoC's bus and registers.
+
+    :meth:`bus_read` and :meth:`bus_write` answer word accesses as the SoC's bus does
+    (``"ack"`` or ``"err"``; the interface of the host link's golden model,
+    :class:`~fieldtune.sim.golden.host.HostLinkModel`); the device calls of a session are
+    built on them. Registers hold what a host writes; a start runs the model to the end at
+    once (``done`` right after it; a LOAD run ends with its last weight); the ``cycles``
+    counter of a FO, ZO or EVAL run is :func:`~.soc_data.estimate_cycles` (the model computes
+    what a run does, not how long it takes)."""
 
     engine = "golden"
     sim_cycles = sim_seconds = None
@@ -453,119 +440,160 @@ class GoldenDevice:
     def __init__(self, config):
         self.config = config
         self.model = SocModel(config)
-        self.registers = {r.name: r for r in soc_registers(config.mac, config.cache,
-                                                           config.perturb)}
-        self.words = {name: pack_register(r, {f.name: f.init for f in r.fields})
-                      for name, r in self.registers.items()}
+        self.map = SocMap(config)
+        self.words = [self.map.pack(r.name, **{f.name: f.init for f in r.fields})
+                      for r in self.map.registers]
+        self._index = {r.name: i for i, r in enumerate(self.map.registers)}
         self.cycles = 0
-        self._loading = None
-        self._dump = None
+        self._record = []          # elements of a record not ended yet
+        self._loading = None       # weights of a LOAD run so far
+        self._dump = None          # weights a DUMP run has left to read
         mac = config.mac
         lay = Layout(mac)
-        self._geometry = {"id": {"magic": MAGIC, "version": VERSION},
-                          "geometry": {"lanes": mac.lanes, "classes": mac.classes,
-                                       "beats": CacheLayout(config.cache).beats},
-                          "capacity": {"records": config.cache.capacity,
-                                       "regions": len(lay.regions)},
-                          "weights": {"words": lay.words}}
+        fixed = {"id": {"magic": MAGIC, "version": VERSION},
+                 "geometry": {"lanes": mac.lanes, "classes": mac.classes,
+                              "beats": CacheLayout(config.cache).beats},
+                 "capacity": {"records": config.cache.capacity, "regions": len(lay.regions)},
+                 "weights": {"words": lay.words}}
+        for name, fields in fixed.items():
+            self.words[self._index[name]] = self.map.pack(name, **fields)
 
-    def _field(self, register, name):
-        return unpack_register(self.registers[register], self.words[register])[name]
+    # -- the bus --
 
-    def run_config(self):
-        """The :class:`RunConfig` the registers hold."""
-        return RunConfig(**{key: self._field(reg, f) for reg, fields in RUN_REGISTERS.items()
-                            for f, key in fields.items()})
+    @property
+    def bus(self):
+        """The bus as the host link's golden model drives it: ``read(address) -> (result,
+        value)``, ``write(address, value) -> result``."""
+        return SimpleNamespace(read=self.bus_read, write=self.bus_write)
 
-    def write(self, register, **fields):
-        reg = self.registers[register]
-        word = pack_register(reg, fields)
-        access = {f.name: f.access for f in reg.fields}
-        if register == "control":
-            if fields.get("clear_cache"):
+    def bus_write(self, address, value):
+        window = self.map.window_at(address)
+        if window is not None:
+            return self._window_write(window, address, value)
+        if not 0 <= address < len(self.map.registers):
+            return "err"
+        reg = self.map.registers[address]
+        fields = self.map.unpack(reg.name, value)
+        if reg.name == "control":
+            if fields["clear_cache"]:
                 self.model.clear_cache()
-            if fields.get("start"):
-                self.start()
-        elif register == "errors":
-            flags = [n for n, v in fields.items() if v]
-            self.model.errors -= set(flags)
-        elif all(a == "rw" for a in access.values()):
-            self.words[register] = word
+            if fields["start"]:
+                self._start()
+            if fields["abort"] and (self._loading is not None or self._dump):
+                self._loading = self._dump = None
+                self.model.errors.add("aborted")
+                self.model.done = True
+        elif reg.name == "errors":
+            self.model.errors -= {n for n, v in fields.items() if v}
+        elif all(f.access == "rw" for f in reg.fields):
+            self.words[address] = value & 0xFFFF_FFFF
+        return "ack"
 
-    def read(self, register):
-        m = self.model
-        if register in self._geometry:
-            return Reading.of(pack_register(self.registers[register], self._geometry[register]))
+    def bus_read(self, address):
+        window = self.map.window_at(address)
+        if window is not None:
+            if window.name == "records":
+                return "ack", self.model.records
+            if not self._dump:
+                return "err", 0
+            value = self._dump.popleft()
+            self.model.done = not self._dump
+            return "ack", value & 0xFFFF_FFFF       # sign-extended
+        if not 0 <= address < len(self.map.registers):
+            return "err", 0
+        name, m = self.map.registers[address].name, self.model
         counters = {COUNTER_REGISTERS[c]: c for c in COUNTERS}
-        if register in counters:
-            c = counters[register]
-            return Reading.of(self.cycles if c == "cycles" else int(m.counters[c]))
-        fields = {"status": {"busy": 0, "done": int(m.done), "error": int(bool(m.errors)),
+        if name in counters:
+            c = counters[name]
+            return "ack", self.cycles if c == "cycles" else int(m.counters[c])
+        fields = {"status": {"busy": int(self._loading is not None or bool(self._dump)),
+                             "done": int(m.done), "error": int(bool(m.errors)),
                              "records": m.records},
                   "errors": {n: int(n in m.errors) for n in ERRORS},
                   "next_step": {"step": m.next_step},
-                  "next_cursor": {"cursor": m.next_cursor}}.get(register)
-        if fields is not None:
-            return Reading.of(pack_register(self.registers[register], fields))
-        return Reading.of(self.words[register])
+                  "next_cursor": {"cursor": m.next_cursor}}.get(name)
+        return "ack", self.map.pack(name, **fields) if fields is not None else self.words[address]
+
+    def _window_write(self, window, address, value):
+        if window.name == "weights":
+            if self._loading is None:
+                return "err"
+            self._loading.append(signed(value, self.config.mac.weight_width))
+            if len(self._loading) == Layout(self.config.mac).words * self.config.mac.lanes:
+                self.model.load_weights(self._loading)
+                self._loading = None
+                self.model.done = True
+            return "ack"
+        last = bool(value >> window.last_bit & 1) or address & 1
+        self._record.append(signed(value, 16))
+        if last:
+            c, rec = self.config.cache, self._record
+            self._record = []
+            if len(rec) == c.features + c.classes + 1:
+                self.model.write_record(rec[:c.features], rec[c.features:-1], rec[-1])
+            else:
+                for i, d in enumerate(rec):
+                    self.model.write(d & 0xFFFF, i == len(rec) - 1)
+        return "ack"
+
+    def run_config(self):
+        """The :class:`RunConfig` the registers hold."""
+        return RunConfig(**{key: self.map.unpack(reg, self.words[self._index[reg]])[f]
+                            for reg, fields in RUN_REGISTERS.items()
+                            for f, key in fields.items()})
+
+    def _start(self):
+        cfg = self.run_config()
+        if self._loading is not None or self._dump:
+            self.model.errors.add("busy")
+            return
+        self.model.done = False
+        if cfg.mode == Mode.LOAD.value:
+            self._loading = []
+            return
+        if cfg.mode == Mode.DUMP.value:
+            self._dump = deque(int(v) for v in self.model.weights.reshape(-1))
+            return
+        if self.model.start(cfg):
+            return
+        mode = {Mode.FO.value: "fo", Mode.ZO.value: "zo"}.get(cfg.mode, "eval")
+        self.cycles = (estimate_cycles(self.config, "eval", cfg.eval_count) if mode == "eval"
+                       else estimate_cycles(self.config, mode, self.model.records,
+                                            epochs=cfg.epochs, steps=cfg.steps,
+                                            batch=cfg.batch, queries=cfg.queries))
+
+    # -- the device calls --
+
+    def _check(self, result, what):
+        if result != "ack":
+            raise DeviceError(f"bus error on {what}")
+
+    def write(self, register, **fields):
+        self._check(self.bus_write(self._index[register], self.map.pack(register, **fields)),
+                    f"write {register}")
+
+    def read(self, register):
+        result, value = self.bus_read(self._index[register])
+        self._check(result, f"read {register}")
+        return Reading.of(value)
 
     def write_window(self, name, words):
-        if name == "weights":
-            if self._loading is None:
-                raise DeviceError("bus error on weights window (no LOAD run)")
-            self._loading.extend(words)
-            return
-        c = self.config.cache
-        record = []
+        address = self.map.address(name)
         for w in words:
-            record.append(signed(w, 16))
-            if w >> 16 & 1:
-                n = len(record)
-                if n == c.features + c.classes + 1:
-                    self.model.write_record(record[:c.features], record[c.features:-1],
-                                            record[-1])
-                else:
-                    for i, d in enumerate(record):
-                        self.model.write(d & 0xFFFF, i == n - 1)
-                record = []
-        for d in record:
-            self.model.write(d & 0xFFFF, False)
+            self._check(self.bus_write(address, w), f"{name} window")
 
     def read_window(self, name, count):
-        if name == "records":
-            return Reading.of([self.model.records] * count)
-        if self._dump is None or len(self._dump) < count:
-            raise DeviceError("bus error on weights window (no DUMP run)")
-        out, self._dump = self._dump[:count], self._dump[count:]
-        return Reading.of([v & 0xFFFF_FFFF for v in out])      # sign-extended bus words
+        address, out = self.map.address(name), []
+        for _ in range(count):
+            result, value = self.bus_read(address)
+            self._check(result, f"{name} window")
+            out.append(value)
+        return Reading.of(out)
 
     def start(self):
-        cfg = self.run_config()
-        mode = cfg.mode
-        if mode == Mode.LOAD.value:
-            self._loading = []
-            self.model.done = False
-            return
-        if mode == Mode.DUMP.value:
-            self._dump = [int(v) for v in self.model.weights.reshape(-1)]
-            self.model.done = True
-            return
-        errors = self.model.start(cfg)
-        if errors:
-            return
-        records = self.model.records
-        self.cycles = (estimate_cycles(self.config, "eval", cfg.eval_count)
-                       if mode == Mode.EVAL.value else
-                       estimate_cycles(self.config, "fo" if mode == Mode.FO.value else "zo",
-                                       records, epochs=cfg.epochs, steps=cfg.steps,
-                                       batch=cfg.batch, queries=cfg.queries))
+        self.write("control", start=1)
 
     def wait_done(self, max_cycles, what):
-        if self._loading is not None:
-            ww = self.config.mac.weight_width
-            self.model.load_weights([signed(v, ww) for v in self._loading])
-            self._loading = None
-            self.model.done = True
         if not self.model.done:
             raise DeviceError(f"timed out waiting for {what}")
 

@@ -29,11 +29,13 @@ import numpy as np
 
 from ..rtl.sequencer import Mode, COUNTERS
 from ..rtl.mac.layout import Layout
+from ..rtl.csr.map import SocMap
 from ..sim.golden.soc import RunConfig
 from ..sim.golden.train import forward
 from ..sim.golden.loss import softmax_xent
 from ..sim.soc_data import (records_of, record_stream, cached_view, initial_weights,
                             estimate_cycles)
+from .driver import StreamLost
 from ..sim.soc_run import (DeviceError, Reading, STATUS_REGISTERS, RUN_REGISTERS, ENGINES,
                            open_device, status_of, weights_of)
 
@@ -100,13 +102,24 @@ class Session:
         self.device.write_window("weights", [int(v) & ((1 << ww) - 1) for v in flat])
         self.device.wait_done(self.max_cycles, "LOAD run")
 
-    def read_weights(self):
-        """A DUMP run: the reading of the ``(words, lanes)`` adapter weights."""
-        self.device.write("mode", mode=Mode.DUMP.value)
-        self.device.start()
-        raw = self.device.read_window("weights", self.weight_count)
-        self.device.wait_done(self.max_cycles, "DUMP run")
-        return raw.map(lambda values: weights_of(values, self.config.mac))
+    def read_weights(self, attempts=6):
+        """A DUMP run: the reading of the ``(words, lanes)`` adapter weights. A dump whose
+        answer the link lost (:class:`~fieldtune.host.driver.StreamLost`) is aborted and
+        run again, at most ``attempts`` times in all."""
+        for attempt in range(attempts):
+            self.device.write("mode", mode=Mode.DUMP.value)
+            self.device.start()
+            try:
+                raw = self.device.read_window("weights", self.weight_count)
+            except StreamLost:
+                if attempt == attempts - 1:
+                    raise
+                self.device.write("control", abort=1)
+                self.device.wait_done(self.max_cycles, "aborted DUMP run")
+                self.device.write("errors", aborted=1)
+                continue
+            self.device.wait_done(self.max_cycles, "DUMP run")
+            return raw.map(lambda values: weights_of(values, self.config.mac))
 
     # -- runs --
 
@@ -148,13 +161,7 @@ class Session:
     @property
     def watchdog(self):
         """The watchdog budget the design resets to."""
-        reg = next(r for r in _registers(self.config) if r.name == "watchdog")
-        return reg.fields[0].init
-
-
-def _registers(config):
-    from ..rtl.soc import soc_registers
-    return soc_registers(config.mac, config.cache, config.perturb)
+        return SocMap(self.config).field("watchdog", "budget")[1].init
 
 
 def _checked(counters):
