@@ -26,9 +26,15 @@ in both directions (tests, ``fieldtune bench link --noise``).
 
 import random
 import time
+from contextlib import ExitStack
+
+import serial
 
 from ..rtl.csr.map import SocMap
 from ..rtl.host.protocol import DELIMITER
+from ..rtl.host.top import HostSystem
+from ..sim.engines import cxxrtl
+from ..sim.engines.uart_bridge import UartBridge
 from ..sim.golden.host import HostLinkModel
 from ..sim.soc_run import GoldenDevice
 
@@ -53,7 +59,6 @@ class SerialTransport:
     latency = 0.05
 
     def __init__(self, port, baud):
-        import serial          # pyserial; imported here so the simulation needs no port
         self.baud, self.port = baud, port
         try:
             self._serial = serial.serial_for_url(port, baudrate=baud, timeout=0)
@@ -137,10 +142,6 @@ class SimTransport:
     latency = 200e-6
 
     def __init__(self, config, *, env, vcd=None, log=None):
-        from contextlib import ExitStack
-        from ..rtl.host.top import HostSystem
-        from ..sim.engines import cxxrtl
-        from ..sim.engines.uart_bridge import UartBridge
         self.config = config
         self.baud, self.clock_hz = config.host.baud, config.host.clock_hz
         self._stack = ExitStack()

@@ -12,8 +12,7 @@ import pytest
 from fieldtune.config import DesignConfig
 from fieldtune.rtl.mac.layout import Layout
 from fieldtune.rtl.sequencer import Mode, coef_shift_constants, MAX_QUERIES
-from fieldtune.rtl.soc import (SoC, check_soc, ERRORS, soc_registers, from_config,
-                               memory_map_markdown)
+from fieldtune.rtl.soc import (SoC, check_soc, ERRORS, soc_registers, memory_map_markdown)
 from fieldtune.rtl.csr.map import SocMap
 from fieldtune.sim.engines.script import run_amaranth
 from fieldtune.sim.golden.soc import SocModel, RunConfig, check_run
