@@ -29,15 +29,15 @@ import numpy as np
 
 from ..rtl.sequencer import Mode, COUNTERS
 from ..rtl.mac.layout import Layout
-from ..rtl.csr.map import SocMap
+from ..rtl.csr.map import SocMap, ERRORS
 from ..sim.golden.soc import RunConfig
 from ..sim.golden.train import forward
 from ..sim.golden.loss import softmax_xent
 from ..sim.soc_data import (records_of, record_stream, cached_view, initial_weights,
                             estimate_cycles)
-from .driver import StreamLost
 from ..sim.soc_run import (DeviceError, Reading, STATUS_REGISTERS, RUN_REGISTERS, ENGINES,
                            open_device, status_of, weights_of)
+from .driver import StreamLost
 
 
 __all__ = ["Session", "RunResult", "finetune", "run_finetune", "run_limit", "DeviceError",
@@ -91,7 +91,12 @@ class Session:
         self.device.write_window("records", words)
 
     def clear_cache(self):
+        """Forget every record."""
         self.device.write("control", clear_cache=1)
+
+    def clear_errors(self):
+        """Clear every sticky error flag."""
+        self.device.write("errors", **{name: 1 for name in ERRORS})
 
     def load_weights(self, words):
         """A LOAD run writing ``words`` (``(words, lanes)`` adapter weights)."""
@@ -102,7 +107,7 @@ class Session:
         self.device.write_window("weights", [int(v) & ((1 << ww) - 1) for v in flat])
         self.device.wait_done(self.max_cycles, "LOAD run")
 
-    def read_weights(self, attempts=6):
+    def read_weights(self, attempts=10):
         """A DUMP run: the reading of the ``(words, lanes)`` adapter weights. A dump whose
         answer the link lost (:class:`~fieldtune.host.driver.StreamLost`) is aborted and
         run again, at most ``attempts`` times in all."""
@@ -247,10 +252,12 @@ def finetune(session, data, *, mode=None, epochs=None, steps=None, eval_every=No
     state = {"cycles": [], "curve": [], "loss": [], "counters": {c: 0 for c in COUNTERS},
              "eval": [], "errors": []}
 
-    # records, initial weights
+    # a known start on any device (a board keeps what its last session left): no error
+    # flags, no records, the initial weights; then the training records
+    session.clear_errors()
+    session.clear_cache()
+    session.load_weights(w0)
     session.load_records(*train)
-    if config.mac.adapter != "dense":
-        session.load_weights(w0)
     loaded = session.read_counters()
 
     def check_loaded():

@@ -55,8 +55,9 @@ class SerialTransport:
     """A serial port through pyserial (``port``: a device path such as /dev/ttyUSB1 or
     /dev/pts/5, or any pyserial URL). TransportError if it cannot be opened."""
 
-    #: USB serial adapters deliver received bytes in packets, every few milliseconds.
-    latency = 0.05
+    #: USB serial adapters deliver received bytes in packets every few milliseconds, and a
+    #: pseudo-terminal may have a simulation behind it that runs far slower than a board.
+    latency = 0.5
 
     def __init__(self, port, baud):
         self.baud, self.port = baud, port
