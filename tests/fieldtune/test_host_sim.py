@@ -1,0 +1,150 @@
+"""The host driver against the real gateware: the SoC behind its host link
+(:class:`~fieldtune.rtl.host.top.HostSystem`) on CXXRTL, its UART driven at bit level.
+
+- a tiny design: sessions over the link equal the same session on the SoC's bus (the demo's
+  path) bit for bit, cycles included, on a clean line and on a noisy one;
+- R1 (a slice: full R1 is ``fieldtune bench link`` and the benchmark runs in
+  docs/benchmarks.md): ``fieldtune run --sim`` and ``fieldtune run --port`` on the
+  pseudo-terminal of ``fieldtune serve --sim`` give exactly the demo's device run: accuracy,
+  cycles, curve and weights.
+
+Outside CI a missing compiler skips with the reason; in CI (CI=true) it fails."""
+
+import hashlib
+import json
+import os
+import pty
+import subprocess
+import sys
+
+import pytest
+
+from fieldtune.cli import main
+from fieldtune.config import DesignConfig
+from fieldtune.host.driver import HostDriver
+from fieldtune.host.session import Session, finetune, run_finetune
+from fieldtune.host.transport import SimTransport, FaultyLine
+from fieldtune.rtl.host.protocol import Command
+from fieldtune.sim.golden.host import encode_request
+from fieldtune.sim.scenario import r1_features
+from fieldtune.simulate import slice_r1
+from fieldtune.toolchain import tool_env
+
+
+WHY = "the simulated SoC is compiled by CXXRTL (apt-get install g++)"
+
+
+@pytest.fixture(scope="module")
+def bus_runs(require_programs, host_tiny):
+    """The demo's path: the session on the SoC's bus (EngineDevice) on CXXRTL."""
+    require_programs("g++", why=WHY)
+    cfg, data = host_tiny
+    return {m: run_finetune(cfg, data, mode=m, engine="cxxrtl", env=tool_env("YOSYS"))
+            for m in ("fo", "zo")}
+
+
+@pytest.fixture(scope="module")
+def link(host_tiny, bus_runs):
+    cfg, _ = host_tiny
+    transport = SimTransport(cfg, env=tool_env("YOSYS"))
+    yield transport
+    transport.close()
+
+
+def test_session_over_the_uart_equals_the_session_on_the_bus(bus_runs, link, host_tiny,
+                                                               same_run):
+    cfg, data = host_tiny
+    driver = HostDriver(link, cfg)
+    for mode in ("fo", "zo"):
+        result = finetune(Session(driver, cfg), data, mode=mode)
+        same_run(result, bus_runs[mode])
+        assert result.chunk_cycles == bus_runs[mode].chunk_cycles
+    assert driver.stats.resends == 0 and link.uart.framing_errors == 0
+
+
+def test_noisy_line_and_a_host_that_vanishes_mid_frame(bus_runs, link, host_tiny, same_run):
+    cfg, data = host_tiny
+    # half a frame, then silence: the device must still answer the next good frame
+    link.send(encode_request(200, Command.WRITE, 0x0B, 1, payload=b"\x07\x00\x00\x00")[:6])
+    link.idle(1e-3)
+    noisy = FaultyLine(link, loss=0.001, flip=0.001, seed=3)
+    driver = HostDriver(noisy, cfg)
+    result = finetune(Session(driver, cfg), data, mode="fo")
+    same_run(result, bus_runs["fo"])
+    assert sum(noisy.injected.values()) > 0 and driver.stats.resends > 0
+
+
+# -- R1 through the command line --------------------------------------------------------------
+
+SLICE = ["--samples", "32", "--test-samples", "24", "--epochs", "2", "--steps", "6",
+         "--mode", "both"]
+
+
+@pytest.fixture(scope="module")
+def r1_demo_runs(require_programs):
+    """The demo's device runs (the session on the SoC's bus, CXXRTL) on the same slice."""
+    require_programs("g++", why=WHY)
+    cfg = DesignConfig().replace(train={"epochs": 2, "steps": 6})
+    data = slice_r1(r1_features(30), 32, 24)
+    return {m: run_finetune(cfg, data, mode=m, engine="cxxrtl", env=tool_env("YOSYS"))
+            for m in ("fo", "zo")}
+
+
+def _check_equal_to_demo(doc, runs):
+    for m in ("fo", "zo"):
+        r = runs[m]
+        assert doc["accuracy"][f"device_{m}"] == r.accuracy
+        assert doc["cycles"][m] == r.cycles and doc["eval_cycles"][m] == r.eval_cycles
+        assert doc["weights_sha256"][m] == hashlib.sha256(
+            r.weights.astype("<i8").tobytes()).hexdigest()
+    assert [tuple(p) for p in doc["curves"]["device_fo"]] == runs["fo"].curve
+
+
+@pytest.mark.slow
+def test_run_sim_gives_the_demo_device_run(tmp_path, r1_demo_runs, capsys):
+    out = tmp_path / "run.json"
+    assert main(["run", "--sim", *SLICE, "--json", str(out)]) == 0
+    doc = json.loads(out.read_text())
+    _check_equal_to_demo(doc, r1_demo_runs)
+    assert doc["simulated"] is True and doc["baud"] == 3_000_000
+    assert doc["accuracy"]["device_fo"] > doc["accuracy"]["after_drift"]
+    assert "FO over simulated SoC (3,000,000 baud, 24 MHz): test accuracy" in \
+        capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_run_over_the_pty_of_serve_gives_the_demo_device_run(tmp_path, r1_demo_runs):
+    server = subprocess.Popen([sys.executable, "-m", "fieldtune.cli", "serve", "--sim",
+                               "--exit-after", "30"], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    try:
+        path = server.stdout.readline().strip()
+        assert path.startswith("/dev/"), server.stderr.read()
+        out = tmp_path / "pty.json"
+        assert main(["run", "--port", path, *SLICE, "--json", str(out)]) == 0
+        doc = json.loads(out.read_text())
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    _check_equal_to_demo(doc, r1_demo_runs)
+    assert doc["simulated"] is False and doc["link"] == f"{path} (3,000,000 baud)"
+
+
+def test_run_errors_are_one_line(capsys, tmp_path):
+    assert main(["run", "--port", str(tmp_path / "no-such-port")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: cannot open serial port ") and err.count("\n") == 1
+    with pytest.raises(SystemExit) as info:
+        main(["run"])
+    assert info.value.code == 2
+    assert "one of the arguments --sim --port is required" in capsys.readouterr().err
+    # a pseudo-terminal with nothing behind it: no answer
+    master, slave = pty.openpty()
+    try:
+        assert main(["run", "--port", os.ttyname(slave), "--timeout", "0.05"]) == 2
+        err = capsys.readouterr().err
+        assert "error: no fieldtune SoC answers on" in err and "INFO" in err
+    finally:
+        os.close(master)
+        os.close(slave)
+
