@@ -14,14 +14,14 @@ from fieldtune.sim.golden.host import decode_response, split_frames
 
 
 @pytest.fixture(scope="module")
-def golden(host_tiny):
-    cfg, data = host_tiny
+def golden(tiny_design):
+    cfg, data = tiny_design
     return {m: run_finetune(cfg, data, mode=m, engine="golden") for m in ("fo", "zo")}
 
 
 @pytest.mark.parametrize("mode", ["fo", "zo"])
-def test_session_over_the_link_equals_the_golden_session(mode, golden, host_tiny, same_run):
-    cfg, data = host_tiny
+def test_session_over_the_link_equals_the_golden_session(mode, golden, tiny_design, same_run):
+    cfg, data = tiny_design
     with HostDriver(GoldenTransport(cfg), cfg) as dev:
         assert dev.max_payload == cfg.host.max_payload
         assert dev.echo(b"\x00\x01fieldtune\x00") == b"\x00\x01fieldtune\x00"
@@ -32,10 +32,10 @@ def test_session_over_the_link_equals_the_golden_session(mode, golden, host_tiny
 
 
 @pytest.mark.parametrize("seed", range(6))
-def test_retries_survive_a_bad_line(seed, golden, host_tiny, same_run):
+def test_retries_survive_a_bad_line(seed, golden, tiny_design, same_run):
     """One byte in 500 lost, one in 500 corrupted, one in 2000 inserted, both ways: every run
     still computes exactly the clean run; the link resent and said why."""
-    cfg, data = host_tiny
+    cfg, data = tiny_design
     line = FaultyLine(GoldenTransport(cfg), loss=0.002, flip=0.002, garbage=0.0005, seed=seed)
     with HostDriver(line, cfg) as dev:
         result = finetune(Session(dev, cfg), data, mode="zo")
@@ -61,8 +61,8 @@ class DeadLine(GoldenTransport):
             self._line(len(data))
 
 
-def test_a_dead_line_ends_in_link_error_after_every_retry(host_tiny):
-    cfg, _ = host_tiny
+def test_a_dead_line_ends_in_link_error_after_every_retry(tiny_design):
+    cfg, _ = tiny_design
     dev = HostDriver(DeadLine(cfg, answers=2), cfg, retries=3)
     with pytest.raises(LinkError, match=r"^READ at 0xb: no intact answer after 4 attempts "
                                         r"\(4 timeouts so far on this link\)$"):
@@ -72,8 +72,8 @@ def test_a_dead_line_ends_in_link_error_after_every_retry(host_tiny):
         HostDriver(DeadLine(cfg, answers=0), cfg, retries=1)
 
 
-def test_refused_commands_raise_command_error_and_write_nothing(host_tiny):
-    cfg, _ = host_tiny
+def test_refused_commands_raise_command_error_and_write_nothing(tiny_design):
+    cfg, _ = tiny_design
     dev = HostDriver(GoldenTransport(cfg), cfg)
     with pytest.raises(CommandError, match=r"^READ at 0x3f: the device answered "
                                            r"BAD_ADDRESS$") as info:
@@ -106,8 +106,8 @@ class LoseAnswer(GoldenTransport):
                 del self._pending[before:]
 
 
-def test_a_lost_window_read_restarts_the_dump(host_tiny):
-    cfg, _ = host_tiny
+def test_a_lost_window_read_restarts_the_dump(tiny_design):
+    cfg, _ = tiny_design
     with HostDriver(LoseAnswer(cfg, lose=2), cfg) as dev:
         with pytest.raises(StreamLost, match="the answer was lost and the window's stream has "
                                              "moved on"):

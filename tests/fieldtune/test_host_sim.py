@@ -35,25 +35,25 @@ WHY = "the simulated SoC is compiled by CXXRTL (apt-get install g++)"
 
 
 @pytest.fixture(scope="module")
-def bus_runs(require_programs, host_tiny):
+def bus_runs(require_programs, tiny_design):
     """The demo's path: the session on the SoC's bus (EngineDevice) on CXXRTL."""
     require_programs("g++", why=WHY)
-    cfg, data = host_tiny
+    cfg, data = tiny_design
     return {m: run_finetune(cfg, data, mode=m, engine="cxxrtl", env=tool_env("YOSYS"))
             for m in ("fo", "zo")}
 
 
 @pytest.fixture(scope="module")
-def link(host_tiny, bus_runs):
-    cfg, _ = host_tiny
+def link(tiny_design, bus_runs):
+    cfg, _ = tiny_design
     transport = SimTransport(cfg, env=tool_env("YOSYS"))
     yield transport
     transport.close()
 
 
-def test_session_over_the_uart_equals_the_session_on_the_bus(bus_runs, link, host_tiny,
+def test_session_over_the_uart_equals_the_session_on_the_bus(bus_runs, link, tiny_design,
                                                                same_run):
-    cfg, data = host_tiny
+    cfg, data = tiny_design
     driver = HostDriver(link, cfg)
     for mode in ("fo", "zo"):
         result = finetune(Session(driver, cfg), data, mode=mode)
@@ -62,8 +62,8 @@ def test_session_over_the_uart_equals_the_session_on_the_bus(bus_runs, link, hos
     assert driver.stats.resends == 0 and link.uart.framing_errors == 0
 
 
-def test_noisy_line_and_a_host_that_vanishes_mid_frame(bus_runs, link, host_tiny, same_run):
-    cfg, data = host_tiny
+def test_noisy_line_and_a_host_that_vanishes_mid_frame(bus_runs, link, tiny_design, same_run):
+    cfg, data = tiny_design
     # half a frame, then silence: the device must still answer the next good frame
     link.send(encode_request(200, Command.WRITE, 0x0B, 1, payload=b"\x07\x00\x00\x00")[:6])
     link.idle(1e-3)
