@@ -35,7 +35,8 @@ from ..rtl.csr.map import SocMap
 from ..rtl.cache.layout import CacheLayout
 from ..rtl.sequencer import Mode, COUNTERS
 from ..rtl.mac.layout import Layout
-from .engines.script import Script
+from .engines import cxxrtl, hdl
+from .engines.script import Script, run_amaranth
 from .golden.soc import SocModel, RunConfig
 from .soc_data import record_stream, estimate_cycles
 
@@ -319,7 +320,6 @@ class EngineDevice:
         self._stack = ExitStack()
         self._sim = None
         if engine == "cxxrtl":
-            from .engines import cxxrtl
             model = cxxrtl.build(self.soc, env=env)
             self._sim = self._stack.enter_context(model.simulate())
             if vcd:
@@ -366,23 +366,18 @@ class EngineDevice:
             self._queue.append((prog, callback))
 
     def flush(self):
-        """Run everything not run yet (the whole session on a script engine)."""
-        if self._sim is not None or (not self._queue and not len(self._program.script)):
-            if len(self._program.script):
-                self.then(lambda: None)
-            return
+        """Run everything not run yet (on a script engine: the whole session, once)."""
         if len(self._program.script):
-            self._queue.append((self._program, lambda: None))
-            self._program = BusProgram(self.soc)
+            self.then(lambda: None)
+        if self._sim is not None or not self._queue:
+            return
         whole = Script()
         for prog, _ in self._queue:
             whole.extend(prog.script)
         if self.engine == "amaranth":
-            from .engines import script as scripts
             t0 = time.perf_counter()
-            result = scripts.run_amaranth(self.soc, whole, vcd=self.vcd)
+            result = run_amaranth(self.soc, whole, vcd=self.vcd)
         else:
-            from .engines import hdl
             verilog = hdl.emit_verilog(self.soc, env=self.env)
             runner = hdl.run_verilator if self.engine == "verilator" else hdl.run_icarus
             t0 = time.perf_counter()

@@ -121,3 +121,17 @@ def test_a_lost_window_read_restarts_the_dump(tiny_design):
         expected = dev.transport.device.model.weights.copy()
         assert np.array_equal(session.read_weights().value, expected)
         assert dev.transport.lose == 0
+
+
+@pytest.mark.parametrize("command,options", [
+    (["run"], ("--sim", "--port", "--baud", "--mode", "--json", "--timeout", "--samples")),
+    (["serve"], ("--sim", "--baud", "--exit-after")),
+    (["bench", "link"], ("--bauds", "--noise", "--json", "--preset")),
+])
+def test_help(command, options, capsys):
+    from fieldtune.cli import main
+    with pytest.raises(SystemExit) as info:
+        main([*command, "--help"])
+    assert info.value.code == 0
+    out = capsys.readouterr().out
+    assert all(option in out for option in options)

@@ -19,6 +19,7 @@ import sys
 
 import pytest
 
+from fieldtune.bench.link import measure
 from fieldtune.cli import main
 from fieldtune.config import DesignConfig
 from fieldtune.host.driver import HostDriver
@@ -44,7 +45,8 @@ def bus_runs(require_programs, tiny_design):
 
 
 @pytest.fixture(scope="module")
-def link(tiny_design, bus_runs):
+def link(tiny_design, require_programs):
+    require_programs("g++", why=WHY)
     cfg, _ = tiny_design
     transport = SimTransport(cfg, env=tool_env("YOSYS"))
     yield transport
@@ -72,6 +74,24 @@ def test_noisy_line_and_a_host_that_vanishes_mid_frame(bus_runs, link, tiny_desi
     result = finetune(Session(driver, cfg), data, mode="fo")
     same_run(result, bus_runs["fo"])
     assert sum(noisy.injected.values()) > 0 and driver.stats.resends > 0
+
+
+def test_link_bench_rows(link, tiny_design):
+    """``fieldtune bench link``'s measurement on the tiny design's link (the R1 figures are in
+    docs/benchmarks.md): every operation, simulated seconds, goodput below the line rate."""
+    cfg, _ = tiny_design
+    rows = measure(cfg, HostDriver(link, cfg), cfg.host.baud)
+    assert [r["operation"] for r in rows] == [
+        "register_read", "register_write", "echo", "burst_write", "weights_load", "burst_read",
+        "weights_dump", "records_load"]
+    for r in rows:
+        assert r["baud"] == 3_000_000 and r["resends"] == 0 and r["seconds"] > 0
+        line = r["line_bytes"] * 10 / 3e6
+        assert line <= r["seconds"] < line + 100e-6 * r["frames"]      # the device is prompt
+        assert 0 < r["goodput_ratio"] < 1
+    by = {r["operation"]: r for r in rows}
+    assert by["records_load"]["frames"] == 8 and by["records_load"]["payload_bytes"] == 8 * 21 * 2
+    assert by["register_read"]["payload_bytes"] == 4 and by["register_read"]["line_bytes"] == 27
 
 
 # -- R1 through the command line --------------------------------------------------------------
