@@ -6,6 +6,7 @@ read end in the driver's own exceptions."""
 import numpy as np
 import pytest
 
+from fieldtune.cli import main
 from fieldtune.host.driver import HostDriver, LinkError, CommandError, StreamLost
 from fieldtune.host.session import Session, finetune, run_finetune
 from fieldtune.host.transport import GoldenTransport, FaultyLine
@@ -129,7 +130,6 @@ def test_a_lost_window_read_restarts_the_dump(tiny_design):
     (["bench", "link"], ("--bauds", "--noise", "--json", "--preset")),
 ])
 def test_help(command, options, capsys):
-    from fieldtune.cli import main
     with pytest.raises(SystemExit) as info:
         main([*command, "--help"])
     assert info.value.code == 0
