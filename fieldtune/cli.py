@@ -40,6 +40,9 @@ COMMANDS = {
     "serve": ("fieldtune.host.serve",
               "serve the simulated SoC behind a pseudo-terminal (--sim) for 'fieldtune run "
               "--port'"),
+    "explore": ("fieldtune.explore.command",
+                "sweep a design space (TOML or a shipped one, --list) on a Dask cluster: "
+                "resources, Fmax, R1 accuracy, projected time, the Pareto front"),
     "pretrain": ("fieldtune.pretrain",
                  "pretrain R1's backbone in numpy, quantize it to int8 and write the .npz "
                  "(regenerates the shipped file bit for bit)"),

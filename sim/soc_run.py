@@ -10,7 +10,8 @@ known once the device has run up to it. Three kinds of device implement these ca
 * :class:`EngineDevice`: the SoC's bus on a simulation engine. Every call appends bus
   transactions to a :class:`BusProgram`, a :class:`~fieldtune.sim.engines.script.Script`
   (the stimulus format every engine runs), so Amaranth's simulator, CXXRTL, Verilator and
-  Icarus run the very same session and must return the very same records. CXXRTL runs the
+  Icarus run the very same session and must return the very same records. An incremental
+  engine of the registry (:mod:`fieldtune.sim.engines.registry`: CXXRTL, Verilator) runs the
   program piece by piece in one simulation, at each ``then`` (progress between pieces); the
   other engines run the whole session as one script at ``flush``.
 * :class:`GoldenDevice`: :class:`~fieldtune.sim.golden.soc.SocModel` behind the registers

@@ -7,6 +7,7 @@ import pytest
 
 from fieldtune.config import DesignConfig
 from fieldtune.sim.soc_data import synthetic_data
+from fieldtune.sim.engines import registry
 
 
 def in_ci():
@@ -25,6 +26,19 @@ def require_programs():
             if in_ci():
                 pytest.fail(reason)
             pytest.skip(reason)
+    return require
+
+
+@pytest.fixture(scope="session")
+def require_engine():
+    """``require_engine(name, why=...)``: skip the test with the reason a simulation engine of
+    the registry cannot run here (a missing program, compiler or wheel); in CI, fail instead."""
+    def require(name, *, why):
+        reason = registry.get(name).unavailable()
+        if reason is not None:
+            if in_ci():
+                pytest.fail(f"{reason}; {why}")
+            pytest.skip(f"{reason}; {why}")
     return require
 
 

@@ -38,6 +38,8 @@ BENCHES = {
     "link": ("fieldtune.bench.link",
              "host link: goodput and latency of register reads and bursts over the UART of the "
              "simulated SoC, R1's record load time"),
+    "explore": ("fieldtune.bench.explore",
+                "design-space sweep wall time with 1 and 2 Dask workers (fieldtune explore)"),
 }
 
 
