@@ -34,6 +34,12 @@ COMMANDS = {
                  "map)"),
     "bench": ("fieldtune.bench",
               "measure resources, Fmax, speed or accuracy (prints a table, --json FILE)"),
+    "run": ("fieldtune.host.run",
+            "fine-tune R1 through the host link: on a board (--port DEVICE) or the SoC with its "
+            "UART simulated (--sim)"),
+    "serve": ("fieldtune.host.serve",
+              "serve the simulated SoC behind a pseudo-terminal (--sim) for 'fieldtune run "
+              "--port'"),
     "explore": ("fieldtune.explore.command",
                 "sweep a design space (TOML or a shipped one, --list) on a Dask cluster: "
                 "resources, Fmax, R1 accuracy, projected time, the Pareto front"),

@@ -195,7 +195,7 @@ def _projection(fmax, cycles, cycles_source, design):
 def projections(config, data, cycles, sources, fmaxes):
     """``projected_time_s`` of the report: this design on its board with the run's ``cycles``
     (``sources``: mode -> where they came from), then each other device's preset with its
-    estimated cycles (:func:`fieldtune.sim.soc_run.estimate_cycles`, within 2 % of the SoC)."""
+    estimated cycles (:func:`fieldtune.sim.soc_data.estimate_cycles`, within 2 % of the SoC)."""
     out = {config.board: _projection(fmaxes[config.board], cycles, sources,
                                      f"this design ({config.mac.lanes} lanes)")}
     for board, (preset, design) in other_designs(config).items():

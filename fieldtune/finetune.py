@@ -15,7 +15,8 @@ from concurrent.futures import ThreadPoolExecutor
 from rich.progress import (Progress, BarColumn, MofNCompleteColumn, TimeElapsedColumn,
                            TimeRemainingColumn)
 
-from .sim import reference, soc_run
+from .host import session
+from .sim import reference, soc_data
 from .sim.engines import registry
 from .toolchain import tool_env, ToolchainError
 
@@ -39,15 +40,15 @@ ENGINE_KINDS = {
 def estimated_cycles(config, mode, records):
     """The SoC's cycles for a ``mode`` run ("fo" or "zo") on ``records`` cached samples at
     ``config.train``'s epochs, steps, batch and queries, estimated without simulating
-    (:func:`fieldtune.sim.soc_run.estimate_cycles`)."""
+    (:func:`fieldtune.sim.soc_data.estimate_cycles`)."""
     t = config.train
-    return soc_run.estimate_cycles(config, mode, records, epochs=t.epochs, steps=t.steps,
-                                   batch=t.batch, queries=t.queries)
+    return soc_data.estimate_cycles(config, mode, records, epochs=t.epochs, steps=t.steps,
+                                    batch=t.batch, queries=t.queries)
 
 
 def engines():
     """Engines the installed runner supports, in its order."""
-    return tuple(soc_run.ENGINES)
+    return tuple(session.ENGINES)
 
 
 def check_engine(engine):
@@ -77,7 +78,7 @@ def simulate_modes(config, data, modes, engine, console, *, env=None, vcd=None):
 
     On a native engine the modes run at the same time, one thread each (their compiled model
     is built once: the build cache serializes builders of one design)."""
-    run_finetune = soc_run.run_finetune
+    run_finetune = session.run_finetune
     with Progress("[progress.description]{task.description}", BarColumn(),
                   MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
                   console=console, transient=False) as progress:

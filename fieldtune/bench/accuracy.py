@@ -48,7 +48,7 @@ from ..sim.golden.mac import set_region_matrix
 from ..sim.golden.train import new_weights, train_fo, evaluate
 from ..sim.reference import r1_reference_data
 from ..sim.scenario import r1_features
-from ..sim.soc_run import records_of, cached_view
+from ..sim.soc_data import records_of, cached_view
 from .report import csv_list, emit, table
 
 

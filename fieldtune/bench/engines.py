@@ -36,7 +36,8 @@ from ..sim.engines.hdl import CACHE_ENV
 from ..sim.engines.script import EngineUnavailable
 from ..sim.golden.soc import RunConfig
 from ..sim.scenario import r1_features
-from ..sim.soc_run import BusProgram, records_of, soc_component
+from ..sim.soc_data import records_of
+from ..sim.soc_run import BusProgram, soc_component
 from ..toolchain import tool_env
 from .report import csv_list, emit
 

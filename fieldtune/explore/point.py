@@ -12,7 +12,7 @@ point's row, a plain dict:
 ``accuracy``, ``cycles``, ``cycles_source``
     R1 on the golden engine (bit-exact with the SoC): test accuracy after the space's
     ``[run]``, and its training cycles from the cycle model
-    (:func:`fieldtune.sim.soc_run.estimate_cycles`). Kept in ``$FIELDTUNE_CACHE/explore``
+    (:func:`fieldtune.sim.soc_data.estimate_cycles`). Kept in ``$FIELDTUNE_CACHE/explore``
     by a hash of the design, the run and the golden model's sources.
 ``projected_time_s``
     ``cycles / Fmax`` of the SoC (``block = "soc"`` only: a block's own Fmax is not the
@@ -46,8 +46,9 @@ from ..fmax import measure, implement_options, projected_seconds, NO_BUILD
 from ..sim.engines.hdl import digest, cache_dir
 from ..toolchain import tool_env, ToolchainError
 from ..sim.scenario import r1_features
-from ..sim import golden, scenario, data, backbone
-from ..sim.soc_run import run_finetune, estimate_cycles, DeviceError
+from ..sim import golden, scenario, data, backbone, soc_run
+from ..host.session import run_finetune, DeviceError
+from ..sim.soc_data import estimate_cycles
 from ..rtl.crossblock import check_soc
 
 
@@ -64,7 +65,7 @@ NOT_BUILT = "not built"
 
 #: Modules whose sources make an accuracy record stale when they change: the golden engine,
 #: R1, and wherever the run and the cycle model live.
-_GOLDEN_MODULES = (golden, scenario, data, backbone, inspect.getmodule(run_finetune),
+_GOLDEN_MODULES = (golden, scenario, data, backbone, soc_run, inspect.getmodule(run_finetune),
                    inspect.getmodule(estimate_cycles))
 
 

@@ -15,7 +15,8 @@ from fieldtune.config import DesignConfig
 from fieldtune.sim import reference
 from fieldtune.sim.engines import registry
 from fieldtune.sim.scenario import r1_features
-from fieldtune.sim.soc_run import soc_component, estimate_cycles
+from fieldtune.sim.soc_run import soc_component
+from fieldtune.sim.soc_data import estimate_cycles
 
 
 NOT_INSTALLED = "not run: PyTorch not installed"

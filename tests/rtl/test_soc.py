@@ -18,8 +18,8 @@ from fieldtune.sim.engines.script import run_amaranth
 from fieldtune.sim.golden.soc import SocModel, RunConfig, check_run
 from fieldtune.sim.golden.train import fo_coef_shifts, zo_coef_shift
 from fieldtune.sim.golden.mac import zshift_for, MacError
-from fieldtune.sim.soc_run import (BusProgram, decode_status, decode_weights, records_of,
-                                   synthetic_data, initial_weights)
+from fieldtune.sim.soc_run import BusProgram, decode_status, decode_weights
+from fieldtune.sim.soc_data import records_of, synthetic_data, initial_weights
 
 
 def tiny(adapter="dense"):
