@@ -11,7 +11,7 @@ import sys
 from rich.console import Console
 from rich.markup import escape
 
-from . import __version__, pretrain, demo, simulate
+from . import __version__, pretrain, demo, simulate, build, program
 
 
 __all__ = ["main", "build_parser", "load_config"]
@@ -105,6 +105,12 @@ COMMANDS = {
                  "emit Verilog or RTLIL of one block or the whole design"),
     "bench": (_bench_arguments, _bench_run,
               "measure resources, Fmax, speed or accuracy (prints a table, --json FILE)"),
+    "build": (build.add_arguments, build.run,
+              "synthesize, place and route the design for a board and write its bitstream, "
+              "with resources and Fmax against the target (--json FILE)"),
+    "program": (program.add_arguments, program.run,
+                "load a board with the bitstream of the last build (iceprog, openFPGALoader "
+                "or dfu-util)"),
     "pretrain": (pretrain.add_arguments, pretrain.run,
                  "pretrain R1's backbone in numpy, quantize it to int8 and write the .npz "
                  "(regenerates the shipped file bit for bit)"),

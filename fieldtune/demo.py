@@ -23,6 +23,8 @@ from pathlib import Path
 
 from rich.table import Table
 
+from .boards.table import BOARDS
+
 
 __all__ = ["add_arguments", "run", "ENGINE_CHOICES", "MODES", "FLOAT_METHODS"]
 
@@ -169,13 +171,13 @@ def other_designs(config):
     first preset made for that device, with ``config``'s training section (the demo projects
     its time there from the preset's cycles and a cached or shipped build)."""
     from .config import DesignConfig, PRESETS
-    from .fmax import board_device
-    out, devices = {}, {board_device(config.board)}
+    out, devices = {}, {BOARDS[config.board].device}
     for name, values in PRESETS.items():
-        board = values["board"]
-        if board_device(board) not in devices:
-            devices.add(board_device(board))
-            out[board] = (name, DesignConfig.preset(name).replace(train=config.train))
+        device = BOARDS[values["board"]].device
+        if device not in devices:
+            devices.add(device)
+            board_name = values["board"]
+            out[board_name] = (name, DesignConfig.preset(name).replace(train=config.train))
     return out
 
 
@@ -339,7 +341,7 @@ def plot(doc, path):
 def run(args, console):
     from .sim.scenario import r1_features
     from .sim.backbone import SHIPPED_PATH
-    from .fmax import soc_fmax, Fmax, board_device, NO_BUILD
+    from .fmax import soc_fmax, Fmax, NO_BUILD
     from .finetune import check_engine, yosys_env, simulate_modes
     start = time.perf_counter()
     config = _config(args)
@@ -368,7 +370,7 @@ def run(args, console):
         fmaxes = {}
         for b, job in fmax_jobs.items():
             if not job.done():
-                with console.status(f"waiting for place and route on {board_device(b)}"):
+                with console.status(f"waiting for place and route on {BOARDS[b].device}"):
                     job.result()
             fmaxes[b] = job.result()
     if args.no_build:

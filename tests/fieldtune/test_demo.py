@@ -10,6 +10,7 @@ import pytest
 
 from fieldtune.cli import main
 from fieldtune import fmax
+from fieldtune.boards.table import BOARDS
 from fieldtune.sim import reference
 
 
@@ -107,7 +108,7 @@ def test_demo_projects_every_device_from_builds(tmp_path, capsys, no_torch, empt
     own, ecp5 = DesignConfig(), DesignConfig.preset("ecp5-85f")
     for config, mhz, folder in ((own, 25.0, tmp_path / "cache" / "fmax"),
                                 (ecp5, 50.0, fmax.SHIPPED_DIR)):
-        device = fmax.board_device(config.board)
+        device = BOARDS[config.board].device
         key = fmax.design_hash(soc_component(config), device, fmax.implement_options(config))
         folder.mkdir(parents=True, exist_ok=True)
         (folder / f"{key}.json").write_text(json.dumps({

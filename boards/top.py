@@ -1,0 +1,90 @@
+"""The design on a board: clock, reset, host link on the serial pins, status LEDs.
+
+:class:`BoardTop` is what ``fieldtune build`` synthesizes for a :class:`~.table.Board`:
+
+- **Clock.** The board clock feeds the board's PLL (:mod:`.pll`), whose output is the ``sync``
+  domain at the configuration's SoC clock; when the SoC clock equals the board clock, the pin
+  drives ``sync`` directly. On the iCE40 the clock pin is the PLL's own pad
+  (``SB_PLL40_PAD``); on the ECP5 the pin's buffer feeds an ``EHXPLLL``. The made frequency is
+  given to the platform as a clock constraint, so nextpnr checks timing against it.
+- **Reset.** ``sync`` is held in reset until the PLL locks and while the board's reset button
+  (if it has one) is pressed; the reset is released synchronously
+  (:class:`amaranth.lib.cdc.ResetSynchronizer`).
+- **Host link.** ``system`` is a component with ``rx: In(1)``, ``tx: Out(1)`` and
+  ``busy``/``done``/``error: Out(1)``; ``rx``/``tx`` go to the board's serial resource.
+- **LEDs.** Each status drives the LED the board table names for it (several may share one);
+  ``busy`` blinks at about 3 Hz so a running job is visible, ``done`` and ``error`` are steady.
+"""
+
+from amaranth.hdl import Cat, ClockDomain, Const, Elaboratable, Module, Signal
+from amaranth.lib.cdc import ResetSynchronizer
+
+
+__all__ = ["BoardTop", "BLINK_HZ"]
+
+
+#: Approximate blink rate of the ``busy`` LED.
+BLINK_HZ = 3
+
+
+class BoardTop(Elaboratable):
+    """``system`` on ``board`` (a :class:`~.table.Board`) with the SoC clock made by ``pll``
+    (settings from :func:`~.pll.solve`, or ``None`` to run on the board clock);
+    ``clock_mhz`` is the SoC clock. See the module documentation."""
+
+    def __init__(self, board, system, clock_mhz, pll=None):
+        self.board = board
+        self.system = system
+        self.clock_mhz = clock_mhz
+        self.pll = pll
+
+    def elaborate(self, platform):
+        m = Module()
+        m.domains.sync = sync = ClockDomain("sync")
+        locked = self._clock(m, platform, sync.clk)
+        self._reset(m, platform, locked)
+        platform.add_clock_constraint(sync.clk, self.clock_mhz * 1e6)
+
+        m.submodules.system = system = self.system
+        serial = platform.request(self.board.serial, 0)
+        m.d.comb += [system.rx.eq(serial.rx.i), serial.tx.o.eq(system.tx)]
+        self._leds(m, platform, system)
+        return m
+
+    def _clock(self, m, platform, clk):
+        """Drive ``sync``'s clock; return the PLL's lock signal (constant 1 without PLL)."""
+        if self.pll is None:
+            m.d.comb += clk.eq(platform.request(self.board.clock, 0).i)
+            return Const(1)
+        locked = Signal()
+        if self.board.family == "ice40":
+            pad = platform.request(self.board.clock, 0, dir="-")
+            m.submodules.pll = self.pll.instance(pad.io, clk, locked, pad=True)
+        else:
+            board_clk = platform.request(self.board.clock, 0).i
+            m.submodules.pll = self.pll.instance(board_clk, clk, locked)
+        return locked
+
+    def _reset(self, m, platform, locked):
+        arst = Signal()
+        button = platform.request(*self.board.reset).i if self.board.reset else 0
+        m.d.comb += arst.eq(~locked | button)
+        m.submodules.reset = ResetSynchronizer(arst, domain="sync")
+
+    def _leds(self, m, platform, system):
+        half_period = int(self.clock_mhz * 1e6 / BLINK_HZ / 2)
+        blink = Signal(range(half_period))
+        phase = Signal()
+        with m.If(blink == half_period - 1):
+            m.d.sync += [blink.eq(0), phase.eq(~phase)]
+        with m.Else():
+            m.d.sync += blink.eq(blink + 1)
+        shown = {"busy": system.busy & phase, "done": system.done, "error": system.error}
+        resources, drivers = {}, {}
+        for status, (name, number, *sub) in self.board.leds.items():
+            if (name, number) not in resources:
+                resources[name, number] = platform.request(name, number)
+            pin = getattr(resources[name, number], sub[0]) if sub else resources[name, number]
+            drivers.setdefault(id(pin), (pin, []))[1].append(shown[status])
+        for pin, values in drivers.values():
+            m.d.comb += pin.o.eq(Cat(*values).any())
