@@ -17,6 +17,7 @@
 """
 
 from amaranth.hdl import Cat, ClockDomain, Const, Elaboratable, Module, Signal
+from amaranth.lib import io
 from amaranth.lib.cdc import ResetSynchronizer
 
 
@@ -46,28 +47,36 @@ class BoardTop(Elaboratable):
         platform.add_clock_constraint(sync.clk, self.clock_mhz * 1e6)
 
         m.submodules.system = system = self.system
-        serial = platform.request(self.board.serial, 0)
-        m.d.comb += [system.rx.eq(serial.rx.i), serial.tx.o.eq(system.tx)]
+        serial = platform.request(self.board.serial, 0, dir={"rx": "-", "tx": "-"})
+        m.submodules.rx = rx = io.Buffer("i", serial.rx)
+        m.submodules.tx = tx = io.Buffer("o", serial.tx)
+        m.d.comb += [system.rx.eq(rx.i), tx.o.eq(system.tx)]
         self._leds(m, platform, system)
         return m
+
+    @staticmethod
+    def _input(m, platform, name, number):
+        port = platform.request(name, number, dir="-")
+        m.submodules[f"{name}_{number}"] = buffer = io.Buffer("i", port)
+        return buffer.i
 
     def _clock(self, m, platform, clk):
         """Drive ``sync``'s clock; return the PLL's lock signal (constant 1 without PLL)."""
         if self.pll is None:
-            m.d.comb += clk.eq(platform.request(self.board.clock, 0).i)
+            m.d.comb += clk.eq(self._input(m, platform, self.board.clock, 0))
             return Const(1)
         locked = Signal()
         if self.board.family == "ice40":
             pad = platform.request(self.board.clock, 0, dir="-")
             m.submodules.pll = self.pll.instance(pad.io, clk, locked, pad=True)
         else:
-            board_clk = platform.request(self.board.clock, 0).i
+            board_clk = self._input(m, platform, self.board.clock, 0)
             m.submodules.pll = self.pll.instance(board_clk, clk, locked)
         return locked
 
     def _reset(self, m, platform, locked):
         arst = Signal()
-        button = platform.request(*self.board.reset).i if self.board.reset else 0
+        button = self._input(m, platform, *self.board.reset) if self.board.reset else 0
         m.d.comb += arst.eq(~locked | button)
         m.submodules.reset = ResetSynchronizer(arst, domain="sync")
 
@@ -83,8 +92,11 @@ class BoardTop(Elaboratable):
         resources, drivers = {}, {}
         for status, (name, number, *sub) in self.board.leds.items():
             if (name, number) not in resources:
-                resources[name, number] = platform.request(name, number)
-            pin = getattr(resources[name, number], sub[0]) if sub else resources[name, number]
-            drivers.setdefault(id(pin), (pin, []))[1].append(shown[status])
-        for pin, values in drivers.values():
-            m.d.comb += pin.o.eq(Cat(*values).any())
+                resources[name, number] = platform.request(
+                    name, number, dir={s: "-" for s in "rgb"} if sub else "-")
+            port = getattr(resources[name, number], sub[0]) if sub else resources[name, number]
+            drivers.setdefault((name, number, *sub), (port, []))[1].append(shown[status])
+        for (name, number, *sub), (port, values) in drivers.items():
+            m.submodules["_".join(map(str, ["led", name, number, *sub]))] = led = \
+                io.Buffer("o", port)
+            m.d.comb += led.o.eq(Cat(*values).any())
