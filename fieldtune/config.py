@@ -23,6 +23,7 @@ from .rtl.perturb.params import PerturbParams
 from .rtl.cache.params import CacheParams
 from .rtl.mac.params import MacParams
 from .rtl.loss.params import LossParams
+from .rtl.host.params import HostParams
 from .boards.implement import DEVICES
 from .boards.table import BOARDS, DEFAULT_BOARD, soc_clock
 
@@ -39,6 +40,7 @@ SECTIONS = {
     "mac": MacParams,
     "loss": LossParams,
     "train": TrainParams,
+    "host": HostParams,
 }
 
 
@@ -55,6 +57,7 @@ class DesignConfig:
     mac: MacParams = field(default_factory=MacParams)
     loss: LossParams = field(default_factory=LossParams)
     train: TrainParams = field(default_factory=TrainParams)
+    host: HostParams = field(default_factory=HostParams)
 
     def __post_init__(self):
         check_choice("", "board", self.board, tuple(BOARDS))
