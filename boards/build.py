@@ -35,7 +35,7 @@ from amaranth.hdl import Module
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from ..rtl.soc import SoC
+from ..rtl.host.top import HostSystem
 from .implement import (DEVICES, STAT_COMMAND, BenchHarness, count_resources, read_fixups,
                         synth_options)
 from .table import board as board_named, soc_clock
@@ -70,11 +70,10 @@ def tool_variable(name):
 
 
 class SerialBenchSystem(wiring.Component):
-    """Development stand-in for the host-link system: the inputs of ``core`` (the SoC, or a
-    smaller block for a quick build) shifted in from ``rx`` and its outputs XOR-folded to
-    ``tx`` (:class:`~.implement.BenchHarness`), so the whole core is kept and placed, with its
-    ``busy``/``done``/``error`` (where it has them) on the LEDs. It carries no protocol; the
-    board tops use the host link once it exists."""
+    """A block on a board without the host link, for quick builds of the flow: the inputs of
+    ``core`` shifted in from ``rx`` and its outputs XOR-folded to ``tx``
+    (:class:`~.implement.BenchHarness`), so the whole block is kept and placed, with its
+    ``busy``/``done``/``error`` (where it has them) on the LEDs. It carries no protocol."""
 
     rx: In(1)
     tx: Out(1)
@@ -117,7 +116,11 @@ class BoardPlan:
         return self.config.cache.memory == "spram"
 
     def system(self):
-        return SerialBenchSystem(SoC(self.config) if self.core is None else self.core())
+        """The host link and SoC (:class:`~fieldtune.rtl.host.top.HostSystem`) at the SoC
+        clock, or ``core`` behind a :class:`SerialBenchSystem`."""
+        if self.core is not None:
+            return SerialBenchSystem(self.core())
+        return HostSystem(self.config)
 
     def top(self):
         return BoardTop(self.board, self.system(), self.clock_mhz, self.pll)
@@ -136,10 +139,13 @@ class BoardPlan:
 
 
 def plan(config, *, core=None):
-    """The :class:`BoardPlan` of ``config`` (its board and SoC clock); ``core`` replaces the
-    SoC by another block (a factory), for quick builds. :class:`ValueError` when the board's
-    PLL cannot make the clock."""
+    """The :class:`BoardPlan` of ``config`` on its board: the SoC clock and its PLL, and the
+    host link's ``clock_hz`` set to it. ``core`` (a factory) replaces the host link and SoC by
+    another block behind a :class:`SerialBenchSystem`, for quick builds. :class:`ValueError`
+    when the board's PLL cannot make the clock or the link's baud rate cannot be made from
+    it."""
     mhz, pll = soc_clock(config.board, config.clock_mhz)
+    config = config.replace(host={"clock_hz": round(mhz * 1e6)})
     return BoardPlan(config, mhz, pll, core)
 
 

@@ -47,12 +47,21 @@ class BoardTop(Elaboratable):
         platform.add_clock_constraint(sync.clk, self.clock_mhz * 1e6)
 
         m.submodules.system = system = self.system
-        serial = platform.request(self.board.serial, 0, dir={"rx": "-", "tx": "-"})
+        serial = self._raw(platform, self.board.serial, 0)
         m.submodules.rx = rx = io.Buffer("i", serial.rx)
         m.submodules.tx = tx = io.Buffer("o", serial.tx)
         m.d.comb += [system.rx.eq(rx.i), tx.o.eq(system.tx)]
         self._leds(m, platform, system)
         return m
+
+    @staticmethod
+    def _raw(platform, name, number):
+        """Request a resource as raw ports (every subsignal, e.g. the ULX3S UART's
+        unused RTS and DTR too), for :class:`~amaranth.lib.io.Buffer`."""
+        subsignals = [io.name for io in platform.lookup(name, number).ios
+                      if hasattr(io, "ios")]
+        return platform.request(name, number,
+                                dir={s: "-" for s in subsignals} if subsignals else "-")
 
     @staticmethod
     def _input(m, platform, name, number):
@@ -92,8 +101,7 @@ class BoardTop(Elaboratable):
         resources, drivers = {}, {}
         for status, (name, number, *sub) in self.board.leds.items():
             if (name, number) not in resources:
-                resources[name, number] = platform.request(
-                    name, number, dir={s: "-" for s in "rgb"} if sub else "-")
+                resources[name, number] = self._raw(platform, name, number)
             port = getattr(resources[name, number], sub[0]) if sub else resources[name, number]
             drivers.setdefault((name, number, *sub), (port, []))[1].append(shown[status])
         for (name, number, *sub), (port, values) in drivers.items():
