@@ -16,10 +16,10 @@ required even to build); the tools come from :func:`fieldtune.toolchain.tool_env
 
 The :class:`BuildReport` keeps every resource used and available (``luts``, ``ffs``,
 ``brams``, ``sprams``, ``dsps`` and ``available``), Fmax per clock against its target, ``fits``,
-``timing_met``, ``bitstream``, ``clock_mhz``, ``board`` and ``device``; :meth:`~BuildReport.problems`
-names each resource or clock that fails, with its margin. Resource figures are nextpnr's
-placed cells (iCE40 logic cells hold one LUT4 and one flip-flop each, so ``luts`` counts logic
-cells there); ``synthesis`` keeps Yosys' own counts beside them.
+``timing_met``, ``bitstream``, ``clock_mhz``, ``board`` and ``device``;
+:meth:`~BuildReport.problems` names each resource or clock that fails, with its margin.
+Resource figures are nextpnr's placed cells (iCE40 logic cells hold one LUT4 and one flip-flop
+each, so ``luts`` counts logic cells there); ``synthesis`` keeps Yosys' own counts beside them.
 """
 
 import json

@@ -1,8 +1,9 @@
 """Programming a board with its bitstream: the programmer each board needs.
 
 No programmer ships as a wheel fieldtune could depend on for every platform (YoWASP has none),
-so each is looked up beside the interpreter and on PATH (:func:`fieldtune.toolchain.find_tool`),
-and a missing one is named with how to install it:
+so each is looked up with the ``find`` function the caller passes (the command line passes
+:func:`fieldtune.toolchain.find_tool`: beside the interpreter, then PATH), and a missing one is
+named with how to install it (:class:`ProgrammerMissing`):
 
 - ``iceprog`` (iCEBreaker; Debian ``fpga-icestorm``) writes the SPI flash through the
   FT2232H's first channel;
@@ -16,15 +17,19 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..toolchain import ToolchainError, find_tool
 from .table import board as board_named
 
 
-__all__ = ["Programmer", "PROGRAMMERS", "ProgramError", "program_command", "program"]
+__all__ = ["Programmer", "PROGRAMMERS", "ProgramError", "ProgrammerMissing", "program_command",
+           "program"]
 
 
 class ProgramError(RuntimeError):
     """The programmer ran and failed; the message has its last output lines."""
+
+
+class ProgrammerMissing(RuntimeError):
+    """The board's programmer is not installed; the message says how to install it."""
 
 
 @dataclass(frozen=True)
@@ -38,13 +43,14 @@ class Programmer:
     sram_args: tuple = ()            # always do); or load the FPGA directly (default)
     bitstream_args: tuple = ()       # options before the bitstream path
 
-    def find(self):
-        """Absolute path of the first executable found; :class:`ToolchainError` otherwise."""
+    def find(self, find):
+        """Path of the first executable ``find(name)`` finds; :class:`ProgrammerMissing`
+        otherwise."""
         for executable in self.executables:
-            path = find_tool(executable)
+            path = find(executable)
             if path is not None:
                 return path
-        raise ToolchainError(f"{' or '.join(self.executables)} was not found (the {self.name} "
+        raise ProgrammerMissing(f"{' or '.join(self.executables)} was not found (the {self.name} "
                              f"programmer); install it with: {self.install}")
 
     def argv(self, executable, bitstream, *, board_args=(), flash=False):
@@ -65,10 +71,11 @@ PROGRAMMERS = {p.name: p for p in (
 )}
 
 
-def program_command(board_name, bitstream, *, flash=False):
-    """The programmer's command line for ``bitstream`` on board ``board_name``.
-    :class:`ToolchainError` names the missing programmer; :class:`ValueError` when the
-    bitstream does not exist or does not suit the board."""
+def program_command(board_name, bitstream, *, find, flash=False):
+    """The programmer's command line for ``bitstream`` on board ``board_name``, its executable
+    found by ``find(name)`` (a path or ``None``). :class:`ProgrammerMissing` names the missing
+    programmer; :class:`ValueError` when the bitstream does not exist or does not suit the
+    board."""
     b = board_named(board_name)
     programmer = PROGRAMMERS[b.programmer]
     path = Path(bitstream)
@@ -78,13 +85,13 @@ def program_command(board_name, bitstream, *, flash=False):
     if not path.is_file():
         raise ValueError(f"bitstream {str(path)!r} does not exist; build it with: "
                          f"fieldtune build --board {b.name}")
-    return programmer.argv(programmer.find(), path, board_args=b.programmer_args, flash=flash)
+    return programmer.argv(programmer.find(find), path, board_args=b.programmer_args, flash=flash)
 
 
-def program(board_name, bitstream, *, flash=False):
-    """Program ``bitstream`` into board ``board_name``; returns the command line run.
-    :class:`ProgramError` when the programmer fails."""
-    argv = program_command(board_name, bitstream, flash=flash)
+def program(board_name, bitstream, *, find, flash=False):
+    """Program ``bitstream`` into board ``board_name`` (see :func:`program_command`); returns
+    the command line run. :class:`ProgramError` when the programmer fails."""
+    argv = program_command(board_name, bitstream, find=find, flash=flash)
     proc = subprocess.run(argv, capture_output=True, text=True)
     if proc.returncode != 0:
         tail = (proc.stderr.strip() or proc.stdout.strip()).splitlines()[-3:]

@@ -8,10 +8,10 @@ bitstream).
 
 from rich.markup import escape
 
-from .boards.program import ProgramError, program
+from .boards.program import ProgramError, ProgrammerMissing, program
 from .boards.table import BOARDS, DEFAULT_BOARD
 from .build import default_output
-from .toolchain import ToolchainError
+from .toolchain import find_tool
 
 
 __all__ = ["add_arguments", "run"]
@@ -34,8 +34,8 @@ def run(args, console):
         default_output(args.board) / f"top{BOARDS[args.board].bitstream_suffix}")
     try:
         with console.status(f"programming {args.board}"):
-            argv = program(args.board, bitstream, flash=args.flash)
-    except (ToolchainError, ProgramError) as e:
+            argv = program(args.board, bitstream, find=find_tool, flash=args.flash)
+    except (ProgrammerMissing, ProgramError) as e:
         console.print(f"[red]error:[/red] {escape(str(e))}")
         return 1
     console.print(f"programmed {args.board}: {escape(' '.join(argv))}")

