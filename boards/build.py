@@ -42,8 +42,8 @@ from .table import board as board_named, soc_clock
 from .top import BoardTop
 
 
-__all__ = ["BoardPlan", "BuildReport", "BuildError", "SerialBenchSystem", "plan", "build",
-           "RESOURCES", "tool_variable"]
+__all__ = ["BoardPlan", "BuildReport", "BuildError", "SerialBenchSystem", "plan", "on_board",
+           "build", "RESOURCES", "tool_variable"]
 
 
 #: Resource names of a report, in order.
@@ -145,8 +145,16 @@ def plan(config, *, core=None):
     when the board's PLL cannot make the clock or the link's baud rate cannot be made from
     it."""
     mhz, pll = soc_clock(config.board, config.clock_mhz)
-    config = config.replace(host={"clock_hz": round(mhz * 1e6)})
-    return BoardPlan(config, mhz, pll, core)
+    return BoardPlan(on_board(config), mhz, pll, core)
+
+
+def on_board(config):
+    """``config`` with ``host.clock_hz`` the SoC clock its board's PLL makes (what the board's
+    bitstream runs at, so the host's driver and the gateware agree on the UART's bit time).
+    :class:`ValueError` when the PLL cannot make the clock or the baud cannot be made from
+    it."""
+    mhz, _ = soc_clock(config.board, config.clock_mhz)
+    return config.replace(host={"clock_hz": round(mhz * 1e6)})
 
 
 @dataclass

@@ -28,7 +28,8 @@ from amaranth.back import rtlil
 
 
 __all__ = ["DEVICES", "Device", "Implementation", "BenchHarness", "implement",
-           "count_resources", "synth_options", "read_fixups", "STAT_COMMAND"]
+           "count_resources", "synth_script", "dut_module_name", "synth_options",
+           "read_fixups", "STAT_COMMAND"]
 
 
 @dataclass(frozen=True)
@@ -167,7 +168,9 @@ def read_fixups(*, spram=False):
 STAT_COMMAND = "tee -q -o stat.json stat -json"
 
 
-def _synth_script(family, top_module, *, dsp=True, spram=False):
+def synth_script(family, top_module, *, dsp=True, spram=False):
+    """The Yosys script synthesizing ``design.il`` for ``family``, keeping ``top_module``'s
+    hierarchy; it writes ``stat.json`` and ``synth.json``."""
     options = synth_options(family, dsp=dsp, spram=spram)
     synth = " ".join(filter(None, [f"synth_{family}", options]))
     fixups = read_fixups(spram=spram)
@@ -182,7 +185,8 @@ def _synth_script(family, top_module, *, dsp=True, spram=False):
     ]) + "\n"
 
 
-def _dut_module_name(stat):
+def dut_module_name(stat):
+    """The block's module (``top.dut``) in Yosys' ``stat -json`` output."""
     # Amaranth names the submodule "top.dut"; Yosys may escape it.
     for name in stat.get("modules", {}):
         if name.lstrip("\\") == "top.dut":
@@ -204,7 +208,7 @@ def implement(dut, device, env, *, workdir=None, dsp=True, spram=False, seed=1, 
         harness = BenchHarness(dut)
         text = rtlil.convert(harness, name="top", ports=[harness.serial_in, harness.fold_out])
         (work / "design.il").write_text(text)
-        (work / "synth.ys").write_text(_synth_script(dev.family, "top.dut", dsp=dsp,
+        (work / "synth.ys").write_text(synth_script(dev.family, "top.dut", dsp=dsp,
                                                      spram=spram))
         result = Implementation(device=device)
         proc = subprocess.run([env["YOSYS"], "-q", "-l", "yosys.log", "-s", "synth.ys"],
@@ -214,7 +218,7 @@ def implement(dut, device, env, *, workdir=None, dsp=True, spram=False, seed=1, 
             raise RuntimeError(f"yosys failed for {device} (exit {proc.returncode}):\n"
                                f"{log[-3000:]}{proc.stderr[-2000:]}")
         stat = json.loads((work / "stat.json").read_text())
-        cells = stat["modules"][_dut_module_name(stat)].get("num_cells_by_type", {})
+        cells = stat["modules"][dut_module_name(stat)].get("num_cells_by_type", {})
         result.cells = dict(cells)
         for key, n in count_resources(cells, dev.family).items():
             setattr(result, key, n)

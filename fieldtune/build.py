@@ -11,7 +11,7 @@ and available and the Fmax of every clock against its target; ``--json`` writes 
 
 Exit status: 0 when the design fits and meets timing; 1 when it does not (one ``error:``
 line per resource or clock, with the margin) or a tool fails; 2 for a bad command line or
-configuration.
+configuration, or a missing tool.
 """
 
 import json
@@ -22,8 +22,9 @@ from rich.table import Table
 
 from .boards.build import RESOURCES, BuildError, build, plan
 from .boards.table import BOARDS
+from .cli_common import add_config_arguments, load_config, output_file
 from .config import DesignConfig
-from .toolchain import ToolchainError, tool_env
+from .toolchain import tool_env
 
 
 __all__ = ["add_arguments", "run", "build_config", "default_output"]
@@ -35,7 +36,6 @@ def default_output(board):
 
 
 def add_arguments(parser):
-    from .cli import add_config_arguments
     parser.add_argument("--board", choices=tuple(BOARDS),
                         help="board to build for (default: the configuration's board; a board "
                              "alone starts from its default preset)")
@@ -50,14 +50,14 @@ def add_arguments(parser):
                         help="seeds placed at once (default: the CPU count)")
     parser.add_argument("--output", metavar="DIR",
                         help="build folder (default: build/BOARD)")
-    parser.add_argument("--json", metavar="FILE", help="also write the report as JSON")
+    parser.add_argument("--json", metavar="FILE", type=output_file,
+                        help="also write the report as JSON")
 
 
 def build_config(args):
     """The configuration ``fieldtune build`` builds: ``--preset`` and ``--config`` as every
     command reads them, else the board's default preset; ``--board`` and ``--clock-mhz``
     replace the configuration's."""
-    from .cli import load_config
     if args.preset is None and args.config is None:
         name = args.board or DesignConfig().board
         config = DesignConfig.preset(BOARDS[name].preset)
@@ -66,7 +66,7 @@ def build_config(args):
     changes = {}
     if args.board is not None and args.board != config.board:
         changes["board"] = args.board
-    if args.clock_mhz is not None:
+    if getattr(args, "clock_mhz", None) is not None:
         changes["clock_mhz"] = args.clock_mhz
     return config.replace(**changes) if changes else config
 
@@ -110,12 +110,12 @@ def run(args, console):
     config = build_config(args)
     board_plan = plan(config)
     output = Path(args.output) if args.output else default_output(config.board)
+    env = tool_env()
     try:
-        env = tool_env()
         with console.status("building") as status:
             report = build(board_plan, output, env, seeds=args.seeds, jobs=args.jobs,
                            status=lambda text: status.update(f"{config.board}: {text}"))
-    except (ToolchainError, BuildError) as e:
+    except BuildError as e:
         console.print(f"[red]error:[/red] {escape(str(e))}")
         return 1
     print_report(report, console)

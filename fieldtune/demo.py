@@ -24,7 +24,17 @@ from pathlib import Path
 from rich.table import Table
 
 from .boards.table import BOARDS
-
+from .cli_common import add_config_arguments, load_config, output_file
+from .config import DesignConfig, PRESETS
+from .finetune import (check_engine, estimated_cycles, float_first_order, float_mezo,
+                       hyperparameters, simulate_modes, torch_references, yosys_env,
+                       ENGINE_KINDS, MEZO_SEEDS)
+from .fmax import soc_fmax, shipped_devices, Fmax, NO_BUILD
+from .rtl.cache.params import CODEBOOKS
+from .sim import reference
+from .sim.backbone import SHIPPED_PATH
+from .sim.data import R1_DRIFT_DEG
+from .sim.scenario import r1_features
 
 __all__ = ["add_arguments", "run", "ENGINE_CHOICES", "MODES", "FLOAT_METHODS"]
 
@@ -40,9 +50,6 @@ FLOAT_METHODS = {"skip_adapters": "float skip adapters (numpy)",
 
 
 def add_arguments(parser):
-    from .cli import add_config_arguments
-    from .sim.data import R1_DRIFT_DEG
-    from .rtl.cache.params import CODEBOOKS
     add_config_arguments(parser)
     parser.add_argument("--drift", type=float, default=R1_DRIFT_DEG, metavar="DEG",
                         help="rotation of the drift pool in degrees (default: %(default)s)")
@@ -59,8 +66,9 @@ def add_arguments(parser):
     parser.add_argument("--codebook", choices=CODEBOOKS,
                         help="forward-cache code book (default: [cache]); pass16 keeps the "
                              "16-bit features")
-    parser.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
-    parser.add_argument("--plot", metavar="FILE.png",
+    parser.add_argument("--json", metavar="FILE", type=output_file,
+                        help="also write the figures as JSON")
+    parser.add_argument("--plot", metavar="FILE.png", type=output_file,
                         help="plot test accuracy against epoch and step (needs matplotlib: "
                              "pip install 'fieldtune[plot]')")
     build = parser.add_mutually_exclusive_group()
@@ -74,7 +82,6 @@ def add_arguments(parser):
 
 
 def _config(args):
-    from .cli import load_config
     config = load_config(args)
     train = {k: v for k, v in (("seed", args.seed), ("epochs", args.epochs),
                                ("steps", args.steps)) if v is not None}
@@ -86,7 +93,7 @@ def _config(args):
 
 def _require_matplotlib():
     try:
-        import matplotlib
+        import matplotlib       # optional (the plot extra)
     except ImportError:
         raise ValueError("--plot needs matplotlib, which is not installed; install it with: "
                          "pip install 'fieldtune[plot]'") from None
@@ -103,7 +110,6 @@ def _warn_if_slow(config, data, modes, engine, console):
     """Say so before a run on a slow engine that would take hours."""
     if engine not in SLOW_ENGINES:
         return
-    from .finetune import estimated_cycles
     cycles = sum(estimated_cycles(config, m, data["n_finetune"]) for m in modes)
     if cycles > SLOW_CYCLES:
         console.print(f"[yellow]warning:[/yellow] about {cycles:,} cycles of training on "
@@ -114,9 +120,7 @@ def _warn_if_slow(config, data, modes, engine, console):
 def _float_references(config, drift, modes, console, *, torch=True):
     """Float references with the device's hyperparameters: name -> dict (accuracy, curve,
     seconds, reason, ...)."""
-    from .finetune import float_first_order, float_mezo, torch_references, MEZO_SEEDS
-    from .sim.reference import r1_reference_data, TORCH_METHODS, torch_status
-    ref = r1_reference_data(drift)
+    ref = reference.r1_reference_data(drift)
     out = {}
     with console.status("float references (numpy)"):
         if "fo" in modes:
@@ -132,14 +136,14 @@ def _float_references(config, drift, modes, console, *, torch=True):
                 "per_seed": accs, "curve": list(zip(runs[0].curve_x, runs[0].curve_accuracy)),
                 "seconds": sum(r.seconds for r in runs) / len(runs), "params": runs[0].params,
                 "note": f"mean over {MEZO_SEEDS} seeds; curve of the first"}
-    if torch and "fo" in modes and torch_status()[0] is not None:
+    if torch and "fo" in modes and reference.torch_status()[0] is not None:
         with console.status("float references (PyTorch)"):
             refs = torch_references(drift, config.train)
     else:
         reason = ("not run: --no-torch" if not torch else
                   "not run: first order not requested" if "fo" not in modes else
-                  torch_status()[1])
-        refs = {m: None for m in TORCH_METHODS}
+                  reference.torch_status()[1])
+        refs = {m: None for m in reference.TORCH_METHODS}
     for method, r in refs.items():
         if r is None or not r.ran:
             out[method] = {"accuracy": None, "reason": r.reason if r is not None else reason}
@@ -167,14 +171,15 @@ def _cycles(value, source=None):
 
 
 def other_designs(config):
-    """Board -> ``(preset name, DesignConfig)`` for every device other than ``config``'s: the
-    first preset made for that device, with ``config``'s training section (the demo projects
-    its time there from the preset's cycles and a cached or shipped build)."""
-    from .config import DesignConfig, PRESETS
+    """Board -> ``(preset name, DesignConfig)`` for every device other than ``config``'s that
+    has a build shipped in the package: the first preset made for that device, with
+    ``config``'s training section (the demo projects its time there from the preset's cycles
+    and a cached or shipped build)."""
     out, devices = {}, {BOARDS[config.board].device}
+    shipped = shipped_devices()
     for name, values in PRESETS.items():
         device = BOARDS[values["board"]].device
-        if device not in devices:
+        if device not in devices and device in shipped:
             devices.add(device)
             board_name = values["board"]
             out[board_name] = (name, DesignConfig.preset(name).replace(train=config.train))
@@ -190,8 +195,7 @@ def _projection(fmax, cycles, cycles_source, design):
 def projections(config, data, cycles, sources, fmaxes):
     """``projected_time_s`` of the report: this design on its board with the run's ``cycles``
     (``sources``: mode -> where they came from), then each other device's preset with its
-    estimated cycles (:func:`fieldtune.sim.soc_run.estimate_cycles`, within 2 % of the SoC)."""
-    from .finetune import estimated_cycles
+    estimated cycles (:func:`fieldtune.sim.soc_data.estimate_cycles`, within 2 % of the SoC)."""
     out = {config.board: _projection(fmaxes[config.board], cycles, sources,
                                      f"this design ({config.mac.lanes} lanes)")}
     for board, (preset, design) in other_designs(config).items():
@@ -207,7 +211,6 @@ def report(config, data, runs, floats, fmaxes, *, engine, drift, wall_seconds=No
     """The demo's figures as the JSON document (see ``fieldtune demo --help``). ``fmaxes``:
     board -> :class:`~fieldtune.fmax.Fmax`, the design's own board first, then the boards of
     :func:`other_designs`."""
-    from .finetune import hyperparameters, ENGINE_KINDS
     hp = hyperparameters(config.train)
     cycles = {m: (runs[m].cycles if m in runs else None) for m in ("fo", "zo")}
     sources = {m: (runs[m].counters.get("cycles_source", engine) if m in runs else None)
@@ -309,7 +312,7 @@ def tables(doc):
 
 def plot(doc, path):
     """Test accuracy against epoch (first order) and step (zeroth order), device and float."""
-    import matplotlib
+    import matplotlib       # optional (the plot extra)
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     curves = doc["curves"]
@@ -339,10 +342,6 @@ def plot(doc, path):
 
 
 def run(args, console):
-    from .sim.scenario import r1_features
-    from .sim.backbone import SHIPPED_PATH
-    from .fmax import soc_fmax, Fmax, NO_BUILD
-    from .finetune import check_engine, yosys_env, simulate_modes
     start = time.perf_counter()
     config = _config(args)
     if args.plot:

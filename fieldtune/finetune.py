@@ -10,11 +10,17 @@ The device's training registers are powers of two (:class:`~fieldtune.rtl.params
 """
 
 import math
+from concurrent.futures import ThreadPoolExecutor
 
-from .sim import reference
+from rich.progress import (Progress, BarColumn, MofNCompleteColumn, TimeElapsedColumn,
+                           TimeRemainingColumn)
+
+from .host import session
+from .sim import reference, soc_data
+from .toolchain import tool_env, ToolchainError
 
 
-__all__ = ["runner", "engines", "check_engine", "yosys_env", "simulate_modes", "NATIVE_ENGINES",
+__all__ = ["engines", "check_engine", "yosys_env", "simulate_modes", "NATIVE_ENGINES",
            "hyperparameters", "estimated_cycles", "float_first_order", "float_mezo",
            "torch_references", "MEZO_SEEDS", "ENGINE_KINDS"]
 
@@ -33,25 +39,18 @@ ENGINE_KINDS = {
 }
 
 
-def runner():
-    """The SoC runner module (``run_finetune``, ``ENGINES``), imported when first needed (it
-    elaborates nothing, but imports the gateware)."""
-    from .sim import soc_run
-    return soc_run
-
-
 def estimated_cycles(config, mode, records):
     """The SoC's cycles for a ``mode`` run ("fo" or "zo") on ``records`` cached samples at
     ``config.train``'s epochs, steps, batch and queries, estimated without simulating
-    (:func:`fieldtune.sim.soc_run.estimate_cycles`)."""
+    (:func:`fieldtune.sim.soc_data.estimate_cycles`)."""
     t = config.train
-    return runner().estimate_cycles(config, mode, records, epochs=t.epochs, steps=t.steps,
+    return soc_data.estimate_cycles(config, mode, records, epochs=t.epochs, steps=t.steps,
                                     batch=t.batch, queries=t.queries)
 
 
 def engines():
     """Engines the installed runner supports, in its order."""
-    return tuple(runner().ENGINES)
+    return tuple(session.ENGINES)
 
 
 def check_engine(engine):
@@ -64,7 +63,6 @@ def check_engine(engine):
 
 def yosys_env(console):
     """The tool environment with Yosys (compiled engines need it), or None with a warning."""
-    from .toolchain import tool_env, ToolchainError
     try:
         return tool_env("YOSYS")
     except ToolchainError as e:
@@ -82,10 +80,7 @@ def simulate_modes(config, data, modes, engine, console, *, env=None, vcd=None):
 
     On a native engine the modes run at the same time, one thread each (their compiled model
     is built once: the build cache serializes builders of one design)."""
-    from concurrent.futures import ThreadPoolExecutor
-    from rich.progress import (Progress, BarColumn, MofNCompleteColumn, TimeElapsedColumn,
-                               TimeRemainingColumn)
-    run_finetune = runner().run_finetune
+    run_finetune = session.run_finetune
     with Progress("[progress.description]{task.description}", BarColumn(),
                   MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
                   console=console, transient=False) as progress:

@@ -27,15 +27,18 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 
-from .boards.implement import DEVICES, BenchHarness, implement, _synth_script
+from .boards.implement import DEVICES, BenchHarness, implement, synth_script
 from .boards.table import board
 from .sim.engines.hdl import digest, cache_dir
 from .sim.engines.script import design_rtlil
+from .sim.soc_run import soc_component
+from .toolchain import tool_env, ToolchainError
 
 
 __all__ = ["BUILD_POLICIES", "SHIPPED_DIR", "PACKAGE_BUILDS", "NO_BUILD",
            "TOOL_PACKAGES", "Fmax", "design_hash", "implement_options",
-           "tool_versions", "cached", "measure", "soc_fmax", "projected_seconds"]
+           "tool_versions", "cached", "measure", "soc_fmax", "projected_seconds",
+           "shipped_devices"]
 
 
 
@@ -105,8 +108,8 @@ def design_hash(dut, device, options):
     change to the design or to the flow never reuses an old figure."""
     harness = BenchHarness(dut)
     dev = DEVICES[device]
-    script = _synth_script(dev.family, "top.dut", dsp=options.get("dsp", True),
-                           spram=options.get("spram", False))
+    script = synth_script(dev.family, "top.dut", dsp=options.get("dsp", True),
+                          spram=options.get("spram", False))
     return digest(design_rtlil(harness, ports=[harness.serial_in, harness.fold_out]),
                   repr(dev), script, json.dumps(options, sort_keys=True))
 
@@ -114,6 +117,18 @@ def design_hash(dut, device, options):
 def _path(key, directory=None):
     folder = Path(directory) if directory is not None else cache_dir("fmax")
     return folder / f"{key}.json"
+
+
+def shipped_devices(shipped=PACKAGE_BUILDS):
+    """Devices with a build shipped in the package (the demo projects on those)."""
+    folder = _shipped_dir(shipped)
+    devices = set()
+    for path in sorted(Path(folder).glob("*.json")) if folder is not None else ():
+        try:
+            devices.add(json.loads(path.read_text())["device"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    return devices
 
 
 def _read(path, key):
@@ -201,10 +216,8 @@ def soc_fmax(config, *, build="auto", env=None, directory=None, shipped=PACKAGE_
 
     Returns ``Fmax(None, "not measured: ...")`` when the tools are missing or fail, rather
     than raising, so a demo still reports everything else."""
-    from .sim.soc_run import soc_component
     device = board(config.board).device
     if env is None and build != "cached":
-        from .toolchain import tool_env, ToolchainError
         try:
             env = tool_env()
         except ToolchainError as e:

@@ -2,8 +2,8 @@
 
 The programmer is the board's (:mod:`fieldtune.boards.program`: iceprog, openFPGALoader or
 dfu-util); a missing one is named with how to install it. Exit status: 0 when programmed, 1
-when the programmer is missing or fails, 2 for a bad command line (unknown board, no
-bitstream).
+when the programmer fails, 2 for a bad command line (unknown board, no bitstream) or a missing
+programmer.
 """
 
 from rich.markup import escape
@@ -11,6 +11,7 @@ from rich.markup import escape
 from .boards.program import ProgramError, ProgrammerMissing, program
 from .boards.table import BOARDS, DEFAULT_BOARD
 from .build import default_output
+from .cli_common import UserError
 from .toolchain import find_tool
 
 
@@ -35,7 +36,9 @@ def run(args, console):
     try:
         with console.status(f"programming {args.board}"):
             argv = program(args.board, bitstream, find=find_tool, flash=args.flash)
-    except (ProgrammerMissing, ProgramError) as e:
+    except ProgrammerMissing as e:
+        raise UserError(str(e)) from None
+    except ProgramError as e:
         console.print(f"[red]error:[/red] {escape(str(e))}")
         return 1
     console.print(f"programmed {args.board}: {escape(' '.join(argv))}")

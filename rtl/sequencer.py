@@ -50,7 +50,6 @@ from amaranth.lib import wiring, stream, data, enum
 from amaranth.lib.wiring import In, Out
 from amaranth.lib.memory import Memory
 
-from .params import TrainParams
 from .mac.params import MacParams
 from .mac.layout import Layout
 from .mac.array import update_shift
@@ -305,7 +304,6 @@ class Sequencer(wiring.Component):
         mac, loss, lay = self.mac, self.loss, self.layout
         C = mac.classes
         inner = lay.inner
-        lowrank = len(lay.regions) == 2
         c_fo, c_a, c_zo, k0 = coef_shift_constants(mac, loss)
         gw = zo_sum_width(loss)
         IW = INDEX_WIDTH

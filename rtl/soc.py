@@ -15,8 +15,8 @@ behind one memory-mapped bus.
 
 Registers, windows and error flags are declared as data in :mod:`fieldtune.rtl.csr.map`
 (:class:`~fieldtune.rtl.csr.map.SocMap`, built without elaborating anything); the SoC builds
-its decoder and register bank from it (docs/architecture.md, "SoC", has it as a table). The golden model is
-:class:`fieldtune.sim.golden.soc.SocModel`; the host-side runner is
+its decoder and register bank from it (docs/architecture.md, "SoC", has it as a table). The
+golden model is :class:`fieldtune.sim.golden.soc.SocModel`; the host-side runner is
 :mod:`fieldtune.sim.soc_run`.
 
 The forward cache delivers a sample's frozen logits z0 and label with its last feature beat;
@@ -25,16 +25,16 @@ beat of every read that feeds a forward and hands them to the loss unit as its c
 zeroth-order sample is read once per forward, ``+`` then ``-``).
 """
 
-from amaranth.hdl import Module, Signal, Mux, Cat, Const, ResetInserter, signed, unsigned
+from amaranth.hdl import Module, Signal, Cat, ResetInserter, signed, unsigned
 from amaranth.lib import wiring, stream, data
 from amaranth.lib.wiring import In, Out
 from amaranth.lib.fifo import SyncFIFO
 
-from .csr.bus import BusSignature, BusDecoder, DATA_WIDTH
+from .csr.bus import BusSignature, BusDecoder
 from .csr.registers import RegisterBank
 from .csr.map import (SocMap, soc_registers, ERRORS, BLOCK_ERRORS, COUNTER_REGISTERS, WINDOWS,
                       MAGIC, VERSION, BUS_ADDR_WIDTH)
-from .cache.params import CacheParams, INDEX_WIDTH, ELEMENT_WIDTH, LOGIT_WIDTH, LOGIT_FRAC
+from .cache.params import CacheParams, INDEX_WIDTH, ELEMENT_WIDTH
 from .cache.cache import ForwardCache, write_element_layout
 from .cache.dequantizer import feature_beat_layout as cache_beat_layout
 from .cache.layout import CacheLayout
@@ -44,58 +44,14 @@ from .mac.layout import Layout
 from .mac.array import AdapterMACArray, feature_beat_layout as mac_beat_layout
 from .loss.params import LossParams
 from .loss.unit import SoftmaxCrossEntropy, ZOSign, loss_command_layout
-from .perturb.params import PerturbParams
 from .perturb.engine import PerturbationEngine
 from .sequencer import Sequencer, Mode, COUNTERS, SEQUENCER_ERRORS, fetch_layout
+from .crossblock import check_soc
 
 
 __all__ = ["SoC", "SampleRouter", "RecordWindow", "WeightWindow", "check_soc",
-           "soc_registers", "ERRORS", "COUNTER_REGISTERS", "memory_map_markdown", "BLOCK_ERRORS", "WINDOWS", "MAGIC", "VERSION",
-           "from_config"]
-
-
-def _mismatch(field, value, expected, why):
-    raise ValueError(f"{field} must be {expected} ({why}), not {value}")
-
-
-def check_soc(config):
-    """Cross-section rules of a SoC (``config``: anything with ``perturb``, ``cache``,
-    ``mac``, ``loss`` sections); raises ValueError naming the field."""
-    p, c, mac, loss = config.perturb, config.cache, config.mac, config.loss
-    for name, cls in (("perturb", PerturbParams), ("cache", CacheParams), ("mac", MacParams),
-                      ("loss", LossParams)):
-        if not isinstance(getattr(config, name), cls):
-            raise ValueError(f"{name} must be a {cls.__name__}, "
-                             f"not {type(getattr(config, name)).__name__}")
-    if c.lanes != mac.lanes:
-        _mismatch("cache.lanes", c.lanes, mac.lanes, "mac.lanes")
-    if p.lanes != mac.lanes:
-        _mismatch("perturb.lanes", p.lanes, mac.lanes, "mac.lanes")
-    if c.taps != mac.taps:
-        _mismatch("cache.taps", list(c.taps), list(mac.taps), "mac.taps")
-    if (c.out_width, c.out_frac) != (mac.feature_width, mac.feature_frac):
-        _mismatch("cache.out_width/out_frac", f"{c.out_width}/{c.out_frac}",
-                  f"{mac.feature_width}/{mac.feature_frac}",
-                  "the MAC array's feature format")
-    if (p.width, p.frac_bits) != (mac.perturb_width, mac.perturb_frac):
-        _mismatch("perturb.width/frac_bits", f"{p.width}/{p.frac_bits}",
-                  f"{mac.perturb_width}/{mac.perturb_frac}",
-                  "mac.perturb_width/perturb_frac")
-    dim = Layout(mac).dimension
-    if p.dimension != dim:
-        _mismatch("perturb.dimension", p.dimension, dim, "the adapter weights, padding included")
-    if len({c.classes, mac.classes, loss.classes}) != 1:
-        _mismatch("cache.classes and mac.classes", f"{c.classes}/{mac.classes}",
-                  loss.classes, "loss.classes")
-    if (loss.logit_width, loss.logit_frac) != (LOGIT_WIDTH, LOGIT_FRAC):
-        _mismatch("loss.logit_width/logit_frac", f"{loss.logit_width}/{loss.logit_frac}",
-                  f"{LOGIT_WIDTH}/{LOGIT_FRAC}", "the cache's frozen logits z0")
-    if (loss.logit_width, loss.logit_frac) != (mac.feature_width, mac.feature_frac):
-        _mismatch("loss.logit_width/logit_frac", f"{loss.logit_width}/{loss.logit_frac}",
-                  f"{mac.feature_width}/{mac.feature_frac}", "the MAC array's result format")
-    if loss.prob_frac + 1 > mac.coef_width:
-        _mismatch("mac.coef_width", mac.coef_width, f"at least {loss.prob_frac + 1}",
-                  "dz is signed Q1.prob_frac")
+           "soc_registers", "ERRORS", "COUNTER_REGISTERS", "memory_map_markdown", "BLOCK_ERRORS",
+           "WINDOWS", "MAGIC", "VERSION", "from_config"]
 
 
 # -- glue -------------------------------------------------------------------------------------
@@ -470,10 +426,5 @@ def from_config(config):
 
 def memory_map_markdown(soc_map):
     """The memory map (a :class:`SocMap`) as Markdown tables (docs/architecture.md holds the
-    default design's; ``python -m fieldtune.rtl.soc`` prints it)."""
+    default design's; ``fieldtune generate soc -f memory-map`` prints it)."""
     return soc_map.markdown()
-
-
-if __name__ == "__main__":              # pragma: no cover - documentation helper
-    from ..config import DesignConfig
-    print(memory_map_markdown(SocMap(DesignConfig())), end="")

@@ -1,24 +1,22 @@
-"""Fine-tuning runs on the simulated SoC: what a host does over the bus, on any engine.
+"""The simulated SoC as a register-level device: bus transactions as engine scripts, and the
+golden model behind the same calls.
 
-:func:`run_finetune` is the whole job: load the training records into the forward cache
-through the record window, write the run registers, start, wait natively for ``done``, read
-the counters and dump the adapter weights through the weight window, in chunks of
-``eval_every`` epochs (first order) or steps (zeroth order); then evaluate on the device.
+A host session (:mod:`fieldtune.host.session`) talks to a *device* through a few calls:
+``write(register, **fields)``, ``read(register)``, ``write_window(name, words)``,
+``read_window(name, count)``, ``start()``, ``wait_done(max_cycles, what)``, and
+``then(callback)`` / ``flush()`` / ``close()``. Reads return a :class:`Reading` whose value is
+known once the device has run up to it. Three kinds of device implement these calls:
 
-Everything the host does is a :class:`~fieldtune.sim.engines.script.Script` of bus
-transactions (:class:`BusProgram`), the stimulus format every engine runs, so Amaranth's
-simulator, CXXRTL, Verilator and Icarus run the very same session and must return the very
-same records. CXXRTL runs the session piece by piece in one simulation (progress between
-pieces); the other engines run it as one script. Engine ``"golden"`` runs
-:class:`~fieldtune.sim.golden.soc.SocModel` instead (bit-exact results; its cycle counts are
-:func:`estimate_cycles`).
-
-Evaluation: the test set does not fit the cache next to the training set (R1: 256 records of
-capacity, 463 test samples), so the *curve* points are computed on the host from the dumped
-weights with the golden forward over the golden-quantized test features — which is the
-device's computation bit for bit — and the *final* accuracy is measured on the device: clear
-the cache, load the test set in chunks of the cache capacity, an EVAL run per chunk, the
-correct counts summed. The run checks that device and host agree on that final point.
+* :class:`EngineDevice`: the SoC's bus on a simulation engine. Every call appends bus
+  transactions to a :class:`BusProgram`, a :class:`~fieldtune.sim.engines.script.Script`
+  (the stimulus format every engine runs), so Amaranth's simulator, CXXRTL, Verilator and
+  Icarus run the very same session and must return the very same records. CXXRTL runs the
+  program piece by piece in one simulation, at each ``then`` (progress between pieces); the
+  other engines run the whole session as one script at ``flush``.
+* :class:`GoldenDevice`: :class:`~fieldtune.sim.golden.soc.SocModel` behind the registers
+  (bit-exact results; a run's ``cycles`` counter is :func:`~.soc_data.estimate_cycles`).
+* the host link (:mod:`fieldtune.host.driver`): frames over a UART, to a board or to the
+  simulated SoC behind its UART.
 
 Records are loaded over the bus on every engine (a quarter million bus words for R1, about a
 second in CXXRTL): the cache's quantizer is part of what is being checked, and poking its
@@ -26,62 +24,72 @@ memories directly would bypass it.
 """
 
 import time
-from contextlib import nullcontext
-from dataclasses import dataclass, field
+from collections import deque
+from contextlib import ExitStack
+from types import SimpleNamespace
 
 import numpy as np
 
-from ..rtl.soc import SoC, COUNTER_REGISTERS, ERRORS
+from ..rtl.soc import SoC, COUNTER_REGISTERS, ERRORS, MAGIC, VERSION
+from ..rtl.csr.map import SocMap
+from ..rtl.cache.layout import CacheLayout
 from ..rtl.sequencer import Mode, COUNTERS
 from ..rtl.mac.layout import Layout
-from ..rtl.cache.layout import CacheLayout
 from .engines.script import Script
-from .golden.cache import record_elements, CacheModel
-from .golden.soc import SocModel, RunConfig, Perturbations
-from .golden.train import new_weights, forward
-from .golden.loss import softmax_xent
+from .golden.soc import SocModel, RunConfig
+from .soc_data import record_stream, estimate_cycles
 
 
-__all__ = ["ENGINES", "RunResult", "run_finetune", "soc_component", "BusProgram",
-           "DeviceError", "estimate_cycles", "decode_status", "decode_weights",
-           "synthetic_data", "initial_weights", "records_of", "cached_view", "INIT_STEP",
-           "LOWRANK_INIT_EPS"]
+__all__ = ["ENGINES", "soc_component", "BusProgram", "Reading", "DeviceError", "EngineDevice",
+           "GoldenDevice", "open_device", "decode_status", "decode_weights", "status_of",
+           "weights_of", "signed", "STATUS_REGISTERS",
+           "RUN_REGISTERS", "BUS_WAIT"]
 
 
-#: Engines :func:`run_finetune` accepts; ``"golden"`` runs the numpy models only.
+#: Engines a session runs on; ``"golden"`` runs the numpy models only.
 ENGINES = ("cxxrtl", "amaranth", "verilator", "icarus", "golden")
-
-#: Perturbation step whose vector initializes low-rank ``A`` (``B = 0``), under the run's seed.
-INIT_STEP = 0xFFFF_FFFF
-#: ``A = z << zshift`` for ``epsilon = 2**-LOWRANK_INIT_EPS`` (as the golden training tests).
-LOWRANK_INIT_EPS = 3
 
 #: Most clock edges a single bus access may take (a record write waits for the quantizer).
 BUS_WAIT = 4096
 
+#: Run registers and their fields -> :class:`~fieldtune.sim.golden.soc.RunConfig` fields.
+RUN_REGISTERS = {
+    "mode": {"mode": "mode"}, "epochs": {"epochs": "epochs"}, "batch": {"batch": "batch"},
+    "shifts": {"lr_shift": "lr_shift", "eps_shift": "eps_shift",
+               "zo_lr_shift": "zo_lr_shift"},
+    "seed": {"seed": "seed"}, "steps": {"steps": "steps"}, "queries": {"queries": "queries"},
+    "zo_step": {"step": "step"}, "zo_cursor": {"cursor": "cursor"},
+    "eval_range": {"first": "eval_first", "count": "eval_count"},
+    "watchdog": {"budget": "watchdog"},
+}
+
 
 class DeviceError(RuntimeError):
-    """The simulated device misbehaved: a bus error, a wait that timed out, an error flag, or
-    a disagreement with the golden model where the runner checks one."""
+    """The device misbehaved: a bus error, a wait that timed out, an error flag, or a
+    disagreement with the golden model where a session checks one."""
 
 
-@dataclass
-class RunResult:
-    """One fine-tuning run (see /work/notes/soc_api.md, the contract with the demo)."""
-    mode: str
-    engine: str
-    accuracy: float
-    train_accuracy: float
-    curve: list
-    loss_curve: list
-    cycles: int
-    eval_cycles: int
-    weights: np.ndarray
-    counters: dict
-    wall_seconds: float
-    sim_cycles_per_second: float | None
-    #: extra: how many cycles each chunk of training took, and the cycle source
-    chunk_cycles: list = field(default_factory=list)
+class Reading:
+    """A value read from a device, known once the device has run up to the read (at once on
+    an interactive device; after the engine ran the script on a simulated bus)."""
+
+    __slots__ = ("_get",)
+
+    def __init__(self, get):
+        self._get = get
+
+    @classmethod
+    def of(cls, value):
+        """A value already known."""
+        return cls(lambda: value)
+
+    @property
+    def value(self):
+        return self._get()
+
+    def map(self, fn):
+        """The reading of ``fn(value)``."""
+        return Reading(lambda: fn(self.value))
 
 
 def soc_component(config):
@@ -109,6 +117,7 @@ class BusProgram:
         self.records = 0
         self.waits = []           # (record, what) of every wait
         self.errors = []          # (record, what) of sampled bus err bits
+        self.results = None       # the records, once an engine has run the program
         self._regs = {r.name: r for r in soc.registers}
 
     def _record(self):
@@ -170,16 +179,7 @@ class BusProgram:
     # -- registers --
 
     def pack(self, register, **fields):
-        reg = self._regs[register]
-        value = 0
-        for f, lsb in reg.layout():
-            v = int(fields.pop(f.name, 0))
-            if not 0 <= v < (1 << f.width):
-                raise ValueError(f"{register}.{f.name} holds {f.width} bits, not {v}")
-            value |= v << lsb
-        if fields:
-            raise ValueError(f"register {register} has no field {', '.join(fields)}")
-        return value
+        return self.soc.map.pack(register, **fields)
 
     def write_reg(self, register, **fields):
         return self.access(self.soc.address(register), self.pack(register, **fields),
@@ -210,16 +210,16 @@ class BusProgram:
 
     def read_status(self):
         """Record indices of the status, error flags, counters and ZO continuation."""
-        names = ["status", "errors", "next_step", "next_cursor",
-                 *(COUNTER_REGISTERS[c] for c in COUNTERS)]
-        return {name: self.read_reg(name) for name in names}
+        return {name: self.read_reg(name) for name in STATUS_REGISTERS}
 
     def load_records(self, features, logits, labels, what="records"):
-        elements = []
-        for f, z, y in zip(features, logits, labels):
-            elements.extend((d & 0xFFFF) | (int(last) << 16)
-                            for d, last in record_elements(f, z, y))
-        return self.write_stream(self.soc.address("records"), elements, what)
+        return self.write_records(record_stream(features, logits, labels), what)
+
+    def write_records(self, records, what="records"):
+        """Records as :func:`~fieldtune.sim.soc_data.record_stream` gives them."""
+        return self.write_stream(self.soc.address("records"),
+                                 [d | (int(last) << 16) for rec in records for d, last in rec],
+                                 what)
 
     def load_weights(self, words, max_cycles):
         """A LOAD run writing ``words`` (``(words, lanes)``) through the weight window."""
@@ -241,392 +241,386 @@ class BusProgram:
         return out
 
 
-def _signed(v, width):
-    v &= (1 << width) - 1
-    return v - (1 << width) if v >> (width - 1) else v
-
-
-def decode_status(records, indices):
-    """The registers :meth:`BusProgram.read_status` read: ``{counter: value, "next_step",
-    "next_cursor", "errors": [flag names], "busy", "done", "records"}``."""
-    out = {k: records[indices[COUNTER_REGISTERS[k]]] for k in COUNTERS}
-    out["next_step"] = records[indices["next_step"]]
-    out["next_cursor"] = records[indices["next_cursor"]]
-    flags = records[indices["errors"]]
-    out["errors"] = [name for i, name in enumerate(ERRORS) if flags >> i & 1]
-    status = records[indices["status"]]
-    out.update(busy=status & 1, done=status >> 1 & 1, records=status >> 3)
-    return out
-
-
-def decode_weights(records, indices, mac):
-    """The weights a :meth:`BusProgram.dump_weights` read, ``(words, lanes)`` int64."""
-    w = np.array([_signed(records[i], mac.weight_width) for i in indices], dtype=np.int64)
-    return w.reshape(Layout(mac).words, mac.lanes)
-
-
-class _Piece:
-    """A bus program and what to do with its records."""
-
-    def __init__(self, program, decode, units=0):
-        self.program, self.decode, self.units = program, decode, units
-
     def check(self, records):
-        for idx, what in self.program.waits:
+        """DeviceError if a wait of this program timed out or a sampled access saw ``err``
+        (``records``: the program's own records)."""
+        for idx, what in self.waits:
             if records[idx] is None:
                 raise DeviceError(f"timed out waiting for {what}")
-        for idx, what in self.program.errors:
+        for idx, what in self.errors:
             if records[idx]:
                 raise DeviceError(f"bus error on {what}")
 
 
-def _execute(engine, soc, pieces, *, env, vcd, progress, total):
-    """Run every piece on ``engine``; calls each piece's decode with its records. Returns
-    ``(simulated cycles, seconds)``."""
-    from .engines import script as scripts
-    t0 = time.perf_counter()
-    done_units = 0
-    if engine == "cxxrtl":
-        from .engines import cxxrtl
-        model = cxxrtl.build(soc, env=env)
-        cycles = 0
-        t0 = time.perf_counter()
-        with model.simulate() as sim:
-            with (sim.vcd(vcd) if vcd else nullcontext()):
-                for piece in pieces:
-                    result = sim.run(piece.program.script)
-                    cycles += result.cycles
-                    piece.check(result.records)
-                    piece.decode(result.records)
-                    if piece.units and progress:
-                        done_units += piece.units
-                        progress(done_units, total)
-        return cycles, time.perf_counter() - t0
-    whole = Script()
-    for piece in pieces:
-        whole.extend(piece.program.script)
-    if engine == "amaranth":
-        result = scripts.run_amaranth(soc, whole, vcd=vcd)
-    else:
-        from .engines import hdl
-        verilog = hdl.emit_verilog(soc, env=env)
-        runner = hdl.run_verilator if engine == "verilator" else hdl.run_icarus
-        t0 = time.perf_counter()
-        result = runner(verilog, whole)
-    seconds = time.perf_counter() - t0
-    first = 0
-    for piece in pieces:
-        records = result.records[first:first + piece.program.records]
-        first += piece.program.records
-        piece.check(records)
-        piece.decode(records)
-        if piece.units and progress:
-            done_units += piece.units
-            progress(done_units, total)
-    return result.cycles, seconds
+def signed(value, width):
+    """Two's-complement reading of the low ``width`` bits of ``value``."""
+    value &= (1 << width) - 1
+    return value - (1 << width) if value >> (width - 1) else value
 
 
-# -- data -----------------------------------------------------------------------------------------
+#: Registers :func:`status_of` decodes, in the order a host reads them.
+STATUS_REGISTERS = ("status", "errors", "next_step", "next_cursor",
+                    *(COUNTER_REGISTERS[c] for c in COUNTERS))
 
-def synthetic_data(config, n_train, n_test, seed=0):
-    """A small scenario with :func:`fieldtune.sim.scenario.r1_features`' keys for any
-    geometry (short simulations and tests): non-negative Q8.8 features below 2.0 (post-ReLU,
-    like R1's taps), frozen logits in +-2.0 that lean towards the label, labels uniform."""
-    rng = np.random.default_rng(seed)
-    F, C = sum(config.cache.taps), config.cache.classes
-    out = {}
-    for split, n in (("train", n_train), ("test", n_test)):
-        labels = rng.integers(0, C, n)
-        logits = rng.integers(-512, 512, (n, C))
-        logits[np.arange(n), labels] += 256
-        out[f"{split}_features"] = rng.integers(0, 512, (n, F))
-        out[f"{split}_logits"] = np.clip(logits, -512, 511)
-        out[f"{split}_labels"] = labels
+
+def status_of(words):
+    """What the :data:`STATUS_REGISTERS` words (name -> word) say: ``{counter: value,
+    "next_step", "next_cursor", "errors": [flag names], "busy", "done", "records"}``."""
+    out = {k: words[COUNTER_REGISTERS[k]] for k in COUNTERS}
+    out["next_step"] = words["next_step"]
+    out["next_cursor"] = words["next_cursor"]
+    out["errors"] = [name for i, name in enumerate(ERRORS) if words["errors"] >> i & 1]
+    status = words["status"]
+    out.update(busy=status & 1, done=status >> 1 & 1, records=status >> 3)
     return out
 
 
-_INT16 = (-(1 << 15), (1 << 15) - 1)
+def weights_of(values, mac):
+    """Weights read from the weight window (raw words, weight order) as ``(words, lanes)``
+    int64."""
+    w = np.array([signed(v, mac.weight_width) for v in values], dtype=np.int64)
+    return w.reshape(Layout(mac).words, mac.lanes)
 
 
-def records_of(data, split):
-    """``(features, logits, labels)`` of ``split`` ("train" or "test") as the host writes them:
-    16-bit elements (values outside int16 are clipped, which the cache's input saturation
-    would do to a wider value anyway)."""
-    f = np.clip(np.asarray(data[f"{split}_features"], dtype=np.int64), *_INT16)
-    z = np.clip(np.asarray(data[f"{split}_logits"], dtype=np.int64), *_INT16)
-    y = np.asarray(data[f"{split}_labels"], dtype=np.int64)
-    return f, z, y
+def decode_status(records, indices):
+    """The registers :meth:`BusProgram.read_status` read (see :func:`status_of`)."""
+    return status_of({name: records[idx] for name, idx in indices.items()})
 
 
-def cached_view(config, features, logits, labels):
-    """The golden cache's view of samples: dequantized features, z0, labels."""
-    cache = CacheModel(config.cache)
-    xs = [cache.dequantize(cache.quantize(f)) for f in features]
-    return np.array(xs, dtype=np.int64).reshape(len(labels), -1), logits, labels
+def decode_weights(records, indices, mac):
+    """The weights a :meth:`BusProgram.dump_weights` read, ``(words, lanes)`` int64."""
+    return weights_of([records[i] for i in indices], mac)
 
 
-def _accuracy(config, weights, test):
-    x, z0, labels = test
-    y = forward(config.mac, weights, x, z0)
-    r = softmax_xent(config.loss, y, labels)
-    return int(r.correct.sum()), len(labels)
+# -- devices ------------------------------------------------------------------------------------
 
+class EngineDevice:
+    """The SoC's bus on a simulation ``engine`` (one of :data:`ENGINES` but ``"golden"``).
 
-def _schedule(total, every):
-    chunks, left = [], total
-    while left > 0:
-        chunks.append(min(every, left))
-        left -= chunks[-1]
-    return chunks
-
-
-def _cursor_after(cursor, steps, batch, records):
-    for _ in range(steps):
-        cursor += batch
-        if cursor >= records:
-            cursor = 0
-    return cursor
-
-
-def initial_weights(config, seed):
-    """Weights a run starts from: dense 0; low-rank ``A = z << zshift`` (``z`` of step
-    :data:`INIT_STEP` under ``seed``), ``B = 0``."""
-    mac = config.mac
-    if mac.adapter == "dense":
-        return new_weights(mac)
-    z = Perturbations(config.perturb, seed, chunk=1)(INIT_STEP)
-    return new_weights(mac, z, eps_shift=LOWRANK_INIT_EPS)
-
-
-def estimate_cycles(config, mode, records, *, epochs=1, steps=1, batch=16, queries=1):
-    """An estimate of a run's cycles (the golden engine's ``cycles``; ``mode`` "fo", "zo" or
-    "eval"): the MAC array issues one weight word per cycle, so a forward or an update takes
-    ``words`` cycles, plus what the sequencer cannot hide. Fitted to CXXRTL runs of R1 on the
-    ``up5k`` (8 lanes) and ``ecp5-85f`` (32 lanes) presets, within 2 % of both
-    (docs/benchmarks.md, "Training SoC")."""
-    words = Layout(config.mac).words
-    if mode == "eval":
-        return records * (words + 1)
-    if mode == "fo":
-        return epochs * (records * (2 * words + 2) + -(-records // batch) * 38)
-    p = config.perturb
-    # per new step: the adaptive measuring pass and, in pool mode, the pool's rescaling
-    per_step = p.beats + (p.pool_size if p.reuse == "pool" else 0) + 100
-    per_query = 2 * batch * (words + 25) + words
-    return steps * (queries * per_query + per_step)
-
-
-# -- the run ------------------------------------------------------------------------------------
-
-def run_finetune(config, data, *, mode=None, engine="cxxrtl", epochs=None, steps=None,
-                 eval_every=None, progress=None, vcd=None, env=None, max_cycles=None):
-    """Fine-tune on the simulated SoC (see the module documentation); returns a
-    :class:`RunResult`.
-
-    ``data``: a dict as :func:`fieldtune.sim.scenario.r1_features` returns. ``mode``,
-    ``epochs``, ``steps`` default to ``config.train``; ``eval_every``: curve granularity in
-    epochs (FO, default 1) or steps (ZO, default a tenth of the steps); ``progress(done,
-    total)`` is called after each chunk; ``vcd`` writes a waveform (amaranth and cxxrtl);
-    ``env``: the YoWASP tool environment (every engine but amaranth and golden needs Yosys);
-    ``max_cycles``: most cycles one run may take before the runner gives up (default: 20
-    times :func:`estimate_cycles` plus a margin).
+    ``env``: the YoWASP tool environment (every engine but amaranth needs Yosys); ``vcd``
+    writes a waveform (amaranth and cxxrtl). ``sim_cycles`` and ``sim_seconds`` add up the
+    simulation's clock edges and the wall time it took (compilation excluded).
     """
+
+    def __init__(self, config, engine, *, env=None, vcd=None):
+        if engine not in ENGINES or engine == "golden":
+            raise ValueError(f"engine must be one of {', '.join(ENGINES[:-1])}, "
+                             f"not {engine!r}")
+        if vcd is not None and engine not in ("amaranth", "cxxrtl"):
+            raise ValueError(f"vcd waveforms come from the amaranth and cxxrtl engines, "
+                             f"not {engine!r}")
+        self.config, self.engine, self.env, self.vcd = config, engine, env, vcd
+        self.soc = soc_component(config)
+        self.registers = {r.name: r for r in self.soc.registers}
+        self.sim_cycles, self.sim_seconds = 0, 0.0
+        self._program = BusProgram(self.soc)
+        self._queue = []          # (program, callback) not run yet (script engines)
+        self._flushed = False
+        self._stack = ExitStack()
+        self._sim = None
+        if engine == "cxxrtl":
+            from .engines import cxxrtl
+            model = cxxrtl.build(self.soc, env=env)
+            self._sim = self._stack.enter_context(model.simulate())
+            if vcd:
+                self._stack.enter_context(self._sim.vcd(vcd))
+
+    # -- the device calls --
+
+    def write(self, register, **fields):
+        self._program.write_reg(register, **fields)
+
+    def read(self, register):
+        return self._reading(self._program, self._program.read_reg(register))
+
+    def write_window(self, name, words):
+        self._program.write_stream(self.soc.address(name), words, f"{name} window")
+
+    def read_window(self, name, count):
+        prog = self._program
+        idx = prog.read_stream(self.soc.address(name), count, f"{name} window")
+        return Reading(lambda: [prog.results[i] for i in idx]
+                       if prog.results is not None else self._not_run())
+
+    def start(self):
+        self._program.write_reg("control", start=1)
+
+    def wait_done(self, max_cycles, what):
+        self._program.wait({"done": 1}, max_cycles, what)
+
+    def then(self, callback):
+        """Call ``callback()`` once every reading so far has its value: CXXRTL runs the
+        program now; the script engines queue it until :meth:`flush`."""
+        prog, self._program = self._program, BusProgram(self.soc)
+        if self._sim is not None:
+            t0 = time.perf_counter()
+            result = self._sim.run(prog.script)
+            self.sim_seconds += time.perf_counter() - t0
+            self.sim_cycles += result.cycles
+            self._resolve(prog, result.records)
+            callback()
+        else:
+            if self._flushed:
+                raise RuntimeError(f"the {self.engine} engine runs a session as one script; "
+                                   f"this one has run")
+            self._queue.append((prog, callback))
+
+    def flush(self):
+        """Run everything not run yet (the whole session on a script engine)."""
+        if self._sim is not None or (not self._queue and not len(self._program.script)):
+            if len(self._program.script):
+                self.then(lambda: None)
+            return
+        if len(self._program.script):
+            self._queue.append((self._program, lambda: None))
+            self._program = BusProgram(self.soc)
+        whole = Script()
+        for prog, _ in self._queue:
+            whole.extend(prog.script)
+        if self.engine == "amaranth":
+            from .engines import script as scripts
+            t0 = time.perf_counter()
+            result = scripts.run_amaranth(self.soc, whole, vcd=self.vcd)
+        else:
+            from .engines import hdl
+            verilog = hdl.emit_verilog(self.soc, env=self.env)
+            runner = hdl.run_verilator if self.engine == "verilator" else hdl.run_icarus
+            t0 = time.perf_counter()
+            result = runner(verilog, whole)
+        self.sim_seconds += time.perf_counter() - t0
+        self.sim_cycles += result.cycles
+        self._flushed = True
+        first = 0
+        queue, self._queue = self._queue, []
+        for prog, callback in queue:
+            self._resolve(prog, result.records[first:first + prog.records])
+            first += prog.records
+        for _, callback in queue:
+            callback()
+
+    def close(self):
+        self._stack.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # -- internals --
+
+    @staticmethod
+    def _not_run():
+        raise RuntimeError("read before the device ran up to it (call then() or flush())")
+
+    def _reading(self, prog, idx):
+        return Reading(lambda: prog.results[idx] if prog.results is not None
+                       else self._not_run())
+
+    @staticmethod
+    def _resolve(prog, records):
+        prog.check(records)
+        prog.results = records
+
+
+class GoldenDevice:
+    """:class:`~fieldtune.sim.golden.soc.SocModel` behind the SoC's bus and registers.
+
+    :meth:`bus_read` and :meth:`bus_write` answer word accesses as the SoC's bus does
+    (``"ack"`` or ``"err"``; the interface of the host link's golden model,
+    :class:`~fieldtune.sim.golden.host.HostLinkModel`); the device calls of a session are
+    built on them. Registers hold what a host writes; a start runs the model to the end at
+    once (``done`` right after it; a LOAD run ends with its last weight); the ``cycles``
+    counter of a FO, ZO or EVAL run is :func:`~.soc_data.estimate_cycles` (the model computes
+    what a run does, not how long it takes)."""
+
+    engine = "golden"
+    sim_cycles = sim_seconds = None
+
+    def __init__(self, config):
+        self.config = config
+        self.model = SocModel(config)
+        self.map = SocMap(config)
+        self.words = [self.map.pack(r.name, **{f.name: f.init for f in r.fields})
+                      for r in self.map.registers]
+        self._index = {r.name: i for i, r in enumerate(self.map.registers)}
+        self.cycles = 0
+        self._record = []          # elements of a record not ended yet
+        self._loading = None       # weights of a LOAD run so far
+        self._dump = None          # weights a DUMP run has left to read
+        mac = config.mac
+        lay = Layout(mac)
+        fixed = {"id": {"magic": MAGIC, "version": VERSION},
+                 "geometry": {"lanes": mac.lanes, "classes": mac.classes,
+                              "beats": CacheLayout(config.cache).beats},
+                 "capacity": {"records": config.cache.capacity, "regions": len(lay.regions)},
+                 "weights": {"words": lay.words}}
+        for name, fields in fixed.items():
+            self.words[self._index[name]] = self.map.pack(name, **fields)
+
+    # -- the bus --
+
+    @property
+    def bus(self):
+        """The bus as the host link's golden model drives it: ``read(address) -> (result,
+        value)``, ``write(address, value) -> result``."""
+        return SimpleNamespace(read=self.bus_read, write=self.bus_write)
+
+    def bus_write(self, address, value):
+        window = self.map.window_at(address)
+        if window is not None:
+            return self._window_write(window, address, value)
+        if not 0 <= address < len(self.map.registers):
+            return "err"
+        reg = self.map.registers[address]
+        fields = self.map.unpack(reg.name, value)
+        if reg.name == "control":
+            if fields["clear_cache"]:
+                self.model.clear_cache()
+            if fields["start"]:
+                self._start()
+            if fields["abort"] and (self._loading is not None or self._dump):
+                self._loading = self._dump = None
+                self.model.errors.add("aborted")
+                self.model.done = True
+        elif reg.name == "errors":
+            self.model.errors -= {n for n, v in fields.items() if v}
+        elif all(f.access == "rw" for f in reg.fields):
+            self.words[address] = value & 0xFFFF_FFFF
+        return "ack"
+
+    def bus_read(self, address):
+        window = self.map.window_at(address)
+        if window is not None:
+            if window.name == "records":
+                return "ack", self.model.records
+            if not self._dump:
+                return "err", 0
+            value = self._dump.popleft()
+            self.model.done = not self._dump
+            return "ack", value & 0xFFFF_FFFF       # sign-extended
+        if not 0 <= address < len(self.map.registers):
+            return "err", 0
+        name, m = self.map.registers[address].name, self.model
+        counters = {COUNTER_REGISTERS[c]: c for c in COUNTERS}
+        if name in counters:
+            c = counters[name]
+            return "ack", self.cycles if c == "cycles" else int(m.counters[c])
+        fields = {"status": {"busy": int(self._loading is not None or bool(self._dump)),
+                             "done": int(m.done), "error": int(bool(m.errors)),
+                             "records": m.records},
+                  "errors": {n: int(n in m.errors) for n in ERRORS},
+                  "next_step": {"step": m.next_step},
+                  "next_cursor": {"cursor": m.next_cursor}}.get(name)
+        return "ack", self.map.pack(name, **fields) if fields is not None else self.words[address]
+
+    def _window_write(self, window, address, value):
+        if window.name == "weights":
+            if self._loading is None:
+                return "err"
+            self._loading.append(signed(value, self.config.mac.weight_width))
+            if len(self._loading) == Layout(self.config.mac).words * self.config.mac.lanes:
+                self.model.load_weights(self._loading)
+                self._loading = None
+                self.model.done = True
+            return "ack"
+        last = bool(value >> window.last_bit & 1) or address & 1
+        self._record.append(signed(value, 16))
+        if last:
+            c, rec = self.config.cache, self._record
+            self._record = []
+            if len(rec) == c.features + c.classes + 1:
+                self.model.write_record(rec[:c.features], rec[c.features:-1], rec[-1])
+            else:
+                for i, d in enumerate(rec):
+                    self.model.write(d & 0xFFFF, i == len(rec) - 1)
+        return "ack"
+
+    def run_config(self):
+        """The :class:`RunConfig` the registers hold."""
+        return RunConfig(**{key: self.map.unpack(reg, self.words[self._index[reg]])[f]
+                            for reg, fields in RUN_REGISTERS.items()
+                            for f, key in fields.items()})
+
+    def _start(self):
+        cfg = self.run_config()
+        if self._loading is not None or self._dump:
+            self.model.errors.add("busy")
+            return
+        self.model.done = False
+        if cfg.mode == Mode.LOAD.value:
+            self._loading = []
+            return
+        if cfg.mode == Mode.DUMP.value:
+            self._dump = deque(int(v) for v in self.model.weights.reshape(-1))
+            return
+        if self.model.start(cfg):
+            return
+        mode = {Mode.FO.value: "fo", Mode.ZO.value: "zo"}.get(cfg.mode, "eval")
+        self.cycles = (estimate_cycles(self.config, "eval", cfg.eval_count) if mode == "eval"
+                       else estimate_cycles(self.config, mode, self.model.records,
+                                            epochs=cfg.epochs, steps=cfg.steps,
+                                            batch=cfg.batch, queries=cfg.queries))
+
+    # -- the device calls --
+
+    def _check(self, result, what):
+        if result != "ack":
+            raise DeviceError(f"bus error on {what}")
+
+    def write(self, register, **fields):
+        self._check(self.bus_write(self._index[register], self.map.pack(register, **fields)),
+                    f"write {register}")
+
+    def read(self, register):
+        result, value = self.bus_read(self._index[register])
+        self._check(result, f"read {register}")
+        return Reading.of(value)
+
+    def write_window(self, name, words):
+        address = self.map.address(name)
+        for w in words:
+            self._check(self.bus_write(address, w), f"{name} window")
+
+    def read_window(self, name, count):
+        address, out = self.map.address(name), []
+        for _ in range(count):
+            result, value = self.bus_read(address)
+            self._check(result, f"{name} window")
+            out.append(value)
+        return Reading.of(out)
+
+    def start(self):
+        self.write("control", start=1)
+
+    def wait_done(self, max_cycles, what):
+        if not self.model.done:
+            raise DeviceError(f"timed out waiting for {what}")
+
+    def then(self, callback):
+        callback()
+
+    def flush(self):
+        pass
+
+    def close(self):
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def open_device(config, engine, *, env=None, vcd=None):
+    """The device of ``engine`` (:data:`ENGINES`): an :class:`EngineDevice`, or the
+    :class:`GoldenDevice` for ``"golden"``."""
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {', '.join(ENGINES)}, not {engine!r}")
-    t = config.train
-    mode = mode or t.mode
-    if mode not in ("fo", "zo"):
-        raise ValueError(f"mode must be 'fo' or 'zo', not {mode!r}")
-    total = (epochs or t.epochs) if mode == "fo" else (steps or t.steps)
-    if eval_every is None:
-        eval_every = 1 if mode == "fo" else max(1, total // 10)
-    if not isinstance(eval_every, int) or eval_every < 1:
-        raise ValueError(f"eval_every must be a positive integer, not {eval_every!r}")
-    if vcd is not None and engine not in ("amaranth", "cxxrtl"):
-        raise ValueError(f"vcd waveforms come from the amaranth and cxxrtl engines, "
-                         f"not {engine!r}")
-    train = records_of(data, "train")
-    test_raw = records_of(data, "test")
-    cap = config.cache.capacity
-    records = len(train[2])
-    if records > cap:
-        raise ValueError(f"the training set ({records} samples) must fit the cache "
-                         f"(cache.capacity = {cap})")
-    test = cached_view(config, *test_raw)
-    base = RunConfig(mode=Mode.FO.value if mode == "fo" else Mode.ZO.value, batch=t.batch,
-                     lr_shift=t.lr_shift, eps_shift=t.eps_shift, zo_lr_shift=t.zo_lr_shift,
-                     seed=t.seed, queries=t.queries)
-    chunks = _schedule(total, eval_every)
-    w0 = initial_weights(config, t.seed)
-    t_start = time.perf_counter()
     if engine == "golden":
-        return _run_golden(config, mode, train, test, test_raw, base, chunks, w0, total,
-                           progress, t_start)
-
-    soc = soc_component(config)
-    est = estimate_cycles(config, mode, records, epochs=max(chunks), steps=max(chunks),
-                          batch=t.batch, queries=t.queries)
-    limit = max_cycles or 20 * est + 200_000
-    lay = Layout(config.mac)
-    ww = config.mac.weight_width
-    state = {"cycles": [], "curve": [], "loss": [], "counters": {c: 0 for c in COUNTERS},
-             "eval": []}
-
-    def counters_of(records, p):
-        return {name: records[idx] for name, idx in p.items()}
-
-    pieces = []
-    # records, initial weights
-    prog = BusProgram(soc)
-    prog.load_records(*train)
-    if config.mac.adapter != "dense":
-        prog.load_weights(w0, limit)
-    st = prog.read_status()
-
-    def check_loaded(recs, st=st):
-        status = recs[st["status"]]
-        got = (status >> 3) & ((1 << 17) - 1)
-        if got != records:
-            raise DeviceError(f"the cache holds {got} records, {records} were written")
-    pieces.append(_Piece(prog, check_loaded))
-
-    # training chunks
-    step, cursor = 0, 0
-    point = 0
-    for n in chunks:
-        cfg = RunConfig(**{**base.__dict__, "epochs": n if mode == "fo" else 1,
-                           "steps": n if mode == "zo" else 1, "step": step, "cursor": cursor,
-                           "watchdog": _watchdog_init(soc)})
-        prog = BusProgram(soc)
-        prog.configure(cfg)
-        prog.run(limit, f"{mode.upper()} run")
-        st = prog.read_status()
-        dump = prog.dump_weights(limit)
-        point += n
-        expect = (step + n * t.queries) & 0xFFFF_FFFF, _cursor_after(cursor, n, t.batch,
-                                                                    records)
-
-        def decode(recs, st=st, dump=dump, point=point, expect=expect):
-            c = _read_counters(recs, st)
-            if mode == "zo" and (c["next_step"], c["next_cursor"]) != expect:
-                raise DeviceError(f"ZO continuation {c['next_step'], c['next_cursor']}, "
-                                  f"expected {expect}")
-            w = decode_weights(recs, dump, config.mac)
-            state["weights"] = w
-            for k in COUNTERS:
-                state["counters"][k] += c[k]
-            state["cycles"].append(c["cycles"])
-            state["errors"] = c["errors"]
-            correct, total_ = _accuracy(config, w, test)
-            state["curve"].append((point, correct / total_))
-            if c["samples"]:
-                state["loss"].append((point, c["loss_sum"] / c["samples"]
-                                      / (1 << config.loss.loss_frac)))
-        pieces.append(_Piece(prog, decode, units=n))
-        if mode == "zo":
-            step, cursor = expect
-
-    # device evaluation: training set, then the test set chunk by chunk
-    def evaluate_on_device(prog, n_records, kind):
-        prog.configure(RunConfig(mode=Mode.EVAL.value, eval_first=0, eval_count=n_records,
-                                 watchdog=_watchdog_init(soc)))
-        prog.run(limit, f"EVAL run ({kind})")
-        st = prog.read_status()
-
-        def decode(recs):
-            c = _read_counters(recs, st)
-            state["eval"].append((kind, c["correct"], c["samples"], c["cycles"]))
-        pieces.append(_Piece(prog, decode))
-
-    evaluate_on_device(BusProgram(soc), records, "train")
-    for s in range(0, len(test_raw[2]), cap):
-        prog = BusProgram(soc)
-        prog.write_reg("control", clear_cache=1)
-        prog.load_records(*(a[s:s + cap] for a in test_raw), what="test records")
-        evaluate_on_device(prog, len(test_raw[2][s:s + cap]), "test")
-
-    sim_cycles, seconds = _execute(engine, soc, pieces, env=env, vcd=vcd, progress=progress,
-                                   total=total)
-
-    correct0, n_test = _accuracy(config, w0, test)
-    curve = [(0, correct0 / n_test)] + state["curve"]
-    train_eval = [e for e in state["eval"] if e[0] == "train"]
-    test_eval = [e for e in state["eval"] if e[0] == "test"]
-    device_correct = sum(e[1] for e in test_eval)
-    if sum(e[2] for e in test_eval) != n_test:
-        raise DeviceError("the device evaluated a different number of test samples")
-    if device_correct / n_test != curve[-1][1]:
-        raise DeviceError(f"device test accuracy {device_correct}/{n_test} differs from the "
-                          f"golden forward on the dumped weights ({curve[-1][1]:.4f})")
-    counters = dict(state["counters"])
-    counters.update({"errors": state["errors"], "records": records,
-                     "eval_correct": device_correct, "eval_samples": n_test,
-                     "train_eval_correct": train_eval[0][1], "cycles_source": engine})
-    return RunResult(mode=mode, engine=engine, accuracy=device_correct / n_test,
-                     train_accuracy=train_eval[0][1] / records, curve=curve,
-                     loss_curve=state["loss"], cycles=sum(state["cycles"]),
-                     eval_cycles=sum(e[3] for e in state["eval"]), weights=state["weights"],
-                     counters=counters, wall_seconds=time.perf_counter() - t_start,
-                     sim_cycles_per_second=sim_cycles / seconds if seconds else None,
-                     chunk_cycles=state["cycles"])
-
-
-def _watchdog_init(soc):
-    return next(f.init for r in soc.registers if r.name == "watchdog" for f in r.fields)
-
-
-def _read_counters(recs, st):
-    c = decode_status(recs, st)
-    fatal = [e for e in c["errors"] if e != "mac_saturated"]
-    if fatal:
-        raise DeviceError(f"the SoC raised error flags: {', '.join(fatal)}")
-    return c
-
-
-def _run_golden(config, mode, train, test, test_raw, base, chunks, w0, total, progress,
-                t_start):
-    """The same session on :class:`SocModel`; cycles are :func:`estimate_cycles`."""
-    model = SocModel(config)
-    for f, z, y in zip(*train):
-        model.write_record(f, z, y)
-    model.load_weights(w0)
-    records = model.records
-    n_test = len(test[2])
-    curve = [(0, _accuracy(config, model.weights, test)[0] / n_test)]
-    loss_curve, counters, cycles = [], {c: 0 for c in COUNTERS[1:]}, []
-    step, cursor, point = 0, 0, 0
-    t = config.train
-    for n in chunks:
-        cfg = RunConfig(**{**base.__dict__, "epochs": n if mode == "fo" else 1,
-                           "steps": n if mode == "zo" else 1, "step": step, "cursor": cursor,
-                           "watchdog": model.watchdog_default})
-        errors = model.start(cfg)
-        if errors:
-            raise DeviceError(f"the SoC raised error flags: {', '.join(sorted(errors))}")
-        step, cursor = model.next_step, model.next_cursor
-        point += n
-        for k in counters:
-            counters[k] += model.counters[k]
-        cycles.append(estimate_cycles(config, mode, records, epochs=n, steps=n,
-                                      batch=t.batch, queries=t.queries))
-        correct, n_test = _accuracy(config, model.weights, test)
-        curve.append((point, correct / n_test))
-        if model.counters["samples"]:
-            loss_curve.append((point, model.counters["loss_sum"] / model.counters["samples"]
-                               / (1 << config.loss.loss_frac)))
-        if progress:
-            progress(point, total)
-    weights = model.weights.copy()
-    model.start(mode=Mode.EVAL.value, eval_first=0, eval_count=records)
-    train_correct = model.counters["correct"]
-    correct, n_test = _accuracy(config, weights, test)
-    counters.update({"cycles": sum(cycles), "errors": sorted(model.errors), "records": records,
-                     "eval_correct": correct, "eval_samples": n_test,
-                     "train_eval_correct": train_correct, "cycles_source": "estimate"})
-    return RunResult(mode=mode, engine="golden", accuracy=correct / n_test,
-                     train_accuracy=train_correct / records, curve=curve,
-                     loss_curve=loss_curve, cycles=sum(cycles),
-                     eval_cycles=estimate_cycles(config, "eval", records + n_test),
-                     weights=weights, counters=counters,
-                     wall_seconds=time.perf_counter() - t_start, sim_cycles_per_second=None,
-                     chunk_cycles=cycles)
+        if vcd is not None:
+            raise ValueError("vcd waveforms come from the amaranth and cxxrtl engines, "
+                             "not 'golden'")
+        return GoldenDevice(config)
+    return EngineDevice(config, engine, env=env, vcd=vcd)

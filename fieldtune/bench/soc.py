@@ -27,7 +27,9 @@ from ..sim.engines import cxxrtl
 from ..sim.engines.script import run_amaranth
 from ..sim.golden.soc import RunConfig
 from ..sim.scenario import r1_features
-from ..sim.soc_run import BusProgram, records_of, run_finetune, soc_component
+from ..host.session import run_finetune
+from ..sim.soc_data import records_of
+from ..sim.soc_run import BusProgram, soc_component
 from ..rtl.sequencer import Mode
 from ..rtl.csr.map import SocMap
 from ..toolchain import tool_env

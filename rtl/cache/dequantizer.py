@@ -87,8 +87,8 @@ class Dequantizer(CacheComponent):
     Timing
     ------
     A fully pipelined datapath: one beat per cycle in and out, :data:`LATENCY` cycles from
-    ``i`` to ``o`` (the same for every code book). ``i.ready`` is ``~o.valid | o.ready``: back-pressure stalls every stage at
-    once and nothing is lost.
+    ``i`` to ``o`` (the same for every code book). ``i.ready`` is ``~o.valid | o.ready``:
+    back-pressure stalls every stage at once and nothing is lost.
     """
 
     def __init__(self, params):

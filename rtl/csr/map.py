@@ -14,7 +14,6 @@ from dataclasses import dataclass
 
 from ..params import TrainParams
 from ..cache.params import INDEX_WIDTH, ELEMENT_WIDTH
-from ..mac.layout import Layout
 from ..mac.params import MacParams
 from ..cache.params import CacheParams
 from ..perturb.params import PerturbParams
@@ -75,7 +74,6 @@ def soc_registers(mac: MacParams, cache: CacheParams, perturb: PerturbParams):
     run configuration are :class:`~fieldtune.rtl.params.TrainParams`' defaults, so they do
     not depend on a design's ``[train]`` table (the runner writes every field)."""
     t = TrainParams()
-    lay = Layout(mac)
     return (
         Register("id", [Field("magic", 16, "ro", doc=f"{MAGIC:#06x}"),
                         Field("version", 8, "ro", doc="register map version")],

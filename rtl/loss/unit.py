@@ -103,7 +103,6 @@ class SoftmaxCrossEntropy(wiring.Component):
         m = Module()
         C, lw, tf, pf, eb = p.classes, p.logit_width, p.loss_frac, p.prob_frac, p.exp_bits
         tw = exponent_width(p)
-        cw = max(C, 2).bit_length()
         sw = pf + 1 + max(C - 1, 1).bit_length()          # S = sum of up to C values <= 1.0
 
         m.submodules.exp_table = exp_mem = Memory(shape=unsigned(pf + 1), depth=1 << eb,

@@ -360,7 +360,8 @@ class AdapterMACArray(wiring.Component):
                              lsh_dz.eq(Mux(cs > cw + 1, cw + 1,
                                            Mux(cs > 0, cs.as_unsigned(), 0)))]
             with m.Else():
-                first_glen = Mux(nxt.is_b, rb.beats, ra.groups[0][1]) if lowrank else ra.groups[0][1]
+                first_glen = (Mux(nxt.is_b, rb.beats, ra.groups[0][1]) if lowrank
+                              else ra.groups[0][1])
                 m.d.sync += [curx.eq(nxt), active.eq(1), started.eq(0), k.eq(0), r.eq(0),
                              gi.eq(0), kg.eq(0), gbase.eq(0), word.eq(nxt.base),
                              caddr.eq(nxt.op.coef_base), crow.eq(nxt.op.coef_base),

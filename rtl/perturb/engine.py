@@ -30,7 +30,7 @@ from .arith import square, const_mul, round_half_away
 from .clt import CltShaper
 from .icdf import IcdfShaper
 from .numerics import (WORD, EXPANDER_KEY, EXPANDER_WARMUP, DOMAIN_STEP, DOMAIN_POOL,
-                       ADAPT_GUARD_BITS, draw_bits, source_layout, value_width)
+                       ADAPT_GUARD_BITS, draw_bits, source_layout)
 from .params import PerturbParams
 from .pool import ReusePool
 from .source import UniformSource

@@ -50,7 +50,7 @@ from .script import EngineUnavailable, ScriptResult, Set, Step, Wait, design_rtl
 
 
 __all__ = ["build", "CxxrtlModel", "CxxrtlSimulation", "CxxrtlMemory", "runtime_include_dir",
-           "DEFAULT_CXXFLAGS", "split_debug_info", "design_glue", "mangle"]
+           "DEFAULT_CXXFLAGS", "compiler_path", "split_debug_info", "design_glue", "mangle"]
 
 
 #: Compiler optimization of the design's evaluation (``eval``/``commit``, the code every cycle
@@ -111,7 +111,8 @@ def _runtime_digest(include):
     return digest(*(f"{p.relative_to(include)}\0".encode() + p.read_bytes() for p in files))
 
 
-def _compiler(compiler):
+def compiler_path(compiler=None):
+    """The C++ compiler models are built with: ``compiler``, else ``$CXX``, else ``g++``."""
     name = compiler or os.environ.get("CXX") or "g++"
     return find_program(name, "CXXRTL models are compiled with the system C++ compiler; "
                               "install it with e.g.: apt-get install g++")
@@ -136,7 +137,7 @@ def build(design, *, env, ports=None, name="top", clock="clk", cxxflags=DEFAULT_
     if clock not in port_info or port_info[clock].direction != "input":
         raise ValueError(f"clock must be an input port of the design, not {clock!r}")
     include = runtime_include_dir()
-    cxx = _compiler(compiler)
+    cxx = compiler_path(compiler)
     harness = (Path(__file__).parent / _HARNESS).read_text()
     units = {"design": (*cxxflags, *_COMMON_FLAGS),
              "debug": (*_DEBUG_CXXFLAGS, *_COMMON_FLAGS),
@@ -394,6 +395,20 @@ class CxxrtlSimulation:
         callback = _ENUM_CALLBACK(visit)
         self._lib.ft_enumerate(self._live(), ctypes.cast(callback, ctypes.c_void_p))
         return found
+
+    # -- native extensions (e.g. uart_bridge.cc drives this simulation from C) --
+
+    def native_handle(self):
+        """The harness' simulation pointer (``ft_sim *``) as an int."""
+        return self._live()
+
+    def native_object(self, name):
+        """The ``cxxrtl_object *`` of a named object as an int."""
+        return self._object(name)[0]
+
+    def native_function(self, name):
+        """Address of the harness' C function ``name`` (``ft_wait``, ``ft_step``, ...)."""
+        return ctypes.cast(getattr(self._lib, name), ctypes.c_void_p).value
 
     # -- ports and signals --
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 from ...rtl.host.protocol import (Command, Status, Flags, HEADER, CRC_BYTES, OVERHEAD,
                                   DELIMITER, COBS_BLOCK, CRC_POLY, CRC_INIT, PROTOCOL_VERSION,
-                                  REGISTER_BYTES, SEQ, CMD, ADDRESS, COUNT, FLAGS, Header,
+                                  REGISTER_BYTES, SEQ, CMD, ADDRESS, Header,
                                   INFO_BYTES, REPLAYED_COMMANDS,
                                   RESERVED_FLAGS)
 

@@ -62,13 +62,16 @@ def test_icebreaker_build_through_the_command(tmp_path, monkeypatch, capsys):
     config = DesignConfig.preset("tiny")
     monkeypatch.setattr(build_command, "plan", functools.partial(plan, core=host_link(config)))
     out = tmp_path / "report.json"
-    code = main(["build", "--board", "icebreaker", "--preset", "tiny", "--output",
-                 str(tmp_path / "build"), "--json", str(out)])
+    code = main(["build", "--board", "icebreaker", "--preset", "tiny", "--seeds", "2",
+                 "--output", str(tmp_path / "build"), "--json", str(out)])
     doc = json.loads(out.read_text())
     check_report(doc, "icebreaker", config)
     assert doc["fits"] and doc["config"]["board"] == "icebreaker"
     assert code == (0 if doc["timing_met"] else 1)
     assert doc["pll"]["divf"] == 79 and doc["clock_mhz"] == 30.0
+    # Two placements; the kept one has the best worst-clock Fmax.
+    assert set(doc["seeds"]) == {"1", "2"}
+    assert doc["seeds"][str(doc["seed"])] == max(doc["seeds"].values()) == doc["fmax_mhz"]
     err = capsys.readouterr().err
     assert "bitstream:" in err and "ICESTORM" not in err
 

@@ -99,7 +99,7 @@ def test_cli_exit_codes(fake_tools, tmp_path, capsys, monkeypatch):
     assert "error: bitstream 'build/icebreaker/top.bin' does not exist" in capsys.readouterr().err
     (tmp_path / "build" / "icebreaker").mkdir(parents=True)
     (tmp_path / "build" / "icebreaker" / "top.bin").write_bytes(b"\0")
-    assert main(["program"]) == 1                                 # iceprog missing
+    assert main(["program"]) == 2                                 # iceprog missing
     assert "error: iceprog was not found" in capsys.readouterr().err
     fake_tools("iceprog")
     assert main(["program"]) == 0

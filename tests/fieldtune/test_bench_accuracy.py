@@ -10,7 +10,7 @@ from fieldtune.bench.accuracy import start_codes, SEED
 from fieldtune.cli import main
 from fieldtune.config import DesignConfig
 from fieldtune.finetune import float_first_order
-from fieldtune.sim import soc_run
+from fieldtune.host import session as soc_session
 from fieldtune.sim.golden.mac import set_region_matrix
 from fieldtune.sim.golden.train import new_weights
 from fieldtune.sim.reference import r1_reference_data, train_skip_adapters
@@ -70,11 +70,11 @@ def _golden_session(codes=None):
     from start weights ``codes`` (weight LSBs) or from the runner's own zero start."""
     config = DesignConfig().replace(train={"epochs": EPOCHS})
     if codes is None:
-        return soc_run.run_finetune(config, r1_features(DRIFT), mode="fo", engine="golden")
+        return soc_session.run_finetune(config, r1_features(DRIFT), mode="fo", engine="golden")
     mem = set_region_matrix(config.mac, new_weights(config.mac), 0, codes)
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(soc_run, "initial_weights", lambda cfg, seed: mem.copy())
-        return soc_run.run_finetune(config, r1_features(DRIFT), mode="fo", engine="golden")
+        mp.setattr(soc_session, "initial_weights", lambda cfg, seed: mem.copy())
+        return soc_session.run_finetune(config, r1_features(DRIFT), mode="fo", engine="golden")
 
 
 def test_device_figures_match_the_golden_session(report):

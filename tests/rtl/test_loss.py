@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """The loss unit against its golden model, bit for bit (dz, loss, argmax, zeroth-order sum),
 under back-pressure; and the golden model's error against float."""
 
@@ -6,7 +7,7 @@ import pytest
 
 from fieldtune.rtl.loss import SoftmaxCrossEntropy, ZOSign, LossParams
 from fieldtune.sim.golden.loss import softmax_xent, float_softmax_xent, with_frozen
-from fieldtune.sim.engines.pysim import simulate, stream_send, stream_collect, stream_get
+from fieldtune.sim.engines.pysim import simulate, stream_send, stream_collect
 
 
 def _vectors(p, rng, n):

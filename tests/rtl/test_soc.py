@@ -12,15 +12,14 @@ import pytest
 from fieldtune.config import DesignConfig
 from fieldtune.rtl.mac.layout import Layout
 from fieldtune.rtl.sequencer import Mode, coef_shift_constants, MAX_QUERIES
-from fieldtune.rtl.soc import (SoC, check_soc, ERRORS, soc_registers, from_config,
-                               memory_map_markdown)
+from fieldtune.rtl.soc import (SoC, check_soc, ERRORS, soc_registers, memory_map_markdown)
 from fieldtune.rtl.csr.map import SocMap
 from fieldtune.sim.engines.script import run_amaranth
 from fieldtune.sim.golden.soc import SocModel, RunConfig, check_run
 from fieldtune.sim.golden.train import fo_coef_shifts, zo_coef_shift
 from fieldtune.sim.golden.mac import zshift_for, MacError
-from fieldtune.sim.soc_run import (BusProgram, decode_status, decode_weights, records_of,
-                                   synthetic_data, initial_weights)
+from fieldtune.sim.soc_run import BusProgram, decode_status, decode_weights
+from fieldtune.sim.soc_data import records_of, synthetic_data, initial_weights
 
 
 def tiny(adapter="dense"):

@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """Cross-check with simulators nobody here wrote: the emitted Verilog on Verilator and Icarus
 Verilog runs the same script as Amaranth's simulator, record for record, and the golden model
 agrees. Outside CI a missing simulator skips with the reason; in CI (CI=true) it fails."""

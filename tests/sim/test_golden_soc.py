@@ -15,7 +15,7 @@ from fieldtune.sim.golden.perturb import vectors
 from fieldtune.sim.golden.soc import SocModel, RunConfig, check_run, round_half_up_div
 from fieldtune.sim.golden.train import train_fo, train_zo, evaluate
 from fieldtune.sim.scenario import r1_features
-from fieldtune.sim.soc_run import records_of
+from fieldtune.sim.soc_data import records_of
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,8 @@ import pytest
 from fieldtune.config import DesignConfig
 from fieldtune.rtl.mac.layout import Layout
 from fieldtune.sim.scenario import r1_features
-from fieldtune.sim.soc_run import run_finetune, synthetic_data, ENGINES
+from fieldtune.host.session import run_finetune, ENGINES
+from fieldtune.sim.soc_data import synthetic_data
 from fieldtune.toolchain import tool_env
 
 
