@@ -254,6 +254,68 @@ def _fill_placed(result, report, family):
     result.fits = all(getattr(result, n) <= result.available[n] for n in RESOURCES)
 
 
+class _Commands:
+    """The platform's build commands (``build_top.json``), each run with its tool from the
+    environment (Amaranth's variable names: YOSYS, NEXTPNR_ICE40, ...)."""
+
+    def __init__(self, work, env):
+        self.work, self.env = work, env
+        self.commands = json.loads((work / "build_top.json").read_text())["commands"]
+
+    def argv(self, index):
+        name, *args = self.commands[index]
+        return [self.env.get(tool_variable(name), name), *args]
+
+    def run(self, index, *, cwd=None, argv=None):
+        _run(argv or self.argv(index), cwd or self.work, self.env, self.commands[index][0])
+
+
+def _synthesize(commands, result, dev):
+    """Yosys; fills the report from its statistics. False when the design cannot fit."""
+    commands.run(0)
+    stat = json.loads((commands.work / "stat.json").read_text())
+    cells = stat.get("design", stat["modules"].get("\\top", {})).get("num_cells_by_type", {})
+    result.synthesis = {**count_resources(cells, dev.family), "cells": cells}
+    result.available = {"luts": dev.luts, "ffs": dev.luts, "brams": dev.brams,
+                        "sprams": dev.sprams, "dsps": dev.dsps}
+    for name in RESOURCES:
+        setattr(result, name, result.synthesis[name])
+    return all(getattr(result, n) <= result.available[n] for n in RESOURCES)
+
+
+def _place(commands, result, family, seeds, jobs):
+    """nextpnr over ``seeds`` in parallel; the best placement's files join the build."""
+    work = commands.work
+    inputs = {p.name for p in work.iterdir() if p.is_file()}
+
+    def place(seed):
+        folder = work / f"seed-{seed}"
+        folder.mkdir(exist_ok=True)
+        commands.run(1, cwd=folder, argv=_seed_argv(commands.argv(1), seed, inputs))
+        return seed, json.loads((folder / "report.json").read_text())
+
+    with ThreadPoolExecutor(max_workers=min(seeds, jobs or os.cpu_count() or 1)) as pool:
+        reports = dict(pool.map(place, range(1, seeds + 1)))
+    result.seeds = {s: round(min((c["fmax_mhz"] for c in _clocks(r).values()), default=0), 2)
+                    for s, r in reports.items()}
+    result.seed = max(reports, key=lambda s: (_slack(_clocks(reports[s])), -s))
+    for item in (work / f"seed-{result.seed}").iterdir():
+        shutil.copy(item, work / item.name)
+    _fill_placed(result, reports[result.seed], family)
+
+
+def _pack(commands, result):
+    """The packer, then any further platform step whose tool is installed."""
+    commands.run(2)
+    for index in range(3, len(commands.commands)):
+        name = commands.commands[index][0]
+        if commands.env.get(tool_variable(name)) or shutil.which(name):
+            commands.run(index)
+        else:
+            result.notes.append(f"{name} not found: skipped "
+                                f"{' '.join(commands.commands[index])}")
+
+
 def build(board_plan, workdir, env, *, seeds=1, jobs=None, status=None):
     """Build ``board_plan`` in ``workdir`` with the tool environment ``env``
     (:func:`fieldtune.toolchain.tool_env`), trying ``seeds`` placement seeds (at most ``jobs``
@@ -270,64 +332,26 @@ def build(board_plan, workdir, env, *, seeds=1, jobs=None, status=None):
                       "f_out_mhz": board_plan.pll.f_out}
     work = Path(workdir)
     work.mkdir(parents=True, exist_ok=True)
-    start = time.perf_counter()
-    status("elaborating the board top")
-    board_plan.prepare().extract(work)
-    commands = json.loads((work / "build_top.json").read_text())["commands"]
-    tools = [tool_variable(argv[0]) for argv in commands]
-    result.seconds["elaborate"] = round(time.perf_counter() - start, 1)
+    bitstream = work / f"top{b.bitstream_suffix}"
+    bitstream.unlink(missing_ok=True)     # never leave an older build to be programmed
+    clock = time.perf_counter()
 
-    def argv_of(index):
-        argv = commands[index]
-        return [env.get(tools[index], argv[0]), *argv[1:]]
+    def step(name, text, action, *args):
+        status(text)
+        t = time.perf_counter()
+        outcome = action(*args)
+        result.seconds[name] = round(time.perf_counter() - t, 1)
+        return outcome
 
-    status("synthesizing (Yosys)")
-    t = time.perf_counter()
-    _run(argv_of(0), work, env, "yosys")
-    result.seconds["synthesis"] = round(time.perf_counter() - t, 1)
-    files = {p.name for p in work.iterdir() if p.is_file()}
-    stat = json.loads((work / "stat.json").read_text())
-    cells = stat.get("design", stat["modules"].get("\\top", {})).get("num_cells_by_type", {})
-    result.synthesis = {**count_resources(cells, dev.family), "cells": cells}
-    capacity = {"luts": dev.luts, "ffs": dev.luts, "brams": dev.brams, "sprams": dev.sprams,
-                "dsps": dev.dsps}
-    for name in RESOURCES:
-        setattr(result, name, result.synthesis[name])
-    result.available = capacity
-    if any(getattr(result, n) > capacity[n] for n in RESOURCES):
+    step("elaborate", "elaborating the board top",
+         lambda: board_plan.prepare().extract(work))
+    commands = _Commands(work, env)
+    if step("synthesis", "synthesizing (Yosys)", _synthesize, commands, result, dev):
+        step("place_route", f"placing and routing (nextpnr, {seeds} seed"
+             f"{'s' * (seeds > 1)})", _place, commands, result, dev.family, seeds, jobs)
+        step("pack", "packing the bitstream", _pack, commands, result)
+        result.bitstream = str(bitstream.resolve())
+    else:
         result.reason = "stopped after synthesis: the design cannot be placed"
-        result.seconds["total"] = round(time.perf_counter() - start, 1)
-        return result
-
-    status(f"placing and routing (nextpnr, {seeds} seed{'s' * (seeds > 1)})")
-    t = time.perf_counter()
-
-    def place(seed):
-        folder = work / f"seed-{seed}"
-        folder.mkdir(exist_ok=True)
-        _run(_seed_argv(argv_of(1), seed, files), folder, env, f"nextpnr (seed {seed})")
-        return seed, json.loads((folder / "report.json").read_text())
-
-    with ThreadPoolExecutor(max_workers=min(seeds, jobs or os.cpu_count() or 1)) as pool:
-        reports = dict(pool.map(place, range(1, seeds + 1)))
-    result.seconds["place_route"] = round(time.perf_counter() - t, 1)
-    result.seeds = {s: round(min((c["fmax_mhz"] for c in _clocks(r).values()), default=0), 2)
-                    for s, r in reports.items()}
-    result.seed = max(reports, key=lambda s: (_slack(_clocks(reports[s])), -s))
-    for item in (work / f"seed-{result.seed}").iterdir():
-        shutil.copy(item, work / item.name)
-    _fill_placed(result, reports[result.seed], dev.family)
-
-    status("packing the bitstream")
-    t = time.perf_counter()
-    _run(argv_of(2), work, env, tools[2].lower())
-    for index in range(3, len(commands)):
-        if env.get(tools[index]) or shutil.which(commands[index][0]):
-            _run(argv_of(index), work, env, commands[index][0])
-        else:
-            result.notes.append(f"{commands[index][0]} not found: skipped "
-                                f"{' '.join(commands[index])}")
-    result.seconds["pack"] = round(time.perf_counter() - t, 1)
-    result.bitstream = str((work / f"top{b.bitstream_suffix}").resolve())
-    result.seconds["total"] = round(time.perf_counter() - start, 1)
+    result.seconds["total"] = round(time.perf_counter() - clock, 1)
     return result
