@@ -17,11 +17,12 @@
 """
 
 from amaranth.hdl import Cat, ClockDomain, Const, Elaboratable, Module, Signal
-from amaranth.lib import io
+from amaranth.lib import io, wiring
 from amaranth.lib.cdc import ResetSynchronizer
+from amaranth.lib.wiring import In, Out
 
 
-__all__ = ["BoardTop", "BLINK_HZ"]
+__all__ = ["BoardTop", "StatusLights", "BLINK_HZ"]
 
 
 #: Approximate blink rate of the ``busy`` LED.
@@ -90,21 +91,55 @@ class BoardTop(Elaboratable):
         m.submodules.reset = ResetSynchronizer(arst, domain="sync")
 
     def _leds(self, m, platform, system):
-        half_period = int(self.clock_mhz * 1e6 / BLINK_HZ / 2)
-        blink = Signal(range(half_period))
-        phase = Signal()
-        with m.If(blink == half_period - 1):
-            m.d.sync += [blink.eq(0), phase.eq(~phase)]
-        with m.Else():
-            m.d.sync += blink.eq(blink + 1)
-        shown = {"busy": system.busy & phase, "done": system.done, "error": system.error}
-        resources, drivers = {}, {}
-        for status, (name, number, *sub) in self.board.leds.items():
+        groups = {}                       # LED (resource, number, subsignal...) -> statuses
+        for status, led in self.board.leds.items():
+            groups.setdefault(led, []).append(status)
+        m.submodules.lights = lights = StatusLights(
+            list(groups.values()), int(self.clock_mhz * 1e6 / BLINK_HZ / 2))
+        m.d.comb += [lights.busy.eq(system.busy), lights.done.eq(system.done),
+                     lights.error.eq(system.error)]
+        resources = {}
+        for index, (name, number, *sub) in enumerate(groups):
             if (name, number) not in resources:
                 resources[name, number] = self._raw(platform, name, number)
             port = getattr(resources[name, number], sub[0]) if sub else resources[name, number]
-            drivers.setdefault((name, number, *sub), (port, []))[1].append(shown[status])
-        for (name, number, *sub), (port, values) in drivers.items():
             m.submodules["_".join(map(str, ["led", name, number, *sub]))] = led = \
                 io.Buffer("o", port)
-            m.d.comb += led.o.eq(Cat(*values).any())
+            m.d.comb += led.o.eq(lights.leds[index])
+
+
+class StatusLights(wiring.Component):
+    """The SoC's status on LEDs: LED ``i`` lights while any status named in ``groups[i]`` is
+    shown; ``done`` and ``error`` show while high, ``busy`` blinks while high (on for
+    ``half_period`` cycles, off for as many, from the edge after reset).
+
+    Ports: ``busy``, ``done``, ``error``: In(1); ``leds``: Out(len(groups)). Combinational
+    from the inputs to ``leds``."""
+
+    STATUSES = ("busy", "done", "error")
+
+    def __init__(self, groups, half_period):
+        for group in groups:
+            for status in group:
+                if status not in self.STATUSES:
+                    raise ValueError(f"LED status must be one of "
+                                     f"{', '.join(map(repr, self.STATUSES))}, not {status!r}")
+        if not isinstance(half_period, int) or half_period < 1:
+            raise ValueError(f"half_period must be a positive integer, not {half_period!r}")
+        self.groups = [tuple(group) for group in groups]
+        self.half_period = half_period
+        super().__init__({"busy": In(1), "done": In(1), "error": In(1),
+                          "leds": Out(len(groups))})
+
+    def elaborate(self, platform):
+        m = Module()
+        count = Signal(range(self.half_period))
+        phase = Signal(init=1)
+        with m.If(count == self.half_period - 1):
+            m.d.sync += [count.eq(0), phase.eq(~phase)]
+        with m.Else():
+            m.d.sync += count.eq(count + 1)
+        shown = {"busy": self.busy & phase, "done": self.done, "error": self.error}
+        for index, group in enumerate(self.groups):
+            m.d.comb += self.leds[index].eq(Cat(*(shown[s] for s in group)).any())
+        return m

@@ -41,6 +41,8 @@ def test_plan_generates(board_name, preset, tmp_path):
     constraints = files["top.pcf" if b.family == "ice40" else "top.lpf"].read_text()
     for pin in ("uart_0__rx", "uart_0__tx"):
         assert pin in constraints
+    for name, number, *sub in b.leds.values():
+        assert "__".join([f"{name}_{number}", *sub, "io"]) in constraints
     primitive = {"ice40": "SB_PLL40_PAD", "ecp5": "EHXPLLL"}[b.family]
     assert (primitive in rtlil) == (board_plan.pll is not None)
     assert board_plan.clock_mhz == pytest.approx(b.soc_mhz, rel=0.005)
