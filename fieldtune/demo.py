@@ -29,16 +29,20 @@ from .config import DesignConfig, PRESETS
 from .finetune import (check_engine, estimated_cycles, float_first_order, float_mezo,
                        hyperparameters, simulate_modes, torch_references, yosys_env,
                        ENGINE_KINDS, MEZO_SEEDS)
-from .fmax import soc_fmax, shipped_devices, Fmax, NO_BUILD
+from .fmax import soc_fmax, Fmax, NO_BUILD
 from .rtl.cache.params import CODEBOOKS
 from .sim import reference
 from .sim.backbone import SHIPPED_PATH
 from .sim.data import R1_DRIFT_DEG
 from .sim.scenario import r1_features
 
-__all__ = ["add_arguments", "run", "ENGINE_CHOICES", "MODES", "FLOAT_METHODS"]
+__all__ = ["add_arguments", "run", "ENGINE_CHOICES", "MODES", "FLOAT_METHODS",
+           "PROJECTED_PRESETS"]
 
 
+#: Presets whose board the demo projects the fine-tuning time on, besides the design's own
+#: (one per device; the boards' other presets are not built by default).
+PROJECTED_PRESETS = ("up5k", "ecp5-85f")
 #: Engines a user may name; the installed SoC runner decides which it supports.
 ENGINE_CHOICES = ("cxxrtl", "amaranth", "verilator", "icarus", "golden")
 MODES = {"fo": ("fo",), "zo": ("zo",), "both": ("fo", "zo")}
@@ -171,15 +175,15 @@ def _cycles(value, source=None):
 
 
 def other_designs(config):
-    """Board -> ``(preset name, DesignConfig)`` for every device other than ``config``'s that
-    has a build shipped in the package: the first preset made for that device, with
-    ``config``'s training section (the demo projects its time there from the preset's cycles
-    and a cached or shipped build)."""
+    """Board -> ``(preset name, DesignConfig)`` for every device of
+    :data:`PROJECTED_PRESETS` other than ``config``'s: the first preset made for that device,
+    with ``config``'s training section (the demo projects its time there from the preset's
+    cycles and a cached or shipped build)."""
     out, devices = {}, {BOARDS[config.board].device}
-    shipped = shipped_devices()
-    for name, values in PRESETS.items():
+    for name in PROJECTED_PRESETS:
+        values = PRESETS[name]
         device = BOARDS[values["board"]].device
-        if device not in devices and device in shipped:
+        if device not in devices:
             devices.add(device)
             board_name = values["board"]
             out[board_name] = (name, DesignConfig.preset(name).replace(train=config.train))

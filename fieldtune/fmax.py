@@ -37,8 +37,7 @@ from .toolchain import tool_env, ToolchainError
 
 __all__ = ["BUILD_POLICIES", "SHIPPED_DIR", "PACKAGE_BUILDS", "NO_BUILD",
            "TOOL_PACKAGES", "Fmax", "design_hash", "implement_options",
-           "tool_versions", "cached", "measure", "soc_fmax", "projected_seconds",
-           "shipped_devices"]
+           "tool_versions", "cached", "measure", "soc_fmax", "projected_seconds"]
 
 
 
@@ -117,18 +116,6 @@ def design_hash(dut, device, options):
 def _path(key, directory=None):
     folder = Path(directory) if directory is not None else cache_dir("fmax")
     return folder / f"{key}.json"
-
-
-def shipped_devices(shipped=PACKAGE_BUILDS):
-    """Devices with a build shipped in the package (the demo projects on those)."""
-    folder = _shipped_dir(shipped)
-    devices = set()
-    for path in sorted(Path(folder).glob("*.json")) if folder is not None else ():
-        try:
-            devices.add(json.loads(path.read_text())["device"])
-        except (OSError, ValueError, KeyError, TypeError):
-            continue
-    return devices
 
 
 def _read(path, key):
