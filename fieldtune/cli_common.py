@@ -10,7 +10,9 @@ can make end in one ``error: ...`` line and exit code 2, never a traceback:
 - at run time, :data:`USER_ERRORS` raised by the command are reported by :func:`error_message`
   in :func:`fieldtune.cli.main`: :class:`UserError` (raise it for any other mistake),
   ``ValueError`` (invalid configuration: the message names field, value and range), ``OSError``
-  (files, serial ports) and :class:`~fieldtune.toolchain.ToolchainError` (a missing tool).
+  (files, serial ports), :class:`~fieldtune.toolchain.ToolchainError` and
+  :class:`~fieldtune.sim.engines.script.EngineUnavailable` (a missing tool or simulator; the
+  message says how to install it).
 
 Set ``FIELDTUNE_TRACEBACK=1`` to get the traceback instead (for developers).
 """
@@ -21,6 +23,7 @@ import sys
 from pathlib import Path
 
 from .config import DesignConfig, PRESETS
+from .sim.engines.script import EngineUnavailable
 from .toolchain import ToolchainError
 
 
@@ -33,7 +36,7 @@ class UserError(Exception):
 
 
 #: What the command line reports as ``error: ...`` with exit code 2.
-USER_ERRORS = (UserError, ValueError, OSError, ToolchainError)
+USER_ERRORS = (UserError, ValueError, OSError, ToolchainError, EngineUnavailable)
 
 
 def error_message(error):

@@ -34,7 +34,9 @@ from .rtl.cache.params import CODEBOOKS
 from .sim import reference
 from .sim.backbone import SHIPPED_PATH
 from .sim.data import R1_DRIFT_DEG
+from .sim.engines import registry
 from .sim.scenario import r1_features
+
 
 __all__ = ["add_arguments", "run", "ENGINE_CHOICES", "MODES", "FLOAT_METHODS",
            "PROJECTED_PRESETS"]
@@ -44,7 +46,7 @@ __all__ = ["add_arguments", "run", "ENGINE_CHOICES", "MODES", "FLOAT_METHODS",
 #: (one per device; the boards' other presets are not built by default).
 PROJECTED_PRESETS = ("up5k", "ecp5-85f")
 #: Engines a user may name; the installed SoC runner decides which it supports.
-ENGINE_CHOICES = ("cxxrtl", "amaranth", "verilator", "icarus", "golden")
+ENGINE_CHOICES = (*registry.names(), "golden")
 MODES = {"fo": ("fo",), "zo": ("zo",), "both": ("fo", "zo")}
 #: Float reference key -> label.
 FLOAT_METHODS = {"skip_adapters": "float skip adapters (numpy)",
@@ -62,9 +64,10 @@ def add_arguments(parser):
                              "references' seed (default: the configuration's [train] seed)")
     parser.add_argument("--mode", choices=tuple(MODES), default="both",
                         help="first order, zeroth order or both (default: %(default)s)")
-    parser.add_argument("--engine", choices=ENGINE_CHOICES, default="cxxrtl",
-                        help="SoC simulation engine (default: %(default)s; 'golden' runs the "
-                             "numpy golden model instead of simulating the SoC)")
+    parser.add_argument("--engine", choices=ENGINE_CHOICES,
+                        help="SoC simulation engine (default: the fastest one that runs here, "
+                             "by measurement: docs/benchmarks.md; 'golden' runs the numpy "
+                             "golden model instead of simulating the SoC)")
     parser.add_argument("--epochs", type=int, help="first-order epochs (default: [train])")
     parser.add_argument("--steps", type=int, help="zeroth-order steps (default: [train])")
     parser.add_argument("--codebook", choices=CODEBOOKS,
@@ -105,7 +108,7 @@ def _require_matplotlib():
 
 
 #: Engines that simulate the SoC at roughly 10^3-10^4 cycles/s (DESIGN.md, docs/benchmarks.md).
-SLOW_ENGINES = ("amaranth", "icarus")
+SLOW_ENGINES = registry.names(slow=True)
 #: Cycles beyond which a slow engine takes more than a few minutes.
 SLOW_CYCLES = 1_000_000
 
@@ -118,7 +121,8 @@ def _warn_if_slow(config, data, modes, engine, console):
     if cycles > SLOW_CYCLES:
         console.print(f"[yellow]warning:[/yellow] about {cycles:,} cycles of training on "
                       f"{engine}, which simulates the SoC at about 10^3-10^4 cycles/s: this "
-                      f"takes hours; --epochs/--steps shorten it, --engine cxxrtl is fast")
+                      f"takes hours; --epochs/--steps shorten it, --engine "
+                      f"{registry.default_engine()} is fast")
 
 
 def _float_references(config, drift, modes, console, *, torch=True):
@@ -318,7 +322,7 @@ def plot(doc, path):
     """Test accuracy against epoch (first order) and step (zeroth order), device and float."""
     import matplotlib       # optional (the plot extra)
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt     # after use("Agg"): no display needed
     curves = doc["curves"]
     panels = [(m, unit) for m, unit in (("fo", "epoch"), ("zo", "step"))
               if f"device_{m}" in curves]
@@ -345,12 +349,22 @@ def plot(doc, path):
     plt.close(fig)
 
 
+def _engine_line(engine, *, chosen):
+    """What simulates the SoC, and why that engine."""
+    if engine == "golden":
+        return "engine: golden numpy model (--engine golden)"
+    why = "--engine" if chosen else "default: the fastest engine that runs here"
+    return f"engine: {registry.get(engine).label} ({why})"
+
+
 def run(args, console):
     start = time.perf_counter()
     config = _config(args)
     if args.plot:
         _require_matplotlib()
-    check_engine(args.engine)
+    engine = args.engine or registry.default_engine()
+    check_engine(engine)
+    console.print(_engine_line(engine, chosen=args.engine is not None))
     modes = MODES[args.mode]
     policy = "cached" if args.no_build else "always" if args.rebuild else "auto"
     # The design's own board is built now when no build of it exists; the other devices'
@@ -366,9 +380,9 @@ def run(args, console):
                                       else "pretraining the backbone (shipped file missing)")
                             + f", rotating the drift pool by {args.drift:g}°"):
             data = r1_features(args.drift)
-        env = yosys_env(console) if args.engine != "golden" else None
-        _warn_if_slow(config, data, modes, args.engine, console)
-        runs = simulate_modes(config, data, modes, args.engine, console, env=env)
+        env = yosys_env(console) if engine != "golden" else None
+        _warn_if_slow(config, data, modes, engine, console)
+        runs = simulate_modes(config, data, modes, engine, console, env=env)
         floats = _float_references(config, args.drift, modes, console, torch=not args.no_torch)
         fmaxes = {}
         for b, job in fmax_jobs.items():
@@ -379,11 +393,11 @@ def run(args, console):
     if args.no_build:
         fmaxes = {b: Fmax(None, "not measured (--no-build)", f.device, f.design_hash)
                   if f.source == NO_BUILD else f for b, f in fmaxes.items()}
-    doc = report(config, data, runs, floats, fmaxes, engine=args.engine, drift=args.drift,
+    doc = report(config, data, runs, floats, fmaxes, engine=engine, drift=args.drift,
                  wall_seconds=round(time.perf_counter() - start, 2))
     for t in tables(doc):
         console.print(t)
-    if args.engine == "golden":
+    if engine == "golden":
         console.print("[yellow]note:[/yellow] device figures come from the golden numpy "
                       "model (--engine golden), not from a simulation of the SoC")
     if args.plot:

@@ -17,6 +17,7 @@ from rich.progress import (Progress, BarColumn, MofNCompleteColumn, TimeElapsedC
 
 from .host import session
 from .sim import reference, soc_data
+from .sim.engines import registry
 from .toolchain import tool_env, ToolchainError
 
 
@@ -31,10 +32,7 @@ MEZO_SEEDS = 3
 
 #: What produced a device figure, per engine: say it wherever the figure is shown.
 ENGINE_KINDS = {
-    "cxxrtl": "SoC simulated cycle-accurately (CXXRTL)",
-    "amaranth": "SoC simulated cycle-accurately (Amaranth simulator)",
-    "verilator": "SoC simulated cycle-accurately (Verilator)",
-    "icarus": "SoC simulated cycle-accurately (Icarus Verilog)",
+    **{e.name: f"SoC simulated cycle-accurately ({e.label})" for e in registry.ENGINES.values()},
     "golden": "golden numpy model of the SoC's arithmetic (not a device simulation)",
 }
 
@@ -72,7 +70,7 @@ def yosys_env(console):
 
 #: Engines whose simulation runs outside the Python interpreter lock (native code through
 #: ctypes, or a subprocess), so runs of two modes can share the machine's cores.
-NATIVE_ENGINES = ("cxxrtl", "verilator", "icarus")
+NATIVE_ENGINES = registry.names(native=True)
 
 
 def simulate_modes(config, data, modes, engine, console, *, env=None, vcd=None):

@@ -11,6 +11,7 @@ from pathlib import Path
 from .cli_common import add_config_arguments, load_config, output_file
 from .finetune import check_engine, yosys_env, simulate_modes
 from .sim.data import R1_DRIFT_DEG
+from .sim.engines import registry
 from .sim.scenario import r1_features
 
 
@@ -18,7 +19,7 @@ __all__ = ["add_arguments", "run", "slice_r1", "WAVEFORM_ENGINES"]
 
 
 #: Engines that can write a VCD.
-WAVEFORM_ENGINES = ("amaranth", "cxxrtl")
+WAVEFORM_ENGINES = registry.names(waveforms=True)
 
 
 def add_arguments(parser):

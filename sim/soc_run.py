@@ -35,6 +35,7 @@ from ..rtl.csr.map import SocMap
 from ..rtl.cache.layout import CacheLayout
 from ..rtl.sequencer import Mode, COUNTERS
 from ..rtl.mac.layout import Layout
+from .engines import registry as engines
 from .engines.script import Script
 from .golden.soc import SocModel, RunConfig
 from .soc_data import record_stream, estimate_cycles
@@ -46,8 +47,9 @@ __all__ = ["ENGINES", "soc_component", "BusProgram", "Reading", "DeviceError", "
            "RUN_REGISTERS", "BUS_WAIT"]
 
 
-#: Engines a session runs on; ``"golden"`` runs the numpy models only.
-ENGINES = ("cxxrtl", "amaranth", "verilator", "icarus", "golden")
+#: Engines a session runs on (the engine registry's, fastest first); ``"golden"`` runs the
+#: numpy models only.
+ENGINES = (*engines.names(), "golden")
 
 #: Most clock edges a single bus access may take (a record write waits for the quantizer).
 BUS_WAIT = 4096
@@ -295,35 +297,27 @@ def decode_weights(records, indices, mac):
 # -- devices ------------------------------------------------------------------------------------
 
 class EngineDevice:
-    """The SoC's bus on a simulation ``engine`` (one of :data:`ENGINES` but ``"golden"``).
+    """The SoC's bus on a simulation ``engine`` (a name of the engine registry,
+    :mod:`fieldtune.sim.engines.registry`).
 
     ``env``: the YoWASP tool environment (every engine but amaranth needs Yosys); ``vcd``
-    writes a waveform (amaranth and cxxrtl). ``sim_cycles`` and ``sim_seconds`` add up the
-    simulation's clock edges and the wall time it took (compilation excluded).
+    writes a waveform (engines with waveforms). An incremental engine (CXXRTL) runs each piece
+    of the session at :meth:`then`; the others run the whole session as one script at
+    :meth:`flush`. ``sim_cycles`` and ``sim_seconds`` add up the simulation's clock edges and
+    the wall time it took (the model's build excluded).
     """
 
     def __init__(self, config, engine, *, env=None, vcd=None):
-        if engine not in ENGINES or engine == "golden":
-            raise ValueError(f"engine must be one of {', '.join(ENGINES[:-1])}, "
-                             f"not {engine!r}")
-        if vcd is not None and engine not in ("amaranth", "cxxrtl"):
-            raise ValueError(f"vcd waveforms come from the amaranth and cxxrtl engines, "
-                             f"not {engine!r}")
-        self.config, self.engine, self.env, self.vcd = config, engine, env, vcd
+        self.spec = engines.get(engine)
+        engines.check_waveforms(engine, vcd)
+        self.config, self.engine = config, engine
         self.soc = soc_component(config)
-        self.registers = {r.name: r for r in self.soc.registers}
         self.sim_cycles, self.sim_seconds = 0, 0.0
         self._program = BusProgram(self.soc)
         self._queue = []          # (program, callback) not run yet (script engines)
         self._flushed = False
         self._stack = ExitStack()
-        self._sim = None
-        if engine == "cxxrtl":
-            from .engines import cxxrtl
-            model = cxxrtl.build(self.soc, env=env)
-            self._sim = self._stack.enter_context(model.simulate())
-            if vcd:
-                self._stack.enter_context(self._sim.vcd(vcd))
+        self._run = self._stack.enter_context(self.spec.session(self.soc, env=env, vcd=vcd))
 
     # -- the device calls --
 
@@ -349,54 +343,42 @@ class EngineDevice:
         self._program.wait({"done": 1}, max_cycles, what)
 
     def then(self, callback):
-        """Call ``callback()`` once every reading so far has its value: CXXRTL runs the
-        program now; the script engines queue it until :meth:`flush`."""
+        """Call ``callback()`` once every reading so far has its value: an incremental
+        engine runs the program now; the others queue it until :meth:`flush`."""
         prog, self._program = self._program, BusProgram(self.soc)
-        if self._sim is not None:
-            t0 = time.perf_counter()
-            result = self._sim.run(prog.script)
-            self.sim_seconds += time.perf_counter() - t0
-            self.sim_cycles += result.cycles
-            self._resolve(prog, result.records)
+        if self.spec.incremental:
+            self._resolve(prog, self._simulate(prog.script).records)
             callback()
-        else:
-            if self._flushed:
-                raise RuntimeError(f"the {self.engine} engine runs a session as one script; "
-                                   f"this one has run")
-            self._queue.append((prog, callback))
+            return
+        if self._flushed:
+            raise RuntimeError(f"the {self.engine} engine runs a session as one script; "
+                               f"this one has run")
+        self._queue.append((prog, callback))
 
     def flush(self):
-        """Run everything not run yet (the whole session on a script engine)."""
-        if self._sim is not None or (not self._queue and not len(self._program.script)):
-            if len(self._program.script):
-                self.then(lambda: None)
-            return
+        """Run everything not run yet (on a script engine: the whole session, once)."""
         if len(self._program.script):
-            self._queue.append((self._program, lambda: None))
-            self._program = BusProgram(self.soc)
+            self.then(lambda: None)
+        if not self._queue:
+            return
         whole = Script()
         for prog, _ in self._queue:
             whole.extend(prog.script)
-        if self.engine == "amaranth":
-            from .engines import script as scripts
-            t0 = time.perf_counter()
-            result = scripts.run_amaranth(self.soc, whole, vcd=self.vcd)
-        else:
-            from .engines import hdl
-            verilog = hdl.emit_verilog(self.soc, env=self.env)
-            runner = hdl.run_verilator if self.engine == "verilator" else hdl.run_icarus
-            t0 = time.perf_counter()
-            result = runner(verilog, whole)
-        self.sim_seconds += time.perf_counter() - t0
-        self.sim_cycles += result.cycles
+        result = self._simulate(whole)
         self._flushed = True
-        first = 0
-        queue, self._queue = self._queue, []
-        for prog, callback in queue:
+        queue, self._queue, first = self._queue, [], 0
+        for prog, _ in queue:
             self._resolve(prog, result.records[first:first + prog.records])
             first += prog.records
         for _, callback in queue:
             callback()
+
+    def _simulate(self, script):
+        t0 = time.perf_counter()
+        result = self._run(script)
+        self.sim_seconds += time.perf_counter() - t0
+        self.sim_cycles += result.cycles
+        return result
 
     def close(self):
         self._stack.close()
@@ -618,9 +600,7 @@ def open_device(config, engine, *, env=None, vcd=None):
     :class:`GoldenDevice` for ``"golden"``."""
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {', '.join(ENGINES)}, not {engine!r}")
+    engines.check_waveforms(engine, vcd)
     if engine == "golden":
-        if vcd is not None:
-            raise ValueError("vcd waveforms come from the amaranth and cxxrtl engines, "
-                             "not 'golden'")
         return GoldenDevice(config)
     return EngineDevice(config, engine, env=env, vcd=vcd)

@@ -179,8 +179,10 @@ class HostDriver:
         to other requests (late answers to an earlier one) are skipped."""
         deadline = self.transport.now() + wait
         while True:
-            frames, self._buffer = split_frames(self._buffer)
-            for raw in frames:
+            frames, rest = split_frames(self._buffer)
+            for i, raw in enumerate(frames):
+                # frames after the one that decides stay for the next request
+                self._buffer = b"".join(f + bytes([DELIMITER]) for f in frames[i + 1:]) + rest
                 try:
                     response = decode_response(raw)
                 except FrameError:
@@ -193,6 +195,7 @@ class HostDriver:
                         self.stats.bad_answers += 1
                         return None
                     return response
+            self._buffer = rest
             left = deadline - self.transport.now()
             if left <= 0:
                 self.stats.timeouts += 1

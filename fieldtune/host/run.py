@@ -119,14 +119,18 @@ def _digest(weights):
 def run(args, console):
     start = time.perf_counter()
     config = link_config(args)
-    data = r1_features(args.drift)
-    if args.samples is not None or args.test_samples is not None:
-        data = slice_r1(data, args.samples or data["n_finetune"],
-                        args.test_samples or data["n_test"])
-    if config.train.batch > data["n_finetune"]:
-        raise UserError(f"--samples must be at least the batch ({config.train.batch}), "
-                        f"not {data['n_finetune']}")
     driver, where = open_link(args, config, console)
+    try:
+        data = r1_features(args.drift)
+        if args.samples is not None or args.test_samples is not None:
+            data = slice_r1(data, args.samples or data["n_finetune"],
+                            args.test_samples or data["n_test"])
+        if config.train.batch > data["n_finetune"]:
+            raise UserError(f"--samples must be at least the batch ({config.train.batch}), "
+                            f"not {data['n_finetune']}")
+    except BaseException:
+        driver.close()
+        raise
     runs, links = {}, {}
     with driver, Progress("[progress.description]{task.description}", BarColumn(),
                           MofNCompleteColumn(), TimeElapsedColumn(), console=console) as bar:

@@ -29,6 +29,10 @@ __all__ = ["add_arguments", "run", "PtyServer"]
 #: Simulated seconds the SoC runs per relay step while it is busy (a training run) with no
 #: bytes on the line: short enough to answer a poll promptly.
 BUSY_STEP = 200e-6
+#: Wall seconds a client should wait for an answer before resending: a frame of 512 bytes is
+#: about 40,000 cycles, which a loaded machine may take seconds to simulate.
+SUGGESTED_TIMEOUT = 10
+
 #: Simulated seconds the server waits for an answer that is due before it stops expecting it.
 ANSWER_WAIT = 2e-3
 
@@ -128,7 +132,9 @@ def run(args, console):
     print(server.path, flush=True)
     console.print(f"serving the simulated SoC ({config.host.baud:,} baud) on {server.path}; "
                   f"drive it with: fieldtune run --port {server.path}"
-                  + (f" --baud {config.host.baud}" if args.baud else ""))
+                  + (f" --baud {config.host.baud}" if args.baud else "")
+                  + f" --timeout {SUGGESTED_TIMEOUT:g} (the simulation answers far slower than "
+                    f"a board)", soft_wrap=True)
     last = time.monotonic()
     try:
         while True:

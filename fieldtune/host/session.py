@@ -35,6 +35,7 @@ from ..sim.golden.train import forward
 from ..sim.golden.loss import softmax_xent
 from ..sim.soc_data import (records_of, record_stream, cached_view, initial_weights,
                             estimate_cycles)
+from ..sim.engines.registry import check_waveforms
 from ..sim.soc_run import (DeviceError, Reading, STATUS_REGISTERS, RUN_REGISTERS, ENGINES,
                            open_device, status_of, weights_of)
 from .driver import StreamLost
@@ -349,9 +350,7 @@ def run_finetune(config, data, *, mode=None, engine="cxxrtl", epochs=None, steps
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {', '.join(ENGINES)}, not {engine!r}")
     m, total, every = _plan(config, mode, epochs, steps, eval_every)
-    if vcd is not None and engine not in ("amaranth", "cxxrtl"):
-        raise ValueError(f"vcd waveforms come from the amaranth and cxxrtl engines, "
-                         f"not {engine!r}")
+    check_waveforms(engine, vcd)
     limit = max_cycles or run_limit(config, m, len(data["train_labels"]), min(every, total))
     t0 = time.perf_counter()
     with open_device(config, engine, env=env, vcd=vcd) as device:

@@ -20,7 +20,7 @@ Timing: a WRITE element takes ``element_bytes + 1`` cycles plus its bus access, 
 its bus access plus ``element_bytes`` cycles.
 """
 
-from amaranth.hdl import Module, Signal, Mux, Cat, Const
+from amaranth.hdl import Module, Signal, Mux, Cat
 from amaranth.lib import wiring, stream
 from amaranth.lib.wiring import In, Out
 

@@ -23,7 +23,7 @@ from amaranth.lib import wiring, stream, data
 from amaranth.lib.crc import catalog
 from amaranth.lib.wiring import In, Out
 
-from .protocol import HEADER, OVERHEAD, COBS_BLOCK, DELIMITER, CRC_BYTES
+from .protocol import HEADER, COBS_BLOCK, DELIMITER, CRC_BYTES
 
 
 __all__ = ["buffer_port", "rx_symbol_layout", "frame_layout", "FrameReceiver",

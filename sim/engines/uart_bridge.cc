@@ -158,7 +158,8 @@ uint64_t ft_uart_pending(bridge *b) {
 }
 
 // Run at most `max_cycles` cycles; stop early after a delimiter byte (0x00) arrived on tx if
-// `until_delimiter` (and, when `drain` is set, only once rx has nothing left to send).
+// `until_delimiter` (and, when `drain` is set, only once no queued byte is left to start on
+// rx: the one on the line, if any, is the last).
 // Returns the cycles run.
 uint64_t ft_uart_run(bridge *b, uint64_t max_cycles, int until_delimiter, int drain) {
 	uint64_t start = b->cycles(b->sim), now = start, end = start + max_cycles;
@@ -191,7 +192,7 @@ uint64_t ft_uart_run(bridge *b, uint64_t max_cycles, int until_delimiter, int dr
 		if (now == b->rx_next)
 			rx_change(b, now);
 		if (now == b->tx_sample && tx_sample(b, now) && until_delimiter &&
-				(!drain || b->rx_bit < 0))
+				(!drain || b->queue.empty()))
 			break;
 	}
 	return now - start;

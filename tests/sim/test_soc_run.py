@@ -12,7 +12,6 @@ from fieldtune.config import DesignConfig
 from fieldtune.rtl.mac.layout import Layout
 from fieldtune.sim.scenario import r1_features
 from fieldtune.host.session import run_finetune, ENGINES
-from fieldtune.sim.soc_data import synthetic_data
 from fieldtune.toolchain import tool_env
 
 
@@ -69,26 +68,15 @@ def test_r1_zeroth_order_on_cxxrtl_matches_golden(r1, require_programs):
     assert abs(gold.cycles / dev.cycles - 1) < 0.02
 
 
-def tiny():
-    cfg = DesignConfig.preset("tiny").replace(
-        perturb={"lanes": 4, "pool_size": 64, "dimension": 64},
-        cache={"taps": [8, 8], "classes": 4, "capacity": 8, "block_size": 8},
-        mac={"taps": [8, 8], "classes": 4, "max_batch": 4},
-        loss={"classes": 4},
-        train={"batch": 4, "epochs": 2, "steps": 3, "eps_shift": 3, "zo_lr_shift": 6})
-    # 8 training records; 12 test records take two evaluation chunks of the cache
-    return cfg, synthetic_data(cfg, 8, 12, seed=4)
-
-
 @pytest.fixture(scope="module")
-def tiny_golden():
-    cfg, data = tiny()
+def tiny_golden(tiny_design):
+    cfg, data = tiny_design
     return {mode: run_finetune(cfg, data, mode=mode, engine="golden") for mode in ("fo", "zo")}
 
 
 @pytest.fixture(scope="module")
-def tiny_amaranth():
-    cfg, data = tiny()
+def tiny_amaranth(tiny_design):
+    cfg, data = tiny_design
     return {mode: run_finetune(cfg, data, mode=mode, engine="amaranth") for mode in ("fo", "zo")}
 
 
@@ -98,9 +86,10 @@ def test_amaranth_simulator_matches_golden(tiny_amaranth, tiny_golden):
         assert tiny_amaranth[mode].cycles > 0
 
 
-def test_amaranth_and_cxxrtl_agree_bit_for_bit(tiny_amaranth, tiny_golden, require_programs):
+def test_amaranth_and_cxxrtl_agree_bit_for_bit(tiny_amaranth, tiny_golden, require_programs,
+                                               tiny_design):
     require_programs("g++", why=WHY)
-    cfg, data = tiny()
+    cfg, data = tiny_design
     for mode in ("fo", "zo"):
         dev = run_finetune(cfg, data, mode=mode, engine="cxxrtl", env=tool_env("YOSYS"))
         _same(dev, tiny_amaranth[mode])             # cycles included
@@ -110,24 +99,24 @@ def test_amaranth_and_cxxrtl_agree_bit_for_bit(tiny_amaranth, tiny_golden, requi
 @pytest.mark.parametrize("engine,programs", [("verilator", ("verilator",)),
                                              ("icarus", ("iverilog", "vvp"))])
 def test_verilog_simulators_match_golden(engine, programs, tiny_amaranth, tiny_golden,
-                                        require_programs):
+                                        require_programs, tiny_design):
     require_programs(*programs, why=WHY)
-    cfg, data = tiny()
+    cfg, data = tiny_design
     dev = run_finetune(cfg, data, mode="fo", engine=engine, env=tool_env("YOSYS"))
     _same(dev, tiny_golden["fo"], cycles=False)
     _same(dev, tiny_amaranth["fo"])                  # and cycle for cycle
 
 
-def test_runner_rejects_bad_arguments():
-    cfg, data = tiny()
-    with pytest.raises(ValueError, match=r"^engine must be one of cxxrtl, amaranth, verilator, "
+def test_runner_rejects_bad_arguments(tiny_design):
+    cfg, data = tiny_design
+    with pytest.raises(ValueError, match=r"^engine must be one of cxxrtl, verilator, amaranth, "
                                          r"icarus, golden, not 'spice'$"):
         run_finetune(cfg, data, engine="spice")
     with pytest.raises(ValueError, match=r"^mode must be 'fo' or 'zo', not 'sgd'$"):
         run_finetune(cfg, data, mode="sgd", engine="golden")
     with pytest.raises(ValueError, match=r"^eval_every must be a positive integer, not 0$"):
         run_finetune(cfg, data, engine="golden", eval_every=0)
-    with pytest.raises(ValueError, match=r"^vcd waveforms come from the amaranth and cxxrtl "
+    with pytest.raises(ValueError, match=r"^vcd waveforms come from the cxxrtl and amaranth "
                                          r"engines, not 'golden'$"):
         run_finetune(cfg, data, engine="golden", vcd="x.vcd")
     big = dict(data, train_features=np.zeros((9, 16), dtype=np.int64),
@@ -136,4 +125,4 @@ def test_runner_rejects_bad_arguments():
     with pytest.raises(ValueError, match=r"^the training set \(9 samples\) must fit the cache "
                                          r"\(cache\.capacity = 8\)$"):
         run_finetune(cfg, big, engine="golden")
-    assert ENGINES == ("cxxrtl", "amaranth", "verilator", "icarus", "golden")
+    assert ENGINES == ("cxxrtl", "verilator", "amaranth", "icarus", "golden")
