@@ -28,7 +28,8 @@ from amaranth.back import rtlil
 
 
 __all__ = ["DEVICES", "Device", "Implementation", "BenchHarness", "implement",
-           "count_resources", "synth_script", "dut_module_name"]
+           "count_resources", "synth_script", "dut_module_name", "synth_options",
+           "read_fixups", "STAT_COMMAND"]
 
 
 @dataclass(frozen=True)
@@ -48,8 +49,12 @@ class Device:
 DEVICES = {
     "up5k": Device("up5k", "ice40", ("--up5k", "--package", "sg48"),
                    luts=5280, brams=30, dsps=8, sprams=4, target_mhz=48.0),
+    "ecp5-12f": Device("ecp5-12f", "ecp5", ("--12k", "--package", "CABGA381"),
+                       luts=12096, brams=32, dsps=28, target_mhz=120.0),
     "ecp5-25f": Device("ecp5-25f", "ecp5", ("--25k", "--package", "CABGA256"),
                        luts=24288, brams=56, dsps=28, target_mhz=120.0),
+    "ecp5-45f": Device("ecp5-45f", "ecp5", ("--45k", "--package", "CABGA381"),
+                       luts=43848, brams=108, dsps=72, target_mhz=120.0),
     "ecp5-85f": Device("ecp5-85f", "ecp5", ("--85k", "--package", "CABGA381"),
                        luts=83640, brams=208, dsps=156, target_mhz=120.0),
 }
@@ -139,27 +144,43 @@ def count_resources(cells, family):
 SPRAM_SUFFIX_PATTERN = "*_spram"
 
 
-def synth_script(family, top_module, *, dsp=True, spram=False):
-    """The Yosys script synthesizing ``design.il`` for ``family``, keeping ``top_module``'s
-    hierarchy; it writes ``stat.json`` and ``synth.json``."""
+def synth_options(family, *, dsp=True, spram=False):
+    """Options of ``synth_ice40`` / ``synth_ecp5`` for the DSP and SPRAM choices."""
     if family == "ice40":
-        synth = "synth_ice40" + (" -dsp" if dsp else "") + (" -spram" if spram else "")
-    else:
-        synth = "synth_ecp5" + ("" if dsp else " -nodsp")
+        return " ".join(["-dsp"] * dsp + ["-spram"] * spram)
+    return "" if dsp else "-nodsp"
+
+
+def read_fixups(*, spram=False):
+    """Yosys commands between reading Amaranth's RTLIL and synthesis (one list for the block
+    benchmarks and the board builds)."""
     # SPRAM cannot be initialized, and Amaranth gives every Memory an (all-zero) initial
     # value; memories whose name ends in "_spram" are meant for SPRAM and never read before
     # written, so their initial value is dropped.
     uninit = [f"delete t:$meminit_v2 r:MEMID={SPRAM_SUFFIX_PATTERN} %i"] if spram else []
+    # Amaranth names each element of an ArrayLayout view "x[0]" beside the wire "x";
+    # ABC9's reintegration then creates a second "x[0]" and asserts
+    # (YosysHQ/yosys#4349). Those alias wires need no public name.
+    return [*uninit, "rename -hide w:*]"]
+
+
+#: Yosys command writing the statistics a build reads (stdout goes silent after ABC).
+STAT_COMMAND = "tee -q -o stat.json stat -json"
+
+
+def synth_script(family, top_module, *, dsp=True, spram=False):
+    """The Yosys script synthesizing ``design.il`` for ``family``, keeping ``top_module``'s
+    hierarchy; it writes ``stat.json`` and ``synth.json``."""
+    options = synth_options(family, dsp=dsp, spram=spram)
+    synth = " ".join(filter(None, [f"synth_{family}", options]))
+    fixups = read_fixups(spram=spram)
     return "\n".join([
         "read_rtlil design.il",
-        *uninit,
+        *fixups[:-1],
         f"setattr -mod -set keep_hierarchy 1 {top_module}",
-        # Amaranth names each element of an ArrayLayout view "x[0]" beside the wire "x";
-        # ABC9's reintegration then creates a second "x[0]" and asserts
-        # (YosysHQ/yosys#4349). Those alias wires need no public name.
-        "rename -hide w:*]",
+        *fixups[-1:],
         f"{synth} -top top",
-        "tee -q -o stat.json stat -json",
+        STAT_COMMAND,
         "write_json synth.json",
     ]) + "\n"
 

@@ -43,6 +43,12 @@ COMMANDS = {
     "explore": ("fieldtune.explore.command",
                 "sweep a design space (TOML or a shipped one, --list) on a Dask cluster: "
                 "resources, Fmax, R1 accuracy, projected time, the Pareto front"),
+    "build": ("fieldtune.build",
+              "synthesize, place and route the design for a board and write its bitstream, "
+              "with resources and Fmax against the target (--json FILE)"),
+    "program": ("fieldtune.program",
+                "load a board with the bitstream of the last build (iceprog, openFPGALoader "
+                "or dfu-util)"),
     "pretrain": ("fieldtune.pretrain",
                  "pretrain R1's backbone in numpy, quantize it to int8 and write the .npz "
                  "(regenerates the shipped file bit for bit)"),

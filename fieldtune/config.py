@@ -28,15 +28,13 @@ from .rtl.mac.params import MacParams
 from .rtl.loss.params import LossParams
 from .rtl.host.params import HostParams
 from .boards.implement import DEVICES
+from .boards.table import BOARDS, DEFAULT_BOARD, soc_clock
 
 
-__all__ = ["DesignConfig", "PRESETS", "BOARDS", "BOARD_DEVICES", "SECTIONS"]
+__all__ = ["DesignConfig", "PRESETS", "BOARDS", "SECTIONS"]
 
-
-#: Board presets a design can target (amaranth-boards platforms, see fieldtune.boards) -> their
-#: device in :data:`fieldtune.boards.implement.DEVICES`.
-BOARD_DEVICES = {"icebreaker": "up5k", "ulx3s-85f": "ecp5-85f", "orangecrab-85f": "ecp5-85f"}
-BOARDS = tuple(BOARD_DEVICES)
+#: Keys of the configuration outside the sections.
+TOP_LEVEL = ("board", "clock_mhz")
 
 #: Section name -> parameter class.
 SECTIONS = {
@@ -53,7 +51,10 @@ SECTIONS = {
 class DesignConfig:
     """A whole design. See the module documentation."""
 
-    board: str = "icebreaker"
+    board: str = DEFAULT_BOARD
+    #: SoC clock in MHz made by the board's PLL; None: the board's default
+    #: (:attr:`fieldtune.boards.table.Board.soc_mhz`).
+    clock_mhz: float | None = None
     perturb: PerturbParams = field(default_factory=PerturbParams)
     cache: CacheParams = field(default_factory=CacheParams)
     mac: MacParams = field(default_factory=MacParams)
@@ -62,10 +63,12 @@ class DesignConfig:
     host: HostParams = field(default_factory=HostParams)
 
     def __post_init__(self):
-        check_choice("", "board", self.board, BOARDS)
+        check_choice("", "board", self.board, tuple(BOARDS))
+        if self.clock_mhz is not None:
+            soc_clock(self.board, self.clock_mhz)    # raises naming what the PLL can make
         # An SPRAM cache needs a device with single-port RAM (the UP5K); ECP5 builds keep the
         # cache in block RAM.
-        if self.cache.memory == "spram" and not DEVICES[BOARD_DEVICES[self.board]].sprams:
+        if self.cache.memory == "spram" and not DEVICES[BOARDS[self.board].device].sprams:
             raise ValueError(f"cache.memory must be 'bram' on board {self.board!r} (its FPGA "
                              f"has no SPRAM), not 'spram'")
         if not isinstance(self.train, TrainParams):
@@ -91,8 +94,8 @@ class DesignConfig:
         elif base is None:
             base = cls()
         for key in values:
-            if key != "board" and key not in SECTIONS:
-                allowed = ", ".join(["board", "preset", *SECTIONS])
+            if key not in TOP_LEVEL and key not in SECTIONS:
+                allowed = ", ".join([*TOP_LEVEL, "preset", *SECTIONS])
                 raise ValueError(f"{key} is not a known configuration key; "
                                  f"known keys are {allowed}")
         return base.replace(**values)
@@ -120,7 +123,7 @@ class DesignConfig:
         """
         kwargs = {}
         for key, value in changes.items():
-            if key == "board":
+            if key in TOP_LEVEL:
                 kwargs[key] = value
             elif key in SECTIONS:
                 section_cls = SECTIONS[key]
@@ -133,7 +136,7 @@ class DesignConfig:
                     value = section_cls.from_dict(current)
                 kwargs[key] = value
             else:
-                allowed = ", ".join(["board", *SECTIONS])
+                allowed = ", ".join([*TOP_LEVEL, *SECTIONS])
                 raise ValueError(f"{key} is not a known configuration key; "
                                  f"known keys are {allowed}")
         return dc_replace(self, **kwargs)
@@ -145,6 +148,8 @@ class DesignConfig:
 
     def to_dict(self):
         out = {"board": self.board}
+        if self.clock_mhz is not None:
+            out["clock_mhz"] = self.clock_mhz
         for name in SECTIONS:
             section = getattr(self, name).to_dict()
             out[name] = {k: list(v) if isinstance(v, tuple) else v for k, v in section.items()}
@@ -162,6 +167,8 @@ def _lanes(n):
 #: Named presets. ``up5k`` (iCEBreaker, the default board): 8 lanes, one per SB_MAC16.
 #: ``ecp5-85f`` (ULX3S-85F): 32 lanes, the MAC array's read register on (108 vs 72 MHz).
 #: ``orangecrab``: 32 lanes on the OrangeCrab 85F.
+#: ``ecp5-12f``, ``ecp5-25f``, ``ecp5-45f`` (ULX3S) and ``orangecrab-25f``: the boards' default
+#: presets, sized by their multipliers (docs/boards.md records which are measured).
 #: ``tiny``: 4 lanes, 64-value pool; small enough for quick simulations.
 PRESETS = {
     "up5k": {"board": "icebreaker", **_lanes(8)},
@@ -171,6 +178,11 @@ PRESETS = {
     "orangecrab": {"board": "orangecrab-85f", **_lanes(32),
                    "cache": {"lanes": 32, "memory": "bram"},
                    "mac": {"lanes": 32, "read_register": True}},
+    **{name: {"board": board, **_lanes(lanes), "cache": {"lanes": lanes, "memory": "bram"},
+              "mac": {"lanes": lanes, "read_register": True}}
+       for name, board, lanes in (("ecp5-12f", "ulx3s-12f", 8), ("ecp5-25f", "ulx3s-25f", 8),
+                                  ("ecp5-45f", "ulx3s-45f", 16),
+                                  ("orangecrab-25f", "orangecrab-25f", 8))},
     "tiny": {"board": "icebreaker", **_lanes(4),
              "perturb": {"lanes": 4, "pool_size": 64}},
 }

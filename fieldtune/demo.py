@@ -23,12 +23,13 @@ from pathlib import Path
 
 from rich.table import Table
 
+from .boards.table import BOARDS
 from .cli_common import add_config_arguments, load_config, output_file
 from .config import DesignConfig, PRESETS
 from .finetune import (check_engine, estimated_cycles, float_first_order, float_mezo,
                        hyperparameters, simulate_modes, torch_references, yosys_env,
                        ENGINE_KINDS, MEZO_SEEDS)
-from .fmax import soc_fmax, Fmax, board_device, NO_BUILD
+from .fmax import soc_fmax, Fmax, NO_BUILD
 from .rtl.cache.params import CODEBOOKS
 from .sim import reference
 from .sim.backbone import SHIPPED_PATH
@@ -37,9 +38,13 @@ from .sim.engines import registry
 from .sim.scenario import r1_features
 
 
-__all__ = ["add_arguments", "run", "ENGINE_CHOICES", "MODES", "FLOAT_METHODS"]
+__all__ = ["add_arguments", "run", "ENGINE_CHOICES", "MODES", "FLOAT_METHODS",
+           "PROJECTED_PRESETS"]
 
 
+#: Presets whose board the demo projects the fine-tuning time on, besides the design's own
+#: (one per device; the boards' other presets are not built by default).
+PROJECTED_PRESETS = ("up5k", "ecp5-85f")
 #: Engines a user may name; the installed SoC runner decides which it supports.
 ENGINE_CHOICES = (*registry.names(), "golden")
 MODES = {"fo": ("fo",), "zo": ("zo",), "both": ("fo", "zo")}
@@ -174,15 +179,18 @@ def _cycles(value, source=None):
 
 
 def other_designs(config):
-    """Board -> ``(preset name, DesignConfig)`` for every device other than ``config``'s: the
-    first preset made for that device, with ``config``'s training section (the demo projects
-    its time there from the preset's cycles and a cached or shipped build)."""
-    out, devices = {}, {board_device(config.board)}
-    for name, values in PRESETS.items():
-        board = values["board"]
-        if board_device(board) not in devices:
-            devices.add(board_device(board))
-            out[board] = (name, DesignConfig.preset(name).replace(train=config.train))
+    """Board -> ``(preset name, DesignConfig)`` for every device of
+    :data:`PROJECTED_PRESETS` other than ``config``'s: the first preset made for that device,
+    with ``config``'s training section (the demo projects its time there from the preset's
+    cycles and a cached or shipped build)."""
+    out, devices = {}, {BOARDS[config.board].device}
+    for name in PROJECTED_PRESETS:
+        values = PRESETS[name]
+        device = BOARDS[values["board"]].device
+        if device not in devices:
+            devices.add(device)
+            board_name = values["board"]
+            out[board_name] = (name, DesignConfig.preset(name).replace(train=config.train))
     return out
 
 
@@ -379,7 +387,7 @@ def run(args, console):
         fmaxes = {}
         for b, job in fmax_jobs.items():
             if not job.done():
-                with console.status(f"waiting for place and route on {board_device(b)}"):
+                with console.status(f"waiting for place and route on {BOARDS[b].device}"):
                     job.result()
             fmaxes[b] = job.result()
     if args.no_build:

@@ -28,15 +28,15 @@ from importlib import metadata
 from pathlib import Path
 
 from .boards.implement import DEVICES, BenchHarness, implement, synth_script
-from .config import BOARD_DEVICES
+from .boards.table import board
 from .sim.engines.hdl import digest, cache_dir
 from .sim.engines.script import design_rtlil
 from .sim.soc_run import soc_component
 from .toolchain import tool_env, ToolchainError
 
 
-__all__ = ["BOARD_DEVICES", "BUILD_POLICIES", "SHIPPED_DIR", "PACKAGE_BUILDS", "NO_BUILD",
-           "TOOL_PACKAGES", "Fmax", "board_device", "design_hash", "implement_options",
+__all__ = ["BUILD_POLICIES", "SHIPPED_DIR", "PACKAGE_BUILDS", "NO_BUILD",
+           "TOOL_PACKAGES", "Fmax", "design_hash", "implement_options",
            "tool_versions", "cached", "measure", "soc_fmax", "projected_seconds"]
 
 
@@ -84,14 +84,6 @@ def projected_seconds(cycles, mhz):
     if cycles is None or mhz is None:
         return None
     return cycles / (mhz * 1e6)
-
-
-def board_device(board):
-    """The device of board preset ``board`` (a :data:`~fieldtune.config.BOARDS` name)."""
-    if board not in BOARD_DEVICES:
-        raise ValueError(f"board must be one of {', '.join(map(repr, BOARD_DEVICES))}, "
-                         f"not {board!r}")
-    return BOARD_DEVICES[board]
 
 
 def tool_versions():
@@ -213,7 +205,7 @@ def soc_fmax(config, *, build="auto", env=None, directory=None, shipped=PACKAGE_
 
     Returns ``Fmax(None, "not measured: ...")`` when the tools are missing or fail, rather
     than raising, so a demo still reports everything else."""
-    device = board_device(config.board)
+    device = board(config.board).device
     if env is None and build != "cached":
         try:
             env = tool_env()

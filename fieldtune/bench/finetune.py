@@ -16,7 +16,7 @@ PyTorch LoRA-All (issue 5's target: at least 20 on the ECP5-85F, first order).
 from concurrent.futures import ThreadPoolExecutor
 
 from ..config import PRESETS as KNOWN, DesignConfig
-from ..demo import ENGINE_CHOICES
+from ..demo import ENGINE_CHOICES, PROJECTED_PRESETS
 from ..finetune import (check_engine, float_first_order, float_mezo, simulate_modes,
                         torch_references, yosys_env)
 from ..fmax import soc_fmax
@@ -28,8 +28,9 @@ from .report import emit
 __all__ = ["add_arguments", "run", "PRESETS", "TARGET_RATIO", "COLUMNS"]
 
 
-#: Board presets whose projected time is reported (``fieldtune.config.PRESETS`` names).
-PRESETS = ("up5k", "ecp5-85f")
+#: Board presets whose projected time is reported (``fieldtune.config.PRESETS`` names): the
+#: demo's.
+PRESETS = PROJECTED_PRESETS
 #: Issue 5: first-order fine-tuning on the ECP5-85F at least this many times faster than
 #: PyTorch LoRA-All on the CPU.
 TARGET_RATIO = 20.0

@@ -18,6 +18,9 @@ from pathlib import Path
 
 from rich.progress import Progress, BarColumn, MofNCompleteColumn, TimeElapsedColumn
 
+from ..boards.build import on_board
+from ..boards.table import BOARDS
+from ..build import build_config
 from ..cli_common import UserError, add_config_arguments, load_config, output_file
 from ..finetune import yosys_env
 from ..sim.data import R1_DRIFT_DEG
@@ -51,6 +54,10 @@ def add_link_arguments(parser, *, sim_help):
 
 def add_arguments(parser):
     add_config_arguments(parser)
+    parser.add_argument("--board", choices=tuple(BOARDS),
+                        help="the board on --port, as 'fieldtune build --board' built it: its "
+                             "default preset (unless --preset/--config) and its SoC clock "
+                             "(with --sim: that configuration, simulated)")
     add_link_arguments(parser, sim_help="the SoC behind its host link, simulated on CXXRTL "
                                         "with the UART at bit level")
     parser.add_argument("--mode", choices=tuple(MODES), default="both",
@@ -70,8 +77,12 @@ def add_arguments(parser):
 
 
 def link_config(args):
-    """The design configuration with ``--baud``, ``--seed``, ``--epochs``, ``--steps``."""
-    config = load_config(args)
+    """The design configuration with ``--board``, ``--baud``, ``--seed``, ``--epochs``,
+    ``--steps``."""
+    if getattr(args, "board", None) is not None:
+        config = on_board(build_config(args))
+    else:
+        config = load_config(args)
     train = {k: v for k, v in (("seed", getattr(args, "seed", None)),
                                ("epochs", getattr(args, "epochs", None)),
                                ("steps", getattr(args, "steps", None))) if v is not None}

@@ -68,8 +68,9 @@ def test_unknown_keys_are_named():
         DesignConfig.from_dict({"perturbs": {}})
     with pytest.raises(ValueError, match=r"^preset must be one of"):
         DesignConfig.preset("xc7")
-    with pytest.raises(ValueError, match=r"^board must be one of 'icebreaker', 'ulx3s-85f', "
-                                         r"'orangecrab-85f', not 'arty'$"):
+    with pytest.raises(ValueError, match=r"^board must be one of 'icebreaker', 'ulx3s-12f', "
+                                         r"'ulx3s-25f', 'ulx3s-45f', 'ulx3s-85f', "
+                                         r"'orangecrab-25f', 'orangecrab-85f', not 'arty'$"):
         DesignConfig(board="arty")
 
 

@@ -11,6 +11,7 @@ from rich.console import Console
 
 from fieldtune.cli import main
 from fieldtune import demo, fmax
+from fieldtune.boards.table import BOARDS
 from fieldtune.config import DesignConfig
 from fieldtune.sim import reference
 from fieldtune.sim.engines import registry
@@ -111,7 +112,7 @@ def test_demo_projects_every_device_from_builds(tmp_path, capsys, no_torch, empt
     own, ecp5 = DesignConfig(), DesignConfig.preset("ecp5-85f")
     for config, mhz, folder in ((own, 25.0, tmp_path / "cache" / "fmax"),
                                 (ecp5, 50.0, fmax.SHIPPED_DIR)):
-        device = fmax.board_device(config.board)
+        device = BOARDS[config.board].device
         key = fmax.design_hash(soc_component(config), device, fmax.implement_options(config))
         folder.mkdir(parents=True, exist_ok=True)
         (folder / f"{key}.json").write_text(json.dumps({
@@ -154,7 +155,8 @@ def test_demo_plot_without_matplotlib_fails_early(monkeypatch, capsys, tmp_path)
     (["simulate", "--vcd", "x.vcd", "--samples", "300"],
      "--samples must be an integer from 1 to 256, not 300"),
     (["bench", "finetune", "--presets", "up5k,zx81"],
-     "--presets must name presets among up5k, ecp5-85f, orangecrab, tiny, not 'zx81'"),
+     "--presets must name presets among up5k, ecp5-85f, orangecrab, ecp5-12f, ecp5-25f, "
+     "ecp5-45f, orangecrab-25f, tiny, not 'zx81'"),
     (["bench", "finetune", "--torch-threads", "0"],
      "--torch-threads must list positive integers or 'default', not '0'"),
 ])

@@ -1,0 +1,107 @@
+"""Whole bitstream builds with the YoWASP tools (CI; a few minutes each on 2 cores).
+
+The default SoC does not fit the UP5K yet (issue 9), so the builds that must reach a bitstream
+place the host link alone (:class:`~fieldtune.rtl.host.link.HostLink`, its bus shifted in and
+folded out) on the board top: the same PLL, reset, UART pins, LEDs, Yosys script, seeds,
+report and packer as the SoC's build. A block with more multipliers than the UP5K has shows
+the stop after synthesis with the resource named.
+"""
+
+import functools
+import json
+from pathlib import Path
+
+import pytest
+from amaranth.hdl import Module
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from fieldtune import build as build_command
+from fieldtune.boards.build import RESOURCES, build, plan
+from fieldtune.boards.table import BOARDS
+from fieldtune.cli import main
+from fieldtune.config import DesignConfig
+from fieldtune.rtl.csr.map import SocMap
+from fieldtune.rtl.host.link import HostLink
+from fieldtune.toolchain import tool_env
+
+
+def host_link(config):
+    return lambda: HostLink(config.host, SocMap(config))
+
+
+def check_report(doc, board, config):
+    """The report's keys, its agreement with Yosys' statistics and with itself."""
+    b = BOARDS[board]
+    assert doc["board"] == board and doc["device"] == b.device
+    assert set(doc["available"]) == set(RESOURCES)
+    synth = doc["synthesis"]
+    # Block RAMs, SPRAMs and DSPs are placed one for one.
+    for name in ("brams", "sprams", "dsps"):
+        assert doc[name] == synth[name], name
+    if b.family == "ice40":
+        # A logic cell holds one LUT4 and one flip-flop (a carry chain may need its own).
+        assert max(synth["luts"], synth["ffs"]) <= doc["luts"]
+        assert doc["luts"] <= synth["luts"] + synth["ffs"] + synth["cells"].get("SB_CARRY", 0)
+        assert doc["ffs"] == synth["ffs"]
+        assert doc["available"]["luts"] == 5280
+    else:
+        assert doc["ffs"] == synth["ffs"]
+        assert doc["luts"] >= synth["luts"] - synth["cells"].get("CCU2C", 0) * 2
+    assert doc["fits"] is all(doc[n] <= doc["available"][n] for n in RESOURCES)
+    assert doc["timing_met"] is all(c["met"] for c in doc["clocks"].values())
+    targets = [c["target_mhz"] for c in doc["clocks"].values()]
+    assert any(t == pytest.approx(doc["clock_mhz"], rel=0.01) for t in targets)
+    assert doc["fmax_mhz"] == min(c["fmax_mhz"] for c in doc["clocks"].values())
+    bitstream = Path(doc["bitstream"])
+    assert bitstream.name == f"top{b.bitstream_suffix}" and bitstream.stat().st_size > 50_000
+
+
+@pytest.mark.slow
+def test_icebreaker_build_through_the_command(tmp_path, monkeypatch, capsys):
+    config = DesignConfig.preset("tiny")
+    monkeypatch.setattr(build_command, "plan", functools.partial(plan, core=host_link(config)))
+    out = tmp_path / "report.json"
+    code = main(["build", "--board", "icebreaker", "--preset", "tiny", "--seeds", "2",
+                 "--output", str(tmp_path / "build"), "--json", str(out)])
+    doc = json.loads(out.read_text())
+    check_report(doc, "icebreaker", config)
+    assert doc["fits"] and doc["config"]["board"] == "icebreaker"
+    assert code == (0 if doc["timing_met"] else 1)
+    assert doc["pll"]["divf"] == 79 and doc["clock_mhz"] == 30.0
+    # Two placements; the kept one has the best worst-clock Fmax.
+    assert set(doc["seeds"]) == {"1", "2"}
+    assert doc["seeds"][str(doc["seed"])] == max(doc["seeds"].values()) == doc["fmax_mhz"]
+    err = capsys.readouterr().err
+    assert "bitstream:" in err and "ICESTORM" not in err
+
+
+@pytest.mark.slow
+def test_ecp5_build(tmp_path):
+    config = DesignConfig.preset("ecp5-12f")
+    report = build(plan(config, core=host_link(config)), tmp_path, tool_env())
+    check_report(report.to_dict(), "ulx3s-12f", config)
+    assert report.fits and report.pll["clkfb_div"] * 25 / report.pll["clki_div"] == 45
+
+
+class Multipliers(wiring.Component):
+    """Nine registered 16x16 products: one more than the UP5K's eight SB_MAC16."""
+    a: In(16 * 9)
+    b: In(16 * 9)
+    p: Out(32 * 9)
+
+    def elaborate(self, platform):
+        m = Module()
+        for i in range(9):
+            m.d.sync += self.p[32 * i:32 * (i + 1)].eq(
+                self.a[16 * i:16 * (i + 1)] * self.b[16 * i:16 * (i + 1)])
+        return m
+
+
+@pytest.mark.slow
+def test_design_that_does_not_fit_names_the_resource(tmp_path):
+    config = DesignConfig.preset("tiny")
+    report = build(plan(config, core=Multipliers), tmp_path, tool_env())
+    assert not report.fits and report.bitstream is None and report.clocks == {}
+    assert report.dsps == 9
+    assert "dsps: 9 used of 8 available on up5k (1 over, 112%)" in report.problems()
