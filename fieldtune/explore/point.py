@@ -40,7 +40,8 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from ..blocks import build_block, BLOCK_SECTIONS
-from ..config import DesignConfig, SECTIONS, BOARD_DEVICES
+from ..boards.table import board
+from ..config import DesignConfig, SECTIONS
 from ..executor import scratch_dir
 from ..fmax import measure, implement_options, projected_seconds, NO_BUILD
 from ..sim.engines.hdl import digest, cache_dir
@@ -126,9 +127,7 @@ def _validate(block, config, device):
         sections = SimpleNamespace(**{name: SECTIONS[name].from_dict(config[name])
                                       for name in BLOCK_SECTIONS[block]})
     if device is None:
-        if config["board"] not in BOARD_DEVICES:
-            DesignConfig(board=config["board"])                 # raises naming the board
-        device = BOARD_DEVICES[config["board"]]
+        device = board(config["board"]).device              # raises naming the known boards
     return design, sections, device
 
 

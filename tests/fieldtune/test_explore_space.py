@@ -58,8 +58,8 @@ def test_perturb_variants_by_pattern():
 @pytest.mark.parametrize("doc, message", [
     ({"feilds": {}}, "feilds is not a known space key; known keys are description, base, "
                      "block, objectives, run, fields"),
-    ({"base": "huge"}, "base: preset must be one of 'up5k', 'ecp5-85f', 'orangecrab', 'tiny', "
-                       "not 'huge'"),
+    ({"base": "huge"}, "base: preset must be one of 'up5k', 'ecp5-85f', 'orangecrab', "
+                       "'ecp5-12f', 'ecp5-25f', 'ecp5-45f', 'orangecrab-25f', 'tiny', not 'huge'"),
     ({"block": "cpu"}, "block must be one of 'perturb', 'mac', 'loss', 'quantizer', "
                        "'dequantizer', 'forward-cache', 'soc', not 'cpu'"),
     ({"objectives": {"area": "min"}}, "objectives.area is not a point figure; figures are "
@@ -74,7 +74,7 @@ def test_perturb_variants_by_pattern():
     ({"fields": {"lanez": [4]}}, "fields.lanez is not a field; fields are section.field "
      f"(sections {', '.join(SECTIONS)}) or lanes, device, board, perturb"),
     ({"fields": {"device": ["ice40"]}}, "fields.device must name devices among 'up5k', "
-     "'ecp5-25f', 'ecp5-85f', not 'ice40'"),
+     "'ecp5-12f', 'ecp5-25f', 'ecp5-45f', 'ecp5-85f', not 'ice40'"),
     ({"fields": {"perturb": ["gauss-*"]}}, "fields.perturb: 'gauss-*' matches no variant"),
 ])
 def test_space_errors_name_what_is_wrong(doc, message):
