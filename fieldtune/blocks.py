@@ -7,7 +7,7 @@ command line stays fast and a block's module is imported only when it is asked f
 import importlib
 
 
-__all__ = ["BLOCKS", "build_block"]
+__all__ = ["BLOCKS", "BLOCK_SECTIONS", "build_block"]
 
 
 #: Block name -> (module, factory function, one-line description).
@@ -28,6 +28,11 @@ BLOCKS = {
             "training SoC: cache, MAC array, loss unit, perturbation engine, sequencer, "
             "registers on a bus (all sections)"),
 }
+
+#: Block name -> the configuration sections its factory reads (``None``: the whole design).
+BLOCK_SECTIONS = {"perturb": ("perturb",), "mac": ("mac",), "loss": ("loss",),
+                  "quantizer": ("cache",), "dequantizer": ("cache",),
+                  "forward-cache": ("cache",), "soc": None}
 
 
 def build_block(name, config):

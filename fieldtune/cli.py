@@ -34,6 +34,9 @@ COMMANDS = {
                  "map)"),
     "bench": ("fieldtune.bench",
               "measure resources, Fmax, speed or accuracy (prints a table, --json FILE)"),
+    "explore": ("fieldtune.explore.command",
+                "sweep a design space (TOML or a shipped one, --list) on a Dask cluster: "
+                "resources, Fmax, R1 accuracy, projected time, the Pareto front"),
     "pretrain": ("fieldtune.pretrain",
                  "pretrain R1's backbone in numpy, quantize it to int8 and write the .npz "
                  "(regenerates the shipped file bit for bit)"),

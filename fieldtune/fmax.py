@@ -23,7 +23,7 @@ import datetime
 import json
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace as dc_replace
 from importlib import metadata
 from pathlib import Path
 
@@ -71,6 +71,8 @@ class Fmax:
     device: str
     design_hash: str | None = None
     implementation: dict = field(default_factory=dict)
+    #: True when the tools ran for this figure (not a cached or shipped build).
+    built: bool = False
 
     def seconds(self, cycles):
         """``cycles / Fmax`` in seconds, or ``None`` without an Fmax or cycle count."""
@@ -202,7 +204,7 @@ def measure(make_dut, device, env, *, options=None, build="auto", directory=None
               "seconds": round(seconds, 1), "tools": tool_versions(),
               "implementation": impl.to_dict()}
     _store(key, record, directory)
-    return _from_record(record, f"build run now ({seconds:.0f} s)")
+    return dc_replace(_from_record(record, f"build run now ({seconds:.0f} s)"), built=True)
 
 
 def soc_fmax(config, *, build="auto", env=None, directory=None, shipped=PACKAGE_BUILDS,

@@ -43,6 +43,9 @@ def test_plain_install_imports(tmp_path):
     shipped = {f"fieldtune/data/fmax/{p.name}"
                for p in (ROOT / "fieldtune" / "data" / "fmax").glob("*.json")}
     assert shipped <= names, sorted(shipped - names)
+    spaces = {f"fieldtune/explore/spaces/{p.name}"
+              for p in (ROOT / "fieldtune" / "explore" / "spaces").glob("*.toml")}
+    assert spaces and spaces <= names, sorted(spaces - names)
     # Import from an unrelated folder with only the unpacked wheel on the path for fieldtune.
     code = ("import fieldtune, fieldtune.rtl.params, fieldtune.sim, fieldtune.boards, "
             "fieldtune.config, fieldtune.cli; print(fieldtune.rtl.params.__file__)")

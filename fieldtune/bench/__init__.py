@@ -35,6 +35,8 @@ BENCHES = {
     "accuracy": ("fieldtune.bench.accuracy",
                  "R1 first-order accuracy, device (golden model) vs float skip adapters and "
                  "4-bit vs 16-bit cache, as paired distributions over start points"),
+    "explore": ("fieldtune.bench.explore",
+                "design-space sweep wall time with 1 and 2 Dask workers (fieldtune explore)"),
 }
 
 

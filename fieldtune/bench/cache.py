@@ -101,6 +101,7 @@ def run(args, console):
                          {"workdir": workdir, "dsp": False, "spram": spram}))
             meta[key] = (params, layout, cap)
     results = implement_all(jobs, tool_env(), console=console, workers=args.workers,
+                            scheduler=args.scheduler,
                             description="forward cache variants")
     rows = []
     for (name, device), impl in results.items():

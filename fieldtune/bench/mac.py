@@ -178,8 +178,8 @@ def add_arguments(parser):
                         help="lane counts and devices (default: 8:up5k,32:ecp5-85f)")
     parser.add_argument("--batch", type=int, default=16,
                         help="mini-batch of the simulated first-order step (default: 16)")
-    parser.add_argument("--workers", type=int, default=2,
-                        help="tool runs in parallel (default: 2; each is CPU bound)")
+    from .report import add_executor_arguments
+    add_executor_arguments(parser)
     parser.add_argument("--workdir", metavar="DIR",
                         help="keep each run's files (RTLIL, logs, reports) under DIR")
 
@@ -198,6 +198,7 @@ def run(args, console):
         kwargs = {"workdir": f"{args.workdir}/L{lanes}-{device}"} if args.workdir else {}
         jobs.append(((lanes, device), lambda mac=mac: AdapterMACArray(mac), device, kwargs))
     impls = implement_all(jobs, tool_env(), console=console, workers=args.workers,
+                          scheduler=args.scheduler,
                           description="implementing MAC arrays")
     rows = []
     for lanes, device in points:

@@ -149,7 +149,7 @@ def run(args, console):
                              {"workdir": workdir}))
                 meta[key] = params
     env = tool_env()
-    results = _implement(jobs, env, console, args.workers, implement_all)
+    results = _implement(jobs, env, console, args.workers, implement_all, args.scheduler)
     rows = []
     for (name, lanes, device), impl in results.items():
         params = meta[(name, lanes, device)]
@@ -164,19 +164,20 @@ def run(args, console):
     return _emit(rows, args, console)
 
 
-def _implement(jobs, env, console, workers, implement_all):
+def _implement(jobs, env, console, workers, implement_all, scheduler=None):
     """All jobs at once; if a tool run fails outright, retry one by one so the others still
     report and the failing one becomes a row with ``fits = False`` and the reason."""
     from ..boards.implement import Implementation
     try:
         return implement_all(jobs, env, console=console, workers=workers,
-                             description="perturb variants")
+                             scheduler=scheduler, description="perturb variants")
     except Exception:                                     # noqa: BLE001 - reported per row
         results = {}
         for job in jobs:
             key, _, device, _ = job
             try:
                 results.update(implement_all([job], env, console=console, workers=1,
+                                             scheduler=scheduler,
                                              description=f"{key[0]} L={key[1]} {device}"))
             except Exception as error:                    # noqa: BLE001
                 results[key] = Implementation(device=device, reason=str(error)[-300:])

@@ -3,7 +3,7 @@ tables and writing JSON reports."""
 
 import fnmatch
 import json
-from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 
 from rich.console import Console
@@ -11,38 +11,46 @@ from rich.progress import Progress, BarColumn, MofNCompleteColumn, TimeElapsedCo
 from rich.table import Table
 
 from ..boards.implement import implement
+from ..executor import Executor, JobFailure
+from ..toolchain import tool_env
 
 
 __all__ = ["implement_all", "emit", "table", "csv_list", "add_variant_arguments",
-           "select_variants"]
+           "add_executor_arguments", "select_variants"]
 
 
-def implement_all(jobs, env, *, console=None, workers=2, description="implementing"):
-    """Implement many blocks, ``workers`` tool runs at a time, with a progress bar.
+def implement_all(jobs, env, *, console=None, workers=2, scheduler=None,
+                  description="implementing"):
+    """Implement many blocks with a progress bar, on the executor every benchmark shares
+    (:class:`fieldtune.executor.Executor`): ``workers`` tool runs at a time on an embedded
+    Dask cluster (1: one after the other in this process), or on the cluster at
+    ``scheduler``.
 
     ``jobs`` is a list of ``(key, make_dut, device, kwargs)``; ``make_dut()`` builds a fresh
     component (components cannot be shared between elaborations). Returns ``{key:
-    Implementation}`` in the order of ``jobs``.
+    Implementation}`` in the order of ``jobs``; RuntimeError when a tool run fails.
     """
     console = console or Console(stderr=True)
     results = {}
-    with Progress("[progress.description]{task.description}", BarColumn(),
-                  MofNCompleteColumn(), TimeElapsedColumn(), console=console,
-                  transient=False) as progress:
+    executor = Executor(workers=None if scheduler else (workers if workers > 1 else 0),
+                        scheduler=scheduler)
+    # A remote worker finds its own tools; this machine's paths mean nothing there.
+    job = partial(_implement_job, env=None if scheduler else env)
+    with executor, Progress("[progress.description]{task.description}", BarColumn(),
+                            MofNCompleteColumn(), TimeElapsedColumn(), console=console,
+                            transient=False) as progress:
         task = progress.add_task(description, total=len(jobs))
+        for index, impl in executor.map(job, jobs, name="implement"):
+            if isinstance(impl, JobFailure):
+                raise RuntimeError(f"implementing {jobs[index][0]} failed: {impl}")
+            results[jobs[index][0]] = impl
+            progress.advance(task)
+    return {job[0]: results[job[0]] for job in jobs}
 
-        def one(job):
-            key, make_dut, device, kwargs = job
-            try:
-                return key, implement(make_dut(), device, env, **kwargs)
-            finally:
-                progress.advance(task)
 
-        # The tools run as subprocesses, so threads are enough to keep both cores busy.
-        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-            for key, impl in pool.map(one, jobs):
-                results[key] = impl
-    return results
+def _implement_job(job, env):
+    _, make_dut, device, kwargs = job
+    return implement(make_dut(), device, env if env is not None else tool_env(), **kwargs)
 
 
 def table(title, rows, columns):
@@ -91,10 +99,20 @@ def add_variant_arguments(parser, devices, devices_help, example):
                         help=f"variant names or shell patterns, e.g. {example!r} (default: all; "
                              "--list shows them)")
     parser.add_argument("--list", action="store_true", help="list the variants and exit")
-    parser.add_argument("--workers", type=int, default=2,
-                        help="tool runs in parallel (default: 2; each is CPU bound)")
+    add_executor_arguments(parser)
     parser.add_argument("--workdir", metavar="DIR",
                         help="keep each run's files (RTLIL, logs, reports) under DIR")
+
+
+def add_executor_arguments(parser, flag="--workers"):
+    """``--workers N`` (tool runs in parallel on an embedded Dask cluster) and ``--scheduler
+    ADDRESS`` (run them on a running Dask cluster instead)."""
+    parser.add_argument(flag, dest=flag.lstrip("-"), type=int, default=2, metavar="N",
+                        help="tool runs in parallel, each a Dask worker process (default: 2; "
+                             "each is CPU bound; 1 runs them one by one in this process)")
+    parser.add_argument("--scheduler", metavar="ADDRESS",
+                        help="run the tool runs on a running Dask cluster, e.g. "
+                             "tcp://HOST:8786 (see docs/explore.md)")
 
 
 def select_variants(patterns, names):

@@ -31,7 +31,7 @@ from ..sim.soc_run import BusProgram, records_of, run_finetune, soc_component
 from ..rtl.sequencer import Mode
 from ..rtl.csr.map import SocMap
 from ..toolchain import tool_env
-from .report import emit, implement_all, table
+from .report import add_executor_arguments, emit, implement_all, table
 
 
 #: (preset, device) pairs implemented.
@@ -61,7 +61,7 @@ def add_arguments(parser):
     parser.add_argument("--no-r1", action="store_true", help="skip the R1 runs")
     parser.add_argument("--no-implement", action="store_true",
                         help="skip synthesis and place and route")
-    parser.add_argument("--jobs", type=int, default=2, help="implementations at a time")
+    add_executor_arguments(parser, "--jobs")
 
 
 def fo_program(cfg, data, n):
@@ -186,6 +186,7 @@ def run(args, console):
                  {"spram": DesignConfig.preset(preset).cache.memory == "spram"})
                 for preset, device in TARGETS]
         impls = implement_all(jobs, tool_env(), console=console, workers=args.jobs,
+                              scheduler=args.scheduler,
                               description="implementing the SoC")
         for preset, device in TARGETS:
             i = impls[device]
