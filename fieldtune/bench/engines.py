@@ -10,7 +10,10 @@ window, configure, start, wait for ``done``, read the status and dump the weight
 * the *speed* run (``--records`` records, ``--epochs`` first-order epochs or ``--steps``
   zeroth-order steps) on the engines that are not slow, ``--repeats`` times, interleaved
   (engine A, B, A, B...) so the machine's load hits them alike; medians are reported, and
-  every repeat must return the first engine's records.
+  every repeat must return the first engine's records. Each repeat also runs the same job
+  without its training run (loading and reading back only): the difference is the *training
+  loop*'s cycles and CPU seconds (the native wait for ``done``, what the demo's runs are made
+  of).
 
 CPU seconds (this process plus its reaped children: compilers, Yosys, a simulator process)
 are the comparison's basis: on a shared machine wall time measures the neighbours. Builds:
@@ -65,19 +68,22 @@ def add_arguments(parser):
                         help="skip the cold builds (each compiles the SoC from scratch)")
 
 
-def job(cfg, data, records, *, mode="fo", epochs=1, steps=1):
-    """The bus program of one R1 run on ``records`` records (see the module docstring)."""
+def job(cfg, data, records, *, mode="fo", epochs=1, steps=1, train=True):
+    """The bus program of one R1 run on ``records`` records (see the module docstring);
+    without ``train``, the same loading and reading back with no training run between."""
     soc = soc_component(cfg)
     soc._MustUse__silence = True      # only its register map is used, it is not elaborated
     p = BusProgram(soc)
     f, z, y = records_of(data, "train")
     p.load_records(f[:records], z[:records], y[:records])
     t = cfg.train
-    p.configure(RunConfig(mode=(Mode.FO if mode == "fo" else Mode.ZO).value, epochs=epochs,
-                          steps=steps, batch=min(t.batch, records), lr_shift=t.lr_shift,
-                          eps_shift=t.eps_shift, zo_lr_shift=t.zo_lr_shift, seed=t.seed,
-                          queries=t.queries, watchdog=1 << 24))
-    p.run(10**10, f"{mode.upper()} run")
+    if train:
+        p.configure(RunConfig(mode=(Mode.FO if mode == "fo" else Mode.ZO).value,
+                              epochs=epochs, steps=steps, batch=min(t.batch, records),
+                              lr_shift=t.lr_shift, eps_shift=t.eps_shift,
+                              zo_lr_shift=t.zo_lr_shift, seed=t.seed, queries=t.queries,
+                              watchdog=1 << 24))
+        p.run(10**10, f"{mode.upper()} run")
     p.read_status()
     p.dump_weights(10**6)
     return p.script
@@ -136,6 +142,7 @@ def measure(cfg, data, names, args, env, console):
     check_script = job(cfg, data, args.check_records)
     speed_script = job(cfg, data, args.records, mode=args.mode, epochs=args.epochs,
                        steps=args.steps)
+    frame_script = job(cfg, data, args.records, train=False)
     demo_cycles = sum(estimated_cycles(cfg, m, data["n_finetune"]) for m in ("fo", "zo"))
     rows, reference, speed_reference = {}, None, None
     with tempfile.TemporaryDirectory(prefix="fieldtune-bench-engines-") as tmp:
@@ -148,7 +155,7 @@ def measure(cfg, data, names, args, env, console):
             row = rows[name] = {"engine": name, "label": engine.label}
             cache = None if args.no_cold else os.path.join(tmp, name)
             with model_cache(cache):
-                if cache is not None:
+                if cache is not None and engine.needs_yosys:    # Amaranth builds nothing
                     with console.status(f"{engine.label}: cold build"), measured(row, "cold"):
                         with engine.session(soc_component(cfg), env=env):
                             pass
@@ -170,11 +177,14 @@ def measure(cfg, data, names, args, env, console):
         fast = [n for n in rows if not registry.get(n).slow]
         for k in range(args.repeats):
             for name in fast:
-                row, times = rows[name], {}
+                row, times, frame = rows[name], {}, {}
                 with model_cache(None if args.no_cold else os.path.join(tmp, name)):
                     with console.status(f"{row['label']}: speed run {k + 1}/{args.repeats}"):
                         result = run_job(registry.get(name), cfg, speed_script, env, times)
+                        empty = run_job(registry.get(name), cfg, frame_script, env, frame)
                 row["repeats"].append((times["run_s"], times["run_cpu_s"]))
+                row.setdefault("loop", []).append(times["run_cpu_s"] - frame["run_cpu_s"])
+                row["loop_cycles"] = result.cycles - empty.cycles
                 row["cycles"] = result.cycles
                 if speed_reference is None:
                     speed_reference = result
@@ -189,11 +199,15 @@ def measure(cfg, data, names, args, env, console):
         row["first_run_cpu_s"] = build + demo_cycles / row["cycles_per_cpu_s"]
         row["later_run_cpu_s"] = row["warm_cpu_s"] + demo_cycles / row["cycles_per_cpu_s"]
         row["repeats"] = [[round(w, 3), round(c, 3)] for w, c in row["repeats"]]
+        if row.get("loop"):
+            row["loop_cpu_s"] = statistics.median(row.pop("loop"))
+            row["loop_cycles_per_cpu_s"] = round(row["loop_cycles"] / row["loop_cpu_s"])
     return list(rows.values()), demo_cycles
 
 
 COLUMNS = [("engine", "engine"), ("cycles", "cycles"), ("run_cpu_s", "CPU s"),
-           ("cycles_per_cpu_s", "cycles/CPU s"), ("run_s", "wall s"),
+           ("cycles_per_cpu_s", "cycles/CPU s"),
+           ("loop_cycles_per_cpu_s", "training loop cycles/CPU s"), ("run_s", "wall s"),
            ("cycles_per_s", "cycles/s"), ("cold_cpu_s", "cold build CPU s"),
            ("cold_s", "cold build s"), ("warm_cpu_s", "warm CPU s"),
            ("first_run_cpu_s", "demo, first run CPU s"),

@@ -24,7 +24,7 @@ byte is available after the middle of its stop bit.
 import ctypes
 from pathlib import Path
 
-from .cxxrtl import compiler_path
+from .cxxrtl import compiler_program
 from .hdl import cached_build, digest, run_checked, tool_version
 
 
@@ -40,7 +40,7 @@ _LIBRARY = {}
 def build_bridge(*, compiler=None, cache=None):
     """Path of the compiled bridge library (built on a cache miss)."""
     source = (Path(__file__).parent / _SOURCE).read_text()
-    cxx = compiler_path(compiler)
+    cxx = compiler_program(compiler)
     key = digest(source, cxx, tool_version([cxx, "--version"]), " ".join(_FLAGS))
 
     def compile_bridge(work):

@@ -68,7 +68,7 @@ def test_run_dispatches_to_every_engine(engine, require_engine):
 
 
 def test_run_and_wait_reject_bad_arguments():
-    with pytest.raises(ValueError, match=r"^engine must be one of cxxrtl, verilator, amaranth, "
+    with pytest.raises(ValueError, match=r"^engine must be one of verilator, cxxrtl, amaranth, "
                                          r"icarus, not 'spice'$"):
         run("spice", None, Script())
     with pytest.raises(ValueError, match=r"^a wait must have 1 to 16 conditions, not 0$"):

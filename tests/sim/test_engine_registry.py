@@ -17,11 +17,11 @@ from fieldtune.toolchain import tool_env
 
 
 def test_every_engine_is_described_once():
-    assert tuple(ENGINES) == ("cxxrtl", "verilator", "amaranth", "icarus")
+    assert tuple(ENGINES) == ("verilator", "cxxrtl", "amaranth", "icarus")
     assert registry.names(slow=True) == ("amaranth", "icarus")
-    assert registry.names(native=True) == ("cxxrtl", "verilator", "icarus")
+    assert registry.names(native=True) == ("verilator", "cxxrtl", "icarus")
     assert registry.names(waveforms=True) == ("cxxrtl", "amaranth")
-    assert registry.names(incremental=True) == ("cxxrtl", "verilator")
+    assert registry.names(incremental=True) == ("verilator", "cxxrtl")
     assert all(isinstance(e, Engine) and e.label for e in ENGINES.values())
 
 
@@ -35,7 +35,7 @@ def test_the_cli_reads_the_registry():
 
 
 def test_registry_rejects_unknown_and_duplicate_names():
-    with pytest.raises(ValueError, match=r"^engine must be one of cxxrtl, verilator, amaranth, "
+    with pytest.raises(ValueError, match=r"^engine must be one of verilator, cxxrtl, amaranth, "
                                          r"icarus, not 'spice'$"):
         registry.get("spice")
     with pytest.raises(ValueError, match=r"^an engine named 'cxxrtl' is already registered$"):

@@ -108,7 +108,7 @@ def test_verilog_simulators_match_golden(engine, tiny_amaranth, tiny_golden, req
 
 def test_runner_rejects_bad_arguments(tiny_design):
     cfg, data = tiny_design
-    with pytest.raises(ValueError, match=r"^engine must be one of cxxrtl, verilator, amaranth, "
+    with pytest.raises(ValueError, match=r"^engine must be one of verilator, cxxrtl, amaranth, "
                                          r"icarus, golden, not 'spice'$"):
         run_finetune(cfg, data, engine="spice")
     with pytest.raises(ValueError, match=r"^mode must be 'fo' or 'zo', not 'sgd'$"):
@@ -124,4 +124,4 @@ def test_runner_rejects_bad_arguments(tiny_design):
     with pytest.raises(ValueError, match=r"^the training set \(9 samples\) must fit the cache "
                                          r"\(cache\.capacity = 8\)$"):
         run_finetune(cfg, big, engine="golden")
-    assert ENGINES == ("cxxrtl", "verilator", "amaranth", "icarus", "golden")
+    assert ENGINES == ("verilator", "cxxrtl", "amaranth", "icarus", "golden")
