@@ -14,7 +14,7 @@ about a second, which is what the fuzzing tests need.
 
 from dataclasses import dataclass
 
-from amaranth.hdl import Module, Signal, Cat
+from amaranth.hdl import Module, Signal, Cat, Const
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -76,8 +76,8 @@ class MemoryTarget(wiring.Component):
                         m.d.sync += count.eq(count + 1)
                     with m.Else():
                         m.d.sync += reads.eq(reads + 1)
-        stall = Cat(bus.adr == a for a in self.stalls).any() if self.stalls else 0
-        error = Cat(bus.adr == a for a in self.errors).any() if self.errors else 0
+        stall = Cat(bus.adr == a for a in self.stalls).any() if self.stalls else Const(0)
+        error = Cat(bus.adr == a for a in self.errors).any() if self.errors else Const(0)
         with m.If(access & ~stall):
             m.d.sync += [responded.eq(1), bus.dat_r.eq(value), bus.ack.eq(ok & ~error),
                          bus.err.eq(~ok | error)]
@@ -85,7 +85,7 @@ class MemoryTarget(wiring.Component):
 
     def _special(self, adr):
         special = self.errors | self.stalls
-        return Cat(adr == a for a in special).any() if special else 0
+        return Cat(adr == a for a in special).any() if special else Const(0)
 
 
 class HostCoreBench(wiring.Component):

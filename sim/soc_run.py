@@ -8,8 +8,9 @@ the counters and dump the adapter weights through the weight window, in chunks o
 Everything the host does is a :class:`~fieldtune.sim.engines.script.Script` of bus
 transactions (:class:`BusProgram`), the stimulus format every engine runs, so Amaranth's
 simulator, CXXRTL, Verilator and Icarus run the very same session and must return the very
-same records. CXXRTL runs the session piece by piece in one simulation (progress between
-pieces); the other engines run it as one script. Engine ``"golden"`` runs
+same records. The engine registry (:mod:`fieldtune.sim.engines.registry`) runs the session:
+an incremental engine (CXXRTL, Verilator) piece by piece in one simulation (progress between
+pieces), the others as one script. Engine ``"golden"`` runs
 :class:`~fieldtune.sim.golden.soc.SocModel` instead (bit-exact results; its cycle counts are
 :func:`estimate_cycles`).
 

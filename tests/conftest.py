@@ -5,6 +5,8 @@ import shutil
 
 import pytest
 
+from fieldtune.sim.engines import registry
+
 
 def in_ci():
     """``CI`` is set (``.ci/run`` installs every tool, so a missing one is a failure there)."""
@@ -22,4 +24,17 @@ def require_programs():
             if in_ci():
                 pytest.fail(reason)
             pytest.skip(reason)
+    return require
+
+
+@pytest.fixture(scope="session")
+def require_engine():
+    """``require_engine(name, why=...)``: skip the test with the reason a simulation engine of
+    the registry cannot run here (a missing program, compiler or wheel); in CI, fail instead."""
+    def require(name, *, why):
+        reason = registry.get(name).unavailable()
+        if reason is not None:
+            if in_ci():
+                pytest.fail(f"{reason}; {why}")
+            pytest.skip(f"{reason}; {why}")
     return require

@@ -61,8 +61,13 @@ def _resolve(target, known):
 
 
 @functools.cache
+def _lines(path):
+    return path.read_text().splitlines()
+
+
+@functools.cache
 def _tree(path):
-    return ast.parse(path.read_text(), str(path))
+    return ast.parse("\n".join(_lines(path)), str(path))
 
 
 def imports(name, path, known, *, top):
@@ -169,6 +174,7 @@ def private_imports(files, known, *, top):
     return sorted(bad)
 
 
+@functools.cache
 def _parents(tree):
     return {child: node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)}
 
@@ -189,8 +195,7 @@ def unexplained_imports(files):
     bad = []
     for name, path in files.items():
         tree = _tree(path)
-        lines = path.read_text().splitlines()
-        parents = _parents(tree)
+        lines = _lines(path)
         for fn in ast.walk(tree):
             if not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
                 continue
@@ -198,7 +203,8 @@ def unexplained_imports(files):
                 if not isinstance(node, (ast.Import, ast.ImportFrom)):
                     continue
                 around = lines[max(node.lineno - 2, 0):node.end_lineno]
-                if any("#" in line for line in around) or _handles_import_error(node, parents):
+                if any("#" in line for line in around) or _handles_import_error(node,
+                                                                                  _parents(tree)):
                     continue
                 bad.append(f"{path.name}:{node.lineno}: {name}: {lines[node.lineno - 1].strip()}")
     return sorted(set(bad))
@@ -233,8 +239,6 @@ IMPORTS_BEING_MOVED = {
     "fieldtune.bench.cache": "issue 9, area-mac",
     "fieldtune.bench.mac": "issue 9, area-mac",
     "fieldtune.bench.perturb": "issue 9, area-ctl",
-    "fieldtune.bench.engines": "issue 15, engines",
-    "fieldtune.sim.engines.selfcheck": "issue 15, engines",
     "fieldtune.sim.golden.soc": "issue 9, area-ctl",
     "tests.rtl.test_mac": "issue 9, area-mac",
     "tests.rtl.test_perturb": "issue 9, area-ctl",

@@ -1,120 +1,230 @@
-"""``fieldtune bench engines``: simulation speed of every engine on the self-check design.
+"""``fieldtune bench engines``: every simulation engine on the training SoC, same R1 run.
 
-Each engine runs the same script on :class:`~fieldtune.sim.engines.selfcheck.MixPipeline`:
-write the registers, start, stream items at full rate and wait for ``done`` (the shape of a
-fine-tuning run on the SoC), then read the checksum. Cycles per second exclude compilation
-(reported apart: ``build_s``, 0 on a cache hit); ``vs_amaranth`` is the ratio to Amaranth's
-Python simulator running the same script, measured in the same run. ``amaranth-until`` is
-Amaranth's fastest idiom for the wait (``ctx.tick().until(done)``), for reference. Each compiled
-engine also repeats the Amaranth run's length and must return the same checksum (``agrees``).
+One run of the SoC as the demo drives it: load R1's training records through the record
+window, configure, start, wait for ``done``, read the status and dump the weights (a
+:class:`~fieldtune.sim.soc_run.BusProgram`, the same script on every engine). Two lengths:
+
+* the *check* run (``--check-records`` records, one epoch or a few steps) on every engine,
+  Amaranth's simulator and Icarus included: every engine must return Amaranth's records and
+  cycle count, bit for bit (``agrees``);
+* the *speed* run (``--records`` records, ``--epochs`` first-order epochs or ``--steps``
+  zeroth-order steps) on the engines that are not slow, ``--repeats`` times, interleaved
+  (engine A, B, A, B...) so the machine's load hits them alike; medians are reported, and
+  every repeat must return the first engine's records.
+
+CPU seconds (this process plus its reaped children: compilers, Yosys, a simulator process)
+are the comparison's basis: on a shared machine wall time measures the neighbours. Builds:
+``cold`` into an empty model cache (``$FIELDTUNE_CACHE`` pointed at a temporary folder:
+Yosys, code generation, compilation), ``warm`` a cache hit (what every later run pays).
+``first run`` estimates the demo's CPU seconds on an empty cache: the cold build plus the
+demo's cycles (FO and ZO at the design's epochs and steps) at the speed run's cycles per CPU
+second; the registry's order (and so the demo's default engine) follows it.
 """
 
+import os
+import resource
+import statistics
+import tempfile
 import time
+from contextlib import contextmanager
 
-from ..sim.engines import cxxrtl, hdl
-from ..sim.engines.script import EngineUnavailable, Script, run_amaranth
-from ..sim.engines.selfcheck import MixPipeline, pack_lanes
+from ..config import DesignConfig
+from ..finetune import estimated_cycles
+from ..rtl.sequencer import Mode
+from ..sim.engines import registry
+from ..sim.engines.hdl import CACHE_ENV
+from ..sim.engines.script import EngineUnavailable
+from ..sim.golden.soc import RunConfig
+from ..sim.scenario import r1_features
+from ..sim.soc_run import BusProgram, records_of, soc_component
 from ..toolchain import tool_env
-from .report import emit
+from .report import csv_list, emit
 
 
 def add_arguments(parser):
-    parser.add_argument("--amaranth-items", type=int, default=20_000, metavar="N",
-                        help="items streamed on Amaranth's simulator (default: 20000)")
-    parser.add_argument("--cxxrtl-items", type=int, default=10_000_000, metavar="N",
-                        help="items streamed on CXXRTL (default: 10000000)")
-    parser.add_argument("--verilator-items", type=int, default=2_000_000, metavar="N",
-                        help="items streamed on Verilator, 0 to skip (default: 2000000)")
-    parser.add_argument("--icarus-items", type=int, default=5_000, metavar="N",
-                        help="items streamed on Icarus Verilog, 0 to skip (default: 5000)")
-    parser.add_argument("--cxxflags", default="-O3",
-                        help="compiler flags of the CXXRTL model (default: -O3)")
+    parser.add_argument("--preset", default=None,
+                        help="design preset (default: the default design)")
+    parser.add_argument("--engines", type=csv_list, default=list(registry.names()),
+                        metavar="NAME,...",
+                        help="engines to measure, comma-separated (default: all: "
+                             f"{','.join(registry.names())})")
+    parser.add_argument("--mode", choices=("fo", "zo"), default="fo",
+                        help="the speed run's mode (default: %(default)s)")
+    parser.add_argument("--records", type=int, default=256, metavar="N",
+                        help="R1 records of the speed run (default: 256, the cache)")
+    parser.add_argument("--epochs", type=int, default=20,
+                        help="first-order epochs of the speed run (default: 20)")
+    parser.add_argument("--steps", type=int, default=400,
+                        help="zeroth-order steps of the speed run (default: 400)")
+    parser.add_argument("--check-records", type=int, default=16, metavar="N",
+                        help="R1 records of the check run every engine runs (default: 16)")
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="speed runs per engine, interleaved (default: 3)")
+    parser.add_argument("--no-cold", action="store_true",
+                        help="skip the cold builds (each compiles the SoC from scratch)")
 
 
-def bulk_script(items, seed=0xC0FFEE):
-    """Registers, start, ``items`` at full rate, wait for done, read checksum and total."""
-    return (Script().set("seed", seed).set("count", items)
-            .set("i__payload", pack_lanes([3, -1, 4, -1, 5, -9, 2, -6], 16))
-            .set("i__valid", 1).set("o__ready", 1).set("start", 1).step().set("start", 0)
-            .wait("done", 1, 10 * items + 10).sample("checksum", "total"))
+def job(cfg, data, records, *, mode="fo", epochs=1, steps=1):
+    """The bus program of one R1 run on ``records`` records (see the module docstring)."""
+    soc = soc_component(cfg)
+    soc._MustUse__silence = True      # only its register map is used, it is not elaborated
+    p = BusProgram(soc)
+    f, z, y = records_of(data, "train")
+    p.load_records(f[:records], z[:records], y[:records])
+    t = cfg.train
+    p.configure(RunConfig(mode=(Mode.FO if mode == "fo" else Mode.ZO).value, epochs=epochs,
+                          steps=steps, batch=min(t.batch, records), lr_shift=t.lr_shift,
+                          eps_shift=t.eps_shift, zo_lr_shift=t.zo_lr_shift, seed=t.seed,
+                          queries=t.queries, watchdog=1 << 24))
+    p.run(10**10, f"{mode.upper()} run")
+    p.read_status()
+    p.dump_weights(10**6)
+    return p.script
 
 
-def amaranth_until(items, seed=0xC0FFEE):
-    """Amaranth's fastest idiom for the same run (``await ctx.tick().until(done)``, no
-    per-cycle Python of ours): cycles and seconds of the wait."""
-    from amaranth.sim import Simulator
-    dut, seconds = MixPipeline(), []
-
-    async def testbench(ctx):
-        for port, value in ((dut.seed, seed), (dut.count, items), (dut.i.valid, 1),
-                            (dut.o.ready, 1), (dut.start, 1)):
-            ctx.set(port, value)
-        await ctx.tick()
-        ctx.set(dut.start, 0)
-        start = time.perf_counter()
-        await ctx.tick().until(dut.done)
-        seconds.append(time.perf_counter() - start)
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-6)
-    sim.add_testbench(testbench)
-    sim.run()
-    return items + 2, seconds[0]
+def cpu_seconds():
+    """CPU seconds of this process and of its children that have ended."""
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + ru.ru_utime + ru.ru_stime
 
 
-def _timed(fn):
-    start = time.perf_counter()
-    value = fn()
-    return value, time.perf_counter() - start
+@contextmanager
+def measured(into, key):
+    """Wall and CPU seconds of the block, stored as ``into[key + "_s"]``/``[key + "_cpu_s"]``."""
+    wall, cpu = time.perf_counter(), cpu_seconds()
+    yield
+    into[f"{key}_s"] = time.perf_counter() - wall
+    into[f"{key}_cpu_s"] = cpu_seconds() - cpu
+
+
+@contextmanager
+def model_cache(folder):
+    """``$FIELDTUNE_CACHE`` pointed at ``folder`` (None: unchanged) inside the block."""
+    old = os.environ.get(CACHE_ENV)
+    if folder is not None:
+        os.environ[CACHE_ENV] = str(folder)
+    try:
+        yield
+    finally:
+        if folder is not None:
+            if old is None:
+                os.environ.pop(CACHE_ENV, None)
+            else:
+                os.environ[CACHE_ENV] = old
+
+
+def run_job(engine, cfg, script, env, row):
+    """Open a session (build from the cache), run ``script``; ``row`` gets open and run
+    times. Returns the ScriptResult."""
+    with measured(row, "open"):
+        session = engine.session(soc_component(cfg), env=env)
+        run = session.__enter__()
+    try:
+        with measured(row, "run"):
+            result = run(script)
+            session.__exit__(None, None, None)
+            session = None
+    finally:
+        if session is not None:
+            session.__exit__(None, None, None)
+    return result
+
+
+def measure(cfg, data, names, args, env, console):
+    """Rows of the comparison (see the module docstring)."""
+    check_script = job(cfg, data, args.check_records)
+    speed_script = job(cfg, data, args.records, mode=args.mode, epochs=args.epochs,
+                       steps=args.steps)
+    demo_cycles = sum(estimated_cycles(cfg, m, data["n_finetune"]) for m in ("fo", "zo"))
+    rows, reference, speed_reference = {}, None, None
+    with tempfile.TemporaryDirectory(prefix="fieldtune-bench-engines-") as tmp:
+        for name in names:
+            engine = registry.get(name)
+            reason = engine.unavailable()
+            if reason is not None:
+                console.print(f"[yellow]{name} skipped:[/yellow] {reason}")
+                continue
+            row = rows[name] = {"engine": name, "label": engine.label}
+            cache = None if args.no_cold else os.path.join(tmp, name)
+            with model_cache(cache):
+                if cache is not None:
+                    with console.status(f"{engine.label}: cold build"), measured(row, "cold"):
+                        with engine.session(soc_component(cfg), env=env):
+                            pass
+                with console.status(f"{engine.label}: check run"):
+                    check = run_job(engine, cfg, check_script, env, row)
+            row["warm_s"], row["warm_cpu_s"] = row.pop("open_s"), row.pop("open_cpu_s")
+            row["check_cycles"] = check.cycles
+            if reference is None:
+                reference = check
+            row["agrees"] = (check.records, check.cycles) == (reference.records,
+                                                              reference.cycles)
+            if engine.slow:
+                row.update(cycles=check.cycles, run_s=row.pop("run_s"),
+                           run_cpu_s=row.pop("run_cpu_s"))
+                row["repeats"] = [(row["run_s"], row["run_cpu_s"])]
+            else:
+                row.pop("run_s"), row.pop("run_cpu_s")
+                row["repeats"] = []
+        fast = [n for n in rows if not registry.get(n).slow]
+        for k in range(args.repeats):
+            for name in fast:
+                row, times = rows[name], {}
+                with model_cache(None if args.no_cold else os.path.join(tmp, name)):
+                    with console.status(f"{row['label']}: speed run {k + 1}/{args.repeats}"):
+                        result = run_job(registry.get(name), cfg, speed_script, env, times)
+                row["repeats"].append((times["run_s"], times["run_cpu_s"]))
+                row["cycles"] = result.cycles
+                if speed_reference is None:
+                    speed_reference = result
+                row["agrees"] = row["agrees"] and (result.records, result.cycles) == (
+                    speed_reference.records, speed_reference.cycles)
+    for row in rows.values():
+        wall = statistics.median(w for w, _ in row["repeats"])
+        cpu = statistics.median(c for _, c in row["repeats"])
+        row.update(run_s=wall, run_cpu_s=cpu, cycles_per_s=round(row["cycles"] / wall),
+                   cycles_per_cpu_s=round(row["cycles"] / cpu))
+        build = row.get("cold_cpu_s", row["warm_cpu_s"])
+        row["first_run_cpu_s"] = build + demo_cycles / row["cycles_per_cpu_s"]
+        row["later_run_cpu_s"] = row["warm_cpu_s"] + demo_cycles / row["cycles_per_cpu_s"]
+        row["repeats"] = [[round(w, 3), round(c, 3)] for w, c in row["repeats"]]
+    return list(rows.values()), demo_cycles
+
+
+COLUMNS = [("engine", "engine"), ("cycles", "cycles"), ("run_cpu_s", "CPU s"),
+           ("cycles_per_cpu_s", "cycles/CPU s"), ("run_s", "wall s"),
+           ("cycles_per_s", "cycles/s"), ("cold_cpu_s", "cold build CPU s"),
+           ("cold_s", "cold build s"), ("warm_cpu_s", "warm CPU s"),
+           ("first_run_cpu_s", "demo, first run CPU s"),
+           ("later_run_cpu_s", "demo, later runs CPU s"), ("agrees", "agrees")]
 
 
 def run(args, console):
+    cfg = DesignConfig.preset(args.preset) if args.preset else DesignConfig()
+    names = args.engines
+    for name in names:
+        registry.get(name)
+    for what, value in (("--records", args.records), ("--check-records", args.check_records)):
+        if not 1 <= value <= cfg.cache.capacity:
+            raise ValueError(f"{what} must be an integer from 1 to {cfg.cache.capacity} "
+                             f"(cache.capacity), not {value}")
+    if args.repeats < 1:
+        raise ValueError(f"--repeats must be a positive integer, not {args.repeats}")
     env = tool_env("YOSYS")
-    rows = []
-    reference, seconds = _timed(
-        lambda: run_amaranth(MixPipeline(), bulk_script(args.amaranth_items)))
-    base = reference.cycles / seconds
-    rows.append({"engine": "amaranth", "cycles": reference.cycles, "run_s": seconds,
-                 "cycles_per_s": round(base), "vs_amaranth": 1.0, "build_s": 0.0, "agrees": True})
-    cycles, seconds = amaranth_until(args.amaranth_items)
-    rows.append({"engine": "amaranth-until", "cycles": cycles, "run_s": seconds,
-                 "cycles_per_s": round(cycles / seconds), "vs_amaranth": cycles / seconds / base,
-                 "build_s": 0.0, "agrees": None})
-
-    def add(engine, items, build, execute):
-        try:
-            built, build_s = _timed(build)
-        except EngineUnavailable as e:
-            console.print(f"[yellow]{engine} skipped:[/yellow] {e}")
-            return
-        result, run_s = _timed(lambda: execute(built, bulk_script(items)))
-        check = execute(built, bulk_script(args.amaranth_items))
-        rows.append({"engine": engine, "cycles": result.cycles, "run_s": run_s,
-                     "cycles_per_s": round(result.cycles / run_s),
-                     "vs_amaranth": result.cycles / run_s / base, "build_s": build_s,
-                     "agrees": check.records == reference.records})
-
-    def cxxrtl_run(model, script):
-        with model.simulate() as sim:
-            return sim.run(script)
-
-    with console.status("CXXRTL"):
-        add("cxxrtl " + args.cxxflags, args.cxxrtl_items,
-            lambda: cxxrtl.build(MixPipeline(), env=env, cxxflags=tuple(args.cxxflags.split())),
-            cxxrtl_run)
-    verilog = hdl.emit_verilog(MixPipeline(), env=env)
-    if args.verilator_items:
-        with console.status("Verilator"):
-            add("verilator", args.verilator_items, lambda: hdl.build_verilator(verilog),
-                lambda _, script: hdl.run_verilator(verilog, script))
-    if args.icarus_items:
-        with console.status("Icarus Verilog"):
-            add("icarus", args.icarus_items, lambda: hdl.build_icarus(verilog),
-                lambda _, script: hdl.run_icarus(verilog, script))
-
-    columns = [("engine", "engine"), ("cycles", "cycles"), ("run_s", "run s"),
-               ("cycles_per_s", "cycles/s"), ("vs_amaranth", "× Amaranth"),
-               ("build_s", "build s"), ("agrees", "agrees")]
-    emit("engines", rows, columns, json_path=args.json, console=console,
-         title="Simulation engines on the self-check design (MixPipeline, 8×16-bit lanes)")
+    load_before = os.getloadavg()
+    rows, demo_cycles = measure(cfg, r1_features(30), names, args, env, console)
+    if not rows:
+        raise EngineUnavailable("no engine could run")
+    load = [round(a, 2) for a in (*load_before, *os.getloadavg())]
+    fastest = min(rows, key=lambda r: r["first_run_cpu_s"])["engine"]
+    order = [r["engine"] for r in sorted(rows, key=lambda r: r["first_run_cpu_s"])]
+    what = (f"FO, {args.epochs} epochs" if args.mode == "fo" else f"ZO, {args.steps} steps")
+    emit("engines", rows, COLUMNS, json_path=args.json, console=console,
+         title=f"Simulation engines on the SoC: R1 {what} on {args.records} records "
+               f"(slow engines: the {args.check_records}-record check run); medians of "
+               f"{args.repeats}", extra={"load_before_after": load, "demo_cycles": demo_cycles,
+                                         "fastest_first_run": fastest, "order": order})
+    console.print(f"load average (1, 5, 15 min) before {load[:3]}, after {load[3:]}; demo: "
+                  f"{demo_cycles:,} cycles (FO + ZO, estimated); fastest first run: {fastest}; "
+                  f"registry order {', '.join(registry.names())}")
     return rows

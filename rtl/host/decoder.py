@@ -59,62 +59,86 @@ class CommandDecoder(wiring.Component):
             "bus": Out(BusSignature(soc_map.addr_width)),
         })
 
-    def _region(self, m, address, count, write, payload_len):
-        """Comb signals about a READ/WRITE's target: ``(known, bytes, step, last_mask,
-        bad_length, crosses)``."""
+    def _checks(self, m, info, capture):
+        """The frame's checks (docs/protocol.md), registered while ``capture`` (the decoder
+        is idle; the frame is stable from ``frame.valid`` until it is released, and the CRC
+        processor, shared with the transmitter, still holds the frame's), so the decoder's
+        first state only reads flip-flops."""
+        h = info.header
+        cmd, flags = h[CMD], h[FLAGS]
+        address, count = Cat(h[ADDRESS], h[ADDRESS + 1]), Cat(h[COUNT], h[COUNT + 1])
+        payload_len = Signal(range(self.capacity + 2))
+        m.d.comb += payload_len.eq(info.length - OVERHEAD)
         nregs = len(self.map.registers)
-        known, eb, last_mask = Signal(), Signal(range(5)), Signal(DATA_WIDTH)
-        is_reg = Signal()
-        m.d.comb += is_reg.eq(address < nregs)
-        with m.If(is_reg):
-            m.d.comb += [known.eq(1), eb.eq(REGISTER_BYTES)]
+        c = {name: Signal(name=f"chk_{name}") for name in (
+            "lost", "broken", "bad_crc", "known_cmd", "bad_flags", "known", "is_reg",
+            "bad_length", "crosses", "payload", "last")}
+        eb = Signal(range(REGISTER_BYTES + 1), name="chk_eb")
+        known, reg_eb = Signal(), Signal.like(eb)
+        last_window = Signal()
+        with m.If(address < nregs):
+            m.d.comb += [known.eq(1), reg_eb.eq(REGISTER_BYTES)]
         for w in self.map.windows.values():
             with m.Elif((address >> w.addr_width) == (w.address >> w.addr_width)):
-                m.d.comb += [known.eq(1), eb.eq(w.element_bytes)]
-                if w.last_bit is not None:
-                    m.d.comb += last_mask.eq(1 << w.last_bit)
-        count_bytes = Signal(18)
-        with m.Switch(eb):
-            for n in range(1, 5):
+                m.d.comb += [known.eq(1), reg_eb.eq(w.element_bytes),
+                             last_window.eq(w.last_bit is not None)]
+        # elements fit the payload, and a WRITE's payload holds exactly them
+        sizes = sorted({REGISTER_BYTES, *(w.element_bytes for w in self.map.windows.values())})
+        fits, count_bytes = Signal(), Signal(range(self.capacity * REGISTER_BYTES + 1))
+        with m.Switch(reg_eb):
+            for n in sizes:
                 with m.Case(n):
-                    m.d.comb += count_bytes.eq(count * n)
-        bad_length = Signal()
-        m.d.comb += bad_length.eq((count == 0) | (count_bytes > self.params.max_payload)
-                                  | (payload_len != Mux(write, count_bytes, 0)))
-        crosses = is_reg & (address + count > nregs)
-        return known, eb, is_reg, last_mask, bad_length, crosses
+                    m.d.comb += [fits.eq(count <= self.params.max_payload // n),
+                                 count_bytes.eq(count[:self.capacity.bit_length()] * n)]
+        want = Mux(cmd == Command.WRITE, count_bytes, 0)
+        with m.If(capture):
+            m.d.sync += [
+                c["lost"].eq(info.lost),
+                c["broken"].eq(info.broken | (info.length < OVERHEAD)),
+                c["bad_crc"].eq(~info.crc_ok),
+                c["known_cmd"].eq(Cat(cmd == code for code in Command).any()),
+                c["bad_flags"].eq((flags & RESERVED_FLAGS).any()),
+                c["known"].eq(known), c["is_reg"].eq(address < nregs), eb.eq(reg_eb),
+                c["bad_length"].eq((count == 0) | ~fits | (payload_len != want)),
+                c["crosses"].eq((address < nregs) & (address + count > nregs)),
+                c["payload"].eq(payload_len != 0),
+                c["last"].eq(last_window & (flags & Flags.LAST).any()),
+            ]
+        return c, eb, payload_len
 
     def elaborate(self, platform):
         m = Module()
         info, buf, bus = self.frame.payload, self.buf, self.bus
         h = info.header
-        seq, cmd, flags = h[SEQ], h[CMD], h[FLAGS]
-        address, count = Cat(h[ADDRESS], h[ADDRESS + 1]), Cat(h[COUNT], h[COUNT + 1])
-        payload_len = Signal(range(self.capacity + 2))
-        m.d.comb += payload_len.eq(info.length - OVERHEAD)
+        seq, cmd = h[SEQ], h[CMD]
+        address = Cat(h[ADDRESS], h[ADDRESS + 1])
         is_write = cmd == Command.WRITE
-        known, eb, is_reg, last_mask, bad_length, crosses = self._region(
-            m, address, count, is_write, payload_len)
+        capture = Signal()
+        chk, eb, payload_len = self._checks(m, info, capture)
+        last_bits = {w.last_bit for w in self.map.windows.values() if w.last_bit is not None}
+        if len(last_bits) > 1:
+            raise ValueError("the host link supports one position of the last bit")
+        last_mask = 1 << last_bits.pop() if last_bits else 0
         status_addr = self.map.address("status")
         busy_lsb = self.map.field("status", "busy")[0]
 
         # what the frame's execution has reached
-        status = Signal(8)
-        count_out = Signal(16)
+        status = Signal(4)
+        elems = range(self.params.max_payload + 1)        # every count fits the payload
+        count_out = Signal(elems)
         ptr = Signal(range(self.capacity + 1))         # end of the response
         rptr = Signal(range(self.capacity + 1))        # WRITE: payload byte being read
         cur = Signal(self.map.addr_width)              # bus address
         step = Signal()                                # 1: registers, 0: a window
         writing = Signal()
-        n_elems = Signal(16)
-        i = Signal(16)                                 # elements done
+        n_elems = Signal(elems)
+        i = Signal(elems)                              # elements done
         ebr = Signal(range(5))
         k = Signal(range(6))
         word = Signal(DATA_WIDTH)
-        mask = Signal(DATA_WIDTH)
-        last = Signal(8 + 8 + 8 + 16 + 1)              # seq, cmd, status, count, valid
-        last_seq, last_cmd, last_status, last_count, last_valid = (
-            last[0:8], last[8:16], last[16:24], last[24:40], last[40])
+        mark_last = Signal()                           # the final element carries last
+        last_seq, last_cmd = Signal(8), Signal(8)      # the previous good frame
+        last_status, last_count, last_valid = Signal(4), Signal(elems), Signal()
         duplicate = last_valid & (last_seq == seq) & (last_cmd == cmd)
         waited = Signal(range(self.params.bus_timeout + 1))
         m.d.sync += waited.eq(0)
@@ -136,9 +160,9 @@ class CommandDecoder(wiring.Component):
             with m.Elif(waited == self.params.bus_timeout - 1):
                 respond(Status.BUS_TIMEOUT, i)
 
-        def start_move(write, address_, n, nbytes, step_, mask_):
+        def start_move(write, address_, n, nbytes, step_, last_):
             m.d.sync += [writing.eq(write), cur.eq(address_), n_elems.eq(n), ebr.eq(nbytes),
-                         step.eq(step_), mask.eq(mask_), i.eq(0), k.eq(0), word.eq(0),
+                         step.eq(step_), mark_last.eq(last_), i.eq(0), k.eq(0), word.eq(0),
                          rptr.eq(HEADER)]
             with m.If(write):
                 m.next = "LOAD"
@@ -147,36 +171,37 @@ class CommandDecoder(wiring.Component):
 
         with m.FSM():
             with m.State("IDLE"):
+                m.d.comb += capture.eq(1)
                 m.d.sync += [ptr.eq(HEADER), count_out.eq(0), i.eq(0)]
-                with m.If(self.frame.valid):
+                with m.If(self.frame.valid):                # the checks register meanwhile
                     m.next = "CHECK"
             with m.State("CHECK"):
-                with m.If(info.lost):
+                with m.If(chk["lost"]):
                     respond(Status.OVERFLOW)
-                with m.Elif(info.broken | (info.length < OVERHEAD)):
+                with m.Elif(chk["broken"]):
                     respond(Status.BAD_FRAME)
-                with m.Elif(~info.crc_ok):
+                with m.Elif(chk["bad_crc"]):
                     respond(Status.BAD_CRC)
                 with m.Elif(duplicate & Cat(cmd == c for c in REPLAYED_COMMANDS).any()):
                     respond(last_status, last_count)
-                with m.Elif(~Cat(cmd == c for c in Command).any() | (flags & RESERVED_FLAGS).any()):
+                with m.Elif(~chk["known_cmd"] | chk["bad_flags"]):
                     respond(Status.BAD_COMMAND)
                 with m.Elif(cmd == Command.ECHO):
                     m.d.sync += ptr.eq(HEADER + payload_len)
                     respond(Status.OK, payload_len)
                 with m.Elif((cmd == Command.READ) | is_write):
-                    with m.If(~known):
+                    with m.If(~chk["known"]):
                         respond(Status.BAD_ADDRESS)
-                    with m.Elif(bad_length):
+                    with m.Elif(chk["bad_length"]):
                         respond(Status.BAD_LENGTH)
-                    with m.Elif(crosses):
+                    with m.Elif(chk["crosses"]):
                         respond(Status.BAD_ADDRESS)
-                    with m.Elif(duplicate & ~is_reg):
+                    with m.Elif(duplicate & ~chk["is_reg"]):
                         respond(Status.DUPLICATE)
                     with m.Else():
-                        start_move(is_write, address, count, eb, is_reg,
-                                   Mux(flags & Flags.LAST, last_mask, 0))
-                with m.Elif(payload_len != 0):
+                        count = Cat(h[COUNT], h[COUNT + 1])
+                        start_move(is_write, address, count, eb, chk["is_reg"], chk["last"])
+                with m.Elif(chk["payload"]):
                     respond(Status.BAD_LENGTH)
                 with m.Elif(cmd == Command.STATUS):
                     start_move(0, status_addr, 2, REGISTER_BYTES, 1, 0)
@@ -215,8 +240,8 @@ class CommandDecoder(wiring.Component):
                     with m.Else():
                         m.d.sync += word.eq(dat_r)
                         m.next = "STORE"
-                final = writing & (i + 1 == n_elems)
-                access(writing, word | Mux(final, mask, 0), moved)
+                final = writing & mark_last & (i + 1 == n_elems)
+                access(writing, word | Mux(final, last_mask, 0), moved)
             with m.State("STORE"):                      # a read word's bytes to the response
                 m.d.comb += [buf.w_addr.eq(ptr), buf.w_data.eq(word[:8]), buf.w_en.eq(1)]
                 m.d.sync += [ptr.eq(ptr + 1), word.eq(word >> 8), k.eq(k + 1)]
@@ -257,8 +282,8 @@ class CommandDecoder(wiring.Component):
             with m.State("SENDING"):
                 with m.If(~self.tx_busy):
                     m.d.comb += self.frame.ready.eq(1)
-                    with m.If(~info.lost & ~info.broken & (info.length >= OVERHEAD)
-                              & info.crc_ok):
-                        m.d.sync += last.eq(Cat(seq, cmd, status, count_out, 1))
+                    with m.If(~chk["lost"] & ~chk["broken"] & ~chk["bad_crc"]):
+                        m.d.sync += [last_seq.eq(seq), last_cmd.eq(cmd), last_status.eq(status),
+                                     last_count.eq(count_out), last_valid.eq(1)]
                     m.next = "IDLE"
         return m

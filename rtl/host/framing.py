@@ -26,7 +26,7 @@ from amaranth.lib.wiring import In, Out
 from .protocol import HEADER, COBS_BLOCK, DELIMITER, CRC_BYTES
 
 
-__all__ = ["buffer_port", "rx_symbol_layout", "frame_layout", "FrameReceiver",
+__all__ = ["buffer_port", "crc_port", "rx_symbol_layout", "frame_layout", "FrameReceiver",
            "FrameTransmitter", "new_crc"]
 
 
@@ -36,6 +36,16 @@ def buffer_port(depth):
     return wiring.Signature({
         "r_addr": Out(range(depth)), "r_data": In(8),
         "w_addr": Out(range(depth)), "w_data": Out(8), "w_en": Out(1),
+    })
+
+
+def crc_port():
+    """One user's access to the shared CRC-16/XMODEM processor (:func:`new_crc`; the
+    receiver and the transmitter use it in turn, an idle user drives 0): ``start``,
+    ``valid``, ``data`` as the processor's; ``crc`` and ``match`` (``match_detected``)."""
+    return wiring.Signature({
+        "start": Out(1), "valid": Out(1), "data": Out(8),
+        "crc": In(16), "match": In(1),
     })
 
 
@@ -70,12 +80,13 @@ class FrameReceiver(wiring.Component):
         super().__init__({
             "symbol": In(stream.Signature(rx_symbol_layout())),
             "buf": Out(buffer_port(capacity)),
+            "crc": Out(crc_port()),
             "frame": Out(stream.Signature(frame_layout(capacity))),
         })
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.crc = crc = new_crc()
+        crc = self.crc
         sym = self.symbol.payload
         info = self.frame.payload
         started = Signal()
@@ -87,7 +98,7 @@ class FrameReceiver(wiring.Component):
         broken = Signal()
         pending = Signal()
         m.d.comb += [info.header.eq(header), info.length.eq(length), info.lost.eq(lost),
-                     info.broken.eq(broken), info.crc_ok.eq(crc.match_detected),
+                     info.broken.eq(broken), info.crc_ok.eq(crc.match),
                      self.frame.valid.eq(pending), self.symbol.ready.eq(~pending)]
 
         with m.If(self.frame.valid & self.frame.ready):
@@ -150,13 +161,14 @@ class FrameTransmitter(wiring.Component):
         super().__init__({
             "send": In(stream.Signature(range(capacity - CRC_BYTES + 1))),
             "buf": Out(buffer_port(capacity)),
+            "crc": Out(crc_port()),
             "byte": Out(stream.Signature(8)),
             "busy": Out(1),
         })
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.crc = crc = new_crc()
+        crc = self.crc
         buf, out = self.buf, self.byte
         end = Signal(range(self.capacity + 1))     # bytes to send: response and CRC
         pos = Signal(range(self.capacity + 1))     # first byte of the block

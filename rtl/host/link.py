@@ -9,7 +9,8 @@
 :class:`HostCore` is everything between the byte streams (the fast fuzzing tests drive it
 directly); :class:`HostLink` adds the UART and the receive FIFO. The frame buffer is one
 ``Memory`` of ``host.max_payload + 9`` bytes with one read and one write port, used by the
-receiver, the decoder and the transmitter in turn (each drives its port to 0 when idle).
+receiver, the decoder and the transmitter in turn (each drives its port to 0 when idle); the
+receiver and the transmitter share one CRC processor the same way.
 """
 
 from amaranth.hdl import Module, Signal, Cat
@@ -20,7 +21,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..csr.bus import BusSignature
 from .decoder import CommandDecoder
-from .framing import FrameReceiver, FrameTransmitter, rx_symbol_layout
+from .framing import FrameReceiver, FrameTransmitter, rx_symbol_layout, new_crc
 from .params import HostParams
 from .uart import UartRx, UartTx, rx_byte_layout
 
@@ -66,15 +67,21 @@ class HostCore(wiring.Component):
         wiring.connect(m, tx.byte, wiring.flipped(self.byte))
         wiring.connect(m, dec.bus, wiring.flipped(self.bus))
         m.d.comb += dec.tx_busy.eq(tx.busy)
-        users = (rx.buf, dec.buf, tx.buf)
-        for port in users:
+        m.submodules.crc = crc = new_crc()
+        buffer_users, crc_users = (rx.buf, dec.buf, tx.buf), (rx.crc, tx.crc)
+        for port in buffer_users:
             m.d.comb += port.r_data.eq(rd.data)
-        for name, target in (("r_addr", rd.addr), ("w_addr", wr.addr), ("w_data", wr.data),
-                             ("w_en", wr.en)):
-            value = 0
-            for port in users:
-                value = value | getattr(port, name)
-            m.d.comb += target.eq(value)
+        for port in crc_users:
+            m.d.comb += [port.crc.eq(crc.crc), port.match.eq(crc.match_detected)]
+        for users, shared in ((buffer_users, (("r_addr", rd.addr), ("w_addr", wr.addr),
+                                              ("w_data", wr.data), ("w_en", wr.en))),
+                              (crc_users, (("start", crc.start), ("valid", crc.valid),
+                                           ("data", crc.data)))):
+            for name, target in shared:
+                value = 0
+                for port in users:
+                    value = value | getattr(port, name)
+                m.d.comb += target.eq(value)
         m.d.comb += self.idle.eq(~rx.frame.valid)
         return m
 

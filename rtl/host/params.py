@@ -42,7 +42,7 @@ class HostParams(Params):
     baud: int = 3_000_000
     clock_hz: int = 24_000_000
     max_payload: int = 512
-    rx_fifo: int = 512
+    rx_fifo: int = 256
     bus_timeout: int = 1 << 16
 
     def _validate(self):

@@ -1,6 +1,7 @@
-"""Simulators nobody here wrote: the emitted Verilog on Verilator and on Icarus Verilog.
+"""Simulators nobody here wrote: the emitted Verilog, and Icarus Verilog running it.
 
-Both run a :class:`~fieldtune.sim.engines.script.Script` and return the same
+Verilog engines (Icarus here, Verilator in :mod:`fieldtune.sim.engines.verilator`) run a
+:class:`~fieldtune.sim.engines.script.Script` and return the same
 :class:`~fieldtune.sim.engines.script.ScriptResult` Amaranth's simulator and CXXRTL return, so a
 test compares all four engines record for record.
 
@@ -9,14 +10,14 @@ test compares all four engines record for record.
     from fieldtune.toolchain import tool_env
     from fieldtune.sim.engines import hdl
     verilog = hdl.emit_verilog(MyComponent(), env=tool_env("YOSYS"))
-    result = hdl.run_verilator(verilog, script)      # or hdl.run_icarus(verilog, script)
+    result = hdl.run_icarus(verilog, script)
 
 How the script reaches the simulator: the script becomes a small text file (one command per
-line: ``op port-index hex-value count``), read at run time by a C++ driver (Verilator) or a
-Verilog testbench with ``$fscanf`` (Icarus). Both are generated per design and compiled once;
-the compiled simulator is cached under ``$FIELDTUNE_CACHE/verilator`` or ``.../icarus``
-(default ``~/.cache/fieldtune``) by a hash of the Verilog text, the generated driver and the
-tool's version, so a new script never recompiles.
+line: ``op port-index hex-value count``, :func:`script_text`), read at run time by a C++
+driver (Verilator) or a Verilog testbench with ``$fscanf`` (Icarus). Both are generated per
+design and compiled once; the compiled simulator is cached under ``$FIELDTUNE_CACHE/icarus``
+or ``.../verilator`` (default ``~/.cache/fieldtune``) by a hash of the Verilog text, the
+generated driver and the tool's version, so a new script never recompiles.
 
 This module also holds what every compiled engine shares: running Yosys with a given
 environment (:func:`run_yosys`) and the concurrent-safe build cache (:func:`cached_build`).
@@ -35,8 +36,10 @@ from .script import (MAX_CONDITIONS, EngineUnavailable, ScriptResult, Set, Step,
                      design_rtlil, rtlil_ports)
 
 
-__all__ = ["VerilogDesign", "emit_verilog", "run_verilator", "run_icarus", "run_yosys",
-           "cache_dir", "cached_build", "find_program", "ToolError"]
+__all__ = ["VerilogDesign", "emit_verilog", "run_icarus", "build_icarus", "run_yosys",
+           "cache_dir", "cached_build", "find_program", "ToolError", "script_text",
+           "parse_records", "data_ports", "wrapper_module", "WRAPPER", "rtlil_verilog",
+           "verilog_commands", "yosys_program"]
 
 
 #: Environment variable naming the root of every compiled-model cache.
@@ -182,19 +185,28 @@ def emit_verilog(design, *, env, ports=None, name="top", zero_undefined=True):
     processes' case patterns (``2'-1``, an ``If``/``Elif`` chain) into zeros and change the
     logic.
     """
-    il = design_rtlil(design, ports=ports, name=name)
+    return rtlil_verilog(design_rtlil(design, ports=ports, name=name), env=env, name=name,
+                         zero_undefined=zero_undefined)
+
+
+def verilog_commands(zero_undefined=True):
+    """The Yosys commands of :func:`emit_verilog` (design.il to design.v)."""
     commands = ["read_rtlil design.il", "proc -nomux -norom", "memory_collect"]
     if zero_undefined:
         commands.append("setundef -zero -params t:$mem*")
-    commands.append("write_verilog -norename design.v")
+    return commands + ["write_verilog -norename design.v"]
+
+
+def rtlil_verilog(il, *, env, name="top", zero_undefined=True):
+    """:func:`emit_verilog` of RTLIL text ``il`` (module ``name``)."""
     with tempfile.TemporaryDirectory(prefix="fieldtune-verilog-") as tmp:
         Path(tmp, "design.il").write_text(il)
-        run_yosys(commands, env=env, cwd=tmp)
+        run_yosys(verilog_commands(zero_undefined), env=env, cwd=tmp)
         text = Path(tmp, "design.v").read_text()
     return VerilogDesign(text, rtlil_ports(il, name), name)
 
 
-def _script_text(commands, index):
+def script_text(commands, index):
     """The script file both compiled drivers read: ``op index hex count`` per line."""
     lines = []
     for cmd in commands:
@@ -211,7 +223,7 @@ def _script_text(commands, index):
     return "\n".join(lines) + "\n"
 
 
-def _parse_records(text):
+def parse_records(text):
     """Records written by the drivers: ``s HEX`` (sample), ``w N`` (wait; -1 = timeout),
     ``c N`` (total cycles, last line)."""
     result, finished = ScriptResult(), False
@@ -232,16 +244,16 @@ def _parse_records(text):
     return result
 
 
-def _data_ports(verilog, clock):
+def data_ports(verilog, clock):
     if clock not in verilog.ports or verilog.ports[clock].direction != "input":
         raise ValueError(f"clock must be an input port of the design, not {clock!r}")
     return [p for p in verilog.ports.values() if p.name != clock]
 
 
-def _wrapper(verilog, clock):
+def wrapper_module(verilog, clock):
     """A top module with ports ``clk, p0, p1, ...``: simulator-friendly names (Verilator
     mangles double underscores) and a stable port index for the script file."""
-    ports = _data_ports(verilog, clock)
+    ports = data_ports(verilog, clock)
     decls = ["    input wire clk"]
     conns = [f"        .{_escape(clock)}(clk)"]
     for k, p in enumerate(ports):
@@ -261,193 +273,20 @@ def _escape(name):
 
 
 def _run_script(verilog, script, clock, kind, launch):
-    ports = _data_ports(verilog, clock)
+    ports = data_ports(verilog, clock)
     index = {p.name: k for k, p in enumerate(ports)}
     commands = script.checked({p.name: p for p in ports})
     with tempfile.TemporaryDirectory(prefix=f"fieldtune-{kind}-") as tmp:
         script_path, out_path = Path(tmp, "script.txt"), Path(tmp, "records.txt")
-        script_path.write_text(_script_text(commands, index))
+        script_path.write_text(script_text(commands, index))
         launch(script_path, out_path, Path(tmp))
-        return _parse_records(out_path.read_text() if out_path.exists() else "")
+        return parse_records(out_path.read_text() if out_path.exists() else "")
 
 
 def tool_version(argv):
     """What ``argv`` (a tool's version command) prints; part of every build's cache key."""
     out = subprocess.run(argv, capture_output=True, text=True, stdin=subprocess.DEVNULL)
     return out.stdout + out.stderr
-
-
-# -- Verilator ---------------------------------------------------------------------------------
-
-_VERILATOR_HINT = "install it with: apt-get install verilator"
-
-
-def _verilator_driver(ports):
-    """C++ main: reads the script file, writes the records file."""
-    sets, gets, widths = [], [], []
-    for k, p in enumerate(ports):
-        widths.append(str(p.width))
-        gets_k = []
-        if p.width <= 32:
-            gets_k.append(f"w[0] = (uint32_t)t->p{k};")
-        elif p.width <= 64:
-            gets_k.append(f"w[0] = (uint32_t)t->p{k}; w[1] = (uint32_t)(t->p{k} >> 32);")
-        else:
-            gets_k.append(f"for (int i = 0; i < {p.chunks}; i++) w[i] = t->p{k}[i];")
-        gets.append(f"    case {k}: {gets_k[0]} break;")
-        if p.direction != "input":
-            continue
-        if p.width <= 32:
-            body = f"t->p{k} = w[0];"
-        elif p.width <= 64:
-            body = f"t->p{k} = ((uint64_t)w[1] << 32) | w[0];"
-        else:
-            body = f"for (int i = 0; i < {p.chunks}; i++) t->p{k}[i] = w[i];"
-        sets.append(f"    case {k}: {body} break;")
-    return _VERILATOR_MAIN % {
-        "top": WRAPPER, "sets": "\n".join(sets), "gets": "\n".join(gets),
-        "widths": ", ".join(widths) or "0", "count": len(ports),
-    }
-
-
-_VERILATOR_MAIN = r"""// Generated by fieldtune.sim.engines.hdl:
-// runs a fieldtune script file on Verilator.
-#include "V%(top)s.h"
-#include "verilated.h"
-#include <cstdio>
-#include <cstdint>
-#include <cstring>
-#include <vector>
-
-static const int widths[] = {%(widths)s};
-static const int port_count = %(count)d;
-
-static void set_port(V%(top)s *t, int k, const uint32_t *w) {
-    switch (k) {
-%(sets)s
-    }
-}
-
-static void get_port(V%(top)s *t, int k, uint32_t *w) {
-    switch (k) {
-%(gets)s
-    }
-}
-
-static void parse_hex(const char *s, uint32_t *w, int chunks) {
-    memset(w, 0, chunks * 4);
-    int n = strlen(s);
-    for (int i = 0; i < n; i++) {
-        char c = s[n - 1 - i];
-        uint32_t d = (c >= '0' && c <= '9') ? c - '0' : (c | 32) - 'a' + 10;
-        if (i / 8 < chunks) w[i / 8] |= d << (4 * (i %% 8));
-    }
-}
-
-static void print_hex(FILE *f, const uint32_t *w, int chunks) {
-    fputs("s ", f);
-    int i = chunks - 1;
-    while (i > 0 && w[i] == 0) i--;
-    fprintf(f, "%%x", w[i]);
-    for (i--; i >= 0; i--) fprintf(f, "%%08x", w[i]);
-    fputc('\n', f);
-}
-
-int main(int argc, char **argv) {
-    if (argc != 3) { fprintf(stderr, "usage: %%s SCRIPT RECORDS\n", argv[0]); return 2; }
-    VerilatedContext *context = new VerilatedContext;
-    V%(top)s *t = new V%(top)s{context};
-    FILE *in = fopen(argv[1], "r"), *out = fopen(argv[2], "w");
-    if (!in || !out) { perror("fopen"); return 2; }
-    unsigned long long cycles = 0;
-    t->clk = 0;
-    t->eval();
-    int op, k;
-    unsigned long long n;
-    static char hex[4096];
-    std::vector<uint32_t> value(64), now(64);
-    std::vector<std::pair<int, std::vector<uint32_t>>> conditions;
-    auto edge = [&]() { t->clk = 0; t->eval(); t->clk = 1; t->eval(); cycles++; };
-    auto matched = [&]() {
-        for (auto &c : conditions) {
-            get_port(t, c.first, now.data());
-            if (memcmp(now.data(), c.second.data(), c.second.size() * 4) == 0) return true;
-        }
-        return false;
-    };
-    while (fscanf(in, "%%d %%d %%4095s %%llu", &op, &k, hex, &n) == 4) {
-        int chunks = (k >= 0 && k < port_count) ? (widths[k] + 31) / 32 : 1;
-        if ((size_t)chunks > value.size()) value.resize(chunks);
-        if ((size_t)chunks > now.size()) now.resize(chunks);
-        parse_hex(hex, value.data(), chunks);
-        if (op == 0) {
-            set_port(t, k, value.data());
-            t->eval();
-        } else if (op == 1) {
-            for (unsigned long long i = 0; i < n; i++) edge();
-        } else if (op == 4 || op == 2) {
-            conditions.emplace_back(k, std::vector<uint32_t>(value.begin(),
-                                                             value.begin() + chunks));
-            if (op == 4) continue;
-            unsigned long long i = 0;
-            bool hit = matched();
-            while (!hit && i < n) {
-                edge(); i++;
-                hit = matched();
-            }
-            conditions.clear();
-            if (hit) fprintf(out, "w %%llu\n", i);
-            else fprintf(out, "w -1\n");
-        } else {
-            get_port(t, k, now.data());
-            print_hex(out, now.data(), chunks);
-        }
-    }
-    fprintf(out, "c %%llu\n", cycles);
-    fclose(out);
-    t->final();
-    delete t;
-    delete context;
-    return 0;
-}
-"""
-
-#: Verilator options: X values read as 0 (Amaranth designs initialize every register, so this
-#: only pins down what the simulator may not choose at random), warnings are not errors.
-VERILATOR_FLAGS = ("--x-assign", "0", "--x-initial", "0", "-Wno-fatal", "-Wno-lint",
-                   "-Wno-style", "--no-timing")
-
-
-def build_verilator(verilog, *, clock="clk", cache=None, jobs=2):
-    """Compiled Verilator simulator of ``verilog`` (cached); returns the executable's path."""
-    verilator = find_program("verilator", _VERILATOR_HINT)
-    ports = _data_ports(verilog, clock)
-    wrapper, driver = _wrapper(verilog, clock), _verilator_driver(ports)
-    key = digest(verilog.text, wrapper, driver, " ".join(VERILATOR_FLAGS),
-                 tool_version([verilator, "--version"]))
-
-    def build(work):
-        (work / "design.v").write_text(verilog.text)
-        (work / "wrapper.v").write_text(wrapper)
-        (work / "driver.cpp").write_text(driver)
-        run_checked([verilator, "--cc", "--exe", "--build", "-j", str(jobs), *VERILATOR_FLAGS,
-                     "--top-module", WRAPPER, "-Mdir", "obj", "-o", "vsim",
-                     "design.v", "wrapper.v", "driver.cpp"],
-                    cwd=work, log=work / "verilator.log", what="verilator")
-        return work / "obj" / "vsim"
-
-    return cached_build("verilator", key, ".vsim", build, directory=cache)
-
-
-def run_verilator(verilog, script, *, clock="clk", cache=None):
-    """Run ``script`` on Verilator; returns a :class:`ScriptResult`."""
-    binary = build_verilator(verilog, clock=clock, cache=cache)
-
-    def launch(script_path, out_path, tmp):
-        run_checked([str(binary), str(script_path), str(out_path)], cwd=tmp,
-                    log=tmp / "run.log", what="the Verilator simulation")
-
-    return _run_script(verilog, script, clock, "verilator", launch)
 
 
 # -- Icarus Verilog ----------------------------------------------------------------------------
@@ -457,7 +296,7 @@ _ICARUS_HINT = "install it with: apt-get install iverilog"
 
 def _icarus_testbench(verilog, clock):
     """A Verilog testbench that reads the script file with ``$fscanf``."""
-    ports = _data_ports(verilog, clock)
+    ports = data_ports(verilog, clock)
     widest = max([p.width for p in ports] + [1])
     decls, conns, sets, gets = [], [".clk(clk)"], [], []
     for k, p in enumerate(ports):
@@ -578,7 +417,7 @@ def build_icarus(verilog, *, clock="clk", cache=None):
     """Compiled Icarus Verilog simulation (a ``vvp`` file, cached); returns its path."""
     iverilog = find_program("iverilog", _ICARUS_HINT)
     find_program("vvp", _ICARUS_HINT)
-    wrapper, tb = _wrapper(verilog, clock), _icarus_testbench(verilog, clock)
+    wrapper, tb = wrapper_module(verilog, clock), _icarus_testbench(verilog, clock)
     key = digest(verilog.text, wrapper, tb, tool_version([iverilog, "-V"]))
 
     def build(work):

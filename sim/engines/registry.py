@@ -24,7 +24,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Callable
 
-from . import cxxrtl, hdl
+from . import cxxrtl, hdl, verilator
 from .script import EngineUnavailable, Script, run_amaranth
 
 
@@ -183,12 +183,17 @@ def _cxxrtl_session(design, *, env=None, ports=None, vcd=None, log=None):
                 yield sim.run
 
 
-def _verilog_session(runner):
-    @contextmanager
-    def session(design, *, env=None, ports=None, vcd=None, log=None):
-        verilog = hdl.emit_verilog(design, env=env, ports=ports)
-        yield lambda script: runner(verilog, script)
-    return session
+@contextmanager
+def _verilator_session(design, *, env=None, ports=None, vcd=None, log=None):
+    model = verilator.build_design(design, env=env, ports=ports, log=log)
+    with model.simulate() as sim:
+        yield sim.run
+
+
+@contextmanager
+def _icarus_session(design, *, env=None, ports=None, vcd=None, log=None):
+    verilog = hdl.emit_verilog(design, env=env, ports=ports)
+    yield lambda script: hdl.run_icarus(verilog, script)
 
 
 def _programs_available(*programs):
@@ -210,11 +215,11 @@ def _unavailable_reason(check):
 
 register(Engine("cxxrtl", "CXXRTL", _cxxrtl_session, native=True, slow=False, waveforms=True,
                 incremental=True, available=_unavailable_reason(cxxrtl.check_available)))
-register(Engine("verilator", "Verilator", _verilog_session(hdl.run_verilator), native=True,
-                slow=False, waveforms=False, programs=("verilator",),
-                available=_programs_available("verilator")))
+register(Engine("verilator", "Verilator", _verilator_session, native=True, slow=False,
+                waveforms=False, incremental=True,
+                available=_unavailable_reason(verilator.check_available)))
 register(Engine("amaranth", "Amaranth simulator", _amaranth_session, native=False, slow=True,
                 waveforms=True, needs_yosys=False))
-register(Engine("icarus", "Icarus Verilog", _verilog_session(hdl.run_icarus), native=True,
+register(Engine("icarus", "Icarus Verilog", _icarus_session, native=True,
                 slow=True, waveforms=False, programs=("iverilog", "vvp"),
                 available=_programs_available("iverilog", "vvp")))

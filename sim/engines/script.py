@@ -19,7 +19,7 @@ top-level ports, with one clock:
 
 Values are raw bits as non-negative integers (a ``signed`` port reads back in two's complement;
 :meth:`Port.signed_value` converts). :func:`run_amaranth` runs a script on Amaranth's Python
-simulator; ``fieldtune.sim.engines.cxxrtl`` and ``fieldtune.sim.engines.hdl`` run the very same
+simulator; ``fieldtune.sim.engines.cxxrtl``, ``.verilator`` and ``.hdl`` run the very same
 script on CXXRTL, Verilator and Icarus Verilog, and every engine returns the same
 :class:`ScriptResult` for the same design: that equality is what the engine tests check.
 :mod:`fieldtune.sim.engines.registry` lists the engines and runs a script on any of them.

@@ -19,6 +19,8 @@ Run protocol (a register-style interface, as the SoC's host link will use):
 nothing else (a running job keeps running); the next accepted start clears ``error``.
 """
 
+import random
+
 from amaranth.hdl import Module, Signal, Cat, signed
 from amaranth.lib import wiring, stream, data
 from amaranth.lib.memory import Memory
@@ -234,7 +236,6 @@ class SelfCheck:
 
     def __init__(self, seed=0x1234_5678, items=24, cycles=160, bulk_items=500, rng_seed=1,
                  lanes=8, width=16, depth_log2=6):
-        import random
         self.geometry = dict(lanes=lanes, width=width, depth_log2=depth_log2)
         self.seed, self.items, self.bulk_items = seed, items, bulk_items
         self.bulk_seed = seed ^ 0xA5A5_A5A5

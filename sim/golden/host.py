@@ -83,13 +83,25 @@ def cobs_decode(data):
     return bytes(out)
 
 
-def crc16(data, crc=CRC_INIT):
-    """CRC-16/XMODEM of ``data`` (``crc``: the value to continue from)."""
-    for b in bytes(data):
-        crc ^= b << 8
+def _crc_table():
+    table = []
+    for byte in range(256):
+        crc = byte << 8
         for _ in range(8):
             crc = ((crc << 1) ^ CRC_POLY) if crc & 0x8000 else crc << 1
-            crc &= 0xFFFF
+        table.append(crc & 0xFFFF)
+    return tuple(table)
+
+
+#: CRC-16/XMODEM of each byte value shifted through a zero register (bitwise definition).
+_CRC_TABLE = _crc_table()
+
+
+def crc16(data, crc=CRC_INIT):
+    """CRC-16/XMODEM of ``data`` (``crc``: the value to continue from); table-driven from the
+    bitwise definition above (polynomial :data:`CRC_POLY`, MSB first)."""
+    for b in bytes(data):
+        crc = ((crc << 8) & 0xFFFF) ^ _CRC_TABLE[(crc >> 8) ^ b]
     return crc
 
 

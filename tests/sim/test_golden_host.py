@@ -3,6 +3,7 @@ definitions, frames round-trip, every status of the device model reached with no
 written where the protocol says so."""
 
 import pytest
+from amaranth.lib.crc import catalog
 from hypothesis import given, settings, strategies as st
 
 from fieldtune.config import DesignConfig
@@ -49,6 +50,11 @@ def test_cobs_known_vectors():
 def test_crc_is_xmodem():
     assert crc16(b"123456789") == 0x31C3
     assert crc16(b"") == 0
+
+
+@given(st.binary(max_size=300))
+def test_crc_matches_amaranths_model(data):
+    assert crc16(data) == catalog.CRC16_XMODEM(data_width=8).compute(data)
 
 
 def test_elements_pack_little_endian_and_sign_extend():
