@@ -103,7 +103,8 @@ class PerturbationEngine(wiring.Component):
     * pool mode, when the pool does not hold the request's seed: first a fill,
       ``1 + W + fill_words + pool_size + fill_depth + 1``;
     * adaptive scaling, the first request of a ``(seed, step)``: first a measuring pass,
-      ``1 + W + C + measure_walk * (beats + measure_depth) + 7`` (``measure_walk`` = 1 in pool
+      ``1 + W + C + measure_walk * (beats + measure_depth) + 3 + S`` (``S`` = the solver's
+      :meth:`~.adaptive.ScaleSolver.latency_of`, 34 by default; ``measure_walk`` = 1 in pool
       mode, else the draws per beat, which one squarer takes in turn), and in pool mode the
       rescaling of the pool, ``pool_size + 6``; the correction is cached, so replays of the
       same step skip both.
@@ -158,7 +159,7 @@ class PerturbationEngine(wiring.Component):
             cycles += 1 + w + self.fill_words + p.pool_size + self.fill_depth + 1
         if measure:
             cycles += (1 + w + self.chain_words + self.measure_walk * (p.beats + self.measure_depth)
-                       + 7)
+                       + 3 + ScaleSolver.latency_of(p))
             if p.reuse == "pool":
                 cycles += p.pool_size + 6
         return cycles

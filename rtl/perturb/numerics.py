@@ -227,6 +227,28 @@ class AdaptiveConstants:
         total = ((q * self.linear) << (self.square_shift - self.shift)) + q * q * self.quadratic
         return round_half_away(total, self.square_shift)
 
+    def energy_thresholds(self):
+        """Energies ``E_k`` for the levels ``k = -d_max .. d_max + 1`` (``2 * d_max + 2`` of
+        them, non-increasing): ``S <= E_k`` exactly when ``d_raw >= k`` for the energy ``S``.
+
+        ``d_raw`` is non-decreasing in ``q`` over ``[-q_limit, q_limit]`` (its derivative
+        ``linear * 2**(square_shift - shift) + 2 * q * quadratic`` stays positive there, checked
+        here), so ``d_raw >= k`` holds from a least ``q = Q_k`` on, and ``q >= Q_k`` is
+        ``T - S >= Q_k * 2**pre_shift``. Clamping ``q`` changes nothing: every ``Q_k`` lies
+        inside the clamp range (``q_limit`` clamps ``d`` on both sides). So the correction is
+        the count of thresholds an energy satisfies, with no multiplier
+        (:class:`~fieldtune.rtl.perturb.adaptive.ScaleSolver`); ``-1`` marks a level no
+        energy reaches.
+        """
+        raws = [self.raw(q) for q in range(-self.q_limit, self.q_limit + 1)]
+        if any(b < a for a, b in zip(raws, raws[1:])):
+            raise ValueError("the adaptive correction is not monotone in the energy")
+        thresholds = []
+        for k in range(-self.d_max, self.d_max + 2):
+            q_k = next(i for i, r in enumerate(raws) if r >= k) - self.q_limit
+            thresholds.append(max(-1, self.target - (q_k << self.pre_shift)))
+        return thresholds
+
 
 def value_width(params):
     """Width of a shaped value: the output width, plus the guard bits adaptive scaling keeps

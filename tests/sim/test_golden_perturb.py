@@ -316,3 +316,23 @@ def test_padding_of_the_last_beat_is_zero():
     beats = golden.vector(params, SEED, 3)
     assert beats.shape == (3, 8)
     assert np.all(beats[2, 5:] == 0) and np.count_nonzero(beats[:2]) > 8
+
+
+@pytest.mark.parametrize("changes", [{}, {"adapt_bits": 1, "adapt_shift": 4},
+                                     {"adapt_bits": 6, "adapt_shift": 12, "dimension": 300},
+                                     {"dimension": 3}])
+def test_energy_thresholds_give_the_formula_for_every_energy(changes):
+    """The solver's table (a count of thresholds, no multiplier) equals the golden formula
+    at every energy that decides a level and on either side of it."""
+    params = PerturbParams(**changes)
+    k = nx.AdaptiveConstants.of(params)
+    thresholds = k.energy_thresholds()
+    assert len(thresholds) == 2 * k.d_max + 2
+    assert all(b <= a for a, b in zip(thresholds, thresholds[1:]))
+    probes = sorted({max(0, e + off) for e in thresholds for off in (-1, 0, 1)}
+                    | {0, k.target, 4 * k.target})
+    energy = np.array(probes, dtype=np.int64)
+    d, clamped = golden.adaptive_scale(params, energy)
+    level = (energy[:, None] <= np.array(thresholds)[None, :]).sum(axis=1)
+    assert np.array_equal(np.clip(level - k.d_max - 1, -k.d_max, k.d_max), d)
+    assert np.array_equal((level == 0) | (level == len(thresholds)), clamped)
