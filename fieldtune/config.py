@@ -18,7 +18,7 @@ import tomllib
 from dataclasses import dataclass, field, fields, replace as dc_replace
 from pathlib import Path
 
-from .rtl.params import TrainParams, check_choice
+from .rtl.params import TrainParams, SocParams, check_choice
 from .rtl.perturb.params import PerturbParams
 from .rtl.cache.params import CacheParams
 from .rtl.mac.params import MacParams
@@ -41,6 +41,7 @@ SECTIONS = {
     "mac": MacParams,
     "loss": LossParams,
     "train": TrainParams,
+    "soc": SocParams,
 }
 
 
@@ -54,6 +55,7 @@ class DesignConfig:
     mac: MacParams = field(default_factory=MacParams)
     loss: LossParams = field(default_factory=LossParams)
     train: TrainParams = field(default_factory=TrainParams)
+    soc: SocParams = field(default_factory=SocParams)
 
     def __post_init__(self):
         check_choice("", "board", self.board, BOARDS)
@@ -78,6 +80,9 @@ class DesignConfig:
             if getattr(self, name).classes != self.loss.classes:
                 raise ValueError(f"{name}.classes must equal loss.classes ({self.loss.classes}), "
                                  f"not {getattr(self, name).classes}")
+        if self.train.mode not in self.soc.modes:
+            raise ValueError(f"train.mode must be one of the built soc.modes "
+                             f"{list(self.soc.modes)}, not {self.train.mode!r}")
         # Formats that cross block boundaries (perturbation, feature, logit and coefficient
         # formats, the adapter dimension) are checked where blocks are composed:
         # fieldtune.rtl.soc.check_soc, before elaboration. Block-level builds need none of them.

@@ -172,50 +172,11 @@ class PerturbationEngine(wiring.Component):
         seed, step = Signal(32), Signal(32)
         m.d.comb += self.busy.eq(~self.request.ready)
 
-        # -- seed expander ----------------------------------------------------------------
-        m.submodules.expander = expander = Xoshiro128pp()
-        # Its ++ output (two 32-bit adders in series) is computed in two registered halves,
-        # so `word` lags the generator by two steps and warming up takes two more. Warming
-        # up feeds `word` back into the state (Xoshiro128pp.feedback); keying clears it.
-        half, low, word = Signal(WORD), Signal(WORD), Signal(WORD)
-        warming = Signal()
-        s0, s3 = expander.state[:WORD], expander.state[3 * WORD:]
-        with m.If(expander.load):
-            m.d.sync += [half.eq(0), low.eq(0), word.eq(0)]
-        with m.Elif(expander.advance):
-            m.d.sync += [half.eq(plus_plus_sum(s0, s3)), low.eq(s0),
-                         word.eq(plus_plus_finish(half, low))]
-        m.d.comb += expander.feedback.eq(Mux(warming, word, 0))
+        expander, word, warming = self._expander(m)
         count = Signal(range(max(EXPANDER_WARMUP + 1, self.chain_words, self.fill_words,
                                  p.pool_size if p.reuse == "pool" else 1) + 1))
 
-        # -- the per-step state chain: draw sources, sign source, pool offsets ------------
-        members, draws = [], []
-        if p.reuse != "pool":
-            for g in range(p.draws):
-                source = UniformSource(self.draw_layout)
-                m.submodules[f"draw{g}"] = source
-                draws.append(source)
-                members.append(source)
-        signs = pool = None
-        if p.signed_reuse:
-            m.submodules.signs = signs = UniformSource(self.sign_layout)
-            members.append(signs)
-        if p.reuse == "pool":
-            m.submodules.pool = pool = ReusePool(p)
-            members.append(pool)
-        chain = Cat(*(member.state for member in members))
-        shifted = Cat(word, chain)[:len(chain)]
-        load = Signal()                 # shift one expander word into the chain
-        seal = Signal()                 # the last load cycle
-        offset = 0
-        for member in members:
-            width = len(member.state)
-            m.d.comb += [member.load.eq(load),
-                         member.load_state.eq(shifted[offset:offset + width])]
-            if isinstance(member, UniformSource):
-                m.d.comb += member.seal.eq(seal)
-            offset += width
+        draws, signs, pool, load, seal = self._chain(m, word)
 
         # -- the beat pipeline: valid/last per stage, one global enable --------------------
         depth = self.output_depth
@@ -259,8 +220,9 @@ class PerturbationEngine(wiring.Component):
         scale_seed, scale_step = Signal(32), Signal(32)
         cached = scale_valid & (scale_seed == seed) & (scale_step == step)
         if p.reuse == "pool":
-            pool_seed = Signal(32)
-            m.d.comb += self.seeded.eq(pool.filled & (pool_seed == seed))
+            # the pool holds the values of `seed`, the last request's: a request with
+            # another seed refills it first (an aborted fill leaves it unfilled)
+            m.d.comb += self.seeded.eq(pool.filled & ~pool.fill_start)
             fill = self._fill(m, word, pool)
         else:
             m.d.comb += self.seeded.eq(1)
@@ -273,7 +235,7 @@ class PerturbationEngine(wiring.Component):
                                  step.eq(self.request.payload.step)]
                     m.next = "KEY"
                     if p.reuse == "pool":
-                        with m.If(~pool.filled | (pool_seed != self.request.payload.seed)):
+                        with m.If(~pool.filled | (seed != self.request.payload.seed)):
                             m.next = "FILL_KEY"
             @contextmanager
             def keyed(prefix, key_value, chain_load, chain_seal, words, actions):
@@ -308,7 +270,6 @@ class PerturbationEngine(wiring.Component):
                         m.d.comb += fill["issue"].eq(1)
                         m.d.sync += count.eq(count + 1)
                     with m.If(pool.filled):
-                        m.d.sync += pool_seed.eq(seed)
                         m.next = "KEY"
             with keyed("", key(DOMAIN_STEP, step), load, seal, self.chain_words, [flush.eq(1)]):
                 m.next = "EMIT"
@@ -342,6 +303,57 @@ class PerturbationEngine(wiring.Component):
                         with m.If((count == 2) & pool.rescaled):
                             m.next = "KEY"
         return m
+
+    def _expander(self, m):
+        """The seed expander, a xoshiro128++ keyed by the control. Its ++ output (two 32-bit
+        adders in series) is computed in two registered halves, so ``word`` lags the
+        generator by two steps and warming up takes two more. Warming up feeds ``word``
+        back into the state (Xoshiro128pp.feedback); keying clears it."""
+        m.submodules.expander = expander = Xoshiro128pp()
+        half, low, word = Signal(WORD), Signal(WORD), Signal(WORD)
+        warming = Signal()
+        s0, s3 = expander.state[:WORD], expander.state[3 * WORD:]
+        with m.If(expander.load):
+            m.d.sync += [half.eq(0), low.eq(0), word.eq(0)]
+        with m.Elif(expander.advance):
+            m.d.sync += [half.eq(plus_plus_sum(s0, s3)), low.eq(s0),
+                         word.eq(plus_plus_finish(half, low))]
+        m.d.comb += expander.feedback.eq(Mux(warming, word, 0))
+        return expander, word, warming
+
+    def _chain(self, m, word):
+        """The per-step state chain (draw sources, sign source, pool offsets), loaded from
+        the expander one ``word`` a cycle while ``load``; ``seal`` marks the last word.
+        Returns ``(draws, signs, pool, load, seal)``."""
+        p = self.params
+        members, draws = [], []
+        if p.reuse != "pool":
+            for g in range(p.draws):
+                source = UniformSource(self.draw_layout)
+                m.submodules[f"draw{g}"] = source
+                draws.append(source)
+                members.append(source)
+        signs = pool = None
+        if p.signed_reuse:
+            m.submodules.signs = signs = UniformSource(self.sign_layout)
+            members.append(signs)
+        if p.reuse == "pool":
+            m.submodules.pool = pool = ReusePool(p)
+            members.append(pool)
+        chain = Cat(*(member.state for member in members))
+        shifted = Cat(word, chain)[:len(chain)]
+        load = Signal()                 # shift one expander word into the chain
+        seal = Signal()                 # the last load cycle
+        offset = 0
+        for member in members:
+            width = len(member.state)
+            m.d.comb += [member.load.eq(load),
+                         member.load_state.eq(shifted[offset:offset + width])]
+            if isinstance(member, UniformSource):
+                m.d.comb += member.seal.eq(seal)
+            offset += width
+
+        return draws, signs, pool, load, seal
 
     def _total_width(self):
         """Width of a step's energy: ``dimension`` squares of ``width``-bit codes."""

@@ -50,6 +50,7 @@ from amaranth.lib import wiring, stream, data, enum
 from amaranth.lib.wiring import In, Out
 from amaranth.lib.memory import Memory
 
+from ..params import MODES, SocParams
 from ..mac.params import MacParams
 from ..mac.layout import Layout
 from ..mac.array import update_shift
@@ -110,7 +111,7 @@ COUNTER_WIDTH = 32
 
 #: Error strobes of the sequencer, in register bit order, with their meaning.
 SEQUENCER_ERRORS = {
-    "bad_mode": "mode is not FO, ZO, EVAL, LOAD or DUMP",
+    "bad_mode": "mode is not FO, ZO (those of them built: soc.modes), EVAL, LOAD or DUMP",
     "zero_epochs": "FO with epochs = 0",
     "bad_batch": "batch is not a power of two, or above mac.max_batch (FO) or 256 (ZO)",
     "batch_count": "batch larger than the cached records (FO, ZO)",
@@ -163,6 +164,12 @@ def _sat_add(a, b, width=COUNTER_WIDTH):
     return Mux(s[width:].any(), (1 << width) - 1, s[:width])
 
 
+def _sat_inc(counter):
+    """Statements of ``counter + 1`` saturating at all ones: an incrementer enabled while
+    the counter is not full (a carry chain and an AND, no adder and multiplexer)."""
+    return [counter.eq(Mux(counter.all(), counter, counter + 1))]
+
+
 class Sequencer(wiring.Component):
     """Runs FO, ZO, EVAL, LOAD and DUMP (see the module documentation).
 
@@ -204,13 +211,15 @@ class Sequencer(wiring.Component):
     """
 
     def __init__(self, mac: MacParams, loss: LossParams, cache: CacheParams,
-                 perturb: PerturbParams):
+                 perturb: PerturbParams, modes=MODES):
         for name, value, cls in (("mac", mac, MacParams), ("loss", loss, LossParams),
                                  ("cache", cache, CacheParams),
                                  ("perturb", perturb, PerturbParams)):
             if not isinstance(value, cls):
                 raise TypeError(f"{name} must be a {cls.__name__}, not {type(value).__name__}")
         self.mac, self.loss, self.cache, self.perturb = mac, loss, cache, perturb
+        #: Training modes built (``SocParams.modes``): the loops of the others are left out.
+        self.modes = tuple(SocParams(modes=modes).modes)
         self.layout = Layout(mac)
         c_fo, c_a, _, _ = coef_shift_constants(mac, loss)
         #: COLACC's ``cshift`` (low-rank first order): ``v`` scaled for A's update.
@@ -247,18 +256,26 @@ class Sequencer(wiring.Component):
 
     # -- gateware ---------------------------------------------------------------------------
 
-    #: Control states (besides one state per program action), in encoding order.
-    CONTROL_STATES = ("IDLE", "CHECK", "FO_BATCH", "FO_NEXT", "ZO_STEP", "ZF_NEXT", "ZU_WAIT",
-                      "ZU_READ", "ZU_DIV", "ZU_NEXT", "STEP_END", "EV_START", "DRAIN", "ABORT")
+    #: Control states (besides one state per program action), in encoding order, and the
+    #: training mode that needs them (None: every design).
+    CONTROL_STATES = {"IDLE": None, "CHECK": None, "FO_BATCH": "fo", "FO_NEXT": "fo",
+                      "ZO_STEP": "zo", "ZF_NEXT": "zo", "ZU_WAIT": "zo", "ZU_READ": "zo",
+                      "ZU_DIV": "zo", "ZU_NEXT": "zo", "STEP_END": "zo", "EV_START": None,
+                      "DRAIN": None, "ABORT": None}
+    #: The training mode of each program (None: every design).
+    PROGRAM_MODES = {"FO": "fo", "ZF": "zo", "ZU": "zo", "EV": None, "LD": None, "DP": None}
 
     def programs(self):
-        """This design's programs (:func:`~fieldtune.rtl.sequencer.programs.programs`)."""
-        return programs(len(self.layout.regions), self.colacc_cshift)
+        """This design's programs (:func:`~fieldtune.rtl.sequencer.programs.programs`) of the
+        modes it builds."""
+        return {name: prog
+                for name, prog in programs(len(self.layout.regions), self.colacc_cshift).items()
+                if self.PROGRAM_MODES[name] in (None, *self.modes)}
 
     def state_enum(self):
         """The state machine's states as an enumeration (names show in waveforms): the
         control states, then one per program action (``FO_forward_0_MacOp``, ...)."""
-        names = list(self.CONTROL_STATES)
+        names = [n for n, mode in self.CONTROL_STATES.items() if mode in (None, *self.modes)]
         for prog in self.programs().values():
             names += prog.states
         return enum.Enum("SequencerState", [(n, i) for i, n in enumerate(names)])
@@ -279,7 +296,8 @@ class Sequencer(wiring.Component):
         with m.If(r.busy & self.start):
             m.d.comb += self.errors.busy.eq(1)
 
-        imm_div = _Divider(m, zo_sum_width(self.loss), MAX_QUERIES)
+        imm_div = _Divider(m, zo_sum_width(self.loss), MAX_QUERIES) if "zo" in self.modes \
+            else None
         with m.Switch(r.state):
             self._control(m, r, State, progs, check_bits, checks, shifts, imm_div)
             for prog in progs.values():
@@ -296,32 +314,34 @@ class Sequencer(wiring.Component):
     def _results(self, m, r):
         """Counts the loss unit's results; stores each zeroth-order query's sum when its
         last ``-`` result arrives. Returns the "a result arrived" signal."""
+        got = Signal()
+        m.d.comb += [self.result.ready.eq(1), got.eq(self.result.valid)]
+        m.d.sync += r.outstanding.eq(r.outstanding + r.issued_out - got)
+        if "zo" not in self.modes:
+            return got
         m.submodules.gmem = gmem = Memory(shape=signed(zo_sum_width(self.loss)),
                                           depth=MAX_QUERIES, init=[])
         g_wr = gmem.write_port()
         r.g_rd = gmem.read_port(transparent_for=())
         res = self.result.payload
-        got = Signal()
-        m.d.comb += [self.result.ready.eq(1), got.eq(self.result.valid),
-                     g_wr.addr.eq(r.res_q), g_wr.data.eq(res.zo_sum)]
+        m.d.comb += [g_wr.addr.eq(r.res_q), g_wr.data.eq(res.zo_sum)]
         with m.If(got & (r.cfg.mode == Mode.ZO)):
             with m.If(r.res_n == 2 * r.nb - 1):
                 m.d.comb += g_wr.en.eq(1)
                 m.d.sync += [r.res_n.eq(0), r.res_q.eq(r.res_q + 1)]
             with m.Else():
                 m.d.sync += r.res_n.eq(r.res_n + 1)
-        m.d.sync += r.outstanding.eq(r.outstanding + r.issued_out - got)
         return got
 
     def _counters(self, m, r, got):
         """The run's counters (saturating; cleared at every accepted start, see CHECK)."""
         c, res = self.counters, self.result.payload
         with m.If(got):
-            m.d.sync += [c.samples.eq(_sat_add(c.samples, 1)),
-                         c.loss_sum.eq(_sat_add(c.loss_sum, res.loss)),
-                         c.correct.eq(_sat_add(c.correct, res.correct))]
+            m.d.sync += [*_sat_inc(c.samples), c.loss_sum.eq(_sat_add(c.loss_sum, res.loss))]
+            with m.If(res.correct):
+                m.d.sync += _sat_inc(c.correct)
         with m.If(r.busy & (r.state != r.State.CHECK)):
-            m.d.sync += c.cycles.eq(_sat_add(c.cycles, 1))
+            m.d.sync += _sat_inc(c.cycles)
 
     def _checks(self, m, r):
         """The checks of a start (all at once, in CHECK) and the shifts they accept."""
@@ -342,7 +362,8 @@ class Sequencer(wiring.Component):
         fo_shift_bad = (cs_fo < CSHIFT_MIN) | (cs_fo > CSHIFT_MAX)
         zo_shift_bad = ((k < 0) | (cs_z < CSHIFT_MIN) | (cs_z > CSHIFT_MAX))
         checks = {
-            "bad_mode": cfg.mode > Mode.DUMP.value,
+            "bad_mode": (cfg.mode > Mode.DUMP.value)
+                        | (is_fo & ("fo" not in self.modes)) | (is_zo & ("zo" not in self.modes)),
             "zero_epochs": is_fo & (cfg.epochs == 0),
             "bad_batch": (is_fo & (~pow2 | (batch > mac.max_batch)))
                          | (is_zo & (~pow2 | (batch > MAX_BATCH))),
@@ -366,17 +387,17 @@ class Sequencer(wiring.Component):
         watched = r.busy & (r.state != State.CHECK) & (r.state != State.ABORT) \
             & ((cfg.mode == Mode.FO) | (cfg.mode == Mode.ZO) | (cfg.mode == Mode.EVAL))
         with m.If(~watched | self.progress):
-            m.d.sync += r.wd.eq(cfg.watchdog - 1)
-        with m.Elif(r.wd != 0):
+            m.d.sync += r.wd.eq(cfg.watchdog)
+        with m.Elif(r.wd != 1):
             m.d.sync += r.wd.eq(r.wd - 1)
-        fire = Signal()
-        m.d.comb += fire.eq(watched & (r.wd == 0) & ~self.progress)
+        fire = Signal()          # the budget's last cycle without a transfer
+        m.d.comb += fire.eq(watched & (r.wd == 1) & ~self.progress)
         return fire
 
     def _control(self, m, r, State, progs, check_bits, checks, shifts, imm_div):
         """The control states: start and its checks, the loops between program bodies,
         completion and abort."""
-        cfg, records, batch = r.cfg, r.records, r.cfg.batch
+        cfg, records = r.cfg, r.records
         entry = {name: State[prog.states[0]] for name, prog in progs.items()}
         with m.Case(State.IDLE):
             with m.If(self.start):
@@ -394,31 +415,59 @@ class Sequencer(wiring.Component):
                              r.zstep.eq(0), r.qi.eq(0), r.res_n.eq(0), r.res_q.eq(0)]
                 m.d.sync += [getattr(self.counters, c).eq(0) for c in COUNTERS]
                 with m.Switch(cfg.mode):
-                    with m.Case(Mode.FO):
-                        m.d.sync += [r.base.eq(0), r.state.eq(State.FO_BATCH)]
-                    with m.Case(Mode.ZO):
-                        m.d.sync += [r.base.eq(cfg.cursor), r.pstep.eq(cfg.step),
-                                     r.state.eq(State.ZO_STEP)]
+                    if "fo" in self.modes:
+                        with m.Case(Mode.FO):
+                            m.d.sync += [r.base.eq(0), r.state.eq(State.FO_BATCH)]
+                    if "zo" in self.modes:
+                        with m.Case(Mode.ZO):
+                            m.d.sync += [r.base.eq(cfg.cursor), r.pstep.eq(cfg.step),
+                                         r.state.eq(State.ZO_STEP)]
                     with m.Case(Mode.EVAL):
                         m.d.sync += [r.base.eq(cfg.eval_first), r.state.eq(State.EV_START)]
                     with m.Case(Mode.LOAD):
                         m.d.sync += r.state.eq(entry["LD"])
                     with m.Default():
                         m.d.sync += r.state.eq(entry["DP"])
+        with m.Case(State.EV_START):
+            m.d.sync += [r.nb.eq(cfg.eval_count), r.state.eq(entry["EV"]), *r.begin_phase()]
+        with m.Case(State.DRAIN):
+            with m.If((r.outstanding == 0) & self.mac_idle & self.datapath_idle
+                      & ~self.engine_busy):
+                m.d.sync += [self.done.eq(1), r.state.eq(State.IDLE)]
+        with m.Case(State.ABORT):
+            m.d.comb += self.flush.eq(1)
+            m.d.sync += r.flush_count.eq(r.flush_count + 1)
+            with m.If(r.flush_count == self.flush_cycles - 1):
+                m.d.sync += [self.done.eq(1), r.flush_count.eq(0), r.outstanding.eq(0),
+                             r.state.eq(State.IDLE)]
+
+        if "fo" in self.modes:
+            self._control_fo(m, r, State, entry)
+        if "zo" in self.modes:
+            self._control_zo(m, r, State, entry, imm_div)
+
+    def _control_fo(self, m, r, State, entry):
+        """First order: a mini-batch at a time, epochs over the records."""
+        cfg, records, batch = r.cfg, r.records, r.cfg.batch
         left = records - r.base
         with m.Case(State.FO_BATCH):
             m.d.sync += [r.nb.eq(Mux(left < batch, left, batch)), r.state.eq(entry["FO"]),
                          *r.begin_phase()]
         with m.Case(State.FO_NEXT):
-            m.d.sync += self.counters.steps.eq(_sat_add(self.counters.steps, 1))
+            m.d.sync += _sat_inc(self.counters.steps)
             nxt = r.base + batch
             with m.If(nxt >= records):
-                m.d.sync += [self.counters.epochs.eq(_sat_add(self.counters.epochs, 1)),
-                             r.epoch.eq(r.epoch + 1), r.base.eq(0)]
+                m.d.sync += [*_sat_inc(self.counters.epochs), r.epoch.eq(r.epoch + 1),
+                             r.base.eq(0)]
                 m.d.sync += r.state.eq(Mux(r.epoch + 1 == cfg.epochs, State.DRAIN,
                                            State.FO_BATCH))
             with m.Else():
                 m.d.sync += [r.base.eq(nxt), r.state.eq(State.FO_BATCH)]
+
+    def _control_zo(self, m, r, State, entry, imm_div):
+        """Zeroth order: per step the queries' forwards, then per query its update."""
+        cfg, records, batch = r.cfg, r.records, r.cfg.batch
+        left = records - r.base
         with m.Case(State.ZO_STEP):
             m.d.sync += [r.nb.eq(Mux(left < batch, left, batch)), r.qi.eq(0), r.res_n.eq(0),
                          r.res_q.eq(0), r.state.eq(entry["ZF"]), *r.begin_phase()]
@@ -447,27 +496,14 @@ class Sequencer(wiring.Component):
             with m.Else():
                 m.d.sync += [r.qi.eq(r.qi + 1), r.state.eq(State.ZU_WAIT)]
         with m.Case(State.STEP_END):
-            m.d.sync += [self.counters.steps.eq(_sat_add(self.counters.steps, 1)),
-                         r.pstep.eq(r.pstep + cfg.queries), r.zstep.eq(r.zstep + 1)]
+            m.d.sync += [*_sat_inc(self.counters.steps), r.pstep.eq(r.pstep + cfg.queries),
+                         r.zstep.eq(r.zstep + 1)]
             nxt = r.base + batch
             with m.If(nxt >= records):
-                m.d.sync += [r.base.eq(0),
-                             self.counters.epochs.eq(_sat_add(self.counters.epochs, 1))]
+                m.d.sync += [r.base.eq(0), *_sat_inc(self.counters.epochs)]
             with m.Else():
                 m.d.sync += r.base.eq(nxt)
             m.d.sync += r.state.eq(Mux(r.zstep + 1 == cfg.steps, State.DRAIN, State.ZO_STEP))
-        with m.Case(State.EV_START):
-            m.d.sync += [r.nb.eq(cfg.eval_count), r.state.eq(entry["EV"]), *r.begin_phase()]
-        with m.Case(State.DRAIN):
-            with m.If((r.outstanding == 0) & self.mac_idle & self.datapath_idle
-                      & ~self.engine_busy):
-                m.d.sync += [self.done.eq(1), r.state.eq(State.IDLE)]
-        with m.Case(State.ABORT):
-            m.d.comb += self.flush.eq(1)
-            m.d.sync += r.flush_count.eq(r.flush_count + 1)
-            with m.If(r.flush_count == self.flush_cycles - 1):
-                m.d.sync += [self.done.eq(1), r.flush_count.eq(0), r.outstanding.eq(0),
-                             r.state.eq(State.IDLE)]
 
     def _program(self, m, r, State, prog):
         """One state per action of ``prog``: drive the action's stream, move on when it is

@@ -118,6 +118,26 @@ def test_zeroth_order_steps_match_golden():
     assert (seen[1]["next_step"], seen[1]["next_cursor"]) == (46, 2)
 
 
+@pytest.mark.parametrize("built", ["fo", "zo"])
+def test_a_design_with_one_training_mode_runs_it_and_rejects_the_other(built):
+    other = {"fo": "zo", "zo": "fo"}[built]
+    cfg = tiny().replace(soc={"modes": [built]}, train={"mode": built})
+    soc = SoC(cfg)
+    assert soc.modes == (built,)
+    s = Session(cfg, n_records=7)
+    runs = {"fo": RunConfig(mode=Mode.FO, epochs=1, batch=4, lr_shift=4),
+            "zo": RunConfig(mode=Mode.ZO, steps=2, batch=4, eps_shift=3, zo_lr_shift=6)}
+    s.run(runs[other], dump=False)         # first: a dump run would reset the counters
+    s.prog.write_reg("errors", bad_mode=1)
+    s.model.errors.clear()
+    s.run(runs[built])
+    s.run(RunConfig(mode=Mode.EVAL, eval_first=0, eval_count=7))
+    _, seen = s.check()
+    assert seen[0]["errors"] == ["bad_mode"] and seen[0]["samples"] == 0
+    assert seen[1]["errors"] == [] and seen[1]["samples"] > 0
+    assert seen[2]["samples"] == 7
+
+
 def test_low_rank_adapters_match_golden():
     cfg = tiny("lowrank")
     s = Session(cfg)
