@@ -44,6 +44,7 @@ from .quantizer import Quantizer, SATURATION_BITS, code_layout
 from .dequantizer import (Dequantizer, feature_beat_layout, packed_beat_layout,
                           LATENCY as DEQUANTIZER_LATENCY)
 from .skid import SkidBuffer
+from .arith import const_mul
 
 
 __all__ = ["ForwardCache", "write_element_layout", "read_latency", "READ_LATENCY"]
@@ -251,8 +252,8 @@ class ForwardCache(CacheComponent):
         with m.If(req.valid & req.ready):
             index = req.payload
             m.d.sync += [active.eq(1), r_index.eq(index), r_error.eq(index >= count),
-                         r_beat.eq(0), r_code.eq(index * lay.beats),
-                         r_meta.eq(index * lay.meta_words),
+                         r_beat.eq(0), r_code.eq(const_mul(index, lay.beats)),
+                         r_meta.eq(const_mul(index, lay.meta_words)),
                          beat_reads_meta.eq(lay.meta_read[0] is not None),
                          at_last.eq(lay.beats == 1)]
             with m.If(index >= count):
