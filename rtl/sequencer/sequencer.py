@@ -60,7 +60,7 @@ from ..loss.unit import loss_result_layout, ZOSign
 from ..loss.tables import zo_sum_width
 from ..cache.params import CacheParams, INDEX_WIDTH
 from ..cache.layout import CacheLayout
-from ..cache.cache import READ_LATENCY
+from ..cache.cache import drain_bound
 from ..perturb.params import PerturbParams
 from ..perturb.engine import Request
 from .programs import Dynamic, MacOp, Fetch, PerturbRequest, programs
@@ -229,7 +229,7 @@ class Sequencer(wiring.Component):
             raise ValueError(f"mac.coef_width must be at least {self.colacc_cshift + 1} for "
                              f"low-rank adapters, not {mac.coef_width}")
         #: Cycles ``flush`` stays high: every beat the cache may still hold drains.
-        self.flush_cycles = 2 * CacheLayout(cache).beats + READ_LATENCY + 16
+        self.flush_cycles = drain_bound(cache, 2) + 16
         super().__init__({
             "start": In(1),
             "abort": In(1),

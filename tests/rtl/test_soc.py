@@ -292,6 +292,10 @@ def test_register_map_is_data():
      r"loss\.logit_width/logit_frac must be 16/8 \(the cache's frozen logits z0\), not 18/8"),
     ({"mac": {"coef_width": 12}},
      r"mac\.coef_width must be at least 16 \(dz is signed Q1\.prob_frac\), not 12"),
+    ({"mac": {"adapter": "lowrank"}, "cache": {"dequantizer_lanes": 1},
+      "perturb": {"dimension": 1056}},
+     r"cache\.dequantizer_lanes must be 0 or at least 2 \(a beat every 4 cycles for the MAC "
+     r"array\), not 1"),
 ])
 def test_soc_configuration_errors(changes, message):
     with pytest.raises(ValueError, match=f"^{message}$"):
