@@ -422,8 +422,9 @@ class SoC(wiring.Component):
     def __init__(self, config):
         check_soc(config)
         self.config = config
-        self.perturb, self.cache, self.mac, self.loss = (config.perturb, config.cache,
-                                                         config.mac, config.loss)
+        self.perturb, self.mac, self.loss = config.perturb, config.mac, config.loss
+        # the cache's dequantizer as narrow as the MAC array's beat rate allows
+        self.cache = config.cache.for_consumer(Layout(config.mac).regions[0].rows)
         #: Training modes built (``[soc] modes``): without "zo" there is no perturbation
         #: engine.
         self.modes = built_modes(config)

@@ -1,6 +1,6 @@
 """Parameters of the forward cache (TOML table ``[cache]``)."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace as dc_replace
 
 from ..params import Params, check_int, check_pow2, check_choice, check_taps, R1_TAPS, R1_CLASSES
 
@@ -55,11 +55,12 @@ class CacheParams(Params):
     memory : str
         One of :data:`MEMORIES`.
     dequantizer_lanes : int
-        Features the dequantizer computes per cycle, 0 to ``lanes``; 0 means ``lanes`` (a beat
-        per cycle). With fewer, a beat takes :attr:`beat_cycles` cycles and the dequantizer's
-        datapath shrinks with them: a consumer taking a beat every ``rows`` cycles (the MAC
-        array holds a beat for the rows of its beat) loses nothing as long as
-        ``beat_cycles <= rows``.
+        Features the dequantizer computes per cycle, 0 to ``lanes``. With fewer than
+        ``lanes``, a beat takes :attr:`beat_cycles` cycles and the dequantizer's datapath
+        shrinks with them: a consumer taking a beat every ``rows`` cycles (the MAC array holds
+        a beat for the rows of its beat) loses nothing as long as ``beat_cycles <= rows``.
+        0: chosen for the consumer, see :meth:`for_consumer` (a cache on its own: ``lanes``,
+        a beat per cycle; in a SoC: the fewest lanes that keep up with the MAC array).
     pass8_frac : int
         Fraction bits of the ``pass8`` code book: values are stored as signed
         ``Q(8-pass8_frac).pass8_frac`` (round half up, saturating), 0 to 7; the default Q5.3
@@ -108,6 +109,14 @@ class CacheParams(Params):
     def dq_lanes(self):
         """Features dequantized per cycle (``dequantizer_lanes``, 0 meaning ``lanes``)."""
         return self.dequantizer_lanes or self.lanes
+
+    def for_consumer(self, rows):
+        """These parameters for a reader taking a beat every ``rows`` cycles: a
+        ``dequantizer_lanes`` of 0 becomes ``ceil(lanes / rows)``, the fewest lanes that
+        deliver a beat every ``rows`` cycles; any other value stays."""
+        if self.dequantizer_lanes:
+            return self
+        return dc_replace(self, dequantizer_lanes=-(-self.lanes // max(rows, 1)))
 
     @property
     def beat_cycles(self):

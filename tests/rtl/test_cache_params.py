@@ -35,3 +35,8 @@ def test_derived():
     assert (p.dq_lanes, p.beat_cycles) == (8, 1)
     assert (CacheParams(dequantizer_lanes=3).dq_lanes,
             CacheParams(dequantizer_lanes=3).beat_cycles) == (3, 3)
+    # 0: the fewest lanes that keep up with a reader taking a beat every `rows` cycles
+    assert CacheParams().for_consumer(10).dequantizer_lanes == 1
+    assert CacheParams(lanes=32).for_consumer(10).beat_cycles == 8
+    assert CacheParams().for_consumer(4).dequantizer_lanes == 2
+    assert CacheParams(dequantizer_lanes=8).for_consumer(10).dequantizer_lanes == 8

@@ -315,3 +315,15 @@ def test_documented_memory_map_is_the_generated_one():
     soc._MustUse__silence = True
     doc = (Path(__file__).parents[2] / "docs" / "architecture.md").read_text()
     assert memory_map_markdown(soc) in doc
+
+
+@pytest.mark.parametrize("preset,changes,lanes", [
+    ("up5k", {}, 1),                                 # 8 lanes, a beat every 10 words
+    ("ecp5-85f", {}, 4),                             # 32 lanes, a beat every 10 words
+    ("up5k", {"mac": {"adapter": "lowrank"}, "perturb": {"dimension": 1056}}, 2),  # rank 4
+    ("up5k", {"cache": {"dequantizer_lanes": 8}}, 8),  # as configured
+])
+def test_dequantizer_as_narrow_as_the_mac_array_allows(preset, changes, lanes):
+    soc = SoC(DesignConfig.preset(preset).replace(**changes))
+    assert soc.cache.dequantizer_lanes == lanes
+    assert soc.cache.beat_cycles <= Layout(soc.mac).regions[0].rows
