@@ -27,7 +27,8 @@ from amaranth.lib import wiring
 from amaranth.back import rtlil
 
 
-__all__ = ["DEVICES", "Device", "Implementation", "BenchHarness", "implement"]
+__all__ = ["DEVICES", "Device", "Implementation", "BenchHarness", "implement",
+           "count_resources", "synth_script", "dut_module_name"]
 
 
 @dataclass(frozen=True)
@@ -122,7 +123,8 @@ _CELLS = {
 }
 
 
-def _count(cells, family):
+def count_resources(cells, family):
+    """LUT4/FF/BRAM/SPRAM/DSP counts of a Yosys ``num_cells_by_type`` mapping."""
     spec = _CELLS[family]
     out = {}
     for key, table in spec.items():
@@ -137,7 +139,9 @@ def _count(cells, family):
 SPRAM_SUFFIX_PATTERN = "*_spram"
 
 
-def _synth_script(family, top_module, *, dsp=True, spram=False):
+def synth_script(family, top_module, *, dsp=True, spram=False):
+    """The Yosys script synthesizing ``design.il`` for ``family``, keeping ``top_module``'s
+    hierarchy; it writes ``stat.json`` and ``synth.json``."""
     if family == "ice40":
         synth = "synth_ice40" + (" -dsp" if dsp else "") + (" -spram" if spram else "")
     else:
@@ -160,7 +164,8 @@ def _synth_script(family, top_module, *, dsp=True, spram=False):
     ]) + "\n"
 
 
-def _dut_module_name(stat):
+def dut_module_name(stat):
+    """The block's module (``top.dut``) in Yosys' ``stat -json`` output."""
     # Amaranth names the submodule "top.dut"; Yosys may escape it.
     for name in stat.get("modules", {}):
         if name.lstrip("\\") == "top.dut":
@@ -182,7 +187,7 @@ def implement(dut, device, env, *, workdir=None, dsp=True, spram=False, seed=1, 
         harness = BenchHarness(dut)
         text = rtlil.convert(harness, name="top", ports=[harness.serial_in, harness.fold_out])
         (work / "design.il").write_text(text)
-        (work / "synth.ys").write_text(_synth_script(dev.family, "top.dut", dsp=dsp,
+        (work / "synth.ys").write_text(synth_script(dev.family, "top.dut", dsp=dsp,
                                                      spram=spram))
         result = Implementation(device=device)
         proc = subprocess.run([env["YOSYS"], "-q", "-l", "yosys.log", "-s", "synth.ys"],
@@ -192,9 +197,9 @@ def implement(dut, device, env, *, workdir=None, dsp=True, spram=False, seed=1, 
             raise RuntimeError(f"yosys failed for {device} (exit {proc.returncode}):\n"
                                f"{log[-3000:]}{proc.stderr[-2000:]}")
         stat = json.loads((work / "stat.json").read_text())
-        cells = stat["modules"][_dut_module_name(stat)].get("num_cells_by_type", {})
+        cells = stat["modules"][dut_module_name(stat)].get("num_cells_by_type", {})
         result.cells = dict(cells)
-        for key, n in _count(cells, dev.family).items():
+        for key, n in count_resources(cells, dev.family).items():
             setattr(result, key, n)
         over = [(k, getattr(result, k), cap) for k, cap in
                 (("luts", dev.luts), ("brams", dev.brams), ("dsps", dev.dsps),

@@ -385,7 +385,8 @@ class ForwardCache(CacheComponent):
                      Mux((op_grant | side_grant) & slot_ok, meta_wmask, 0), meta_waddr, meta_wdata),
         ]
         with m.If(op_grant):
-            m.d.sync += [op_ptr.eq(op_ptr + 1), ops_busy.eq(op_ptr + 1 != op_end), op_addr.eq(meta_base + op_word[op_ptr + 1]),
+            m.d.sync += [op_ptr.eq(op_ptr + 1), ops_busy.eq(op_ptr + 1 != op_end),
+                         op_addr.eq(meta_base + op_word[op_ptr + 1]),
                          op_unit_mask.eq(op_mask[op_ptr + 1])]
         with m.If(side_grant):
             m.d.sync += side_req.eq(0)
