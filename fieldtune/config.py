@@ -21,7 +21,7 @@ from pathlib import Path
 import tomli_w
 
 from .rtl.crossblock import check_geometry
-from .rtl.params import TrainParams, check_choice
+from .rtl.params import TrainParams, SocParams, check_choice
 from .rtl.perturb.params import PerturbParams
 from .rtl.cache.params import CacheParams
 from .rtl.mac.params import MacParams
@@ -44,6 +44,7 @@ SECTIONS = {
     "loss": LossParams,
     "train": TrainParams,
     "host": HostParams,
+    "soc": SocParams,
 }
 
 
@@ -61,6 +62,7 @@ class DesignConfig:
     loss: LossParams = field(default_factory=LossParams)
     train: TrainParams = field(default_factory=TrainParams)
     host: HostParams = field(default_factory=HostParams)
+    soc: SocParams = field(default_factory=SocParams)
 
     def __post_init__(self):
         check_choice("", "board", self.board, tuple(BOARDS))
@@ -77,6 +79,11 @@ class DesignConfig:
         # formats that meet in the SoC are checked when it is built (check_soc). Block-level
         # builds need none of them.
         check_geometry(self)
+        if not isinstance(self.soc, SocParams):
+            raise ValueError(f"soc must be a SocParams, not {type(self.soc).__name__}")
+        if self.train.mode not in self.soc.modes:
+            raise ValueError(f"train.mode must be one of the built soc.modes "
+                             f"{list(self.soc.modes)}, not {self.train.mode!r}")
 
     # -- construction ---------------------------------------------------------------------
 

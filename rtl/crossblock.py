@@ -63,6 +63,11 @@ def check_soc(config):
         _mismatch("perturb.width/frac_bits", f"{p.width}/{p.frac_bits}",
                   f"{mac.perturb_width}/{mac.perturb_frac}",
                   "mac.perturb_width/perturb_frac")
+    rows = Layout(mac).regions[0].rows         # words per feature beat of the MAC array
+    if c.beat_cycles > rows:
+        raise ValueError(f"cache.dequantizer_lanes must be 0 or at least "
+                         f"{-(-c.lanes // rows)} (a beat every {rows} cycles for the MAC "
+                         f"array), not {c.dequantizer_lanes}")
     dim = Layout(mac).dimension
     if p.dimension != dim:
         _mismatch("perturb.dimension", p.dimension, dim, "the adapter weights, padding included")

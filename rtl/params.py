@@ -14,7 +14,8 @@ from dataclasses import dataclass, fields, asdict
 
 
 __all__ = ["Params", "check_int", "check_choice", "check_pow2", "check_bool", "check_seed",
-           "check_taps", "R1_TAPS", "R1_CLASSES", "MODES", "TrainParams"]
+           "check_taps", "R1_TAPS", "R1_CLASSES", "MODES", "TrainParams", "SocParams",
+           "built_modes"]
 
 
 def _name(section, field):
@@ -168,3 +169,41 @@ class TrainParams(Params):
         check_int(s, "steps", self.steps, 1, 1_000_000)
         check_int(s, "queries", self.queries, 1, 16)
         check_seed(s, "seed", self.seed)
+
+
+@dataclass(frozen=True)
+class SocParams(Params):
+    """What the generated SoC contains (TOML table ``[soc]``).
+
+    Parameters
+    ----------
+    modes : tuple of str
+        Training modes built into the hardware, a non-empty subset of :data:`MODES`
+        (``"fo"``, ``"zo"``; evaluation, weight load and dump are always built). Leaving
+        ``"zo"`` out drops the perturbation engine and the sequencer's zeroth-order loops;
+        leaving ``"fo"`` out drops the first-order loops (docs/benchmarks.md, "UP5K fit
+        (issue 9)", has what each costs). A start of a mode not built is rejected
+        (``errors.bad_mode``).
+    """
+
+    section = "soc"
+
+    modes: tuple = MODES
+
+    def _validate(self):
+        value = self.modes
+        if isinstance(value, list):
+            value = tuple(value)
+        if (not isinstance(value, tuple) or not value or len(set(value)) != len(value)
+                or any(v not in MODES for v in value)):
+            allowed = ", ".join(repr(m) for m in MODES)
+            raise ValueError(f"soc.modes must be a non-empty list of distinct modes from "
+                             f"{allowed}, not {self.modes!r}")
+        object.__setattr__(self, "modes", tuple(v for v in MODES if v in value))
+
+
+def built_modes(config):
+    """The training modes built into the SoC of ``config`` (any object with sections; one
+    without a ``soc`` section builds both)."""
+    soc = getattr(config, "soc", None)
+    return soc.modes if soc is not None else MODES

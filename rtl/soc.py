@@ -25,11 +25,14 @@ beat of every read that feeds a forward and hands them to the loss unit as its c
 zeroth-order sample is read once per forward, ``+`` then ``-``).
 """
 
+from dataclasses import dataclass
+
 from amaranth.hdl import Module, Signal, Cat, ResetInserter, signed, unsigned
 from amaranth.lib import wiring, stream, data
 from amaranth.lib.wiring import In, Out
 from amaranth.lib.fifo import SyncFIFO
 
+from .params import built_modes
 from .csr.bus import BusSignature, BusDecoder
 from .csr.registers import RegisterBank
 from .csr.map import (SocMap, soc_registers, ERRORS, BLOCK_ERRORS, COUNTER_REGISTERS, WINDOWS,
@@ -265,8 +268,12 @@ class SoC(wiring.Component):
     def __init__(self, config):
         check_soc(config)
         self.config = config
-        self.perturb, self.cache, self.mac, self.loss = (config.perturb, config.cache,
-                                                         config.mac, config.loss)
+        self.perturb, self.mac, self.loss = config.perturb, config.mac, config.loss
+        # the cache's dequantizer as narrow as the MAC array's beat rate allows
+        self.cache = config.cache.for_consumer(Layout(config.mac).regions[0].rows)
+        #: Training modes built (``[soc] modes``): without "zo" there is no perturbation
+        #: engine.
+        self.modes = built_modes(config)
         self.map = SocMap(config)
         self.registers = self.map.registers
         super().__init__({
@@ -288,86 +295,88 @@ class SoC(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         mac_p, cache_p, loss_p = self.mac, self.cache, self.loss
-        lay = Layout(mac_p)
-
-        seq = Sequencer(mac_p, loss_p, cache_p, self.perturb)
-        engine = PerturbationEngine(self.perturb)
-        cache = ForwardCache(cache_p)
-        mac = AdapterMACArray(mac_p)
-        loss = SoftmaxCrossEntropy(loss_p)
-        router = SampleRouter(cache_p, mac_p, loss_p)
-        bank = RegisterBank(self.registers)
-        records = RecordWindow(cache_p)
-        weights = WeightWindow(mac_p)
-        dec = BusDecoder(BUS_ADDR_WIDTH, self.map.decoder_targets())
-
-        flush = seq.flush
-        m.submodules.seq = seq
-        m.submodules.cache = cache
+        b = _Blocks(
+            seq=Sequencer(mac_p, loss_p, cache_p, self.perturb, self.modes),
+            engine=PerturbationEngine(self.perturb) if "zo" in self.modes else None,
+            cache=ForwardCache(cache_p), mac=AdapterMACArray(mac_p),
+            loss=SoftmaxCrossEntropy(loss_p), router=SampleRouter(cache_p, mac_p, loss_p),
+            bank=RegisterBank(self.registers), records=RecordWindow(cache_p),
+            weights=WeightWindow(mac_p),
+            dec=BusDecoder(BUS_ADDR_WIDTH, self.map.decoder_targets()))
+        flush = b.seq.flush
+        m.submodules.seq = b.seq
+        m.submodules.cache = b.cache
         # an abort resets the datapath; the cache keeps its records (its read side only
         # waits on rd.ready, which the router holds high while flushing)
-        m.submodules.engine = ResetInserter(flush)(engine)
-        m.submodules.mac = ResetInserter(flush)(mac)
-        m.submodules.loss = ResetInserter(flush)(loss)
-        m.submodules.router = ResetInserter(flush)(router)
-        m.submodules.bank = bank
-        m.submodules.records = records
-        m.submodules.weights = weights
-        m.submodules.dec = dec
+        if b.engine is not None:
+            m.submodules.engine = ResetInserter(flush)(b.engine)
+        m.submodules.mac = ResetInserter(flush)(b.mac)
+        m.submodules.loss = ResetInserter(flush)(b.loss)
+        m.submodules.router = ResetInserter(flush)(b.router)
+        for name in ("bank", "records", "weights", "dec"):
+            m.submodules[name] = getattr(b, name)
 
-        # -- bus --
-        wiring.connect(m, wiring.flipped(self.bus), dec.bus)
-        wiring.connect(m, dec.targets["regs"], bank.bus)
-        wiring.connect(m, dec.targets["records"], records.bus)
-        wiring.connect(m, dec.targets["weights"], weights.bus)
-        regs = bank.regs
+        wiring.connect(m, wiring.flipped(self.bus), b.dec.bus)
+        wiring.connect(m, b.dec.targets["regs"], b.bank.bus)
+        wiring.connect(m, b.dec.targets["records"], b.records.bus)
+        wiring.connect(m, b.dec.targets["weights"], b.weights.bus)
+        buffered = self._datapath(m, b, flush)
+        self._control(m, b, buffered)
+        self._status(m, b)
+        return m
 
-        # -- datapath --
+    def _datapath(self, m, b, flush):
+        """Streams between the blocks; returns the skid buffers' "holding a beat" signal."""
+        mac_p, seq, mac, cache = self.mac, b.seq, b.mac, b.cache
         # perturbations and features reach the MAC array through skid buffers: its issue
         # logic (`ready`) would otherwise reach the engine's pipeline enable and the cache's
         # dequantizer combinationally
-        z_buffer = SkidBuffer(data.ArrayLayout(signed(mac_p.perturb_width), mac_p.lanes))
         x_buffer = SkidBuffer(mac_beat_layout(mac_p))
-        m.submodules.z_buffer = ResetInserter(flush)(z_buffer)
         m.submodules.x_buffer = ResetInserter(flush)(x_buffer)
-        m.d.comb += [z_buffer.i.valid.eq(engine.z.valid),
-                     z_buffer.i.payload.eq(engine.z.payload.data),
-                     engine.z.ready.eq(z_buffer.i.ready)]
-        wiring.connect(m, z_buffer.o, mac.z)
         wiring.connect(m, x_buffer.o, mac.x)
-        wiring.connect(m, records.wr, cache.wr)
-        m.d.comb += [records.count.eq(cache.count), records.writing.eq(cache.writing)]
-        wiring.connect(m, seq.fetch, router.fetch)
-        wiring.connect(m, router.req, cache.req)
-        wiring.connect(m, cache.rd, router.rd)
-        wiring.connect(m, router.x, x_buffer.i)
-        wiring.connect(m, router.cmd, loss.cmd)
+        holding = x_buffer.o.valid
+        if b.engine is not None:
+            z_buffer = SkidBuffer(data.ArrayLayout(signed(mac_p.perturb_width), mac_p.lanes))
+            m.submodules.z_buffer = ResetInserter(flush)(z_buffer)
+            m.d.comb += [z_buffer.i.valid.eq(b.engine.z.valid),
+                         z_buffer.i.payload.eq(b.engine.z.payload.data),
+                         b.engine.z.ready.eq(z_buffer.i.ready)]
+            wiring.connect(m, z_buffer.o, mac.z)
+            wiring.connect(m, seq.zreq, b.engine.request)
+            holding = holding | z_buffer.o.valid
+        wiring.connect(m, b.records.wr, cache.wr)
+        m.d.comb += [b.records.count.eq(cache.count), b.records.writing.eq(cache.writing)]
+        wiring.connect(m, seq.fetch, b.router.fetch)
+        wiring.connect(m, b.router.req, cache.req)
+        wiring.connect(m, cache.rd, b.router.rd)
+        wiring.connect(m, b.router.x, x_buffer.i)
+        wiring.connect(m, b.router.cmd, b.loss.cmd)
         wiring.connect(m, seq.mac_cmd, mac.cmd)
-        wiring.connect(m, seq.zreq, engine.request)
-        wiring.connect(m, mac.out, loss.logits)
-        wiring.connect(m, loss.dz, mac.coef)
-        wiring.connect(m, loss.result, seq.result)
-        wiring.connect(m, weights.wload, mac.wload)
-        wiring.connect(m, mac.wdump, weights.wdump)
-        m.d.comb += [router.mode.eq(seq.mode), router.flush.eq(flush)]
+        wiring.connect(m, mac.out, b.loss.logits)
+        wiring.connect(m, b.loss.dz, mac.coef)
+        wiring.connect(m, b.loss.result, seq.result)
+        wiring.connect(m, b.weights.wload, mac.wload)
+        wiring.connect(m, mac.wdump, b.weights.wdump)
+        m.d.comb += [b.router.mode.eq(seq.mode), b.router.flush.eq(flush)]
+        return holding
 
-        streams = [mac.cmd, mac.x, mac.z, mac.coef, mac.out, loss.cmd, loss.result,
-                   cache.req, cache.rd, engine.request]
+    def _control(self, m, b, buffered):
+        """The sequencer's inputs: strobes, the run registers, completion and progress."""
+        seq, mac, cache, regs = b.seq, b.mac, b.cache, b.bank.regs
+        streams = [mac.cmd, mac.x, mac.z, mac.coef, mac.out, b.loss.cmd, b.loss.result,
+                   cache.req, cache.rd] + ([b.engine.request] if b.engine is not None else [])
         progress = Cat(*(s.valid & s.ready for s in streams)).any()
-
-        # -- sequencer control and status --
         m.d.comb += [
             seq.start.eq(regs.control.start),
             seq.abort.eq(regs.control.abort),
             seq.records.eq(cache.count),
             seq.mac_idle.eq(mac.idle),
-            seq.datapath_idle.eq(router.idle & weights.idle & ~z_buffer.o.valid
-                                 & ~x_buffer.o.valid),
-            seq.engine_busy.eq(engine.busy),
+            seq.datapath_idle.eq(b.router.idle & b.weights.idle & ~buffered),
+            seq.engine_busy.eq(b.engine.busy if b.engine is not None else 0),
             seq.progress.eq(progress),
             mac.clear.eq(seq.accepted),
-            weights.loading.eq(seq.busy & (seq.mode == Mode.LOAD)),
-            weights.dumping.eq(seq.busy & (seq.mode == Mode.DUMP)),
+            b.weights.loading.eq(seq.busy & (seq.mode == Mode.LOAD)),
+            b.weights.dumping.eq(seq.busy & (seq.mode == Mode.DUMP)),
         ]
         cfg = seq.settings
         m.d.comb += [
@@ -380,10 +389,12 @@ class SoC(wiring.Component):
             cfg.eval_first.eq(regs.eval_range.first), cfg.eval_count.eq(regs.eval_range.count),
             cfg.watchdog.eq(regs.watchdog.budget),
         ]
-        clear = regs.control.clear_cache & ~seq.busy
-        m.d.comb += cache.clear.eq(clear)
+        m.d.comb += cache.clear.eq(regs.control.clear_cache & ~seq.busy)
 
-        # -- read-only registers --
+    def _status(self, m, b):
+        """Read-only registers, error flags and the status outputs."""
+        mac_p, cache_p, seq, mac, cache = self.mac, self.cache, b.seq, b.mac, b.cache
+        regs, lay = b.bank.regs, Layout(mac_p)
         m.d.comb += [
             regs.id.magic.eq(MAGIC), regs.id.version.eq(VERSION),
             regs.geometry.lanes.eq(mac_p.lanes), regs.geometry.classes.eq(mac_p.classes),
@@ -397,8 +408,6 @@ class SoC(wiring.Component):
         ]
         for c in COUNTERS:
             m.d.comb += getattr(regs, COUNTER_REGISTERS[c]).value.eq(getattr(seq.counters, c))
-
-        # -- error flags --
         errs = regs.errors
         for name in SEQUENCER_ERRORS:
             m.d.comb += getattr(errs, f"{name}_set").eq(getattr(seq.errors, name))
@@ -416,7 +425,21 @@ class SoC(wiring.Component):
         m.d.comb += [regs.status.error.eq(any_error), self.error.eq(any_error),
                      self.busy.eq(seq.busy), self.done.eq(seq.done),
                      self.irq.eq(seq.done | any_error)]
-        return m
+
+
+@dataclass
+class _Blocks:
+    """The SoC's blocks, handed between the sections of :meth:`SoC.elaborate`."""
+    seq: Sequencer
+    engine: "PerturbationEngine | None"
+    cache: ForwardCache
+    mac: AdapterMACArray
+    loss: SoftmaxCrossEntropy
+    router: SampleRouter
+    bank: RegisterBank
+    records: RecordWindow
+    weights: WeightWindow
+    dec: BusDecoder
 
 
 def from_config(config):

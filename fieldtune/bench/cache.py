@@ -11,7 +11,8 @@ exact memory geometry; the implemented design holds ``min(256, capacity_samples)
 Targets (issue 3): R1's 256 fine-tuning samples fit on the UP5K with 4-bit codes; the read
 stream sustains L values per cycle at >= 48 MHz on the UP5K (L = 8) and >= 120 MHz on the
 ECP5-85F (L = 32). The dequantizer issues one beat per cycle by construction (tested), so the
-sustained rate is L values x Fmax.
+sustained rate is L values x Fmax; the ``-soc`` variant's, built as the SoC builds it, one beat
+per ``beat_cycles``.
 """
 
 from ..rtl.params import R1_TAPS, R1_CLASSES
@@ -21,8 +22,11 @@ __all__ = ["VARIANTS", "DEVICES", "BUDGETS", "TARGET_MHZ", "R1_SAMPLES", "add_ar
            "run", "variant_params"]
 
 
-#: Variant name -> (code book, block size; 0 = one block per tap).
+#: Variant name -> (code book, block size; 0 = one block per tap[, "soc"]). ``"soc"``: the
+#: dequantizer the SoC builds (``dequantizer_lanes`` for a MAC array taking a beat every
+#: R1_CLASSES cycles: 1 lane at L = 8, 4 at L = 32); the others dequantize a beat per cycle.
 VARIANTS = {
+    "unf4-b32-soc": ("unf4", 32, "soc"),
     "unf4-b32": ("unf4", 32),
     "nf4-b32": ("nf4", 32),
     "int4-b32": ("int4", 32),
@@ -55,10 +59,11 @@ COLUMNS = [("variant", "variant"), ("lanes", "L"), ("device", "device"), ("luts"
 def variant_params(name, device, capacity=R1_SAMPLES):
     """The :class:`~fieldtune.rtl.cache.params.CacheParams` of ``name`` on ``device``."""
     from ..rtl.cache.params import CacheParams
-    codebook, block_size = VARIANTS[name]
+    codebook, block_size, *soc = VARIANTS[name]
     lanes, memory = DEVICES[device]
-    return CacheParams(lanes=lanes, codebook=codebook, block_size=block_size, memory=memory,
-                       taps=R1_TAPS, classes=R1_CLASSES, capacity=capacity)
+    params = CacheParams(lanes=lanes, codebook=codebook, block_size=block_size, memory=memory,
+                         taps=R1_TAPS, classes=R1_CLASSES, capacity=capacity)
+    return params.for_consumer(R1_CLASSES) if soc else params
 
 
 def add_arguments(parser):
@@ -82,8 +87,9 @@ def run(args, console):
     from .report import implement_all, emit, select_variants
 
     if args.list:
-        for name, (codebook, block_size) in VARIANTS.items():
-            console.print(f"{name:12s} codebook={codebook} block_size={block_size or 'tap'}")
+        for name, (codebook, block_size, *soc) in VARIANTS.items():
+            console.print(f"{name:12s} codebook={codebook} block_size={block_size or 'tap'}"
+                          + (" dequantizer as in the SoC" if soc else ""))
         return []
     for device in args.devices:
         if device not in DEVICES:
@@ -109,6 +115,7 @@ def run(args, console):
         rows.append({
             "variant": name, "codebook": params.codebook,
             "block_size": params.block_size, "lanes": params.lanes, "device": device,
+            "dequantizer_lanes": params.dq_lanes,
             "memory": params.memory, "luts": impl.luts, "ffs": impl.ffs, "brams": impl.brams,
             "sprams": impl.sprams, "dsps": impl.dsps, "fmax_mhz": impl.fmax_mhz,
             "target_mhz": TARGET_MHZ[device],

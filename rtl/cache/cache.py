@@ -39,26 +39,36 @@ from amaranth.lib.memory import Memory
 
 from .params import ELEMENT_WIDTH, INDEX_WIDTH
 from .component import CacheComponent
-from .layout import MANT_BITS, UNIT_BITS
+from .layout import CacheLayout, MANT_BITS, UNIT_BITS
 from .quantizer import Quantizer, SATURATION_BITS, code_layout
 from .dequantizer import (Dequantizer, feature_beat_layout, packed_beat_layout,
-                          LATENCY as DEQUANTIZER_LATENCY)
+                          LATENCY as DEQUANTIZER_LATENCY, latency as dequantizer_latency)
 from .skid import SkidBuffer
+from .arith import const_mul
 
 
-__all__ = ["ForwardCache", "write_element_layout", "read_latency", "READ_LATENCY"]
+__all__ = ["ForwardCache", "write_element_layout", "read_latency", "READ_LATENCY",
+           "drain_bound"]
 
 
 def read_latency(params):
     """Cycles from a request's transfer on ``req`` to its first beat being valid on ``rd``:
     the input buffer, one to start the sample, the memory command register, the memory read,
-    then the dequantizer; with block RAM (``memory = "bram"``) also the register after the
-    memories and the beat buffer before the dequantizer."""
-    return (6 if params.memory == "bram" else 4) + DEQUANTIZER_LATENCY
+    then the dequantizer (:func:`~.dequantizer.latency`); with block RAM
+    (``memory = "bram"``) also the register after the memories and the beat buffer before the
+    dequantizer."""
+    return (6 if params.memory == "bram" else 4) + dequantizer_latency(params)
 
 
-#: The longest :func:`read_latency` (block RAM), for bounds that must hold for any memory.
+#: The longest :func:`read_latency` of a full-rate dequantizer (block RAM).
 READ_LATENCY = 6 + DEQUANTIZER_LATENCY
+
+
+def drain_bound(params, samples):
+    """Cycles within which ``samples`` requested samples have left ``rd`` when it is always
+    ready: the longest read latency, then ``beats * beat_cycles`` per sample."""
+    return (READ_LATENCY + params.beat_cycles - 1
+            + samples * CacheLayout(params).beats * params.beat_cycles)
 
 
 def write_element_layout():
@@ -251,8 +261,8 @@ class ForwardCache(CacheComponent):
         with m.If(req.valid & req.ready):
             index = req.payload
             m.d.sync += [active.eq(1), r_index.eq(index), r_error.eq(index >= count),
-                         r_beat.eq(0), r_code.eq(index * lay.beats),
-                         r_meta.eq(index * lay.meta_words),
+                         r_beat.eq(0), r_code.eq(const_mul(index, lay.beats)),
+                         r_meta.eq(const_mul(index, lay.meta_words)),
                          beat_reads_meta.eq(lay.meta_read[0] is not None),
                          at_last.eq(lay.beats == 1)]
             with m.If(index >= count):

@@ -1,10 +1,18 @@
 """The dequantizer: packed beats from the cache memory in, ``L`` fixed-point features out.
 
-Per lane, a 4-bit code book computes ``LEVELS[code] * M`` (the level table is a 16-entry ROM,
-one LUT per bit on a LUT4 fabric) and shifts it by the block exponent with rounding half up
-and saturation to signed ``Q(out_width-out_frac).out_frac``; pass-through code books only
-shift. The scale word and the side units (z0, label) arrive in the meta word on the beats the
-layout's read schedule names (:class:`~.layout.CacheLayout`).
+Per feature, a 4-bit code book computes ``LEVELS[code] * M`` (the level table is a 16-entry
+ROM, one LUT per bit on a LUT4 fabric; the product in shifts and adds, :mod:`.arith`, so that
+it takes no SB_MAC16 from the MAC array: about 100 LUT4 per datapath lane on iCE40) and shifts
+it by the block exponent with rounding half up and saturation to signed
+``Q(out_width-out_frac).out_frac``; pass-through code books only shift. The scale word and the
+side units (z0, label) arrive in the meta word on the beats the layout's read schedule names
+(:class:`~.layout.CacheLayout`).
+
+The datapath has ``dequantizer_lanes`` lanes (default: one per feature of a beat). A consumer
+that takes a beat only every few cycles (the MAC array holds each beat for its ``rows``
+words) is served as fast by fewer lanes, each dequantizing one feature of the beat per cycle:
+the default ``up5k`` design dequantizes one feature per cycle, a beat every 8 cycles, for a MAC
+array taking one every 10 (R1's classes).
 """
 
 from amaranth.hdl import Module, Signal, Const, Array, Mux, signed, unsigned
@@ -15,14 +23,22 @@ from .params import INDEX_WIDTH, LOGIT_WIDTH
 from .component import CacheComponent
 from .codebooks import LEVELS, LEVEL_FRAC, level_width
 from .layout import CacheLayout, MANT_BITS, EXP_BITS, UNIT_BITS
+from .arith import shift_add_mul
 
 
-__all__ = ["Dequantizer", "packed_beat_layout", "feature_beat_layout", "LATENCY"]
+__all__ = ["Dequantizer", "packed_beat_layout", "feature_beat_layout", "LATENCY", "latency"]
 
 
-#: Cycles from a packed beat entering ``i`` to its features leaving ``o`` (no back-pressure):
-#: scale select, level lookup, multiplier, exponent shift with rounding, saturation.
+#: Pipeline registers from a packed beat entering ``i`` to its features leaving ``o``: the beat
+#: register (with the scale select), level lookup, multiplier, exponent shift with rounding,
+#: saturation into the output register.
 LATENCY = 5
+
+
+def latency(params):
+    """Cycles from a beat's transfer on ``i`` to it being valid on ``o`` (no back-pressure):
+    :data:`LATENCY` plus the cycles of its lane groups after the first."""
+    return LATENCY + params.beat_cycles - 1
 
 
 def packed_beat_layout(params):
@@ -73,7 +89,7 @@ def _stage(m, advance, valid_in, fields, name):
 
 
 class Dequantizer(CacheComponent):
-    """Dequantize packed beats into a stream of ``lanes`` features per cycle.
+    """Dequantize packed beats into a stream of ``lanes`` features per beat.
 
     Parameters
     ----------
@@ -86,9 +102,15 @@ class Dequantizer(CacheComponent):
 
     Timing
     ------
-    A fully pipelined datapath: one beat per cycle in and out, :data:`LATENCY` cycles from
-    ``i`` to ``o`` (the same for every code book). ``i.ready`` is ``~o.valid | o.ready``:
-    back-pressure stalls every stage at once and nothing is lost.
+    ``P = params.dq_lanes`` lanes of datapath serve the beat's ``lanes`` features in
+    ``n = params.beat_cycles`` lane groups, one group per cycle: group ``j`` is features
+    ``j*P .. j*P+P-1`` of the beat. A beat waits in the beat register while its groups issue
+    and the next one is taken with its last group, so a beat enters and leaves every ``n``
+    cycles; :func:`latency` cycles from ``i`` to ``o``. The groups' results are written into
+    ``o.payload.data`` as they come, and ``o.valid`` rises with the last one (the earlier groups
+    of the next beat overwrite lanes of a beat already taken). Back-pressure: every register
+    advances only when ``advance = ~o.valid | o.ready``, so a stall freezes the whole pipeline
+    and nothing is lost. With ``P = lanes`` (the default) this is one beat per cycle.
     """
 
     def __init__(self, params):
@@ -100,17 +122,27 @@ class Dequantizer(CacheComponent):
     def elaborate(self, platform):
         m = Module()
         p, lay = self.params, self.layout
-        L, cb = p.lanes, lay.code_bits
         advance = Signal()
-        m.d.comb += [advance.eq(~self.o.valid | self.o.ready), self.i.ready.eq(advance)]
-        beat_in = self.i.payload.beat
+        m.d.comb += advance.eq(~self.o.valid | self.o.ready)
+        s1_valid, s1 = self._beat_register(m, advance)
+        s2_valid, s2 = self._levels(m, advance, s1_valid, s1)
+        s3_valid, s3 = self._products(m, advance, s2_valid, s2)
+        s4_valid, s4 = self._rounding(m, advance, s3_valid, s3)
+        self._output(m, advance, s4_valid, s4)
+        return m
 
-        # Stage 1: the scale word in force for this beat.
+    def _beat_register(self, m, advance):
+        """Stage 1: the beat and the scale word in force for it, held while its lane groups
+        issue; yields one group (``group``, ``last_group``) per cycle."""
+        p, lay = self.params, self.layout
+        n = p.beat_cycles
+        beat_in = self.i.payload.beat
         slot_layout = data.StructLayout({"mant": MANT_BITS, "exp": EXP_BITS})
         scales = Signal(data.ArrayLayout(slot_layout, max(lay.slots, 1)))
         if p.scaled:
             held = Signal.like(scales)
-            new_scale = Const(sum(1 << j for j, n in enumerate(lay.new_scale) if n), lay.beats)
+            new_scale = Const(sum(1 << j for j, n_ in enumerate(lay.new_scale) if n_),
+                              lay.beats)
             fresh = Signal.like(scales)
             for i in range(lay.slots):
                 unit = self.i.payload.meta[i * UNIT_BITS:(i + 1) * UNIT_BITS]
@@ -118,14 +150,32 @@ class Dequantizer(CacheComponent):
                              fresh[i].exp.eq(unit[MANT_BITS:MANT_BITS + EXP_BITS])]
             is_new = new_scale.bit_select(beat_in, 1)
             m.d.comb += scales.eq(Mux(is_new, fresh, held))
-            with m.If(advance & self.i.valid & is_new):
+            with m.If(advance & self.i.valid & self.i.ready & is_new):
                 m.d.sync += held.eq(fresh)
-        s1_valid, s1 = _stage(m, advance, self.i.valid, {
+        group = Signal(range(n), name="s1_group")
+        last_group = Signal()
+        valid, regs = _stage(m, self.i.ready, self.i.valid, {
             "codes": self.i.payload.codes, "meta": self.i.payload.meta, "beat": beat_in,
             "index": self.i.payload.index, "error": self.i.payload.error, "scales": scales,
         }, "s1")
+        # the next beat is taken with the last group of the one held
+        m.d.comb += [last_group.eq(group == n - 1),
+                     self.i.ready.eq(advance & (~valid | last_group))]
+        if n > 1:
+            with m.If(advance & valid):
+                m.d.sync += group.eq(Mux(last_group, 0, group + 1))
+        regs["group"], regs["last_group"] = group, last_group
+        return valid, regs
 
-        # Stage 2: the level of each lane's code (zero for padding lanes and error beats).
+    def _lane(self, group, u):
+        """The beat lane of datapath lane ``u`` in lane group ``group`` (an int)."""
+        return group * self.params.dq_lanes + u
+
+    def _levels(self, m, advance, s1_valid, s1):
+        """Stage 2: the level of each datapath lane's code (zero for padding lanes and error
+        beats) and its slot's scale."""
+        p, lay = self.params, self.layout
+        L, P, n, cb = p.lanes, p.dq_lanes, p.beat_cycles, lay.code_bits
         last_beat = lay.beats - 1
         real_lanes = lay.features - last_beat * L   # lanes holding features in the last beat
         if p.scaled:
@@ -133,63 +183,93 @@ class Dequantizer(CacheComponent):
             table = Array(Const(v, signed(lw)) for v in LEVELS[p.codebook])
         else:
             lw = cb
-        levels = Signal(data.ArrayLayout(signed(lw), L))
-        for lane in range(L):
-            code = s1["codes"][lane * cb:(lane + 1) * cb]
-            zero = s1["error"]
-            if lane >= real_lanes:
-                zero = zero | (s1["beat"] == last_beat)
+        slot_layout = data.StructLayout({"mant": MANT_BITS, "exp": EXP_BITS})
+        levels = Signal(data.ArrayLayout(signed(lw), P))
+        scales = Signal(data.ArrayLayout(slot_layout, P))
+        for u in range(P):
+            lanes = [self._lane(j, u) for j in range(n)]
+            codes = Array(s1["codes"][min(l, L - 1) * cb:(min(l, L - 1) + 1) * cb]
+                          for l in lanes)
+            code = codes[s1["group"]] if n > 1 else codes[0]
+            padding = Const(sum(1 << j for j, l in enumerate(lanes) if l >= real_lanes), n)
+            zero = s1["error"] | ((s1["beat"] == last_beat) & padding.bit_select(s1["group"], 1))
             value = table[code] if p.scaled else code.as_signed()
-            m.d.comb += levels[lane].eq(Mux(zero, 0, value))
-        side = {"meta": s1["meta"], "beat": s1["beat"], "index": s1["index"],
-                "error": s1["error"]}
-        s2_valid, s2 = _stage(m, advance, s1_valid, {"levels": levels, "scales": s1["scales"],
-                                                     **side}, "s2")
+            m.d.comb += levels[u].eq(Mux(zero, 0, value))
+            if p.scaled:
+                slots = Array(s1["scales"][min(l, L - 1) // lay.group] for l in lanes)
+                m.d.comb += scales[u].eq(slots[s1["group"]] if n > 1 else slots[0])
+        return _stage(m, advance, s1_valid, {
+            "levels": levels, "scales": scales, **self._side(s1)}, "s2")
 
-        # Stage 3: level * mantissa, and the amount of the exponent shift: a right shift by
-        # `pre - shift - E`, one register per lane (an exponent fanning out to every lane of a
-        # wide slot is a long route on ECP5).
+    @staticmethod
+    def _side(regs):
+        """What travels beside the lanes to the output register."""
+        return {k: regs[k] for k in ("meta", "beat", "index", "error", "group", "last_group")}
+
+    def _products(self, m, advance, s2_valid, s2):
+        """Stage 3: level * mantissa, and the amount of the exponent shift: a right shift by
+        ``pre - shift - E``, one register per lane."""
+        p = self.params
+        P = p.dq_lanes
+        lw = len(s2["levels"][0])
+        shift, pre = self._shifts()
+        products = Signal(data.ArrayLayout(signed(lw + MANT_BITS + 1), P))
+        rights = Signal(data.ArrayLayout(range(pre - shift + 1), P))
+        for u in range(P):
+            if p.scaled:
+                slot = s2["scales"][u]
+                m.d.comb += [products[u].eq(shift_add_mul(s2["levels"][u], slot.mant)),
+                             rights[u].eq(pre - shift - slot.exp)]
+            else:
+                m.d.comb += [products[u].eq(s2["levels"][u]), rights[u].eq(pre - shift)]
+        return _stage(m, advance, s2_valid, {"products": products, "rights": rights,
+                                             **self._side(s2)}, "s3")
+
+    def _shifts(self):
+        """``(shift, pre)``: the output's left shift of a product before the block exponent,
+        and the constant left shift that leaves only right shifts to do."""
+        p = self.params
         if p.scaled:
             shift = p.out_frac - p.in_frac - LEVEL_FRAC     # plus the block exponent
             emax = p.in_width - MANT_BITS
         else:
             shift = p.out_frac - (p.pass8_frac if p.codebook == "pass8" else p.in_frac)
             emax = 0
-        pre = max(0, shift + emax)     # constant left shift, so what remains is a right shift
-        products = Signal(data.ArrayLayout(signed(lw + MANT_BITS + 1), L))
-        rights = Signal(data.ArrayLayout(range(pre - shift + 1), L))
-        for lane in range(L):
-            if p.scaled:
-                slot = s2["scales"][lane // lay.group]
-                m.d.comb += [products[lane].eq(s2["levels"][lane] * slot.mant),
-                             rights[lane].eq(pre - shift - slot.exp)]
-            else:
-                m.d.comb += [products[lane].eq(s2["levels"][lane]),
-                             rights[lane].eq(pre - shift)]
-        side = {k: s2[k] for k in side}
-        s3_valid, s3 = _stage(m, advance, s2_valid, {"products": products, "rights": rights,
-                                                     **side}, "s3")
+        return shift, max(0, shift + emax)
 
-        # Stage 4: shift by the block exponent keeping one bit below the output LSB, then
-        # round half up (add half an output LSB, drop it).
-        rounded = Signal(data.ArrayLayout(signed(len(products[0]) + pre + 2), L))
-        for lane in range(L):
-            twice = (s3["products"][lane] << (pre + 1)) >> s3["rights"][lane]
-            m.d.comb += rounded[lane].eq((twice + 1) >> 1)
-        side = {k: s3[k] for k in side}
-        s4_valid, s4 = _stage(m, advance, s3_valid, {"rounded": rounded, **side}, "s4")
+    def _rounding(self, m, advance, s3_valid, s3):
+        """Stage 4: shift by the block exponent keeping one bit below the output LSB, then
+        round half up (add half an output LSB, drop it)."""
+        P = self.params.dq_lanes
+        _, pre = self._shifts()
+        rounded = Signal(data.ArrayLayout(signed(len(s3["products"][0]) + pre + 2), P))
+        for u in range(P):
+            twice = (s3["products"][u] << (pre + 1)) >> s3["rights"][u]
+            m.d.comb += rounded[u].eq((twice + 1) >> 1)
+        return _stage(m, advance, s3_valid, {"rounded": rounded, **self._side(s3)}, "s4")
 
-        # Stage 5 (the output register): saturate; assemble z0 and the label.
+    def _output(self, m, advance, s4_valid, s4):
+        """Stage 5, the output register: saturate each lane group into its lanes; with the
+        beat's last group, the beat becomes valid and z0 and the label are assembled."""
+        p, lay = self.params, self.layout
+        L, P, n = p.lanes, p.dq_lanes, p.beat_cycles
+        last_beat = lay.beats - 1
         lo, hi = -(1 << (p.out_width - 1)), (1 << (p.out_width - 1)) - 1
         out = self.o.payload
         with m.If(advance):
-            m.d.sync += self.o.valid.eq(s4_valid)
+            m.d.sync += self.o.valid.eq(s4_valid & s4["last_group"])
+        saturated = []
+        for u in range(P):
+            y = s4["rounded"][u]
+            top = y[p.out_width - 1:]          # fits iff these bits are all equal
+            fits = (top == 0) | (top == (1 << len(top)) - 1)
+            saturated.append(Mux(fits, y, Mux(y[-1], lo, hi)))
         with m.If(advance & s4_valid):
-            for lane in range(L):
-                y = s4["rounded"][lane]
-                top = y[p.out_width - 1:]          # fits iff these bits are all equal
-                fits = (top == 0) | (top == (1 << len(top)) - 1)
-                m.d.sync += out.data[lane].eq(Mux(fits, y, Mux(y[-1], lo, hi)))
+            for j in range(n):
+                with m.If((s4["group"] == j) if n > 1 else 1):
+                    m.d.sync += [out.data[self._lane(j, u)].eq(saturated[u])
+                                 for u in range(P) if self._lane(j, u) < L]
+        with m.If(advance & s4_valid & s4["last_group"]):
             m.d.sync += [
                 out.beat.eq(s4["beat"]), out.first.eq(s4["beat"] == 0),
                 out.last.eq(s4["beat"] == last_beat), out.index.eq(s4["index"]),
@@ -201,7 +281,6 @@ class Dequantizer(CacheComponent):
                 target = out.z0[k] if k < p.classes else out.label
                 with m.If(s4["beat"] == lay.words[w].beat):
                     m.d.sync += target.eq(value)
-        return m
 
 
 def from_config(config):

@@ -1,6 +1,6 @@
 """Parameters of the forward cache (TOML table ``[cache]``)."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace as dc_replace
 
 from ..params import Params, check_int, check_pow2, check_choice, check_taps, R1_TAPS, R1_CLASSES
 
@@ -54,6 +54,13 @@ class CacheParams(Params):
         Records (samples) the cache holds, 1 to 65536.
     memory : str
         One of :data:`MEMORIES`.
+    dequantizer_lanes : int
+        Features the dequantizer computes per cycle, 0 to ``lanes``. With fewer than
+        ``lanes``, a beat takes :attr:`beat_cycles` cycles and the dequantizer's datapath
+        shrinks with them: a consumer taking a beat every ``rows`` cycles (the MAC array holds
+        a beat for the rows of its beat) loses nothing as long as ``beat_cycles <= rows``.
+        0: chosen for the consumer, see :meth:`for_consumer` (a cache on its own: ``lanes``,
+        a beat per cycle; in a SoC: the fewest lanes that keep up with the MAC array).
     pass8_frac : int
         Fraction bits of the ``pass8`` code book: values are stored as signed
         ``Q(8-pass8_frac).pass8_frac`` (round half up, saturating), 0 to 7; the default Q5.3
@@ -73,6 +80,7 @@ class CacheParams(Params):
     classes: int = R1_CLASSES
     capacity: int = 256
     memory: str = "spram"
+    dequantizer_lanes: int = 0
     pass8_frac: int = 3
 
     def _validate(self):
@@ -89,12 +97,31 @@ class CacheParams(Params):
         check_int(s, "classes", self.classes, 2, 64)
         check_int(s, "capacity", self.capacity, 1, 65536)
         check_choice(s, "memory", self.memory, MEMORIES)
+        check_int(s, "dequantizer_lanes", self.dequantizer_lanes, 0, self.lanes)
         check_int(s, "pass8_frac", self.pass8_frac, 0, 7)
 
     @property
     def features(self):
         """Features per sample, summed over taps."""
         return sum(self.taps)
+
+    @property
+    def dq_lanes(self):
+        """Features dequantized per cycle (``dequantizer_lanes``, 0 meaning ``lanes``)."""
+        return self.dequantizer_lanes or self.lanes
+
+    def for_consumer(self, rows):
+        """These parameters for a reader taking a beat every ``rows`` cycles: a
+        ``dequantizer_lanes`` of 0 becomes ``ceil(lanes / rows)``, the fewest lanes that
+        deliver a beat every ``rows`` cycles; any other value stays."""
+        if self.dequantizer_lanes:
+            return self
+        return dc_replace(self, dequantizer_lanes=-(-self.lanes // max(rows, 1)))
+
+    @property
+    def beat_cycles(self):
+        """Cycles the dequantizer spends on one beat: ``ceil(lanes / dq_lanes)``."""
+        return -(-self.lanes // self.dq_lanes)
 
     @property
     def code_bits(self):

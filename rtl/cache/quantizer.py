@@ -23,6 +23,7 @@ from .params import ELEMENT_WIDTH
 from .component import CacheComponent
 from .codebooks import LEVEL_FRAC, thresholds, threshold_width
 from .layout import MANT_BITS, EXP_BITS
+from .arith import shift_add_mul
 
 
 __all__ = ["Quantizer", "code_layout", "SATURATION_BITS"]
@@ -251,7 +252,8 @@ class Quantizer(CacheComponent):
         k1 = Signal(range(16))
         k2 = Signal(range(16))
         m.d.sync += [t_sel.eq(tconst[k]), k1.eq(k),
-                     t_lo.eq(t_sel * mant[:half]), t_hi.eq(t_sel * mant[half:]), k2.eq(k1)]
+                     t_lo.eq(shift_add_mul(t_sel, mant[:half])),
+                     t_hi.eq(shift_add_mul(t_sel, mant[half:])), k2.eq(k1)]
         with m.If(k2 != 0):
             m.d.sync += bounds[k2].eq(t_lo + (t_hi << half))
 

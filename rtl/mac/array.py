@@ -4,6 +4,8 @@ One pipeline serves every micro-op (:mod:`.ops`); a token is one weight word. Se
 docs/architecture.md ("Adapter MAC array") for the op table and the timing contract.
 """
 
+from types import SimpleNamespace
+
 from amaranth.hdl import Module, Signal, Array, Const, Mux, Cat, Value, unsigned, signed
 from amaranth.lib import wiring, stream, data
 from amaranth.lib.wiring import In, Out
@@ -66,6 +68,11 @@ def _sat(m, value, width, flag=None, enable=1):
     if flag is not None:
         m.d.comb += flag.eq(enable & (over | under))
     return out
+
+
+class _Build(SimpleNamespace):
+    """What the sections of :meth:`AdapterMACArray.elaborate` share while one array is
+    elaborated: the module, derived sizes and the signals that cross sections."""
 
 
 class AdapterMACArray(wiring.Component):
@@ -140,6 +147,28 @@ class AdapterMACArray(wiring.Component):
         })
 
     def elaborate(self, platform):
+        # one method per section, in pipeline order; ``b`` carries what sections share
+        b = _Build()
+        self._dimensions(b)
+        self._memories(b)
+        self._token_pipeline(b)
+        self._op_queue(b)
+        self._issue(b)
+        self._promotion(b)
+        self._take_ops(b)
+        self._immediate(b)
+        self._coef_write(b)
+        self._operands(b)
+        self._perturb_stage(b)
+        self._multipliers(b)
+        self._update_path(b)
+        self._matvec_path(b)
+        self._colacc(b)
+        self._flags(b)
+        return b.m
+
+    def _dimensions(self, b):
+        """Derived widths and sizes, kept on the build state ``b``."""
         p, lay = self.params, self.layout
         m = Module()
         L, C = p.lanes, p.classes
@@ -161,7 +190,15 @@ class AdapterMACArray(wiring.Component):
         addr_w = max(lay.words - 1, 1).bit_length()
         cdepth = lay.coef_depth
         caddr_w = max(cdepth, 2).bit_length()
+        b.C, b.L, b.S, b.T, b.addr_w, b.aw, b.bw, b.caddr_w = C, L, S, T, addr_w, aw, bw, caddr_w
+        b.cdepth, b.cw, b.fw, b.inner, b.kmax, b.lay = cdepth, cw, fw, inner, kmax, lay
+        b.lowrank, b.m, b.max_k, b.max_out, b.max_rows = lowrank, m, max_k, max_out, max_rows
+        b.p, b.ra, b.rb, b.wf, b.ww, b.zalign, b.zw = p, ra, rb, wf, ww, zalign, zw
 
+    def _memories(self, b):
+        """Weight memory, coefficient memory, output FIFO; the sticky flags' event lists."""
+        L, cdepth, cw, fw, lay, m, max_out = b.L, b.cdepth, b.cw, b.fw, b.lay, b.m, b.max_out
+        ww = b.ww
         # -- memories --------------------------------------------------------------------
         # a flat word (not an ArrayLayout: see _lanes)
         m.submodules.weights = wmem = Memory(shape=unsigned(ww * L), depth=lay.words, init=[])
@@ -181,7 +218,14 @@ class AdapterMACArray(wiring.Component):
             f = Signal()
             sat_events.append(f)
             return f
+        b.c_rd, b.c_wr, b.err_events, b.fifo = c_rd, c_wr, err_events, fifo
+        b.framing_event, b.sat_events, b.sat_flag = framing_event, sat_events, sat_flag
+        b.w_rd, b.w_wr = w_rd, w_wr
 
+    def _token_pipeline(self, b):
+        """The control token of each word, carried down the pipeline stages."""
+        L, T, addr_w, m, max_k, max_out = b.L, b.T, b.addr_w, b.m, b.max_k, b.max_out
+        max_rows, p = b.max_rows, b.p
         # -- token control, carried down the pipeline --------------------------------------
         # stage 1: memories answer; 2: perturbation/coefficient scaling; 3: multiplier inputs;
         # 4: products; 5: rounded update (written at its end); 4+T: adder-tree sum.
@@ -203,7 +247,16 @@ class AdapterMACArray(wiring.Component):
         ctl = [Signal(KIND, name=f"s{i}_ctl", reset_less=True) for i in range(n_ctl)]
         for i in range(2, n_ctl):
             m.d.sync += [valid[i].eq(valid[i - 1]), ctl[i].eq(ctl[i - 1])]
+        b.ACC_STAGE, b.LATE_READ, b.R, b.WRITE_STAGE = ACC_STAGE, LATE_READ, R, WRITE_STAGE
+        b.WS, b.ctl, b.valid = WS, ctl, valid
 
+    def _op_queue(self, b):
+        """The one-deep op queue and the current op, with the op-level start conditions
+        and the issue condition ``go``."""
+        L, LATE_READ, c_rd, caddr_w, cdepth = b.L, b.LATE_READ, b.c_rd, b.caddr_w, b.cdepth
+        cw, framing_event, lay, lowrank, m = b.cw, b.framing_event, b.lay, b.lowrank, b.m
+        max_k, max_out, max_rows, ra, rb = b.max_k, b.max_out, b.max_rows, b.ra, b.rb
+        valid, w_rd = b.valid, b.w_rd
         # -- ops: taken into a one-deep queue (with everything derived from them), promoted
         # to the current op when the previous one issues its last word --------------------
         OPX = data.StructLayout({
@@ -306,7 +359,25 @@ class AdapterMACArray(wiring.Component):
         ]
         with m.If(go & uses_x & last_row & (self.x.payload.last != last_k)):
             m.d.comb += framing_event.eq(1)
+        b.active, b.beats, b.caddr, b.coef_wp, b.credits = active, beats, caddr, coef_wp, credits
+        b.crow, b.cur, b.curx, b.dump_busy, b.empty = crow, cur, curx, dump_busy, empty
+        b.first_kg, b.gbase, b.gi, b.glen, b.glen_next = first_kg, gbase, gi, glen, glen_next
+        b.go, b.is_b, b.k, b.kg, b.kind, b.last_k = go, is_b, k, kg, kind, last_k
+        b.last_kg, b.last_row, b.last_token, b.load_take = last_kg, last_row, last_token, load_take
+        b.need_drain, b.nxt, b.nxt_valid, b.nxt_wait = need_drain, nxt, nxt_valid, nxt_wait
+        b.outputs, b.r, b.rows, b.serial_busy, b.started = outputs, r, rows, serial_busy, started
+        b.uses_z, b.word = uses_z, word
 
+    def _issue(self, b):
+        """The token entering stage 1 and the walk over the region (beat, row, group,
+        coefficient address); output credits."""
+        L, active, beats, caddr, credits, crow = b.L, b.active, b.beats, b.caddr, b.credits, b.crow
+        ctl, cur, dump_busy, empty, first_kg = b.ctl, b.cur, b.dump_busy, b.empty, b.first_kg
+        gbase, gi, glen, glen_next, go, is_b = b.gbase, b.gi, b.glen, b.glen_next, b.go, b.is_b
+        k, kg, kind, last_k, last_kg, last_row = b.k, b.kg, b.kind, b.last_k, b.last_kg, b.last_row
+        last_token, lowrank, m, need_drain = b.last_token, b.lowrank, b.m, b.need_drain
+        outputs, r, rb, rows, started, valid = b.outputs, b.r, b.rb, b.rows, b.started, b.valid
+        word = b.word
         # the token entering stage 1
         pad = rb.padded_lanes if lowrank else 0
         last_mask = (1 << L) - 1 - (((1 << pad) - 1) << (L - pad)) if pad else (1 << L) - 1
@@ -342,6 +413,14 @@ class AdapterMACArray(wiring.Component):
         with m.If(~active & empty):
             m.d.sync += need_drain.eq(0)
 
+    def _promotion(self, b):
+        """The queued op becomes current when the previous one issues its last word
+        (BATCH acts here, in order)."""
+        active, caddr, crow, curx, cw = b.active, b.caddr, b.crow, b.curx, b.cw
+        first_kg, gbase, gi, k, kg, last_k = b.first_kg, b.gbase, b.gi, b.k, b.kg, b.last_k
+        last_kg, last_row, lowrank, m, nxt = b.last_kg, b.last_row, b.lowrank, b.m, b.nxt
+        nxt_valid, nxt_wait, r, ra, rb = b.nxt_valid, b.nxt_wait, b.r, b.ra, b.rb
+        started, word = b.started, b.word
         # promotion: the queued op becomes current (BATCH acts here, in order)
         promote = Signal()
         batch_now = Signal()
@@ -367,7 +446,15 @@ class AdapterMACArray(wiring.Component):
                              caddr.eq(nxt.op.coef_base), crow.eq(nxt.op.coef_base),
                              last_row.eq(nxt.rows == 1), last_k.eq(nxt.beats == 1),
                              first_kg.eq(1), last_kg.eq(first_glen == 1)]
+        b.batch_now, b.lsh_dz, b.promote, b.rsh_dz = batch_now, lsh_dz, promote, rsh_dz
+        b.rsh_dz_m1 = rsh_dz_m1
 
+    def _take_ops(self, b):
+        """Ops registered with their validity checks, then moved to the queue with the
+        fields derived from them."""
+        WRITE_STAGE, cdepth, cw, err_events = b.WRITE_STAGE, b.cdepth, b.cw, b.err_events
+        inner, kmax, lay, lowrank, m, nxt = b.inner, b.kmax, b.lay, b.lowrank, b.m, b.nxt
+        nxt_valid, ra, rb = b.nxt_valid, b.ra, b.rb
         # -- taking ops: registered with their validity checks (one bit each), then moved to
         # the queue with the fields derived from them ------------------------------------
         op = self.cmd.payload
@@ -428,6 +515,12 @@ class AdapterMACArray(wiring.Component):
         bad_op = Signal()
         m.d.comb += bad_op.eq(move & raw_bad)
         err_events.append(bad_op)
+        b.move, b.raw, b.raw_bad, b.raw_valid = move, raw, raw_bad, raw_valid
+
+    def _immediate(self, b):
+        """The immediate coefficient, scaled one bit per cycle while its op waits."""
+        cw, m, move, nxt, nxt_wait, raw = b.cw, b.m, b.move, b.nxt, b.nxt_wait, b.raw
+        raw_bad, sat_flag = b.raw_bad, b.sat_flag
         # the immediate, scaled one bit per cycle while the op waits in the queue (an op with
         # an immediate is rare: one zeroth-order update per step): shift right by rsh
         # keeping the last bit shifted out (round half up adds it), or left by lsh (at most
@@ -461,6 +554,11 @@ class AdapterMACArray(wiring.Component):
                           (nxt.op.op == Op.UPDATE) & (nxt.op.coef_source == CoefSource.IMM))
             m.d.sync += [nxt.imm.eq(scaled), q_state.eq(IDLE)]
 
+    def _coef_write(self, b):
+        """The coefficient memory's write port: COLACC results, then the scaled dz stream."""
+        batch_now, c_wr, caddr_w, coef_wp, cw = b.batch_now, b.c_wr, b.caddr_w, b.coef_wp, b.cw
+        err_events, lay, lsh_dz, m, rsh_dz = b.err_events, b.lay, b.lsh_dz, b.m, b.rsh_dz
+        rsh_dz_m1, sat_flag = b.rsh_dz_m1, b.sat_flag
         # coefficient write port: COLACC results first, then the dz stream, which is scaled
         # on its way in (dz * 2**dz_scale, rounded half up, saturated) so that updates read
         # ready coefficients: a register, a shift, a rounding, saturation, one stage each of
@@ -494,7 +592,13 @@ class AdapterMACArray(wiring.Component):
         err_events.append(coef_over)
         with m.If(batch_now):
             m.d.sync += coef_wp.eq(0)
+        b.ser_addr, b.ser_data, b.ser_we = ser_addr, ser_data, ser_we
 
+    def _operands(self, b):
+        """Stage 0 -> 1: the operands that come with the token; the optional read register."""
+        L, R, bw, c_rd, cur, curx, fw, inner = b.L, b.R, b.bw, b.c_rd, b.cur, b.curx, b.fw, b.inner
+        k, kind, lay, load_take, lowrank, m = b.k, b.kind, b.lay, b.load_take, b.lowrank, b.m
+        uses_z, w_rd, zalign, zw = b.uses_z, b.w_rd, b.zalign, b.zw
         # -- stage 0 -> 1: operands that come with the token --------------------------------
         local = Array(Signal(signed(fw), name=f"u{i}") for i in range(max(inner, 1)))
         s1_b = _lanes("s1_b", signed(bw), L)
@@ -539,7 +643,14 @@ class AdapterMACArray(wiring.Component):
             s1_b, s1_z, s1_op, s1_imm = d_b, d_z, d_op, d_imm
         else:
             w_data, c_data = w_rd.data, c_rd.data
+        b.c_data, b.local, b.s1_b, b.s1_imm, b.s1_op = c_data, local, s1_b, s1_imm, s1_op
+        b.s1_z, b.w_data = s1_z, w_data
 
+    def _perturb_stage(self, b):
+        """Stage WS: weights and coefficients arrive; perturbations shifted and added."""
+        L, WS, bw, c_data, ctl, cw, dump_busy = b.L, b.WS, b.bw, b.c_data, b.ctl, b.cw, b.dump_busy
+        kmax, m, s1_b, s1_imm, s1_op, s1_z = b.kmax, b.m, b.s1_b, b.s1_imm, b.s1_op, b.s1_z
+        valid, w_data, w_rd, ww, zw = b.valid, b.w_data, b.w_rd, b.ww, b.zw
         # -- stage WS: weights and coefficients arrive; shift perturbations -----------------
         c1 = ctl[WS]
         sws = max(ww, zw + kmax + 1) + 2
@@ -578,7 +689,15 @@ class AdapterMACArray(wiring.Component):
             m.d.comb += zsh.eq(s1_z[l] << s1_op.zshift)
             base_w = Mux(c1.op == Op.INIT, 0, Mux(c1.op == Op.LOAD, s1_b[l], wl))
             m.d.sync += [s2_wsum[l].eq(base_w + zsh), s2_b[l].eq(s1_b[l])]
+        b.s2_b, b.s2_coef, b.s2_imm, b.s2_perturbing = s2_b, s2_coef, s2_imm, s2_perturbing
+        b.s2_use_imm, b.s2_wsum = s2_use_imm, s2_wsum
 
+    def _multipliers(self, b):
+        """Stage WS+1: saturation and multiplier operands; stage 3 -> 4: the products."""
+        L, WS, aw, bw, ctl, lowrank, m, s2_b = b.L, b.WS, b.aw, b.bw, b.ctl, b.lowrank, b.m, b.s2_b
+        s2_coef, s2_imm, s2_perturbing = b.s2_coef, b.s2_imm, b.s2_perturbing
+        s2_use_imm, s2_wsum, sat_flag, valid = b.s2_use_imm, b.s2_wsum, b.sat_flag, b.valid
+        ww = b.ww
         # -- stage WS+1: saturate; choose the multiplier operands --------------------------
         c2 = ctl[WS + 1]
         coef_a = Mux(s2_use_imm, s2_imm, s2_coef)
@@ -597,7 +716,13 @@ class AdapterMACArray(wiring.Component):
         s4_p = _lanes("s4_p", signed(aw + bw), L)
         for l in range(L):
             m.d.sync += s4_p[l].eq(s3_a[l] * s3_b[l])
+        b.c2, b.early, b.s4_p = c2, early, s4_p
 
+    def _update_path(self, b):
+        """The update path: read again at stage 4, rounded and written at stage 5."""
+        L, LATE_READ, S, WRITE_STAGE, WS, aw = b.L, b.LATE_READ, b.S, b.WRITE_STAGE, b.WS, b.aw
+        bw, c2, ctl, early, m, s4_p, sat_flag = b.bw, b.c2, b.ctl, b.early, b.m, b.s4_p, b.sat_flag
+        valid, w_data, w_rd, w_wr, ww = b.valid, b.w_data, b.w_rd, b.w_wr, b.ww
         # -- update path: the word is read again at stage 4 (not carried down the pipeline),
         # stage 5 has it and the product's bits from S - 1 up (p'), and writes
         # W - round_half_up(p / 2**S) = W - floor((p' + 1) / 2) = floor((2W - p') / 2):
@@ -624,6 +749,11 @@ class AdapterMACArray(wiring.Component):
             m.d.comb += [w_wr.addr.eq(c2.word), w_wr.data.eq(Cat(*early)),
                          w_wr.en.eq(valid[WS + 1] & ((c2.op == Op.INIT) | (c2.op == Op.LOAD)))]
 
+    def _matvec_path(self, b):
+        """Matrix-vector path: adder tree, row accumulators, narrowing."""
+        ACC_STAGE, T, aw, bw, ctl, fifo, fw = b.ACC_STAGE, b.T, b.aw, b.bw, b.ctl, b.fifo, b.fw
+        lay, local, lowrank, m, max_out = b.lay, b.local, b.lowrank, b.m, b.max_out
+        max_rows, p, s4_p, sat_flag, valid, wf = b.max_rows, b.p, b.s4_p, b.sat_flag, b.valid, b.wf
         # -- matrix-vector path: adder tree, row accumulators, narrowing -------------------
         level = list(s4_p)
         for t in range(T):
@@ -661,7 +791,15 @@ class AdapterMACArray(wiring.Component):
         if lowrank:
             with m.If(n1_valid & (n1_dest == Dest.LOCAL)):
                 m.d.sync += local[n1_idx].eq(y)
+        b.n1_valid = n1_valid
 
+    def _colacc(self, b):
+        """COLACC: per-lane accumulation over rows, then lane-serial narrowing."""
+        C, L, WS, caddr_w, cdepth, ctl, cw = b.C, b.L, b.WS, b.caddr_w, b.cdepth, b.ctl, b.cw
+        inner, lowrank, m, max_k, nxt, promote = b.inner, b.lowrank, b.m, b.max_k, b.nxt, b.promote
+        s1_op, s4_p, sat_flag, ser_addr = b.s1_op, b.s4_p, b.sat_flag, b.ser_addr
+        ser_data, ser_we, serial_busy, valid = b.ser_data, b.ser_we, b.serial_busy, b.valid
+        ww = b.ww
         # -- COLACC: per-lane accumulation over rows, then lane-serial narrowing -----------
         if lowrank:
             lacc_w = cw + ww + max(C, 2).bit_length()
@@ -705,6 +843,11 @@ class AdapterMACArray(wiring.Component):
                 m.d.comb += [ser_we.eq(idx < inner), ser_addr.eq(ser_base + lane),
                              ser_data.eq(vsat)]
 
+    def _flags(self, b):
+        """Flags and status: events registered first (off the datapath's timing)."""
+        active, dump_busy, empty, err_events = b.active, b.dump_busy, b.empty, b.err_events
+        framing_event, m, n1_valid, nxt_valid = b.framing_event, b.m, b.n1_valid, b.nxt_valid
+        raw_valid, sat_events = b.raw_valid, b.sat_events
         # -- flags and status: events are registered first (off the datapath's timing) --
         pending = []
         for flag, events in ((self.saturated, sat_events), (self.error, err_events),
@@ -722,4 +865,3 @@ class AdapterMACArray(wiring.Component):
                 m.d.sync += flag.eq(1)
         m.d.comb += self.idle.eq(~raw_valid & ~nxt_valid & ~active & empty & ~n1_valid
                                  & ~dump_busy & ~Cat(*pending).any())
-        return m

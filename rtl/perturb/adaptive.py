@@ -3,13 +3,13 @@
 A step's static-scaled values ``x_i`` (kept with ``G = ADAPT_GUARD_BITS`` extra fraction
 bits) have energy ``S = sum(x_i**2)``; the target is ``T = D * 4**(f + G)`` (squared norm equal
 to the dimension ``D``). :class:`ScaleSolver` turns ``S`` into a small signed correction ``d``
-with one shift and one small constant multiplier
-(:class:`~fieldtune.rtl.perturb.numerics.AdaptiveConstants`); a :class:`Corrector` applies
+by counting the energy thresholds it does not exceed (the golden formula of
+:class:`~fieldtune.rtl.perturb.numerics.AdaptiveConstants`, tabulated); a :class:`Corrector` applies
 ``z = sat(round(x * (2**adapt_shift + d), adapt_shift + G))`` with ``adapt_bits`` shift-and-add
 partial products. ``round`` rounds half away from zero, so the correction is odd-symmetric.
 """
 
-from amaranth.hdl import Module, Signal, Mux, Cat, signed, unsigned
+from amaranth.hdl import Module, Signal, Mux, Array, Const, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -21,9 +21,14 @@ __all__ = ["ScaleSolver", "Corrector"]
 
 
 class ScaleSolver(wiring.Component):
-    """``energy`` to the correction ``d`` in four clock cycles: shift and clamp; the two
-    small multiplies (``q * linear``, ``q * q``); the quadratic term and the sum; rounding
-    and clamping (:class:`~fieldtune.rtl.perturb.numerics.AdaptiveConstants`).
+    """``energy`` to the correction ``d`` without a multiplier: ``d`` is the number of
+    thresholds (:meth:`~fieldtune.rtl.perturb.numerics.AdaptiveConstants.energy_thresholds`,
+    ``2 * d_max + 2`` constants) the energy does not exceed, less ``d_max + 1``. One
+    comparator walks the threshold table, one entry a cycle; the result is exactly the golden
+    formula's (``d_raw`` clamped, :func:`fieldtune.sim.golden.perturb.adaptive_scale`).
+    A step's solve happens once, after a measuring pass of at least ``beats`` cycles, so the
+    walk's ``2 * d_max + 2`` cycles cost little and save the four multipliers (SB_MAC16 on
+    iCE40) the direct formula needs.
 
     Ports
     -----
@@ -31,8 +36,8 @@ class ScaleSolver(wiring.Component):
         Sample ``energy`` at the next edge.
     energy : In(unsigned(energy_width))
     done : Out(1)
-        High for one cycle, four edges after ``start``; the outputs below are valid from then
-        on and held until the next ``start``.
+        High for one cycle, :attr:`latency` edges after ``start``; the outputs below are
+        valid from then on and held until the next ``start``.
     correction : Out(signed(adapt_bits + 1))
         ``d``, in ``[-(2**adapt_bits - 1), 2**adapt_bits - 1]``.
     magnitude, negative : Out(adapt_bits), Out(1)
@@ -44,37 +49,48 @@ class ScaleSolver(wiring.Component):
 
     def __init__(self, params, energy_width):
         self.constants = AdaptiveConstants.of(params)
+        self.thresholds = self.constants.energy_thresholds()
         self.energy_width = energy_width
+        self.latency = self.latency_of(params)
         super().__init__({
             "start": In(1), "energy": In(unsigned(energy_width)), "done": Out(1),
             "correction": Out(signed(params.adapt_bits + 1)),
             "magnitude": Out(params.adapt_bits), "negative": Out(1), "clamped": Out(1),
         })
 
+    @staticmethod
+    def latency_of(params):
+        """Edges from ``start`` to ``done``: the energy is sampled, each of the
+        ``2 * d_max + 2`` thresholds compared, the level turned into ``d``."""
+        return 2 * ((1 << params.adapt_bits) - 1) + 2 + 2
+
     def elaborate(self, platform):
         m = Module()
-        k = self.constants
-        q = Signal(range(-k.q_limit, k.q_limit + 1))
-        linear = Signal.like(q * k.linear)
-        squared = Signal(range(k.q_limit * k.q_limit + 1))
-        total = Signal.like((linear << (k.square_shift - k.shift)) + squared * k.quadratic)
-        stages = Signal(3)
-        difference = (k.target - self.energy) >> k.pre_shift
+        d_max = self.constants.d_max
+        n = len(self.thresholds)
+        # thresholds beyond any energy are "always"; -1 is "never"
+        top = (1 << self.energy_width) - 1
+        table = Array(Const(min(t, top), signed(self.energy_width + 1))
+                      for t in self.thresholds)
+        energy = Signal(unsigned(self.energy_width))
+        index = Signal(range(n))
+        level = Signal(range(n + 1))
+        walking, finishing = Signal(), Signal()
+        m.d.sync += [self.done.eq(finishing), finishing.eq(0)]
         with m.If(self.start):
-            m.d.sync += q.eq(Mux(difference > k.q_limit, k.q_limit,
-                                 Mux(difference < -k.q_limit, -k.q_limit, difference)))
-        m.d.sync += [
-            stages.eq(Cat(self.start, stages[:2])), self.done.eq(stages[2]),
-            linear.eq(q * k.linear),
-            squared.eq(q * q),
-            total.eq((linear << (k.square_shift - k.shift)) + squared * k.quadratic),
-        ]
-        raw = round_half_away(total, k.square_shift)
-        d = Mux(raw > k.d_max, k.d_max, Mux(raw < -k.d_max, -k.d_max, raw))
-        with m.If(stages[2]):
+            m.d.sync += [energy.eq(self.energy), index.eq(0), level.eq(0), walking.eq(1)]
+        with m.Elif(walking):
+            m.d.sync += [level.eq(level + (energy <= table[index])), index.eq(index + 1)]
+            with m.If(index == n - 1):
+                m.d.sync += [walking.eq(0), finishing.eq(1)]
+        d = Signal(signed(len(level) + 1))
+        m.d.comb += d.eq(level - (d_max + 1))
+        clamped = (level == 0) | (level == n)
+        limited = Mux(level == 0, -d_max, Mux(level == n, d_max, d))
+        with m.If(finishing):
             m.d.sync += [
-                self.correction.eq(d), self.magnitude.eq(abs(d)), self.negative.eq(d < 0),
-                self.clamped.eq((raw > k.d_max) | (raw < -k.d_max)),
+                self.correction.eq(limited), self.magnitude.eq(abs(limited)),
+                self.negative.eq(limited < 0), self.clamped.eq(clamped),
             ]
         return m
 

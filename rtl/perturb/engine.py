@@ -3,7 +3,7 @@
 :class:`PerturbationEngine` composes the cores of this package according to its
 :class:`~fieldtune.rtl.perturb.params.PerturbParams`:
 
-* a seed expander (:class:`~.xoshiro.Xoshiro128pp` keyed by ``(seed, step)``) that loads every
+* a seed expander (:class:`~.expander.SeedExpander` keyed by ``(seed, step)``) that loads every
   per-step state (draw sources, sign source, pool offsets) through one shift chain, 32 bits a
   cycle, so a step's vector is a pure function of ``(seed, step)``: replay is a new request;
 * draw lanes (a :class:`~.source.UniformSource` and a shaper each: :class:`~.uniform.
@@ -35,7 +35,7 @@ from .params import PerturbParams
 from .pool import ReusePool
 from .source import UniformSource
 from .uniform import UniformShaper
-from .xoshiro import Xoshiro128pp, plus_plus_sum, plus_plus_finish
+from .expander import SeedExpander
 
 
 __all__ = ["PerturbationEngine", "Request", "beat_layout", "from_config"]
@@ -95,15 +95,16 @@ class PerturbationEngine(wiring.Component):
         Adaptive scaling: the current step's correction hit its limit (norm not reached).
 
     Timing, in clock edges from the edge that accepts a request to the edge that transfers
-    the first beat with ``z.ready`` high (:meth:`latency`; W = 10: eight expander warm-up steps
-    and two for the registers its words pass through; C = :attr:`chain_words`):
+    the first beat with ``z.ready`` high (:meth:`latency`; W = 10: the expander's warm-up steps,
+    ``EXPANDER_WARMUP + 2``; C = :attr:`chain_words`):
 
     * always: ``1 + W + C + output_depth + 1`` (key the expander, warm it up, load the
       per-step state 32 bits a cycle, fill the pipeline);
     * pool mode, when the pool does not hold the request's seed: first a fill,
       ``1 + W + fill_words + pool_size + fill_depth + 1``;
     * adaptive scaling, the first request of a ``(seed, step)``: first a measuring pass,
-      ``1 + W + C + measure_walk * (beats + measure_depth) + 7`` (``measure_walk`` = 1 in pool
+      ``1 + W + C + measure_walk * (beats + measure_depth) + 3 + S`` (``S`` = the solver's
+      :meth:`~.adaptive.ScaleSolver.latency_of`, 34 by default; ``measure_walk`` = 1 in pool
       mode, else the draws per beat, which one squarer takes in turn), and in pool mode the
       rescaling of the pool, ``pool_size + 6``; the correction is cached, so replays of the
       same step skip both.
@@ -158,7 +159,7 @@ class PerturbationEngine(wiring.Component):
             cycles += 1 + w + self.fill_words + p.pool_size + self.fill_depth + 1
         if measure:
             cycles += (1 + w + self.chain_words + self.measure_walk * (p.beats + self.measure_depth)
-                       + 7)
+                       + 3 + ScaleSolver.latency_of(p))
             if p.reuse == "pool":
                 cycles += p.pool_size + 6
         return cycles
@@ -171,50 +172,11 @@ class PerturbationEngine(wiring.Component):
         seed, step = Signal(32), Signal(32)
         m.d.comb += self.busy.eq(~self.request.ready)
 
-        # -- seed expander ----------------------------------------------------------------
-        m.submodules.expander = expander = Xoshiro128pp()
-        # Its ++ output (two 32-bit adders in series) is computed in two registered halves,
-        # so `word` lags the generator by two steps and warming up takes two more. Warming
-        # up feeds `word` back into the state (Xoshiro128pp.feedback); keying clears it.
-        half, low, word = Signal(WORD), Signal(WORD), Signal(WORD)
-        warming = Signal()
-        s0, s3 = expander.state[:WORD], expander.state[3 * WORD:]
-        with m.If(expander.load):
-            m.d.sync += [half.eq(0), low.eq(0), word.eq(0)]
-        with m.Elif(expander.advance):
-            m.d.sync += [half.eq(plus_plus_sum(s0, s3)), low.eq(s0),
-                         word.eq(plus_plus_finish(half, low))]
-        m.d.comb += expander.feedback.eq(Mux(warming, word, 0))
+        expander, word, warming = self._expander(m)
         count = Signal(range(max(EXPANDER_WARMUP + 1, self.chain_words, self.fill_words,
                                  p.pool_size if p.reuse == "pool" else 1) + 1))
 
-        # -- the per-step state chain: draw sources, sign source, pool offsets ------------
-        members, draws = [], []
-        if p.reuse != "pool":
-            for g in range(p.draws):
-                source = UniformSource(self.draw_layout)
-                m.submodules[f"draw{g}"] = source
-                draws.append(source)
-                members.append(source)
-        signs = pool = None
-        if p.signed_reuse:
-            m.submodules.signs = signs = UniformSource(self.sign_layout)
-            members.append(signs)
-        if p.reuse == "pool":
-            m.submodules.pool = pool = ReusePool(p)
-            members.append(pool)
-        chain = Cat(*(member.state for member in members))
-        shifted = Cat(word, chain)[:len(chain)]
-        load = Signal()                 # shift one expander word into the chain
-        seal = Signal()                 # the last load cycle
-        offset = 0
-        for member in members:
-            width = len(member.state)
-            m.d.comb += [member.load.eq(load),
-                         member.load_state.eq(shifted[offset:offset + width])]
-            if isinstance(member, UniformSource):
-                m.d.comb += member.seal.eq(seal)
-            offset += width
+        draws, signs, pool, load, seal = self._chain(m, word)
 
         # -- the beat pipeline: valid/last per stage, one global enable --------------------
         depth = self.output_depth
@@ -251,15 +213,15 @@ class PerturbationEngine(wiring.Component):
 
         # -- control ----------------------------------------------------------------------
         def key(domain, key_word):
-            return Cat(seed, key_word, Const(EXPANDER_KEY[0] ^ domain, 32),
-                       Const(EXPANDER_KEY[1], 32))
+            return Cat(seed ^ (EXPANDER_KEY[0] ^ domain), key_word ^ EXPANDER_KEY[1])
 
         scale_valid = Signal()
         scale_seed, scale_step = Signal(32), Signal(32)
         cached = scale_valid & (scale_seed == seed) & (scale_step == step)
         if p.reuse == "pool":
-            pool_seed = Signal(32)
-            m.d.comb += self.seeded.eq(pool.filled & (pool_seed == seed))
+            # the pool holds the values of `seed`, the last request's: a request with
+            # another seed refills it first (an aborted fill leaves it unfilled)
+            m.d.comb += self.seeded.eq(pool.filled & ~pool.fill_start)
             fill = self._fill(m, word, pool)
         else:
             m.d.comb += self.seeded.eq(1)
@@ -272,7 +234,7 @@ class PerturbationEngine(wiring.Component):
                                  step.eq(self.request.payload.step)]
                     m.next = "KEY"
                     if p.reuse == "pool":
-                        with m.If(~pool.filled | (pool_seed != self.request.payload.seed)):
+                        with m.If(~pool.filled | (seed != self.request.payload.seed)):
                             m.next = "FILL_KEY"
             @contextmanager
             def keyed(prefix, key_value, chain_load, chain_seal, words, actions):
@@ -280,7 +242,7 @@ class PerturbationEngine(wiring.Component):
                 chain); `actions` are comb statements of the KEY cycle. The body runs in
                 LOAD's last cycle (the caller's transition)."""
                 with m.State(f"{prefix}KEY"):
-                    m.d.comb += [expander.load.eq(1), expander.load_state.eq(key_value),
+                    m.d.comb += [expander.load.eq(1), expander.key.eq(key_value),
                                  *actions]
                     m.d.sync += count.eq(0)
                     m.next = f"{prefix}WARM"
@@ -307,7 +269,6 @@ class PerturbationEngine(wiring.Component):
                         m.d.comb += fill["issue"].eq(1)
                         m.d.sync += count.eq(count + 1)
                     with m.If(pool.filled):
-                        m.d.sync += pool_seed.eq(seed)
                         m.next = "KEY"
             with keyed("", key(DOMAIN_STEP, step), load, seal, self.chain_words, [flush.eq(1)]):
                 m.next = "EMIT"
@@ -341,6 +302,46 @@ class PerturbationEngine(wiring.Component):
                         with m.If((count == 2) & pool.rescaled):
                             m.next = "KEY"
         return m
+
+    def _expander(self, m):
+        """The seed expander (:class:`~.expander.SeedExpander`), keyed by the control;
+        ``word`` is its registered output, ``warming`` its warm-up feedback."""
+        m.submodules.expander = expander = SeedExpander()
+        return expander, expander.word, expander.warming
+
+    def _chain(self, m, word):
+        """The per-step state chain (draw sources, sign source, pool offsets), loaded from
+        the expander one ``word`` a cycle while ``load``; ``seal`` marks the last word.
+        Returns ``(draws, signs, pool, load, seal)``."""
+        p = self.params
+        members, draws = [], []
+        if p.reuse != "pool":
+            for g in range(p.draws):
+                source = UniformSource(self.draw_layout)
+                m.submodules[f"draw{g}"] = source
+                draws.append(source)
+                members.append(source)
+        signs = pool = None
+        if p.signed_reuse:
+            m.submodules.signs = signs = UniformSource(self.sign_layout)
+            members.append(signs)
+        if p.reuse == "pool":
+            m.submodules.pool = pool = ReusePool(p)
+            members.append(pool)
+        chain = Cat(*(member.state for member in members))
+        shifted = Cat(word, chain)[:len(chain)]
+        load = Signal()                 # shift one expander word into the chain
+        seal = Signal()                 # the last load cycle
+        offset = 0
+        for member in members:
+            width = len(member.state)
+            m.d.comb += [member.load.eq(load),
+                         member.load_state.eq(shifted[offset:offset + width])]
+            if isinstance(member, UniformSource):
+                m.d.comb += member.seal.eq(seal)
+            offset += width
+
+        return draws, signs, pool, load, seal
 
     def _total_width(self):
         """Width of a step's energy: ``dimension`` squares of ``width``-bit codes."""

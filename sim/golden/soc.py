@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ...rtl.params import built_modes
 from ...rtl.mac.layout import Layout
 from ...rtl.sequencer import (Mode, COUNTERS, MAX_QUERIES, MAX_BATCH, CSHIFT_MIN, CSHIFT_MAX,
                               coef_shift_constants, RUN_CONFIG)
@@ -88,7 +89,8 @@ def check_run(config, cfg: RunConfig, records):
     fo_shift_bad = not CSHIFT_MIN <= cs_fo <= CSHIFT_MAX
     zo_shift_bad = k < 0 or not CSHIFT_MIN <= cs_z <= CSHIFT_MAX
     checks = {
-        "bad_mode": mode > Mode.DUMP.value,
+        "bad_mode": (mode > Mode.DUMP.value or (fo and "fo" not in built_modes(config))
+                     or (zo and "zo" not in built_modes(config))),
         "zero_epochs": fo and cfg.epochs == 0,
         "bad_batch": (fo and (not pow2 or batch > mac.max_batch))
                      or (zo and (not pow2 or batch > MAX_BATCH)),

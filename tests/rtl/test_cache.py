@@ -253,3 +253,36 @@ def test_writing_and_clear():
     model = CacheModel(params)
     model.write_record(*recs[2])
     assert_beats_match(params, seen["beats"], expected_beats(model, [0]))
+
+
+# A dequantizer narrower than the beat: the same beats, bit for bit, one lane group per cycle.
+SERIAL = [("unf4", 32, 8, 1), ("nf4", 8, 8, 3), ("int4", 16, 4, 2), ("pass8", 32, 8, 1),
+          ("uint4", 0, 32, 4), ("pass16", 32, 8, 5)]
+
+
+@pytest.mark.parametrize("codebook,block_size,lanes,dq_lanes", SERIAL)
+def test_round_trip_narrow_dequantizer(codebook, block_size, lanes, dq_lanes):
+    params = CacheParams(codebook=codebook, block_size=block_size, lanes=lanes,
+                         dequantizer_lanes=dq_lanes, taps=SMALL_TAPS, capacity=4,
+                         memory="spram" if lanes <= 8 else "bram")
+    round_trip(params, 3, [2, 0, 1, 2])
+
+
+@pytest.mark.parametrize("dq_lanes", [1, 3])
+def test_sustained_narrow_dequantizer(dq_lanes):
+    """A beat every ``beat_cycles`` cycles, no bubble at sample boundaries: the first beat
+    after read_latency, then beats * beat_cycles per sample."""
+    params = CacheParams(lanes=8, dequantizer_lanes=dq_lanes, capacity=2)
+    beats = CacheLayout(params).beats
+    assert params.beat_cycles == -(-8 // dq_lanes)
+    for n in (1, 3):
+        got, _ = round_trip(params, 2, [i % 2 for i in range(n)])
+        assert got["cycles"] == read_latency(params) + (n * beats - 1) * params.beat_cycles + 1
+
+
+def test_backpressure_narrow_dequantizer():
+    params = CacheParams(codebook="nf4", block_size=16, lanes=8, dequantizer_lanes=3,
+                         taps=SMALL_TAPS, capacity=4)
+    rng = np.random.default_rng(7)
+    ready_pattern = rng.random(4000) < 0.5
+    round_trip(params, 4, [3, 1, 0, 2], ready=lambda c: ready_pattern[c % 4000])

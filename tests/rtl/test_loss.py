@@ -78,8 +78,8 @@ def test_loss_unit_throughput():
     cmds = [{"z0": [int(v) for v in z0[i]], "label": int(labels[i]), "dz": 1,
              "zo": ZOSign.NONE, "zo_first": 0} for i in range(4)]
     got = _run(p, y, cmds)
-    # documented: about 3 * classes + 10 cycles per vector (the logit source stalls 1 in 5)
-    assert got["cycles"] <= 4 * (3 * p.classes + 10 + p.classes // 4 + 2)
+    # documented: about 3 * classes + 12 cycles per vector (the logit source stalls 1 in 5)
+    assert got["cycles"] <= 4 * (3 * p.classes + 12 + p.classes // 4 + 2)
 
 
 def test_error_against_float_is_small():

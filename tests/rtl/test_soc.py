@@ -118,6 +118,26 @@ def test_zeroth_order_steps_match_golden():
     assert (seen[1]["next_step"], seen[1]["next_cursor"]) == (46, 2)
 
 
+@pytest.mark.parametrize("built", ["fo", "zo"])
+def test_a_design_with_one_training_mode_runs_it_and_rejects_the_other(built):
+    other = {"fo": "zo", "zo": "fo"}[built]
+    cfg = tiny().replace(soc={"modes": [built]}, train={"mode": built})
+    soc = SoC(cfg)
+    assert soc.modes == (built,)
+    s = Session(cfg, n_records=7)
+    runs = {"fo": RunConfig(mode=Mode.FO, epochs=1, batch=4, lr_shift=4),
+            "zo": RunConfig(mode=Mode.ZO, steps=2, batch=4, eps_shift=3, zo_lr_shift=6)}
+    s.run(runs[other], dump=False)         # first: a dump run would reset the counters
+    s.prog.write_reg("errors", bad_mode=1)
+    s.model.errors.clear()
+    s.run(runs[built])
+    s.run(RunConfig(mode=Mode.EVAL, eval_first=0, eval_count=7))
+    _, seen = s.check()
+    assert seen[0]["errors"] == ["bad_mode"] and seen[0]["samples"] == 0
+    assert seen[1]["errors"] == [] and seen[1]["samples"] > 0
+    assert seen[2]["samples"] == 7
+
+
 def test_low_rank_adapters_match_golden():
     cfg = tiny("lowrank")
     s = Session(cfg)
@@ -271,6 +291,10 @@ def test_register_map_is_data():
      r"loss\.logit_width/logit_frac must be 16/8 \(the cache's frozen logits z0\), not 18/8"),
     ({"mac": {"coef_width": 12}},
      r"mac\.coef_width must be at least 16 \(dz is signed Q1\.prob_frac\), not 12"),
+    ({"mac": {"adapter": "lowrank"}, "cache": {"dequantizer_lanes": 1},
+      "perturb": {"dimension": 1056}},
+     r"cache\.dequantizer_lanes must be 0 or at least 2 \(a beat every 4 cycles for the MAC "
+     r"array\), not 1"),
 ])
 def test_soc_configuration_errors(changes, message):
     with pytest.raises(ValueError, match=f"^{message}$"):
@@ -288,3 +312,15 @@ def test_perturbation_dimension_must_cover_the_weights():
 def test_documented_memory_map_is_the_generated_one():
     doc = (Path(__file__).parents[2] / "docs" / "architecture.md").read_text()
     assert memory_map_markdown(SocMap(DesignConfig())) in doc
+
+
+@pytest.mark.parametrize("preset,changes,lanes", [
+    ("up5k", {}, 1),                                 # 8 lanes, a beat every 10 words
+    ("ecp5-85f", {}, 4),                             # 32 lanes, a beat every 10 words
+    ("up5k", {"mac": {"adapter": "lowrank"}, "perturb": {"dimension": 1056}}, 2),  # rank 4
+    ("up5k", {"cache": {"dequantizer_lanes": 8}}, 8),  # as configured
+])
+def test_dequantizer_as_narrow_as_the_mac_array_allows(preset, changes, lanes):
+    soc = SoC(DesignConfig.preset(preset).replace(**changes))
+    assert soc.cache.dequantizer_lanes == lanes
+    assert soc.cache.beat_cycles <= Layout(soc.mac).regions[0].rows

@@ -1,0 +1,642 @@
+"""The training sequencer: the epoch, mini-batch and query loops of the SoC, as micro-ops.
+
+:class:`Sequencer` turns one *run* (a start with the run-time configuration latched from the
+registers) into the streams the datapath of :class:`~fieldtune.rtl.soc.SoC` consumes:
+
+* ``mac_cmd``: micro-ops for the :class:`~fieldtune.rtl.mac.AdapterMACArray`, exactly the
+  programs of :func:`fieldtune.sim.golden.train.fo_program` / ``zo_program`` (the golden
+  model of the SoC composes those);
+* ``fetch``: sample reads from the forward cache: the features go to the MAC array's ``x``
+  stream; a read for a forward also makes the SoC's sample router issue the loss unit's
+  command (the sample's frozen logits z0 and label, which the cache delivers with the last
+  beat; the zeroth-order sign);
+* ``zreq``: perturbation requests ``(seed, step)`` (each forward of a zeroth-order query and
+  its update replay the same step).
+
+It consumes the loss unit's ``result`` stream (counters, the zeroth-order sums). Runs:
+
+=========  ===============================================================================
+mode       what a run does
+=========  ===============================================================================
+``FO``     ``epochs`` passes over the cached records ``0 .. records-1`` in mini-batches of
+           ``batch`` (a short last batch still divides by ``batch``): per mini-batch BATCH,
+           the forwards (MATVEC, read), then the updates (UPDATE, read).
+``ZO``     ``steps`` steps; step ``s`` uses the mini-batch at the cursor (which advances by
+           ``batch`` and wraps to 0 when the next batch would start past the records). Per
+           step, per query ``i < queries``: for every sample the forward at ``W + eps z`` and
+           at ``W - eps z`` with ``z`` of perturbation step ``p = step + s*queries + i``; then
+           per query the update ``W -= round_half_up(g_i / queries) * 2**-cshift * z`` with
+           ``z`` replayed (``g_i``: the loss unit's sum of ``L+ - L-`` over the batch).
+``EVAL``   one forward per record ``first .. first+count-1`` (no update): loss and accuracy
+           land in the counters.
+``LOAD``   LOAD ops for every weight region; the host writes the words through the weight
+           window.
+``DUMP``   DUMP ops for every weight region; the host reads the words.
+=========  ===============================================================================
+
+Illegal configurations set error strobes (:data:`SEQUENCER_ERRORS`) and start nothing: the
+run ends at once with ``done``. A start while busy is flagged and ignored. The watchdog
+aborts a FO/ZO/EVAL run after ``watchdog`` cycles without a transfer on any datapath stream
+(the SoC's ``progress`` input); the host may abort any run. An abort raises ``flush`` for
+:attr:`Sequencer.flush_cycles` cycles (the SoC resets the datapath with it) and ends the run.
+
+Timing: one action (op, fetch, request) per cycle when its stream is ready; the sequencer
+waits on back-pressure, never drops anything. ``done`` rises when everything issued has
+completed (MAC array idle, every loss result received, the datapath idle).
+"""
+
+from amaranth.hdl import Module, Signal, Mux, Cat, Const, signed, unsigned
+from amaranth.lib import wiring, stream, data, enum
+from amaranth.lib.wiring import In, Out
+from amaranth.lib.memory import Memory
+
+from ..params import MODES, SocParams
+from ..mac.params import MacParams
+from ..mac.layout import Layout
+from ..mac.array import update_shift
+from ..mac.ops import MAC_OP, IMM_WIDTH, COEF_ADDR_WIDTH
+from ..loss.params import LossParams
+from ..loss.unit import loss_result_layout, ZOSign
+from ..loss.tables import zo_sum_width
+from ..cache.params import CacheParams, INDEX_WIDTH
+from ..cache.layout import CacheLayout
+from ..cache.cache import drain_bound
+from ..perturb.params import PerturbParams
+from ..perturb.engine import Request
+from .programs import Dynamic, MacOp, Fetch, PerturbRequest, programs
+
+
+__all__ = ["Mode", "RUN_CONFIG", "COUNTERS", "SEQUENCER_ERRORS", "MAX_QUERIES", "MAX_BATCH",
+           "CSHIFT_MIN", "CSHIFT_MAX", "fetch_layout", "coef_shift_constants", "Sequencer",
+           "default_watchdog"]
+
+
+class Mode(enum.Enum, shape=3):
+    """What a run does (the ``mode`` register); values 5 to 7 are illegal."""
+    FO = 0
+    ZO = 1
+    EVAL = 2
+    LOAD = 3
+    DUMP = 4
+
+
+#: Most zeroth-order queries per step (``TrainParams.queries``).
+MAX_QUERIES = 16
+#: Largest mini-batch (``TrainParams.batch``; the loss unit's sum holds 256 pairs).
+MAX_BATCH = 256
+#: Range of the MAC array's signed 6-bit ``cshift`` field.
+CSHIFT_MIN, CSHIFT_MAX = -32, 31
+
+#: The run-time configuration, latched from the registers at start.
+RUN_CONFIG = data.StructLayout({
+    "mode": 3,
+    "epochs": 10,
+    "batch": 9,
+    "lr_shift": 5,
+    "eps_shift": 5,
+    "zo_lr_shift": 5,
+    "seed": 32,
+    "steps": 20,
+    "queries": 5,
+    "step": 32,
+    "cursor": INDEX_WIDTH,
+    "eval_first": INDEX_WIDTH,
+    "eval_count": INDEX_WIDTH,
+    "watchdog": 32,
+})
+
+#: Counters of a run (32-bit, saturating at 2**32 - 1), reset by every accepted start.
+COUNTERS = ("cycles", "samples", "epochs", "steps", "loss_sum", "correct")
+COUNTER_WIDTH = 32
+
+#: Error strobes of the sequencer, in register bit order, with their meaning.
+SEQUENCER_ERRORS = {
+    "bad_mode": "mode is not FO, ZO (those of them built: soc.modes), EVAL, LOAD or DUMP",
+    "zero_epochs": "FO with epochs = 0",
+    "bad_batch": "batch is not a power of two, or above mac.max_batch (FO) or 256 (ZO)",
+    "batch_count": "batch larger than the cached records (FO, ZO)",
+    "bad_shift": "lr_shift / eps_shift / zo_lr_shift give a scaling the MAC array cannot do",
+    "bad_steps": "ZO with steps = 0, queries = 0 or queries > 16",
+    "bad_cursor": "ZO cursor not below the cached records",
+    "eval_range": "EVAL range empty or beyond the cached records",
+    "bad_watchdog": "watchdog budget 0 (FO, ZO, EVAL)",
+    "busy": "start (or cache clear) while a run is busy: ignored",
+    "watchdog": "a run made no progress for watchdog cycles: aborted",
+    "aborted": "the host aborted a run",
+}
+
+
+def fetch_layout():
+    """A sample read: cache ``index``; ``forward`` (a loss command goes with it: the read
+    feeds a forward whose result the loss unit takes); ``zo`` (the zeroth-order sign of that
+    forward's loss); ``first`` (the first sample of a zeroth-order query: the sum restarts)."""
+    return data.StructLayout({"index": unsigned(INDEX_WIDTH), "forward": 1, "zo": ZOSign,
+                              "first": 1})
+
+
+def coef_shift_constants(mac: MacParams, loss: LossParams):
+    """``(C_FO, C_A, C_ZO, K0)``: the scaling of a first-order update is
+    ``cs = C_FO - lr_shift - log2(batch)`` (the BATCH op stores ``dz`` scaled by it; low-rank
+    ``A``: ``C_A - ...``, so COLACC scales ``v`` by the constant ``C_A - C_FO``), the
+    ``cshift`` of a zeroth-order update ``C_ZO - zo_lr_shift - log2(batch) + eps_shift``, and
+    the perturbation's ``zshift`` ``K0 - eps_shift`` (mirrors
+    :func:`fieldtune.sim.golden.train.fo_coef_shifts` / ``zo_coef_shift`` /
+    :func:`fieldtune.sim.golden.mac.zshift_for`; a test holds them equal)."""
+    us, wf, ff = update_shift(mac), mac.weight_frac, mac.feature_frac
+    v_frac = loss.prob_frac + wf - (mac.coef_width - 1)
+    z_align = max(mac.feature_width, mac.perturb_width) - mac.perturb_width
+    c_fo = us + wf - loss.prob_frac - ff
+    c_a = us + wf - v_frac - ff
+    c_zo = us + wf - loss.loss_frac - (mac.perturb_frac + z_align) - 1
+    return c_fo, c_a, c_zo, wf - mac.perturb_frac
+
+
+def default_watchdog(mac: MacParams, cache: CacheParams, perturb: PerturbParams):
+    """Reset value of the watchdog budget: a power of two at least 65,536 and 8 times the
+    longest legitimate pause of the datapath (a pool fill plus a MATVEC and a cache read)."""
+    pause = 8 * (Layout(mac).words + perturb.pool_size + CacheLayout(cache).beats + 256)
+    return max(1 << 16, 1 << (pause - 1).bit_length())
+
+
+def _sat_add(a, b, width=COUNTER_WIDTH):
+    """``a + b`` saturating at ``2**width - 1`` (counters never wrap)."""
+    s = a + b
+    return Mux(s[width:].any(), (1 << width) - 1, s[:width])
+
+
+def _sat_inc(counter):
+    """Statements of ``counter + 1`` saturating at all ones: an incrementer enabled while
+    the counter is not full (a carry chain and an AND, no adder and multiplexer)."""
+    return [counter.eq(Mux(counter.all(), counter, counter + 1))]
+
+
+class Sequencer(wiring.Component):
+    """Runs FO, ZO, EVAL, LOAD and DUMP (see the module documentation).
+
+    Parameters
+    ----------
+    mac : MacParams
+    loss : LossParams
+    cache : CacheParams
+
+    Attributes
+    ----------
+    start, abort : In(1)
+        Strobes (the ``control`` register's ``w1p`` bits).
+    settings : In(RUN_CONFIG)
+        The registers; latched on ``start``.
+    records : In(range(capacity + 1))
+        Records in the forward cache; latched on ``start``.
+    mac_cmd : Out(stream.Signature(MAC_OP))
+    fetch : Out(stream.Signature(fetch_layout()))
+    zreq : Out(stream.Signature(Request))
+    result : In(stream.Signature(loss_result_layout))
+        Always ready.
+    mac_idle, datapath_idle, engine_busy, progress : In(1)
+        Completion (``done`` waits for all three) and watchdog inputs.
+    mode : Out(Mode)
+        The mode of the current (or last) run.
+    busy, done : Out(1)
+        ``busy`` from start to the end of the run; ``done`` from the end of a run (or of a
+        rejected start) to the next accepted start.
+    accepted : Out(1)
+        Strobe: a run was accepted (clears the MAC array's flags and the window lanes).
+    flush : Out(1)
+        Datapath reset during an abort.
+    counters : Out(COUNTERS)
+    next_step, next_cursor : Out
+        Zeroth order: the perturbation step and cursor the next run continues from.
+    errors : Out(SEQUENCER_ERRORS)
+        One-cycle strobes.
+    """
+
+    def __init__(self, mac: MacParams, loss: LossParams, cache: CacheParams,
+                 perturb: PerturbParams, modes=MODES):
+        for name, value, cls in (("mac", mac, MacParams), ("loss", loss, LossParams),
+                                 ("cache", cache, CacheParams),
+                                 ("perturb", perturb, PerturbParams)):
+            if not isinstance(value, cls):
+                raise TypeError(f"{name} must be a {cls.__name__}, not {type(value).__name__}")
+        self.mac, self.loss, self.cache, self.perturb = mac, loss, cache, perturb
+        #: Training modes built (``SocParams.modes``): the loops of the others are left out.
+        self.modes = tuple(SocParams(modes=modes).modes)
+        self.layout = Layout(mac)
+        c_fo, c_a, _, _ = coef_shift_constants(mac, loss)
+        #: COLACC's ``cshift`` (low-rank first order): ``v`` scaled for A's update.
+        self.colacc_cshift = c_a - c_fo
+        if len(self.layout.regions) == 2 and not CSHIFT_MIN <= self.colacc_cshift \
+                <= mac.coef_width - 1:
+            raise ValueError(f"mac.coef_width must be at least {self.colacc_cshift + 1} for "
+                             f"low-rank adapters, not {mac.coef_width}")
+        #: Cycles ``flush`` stays high: every beat the cache may still hold drains.
+        self.flush_cycles = drain_bound(cache, 2) + 16
+        super().__init__({
+            "start": In(1),
+            "abort": In(1),
+            "settings": In(RUN_CONFIG),
+            "records": In(range(cache.capacity + 1)),
+            "mac_cmd": Out(stream.Signature(MAC_OP)),
+            "fetch": Out(stream.Signature(fetch_layout())),
+            "zreq": Out(stream.Signature(Request)),
+            "result": In(stream.Signature(loss_result_layout(loss))),
+            "mac_idle": In(1),
+            "datapath_idle": In(1),
+            "engine_busy": In(1),
+            "progress": In(1),
+            "mode": Out(Mode),
+            "busy": Out(1),
+            "done": Out(1),
+            "accepted": Out(1),
+            "flush": Out(1),
+            "counters": Out(data.StructLayout({c: COUNTER_WIDTH for c in COUNTERS})),
+            "next_step": Out(32),
+            "next_cursor": Out(INDEX_WIDTH),
+            "errors": Out(data.StructLayout({e: 1 for e in SEQUENCER_ERRORS})),
+        })
+
+    # -- gateware ---------------------------------------------------------------------------
+
+    #: Control states (besides one state per program action), in encoding order, and the
+    #: training mode that needs them (None: every design).
+    CONTROL_STATES = {"IDLE": None, "CHECK": None, "FO_BATCH": "fo", "FO_NEXT": "fo",
+                      "ZO_STEP": "zo", "ZF_NEXT": "zo", "ZU_WAIT": "zo", "ZU_READ": "zo",
+                      "ZU_DIV": "zo", "ZU_NEXT": "zo", "STEP_END": "zo", "EV_START": None,
+                      "DRAIN": None, "ABORT": None}
+    #: The training mode of each program (None: every design).
+    PROGRAM_MODES = {"FO": "fo", "ZF": "zo", "ZU": "zo", "EV": None, "LD": None, "DP": None}
+
+    def programs(self):
+        """This design's programs (:func:`~fieldtune.rtl.sequencer.programs.programs`) of the
+        modes it builds."""
+        return {name: prog
+                for name, prog in programs(len(self.layout.regions), self.colacc_cshift).items()
+                if self.PROGRAM_MODES[name] in (None, *self.modes)}
+
+    def state_enum(self):
+        """The state machine's states as an enumeration (names show in waveforms): the
+        control states, then one per program action (``FO_forward_0_MacOp``, ...)."""
+        names = [n for n, mode in self.CONTROL_STATES.items() if mode in (None, *self.modes)]
+        for prog in self.programs().values():
+            names += prog.states
+        return enum.Enum("SequencerState", [(n, i) for i, n in enumerate(names)])
+
+    def elaborate(self, platform):
+        m = Module()
+        progs = self.programs()
+        State = self.state_enum()
+        r = _RunState(self, State)
+        m.d.comb += [self.mode.eq(r.cfg.mode), self.next_step.eq(r.pstep),
+                     self.next_cursor.eq(r.base)]
+        m.d.comb += [r.busy.eq(r.state != State.IDLE), self.busy.eq(r.busy)]
+        got = self._results(m, r)
+        self._counters(m, r, got)
+        check_bits, checks, shifts = self._checks(m, r)
+        wd_fire = self._watchdog(m, r)
+        m.d.comb += self.accepted.eq(0)
+        with m.If(r.busy & self.start):
+            m.d.comb += self.errors.busy.eq(1)
+
+        imm_div = _Divider(m, zo_sum_width(self.loss), MAX_QUERIES) if "zo" in self.modes \
+            else None
+        with m.Switch(r.state):
+            self._control(m, r, State, progs, check_bits, checks, shifts, imm_div)
+            for prog in progs.values():
+                self._program(m, r, State, prog)
+
+        # abort (host or watchdog) overrides whatever the state machine chose
+        with m.If(r.busy & (r.state != State.CHECK) & (r.state != State.ABORT)
+                  & (self.abort | wd_fire)):
+            m.d.comb += [self.errors.aborted.eq(self.abort),
+                         self.errors.watchdog.eq(wd_fire & ~self.abort)]
+            m.d.sync += [r.state.eq(State.ABORT), r.flush_count.eq(0)]
+        return m
+
+    def _results(self, m, r):
+        """Counts the loss unit's results; stores each zeroth-order query's sum when its
+        last ``-`` result arrives. Returns the "a result arrived" signal."""
+        got = Signal()
+        m.d.comb += [self.result.ready.eq(1), got.eq(self.result.valid)]
+        m.d.sync += r.outstanding.eq(r.outstanding + r.issued_out - got)
+        if "zo" not in self.modes:
+            return got
+        m.submodules.gmem = gmem = Memory(shape=signed(zo_sum_width(self.loss)),
+                                          depth=MAX_QUERIES, init=[])
+        g_wr = gmem.write_port()
+        r.g_rd = gmem.read_port(transparent_for=())
+        res = self.result.payload
+        m.d.comb += [g_wr.addr.eq(r.res_q), g_wr.data.eq(res.zo_sum)]
+        with m.If(got & (r.cfg.mode == Mode.ZO)):
+            with m.If(r.res_n == 2 * r.nb - 1):
+                m.d.comb += g_wr.en.eq(1)
+                m.d.sync += [r.res_n.eq(0), r.res_q.eq(r.res_q + 1)]
+            with m.Else():
+                m.d.sync += r.res_n.eq(r.res_n + 1)
+        return got
+
+    def _counters(self, m, r, got):
+        """The run's counters (saturating; cleared at every accepted start, see CHECK)."""
+        c, res = self.counters, self.result.payload
+        with m.If(got):
+            m.d.sync += [*_sat_inc(c.samples), c.loss_sum.eq(_sat_add(c.loss_sum, res.loss))]
+            with m.If(res.correct):
+                m.d.sync += _sat_inc(c.correct)
+        with m.If(r.busy & (r.state != r.State.CHECK)):
+            m.d.sync += _sat_inc(c.cycles)
+
+    def _checks(self, m, r):
+        """The checks of a start (all at once, in CHECK) and the shifts they accept."""
+        mac, cfg, records = self.mac, r.cfg, r.records
+        c_fo, _, c_zo, k0 = coef_shift_constants(mac, self.loss)
+        batch = cfg.batch
+        pow2 = Signal()
+        m.d.comb += pow2.eq((batch != 0) & ((batch & (batch - 1)) == 0))
+        lb = Signal(range(9))
+        for i in range(9):
+            with m.If(batch[i]):
+                m.d.comb += lb.eq(i)
+        cs_fo, cs_z, k = Signal(signed(9)), Signal(signed(9)), Signal(signed(7))
+        m.d.comb += [cs_fo.eq(c_fo - cfg.lr_shift - lb),
+                     cs_z.eq(c_zo - cfg.zo_lr_shift - lb + cfg.eps_shift),
+                     k.eq(k0 - cfg.eps_shift)]
+        is_fo, is_zo, is_ev = (cfg.mode == Mode.FO, cfg.mode == Mode.ZO, cfg.mode == Mode.EVAL)
+        fo_shift_bad = (cs_fo < CSHIFT_MIN) | (cs_fo > CSHIFT_MAX)
+        zo_shift_bad = ((k < 0) | (cs_z < CSHIFT_MIN) | (cs_z > CSHIFT_MAX))
+        checks = {
+            "bad_mode": (cfg.mode > Mode.DUMP.value)
+                        | (is_fo & ("fo" not in self.modes)) | (is_zo & ("zo" not in self.modes)),
+            "zero_epochs": is_fo & (cfg.epochs == 0),
+            "bad_batch": (is_fo & (~pow2 | (batch > mac.max_batch)))
+                         | (is_zo & (~pow2 | (batch > MAX_BATCH))),
+            "batch_count": (is_fo | is_zo) & (batch > records),
+            "bad_shift": (is_fo & fo_shift_bad) | (is_zo & zo_shift_bad),
+            "bad_steps": is_zo & ((cfg.steps == 0) | (cfg.queries == 0)
+                                  | (cfg.queries > MAX_QUERIES)),
+            "bad_cursor": is_zo & (cfg.cursor >= records),
+            "eval_range": is_ev & ((cfg.eval_count == 0)
+                                   | (cfg.eval_first + cfg.eval_count > records)),
+            "bad_watchdog": (is_fo | is_zo | is_ev) & (cfg.watchdog == 0),
+        }
+        check_bits = Signal(len(checks))
+        m.d.comb += check_bits.eq(Cat(*checks.values()))
+        return check_bits, checks, {"lb": lb, "cs": cs_fo, "cs_z": cs_z, "k": k}
+
+    def _watchdog(self, m, r):
+        """A down-counter loaded with the budget on every datapath transfer; fires when a
+        watched run (FO, ZO, EVAL) counts it out."""
+        State, cfg = r.State, r.cfg
+        watched = r.busy & (r.state != State.CHECK) & (r.state != State.ABORT) \
+            & ((cfg.mode == Mode.FO) | (cfg.mode == Mode.ZO) | (cfg.mode == Mode.EVAL))
+        with m.If(~watched | self.progress):
+            m.d.sync += r.wd.eq(cfg.watchdog)
+        with m.Elif(r.wd != 1):
+            m.d.sync += r.wd.eq(r.wd - 1)
+        fire = Signal()          # the budget's last cycle without a transfer
+        m.d.comb += fire.eq(watched & (r.wd == 1) & ~self.progress)
+        return fire
+
+    def _control(self, m, r, State, progs, check_bits, checks, shifts, imm_div):
+        """The control states: start and its checks, the loops between program bodies,
+        completion and abort."""
+        cfg, records = r.cfg, r.records
+        entry = {name: State[prog.states[0]] for name, prog in progs.items()}
+        with m.Case(State.IDLE):
+            with m.If(self.start):
+                m.d.sync += [cfg.eq(self.settings), records.eq(self.records),
+                             self.done.eq(0), r.state.eq(State.CHECK)]
+        with m.Case(State.CHECK):
+            with m.If(check_bits.any()):
+                for i, name in enumerate(checks):
+                    m.d.comb += getattr(self.errors, name).eq(check_bits[i])
+                m.d.sync += [self.done.eq(1), r.state.eq(State.IDLE)]
+            with m.Else():
+                m.d.comb += self.accepted.eq(1)
+                m.d.sync += [r.cs.eq(shifts["cs"]), r.cs_z.eq(shifts["cs_z"]),
+                             r.k.eq(shifts["k"]), r.outstanding.eq(0), r.epoch.eq(0),
+                             r.zstep.eq(0), r.qi.eq(0), r.res_n.eq(0), r.res_q.eq(0)]
+                m.d.sync += [getattr(self.counters, c).eq(0) for c in COUNTERS]
+                with m.Switch(cfg.mode):
+                    if "fo" in self.modes:
+                        with m.Case(Mode.FO):
+                            m.d.sync += [r.base.eq(0), r.state.eq(State.FO_BATCH)]
+                    if "zo" in self.modes:
+                        with m.Case(Mode.ZO):
+                            m.d.sync += [r.base.eq(cfg.cursor), r.pstep.eq(cfg.step),
+                                         r.state.eq(State.ZO_STEP)]
+                    with m.Case(Mode.EVAL):
+                        m.d.sync += [r.base.eq(cfg.eval_first), r.state.eq(State.EV_START)]
+                    with m.Case(Mode.LOAD):
+                        m.d.sync += r.state.eq(entry["LD"])
+                    with m.Default():
+                        m.d.sync += r.state.eq(entry["DP"])
+        with m.Case(State.EV_START):
+            m.d.sync += [r.nb.eq(cfg.eval_count), r.state.eq(entry["EV"]), *r.begin_phase()]
+        with m.Case(State.DRAIN):
+            with m.If((r.outstanding == 0) & self.mac_idle & self.datapath_idle
+                      & ~self.engine_busy):
+                m.d.sync += [self.done.eq(1), r.state.eq(State.IDLE)]
+        with m.Case(State.ABORT):
+            m.d.comb += self.flush.eq(1)
+            m.d.sync += r.flush_count.eq(r.flush_count + 1)
+            with m.If(r.flush_count == self.flush_cycles - 1):
+                m.d.sync += [self.done.eq(1), r.flush_count.eq(0), r.outstanding.eq(0),
+                             r.state.eq(State.IDLE)]
+
+        if "fo" in self.modes:
+            self._control_fo(m, r, State, entry)
+        if "zo" in self.modes:
+            self._control_zo(m, r, State, entry, imm_div)
+
+    def _control_fo(self, m, r, State, entry):
+        """First order: a mini-batch at a time, epochs over the records."""
+        cfg, records, batch = r.cfg, r.records, r.cfg.batch
+        left = records - r.base
+        with m.Case(State.FO_BATCH):
+            m.d.sync += [r.nb.eq(Mux(left < batch, left, batch)), r.state.eq(entry["FO"]),
+                         *r.begin_phase()]
+        with m.Case(State.FO_NEXT):
+            m.d.sync += _sat_inc(self.counters.steps)
+            nxt = r.base + batch
+            with m.If(nxt >= records):
+                m.d.sync += [*_sat_inc(self.counters.epochs), r.epoch.eq(r.epoch + 1),
+                             r.base.eq(0)]
+                m.d.sync += r.state.eq(Mux(r.epoch + 1 == cfg.epochs, State.DRAIN,
+                                           State.FO_BATCH))
+            with m.Else():
+                m.d.sync += [r.base.eq(nxt), r.state.eq(State.FO_BATCH)]
+
+    def _control_zo(self, m, r, State, entry, imm_div):
+        """Zeroth order: per step the queries' forwards, then per query its update."""
+        cfg, records, batch = r.cfg, r.records, r.cfg.batch
+        left = records - r.base
+        with m.Case(State.ZO_STEP):
+            m.d.sync += [r.nb.eq(Mux(left < batch, left, batch)), r.qi.eq(0), r.res_n.eq(0),
+                         r.res_q.eq(0), r.state.eq(entry["ZF"]), *r.begin_phase()]
+        with m.Case(State.ZF_NEXT):
+            m.d.sync += r.begin_phase()
+            with m.If(r.qi + 1 == cfg.queries):
+                m.d.sync += [r.qi.eq(0), r.state.eq(State.ZU_WAIT)]
+            with m.Else():
+                m.d.sync += [r.qi.eq(r.qi + 1), r.state.eq(entry["ZF"])]
+        with m.Case(State.ZU_WAIT):
+            m.d.comb += r.g_rd.addr.eq(r.qi)
+            with m.If(r.res_q > r.qi):
+                m.d.sync += r.state.eq(State.ZU_READ)
+        with m.Case(State.ZU_READ):
+            with m.If(cfg.queries == 1):
+                m.d.sync += [r.g.eq(r.g_rd.data), r.state.eq(entry["ZU"])]
+            with m.Else():
+                imm_div.load(r.g_rd.data, cfg.queries)
+                m.d.sync += r.state.eq(State.ZU_DIV)
+        with m.Case(State.ZU_DIV):
+            with m.If(imm_div.step()):
+                m.d.sync += [r.g.eq(imm_div.result), r.state.eq(entry["ZU"])]
+        with m.Case(State.ZU_NEXT):
+            with m.If(r.qi + 1 == cfg.queries):
+                m.d.sync += r.state.eq(State.STEP_END)
+            with m.Else():
+                m.d.sync += [r.qi.eq(r.qi + 1), r.state.eq(State.ZU_WAIT)]
+        with m.Case(State.STEP_END):
+            m.d.sync += [*_sat_inc(self.counters.steps), r.pstep.eq(r.pstep + cfg.queries),
+                         r.zstep.eq(r.zstep + 1)]
+            nxt = r.base + batch
+            with m.If(nxt >= records):
+                m.d.sync += [r.base.eq(0), *_sat_inc(self.counters.epochs)]
+            with m.Else():
+                m.d.sync += r.base.eq(nxt)
+            m.d.sync += r.state.eq(Mux(r.zstep + 1 == cfg.steps, State.DRAIN, State.ZO_STEP))
+
+    def _program(self, m, r, State, prog):
+        """One state per action of ``prog``: drive the action's stream, move on when it is
+        taken (to the next action, the phase's next sample, the next phase or ``then``)."""
+        C, inner = self.mac.classes, self.layout.inner
+        names = iter(prog.states)
+        for p, phase in enumerate(prog.phases):
+            first = None
+            for a, action in enumerate(phase.actions):
+                name = next(names)
+                first = first or name
+                with m.Case(State[name]):
+                    taken = self._action(m, r, action)
+                    with m.If(taken):
+                        if a + 1 < len(phase.actions):
+                            m.d.sync += r.state.eq(State[prog.states[
+                                prog.states.index(name) + 1]])
+                            continue
+                        following = (State[prog.states[prog.states.index(name) + 1]]
+                                     if p + 1 < len(prog.phases) else State[prog.then])
+                        last = (r.n + 1 >= r.nb) if phase.each else Const(1)
+                        with m.If(last):
+                            m.d.sync += [*r.begin_phase(), r.state.eq(following)]
+                        with m.Else():
+                            m.d.sync += [r.n.eq(r.n + 1), r.sample.eq(r.sample + 1),
+                                         r.cb.eq(r.cb + C), r.vb.eq(r.vb + inner),
+                                         r.state.eq(State[first])]
+
+    def _action(self, m, r, action):
+        """Drive one action's stream; returns the signal that says it was taken."""
+        if isinstance(action, Fetch):
+            s = self.fetch
+            m.d.comb += [s.valid.eq(1), s.payload.index.eq(r.sample),
+                         s.payload.forward.eq(action.forward), s.payload.zo.eq(action.sign),
+                         s.payload.first.eq(r.n == 0)]
+            return s.ready
+        if isinstance(action, PerturbRequest):
+            s = self.zreq
+            m.d.comb += [s.valid.eq(1), s.payload.seed.eq(r.cfg.seed),
+                         s.payload.step.eq(r.pstep + r.qi)]
+            return s.ready
+        assert isinstance(action, MacOp)
+        s = self.mac_cmd
+        m.d.comb += s.valid.eq(1)
+        # every field driven: undriven bits are x in a Verilog simulator
+        for key, value in action.fields().items():
+            m.d.comb += getattr(s.payload, key).eq(r.dynamic[value]
+                                                   if isinstance(value, Dynamic) else value)
+        if action.has_results:
+            m.d.comb += r.issued_out.eq(s.ready)
+        return s.ready
+
+
+class _RunState:
+    """The sequencer's registers during a run, sized by the design (not by the register
+    map): sample indices by the cache capacity, coefficient bases by the MAC array's
+    coefficient memory."""
+
+    def __init__(self, seq, State):
+        cache = seq.cache
+        self.State = State
+        self.state = Signal(State)
+        self.busy = Signal()
+        self.cfg = Signal(RUN_CONFIG)
+        self.records = Signal(range(cache.capacity + 1))
+        # every index is checked at start against the records (at most the capacity)
+        index = range(max(cache.capacity, MAX_BATCH) + 1)
+        self.base = Signal(index)       # FO: batch start; ZO: cursor; EVAL: first record
+        self.nb = Signal(index)         # samples in the current batch / range
+        self.n = Signal(index)          # sample within the phase
+        self.sample = Signal(index)     # base + n
+        self.cb = Signal(COEF_ADDR_WIDTH)       # n * classes: dz of sample n
+        self.vb = Signal(COEF_ADDR_WIDTH)       # v_base + n * rank * taps: v of sample n
+        self.v_base = seq.layout.v_base
+        width = {name: len(self.cfg[name]) for name in ("epochs", "steps", "step", "watchdog")}
+        self.epoch = Signal(width["epochs"])
+        self.zstep = Signal(width["steps"])
+        self.qi = Signal(range(MAX_QUERIES + 1))
+        self.pstep = Signal(width["step"])
+        self.g = Signal(signed(IMM_WIDTH))
+        # MATVEC results not yet through the loss unit: the MAC array reserves a MATVEC's
+        # results in its out FIFO before issuing it, so few are ever in flight
+        self.outstanding = Signal(range(64))
+        self.issued_out = Signal()      # a MATVEC with results on `out` was accepted
+        self.res_n = Signal(range(2 * MAX_BATCH + 1))
+        self.res_q = Signal(range(MAX_QUERIES + 1))
+        self.wd = Signal(width["watchdog"])
+        self.flush_count = Signal(range(seq.flush_cycles + 1))
+        self.cs, self.cs_z, self.k = Signal(signed(8)), Signal(signed(8)), Signal(signed(7))
+        self.dynamic = {Dynamic.FO_CSHIFT: self.cs[:6], Dynamic.ZO_CSHIFT: self.cs_z[:6],
+                        Dynamic.ZSHIFT: self.k[:5], Dynamic.COEF_BASE: self.cb,
+                        Dynamic.V_BASE: self.vb, Dynamic.GRADIENT: self.g}
+        self.g_rd = None
+
+    def begin_phase(self):
+        """Statements that restart a phase at the first sample of the batch."""
+        return [self.n.eq(0), self.sample.eq(self.base), self.cb.eq(0),
+                self.vb.eq(self.v_base)]
+
+
+class _Divider:
+    """``round_half_up(g / q) = floor((2g + q) / 2q)`` for a signed ``g`` and ``1 <= q <= 16``,
+    one quotient bit per cycle (restoring division of magnitudes)."""
+
+    def __init__(self, m, gw, qmax):
+        self.m = m
+        self.nw = gw + 2                 # 2g + q
+        dw = (2 * qmax).bit_length()
+        self.num = Signal(self.nw)       # magnitude, shifted out as the quotient shifts in
+        self.den = Signal(dw)
+        self.rem = Signal(dw + 1)
+        self.neg = Signal()
+        self.count = Signal(range(self.nw + 1))
+        self.result = Signal(signed(IMM_WIDTH))
+        m.d.comb += self.result.eq(Mux(self.neg, -self.num.as_signed(), self.num.as_signed()))
+
+    def load(self, g, q):
+        m, nw = self.m, self.nw
+        num = Signal(signed(nw + 1))
+        m.d.comb += num.eq((g << 1) + q)
+        den = q << 1
+        m.d.sync += [self.neg.eq(num < 0), self.den.eq(den), self.rem.eq(0),
+                     self.count.eq(nw),
+                     self.num.eq(Mux(num < 0, -num + den - 1, num)[:nw])]
+
+    def step(self):
+        """Advance one bit; returns a signal high in the cycle the quotient is complete."""
+        m, nw = self.m, self.nw
+        r2 = Signal(len(self.rem) + 1)
+        m.d.comb += r2.eq(Cat(self.num[nw - 1], self.rem))
+        fits = r2 >= self.den
+        with m.If(self.count != 0):
+            m.d.sync += [self.count.eq(self.count - 1),
+                         self.rem.eq(Mux(fits, r2 - self.den, r2)),
+                         self.num.eq(Cat(fits, self.num[:nw - 1]))]
+        return self.count == 0
