@@ -27,7 +27,7 @@ from amaranth.lib import wiring
 from amaranth.back import rtlil
 
 
-__all__ = ["DEVICES", "Device", "Implementation", "BenchHarness", "implement"]
+__all__ = ["DEVICES", "Device", "Implementation", "BenchHarness", "implement", "hierarchy"]
 
 
 @dataclass(frozen=True)
@@ -137,7 +137,7 @@ def _count(cells, family):
 SPRAM_SUFFIX_PATTERN = "*_spram"
 
 
-def _synth_script(family, top_module, *, dsp=True, spram=False):
+def _synth_script(family, top_module, *, dsp=True, spram=False, keep=None):
     if family == "ice40":
         synth = "synth_ice40" + (" -dsp" if dsp else "") + (" -spram" if spram else "")
     else:
@@ -149,7 +149,7 @@ def _synth_script(family, top_module, *, dsp=True, spram=False):
     return "\n".join([
         "read_rtlil design.il",
         *uninit,
-        f"setattr -mod -set keep_hierarchy 1 {top_module}",
+        f"setattr -mod -set keep_hierarchy 1 {keep or top_module}",
         # Amaranth names each element of an ArrayLayout view "x[0]" beside the wire "x";
         # ABC9's reintegration then creates a second "x[0]" and asserts
         # (YosysHQ/yosys#4349). Those alias wires need no public name.
@@ -221,3 +221,52 @@ def implement(dut, device, env, *, workdir=None, dsp=True, spram=False, seed=1, 
         result.fmax_mhz = round(min(fmax), 2) if fmax else None
         result.fits = True
         return result
+
+
+def hierarchy(dut, device, env, *, workdir=None, dsp=True, spram=False, timeout=3600):
+    """Synthesize ``dut`` for ``device`` keeping every module of its hierarchy, and return one
+    row per module: ``{"module", "luts", "ffs", "dsps", "brams", "sprams", "own_luts"}``,
+    totals including submodules (``own_luts``: the module's own cells), ``module`` the
+    instance path from ``dut`` (``"dut"``, ``"dut.cache"``, ...), in path order.
+
+    The same flow as :func:`implement` (harness, synthesis script) but with ``keep_hierarchy``
+    on every module, so no optimization crosses a module boundary: the total is somewhat
+    larger than a flattened build's. Synthesis only; no place and route."""
+    dev = DEVICES[device]
+    with tempfile.TemporaryDirectory(prefix="fieldtune-hier-") as tmp:
+        work = Path(workdir) if workdir is not None else Path(tmp)
+        work.mkdir(parents=True, exist_ok=True)
+        harness = BenchHarness(dut)
+        text = rtlil.convert(harness, name="top", ports=[harness.serial_in, harness.fold_out])
+        (work / "design.il").write_text(text)
+        (work / "synth.ys").write_text(_synth_script(dev.family, "top.dut", dsp=dsp,
+                                                     spram=spram, keep="top.dut*"))
+        proc = subprocess.run([env["YOSYS"], "-q", "-l", "yosys.log", "-s", "synth.ys"],
+                              cwd=work, env=env, capture_output=True, text=True, timeout=timeout)
+        if proc.returncode != 0 or not (work / "stat.json").exists():
+            log = (work / "yosys.log").read_text() if (work / "yosys.log").exists() else ""
+            raise RuntimeError(f"yosys failed for {device} (exit {proc.returncode}):\n"
+                               f"{log[-3000:]}{proc.stderr[-2000:]}")
+        stat = json.loads((work / "stat.json").read_text())
+    modules = {name.lstrip("\\"): m for name, m in stat.get("modules", {}).items()}
+    own, children = {}, {}
+    for name, module in modules.items():
+        cells = {t.lstrip("\\"): n for t, n in module.get("num_cells_by_type", {}).items()}
+        own[name] = _count({t: n for t, n in cells.items() if t not in modules}, dev.family)
+        children[name] = {t: n for t, n in cells.items() if t in modules}
+    totals = {}
+
+    def total(name):
+        if name not in totals:
+            t = dict(own[name])
+            for child, n in children[name].items():
+                for key, value in total(child).items():
+                    t[key] += n * value
+            totals[name] = t
+        return totals[name]
+
+    rows = []
+    for name in sorted(n for n in modules if n == "top.dut" or n.startswith("top.dut.")):
+        rows.append({"module": name[len("top."):], **total(name),
+                     "own_luts": own[name]["luts"]})
+    return rows
