@@ -168,6 +168,22 @@ def _dut_module_name(stat):
     raise RuntimeError(f"block module not found in Yosys statistics: {list(stat['modules'])}")
 
 
+def _synthesize(dut, dev, env, work, timeout, script):
+    """Write ``dut`` in its harness and ``script`` to ``work``, run Yosys there, and return
+    its statistics (``stat.json``); raises RuntimeError with the log's tail when Yosys fails."""
+    harness = BenchHarness(dut)
+    text = rtlil.convert(harness, name="top", ports=[harness.serial_in, harness.fold_out])
+    (work / "design.il").write_text(text)
+    (work / "synth.ys").write_text(script)
+    proc = subprocess.run([env["YOSYS"], "-q", "-l", "yosys.log", "-s", "synth.ys"],
+                          cwd=work, env=env, capture_output=True, text=True, timeout=timeout)
+    if proc.returncode != 0 or not (work / "stat.json").exists():
+        log = (work / "yosys.log").read_text() if (work / "yosys.log").exists() else ""
+        raise RuntimeError(f"yosys failed for {dev.name} (exit {proc.returncode}):\n"
+                           f"{log[-3000:]}{proc.stderr[-2000:]}")
+    return json.loads((work / "stat.json").read_text())
+
+
 def implement(dut, device, env, *, workdir=None, dsp=True, spram=False, seed=1, timeout=3600):
     """Implement ``dut`` (a wiring.Component) on ``device`` (a key of :data:`DEVICES`).
 
@@ -179,19 +195,9 @@ def implement(dut, device, env, *, workdir=None, dsp=True, spram=False, seed=1, 
     with tempfile.TemporaryDirectory(prefix="fieldtune-impl-") as tmp:
         work = Path(workdir) if workdir is not None else Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
-        harness = BenchHarness(dut)
-        text = rtlil.convert(harness, name="top", ports=[harness.serial_in, harness.fold_out])
-        (work / "design.il").write_text(text)
-        (work / "synth.ys").write_text(_synth_script(dev.family, "top.dut", dsp=dsp,
-                                                     spram=spram))
+        stat = _synthesize(dut, dev, env, work, timeout,
+                           _synth_script(dev.family, "top.dut", dsp=dsp, spram=spram))
         result = Implementation(device=device)
-        proc = subprocess.run([env["YOSYS"], "-q", "-l", "yosys.log", "-s", "synth.ys"],
-                              cwd=work, env=env, capture_output=True, text=True, timeout=timeout)
-        if proc.returncode != 0 or not (work / "stat.json").exists():
-            log = (work / "yosys.log").read_text() if (work / "yosys.log").exists() else ""
-            raise RuntimeError(f"yosys failed for {device} (exit {proc.returncode}):\n"
-                               f"{log[-3000:]}{proc.stderr[-2000:]}")
-        stat = json.loads((work / "stat.json").read_text())
         cells = stat["modules"][_dut_module_name(stat)].get("num_cells_by_type", {})
         result.cells = dict(cells)
         for key, n in _count(cells, dev.family).items():
@@ -236,18 +242,9 @@ def hierarchy(dut, device, env, *, workdir=None, dsp=True, spram=False, timeout=
     with tempfile.TemporaryDirectory(prefix="fieldtune-hier-") as tmp:
         work = Path(workdir) if workdir is not None else Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
-        harness = BenchHarness(dut)
-        text = rtlil.convert(harness, name="top", ports=[harness.serial_in, harness.fold_out])
-        (work / "design.il").write_text(text)
-        (work / "synth.ys").write_text(_synth_script(dev.family, "top.dut", dsp=dsp,
-                                                     spram=spram, keep="top.dut*"))
-        proc = subprocess.run([env["YOSYS"], "-q", "-l", "yosys.log", "-s", "synth.ys"],
-                              cwd=work, env=env, capture_output=True, text=True, timeout=timeout)
-        if proc.returncode != 0 or not (work / "stat.json").exists():
-            log = (work / "yosys.log").read_text() if (work / "yosys.log").exists() else ""
-            raise RuntimeError(f"yosys failed for {device} (exit {proc.returncode}):\n"
-                               f"{log[-3000:]}{proc.stderr[-2000:]}")
-        stat = json.loads((work / "stat.json").read_text())
+        stat = _synthesize(dut, dev, env, work, timeout,
+                           _synth_script(dev.family, "top.dut", dsp=dsp, spram=spram,
+                                         keep="top.dut*"))
     modules = {name.lstrip("\\"): m for name, m in stat.get("modules", {}).items()}
     own, children = {}, {}
     for name, module in modules.items():
