@@ -27,13 +27,13 @@ zeroth-order sample is read once per forward, ``+`` then ``-``).
 
 from dataclasses import dataclass
 
-from amaranth.hdl import Module, Signal, Mux, Cat, Const, ResetInserter, signed, unsigned
+from amaranth.hdl import Module, Signal, Cat, ResetInserter, signed, unsigned
 from amaranth.lib import wiring, stream, data
 from amaranth.lib.wiring import In, Out
 from amaranth.lib.fifo import SyncFIFO
 
 from .params import TrainParams, built_modes
-from .csr.bus import BusSignature, BusDecoder, DATA_WIDTH
+from .csr.bus import BusSignature, BusDecoder
 from .csr.registers import Field, Register, RegisterBank
 from .cache.params import CacheParams, INDEX_WIDTH, ELEMENT_WIDTH, LOGIT_WIDTH, LOGIT_FRAC
 from .cache.cache import ForwardCache, write_element_layout
@@ -47,13 +47,13 @@ from .loss.params import LossParams
 from .loss.unit import SoftmaxCrossEntropy, ZOSign, loss_command_layout
 from .perturb.params import PerturbParams
 from .perturb.engine import PerturbationEngine
-from .sequencer import (Sequencer, Mode, RUN_CONFIG, COUNTERS, SEQUENCER_ERRORS, fetch_layout,
+from .sequencer import (Sequencer, Mode, COUNTERS, SEQUENCER_ERRORS, fetch_layout,
                         default_watchdog)
 
 
 __all__ = ["SoC", "SampleRouter", "RecordWindow", "WeightWindow", "check_soc",
-           "soc_registers", "ERRORS", "COUNTER_REGISTERS", "memory_map_markdown", "BLOCK_ERRORS", "WINDOWS", "MAGIC", "VERSION",
-           "from_config"]
+           "soc_registers", "ERRORS", "COUNTER_REGISTERS", "memory_map_markdown",
+           "BLOCK_ERRORS", "WINDOWS", "MAGIC", "VERSION", "from_config"]
 
 
 #: ``id.magic``: what a host reads first to know it talks to a fieldtune SoC.

@@ -410,10 +410,12 @@ def estimate_cycles(config, mode, records, *, epochs=1, steps=1, batch=16, queri
     if mode == "fo":
         return epochs * (records * (2 * words + 2) + -(-records // batch) * 38)
     p = config.perturb
-    # per new step: the adaptive measuring pass and, in pool mode, the pool's rescaling
-    per_step = p.beats + (p.pool_size if p.reuse == "pool" else 0) + 100
-    per_query = 2 * batch * (words + 25) + words
-    return steps * (queries * per_query + per_step)
+    # per new step (adaptive scaling): the measuring pass and, in pool mode, the rescaling
+    per_step = p.beats + (p.pool_size if p.reuse == "pool" else 0) + 100 if p.adaptive else 0
+    # per run: the pool's fill for the run's seed
+    fill = p.pool_size + 20 if p.reuse == "pool" else 0
+    per_query = 2 * batch * (words + 19) + words
+    return steps * (queries * per_query + per_step) + fill
 
 
 # -- the run ------------------------------------------------------------------------------------

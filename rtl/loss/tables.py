@@ -16,8 +16,8 @@ import math
 from .params import LossParams
 
 
-__all__ = ["LOG2E_FRAC", "LOG2E", "exp2_table", "log2_table", "diff_clamp", "DIFF_CLAMP_NATS", "loss_width",
-           "zo_sum_width", "exponent_width"]
+__all__ = ["LOG2E_FRAC", "LOG2E", "exp2_table", "log2_table", "diff_clamp", "DIFF_CLAMP_NATS",
+           "loss_width", "zo_sum_width", "exponent_width"]
 
 
 #: Fraction bits of the log2(e) constant.

@@ -3,7 +3,7 @@
 :class:`PerturbationEngine` composes the cores of this package according to its
 :class:`~fieldtune.rtl.perturb.params.PerturbParams`:
 
-* a seed expander (:class:`~.xoshiro.Xoshiro128pp` keyed by ``(seed, step)``) that loads every
+* a seed expander (:class:`~.expander.SeedExpander` keyed by ``(seed, step)``) that loads every
   per-step state (draw sources, sign source, pool offsets) through one shift chain, 32 bits a
   cycle, so a step's vector is a pure function of ``(seed, step)``: replay is a new request;
 * draw lanes (a :class:`~.source.UniformSource` and a shaper each: :class:`~.uniform.
@@ -30,12 +30,12 @@ from .arith import square, const_mul, round_half_away
 from .clt import CltShaper
 from .icdf import IcdfShaper
 from .numerics import (WORD, EXPANDER_KEY, EXPANDER_WARMUP, DOMAIN_STEP, DOMAIN_POOL,
-                       ADAPT_GUARD_BITS, draw_bits, source_layout, value_width)
+                       ADAPT_GUARD_BITS, draw_bits, source_layout)
 from .params import PerturbParams
 from .pool import ReusePool
 from .source import UniformSource
 from .uniform import UniformShaper
-from .xoshiro import Xoshiro128pp, plus_plus_sum, plus_plus_finish
+from .expander import SeedExpander
 
 
 __all__ = ["PerturbationEngine", "Request", "beat_layout", "from_config"]
@@ -95,8 +95,8 @@ class PerturbationEngine(wiring.Component):
         Adaptive scaling: the current step's correction hit its limit (norm not reached).
 
     Timing, in clock edges from the edge that accepts a request to the edge that transfers
-    the first beat with ``z.ready`` high (:meth:`latency`; W = 10: eight expander warm-up steps
-    and two for the registers its words pass through; C = :attr:`chain_words`):
+    the first beat with ``z.ready`` high (:meth:`latency`; W = 10: the expander's warm-up steps,
+    ``EXPANDER_WARMUP + 2``; C = :attr:`chain_words`):
 
     * always: ``1 + W + C + output_depth + 1`` (key the expander, warm it up, load the
       per-step state 32 bits a cycle, fill the pipeline);
@@ -213,8 +213,7 @@ class PerturbationEngine(wiring.Component):
 
         # -- control ----------------------------------------------------------------------
         def key(domain, key_word):
-            return Cat(seed, key_word, Const(EXPANDER_KEY[0] ^ domain, 32),
-                       Const(EXPANDER_KEY[1], 32))
+            return Cat(seed ^ (EXPANDER_KEY[0] ^ domain), key_word ^ EXPANDER_KEY[1])
 
         scale_valid = Signal()
         scale_seed, scale_step = Signal(32), Signal(32)
@@ -243,7 +242,7 @@ class PerturbationEngine(wiring.Component):
                 chain); `actions` are comb statements of the KEY cycle. The body runs in
                 LOAD's last cycle (the caller's transition)."""
                 with m.State(f"{prefix}KEY"):
-                    m.d.comb += [expander.load.eq(1), expander.load_state.eq(key_value),
+                    m.d.comb += [expander.load.eq(1), expander.key.eq(key_value),
                                  *actions]
                     m.d.sync += count.eq(0)
                     m.next = f"{prefix}WARM"
@@ -305,21 +304,10 @@ class PerturbationEngine(wiring.Component):
         return m
 
     def _expander(self, m):
-        """The seed expander, a xoshiro128++ keyed by the control. Its ++ output (two 32-bit
-        adders in series) is computed in two registered halves, so ``word`` lags the
-        generator by two steps and warming up takes two more. Warming up feeds ``word``
-        back into the state (Xoshiro128pp.feedback); keying clears it."""
-        m.submodules.expander = expander = Xoshiro128pp()
-        half, low, word = Signal(WORD), Signal(WORD), Signal(WORD)
-        warming = Signal()
-        s0, s3 = expander.state[:WORD], expander.state[3 * WORD:]
-        with m.If(expander.load):
-            m.d.sync += [half.eq(0), low.eq(0), word.eq(0)]
-        with m.Elif(expander.advance):
-            m.d.sync += [half.eq(plus_plus_sum(s0, s3)), low.eq(s0),
-                         word.eq(plus_plus_finish(half, low))]
-        m.d.comb += expander.feedback.eq(Mux(warming, word, 0))
-        return expander, word, warming
+        """The seed expander (:class:`~.expander.SeedExpander`), keyed by the control;
+        ``word`` is its registered output, ``warming`` its warm-up feedback."""
+        m.submodules.expander = expander = SeedExpander()
+        return expander, expander.word, expander.warming
 
     def _chain(self, m, word):
         """The per-step state chain (draw sources, sign source, pool offsets), loaded from

@@ -16,7 +16,8 @@ from statistics import NormalDist
 
 
 __all__ = [
-    "WORD", "SQRT3_MUL", "SQRT3_SHIFT", "EXPANDER_KEY", "EXPANDER_WARMUP", "DOMAIN_STEP",
+    "WORD", "SQRT3_MUL", "SQRT3_SHIFT", "EXPANDER_KEY", "EXPANDER_FEEDBACK", "EXPANDER_WARMUP",
+    "XOROSHIRO64_ABC", "DOMAIN_STEP",
     "DOMAIN_POOL", "XOSHIRO_STATE", "XOSHIRO_OUT", "LFSR_DEGREE", "LFSR_TAP", "LFSR_LEAP_MAX",
     "ICDF_UNIFORM_BITS", "ICDF_SEGMENT_BITS", "ICDF_INTERP_BITS", "ICDF_GUARD_BITS",
     "ADAPT_GUARD_BITS", "round_half_away", "saturation_limit", "value_width", "summand_bits",
@@ -33,13 +34,18 @@ WORD = 32
 SQRT3_MUL = 111
 SQRT3_SHIFT = 6
 
-#: The seed expander is one xoshiro128++ keyed ``(seed, key, EXPANDER_KEY[0] ^ domain,
-#: EXPANDER_KEY[1])`` and warmed up for EXPANDER_WARMUP + 1 steps that also XOR the previous
-#: output into ``s0`` (nonlinear in the key: with plain, linear xoshiro steps, LFSR lanes loaded
-#: from consecutive steps showed element variances off by 6 % in 20,000 steps). Eight steps
-#: diffuse a one-bit change of the key to half of the 128 state bits.
+#: The seed expander is a xoroshiro64 generator (64 state bits; Blackman and Vigna's 32-bit
+#: xoroshiro, rotations 26 / 9 / 13) with the "+" output ``s0 + s1``, keyed ``(seed ^
+#: EXPANDER_KEY[0] ^ domain, key ^ EXPANDER_KEY[1])`` and warmed up for EXPANDER_WARMUP + 2
+#: steps that also XOR ``previous output ^ EXPANDER_FEEDBACK`` into ``s0`` (nonlinear in the key
+#: through the adder's carries; with plain, linear steps, LFSR lanes loaded from consecutive
+#: steps showed element variances off by 6 % in 20,000 steps; the constant lifts the one key
+#: whose state is zero). Eight steps diffuse a one-bit change of the key over the state.
 EXPANDER_KEY = (0x9E3779B9, 0x7F4A7C15)
+EXPANDER_FEEDBACK = 0x6A09E667
 EXPANDER_WARMUP = 8
+#: xoroshiro64: rotation ``a``, shift ``b``, rotation ``c``.
+XOROSHIRO64_ABC = (26, 9, 13)
 #: Key domains: per-step states (key = step) and the pool fill (key = 0).
 DOMAIN_STEP = 0
 DOMAIN_POOL = 1

@@ -563,7 +563,7 @@ class _RunState:
     coefficient memory."""
 
     def __init__(self, seq, State):
-        mac, cache = seq.mac, seq.cache
+        cache = seq.cache
         self.State = State
         self.state = Signal(State)
         self.busy = Signal()

@@ -8,7 +8,7 @@ thousands of steps are cheap.
 
 The pieces mirror the gateware one to one:
 
-* :func:`expander_words` - the seed expander (xoshiro128++ keyed by seed, key and domain);
+* :func:`expander_words` - the seed expander (xoroshiro64 keyed by seed, key and domain);
 * :class:`Source` - a bank of xoshiro128++ or LFSR instances loaded from expander words;
 * :func:`shape` - raw bits to a shaped value (uniform, static sqrt(3), CLT4, CLT12, inverse
   CDF), rounding half away from zero and saturating symmetrically;
@@ -27,6 +27,7 @@ from ...rtl.perturb.params import PerturbParams
 
 
 __all__ = ["round_half_away", "saturate", "xoshiro_output", "xoshiro_step", "lfsr_leap",
+           "xoroshiro64_step",
            "expander_words", "words_to_bits", "Source", "shape", "chain_layout", "pool",
            "Vectors", "vectors", "vector", "effective", "adaptive_scale"]
 
@@ -91,40 +92,42 @@ def lfsr_leap(state, leap, degree=nx.LFSR_DEGREE, tap=nx.LFSR_TAP):
     return ext & np.uint64((1 << leap) - 1), ext >> np.uint64(leap)
 
 
+def xoroshiro64_step(s0, s1):
+    """Next xoroshiro64 state (uint32 arrays)."""
+    a, b, c = nx.XOROSHIRO64_ABC
+    t = s1 ^ s0
+    return _rotl(s0, a) ^ t ^ (t << _U32(b)), _rotl(t, c)
+
+
 def expander_words(seeds, keys, domain, count):
     """``count`` 32-bit words of the seed expander for each ``(seed, key)``: shape
     ``(batch, count)``.
 
-    The expander is xoshiro128++ started at ``(seed, key, K0 ^ domain, K1)``; its words are
-    its outputs two steps late (the gateware computes the ++ output in two registered halves).
-    It warms up for :data:`~fieldtune.rtl.perturb.numerics.EXPANDER_WARMUP` + 2 steps, step
-    ``k`` also XOR-ing the word of that moment, the output of state ``k - 2`` (0 for the first
-    two), into the new ``s0``: the feedback makes the state a nonlinear function of the key
-    (plain xoshiro steps are linear, and LFSR sources would expose the linearity across
-    consecutive steps). Word ``c`` is the output of state ``EXPANDER_WARMUP + c``; states past
-    the warm-up step without feedback.
+    The expander is xoroshiro64 started at ``(seed ^ K0 ^ domain, key ^ K1)`` with the "+"
+    output ``s0 + s1`` in a register, so its words are its outputs one step late (0 right after
+    keying). It warms up for :data:`~fieldtune.rtl.perturb.numerics.EXPANDER_WARMUP` + 2
+    steps, each also XOR-ing ``word ^ EXPANDER_FEEDBACK`` (the word of that moment: the output
+    of the state before) into the new ``s0``: the feedback makes the state a nonlinear function
+    of the key (plain xoroshiro steps are linear, and LFSR sources would expose the linearity
+    across consecutive steps). Word ``c`` is then the output of state ``EXPANDER_WARMUP + 1 +
+    c``; states past the warm-up step without feedback.
     """
     seeds = np.atleast_1d(np.asarray(seeds, dtype=np.uint64)).astype(_U32)
     keys = np.atleast_1d(np.asarray(keys, dtype=np.uint64)).astype(_U32)
     seeds, keys = np.broadcast_arrays(seeds, keys)
-    s = (seeds.copy(), keys.copy(), np.full_like(seeds, nx.EXPANDER_KEY[0] ^ domain),
-         np.full_like(seeds, nx.EXPANDER_KEY[1]))
-    zero = np.zeros_like(seeds)
-    outputs = []                                       # outputs of states 0, 1, 2, ...
-    warm = nx.EXPANDER_WARMUP + 2
-    for k in range(warm):
-        feedback = outputs[k - 2] if k >= 2 else zero
-        outputs.append(xoshiro_output(s))
-        following = xoshiro_step(s)
-        s = (following[0] ^ feedback,) + following[1:]
+    s0 = seeds ^ _U32(nx.EXPANDER_KEY[0] ^ domain)
+    s1 = keys ^ _U32(nx.EXPANDER_KEY[1])
+    word = np.zeros_like(seeds)
+    for _ in range(nx.EXPANDER_WARMUP + 2):
+        output = s0 + s1
+        s0, s1 = xoroshiro64_step(s0, s1)
+        s0 = s0 ^ word ^ _U32(nx.EXPANDER_FEEDBACK)
+        word = output
     out = np.empty(seeds.shape + (count,), dtype=_U32)
     for c in range(count):
-        state = nx.EXPANDER_WARMUP + c
-        if state < warm:
-            out[..., c] = outputs[state]
-        else:
-            out[..., c] = xoshiro_output(s)
-            s = xoshiro_step(s)
+        out[..., c] = word
+        word = s0 + s1
+        s0, s1 = xoroshiro64_step(s0, s1)
     return out
 
 

@@ -6,7 +6,7 @@ import pytest
 
 from fieldtune.rtl.loss import SoftmaxCrossEntropy, ZOSign, LossParams
 from fieldtune.sim.golden.loss import softmax_xent, float_softmax_xent, with_frozen
-from fieldtune.sim.engines.pysim import simulate, stream_send, stream_collect, stream_get
+from fieldtune.sim.engines.pysim import simulate, stream_send, stream_collect
 
 
 def _vectors(p, rng, n):
