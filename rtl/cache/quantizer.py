@@ -309,7 +309,6 @@ class Quantizer(CacheComponent):
         stage_valid = Signal()
         stage_meta = Signal(meta)
         stage_xs = Signal(signed(xs_width))
-        stage_code = Signal(0)
         with m.If(advance):
             m.d.sync += [stage_valid.eq(r_valid), stage_meta.eq(r_meta),
                          stage_xs.eq((rd.data << (LEVEL_FRAC + 1)) >> exp)]
