@@ -27,7 +27,8 @@ from amaranth.lib import wiring
 from amaranth.back import rtlil
 
 
-__all__ = ["DEVICES", "Device", "Implementation", "BenchHarness", "implement", "hierarchy"]
+__all__ = ["DEVICES", "Device", "Implementation", "BenchHarness", "implement", "hierarchy",
+           "count_resources", "synth_script", "dut_module_name"]
 
 
 @dataclass(frozen=True)
@@ -122,7 +123,8 @@ _CELLS = {
 }
 
 
-def _count(cells, family):
+def count_resources(cells, family):
+    """LUT4/FF/BRAM/SPRAM/DSP counts of a Yosys ``num_cells_by_type`` mapping."""
     spec = _CELLS[family]
     out = {}
     for key, table in spec.items():
@@ -137,7 +139,10 @@ def _count(cells, family):
 SPRAM_SUFFIX_PATTERN = "*_spram"
 
 
-def _synth_script(family, top_module, *, dsp=True, spram=False, keep=None):
+def synth_script(family, top_module, *, dsp=True, spram=False, keep=None):
+    """The Yosys script synthesizing ``design.il`` for ``family``, keeping ``top_module``'s
+    hierarchy (``keep``, a Yosys module pattern, instead: e.g. every module below it); it
+    writes ``stat.json`` and ``synth.json``."""
     if family == "ice40":
         synth = "synth_ice40" + (" -dsp" if dsp else "") + (" -spram" if spram else "")
     else:
@@ -160,7 +165,8 @@ def _synth_script(family, top_module, *, dsp=True, spram=False, keep=None):
     ]) + "\n"
 
 
-def _dut_module_name(stat):
+def dut_module_name(stat):
+    """The block's module (``top.dut``) in Yosys' ``stat -json`` output."""
     # Amaranth names the submodule "top.dut"; Yosys may escape it.
     for name in stat.get("modules", {}):
         if name.lstrip("\\") == "top.dut":
@@ -196,11 +202,11 @@ def implement(dut, device, env, *, workdir=None, dsp=True, spram=False, seed=1, 
         work = Path(workdir) if workdir is not None else Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
         stat = _synthesize(dut, dev, env, work, timeout,
-                           _synth_script(dev.family, "top.dut", dsp=dsp, spram=spram))
+                           synth_script(dev.family, "top.dut", dsp=dsp, spram=spram))
         result = Implementation(device=device)
-        cells = stat["modules"][_dut_module_name(stat)].get("num_cells_by_type", {})
+        cells = stat["modules"][dut_module_name(stat)].get("num_cells_by_type", {})
         result.cells = dict(cells)
-        for key, n in _count(cells, dev.family).items():
+        for key, n in count_resources(cells, dev.family).items():
             setattr(result, key, n)
         over = [(k, getattr(result, k), cap) for k, cap in
                 (("luts", dev.luts), ("brams", dev.brams), ("dsps", dev.dsps),
@@ -243,13 +249,14 @@ def hierarchy(dut, device, env, *, workdir=None, dsp=True, spram=False, timeout=
         work = Path(workdir) if workdir is not None else Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
         stat = _synthesize(dut, dev, env, work, timeout,
-                           _synth_script(dev.family, "top.dut", dsp=dsp, spram=spram,
-                                         keep="top.dut*"))
+                           synth_script(dev.family, "top.dut", dsp=dsp, spram=spram,
+                                        keep="top.dut*"))
     modules = {name.lstrip("\\"): m for name, m in stat.get("modules", {}).items()}
     own, children = {}, {}
     for name, module in modules.items():
         cells = {t.lstrip("\\"): n for t, n in module.get("num_cells_by_type", {}).items()}
-        own[name] = _count({t: n for t, n in cells.items() if t not in modules}, dev.family)
+        own[name] = count_resources({t: n for t, n in cells.items() if t not in modules},
+                                    dev.family)
         children[name] = {t: n for t, n in cells.items() if t in modules}
     totals = {}
 

@@ -1,142 +1,81 @@
 """The ``fieldtune`` command line.
 
-Subcommands register themselves in :data:`COMMANDS`; each has an ``add_arguments`` and a
-``run`` function, so ``fieldtune --help`` lists them all and each has its own ``--help``.
+Commands are registered in :data:`COMMANDS` by import path: each module has
+``add_arguments(parser)`` and ``run(args, console) -> exit code``. Only the module of the
+command being run is imported (``fieldtune --help`` imports none), so a command's imports cost
+nothing to the others. Every mistake a user can make ends in one ``error: ...`` line and exit
+code 2 (:mod:`fieldtune.cli_common`).
 """
 
-import argparse
 import importlib
+import os
 import sys
 
 from rich.console import Console
 from rich.markup import escape
 
-from . import __version__, pretrain, demo, simulate
+from . import __version__
+from .cli_common import CommandParser, USER_ERRORS, error_message
 
 
-__all__ = ["main", "build_parser", "load_config"]
+__all__ = ["main", "build_parser", "COMMANDS"]
 
 
-def add_config_arguments(parser):
-    """``--config FILE`` and ``--preset NAME``, shared by every command that builds a design."""
-    from .config import PRESETS
-    parser.add_argument("--config", metavar="FILE.toml",
-                        help="design configuration (TOML tables [perturb], [cache], [mac], "
-                             "[loss], [train]; may name a preset)")
-    parser.add_argument("--preset", choices=sorted(PRESETS),
-                        help="start from a named preset (default: the built-in defaults)")
-
-
-def load_config(args):
-    """The :class:`~fieldtune.config.DesignConfig` named by ``--preset`` and ``--config``."""
-    from .config import DesignConfig
-    base = DesignConfig.preset(args.preset) if getattr(args, "preset", None) else None
-    if getattr(args, "config", None):
-        return DesignConfig.from_toml(args.config, base=base)
-    return base if base is not None else DesignConfig()
-
-
-# -- generate -------------------------------------------------------------------------------
-
-def _generate_arguments(parser):
-    from .blocks import BLOCKS
-    parser.add_argument("block", choices=sorted(BLOCKS),
-                        help="what to generate: " + "; ".join(
-                            f"{k}: {v[2]}" for k, v in sorted(BLOCKS.items())))
-    add_config_arguments(parser)
-    parser.add_argument("-f", "--format", choices=("verilog", "rtlil"), default="verilog",
-                        help="output language (default: verilog)")
-    parser.add_argument("-o", "--output", metavar="FILE",
-                        help="write here instead of standard output")
-    parser.add_argument("--name", default="top", help="top module name (default: top)")
-
-
-def _generate_run(args, console):
-    import os
-    from amaranth.back import rtlil, verilog
-    from .blocks import build_block
-    from .toolchain import tool_env
-    config = load_config(args)
-    block = build_block(args.block, config)
-    if args.format == "verilog":
-        # Amaranth's Verilog backend runs Yosys; point it at the YoWASP build.
-        os.environ.update({k: v for k, v in tool_env("YOSYS").items()
-                           if k in ("AMARANTH_USE_YOSYS", "YOSYS")})
-        text = verilog.convert(block, name=args.name)
-    else:
-        text = rtlil.convert(block, name=args.name)
-    if args.output:
-        with open(args.output, "w") as f:
-            f.write(text)
-        console.print(f"wrote {args.format} of {args.block} to {args.output} "
-                      f"({len(text.splitlines())} lines)")
-    else:
-        sys.stdout.write(text)
-    return 0
-
-
-# -- bench ----------------------------------------------------------------------------------
-
-def _bench_arguments(parser):
-    from .bench import BENCHES
-    sub = parser.add_subparsers(dest="bench", metavar="NAME", required=True)
-    for name, (module, description) in BENCHES.items():
-        p = sub.add_parser(name, help=description, description=description)
-        p.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
-        importlib.import_module(module).add_arguments(p)
-
-
-def _bench_run(args, console):
-    from .bench import BENCHES
-    module = importlib.import_module(BENCHES[args.bench][0])
-    module.run(args, console)
-    return 0
-
-
-#: name -> (add_arguments, run, help)
+#: Command name -> (module with ``add_arguments`` and ``run``, one-line help).
 COMMANDS = {
-    "demo": (demo.add_arguments, demo.run,
+    "demo": ("fieldtune.demo",
              "the main job: fine-tune R1's adapters after drift on the simulated SoC (first and "
              "zeroth order), beside float references, with the projected time on the board"),
-    "simulate": (simulate.add_arguments, simulate.run,
+    "simulate": ("fieldtune.simulate",
                  "a short fine-tuning run of the SoC (a few steps on a slice of R1) with "
                  "waveforms for GTKWave (--vcd FILE)"),
-    "generate": (_generate_arguments, _generate_run,
-                 "emit Verilog or RTLIL of one block or the whole design"),
-    "bench": (_bench_arguments, _bench_run,
+    "generate": ("fieldtune.generate",
+                 "emit Verilog or RTLIL of one block or the whole design (or the SoC's memory "
+                 "map)"),
+    "bench": ("fieldtune.bench",
               "measure resources, Fmax, speed or accuracy (prints a table, --json FILE)"),
-    "pretrain": (pretrain.add_arguments, pretrain.run,
+    "pretrain": ("fieldtune.pretrain",
                  "pretrain R1's backbone in numpy, quantize it to int8 and write the .npz "
                  "(regenerates the shipped file bit for bit)"),
 }
 
 
-def build_parser():
-    parser = argparse.ArgumentParser(
+def build_parser(commands=None):
+    """The parser; the arguments of ``commands`` (names, default: all) are added, the others
+    are listed with their help only."""
+    parser = CommandParser(
         prog="fieldtune",
         description="Generate, simulate, benchmark and build FPGA accelerators for on-device "
                     "fine-tuning of a frozen CNN after concept drift (first order: InstantFT "
                     "skip adapters over a 4-bit forward cache; zeroth order: PeZO).")
     parser.add_argument("--version", action="version", version=f"fieldtune {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name, (add_arguments, _, help_text) in COMMANDS.items():
+    for name, (module, help_text) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
-        add_arguments(p)
+        if commands is None or name in commands:
+            importlib.import_module(module).add_arguments(p)
     return parser
 
 
+def _command_in(argv):
+    # The command is the first word that is not an option (the top level has only --help
+    # and --version, which take no value).
+    return next((a for a in argv if not a.startswith("-")), None)
+
+
 def main(argv=None):
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser([_command_in(argv)]).parse_args(argv)
     console = Console(stderr=True)
     try:
-        return COMMANDS[args.command][1](args, console)
-    except ValueError as e:
-        # Configuration errors name the field, the value and what is allowed.
-        console.print(f"[red]error:[/red] {escape(str(e))}")
-        return 2
+        return importlib.import_module(COMMANDS[args.command][0]).run(args, console)
     except KeyboardInterrupt:
         return 130
+    except USER_ERRORS as e:
+        if os.environ.get("FIELDTUNE_TRACEBACK"):
+            raise
+        console.print(f"[red]error:[/red] {escape(error_message(e))}", soft_wrap=True)
+        return 2
 
 
 if __name__ == "__main__":

@@ -15,14 +15,18 @@ Configurations come from named presets (:data:`PRESETS`), from TOML files, or bo
 """
 
 import tomllib
-from dataclasses import dataclass, field, fields, replace as dc_replace
+from dataclasses import dataclass, field, replace as dc_replace
 from pathlib import Path
 
+import tomli_w
+
+from .rtl.crossblock import check_geometry
 from .rtl.params import TrainParams, SocParams, check_choice
 from .rtl.perturb.params import PerturbParams
 from .rtl.cache.params import CacheParams
 from .rtl.mac.params import MacParams
 from .rtl.loss.params import LossParams
+from .rtl.host.params import HostParams
 from .boards.implement import DEVICES
 
 
@@ -41,6 +45,7 @@ SECTIONS = {
     "mac": MacParams,
     "loss": LossParams,
     "train": TrainParams,
+    "host": HostParams,
     "soc": SocParams,
 }
 
@@ -55,6 +60,7 @@ class DesignConfig:
     mac: MacParams = field(default_factory=MacParams)
     loss: LossParams = field(default_factory=LossParams)
     train: TrainParams = field(default_factory=TrainParams)
+    host: HostParams = field(default_factory=HostParams)
     soc: SocParams = field(default_factory=SocParams)
 
     def __post_init__(self):
@@ -64,28 +70,17 @@ class DesignConfig:
         if self.cache.memory == "spram" and not DEVICES[BOARD_DEVICES[self.board]].sprams:
             raise ValueError(f"cache.memory must be 'bram' on board {self.board!r} (its FPGA "
                              f"has no SPRAM), not 'spram'")
-        for name, cls in SECTIONS.items():
-            if not isinstance(getattr(self, name), cls):
-                raise ValueError(f"{name} must be a {cls.__name__}, "
-                                 f"not {type(getattr(self, name)).__name__}")
-        lanes = self.mac.lanes
-        for name in ("cache", "perturb"):
-            if getattr(self, name).lanes != lanes:
-                raise ValueError(f"{name}.lanes must equal mac.lanes ({lanes}), "
-                                 f"not {getattr(self, name).lanes}")
-        if self.cache.taps != self.mac.taps:
-            raise ValueError(f"mac.taps must equal cache.taps {list(self.cache.taps)}, "
-                             f"not {list(self.mac.taps)}")
-        for name in ("cache", "mac"):
-            if getattr(self, name).classes != self.loss.classes:
-                raise ValueError(f"{name}.classes must equal loss.classes ({self.loss.classes}), "
-                                 f"not {getattr(self, name).classes}")
+        if not isinstance(self.train, TrainParams):
+            raise ValueError(f"train must be a TrainParams, not {type(self.train).__name__}")
+        # Lanes, taps and classes agree (fieldtune.rtl.crossblock, the rules' one home); the
+        # formats that meet in the SoC are checked when it is built (check_soc). Block-level
+        # builds need none of them.
+        check_geometry(self)
+        if not isinstance(self.soc, SocParams):
+            raise ValueError(f"soc must be a SocParams, not {type(self.soc).__name__}")
         if self.train.mode not in self.soc.modes:
             raise ValueError(f"train.mode must be one of the built soc.modes "
                              f"{list(self.soc.modes)}, not {self.train.mode!r}")
-        # Formats that cross block boundaries (perturbation, feature, logit and coefficient
-        # formats, the adapter dimension) are checked where blocks are composed:
-        # fieldtune.rtl.soc.check_soc, before elaboration. Block-level builds need none of them.
 
     # -- construction ---------------------------------------------------------------------
 
@@ -111,9 +106,13 @@ class DesignConfig:
 
     @classmethod
     def from_toml(cls, path, *, base=None):
-        """Load a TOML file (see :meth:`from_dict` for its shape)."""
-        with open(Path(path), "rb") as f:
-            return cls.from_dict(tomllib.load(f), base=base)
+        """Load a TOML file (see :meth:`from_dict` for its shape). A file that cannot be read
+        raises ``OSError``; one that is not TOML, ``ValueError`` naming the file."""
+        try:
+            values = tomllib.loads(Path(path).read_bytes().decode())
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+            raise ValueError(f"{path} is not a valid TOML file: {e}") from None
+        return cls.from_dict(values, base=base)
 
     @classmethod
     def preset(cls, name):
@@ -160,19 +159,7 @@ class DesignConfig:
 
     def to_toml(self):
         """The configuration as TOML text (round-trips through :meth:`from_toml`)."""
-        lines = [f'board = "{self.board}"']
-        for name, table in self.to_dict().items():
-            if name == "board":
-                continue
-            lines.append(f"\n[{name}]")
-            for k, v in table.items():
-                if isinstance(v, str):
-                    lines.append(f'{k} = "{v}"')
-                elif isinstance(v, bool):
-                    lines.append(f"{k} = {'true' if v else 'false'}")
-                else:
-                    lines.append(f"{k} = {v}")
-        return "\n".join(lines) + "\n"
+        return tomli_w.dumps(self.to_dict())
 
 
 def _lanes(n):

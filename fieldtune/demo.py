@@ -23,12 +23,25 @@ from pathlib import Path
 
 from rich.table import Table
 
+from .cli_common import add_config_arguments, load_config, output_file
+from .config import DesignConfig, PRESETS
+from .finetune import (check_engine, estimated_cycles, float_first_order, float_mezo,
+                       hyperparameters, simulate_modes, torch_references, yosys_env,
+                       ENGINE_KINDS, MEZO_SEEDS)
+from .fmax import soc_fmax, Fmax, board_device, NO_BUILD
+from .rtl.cache.params import CODEBOOKS
+from .sim import reference
+from .sim.backbone import SHIPPED_PATH
+from .sim.data import R1_DRIFT_DEG
+from .sim.engines import registry
+from .sim.scenario import r1_features
+
 
 __all__ = ["add_arguments", "run", "ENGINE_CHOICES", "MODES", "FLOAT_METHODS"]
 
 
 #: Engines a user may name; the installed SoC runner decides which it supports.
-ENGINE_CHOICES = ("cxxrtl", "amaranth", "verilator", "icarus", "golden")
+ENGINE_CHOICES = (*registry.names(), "golden")
 MODES = {"fo": ("fo",), "zo": ("zo",), "both": ("fo", "zo")}
 #: Float reference key -> label.
 FLOAT_METHODS = {"skip_adapters": "float skip adapters (numpy)",
@@ -38,9 +51,6 @@ FLOAT_METHODS = {"skip_adapters": "float skip adapters (numpy)",
 
 
 def add_arguments(parser):
-    from .cli import add_config_arguments
-    from .sim.data import R1_DRIFT_DEG
-    from .rtl.cache.params import CODEBOOKS
     add_config_arguments(parser)
     parser.add_argument("--drift", type=float, default=R1_DRIFT_DEG, metavar="DEG",
                         help="rotation of the drift pool in degrees (default: %(default)s)")
@@ -49,16 +59,18 @@ def add_arguments(parser):
                              "references' seed (default: the configuration's [train] seed)")
     parser.add_argument("--mode", choices=tuple(MODES), default="both",
                         help="first order, zeroth order or both (default: %(default)s)")
-    parser.add_argument("--engine", choices=ENGINE_CHOICES, default="cxxrtl",
-                        help="SoC simulation engine (default: %(default)s; 'golden' runs the "
-                             "numpy golden model instead of simulating the SoC)")
+    parser.add_argument("--engine", choices=ENGINE_CHOICES,
+                        help="SoC simulation engine (default: the fastest one that runs here, "
+                             "by measurement: docs/benchmarks.md; 'golden' runs the numpy "
+                             "golden model instead of simulating the SoC)")
     parser.add_argument("--epochs", type=int, help="first-order epochs (default: [train])")
     parser.add_argument("--steps", type=int, help="zeroth-order steps (default: [train])")
     parser.add_argument("--codebook", choices=CODEBOOKS,
                         help="forward-cache code book (default: [cache]); pass16 keeps the "
                              "16-bit features")
-    parser.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
-    parser.add_argument("--plot", metavar="FILE.png",
+    parser.add_argument("--json", metavar="FILE", type=output_file,
+                        help="also write the figures as JSON")
+    parser.add_argument("--plot", metavar="FILE.png", type=output_file,
                         help="plot test accuracy against epoch and step (needs matplotlib: "
                              "pip install 'fieldtune[plot]')")
     build = parser.add_mutually_exclusive_group()
@@ -72,7 +84,6 @@ def add_arguments(parser):
 
 
 def _config(args):
-    from .cli import load_config
     config = load_config(args)
     train = {k: v for k, v in (("seed", args.seed), ("epochs", args.epochs),
                                ("steps", args.steps)) if v is not None}
@@ -84,7 +95,7 @@ def _config(args):
 
 def _require_matplotlib():
     try:
-        import matplotlib
+        import matplotlib       # optional (the plot extra)
     except ImportError:
         raise ValueError("--plot needs matplotlib, which is not installed; install it with: "
                          "pip install 'fieldtune[plot]'") from None
@@ -92,7 +103,7 @@ def _require_matplotlib():
 
 
 #: Engines that simulate the SoC at roughly 10^3-10^4 cycles/s (DESIGN.md, docs/benchmarks.md).
-SLOW_ENGINES = ("amaranth", "icarus")
+SLOW_ENGINES = registry.names(slow=True)
 #: Cycles beyond which a slow engine takes more than a few minutes.
 SLOW_CYCLES = 1_000_000
 
@@ -101,20 +112,18 @@ def _warn_if_slow(config, data, modes, engine, console):
     """Say so before a run on a slow engine that would take hours."""
     if engine not in SLOW_ENGINES:
         return
-    from .finetune import estimated_cycles
     cycles = sum(estimated_cycles(config, m, data["n_finetune"]) for m in modes)
     if cycles > SLOW_CYCLES:
         console.print(f"[yellow]warning:[/yellow] about {cycles:,} cycles of training on "
                       f"{engine}, which simulates the SoC at about 10^3-10^4 cycles/s: this "
-                      f"takes hours; --epochs/--steps shorten it, --engine cxxrtl is fast")
+                      f"takes hours; --epochs/--steps shorten it, --engine "
+                      f"{registry.default_engine()} is fast")
 
 
 def _float_references(config, drift, modes, console, *, torch=True):
     """Float references with the device's hyperparameters: name -> dict (accuracy, curve,
     seconds, reason, ...)."""
-    from .finetune import float_first_order, float_mezo, torch_references, MEZO_SEEDS
-    from .sim.reference import r1_reference_data, TORCH_METHODS, torch_status
-    ref = r1_reference_data(drift)
+    ref = reference.r1_reference_data(drift)
     out = {}
     with console.status("float references (numpy)"):
         if "fo" in modes:
@@ -130,14 +139,14 @@ def _float_references(config, drift, modes, console, *, torch=True):
                 "per_seed": accs, "curve": list(zip(runs[0].curve_x, runs[0].curve_accuracy)),
                 "seconds": sum(r.seconds for r in runs) / len(runs), "params": runs[0].params,
                 "note": f"mean over {MEZO_SEEDS} seeds; curve of the first"}
-    if torch and "fo" in modes and torch_status()[0] is not None:
+    if torch and "fo" in modes and reference.torch_status()[0] is not None:
         with console.status("float references (PyTorch)"):
             refs = torch_references(drift, config.train)
     else:
         reason = ("not run: --no-torch" if not torch else
                   "not run: first order not requested" if "fo" not in modes else
-                  torch_status()[1])
-        refs = {m: None for m in TORCH_METHODS}
+                  reference.torch_status()[1])
+        refs = {m: None for m in reference.TORCH_METHODS}
     for method, r in refs.items():
         if r is None or not r.ran:
             out[method] = {"accuracy": None, "reason": r.reason if r is not None else reason}
@@ -168,8 +177,6 @@ def other_designs(config):
     """Board -> ``(preset name, DesignConfig)`` for every device other than ``config``'s: the
     first preset made for that device, with ``config``'s training section (the demo projects
     its time there from the preset's cycles and a cached or shipped build)."""
-    from .config import DesignConfig, PRESETS
-    from .fmax import board_device
     out, devices = {}, {board_device(config.board)}
     for name, values in PRESETS.items():
         board = values["board"]
@@ -189,7 +196,6 @@ def projections(config, data, cycles, sources, fmaxes):
     """``projected_time_s`` of the report: this design on its board with the run's ``cycles``
     (``sources``: mode -> where they came from), then each other device's preset with its
     estimated cycles (:func:`fieldtune.sim.soc_run.estimate_cycles`, within 2 % of the SoC)."""
-    from .finetune import estimated_cycles
     out = {config.board: _projection(fmaxes[config.board], cycles, sources,
                                      f"this design ({config.mac.lanes} lanes)")}
     for board, (preset, design) in other_designs(config).items():
@@ -205,7 +211,6 @@ def report(config, data, runs, floats, fmaxes, *, engine, drift, wall_seconds=No
     """The demo's figures as the JSON document (see ``fieldtune demo --help``). ``fmaxes``:
     board -> :class:`~fieldtune.fmax.Fmax`, the design's own board first, then the boards of
     :func:`other_designs`."""
-    from .finetune import hyperparameters, ENGINE_KINDS
     hp = hyperparameters(config.train)
     cycles = {m: (runs[m].cycles if m in runs else None) for m in ("fo", "zo")}
     sources = {m: (runs[m].counters.get("cycles_source", engine) if m in runs else None)
@@ -307,9 +312,9 @@ def tables(doc):
 
 def plot(doc, path):
     """Test accuracy against epoch (first order) and step (zeroth order), device and float."""
-    import matplotlib
+    import matplotlib       # optional (the plot extra)
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt     # after use("Agg"): no display needed
     curves = doc["curves"]
     panels = [(m, unit) for m, unit in (("fo", "epoch"), ("zo", "step"))
               if f"device_{m}" in curves]
@@ -336,16 +341,22 @@ def plot(doc, path):
     plt.close(fig)
 
 
+def _engine_line(engine, *, chosen):
+    """What simulates the SoC, and why that engine."""
+    if engine == "golden":
+        return "engine: golden numpy model (--engine golden)"
+    why = "--engine" if chosen else "default: the fastest engine that runs here"
+    return f"engine: {registry.get(engine).label} ({why})"
+
+
 def run(args, console):
-    from .sim.scenario import r1_features
-    from .sim.backbone import SHIPPED_PATH
-    from .fmax import soc_fmax, Fmax, board_device, NO_BUILD
-    from .finetune import check_engine, yosys_env, simulate_modes
     start = time.perf_counter()
     config = _config(args)
     if args.plot:
         _require_matplotlib()
-    check_engine(args.engine)
+    engine = args.engine or registry.default_engine()
+    check_engine(engine)
+    console.print(_engine_line(engine, chosen=args.engine is not None))
     modes = MODES[args.mode]
     policy = "cached" if args.no_build else "always" if args.rebuild else "auto"
     # The design's own board is built now when no build of it exists; the other devices'
@@ -361,9 +372,9 @@ def run(args, console):
                                       else "pretraining the backbone (shipped file missing)")
                             + f", rotating the drift pool by {args.drift:g}°"):
             data = r1_features(args.drift)
-        env = yosys_env(console) if args.engine != "golden" else None
-        _warn_if_slow(config, data, modes, args.engine, console)
-        runs = simulate_modes(config, data, modes, args.engine, console, env=env)
+        env = yosys_env(console) if engine != "golden" else None
+        _warn_if_slow(config, data, modes, engine, console)
+        runs = simulate_modes(config, data, modes, engine, console, env=env)
         floats = _float_references(config, args.drift, modes, console, torch=not args.no_torch)
         fmaxes = {}
         for b, job in fmax_jobs.items():
@@ -374,11 +385,11 @@ def run(args, console):
     if args.no_build:
         fmaxes = {b: Fmax(None, "not measured (--no-build)", f.device, f.design_hash)
                   if f.source == NO_BUILD else f for b, f in fmaxes.items()}
-    doc = report(config, data, runs, floats, fmaxes, engine=args.engine, drift=args.drift,
+    doc = report(config, data, runs, floats, fmaxes, engine=engine, drift=args.drift,
                  wall_seconds=round(time.perf_counter() - start, 2))
     for t in tables(doc):
         console.print(t)
-    if args.engine == "golden":
+    if engine == "golden":
         console.print("[yellow]note:[/yellow] device figures come from the golden numpy "
                       "model (--engine golden), not from a simulation of the SoC")
     if args.plot:

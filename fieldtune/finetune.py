@@ -10,11 +10,17 @@ The device's training registers are powers of two (:class:`~fieldtune.rtl.params
 """
 
 import math
+from concurrent.futures import ThreadPoolExecutor
 
-from .sim import reference
+from rich.progress import (Progress, BarColumn, MofNCompleteColumn, TimeElapsedColumn,
+                           TimeRemainingColumn)
+
+from .sim import reference, soc_run
+from .sim.engines import registry
+from .toolchain import tool_env, ToolchainError
 
 
-__all__ = ["runner", "engines", "check_engine", "yosys_env", "simulate_modes", "NATIVE_ENGINES",
+__all__ = ["engines", "check_engine", "yosys_env", "simulate_modes", "NATIVE_ENGINES",
            "hyperparameters", "estimated_cycles", "float_first_order", "float_mezo",
            "torch_references", "MEZO_SEEDS", "ENGINE_KINDS"]
 
@@ -25,19 +31,9 @@ MEZO_SEEDS = 3
 
 #: What produced a device figure, per engine: say it wherever the figure is shown.
 ENGINE_KINDS = {
-    "cxxrtl": "SoC simulated cycle-accurately (CXXRTL)",
-    "amaranth": "SoC simulated cycle-accurately (Amaranth simulator)",
-    "verilator": "SoC simulated cycle-accurately (Verilator)",
-    "icarus": "SoC simulated cycle-accurately (Icarus Verilog)",
+    **{e.name: f"SoC simulated cycle-accurately ({e.label})" for e in registry.ENGINES.values()},
     "golden": "golden numpy model of the SoC's arithmetic (not a device simulation)",
 }
-
-
-def runner():
-    """The SoC runner module (``run_finetune``, ``ENGINES``), imported when first needed (it
-    elaborates nothing, but imports the gateware)."""
-    from .sim import soc_run
-    return soc_run
 
 
 def estimated_cycles(config, mode, records):
@@ -45,13 +41,13 @@ def estimated_cycles(config, mode, records):
     ``config.train``'s epochs, steps, batch and queries, estimated without simulating
     (:func:`fieldtune.sim.soc_run.estimate_cycles`)."""
     t = config.train
-    return runner().estimate_cycles(config, mode, records, epochs=t.epochs, steps=t.steps,
-                                    batch=t.batch, queries=t.queries)
+    return soc_run.estimate_cycles(config, mode, records, epochs=t.epochs, steps=t.steps,
+                                   batch=t.batch, queries=t.queries)
 
 
 def engines():
     """Engines the installed runner supports, in its order."""
-    return tuple(runner().ENGINES)
+    return tuple(soc_run.ENGINES)
 
 
 def check_engine(engine):
@@ -64,7 +60,6 @@ def check_engine(engine):
 
 def yosys_env(console):
     """The tool environment with Yosys (compiled engines need it), or None with a warning."""
-    from .toolchain import tool_env, ToolchainError
     try:
         return tool_env("YOSYS")
     except ToolchainError as e:
@@ -74,7 +69,7 @@ def yosys_env(console):
 
 #: Engines whose simulation runs outside the Python interpreter lock (native code through
 #: ctypes, or a subprocess), so runs of two modes can share the machine's cores.
-NATIVE_ENGINES = ("cxxrtl", "verilator", "icarus")
+NATIVE_ENGINES = registry.names(native=True)
 
 
 def simulate_modes(config, data, modes, engine, console, *, env=None, vcd=None):
@@ -82,10 +77,7 @@ def simulate_modes(config, data, modes, engine, console, *, env=None, vcd=None):
 
     On a native engine the modes run at the same time, one thread each (their compiled model
     is built once: the build cache serializes builders of one design)."""
-    from concurrent.futures import ThreadPoolExecutor
-    from rich.progress import (Progress, BarColumn, MofNCompleteColumn, TimeElapsedColumn,
-                               TimeRemainingColumn)
-    run_finetune = runner().run_finetune
+    run_finetune = soc_run.run_finetune
     with Progress("[progress.description]{task.description}", BarColumn(),
                   MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
                   console=console, transient=False) as progress:

@@ -27,10 +27,12 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 
-from .boards.implement import DEVICES, BenchHarness, implement, _synth_script
+from .boards.implement import DEVICES, BenchHarness, implement, synth_script
 from .config import BOARD_DEVICES
 from .sim.engines.hdl import digest, cache_dir
 from .sim.engines.script import design_rtlil
+from .sim.soc_run import soc_component
+from .toolchain import tool_env, ToolchainError
 
 
 __all__ = ["BOARD_DEVICES", "BUILD_POLICIES", "SHIPPED_DIR", "PACKAGE_BUILDS", "NO_BUILD",
@@ -113,8 +115,8 @@ def design_hash(dut, device, options):
     change to the design or to the flow never reuses an old figure."""
     harness = BenchHarness(dut)
     dev = DEVICES[device]
-    script = _synth_script(dev.family, "top.dut", dsp=options.get("dsp", True),
-                           spram=options.get("spram", False))
+    script = synth_script(dev.family, "top.dut", dsp=options.get("dsp", True),
+                          spram=options.get("spram", False))
     return digest(design_rtlil(harness, ports=[harness.serial_in, harness.fold_out]),
                   repr(dev), script, json.dumps(options, sort_keys=True))
 
@@ -209,10 +211,8 @@ def soc_fmax(config, *, build="auto", env=None, directory=None, shipped=PACKAGE_
 
     Returns ``Fmax(None, "not measured: ...")`` when the tools are missing or fail, rather
     than raising, so a demo still reports everything else."""
-    from .sim.soc_run import soc_component
     device = board_device(config.board)
     if env is None and build != "cached":
-        from .toolchain import tool_env, ToolchainError
         try:
             env = tool_env()
         except ToolchainError as e:

@@ -8,15 +8,20 @@ With the defaults this regenerates the file shipped in the package
 import time
 from pathlib import Path
 
+from rich.progress import Progress
 from rich.table import Table
+
+from .cli_common import output_file
+from .sim.backbone import PRETRAIN_DEFAULTS, SHIPPED_PATH, build_backbone, save_backbone
+from .sim.data import load_r1
 
 
 __all__ = ["add_arguments", "run"]
 
 
 def add_arguments(parser):
-    from .sim.backbone import PRETRAIN_DEFAULTS, SHIPPED_PATH
     parser.add_argument("-o", "--output", metavar="FILE", default=str(SHIPPED_PATH),
+                        type=output_file,
                         help="where to write the .npz (default: the file shipped in the "
                              "package, %(default)s)")
     parser.add_argument("--seed", type=int, default=PRETRAIN_DEFAULTS["seed"],
@@ -26,9 +31,6 @@ def add_arguments(parser):
 
 
 def run(args, console):
-    from rich.progress import Progress
-    from .sim.backbone import build_backbone, save_backbone
-    from .sim.data import load_r1
     if args.seed < 0 or args.seed >= 2**63:
         raise ValueError(f"--seed must be an integer from 0 to 2**63-1, not {args.seed}")
     if not 1 <= args.epochs <= 10_000:
@@ -40,7 +42,6 @@ def run(args, console):
                                 progress=lambda done, total: progress.update(task, completed=done))
     seconds = time.perf_counter() - start
     output = Path(args.output)
-    output.parent.mkdir(parents=True, exist_ok=True)
     save_backbone(output, fb, qb, seed=args.seed, epochs=args.epochs)
 
     data = load_r1()

@@ -8,18 +8,22 @@ waveforms of a whole fine-tuning run would be gigabytes.
 
 from pathlib import Path
 
+from .cli_common import add_config_arguments, load_config, output_file
+from .finetune import check_engine, yosys_env, simulate_modes
+from .sim.data import R1_DRIFT_DEG
+from .sim.engines import registry
+from .sim.scenario import r1_features
+
 
 __all__ = ["add_arguments", "run", "slice_r1", "WAVEFORM_ENGINES"]
 
 
 #: Engines that can write a VCD.
-WAVEFORM_ENGINES = ("amaranth", "cxxrtl")
+WAVEFORM_ENGINES = registry.names(waveforms=True)
 
 
 def add_arguments(parser):
-    from .cli import add_config_arguments
-    from .sim.data import R1_DRIFT_DEG
-    parser.add_argument("--vcd", metavar="FILE", required=True,
+    parser.add_argument("--vcd", metavar="FILE", required=True, type=output_file,
                         help="write the waveforms here (VCD, opens in GTKWave)")
     add_config_arguments(parser)
     parser.add_argument("--mode", choices=("fo", "zo"), default="fo",
@@ -56,9 +60,6 @@ def slice_r1(data, samples, test_samples):
 
 
 def run(args, console):
-    from .cli import load_config
-    from .finetune import check_engine, yosys_env, simulate_modes
-    from .sim.scenario import r1_features
     config = load_config(args)
     train = {"epochs": args.epochs} if args.mode == "fo" else {"steps": args.steps}
     config = config.replace(train=train)            # validates epochs/steps by name
@@ -68,7 +69,6 @@ def run(args, console):
     check_engine(args.engine)
     data = slice_r1(r1_features(args.drift), args.samples, args.test_samples)
     vcd = Path(args.vcd)
-    vcd.parent.mkdir(parents=True, exist_ok=True)
     result = simulate_modes(config, data, (args.mode,), args.engine, console,
                             env=yosys_env(console), vcd=str(vcd))[args.mode]
     what = (f"{args.epochs} epoch(s)" if args.mode == "fo" else f"{args.steps} step(s)")

@@ -13,10 +13,10 @@ behind one memory-mapped bus.
     MAC.out --logits--> SoftmaxCrossEntropy
     SoftmaxCrossEntropy --dz--> MAC.coef;  --result--> Sequencer (counters, ZO sums)
 
-Registers, windows and error flags are declared as data (:func:`soc_registers`,
-:data:`WINDOWS`, :data:`ERRORS`); :meth:`SoC.memory_map` generates the map
-(docs/architecture.md, "SoC", has it as a table). The golden model is
-:class:`fieldtune.sim.golden.soc.SocModel`; the host-side runner is
+Registers, windows and error flags are declared as data in :mod:`fieldtune.rtl.csr.map`
+(:class:`~fieldtune.rtl.csr.map.SocMap`, built without elaborating anything); the SoC builds
+its decoder and register bank from it (docs/architecture.md, "SoC", has it as a table). The
+golden model is :class:`fieldtune.sim.golden.soc.SocModel`; the host-side runner is
 :mod:`fieldtune.sim.soc_run`.
 
 The forward cache delivers a sample's frozen logits z0 and label with its last feature beat;
@@ -32,10 +32,12 @@ from amaranth.lib import wiring, stream, data
 from amaranth.lib.wiring import In, Out
 from amaranth.lib.fifo import SyncFIFO
 
-from .params import TrainParams, built_modes
+from .params import built_modes
 from .csr.bus import BusSignature, BusDecoder
-from .csr.registers import Field, Register, RegisterBank
-from .cache.params import CacheParams, INDEX_WIDTH, ELEMENT_WIDTH, LOGIT_WIDTH, LOGIT_FRAC
+from .csr.registers import RegisterBank
+from .csr.map import (SocMap, soc_registers, ERRORS, BLOCK_ERRORS, COUNTER_REGISTERS, WINDOWS,
+                      MAGIC, VERSION, BUS_ADDR_WIDTH)
+from .cache.params import CacheParams, INDEX_WIDTH, ELEMENT_WIDTH
 from .cache.cache import ForwardCache, write_element_layout
 from .cache.dequantizer import feature_beat_layout as cache_beat_layout
 from .cache.layout import CacheLayout
@@ -45,167 +47,14 @@ from .mac.layout import Layout
 from .mac.array import AdapterMACArray, feature_beat_layout as mac_beat_layout
 from .loss.params import LossParams
 from .loss.unit import SoftmaxCrossEntropy, ZOSign, loss_command_layout
-from .perturb.params import PerturbParams
 from .perturb.engine import PerturbationEngine
-from .sequencer import (Sequencer, Mode, COUNTERS, SEQUENCER_ERRORS, fetch_layout,
-                        default_watchdog)
+from .sequencer import Sequencer, Mode, COUNTERS, SEQUENCER_ERRORS, fetch_layout
+from .crossblock import check_soc
 
 
 __all__ = ["SoC", "SampleRouter", "RecordWindow", "WeightWindow", "check_soc",
-           "soc_registers", "ERRORS", "COUNTER_REGISTERS", "memory_map_markdown",
-           "BLOCK_ERRORS", "WINDOWS", "MAGIC", "VERSION", "from_config"]
-
-
-#: ``id.magic``: what a host reads first to know it talks to a fieldtune SoC.
-MAGIC = 0xF17E
-#: ``id.version``: the register map's version.
-VERSION = 1
-
-#: Sticky flags the SoC raises from its blocks (rising edges of their own flags).
-BLOCK_ERRORS = {
-    "mac_error": "the MAC array rejected an op or a coefficient overflowed its memory",
-    "mac_framing": "a feature beat's last marker was out of place",
-    "mac_saturated": "the MAC array clamped a value (warning: training saturated)",
-    "cache_overflow": "a record arrived with the cache full (dropped)",
-    "cache_record_error": "a malformed record (early or missing last, bad label; dropped)",
-    "cache_read_error": "a sample index beyond the records was read",
-}
-#: Every error flag of the ``errors`` register, bit 0 first: name -> meaning.
-ERRORS = {**SEQUENCER_ERRORS, **BLOCK_ERRORS}
-
-#: Register of each counter (run configuration names are taken).
-COUNTER_REGISTERS = {"cycles": "cycles", "samples": "samples", "epochs": "epochs_done",
-                     "steps": "steps_done", "loss_sum": "loss_sum", "correct": "correct"}
-COUNTER_DOCS = {
-    "cycles": "clock cycles of the run",
-    "samples": "forwards through the loss unit (ZO: two per sample and query)",
-    "epochs": "FO epochs; ZO passes of the cursor over the records",
-    "steps": "optimizer steps (mini-batch updates)",
-    "loss_sum": "sum of those forwards' losses, bits Q.loss_frac",
-    "correct": "those forwards with argmax == label",
-}
-
-#: Memory windows after the registers: name -> (word offset from the window base, doc).
-WINDOWS = {
-    "records": ("write: one element of the cache's record stream (bits 15:0 data, "
-                "bit 16 last; the odd word forces last); read: records cached"),
-    "weights": ("LOAD run: each write is the next weight (word-major, lane-minor, bits "
-                "weight_width-1:0); DUMP run: each read is the next weight, sign-extended; "
-                "err outside those runs"),
-}
-
-
-def soc_registers(mac: MacParams, cache: CacheParams, perturb: PerturbParams):
-    """The register map as data (word addresses follow this order). Reset values of the
-    run configuration are :class:`~fieldtune.rtl.params.TrainParams`' defaults, so they do
-    not depend on a design's ``[train]`` table (the runner writes every field)."""
-    t = TrainParams()
-    lay = Layout(mac)
-    return (
-        Register("id", [Field("magic", 16, "ro", doc=f"{MAGIC:#06x}"),
-                        Field("version", 8, "ro", doc="register map version")],
-                 doc="identification"),
-        Register("geometry", [Field("lanes", 8, "ro", doc="MAC lanes (weights per word)"),
-                              Field("classes", 8, "ro", doc="classes (logits)"),
-                              Field("beats", 16, "ro", doc="cache beats per sample")],
-                 doc="datapath geometry"),
-        Register("capacity", [Field("records", 17, "ro", doc="forward cache capacity"),
-                              Field("regions", 2, "ro", doc="weight regions")],
-                 doc="cache capacity"),
-        Register("weights", [Field("words", 24, "ro", doc="weight words (lanes weights each)")],
-                 doc="adapter weight memory size"),
-        Register("control", [Field("start", 1, "w1p", doc="start a run of `mode`"),
-                             Field("abort", 1, "w1p", doc="abort the run"),
-                             Field("clear_cache", 1, "w1p", doc="forget every record")],
-                 doc="strobes"),
-        Register("status", [Field("busy", 1, "ro", doc="a run is in progress"),
-                            Field("done", 1, "ro", doc="the last run ended"),
-                            Field("error", 1, "ro", doc="an error flag is set"),
-                             Field("records", 17, "ro", doc="records in the cache")],
-                 doc="status"),
-        Register("errors", [Field(name, 1, "w1c", doc=doc) for name, doc in ERRORS.items()],
-                 doc="sticky error flags, write 1 to clear"),
-        Register("mode", [Field("mode", 3, "rw", doc="0 FO, 1 ZO, 2 EVAL, 3 LOAD, 4 DUMP")],
-                 doc="what the next start runs"),
-        Register("epochs", [Field("epochs", 10, "rw", init=t.epochs)], doc="FO epochs"),
-        Register("batch", [Field("batch", 9, "rw", init=t.batch)],
-                 doc="mini-batch size (power of two)"),
-        Register("shifts", [Field("lr_shift", 5, "rw", init=t.lr_shift, doc="FO eta = 2**-n"),
-                            Field("eps_shift", 5, "rw", init=t.eps_shift,
-                                  doc="ZO epsilon = 2**-n"),
-                            Field("zo_lr_shift", 5, "rw", init=t.zo_lr_shift,
-                                  doc="ZO eta = 2**-n")],
-                 doc="learning rates and perturbation scale (TrainParams)"),
-        Register("seed", [Field("seed", 32, "rw", init=t.seed)], doc="perturbation seed"),
-        Register("steps", [Field("steps", 20, "rw", init=t.steps)], doc="ZO step budget"),
-        Register("queries", [Field("queries", 5, "rw", init=t.queries)],
-                 doc="ZO queries per step"),
-        Register("zo_step", [Field("step", 32, "rw")],
-                 doc="ZO perturbation step of the run's first query"),
-        Register("zo_cursor", [Field("cursor", INDEX_WIDTH, "rw")],
-                 doc="ZO first sample of the run's first mini-batch"),
-        Register("eval_range", [Field("first", INDEX_WIDTH, "rw", doc="first record"),
-                                Field("count", INDEX_WIDTH, "rw", doc="records")],
-                 doc="EVAL records first .. first+count-1"),
-        Register("watchdog", [Field("budget", 32, "rw",
-                                    init=default_watchdog(mac, cache, perturb))],
-                 doc="cycles without datapath progress before a run is aborted"),
-        Register("next_step", [Field("step", 32, "ro")],
-                 doc="ZO: perturbation step after the run (write it to zo_step to go on)"),
-        Register("next_cursor", [Field("cursor", INDEX_WIDTH, "ro")],
-                 doc="ZO: cursor after the run (write it to zo_cursor to go on)"),
-        *(Register(COUNTER_REGISTERS[c], [Field("value", 32, "ro")],
-                   doc=f"counter: {COUNTER_DOCS[c]} (saturating)") for c in COUNTERS),
-    )
-
-
-def _mismatch(field, value, expected, why):
-    raise ValueError(f"{field} must be {expected} ({why}), not {value}")
-
-
-def check_soc(config):
-    """Cross-section rules of a SoC (``config``: anything with ``perturb``, ``cache``,
-    ``mac``, ``loss`` sections); raises ValueError naming the field."""
-    p, c, mac, loss = config.perturb, config.cache, config.mac, config.loss
-    for name, cls in (("perturb", PerturbParams), ("cache", CacheParams), ("mac", MacParams),
-                      ("loss", LossParams)):
-        if not isinstance(getattr(config, name), cls):
-            raise ValueError(f"{name} must be a {cls.__name__}, "
-                             f"not {type(getattr(config, name)).__name__}")
-    if c.lanes != mac.lanes:
-        _mismatch("cache.lanes", c.lanes, mac.lanes, "mac.lanes")
-    if p.lanes != mac.lanes:
-        _mismatch("perturb.lanes", p.lanes, mac.lanes, "mac.lanes")
-    if c.taps != mac.taps:
-        _mismatch("cache.taps", list(c.taps), list(mac.taps), "mac.taps")
-    if (c.out_width, c.out_frac) != (mac.feature_width, mac.feature_frac):
-        _mismatch("cache.out_width/out_frac", f"{c.out_width}/{c.out_frac}",
-                  f"{mac.feature_width}/{mac.feature_frac}",
-                  "the MAC array's feature format")
-    if (p.width, p.frac_bits) != (mac.perturb_width, mac.perturb_frac):
-        _mismatch("perturb.width/frac_bits", f"{p.width}/{p.frac_bits}",
-                  f"{mac.perturb_width}/{mac.perturb_frac}",
-                  "mac.perturb_width/perturb_frac")
-    rows = Layout(mac).regions[0].rows         # words per feature beat of the MAC array
-    if c.beat_cycles > rows:
-        raise ValueError(f"cache.dequantizer_lanes must be 0 or at least "
-                         f"{-(-c.lanes // rows)} (a beat every {rows} cycles for the MAC "
-                         f"array), not {c.dequantizer_lanes}")
-    dim = Layout(mac).dimension
-    if p.dimension != dim:
-        _mismatch("perturb.dimension", p.dimension, dim, "the adapter weights, padding included")
-    if len({c.classes, mac.classes, loss.classes}) != 1:
-        _mismatch("cache.classes and mac.classes", f"{c.classes}/{mac.classes}",
-                  loss.classes, "loss.classes")
-    if (loss.logit_width, loss.logit_frac) != (LOGIT_WIDTH, LOGIT_FRAC):
-        _mismatch("loss.logit_width/logit_frac", f"{loss.logit_width}/{loss.logit_frac}",
-                  f"{LOGIT_WIDTH}/{LOGIT_FRAC}", "the cache's frozen logits z0")
-    if (loss.logit_width, loss.logit_frac) != (mac.feature_width, mac.feature_frac):
-        _mismatch("loss.logit_width/logit_frac", f"{loss.logit_width}/{loss.logit_frac}",
-                  f"{mac.feature_width}/{mac.feature_frac}", "the MAC array's result format")
-    if loss.prob_frac + 1 > mac.coef_width:
-        _mismatch("mac.coef_width", mac.coef_width, f"at least {loss.prob_frac + 1}",
-                  "dz is signed Q1.prob_frac")
+           "soc_registers", "ERRORS", "COUNTER_REGISTERS", "memory_map_markdown", "BLOCK_ERRORS",
+           "WINDOWS", "MAGIC", "VERSION", "from_config"]
 
 
 # -- glue -------------------------------------------------------------------------------------
@@ -392,9 +241,6 @@ class WeightWindow(wiring.Component):
 
 # -- the SoC ----------------------------------------------------------------------------------
 
-#: Word address of the first window; the register bank sits below it.
-WINDOW_BASE = 0x20
-
 
 class SoC(wiring.Component):
     """The training SoC of a design (see the module documentation).
@@ -428,13 +274,10 @@ class SoC(wiring.Component):
         #: Training modes built (``[soc] modes``): without "zo" there is no perturbation
         #: engine.
         self.modes = built_modes(config)
-        self.registers = soc_registers(self.mac, self.cache, self.perturb)
-        self.bank_width = max(1, (len(self.registers) - 1).bit_length())
-        if 1 << self.bank_width > WINDOW_BASE:
-            raise ValueError("the register map outgrew the space below the windows")
-        self.windows = {"records": (WINDOW_BASE, 1), "weights": (WINDOW_BASE + 2, 1)}
+        self.map = SocMap(config)
+        self.registers = self.map.registers
         super().__init__({
-            "bus": In(BusSignature(6)),
+            "bus": In(BusSignature(BUS_ADDR_WIDTH)),
             "busy": Out(1),
             "done": Out(1),
             "error": Out(1),
@@ -442,22 +285,12 @@ class SoC(wiring.Component):
         })
 
     def address(self, name):
-        """Word address of a register or window by name."""
-        if name in self.windows:
-            return self.windows[name][0]
-        for i, r in enumerate(self.registers):
-            if r.name == name:
-                return i
-        raise KeyError(name)
+        """Word address of a register or window by name (:meth:`SocMap.address`)."""
+        return self.map.address(name)
 
     def memory_map(self):
-        """``{"registers": RegisterBank.memory_map(), "windows": [{name, address, words,
-        doc}]}``."""
-        bank = RegisterBank(self.registers)
-        bank._MustUse__silence = True            # built for its map only, never elaborated
-        return {"registers": bank.memory_map(),
-                "windows": [{"name": n, "address": a, "words": 1 << w, "doc": WINDOWS[n]}
-                            for n, (a, w) in self.windows.items()]}
+        """The map as data (:meth:`SocMap.memory_map`)."""
+        return self.map.memory_map()
 
     def elaborate(self, platform):
         m = Module()
@@ -469,8 +302,7 @@ class SoC(wiring.Component):
             loss=SoftmaxCrossEntropy(loss_p), router=SampleRouter(cache_p, mac_p, loss_p),
             bank=RegisterBank(self.registers), records=RecordWindow(cache_p),
             weights=WeightWindow(mac_p),
-            dec=BusDecoder(6, [("regs", 0, self.bank_width),
-                               *((n, a, w) for n, (a, w) in self.windows.items())]))
+            dec=BusDecoder(BUS_ADDR_WIDTH, self.map.decoder_targets()))
         flush = b.seq.flush
         m.submodules.seq = b.seq
         m.submodules.cache = b.cache
@@ -615,30 +447,7 @@ def from_config(config):
     return SoC(config)
 
 
-def memory_map_markdown(soc):
-    """The memory map of ``soc`` as Markdown tables (docs/architecture.md holds the default
-    design's; ``python -m fieldtune.rtl.soc`` prints it)."""
-    mm = soc.memory_map()
-    lines = ["| word | register | field | bits | access | reset | meaning |",
-             "|---|---|---|---|---|---|---|"]
-    for reg in mm["registers"]:
-        first = True
-        for f in reg["fields"]:
-            hi = f["lsb"] + f["width"] - 1
-            bits = f"{hi}:{f['lsb']}" if f["width"] > 1 else f"{f['lsb']}"
-            reset = f"{f['init']:#x}" if f["access"] == "rw" else ""
-            lines.append(f"| {reg['address']:#04x} | {reg['name'] if first else ''} | "
-                         f"{f['name']} | {bits} | {f['access']} | {reset} | "
-                         f"{f['doc'] or (reg['doc'] if first else '')} |")
-            first = False
-    lines += ["", "| word | window | words | what |", "|---|---|---|---|"]
-    for w in mm["windows"]:
-        lines.append(f"| {w['address']:#04x} | {w['name']} | {w['words']} | {w['doc']} |")
-    return "\n".join(lines) + "\n"
-
-
-if __name__ == "__main__":              # pragma: no cover - documentation helper
-    from ..config import DesignConfig
-    soc = SoC(DesignConfig())
-    soc._MustUse__silence = True
-    print(memory_map_markdown(soc), end="")
+def memory_map_markdown(soc_map):
+    """The memory map (a :class:`SocMap`) as Markdown tables (docs/architecture.md holds the
+    default design's; ``fieldtune generate soc -f memory-map`` prints it)."""
+    return soc_map.markdown()

@@ -46,6 +46,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .data import load_r1
+
 
 __all__ = ["FloatBackbone", "Int8Backbone", "pretrain", "quantize", "build_backbone",
            "load_backbone", "save_backbone", "read_backbone", "SHIPPED_PATH", "LAYERS", "TAPS",
@@ -498,7 +500,6 @@ def build_backbone(seed=PRETRAIN_DEFAULTS["seed"], *, epochs=PRETRAIN_DEFAULTS["
                    progress=None):
     """Pretrain on R1's upright pretraining set and quantize (calibrating on the same set):
     ``(FloatBackbone, Int8Backbone)``."""
-    from .data import load_r1
     data = load_r1()
     fb = pretrain(data.pretrain_images, data.pretrain_labels, seed=seed, epochs=epochs,
                   progress=progress)

@@ -50,7 +50,7 @@ def load_digits_r1():
     ``images`` is float64, shape (1797, 8, 8), pixels ``k/16``; ``labels`` int64 0…9. The arrays
     are read-only because they are shared by every caller.
     """
-    from sklearn.datasets import load_digits
+    from sklearn.datasets import load_digits    # here: importing scikit-learn takes seconds
     digits = load_digits()
     order = np.random.default_rng(R1_PERMUTATION_SEED).permutation(len(digits.target))
     images = digits.images[order].astype(np.float64) / PIXEL_LEVELS
@@ -74,7 +74,7 @@ def apply_drift(images, drift="rotate", level=None):
         raise ValueError(f"drift level must be a finite number, not {level!r}")
     images = np.asarray(images, dtype=np.float64)
     if drift == "rotate":
-        from scipy.ndimage import rotate
+        from scipy.ndimage import rotate    # here: scipy.ndimage takes seconds to import
         return np.stack([rotate(img, level, reshape=False, order=1, mode="constant", cval=0)
                          for img in images])
     if drift == "noise":
@@ -83,7 +83,7 @@ def apply_drift(images, drift="rotate", level=None):
     if drift == "shift":
         if int(level) != level:
             raise ValueError(f"shift drift level must be a whole number of pixels, not {level}")
-        from scipy.ndimage import shift
+        from scipy.ndimage import shift     # here: scipy.ndimage takes seconds to import
         return np.stack([shift(img, (int(level), int(level)), order=0, mode="constant", cval=0)
                          for img in images])
     return images * level  # contrast

@@ -285,7 +285,7 @@ def train_mezo(train_features, train_logits, train_labels, test_features, test_l
 def torch_status():
     """``(torch module or None, reason)``."""
     try:
-        import torch
+        import torch                            # optional (the torch extra)
     except ImportError:
         return None, "not run: PyTorch not installed"
     return torch, None

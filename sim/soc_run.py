@@ -26,7 +26,6 @@ memories directly would bypass it.
 """
 
 import time
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -34,7 +33,7 @@ import numpy as np
 from ..rtl.soc import SoC, COUNTER_REGISTERS, ERRORS
 from ..rtl.sequencer import Mode, COUNTERS
 from ..rtl.mac.layout import Layout
-from ..rtl.cache.layout import CacheLayout
+from .engines import registry as engines
 from .engines.script import Script
 from .golden.cache import record_elements, CacheModel
 from .golden.soc import SocModel, RunConfig, Perturbations
@@ -49,7 +48,7 @@ __all__ = ["ENGINES", "RunResult", "run_finetune", "soc_component", "BusProgram"
 
 
 #: Engines :func:`run_finetune` accepts; ``"golden"`` runs the numpy models only.
-ENGINES = ("cxxrtl", "amaranth", "verilator", "icarus", "golden")
+ENGINES = (*engines.names(), "golden")
 
 #: Perturbation step whose vector initializes low-rank ``A`` (``B = 0``), under the run's seed.
 INIT_STEP = 0xFFFF_FFFF
@@ -282,48 +281,17 @@ class _Piece:
 
 def _execute(engine, soc, pieces, *, env, vcd, progress, total):
     """Run every piece on ``engine``; calls each piece's decode with its records. Returns
-    ``(simulated cycles, seconds)``."""
-    from .engines import script as scripts
-    t0 = time.perf_counter()
+    ``(simulated cycles, seconds)`` (seconds of simulation, model build excluded)."""
+    run = engines.run_pieces(engine, soc, [piece.program.script for piece in pieces], env=env,
+                             vcd=vcd)
     done_units = 0
-    if engine == "cxxrtl":
-        from .engines import cxxrtl
-        model = cxxrtl.build(soc, env=env)
-        cycles = 0
-        t0 = time.perf_counter()
-        with model.simulate() as sim:
-            with (sim.vcd(vcd) if vcd else nullcontext()):
-                for piece in pieces:
-                    result = sim.run(piece.program.script)
-                    cycles += result.cycles
-                    piece.check(result.records)
-                    piece.decode(result.records)
-                    if piece.units and progress:
-                        done_units += piece.units
-                        progress(done_units, total)
-        return cycles, time.perf_counter() - t0
-    whole = Script()
-    for piece in pieces:
-        whole.extend(piece.program.script)
-    if engine == "amaranth":
-        result = scripts.run_amaranth(soc, whole, vcd=vcd)
-    else:
-        from .engines import hdl
-        verilog = hdl.emit_verilog(soc, env=env)
-        runner = hdl.run_verilator if engine == "verilator" else hdl.run_icarus
-        t0 = time.perf_counter()
-        result = runner(verilog, whole)
-    seconds = time.perf_counter() - t0
-    first = 0
-    for piece in pieces:
-        records = result.records[first:first + piece.program.records]
-        first += piece.program.records
+    for piece, records in zip(pieces, run):
         piece.check(records)
         piece.decode(records)
         if piece.units and progress:
             done_units += piece.units
             progress(done_units, total)
-    return result.cycles, seconds
+    return run.cycles, run.seconds
 
 
 # -- data -----------------------------------------------------------------------------------------
@@ -444,9 +412,7 @@ def run_finetune(config, data, *, mode=None, engine="cxxrtl", epochs=None, steps
         eval_every = 1 if mode == "fo" else max(1, total // 10)
     if not isinstance(eval_every, int) or eval_every < 1:
         raise ValueError(f"eval_every must be a positive integer, not {eval_every!r}")
-    if vcd is not None and engine not in ("amaranth", "cxxrtl"):
-        raise ValueError(f"vcd waveforms come from the amaranth and cxxrtl engines, "
-                         f"not {engine!r}")
+    engines.check_waveforms(engine, vcd)
     train = records_of(data, "train")
     test_raw = records_of(data, "test")
     cap = config.cache.capacity
@@ -469,8 +435,6 @@ def run_finetune(config, data, *, mode=None, engine="cxxrtl", epochs=None, steps
     est = estimate_cycles(config, mode, records, epochs=max(chunks), steps=max(chunks),
                           batch=t.batch, queries=t.queries)
     limit = max_cycles or 20 * est + 200_000
-    lay = Layout(config.mac)
-    ww = config.mac.weight_width
     state = {"cycles": [], "curve": [], "loss": [], "counters": {c: 0 for c in COUNTERS},
              "eval": []}
 

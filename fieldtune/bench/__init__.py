@@ -2,15 +2,26 @@
 
 Each benchmark module has ``add_arguments(parser)`` and ``run(args, console) -> rows`` (a list
 of dicts); :func:`fieldtune.bench.report.emit` prints the table and writes
-``{"bench": NAME, "rows": [...]}`` with ``--json FILE``.
+``{"bench": NAME, "rows": [...]}`` with ``--json FILE``. This package is also the ``fieldtune
+bench`` command (:func:`add_arguments`, :func:`run`); a benchmark's module is imported when the
+parser is built for ``fieldtune bench``, never for other commands.
 """
+
+import importlib
+
+from ..cli_common import output_file
+
+
+__all__ = ["BENCHES", "add_arguments", "run"]
+
 
 #: Benchmark name -> (module, one-line description).
 BENCHES = {
     "perturb": ("fieldtune.bench.perturb",
                 "perturbation generators: LUTs, FFs, BRAM, DSP, Fmax on UP5K and ECP5-85F"),
     "engines": ("fieldtune.bench.engines",
-                "simulation engines: cycles/s of Amaranth, CXXRTL, Verilator, Icarus on one design"),
+                "simulation engines: cycles/s of Amaranth, CXXRTL, Verilator, Icarus on one "
+                "design"),
     "cache": ("fieldtune.bench.cache",
               "forward cache: LUTs, FFs, BRAM/SPRAM, Fmax, bytes and samples per device"),
     "mac": ("fieldtune.bench.mac",
@@ -28,3 +39,17 @@ BENCHES = {
                  "R1 first-order accuracy, device (golden model) vs float skip adapters and "
                  "4-bit vs 16-bit cache, as paired distributions over start points"),
 }
+
+
+def add_arguments(parser):
+    sub = parser.add_subparsers(dest="bench", metavar="NAME", required=True)
+    for name, (module, description) in BENCHES.items():
+        p = sub.add_parser(name, help=description, description=description)
+        p.add_argument("--json", metavar="FILE", type=output_file,
+                       help="also write the figures as JSON")
+        importlib.import_module(module).add_arguments(p)
+
+
+def run(args, console):
+    importlib.import_module(BENCHES[args.bench][0]).run(args, console)
+    return 0

@@ -39,6 +39,17 @@ import math
 import time
 
 import numpy as np
+from rich.progress import (Progress, BarColumn, MofNCompleteColumn, TimeElapsedColumn,
+                           TimeRemainingColumn)
+
+from ..config import DesignConfig
+from ..finetune import float_first_order
+from ..sim.golden.mac import set_region_matrix
+from ..sim.golden.train import new_weights, train_fo, evaluate
+from ..sim.reference import r1_reference_data
+from ..sim.scenario import r1_features
+from ..sim.soc_run import records_of, cached_view
+from .report import csv_list, emit, table
 
 
 __all__ = ["add_arguments", "run", "measure", "summarize", "start_codes", "device_accuracy",
@@ -77,7 +88,6 @@ TARGET_COLUMNS = [("drift_deg", "°"), ("method", "method"),
 
 
 def add_arguments(parser):
-    from .report import csv_list
     parser.add_argument("--starts", type=int, default=STARTS, metavar="N",
                         help=f"paired start points per drift angle (default: {STARTS}; "
                              "the numerics study used 40); start i: W0 = k * 2^-weight_frac "
@@ -111,8 +121,6 @@ def device_accuracy(config, train, test, codes):
     golden cache's view of the samples, ``(dequantized features, z0, labels)`` (as
     ``run_finetune`` computes them); training in cache order, ``config.train``'s epochs, batch
     and learning rate."""
-    from ..sim.golden.mac import set_region_matrix
-    from ..sim.golden.train import new_weights, train_fo, evaluate
     mem = set_region_matrix(config.mac, new_weights(config.mac), 0, codes)
     x, z0, labels = train
     r = train_fo(config.mac, config.loss, config.train, {"x": x, "z0": z0, "labels": labels},
@@ -121,7 +129,6 @@ def device_accuracy(config, train, test, codes):
 
 
 def _configs(codebooks, epochs):
-    from ..config import DesignConfig
     base = DesignConfig()
     if epochs is not None:
         base = base.replace(train={"epochs": epochs})
@@ -138,10 +145,6 @@ def measure(drifts, codebooks, starts, seed, epochs=None, progress=None):
     "saturated": [codebooks whose run saturated a weight]}``; default runs (``W0 = 0``):
     ``{drift: {"float": pct, codebook: pct, ...}}``. ``progress()`` is called after each run.
     """
-    from ..finetune import float_first_order
-    from ..sim.reference import r1_reference_data
-    from ..sim.scenario import r1_features
-    from ..sim.soc_run import records_of, cached_view
     configs = _configs(codebooks, epochs)
     any_cfg = next(iter(configs.values()))
     mac = any_cfg.mac
@@ -234,9 +237,6 @@ def _check(args):
 
 
 def run(args, console):
-    from rich.progress import (Progress, BarColumn, MofNCompleteColumn, TimeElapsedColumn,
-                               TimeRemainingColumn)
-    from .report import emit, table
     drifts = _check(args)
     configs = _configs(args.codebooks, args.epochs)     # ValueError on a bad code book first
     train = next(iter(configs.values())).train

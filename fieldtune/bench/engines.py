@@ -71,7 +71,8 @@ def _timed(fn):
 def run(args, console):
     env = tool_env("YOSYS")
     rows = []
-    reference, seconds = _timed(lambda: run_amaranth(MixPipeline(), bulk_script(args.amaranth_items)))
+    reference, seconds = _timed(
+        lambda: run_amaranth(MixPipeline(), bulk_script(args.amaranth_items)))
     base = reference.cycles / seconds
     rows.append({"engine": "amaranth", "cycles": reference.cycles, "run_s": seconds,
                  "cycles_per_s": round(base), "vs_amaranth": 1.0, "build_s": 0.0, "agrees": True})

@@ -13,6 +13,17 @@ a cached build of the same design, or a build run now, as ``fmax_source`` says).
 PyTorch LoRA-All (issue 5's target: at least 20 on the ECP5-85F, first order).
 """
 
+from concurrent.futures import ThreadPoolExecutor
+
+from ..config import PRESETS as KNOWN, DesignConfig
+from ..demo import ENGINE_CHOICES
+from ..finetune import (check_engine, float_first_order, float_mezo, simulate_modes,
+                        torch_references, yosys_env)
+from ..fmax import soc_fmax
+from ..sim import reference
+from ..sim.scenario import r1_features
+from .report import emit
+
 
 __all__ = ["add_arguments", "run", "PRESETS", "TARGET_RATIO", "COLUMNS"]
 
@@ -33,7 +44,6 @@ def _csv(text):
 
 
 def add_arguments(parser):
-    from ..demo import ENGINE_CHOICES
     parser.add_argument("--presets", type=_csv, default=list(PRESETS), metavar="NAME,...",
                         help=f"board presets to project (default: {','.join(PRESETS)})")
     parser.add_argument("--modes", type=_csv, default=["fo"], metavar="fo[,zo]",
@@ -55,7 +65,6 @@ def add_arguments(parser):
 
 
 def _check(args):
-    from ..config import PRESETS as KNOWN
     for name in args.presets:
         if name not in KNOWN:
             raise ValueError(f"--presets must name presets among {', '.join(KNOWN)}, "
@@ -90,9 +99,7 @@ def _row(method, where, seconds, accuracy, **extra):
 
 def cpu_rows(config, drift, modes, repeats, threads, console):
     """Rows of the CPU methods (``seconds`` None and ``note`` when not run)."""
-    from ..finetune import float_first_order, float_mezo, torch_references
-    from ..sim.reference import r1_reference_data, torch_status
-    ref = r1_reference_data(drift)
+    ref = reference.r1_reference_data(drift)
     rows = []
     with console.status("CPU: float skip adapters (numpy)"):
         r = _fastest(lambda: float_first_order(ref, config.train, curve=False), repeats)
@@ -103,7 +110,7 @@ def cpu_rows(config, drift, modes, repeats, threads, console):
                                             eval_every=config.train.steps)[0], repeats)
         rows.append(_row("MeZO Gaussian ZO", "cpu", r.seconds, r.accuracy,
                          note="float, numpy, one seed"))
-    torch, reason = torch_status()
+    torch, reason = reference.torch_status()
     for method, label in (("lora_all", "LoRA-All"), ("ft_all", "FT-All")):
         if torch is None:
             rows.append(_row(label, "cpu", None, None, note=reason))
@@ -122,11 +129,6 @@ def cpu_rows(config, drift, modes, repeats, threads, console):
 
 def device_rows(presets, modes, engine, drift, policy, console):
     """Rows of the simulated SoC of every preset, with the projected time on its device."""
-    from concurrent.futures import ThreadPoolExecutor
-    from ..config import DesignConfig
-    from ..finetune import simulate_modes, yosys_env
-    from ..fmax import soc_fmax
-    from ..sim.scenario import r1_features
     data = r1_features(drift)
     env = yosys_env(console) if engine != "golden" else None
     rows = []
@@ -150,9 +152,6 @@ def device_rows(presets, modes, engine, drift, policy, console):
 
 
 def run(args, console):
-    from ..config import DesignConfig
-    from ..finetune import check_engine
-    from .report import emit
     threads = _check(args)
     check_engine(args.engine)
     policy = "cached" if args.no_build else "always" if args.rebuild else "auto"

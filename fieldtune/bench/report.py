@@ -1,6 +1,7 @@
 """Shared plumbing of the benchmarks: running implementations with a progress bar, printing
 tables and writing JSON reports."""
 
+import fnmatch
 import json
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -98,7 +99,6 @@ def add_variant_arguments(parser, devices, devices_help, example):
 
 def select_variants(patterns, names):
     """The ``names`` matching any shell pattern of ``patterns``, in order; ValueError if none."""
-    import fnmatch
     chosen = [n for n in names if any(fnmatch.fnmatchcase(n, p) for p in patterns)]
     if not chosen:
         raise ValueError(f"--variants {','.join(patterns)} matches no variant; variants are "

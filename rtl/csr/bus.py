@@ -13,7 +13,7 @@ the cycle after the response; targets therefore gate their response with ``~ack 
 previous cycle, which makes back-to-back transfers take two cycles each.
 """
 
-from amaranth.hdl import Module, Signal, Mux
+from amaranth.hdl import Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 

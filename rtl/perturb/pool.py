@@ -28,7 +28,7 @@ from amaranth.lib.wiring import In, Out
 
 from .adaptive import Corrector
 from .numerics import value_width, ADAPT_GUARD_BITS
-from .arith import round_half_away
+from .arith import round_half_away, square as squared
 
 
 __all__ = ["ReusePool"]
@@ -157,7 +157,7 @@ class ReusePool(wiring.Component):
         ew = self.energy_width
         code = round_half_away(self.fill_value, ADAPT_GUARD_BITS)
         square = Signal(2 * (p.width - 1))
-        m.d.comb += square.eq(code * code)
+        m.d.comb += square.eq(squared(code))          # shifts and adds: no SB_MAC16
         full_sum, part_sum = Signal(ew), Signal(ew)
         full_next = full_sum + square
         part_next = part_sum + Mux(lane < p.last_lanes, square, 0)

@@ -578,10 +578,11 @@ class _RunState:
         self.cb = Signal(COEF_ADDR_WIDTH)       # n * classes: dz of sample n
         self.vb = Signal(COEF_ADDR_WIDTH)       # v_base + n * rank * taps: v of sample n
         self.v_base = seq.layout.v_base
-        self.epoch = Signal(10)
-        self.zstep = Signal(20)
+        width = {name: len(self.cfg[name]) for name in ("epochs", "steps", "step", "watchdog")}
+        self.epoch = Signal(width["epochs"])
+        self.zstep = Signal(width["steps"])
         self.qi = Signal(range(MAX_QUERIES + 1))
-        self.pstep = Signal(32)
+        self.pstep = Signal(width["step"])
         self.g = Signal(signed(IMM_WIDTH))
         # MATVEC results not yet through the loss unit: the MAC array reserves a MATVEC's
         # results in its out FIFO before issuing it, so few are ever in flight
@@ -589,7 +590,7 @@ class _RunState:
         self.issued_out = Signal()      # a MATVEC with results on `out` was accepted
         self.res_n = Signal(range(2 * MAX_BATCH + 1))
         self.res_q = Signal(range(MAX_QUERIES + 1))
-        self.wd = Signal(32)
+        self.wd = Signal(width["watchdog"])
         self.flush_count = Signal(range(seq.flush_cycles + 1))
         self.cs, self.cs_z, self.k = Signal(signed(8)), Signal(signed(8)), Signal(signed(7))
         self.dynamic = {Dynamic.FO_CSHIFT: self.cs[:6], Dynamic.ZO_CSHIFT: self.cs_z[:6],

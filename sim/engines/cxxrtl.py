@@ -49,8 +49,8 @@ from .hdl import (OP_CONDITION, OP_SAMPLE, OP_SET, OP_STEP, OP_WAIT, cached_buil
 from .script import EngineUnavailable, ScriptResult, Set, Step, Wait, design_rtlil, rtlil_ports
 
 
-__all__ = ["build", "CxxrtlModel", "CxxrtlSimulation", "CxxrtlMemory", "runtime_include_dir",
-           "DEFAULT_CXXFLAGS", "split_debug_info", "design_glue", "mangle"]
+__all__ = ["build", "check_available", "CxxrtlModel", "CxxrtlSimulation", "CxxrtlMemory",
+           "runtime_include_dir", "DEFAULT_CXXFLAGS", "split_debug_info", "design_glue", "mangle"]
 
 
 #: Compiler optimization of the design's evaluation (``eval``/``commit``, the code every cycle
@@ -115,6 +115,12 @@ def _compiler(compiler):
     name = compiler or os.environ.get("CXX") or "g++"
     return find_program(name, "CXXRTL models are compiled with the system C++ compiler; "
                               "install it with e.g.: apt-get install g++")
+
+
+def check_available(compiler=None):
+    """:class:`EngineUnavailable` unless the CXXRTL runtime and a C++ compiler are here."""
+    runtime_include_dir()
+    _compiler(compiler)
 
 
 def build(design, *, env, ports=None, name="top", clock="clk", cxxflags=DEFAULT_CXXFLAGS,

@@ -22,6 +22,7 @@ Values are raw bits as non-negative integers (a ``signed`` port reads back in tw
 simulator; ``fieldtune.sim.engines.cxxrtl`` and ``fieldtune.sim.engines.hdl`` run the very same
 script on CXXRTL, Verilator and Icarus Verilog, and every engine returns the same
 :class:`ScriptResult` for the same design: that equality is what the engine tests check.
+:mod:`fieldtune.sim.engines.registry` lists the engines and runs a script on any of them.
 
 Ports are named as Amaranth's backends name them: a component's signature members joined with
 ``__`` (``i__payload``, ``o__valid``), plus ``clk`` and ``rst`` of the ``sync`` domain.
@@ -35,10 +36,12 @@ from amaranth.back import rtlil
 from amaranth.lib import wiring
 from amaranth.hdl import _ast
 
+from .pysim import simulate
+
 
 __all__ = ["Port", "Set", "Step", "Wait", "Sample", "Script", "ScriptResult",
            "EngineUnavailable", "design_rtlil", "rtlil_ports", "amaranth_ports", "run_amaranth",
-           "ENGINES", "run", "MAX_CONDITIONS"]
+           "MAX_CONDITIONS"]
 
 
 class EngineUnavailable(RuntimeError):
@@ -151,6 +154,11 @@ class Script:
 
     def __len__(self):
         return len(self.commands)
+
+    @property
+    def record_count(self):
+        """How many records the script makes (one per ``wait`` and per ``sample``)."""
+        return sum(isinstance(cmd, (Wait, Sample)) for cmd in self.commands)
 
     def __iter__(self):
         return iter(self.commands)
@@ -270,7 +278,6 @@ def run_amaranth(design, script, *, ports=None, vcd=None, name=None):
     ``design`` must not have been elaborated for another engine (build a fresh instance per
     engine). ``vcd`` writes a waveform file.
     """
-    from .pysim import simulate
     # The testbench drives `rst` like any input, so the domain must be a real one (a
     # ResetSignal cannot be assigned): the design runs inside a module that defines `sync`.
     top = Module()
@@ -332,28 +339,3 @@ async def _ticks(ctx, count, done=None):
                 return taken
     finally:
         await edges.aclose()
-
-
-#: Engine names :func:`run` accepts.
-ENGINES = ("amaranth", "cxxrtl", "verilator", "icarus")
-
-
-def run(engine, design, script, *, env=None, ports=None):
-    """Run ``script`` on ``design`` with ``engine`` (one of :data:`ENGINES`).
-
-    ``env`` is the tool environment naming Yosys (``fieldtune.toolchain.tool_env("YOSYS")``),
-    needed by every engine but ``"amaranth"``. ``design`` is elaborated by this engine only:
-    pass a fresh instance per engine. Compiled engines use their caches.
-    """
-    if engine == "amaranth":
-        return run_amaranth(design, script, ports=ports)
-    if engine == "cxxrtl":
-        from . import cxxrtl
-        with cxxrtl.build(design, env=env, ports=ports).simulate() as sim:
-            return sim.run(script)
-    if engine in ("verilator", "icarus"):
-        from . import hdl
-        verilog = hdl.emit_verilog(design, env=env, ports=ports)
-        runner = hdl.run_verilator if engine == "verilator" else hdl.run_icarus
-        return runner(verilog, script)
-    raise ValueError(f"engine must be one of {', '.join(ENGINES)}, not {engine!r}")

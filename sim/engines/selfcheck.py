@@ -24,6 +24,8 @@ from amaranth.lib import wiring, stream, data
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from .script import Script
+
 
 __all__ = ["MixPipeline", "MixPipelineModel", "xorshift32", "table_init", "pack_lanes",
            "unpack_lanes", "SelfCheck"]
@@ -233,7 +235,6 @@ class SelfCheck:
     def __init__(self, seed=0x1234_5678, items=24, cycles=160, bulk_items=500, rng_seed=1,
                  lanes=8, width=16, depth_log2=6):
         import random
-        from .script import Script
         self.geometry = dict(lanes=lanes, width=width, depth_log2=depth_log2)
         self.seed, self.items, self.bulk_items = seed, items, bulk_items
         self.bulk_seed = seed ^ 0xA5A5_A5A5

@@ -13,7 +13,8 @@ from ...rtl.loss.tables import (LOG2E, LOG2E_FRAC, exp2_table, log2_table, diff_
 from .fixed import round_shift, saturate
 
 
-__all__ = ["LossResult", "with_frozen", "exponents", "exp2_neg", "log2_sum", "softmax_xent", "float_softmax_xent"]
+__all__ = ["LossResult", "with_frozen", "exponents", "exp2_neg", "log2_sum", "softmax_xent",
+           "float_softmax_xent"]
 
 
 class LossResult(dict):

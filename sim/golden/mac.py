@@ -20,13 +20,13 @@ import numpy as np
 
 from ...rtl.mac.params import MacParams
 from ...rtl.mac.layout import Layout
-from ...rtl.mac.ops import Op, Region, Operand, Perturb, Dest, CoefSource, IMM_WIDTH
+from ...rtl.mac.ops import Op, Operand, Perturb, Dest, CoefSource
 from .fixed import round_shift, scale_pow2, saturate
 
 
-__all__ = ["update_shift", "colacc_shift", "coef_shift", "z_operand_shift", "perturbed", "region_matrix",
-           "set_region_matrix", "stored_coefficients", "max_zshift", "zshift_for", "matvec", "update", "init_region", "colacc", "pad_mask",
-           "MacModel", "MacError"]
+__all__ = ["update_shift", "colacc_shift", "coef_shift", "z_operand_shift", "perturbed",
+           "region_matrix", "set_region_matrix", "stored_coefficients", "max_zshift", "zshift_for",
+           "matvec", "update", "init_region", "colacc", "pad_mask", "MacModel", "MacError"]
 
 
 class MacError(ValueError):
@@ -208,8 +208,9 @@ def stored_coefficients(mac: MacParams, dz, cshift, *, flags=None):
 class MacModel:
     """Interpreter of micro-ops with the array's state.
 
-    Streams are queues: ``x`` of ``(beat, last)`` pairs, ``z`` of beats, ``load`` of beats; :meth:`push_coef` plays the ``coef`` stream. :meth:`run` executes one
-    op and returns what it put on ``out`` (scalars) or ``wdump`` (beats)."""
+    Streams are queues: ``x`` of ``(beat, last)`` pairs, ``z`` of beats, ``load`` of beats;
+    :meth:`push_coef` plays the ``coef`` stream. :meth:`run` executes one op and returns what
+    it put on ``out`` (scalars) or ``wdump`` (beats)."""
 
     def __init__(self, mac: MacParams):
         self.mac = mac

@@ -28,9 +28,9 @@ from .mac import (matvec, update, init_region, colacc, coef_shift, colacc_shift,
                   z_operand_shift, stored_coefficients)
 
 
-__all__ = ["new_weights", "with_frozen", "adapter_outputs", "forward", "evaluate", "fo_step", "zo_step", "zo_coef_shift",
-           "fo_coef_shifts", "fo_program", "zo_program", "op_streams", "play", "TrainResult", "train_fo", "train_zo",
-           "check_compatible"]
+__all__ = ["new_weights", "with_frozen", "adapter_outputs", "forward", "evaluate", "fo_step",
+           "zo_step", "zo_coef_shift", "fo_coef_shifts", "fo_program", "zo_program", "op_streams",
+           "play", "TrainResult", "train_fo", "train_zo", "check_compatible"]
 
 
 def check_compatible(mac: MacParams, loss: LossParams):
@@ -238,8 +238,8 @@ def op_streams(mac: MacParams, op, sample, x, z=None):
 def play(model, loss: LossParams, prog, x, z0, labels, z=None, *, zo=False):
     """Run ``prog`` on a :class:`~.mac.MacModel` with a loss unit between ``out`` and
     ``coef`` (the way a sequencer wires them): every ``out`` vector, plus its sample's frozen
-    logits, goes through the loss unit; first order pushes its ``dz`` into the coefficient memory. Returns the loss unit's
-    results per vector (dicts ``loss``, ``argmax``, ``correct``)."""
+    logits, goes through the loss unit; first order pushes its ``dz`` into the coefficient
+    memory. Returns the loss unit's results per vector (dicts ``loss``, ``argmax``, ``correct``)."""
     results = []
     for op, sample in prog:
         s = op_streams(model.mac, op, sample, x, z)

@@ -1,6 +1,6 @@
 import pytest
 
-from fieldtune.cli import build_parser, main
+from fieldtune.cli import main
 
 
 def test_help_lists_commands(capsys):

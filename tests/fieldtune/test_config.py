@@ -54,8 +54,10 @@ def test_accumulator_width_is_proven_wide_enough():
 
 
 def test_cross_section_rules():
-    with pytest.raises(ValueError, match=r"^cache.lanes must equal mac.lanes \(8\), not 4$"):
+    with pytest.raises(ValueError, match=r"^cache.lanes must be 8 \(mac.lanes\), not 4$"):
         DesignConfig().replace(cache={"lanes": 4})
+    with pytest.raises(ValueError, match=r"^mac.classes must be 10 \(loss.classes\), not 8$"):
+        DesignConfig().replace(mac={"classes": 8}, cache={"classes": 10})
     assert DesignConfig().with_lanes(16).perturb.lanes == 16
 
 

@@ -7,10 +7,14 @@ import json
 import re
 
 import pytest
+from rich.console import Console
 
 from fieldtune.cli import main
-from fieldtune import fmax
+from fieldtune import demo, fmax
+from fieldtune.config import DesignConfig
 from fieldtune.sim import reference
+from fieldtune.sim.scenario import r1_features
+from fieldtune.sim.soc_run import soc_component, estimate_cycles
 
 
 NOT_INSTALLED = "not run: PyTorch not installed"
@@ -102,8 +106,6 @@ def test_demo_single_mode_codebook_and_plot(tmp_path, no_torch, empty_cache):
 def test_demo_projects_every_device_from_builds(tmp_path, capsys, no_torch, empty_cache):
     """The design's board from the user's cached build with the run's cycles; the ECP5-85F
     preset from a build shipped in the package with its estimated cycles."""
-    from fieldtune.config import DesignConfig
-    from fieldtune.sim.soc_run import soc_component, estimate_cycles
     own, ecp5 = DesignConfig(), DesignConfig.preset("ecp5-85f")
     for config, mhz, folder in ((own, 25.0, tmp_path / "cache" / "fmax"),
                                 (ecp5, 50.0, fmax.SHIPPED_DIR)):
@@ -193,10 +195,6 @@ def test_simulate_writes_a_waveform(tmp_path, capsys):
 
 
 def test_demo_warns_before_hours_on_a_slow_engine(capsys):
-    from rich.console import Console
-    from fieldtune import demo
-    from fieldtune.config import DesignConfig
-    from fieldtune.sim.scenario import r1_features
     console, data = Console(stderr=True), r1_features(30)
     demo._warn_if_slow(DesignConfig(), data, ("fo", "zo"), "amaranth", console)
     err = capsys.readouterr().err

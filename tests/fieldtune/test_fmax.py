@@ -5,7 +5,7 @@ is everything around it."""
 import json
 
 import pytest
-from amaranth.hdl import Signal
+from amaranth.hdl import Module
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -25,7 +25,6 @@ class Counter(wiring.Component):
         super().__init__()
 
     def elaborate(self, platform):
-        from amaranth.hdl import Module
         m = Module()
         with m.If(self.en):
             m.d.sync += self.count.eq(self.count + (1 if self.width == 8 else 3))
@@ -79,8 +78,8 @@ def test_hash_depends_on_design_device_and_options():
 
 def test_hash_depends_on_the_flow(monkeypatch):
     h = fmax.design_hash(Counter(), "up5k", {})
-    script = fmax._synth_script
-    monkeypatch.setattr(fmax, "_synth_script", lambda *a, **k: script(*a, **k) + "opt\n")
+    script = fmax.synth_script
+    monkeypatch.setattr(fmax, "synth_script", lambda *a, **k: script(*a, **k) + "opt\n")
     assert fmax.design_hash(Counter(), "up5k", {}) != h
 
 

@@ -8,7 +8,8 @@ import subprocess
 import pytest
 from amaranth.back import rtlil
 
-from fieldtune.boards.implement import BenchHarness, _synth_script, _dut_module_name, _count
+from fieldtune.boards.implement import (BenchHarness, synth_script, dut_module_name,
+                                        count_resources)
 from fieldtune.rtl.cache.params import CacheParams
 from fieldtune.rtl.cache.cache import ForwardCache
 from fieldtune.rtl.cache.layout import CacheLayout
@@ -20,13 +21,13 @@ def synthesize(params, family, tmp_path):
     (tmp_path / "design.il").write_text(
         rtlil.convert(harness, name="top", ports=[harness.serial_in, harness.fold_out]))
     (tmp_path / "synth.ys").write_text(
-        _synth_script(family, "top.dut", dsp=False, spram=params.memory == "spram"))
+        synth_script(family, "top.dut", dsp=False, spram=params.memory == "spram"))
     env = tool_env()
     proc = subprocess.run([env["YOSYS"], "-q", "-l", "yosys.log", "-s", "synth.ys"],
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, (tmp_path / "yosys.log").read_text()[-2000:]
     stat = json.loads((tmp_path / "stat.json").read_text())
-    return _count(stat["modules"][_dut_module_name(stat)]["num_cells_by_type"], family)
+    return count_resources(stat["modules"][dut_module_name(stat)]["num_cells_by_type"], family)
 
 
 @pytest.mark.parametrize("family,memory", [("ice40", "spram"), ("ecp5", "bram")])

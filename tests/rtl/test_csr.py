@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """Registers and the bus decoder: every access answered, access modes as documented."""
 
 import pytest

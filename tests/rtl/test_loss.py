@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """The loss unit against its golden model, bit for bit (dz, loss, argmax, zeroth-order sum),
 under back-pressure; and the golden model's error against float."""
 

@@ -7,9 +7,9 @@ import pytest
 
 from fieldtune.rtl.mac import (AdapterMACArray, MacParams, Layout, Op, Region, Operand, Perturb,
                                Dest, CoefSource, mac_op, pipeline_stages)
-from fieldtune.rtl.loss import SoftmaxCrossEntropy, ZOSign, LossParams
-from fieldtune.sim.golden.mac import MacModel, update_shift
-from fieldtune.sim.golden.train import (fo_program, zo_program, op_streams, play, fo_step,
+from fieldtune.rtl.loss import ZOSign, LossParams
+from fieldtune.sim.golden.mac import MacModel
+from fieldtune.sim.golden.train import (fo_program, zo_program, op_streams, fo_step,
                                         zo_step, new_weights)
 from fieldtune.sim.engines.pysim import simulate, stream_send, stream_collect
 from fieldtune.sim.golden.loss import softmax_xent
@@ -44,7 +44,6 @@ def run(mac, ops, *, x=(), z=(), load=(), coef=(), coef_delay=0, n_out=0, n_dump
     valid = (lambda c: c % 7 != 3) if bubbles else None
 
     async def commands(ctx):
-        start = 0
         await stream_send(ctx, dut.cmd, list(ops), max_cycles=max_cycles)
         if late_ops is not None:
             while len(got["results"]) < n_results:
@@ -277,7 +276,8 @@ def test_whole_zeroth_order_step_matches_golden(mac):
         return [op for op, _ in zo_program(mac, loss, n, g, zlr, eps)[-len(lay.regions):]
                 + _dump_all(mac)]
 
-    got = run(mac, [op for op, _ in load_ops + forwards], x=streams["x"], z=streams["z"], load=load, n_dump=lay.words, loss=loss, loss_cmds=cmds,
+    got = run(mac, [op for op, _ in load_ops + forwards], x=streams["x"], z=streams["z"],
+              load=load, n_dump=lay.words, loss=loss, loss_cmds=cmds,
               n_results=2 * n, late_ops=update)
     ref, flags = mem.copy(), {"saturated": False}
     g, lp, lm = zo_step(mac, loss, ref, x, z0, labels, z, zlr, eps, flags=flags)

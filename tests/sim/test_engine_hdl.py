@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """Cross-check with simulators nobody here wrote: the emitted Verilog on Verilator and Icarus
 Verilog runs the same script as Amaranth's simulator, record for record, and the golden model
 agrees. Outside CI a missing simulator skips with the reason; in CI (CI=true) it fails."""
@@ -9,13 +10,14 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from fieldtune.sim.engines import hdl
-from fieldtune.sim.engines.script import ENGINES, EngineUnavailable, Script, run, run_amaranth
+from fieldtune.sim.engines.registry import ENGINES, run
+from fieldtune.sim.engines.script import EngineUnavailable, Script, run_amaranth
 from fieldtune.sim.engines.selfcheck import MixPipeline, MixPipelineModel, SelfCheck
 from fieldtune.toolchain import tool_env
 
 
 #: Programs each Verilog engine runs.
-PROGRAMS = {"verilator": ("verilator",), "icarus": ("iverilog", "vvp")}
+PROGRAMS = {name: engine.programs for name, engine in ENGINES.items()}
 #: Why the tests need them, for the skip (or, in CI, failure) message.
 WHY = "the independent simulator cross-check needs it (apt-get install verilator iverilog)"
 
@@ -67,7 +69,7 @@ def test_run_dispatches_to_every_engine(engine, require_programs):
 
 
 def test_run_and_wait_reject_bad_arguments():
-    with pytest.raises(ValueError, match=r"^engine must be one of amaranth, cxxrtl, verilator, "
+    with pytest.raises(ValueError, match=r"^engine must be one of cxxrtl, verilator, amaranth, "
                                          r"icarus, not 'spice'$"):
         run("spice", None, Script())
     with pytest.raises(ValueError, match=r"^a wait must have 1 to 16 conditions, not 0$"):

@@ -8,10 +8,10 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from fieldtune.rtl.cache.params import CacheParams, CODEBOOKS, FOUR_BIT
-from fieldtune.rtl.cache.codebooks import LEVELS, REAL_LEVELS, LEVEL_FRAC, thresholds
+from fieldtune.rtl.cache.codebooks import LEVELS, REAL_LEVELS, LEVEL_FRAC
 from fieldtune.rtl.cache.layout import CacheLayout, MANT_BITS
-from fieldtune.sim.golden.cache import (CacheModel, round_half_up_shift, record_elements,
-                                        adversarial_samples, float_quantize, snr_db)
+from fieldtune.sim.golden.cache import (CacheModel, round_half_up_shift, adversarial_samples,
+                                        float_quantize, snr_db)
 
 
 LANES = (1, 4, 8, 32)

@@ -6,11 +6,11 @@ import pytest
 
 from fieldtune.rtl.mac.params import MacParams
 from fieldtune.rtl.mac.layout import Layout
-from fieldtune.rtl.mac.ops import Op, Region, Operand, Perturb, Dest, CoefSource, mac_op
+from fieldtune.rtl.mac.ops import Op, Region, mac_op
 from fieldtune.rtl.loss.params import LossParams
 from fieldtune.sim.golden import mac as gm
 from fieldtune.sim.golden.train import (fo_step, zo_step, fo_program, zo_program, play,
-                                        new_weights, forward)
+                                        new_weights)
 
 
 def _rand(rng, shape, width):

@@ -1,10 +1,11 @@
 """The shared stream helpers move every payload once, under back-pressure and bubbles."""
 
-from amaranth.hdl import Module, Signal
+from amaranth.hdl import Module
 from amaranth.lib import wiring, stream
 from amaranth.lib.wiring import In, Out
 
-from fieldtune.sim.engines.pysim import simulate, stream_collect, stream_send, stream_get, stream_put
+from fieldtune.sim.engines.pysim import (simulate, stream_collect, stream_send, stream_get,
+                                         stream_put)
 
 
 class Skid(wiring.Component):

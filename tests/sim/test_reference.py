@@ -5,8 +5,7 @@ import pytest
 
 from fieldtune.sim import reference as ref
 from fieldtune.sim.reference import (train_skip_adapters, train_mezo, train_torch,
-                                     mean_over_seeds, r1_reference_data, float_references,
-                                     TORCH_METHODS)
+                                     mean_over_seeds, r1_reference_data, float_references)
 from fieldtune.sim.scenario import r1_features
 
 

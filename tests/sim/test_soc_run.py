@@ -119,14 +119,14 @@ def test_verilog_simulators_match_golden(engine, programs, tiny_amaranth, tiny_g
 
 def test_runner_rejects_bad_arguments():
     cfg, data = tiny()
-    with pytest.raises(ValueError, match=r"^engine must be one of cxxrtl, amaranth, verilator, "
+    with pytest.raises(ValueError, match=r"^engine must be one of cxxrtl, verilator, amaranth, "
                                          r"icarus, golden, not 'spice'$"):
         run_finetune(cfg, data, engine="spice")
     with pytest.raises(ValueError, match=r"^mode must be 'fo' or 'zo', not 'sgd'$"):
         run_finetune(cfg, data, mode="sgd", engine="golden")
     with pytest.raises(ValueError, match=r"^eval_every must be a positive integer, not 0$"):
         run_finetune(cfg, data, engine="golden", eval_every=0)
-    with pytest.raises(ValueError, match=r"^vcd waveforms come from the amaranth and cxxrtl "
+    with pytest.raises(ValueError, match=r"^vcd waveforms come from the cxxrtl and amaranth "
                                          r"engines, not 'golden'$"):
         run_finetune(cfg, data, engine="golden", vcd="x.vcd")
     big = dict(data, train_features=np.zeros((9, 16), dtype=np.int64),
@@ -135,4 +135,4 @@ def test_runner_rejects_bad_arguments():
     with pytest.raises(ValueError, match=r"^the training set \(9 samples\) must fit the cache "
                                          r"\(cache\.capacity = 8\)$"):
         run_finetune(cfg, big, engine="golden")
-    assert ENGINES == ("cxxrtl", "amaranth", "verilator", "icarus", "golden")
+    assert ENGINES == ("cxxrtl", "verilator", "amaranth", "icarus", "golden")

@@ -1,0 +1,262 @@
+"""The SoC's register and window map as plain data: :class:`SocMap`.
+
+Built from a configuration without elaborating (or instantiating) anything: the SoC builds
+its bus decoder and register bank from it, the host link checks addresses against it, and the
+host driver, the benchmarks and the docs read it (``python -m fieldtune.rtl.csr.map`` prints
+the default design's map as Markdown; docs/architecture.md, "SoC", holds it).
+
+Word addresses: the registers from 0 upward in :func:`soc_registers` order, the windows from
+:data:`WINDOW_BASE`. A *window* is a stream: every access to it moves the next element (see
+:data:`WINDOWS`); on the host link an element takes :attr:`Window.element_bytes` bytes.
+"""
+
+from dataclasses import dataclass
+
+from ..params import TrainParams
+from ..cache.params import INDEX_WIDTH, ELEMENT_WIDTH
+from ..mac.params import MacParams
+from ..cache.params import CacheParams
+from ..perturb.params import PerturbParams
+from ..sequencer import COUNTERS, SEQUENCER_ERRORS, default_watchdog
+from .registers import Field, Register
+
+
+__all__ = ["SocMap", "Window", "soc_registers", "ERRORS", "BLOCK_ERRORS", "COUNTER_REGISTERS",
+           "COUNTER_DOCS", "WINDOWS", "WINDOW_BASE", "MAGIC", "VERSION", "BUS_ADDR_WIDTH"]
+
+
+#: Word address bits of the SoC's bus.
+BUS_ADDR_WIDTH = 6
+#: Word address of the first window; the register bank sits below it.
+WINDOW_BASE = 0x20
+
+#: ``id.magic``: what a host reads first to know it talks to a fieldtune SoC.
+MAGIC = 0xF17E
+#: ``id.version``: the register map's version.
+VERSION = 1
+
+#: Sticky flags the SoC raises from its blocks (rising edges of their own flags).
+BLOCK_ERRORS = {
+    "mac_error": "the MAC array rejected an op or a coefficient overflowed its memory",
+    "mac_framing": "a feature beat's last marker was out of place",
+    "mac_saturated": "the MAC array clamped a value (warning: training saturated)",
+    "cache_overflow": "a record arrived with the cache full (dropped)",
+    "cache_record_error": "a malformed record (early or missing last, bad label; dropped)",
+    "cache_read_error": "a sample index beyond the records was read",
+}
+#: Every error flag of the ``errors`` register, bit 0 first: name -> meaning.
+ERRORS = {**SEQUENCER_ERRORS, **BLOCK_ERRORS}
+
+#: Register of each counter (run configuration names are taken).
+COUNTER_REGISTERS = {"cycles": "cycles", "samples": "samples", "epochs": "epochs_done",
+                     "steps": "steps_done", "loss_sum": "loss_sum", "correct": "correct"}
+COUNTER_DOCS = {
+    "cycles": "clock cycles of the run",
+    "samples": "forwards through the loss unit (ZO: two per sample and query)",
+    "epochs": "FO epochs; ZO passes of the cursor over the records",
+    "steps": "optimizer steps (mini-batch updates)",
+    "loss_sum": "sum of those forwards' losses, bits Q.loss_frac",
+    "correct": "those forwards with argmax == label",
+}
+
+#: Memory windows after the registers: name -> (word offset from the window base, doc).
+WINDOWS = {
+    "records": ("write: one element of the cache's record stream (bits 15:0 data, "
+                "bit 16 last; the odd word forces last); read: records cached"),
+    "weights": ("LOAD run: each write is the next weight (word-major, lane-minor, bits "
+                "weight_width-1:0); DUMP run: each read is the next weight, sign-extended; "
+                "err outside those runs"),
+}
+
+
+def soc_registers(mac: MacParams, cache: CacheParams, perturb: PerturbParams):
+    """The register map as data (word addresses follow this order). Reset values of the
+    run configuration are :class:`~fieldtune.rtl.params.TrainParams`' defaults, so they do
+    not depend on a design's ``[train]`` table (the runner writes every field)."""
+    t = TrainParams()
+    return (
+        Register("id", [Field("magic", 16, "ro", doc=f"{MAGIC:#06x}"),
+                        Field("version", 8, "ro", doc="register map version")],
+                 doc="identification"),
+        Register("geometry", [Field("lanes", 8, "ro", doc="MAC lanes (weights per word)"),
+                              Field("classes", 8, "ro", doc="classes (logits)"),
+                              Field("beats", 16, "ro", doc="cache beats per sample")],
+                 doc="datapath geometry"),
+        Register("capacity", [Field("records", 17, "ro", doc="forward cache capacity"),
+                              Field("regions", 2, "ro", doc="weight regions")],
+                 doc="cache capacity"),
+        Register("weights", [Field("words", 24, "ro", doc="weight words (lanes weights each)")],
+                 doc="adapter weight memory size"),
+        Register("control", [Field("start", 1, "w1p", doc="start a run of `mode`"),
+                             Field("abort", 1, "w1p", doc="abort the run"),
+                             Field("clear_cache", 1, "w1p", doc="forget every record")],
+                 doc="strobes"),
+        Register("status", [Field("busy", 1, "ro", doc="a run is in progress"),
+                            Field("done", 1, "ro", doc="the last run ended"),
+                            Field("error", 1, "ro", doc="an error flag is set"),
+                             Field("records", 17, "ro", doc="records in the cache")],
+                 doc="status"),
+        Register("errors", [Field(name, 1, "w1c", doc=doc) for name, doc in ERRORS.items()],
+                 doc="sticky error flags, write 1 to clear"),
+        Register("mode", [Field("mode", 3, "rw", doc="0 FO, 1 ZO, 2 EVAL, 3 LOAD, 4 DUMP")],
+                 doc="what the next start runs"),
+        Register("epochs", [Field("epochs", 10, "rw", init=t.epochs)], doc="FO epochs"),
+        Register("batch", [Field("batch", 9, "rw", init=t.batch)],
+                 doc="mini-batch size (power of two)"),
+        Register("shifts", [Field("lr_shift", 5, "rw", init=t.lr_shift, doc="FO eta = 2**-n"),
+                            Field("eps_shift", 5, "rw", init=t.eps_shift,
+                                  doc="ZO epsilon = 2**-n"),
+                            Field("zo_lr_shift", 5, "rw", init=t.zo_lr_shift,
+                                  doc="ZO eta = 2**-n")],
+                 doc="learning rates and perturbation scale (TrainParams)"),
+        Register("seed", [Field("seed", 32, "rw", init=t.seed)], doc="perturbation seed"),
+        Register("steps", [Field("steps", 20, "rw", init=t.steps)], doc="ZO step budget"),
+        Register("queries", [Field("queries", 5, "rw", init=t.queries)],
+                 doc="ZO queries per step"),
+        Register("zo_step", [Field("step", 32, "rw")],
+                 doc="ZO perturbation step of the run's first query"),
+        Register("zo_cursor", [Field("cursor", INDEX_WIDTH, "rw")],
+                 doc="ZO first sample of the run's first mini-batch"),
+        Register("eval_range", [Field("first", INDEX_WIDTH, "rw", doc="first record"),
+                                Field("count", INDEX_WIDTH, "rw", doc="records")],
+                 doc="EVAL records first .. first+count-1"),
+        Register("watchdog", [Field("budget", 32, "rw",
+                                    init=default_watchdog(mac, cache, perturb))],
+                 doc="cycles without datapath progress before a run is aborted"),
+        Register("next_step", [Field("step", 32, "ro")],
+                 doc="ZO: perturbation step after the run (write it to zo_step to go on)"),
+        Register("next_cursor", [Field("cursor", INDEX_WIDTH, "ro")],
+                 doc="ZO: cursor after the run (write it to zo_cursor to go on)"),
+        *(Register(COUNTER_REGISTERS[c], [Field("value", 32, "ro")],
+                   doc=f"counter: {COUNTER_DOCS[c]} (saturating)") for c in COUNTERS),
+    )
+
+
+
+@dataclass(frozen=True)
+class Window:
+    """A stream window: ``words`` word addresses from ``address`` (a power of two, aligned),
+    every access moving the stream's next element. On the host link an element takes
+    ``element_bytes`` bytes (little-endian, the word's low bytes); ``last_bit``: the word bit
+    that ends a record (None: no records); ``signed``: reads are sign-extended elements."""
+    name: str
+    address: int
+    words: int
+    element_bytes: int
+    last_bit: int | None
+    signed: bool
+    doc: str
+
+    @property
+    def addr_width(self):
+        return (self.words - 1).bit_length()
+
+
+class SocMap:
+    """The SoC's registers and windows for ``config`` (anything with ``mac``, ``cache`` and
+    ``perturb`` sections), as data.
+
+    Attributes
+    ----------
+    config, mac
+        The configuration and its ``mac`` section (weight formats for the weight window).
+    registers : tuple of Register
+        At word addresses 0, 1, ... in order.
+    windows : dict of name -> Window
+    bank_width : int
+        Address bits of the register bank (its span below :data:`WINDOW_BASE`).
+    """
+
+    addr_width = BUS_ADDR_WIDTH
+
+    def __init__(self, config):
+        mac, cache, perturb = config.mac, config.cache, config.perturb
+        self.config, self.mac = config, mac
+        self.registers = soc_registers(mac, cache, perturb)
+        self.bank_width = max(1, (len(self.registers) - 1).bit_length())
+        if 1 << self.bank_width > WINDOW_BASE:
+            raise ValueError("the register map outgrew the space below the windows")
+        self.windows = {
+            "records": Window("records", WINDOW_BASE, 2, -(-ELEMENT_WIDTH // 8), ELEMENT_WIDTH,
+                              False, WINDOWS["records"]),
+            "weights": Window("weights", WINDOW_BASE + 2, 2, -(-mac.weight_width // 8), None,
+                              True, WINDOWS["weights"]),
+        }
+        self._registers = {r.name: (i, r) for i, r in enumerate(self.registers)}
+
+    def address(self, name):
+        """Word address of a register or window by name."""
+        if name in self.windows:
+            return self.windows[name].address
+        return self._registers[name][0]
+
+    def register(self, name):
+        return self._registers[name][1]
+
+    def field(self, register, name):
+        """``(lsb, Field)`` of ``register.name``."""
+        for f, lsb in self.register(register).layout():
+            if f.name == name:
+                return lsb, f
+        raise KeyError(f"{register}.{name}")
+
+    def pack(self, register, **fields):
+        """The word writing ``fields`` (by name) to ``register``, the others 0."""
+        value = 0
+        for f, lsb in self.register(register).layout():
+            v = int(fields.pop(f.name, 0))
+            if not 0 <= v < (1 << f.width):
+                raise ValueError(f"{register}.{f.name} holds {f.width} bits, not {v}")
+            value |= v << lsb
+        if fields:
+            raise ValueError(f"register {register} has no field {', '.join(fields)}")
+        return value
+
+    def unpack(self, register, word):
+        """``{field: value}`` of a word read from ``register``."""
+        return {f.name: word >> lsb & ((1 << f.width) - 1)
+                for f, lsb in self.register(register).layout()}
+
+    def decoder_targets(self):
+        """``[(name, base, addr_width)]`` for :class:`~fieldtune.rtl.csr.bus.BusDecoder`:
+        ``regs`` then every window."""
+        return [("regs", 0, self.bank_width),
+                *((w.name, w.address, w.addr_width) for w in self.windows.values())]
+
+    def window_at(self, address):
+        """The window holding word ``address``, or None."""
+        for w in self.windows.values():
+            if w.address <= address < w.address + w.words:
+                return w
+        return None
+
+    def memory_map(self):
+        """``{"registers": [{"name", "address", "doc", "fields": [{"name", "lsb", "width",
+        "access", "init", "doc"}]}], "windows": [{"name", "address", "words",
+        "element_bytes", "doc"}]}``."""
+        return {"registers": [{"name": r.name, "address": i, "doc": r.doc,
+                               "fields": [{"name": f.name, "lsb": lsb, "width": f.width,
+                                           "access": f.access, "init": f.init, "doc": f.doc}
+                                          for f, lsb in r.layout()]}
+                              for i, r in enumerate(self.registers)],
+                "windows": [{"name": w.name, "address": w.address, "words": w.words,
+                             "element_bytes": w.element_bytes, "doc": w.doc}
+                            for w in self.windows.values()]}
+
+    def markdown(self):
+        """The map as Markdown tables (docs/architecture.md holds the default design's)."""
+        lines = ["| word | register | field | bits | access | reset | meaning |",
+                 "|---|---|---|---|---|---|---|"]
+        for addr, reg in enumerate(self.registers):
+            for i, (f, lsb) in enumerate(reg.layout()):
+                hi = lsb + f.width - 1
+                bits = f"{hi}:{lsb}" if f.width > 1 else f"{lsb}"
+                reset = f"{f.init:#x}" if f.access == "rw" else ""
+                lines.append(f"| {addr:#04x} | {reg.name if i == 0 else ''} | {f.name} | "
+                             f"{bits} | {f.access} | {reset} | "
+                             f"{f.doc or (reg.doc if i == 0 else '')} |")
+        lines += ["", "| word | window | words | what |", "|---|---|---|---|"]
+        for w in self.windows.values():
+            lines.append(f"| {w.address:#04x} | {w.name} | {w.words} | {w.doc} |")
+        return "\n".join(lines) + "\n"
+

@@ -1,0 +1,137 @@
+"""The host link: UART in, frames, commands on the SoC bus, responses, UART out.
+
+::
+
+    rx --> UartRx --> RxFifo --symbol--> FrameReceiver --frame--> CommandDecoder --bus-->
+                                               |  frame buffer  |        |
+    tx <-- UartTx <--byte-- FrameTransmitter <-+----------------+--send--+
+
+:class:`HostCore` is everything between the byte streams (the fast fuzzing tests drive it
+directly); :class:`HostLink` adds the UART and the receive FIFO. The frame buffer is one
+``Memory`` of ``host.max_payload + 9`` bytes with one read and one write port, used by the
+receiver, the decoder and the transmitter in turn (each drives its port to 0 when idle).
+"""
+
+from amaranth.hdl import Module, Signal, Cat
+from amaranth.lib import wiring, stream
+from amaranth.lib.fifo import SyncFIFOBuffered
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from ..csr.bus import BusSignature
+from .decoder import CommandDecoder
+from .framing import FrameReceiver, FrameTransmitter, rx_symbol_layout
+from .params import HostParams
+from .uart import UartRx, UartTx, rx_byte_layout
+
+
+__all__ = ["HostCore", "HostLink", "RxFifo"]
+
+
+class HostCore(wiring.Component):
+    """Received symbols in, response bytes out, the SoC bus as initiator.
+
+    Attributes
+    ----------
+    symbol : In(stream.Signature(rx_symbol_layout()))
+        Received bytes (with framing-error and lost flags), one per cycle at most.
+    byte : Out(stream.Signature(8))
+        Response bytes (COBS, delimiter last).
+    bus : Out(BusSignature(soc_map.addr_width))
+    idle : Out(1)
+        No frame is being executed or answered (the receiver may be mid-frame).
+    """
+
+    def __init__(self, params: HostParams, soc_map):
+        self.params, self.map = params, soc_map
+        super().__init__({
+            "symbol": In(stream.Signature(rx_symbol_layout())),
+            "byte": Out(stream.Signature(8)),
+            "bus": Out(BusSignature(soc_map.addr_width)),
+            "idle": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        capacity = self.params.frame_bytes
+        m.submodules.buffer = buffer = Memory(shape=8, depth=capacity, init=[])
+        wr = buffer.write_port()
+        rd = buffer.read_port()
+        m.submodules.receiver = rx = FrameReceiver(capacity)
+        m.submodules.decoder = dec = CommandDecoder(self.params, self.map)
+        m.submodules.transmitter = tx = FrameTransmitter(capacity)
+        wiring.connect(m, wiring.flipped(self.symbol), rx.symbol)
+        wiring.connect(m, rx.frame, dec.frame)
+        wiring.connect(m, dec.send, tx.send)
+        wiring.connect(m, tx.byte, wiring.flipped(self.byte))
+        wiring.connect(m, dec.bus, wiring.flipped(self.bus))
+        m.d.comb += dec.tx_busy.eq(tx.busy)
+        users = (rx.buf, dec.buf, tx.buf)
+        for port in users:
+            m.d.comb += port.r_data.eq(rd.data)
+        for name, target in (("r_addr", rd.addr), ("w_addr", wr.addr), ("w_data", wr.data),
+                             ("w_en", wr.en)):
+            value = 0
+            for port in users:
+                value = value | getattr(port, name)
+            m.d.comb += target.eq(value)
+        m.d.comb += self.idle.eq(~rx.frame.valid)
+        return m
+
+
+class RxFifo(wiring.Component):
+    """Received bytes wait here while the core is busy. A byte that finds the FIFO full is
+    dropped and the next byte that enters carries ``lost``."""
+
+    def __init__(self, depth):
+        self.depth = depth
+        super().__init__({
+            "byte": In(stream.Signature(rx_byte_layout())),
+            "symbol": Out(stream.Signature(rx_symbol_layout())),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.fifo = fifo = SyncFIFOBuffered(width=10, depth=self.depth)
+        lost = Signal()
+        m.d.comb += [fifo.w_data.eq(Cat(self.byte.payload.data, self.byte.payload.ferr, lost)),
+                     fifo.w_en.eq(self.byte.valid), self.byte.ready.eq(1),
+                     self.symbol.valid.eq(fifo.r_rdy), self.symbol.payload.eq(fifo.r_data),
+                     fifo.r_en.eq(self.symbol.ready)]
+        with m.If(self.byte.valid):
+            m.d.sync += lost.eq(~fifo.w_rdy)
+        return m
+
+
+class HostLink(wiring.Component):
+    """The host link with its UART pins (see the module documentation).
+
+    Attributes
+    ----------
+    rx : In(1), tx : Out(1)
+        UART 8N1 at ``host.baud`` (``host.clock_hz`` is this domain's clock).
+    bus : Out(BusSignature(soc_map.addr_width))
+        The SoC bus, as initiator.
+    """
+
+    def __init__(self, params: HostParams, soc_map):
+        self.params, self.map = params, soc_map
+        super().__init__({
+            "rx": In(1, init=1),
+            "tx": Out(1, init=1),
+            "bus": Out(BusSignature(soc_map.addr_width)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        bits = self.params.bit_cycles
+        m.submodules.uart_rx = uart_rx = UartRx(bits)
+        m.submodules.uart_tx = uart_tx = UartTx(bits)
+        m.submodules.fifo = fifo = RxFifo(self.params.rx_fifo)
+        m.submodules.core = core = HostCore(self.params, self.map)
+        m.d.comb += [uart_rx.rx.eq(self.rx), self.tx.eq(uart_tx.tx)]
+        wiring.connect(m, uart_rx.byte, fifo.byte)
+        wiring.connect(m, fifo.symbol, core.symbol)
+        wiring.connect(m, core.byte, uart_tx.byte)
+        wiring.connect(m, core.bus, wiring.flipped(self.bus))
+        return m
