@@ -9,6 +9,11 @@ total is somewhat above a flattened build's (``fieldtune build``/``fmax``). Synt
 about 5 minutes for the UP5K SoC on an idle core.
 """
 
+from ..blocks import BLOCKS, build_block
+from ..boards.implement import hierarchy
+from ..config import PRESETS, DesignConfig
+from ..fmax import board_device, implement_options
+from ..toolchain import tool_env
 from .report import emit
 
 
@@ -20,8 +25,6 @@ COLUMNS = [("module", "module"), ("luts", "LUT4"), ("ffs", "FF"), ("dsps", "DSP"
 
 
 def add_arguments(parser):
-    from ..config import PRESETS
-    from ..blocks import BLOCKS
     parser.add_argument("--block", choices=sorted(BLOCKS), default="soc",
                         help="block to measure (default: soc)")
     parser.add_argument("--preset", choices=sorted(PRESETS),
@@ -33,11 +36,6 @@ def add_arguments(parser):
 
 
 def run(args, console):
-    from ..config import DesignConfig
-    from ..blocks import build_block
-    from ..boards.implement import hierarchy
-    from ..fmax import board_device, implement_options
-    from ..toolchain import tool_env
     if args.depth is not None and args.depth < 0:
         raise ValueError(f"--depth must be at least 0, not {args.depth}")
     config = DesignConfig.preset(args.preset) if args.preset else DesignConfig()
