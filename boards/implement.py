@@ -27,7 +27,7 @@ from amaranth.lib import wiring
 from amaranth.back import rtlil
 
 
-__all__ = ["DEVICES", "Device", "Implementation", "BenchHarness", "implement",
+__all__ = ["DEVICES", "Device", "Implementation", "BenchHarness", "implement", "hierarchy",
            "count_resources", "synth_script", "dut_module_name", "synth_options",
            "read_fixups", "STAT_COMMAND"]
 
@@ -168,16 +168,17 @@ def read_fixups(*, spram=False):
 STAT_COMMAND = "tee -q -o stat.json stat -json"
 
 
-def synth_script(family, top_module, *, dsp=True, spram=False):
+def synth_script(family, top_module, *, dsp=True, spram=False, keep=None):
     """The Yosys script synthesizing ``design.il`` for ``family``, keeping ``top_module``'s
-    hierarchy; it writes ``stat.json`` and ``synth.json``."""
+    hierarchy (``keep``, a Yosys module pattern, instead: e.g. every module below it); it
+    writes ``stat.json`` and ``synth.json``."""
     options = synth_options(family, dsp=dsp, spram=spram)
     synth = " ".join(filter(None, [f"synth_{family}", options]))
     fixups = read_fixups(spram=spram)
     return "\n".join([
         "read_rtlil design.il",
         *fixups[:-1],
-        f"setattr -mod -set keep_hierarchy 1 {top_module}",
+        f"setattr -mod -set keep_hierarchy 1 {keep or top_module}",
         *fixups[-1:],
         f"{synth} -top top",
         STAT_COMMAND,
@@ -194,6 +195,22 @@ def dut_module_name(stat):
     raise RuntimeError(f"block module not found in Yosys statistics: {list(stat['modules'])}")
 
 
+def _synthesize(dut, dev, env, work, timeout, script):
+    """Write ``dut`` in its harness and ``script`` to ``work``, run Yosys there, and return
+    its statistics (``stat.json``); raises RuntimeError with the log's tail when Yosys fails."""
+    harness = BenchHarness(dut)
+    text = rtlil.convert(harness, name="top", ports=[harness.serial_in, harness.fold_out])
+    (work / "design.il").write_text(text)
+    (work / "synth.ys").write_text(script)
+    proc = subprocess.run([env["YOSYS"], "-q", "-l", "yosys.log", "-s", "synth.ys"],
+                          cwd=work, env=env, capture_output=True, text=True, timeout=timeout)
+    if proc.returncode != 0 or not (work / "stat.json").exists():
+        log = (work / "yosys.log").read_text() if (work / "yosys.log").exists() else ""
+        raise RuntimeError(f"yosys failed for {dev.name} (exit {proc.returncode}):\n"
+                           f"{log[-3000:]}{proc.stderr[-2000:]}")
+    return json.loads((work / "stat.json").read_text())
+
+
 def implement(dut, device, env, *, workdir=None, dsp=True, spram=False, seed=1, timeout=3600):
     """Implement ``dut`` (a wiring.Component) on ``device`` (a key of :data:`DEVICES`).
 
@@ -205,19 +222,9 @@ def implement(dut, device, env, *, workdir=None, dsp=True, spram=False, seed=1, 
     with tempfile.TemporaryDirectory(prefix="fieldtune-impl-") as tmp:
         work = Path(workdir) if workdir is not None else Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
-        harness = BenchHarness(dut)
-        text = rtlil.convert(harness, name="top", ports=[harness.serial_in, harness.fold_out])
-        (work / "design.il").write_text(text)
-        (work / "synth.ys").write_text(synth_script(dev.family, "top.dut", dsp=dsp,
-                                                     spram=spram))
+        stat = _synthesize(dut, dev, env, work, timeout,
+                           synth_script(dev.family, "top.dut", dsp=dsp, spram=spram))
         result = Implementation(device=device)
-        proc = subprocess.run([env["YOSYS"], "-q", "-l", "yosys.log", "-s", "synth.ys"],
-                              cwd=work, env=env, capture_output=True, text=True, timeout=timeout)
-        if proc.returncode != 0 or not (work / "stat.json").exists():
-            log = (work / "yosys.log").read_text() if (work / "yosys.log").exists() else ""
-            raise RuntimeError(f"yosys failed for {device} (exit {proc.returncode}):\n"
-                               f"{log[-3000:]}{proc.stderr[-2000:]}")
-        stat = json.loads((work / "stat.json").read_text())
         cells = stat["modules"][dut_module_name(stat)].get("num_cells_by_type", {})
         result.cells = dict(cells)
         for key, n in count_resources(cells, dev.family).items():
@@ -247,3 +254,44 @@ def implement(dut, device, env, *, workdir=None, dsp=True, spram=False, seed=1, 
         result.fmax_mhz = round(min(fmax), 2) if fmax else None
         result.fits = True
         return result
+
+
+def hierarchy(dut, device, env, *, workdir=None, dsp=True, spram=False, timeout=3600):
+    """Synthesize ``dut`` for ``device`` keeping every module of its hierarchy, and return one
+    row per module: ``{"module", "luts", "ffs", "dsps", "brams", "sprams", "own_luts"}``,
+    totals including submodules (``own_luts``: the module's own cells), ``module`` the
+    instance path from ``dut`` (``"dut"``, ``"dut.cache"``, ...), in path order.
+
+    The same flow as :func:`implement` (harness, synthesis script) but with ``keep_hierarchy``
+    on every module, so no optimization crosses a module boundary: the total is somewhat
+    larger than a flattened build's. Synthesis only; no place and route."""
+    dev = DEVICES[device]
+    with tempfile.TemporaryDirectory(prefix="fieldtune-hier-") as tmp:
+        work = Path(workdir) if workdir is not None else Path(tmp)
+        work.mkdir(parents=True, exist_ok=True)
+        stat = _synthesize(dut, dev, env, work, timeout,
+                           synth_script(dev.family, "top.dut", dsp=dsp, spram=spram,
+                                        keep="top.dut*"))
+    modules = {name.lstrip("\\"): m for name, m in stat.get("modules", {}).items()}
+    own, children = {}, {}
+    for name, module in modules.items():
+        cells = {t.lstrip("\\"): n for t, n in module.get("num_cells_by_type", {}).items()}
+        own[name] = count_resources({t: n for t, n in cells.items() if t not in modules},
+                                    dev.family)
+        children[name] = {t: n for t, n in cells.items() if t in modules}
+    totals = {}
+
+    def total(name):
+        if name not in totals:
+            t = dict(own[name])
+            for child, n in children[name].items():
+                for key, value in total(child).items():
+                    t[key] += n * value
+            totals[name] = t
+        return totals[name]
+
+    rows = []
+    for name in sorted(n for n in modules if n == "top.dut" or n.startswith("top.dut.")):
+        rows.append({"module": name[len("top."):], **total(name),
+                     "own_luts": own[name]["luts"]})
+    return rows

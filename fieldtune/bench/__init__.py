@@ -32,6 +32,9 @@ BENCHES = {
     "finetune": ("fieldtune.bench.finetune",
                  "R1 fine-tuning time: CPU (numpy, PyTorch LoRA-All/FT-All) vs the SoC's "
                  "cycles / Fmax per board preset, as ratios"),
+    "hierarchy": ("fieldtune.bench.hierarchy",
+                  "where a design's LUTs, FFs, DSPs, BRAM and SPRAM go: Yosys stat per module "
+                  "of a block (default: the SoC) on its board's device"),
     "accuracy": ("fieldtune.bench.accuracy",
                  "R1 first-order accuracy, device (golden model) vs float skip adapters and "
                  "4-bit vs 16-bit cache, as paired distributions over start points"),

@@ -32,6 +32,8 @@ Memories
     have; the cache never reads a word it has not written).
 """
 
+from types import SimpleNamespace
+
 from amaranth.hdl import Module, Signal, Const, Array, Mux, signed, unsigned
 from amaranth.lib import wiring, stream, data
 from amaranth.lib.wiring import In, Out
@@ -74,6 +76,11 @@ def drain_bound(params, samples):
 def write_element_layout():
     """One element of the write stream: ``data`` (signed 16-bit) and ``last`` (record end)."""
     return data.StructLayout({"data": signed(ELEMENT_WIDTH), "last": 1})
+
+
+class _Build(SimpleNamespace):
+    """What the sections of :meth:`ForwardCache.elaborate` share while one cache is
+    elaborated: the module, sizes, ports and the signals that cross sections."""
 
 
 class ForwardCache(CacheComponent):
@@ -126,6 +133,16 @@ class ForwardCache(CacheComponent):
         return wp, rp
 
     def elaborate(self, platform):
+        # one method per section; ``b`` carries what sections share
+        b = _Build()
+        self._setup(b)
+        self._read_side(b)
+        self._packer(b)
+        self._front_end(b)
+        return b.m
+
+    def _setup(self, b):
+        """Input buffers, quantizer, dequantizer, the memories and their command registers."""
         m = Module()
         p, lay = self.params, self.layout
         F, C, L = lay.features, p.classes, p.lanes
@@ -184,7 +201,16 @@ class ForwardCache(CacheComponent):
         # Addresses of record `count`, kept beside it rather than multiplied out.
         code_base = Signal(range(cap * lay.beats + 1))
         meta_base = Signal(range(cap * lay.meta_words + 1))
+        b.C, b.F, b.L, b.bram, b.cap, b.code_base = C, F, L, bram, cap, code_base
+        b.code_rp, b.code_wp, b.command, b.count = code_rp, code_wp, command, count
+        b.dequantizer, b.features, b.lay, b.m = dequantizer, features, lay, m
+        b.meta_base, b.meta_rp, b.meta_wp, b.p, b.quant = meta_base, meta_rp, meta_wp, p, quant
+        b.req, b.slot_ok, b.to_dequantizer, b.wr = req, slot_ok, to_dequantizer, wr
 
+    def _read_side(self, b):
+        """Read side: requests, memory reads issued ahead, the read buffer, the dequantizer."""
+        bram, cap, code_rp, count, dequantizer = b.bram, b.cap, b.code_rp, b.count, b.dequantizer
+        lay, m, meta_rp, req, to_dequantizer = b.lay, b.m, b.meta_rp, b.req, b.to_dequantizer
         # -- read side ----------------------------------------------------------------------
         active = Signal()
         r_index = Signal(INDEX_WIDTH)
@@ -270,7 +296,13 @@ class ForwardCache(CacheComponent):
         with m.Elif(last_issue):
             m.d.sync += active.eq(0)
         wiring.connect(m, dequantizer.o, wiring.flipped(self.rd))
+        b.code_rd, b.meta_rd, b.r_code, b.r_meta = code_rd, meta_rd, r_code, r_meta
 
+    def _packer(self, b):
+        """Write side: the packer, codes into words and block scales into meta units."""
+        F, L, cap, code_base, code_rd, code_rp = b.F, b.L, b.cap, b.code_base, b.code_rd, b.code_rp
+        code_wp, command, lay, m, meta_base, p = b.code_wp, b.command, b.lay, b.m, b.meta_base, b.p
+        quant, r_code, r_meta, slot_ok = b.quant, b.r_code, b.r_meta, b.slot_ok
         # -- write side: packer (codes and scales) ------------------------------------------
         code_req = Signal()
         code_req_addr = Signal(range(cap * lay.beats + 1))
@@ -358,7 +390,18 @@ class ForwardCache(CacheComponent):
                     ]
         with m.If(last_word_pending & ~code_req & ~ops_busy & ~accept_code):
             m.d.sync += [codes_done.eq(1), last_word_pending.eq(0)]
+        b.codes_done, b.op_addr, b.op_end, b.op_mask = codes_done, op_addr, op_end, op_mask
+        b.op_ptr, b.op_req, b.op_scale, b.op_unit_mask = op_ptr, op_req, op_scale, op_unit_mask
+        b.op_word, b.ops_busy = op_word, ops_busy
 
+    def _front_end(self, b):
+        """Write side: the front end, records checked, counted and committed."""
+        C, F, code_base, codes_done, command = b.C, b.F, b.code_base, b.codes_done, b.command
+        count, features, lay, m, meta_base = b.count, b.features, b.lay, b.m, b.meta_base
+        meta_rd, meta_rp, meta_wp, op_addr = b.meta_rd, b.meta_rp, b.meta_wp, b.op_addr
+        op_end, op_mask, op_ptr, op_req = b.op_end, b.op_mask, b.op_ptr, b.op_req
+        op_scale, op_unit_mask, op_word = b.op_scale, b.op_unit_mask, b.op_word
+        ops_busy, r_meta, slot_ok, wr = b.ops_busy, b.r_meta, b.slot_ok, b.wr
         # -- write side: front end (records) ------------------------------------------------
         side_req = Signal()
         side_addr = Signal.like(r_meta)
@@ -382,7 +425,8 @@ class ForwardCache(CacheComponent):
                          meta_wmask.eq(side_mask)]
         m.d.comb += [
             *command(meta_wp, meta_rp, meta_rd, r_meta,
-                     Mux((op_grant | side_grant) & slot_ok, meta_wmask, 0), meta_waddr, meta_wdata),
+                     Mux((op_grant | side_grant) & slot_ok, meta_wmask, 0), meta_waddr,
+                     meta_wdata),
         ]
         with m.If(op_grant):
             m.d.sync += [op_ptr.eq(op_ptr + 1), ops_busy.eq(op_ptr + 1 != op_end),
@@ -490,7 +534,6 @@ class ForwardCache(CacheComponent):
         with m.If(self.clear):
             m.d.sync += [count.eq(0), code_base.eq(0), meta_base.eq(0), self.overflow.eq(0),
                          self.record_error.eq(0), self.read_error.eq(0), dropped.eq(in_flight)]
-        return m
 
 
 def from_config(config):

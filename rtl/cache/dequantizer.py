@@ -121,7 +121,6 @@ class Dequantizer(CacheComponent):
 
     def elaborate(self, platform):
         m = Module()
-        p, lay = self.params, self.layout
         advance = Signal()
         m.d.comb += advance.eq(~self.o.valid | self.o.ready)
         s1_valid, s1 = self._beat_register(m, advance)

@@ -14,6 +14,8 @@ Code-book search
     The comparison is exact: for integer ``Y``, ``Y * 2**E <= X`` iff ``Y <= floor(X / 2**E)``.
 """
 
+from types import SimpleNamespace
+
 from amaranth.hdl import Module, Signal, Const, Array, Mux, Cat, signed, unsigned
 from amaranth.lib import stream, data
 from amaranth.lib.wiring import In, Out
@@ -47,6 +49,11 @@ def code_layout(params):
         "feature": range(params.features),
         "first": 1,
     })
+
+
+class _Build(SimpleNamespace):
+    """What the sections of :meth:`Quantizer._elaborate_scaled` share while one quantizer is
+    elaborated: the module, sizes and the signals that cross sections."""
 
 
 class Quantizer(CacheComponent):
@@ -153,6 +160,16 @@ class Quantizer(CacheComponent):
     # -- 4-bit code books -------------------------------------------------------------------
 
     def _elaborate_scaled(self, m, x, saturated, bump):
+        # one method per section; ``b`` carries what sections share
+        b = _Build(m=m, x=x, saturated=saturated, bump=bump)
+        self._block_buffer(b)
+        self._fill_side(b)
+        self._coder(b)
+        self._search(b)
+
+    def _block_buffer(self, b):
+        """The two-bank block buffer and the block lengths."""
+        m = b.m
         p, lay = self.params, self.layout
         nblocks = len(lay.blocks)
         maxb = lay.max_block
@@ -161,7 +178,12 @@ class Quantizer(CacheComponent):
         wr = buffer.write_port()
         rd = buffer.read_port(transparent_for=())
         lengths = Array(Const(n - 1, range(maxb)) for _, n in lay.blocks)
+        b.lengths, b.maxb, b.nblocks, b.p, b.rd, b.wr = lengths, maxb, nblocks, p, rd, wr
 
+    def _fill_side(self, b):
+        """Fill side: the block written into bank ``fill_bank``, its largest magnitude tracked."""
+        bump, lengths, m, maxb, nblocks, p = b.bump, b.lengths, b.m, b.maxb, b.nblocks, b.p
+        saturated, wr, x = b.saturated, b.wr, b.x
         # Fill side: write the block into bank `fill_bank`, tracking its largest magnitude.
         fill_bank = Signal()
         full = Signal(2)
@@ -208,7 +230,14 @@ class Quantizer(CacheComponent):
         with m.If(done_block):
             m.d.comb += clr_full.bit_select(free_bank, 1).eq(1)
         m.d.sync += full.eq((full | set_full) & ~clr_full)
+        b.done_block, b.free_bank, b.full, b.info_amax = done_block, free_bank, full, info_amax
+        b.info_block = info_block
 
+    def _coder(self, b):
+        """Coder: the block's scale and its 15 scaled midpoints, then its values."""
+        done_block, free_bank, full, info_amax = b.done_block, b.free_bank, b.full, b.info_amax
+        info_block, lengths, m, maxb, nblocks = b.info_block, b.lengths, b.m, b.maxb, b.nblocks
+        p, rd = b.p, b.rd
         # Coder: scale of the block, its 15 scaled midpoints, then its values through the
         # search pipeline.
         advance = Signal()
@@ -292,7 +321,13 @@ class Quantizer(CacheComponent):
                         m.next = "IDLE"
 
         m.d.comb += [rd.addr.eq(Mux(code_bank, maxb, 0) + q), rd.en.eq(advance)]
+        b.advance, b.bounds, b.busy, b.exp, b.issuing, b.k = advance, bounds, busy, exp, issuing, k
+        b.mant, b.q = mant, q
 
+    def _search(self, b):
+        """The search pipeline: buffer read, aligned input, four search stages, output."""
+        advance, bounds, busy, exp, issuing = b.advance, b.bounds, b.busy, b.exp, b.issuing
+        m, mant, p, q, rd = b.m, b.mant, b.p, b.q, b.rd
         # Pipeline: R (buffer read) -> X (aligned input) -> 4 search stages -> o. The
         # midpoint registers must not change under values in flight: `busy` holds the next
         # block's BOUNDS phase until the pipeline has drained. So the scale (`mant`, `exp`)

@@ -14,6 +14,7 @@ from amaranth.lib.fifo import SyncFIFOBuffered
 
 from .params import MacParams
 from .layout import Layout
+from .coef import dz_shift_layout, dz_shift, dz_scale_pipeline
 from .ops import Op, Region, Operand, Perturb, Dest, CoefSource, MAC_OP, IMM_WIDTH
 
 
@@ -424,20 +425,15 @@ class AdapterMACArray(wiring.Component):
         # promotion: the queued op becomes current (BATCH acts here, in order)
         promote = Signal()
         batch_now = Signal()
-        # the last BATCH's cshift (dz are stored scaled): right or left shift
-        rsh_dz = Signal(range(33))
-        rsh_dz_m1 = Signal(range(33))
-        lsh_dz = Signal(range(cw + 2))
+        # the last BATCH's cshift (dz are stored scaled), decoded
+        dz_sh = Signal(dz_shift_layout(cw))
         m.d.comb += promote.eq(nxt_valid & (nxt_wait == 0) & ~active)
         with m.If(promote):
             m.d.sync += nxt_valid.eq(0)
             with m.If(nxt.op.op == Op.BATCH):
                 m.d.comb += batch_now.eq(1)
                 cs = nxt.cshift
-                m.d.sync += [rsh_dz.eq(Mux(cs < 0, (-cs).as_unsigned(), 0)),
-                             rsh_dz_m1.eq(Mux(cs < 0, (-cs - 1).as_unsigned(), 0)),
-                             lsh_dz.eq(Mux(cs > cw + 1, cw + 1,
-                                           Mux(cs > 0, cs.as_unsigned(), 0)))]
+                m.d.sync += dz_shift(dz_sh, cs, cw)
             with m.Else():
                 first_glen = (Mux(nxt.is_b, rb.beats, ra.groups[0][1]) if lowrank
                               else ra.groups[0][1])
@@ -446,8 +442,7 @@ class AdapterMACArray(wiring.Component):
                              caddr.eq(nxt.op.coef_base), crow.eq(nxt.op.coef_base),
                              last_row.eq(nxt.rows == 1), last_k.eq(nxt.beats == 1),
                              first_kg.eq(1), last_kg.eq(first_glen == 1)]
-        b.batch_now, b.lsh_dz, b.promote, b.rsh_dz = batch_now, lsh_dz, promote, rsh_dz
-        b.rsh_dz_m1 = rsh_dz_m1
+        b.batch_now, b.dz_sh, b.promote = batch_now, dz_sh, promote
 
     def _take_ops(self, b):
         """Ops registered with their validity checks, then moved to the queue with the
@@ -557,8 +552,7 @@ class AdapterMACArray(wiring.Component):
     def _coef_write(self, b):
         """The coefficient memory's write port: COLACC results, then the scaled dz stream."""
         batch_now, c_wr, caddr_w, coef_wp, cw = b.batch_now, b.c_wr, b.caddr_w, b.coef_wp, b.cw
-        err_events, lay, lsh_dz, m, rsh_dz = b.err_events, b.lay, b.lsh_dz, b.m, b.rsh_dz
-        rsh_dz_m1, sat_flag = b.rsh_dz_m1, b.sat_flag
+        dz_sh, err_events, lay, m, sat_flag = b.dz_sh, b.err_events, b.lay, b.m, b.sat_flag
         # coefficient write port: COLACC results first, then the dz stream, which is scaled
         # on its way in (dz * 2**dz_scale, rounded half up, saturated) so that updates read
         # ready coefficients: a register, a shift, a rounding, saturation, one stage each of
@@ -569,18 +563,10 @@ class AdapterMACArray(wiring.Component):
         coef_over = Signal()
         advance = Signal()
         m.d.comb += [advance.eq(~ser_we), self.coef.ready.eq(advance)]
-        ca_v, ca_val = Signal(), Signal(signed(cw))
-        cb_v, cb_val, cb_lost = Signal(), Signal(signed(2 * cw + 2)), Signal()
-        cc_v, cc_val = Signal(), Signal(signed(2 * cw + 3))
-        lost_bits = Array(ca_val[min(i, cw - 1)] for i in range(33))
-        with m.If(advance):
-            m.d.sync += [ca_v.eq(self.coef.valid), ca_val.eq(self.coef.payload),
-                         cb_v.eq(ca_v),
-                         cb_val.eq(Mux(rsh_dz != 0, ca_val >> rsh_dz, ca_val << lsh_dz)),
-                         cb_lost.eq((rsh_dz != 0) & lost_bits[rsh_dz_m1]),
-                         cc_v.eq(cb_v), cc_val.eq(cb_val + cb_lost)]
+        cc_v, stored, clamped = dz_scale_pipeline(m, advance, self.coef.valid,
+                                                  self.coef.payload, dz_sh, cw)
         dz_sat = sat_flag()
-        stored = _sat(m, cc_val, cw, dz_sat, cc_v & advance)
+        m.d.comb += dz_sat.eq(cc_v & advance & clamped)
         with m.If(ser_we):
             m.d.comb += [c_wr.addr.eq(ser_addr), c_wr.data.eq(ser_data), c_wr.en.eq(1)]
         with m.Elif(cc_v):
