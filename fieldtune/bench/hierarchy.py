@@ -12,7 +12,8 @@ about 5 minutes for the UP5K SoC on an idle core.
 from ..blocks import BLOCKS, build_block
 from ..boards.implement import hierarchy
 from ..config import PRESETS, DesignConfig
-from ..fmax import board_device, implement_options
+from ..boards.table import board
+from ..fmax import implement_options
 from ..toolchain import tool_env
 from .report import emit
 
@@ -39,7 +40,7 @@ def run(args, console):
     if args.depth is not None and args.depth < 0:
         raise ValueError(f"--depth must be at least 0, not {args.depth}")
     config = DesignConfig.preset(args.preset) if args.preset else DesignConfig()
-    device = board_device(config.board)
+    device = board(config.board).device
     options = implement_options(config)
     with console.status(f"synthesizing {args.block} for {device} (hierarchy kept)"):
         rows = hierarchy(build_block(args.block, config), device, tool_env(),
