@@ -23,7 +23,7 @@ from amaranth_boards.resources import UARTResource
 from amaranth_boards.ulx3s import (ULX3S_12F_Platform, ULX3S_25F_Platform, ULX3S_45F_Platform,
                                    ULX3S_85F_Platform)
 
-from .implement import DEVICES
+from .devices import DEVICES
 from .pll import DEFAULT_TOLERANCE, solve
 
 

@@ -27,7 +27,7 @@ from .rtl.cache.params import CacheParams
 from .rtl.mac.params import MacParams
 from .rtl.loss.params import LossParams
 from .rtl.host.params import HostParams
-from .boards.implement import DEVICES
+from .boards.devices import DEVICES
 from .boards.table import BOARDS, DEFAULT_BOARD, soc_clock
 
 

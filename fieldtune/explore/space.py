@@ -36,7 +36,7 @@ from pathlib import Path
 from ..bench.perturb import VARIANTS as PERTURB_VARIANTS
 from ..blocks import BLOCKS
 from ..config import DesignConfig, SECTIONS
-from ..boards.implement import DEVICES
+from ..boards.devices import DEVICES
 
 
 __all__ = ["Space", "Point", "OBJECTIVES", "SHIPPED", "shipped_spaces", "load_space",
