@@ -232,19 +232,6 @@ def test_no_import_cycles():
 TESTS = {f"tests.{'.'.join(p.relative_to(ROOT / 'tests').with_suffix('').parts)}": p
          for p in sorted((ROOT / "tests").rglob("*.py"))}
 
-#: Modules whose imports inside functions are being moved by the helpers rebuilding them
-#: (issue 11 left them to their owners). Remove an entry when its module is clean; the test
-#: fails on a stale entry.
-IMPORTS_BEING_MOVED = {
-    "fieldtune.bench.cache": "issue 9, area-mac",
-    "fieldtune.bench.mac": "issue 9, area-mac",
-    "fieldtune.bench.perturb": "issue 9, area-ctl",
-    "fieldtune.sim.golden.soc": "issue 9, area-ctl",
-    "tests.rtl.test_mac": "issue 9, area-mac",
-    "tests.rtl.test_perturb": "issue 9, area-ctl",
-    "tests.sim.test_golden_cache": "issue 9, area-mac",
-}
-
 
 def test_no_private_names_across_modules():
     known = modules(ROOTS)
@@ -253,10 +240,7 @@ def test_no_private_names_across_modules():
 
 def test_imports_inside_functions_say_why():
     files = {**modules(ROOTS), **TESTS}
-    bad = unexplained_imports({k: v for k, v in files.items() if k not in IMPORTS_BEING_MOVED})
-    assert bad == []
-    stale = [m for m in IMPORTS_BEING_MOVED if not unexplained_imports({m: files[m]})]
-    assert stale == [], "clean now: remove from IMPORTS_BEING_MOVED"
+    assert unexplained_imports(files) == []
 
 
 # -- the rules bite -------------------------------------------------------------------------

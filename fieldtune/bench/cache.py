@@ -16,6 +16,13 @@ per ``beat_cycles``.
 """
 
 from ..rtl.params import R1_TAPS, R1_CLASSES
+from ..rtl.cache.params import CacheParams
+from .report import add_variant_arguments
+from ..rtl.cache.layout import CacheLayout
+from ..boards.devices import DEVICES as KNOWN
+from ..toolchain import tool_env
+from ..rtl.cache.cache import ForwardCache
+from .report import implement_all, emit, select_variants
 
 
 __all__ = ["VARIANTS", "DEVICES", "BUDGETS", "TARGET_MHZ", "R1_SAMPLES", "add_arguments",
@@ -58,7 +65,6 @@ COLUMNS = [("variant", "variant"), ("lanes", "L"), ("device", "device"), ("luts"
 
 def variant_params(name, device, capacity=R1_SAMPLES):
     """The :class:`~fieldtune.rtl.cache.params.CacheParams` of ``name`` on ``device``."""
-    from ..rtl.cache.params import CacheParams
     codebook, block_size, *soc = VARIANTS[name]
     lanes, memory = DEVICES[device]
     params = CacheParams(lanes=lanes, codebook=codebook, block_size=block_size, memory=memory,
@@ -67,24 +73,18 @@ def variant_params(name, device, capacity=R1_SAMPLES):
 
 
 def add_arguments(parser):
-    from .report import add_variant_arguments
     add_variant_arguments(parser, DEVICES, "up5k (L=8, SPRAM), ecp5-85f (L=32, DP16KD)",
                           "unf4-*")
 
 
 def capacity(name, device):
     """``(layout, capacity_samples)`` of variant ``name`` within the budget of ``device``."""
-    from ..rtl.cache.layout import CacheLayout
-    from ..boards.implement import DEVICES as KNOWN
     layout = CacheLayout(variant_params(name, device))
     kind = DEVICES[device][1]
     return layout, layout.capacity_for(KNOWN[device].family, kind, BUDGETS[device])
 
 
 def run(args, console):
-    from ..toolchain import tool_env
-    from ..rtl.cache.cache import ForwardCache
-    from .report import implement_all, emit, select_variants
 
     if args.list:
         for name, (codebook, block_size, *soc) in VARIANTS.items():

@@ -18,6 +18,13 @@ from amaranth.lib import wiring
 
 from ..rtl.mac import AdapterMACArray, MacParams, Op, Dest
 from ..rtl.loss import SoftmaxCrossEntropy, ZOSign, LossParams
+from ..rtl.mac import Layout
+from ..sim.golden.train import fo_program, op_streams
+from ..sim.engines.pysim import simulate, stream_send, stream_collect
+from ..sim.golden.train import zo_program
+from .report import add_executor_arguments
+from ..toolchain import tool_env
+from .report import implement_all, emit
 
 
 __all__ = ["POINTS", "TARGETS", "AdapterStep", "point_params", "fo_batch_cycles", "zo_step_cycles",
@@ -54,7 +61,6 @@ class AdapterStep(Elaboratable):
 
 def batch_words(mac: MacParams, batch):
     """Words a zeroth-order step reads: two perturbed forwards per sample and the update."""
-    from ..rtl.mac import Layout
     return (2 * batch + 1) * Layout(mac).words
 
 
@@ -67,8 +73,6 @@ def fo_batch_cycles(mac: MacParams, loss: LossParams, batch, *, seed=0, lr_shift
     """Simulate one first-order mini-batch step on random R1-like data; returns ``(cycles,
     losses)``: cycles from the first micro-op until the array is idle, and the loss unit's
     per-sample losses (checked against the golden model by the caller if it likes)."""
-    from ..sim.golden.train import fo_program, op_streams
-    from ..sim.engines.pysim import simulate, stream_send, stream_collect
     rng = np.random.default_rng(seed)
     x = rng.integers(0, 1 << 10, (batch, mac.features))
     z0 = rng.integers(-3 << 8, 3 << 8, (batch, mac.classes))
@@ -111,9 +115,6 @@ def zo_step_cycles(mac: MacParams, loss: LossParams, batch, *, seed=0, zo_lr_shi
     forwards per sample, the loss unit's sum, the update with ``z`` replayed); returns the
     cycles from the first micro-op until the array is idle after the update, with the
     perturbation stream always available."""
-    from ..sim.golden.train import zo_program, op_streams
-    from ..sim.engines.pysim import simulate, stream_send, stream_collect
-    from ..rtl.mac import Layout
     rng = np.random.default_rng(seed)
     x = rng.integers(0, 1 << 10, (batch, mac.features))
     z0 = rng.integers(-3 << 8, 3 << 8, (batch, mac.classes))
@@ -178,15 +179,12 @@ def add_arguments(parser):
                         help="lane counts and devices (default: 8:up5k,32:ecp5-85f)")
     parser.add_argument("--batch", type=int, default=16,
                         help="mini-batch of the simulated first-order step (default: 16)")
-    from .report import add_executor_arguments
     add_executor_arguments(parser)
     parser.add_argument("--workdir", metavar="DIR",
                         help="keep each run's files (RTLIL, logs, reports) under DIR")
 
 
 def run(args, console):
-    from ..toolchain import tool_env
-    from .report import implement_all, emit
     points = []
     for item in args.points.split(","):
         lanes, device = item.split(":")

@@ -14,6 +14,15 @@ joins them into one table with the ratios recomputed across all rows.
 from dataclasses import replace
 
 from ..config import DesignConfig
+from .report import add_variant_arguments, csv_list
+import json
+from pathlib import Path
+from .report import emit
+from ..toolchain import tool_env
+from ..boards.devices import DEVICES as KNOWN
+from ..rtl.perturb.engine import PerturbationEngine
+from .report import implement_all, select_variants
+from ..boards.implement import Implementation
 
 
 __all__ = ["VARIANTS", "DEVICES", "LANES", "TARGET_LUT_RATIO", "TARGET_FF_RATIO",
@@ -60,7 +69,6 @@ def variant_params(name, lanes, base=None):
 
 
 def add_arguments(parser):
-    from .report import add_variant_arguments, csv_list
     parser.add_argument("--lanes", type=lambda s: [int(v) for v in csv_list(s)],
                         default=list(LANES), metavar="L,L,...",
                         help="lane counts (default: 4,16,64)")
@@ -93,8 +101,6 @@ def merge_reports(paths):
     """The rows of earlier ``--json`` reports, joined; a later report's row replaces an earlier
     one of the same (variant, lanes, device). ValueError for a file that is not a perturb
     report."""
-    import json
-    from pathlib import Path
     rows = {}
     for path in paths:
         try:
@@ -112,7 +118,6 @@ def merge_reports(paths):
 
 
 def _emit(rows, args, console):
-    from .report import emit
     add_ratios(rows)
     emit("perturb", rows, COLUMNS, json_path=args.json, console=console,
          extra={"target": {"lut_ratio": TARGET_LUT_RATIO, "ff_ratio": TARGET_FF_RATIO}})
@@ -120,10 +125,6 @@ def _emit(rows, args, console):
 
 
 def run(args, console):
-    from ..toolchain import tool_env
-    from ..boards.implement import DEVICES as KNOWN
-    from ..rtl.perturb.engine import PerturbationEngine
-    from .report import implement_all, select_variants
 
     if args.merge:
         return _emit(merge_reports(args.merge), args, console)
@@ -167,7 +168,6 @@ def run(args, console):
 def _implement(jobs, env, console, workers, implement_all, scheduler=None):
     """All jobs at once; if a tool run fails outright, retry one by one so the others still
     report and the failing one becomes a row with ``fits = False`` and the reason."""
-    from ..boards.implement import Implementation
     try:
         return implement_all(jobs, env, console=console, workers=workers,
                              scheduler=scheduler, description="perturb variants")

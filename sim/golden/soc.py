@@ -28,7 +28,7 @@ from ...rtl.sequencer import (Mode, COUNTERS, MAX_QUERIES, MAX_BATCH, CSHIFT_MIN
 from ...rtl.soc import check_soc, soc_registers
 from .cache import CacheModel
 from .loss import softmax_xent
-from .mac import update, zshift_for, z_operand_shift
+from .mac import pad_mask, update, zshift_for, z_operand_shift
 from .perturb import vectors, pool
 from .train import fo_step, forward, new_weights, zo_coef_shift
 
@@ -208,7 +208,6 @@ class SocModel:
 
     def load_weights(self, words):
         """What a LOAD run writes: ``(words, lanes)`` weights (padding lanes read back 0)."""
-        from .mac import pad_mask
         words = np.asarray(words, dtype=np.int64).reshape(self.layout.words, self.mac.lanes)
         for i, reg in enumerate(self.layout.regions):
             sl = slice(reg.base, reg.base + reg.words)

@@ -15,6 +15,8 @@ from fieldtune.sim.engines.pysim import simulate, stream_send, stream_collect
 from fieldtune.sim.golden.loss import softmax_xent
 from fieldtune.bench.mac import (AdapterStep, fo_batch_cycles, ideal_fo_cycles, zo_step_cycles,
                                  batch_words)
+from fieldtune.boards.implement import implement
+from fieldtune.toolchain import tool_env
 
 
 DENSE = MacParams(lanes=4, taps=(8, 4), classes=3, max_batch=4)
@@ -312,8 +314,6 @@ def test_r1_zeroth_order_step_cycles():
 @pytest.mark.slow
 @pytest.mark.parametrize("device,cell", [("up5k", "SB_MAC16"), ("ecp5-25f", "MULT18X18D")])
 def test_multipliers_map_onto_dsp_blocks(device, cell):
-    from fieldtune.boards.implement import implement
-    from fieldtune.toolchain import tool_env
     mac = MacParams(lanes=2, taps=(4,), classes=2, acc_width=36, max_batch=1)
     impl = implement(AdapterMACArray(mac), device, tool_env())
     # one DSP block per lane, nothing else: no multiplier was left in LUTs or split

@@ -23,6 +23,9 @@ from fieldtune.rtl.perturb.icdf import IcdfShaper
 from fieldtune.sim.engines.pysim import simulate, stream_put, stream_collect
 from fieldtune.sim.golden import perturb as golden
 from fieldtune.toolchain import tool_env
+from amaranth.hdl import Module, Signal, signed
+from fieldtune.rtl.perturb import arith
+from fieldtune.rtl.perturb.numerics import round_half_away
 
 
 #: Distribution shape and PeZO scaling: the "generators" of the matrix.
@@ -271,9 +274,6 @@ def test_xoshiro_core_matches_model():
 def test_arithmetic_helpers_match_the_integer_definitions():
     """round_half_away, saturate, const_mul and shift_add_mul against Python integers for
     every 8-bit signed input."""
-    from amaranth.hdl import Module, Signal, signed
-    from fieldtune.rtl.perturb import arith
-    from fieldtune.rtl.perturb.numerics import round_half_away
     m = Module()
     x = Signal(signed(8))
     k = Signal(3)
