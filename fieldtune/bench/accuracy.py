@@ -363,26 +363,40 @@ def summarize(rows, defaults, codebooks, runs=("plain",), batch=16):
 
 
 def recommend(rows, codebook):
-    """The first-order run to make the default (issue 16: the most accurate run whose projected
-    time meets every board's target, by its mean over :data:`TARGET_DRIFTS`; ties: the faster
-    one on the default board), among ``codebook``'s device rows: ``{"run", "mean_pct",
-    "icebreaker_s", "reason"}`` or None when no run meets the time targets."""
+    """The first-order run to make the default, among ``codebook``'s device rows (issue 16:
+    "the best accuracy per projected second on the default board, not the cheapest"): of the
+    runs that meet issue 16's targets at every angle of :data:`TARGET_DRIFTS` (within
+    :data:`TARGET_LORA_POINTS` of LoRA-All, projected time on the default board within its
+    target), the one with the most accuracy gained over the plain run per projected second
+    (both means over the target angles). ``{"run", "mean_pct", "gain_pct",
+    "<board>_s", "points_per_s", "reason"}``, or None when no run qualifies or the plain run or
+    LoRA-All was not measured."""
+    home = TIME_BOARDS[0]
     by_run = {}
     for r in rows:
         if r.get("codebook") == codebook and r["drift_deg"] in TARGET_DRIFTS:
             by_run.setdefault(r["run"], []).append(r)
-    fits = {}
-    for name, rs in by_run.items():
-        if len(rs) == len(TARGET_DRIFTS) and all(r[f"{TIME_BOARDS[0]}_met"] for r in rs):
-            fits[name] = (float(np.mean([r["mean_pct"] for r in rs])),
-                          -max(r[f"{TIME_BOARDS[0]}_s"] for r in rs))
-    if not fits:
+    if len(by_run.get("plain", ())) != len(TARGET_DRIFTS):
         return None
-    best = max(fits, key=lambda n: fits[n])
-    return {"run": best, "mean_pct": fits[best][0], f"{TIME_BOARDS[0]}_s": -fits[best][1],
-            "reason": f"most accurate (mean over {', '.join(map(str, TARGET_DRIFTS))}°) of the "
-                      f"runs within {TARGET_SECONDS[TIME_BOARDS[0]]:g} s on "
-                      f"{board(TIME_BOARDS[0]).title}"}
+    plain = float(np.mean([r["mean_pct"] for r in by_run["plain"]]))
+    scored = {}
+    for name, rs in by_run.items():
+        if (name == "plain" or len(rs) != len(TARGET_DRIFTS)
+                or not all(r.get("lora_met") and r[f"{home}_met"] for r in rs)):
+            continue
+        mean = float(np.mean([r["mean_pct"] for r in rs]))
+        seconds = float(np.mean([r[f"{home}_s"] for r in rs]))
+        scored[name] = (mean, seconds, (mean - plain) / seconds)
+    if not scored:
+        return None
+    best = max(scored, key=lambda n: scored[n][2])
+    mean, seconds, rate = scored[best]
+    return {"run": best, "mean_pct": mean, "gain_pct": mean - plain, f"{home}_s": seconds,
+            "points_per_s": rate,
+            "reason": f"of the runs meeting issue 16's targets at "
+                      f"{', '.join(map(str, TARGET_DRIFTS))}°, the most points gained over "
+                      f"the plain run per projected second on {board(home).title} "
+                      f"({mean - plain:+.2f} points in {1e3 * seconds:.0f} ms)"}
 
 
 def plot(rows, path):
@@ -511,8 +525,11 @@ def run(args, console):
     if saturated:
         console.print(f"[yellow]note:[/yellow] {saturated} device runs saturated a weight")
     if best:
-        console.print(f"recommended first-order run: {best['run']} ({best['reason']}: "
-                      f"{best['mean_pct']:.2f} %)")
+        console.print(f"recommended first-order run: {best['run']} ({best['reason']}; "
+                      f"{best['mean_pct']:.2f} % over {', '.join(map(str, TARGET_DRIFTS))}°)")
+    else:
+        console.print("recommended first-order run: none (needs the plain run, LoRA-All and "
+                      f"{', '.join(map(str, TARGET_DRIFTS))}°, and a run meeting the targets)")
     if args.plot:
         plot(rows, args.plot)
         console.print(f"wrote {args.plot}")

@@ -157,16 +157,19 @@ class FoRun:
 RUNS = {
     "plain": FoRun(None, FoSchedule(),
                    "cache order, the design's epochs and learning rate"),
+    "cache20": FoRun(20, FoSchedule(lr_steps=(10,)),
+                     "cache order, 20 epochs, eta halves at epoch 10"),
     "shuffle10": FoRun(10, FoSchedule(order="shuffle", lr_steps=(5,)),
                        "reshuffled, 10 epochs, eta halves at epoch 5"),
-    "shuffle20": FoRun(20, FoSchedule(order="shuffle", lr_steps=(10,)),
-                       "reshuffled, 20 epochs, eta halves at epoch 10"),
+    "shuffle20": FoRun(20, FoSchedule(order="shuffle", lr_steps=(8, 14)),
+                       "reshuffled, 20 epochs, eta halves at epochs 8 and 14"),
     "shuffle30": FoRun(30, FoSchedule(order="shuffle", lr_steps=(10, 20)),
                        "reshuffled, 30 epochs, eta halves at epochs 10 and 20"),
-    "stop40": FoRun(40, FoSchedule(order="shuffle", lr_steps=(10, 20, 30), stop_every=2,
-                                   holdout=32, patience=2),
-                    "reshuffled, eta halves every 10 epochs, at most 40 epochs, stops when "
-                    "32 held-out records stop improving (checked every 2 epochs, patience 2)"),
+    "stop40": FoRun(40, FoSchedule(order="shuffle", lr_steps=(8, 14, 20, 26), stop_every=2,
+                                   holdout=16, patience=3),
+                    "reshuffled, eta halves at epochs 8, 14, 20 and 26, at most 40 epochs, "
+                    "stops when 16 held-out records stop improving (checked every 2 epochs, "
+                    "patience 3)"),
 }
 
 

@@ -7,7 +7,7 @@ from dataclasses import replace as dc_replace
 import numpy as np
 import pytest
 
-from fieldtune.bench.accuracy import start_codes, SEED
+from fieldtune.bench.accuracy import recommend, start_codes, SEED
 from fieldtune.cli import main
 from fieldtune.config import DesignConfig
 from fieldtune.finetune import float_first_order
@@ -168,3 +168,22 @@ def test_lora_all_baseline_pairs_by_start(tmp_path):
 def test_bad_arguments_are_reported(argv, message, capsys):
     assert main(["bench", "accuracy", *argv]) == 2
     assert message in " ".join(capsys.readouterr().err.split())
+
+
+def _row(run, drift, mean, ms, lora_met=True):
+    return {"codebook": "unf4", "run": run, "drift_deg": drift, "mean_pct": mean,
+            "icebreaker_s": ms / 1e3, "icebreaker_met": ms <= 150, "lora_met": lora_met}
+
+
+def test_recommend_takes_the_most_points_per_second_among_runs_meeting_the_targets():
+    rows = [_row("plain", 30, 86, 48, False), _row("plain", 45, 70, 48, False),
+            _row("a", 30, 90, 96), _row("a", 45, 88, 96),          # +11 points in 96 ms
+            _row("b", 30, 91, 144), _row("b", 45, 89, 144),        # +12 points in 144 ms
+            _row("c", 30, 95, 200), _row("c", 45, 95, 200),        # too slow
+            _row("d", 30, 90, 60), _row("d", 45, 80, 60, False)]   # misses LoRA-All at 45
+    best = recommend(rows, "unf4")
+    assert best["run"] == "a"
+    assert best["gain_pct"] == pytest.approx(11.0)
+    assert best["points_per_s"] == pytest.approx(11.0 / 0.096)
+    assert recommend(rows[2:], "unf4") is None                     # no plain run
+    assert recommend(rows[:2], "unf4") is None                     # nothing qualifies
