@@ -25,16 +25,13 @@ Integer semantics (the contract the sequencer implements bit for bit):
 
 import numpy as np
 
+from ...rtl.sequencer.order import ROUNDS, KEY_STEP
+
 
 __all__ = ["ROUNDS", "KEY_STEP", "ORDERS", "index_bits", "round_keys", "feistel",
-           "epoch_order", "check_order"]
+           "epoch_order", "check_order", "check_bits", "xorshift16"]
 
 
-#: Feistel rounds (4: a balanced Feistel network with 4 rounds is a strong pseudo-random
-#: permutation in the Luby-Rackoff sense; fewer leave visible structure in the order).
-ROUNDS = 4
-#: Added to the key state per epoch (odd, the 16-bit golden ratio constant).
-KEY_STEP = 0x9E37
 #: Sample orders of a first-order run: the records as cached, or reshuffled every epoch.
 ORDERS = ("cache", "shuffle")
 
@@ -47,7 +44,8 @@ def index_bits(n):
     return b + (b & 1)
 
 
-def _xorshift16(s):
+def xorshift16(s):
+    """One step of the 16-bit xorshift of the round keys (shifts 7, 9, 8)."""
     s ^= (s << 7) & 0xFFFF
     s ^= s >> 9
     s ^= (s << 8) & 0xFFFF
@@ -61,7 +59,7 @@ def round_keys(seed, epoch, half):
     s = (seed + epoch * KEY_STEP) & 0xFFFF or KEY_STEP
     keys = []
     for _ in range(ROUNDS):
-        s = _xorshift16(s)
+        s = xorshift16(s)
         keys.append(s & ((1 << half) - 1))
     return keys
 
@@ -77,16 +75,32 @@ def feistel(c, keys, half):
     return (left << half) | right
 
 
-def epoch_order(n, seed, epoch, order="shuffle"):
+def epoch_order(n, seed, epoch, order="shuffle", bits=None):
     """Record indices of ``epoch`` (0-based) in the order the sequencer fetches them: int64
-    array of length ``n``, a permutation of ``0 .. n-1`` (``order="cache"``: ascending)."""
+    array of length ``n``, a permutation of ``0 .. n-1`` (``order="cache"``: ascending).
+
+    ``bits``: width of the walk, even and at least :func:`index_bits` ``(n)``; the hardware's
+    walk is as wide as its cache's capacity needs (rtl/sequencer/order.py), so the same
+    ``n`` records are visited in another order than with the narrowest walk (``None``)."""
     check_order(order)
     if order == "cache":
         return np.arange(n, dtype=np.int64)
-    bits = index_bits(n)
+    bits = check_bits(n, bits)
     half = bits // 2
     walk = feistel(np.arange(1 << bits, dtype=np.int64), round_keys(seed, epoch, half), half)
     return walk[walk < n]
+
+
+def check_bits(n, bits):
+    """``bits`` (None: :func:`index_bits` ``(n)``) if it is an even walk width covering ``n``
+    records; ValueError otherwise."""
+    least = index_bits(n)
+    if bits is None:
+        return least
+    if isinstance(bits, bool) or not isinstance(bits, int) or bits < least or bits % 2:
+        raise ValueError(f"walk bits must be an even integer of at least {least} for {n} "
+                         f"records, not {bits!r}")
+    return bits
 
 
 def check_order(order):
