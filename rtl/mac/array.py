@@ -588,7 +588,8 @@ class AdapterMACArray(wiring.Component):
         # -- stage 0 -> 1: operands that come with the token --------------------------------
         local = Array(Signal(signed(fw), name=f"u{i}") for i in range(max(inner, 1)))
         s1_b = _lanes("s1_b", signed(bw), L)
-        s1_z = _lanes("s1_z", signed(zw + 1), L)    # negated for MINUS
+        s1_z = _lanes("s1_z", signed(zw), L)
+        s1_neg = Signal()                            # subtract s1_z (MINUS)
         s1_op = Signal(MAC_OP)
         s1_imm = Signal.like(curx.imm)
         m.d.sync += [s1_op.eq(cur), s1_imm.eq(curx.imm)]
@@ -611,8 +612,13 @@ class AdapterMACArray(wiring.Component):
                             m.d.sync += s1_b[l].eq(self.z.payload[l] << zalign)
                         with m.Default():
                             m.d.sync += s1_b[l].eq(0)
-            m.d.sync += s1_z[l].eq(Mux(uses_z, Mux(cur.perturb == Perturb.MINUS,
-                                                   -self.z.payload[l], self.z.payload[l]), 0))
+            # the perturbation as it comes (zero when unused: a register reset); MINUS
+            # negates it on the way into the stage-WS adder (ones' complement + carry-in)
+            with m.If(uses_z):
+                m.d.sync += s1_z[l].eq(self.z.payload[l])
+            with m.Else():
+                m.d.sync += s1_z[l].eq(0)
+        m.d.sync += s1_neg.eq(uses_z & (cur.perturb == Perturb.MINUS))
 
         # -- the optional read register: weights (and the coefficient) one stage later, the
         # token's operands delayed to match --------------------------------------------
@@ -621,21 +627,22 @@ class AdapterMACArray(wiring.Component):
             c_data = Signal.like(c_rd.data)
             m.d.sync += [w_data.eq(w_rd.data), c_data.eq(c_rd.data)]
             d_b = _lanes("sd_b", signed(bw), L)
-            d_z = _lanes("sd_z", signed(zw + 1), L)
-            d_op, d_imm = Signal(MAC_OP), Signal.like(s1_imm)
+            d_z = _lanes("sd_z", signed(zw), L)
+            d_op, d_imm, d_neg = Signal(MAC_OP), Signal.like(s1_imm), Signal()
             m.d.sync += [*(a.eq(b) for a, b in zip(d_b, s1_b)),
                          *(a.eq(b) for a, b in zip(d_z, s1_z)),
-                         d_op.eq(s1_op), d_imm.eq(s1_imm)]
-            s1_b, s1_z, s1_op, s1_imm = d_b, d_z, d_op, d_imm
+                         d_op.eq(s1_op), d_imm.eq(s1_imm), d_neg.eq(s1_neg)]
+            s1_b, s1_z, s1_op, s1_imm, s1_neg = d_b, d_z, d_op, d_imm, d_neg
         else:
             w_data, c_data = w_rd.data, c_rd.data
         b.c_data, b.local, b.s1_b, b.s1_imm, b.s1_op = c_data, local, s1_b, s1_imm, s1_op
-        b.s1_z, b.w_data = s1_z, w_data
+        b.s1_z, b.s1_neg, b.w_data = s1_z, s1_neg, w_data
 
     def _perturb_stage(self, b):
         """Stage WS: weights and coefficients arrive; perturbations shifted and added."""
         L, WS, bw, c_data, ctl, cw, dump_busy = b.L, b.WS, b.bw, b.c_data, b.ctl, b.cw, b.dump_busy
         kmax, m, s1_b, s1_imm, s1_op, s1_z = b.kmax, b.m, b.s1_b, b.s1_imm, b.s1_op, b.s1_z
+        s1_neg = b.s1_neg
         valid, w_data, w_rd, ww, zw = b.valid, b.w_data, b.w_rd, b.ww, b.zw
         # -- stage WS: weights and coefficients arrive; shift perturbations -----------------
         c1 = ctl[WS]
@@ -671,10 +678,14 @@ class AdapterMACArray(wiring.Component):
                 m.d.sync += [self.wdump.valid.eq(0), dump_busy.eq(0)]
         for l in range(L):
             wl = w_data[l * ww:(l + 1) * ww].as_signed()
-            zsh = Signal(signed(zw + kmax + 2), name=f"zsh_{l}")
-            m.d.comb += zsh.eq(s1_z[l] << s1_op.zshift)
+            # -(z << k) = (~z << k | (2**k - 1)) + 1: the complement and the fill ride in
+            # the shifter's LUTs, the + 1 is the adder's carry-in
+            zsh = Signal(signed(zw + kmax + 1), name=f"zsh_{l}")
+            zc = s1_z[l] ^ Cat(*([s1_neg] * zw)).as_signed()
+            filled = Cat(Cat(*([s1_neg] * kmax)), zc).as_signed()   # zc << kmax, filled
+            m.d.comb += zsh.eq(filled >> (kmax - s1_op.zshift).as_unsigned())
             base_w = Mux(c1.op == Op.INIT, 0, Mux(c1.op == Op.LOAD, s1_b[l], wl))
-            m.d.sync += [s2_wsum[l].eq(base_w + zsh), s2_b[l].eq(s1_b[l])]
+            m.d.sync += [s2_wsum[l].eq(base_w + zsh + s1_neg), s2_b[l].eq(s1_b[l])]
         b.s2_b, b.s2_coef, b.s2_imm, b.s2_perturbing = s2_b, s2_coef, s2_imm, s2_perturbing
         b.s2_use_imm, b.s2_wsum = s2_use_imm, s2_wsum
 
