@@ -120,9 +120,11 @@ class AdapterMACArray(wiring.Component):
 
     Timing: one weight word per cycle when the streams keep up. MATVEC results appear
     :func:`pipeline_stages` cycles after their last word. UPDATE reads its word again at
-    stage 4 and writes it at stage 5; INIT and LOAD write at stage 2; other ops wait up to
-    4 cycles after an UPDATE (the read port), and ops on regions of at most 5 words wait
-    for an empty pipeline (so no word is read before an earlier op has written it).
+    stage 4, adds its rounded product in the lane's one adder (the perturbation's, idle
+    then) at stage 5 and writes it at stage 6; INIT and LOAD write at stage 2; other ops
+    wait up to 4 cycles after an UPDATE (the read port), and ops on regions of at most 6
+    words wait for an empty pipeline (so no word is read before an earlier op has written
+    it).
     """
 
     def __init__(self, params: MacParams):
@@ -229,19 +231,22 @@ class AdapterMACArray(wiring.Component):
         max_rows, p = b.max_rows, b.p
         # -- token control, carried down the pipeline --------------------------------------
         # stage 1: memories answer; 2: perturbation/coefficient scaling; 3: multiplier inputs;
-        # 4: products; 5: rounded update (written at its end); 4+T: adder-tree sum.
+        # 4: products; 5: rounded update (the stage-1 adder again); 6: update written;
+        # 4+T: adder-tree sum.
         KIND = data.StructLayout({
             "op": Op, "word": unsigned(addr_w), "row": range(max(max_rows, 2)),
             "outidx": range(max(max_out, 2)), "first": 1, "last": 1, "dest": Dest,
             "mask": unsigned(L), "kb": range(max(max_k, 2)),
         })
         # stage where a word's weights are available (1 + the optional read register); the
-        # pipeline behind it: +1 perturbation/shift, +2 operands, +3 products, +4 update
-        # written (WRITE_STAGE), +3+T adder-tree sum
+        # pipeline behind it: +1 perturbation/shift, +2 operands, +3 products, +4 an
+        # update's word (read again) and its rounded product enter the stage-WS adder
+        # (UPDATE_ADD), +5 the update written (WRITE_STAGE), +3+T adder-tree sum
         R = int(p.read_register)
         WS = 1 + R
-        WRITE_STAGE = WS + 4
-        LATE_READ = WRITE_STAGE - 1 - R
+        UPDATE_ADD = WS + 4
+        WRITE_STAGE = UPDATE_ADD + 1
+        LATE_READ = UPDATE_ADD - 1 - R
         ACC_STAGE = WS + 3 + T
         n_ctl = max(WRITE_STAGE, ACC_STAGE) + 1
         valid = [Signal(name=f"s{i}_valid") for i in range(n_ctl)]
@@ -249,6 +254,7 @@ class AdapterMACArray(wiring.Component):
         for i in range(2, n_ctl):
             m.d.sync += [valid[i].eq(valid[i - 1]), ctl[i].eq(ctl[i - 1])]
         b.ACC_STAGE, b.LATE_READ, b.R, b.WRITE_STAGE = ACC_STAGE, LATE_READ, R, WRITE_STAGE
+        b.UPDATE_ADD = UPDATE_ADD
         b.WS, b.ctl, b.valid = WS, ctl, valid
 
     def _op_queue(self, b):
@@ -313,7 +319,8 @@ class AdapterMACArray(wiring.Component):
         m.d.comb += empty.eq(~Cat(*valid[1:]).any() & ~serial_busy)
 
         # op-level start conditions, checked before the first word. Words are read at issue
-        # (updates: at stage 4) and written at stage 2 (INIT, LOAD) or WRITE_STAGE (UPDATE);
+        # (updates: again at stage 4) and written at stage 2 (INIT, LOAD) or WRITE_STAGE
+        # (UPDATE);
         # ops walk their region in order, so a word written by one op is read by the next at
         # least (region words) cycles later, and only regions of at most WRITE_STAGE words
         # need the pipeline drained in between.
@@ -584,18 +591,24 @@ class AdapterMACArray(wiring.Component):
         """Stage 0 -> 1: the operands that come with the token; the optional read register."""
         L, R, bw, c_rd, cur, curx, fw, inner = b.L, b.R, b.bw, b.c_rd, b.cur, b.curx, b.fw, b.inner
         k, kind, lay, load_take, lowrank, m = b.k, b.kind, b.lay, b.load_take, b.lowrank, b.m
-        uses_z, w_rd, zalign, zw = b.uses_z, b.w_rd, b.zalign, b.zw
+        uses_z, w_rd, zalign, zw, go = b.uses_z, b.w_rd, b.zalign, b.zw, b.go
         # -- stage 0 -> 1: operands that come with the token --------------------------------
         local = Array(Signal(signed(fw), name=f"u{i}") for i in range(max(inner, 1)))
         s1_b = _lanes("s1_b", signed(bw), L)
         s1_z = _lanes("s1_z", signed(zw), L)
         s1_neg = Signal()                            # subtract s1_z (MINUS)
+        # what the stage-WS adder adds to: 0 (INIT), the LOAD word, else the weights read.
+        # Flags of issued words only: a bubble leaves the adder to an update (UPDATE_ADD)
+        s1_zero, s1_load = Signal(), Signal()
+        m.d.sync += [s1_zero.eq(go & (kind == Op.INIT)), s1_load.eq(go & (kind == Op.LOAD))]
         s1_op = Signal(MAC_OP)
         s1_imm = Signal.like(curx.imm)
         m.d.sync += [s1_op.eq(cur), s1_imm.eq(curx.imm)]
         if lowrank:
             beat_vals = [Array((local[kk * L + l] if kk * L + l < inner else Const(0, fw))
                                for kk in range(lay.local_beats)) for l in range(L)]
+        perturbs = Signal()             # z goes into the stage-WS adder (not an UPDATE's z)
+        m.d.comb += perturbs.eq(go & uses_z & (kind != Op.UPDATE))
         for l in range(L):
             with m.Switch(kind):
                 with m.Case(Op.LOAD):
@@ -614,11 +627,11 @@ class AdapterMACArray(wiring.Component):
                             m.d.sync += s1_b[l].eq(0)
             # the perturbation as it comes (zero when unused: a register reset); MINUS
             # negates it on the way into the stage-WS adder (ones' complement + carry-in)
-            with m.If(uses_z):
+            with m.If(perturbs):
                 m.d.sync += s1_z[l].eq(self.z.payload[l])
             with m.Else():
                 m.d.sync += s1_z[l].eq(0)
-        m.d.sync += s1_neg.eq(uses_z & (cur.perturb == Perturb.MINUS))
+        m.d.sync += s1_neg.eq(perturbs & (cur.perturb == Perturb.MINUS))
 
         # -- the optional read register: weights (and the coefficient) one stage later, the
         # token's operands delayed to match --------------------------------------------
@@ -629,20 +642,25 @@ class AdapterMACArray(wiring.Component):
             d_b = _lanes("sd_b", signed(bw), L)
             d_z = _lanes("sd_z", signed(zw), L)
             d_op, d_imm, d_neg = Signal(MAC_OP), Signal.like(s1_imm), Signal()
+            d_zero, d_load = Signal(), Signal()
             m.d.sync += [*(a.eq(b) for a, b in zip(d_b, s1_b)),
                          *(a.eq(b) for a, b in zip(d_z, s1_z)),
-                         d_op.eq(s1_op), d_imm.eq(s1_imm), d_neg.eq(s1_neg)]
+                         d_op.eq(s1_op), d_imm.eq(s1_imm), d_neg.eq(s1_neg),
+                         d_zero.eq(s1_zero), d_load.eq(s1_load)]
             s1_b, s1_z, s1_op, s1_imm, s1_neg = d_b, d_z, d_op, d_imm, d_neg
+            s1_zero, s1_load = d_zero, d_load
         else:
             w_data, c_data = w_rd.data, c_rd.data
         b.c_data, b.local, b.s1_b, b.s1_imm, b.s1_op = c_data, local, s1_b, s1_imm, s1_op
         b.s1_z, b.s1_neg, b.w_data = s1_z, s1_neg, w_data
+        b.s1_zero, b.s1_load = s1_zero, s1_load
 
     def _perturb_stage(self, b):
         """Stage WS: weights and coefficients arrive; perturbations shifted and added."""
         L, WS, bw, c_data, ctl, cw, dump_busy = b.L, b.WS, b.bw, b.c_data, b.ctl, b.cw, b.dump_busy
         kmax, m, s1_b, s1_imm, s1_op, s1_z = b.kmax, b.m, b.s1_b, b.s1_imm, b.s1_op, b.s1_z
-        s1_neg = b.s1_neg
+        s1_neg, s1_zero, s1_load = b.s1_neg, b.s1_zero, b.s1_load
+        aw, bw, S = b.aw, b.bw, b.S
         valid, w_data, w_rd, ww, zw = b.valid, b.w_data, b.w_rd, b.ww, b.zw
         # -- stage WS: weights and coefficients arrive; shift perturbations -----------------
         c1 = ctl[WS]
@@ -676,6 +694,10 @@ class AdapterMACArray(wiring.Component):
             m.d.sync += dcount.eq(dcount + 1)
             with m.If(dcount == L - 1):
                 m.d.sync += [self.wdump.valid.eq(0), dump_busy.eq(0)]
+        # an update's rounded product, negated, arriving at UPDATE_ADD (0 otherwise: a
+        # register reset), with its carry-in (see _update_path)
+        upd_d = _lanes("upd_d", signed(aw + bw - S), L)
+        upd_c = _lanes("upd_c", 1, L)
         for l in range(L):
             wl = w_data[l * ww:(l + 1) * ww].as_signed()
             # -(z << k) = (~z << k | (2**k - 1)) + 1: the complement and the fill ride in
@@ -684,8 +706,13 @@ class AdapterMACArray(wiring.Component):
             zc = s1_z[l] ^ Cat(*([s1_neg] * zw)).as_signed()
             filled = Cat(Cat(*([s1_neg] * kmax)), zc).as_signed()   # zc << kmax, filled
             m.d.comb += zsh.eq(filled >> (kmax - s1_op.zshift).as_unsigned())
-            base_w = Mux(c1.op == Op.INIT, 0, Mux(c1.op == Op.LOAD, s1_b[l], wl))
-            m.d.sync += [s2_wsum[l].eq(base_w + zsh + s1_neg), s2_b[l].eq(s1_b[l])]
+            base_w = Mux(s1_zero, 0, Mux(s1_load, s1_b[l], wl))
+            # one adder per lane serves the perturbation (stage WS) and the update
+            # (UPDATE_ADD): never both in a cycle (an op waits for the read port after an
+            # UPDATE), and the idle one's operands are 0
+            m.d.sync += [s2_wsum[l].eq(base_w + (zsh | upd_d[l]) + (s1_neg | upd_c[l])),
+                         s2_b[l].eq(s1_b[l])]
+        b.upd_d, b.upd_c = upd_d, upd_c
         b.s2_b, b.s2_coef, b.s2_imm, b.s2_perturbing = s2_b, s2_coef, s2_imm, s2_perturbing
         b.s2_use_imm, b.s2_wsum = s2_use_imm, s2_wsum
 
@@ -694,56 +721,61 @@ class AdapterMACArray(wiring.Component):
         L, WS, aw, bw, ctl, lowrank, m, s2_b = b.L, b.WS, b.aw, b.bw, b.ctl, b.lowrank, b.m, b.s2_b
         s2_coef, s2_imm, s2_perturbing = b.s2_coef, b.s2_imm, b.s2_perturbing
         s2_use_imm, s2_wsum, sat_flag, valid = b.s2_use_imm, b.s2_wsum, b.sat_flag, b.valid
-        ww = b.ww
-        # -- stage WS+1: saturate; choose the multiplier operands --------------------------
-        c2 = ctl[WS + 1]
+        ww, WRITE_STAGE = b.ww, b.WRITE_STAGE
+        # -- stage WS+1 (or WRITE_STAGE for an update): saturate; choose the multiplier
+        # operands ------------------------------------------------------------------------
+        c2, cw_ = ctl[WS + 1], ctl[WRITE_STAGE]
+        upd_write = Signal()
+        m.d.comb += upd_write.eq(valid[WRITE_STAGE] & (cw_.op == Op.UPDATE))
+        mask = Signal(L)
+        m.d.comb += mask.eq(Mux(upd_write, cw_.mask, c2.mask))
         coef_a = Mux(s2_use_imm, s2_imm, s2_coef)
         s3_a = _lanes("s3_a", signed(aw), L)
         s3_b = _lanes("s3_b", signed(bw), L)
-        early = _lanes("early", signed(ww), L)     # what INIT and LOAD write, at stage 2
+        # what INIT and LOAD write (at stage WS+1) and UPDATE (at WRITE_STAGE)
+        written = _lanes("written", signed(ww), L)
         for l in range(L):
-            wp = _sat(m, s2_wsum[l], ww, sat_flag(), valid[WS + 1] & s2_perturbing & c2.mask[l])
-            m.d.comb += early[l].eq(Mux(c2.mask[l], wp, 0))
+            wp = _sat(m, s2_wsum[l], ww, sat_flag(),
+                      ((valid[WS + 1] & s2_perturbing) | upd_write) & mask[l])
+            m.d.comb += written[l].eq(Mux(mask[l], wp, 0))
             m.d.sync += [
-                s3_a[l].eq(Mux(c2.op == Op.MATVEC, early[l], coef_a)),
-                s3_b[l].eq(Mux(c2.op == Op.COLACC, early[l], s2_b[l]) if lowrank else s2_b[l]),
+                s3_a[l].eq(Mux(c2.op == Op.MATVEC, written[l], coef_a)),
+                s3_b[l].eq(Mux(c2.op == Op.COLACC, written[l], s2_b[l]) if lowrank
+                           else s2_b[l]),
             ]
 
         # -- stage 3 -> 4: the multipliers (DSP blocks: registered inputs and output) -------
         s4_p = _lanes("s4_p", signed(aw + bw), L)
         for l in range(L):
             m.d.sync += s4_p[l].eq(s3_a[l] * s3_b[l])
-        b.c2, b.early, b.s4_p = c2, early, s4_p
+        b.c2, b.written, b.s4_p, b.upd_write = c2, written, s4_p, upd_write
 
     def _update_path(self, b):
-        """The update path: read again at stage 4, rounded and written at stage 5."""
-        L, LATE_READ, S, WRITE_STAGE, WS, aw = b.L, b.LATE_READ, b.S, b.WRITE_STAGE, b.WS, b.aw
-        bw, c2, ctl, early, m, s4_p, sat_flag = b.bw, b.c2, b.ctl, b.early, b.m, b.s4_p, b.sat_flag
-        valid, w_data, w_rd, w_wr, ww = b.valid, b.w_data, b.w_rd, b.w_wr, b.ww
-        # -- update path: the word is read again at stage 4 (not carried down the pipeline),
-        # stage 5 has it and the product's bits from S - 1 up (p'), and writes
-        # W - round_half_up(p / 2**S) = W - floor((p' + 1) / 2) = floor((2W - p') / 2):
-        # one subtraction does the rounding too
-        dw = aw + bw - S + 1
-        s5_d = _lanes("s5_d", signed(max(dw, 2)), L)
+        """The update path: the word read again at LATE_READ, its rounded product into the
+        stage-WS adder at UPDATE_ADD, saturated and written at WRITE_STAGE."""
+        L, LATE_READ, S, UPDATE_ADD, WS = b.L, b.LATE_READ, b.S, b.UPDATE_ADD, b.WS
+        c2, ctl, written, m, s4_p = b.c2, b.ctl, b.written, b.m, b.s4_p
+        upd_c, upd_d, upd_write = b.upd_c, b.upd_d, b.upd_write
+        valid, w_rd, w_wr, WRITE_STAGE = b.valid, b.w_rd, b.w_wr, b.WRITE_STAGE
+        # W - round_half_up(p / 2**S) = floor((2W - p') / 2) with p' = p >> (S - 1)
+        # = W + ~(p' >> 1) + ~p'[0]: the product's complement and a carry-in, added to the
+        # word read again by the lane's one adder (_perturb_stage)
+        cp = ctl[UPDATE_ADD - 1]
+        upd_in = valid[UPDATE_ADD - 1] & (cp.op == Op.UPDATE)
         for l in range(L):
-            m.d.sync += s5_d[l].eq(s4_p[l][S - 1:].as_signed())
+            with m.If(upd_in):
+                m.d.sync += [upd_d[l].eq(~s4_p[l][S:].as_signed()), upd_c[l].eq(~s4_p[l][S - 1])]
+            with m.Else():
+                m.d.sync += [upd_d[l].eq(0), upd_c[l].eq(0)]
         c4, c5 = ctl[LATE_READ], ctl[WRITE_STAGE]
         late_read = valid[LATE_READ] & (c4.op == Op.UPDATE)
-        late_write = valid[WRITE_STAGE] & (c5.op == Op.UPDATE)
-        new = _lanes("new", signed(ww), L)
-        for l in range(L):
-            diff = Signal(signed(max(ww + 1, dw) + 1), name=f"diff_{l}")
-            m.d.comb += diff.eq(((w_data[l * ww:(l + 1) * ww].as_signed() << 1) - s5_d[l])
-                                >> 1)
-            nl = _sat(m, diff, ww, sat_flag(), late_write & c5.mask[l])
-            m.d.comb += new[l].eq(Mux(c5.mask[l], nl, 0))
         with m.If(late_read):
             m.d.comb += w_rd.addr.eq(c4.word)
-        with m.If(late_write):
-            m.d.comb += [w_wr.addr.eq(c5.word), w_wr.data.eq(Cat(*new)), w_wr.en.eq(1)]
+        m.d.comb += w_wr.data.eq(Cat(*written))
+        with m.If(upd_write):
+            m.d.comb += [w_wr.addr.eq(c5.word), w_wr.en.eq(1)]
         with m.Else():
-            m.d.comb += [w_wr.addr.eq(c2.word), w_wr.data.eq(Cat(*early)),
+            m.d.comb += [w_wr.addr.eq(c2.word),
                          w_wr.en.eq(valid[WS + 1] & ((c2.op == Op.INIT) | (c2.op == Op.LOAD)))]
 
     def _matvec_path(self, b):
