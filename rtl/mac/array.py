@@ -14,8 +14,8 @@ from amaranth.lib.fifo import SyncFIFOBuffered
 
 from .params import MacParams
 from .layout import Layout
-from .coef import dz_shift_layout, dz_shift, dz_scale_pipeline
-from .ops import Op, Region, Operand, Perturb, Dest, CoefSource, MAC_OP, IMM_WIDTH
+from .coef import Pow2Scaler, SHIFT_WIDTH
+from .ops import Op, Region, Operand, Perturb, Dest, CoefSource, MAC_OP
 
 
 __all__ = ["AdapterMACArray", "feature_beat_layout", "update_shift", "pipeline_stages"]
@@ -159,8 +159,7 @@ class AdapterMACArray(wiring.Component):
         self._issue(b)
         self._promotion(b)
         self._take_ops(b)
-        self._immediate(b)
-        self._coef_write(b)
+        self._scaling(b)
         self._operands(b)
         self._perturb_stage(b)
         self._multipliers(b)
@@ -271,8 +270,7 @@ class AdapterMACArray(wiring.Component):
             "outputs": range(max_out + 1), "is_b": 1, "uses_x": 1, "uses_z": 1,
             "reads_coef": 1, "coef_need": range(cdepth + max_out + 1),
             "drain_first": 1,           # wait for an empty pipeline before the first word
-            "cshift": signed(6),        # BATCH: scale of the dz written; COLACC: of v
-            "rsh": range(33),           # immediate: right shift rounded half up (or left)
+            "cshift": signed(SHIFT_WIDTH),  # BATCH: scale of the dz written; COLACC: of v
             "imm": signed(cw),          # the immediate coefficient, already scaled
             "base": range(lay.words + 1),
         })
@@ -424,7 +422,7 @@ class AdapterMACArray(wiring.Component):
     def _promotion(self, b):
         """The queued op becomes current when the previous one issues its last word
         (BATCH acts here, in order)."""
-        active, caddr, crow, curx, cw = b.active, b.caddr, b.crow, b.curx, b.cw
+        active, caddr, crow, curx = b.active, b.caddr, b.crow, b.curx
         first_kg, gbase, gi, k, kg, last_k = b.first_kg, b.gbase, b.gi, b.k, b.kg, b.last_k
         last_kg, last_row, lowrank, m, nxt = b.last_kg, b.last_row, b.lowrank, b.m, b.nxt
         nxt_valid, nxt_wait, r, ra, rb = b.nxt_valid, b.nxt_wait, b.r, b.ra, b.rb
@@ -432,15 +430,14 @@ class AdapterMACArray(wiring.Component):
         # promotion: the queued op becomes current (BATCH acts here, in order)
         promote = Signal()
         batch_now = Signal()
-        # the last BATCH's cshift (dz are stored scaled), decoded
-        dz_sh = Signal(dz_shift_layout(cw))
-        m.d.comb += promote.eq(nxt_valid & (nxt_wait == 0) & ~active)
+        # the last BATCH's cshift (dz are stored scaled)
+        dz_cshift = Signal(signed(SHIFT_WIDTH))
+        m.d.comb += promote.eq(nxt_valid & ~nxt_wait & ~active)
         with m.If(promote):
             m.d.sync += nxt_valid.eq(0)
             with m.If(nxt.op.op == Op.BATCH):
                 m.d.comb += batch_now.eq(1)
-                cs = nxt.cshift
-                m.d.sync += dz_shift(dz_sh, cs, cw)
+                m.d.sync += dz_cshift.eq(nxt.cshift)
             with m.Else():
                 first_glen = (Mux(nxt.is_b, rb.beats, ra.groups[0][1]) if lowrank
                               else ra.groups[0][1])
@@ -449,7 +446,7 @@ class AdapterMACArray(wiring.Component):
                              caddr.eq(nxt.op.coef_base), crow.eq(nxt.op.coef_base),
                              last_row.eq(nxt.rows == 1), last_k.eq(nxt.beats == 1),
                              first_kg.eq(1), last_kg.eq(first_glen == 1)]
-        b.batch_now, b.dz_sh, b.promote = batch_now, dz_sh, promote
+        b.batch_now, b.dz_cshift, b.promote = batch_now, dz_cshift, promote
 
     def _take_ops(self, b):
         """Ops registered with their validity checks, then moved to the queue with the
@@ -497,7 +494,6 @@ class AdapterMACArray(wiring.Component):
         with m.If(move):
             m.d.sync += raw_valid.eq(0)
         with m.If(move & ~raw_bad):
-            cs = raw.cshift
             m.d.sync += [
                 nxt_valid.eq(1), nxt.op.eq(raw),
                 nxt.rows.eq(o_rows), nxt.beats.eq(o_beats), nxt.outputs.eq(o_outputs),
@@ -511,74 +507,57 @@ class AdapterMACArray(wiring.Component):
                                   & (raw.coef_base < lay.dz_depth)),
                 nxt.coef_need.eq(raw.coef_base + o_outputs),
                 nxt.drain_first.eq(local_op | (raw.op == Op.COLACC) | o_small),
-                nxt.cshift.eq(cs),
-                nxt.rsh.eq(Mux(cs < 0, (-cs).as_unsigned(), 0)),
+                nxt.cshift.eq(raw.cshift),
             ]
         bad_op = Signal()
         m.d.comb += bad_op.eq(move & raw_bad)
         err_events.append(bad_op)
         b.move, b.raw, b.raw_bad, b.raw_valid = move, raw, raw_bad, raw_valid
 
-    def _immediate(self, b):
-        """The immediate coefficient, scaled one bit per cycle while its op waits."""
-        cw, m, move, nxt, nxt_wait, raw = b.cw, b.m, b.move, b.nxt, b.nxt_wait, b.raw
-        raw_bad, sat_flag = b.raw_bad, b.sat_flag
-        # the immediate, scaled one bit per cycle while the op waits in the queue (an op with
-        # an immediate is rare: one zeroth-order update per step): shift right by rsh
-        # keeping the last bit shifted out (round half up adds it), or left by lsh (at most
-        # cw + 1: beyond that anything but zero saturates), then saturate
-        qw = IMM_WIDTH + cw + 2
-        q = Signal(signed(qw))
-        q_n = Signal(range(34))
-        q_lost = Signal()
-        q_state = Signal(range(4))
-        IDLE, SHIFT, ROUND, SATURATE = 0, 1, 2, 3
-        m.d.comb += nxt_wait.eq(q_state != IDLE)
-        with m.If(move & ~raw_bad):
-            cs = raw.cshift
-            m.d.sync += [q.eq(raw.imm), q_lost.eq(0), q_state.eq(SHIFT),
-                         q_n.eq(Mux(cs < 0, (-cs).as_unsigned(),
-                                    Mux(cs > cw + 1, cw + 1, cs.as_unsigned())))]
-        with m.Elif(q_state == SHIFT):
-            with m.If(q_n == 0):
-                m.d.sync += q_state.eq(ROUND)
-            with m.Else():
-                m.d.sync += q_n.eq(q_n - 1)
-                with m.If(nxt.rsh != 0):
-                    m.d.sync += [q.eq(q >> 1), q_lost.eq(q[0])]
-                with m.Else():
-                    m.d.sync += q.eq(q << 1)
-        with m.Elif(q_state == ROUND):
-            m.d.sync += [q.eq(q + q_lost), q_state.eq(SATURATE)]
-        with m.Elif(q_state == SATURATE):
-            imm_sat = sat_flag()
-            scaled = _sat(m, q, cw, imm_sat,
-                          (nxt.op.op == Op.UPDATE) & (nxt.op.coef_source == CoefSource.IMM))
-            m.d.sync += [nxt.imm.eq(scaled), q_state.eq(IDLE)]
-
-    def _coef_write(self, b):
-        """The coefficient memory's write port: COLACC results, then the scaled dz stream."""
+    def _scaling(self, b):
+        """One serial power-of-two scaler (:class:`.coef.Pow2Scaler`) for the immediate of a
+        queued UPDATE (first) and the ``dz`` stream; the coefficient memory's write port:
+        COLACC results, then the scaled ``dz``."""
         batch_now, c_wr, caddr_w, coef_wp, cw = b.batch_now, b.c_wr, b.caddr_w, b.coef_wp, b.cw
-        dz_sh, err_events, lay, m, sat_flag = b.dz_sh, b.err_events, b.lay, b.m, b.sat_flag
-        # coefficient write port: COLACC results first, then the dz stream, which is scaled
-        # on its way in (dz * 2**dz_scale, rounded half up, saturated) so that updates read
-        # ready coefficients: a register, a shift, a rounding, saturation, one stage each of
-        # a pipeline that advances when the port is free
+        dz_cshift, err_events, lay, m, sat_flag = b.dz_cshift, b.err_events, b.lay, b.m, b.sat_flag
+        move, nxt, nxt_wait, raw, raw_bad = b.move, b.nxt, b.nxt_wait, b.raw, b.raw_bad
+        m.submodules.scaler = scaler = Pow2Scaler(cw)
+        # an UPDATE with an immediate waits in the queue for it (one per zeroth-order step)
+        imm_sent = Signal()             # it is in the scaler
+        job_imm = Signal()              # the scaler's value is the immediate (else a dz)
+        with m.If(move & ~raw_bad):
+            m.d.sync += [nxt_wait.eq((raw.op == Op.UPDATE)
+                                     & (raw.coef_source == CoefSource.IMM)),
+                         imm_sent.eq(0)]
+        imm_req = Signal()
+        m.d.comb += imm_req.eq(nxt_wait & ~imm_sent)
+        m.d.comb += [
+            scaler.i.valid.eq(imm_req | self.coef.valid),
+            scaler.i.payload.value.eq(Mux(imm_req, nxt.op.imm, self.coef.payload)),
+            scaler.i.payload.shift.eq(Mux(imm_req, nxt.op.cshift, dz_cshift)),
+            self.coef.ready.eq(scaler.i.ready & ~imm_req),
+        ]
+        with m.If(scaler.i.valid & scaler.i.ready):
+            m.d.sync += job_imm.eq(imm_req)
+            with m.If(imm_req):
+                m.d.sync += imm_sent.eq(1)
+        # COLACC results (lowrank) have the write port first
         ser_we = Signal()
         ser_addr = Signal(caddr_w)
         ser_data = Signal(signed(cw))
         coef_over = Signal()
-        advance = Signal()
-        m.d.comb += [advance.eq(~ser_we), self.coef.ready.eq(advance)]
-        cc_v, stored, clamped = dz_scale_pipeline(m, advance, self.coef.valid,
-                                                  self.coef.payload, dz_sh, cw)
-        dz_sat = sat_flag()
-        m.d.comb += dz_sat.eq(cc_v & advance & clamped)
+        result = scaler.o.payload
+        m.d.comb += scaler.o.ready.eq(job_imm | ~ser_we)
+        done = scaler.o.valid & scaler.o.ready
+        with m.If(done & job_imm):
+            m.d.sync += [nxt.imm.eq(result.value), nxt_wait.eq(0)]
+        clamped = sat_flag()
+        m.d.comb += clamped.eq(done & result.clamped)
         with m.If(ser_we):
             m.d.comb += [c_wr.addr.eq(ser_addr), c_wr.data.eq(ser_data), c_wr.en.eq(1)]
-        with m.Elif(cc_v):
+        with m.Elif(done & ~job_imm):
             with m.If(coef_wp < lay.dz_depth):
-                m.d.comb += [c_wr.addr.eq(coef_wp), c_wr.data.eq(stored), c_wr.en.eq(1)]
+                m.d.comb += [c_wr.addr.eq(coef_wp), c_wr.data.eq(result.value), c_wr.en.eq(1)]
                 m.d.sync += coef_wp.eq(coef_wp + 1)
             with m.Else():
                 m.d.comb += coef_over.eq(1)
