@@ -108,8 +108,10 @@ class AdapterMACArray(wiring.Component):
         of ``2 * max(classes, rank * taps)`` entries; a MATVEC starts only when its results
         fit, so back-pressure here stalls issue, never loses a result.
     wdump : Out(stream.Signature(signed(weight_width)))
-        Weights for DUMP, one per transfer, in weight order (readback is a host's serial
-        affair; a word takes ``lanes`` transfers plus 2 cycles).
+        Weights for DUMP, one per transfer, in weight order. Readback is a host's serial
+        affair, so DUMP spends no logic of its own: each weight goes through the multipliers
+        (times 1, the other lanes times 0) and the adder tree, and the next one issues when it
+        is taken: :func:`pipeline_stages` cycles a weight.
     idle : Out(1)
         No op active, nothing in flight (results may wait in ``out``).
     saturated, error, framing : Out(1)
@@ -165,6 +167,7 @@ class AdapterMACArray(wiring.Component):
         self._multipliers(b)
         self._update_path(b)
         self._matvec_path(b)
+        self._dump(b)
         self._colacc(b)
         self._flags(b)
         return b.m
@@ -396,8 +399,17 @@ class AdapterMACArray(wiring.Component):
             ctl[1].mask.eq(Mux(is_b & (k == beats - 1), last_mask, (1 << L) - 1)),
         ]
 
+        # DUMP issues each word once per lane (``dlane``), one weight through the multipliers
+        # and the adder tree at a time (_dump)
+        dlane = Signal(range(L))
+        step = Signal()                 # the walk moves on to the next word
+        m.d.comb += step.eq(go & ((kind != Op.DUMP) | (dlane == L - 1)))
+        with m.If(go & (kind == Op.DUMP)):
+            m.d.sync += [dump_busy.eq(1), dlane.eq(Mux(dlane == L - 1, 0, dlane + 1))]
         with m.If(go):
-            m.d.sync += [started.eq(1), word.eq(word + 1), r.eq(r + 1), caddr.eq(caddr + 1)]
+            m.d.sync += started.eq(1)
+        with m.If(step):
+            m.d.sync += [word.eq(word + 1), r.eq(r + 1), caddr.eq(caddr + 1)]
             with m.If(~started & (kind == Op.MATVEC) & (cur.dest == Dest.OUT)):
                 m.d.sync += credits.eq(credits - outputs + (self.out.valid & self.out.ready))
             m.d.sync += last_row.eq(Mux(last_row, rows == 1, r == rows - 2))
@@ -411,13 +423,12 @@ class AdapterMACArray(wiring.Component):
                                  first_kg.eq(1), last_kg.eq(glen_next == 1)]
             with m.If(last_token):
                 m.d.sync += [active.eq(0), need_drain.eq(kind == Op.COLACC)]
-            with m.If(kind == Op.DUMP):
-                m.d.sync += dump_busy.eq(1)
         with m.If(~(go & ~started & (kind == Op.MATVEC) & (cur.dest == Dest.OUT))
                   & self.out.valid & self.out.ready):
             m.d.sync += credits.eq(credits + 1)
         with m.If(~active & empty):
             m.d.sync += need_drain.eq(0)
+        b.dlane = dlane
 
     def _promotion(self, b):
         """The queued op becomes current when the previous one issues its last word
@@ -570,7 +581,7 @@ class AdapterMACArray(wiring.Component):
         """Stage 0 -> 1: the operands that come with the token; the optional read register."""
         L, R, bw, c_rd, cur, curx, fw, inner = b.L, b.R, b.bw, b.c_rd, b.cur, b.curx, b.fw, b.inner
         k, kind, lay, load_take, lowrank, m = b.k, b.kind, b.lay, b.load_take, b.lowrank, b.m
-        uses_z, w_rd, zalign, zw, go = b.uses_z, b.w_rd, b.zalign, b.zw, b.go
+        uses_z, w_rd, zalign, zw, go, dlane = b.uses_z, b.w_rd, b.zalign, b.zw, b.go, b.dlane
         # -- stage 0 -> 1: operands that come with the token --------------------------------
         local = Array(Signal(signed(fw), name=f"u{i}") for i in range(max(inner, 1)))
         s1_b = _lanes("s1_b", signed(bw), L)
@@ -594,6 +605,8 @@ class AdapterMACArray(wiring.Component):
                     with m.If(load_take):
                         m.d.sync += s1_b[l].eq(self.wload.payload if l == L - 1
                                                else s1_b[l + 1])
+                with m.Case(Op.DUMP):
+                    m.d.sync += s1_b[l].eq(dlane == l)      # weight dlane times 1
                 with m.Default():
                     with m.Switch(cur.operand):
                         with m.Case(Operand.STREAM):
@@ -636,11 +649,11 @@ class AdapterMACArray(wiring.Component):
 
     def _perturb_stage(self, b):
         """Stage WS: weights and coefficients arrive; perturbations shifted and added."""
-        L, WS, bw, c_data, ctl, cw, dump_busy = b.L, b.WS, b.bw, b.c_data, b.ctl, b.cw, b.dump_busy
+        L, WS, bw, c_data, ctl, cw = b.L, b.WS, b.bw, b.c_data, b.ctl, b.cw
         kmax, m, s1_b, s1_imm, s1_op, s1_z = b.kmax, b.m, b.s1_b, b.s1_imm, b.s1_op, b.s1_z
         s1_neg, s1_zero, s1_load = b.s1_neg, b.s1_zero, b.s1_load
         aw, bw, S = b.aw, b.bw, b.S
-        valid, w_data, w_rd, ww, zw = b.valid, b.w_data, b.w_rd, b.ww, b.zw
+        w_data, ww, zw = b.w_data, b.ww, b.zw
         # -- stage WS: weights and coefficients arrive; shift perturbations -----------------
         c1 = ctl[WS]
         sws = max(ww, zw + kmax + 1) + 2
@@ -660,21 +673,8 @@ class AdapterMACArray(wiring.Component):
         m.d.sync += [s2_imm.eq(s1_imm),
                      s2_use_imm.eq((c1.op == Op.UPDATE)
                                    & (s1_op.coef_source == CoefSource.IMM))]
-        # DUMP: the word waits in the read port's data register (enable off) while its lanes
-        # go out one by one
-        dcount = Signal(range(L))
-        dump_lanes = Array(w_data[l * ww:(l + 1) * ww].as_signed() for l in range(L))
-        dumping = Cat(*(valid[i] & (ctl[i].op == Op.DUMP) for i in range(1, WS + 1))).any()
-        m.d.comb += [self.wdump.payload.eq(dump_lanes[dcount]),
-                     w_rd.en.eq(~self.wdump.valid & ~dumping)]
-        with m.If(valid[WS] & (c1.op == Op.DUMP)):
-            m.d.sync += [self.wdump.valid.eq(1), dcount.eq(0)]
-        with m.If(self.wdump.valid & self.wdump.ready):
-            m.d.sync += dcount.eq(dcount + 1)
-            with m.If(dcount == L - 1):
-                m.d.sync += [self.wdump.valid.eq(0), dump_busy.eq(0)]
-        # an update's rounded product, negated, arriving at UPDATE_ADD (0 otherwise: a
-        # register reset), with its carry-in (see _update_path)
+        # an update's product bits (see _update_path), complemented where they are added:
+        # all ones when no update is at UPDATE_ADD (a register set), so that 0 is added
         upd_d = _lanes("upd_d", signed(aw + bw - S), L)
         upd_c = _lanes("upd_c", 1, L)
         for l in range(L):
@@ -689,7 +689,7 @@ class AdapterMACArray(wiring.Component):
             # one adder per lane serves the perturbation (stage WS) and the update
             # (UPDATE_ADD): never both in a cycle (an op waits for the read port after an
             # UPDATE), and the idle one's operands are 0
-            m.d.sync += [s2_wsum[l].eq(base_w + (zsh | upd_d[l]) + (s1_neg | upd_c[l])),
+            m.d.sync += [s2_wsum[l].eq(base_w + (zsh | ~upd_d[l]) + (s1_neg | ~upd_c[l])),
                          s2_b[l].eq(s1_b[l])]
         b.upd_d, b.upd_c = upd_d, upd_c
         b.s2_b, b.s2_coef, b.s2_imm, b.s2_perturbing = s2_b, s2_coef, s2_imm, s2_perturbing
@@ -709,6 +709,8 @@ class AdapterMACArray(wiring.Component):
         mask = Signal(L)
         m.d.comb += mask.eq(Mux(upd_write, cw_.mask, c2.mask))
         coef_a = Mux(s2_use_imm, s2_imm, s2_coef)
+        weights_a = Signal()            # the weights are the first factor (else coefficients)
+        m.d.comb += weights_a.eq((c2.op == Op.MATVEC) | (c2.op == Op.DUMP))
         s3_a = _lanes("s3_a", signed(aw), L)
         s3_b = _lanes("s3_b", signed(bw), L)
         # what INIT and LOAD write (at stage WS+1) and UPDATE (at WRITE_STAGE)
@@ -718,7 +720,7 @@ class AdapterMACArray(wiring.Component):
                       ((valid[WS + 1] & s2_perturbing) | upd_write) & mask[l])
             m.d.comb += written[l].eq(Mux(mask[l], wp, 0))
             m.d.sync += [
-                s3_a[l].eq(Mux(c2.op == Op.MATVEC, written[l], coef_a)),
+                s3_a[l].eq(Mux(weights_a, written[l], coef_a)),
                 s3_b[l].eq(Mux(c2.op == Op.COLACC, written[l], s2_b[l]) if lowrank
                            else s2_b[l]),
             ]
@@ -738,14 +740,15 @@ class AdapterMACArray(wiring.Component):
         valid, w_rd, w_wr, WRITE_STAGE = b.valid, b.w_rd, b.w_wr, b.WRITE_STAGE
         # W - round_half_up(p / 2**S) = floor((2W - p') / 2) with p' = p >> (S - 1)
         # = W + ~(p' >> 1) + ~p'[0]: the product's complement and a carry-in, added to the
-        # word read again by the lane's one adder (_perturb_stage)
+        # word read again by the lane's one adder (_perturb_stage; the complement is taken
+        # there, inside the LUTs of the shifter's last level)
         cp = ctl[UPDATE_ADD - 1]
         upd_in = valid[UPDATE_ADD - 1] & (cp.op == Op.UPDATE)
         for l in range(L):
             with m.If(upd_in):
-                m.d.sync += [upd_d[l].eq(~s4_p[l][S:].as_signed()), upd_c[l].eq(~s4_p[l][S - 1])]
+                m.d.sync += [upd_d[l].eq(s4_p[l][S:].as_signed()), upd_c[l].eq(s4_p[l][S - 1])]
             with m.Else():
-                m.d.sync += [upd_d[l].eq(0), upd_c[l].eq(0)]
+                m.d.sync += [upd_d[l].eq(-1), upd_c[l].eq(1)]
         c4, c5 = ctl[LATE_READ], ctl[WRITE_STAGE]
         late_read = valid[LATE_READ] & (c4.op == Op.UPDATE)
         with m.If(late_read):
@@ -799,7 +802,18 @@ class AdapterMACArray(wiring.Component):
         if lowrank:
             with m.If(n1_valid & (n1_dest == Dest.LOCAL)):
                 m.d.sync += local[n1_idx].eq(y)
-        b.n1_valid = n1_valid
+        b.n1_valid, b.total = n1_valid, total
+
+    def _dump(self, b):
+        """DUMP: a word's weight ``dlane`` times 1 in its lane, 0 elsewhere, is the adder
+        tree's sum; held on ``wdump`` until taken, and then the next weight issues."""
+        ACC_STAGE, ctl, dump_busy, m, total, valid = (b.ACC_STAGE, b.ctl, b.dump_busy, b.m,
+                                                      b.total, b.valid)
+        with m.If(valid[ACC_STAGE] & (ctl[ACC_STAGE].op == Op.DUMP)):
+            m.d.sync += [self.wdump.valid.eq(1),
+                         self.wdump.payload.eq(total[:b.ww].as_signed())]
+        with m.If(self.wdump.valid & self.wdump.ready):
+            m.d.sync += [self.wdump.valid.eq(0), dump_busy.eq(0)]
 
     def _colacc(self, b):
         """COLACC: per-lane accumulation over rows, then lane-serial narrowing."""
