@@ -656,7 +656,9 @@ class AdapterMACArray(wiring.Component):
         w_data, ww, zw = b.w_data, b.ww, b.zw
         # -- stage WS: weights and coefficients arrive; shift perturbations -----------------
         c1 = ctl[WS]
-        sws = max(ww, zw + kmax + 1) + 2
+        # the adder's sum: two signed operands (the weight or LOAD word; the shifted
+        # perturbation or an update's halved product) and a carry-in, one bit wider
+        sws = max(ww, zw + kmax + 1, aw + bw - S) + 1
         s2_wsum = _lanes("s2_wsum", signed(sws), L)
         s2_b = _lanes("s2_b", signed(bw), L)
         s2_perturbing = Signal()
