@@ -24,6 +24,7 @@ from .component import CacheComponent
 from .codebooks import LEVELS, LEVEL_FRAC, level_width
 from .layout import CacheLayout, MANT_BITS, EXP_BITS, UNIT_BITS
 from .arith import shift_add_mul
+from ..mac.layout import Layout
 
 
 __all__ = ["Dequantizer", "packed_beat_layout", "feature_beat_layout", "LATENCY", "latency"]
@@ -283,5 +284,7 @@ class Dequantizer(CacheComponent):
 
 
 def from_config(config):
-    """``fieldtune generate dequantizer``: the dequantizer of ``config.cache``."""
-    return Dequantizer(config.cache)
+    """``fieldtune generate dequantizer`` (and ``bench hierarchy --block dequantizer``): the
+    dequantizer of ``config.cache`` as the SoC builds it, as narrow as the MAC array's beat
+    rate allows (:meth:`~.params.CacheParams.for_consumer` with its rows per beat)."""
+    return Dequantizer(config.cache.for_consumer(Layout(config.mac).regions[0].rows))

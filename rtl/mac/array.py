@@ -205,11 +205,21 @@ class AdapterMACArray(wiring.Component):
         L, cdepth, cw, fw, lay, m, max_out = b.L, b.cdepth, b.cw, b.fw, b.lay, b.m, b.max_out
         ww = b.ww
         # -- memories --------------------------------------------------------------------
-        # a flat word (not an ArrayLayout: see _lanes)
-        m.submodules.weights = wmem = Memory(shape=unsigned(ww * L), depth=lay.words, init=[])
+        # Both are named ``*_norw`` (boards.implement maps them to block RAM with no collision
+        # logic): no read whose data is used shares a cycle with a write to its address.
+        # Weights: a word is written at stage WS + 1 (INIT, LOAD) or WRITE_STAGE (UPDATE) and
+        # read at issue (and by UPDATE again at LATE_READ, before its own write); ops walk
+        # their region in order, regions of at most WRITE_STAGE words drain the pipeline
+        # first, and other ops wait while an UPDATE holds the read port, so a word is read
+        # again only cycles after its write. Coefficients: ``dz`` are written at ``coef_wp``
+        # and read only below it (an op's ``coef_need`` check), ``v`` is written by COLACC's
+        # serial narrowing while nothing issues (``serial_busy`` keeps the pipeline busy).
+        # A flat word (not an ArrayLayout: see _lanes).
+        m.submodules.weights_norw = wmem = Memory(shape=unsigned(ww * L), depth=lay.words,
+                                                  init=[])
         w_rd = wmem.read_port()
         w_wr = wmem.write_port()
-        m.submodules.coefs = cmem = Memory(shape=signed(cw), depth=cdepth, init=[])
+        m.submodules.coefs_norw = cmem = Memory(shape=signed(cw), depth=cdepth, init=[])
         c_rd = cmem.read_port()
         c_wr = cmem.write_port()
         m.submodules.out_fifo = fifo = SyncFIFOBuffered(width=fw, depth=2 * max_out)
