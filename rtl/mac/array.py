@@ -39,7 +39,7 @@ def _tree_levels(lanes):
 
 def pipeline_stages(mac: MacParams):
     """Cycles from issuing a MATVEC word to its result leaving the narrowing stage."""
-    return 4 + int(mac.read_register) + _tree_levels(mac.lanes) + 2
+    return 3 + int(mac.read_register) + _tree_levels(mac.lanes) + 2
 
 
 def _lanes(name, shape, n):
@@ -86,9 +86,9 @@ class AdapterMACArray(wiring.Component):
     Attributes
     ----------
     cmd : In(stream.Signature(MAC_OP))
-        Micro-ops, taken into a one-deep queue (``ready`` is a register) and checked there;
-        an op starts one cycle after the previous one's last word. Invalid ops raise
-        ``error`` and are dropped without touching a stream.
+        Micro-ops, checked and taken into a one-deep queue (``ready`` is a register: the
+        queue is free); an op starts one cycle after the previous one's last word. Invalid
+        ops raise ``error`` and are dropped without touching a stream.
     x : In(stream.Signature(feature_beat_layout))
         Features (or the low-rank ``u``), ``lanes`` per beat, signed ``Q(fw-ff).ff``; a beat is
         held for the ``rows`` words of its beat and taken with the last of them (``ready`` is
@@ -122,11 +122,11 @@ class AdapterMACArray(wiring.Component):
 
     Timing: one weight word per cycle when the streams keep up. MATVEC results appear
     :func:`pipeline_stages` cycles after their last word. UPDATE reads its word again at
-    stage 4, adds its rounded product in the lane's one adder (the perturbation's, idle
-    then) at stage 5 and writes it at stage 6; INIT and LOAD write at stage 2; other ops
-    wait up to 4 cycles after an UPDATE (the read port), and ops on regions of at most 6
-    words wait for an empty pipeline (so no word is read before an earlier op has written
-    it).
+    stage 3, adds its rounded product in the lane's one adder (the perturbation's, idle
+    then) at stage 4 and writes it in the same cycle; INIT and LOAD write at stage 1; other
+    ops wait up to 3 cycles after an UPDATE (the read port), and ops on regions of at most
+    4 words wait for an empty pipeline (so no word is read before an earlier op has written
+    it). (Stages counted without the optional read register, which adds one to each.)
     """
 
     def __init__(self, params: MacParams):
@@ -207,7 +207,7 @@ class AdapterMACArray(wiring.Component):
         # -- memories --------------------------------------------------------------------
         # Both are named ``*_norw`` (boards.implement maps them to block RAM with no collision
         # logic): no read whose data is used shares a cycle with a write to its address.
-        # Weights: a word is written at stage WS + 1 (INIT, LOAD) or WRITE_STAGE (UPDATE) and
+        # Weights: a word is written at stage WS (INIT, LOAD) or WRITE_STAGE (UPDATE) and
         # read at issue (and by UPDATE again at LATE_READ, before its own write); ops walk
         # their region in order, regions of at most WRITE_STAGE words drain the pipeline
         # first, and other ops wait while an UPDATE holds the read port, so a word is read
@@ -242,24 +242,25 @@ class AdapterMACArray(wiring.Component):
         L, T, addr_w, m, max_k, max_out = b.L, b.T, b.addr_w, b.m, b.max_k, b.max_out
         max_rows, p = b.max_rows, b.p
         # -- token control, carried down the pipeline --------------------------------------
-        # stage 1: memories answer; 2: perturbation/coefficient scaling; 3: multiplier inputs;
-        # 4: products; 5: rounded update (the stage-1 adder again); 6: update written;
-        # 4+T: adder-tree sum.
+        # stage 1: memories answer, the perturbation is added and saturated (INIT and LOAD
+        # write); 2: multiplier inputs; 3: products; 4: an update's rounded product in the
+        # stage-1 adder, written; 3+T: adder-tree sum.
         KIND = data.StructLayout({
             "op": Op, "word": unsigned(addr_w), "row": range(max(max_rows, 2)),
             "outidx": range(max(max_out, 2)), "first": 1, "last": 1, "dest": Dest,
             "mask": unsigned(L), "kb": range(max(max_k, 2)),
         })
-        # stage where a word's weights are available (1 + the optional read register); the
-        # pipeline behind it: +1 perturbation/shift, +2 operands, +3 products, +4 an
-        # update's word (read again) and its rounded product enter the stage-WS adder
-        # (UPDATE_ADD), +5 the update written (WRITE_STAGE), +3+T adder-tree sum
+        # stage where a word's weights are available (1 + the optional read register), added
+        # to the perturbation and saturated (INIT and LOAD write there); the pipeline behind
+        # it: +1 multiplier operands, +2 products, +3 an update's word (read again) and its
+        # rounded product meet in the stage-WS adder and the sum is written (UPDATE_ADD =
+        # WRITE_STAGE), +2+T adder-tree sum
         R = int(p.read_register)
         WS = 1 + R
-        UPDATE_ADD = WS + 4
-        WRITE_STAGE = UPDATE_ADD + 1
+        UPDATE_ADD = WS + 3
+        WRITE_STAGE = UPDATE_ADD
         LATE_READ = UPDATE_ADD - 1 - R
-        ACC_STAGE = WS + 3 + T
+        ACC_STAGE = WS + 2 + T
         n_ctl = max(WRITE_STAGE, ACC_STAGE) + 1
         valid = [Signal(name=f"s{i}_valid") for i in range(n_ctl)]
         ctl = [Signal(KIND, name=f"s{i}_ctl", reset_less=True) for i in range(n_ctl)]
@@ -470,18 +471,21 @@ class AdapterMACArray(wiring.Component):
         b.batch_now, b.dz_cshift, b.promote = batch_now, dz_cshift, promote
 
     def _take_ops(self, b):
-        """Ops registered with their validity checks, then moved to the queue with the
-        fields derived from them."""
+        """Ops taken straight into the queue (when it is free) with their validity checks
+        and the fields derived from them; an invalid op is dropped and raises ``error``."""
         WRITE_STAGE, cdepth, cw, err_events = b.WRITE_STAGE, b.cdepth, b.cw, b.err_events
         inner, kmax, lay, lowrank, m, nxt = b.inner, b.kmax, b.lay, b.lowrank, b.m, b.nxt
         nxt_valid, ra, rb = b.nxt_valid, b.ra, b.rb
-        # -- taking ops: registered with their validity checks (one bit each), then moved to
-        # the queue with the fields derived from them ------------------------------------
+        # -- taking ops: checked (one bit each) and moved to the queue with the fields
+        # derived from them --------------------------------------------------------------
         op = self.cmd.payload
         p_b = (op.region == Region.B) if lowrank else Const(0)
+        p_rows = Mux(p_b, rb.rows, ra.rows)
         p_outputs = Mux(p_b, rb.outputs, ra.outputs)
         p_beats = Mux(p_b, rb.beats, ra.beats)
-        p_local = (op.operand == Operand.LOCAL) & ((op.op == Op.MATVEC) | (op.op == Op.UPDATE))
+        p_small = Mux(p_b, rb.words <= WRITE_STAGE, ra.words <= WRITE_STAGE)
+        is_mv_up = (op.op == Op.MATVEC) | (op.op == Op.UPDATE)
+        p_local = (op.operand == Operand.LOCAL) & is_mv_up
         checks = Cat(
             (op.region == Region.B) & (0 if lowrank else 1),
             p_local & (1 if not lowrank else (p_beats > lay.local_beats)),
@@ -496,44 +500,30 @@ class AdapterMACArray(wiring.Component):
             (op.op == Op.COLACC) & (op.cshift > cw - 1),
             op.zshift > kmax,
             op.op.as_value() == 7)
-        raw = Signal(MAC_OP)
-        raw_valid = Signal()
-        raw_bad = Signal()
-        m.d.comb += self.cmd.ready.eq(~raw_valid)
-        with m.If(self.cmd.valid & ~raw_valid):
-            m.d.sync += [raw.eq(op), raw_valid.eq(1), raw_bad.eq(checks.any())]
-
-        reg_b = (raw.region == Region.B) if lowrank else Const(0)
-        o_rows = Mux(reg_b, rb.rows, ra.rows)
-        o_beats = Mux(reg_b, rb.beats, ra.beats)
-        o_outputs = Mux(reg_b, rb.outputs, ra.outputs)
-        o_small = Mux(reg_b, rb.words <= WRITE_STAGE, ra.words <= WRITE_STAGE)
-        is_mv_up = (raw.op == Op.MATVEC) | (raw.op == Op.UPDATE)
-        local_op = (raw.operand == Operand.LOCAL) & is_mv_up
-        move = Signal()
-        m.d.comb += move.eq(raw_valid & ~nxt_valid)
-        with m.If(move):
-            m.d.sync += raw_valid.eq(0)
-        with m.If(move & ~raw_bad):
+        take = Signal()                 # an op moves into the queue (or is dropped)
+        bad = Signal()
+        m.d.comb += [self.cmd.ready.eq(~nxt_valid), take.eq(self.cmd.valid & ~nxt_valid),
+                     bad.eq(checks.any())]
+        with m.If(take & ~bad):
             m.d.sync += [
-                nxt_valid.eq(1), nxt.op.eq(raw),
-                nxt.rows.eq(o_rows), nxt.beats.eq(o_beats), nxt.outputs.eq(o_outputs),
-                nxt.is_b.eq(reg_b), nxt.base.eq(Mux(reg_b, rb.base, ra.base)),
-                nxt.uses_x.eq(is_mv_up & (raw.operand == Operand.STREAM)),
-                nxt.uses_z.eq(((raw.op == Op.MATVEC) & (raw.perturb != Perturb.NONE))
-                              | (((raw.op == Op.UPDATE) | (raw.op == Op.INIT))
-                                 & (raw.operand == Operand.Z))),
-                nxt.reads_coef.eq(((raw.op == Op.UPDATE) | (raw.op == Op.COLACC))
-                                  & (raw.coef_source == CoefSource.MEMORY)
-                                  & (raw.coef_base < lay.dz_depth)),
-                nxt.coef_need.eq(raw.coef_base + o_outputs),
-                nxt.drain_first.eq(local_op | (raw.op == Op.COLACC) | o_small),
-                nxt.cshift.eq(raw.cshift),
+                nxt_valid.eq(1), nxt.op.eq(op),
+                nxt.rows.eq(p_rows), nxt.beats.eq(p_beats), nxt.outputs.eq(p_outputs),
+                nxt.is_b.eq(p_b), nxt.base.eq(Mux(p_b, rb.base, ra.base)),
+                nxt.uses_x.eq(is_mv_up & (op.operand == Operand.STREAM)),
+                nxt.uses_z.eq(((op.op == Op.MATVEC) & (op.perturb != Perturb.NONE))
+                              | (((op.op == Op.UPDATE) | (op.op == Op.INIT))
+                                 & (op.operand == Operand.Z))),
+                nxt.reads_coef.eq(((op.op == Op.UPDATE) | (op.op == Op.COLACC))
+                                  & (op.coef_source == CoefSource.MEMORY)
+                                  & (op.coef_base < lay.dz_depth)),
+                nxt.coef_need.eq(op.coef_base + p_outputs),
+                nxt.drain_first.eq(p_local | (op.op == Op.COLACC) | p_small),
+                nxt.cshift.eq(op.cshift),
             ]
         bad_op = Signal()
-        m.d.comb += bad_op.eq(move & raw_bad)
+        m.d.comb += bad_op.eq(take & bad)
         err_events.append(bad_op)
-        b.move, b.raw, b.raw_bad, b.raw_valid = move, raw, raw_bad, raw_valid
+        b.take, b.bad = take, bad
 
     def _scaling(self, b):
         """One serial power-of-two scaler (:class:`.coef.Pow2Scaler`) for the immediate of a
@@ -541,14 +531,14 @@ class AdapterMACArray(wiring.Component):
         COLACC results, then the scaled ``dz``."""
         batch_now, c_wr, caddr_w, coef_wp, cw = b.batch_now, b.c_wr, b.caddr_w, b.coef_wp, b.cw
         dz_cshift, err_events, lay, m, sat_flag = b.dz_cshift, b.err_events, b.lay, b.m, b.sat_flag
-        move, nxt, nxt_wait, raw, raw_bad = b.move, b.nxt, b.nxt_wait, b.raw, b.raw_bad
+        take, bad, nxt, nxt_wait, op = b.take, b.bad, b.nxt, b.nxt_wait, self.cmd.payload
         m.submodules.scaler = scaler = Pow2Scaler(cw)
         # an UPDATE with an immediate waits in the queue for it (one per zeroth-order step)
         imm_sent = Signal()             # it is in the scaler
         job_imm = Signal()              # the scaler's value is the immediate (else a dz)
-        with m.If(move & ~raw_bad):
-            m.d.sync += [nxt_wait.eq((raw.op == Op.UPDATE)
-                                     & (raw.coef_source == CoefSource.IMM)),
+        with m.If(take & ~bad):
+            m.d.sync += [nxt_wait.eq((op.op == Op.UPDATE)
+                                     & (op.coef_source == CoefSource.IMM)),
                          imm_sent.eq(0)]
         imm_req = Signal()
         m.d.comb += imm_req.eq(nxt_wait & ~imm_sent)
@@ -658,37 +648,38 @@ class AdapterMACArray(wiring.Component):
         b.s1_zero, b.s1_load = s1_zero, s1_load
 
     def _perturb_stage(self, b):
-        """Stage WS: weights and coefficients arrive; perturbations shifted and added."""
-        L, WS, bw, c_data, ctl, cw = b.L, b.WS, b.bw, b.c_data, b.ctl, b.cw
+        """Stage WS: weights and coefficients arrive; the perturbation (or an update's
+        product, at UPDATE_ADD) is shifted and added, and the sum saturated."""
+        L, WS, c_data, ctl, cw = b.L, b.WS, b.c_data, b.ctl, b.cw
         kmax, m, s1_b, s1_imm, s1_op, s1_z = b.kmax, b.m, b.s1_b, b.s1_imm, b.s1_op, b.s1_z
-        s1_neg, s1_zero, s1_load = b.s1_neg, b.s1_zero, b.s1_load
-        aw, bw, S = b.aw, b.bw, b.S
+        s1_neg, s1_zero, s1_load, sat_flag = b.s1_neg, b.s1_zero, b.s1_load, b.sat_flag
+        aw, bw, S, valid, WRITE_STAGE = b.aw, b.bw, b.S, b.valid, b.WRITE_STAGE
         w_data, ww, zw = b.w_data, b.ww, b.zw
-        # -- stage WS: weights and coefficients arrive; shift perturbations -----------------
-        c1 = ctl[WS]
+        c1, cu = ctl[WS], ctl[WRITE_STAGE]
         # the adder's sum: two signed operands (the weight or LOAD word; the shifted
         # perturbation or an update's halved product) and a carry-in, one bit wider
         sws = max(ww, zw + kmax + 1, aw + bw - S) + 1
-        s2_wsum = _lanes("s2_wsum", signed(sws), L)
-        s2_b = _lanes("s2_b", signed(bw), L)
-        s2_perturbing = Signal()
+        wsum = _lanes("wsum", signed(sws), L)
+        perturbing = Signal()
+        upd_write = Signal()            # an UPDATE's sum is in the adder (UPDATE_ADD)
+        m.d.comb += [
+            perturbing.eq((c1.op == Op.INIT)
+                          | ((c1.op == Op.MATVEC) & (s1_op.perturb != Perturb.NONE))),
+            upd_write.eq(valid[WRITE_STAGE] & (cu.op == Op.UPDATE)),
+        ]
         # coefficients: from memory as stored (scaled when written), or the immediate
         # (scaled in the queue)
-        s2_coef = Signal(signed(cw))
-        m.d.sync += [
-            s2_coef.eq(c_data),
-            s2_perturbing.eq((c1.op == Op.INIT)
-                             | ((c1.op == Op.MATVEC) & (s1_op.perturb != Perturb.NONE))),
-        ]
-        s2_imm = Signal(signed(cw))
-        s2_use_imm = Signal()
-        m.d.sync += [s2_imm.eq(s1_imm),
-                     s2_use_imm.eq((c1.op == Op.UPDATE)
-                                   & (s1_op.coef_source == CoefSource.IMM))]
+        coef_a = Signal(signed(cw))
+        m.d.comb += coef_a.eq(Mux((c1.op == Op.UPDATE) & (s1_op.coef_source == CoefSource.IMM),
+                                  s1_imm, c_data))
         # an update's product bits (see _update_path), complemented where they are added:
         # all ones when no update is at UPDATE_ADD (a register set), so that 0 is added
         upd_d = _lanes("upd_d", signed(aw + bw - S), L)
         upd_c = _lanes("upd_c", 1, L)
+        mask = Signal(L)
+        m.d.comb += mask.eq(Mux(upd_write, cu.mask, c1.mask))
+        # what INIT and LOAD write (at stage WS) and UPDATE (at WRITE_STAGE)
+        written = _lanes("written", signed(ww), L)
         for l in range(L):
             wl = w_data[l * ww:(l + 1) * ww].as_signed()
             # -(z << k) = (~z << k | (2**k - 1)) + 1: the complement and the fill ride in
@@ -701,53 +692,40 @@ class AdapterMACArray(wiring.Component):
             # one adder per lane serves the perturbation (stage WS) and the update
             # (UPDATE_ADD): never both in a cycle (an op waits for the read port after an
             # UPDATE), and the idle one's operands are 0
-            m.d.sync += [s2_wsum[l].eq(base_w + (zsh | ~upd_d[l]) + (s1_neg | ~upd_c[l])),
-                         s2_b[l].eq(s1_b[l])]
-        b.upd_d, b.upd_c = upd_d, upd_c
-        b.s2_b, b.s2_coef, b.s2_imm, b.s2_perturbing = s2_b, s2_coef, s2_imm, s2_perturbing
-        b.s2_use_imm, b.s2_wsum = s2_use_imm, s2_wsum
+            m.d.comb += wsum[l].eq(base_w + (zsh | ~upd_d[l]) + (s1_neg | ~upd_c[l]))
+            wp = _sat(m, wsum[l], ww, sat_flag(),
+                      ((valid[WS] & perturbing) | upd_write) & mask[l])
+            m.d.comb += written[l].eq(Mux(mask[l], wp, 0))
+        b.upd_d, b.upd_c, b.upd_write = upd_d, upd_c, upd_write
+        b.written, b.coef_a = written, coef_a
 
     def _multipliers(self, b):
-        """Stage WS+1: saturation and multiplier operands; stage 3 -> 4: the products."""
-        L, WS, aw, bw, ctl, lowrank, m, s2_b = b.L, b.WS, b.aw, b.bw, b.ctl, b.lowrank, b.m, b.s2_b
-        s2_coef, s2_imm, s2_perturbing = b.s2_coef, b.s2_imm, b.s2_perturbing
-        s2_use_imm, s2_wsum, sat_flag, valid = b.s2_use_imm, b.s2_wsum, b.sat_flag, b.valid
-        ww, WRITE_STAGE = b.ww, b.WRITE_STAGE
-        # -- stage WS+1 (or WRITE_STAGE for an update): saturate; choose the multiplier
-        # operands ------------------------------------------------------------------------
-        c2, cw_ = ctl[WS + 1], ctl[WRITE_STAGE]
-        upd_write = Signal()
-        m.d.comb += upd_write.eq(valid[WRITE_STAGE] & (cw_.op == Op.UPDATE))
-        mask = Signal(L)
-        m.d.comb += mask.eq(Mux(upd_write, cw_.mask, c2.mask))
-        coef_a = Mux(s2_use_imm, s2_imm, s2_coef)
+        """Stage WS+1: the multiplier operands; WS+1 -> WS+2: the products."""
+        L, WS, aw, bw, ctl, lowrank, m = b.L, b.WS, b.aw, b.bw, b.ctl, b.lowrank, b.m
+        coef_a, s1_b, written = b.coef_a, b.s1_b, b.written
+        c1 = ctl[WS]
         weights_a = Signal()            # the weights are the first factor (else coefficients)
-        m.d.comb += weights_a.eq((c2.op == Op.MATVEC) | (c2.op == Op.DUMP))
+        m.d.comb += weights_a.eq((c1.op == Op.MATVEC) | (c1.op == Op.DUMP))
         s3_a = _lanes("s3_a", signed(aw), L)
         s3_b = _lanes("s3_b", signed(bw), L)
-        # what INIT and LOAD write (at stage WS+1) and UPDATE (at WRITE_STAGE)
-        written = _lanes("written", signed(ww), L)
         for l in range(L):
-            wp = _sat(m, s2_wsum[l], ww, sat_flag(),
-                      ((valid[WS + 1] & s2_perturbing) | upd_write) & mask[l])
-            m.d.comb += written[l].eq(Mux(mask[l], wp, 0))
             m.d.sync += [
                 s3_a[l].eq(Mux(weights_a, written[l], coef_a)),
-                s3_b[l].eq(Mux(c2.op == Op.COLACC, written[l], s2_b[l]) if lowrank
-                           else s2_b[l]),
+                s3_b[l].eq(Mux(c1.op == Op.COLACC, written[l], s1_b[l]) if lowrank
+                           else s1_b[l]),
             ]
 
-        # -- stage 3 -> 4: the multipliers (DSP blocks: registered inputs and output) -------
+        # -- stage WS+1 -> WS+2: the multipliers (DSP blocks: registered inputs and output)
         s4_p = _lanes("s4_p", signed(aw + bw), L)
         for l in range(L):
             m.d.sync += s4_p[l].eq(s3_a[l] * s3_b[l])
-        b.c2, b.written, b.s4_p, b.upd_write = c2, written, s4_p, upd_write
+        b.c1, b.s4_p = c1, s4_p
 
     def _update_path(self, b):
         """The update path: the word read again at LATE_READ, its rounded product into the
         stage-WS adder at UPDATE_ADD, saturated and written at WRITE_STAGE."""
         L, LATE_READ, S, UPDATE_ADD, WS = b.L, b.LATE_READ, b.S, b.UPDATE_ADD, b.WS
-        c2, ctl, written, m, s4_p = b.c2, b.ctl, b.written, b.m, b.s4_p
+        c1, ctl, written, m, s4_p = b.c1, b.ctl, b.written, b.m, b.s4_p
         upd_c, upd_d, upd_write = b.upd_c, b.upd_d, b.upd_write
         valid, w_rd, w_wr, WRITE_STAGE = b.valid, b.w_rd, b.w_wr, b.WRITE_STAGE
         # W - round_half_up(p / 2**S) = floor((2W - p') / 2) with p' = p >> (S - 1)
@@ -761,16 +739,16 @@ class AdapterMACArray(wiring.Component):
                 m.d.sync += [upd_d[l].eq(s4_p[l][S:].as_signed()), upd_c[l].eq(s4_p[l][S - 1])]
             with m.Else():
                 m.d.sync += [upd_d[l].eq(-1), upd_c[l].eq(1)]
-        c4, c5 = ctl[LATE_READ], ctl[WRITE_STAGE]
-        late_read = valid[LATE_READ] & (c4.op == Op.UPDATE)
+        cl, cu = ctl[LATE_READ], ctl[WRITE_STAGE]
+        late_read = valid[LATE_READ] & (cl.op == Op.UPDATE)
         with m.If(late_read):
-            m.d.comb += w_rd.addr.eq(c4.word)
+            m.d.comb += w_rd.addr.eq(cl.word)
         m.d.comb += w_wr.data.eq(Cat(*written))
         with m.If(upd_write):
-            m.d.comb += [w_wr.addr.eq(c5.word), w_wr.en.eq(1)]
+            m.d.comb += [w_wr.addr.eq(cu.word), w_wr.en.eq(1)]
         with m.Else():
-            m.d.comb += [w_wr.addr.eq(c2.word),
-                         w_wr.en.eq(valid[WS + 1] & ((c2.op == Op.INIT) | (c2.op == Op.LOAD)))]
+            m.d.comb += [w_wr.addr.eq(c1.word),
+                         w_wr.en.eq(valid[WS] & ((c1.op == Op.INIT) | (c1.op == Op.LOAD)))]
 
     def _matvec_path(self, b):
         """Matrix-vector path: adder tree, row accumulators, narrowing."""
@@ -837,25 +815,24 @@ class AdapterMACArray(wiring.Component):
         # -- COLACC: per-lane accumulation over rows, then lane-serial narrowing -----------
         if lowrank:
             lacc_w = cw + ww + max(C, 2).bit_length()
-            c4 = ctl[WS + 3]
+            cp = ctl[WS + 2]                                # the products' stage
             laccs = [Signal(signed(lacc_w), name=f"lacc{l}") for l in range(L)]
             snap = Array(Signal(signed(lacc_w), name=f"snap{l}") for l in range(L))
             ser_n = Signal(range(L + 1))
             ser_base = Signal(range(cdepth + max_k * L + 1))
             ser_kb = Signal(range(max(max_k, 2)))
-            v_base = [Signal(caddr_w, name=f"v_base{i}") for i in range(3)]
-            m.d.sync += v_base[0].eq(s1_op.v_base)          # aligned with stage WS + 1
-            for i in range(1, 3):
-                m.d.sync += v_base[i].eq(v_base[i - 1])     # WS + 2, WS + 3
+            v_base = [Signal(caddr_w, name=f"v_base{i}") for i in range(2)]
+            m.d.sync += [v_base[0].eq(s1_op.v_base),        # aligned with stage WS + 1
+                         v_base[1].eq(v_base[0])]           # WS + 2
             m.d.comb += serial_busy.eq(ser_n != 0)
-            with m.If(valid[WS + 3] & (c4.op == Op.COLACC)):
+            with m.If(valid[WS + 2] & (cp.op == Op.COLACC)):
                 for l in range(L):
-                    m.d.sync += laccs[l].eq(Mux(c4.first, 0, laccs[l]) + s4_p[l])
-                with m.If(c4.last):
+                    m.d.sync += laccs[l].eq(Mux(cp.first, 0, laccs[l]) + s4_p[l])
+                with m.If(cp.last):
                     for l in range(L):
-                        m.d.sync += snap[l].eq(Mux(c4.first, 0, laccs[l]) + s4_p[l])
-                    m.d.sync += [ser_n.eq(L), ser_kb.eq(c4.kb),
-                                 ser_base.eq(v_base[2] + c4.kb * L)]
+                        m.d.sync += snap[l].eq(Mux(cp.first, 0, laccs[l]) + s4_p[l])
+                    m.d.sync += [ser_n.eq(L), ser_kb.eq(cp.kb),
+                                 ser_base.eq(v_base[1] + cp.kb * L)]
             # v = round(sum / 2**(cw - 1 - cshift)), the COLACC's own scale
             col_sh = Signal(range(2 * cw))
             with m.If(promote & (nxt.op.op == Op.COLACC)):
@@ -881,7 +858,7 @@ class AdapterMACArray(wiring.Component):
         """Flags and status: events registered first (off the datapath's timing)."""
         active, dump_busy, empty, err_events = b.active, b.dump_busy, b.empty, b.err_events
         framing_event, m, n1_valid, nxt_valid = b.framing_event, b.m, b.n1_valid, b.nxt_valid
-        raw_valid, sat_events = b.raw_valid, b.sat_events
+        sat_events = b.sat_events
         # -- flags and status: events are registered first (off the datapath's timing) --
         pending = []
         for flag, events in ((self.saturated, sat_events), (self.error, err_events),
@@ -897,5 +874,5 @@ class AdapterMACArray(wiring.Component):
                 m.d.sync += flag.eq(0)
             with m.Elif(seen):
                 m.d.sync += flag.eq(1)
-        m.d.comb += self.idle.eq(~raw_valid & ~nxt_valid & ~active & empty & ~n1_valid
+        m.d.comb += self.idle.eq(~nxt_valid & ~active & empty & ~n1_valid
                                  & ~dump_busy & ~Cat(*pending).any())
