@@ -587,6 +587,7 @@ class AdapterMACArray(wiring.Component):
         s1_b = _lanes("s1_b", signed(bw), L)
         s1_z = _lanes("s1_z", signed(zw), L)
         s1_neg = Signal()                            # subtract s1_z (MINUS)
+        s1_zsr = Signal(range(b.kmax + 1))           # right shift of s1_z << kmax
         # what the stage-WS adder adds to: 0 (INIT), the LOAD word, else the weights read.
         # Flags of issued words only: a bubble leaves the adder to an update (UPDATE_ADD)
         s1_zero, s1_load = Signal(), Signal()
@@ -623,7 +624,8 @@ class AdapterMACArray(wiring.Component):
                 m.d.sync += s1_z[l].eq(self.z.payload[l])
             with m.Else():
                 m.d.sync += s1_z[l].eq(0)
-        m.d.sync += s1_neg.eq(perturbs & (cur.perturb == Perturb.MINUS))
+        m.d.sync += [s1_neg.eq(perturbs & (cur.perturb == Perturb.MINUS)),
+                     s1_zsr.eq(b.kmax - cur.zshift)]         # zshift <= kmax (_take_ops)
 
         # -- the optional read register: weights (and the coefficient) one stage later, the
         # token's operands delayed to match --------------------------------------------
@@ -634,18 +636,18 @@ class AdapterMACArray(wiring.Component):
             d_b = _lanes("sd_b", signed(bw), L)
             d_z = _lanes("sd_z", signed(zw), L)
             d_op, d_imm, d_neg = Signal(MAC_OP), Signal.like(s1_imm), Signal()
-            d_zero, d_load = Signal(), Signal()
+            d_zero, d_load, d_zsr = Signal(), Signal(), Signal.like(s1_zsr)
             m.d.sync += [*(a.eq(b) for a, b in zip(d_b, s1_b)),
                          *(a.eq(b) for a, b in zip(d_z, s1_z)),
                          d_op.eq(s1_op), d_imm.eq(s1_imm), d_neg.eq(s1_neg),
-                         d_zero.eq(s1_zero), d_load.eq(s1_load)]
+                         d_zero.eq(s1_zero), d_load.eq(s1_load), d_zsr.eq(s1_zsr)]
             s1_b, s1_z, s1_op, s1_imm, s1_neg = d_b, d_z, d_op, d_imm, d_neg
-            s1_zero, s1_load = d_zero, d_load
+            s1_zero, s1_load, s1_zsr = d_zero, d_load, d_zsr
         else:
             w_data, c_data = w_rd.data, c_rd.data
         b.c_data, b.local, b.s1_b, b.s1_imm, b.s1_op = c_data, local, s1_b, s1_imm, s1_op
         b.s1_z, b.s1_neg, b.w_data = s1_z, s1_neg, w_data
-        b.s1_zero, b.s1_load = s1_zero, s1_load
+        b.s1_zero, b.s1_load, b.s1_zsr = s1_zero, s1_load, s1_zsr
 
     def _perturb_stage(self, b):
         """Stage WS: weights and coefficients arrive; the perturbation (or an update's
@@ -653,6 +655,7 @@ class AdapterMACArray(wiring.Component):
         L, WS, c_data, ctl, cw = b.L, b.WS, b.c_data, b.ctl, b.cw
         kmax, m, s1_b, s1_imm, s1_op, s1_z = b.kmax, b.m, b.s1_b, b.s1_imm, b.s1_op, b.s1_z
         s1_neg, s1_zero, s1_load, sat_flag = b.s1_neg, b.s1_zero, b.s1_load, b.sat_flag
+        s1_zsr = b.s1_zsr
         aw, bw, S, valid, WRITE_STAGE = b.aw, b.bw, b.S, b.valid, b.WRITE_STAGE
         w_data, ww, zw = b.w_data, b.ww, b.zw
         c1, cu = ctl[WS], ctl[WRITE_STAGE]
@@ -687,7 +690,7 @@ class AdapterMACArray(wiring.Component):
             zsh = Signal(signed(zw + kmax + 1), name=f"zsh_{l}")
             zc = s1_z[l] ^ Cat(*([s1_neg] * zw)).as_signed()
             filled = Cat(Cat(*([s1_neg] * kmax)), zc).as_signed()   # zc << kmax, filled
-            m.d.comb += zsh.eq(filled >> (kmax - s1_op.zshift).as_unsigned())
+            m.d.comb += zsh.eq(filled >> s1_zsr)
             base_w = Mux(s1_zero, 0, Mux(s1_load, s1_b[l], wl))
             # one adder per lane serves the perturbation (stage WS) and the update
             # (UPDATE_ADD): never both in a cycle (an op waits for the read port after an
