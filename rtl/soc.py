@@ -32,7 +32,7 @@ from amaranth.lib import wiring, stream, data
 from amaranth.lib.wiring import In, Out
 from amaranth.lib.fifo import SyncFIFO
 
-from .params import built_modes
+from .params import built_modes, RUN_FIELDS
 from .csr.bus import BusSignature, BusDecoder
 from .csr.registers import RegisterBank
 from .csr.map import (SocMap, soc_registers, ERRORS, BLOCK_ERRORS, COUNTER_REGISTERS, WINDOWS,
@@ -379,16 +379,8 @@ class SoC(wiring.Component):
             b.weights.dumping.eq(seq.busy & (seq.mode == Mode.DUMP)),
         ]
         cfg = seq.settings
-        m.d.comb += [
-            cfg.mode.eq(regs.mode.mode), cfg.epochs.eq(regs.epochs.epochs),
-            cfg.batch.eq(regs.batch.batch), cfg.lr_shift.eq(regs.shifts.lr_shift),
-            cfg.eps_shift.eq(regs.shifts.eps_shift),
-            cfg.zo_lr_shift.eq(regs.shifts.zo_lr_shift), cfg.seed.eq(regs.seed.seed),
-            cfg.steps.eq(regs.steps.steps), cfg.queries.eq(regs.queries.queries),
-            cfg.step.eq(regs.zo_step.step), cfg.cursor.eq(regs.zo_cursor.cursor),
-            cfg.eval_first.eq(regs.eval_range.first), cfg.eval_count.eq(regs.eval_range.count),
-            cfg.watchdog.eq(regs.watchdog.budget),
-        ]
+        m.d.comb += [getattr(cfg, f.name).eq(getattr(getattr(regs, f.register), f.field))
+                     for f in RUN_FIELDS.values()]
         m.d.comb += cache.clear.eq(regs.control.clear_cache & ~seq.busy)
 
     def _status(self, m, b):

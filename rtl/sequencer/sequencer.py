@@ -50,7 +50,7 @@ from amaranth.lib import wiring, stream, data, enum
 from amaranth.lib.wiring import In, Out
 from amaranth.lib.memory import Memory
 
-from ..params import MODES, SocParams
+from ..params import MODES, RUN_FIELDS, SocParams
 from ..mac.params import MacParams
 from ..mac.layout import Layout
 from ..mac.array import update_shift
@@ -71,7 +71,7 @@ __all__ = ["Mode", "RUN_CONFIG", "COUNTERS", "SEQUENCER_ERRORS", "MAX_QUERIES", 
            "default_watchdog"]
 
 
-class Mode(enum.Enum, shape=3):
+class Mode(enum.Enum, shape=RUN_FIELDS["mode"].width):
     """What a run does (the ``mode`` register); values 5 to 7 are illegal."""
     FO = 0
     ZO = 1
@@ -81,29 +81,15 @@ class Mode(enum.Enum, shape=3):
 
 
 #: Most zeroth-order queries per step (``TrainParams.queries``).
-MAX_QUERIES = 16
+MAX_QUERIES = RUN_FIELDS["queries"].hi
 #: Largest mini-batch (``TrainParams.batch``; the loss unit's sum holds 256 pairs).
-MAX_BATCH = 256
+MAX_BATCH = RUN_FIELDS["batch"].hi
 #: Range of the MAC array's signed 6-bit ``cshift`` field.
 CSHIFT_MIN, CSHIFT_MAX = -32, 31
 
-#: The run-time configuration, latched from the registers at start.
-RUN_CONFIG = data.StructLayout({
-    "mode": 3,
-    "epochs": 10,
-    "batch": 9,
-    "lr_shift": 5,
-    "eps_shift": 5,
-    "zo_lr_shift": 5,
-    "seed": 32,
-    "steps": 20,
-    "queries": 5,
-    "step": 32,
-    "cursor": INDEX_WIDTH,
-    "eval_first": INDEX_WIDTH,
-    "eval_count": INDEX_WIDTH,
-    "watchdog": 32,
-})
+#: The run-time configuration, latched from the registers at start (widths from
+#: :data:`~fieldtune.rtl.params.RUN_FIELDS`).
+RUN_CONFIG = data.StructLayout({f.name: f.width for f in RUN_FIELDS.values()})
 
 #: Counters of a run (32-bit, saturating at 2**32 - 1), reset by every accepted start.
 COUNTERS = ("cycles", "samples", "epochs", "steps", "loss_sum", "correct")
