@@ -151,7 +151,7 @@ RUN_FIELDS = {f.name: f for f in (
     RunField("zo_lr_shift", "shifts", "zo_lr_shift", 0, 24, train=True, doc="ZO eta = 2**-n"),
     RunField("seed", "seed", "seed", 1, 2**32 - 1, train=True),
     RunField("steps", "steps", "steps", 1, 1_000_000, train=True),
-    RunField("queries", "queries", "queries", 1, 16, train=True),
+    RunField("queries", "queries", "queries", 1, 16, pow2=True, train=True),
     RunField("step", "zo_step", "step", 0, 2**32 - 1),
     RunField("cursor", "zo_cursor", "cursor", 0, 2**16 - 1),
     RunField("eval_first", "eval_range", "first", 0, 2**16 - 1, doc="first record"),
@@ -187,7 +187,8 @@ class TrainParams(Params):
     steps : int
         Zeroth-order step budget, 1 to 1,000,000.
     queries : int
-        Zeroth-order queries (perturbation pairs) per step, 1 to 16.
+        Zeroth-order queries (perturbation pairs) per step, a power of two from 1 to 16 (the
+        mean over queries is a shift of the update, as the batch mean is).
     seed : int
         32-bit non-zero seed of the run.
     """

@@ -40,8 +40,8 @@ from .csr.map import (SocMap, soc_registers, ERRORS, BLOCK_ERRORS, COUNTER_REGIS
 from .cache.params import CacheParams, INDEX_WIDTH, ELEMENT_WIDTH
 from .cache.cache import ForwardCache, write_element_layout
 from .cache.dequantizer import feature_beat_layout as cache_beat_layout
-from .cache.layout import CacheLayout
 from .cache.skid import SkidBuffer
+from .register_slice import RegisterSlice
 from .mac.params import MacParams
 from .mac.layout import Layout
 from .mac.array import AdapterMACArray, feature_beat_layout as mac_beat_layout
@@ -126,11 +126,12 @@ class SampleRouter(wiring.Component):
 
 
 def _target_access(m, bus):
-    """``access``: a transfer is pending and not yet answered; ``respond(ok, err)``."""
+    """``access``: a transfer is pending and not yet answered; ``respond(ok, err)``.
+    ``dat_r`` returns to 0 after every cycle (the bus protocol: 0 outside ``ack``)."""
     responded = Signal()
     access = Signal()
     m.d.comb += access.eq(bus.cyc & ~responded)
-    m.d.sync += [bus.ack.eq(0), bus.err.eq(0), responded.eq(0)]
+    m.d.sync += [bus.ack.eq(0), bus.err.eq(0), bus.dat_r.eq(0), responded.eq(0)]
 
     def respond(ok=None, error=None):
         stmts = [responded.eq(1)]
@@ -326,12 +327,14 @@ class SoC(wiring.Component):
         return m
 
     def _datapath(self, m, b, flush):
-        """Streams between the blocks; returns the skid buffers' "holding a beat" signal."""
+        """Streams between the blocks; returns the buffers' "holding a beat" signal."""
         mac_p, seq, mac, cache = self.mac, b.seq, b.mac, b.cache
-        # perturbations and features reach the MAC array through skid buffers: its issue
-        # logic (`ready`) would otherwise reach the engine's pipeline enable and the cache's
-        # dequantizer combinationally
-        x_buffer = SkidBuffer(mac_beat_layout(mac_p))
+        # perturbations and features reach the MAC array through registered buffers: its
+        # issue logic (`ready`) would otherwise reach the engine's pipeline enable and the
+        # cache's dequantizer combinationally. A feature beat serves `rows` words, so where
+        # rows >= 2 a one-register slice keeps up; z moves a beat per word (a skid buffer).
+        rows = Layout(mac_p).regions[0].rows
+        x_buffer = (RegisterSlice if rows >= 2 else SkidBuffer)(mac_beat_layout(mac_p))
         m.submodules.x_buffer = ResetInserter(flush)(x_buffer)
         wiring.connect(m, x_buffer.o, mac.x)
         holding = x_buffer.o.valid
@@ -385,15 +388,8 @@ class SoC(wiring.Component):
 
     def _status(self, m, b):
         """Read-only registers, error flags and the status outputs."""
-        mac_p, cache_p, seq, mac, cache = self.mac, self.cache, b.seq, b.mac, b.cache
-        regs, lay = b.bank.regs, Layout(mac_p)
+        seq, mac, cache, regs = b.seq, b.mac, b.cache, b.bank.regs
         m.d.comb += [
-            regs.id.magic.eq(MAGIC), regs.id.version.eq(VERSION),
-            regs.geometry.lanes.eq(mac_p.lanes), regs.geometry.classes.eq(mac_p.classes),
-            regs.geometry.beats.eq(CacheLayout(cache_p).beats),
-            regs.capacity.records.eq(cache_p.capacity),
-            regs.capacity.regions.eq(len(lay.regions)),
-            regs.weights.words.eq(lay.words),
             regs.status.busy.eq(seq.busy), regs.status.done.eq(seq.done),
             regs.status.records.eq(cache.count),
             regs.next_step.step.eq(seq.next_step), regs.next_cursor.cursor.eq(seq.next_cursor),

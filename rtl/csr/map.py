@@ -15,14 +15,17 @@ from dataclasses import dataclass
 from ..params import TrainParams, RUN_FIELDS
 from ..cache.params import INDEX_WIDTH, ELEMENT_WIDTH
 from ..mac.params import MacParams
+from ..mac.layout import Layout
+from ..cache.layout import CacheLayout
 from ..cache.params import CacheParams
 from ..perturb.params import PerturbParams
 from ..sequencer import COUNTERS, SEQUENCER_ERRORS, default_watchdog
 from .registers import Field, Register
 
 
-__all__ = ["SocMap", "Window", "soc_registers", "run_registers", "RUN_REGISTER_DOCS", "ERRORS", "BLOCK_ERRORS", "COUNTER_REGISTERS",
-           "COUNTER_DOCS", "WINDOWS", "WINDOW_BASE", "MAGIC", "VERSION", "BUS_ADDR_WIDTH"]
+__all__ = ["SocMap", "Window", "soc_registers", "run_registers", "RUN_REGISTER_DOCS", "ERRORS",
+           "BLOCK_ERRORS", "COUNTER_REGISTERS", "COUNTER_DOCS", "WINDOWS", "WINDOW_BASE", "MAGIC",
+           "VERSION", "BUS_ADDR_WIDTH"]
 
 
 #: Word address bits of the SoC's bus.
@@ -103,19 +106,27 @@ def run_registers(mac: MacParams, cache: CacheParams, perturb: PerturbParams):
 def soc_registers(mac: MacParams, cache: CacheParams, perturb: PerturbParams):
     """The register map as data (word addresses follow this order). Reset values of the
     run configuration are :class:`~fieldtune.rtl.params.TrainParams`' defaults, so they do
-    not depend on a design's ``[train]`` table (the runner writes every field)."""
+    not depend on a design's ``[train]`` table (the runner writes every field). The design's
+    constants (identification, geometry, sizes) are read-only fields with a ``value``."""
+    lay = Layout(mac)
     return (
-        Register("id", [Field("magic", 16, "ro", doc=f"{MAGIC:#06x}"),
-                        Field("version", 8, "ro", doc="register map version")],
+        Register("id", [Field("magic", 16, "ro", doc=f"{MAGIC:#06x}", value=MAGIC),
+                        Field("version", 8, "ro", doc="register map version", value=VERSION)],
                  doc="identification"),
-        Register("geometry", [Field("lanes", 8, "ro", doc="MAC lanes (weights per word)"),
-                              Field("classes", 8, "ro", doc="classes (logits)"),
-                              Field("beats", 16, "ro", doc="cache beats per sample")],
+        Register("geometry", [Field("lanes", 8, "ro", doc="MAC lanes (weights per word)",
+                                    value=mac.lanes),
+                              Field("classes", 8, "ro", doc="classes (logits)",
+                                    value=mac.classes),
+                              Field("beats", 16, "ro", doc="cache beats per sample",
+                                    value=CacheLayout(cache).beats)],
                  doc="datapath geometry"),
-        Register("capacity", [Field("records", 17, "ro", doc="forward cache capacity"),
-                              Field("regions", 2, "ro", doc="weight regions")],
+        Register("capacity", [Field("records", 17, "ro", doc="forward cache capacity",
+                                    value=cache.capacity),
+                              Field("regions", 2, "ro", doc="weight regions",
+                                    value=len(lay.regions))],
                  doc="cache capacity"),
-        Register("weights", [Field("words", 24, "ro", doc="weight words (lanes weights each)")],
+        Register("weights", [Field("words", 24, "ro", doc="weight words (lanes weights each)",
+                                   value=lay.words)],
                  doc="adapter weight memory size"),
         Register("control", [Field("start", 1, "w1p", doc="start a run of `mode`"),
                              Field("abort", 1, "w1p", doc="abort the run"),

@@ -8,7 +8,8 @@ field to the gateware as a port of the interface ``bank.regs.<register>``:
 access     software (bus)                                hardware port(s)
 =========  ============================================  =======================================
 ``rw``     read and write; reset value ``init``          ``Out(width)``: the current value
-``ro``     read only (writes ignored)                    ``In(width)``: value to show
+``ro``     read only (writes ignored)                    ``In(width)``: value to show (none for
+                                                         a constant ``value``)
 ``w1p``    write: pulse; reads as 0                      ``Out(width)``: written bits for 1 cycle
 ``w1c``    read; writing 1 clears a bit                  ``Out(width)`` sticky bits;
                                                          ``In(width)`` ``<name>_set``: set bits
@@ -16,12 +17,13 @@ access     software (bus)                                hardware port(s)
 
 A ``w1c`` bit that hardware sets in the same cycle software clears it stays set (no event is
 lost). Timing: a bus access is answered with ``ack`` one cycle after ``cyc`` rises (two cycles
-per access back to back); an address past the last register is answered with ``err``.
+per access back to back); an address past the last register is answered with ``err``;
+``dat_r`` is 0 outside the ``ack`` cycle.
 """
 
 from dataclasses import dataclass, field
 
-from amaranth.hdl import Module, Signal, Mux
+from amaranth.hdl import Module, Signal, Mux, Const
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -37,12 +39,15 @@ ACCESS_MODES = ("rw", "ro", "w1p", "w1c")
 
 @dataclass(frozen=True)
 class Field:
-    """One field: ``name``, ``width`` bits, ``access`` mode, reset value ``init``, ``doc``."""
+    """One field: ``name``, ``width`` bits, ``access`` mode, reset value ``init``, ``doc``;
+    ``value``: a read-only field fixed when the design is generated (the bank holds the
+    constant and has no port for it)."""
     name: str
     width: int = 1
     access: str = "rw"
     init: int = 0
     doc: str = ""
+    value: "int | None" = None
 
     def __post_init__(self):
         if not self.name.isidentifier():
@@ -56,6 +61,10 @@ class Field:
         if not 0 <= self.init < (1 << self.width):
             raise ValueError(f"Field {self.name!r} init must be from 0 to "
                              f"{(1 << self.width) - 1}, not {self.init!r}")
+        if self.value is not None and (self.access != "ro"
+                                       or not 0 <= self.value < (1 << self.width)):
+            raise ValueError(f"Field {self.name!r} value must be a read-only field's constant "
+                             f"from 0 to {(1 << self.width) - 1}, not {self.value!r}")
 
 
 @dataclass(frozen=True)
@@ -90,6 +99,8 @@ class Register:
 def _field_members(reg):
     members = {}
     for f in reg.fields:
+        if f.value is not None:
+            continue
         if f.access == "ro":
             members[f.name] = In(f.width)
         else:
@@ -150,6 +161,7 @@ class RegisterBank(wiring.Component):
             m.d.sync += [bus.ack.eq(in_range), bus.err.eq(~in_range)]
 
         read_value = Signal(DATA_WIDTH)
+        values = []
         for addr, reg in enumerate(self.registers):
             ports = getattr(self.regs, reg.name)
             selected = Signal(name=f"sel_{reg.name}")
@@ -157,6 +169,9 @@ class RegisterBank(wiring.Component):
             write = selected & bus.we
             word = []
             for f, lsb in reg.layout():
+                if f.value is not None:
+                    word.append((Const(f.value, f.width), lsb))
+                    continue
                 port = getattr(ports, f.name)
                 bits = bus.dat_w[lsb:lsb + f.width]
                 if f.access == "rw":
@@ -175,8 +190,11 @@ class RegisterBank(wiring.Component):
             value = 0
             for port, lsb in word:
                 value = value | (port.as_unsigned() << lsb)
-            with m.If(bus.adr == addr):
-                m.d.comb += read_value.eq(value)
-        with m.If(access):
-            m.d.sync += bus.dat_r.eq(read_value)
+            values.append(value)
+        # one multiplexer over the address (not a priority chain of comparisons)
+        with m.Switch(bus.adr):
+            for addr, value in enumerate(values):
+                with m.Case(addr):
+                    m.d.comb += read_value.eq(value)
+        m.d.sync += bus.dat_r.eq(Mux(access, read_value, 0))   # 0 outside ack (bus.py)
         return m
