@@ -19,7 +19,7 @@ from ..mac.layout import Layout
 from ..cache.layout import CacheLayout
 from ..cache.params import CacheParams
 from ..perturb.params import PerturbParams
-from ..sequencer import COUNTERS, SEQUENCER_ERRORS, default_watchdog
+from ..sequencer import SEQUENCER_ERRORS, counter_widths, default_watchdog
 from .registers import Field, Register
 
 
@@ -144,8 +144,9 @@ def soc_registers(mac: MacParams, cache: CacheParams, perturb: PerturbParams):
                  doc="ZO: perturbation step after the run (write it to zo_step to go on)"),
         Register("next_cursor", [Field("cursor", INDEX_WIDTH, "ro")],
                  doc="ZO: cursor after the run (write it to zo_cursor to go on)"),
-        *(Register(COUNTER_REGISTERS[c], [Field("value", 32, "ro")],
-                   doc=f"counter: {COUNTER_DOCS[c]} (saturating)") for c in COUNTERS),
+        *(Register(COUNTER_REGISTERS[c], [Field("value", w, "ro")],
+                   doc=f"counter: {COUNTER_DOCS[c]} (saturating)")
+          for c, w in counter_widths(cache).items()),
     )
 
 

@@ -69,8 +69,9 @@ from .programs import Dynamic, MacOp, programs
 from .microcode import compile_programs
 
 
-__all__ = ["Mode", "RUN_CONFIG", "COUNTERS", "SEQUENCER_ERRORS", "MAX_QUERIES", "MAX_BATCH",
-           "CSHIFT_MIN", "CSHIFT_MAX", "fetch_layout", "coef_shift_constants", "Sequencer",
+__all__ = ["Mode", "RUN_CONFIG", "COUNTERS", "counter_widths", "SEQUENCER_ERRORS",
+           "MAX_QUERIES", "MAX_BATCH", "CSHIFT_MIN", "CSHIFT_MAX", "fetch_layout",
+           "coef_shift_constants", "Sequencer",
            "default_watchdog"]
 
 
@@ -94,9 +95,25 @@ CSHIFT_MIN, CSHIFT_MAX = -32, 31
 #: :data:`~fieldtune.rtl.params.RUN_FIELDS`).
 RUN_CONFIG = data.StructLayout({f.name: f.width for f in RUN_FIELDS.values()})
 
-#: Counters of a run (32-bit, saturating at 2**32 - 1), reset by every accepted start.
+#: Counters of a run (saturating at all ones), reset by every accepted start.
 COUNTERS = ("cycles", "samples", "epochs", "steps", "loss_sum", "correct")
+#: Width of the widest counters.
 COUNTER_WIDTH = 32
+
+
+def counter_widths(cache: CacheParams):
+    """Bits of each counter: 32 (saturating), but ``epochs`` and ``steps`` only as wide as
+    the largest run the registers can ask for (so they never saturate and serve as the
+    sequencer's loop counters): FO steps <= epochs * records (a batch of 1), ZO steps <=
+    ``steps``; ZO passes over the records <= its steps (a batch never exceeds the
+    records)."""
+    epochs = (1 << RUN_FIELDS["epochs"].width) - 1
+    steps = (1 << RUN_FIELDS["steps"].width) - 1
+    return {"cycles": COUNTER_WIDTH, "samples": COUNTER_WIDTH,
+            "epochs": max(epochs, steps).bit_length(),
+            "steps": max(steps, epochs * cache.capacity).bit_length(),
+            "loss_sum": COUNTER_WIDTH, "correct": COUNTER_WIDTH}
+
 
 #: Error strobes of the sequencer, in register bit order, with their meaning.
 SEQUENCER_ERRORS = {
@@ -250,7 +267,7 @@ class Sequencer(wiring.Component):
             "done": Out(1),
             "accepted": Out(1),
             "flush": Out(1),
-            "counters": Out(data.StructLayout({c: COUNTER_WIDTH for c in COUNTERS})),
+            "counters": Out(data.StructLayout(counter_widths(cache))),
             "next_step": Out(32),
             "next_cursor": Out(INDEX_WIDTH),
             "errors": Out(data.StructLayout({e: 1 for e in SEQUENCER_ERRORS})),
@@ -413,8 +430,8 @@ class Sequencer(wiring.Component):
             with m.Else():
                 m.d.comb += self.accepted.eq(1)
                 m.d.sync += [r.cs.eq(shifts["cs"]), r.cs_z.eq(shifts["cs_z"]),
-                             r.k.eq(shifts["k"]), r.outstanding.eq(0), r.epoch.eq(0),
-                             r.zstep.eq(0), r.qi.eq(0), r.res_n.eq(0), r.res_q.eq(0)]
+                             r.k.eq(shifts["k"]), r.outstanding.eq(0), r.qi.eq(0),
+                             r.res_n.eq(0), r.res_q.eq(0)]
                 m.d.sync += [getattr(self.counters, c).eq(0) for c in COUNTERS]
                 with m.Switch(cfg.mode):
                     if "fo" in self.modes:
@@ -459,9 +476,10 @@ class Sequencer(wiring.Component):
             m.d.sync += _sat_inc(self.counters.steps)
             nxt = r.base + batch
             with m.If(nxt >= records):
-                m.d.sync += [*_sat_inc(self.counters.epochs), r.epoch.eq(r.epoch + 1),
+                # the epochs counter is the loop counter (it cannot saturate: counter_widths)
+                m.d.sync += [*_sat_inc(self.counters.epochs),
                              r.base.eq(0)]
-                m.d.sync += r.state.eq(Mux(r.epoch + 1 == cfg.epochs, State.DRAIN,
+                m.d.sync += r.state.eq(Mux(self.counters.epochs + 1 == cfg.epochs, State.DRAIN,
                                            State.FO_BATCH))
             with m.Else():
                 m.d.sync += [r.base.eq(nxt), r.state.eq(State.FO_BATCH)]
@@ -491,14 +509,15 @@ class Sequencer(wiring.Component):
             with m.Else():
                 m.d.sync += [r.qi.eq(r.qi + 1), r.state.eq(State.ZU_WAIT)]
         with m.Case(State.STEP_END):
-            m.d.sync += [*_sat_inc(self.counters.steps), r.pstep.eq(r.zo_step),
-                         r.zstep.eq(r.zstep + 1)]
+            # the steps counter is the loop counter (it cannot saturate: counter_widths)
+            m.d.sync += [*_sat_inc(self.counters.steps), r.pstep.eq(r.zo_step)]
             nxt = r.base + batch
             with m.If(nxt >= records):
                 m.d.sync += [r.base.eq(0), *_sat_inc(self.counters.epochs)]
             with m.Else():
                 m.d.sync += r.base.eq(nxt)
-            m.d.sync += r.state.eq(Mux(r.zstep + 1 == cfg.steps, State.DRAIN, State.ZO_STEP))
+            m.d.sync += r.state.eq(Mux(self.counters.steps + 1 == cfg.steps, State.DRAIN,
+                                       State.ZO_STEP))
 
 
     def _execute(self, m, r, State, code):
@@ -580,9 +599,7 @@ class _RunState:
         self.vb = Signal(COEF_ADDR_WIDTH)       # v_base + n * rank * taps: v of sample n
         self.v_base = seq.layout.v_base
         self.classes, self.inner = seq.mac.classes, seq.layout.inner
-        width = {name: len(self.cfg[name]) for name in ("epochs", "steps", "step", "watchdog")}
-        self.epoch = Signal(width["epochs"])
-        self.zstep = Signal(width["steps"])
+        width = {name: len(self.cfg[name]) for name in ("step", "watchdog")}
         self.qi = Signal(range(MAX_QUERIES + 1))
         self.pstep = Signal(width["step"])
         self.zo_step = Signal(width["step"])    # pstep + qi: the current query's step

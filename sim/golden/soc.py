@@ -23,8 +23,8 @@ import numpy as np
 
 from ...rtl.params import built_modes
 from ...rtl.mac.layout import Layout
-from ...rtl.sequencer import (Mode, COUNTERS, MAX_QUERIES, MAX_BATCH, CSHIFT_MIN, CSHIFT_MAX,
-                              coef_shift_constants, RUN_CONFIG)
+from ...rtl.sequencer import (Mode, COUNTERS, counter_widths, MAX_QUERIES, MAX_BATCH,
+                              CSHIFT_MIN, CSHIFT_MAX, coef_shift_constants, RUN_CONFIG)
 from ...rtl.soc import check_soc, soc_registers
 from .cache import CacheModel
 from .loss import softmax_xent
@@ -36,7 +36,7 @@ from .train import fo_step, forward, new_weights, zo_coef_shift
 __all__ = ["SocModel", "RunConfig", "check_run", "Perturbations", "COUNTER_MAX"]
 
 
-#: Counters saturate here (32 bits).
+#: The widest counters saturate here (32 bits; see :func:`counter_widths`).
 COUNTER_MAX = 2**32 - 1
 
 
@@ -237,8 +237,9 @@ class SocModel:
         if flags["saturated"]:
             self.errors.add("mac_saturated")
         self.saturated = flags["saturated"]
+        widths = counter_widths(self.config.cache)
         for c in COUNTERS[1:]:
-            self.counters[c] = min(int(self.counters[c]), COUNTER_MAX)
+            self.counters[c] = min(int(self.counters[c]), (1 << widths[c]) - 1)
         return set()
 
     def _count(self, samples, loss_sum, correct):
