@@ -377,6 +377,7 @@ class SoC(wiring.Component):
             seq.engine_busy.eq(b.engine.busy if b.engine is not None else 0),
             seq.progress.eq(progress),
             mac.clear.eq(seq.accepted),
+            b.bank.lock.eq(seq.busy),       # the run registers hold still during a run
             b.weights.loading.eq(seq.busy & (seq.mode == Mode.LOAD)),
             b.weights.dumping.eq(seq.busy & (seq.mode == Mode.DUMP)),
         ]
@@ -398,7 +399,7 @@ class SoC(wiring.Component):
         errs = regs.errors
         for name in SEQUENCER_ERRORS:
             m.d.comb += getattr(errs, f"{name}_set").eq(getattr(seq.errors, name))
-        with m.If(regs.control.clear_cache & seq.busy):
+        with m.If((regs.control.clear_cache & seq.busy) | b.bank.locked_write):
             m.d.comb += errs.busy_set.eq(1)
         block_flags = {"mac_error": mac.error, "mac_framing": mac.framing,
                        "mac_saturated": mac.saturated, "cache_overflow": cache.overflow,

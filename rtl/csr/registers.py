@@ -16,14 +16,18 @@ access     software (bus)                                hardware port(s)
 =========  ============================================  =======================================
 
 A ``w1c`` bit that hardware sets in the same cycle software clears it stays set (no event is
-lost). Timing: a bus access is answered with ``ack`` one cycle after ``cyc`` rises (two cycles
-per access back to back); an address past the last register is answered with ``err``;
-``dat_r`` is 0 outside the ``ack`` cycle.
+lost). A ``locked`` register ignores writes while the bank's ``lock`` input is high (the write
+is answered with ``ack`` and raises the ``locked_write`` strobe): hardware that reads those
+fields during an operation needs no copy of its own.
+
+Timing: a bus access is answered with ``ack`` one cycle after ``cyc`` rises (two cycles per
+access back to back); an address past the last register is answered with ``err``; ``dat_r``
+is 0 outside the ``ack`` cycle.
 """
 
 from dataclasses import dataclass, field
 
-from amaranth.hdl import Module, Signal, Mux, Const
+from amaranth.hdl import Module, Signal, Mux, Const, Cat
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -69,10 +73,12 @@ class Field:
 
 @dataclass(frozen=True)
 class Register:
-    """A named register of fields packed LSB first; ``doc`` describes it for the memory map."""
+    """A named register of fields packed LSB first; ``doc`` describes it for the memory map;
+    ``locked``: it ignores writes while the bank's ``lock`` is high."""
     name: str
     fields: tuple = field(default_factory=tuple)
     doc: str = ""
+    locked: bool = False
 
     def __post_init__(self):
         object.__setattr__(self, "fields", tuple(self.fields))
@@ -119,6 +125,10 @@ class RegisterBank(wiring.Component):
         The target port.
     regs : Out(Signature)
         ``regs.<register>.<field>`` per the access table in the module documentation.
+    lock : In(1)
+        While high, writes to ``locked`` registers are ignored.
+    locked_write : Out(1)
+        Strobe (registered, with the write's ``ack``): a write was ignored for ``lock``.
     """
 
     def __init__(self, registers):
@@ -131,6 +141,8 @@ class RegisterBank(wiring.Component):
             "bus": In(BusSignature(self.addr_width)),
             "regs": Out(wiring.Signature({r.name: Out(_field_members(r))
                                           for r in self.registers})),
+            "lock": In(1),
+            "locked_write": Out(1),
         })
 
     def address(self, name):
@@ -161,12 +173,15 @@ class RegisterBank(wiring.Component):
             m.d.sync += [bus.ack.eq(in_range), bus.err.eq(~in_range)]
 
         read_value = Signal(DATA_WIDTH)
-        values = []
+        values, locked = [], []
         for addr, reg in enumerate(self.registers):
             ports = getattr(self.regs, reg.name)
             selected = Signal(name=f"sel_{reg.name}")
             m.d.comb += selected.eq(access & (bus.adr == addr))
             write = selected & bus.we
+            if reg.locked:
+                locked.append(write)
+                write = write & ~self.lock
             word = []
             for f, lsb in reg.layout():
                 if f.value is not None:
@@ -197,4 +212,5 @@ class RegisterBank(wiring.Component):
                 with m.Case(addr):
                     m.d.comb += read_value.eq(value)
         m.d.sync += bus.dat_r.eq(Mux(access, read_value, 0))   # 0 outside ack (bus.py)
+        m.d.sync += self.locked_write.eq(self.lock & Cat(*locked).any())
         return m

@@ -1,7 +1,8 @@
 """The training sequencer: the epoch, mini-batch and query loops of the SoC, as micro-ops.
 
-:class:`Sequencer` turns one *run* (a start with the run-time configuration latched from the
-registers) into the streams the datapath of :class:`~fieldtune.rtl.soc.SoC` consumes:
+:class:`Sequencer` turns one *run* (a start with the run-time configuration of the run
+registers, which the register bank locks while the run is busy) into the streams the datapath
+of :class:`~fieldtune.rtl.soc.SoC` consumes:
 
 * ``mac_cmd``: micro-ops for the :class:`~fieldtune.rtl.mac.AdapterMACArray`, exactly the
   programs of :func:`fieldtune.sim.golden.train.fo_program` / ``zo_program`` (the golden
@@ -91,7 +92,7 @@ MAX_BATCH = RUN_FIELDS["batch"].hi
 #: Range of the MAC array's signed 6-bit ``cshift`` field.
 CSHIFT_MIN, CSHIFT_MAX = -32, 31
 
-#: The run-time configuration, latched from the registers at start (widths from
+#: The run-time configuration, the run registers (widths from
 #: :data:`~fieldtune.rtl.params.RUN_FIELDS`).
 RUN_CONFIG = data.StructLayout({f.name: f.width for f in RUN_FIELDS.values()})
 
@@ -126,7 +127,7 @@ SEQUENCER_ERRORS = {
     "bad_cursor": "ZO cursor not below the cached records",
     "eval_range": "EVAL range empty or beyond the cached records",
     "bad_watchdog": "watchdog budget 0 (FO, ZO, EVAL)",
-    "busy": "start (or cache clear) while a run is busy: ignored",
+    "busy": "start, cache clear or run-register write while a run is busy: ignored",
     "watchdog": "a run made no progress for watchdog cycles: aborted",
     "aborted": "the host aborted a run",
 }
@@ -203,7 +204,9 @@ class Sequencer(wiring.Component):
     start, abort : In(1)
         Strobes (the ``control`` register's ``w1p`` bits).
     settings : In(RUN_CONFIG)
-        The registers; latched on ``start``.
+        The run registers, read during the whole run (no copy is kept): they must not change
+        while ``busy`` (the SoC's register bank locks them, see
+        :func:`~fieldtune.rtl.csr.map.run_registers`).
     records : In(range(capacity + 1))
         Records in the forward cache; latched on ``start``.
     mac_cmd : Out(stream.Signature(MAC_OP))
@@ -420,8 +423,8 @@ class Sequencer(wiring.Component):
         cfg, records = r.cfg, r.records
         with m.Case(State.IDLE):
             with m.If(self.start):
-                m.d.sync += [cfg.eq(self.settings), records.eq(self.records),
-                             self.done.eq(0), r.state.eq(State.CHECK)]
+                m.d.sync += [records.eq(self.records), self.done.eq(0),
+                             r.state.eq(State.CHECK)]
         with m.Case(State.CHECK):
             with m.If(check_bits.any()):
                 for i, name in enumerate(checks):
@@ -587,7 +590,7 @@ class _RunState:
         self.pc = Signal(enum.Enum("MicroAddress", [(n, i) for i, n in enumerate(code.names)]))
         self.phase_start = Signal(range(len(code.names)))
         self.busy = Signal()
-        self.cfg = Signal(RUN_CONFIG)
+        self.cfg = seq.settings         # held still by the register bank during a run
         self.records = Signal(range(cache.capacity + 1))
         # every index is checked at start against the records (at most the capacity)
         index = range(max(cache.capacity, MAX_BATCH) + 1)

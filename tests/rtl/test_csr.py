@@ -150,3 +150,35 @@ def test_constant_fields_read_back_without_a_port_and_data_is_zero_outside_ack()
         Field("x", 4, "ro", value=16)
     with pytest.raises(ValueError, match=r"^Field 'x' value must be a read-only field's "):
         Field("x", 4, "rw", value=1)
+
+
+def test_locked_registers_ignore_writes_while_locked_and_say_so():
+    bank = RegisterBank([
+        Register("run", [Field("epochs", 10, "rw", init=10)], locked=True),
+        Register("free", [Field("x", 8, "rw")]),
+    ])
+    strobes = []                    # per access: cycles with locked_write high
+
+    async def tb(ctx):
+        async def write(addr, value):
+            strobes.append(0)
+            await bus_write(ctx, bank.bus, addr, value)
+            await ctx.tick()
+
+        ctx.set(bank.lock, 1)
+        await write(0, 7)                                      # locked: ignored, flagged
+        await write(1, 5)                                      # not a locked register
+        assert await bus_read(ctx, bank.bus, 0) == 10
+        assert await bus_read(ctx, bank.bus, 1) == 5
+        ctx.set(bank.lock, 0)
+        await write(0, 7)
+        assert await bus_read(ctx, bank.bus, 0) == 7
+        assert ctx.get(bank.regs.run.epochs) == 7
+
+    async def watch(ctx):
+        async for _, _, strobe in ctx.tick().sample(bank.locked_write):
+            if strobe:
+                strobes[-1] += 1
+
+    simulate(bank, tb, processes=[watch])
+    assert strobes == [1, 0, 0]

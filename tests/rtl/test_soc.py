@@ -192,10 +192,13 @@ def test_start_while_busy_and_bus_errors_are_flagged():
     c = RunConfig(mode=Mode.FO, epochs=2, batch=2, lr_shift=4)
     p.configure(c)
     p.write_reg("control", start=1)
+    p.write_reg("epochs", epochs=7)                          # locked while busy: ignored,
+    locked_flags = p.read_reg("errors")                      # flagged
     p.write_reg("control", start=1)                          # while busy: ignored, flagged
     p.write_reg("control", clear_cache=1)                    # while busy: ignored, flagged
     p.wait({"done": 1}, RUN_MAX, "FO run")
     status = p.read_status()
+    epochs_after = p.read_reg("epochs")
     dump = p.dump_weights(RUN_MAX)
     s.model.start(c)
     weights_err = p.access(s.soc.address("weights"), 5)      # no LOAD run: err
@@ -210,6 +213,9 @@ def test_start_while_busy_and_bus_errors_are_flagged():
     recs = s.simulate()
     got = decode_status(recs, status)
     assert set(got["errors"]) >= {"busy"}
+    flags = s.soc.map.unpack("errors", recs[locked_flags])
+    assert {n for n, v in flags.items() if v} == {"busy"}
+    assert recs[epochs_after] == s.soc.map.pack("epochs", epochs=2)     # the run used 2
     assert got["samples"] == s.model.counters["samples"]
     assert got["records"] == 8
     np.testing.assert_array_equal(decode_weights(recs, dump, cfg.mac), s.model.weights)
