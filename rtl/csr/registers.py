@@ -8,20 +8,26 @@ field to the gateware as a port of the interface ``bank.regs.<register>``:
 access     software (bus)                                hardware port(s)
 =========  ============================================  =======================================
 ``rw``     read and write; reset value ``init``          ``Out(width)``: the current value
-``ro``     read only (writes ignored)                    ``In(width)``: value to show
+``ro``     read only (writes ignored)                    ``In(width)``: value to show (none for
+                                                         a constant ``value``)
 ``w1p``    write: pulse; reads as 0                      ``Out(width)``: written bits for 1 cycle
 ``w1c``    read; writing 1 clears a bit                  ``Out(width)`` sticky bits;
                                                          ``In(width)`` ``<name>_set``: set bits
 =========  ============================================  =======================================
 
 A ``w1c`` bit that hardware sets in the same cycle software clears it stays set (no event is
-lost). Timing: a bus access is answered with ``ack`` one cycle after ``cyc`` rises (two cycles
-per access back to back); an address past the last register is answered with ``err``.
+lost). A ``locked`` register ignores writes while the bank's ``lock`` input is high (the write
+is answered with ``ack`` and raises the ``locked_write`` strobe): hardware that reads those
+fields during an operation needs no copy of its own.
+
+Timing: a bus access is answered with ``ack`` one cycle after ``cyc`` rises (two cycles per
+access back to back); an address past the last register is answered with ``err``; ``dat_r``
+is 0 outside the ``ack`` cycle.
 """
 
 from dataclasses import dataclass, field
 
-from amaranth.hdl import Module, Signal, Mux
+from amaranth.hdl import Module, Signal, Mux, Const, Cat
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -37,12 +43,15 @@ ACCESS_MODES = ("rw", "ro", "w1p", "w1c")
 
 @dataclass(frozen=True)
 class Field:
-    """One field: ``name``, ``width`` bits, ``access`` mode, reset value ``init``, ``doc``."""
+    """One field: ``name``, ``width`` bits, ``access`` mode, reset value ``init``, ``doc``;
+    ``value``: a read-only field fixed when the design is generated (the bank holds the
+    constant and has no port for it)."""
     name: str
     width: int = 1
     access: str = "rw"
     init: int = 0
     doc: str = ""
+    value: "int | None" = None
 
     def __post_init__(self):
         if not self.name.isidentifier():
@@ -56,14 +65,20 @@ class Field:
         if not 0 <= self.init < (1 << self.width):
             raise ValueError(f"Field {self.name!r} init must be from 0 to "
                              f"{(1 << self.width) - 1}, not {self.init!r}")
+        if self.value is not None and (self.access != "ro"
+                                       or not 0 <= self.value < (1 << self.width)):
+            raise ValueError(f"Field {self.name!r} value must be a read-only field's constant "
+                             f"from 0 to {(1 << self.width) - 1}, not {self.value!r}")
 
 
 @dataclass(frozen=True)
 class Register:
-    """A named register of fields packed LSB first; ``doc`` describes it for the memory map."""
+    """A named register of fields packed LSB first; ``doc`` describes it for the memory map;
+    ``locked``: it ignores writes while the bank's ``lock`` is high."""
     name: str
     fields: tuple = field(default_factory=tuple)
     doc: str = ""
+    locked: bool = False
 
     def __post_init__(self):
         object.__setattr__(self, "fields", tuple(self.fields))
@@ -90,6 +105,8 @@ class Register:
 def _field_members(reg):
     members = {}
     for f in reg.fields:
+        if f.value is not None:
+            continue
         if f.access == "ro":
             members[f.name] = In(f.width)
         else:
@@ -108,6 +125,10 @@ class RegisterBank(wiring.Component):
         The target port.
     regs : Out(Signature)
         ``regs.<register>.<field>`` per the access table in the module documentation.
+    lock : In(1)
+        While high, writes to ``locked`` registers are ignored.
+    locked_write : Out(1)
+        Strobe (registered, with the write's ``ack``): a write was ignored for ``lock``.
     """
 
     def __init__(self, registers):
@@ -120,6 +141,8 @@ class RegisterBank(wiring.Component):
             "bus": In(BusSignature(self.addr_width)),
             "regs": Out(wiring.Signature({r.name: Out(_field_members(r))
                                           for r in self.registers})),
+            "lock": In(1),
+            "locked_write": Out(1),
         })
 
     def address(self, name):
@@ -150,13 +173,20 @@ class RegisterBank(wiring.Component):
             m.d.sync += [bus.ack.eq(in_range), bus.err.eq(~in_range)]
 
         read_value = Signal(DATA_WIDTH)
+        values, locked = [], []
         for addr, reg in enumerate(self.registers):
             ports = getattr(self.regs, reg.name)
             selected = Signal(name=f"sel_{reg.name}")
             m.d.comb += selected.eq(access & (bus.adr == addr))
             write = selected & bus.we
+            if reg.locked:
+                locked.append(write)
+                write = write & ~self.lock
             word = []
             for f, lsb in reg.layout():
+                if f.value is not None:
+                    word.append((Const(f.value, f.width), lsb))
+                    continue
                 port = getattr(ports, f.name)
                 bits = bus.dat_w[lsb:lsb + f.width]
                 if f.access == "rw":
@@ -175,8 +205,12 @@ class RegisterBank(wiring.Component):
             value = 0
             for port, lsb in word:
                 value = value | (port.as_unsigned() << lsb)
-            with m.If(bus.adr == addr):
-                m.d.comb += read_value.eq(value)
-        with m.If(access):
-            m.d.sync += bus.dat_r.eq(read_value)
+            values.append(value)
+        # one multiplexer over the address (not a priority chain of comparisons)
+        with m.Switch(bus.adr):
+            for addr, value in enumerate(values):
+                with m.Case(addr):
+                    m.d.comb += read_value.eq(value)
+        m.d.sync += bus.dat_r.eq(Mux(access, read_value, 0))   # 0 outside ack (bus.py)
+        m.d.sync += self.locked_write.eq(self.lock & Cat(*locked).any())
         return m

@@ -126,3 +126,59 @@ def test_bad_declarations():
         Register("r", [Field("a", 20), Field("b", 20)])
     with pytest.raises(ValueError, match=r"overlaps 'a'"):
         BusDecoder(8, [("a", 0x00, 4), ("b", 0x08, 2)])
+
+
+def test_constant_fields_read_back_without_a_port_and_data_is_zero_outside_ack():
+    bank = RegisterBank([
+        Register("id", [Field("magic", 16, "ro", value=0xF17E), Field("rev", 4, "ro")]),
+        Register("lr", [Field("shift", 5, "rw", init=4)]),
+    ])
+    assert not hasattr(bank.regs.id, "magic")
+
+    async def tb(ctx):
+        ctx.set(bank.regs.id.rev, 3)
+        assert await bus_read(ctx, bank.bus, 0) == 0xF17E | 3 << 16
+        await ctx.tick()
+        assert ctx.get(bank.bus.dat_r) == 0        # the decoder ORs its targets' data
+        assert await bus_read(ctx, bank.bus, 1) == 4
+        await ctx.tick()
+        assert ctx.get(bank.bus.dat_r) == 0
+
+    simulate(bank, tb)
+    with pytest.raises(ValueError, match=r"^Field 'x' value must be a read-only field's "
+                                         r"constant from 0 to 15, not 16$"):
+        Field("x", 4, "ro", value=16)
+    with pytest.raises(ValueError, match=r"^Field 'x' value must be a read-only field's "):
+        Field("x", 4, "rw", value=1)
+
+
+def test_locked_registers_ignore_writes_while_locked_and_say_so():
+    bank = RegisterBank([
+        Register("run", [Field("epochs", 10, "rw", init=10)], locked=True),
+        Register("free", [Field("x", 8, "rw")]),
+    ])
+    strobes = []                    # per access: cycles with locked_write high
+
+    async def tb(ctx):
+        async def write(addr, value):
+            strobes.append(0)
+            await bus_write(ctx, bank.bus, addr, value)
+            await ctx.tick()
+
+        ctx.set(bank.lock, 1)
+        await write(0, 7)                                      # locked: ignored, flagged
+        await write(1, 5)                                      # not a locked register
+        assert await bus_read(ctx, bank.bus, 0) == 10
+        assert await bus_read(ctx, bank.bus, 1) == 5
+        ctx.set(bank.lock, 0)
+        await write(0, 7)
+        assert await bus_read(ctx, bank.bus, 0) == 7
+        assert ctx.get(bank.regs.run.epochs) == 7
+
+    async def watch(ctx):
+        async for _, _, strobe in ctx.tick().sample(bank.locked_write):
+            if strobe:
+                strobes[-1] += 1
+
+    simulate(bank, tb, processes=[watch])
+    assert strobes == [1, 0, 0]
