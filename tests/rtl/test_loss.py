@@ -82,6 +82,36 @@ def test_loss_unit_throughput():
     assert got["cycles"] <= 4 * (3 * p.classes + 12 + p.classes // 4 + 2)
 
 
+@pytest.mark.parametrize("dz", [1, 0])
+def test_loss_unit_latency(dz):
+    """One vector, logits back to back, outputs always ready: the result transfers on edge
+    ``latency`` counted from the first logit's (dz or not: the second pass takes the loss)."""
+    p = LossParams()
+    rng = np.random.default_rng(9)
+    y, z0, labels = (a[3:4] for a in _vectors(p, rng, 4))
+    dut = SoftmaxCrossEntropy(p)
+    cmd = {"z0": [int(v) for v in z0[0]], "label": int(labels[0]), "dz": dz,
+           "zo": ZOSign.MINUS, "zo_first": 1}
+    got = {}
+
+    async def commands(ctx):
+        await stream_send(ctx, dut.cmd, [cmd])
+
+    async def logits(ctx):
+        await stream_send(ctx, dut.logits, [int(v) for v in y[0]])
+
+    async def dz_values(ctx):
+        got["dz"], _ = await stream_collect(ctx, dut.dz, p.classes * dz)
+
+    async def results(ctx):
+        got["res"], got["cycles"] = await stream_collect(ctx, dut.result, 1)
+
+    simulate(dut, commands, logits, dz_values, results, name="loss_latency")
+    assert got["cycles"] == SoftmaxCrossEntropy.latency(p) == 3 * p.classes + 12
+    ref = softmax_xent(p, with_frozen(p, y, z0), labels)
+    assert int(got["res"][0].zo_sum) == -int(ref.loss[0])
+
+
 def test_error_against_float_is_small():
     p = LossParams()
     rng = np.random.default_rng(0)
