@@ -190,9 +190,9 @@ class SoftmaxCrossEntropy(wiring.Component):
         m.d.comb += pipe.issuing.eq(pipe.advance & (pipe.issue < C))
         value = pipe.value
         is_label = pipe.cls[2] == label
-        # dz = sat(value - [label] * 2**pf): value <= 2**pf, so its top bit and the label
-        # decide the sign and the saturation (see docs/numerics.md).
-        dz = Cat(value[:pf] | (value[pf] & ~is_label).replicate(pf), value[pf] ^ is_label)
+        # dz = sat(value - [label] * 2**pf) for value <= 2**pf: the label's is negative but
+        # at value 2**pf (0), any other saturates at value 2**pf (2**pf - 1).
+        dz = Cat(value[:pf] | (value[pf] & ~is_label).replicate(pf), is_label & ~value[pf])
         drained = ~Cat(*pipe.valid).any() & (pipe.issue == C)
         log2_int = self._log2_start(m, s, log_rd)
 

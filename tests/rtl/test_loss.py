@@ -20,7 +20,9 @@ def _vectors(p, rng, n):
     y[1], z0[1] = lo, -1
     y[1, 3 % p.classes] = hi                    # the largest gap: clamped differences
     y[2, :2], z0[2, :2] = hi, (5, 1)            # tied (saturated) maxima at the top
-    return y, z0, rng.integers(0, p.classes, n)
+    labels = rng.integers(0, p.classes, n)
+    y[3, 1], labels[3] = hi, 0                  # probability 1.0 off the label: dz saturates
+    return y, z0, labels
 
 
 def _run(p, z, cmds, *, ready=None):
