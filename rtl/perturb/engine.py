@@ -173,8 +173,7 @@ class PerturbationEngine(wiring.Component):
         m.d.comb += self.busy.eq(~self.request.ready)
 
         expander, word, warming = self._expander(m)
-        count = Signal(range(max(EXPANDER_WARMUP + 1, self.chain_words, self.fill_words,
-                                 p.pool_size if p.reuse == "pool" else 1) + 1))
+        count = Signal(range(max(EXPANDER_WARMUP + 1, self.chain_words, self.fill_words) + 1))
 
         draws, signs, pool, load, seal = self._chain(m, word)
 
@@ -265,9 +264,8 @@ class PerturbationEngine(wiring.Component):
                     m.d.sync += count.eq(0)
                     m.next = "FILL_RUN"
                 with m.State("FILL_RUN"):
-                    with m.If(count != p.pool_size):
-                        m.d.comb += fill["issue"].eq(1)
-                        m.d.sync += count.eq(count + 1)
+                    # the pool counts its values; those in flight when it is full are dropped
+                    m.d.comb += fill["issue"].eq(1)
                     with m.If(pool.filled):
                         m.next = "KEY"
             with keyed("", key(DOMAIN_STEP, step), load, seal, self.chain_words, [flush.eq(1)]):
