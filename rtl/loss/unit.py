@@ -59,6 +59,13 @@ def _exponent_constant(p):
     return k, shift
 
 
+def _multiply_steps(p):
+    """Cycles of the serial multiplication by ``log2 e`` (one bit of the constant a cycle,
+    and at least up to the rounding position)."""
+    k, shift = _exponent_constant(p)
+    return max(k.bit_length(), shift)
+
+
 def _round_half_up(value, shift):
     """``value / 2**shift`` rounded half up, for ``value >= 0``: drop ``shift - 1`` bits first,
     so the rounding is an incrementer on what is left."""
@@ -72,10 +79,12 @@ class _Pipe:
 
     def __init__(self, C, tw):
         self.advance = Signal()                     # every stage moves
+        self.first = Signal()                       # the first pass (sums S)
         self.issue = Signal(range(C + 1))           # classes issued in this pass
         self.issuing = Signal()
         self.valid = [Signal(name=f"e_valid{i}") for i in (1, 2, 3)]
         self.cls = [Signal(range(C), name=f"e_class{i}") for i in (1, 2, 3)]
+        self.t = Signal(unsigned(tw), name="e_t2")         # t of stage 2
         self.texp = Signal(unsigned(tw), name="e_texp3")   # t + log2 S of stage 3
         self.value = None                           # 2**-texp of stage 3 (combinational)
 
@@ -109,19 +118,24 @@ class SoftmaxCrossEntropy(wiring.Component):
     (one subtractor, ``max - x``, serves this compare and the passes' differences) and shifted
     into a ring of registers that rotates once per pass. One exponent pipeline serves both
     passes over the classes: the clamped difference ``d`` (unsigned, :func:`~.tables.
-    diff_width` bits), ``t = round(d * log2 e)`` in shifts and adds (``Q.loss_frac``), the
-    table address of ``t + log2 S`` (``log2 S`` is 0 in the first pass), the ``2**-x`` table
-    and its rounding shift (``Q1.prob_frac``). The first pass sums ``S``; ``log2 S`` is the
-    leading one of ``S`` (a few positions: ``2**prob_frac <= S <= classes * 2**prob_frac``)
-    and the ``log2(1 + f)`` table, concatenated; the second pass emits ``dz`` (when asked)
-    and takes the loss ``t_label + log2 S`` as the label's class passes stage 3.
+    diff_width` bits), ``t = round(d * log2 e)`` (``Q.loss_frac``), the table address of
+    ``t + log2 S`` (``log2 S`` is 0 in the first pass), the ``2**-x`` table and its rounding
+    shift (``Q1.prob_frac``). The first pass sums ``S``; ``log2 S`` is the leading one of
+    ``S`` (a few positions: ``2**prob_frac <= S <= classes * 2**prob_frac``) and the
+    ``log2(1 + f)`` table, concatenated; the second pass emits ``dz`` (when asked) and takes
+    the loss ``t_label + log2 S`` as the label's class passes stage 3. ``t`` is a pipelined
+    shift-and-add tree in both passes, or (``serial``, the default) one adder taking a bit of
+    the constant a cycle in the first pass, whose ``t`` replaces the logit in the ring for
+    the second.
 
     Timing: ``classes`` cycles to receive (one per logit) and 1 more for the last compare,
-    ``classes + 4`` for the first pass, 2 for the logarithm, ``classes + 4`` for the second
-    (without back-pressure on ``dz``), 1 for the result: :meth:`latency` = ``3 * classes +
-    12`` cycles per vector (42 at 10 classes, below the 70 cycles of an R1 forward at 32
-    lanes), during which ``logits.ready`` is low outside the receive phase. ``dz`` and
-    ``result`` hold under back-pressure; nothing is lost.
+    ``classes + 4`` for the first pass (serial: ``classes * (1 + steps) + 2``, ``steps`` = 15
+    for the default formats), 2 for the logarithm, ``classes + 4`` for the second (without
+    back-pressure on ``dz``), 1 for the result: :meth:`latency` = ``3 * classes + 12``
+    cycles per vector (42 at 10 classes, below the 70 cycles of an R1 forward at 32 lanes);
+    serial ``3 * classes + 10 + steps * classes`` (190 at 10 classes, below the 280 of an
+    R1 forward at 8 lanes). Meanwhile ``logits.ready`` is low outside the receive phase.
+    ``dz`` and ``result`` hold under back-pressure; nothing is lost.
     """
 
     def __init__(self, params: LossParams):
@@ -140,7 +154,10 @@ class SoftmaxCrossEntropy(wiring.Component):
     def latency(params):
         """Cycles from a vector's first logit (sent back to back, ``dz`` and ``result``
         always ready) to its result's transfer."""
-        return 3 * params.classes + 12
+        cycles = 3 * params.classes + 12
+        if params.serial:   # a class every 1 + steps cycles in the first pass, no d/t stages
+            cycles += _multiply_steps(params) * params.classes - 2
+        return cycles
 
     def elaborate(self, platform):
         p = self.params
@@ -168,26 +185,34 @@ class SoftmaxCrossEntropy(wiring.Component):
         zo_sum = Signal(signed(zo_sum_width(p)))
 
         # -- the ring and the one subtractor ---------------------------------------------
-        ring = [Signal(signed(lw), name=f"z{i}") for i in range(C)]   # ring[0]: the head
+        # logits; serial: the first pass replaces each by its exponent t (unsigned)
+        rw = max(lw, tw) if p.serial else lw
+        ring = [Signal(rw, name=f"z{i}") for i in range(C)]   # ring[0]: the head
         receiving = Signal()            # the ring takes received logits, not its head
         moving = Signal()
-        x = Signal(signed(lw))          # what enters the ring's tail, compared with zmax
+        x = Signal(signed(lw))          # compared with zmax
+        tail = Signal(rw)               # what enters the ring's tail
         diff = Signal(signed(lw + 1))
         m.d.comb += diff.eq(zmax - x)
         with m.If(moving):
-            m.d.sync += [ring[C - 1].eq(x)] + [ring[i].eq(ring[i + 1]) for i in range(C - 1)]
+            m.d.sync += [ring[C - 1].eq(tail)] + [ring[i].eq(ring[i + 1]) for i in range(C - 1)]
 
         accepting = Signal()            # logits.ready
         received, received_class, count = self._receive(m, accepting)
         with m.If(receiving):
-            m.d.comb += [x.eq(received.payload), moving.eq(received.valid)]
+            m.d.comb += [x.eq(received.payload), tail.eq(received.payload),
+                         moving.eq(received.valid)]
             with m.If(received.valid & diff[-1]):         # x > zmax: the first maximum stays
                 m.d.sync += [zmax.eq(x), argmax.eq(received_class)]
         with m.Else():
-            m.d.comb += x.eq(ring[0])
+            m.d.comb += [x.eq(ring[0][:lw].as_signed()), tail.eq(ring[0])]
 
-        pipe = self._exponent_pipeline(m, diff, log2s, exp_rd)
-        m.d.comb += pipe.issuing.eq(pipe.advance & (pipe.issue < C))
+        pipe = _Pipe(C, tw)
+        if p.serial:
+            self._serial_front(m, pipe, diff, ring[C - 1], tail)
+        else:
+            self._parallel_front(m, pipe, diff)
+        self._exponent_back(m, pipe, log2s, exp_rd)
         value = pipe.value
         is_label = pipe.cls[2] == label
         # dz = sat(value - [label] * 2**pf) for value <= 2**pf: the label's is negative but
@@ -219,7 +244,7 @@ class SoftmaxCrossEntropy(wiring.Component):
                 m.d.comb += receiving.eq(1)
                 m.next = "EXP"
             with m.State("EXP"):
-                m.d.comb += [pipe.advance.eq(1), moving.eq(pipe.issuing)]
+                m.d.comb += [pipe.advance.eq(1), pipe.first.eq(1), moving.eq(pipe.issuing)]
                 with m.If(pipe.valid[2]):
                     m.d.sync += s.eq(s + value)
                 with m.If(drained):
@@ -273,43 +298,90 @@ class SoftmaxCrossEntropy(wiring.Component):
                          count.eq(Mux(count == C - 1, 0, count + 1))]
         return received, received_class, count
 
-    def _exponent_pipeline(self, m, diff, log2s, exp_rd):
+    def _parallel_front(self, m, pipe, diff):
         """Stage 0 (issue): the ring's head, class ``issue``, whose ``diff = max - z`` is
-        clamped into stage 1's ``d``; 2: ``t = round(d * log2 e)``; 3: ``t + log2 S`` (kept
-        for the loss) and the table address of it rounded to ``exp_bits`` fraction bits (the
-        memory reads it); then, combinationally, ``2**-(t + log2 S)`` = the table value
-        shifted right by the integer part, rounded half up. Every register moves on
-        ``advance``."""
+        clamped into stage 1's ``d``; stage 2: ``t = round(d * log2 e)`` in shifts and adds.
+        Every register moves on ``advance``; both passes issue a class a cycle."""
         p = self.params
-        tw, dw, eb = exponent_width(p), diff_width(p), p.exp_bits
-        pipe = _Pipe(p.classes, tw)
+        dw = diff_width(p)
         d = Signal(unsigned(dw))
-        t = Signal(unsigned(tw))
-        n = Signal(unsigned(tw - eb))
         k, shift = _exponent_constant(p)
-        texp = Signal(unsigned(tw))
-        m.d.comb += texp.eq(t + log2s)
-        tr = Signal(unsigned(tw + 1 - (p.loss_frac - eb)))     # texp in Q.exp_bits
-        m.d.comb += [tr.eq(_round_half_up(texp, p.loss_frac - eb)),
-                     exp_rd.addr.eq(tr[:eb]), exp_rd.en.eq(pipe.advance)]
         clamp = diff[dw:].any()         # diff >= 0 in the passes; diff_clamp = 2**dw - 1
+        m.d.comb += pipe.issuing.eq(pipe.advance & (pipe.issue < p.classes))
         with m.If(pipe.advance):
             m.d.sync += [
                 pipe.valid[0].eq(pipe.issuing), pipe.cls[0].eq(pipe.issue),
                 d.eq(diff[:dw] | clamp.replicate(dw)),
                 pipe.valid[1].eq(pipe.valid[0]), pipe.cls[1].eq(pipe.cls[0]),
-                t.eq(_round_half_up(const_mul(d, k)[:dw + k.bit_length()], shift)),
-                pipe.valid[2].eq(pipe.valid[1]), pipe.cls[2].eq(pipe.cls[1]),
-                pipe.texp.eq(texp), n.eq(tr[eb:]),
+                pipe.t.eq(_round_half_up(const_mul(d, k)[:dw + k.bit_length()], shift)),
             ]
             with m.If(pipe.issuing):
                 m.d.sync += pipe.issue.eq(pipe.issue + 1)
+
+    def _serial_front(self, m, pipe, diff, last, tail):
+        """First pass: per class, the clamped ``d = max - z`` of the ring's head is taken
+        (one cycle), then multiplied by ``k`` (:func:`_exponent_constant`) least significant
+        bit first, one bit a cycle: ``P = (P + k_i * d + [i == shift - 1]) / 2``; the bits
+        shifted out are kept from bit ``shift`` on, so after ``steps`` cycles ``P`` is
+        ``round_half_up(d * k, shift)`` (the carry-in at step ``shift - 1`` adds the half).
+        That step issues ``t = P`` into the ring's tail in place of the logit. Second pass:
+        the ring rotates a class a cycle. Stage 2 is the ring's tail either way."""
+        p = self.params
+        C, dw, tw = p.classes, diff_width(p), exponent_width(p)
+        k, shift = _exponent_constant(p)
+        steps = _multiply_steps(p)
+        low = steps - shift                 # bits of P below d's (the product's bits
+        d = Signal(unsigned(dw))            # shift .. steps - 1)
+        product = Signal(low + dw)          # P
+        busy = Signal()
+        step = Signal(range(steps))
+        carry = (step == shift - 1) if shift else Const(0)
+        total = Signal(dw + 1)              # P's upper part stays <= d
+        m.d.comb += total.eq(product[low:] + Mux(Const(k, steps).bit_select(step, 1), d, 0)
+                             + carry)
+        nxt = Cat(product[1:low], total) if low else total[1:]
+        push = Signal()
+        clamp = diff[dw:].any()
+        with m.If(pipe.first):
+            with m.If(~busy & (pipe.issue < C)):
+                m.d.sync += [d.eq(diff[:dw] | clamp.replicate(dw)), product.eq(0),
+                             step.eq(0), busy.eq(1)]
+            with m.If(busy):
+                m.d.sync += [product.eq(nxt), step.eq(step + 1)]
+                with m.If(step == steps - 1):
+                    m.d.sync += busy.eq(0)
+                    m.d.comb += [push.eq(1), tail.eq(nxt)]
+        m.d.comb += pipe.issuing.eq(Mux(pipe.first, push,
+                                        pipe.advance & (pipe.issue < C)))
+        # stage 2's t is the ring's tail: the class issued last entered it (pushed or
+        # rotated from the head)
+        m.d.comb += pipe.t.eq(last[:tw])
+        with m.If(pipe.advance):
+            m.d.sync += [pipe.valid[1].eq(pipe.issuing), pipe.cls[1].eq(pipe.issue)]
+            with m.If(pipe.issuing):
+                m.d.sync += pipe.issue.eq(pipe.issue + 1)
+
+    def _exponent_back(self, m, pipe, log2s, exp_rd):
+        """Stage 3: ``t + log2 S`` (kept for the loss) and the table address of it rounded
+        to ``exp_bits`` fraction bits (the memory reads it); then, combinationally,
+        ``2**-(t + log2 S)`` = the table value shifted right by the integer part, rounded
+        half up. Every register moves on ``advance``."""
+        p = self.params
+        tw, eb = exponent_width(p), p.exp_bits
+        n = Signal(unsigned(tw - eb))
+        texp = Signal(unsigned(tw))
+        m.d.comb += texp.eq(pipe.t + log2s)
+        tr = Signal(unsigned(tw + 1 - (p.loss_frac - eb)))     # texp in Q.exp_bits
+        m.d.comb += [tr.eq(_round_half_up(texp, p.loss_frac - eb)),
+                     exp_rd.addr.eq(tr[:eb]), exp_rd.en.eq(pipe.advance)]
+        with m.If(pipe.advance):
+            m.d.sync += [pipe.valid[2].eq(pipe.valid[1]), pipe.cls[2].eq(pipe.cls[1]),
+                         pipe.texp.eq(texp), n.eq(tr[eb:])]
         # round_half_up(T >> n) == ((2T >> n) + 1) >> 1, and 0 once n >= prob_frac + 2
         # (T <= 2**prob_frac), as the golden model's min(n, prob_frac + 2) gives.
         twice = Cat(0, exp_rd.data)
         pipe.value = Signal(unsigned(p.prob_frac + 1))
         m.d.comb += pipe.value.eq(((twice >> n) + 1)[1:])
-        return pipe
 
     def _log2_start(self, m, s, log_rd):
         """Integer part of ``log2 S`` for ``2**prob_frac <= S``; addresses the ``log2(1 +
