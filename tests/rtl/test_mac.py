@@ -7,7 +7,7 @@ import pytest
 
 from fieldtune.rtl.mac import (AdapterMACArray, MacParams, Layout, Op, Region, Operand, Perturb,
                                Dest, CoefSource, mac_op, pipeline_stages)
-from fieldtune.rtl.loss import ZOSign, LossParams
+from fieldtune.rtl.loss import ZOSign, LossParams, SoftmaxCrossEntropy
 from fieldtune.sim.golden.mac import MacModel
 from fieldtune.sim.golden.train import (fo_program, zo_program, op_streams, fo_step,
                                         zo_step, new_weights)
@@ -304,11 +304,14 @@ def test_r1_first_order_utilization():
     assert cycles <= ideal_fo_cycles(mac, 2) + 2 * pipeline_stages(mac) + 40
 
 
-def test_r1_zeroth_order_step_cycles():
+@pytest.mark.parametrize("serial", [False, True])
+def test_r1_zeroth_order_step_cycles(serial):
     # perturbations on the fly: a step is 2 * batch + 1 passes over the weights, plus the loss
-    # unit's latency on the last vector (measured: 0.96 of the words at batch 2, L = 8)
-    mac, loss = MacParams(lanes=8, max_batch=2), LossParams()
-    assert batch_words(mac, 2) / zo_step_cycles(mac, loss, 2) >= 0.93
+    # unit's latency on the last vector (measured at batch 2, L = 8: 16 cycles more than that
+    # with either loss unit; 0.96 of the words with the parallel one, 0.87 with the serial one)
+    mac, loss = MacParams(lanes=8, max_batch=2), LossParams(serial=serial)
+    assert zo_step_cycles(mac, loss, 2) <= (batch_words(mac, 2)
+                                            + SoftmaxCrossEntropy.latency(loss) + 20)
 
 
 @pytest.mark.slow
