@@ -120,6 +120,16 @@ class Dequantizer(CacheComponent):
             "o": Out(stream.Signature(feature_beat_layout(p))),
         })
 
+    @property
+    def _side_early(self):
+        """The side fields (beat, index, error, z0, label) are set from the beat register
+        when a beat's last group leaves it, not carried down the pipeline: possible when a
+        beat takes at least ``LATENCY - 1`` cycles, since by then the previous beat has
+        reached the output register and been taken (everything advances only with the
+        output free or taken), and ``o.valid`` stays low until the beat's own last group
+        arrives."""
+        return self.params.beat_cycles >= LATENCY - 1
+
     def elaborate(self, platform):
         m = Module()
         advance = Signal()
@@ -128,6 +138,10 @@ class Dequantizer(CacheComponent):
         s2_valid, s2 = self._products(m, advance, s1_valid, self._levels(m, s1))
         s3_valid, s3 = self._rounding(m, advance, s2_valid, s2)
         self._output(m, advance, s3_valid, s3)
+        if self._side_early:
+            self._side_fields(m, advance & s1_valid & s1["last_group"], s1)
+        else:
+            self._side_fields(m, advance & s3_valid & s3["last_group"], s3)
         return m
 
     def _beat_register(self, m, advance):
@@ -199,10 +213,12 @@ class Dequantizer(CacheComponent):
                 m.d.comb += scales[u].eq(slots[s1["group"]] if n > 1 else slots[0])
         return {"levels": levels, "scales": scales, **self._side(s1)}
 
-    @staticmethod
-    def _side(regs):
+    def _side(self, regs):
         """What travels beside the lanes to the output register."""
-        return {k: regs[k] for k in ("meta", "beat", "index", "error", "group", "last_group")}
+        keys = ("group", "last_group")
+        if not self._side_early:
+            keys += ("meta", "beat", "index", "error")
+        return {k: regs[k] for k in keys}
 
     def _products(self, m, advance, s1_valid, s2):
         """Stage 2: level * mantissa, and the amount of the exponent shift: a right shift by
@@ -248,10 +264,9 @@ class Dequantizer(CacheComponent):
 
     def _output(self, m, advance, s3_valid, s3):
         """Stage 4, the output register: saturate each lane group into its lanes; with the
-        beat's last group, the beat becomes valid and z0 and the label are assembled."""
-        p, lay = self.params, self.layout
+        beat's last group, the beat becomes valid."""
+        p = self.params
         L, P, n = p.lanes, p.dq_lanes, p.beat_cycles
-        last_beat = lay.beats - 1
         lo, hi = -(1 << (p.out_width - 1)), (1 << (p.out_width - 1)) - 1
         out = self.o.payload
         with m.If(advance):
@@ -267,17 +282,25 @@ class Dequantizer(CacheComponent):
                 with m.If((s3["group"] == j) if n > 1 else 1):
                     m.d.sync += [out.data[self._lane(j, u)].eq(saturated[u])
                                  for u in range(P) if self._lane(j, u) < L]
-        with m.If(advance & s3_valid & s3["last_group"]):
+
+    def _side_fields(self, m, when, regs):
+        """The beat's position, index and error mark, and z0 and the label assembled over
+        the sample's beats, from stage ``regs`` on ``when`` (:attr:`_side_early`)."""
+        p, lay = self.params, self.layout
+        last_beat = lay.beats - 1
+        out = self.o.payload
+        with m.If(when):
             m.d.sync += [
-                out.beat.eq(s3["beat"]), out.first.eq(s3["beat"] == 0),
-                out.last.eq(s3["beat"] == last_beat), out.index.eq(s3["index"]),
-                out.error.eq(s3["error"]),
+                out.beat.eq(regs["beat"]), out.first.eq(regs["beat"] == 0),
+                out.last.eq(regs["beat"] == last_beat), out.index.eq(regs["index"]),
+                out.error.eq(regs["error"]),
             ]
             # Side units: each is loaded on the one beat whose meta word holds it.
             for k, (w, unit) in enumerate(lay.side_pos):
-                value = Mux(s3["error"], 0, s3["meta"][unit * UNIT_BITS:(unit + 1) * UNIT_BITS])
+                value = Mux(regs["error"], 0,
+                            regs["meta"][unit * UNIT_BITS:(unit + 1) * UNIT_BITS])
                 target = out.z0[k] if k < p.classes else out.label
-                with m.If(s3["beat"] == lay.words[w].beat):
+                with m.If(regs["beat"] == lay.words[w].beat):
                     m.d.sync += target.eq(value)
 
 

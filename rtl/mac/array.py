@@ -71,6 +71,14 @@ def _sat(m, value, width, flag=None, enable=1):
     return out
 
 
+def _above(value, select, limit0, limit1):
+    """``value > (limit1 if select else limit0)`` with constant limits (a comparison, not
+    the sum ``value + n > depth`` it replaces); a negative limit is always exceeded."""
+    def above(limit):
+        return Const(1) if limit < 0 else value > limit
+    return Mux(select, above(limit1), above(limit0)) if limit0 != limit1 else above(limit0)
+
+
 class _Build(SimpleNamespace):
     """What the sections of :meth:`AdapterMACArray.elaborate` share while one array is
     elaborated: the module, derived sizes and the signals that cross sections."""
@@ -192,6 +200,8 @@ class AdapterMACArray(wiring.Component):
         max_out = max(r.outputs for r in lay.regions)
         max_k = max(r.beats for r in lay.regions)
         kmax = wf - zf
+        # the stage-WS adder's term: a shifted perturbation or an update's halved product
+        b.term_w = max(zw + kmax + 1, aw + bw - S)
         addr_w = max(lay.words - 1, 1).bit_length()
         cdepth = lay.coef_depth
         caddr_w = max(cdepth, 2).bit_length()
@@ -494,8 +504,9 @@ class AdapterMACArray(wiring.Component):
             (op.op == Op.MATVEC) & (op.operand == Operand.Z),
             (op.op == Op.COLACC) & (~p_b if lowrank else 1),
             ((op.op == Op.UPDATE) | (op.op == Op.COLACC))
-            & (op.coef_source == CoefSource.MEMORY) & (op.coef_base + p_outputs > cdepth),
-            (op.op == Op.COLACC) & (op.v_base + inner > cdepth),
+            & (op.coef_source == CoefSource.MEMORY)
+            & _above(op.coef_base, p_b, cdepth - ra.outputs, cdepth - rb.outputs),
+            (op.op == Op.COLACC) & _above(op.v_base, 0, cdepth - inner, cdepth - inner),
             (op.op == Op.UPDATE) & (op.coef_source == CoefSource.MEMORY) & (op.cshift != 0),
             (op.op == Op.COLACC) & (op.cshift > cw - 1),
             op.zshift > kmax,
@@ -585,9 +596,11 @@ class AdapterMACArray(wiring.Component):
         # -- stage 0 -> 1: operands that come with the token --------------------------------
         local = Array(Signal(signed(fw), name=f"u{i}") for i in range(max(inner, 1)))
         s1_b = _lanes("s1_b", signed(bw), L)
-        s1_z = _lanes("s1_z", signed(zw), L)
-        s1_neg = Signal()                            # subtract s1_z (MINUS)
-        s1_zsr = Signal(range(b.kmax + 1))           # right shift of s1_z << kmax
+        kmax = b.kmax
+        # the stage-WS adder's term and carry-in: the perturbation shifted, z << zshift, and
+        # complemented for MINUS (below), or an update's product (_update_path)
+        s1_z = _lanes("s1_term", signed(b.term_w), L)
+        s1_neg = _lanes("s1_cin", 1, L)
         # what the stage-WS adder adds to: 0 (INIT), the LOAD word, else the weights read.
         # Flags of issued words only: a bubble leaves the adder to an update (UPDATE_ADD)
         s1_zero, s1_load = Signal(), Signal()
@@ -599,6 +612,7 @@ class AdapterMACArray(wiring.Component):
             beat_vals = [Array((local[kk * L + l] if kk * L + l < inner else Const(0, fw))
                                for kk in range(lay.local_beats)) for l in range(L)]
         perturbs = Signal()             # z goes into the stage-WS adder (not an UPDATE's z)
+        neg = cur.perturb == Perturb.MINUS
         m.d.comb += perturbs.eq(go & uses_z & (kind != Op.UPDATE))
         for l in range(L):
             with m.Switch(kind):
@@ -618,14 +632,18 @@ class AdapterMACArray(wiring.Component):
                             m.d.sync += s1_b[l].eq(self.z.payload[l] << zalign)
                         with m.Default():
                             m.d.sync += s1_b[l].eq(0)
-            # the perturbation as it comes (zero when unused: a register reset); MINUS
-            # negates it on the way into the stage-WS adder (ones' complement + carry-in)
+            # the perturbation shifted as it is taken (zero when unused: a register reset),
+            # off the stage-WS adder's path; MINUS negates it on the way in:
+            # -(z << k) = (~z << k | (2**k - 1)) + 1, the complement and the fill ride in the
+            # shifter's LUTs, the + 1 is the adder's carry-in
+            zc = self.z.payload[l] ^ Cat(*([neg] * zw)).as_signed()
+            filled = Cat(Cat(*([neg] * kmax)), zc).as_signed()      # zc << kmax, filled
             with m.If(perturbs):
-                m.d.sync += s1_z[l].eq(self.z.payload[l])
+                # zshift <= kmax (_take_ops)
+                m.d.sync += s1_z[l].eq(filled >> (kmax - cur.zshift).as_unsigned())
             with m.Else():
                 m.d.sync += s1_z[l].eq(0)
-        m.d.sync += [s1_neg.eq(perturbs & (cur.perturb == Perturb.MINUS)),
-                     s1_zsr.eq(b.kmax - cur.zshift)]         # zshift <= kmax (_take_ops)
+            m.d.sync += s1_neg[l].eq(perturbs & neg)
 
         # -- the optional read register: weights (and the coefficient) one stage later, the
         # token's operands delayed to match --------------------------------------------
@@ -634,20 +652,22 @@ class AdapterMACArray(wiring.Component):
             c_data = Signal.like(c_rd.data)
             m.d.sync += [w_data.eq(w_rd.data), c_data.eq(c_rd.data)]
             d_b = _lanes("sd_b", signed(bw), L)
-            d_z = _lanes("sd_z", signed(zw), L)
-            d_op, d_imm, d_neg = Signal(MAC_OP), Signal.like(s1_imm), Signal()
-            d_zero, d_load, d_zsr = Signal(), Signal(), Signal.like(s1_zsr)
+            d_z = _lanes("sd_term", signed(b.term_w), L)
+            d_neg = _lanes("sd_cin", 1, L)
+            d_op, d_imm = Signal(MAC_OP), Signal.like(s1_imm)
+            d_zero, d_load = Signal(), Signal()
             m.d.sync += [*(a.eq(b) for a, b in zip(d_b, s1_b)),
                          *(a.eq(b) for a, b in zip(d_z, s1_z)),
-                         d_op.eq(s1_op), d_imm.eq(s1_imm), d_neg.eq(s1_neg),
-                         d_zero.eq(s1_zero), d_load.eq(s1_load), d_zsr.eq(s1_zsr)]
+                         *(a.eq(b) for a, b in zip(d_neg, s1_neg)),
+                         d_op.eq(s1_op), d_imm.eq(s1_imm),
+                         d_zero.eq(s1_zero), d_load.eq(s1_load)]
             s1_b, s1_z, s1_op, s1_imm, s1_neg = d_b, d_z, d_op, d_imm, d_neg
-            s1_zero, s1_load, s1_zsr = d_zero, d_load, d_zsr
+            s1_zero, s1_load = d_zero, d_load
         else:
             w_data, c_data = w_rd.data, c_rd.data
         b.c_data, b.local, b.s1_b, b.s1_imm, b.s1_op = c_data, local, s1_b, s1_imm, s1_op
         b.s1_z, b.s1_neg, b.w_data = s1_z, s1_neg, w_data
-        b.s1_zero, b.s1_load, b.s1_zsr = s1_zero, s1_load, s1_zsr
+        b.s1_zero, b.s1_load = s1_zero, s1_load
 
     def _perturb_stage(self, b):
         """Stage WS: weights and coefficients arrive; the perturbation (or an update's
@@ -655,7 +675,6 @@ class AdapterMACArray(wiring.Component):
         L, WS, c_data, ctl, cw = b.L, b.WS, b.c_data, b.ctl, b.cw
         kmax, m, s1_b, s1_imm, s1_op, s1_z = b.kmax, b.m, b.s1_b, b.s1_imm, b.s1_op, b.s1_z
         s1_neg, s1_zero, s1_load, sat_flag = b.s1_neg, b.s1_zero, b.s1_load, b.sat_flag
-        s1_zsr = b.s1_zsr
         aw, bw, S, valid, WRITE_STAGE = b.aw, b.bw, b.S, b.valid, b.WRITE_STAGE
         w_data, ww, zw = b.w_data, b.ww, b.zw
         c1, cu = ctl[WS], ctl[WRITE_STAGE]
@@ -675,31 +694,21 @@ class AdapterMACArray(wiring.Component):
         coef_a = Signal(signed(cw))
         m.d.comb += coef_a.eq(Mux((c1.op == Op.UPDATE) & (s1_op.coef_source == CoefSource.IMM),
                                   s1_imm, c_data))
-        # an update's product bits (see _update_path), complemented where they are added:
-        # all ones when no update is at UPDATE_ADD (a register set), so that 0 is added
-        upd_d = _lanes("upd_d", signed(aw + bw - S), L)
-        upd_c = _lanes("upd_c", 1, L)
         mask = Signal(L)
         m.d.comb += mask.eq(Mux(upd_write, cu.mask, c1.mask))
         # what INIT and LOAD write (at stage WS) and UPDATE (at WRITE_STAGE)
         written = _lanes("written", signed(ww), L)
         for l in range(L):
             wl = w_data[l * ww:(l + 1) * ww].as_signed()
-            # -(z << k) = (~z << k | (2**k - 1)) + 1: the complement and the fill ride in
-            # the shifter's LUTs, the + 1 is the adder's carry-in
-            zsh = Signal(signed(zw + kmax + 1), name=f"zsh_{l}")
-            zc = s1_z[l] ^ Cat(*([s1_neg] * zw)).as_signed()
-            filled = Cat(Cat(*([s1_neg] * kmax)), zc).as_signed()   # zc << kmax, filled
-            m.d.comb += zsh.eq(filled >> s1_zsr)
             base_w = Mux(s1_zero, 0, Mux(s1_load, s1_b[l], wl))
             # one adder per lane serves the perturbation (stage WS) and the update
             # (UPDATE_ADD): never both in a cycle (an op waits for the read port after an
             # UPDATE), and the idle one's operands are 0
-            m.d.comb += wsum[l].eq(base_w + (zsh | ~upd_d[l]) + (s1_neg | ~upd_c[l]))
+            m.d.comb += wsum[l].eq(base_w + s1_z[l] + s1_neg[l])
             wp = _sat(m, wsum[l], ww, sat_flag(),
                       ((valid[WS] & perturbing) | upd_write) & mask[l])
             m.d.comb += written[l].eq(Mux(mask[l], wp, 0))
-        b.upd_d, b.upd_c, b.upd_write = upd_d, upd_c, upd_write
+        b.upd_write = upd_write
         b.written, b.coef_a = written, coef_a
 
     def _multipliers(self, b):
@@ -729,19 +738,19 @@ class AdapterMACArray(wiring.Component):
         stage-WS adder at UPDATE_ADD, saturated and written at WRITE_STAGE."""
         L, LATE_READ, S, UPDATE_ADD, WS = b.L, b.LATE_READ, b.S, b.UPDATE_ADD, b.WS
         c1, ctl, written, m, s4_p = b.c1, b.ctl, b.written, b.m, b.s4_p
-        upd_c, upd_d, upd_write = b.upd_c, b.upd_d, b.upd_write
+        term, cin, upd_write = b.s1_z, b.s1_neg, b.upd_write
         valid, w_rd, w_wr, WRITE_STAGE = b.valid, b.w_rd, b.w_wr, b.WRITE_STAGE
         # W - round_half_up(p / 2**S) = floor((2W - p') / 2) with p' = p >> (S - 1)
         # = W + ~(p' >> 1) + ~p'[0]: the product's complement and a carry-in, added to the
         # word read again by the lane's one adder (_perturb_stage; the complement is taken
-        # there, inside the LUTs of the shifter's last level)
+        # as the product is registered)
         cp = ctl[UPDATE_ADD - 1]
         upd_in = valid[UPDATE_ADD - 1] & (cp.op == Op.UPDATE)
-        for l in range(L):
-            with m.If(upd_in):
-                m.d.sync += [upd_d[l].eq(s4_p[l][S:].as_signed()), upd_c[l].eq(s4_p[l][S - 1])]
-            with m.Else():
-                m.d.sync += [upd_d[l].eq(-1), upd_c[l].eq(1)]
+        # into the adder's term and carry registers, which no perturbation needs then (an op
+        # issues only LATE_READ cycles after an UPDATE's word)
+        with m.If(upd_in):
+            for l in range(L):
+                m.d.sync += [term[l].eq(~s4_p[l][S:].as_signed()), cin[l].eq(~s4_p[l][S - 1])]
         cl, cu = ctl[LATE_READ], ctl[WRITE_STAGE]
         late_read = valid[LATE_READ] & (cl.op == Op.UPDATE)
         with m.If(late_read):
