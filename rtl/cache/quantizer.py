@@ -24,7 +24,9 @@ Serial datapath
        ``x >= C[k]``: the same comparison, with the scaling done once per midpoint instead
        of once per value. Each ``C[k]`` by Horner's rule over the bits of ``M * 2**E``
        (``acc = 2 * acc + bit * T[k]``: ``MANT_BITS`` steps, then ``E`` doublings), then one
-       step ``2 * acc + 255`` whose top bits are the ceiling: ``MANT_BITS + E + 1`` cycles.
+       step ``2 * acc + 255`` whose top bits are the ceiling, then a cycle to store them
+       from the register (the adder does not reach the buffer's write data):
+       ``MANT_BITS + E + 2`` cycles.
        ``C[k] < 2**(in_width-1)`` always (every ``T[k] < 2**7`` and ``M * 2**E <=
        2**(in_width-1)``); below the input range a midpoint is clamped to its lowest value,
        which every input passes just the same.
@@ -80,7 +82,7 @@ def buffer_layout(params):
 
     The memory is named ``buffer_norw`` (block RAM without collision logic, see
     ``boards/implement.py``): no cycle reads and writes one address. FILL only writes; the
-    ceiling step writes ``C[k]`` (at ``bounds_base + k``) while it reads ``T[k+1]`` (at
+    store step writes ``C[k]`` (at ``bounds_base + k``) while it reads ``T[k+1]`` (at
     ``bounds_base + 16 + k + 1``), two regions apart; every other state only reads."""
     lay = CacheLayout(params)
     base = max(16, 1 << (lay.max_block - 1).bit_length())
@@ -90,10 +92,10 @@ def buffer_layout(params):
 def block_cycles(params, n):
     """Most cycles a block of ``n`` values takes from its first value accepted to its last
     code offered (4-bit code books; an always-ready consumer): fill, peak (``n + 1``), at
-    most ``in_width - MANT_BITS + 2`` for the scale, ``MANT_BITS + E + 1`` per midpoint, then
+    most ``in_width - MANT_BITS + 2`` for the scale, ``MANT_BITS + E + 2`` per midpoint, then
     per value a read, a load and 15 search steps."""
     emax = params.in_width - MANT_BITS
-    return 2 * n + 1 + emax + 2 + MIDPOINTS * (MANT_BITS + emax + 1) + n * (2 + MIDPOINTS)
+    return 2 * n + 1 + emax + 2 + MIDPOINTS * (MANT_BITS + emax + 2) + n * (2 + MIDPOINTS)
 
 
 class Quantizer(CacheComponent):
@@ -240,7 +242,7 @@ class Quantizer(CacheComponent):
         horner = Signal.like(acc)
         m.d.comb += horner.eq((acc << 1) + addend)
         lowest = -(1 << (p.in_width - 1))
-        ceiling = horner[LEVEL_FRAC + 2:].as_signed()     # (2V + 255) >> 8 = ceil(V / 2**7)
+        ceiling = acc[LEVEL_FRAC + 2:].as_signed()    # after 2V + 255: >> 8 = ceil(V / 2**7)
         bound = Mux(ceiling < lowest, lowest, ceiling) if min(tvals[1:]) < -(1 << 7) \
             else ceiling
         # `i.ready` is a register (high only in FILL), dropped as the block's last value is taken
@@ -295,16 +297,17 @@ class Quantizer(CacheComponent):
                     m.d.sync += bit.eq(MANT_BITS - 1)
                     m.next = "DOUBLE"
             with m.State("DOUBLE"):
-                with m.If(doublings != 0):
-                    m.d.sync += [acc.eq(horner), doublings.eq(doublings - 1)]
-                with m.Else():                      # the ceiling step: C[k] into the buffer
-                    m.d.comb += [addend.eq((1 << (LEVEL_FRAC + 2)) - 1),
-                                 wr.addr.eq(base | k), wr.data.eq(bound), wr.en.eq(1),
-                                 rd.addr.eq(levels | (k + 1)), rd.en.eq(1)]
-                    m.d.sync += [acc.eq(0), k.eq(k + 1)]
-                    m.next = "MULTIPLY"
-                    with m.If(k == MIDPOINTS):
-                        m.next = "LOAD"
+                m.d.sync += [acc.eq(horner), doublings.eq(doublings - 1)]
+                with m.If(doublings == 0):          # the ceiling step
+                    m.d.comb += addend.eq((1 << (LEVEL_FRAC + 2)) - 1)
+                    m.next = "STORE"
+            with m.State("STORE"):                  # C[k] into the buffer, T[k+1] read
+                m.d.comb += [wr.addr.eq(base | k), wr.data.eq(bound), wr.en.eq(1),
+                             rd.addr.eq(levels | (k + 1)), rd.en.eq(1)]
+                m.d.sync += [acc.eq(0), k.eq(k + 1)]
+                m.next = "MULTIPLY"
+                with m.If(k == MIDPOINTS):
+                    m.next = "LOAD"
             with m.State("LOAD"):
                 m.d.comb += [rd.addr.eq(pos), rd.en.eq(1)]
                 m.next = "ALIGN"
