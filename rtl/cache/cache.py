@@ -160,10 +160,14 @@ class ForwardCache(CacheComponent):
         return b.m
 
     def _memory(self, m, name, width, depth, granularity=None):
+        """One of the record memories: ``NAME_spram`` (SPRAM), else ``NAME_norw``: block RAM
+        without collision logic (``boards/implement.py``), since no cycle reads and writes it:
+        its ports share one command register that grants a write only where no read is
+        issued (:meth:`_ports`)."""
         spram = self.params.memory == "spram"
         mem = Memory(shape=unsigned(width), depth=depth, init=[],
                      attrs={"ram_style": "huge"} if spram else None)
-        m.submodules[f"{name}_spram" if spram else name] = mem
+        m.submodules[f"{name}_spram" if spram else f"{name}_norw"] = mem
         wp = mem.write_port(granularity=granularity) if granularity else mem.write_port()
         rp = mem.read_port(transparent_for=())
         return wp, rp

@@ -11,8 +11,10 @@ Serial datapath
     cache. So it is built for area, one adder at a time, with every intermediate in one block
     RAM (:func:`buffer_layout`):
 
-    1. FILL: the block's values are written into the buffer as they arrive, one per cycle,
-       while the largest magnitude ``a`` is tracked.
+    1. FILL: the block's values are written into the buffer as they arrive, one per cycle.
+       PEAK: they are read back, one per cycle, for the largest magnitude ``a`` (so the
+       producer's handshake and the magnitude comparison are separate paths at the UP5K's
+       clock rates).
     2. SCALE: ``a`` is shifted right one bit per cycle while it has more than ``MANT_BITS``
        bits (``E`` counts the shifts, a sticky bit the ones shifted out); then
        ``M = a + sticky`` (a ceiling), renormalized when it reaches ``2**MANT_BITS``.
@@ -22,13 +24,16 @@ Serial datapath
        ``x >= C[k]``: the same comparison, with the scaling done once per midpoint instead
        of once per value. Each ``C[k]`` by Horner's rule over the bits of ``M * 2**E``
        (``acc = 2 * acc + bit * T[k]``: ``MANT_BITS`` steps, then ``E`` doublings), then one
-       step ``2 * acc + 255`` whose top bits are the ceiling: ``MANT_BITS + E + 1`` cycles.
+       step ``2 * acc + 255`` whose top bits are the ceiling, then a cycle to store them
+       from the register (the adder does not reach the buffer's write data):
+       ``MANT_BITS + E + 2`` cycles.
        ``C[k] < 2**(in_width-1)`` always (every ``T[k] < 2**7`` and ``M * 2**E <=
        2**(in_width-1)``); below the input range a midpoint is clamped to its lowest value,
        which every input passes just the same.
-    4. Per value: read it, then a linear search ``k = 1, 2, ...`` reading ``C[k]`` each
-       cycle until ``x < C[k]`` or ``k = 15``: the code is the number of midpoints passed,
-       exactly the golden model's count since the midpoints ascend (``M > 0``).
+    4. Per value: read it, then compare it with ``C[1] .. C[15]``, one read and one
+       comparison per cycle, counting the midpoints passed: exactly the golden model's count.
+       Every value takes all 15 steps, so the comparison (from the buffer's read data) only
+       feeds the count, never the state machine (the UP5K's critical path otherwise).
 """
 
 from amaranth.hdl import Module, Signal, Const, Array, Mux, signed, unsigned
@@ -73,7 +78,12 @@ def buffer_layout(params):
     ``bounds_base + k`` (``bounds_base``: a power of two, at least 16, so the address is ``k``
     with one more bit set), and the code book's midpoints ``T[k]`` (constants, the memory's
     initial value) at ``bounds_base + 16 + k``. One word holds a narrowed input, a ``C[k]``
-    (same format: signed ``in_width`` bits) or a ``T[k]``."""
+    (same format: signed ``in_width`` bits) or a ``T[k]``.
+
+    The memory is named ``buffer_norw`` (block RAM without collision logic, see
+    ``boards/implement.py``): no cycle reads and writes one address. FILL only writes; the
+    store step writes ``C[k]`` (at ``bounds_base + k``) while it reads ``T[k+1]`` (at
+    ``bounds_base + 16 + k + 1``), two regions apart; every other state only reads."""
     lay = CacheLayout(params)
     base = max(16, 1 << (lay.max_block - 1).bit_length())
     return signed(max(params.in_width, threshold_width(params.codebook))), base + 32, base
@@ -81,11 +91,11 @@ def buffer_layout(params):
 
 def block_cycles(params, n):
     """Most cycles a block of ``n`` values takes from its first value accepted to its last
-    code offered (4-bit code books; an always-ready consumer): fill, at most
-    ``in_width - MANT_BITS + 2`` for the scale, ``MANT_BITS + E + 1`` per midpoint, then per
-    value a read, a load and up to 15 search steps."""
+    code offered (4-bit code books; an always-ready consumer): fill, peak (``n + 1``), at
+    most ``in_width - MANT_BITS + 2`` for the scale, ``MANT_BITS + E + 2`` per midpoint, then
+    per value a read, a load and 15 search steps."""
     emax = params.in_width - MANT_BITS
-    return n + emax + 2 + MIDPOINTS * (MANT_BITS + emax + 1) + n * (2 + MIDPOINTS)
+    return 2 * n + 1 + emax + 2 + MIDPOINTS * (MANT_BITS + emax + 2) + n * (2 + MIDPOINTS)
 
 
 class Quantizer(CacheComponent):
@@ -197,7 +207,7 @@ class Quantizer(CacheComponent):
         shape, depth, base = buffer_layout(p)
         levels = base + 16
         tvals = thresholds(p.codebook)
-        m.submodules.buffer = buffer = Memory(
+        m.submodules.buffer_norw = buffer = Memory(
             shape=shape, depth=depth, init=[0] * levels + [0] + list(tvals[1:]))
         wr = buffer.write_port()
         rd = buffer.read_port(transparent_for=())
@@ -232,26 +242,42 @@ class Quantizer(CacheComponent):
         horner = Signal.like(acc)
         m.d.comb += horner.eq((acc << 1) + addend)
         lowest = -(1 << (p.in_width - 1))
-        ceiling = horner[LEVEL_FRAC + 2:].as_signed()     # (2V + 255) >> 8 = ceil(V / 2**7)
+        ceiling = acc[LEVEL_FRAC + 2:].as_signed()    # after 2V + 255: >> 8 = ceil(V / 2**7)
         bound = Mux(ceiling < lowest, lowest, ceiling) if min(tvals[1:]) < -(1 << 7) \
             else ceiling
-        magnitude = x if p.unsigned else Mux(x < 0, -x, x)
+        # `i.ready` is a register (high only in FILL), dropped as the block's last value is taken
+        accept, in_ready = Signal(), Signal(init=1)
+        m.d.comb += [self.i.ready.eq(in_ready), accept.eq(self.i.valid & in_ready),
+                     bump.eq(accept & saturated)]
+        # PEAK: a value read back is on `rd.data` the next cycle, then folded into `amax`
+        peaking = Signal()
+        stored = rd.data[:p.in_width].as_signed()
+        magnitude = stored.as_unsigned() if p.unsigned else Mux(stored < 0, -stored, stored)
+        m.d.sync += peaking.eq(0)
+        with m.If(peaking & (magnitude > amax)):
+            m.d.sync += amax.eq(magnitude)
         passed = Signal()
         m.d.comb += passed.eq(value >= rd.data)
+        passes = Signal(range(MIDPOINTS + 1))       # midpoints passed so far: the code
 
         with m.FSM():
             with m.State("FILL"):
-                m.d.comb += [self.i.ready.eq(1), bump.eq(self.i.valid & saturated),
-                             wr.addr.eq(pos), wr.data.eq(x), wr.en.eq(self.i.valid)]
-                with m.If(self.i.valid):
-                    m.d.sync += amax.eq(Mux((pos != 0) & (amax > magnitude), amax, magnitude))
+                m.d.comb += [wr.addr.eq(pos), wr.data.eq(x), wr.en.eq(accept)]
+                with m.If(accept):
                     m.d.sync += pos.eq(pos + 1)
                     with m.If(at_end):
-                        m.d.sync += [pos.eq(0), exp.eq(0), sticky.eq(0)]
-                        m.next = "SCALE"
+                        m.d.sync += [pos.eq(0), in_ready.eq(0), amax.eq(0)]
+                        m.next = "PEAK"
+            with m.State("PEAK"):
+                m.d.comb += [rd.addr.eq(pos), rd.en.eq(1)]
+                m.d.sync += [peaking.eq(1), pos.eq(pos + 1)]
+                with m.If(at_end):
+                    m.d.sync += [pos.eq(0), exp.eq(0), sticky.eq(0)]
+                    m.next = "SCALE"
             with m.State("SCALE"):
-                # the codes of the previous block carry its scale until they are taken
-                with m.If(~self.o.valid):
+                # the codes of the previous block carry its scale until they are taken; the
+                # block's last value is folded into `amax` first
+                with m.If(~self.o.valid & ~peaking):
                     with m.If(amax[MANT_BITS:].any()):
                         m.d.sync += [amax.eq(amax >> 1), sticky.eq(sticky | amax[0]),
                                      exp.eq(exp + 1)]
@@ -271,34 +297,35 @@ class Quantizer(CacheComponent):
                     m.d.sync += bit.eq(MANT_BITS - 1)
                     m.next = "DOUBLE"
             with m.State("DOUBLE"):
-                with m.If(doublings != 0):
-                    m.d.sync += [acc.eq(horner), doublings.eq(doublings - 1)]
-                with m.Else():                      # the ceiling step: C[k] into the buffer
-                    m.d.comb += [addend.eq((1 << (LEVEL_FRAC + 2)) - 1),
-                                 wr.addr.eq(base | k), wr.data.eq(bound), wr.en.eq(1),
-                                 rd.addr.eq(levels | (k + 1)), rd.en.eq(1)]
-                    m.d.sync += [acc.eq(0), k.eq(k + 1)]
-                    m.next = "MULTIPLY"
-                    with m.If(k == MIDPOINTS):
-                        m.next = "LOAD"
+                m.d.sync += [acc.eq(horner), doublings.eq(doublings - 1)]
+                with m.If(doublings == 0):          # the ceiling step
+                    m.d.comb += addend.eq((1 << (LEVEL_FRAC + 2)) - 1)
+                    m.next = "STORE"
+            with m.State("STORE"):                  # C[k] into the buffer, T[k+1] read
+                m.d.comb += [wr.addr.eq(base | k), wr.data.eq(bound), wr.en.eq(1),
+                             rd.addr.eq(levels | (k + 1)), rd.en.eq(1)]
+                m.d.sync += [acc.eq(0), k.eq(k + 1)]
+                m.next = "MULTIPLY"
+                with m.If(k == MIDPOINTS):
+                    m.next = "LOAD"
             with m.State("LOAD"):
                 m.d.comb += [rd.addr.eq(pos), rd.en.eq(1)]
                 m.next = "ALIGN"
             with m.State("ALIGN"):
                 m.d.comb += [rd.addr.eq(base | 1), rd.en.eq(1)]
-                m.d.sync += [value.eq(rd.data), k.eq(1)]
+                m.d.sync += [value.eq(rd.data), k.eq(1), passes.eq(0)]
                 m.next = "SEARCH"
             with m.State("SEARCH"):
-                with m.If(passed & (k != MIDPOINTS)):
+                with m.If(k != MIDPOINTS):
                     m.d.comb += [rd.addr.eq(base | (k + 1)), rd.en.eq(1)]
-                    m.d.sync += k.eq(k + 1)
-                with m.Elif(free):
-                    m.d.sync += [self.o.valid.eq(1), out.code.eq(Mux(passed, k, k - 1)),
+                    m.d.sync += [k.eq(k + 1), passes.eq(passes + passed)]
+                with m.Elif(free):          # C[15] on the read port (held while o is full)
+                    m.d.sync += [self.o.valid.eq(1), out.code.eq(passes + passed),
                                  out.first.eq(pos == 0),
                                  out.last.eq((block == nblocks - 1) & at_end), pos.eq(pos + 1)]
                     m.next = "LOAD"
                     with m.If(at_end):
-                        m.d.sync += [pos.eq(0),
+                        m.d.sync += [pos.eq(0), in_ready.eq(1),
                                      block.eq(Mux(block == nblocks - 1, 0, block + 1))]
                         m.next = "FILL"
 

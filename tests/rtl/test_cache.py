@@ -226,13 +226,16 @@ def test_writing_and_clear():
     dut = ForwardCache(params)
     seen = {}
 
+    # the quantizer's timing contract: most cycles one record's blocks take
+    record_cycles = sum(block_cycles(params, n) for _, n in dut.layout.blocks)
+
     async def testbench(ctx):
         elements = [{"data": d, "last": l} for d, l in first]
         await stream_send(ctx, dut.wr, elements[:5], max_cycles=500)
         assert ctx.get(dut.writing) == 1
-        await stream_send(ctx, dut.wr, elements[5:], max_cycles=5000)
+        await stream_send(ctx, dut.wr, elements[5:], max_cycles=1000 + 3 * record_cycles)
         cycles = 0
-        limit = 1000 + sum(block_cycles(params, n) for _, n in dut.layout.blocks)
+        limit = 1000 + record_cycles
         while ctx.get(dut.writing):
             await ctx.tick()
             cycles += 1
@@ -243,7 +246,8 @@ def test_writing_and_clear():
         ctx.set(dut.clear, 0)
         seen["cleared"] = (ctx.get(dut.count), ctx.get(dut.record_error))
         await stream_send(ctx, dut.wr, [{"data": d, "last": l}
-                                        for d, l in record_elements(*recs[2])], max_cycles=5000)
+                                        for d, l in record_elements(*recs[2])],
+                          max_cycles=1000 + record_cycles)
         while ctx.get(dut.writing):
             await ctx.tick()
         seen["after"] = ctx.get(dut.count)
