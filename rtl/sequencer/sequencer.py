@@ -166,12 +166,12 @@ def default_watchdog(mac: MacParams, cache: CacheParams, perturb: PerturbParams)
 
 
 def _log2(m, value):
-    """``(log, pow2)``: the index of ``value`` 's highest set bit (0 for 0) and whether
-    ``value`` is a power of two."""
+    """``(log, pow2)``: whether ``value`` is a power of two, and if so its log2 (the one-hot
+    value encoded: each bit of ``log`` ORs the bits of ``value`` at the positions having it;
+    anything when ``pow2`` is low, which every use rejects)."""
     log, pow2 = Signal(range(max(2, len(value)))), Signal()
-    for i in range(len(value)):
-        with m.If(value[i]):
-            m.d.comb += log.eq(i)
+    m.d.comb += log.eq(Cat(*(Cat(*(value[i] for i in range(len(value)) if i >> j & 1)).any()
+                             for j in range(len(log)))))
     m.d.comb += pow2.eq((value != 0) & ((value & (value - 1)) == 0))
     return log, pow2
 
@@ -182,12 +182,15 @@ def _sat_add(a, b, width=COUNTER_WIDTH):
     return Mux(s[width:].any(), (1 << width) - 1, s[:width])
 
 
-def _sat_inc(counter):
-    """Statements of ``counter + 1`` saturating at all ones (the incrementer's carry out
-    holds it: no all-ones detector)."""
+def _count(m, counter, when, clear, saturate=True):
+    """``counter + 1`` when ``when`` (stopping at all ones if ``saturate``: the incrementer's
+    carry out disables the flip-flops, no all-ones detector), 0 when ``clear``. The clear
+    acts through the enable (``clear`` enables, then resets), the form of the iCE40's
+    SB_DFFESR: no multiplexer per bit."""
     w = len(counter)
     s = counter + 1
-    return [counter.eq(Mux(s[w], counter, s[:w]))]
+    with m.If(clear | (when & ~s[w] if saturate else when)):
+        m.d.sync += counter.eq(Mux(clear, 0, s[:w]))
 
 
 class Sequencer(wiring.Component):
@@ -362,14 +365,17 @@ class Sequencer(wiring.Component):
         return got
 
     def _counters(self, m, r, got):
-        """The run's counters (saturating; cleared at every accepted start, see CHECK)."""
-        c, res = self.counters, self.result.payload
-        with m.If(got):
-            m.d.sync += [*_sat_inc(c.samples), c.loss_sum.eq(_sat_add(c.loss_sum, res.loss))]
-            with m.If(res.correct):
-                m.d.sync += _sat_inc(c.correct)
-        with m.If(r.busy & (r.state != r.State.CHECK)):
-            m.d.sync += _sat_inc(c.cycles)
+        """The run's counters (saturating; cleared at every accepted start, see CHECK);
+        ``epochs`` and ``steps`` are the loops' counters (never saturating:
+        :func:`counter_widths`)."""
+        c, res, clear = self.counters, self.result.payload, self.accepted
+        with m.If(clear | got):
+            m.d.sync += c.loss_sum.eq(Mux(clear, 0, _sat_add(c.loss_sum, res.loss)))
+        _count(m, c.samples, got, clear)
+        _count(m, c.correct, got & res.correct, clear)
+        _count(m, c.cycles, r.busy & (r.state != r.State.CHECK), clear)
+        _count(m, c.epochs, r.next_epoch, clear, saturate=False)
+        _count(m, c.steps, r.next_step, clear, saturate=False)
 
     def _checks(self, m, r):
         """The checks of a start (all at once, in CHECK) and the shifts they accept."""
@@ -435,7 +441,6 @@ class Sequencer(wiring.Component):
                 m.d.sync += [r.cs.eq(shifts["cs"]), r.cs_z.eq(shifts["cs_z"]),
                              r.k.eq(shifts["k"]), r.outstanding.eq(0), r.qi.eq(0),
                              r.res_n.eq(0), r.res_q.eq(0)]
-                m.d.sync += [getattr(self.counters, c).eq(0) for c in COUNTERS]
                 with m.Switch(cfg.mode):
                     if "fo" in self.modes:
                         with m.Case(Mode.FO):
@@ -476,12 +481,12 @@ class Sequencer(wiring.Component):
             m.d.sync += [r.nb.eq(Mux(left < batch, left, batch)), *r.enter("FO"),
                          *r.begin_phase()]
         with m.Case(State.FO_NEXT):
-            m.d.sync += _sat_inc(self.counters.steps)
+            m.d.comb += r.next_step.eq(1)
             nxt = r.base + batch
             with m.If(nxt >= records):
                 # the epochs counter is the loop counter (it cannot saturate: counter_widths)
-                m.d.sync += [*_sat_inc(self.counters.epochs),
-                             r.base.eq(0)]
+                m.d.comb += r.next_epoch.eq(1)
+                m.d.sync += r.base.eq(0)
                 m.d.sync += r.state.eq(Mux(self.counters.epochs + 1 == cfg.epochs, State.DRAIN,
                                            State.FO_BATCH))
             with m.Else():
@@ -513,10 +518,12 @@ class Sequencer(wiring.Component):
                 m.d.sync += [r.qi.eq(r.qi + 1), r.state.eq(State.ZU_WAIT)]
         with m.Case(State.STEP_END):
             # the steps counter is the loop counter (it cannot saturate: counter_widths)
-            m.d.sync += [*_sat_inc(self.counters.steps), r.pstep.eq(r.zo_step)]
+            m.d.comb += r.next_step.eq(1)
+            m.d.sync += r.pstep.eq(r.zo_step)
             nxt = r.base + batch
             with m.If(nxt >= records):
-                m.d.sync += [r.base.eq(0), *_sat_inc(self.counters.epochs)]
+                m.d.comb += r.next_epoch.eq(1)
+                m.d.sync += r.base.eq(0)
             with m.Else():
                 m.d.sync += r.base.eq(nxt)
             m.d.sync += r.state.eq(Mux(self.counters.steps + 1 == cfg.steps, State.DRAIN,
@@ -611,6 +618,8 @@ class _RunState:
         # results in its out FIFO before issuing it, so few are ever in flight
         self.outstanding = Signal(range(64))
         self.issued_out = Signal()      # a MATVEC with results on `out` was accepted
+        self.next_epoch = Signal()      # strobes: count an epoch / a step
+        self.next_step = Signal()
         self.res_n = Signal(range(2 * MAX_BATCH + 1))
         self.res_q = Signal(range(MAX_QUERIES + 1))
         self.wd = Signal(width["watchdog"])
