@@ -117,6 +117,15 @@ def count_resources(cells, family):
 #: Yosys pattern of the memory names whose initial value an SPRAM flow drops.
 SPRAM_SUFFIX_PATTERN = "*_spram"
 
+#: Yosys pattern of the memory names that never read and write one address in the same
+#: cycle. Amaranth's synchronous read ports say what a read returns on such a collision (the
+#: old data), so Yosys' ``memory_libmap`` emulates it in soft logic on block RAMs that do not
+#: promise it (iCE40: about one LUT4 per data bit, and an address compare, per memory). A
+#: memory named so leaves the collision undefined instead; its owner documents why none can
+#: happen (the simulators keep the old-data answer, so a collision would be a real bug that
+#: the bit-exact tests cannot see).
+NO_COLLISION_SUFFIX_PATTERN = "*_norw"
+
 
 def synth_options(family, *, dsp=True, spram=False):
     """Options of ``synth_ice40`` / ``synth_ecp5`` for the DSP and SPRAM choices."""
@@ -132,10 +141,12 @@ def read_fixups(*, spram=False):
     # value; memories whose name ends in "_spram" are meant for SPRAM and never read before
     # written, so their initial value is dropped.
     uninit = [f"delete t:$meminit_v2 r:MEMID={SPRAM_SUFFIX_PATTERN} %i"] if spram else []
+    no_collision = [f"setparam -set COLLISION_X_MASK 1 t:$memrd_v2 "
+                    f"r:MEMID={NO_COLLISION_SUFFIX_PATTERN} %i"]
     # Amaranth names each element of an ArrayLayout view "x[0]" beside the wire "x";
     # ABC9's reintegration then creates a second "x[0]" and asserts
     # (YosysHQ/yosys#4349). Those alias wires need no public name.
-    return [*uninit, "rename -hide w:*]"]
+    return [*uninit, *no_collision, "rename -hide w:*]"]
 
 
 #: Yosys command writing the statistics a build reads (stdout goes silent after ABC).

@@ -59,11 +59,12 @@ class CommandDecoder(wiring.Component):
             "bus": Out(BusSignature(soc_map.addr_width)),
         })
 
-    def _checks(self, m, info, capture):
-        """The frame's checks (docs/protocol.md), registered while ``capture`` (the decoder
-        is idle; the frame is stable from ``frame.valid`` until it is released, and the CRC
-        processor, shared with the transmitter, still holds the frame's), so the decoder's
-        first state only reads flip-flops."""
+    def _checks(self, m, info, capture, duplicate):
+        """The frame's checks (docs/protocol.md) and the command decoded one-hot, registered
+        while ``capture`` (the decoder is idle; the frame is stable from ``frame.valid`` until
+        it is released, and the CRC processor, shared with the transmitter, still holds the
+        frame's), so the decoder's first state only reads flip-flops: its verdict is a few
+        LUT levels of single bits, not compares of header bytes."""
         h = info.header
         cmd, flags = h[CMD], h[FLAGS]
         address, count = Cat(h[ADDRESS], h[ADDRESS + 1]), Cat(h[COUNT], h[COUNT + 1])
@@ -72,7 +73,8 @@ class CommandDecoder(wiring.Component):
         nregs = len(self.map.registers)
         c = {name: Signal(name=f"chk_{name}") for name in (
             "lost", "broken", "bad_crc", "known_cmd", "bad_flags", "known", "is_reg",
-            "bad_length", "crosses", "payload", "last")}
+            "bad_length", "crosses", "payload", "last", "replay", "duplicate",
+            *(f"is_{c.name.lower()}" for c in Command))}
         eb = Signal(range(REGISTER_BYTES + 1), name="chk_eb")
         known, reg_eb = Signal(), Signal.like(eb)
         last_window = Signal()
@@ -103,6 +105,9 @@ class CommandDecoder(wiring.Component):
                 c["crosses"].eq((address < nregs) & (address + count > nregs)),
                 c["payload"].eq(payload_len != 0),
                 c["last"].eq(last_window & (flags & Flags.LAST).any()),
+                c["duplicate"].eq(duplicate),
+                c["replay"].eq(duplicate & Cat(cmd == code for code in REPLAYED_COMMANDS).any()),
+                *(c[f"is_{code.name.lower()}"].eq(cmd == code) for code in Command),
             ]
         return c, eb, payload_len
 
@@ -112,9 +117,12 @@ class CommandDecoder(wiring.Component):
         h = info.header
         seq, cmd = h[SEQ], h[CMD]
         address = Cat(h[ADDRESS], h[ADDRESS + 1])
-        is_write = cmd == Command.WRITE
         capture = Signal()
-        chk, eb, payload_len = self._checks(m, info, capture)
+        elems = range(self.params.max_payload + 1)        # every count fits the payload
+        last_seq, last_cmd = Signal(8), Signal(8)      # the previous good frame
+        last_status, last_count, last_valid = Signal(4), Signal(elems), Signal()
+        duplicate = last_valid & (last_seq == seq) & (last_cmd == cmd)
+        chk, eb, payload_len = self._checks(m, info, capture, duplicate)
         last_bits = {w.last_bit for w in self.map.windows.values() if w.last_bit is not None}
         if len(last_bits) > 1:
             raise ValueError("the host link supports one position of the last bit")
@@ -124,7 +132,6 @@ class CommandDecoder(wiring.Component):
 
         # what the frame's execution has reached
         status = Signal(4)
-        elems = range(self.params.max_payload + 1)        # every count fits the payload
         count_out = Signal(elems)
         ptr = Signal(range(self.capacity + 1))         # end of the response
         rptr = Signal(range(self.capacity + 1))        # WRITE: payload byte being read
@@ -137,9 +144,6 @@ class CommandDecoder(wiring.Component):
         k = Signal(range(6))
         word = Signal(DATA_WIDTH)
         mark_last = Signal()                           # the final element carries last
-        last_seq, last_cmd = Signal(8), Signal(8)      # the previous good frame
-        last_status, last_count, last_valid = Signal(4), Signal(elems), Signal()
-        duplicate = last_valid & (last_seq == seq) & (last_cmd == cmd)
         waited = Signal(range(self.params.bus_timeout + 1))
 
         def respond(code, elements=None):
@@ -173,47 +177,61 @@ class CommandDecoder(wiring.Component):
                 m.d.sync += [ptr.eq(HEADER), count_out.eq(0), i.eq(0)]
                 with m.If(self.frame.valid):                # the checks register meanwhile
                     m.next = "CHECK"
-            with m.State("CHECK"):
+            with m.State("CHECK"):                      # the verdict: a code or a set-up
                 with m.If(chk["lost"]):
                     respond(Status.OVERFLOW)
                 with m.Elif(chk["broken"]):
                     respond(Status.BAD_FRAME)
                 with m.Elif(chk["bad_crc"]):
                     respond(Status.BAD_CRC)
-                with m.Elif(duplicate & Cat(cmd == c for c in REPLAYED_COMMANDS).any()):
+                with m.Elif(chk["replay"]):
                     respond(last_status, last_count)
                 with m.Elif(~chk["known_cmd"] | chk["bad_flags"]):
                     respond(Status.BAD_COMMAND)
-                with m.Elif(cmd == Command.ECHO):
-                    m.d.sync += ptr.eq(HEADER + payload_len)
-                    respond(Status.OK, payload_len)
-                with m.Elif((cmd == Command.READ) | is_write):
+                with m.Elif(chk["is_echo"]):
+                    m.next = "ECHO"
+                with m.Elif(chk["is_read"] | chk["is_write"]):
                     with m.If(~chk["known"]):
                         respond(Status.BAD_ADDRESS)
                     with m.Elif(chk["bad_length"]):
                         respond(Status.BAD_LENGTH)
                     with m.Elif(chk["crosses"]):
                         respond(Status.BAD_ADDRESS)
-                    with m.Elif(duplicate & ~chk["is_reg"]):
+                    with m.Elif(chk["duplicate"] & ~chk["is_reg"]):
                         respond(Status.DUPLICATE)
                     with m.Else():
-                        count = Cat(h[COUNT], h[COUNT + 1])
-                        start_move(is_write, address, count, eb, chk["is_reg"], chk["last"])
+                        m.next = "MOVE"
                 with m.Elif(chk["payload"]):
                     respond(Status.BAD_LENGTH)
-                with m.Elif(cmd == Command.STATUS):
-                    start_move(0, status_addr, 2, REGISTER_BYTES, 1, 0)
-                with m.Elif(cmd == Command.INFO):
-                    m.d.sync += [word.eq(PROTOCOL_VERSION | self.params.max_payload << 16),
-                                 ebr.eq(INFO_BYTES), k.eq(0), n_elems.eq(1), i.eq(0)]
-                    m.next = "STORE"
-                with m.Elif(cmd == Command.START):
-                    m.d.sync += cur.eq(status_addr)
-                    m.next = "START_BUS"
-                with m.Else():                          # ABORT
-                    m.d.sync += [cur.eq(self.map.address("control")),
-                                 word.eq(self.map.pack("control", abort=1))]
-                    m.next = "CONTROL_BUS"
+                with m.Elif(chk["is_status"]):
+                    m.next = "STATUS"
+                with m.Elif(chk["is_info"]):
+                    m.next = "INFO"
+                with m.Elif(chk["is_start"]):
+                    m.next = "START"
+                with m.Else():
+                    m.next = "ABORT"
+
+            # set-ups of the accepted commands (one cycle each, off the verdict's path)
+            with m.State("ECHO"):
+                m.d.sync += ptr.eq(HEADER + payload_len)
+                respond(Status.OK, payload_len)
+            with m.State("MOVE"):
+                count = Cat(h[COUNT], h[COUNT + 1])
+                start_move(chk["is_write"], address, count, eb, chk["is_reg"], chk["last"])
+            with m.State("STATUS"):
+                start_move(0, status_addr, 2, REGISTER_BYTES, 1, 0)
+            with m.State("INFO"):
+                m.d.sync += [word.eq(PROTOCOL_VERSION | self.params.max_payload << 16),
+                             ebr.eq(INFO_BYTES), k.eq(0), n_elems.eq(1), i.eq(0)]
+                m.next = "STORE"
+            with m.State("START"):
+                m.d.sync += cur.eq(status_addr)
+                m.next = "START_BUS"
+            with m.State("ABORT"):
+                m.d.sync += [cur.eq(self.map.address("control")),
+                             word.eq(self.map.pack("control", abort=1))]
+                m.next = "CONTROL_BUS"
 
             with m.State("LOAD"):                       # element i's bytes from the payload
                 m.d.comb += buf.r_addr.eq(rptr)
@@ -244,7 +262,7 @@ class CommandDecoder(wiring.Component):
                 m.d.comb += [buf.w_addr.eq(ptr), buf.w_data.eq(word[:8]), buf.w_en.eq(1)]
                 m.d.sync += [ptr.eq(ptr + 1), word.eq(word >> 8), k.eq(k + 1)]
                 with m.If(k == ebr - 1):
-                    with m.If(cmd == Command.INFO):
+                    with m.If(chk["is_info"]):
                         respond(Status.OK, INFO_BYTES)
                     with m.Elif(i == n_elems):
                         respond(Status.OK, n_elems)

@@ -171,33 +171,36 @@ class FrameTransmitter(wiring.Component):
         m = Module()
         crc = self.crc
         buf, out = self.buf, self.byte
+        body = Signal(range(self.capacity + 1))    # bytes of the response before its CRC
         end = Signal(range(self.capacity + 1))     # bytes to send: response and CRC
         pos = Signal(range(self.capacity + 1))     # first byte of the block
         j = Signal(range(self.capacity + 1))       # scan / send position
         run = Signal(range(COBS_BLOCK + 1))        # bytes in the block
+        left = Signal(range(COBS_BLOCK + 1))       # of them still to send
         primed = Signal()
         done = Signal()                            # the block is the last one
         fire = out.valid & out.ready
+        # Every compare is between registers (no adder in front of it): the critical paths
+        # of the link ran through ``end - 2`` and ``pos + run`` into the buffer's address.
 
         with m.FSM():
             with m.State("IDLE"):
                 m.d.comb += self.send.ready.eq(1)
                 with m.If(self.send.valid):
-                    m.d.sync += [end.eq(self.send.payload + CRC_BYTES), j.eq(0),
-                                 primed.eq(0)]
+                    m.d.sync += [body.eq(self.send.payload),
+                                 end.eq(self.send.payload + CRC_BYTES), j.eq(0), primed.eq(0)]
                     m.d.comb += crc.start.eq(1)
                     m.next = "CRC"
-            with m.State("CRC"):                   # CRC over bytes 0 .. end-3
+            with m.State("CRC"):                   # CRC over bytes 0 .. body-1
                 m.d.comb += [buf.r_addr.eq(j), crc.valid.eq(primed), crc.data.eq(buf.r_data)]
                 m.d.sync += [j.eq(j + 1), primed.eq(1)]
-                with m.If(j == end - CRC_BYTES):
+                with m.If(j == body):
                     m.next = "CRC_HI"
-            with m.State("CRC_HI"):
-                m.d.comb += [buf.w_addr.eq(end - 2), buf.w_data.eq(crc.crc[8:]),
-                             buf.w_en.eq(1)]
+            with m.State("CRC_HI"):                # j = body + 1
+                m.d.comb += [buf.w_addr.eq(body), buf.w_data.eq(crc.crc[8:]), buf.w_en.eq(1)]
                 m.next = "CRC_LO"
             with m.State("CRC_LO"):
-                m.d.comb += [buf.w_addr.eq(end - 1), buf.w_data.eq(crc.crc[:8]),
+                m.d.comb += [buf.w_addr.eq(j), buf.w_data.eq(crc.crc[:8]),
                              buf.w_en.eq(1), buf.r_addr.eq(0)]
                 m.d.sync += [pos.eq(0), j.eq(0), run.eq(0)]
                 m.next = "SCAN"
@@ -205,18 +208,17 @@ class FrameTransmitter(wiring.Component):
                 stop_end = j == end
                 stop = stop_end | (buf.r_data == 0) | (run == COBS_BLOCK)
                 m.d.comb += buf.r_addr.eq(j + 1)
-                with m.If(stop):
-                    m.d.comb += buf.r_addr.eq(pos)
-                    m.d.sync += [done.eq(stop_end), j.eq(pos)]
+                with m.If(stop):                   # CODE reads byte pos for DATA
+                    m.d.sync += [done.eq(stop_end), j.eq(pos), left.eq(run)]
                     m.next = "CODE"
                 with m.Else():
                     m.d.sync += [j.eq(j + 1), run.eq(run + 1)]
-            with m.State("CODE"):                  # r_data: byte pos
+            with m.State("CODE"):                  # reads byte pos (r_data not used)
                 m.d.comb += [out.valid.eq(1), out.payload.eq(run + 1), buf.r_addr.eq(pos)]
                 with m.If(out.ready):
                     m.next = "DATA"
             with m.State("DATA"):                  # r_data: byte j
-                with m.If(j == pos + run):
+                with m.If(left == 0):
                     # next block: after the zero, or right after a full block
                     nxt = Signal.like(pos)
                     m.d.comb += nxt.eq(Mux(run == COBS_BLOCK, j, j + 1))
@@ -230,7 +232,7 @@ class FrameTransmitter(wiring.Component):
                     m.d.comb += [out.valid.eq(1), out.payload.eq(buf.r_data),
                                  buf.r_addr.eq(Mux(fire, j + 1, j))]
                     with m.If(fire):
-                        m.d.sync += j.eq(j + 1)
+                        m.d.sync += [j.eq(j + 1), left.eq(left - 1)]
             with m.State("DELIMIT"):
                 m.d.comb += [out.valid.eq(1), out.payload.eq(DELIMITER)]
                 with m.If(out.ready):
