@@ -285,6 +285,7 @@ class Sequencer(wiring.Component):
     #: design). ``EXEC`` runs a program's micro-code (:mod:`.microcode`) from ``pc``.
     CONTROL_STATES = {"IDLE": None, "CHECK": None, "FO_BATCH": "fo", "FO_NEXT": "fo",
                       "ZO_STEP": "zo", "ZF_NEXT": "zo", "ZU_WAIT": "zo", "ZU_READ": "zo",
+                      "ZU_READ_HI": "zo",
                       "ZU_NEXT": "zo", "STEP_END": "zo", "EV_START": None,
                       "EXEC": None, "DRAIN": None, "ABORT": None}
     #: The training mode of each program (None: every design).
@@ -348,21 +349,50 @@ class Sequencer(wiring.Component):
         m.d.sync += r.outstanding.eq(r.outstanding + r.issued_out - got)
         if "zo" not in self.modes:
             return got
-        m.submodules.gmem = gmem = Memory(shape=signed(zo_sum_width(self.loss)),
-                                          depth=MAX_QUERIES, init=[])
-        g_wr = gmem.write_port()
-        # read first: a query's sum is read (address qi) only once it was written
-        r.g_rd = gmem.read_port(transparent_for=())
-        m.d.comb += [r.g_rd.addr.eq(r.qi), r.g.eq(r.g_rd.data)]
-        res = self.result.payload
-        m.d.comb += [g_wr.addr.eq(r.res_q), g_wr.data.eq(res.zo_sum)]
+        sums = self._query_sums(m, r)
         with m.If(got & (r.cfg.mode == Mode.ZO)):
             with m.If(r.res_n == 2 * r.nb - 1):
-                m.d.comb += g_wr.en.eq(1)
+                m.d.comb += sums.en.eq(1)
                 m.d.sync += [r.res_n.eq(0), r.res_q.eq(r.res_q + 1)]
             with m.Else():
                 m.d.sync += r.res_n.eq(r.res_n + 1)
         return got
+
+    def _query_sums(self, m, r):
+        """The zeroth-order queries' sums, in one block RAM: each sum as two halves, the low
+        one at ``2 q``, the high one at ``2 q + 1`` (a 256 x 16 block holds half a sum).
+        Returns the write port: enabling it stores the current result's sum for query
+        ``res_q`` (its high half follows a cycle later; the loss unit's results are at
+        least ``3 * classes + 12`` cycles apart). ``r.g`` is the sum of query ``qi`` once
+        ZU_READ and ZU_READ_HI have read it.
+
+        The memory is ``_norw`` (no collision logic): it is read only in ZU_READ and
+        ZU_READ_HI, which follow ZU_WAIT's ``res_q > qi``: both halves of query ``qi``
+        are written by then, and the writes meanwhile go to later queries' addresses."""
+        half = -(-zo_sum_width(self.loss) // 2)
+        m.submodules.gsum_norw = mem = Memory(shape=unsigned(half), depth=2 * MAX_QUERIES,
+                                              init=[])
+        wr, rd = mem.write_port(), mem.read_port(transparent_for=())
+        sums = wr                       # the caller enables the low half's write
+        hi_pending, hi_data = Signal(), Signal(half)
+        hi_addr = Signal(range(MAX_QUERIES))
+        zo_sum = self.result.payload.zo_sum
+        m.d.sync += hi_pending.eq(0)
+        with m.If(hi_pending):
+            m.d.comb += [wr.addr.eq(Cat(1, hi_addr)), wr.data.eq(hi_data), wr.en.eq(1)]
+        with m.Else():
+            m.d.comb += [wr.addr.eq(Cat(0, r.res_q)), wr.data.eq(zo_sum[:half])]
+            with m.If(wr.en):
+                m.d.sync += [hi_pending.eq(1), hi_data.eq(zo_sum[half:]),
+                             hi_addr.eq(r.res_q)]
+        g_lo = Signal(half)
+        State = r.State
+        m.d.comb += [rd.en.eq((r.state == State.ZU_READ) | (r.state == State.ZU_READ_HI)),
+                     rd.addr.eq(Cat(r.state == State.ZU_READ_HI, r.qi)),
+                     r.g.eq(Cat(g_lo, rd.data).as_signed())]
+        with m.If(r.state == State.ZU_READ_HI):
+            m.d.sync += g_lo.eq(rd.data)
+        return sums
 
     def _counters(self, m, r, got):
         """The run's counters (saturating; cleared at every accepted start, see CHECK);
@@ -506,10 +536,12 @@ class Sequencer(wiring.Component):
             with m.Else():
                 m.d.sync += [r.qi.eq(r.qi + 1), *r.enter("ZF")]
         with m.Case(State.ZU_WAIT):
-            # the query's sum is read at address qi (the MAC op's immediate, see _results)
+            # the query's sum is read (the MAC op's immediate, see _query_sums) once stored
             with m.If(r.res_q > r.qi):
                 m.d.sync += r.state.eq(State.ZU_READ)
         with m.Case(State.ZU_READ):
+            m.d.sync += r.state.eq(State.ZU_READ_HI)
+        with m.Case(State.ZU_READ_HI):
             m.d.sync += r.enter("ZU")
         with m.Case(State.ZU_NEXT):
             with m.If(r.qi + 1 == cfg.queries):
@@ -628,7 +660,6 @@ class _RunState:
         self.dynamic = {Dynamic.FO_CSHIFT: self.cs[:6], Dynamic.ZO_CSHIFT: self.cs_z[:6],
                         Dynamic.ZSHIFT: self.k[:5], Dynamic.COEF_BASE: self.cb,
                         Dynamic.V_BASE: self.vb, Dynamic.GRADIENT: self.g}
-        self.g_rd = None
 
     def enter(self, program):
         """Statements that start ``program`` at its first word."""
