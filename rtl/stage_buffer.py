@@ -2,23 +2,19 @@
 cycle."""
 
 from amaranth.hdl import Module, Signal
-from amaranth.lib import wiring, stream
-from amaranth.lib.wiring import In, Out
+
+from .cache.skid import SkidBuffer
 
 
 __all__ = ["StageBuffer"]
 
 
-class StageBuffer(wiring.Component):
+class StageBuffer(SkidBuffer):
     """Two registers in a row, ``i`` -> ``back`` -> ``o``, each loaded only from the one
-    before it: registered ``i.ready``, ``o.valid`` and ``o.payload`` like a
-    :class:`~fieldtune.rtl.cache.skid.SkidBuffer` and the same two entries, but without its
-    multiplexer per payload bit (the flip-flops' enables do all the steering).
-
-    Parameters
-    ----------
-    shape : shape-castable
-        The payload.
+    before it: the ports (``shape``: the payload), registered ``i.ready``, ``o.valid`` and
+    ``o.payload`` and the two entries of a :class:`~fieldtune.rtl.cache.skid.SkidBuffer`,
+    but without its multiplexer per payload bit (the flip-flops' enables do all the
+    steering).
 
     Timing
     ------
@@ -28,9 +24,6 @@ class StageBuffer(wiring.Component):
     beat per ``rows >= 2`` words). Both entries fill while ``o`` stalls, so the producer
     runs up to two beats ahead.
     """
-
-    def __init__(self, shape):
-        super().__init__({"i": In(stream.Signature(shape)), "o": Out(stream.Signature(shape))})
 
     def elaborate(self, platform):
         m = Module()
