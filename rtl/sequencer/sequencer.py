@@ -351,11 +351,13 @@ class Sequencer(wiring.Component):
             return got
         sums = self._query_sums(m, r)
         with m.If(got & (r.cfg.mode == Mode.ZO)):
-            with m.If(r.res_n == 2 * r.nb - 1):
+            n = Signal.like(r.res_n)
+            m.d.comb += n.eq(r.res_n + 1)
+            with m.If(n == Cat(0, r.nb)):           # the last of 2 nb results
                 m.d.comb += sums.en.eq(1)
                 m.d.sync += [r.res_n.eq(0), r.res_q.eq(r.res_q + 1)]
             with m.Else():
-                m.d.sync += r.res_n.eq(r.res_n + 1)
+                m.d.sync += r.res_n.eq(n)
         return got
 
     def _query_sums(self, m, r):
@@ -440,17 +442,17 @@ class Sequencer(wiring.Component):
         return check_bits, checks, {"lb": lb, "cs": cs_fo, "cs_z": cs_z, "k": k}
 
     def _watchdog(self, m, r):
-        """A down-counter loaded with the budget on every datapath transfer; fires when a
-        watched run (FO, ZO, EVAL) counts it out."""
+        """Counts a watched run's (FO, ZO, EVAL) cycles without a datapath transfer, from 0
+        (a synchronous reset, no multiplexer: a reload of the budget would take one per bit);
+        fires in the ``watchdog``-th such cycle in a row."""
         State, cfg = r.State, r.cfg
         watched = r.busy & (r.state != State.CHECK) & (r.state != State.ABORT) \
             & ((cfg.mode == Mode.FO) | (cfg.mode == Mode.ZO) | (cfg.mode == Mode.EVAL))
-        with m.If(~watched | self.progress):
-            m.d.sync += r.wd.eq(cfg.watchdog)
-        with m.Elif(r.wd != 1):
-            m.d.sync += r.wd.eq(r.wd - 1)
+        still = Signal.like(r.wd)
+        m.d.comb += still.eq(r.wd + 1)
+        m.d.sync += r.wd.eq(Mux(~watched | self.progress, 0, still))
         fire = Signal()          # the budget's last cycle without a transfer
-        m.d.comb += fire.eq(watched & (r.wd == 1) & ~self.progress)
+        m.d.comb += fire.eq(watched & (still == cfg.watchdog) & ~self.progress)
         return fire
 
     def _control(self, m, r, State, code, check_bits, checks, shifts):
@@ -654,7 +656,7 @@ class _RunState:
         self.next_step = Signal()
         self.res_n = Signal(range(2 * MAX_BATCH + 1))
         self.res_q = Signal(range(MAX_QUERIES + 1))
-        self.wd = Signal(width["watchdog"])
+        self.wd = Signal(width["watchdog"])     # cycles without progress so far
         self.flush_count = Signal(range(seq.flush_cycles + 1))
         self.cs, self.cs_z, self.k = Signal(signed(8)), Signal(signed(8)), Signal(signed(7))
         self.dynamic = {Dynamic.FO_CSHIFT: self.cs[:6], Dynamic.ZO_CSHIFT: self.cs_z[:6],
