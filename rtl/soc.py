@@ -41,6 +41,7 @@ from .cache.params import CacheParams, INDEX_WIDTH, ELEMENT_WIDTH
 from .cache.cache import ForwardCache, write_element_layout
 from .cache.dequantizer import feature_beat_layout as cache_beat_layout
 from .cache.skid import SkidBuffer
+from .stage_buffer import StageBuffer
 from .mac.params import MacParams
 from .mac.layout import Layout
 from .mac.array import AdapterMACArray, feature_beat_layout as mac_beat_layout
@@ -330,10 +331,12 @@ class SoC(wiring.Component):
         mac_p, seq, mac, cache = self.mac, b.seq, b.mac, b.cache
         # perturbations and features reach the MAC array through registered buffers: its
         # issue logic (`ready`) would otherwise reach the engine's pipeline enable and the
-        # cache's dequantizer combinationally. Both are skid buffers (two beats): the x
-        # buffer's second beat lets the cache run ahead into the next sample's read (a
-        # one-register slice exposed ~26 cycles of read latency per op: R1 FO +9 % cycles).
-        x_buffer = SkidBuffer(mac_beat_layout(mac_p))
+        # cache's dequantizer combinationally. Both hold two beats, so the cache runs ahead
+        # into the next sample's read (one beat exposed ~26 cycles of read latency per op:
+        # R1 FO +9 % cycles). z moves a beat per word (a skid buffer); a feature beat serves
+        # `rows` words, so where rows >= 2 two stages without a multiplexer keep up.
+        rows = Layout(mac_p).regions[0].rows
+        x_buffer = (StageBuffer if rows >= 2 else SkidBuffer)(mac_beat_layout(mac_p))
         m.submodules.x_buffer = ResetInserter(flush)(x_buffer)
         wiring.connect(m, x_buffer.o, mac.x)
         holding = x_buffer.o.valid

@@ -92,7 +92,8 @@ def run_registers(mac: MacParams, cache: CacheParams, perturb: PerturbParams):
     """The run registers, generated from :data:`~fieldtune.rtl.params.RUN_FIELDS` (fields
     grouped by register, in declaration order). They are ``locked`` while a run is busy (a
     write is ignored and flagged ``busy``): the sequencer reads them during the run and keeps
-    no copy. Reset values: :class:`TrainParams`' defaults
+    no copy. They are ``mirrored`` (read back from a block RAM, not through the read
+    multiplexer: :mod:`~fieldtune.rtl.csr.registers`). Reset values: :class:`TrainParams`' defaults
     for its fields, :func:`default_watchdog` for the watchdog, 0 otherwise."""
     t = TrainParams()
     init = {"watchdog": default_watchdog(mac, cache, perturb)}
@@ -101,7 +102,7 @@ def run_registers(mac: MacParams, cache: CacheParams, perturb: PerturbParams):
         value = getattr(t, f.name) if f.train else init.get(f.name, 0)
         fields.setdefault(f.register, []).append(Field(f.field, f.width, "rw", init=value,
                                                        doc=f.doc))
-    return tuple(Register(name, flds, doc=RUN_REGISTER_DOCS[name], locked=True)
+    return tuple(Register(name, flds, doc=RUN_REGISTER_DOCS[name], locked=True, mirrored=True)
                  for name, flds in fields.items())
 
 

@@ -166,12 +166,12 @@ def default_watchdog(mac: MacParams, cache: CacheParams, perturb: PerturbParams)
 
 
 def _log2(m, value):
-    """``(log, pow2)``: the index of ``value`` 's highest set bit (0 for 0) and whether
-    ``value`` is a power of two."""
+    """``(log, pow2)``: whether ``value`` is a power of two, and if so its log2 (the one-hot
+    value encoded: each bit of ``log`` ORs the bits of ``value`` at the positions having it;
+    anything when ``pow2`` is low, which every use rejects)."""
     log, pow2 = Signal(range(max(2, len(value)))), Signal()
-    for i in range(len(value)):
-        with m.If(value[i]):
-            m.d.comb += log.eq(i)
+    m.d.comb += log.eq(Cat(*(Cat(*(value[i] for i in range(len(value)) if i >> j & 1)).any()
+                             for j in range(len(log)))))
     m.d.comb += pow2.eq((value != 0) & ((value & (value - 1)) == 0))
     return log, pow2
 
@@ -182,12 +182,15 @@ def _sat_add(a, b, width=COUNTER_WIDTH):
     return Mux(s[width:].any(), (1 << width) - 1, s[:width])
 
 
-def _sat_inc(counter):
-    """Statements of ``counter + 1`` saturating at all ones (the incrementer's carry out
-    holds it: no all-ones detector)."""
+def _count(m, counter, when, clear, saturate=True):
+    """``counter + 1`` when ``when`` (stopping at all ones if ``saturate``: the incrementer's
+    carry out disables the flip-flops, no all-ones detector), 0 when ``clear``. The clear
+    acts through the enable (``clear`` enables, then resets), the form of the iCE40's
+    SB_DFFESR: no multiplexer per bit."""
     w = len(counter)
     s = counter + 1
-    return [counter.eq(Mux(s[w], counter, s[:w]))]
+    with m.If(clear | (when & ~s[w] if saturate else when)):
+        m.d.sync += counter.eq(Mux(clear, 0, s[:w]))
 
 
 class Sequencer(wiring.Component):
@@ -282,6 +285,7 @@ class Sequencer(wiring.Component):
     #: design). ``EXEC`` runs a program's micro-code (:mod:`.microcode`) from ``pc``.
     CONTROL_STATES = {"IDLE": None, "CHECK": None, "FO_BATCH": "fo", "FO_NEXT": "fo",
                       "ZO_STEP": "zo", "ZF_NEXT": "zo", "ZU_WAIT": "zo", "ZU_READ": "zo",
+                      "ZU_READ_HI": "zo",
                       "ZU_NEXT": "zo", "STEP_END": "zo", "EV_START": None,
                       "EXEC": None, "DRAIN": None, "ABORT": None}
     #: The training mode of each program (None: every design).
@@ -345,31 +349,65 @@ class Sequencer(wiring.Component):
         m.d.sync += r.outstanding.eq(r.outstanding + r.issued_out - got)
         if "zo" not in self.modes:
             return got
-        m.submodules.gmem = gmem = Memory(shape=signed(zo_sum_width(self.loss)),
-                                          depth=MAX_QUERIES, init=[])
-        g_wr = gmem.write_port()
-        # read first: a query's sum is read (address qi) only once it was written
-        r.g_rd = gmem.read_port(transparent_for=())
-        m.d.comb += [r.g_rd.addr.eq(r.qi), r.g.eq(r.g_rd.data)]
-        res = self.result.payload
-        m.d.comb += [g_wr.addr.eq(r.res_q), g_wr.data.eq(res.zo_sum)]
+        sums = self._query_sums(m, r)
         with m.If(got & (r.cfg.mode == Mode.ZO)):
-            with m.If(r.res_n == 2 * r.nb - 1):
-                m.d.comb += g_wr.en.eq(1)
+            n = Signal.like(r.res_n)
+            m.d.comb += n.eq(r.res_n + 1)
+            with m.If(n == Cat(0, r.nb)):           # the last of 2 nb results
+                m.d.comb += sums.en.eq(1)
                 m.d.sync += [r.res_n.eq(0), r.res_q.eq(r.res_q + 1)]
             with m.Else():
-                m.d.sync += r.res_n.eq(r.res_n + 1)
+                m.d.sync += r.res_n.eq(n)
         return got
 
+    def _query_sums(self, m, r):
+        """The zeroth-order queries' sums, in one block RAM: each sum as two halves, the low
+        one at ``2 q``, the high one at ``2 q + 1`` (a 256 x 16 block holds half a sum).
+        Returns the write port: enabling it stores the current result's sum for query
+        ``res_q`` (its high half follows a cycle later; the loss unit's results are at
+        least ``3 * classes + 12`` cycles apart). ``r.g`` is the sum of query ``qi`` once
+        ZU_READ and ZU_READ_HI have read it.
+
+        The memory is ``_norw`` (no collision logic): it is read only in ZU_READ and
+        ZU_READ_HI, which follow ZU_WAIT's ``res_q > qi``: both halves of query ``qi``
+        are written by then, and the writes meanwhile go to later queries' addresses."""
+        half = -(-zo_sum_width(self.loss) // 2)
+        m.submodules.gsum_norw = mem = Memory(shape=unsigned(half), depth=2 * MAX_QUERIES,
+                                              init=[])
+        wr, rd = mem.write_port(), mem.read_port(transparent_for=())
+        sums = wr                       # the caller enables the low half's write
+        hi_pending, hi_data = Signal(), Signal(half)
+        hi_addr = Signal(range(MAX_QUERIES))
+        zo_sum = self.result.payload.zo_sum
+        m.d.sync += hi_pending.eq(0)
+        with m.If(hi_pending):
+            m.d.comb += [wr.addr.eq(Cat(1, hi_addr)), wr.data.eq(hi_data), wr.en.eq(1)]
+        with m.Else():
+            m.d.comb += [wr.addr.eq(Cat(0, r.res_q)), wr.data.eq(zo_sum[:half])]
+            with m.If(wr.en):
+                m.d.sync += [hi_pending.eq(1), hi_data.eq(zo_sum[half:]),
+                             hi_addr.eq(r.res_q)]
+        g_lo = Signal(half)
+        State = r.State
+        m.d.comb += [rd.en.eq((r.state == State.ZU_READ) | (r.state == State.ZU_READ_HI)),
+                     rd.addr.eq(Cat(r.state == State.ZU_READ_HI, r.qi)),
+                     r.g.eq(Cat(g_lo, rd.data).as_signed())]
+        with m.If(r.state == State.ZU_READ_HI):
+            m.d.sync += g_lo.eq(rd.data)
+        return sums
+
     def _counters(self, m, r, got):
-        """The run's counters (saturating; cleared at every accepted start, see CHECK)."""
-        c, res = self.counters, self.result.payload
-        with m.If(got):
-            m.d.sync += [*_sat_inc(c.samples), c.loss_sum.eq(_sat_add(c.loss_sum, res.loss))]
-            with m.If(res.correct):
-                m.d.sync += _sat_inc(c.correct)
-        with m.If(r.busy & (r.state != r.State.CHECK)):
-            m.d.sync += _sat_inc(c.cycles)
+        """The run's counters (saturating; cleared at every accepted start, see CHECK);
+        ``epochs`` and ``steps`` are the loops' counters (never saturating:
+        :func:`counter_widths`)."""
+        c, res, clear = self.counters, self.result.payload, self.accepted
+        with m.If(clear | got):
+            m.d.sync += c.loss_sum.eq(Mux(clear, 0, _sat_add(c.loss_sum, res.loss)))
+        _count(m, c.samples, got, clear)
+        _count(m, c.correct, got & res.correct, clear)
+        _count(m, c.cycles, r.busy & (r.state != r.State.CHECK), clear)
+        _count(m, c.epochs, r.next_epoch, clear, saturate=False)
+        _count(m, c.steps, r.next_step, clear, saturate=False)
 
     def _checks(self, m, r):
         """The checks of a start (all at once, in CHECK) and the shifts they accept."""
@@ -404,17 +442,17 @@ class Sequencer(wiring.Component):
         return check_bits, checks, {"lb": lb, "cs": cs_fo, "cs_z": cs_z, "k": k}
 
     def _watchdog(self, m, r):
-        """A down-counter loaded with the budget on every datapath transfer; fires when a
-        watched run (FO, ZO, EVAL) counts it out."""
+        """Counts a watched run's (FO, ZO, EVAL) cycles without a datapath transfer, from 0
+        (a synchronous reset, no multiplexer: a reload of the budget would take one per bit);
+        fires in the ``watchdog``-th such cycle in a row."""
         State, cfg = r.State, r.cfg
         watched = r.busy & (r.state != State.CHECK) & (r.state != State.ABORT) \
             & ((cfg.mode == Mode.FO) | (cfg.mode == Mode.ZO) | (cfg.mode == Mode.EVAL))
-        with m.If(~watched | self.progress):
-            m.d.sync += r.wd.eq(cfg.watchdog)
-        with m.Elif(r.wd != 1):
-            m.d.sync += r.wd.eq(r.wd - 1)
+        still = Signal.like(r.wd)
+        m.d.comb += still.eq(r.wd + 1)
+        m.d.sync += r.wd.eq(Mux(~watched | self.progress, 0, still))
         fire = Signal()          # the budget's last cycle without a transfer
-        m.d.comb += fire.eq(watched & (r.wd == 1) & ~self.progress)
+        m.d.comb += fire.eq(watched & (still == cfg.watchdog) & ~self.progress)
         return fire
 
     def _control(self, m, r, State, code, check_bits, checks, shifts):
@@ -435,7 +473,6 @@ class Sequencer(wiring.Component):
                 m.d.sync += [r.cs.eq(shifts["cs"]), r.cs_z.eq(shifts["cs_z"]),
                              r.k.eq(shifts["k"]), r.outstanding.eq(0), r.qi.eq(0),
                              r.res_n.eq(0), r.res_q.eq(0)]
-                m.d.sync += [getattr(self.counters, c).eq(0) for c in COUNTERS]
                 with m.Switch(cfg.mode):
                     if "fo" in self.modes:
                         with m.Case(Mode.FO):
@@ -476,12 +513,12 @@ class Sequencer(wiring.Component):
             m.d.sync += [r.nb.eq(Mux(left < batch, left, batch)), *r.enter("FO"),
                          *r.begin_phase()]
         with m.Case(State.FO_NEXT):
-            m.d.sync += _sat_inc(self.counters.steps)
+            m.d.comb += r.next_step.eq(1)
             nxt = r.base + batch
             with m.If(nxt >= records):
                 # the epochs counter is the loop counter (it cannot saturate: counter_widths)
-                m.d.sync += [*_sat_inc(self.counters.epochs),
-                             r.base.eq(0)]
+                m.d.comb += r.next_epoch.eq(1)
+                m.d.sync += r.base.eq(0)
                 m.d.sync += r.state.eq(Mux(self.counters.epochs + 1 == cfg.epochs, State.DRAIN,
                                            State.FO_BATCH))
             with m.Else():
@@ -501,10 +538,12 @@ class Sequencer(wiring.Component):
             with m.Else():
                 m.d.sync += [r.qi.eq(r.qi + 1), *r.enter("ZF")]
         with m.Case(State.ZU_WAIT):
-            # the query's sum is read at address qi (the MAC op's immediate, see _results)
+            # the query's sum is read (the MAC op's immediate, see _query_sums) once stored
             with m.If(r.res_q > r.qi):
                 m.d.sync += r.state.eq(State.ZU_READ)
         with m.Case(State.ZU_READ):
+            m.d.sync += r.state.eq(State.ZU_READ_HI)
+        with m.Case(State.ZU_READ_HI):
             m.d.sync += r.enter("ZU")
         with m.Case(State.ZU_NEXT):
             with m.If(r.qi + 1 == cfg.queries):
@@ -513,10 +552,12 @@ class Sequencer(wiring.Component):
                 m.d.sync += [r.qi.eq(r.qi + 1), r.state.eq(State.ZU_WAIT)]
         with m.Case(State.STEP_END):
             # the steps counter is the loop counter (it cannot saturate: counter_widths)
-            m.d.sync += [*_sat_inc(self.counters.steps), r.pstep.eq(r.zo_step)]
+            m.d.comb += r.next_step.eq(1)
+            m.d.sync += r.pstep.eq(r.zo_step)
             nxt = r.base + batch
             with m.If(nxt >= records):
-                m.d.sync += [r.base.eq(0), *_sat_inc(self.counters.epochs)]
+                m.d.comb += r.next_epoch.eq(1)
+                m.d.sync += r.base.eq(0)
             with m.Else():
                 m.d.sync += r.base.eq(nxt)
             m.d.sync += r.state.eq(Mux(self.counters.steps + 1 == cfg.steps, State.DRAIN,
@@ -611,15 +652,16 @@ class _RunState:
         # results in its out FIFO before issuing it, so few are ever in flight
         self.outstanding = Signal(range(64))
         self.issued_out = Signal()      # a MATVEC with results on `out` was accepted
+        self.next_epoch = Signal()      # strobes: count an epoch / a step
+        self.next_step = Signal()
         self.res_n = Signal(range(2 * MAX_BATCH + 1))
         self.res_q = Signal(range(MAX_QUERIES + 1))
-        self.wd = Signal(width["watchdog"])
+        self.wd = Signal(width["watchdog"])     # cycles without progress so far
         self.flush_count = Signal(range(seq.flush_cycles + 1))
         self.cs, self.cs_z, self.k = Signal(signed(8)), Signal(signed(8)), Signal(signed(7))
         self.dynamic = {Dynamic.FO_CSHIFT: self.cs[:6], Dynamic.ZO_CSHIFT: self.cs_z[:6],
                         Dynamic.ZSHIFT: self.k[:5], Dynamic.COEF_BASE: self.cb,
                         Dynamic.V_BASE: self.vb, Dynamic.GRADIENT: self.g}
-        self.g_rd = None
 
     def enter(self, program):
         """Statements that start ``program`` at its first word."""
