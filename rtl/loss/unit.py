@@ -85,7 +85,7 @@ class _Pipe:
         self.valid = [Signal(name=f"e_valid{i}") for i in (1, 2, 3)]
         self.cls = [Signal(range(C), name=f"e_class{i}") for i in (1, 2, 3)]
         self.t = Signal(unsigned(tw), name="e_t2")         # t of stage 2
-        self.texp = Signal(unsigned(tw), name="e_texp3")   # t + log2 S of stage 3
+        self.texp = Signal(unsigned(tw), name="e_texp2")   # t + log2 S (combinational)
         self.value = None                           # 2**-texp of stage 3 (combinational)
 
 
@@ -123,18 +123,18 @@ class SoftmaxCrossEntropy(wiring.Component):
     shift (``Q1.prob_frac``). The first pass sums ``S``; ``log2 S`` is the leading one of
     ``S`` (a few positions: ``2**prob_frac <= S <= classes * 2**prob_frac``) and the
     ``log2(1 + f)`` table, concatenated; the second pass emits ``dz`` (when asked) and takes
-    the loss ``t_label + log2 S`` as the label's class passes stage 3. ``t`` is a pipelined
+    the loss ``t_label + log2 S`` as the label's class passes stage 2. ``t`` is a pipelined
     shift-and-add tree in both passes, or (``serial``, the default) one adder taking a bit of
     the constant a cycle in the first pass, whose ``t`` replaces the logit in the ring for
     the second.
 
     Timing: ``classes`` cycles to receive (one per logit) and 1 more for the last compare,
-    ``classes + 4`` for the first pass (serial: ``classes * (1 + steps) + 2``, ``steps`` = 15
-    for the default formats), 2 for the logarithm, ``classes + 4`` for the second (without
-    back-pressure on ``dz``), 1 for the result: :meth:`latency` = ``3 * classes + 12``
-    cycles per vector (42 at 10 classes, below the 70 cycles of an R1 forward at 32 lanes);
-    serial ``3 * classes + 10 + steps * classes`` (190 at 10 classes, below the 280 of an
-    R1 forward at 8 lanes). Meanwhile ``logits.ready`` is low outside the receive phase.
+    ``classes + 5`` for the first pass (its sum takes registered values; serial: ``classes *
+    (1 + steps) + 3``, ``steps`` = 15 for the default formats), 2 for the logarithm,
+    ``classes + 4`` for the second (without back-pressure on ``dz``), 1 for the result:
+    :meth:`latency` = ``3 * classes + 13`` cycles per vector (43 at 10 classes, below the 70
+    cycles of an R1 forward at 32 lanes); serial ``3 * classes + 11 + steps * classes`` (191
+    at 10 classes, below the 280 of an R1 forward at 8 lanes). Meanwhile ``logits.ready`` is low outside the receive phase.
     ``dz`` and ``result`` hold under back-pressure; nothing is lost.
     """
 
@@ -154,7 +154,7 @@ class SoftmaxCrossEntropy(wiring.Component):
     def latency(params):
         """Cycles from a vector's first logit (sent back to back, ``dz`` and ``result``
         always ready) to its result's transfer."""
-        cycles = 3 * params.classes + 12
+        cycles = 3 * params.classes + 13
         if params.serial:   # a class every 1 + steps cycles in the first pass, no d/t stages
             cycles += _multiply_steps(params) * params.classes - 2
         return cycles
@@ -218,7 +218,10 @@ class SoftmaxCrossEntropy(wiring.Component):
         # dz = sat(value - [label] * 2**pf) for value <= 2**pf: the label's is negative but
         # at value 2**pf (0), any other saturates at value 2**pf (2**pf - 1).
         dz = Cat(value[:pf] | (value[pf] & ~is_label).replicate(pf), is_label & ~value[pf])
-        drained = ~Cat(*pipe.valid).any() & (pipe.issue == C)
+        # the first pass sums registered values: the table, its shift and rounding and the
+        # adder of S would otherwise be one path (the UP5K's and the ECP5's critical one)
+        summand, summing = Signal.like(value), Signal()
+        drained = ~Cat(*pipe.valid, summing).any() & (pipe.issue == C)
         log2_int = self._log2_start(m, s, log_rd)
 
         # -- the zeroth-order sum: +-loss, committed with the result ------------------------
@@ -245,8 +248,9 @@ class SoftmaxCrossEntropy(wiring.Component):
                 m.next = "EXP"
             with m.State("EXP"):
                 m.d.comb += [pipe.advance.eq(1), pipe.first.eq(1), moving.eq(pipe.issuing)]
-                with m.If(pipe.valid[2]):
-                    m.d.sync += s.eq(s + value)
+                m.d.sync += [summand.eq(value), summing.eq(pipe.valid[2])]
+                with m.If(summing):
+                    m.d.sync += s.eq(s + summand)
                 with m.If(drained):
                     m.next = "LOG"
             with m.State("LOG"):                    # the log2(1 + f) table reads
@@ -260,8 +264,8 @@ class SoftmaxCrossEntropy(wiring.Component):
                 with m.If(pipe.advance):
                     m.d.sync += [self.dz.valid.eq(pipe.valid[2] & want_dz),
                                  self.dz.payload.eq(dz)]
-                    with m.If(pipe.valid[2] & is_label):
-                        m.d.sync += loss.eq(pipe.texp)
+                    with m.If(pipe.valid[1] & (pipe.cls[1] == label)):
+                        m.d.sync += loss.eq(pipe.texp)      # the label's t + log2 S
                     with m.If(drained):
                         m.next = "RESULT"
             with m.State("RESULT"):
@@ -362,21 +366,22 @@ class SoftmaxCrossEntropy(wiring.Component):
                 m.d.sync += pipe.issue.eq(pipe.issue + 1)
 
     def _exponent_back(self, m, pipe, log2s, exp_rd):
-        """Stage 3: ``t + log2 S`` (kept for the loss) and the table address of it rounded
-        to ``exp_bits`` fraction bits (the memory reads it); then, combinationally,
+        """Stage 3: from stage 2's ``t + log2 S`` (the loss takes the label's), the table
+        address of it rounded to ``exp_bits`` fraction bits (the memory reads it); then,
+        combinationally,
         ``2**-(t + log2 S)`` = the table value shifted right by the integer part, rounded
         half up. Every register moves on ``advance``."""
         p = self.params
         tw, eb = exponent_width(p), p.exp_bits
         n = Signal(unsigned(tw - eb))
-        texp = Signal(unsigned(tw))
+        texp = pipe.texp
         m.d.comb += texp.eq(pipe.t + log2s)
         tr = Signal(unsigned(tw + 1 - (p.loss_frac - eb)))     # texp in Q.exp_bits
         m.d.comb += [tr.eq(_round_half_up(texp, p.loss_frac - eb)),
                      exp_rd.addr.eq(tr[:eb]), exp_rd.en.eq(pipe.advance)]
         with m.If(pipe.advance):
             m.d.sync += [pipe.valid[2].eq(pipe.valid[1]), pipe.cls[2].eq(pipe.cls[1]),
-                         pipe.texp.eq(texp), n.eq(tr[eb:])]
+                         n.eq(tr[eb:])]
         # round_half_up(T >> n) == ((2T >> n) + 1) >> 1, and 0 once n >= prob_frac + 2
         # (T <= 2**prob_frac), as the golden model's min(n, prob_frac + 2) gives.
         twice = Cat(0, exp_rd.data)

@@ -31,7 +31,7 @@ from .clt import CltShaper
 from .icdf import IcdfShaper
 from .numerics import (WORD, EXPANDER_KEY, EXPANDER_WARMUP, DOMAIN_STEP, DOMAIN_POOL,
                        ADAPT_GUARD_BITS, draw_bits, source_layout, signs_from_expander,
-                       fill_from_expander)
+                       fill_from_expander, draws_from_expander, draw_field)
 from .params import PerturbParams
 from .pool import ReusePool
 from .source import UniformSource
@@ -136,7 +136,7 @@ class PerturbationEngine(wiring.Component):
         self.measure_depth = 0 if p.reuse == "pool" else 1 + self.shaper_depth
         self.measure_walk = 1 if p.reuse == "pool" else p.draws
         chain = []
-        if p.reuse != "pool":
+        if p.reuse != "pool" and not draws_from_expander(p):
             chain.append(p.draws * self.draw_layout.state_bits)
         if self.sign_layout is not None:
             chain.append(self.sign_layout.state_bits)
@@ -207,12 +207,13 @@ class PerturbationEngine(wiring.Component):
         if p.adaptive:
             m.submodules.solver = solver = ScaleSolver(p, self._total_width())
             m.d.comb += self.clamped.eq(solver.clamped)
+        negate = None                   # signs that travel with the beat from its issue
         if p.reuse == "pool":
             lane_values, measure = self._pool_values(m, pool, pipe, solver)
         else:
-            lane_values, measure = self._draw_values(m, draws, pipe, solver)
+            lane_values, measure, negate = self._draw_values(m, draws, pipe, solver, expander)
 
-        self._lanes(m, lane_values, signs, pipe, expander)
+        self._lanes(m, lane_values, signs, negate, pipe, expander)
 
         # -- control ----------------------------------------------------------------------
         def key(domain, key_word):
@@ -321,7 +322,7 @@ class PerturbationEngine(wiring.Component):
         Returns ``(draws, signs, pool, load, seal)``."""
         p = self.params
         members, draws = [], []
-        if p.reuse != "pool":
+        if p.reuse != "pool" and not draws_from_expander(p):
             for g in range(p.draws):
                 source = UniformSource(self.draw_layout)
                 m.submodules[f"draw{g}"] = source
@@ -377,10 +378,13 @@ class PerturbationEngine(wiring.Component):
             m.d.sync += [valid.eq(0), done.eq(0)]
         return values, {"enable": 1, "valid": valid, "last": done, "energy": energy}
 
-    def _draw_values(self, m, draws, pipe, solver):
-        """Lane values (complemented codes) from the draw lanes: source, raw-bit register,
-        shaper and, with adaptive scaling, the two-stage corrector; and the measuring pass
-        (one squarer walking the draws of each beat)."""
+    def _draw_values(self, m, draws, pipe, solver, expander):
+        """Lane values (complemented codes) from the draw lanes: source (or the seed
+        expander's word, :func:`~.numerics.draws_from_expander`), raw-bit register, shaper
+        and, with adaptive scaling, the two-stage corrector; and the measuring pass (one
+        squarer walking the draws of each beat). Returns ``(lanes, measure, negate)``:
+        ``negate``, with draws from the expander, the beat's signs taken from the same word
+        at its issue and carried to the lane stage (else None)."""
         p = self.params
         hold = None
         if p.hold > 1:
@@ -389,15 +393,31 @@ class PerturbationEngine(wiring.Component):
                 m.d.sync += hold.eq(0)
             with m.Elif(pipe.issue):
                 m.d.sync += hold.eq(Mux(hold == p.hold - 1, 0, hold + 1))
+        negate = None
+        if not draws:                   # the expander steps once per issued beat
+            m.d.comb += expander.advance.eq(pipe.issue)
+            negate = expander.word[WORD - p.lanes:]
+            for i in range(self.value_depth):
+                delayed = Signal(p.lanes, name=f"negate{i + 1}")
+                with m.If(pipe.en):
+                    m.d.sync += delayed.eq(negate)
+                negate = delayed
         shaped, values = [], []
-        for g, source in enumerate(draws):
-            # Held draws advance on the last beat of their hold, so every beat of the hold
-            # samples the same state.
-            advance = pipe.issue if hold is None else pipe.issue & (hold == p.hold - 1)
-            m.d.comb += source.advance.eq(advance)
+        for g in range(p.draws):
             raw = Signal(self.draw_layout.bits, name=f"raw{g}")
-            with m.If(pipe.en):
-                m.d.sync += raw.eq(source.bits)
+            if draws:
+                # Held draws advance on the last beat of their hold, so every beat of the
+                # hold samples the same state.
+                source = draws[g]
+                advance = pipe.issue if hold is None else pipe.issue & (hold == p.hold - 1)
+                m.d.comb += source.advance.eq(advance)
+                with m.If(pipe.en):
+                    m.d.sync += raw.eq(source.bits)
+            else:
+                # the word of a hold's first beat (the expander moves on at every issue)
+                low, high = draw_field(p, g)
+                with m.If(pipe.en if hold is None else pipe.en & (hold == 0)):
+                    m.d.sync += raw.eq(expander.word[low:high])
             shaper = make_shaper(p)
             m.submodules[f"shaper{g}"] = shaper
             m.d.comb += [shaper.bits.eq(raw), shaper.en.eq(pipe.en)]
@@ -416,7 +436,7 @@ class PerturbationEngine(wiring.Component):
             values.append(complement)
         lanes = [values[l % p.draws] for l in range(p.lanes)]
         measure = self._walk(m, shaped, pipe) if p.adaptive else None
-        return lanes, measure
+        return lanes, measure, negate
 
     def _walk(self, m, shaped, pipe):
         """Measuring pass of the draw lanes: the pipeline advances once every ``draws``
@@ -459,10 +479,11 @@ class PerturbationEngine(wiring.Component):
         return {"enable": walk == n - 1, "valid": valid_b, "last": valid_b & done_b,
                 "energy": energy}
 
-    def _lanes(self, m, values, signs, pipe, expander):
-        """Lane stage: a fresh sign per weight (reuse modes: from ``signs``, or the top bits
-        of the seed expander's word, which then steps once per beat), zero padding of the
-        last beat, the output register.
+    def _lanes(self, m, values, signs, negate, pipe, expander):
+        """Lane stage: a fresh sign per weight (reuse modes: from ``signs``, from ``negate``
+        (carried with the beat, see :meth:`_draw_values`), or the top bits of the seed
+        expander's word, which then steps once per beat), zero padding of the last beat, the
+        output register.
 
         Values arrive complemented, ``w = ~v``, so flipping the sign costs one LUT per bit on
         a carry chain: ``z = (w + n) ^ ~n`` is ``w + 1 = -v`` for ``n = 1`` and ``~w = v`` for
@@ -473,7 +494,9 @@ class PerturbationEngine(wiring.Component):
         if not p.signed_reuse:
             lane_codes = [(~w).as_signed() for w in values]
         else:
-            if signs is None:
+            if negate is not None:
+                pass                            # carried from the issue with the draws
+            elif signs is None:
                 negate = expander.word[WORD - p.lanes:]
                 m.d.comb += expander.advance.eq(pipe.emitting & pipe.en & pipe.valid[vd])
             elif self.sign_layout.kind == "xoshiro128pp":

@@ -250,13 +250,14 @@ def shape(params, bits):
 def chain_layout(params):
     """Members of the per-step state chain, in chain order: ``[(name, bits)]``.
 
-    ``draws`` (one source per draw lane; not in pool mode), ``signs`` (a source of one bit per
+    ``draws`` (one source per draw lane; not in pool mode nor when
+    :func:`~fieldtune.rtl.perturb.numerics.draws_from_expander`), ``signs`` (a source of one bit per
     lane; reuse modes with more lanes than the expander's word has bits, see
     :func:`~fieldtune.rtl.perturb.numerics.signs_from_expander`), ``offsets`` (pool mode:
     the row offset R and the row stride s, ``log2(pool_rows)`` bits each).
     """
     members = []
-    if params.reuse != "pool":
+    if params.reuse != "pool" and not nx.draws_from_expander(params):
         lay = nx.source_layout(params.source, nx.draw_bits(params))
         members.append(("draws", params.draws * lay.state_bits))
     if params.signed_reuse and not nx.signs_from_expander(params):
@@ -350,12 +351,10 @@ def vectors(params, seed, steps, *, pool_cache=None):
         rows = (base[:, None] + np.arange(beats)[None, :] * stride[:, None]) % params.pool_rows
         values[:] = pool_values[rows]
     else:
-        lay = nx.source_layout(params.source, nx.draw_bits(params))
-        draws = Source(lay, params.draws, chain["draws"])
         lane_draw = np.arange(lanes) % params.draws
-        for b in range(beats):
+        for b, bits in enumerate(_draws(params, seed, steps, chain)):
             if b % params.hold == 0:
-                drawn = shape(params, draws.step())
+                drawn = shape(params, bits)
             values[:, b, :] = drawn[:, lane_draw]
 
     valid = np.ones((beats, lanes), dtype=bool)
@@ -376,6 +375,32 @@ def vectors(params, seed, steps, *, pool_cache=None):
                              params.width)
     values[:, ~valid] = 0
     return result
+
+
+def _draws(params, seed, steps, chain):
+    """The raw bits of each beat's draws, ``(batch, draws, draw_bits)`` arrays in beat order
+    (a hold's later beats reuse its first beat's): from the seed expander's words after the
+    chain (:func:`~fieldtune.rtl.perturb.numerics.draw_field`) or from draw sources loaded
+    through the chain."""
+    if nx.draws_from_expander(params):
+        count = -(-sum(bits for _, bits in chain_layout(params)) // nx.WORD)
+        words = expander_words(np.full(len(steps), seed), steps, nx.DOMAIN_STEP,
+                               count + params.beats)
+        n = nx.draw_bits(params)
+        mask = _U32((1 << n) - 1)
+        for b in range(params.beats):
+            if b % params.hold:
+                yield None
+                continue
+            word = words[:, count + b]
+            fields = [(word >> _U32(nx.draw_field(params, g)[0])) & mask
+                      for g in range(params.draws)]
+            yield np.stack([_unpack(f.astype(np.uint64), n) for f in fields], axis=1)
+    else:
+        lay = nx.source_layout(params.source, nx.draw_bits(params))
+        draws = Source(lay, params.draws, chain["draws"])
+        for b in range(params.beats):
+            yield draws.step() if b % params.hold == 0 else None
 
 
 def _signs(params, seed, steps, chain):
