@@ -304,14 +304,18 @@ def test_r1_first_order_utilization():
     assert cycles <= ideal_fo_cycles(mac, 2) + 2 * pipeline_stages(mac) + 40
 
 
-@pytest.mark.parametrize("serial", [False, True])
-def test_r1_zeroth_order_step_cycles(serial):
+def test_r1_zeroth_order_step_cycles():
     # perturbations on the fly: a step is 2 * batch + 1 passes over the weights, plus the loss
-    # unit's latency on the last vector (measured at batch 2, L = 8: 16 cycles more than that
-    # with either loss unit; 0.96 of the words with the parallel one, 0.87 with the serial one)
-    mac, loss = MacParams(lanes=8, max_batch=2), LossParams(serial=serial)
-    assert zo_step_cycles(mac, loss, 2) <= (batch_words(mac, 2)
-                                            + SoftmaxCrossEntropy.latency(loss) + 20)
+    # unit's latency on the last vector (measured: 0.95 of the words at batch 2, L = 8, with
+    # the pipelined loss unit)
+    mac, loss = MacParams(lanes=8, max_batch=2), LossParams(serial=False)
+    cycles = zo_step_cycles(mac, loss, 2)
+    assert batch_words(mac, 2) / cycles >= 0.93
+    # the serial loss unit (the default: the UP5K's) costs its longer latency once per step,
+    # nothing more (0.87 of the words at batch 2; about 1.5 % more at R1's batch of 16)
+    serial = LossParams()
+    assert zo_step_cycles(mac, serial, 2) == cycles + (SoftmaxCrossEntropy.latency(serial)
+                                                       - SoftmaxCrossEntropy.latency(loss))
 
 
 @pytest.mark.slow
