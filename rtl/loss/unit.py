@@ -134,7 +134,8 @@ class SoftmaxCrossEntropy(wiring.Component):
     ``classes + 4`` for the second (without back-pressure on ``dz``), 1 for the result:
     :meth:`latency` = ``3 * classes + 13`` cycles per vector (43 at 10 classes, below the 70
     cycles of an R1 forward at 32 lanes); serial ``3 * classes + 11 + steps * classes`` (191
-    at 10 classes, below the 280 of an R1 forward at 8 lanes). Meanwhile ``logits.ready`` is low outside the receive phase.
+    at 10 classes, below the 280 of an R1 forward at 8 lanes). Meanwhile ``logits.ready`` is
+    low outside the receive phase.
     ``dz`` and ``result`` hold under back-pressure; nothing is lost.
     """
 

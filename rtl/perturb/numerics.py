@@ -20,7 +20,8 @@ __all__ = [
     "XOROSHIRO64_ABC", "DOMAIN_STEP",
     "DOMAIN_POOL", "XOSHIRO_STATE", "XOSHIRO_OUT", "LFSR_DEGREE", "LFSR_TAP", "LFSR_LEAP_MAX",
     "ICDF_UNIFORM_BITS", "ICDF_SEGMENT_BITS", "ICDF_INTERP_BITS", "ICDF_GUARD_BITS",
-    "ADAPT_GUARD_BITS", "signs_from_expander", "fill_from_expander", "draws_from_expander", "draw_field",
+    "ADAPT_GUARD_BITS", "signs_from_expander", "fill_from_expander", "draws_from_expander",
+    "draw_field",
     "round_half_away", "saturation_limit", "value_width", "summand_bits",
     "summands", "draw_bits", "SourceLayout", "source_layout", "icdf_table", "AdaptiveConstants",
 ]
