@@ -187,3 +187,27 @@ def test_recommend_takes_the_most_points_per_second_among_runs_meeting_the_targe
     assert best["points_per_s"] == pytest.approx(11.0 / 0.096)
     assert recommend(rows[2:], "unf4") is None                     # no plain run
     assert recommend(rows[:2], "unf4") is None                     # nothing qualifies
+
+
+def test_zeroth_order_rows(tmp_path):
+    path = tmp_path / "accuracy.json"
+    assert main(["bench", "accuracy", "--starts", "2", "--drifts", str(DRIFT), "--epochs", "1",
+                 "--codebooks", "unf4", "--runs", "plain", "--baselines", "float",
+                 "--zo-seeds", "1", "--json", str(path)]) == 0
+    doc = json.loads(path.read_text())
+    (run,) = doc["zo_runs"]
+    rows = {r["method"]: r for r in doc["rows"]}
+    assert (run["drift_deg"], run["seed"]) == (DRIFT, 1)
+    assert rows["zo"]["mean_pct"] == pytest.approx(run["zo_pct"])
+    assert rows["float MeZO"]["mean_pct"] == pytest.approx(run["mezo_pct"])
+    assert rows["zo"]["gap_mezo"] == pytest.approx(run["zo_pct"] - run["mezo_pct"])
+    assert "gap_lora" not in rows["zo"]                    # no LoRA-All measured
+    config = DesignConfig()
+    t = config.train
+    cycles = estimate_cycles(DesignConfig.preset("up5k"), "zo", 256, steps=t.steps,
+                             batch=t.batch, queries=t.queries)
+    assert rows["zo"]["icebreaker_s"] == pytest.approx(cycles / 30e6)
+    # the device's figure is the SoC's golden session at seed 1
+    golden = soc_session.run_finetune(config.replace(train={"seed": 1}), r1_features(DRIFT),
+                                      mode="zo", engine="golden")
+    assert run["zo_pct"] == pytest.approx(100 * golden.accuracy)
