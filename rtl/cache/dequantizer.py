@@ -24,15 +24,16 @@ from .component import CacheComponent
 from .codebooks import LEVELS, LEVEL_FRAC, level_width
 from .layout import CacheLayout, MANT_BITS, EXP_BITS, UNIT_BITS
 from .arith import shift_add_mul
+from ..mac.layout import Layout
 
 
 __all__ = ["Dequantizer", "packed_beat_layout", "feature_beat_layout", "LATENCY", "latency"]
 
 
 #: Pipeline registers from a packed beat entering ``i`` to its features leaving ``o``: the beat
-#: register (with the scale select), level lookup, multiplier, exponent shift with rounding,
-#: saturation into the output register.
-LATENCY = 5
+#: register (with the scale select), level lookup with the multiplier, exponent shift with
+#: rounding, saturation into the output register.
+LATENCY = 4
 
 
 def latency(params):
@@ -119,15 +120,28 @@ class Dequantizer(CacheComponent):
             "o": Out(stream.Signature(feature_beat_layout(p))),
         })
 
+    @property
+    def _side_early(self):
+        """The side fields (beat, index, error, z0, label) are set from the beat register
+        when a beat's last group leaves it, not carried down the pipeline: possible when a
+        beat takes at least ``LATENCY - 1`` cycles, since by then the previous beat has
+        reached the output register and been taken (everything advances only with the
+        output free or taken), and ``o.valid`` stays low until the beat's own last group
+        arrives."""
+        return self.params.beat_cycles >= LATENCY - 1
+
     def elaborate(self, platform):
         m = Module()
         advance = Signal()
         m.d.comb += advance.eq(~self.o.valid | self.o.ready)
         s1_valid, s1 = self._beat_register(m, advance)
-        s2_valid, s2 = self._levels(m, advance, s1_valid, s1)
-        s3_valid, s3 = self._products(m, advance, s2_valid, s2)
-        s4_valid, s4 = self._rounding(m, advance, s3_valid, s3)
-        self._output(m, advance, s4_valid, s4)
+        s2_valid, s2 = self._products(m, advance, s1_valid, self._levels(m, s1))
+        s3_valid, s3 = self._rounding(m, advance, s2_valid, s2)
+        self._output(m, advance, s3_valid, s3)
+        if self._side_early:
+            self._side_fields(m, advance & s1_valid & s1["last_group"], s1)
+        else:
+            self._side_fields(m, advance & s3_valid & s3["last_group"], s3)
         return m
 
     def _beat_register(self, m, advance):
@@ -170,9 +184,9 @@ class Dequantizer(CacheComponent):
         """The beat lane of datapath lane ``u`` in lane group ``group`` (an int)."""
         return group * self.params.dq_lanes + u
 
-    def _levels(self, m, advance, s1_valid, s1):
-        """Stage 2: the level of each datapath lane's code (zero for padding lanes and error
-        beats) and its slot's scale."""
+    def _levels(self, m, s1):
+        """The level of each datapath lane's code (zero for padding lanes and error beats)
+        and its slot's scale, from the beat register (combinational, into stage 2)."""
         p, lay = self.params, self.layout
         L, P, n, cb = p.lanes, p.dq_lanes, p.beat_cycles, lay.code_bits
         last_beat = lay.beats - 1
@@ -197,17 +211,18 @@ class Dequantizer(CacheComponent):
             if p.scaled:
                 slots = Array(s1["scales"][min(l, L - 1) // lay.group] for l in lanes)
                 m.d.comb += scales[u].eq(slots[s1["group"]] if n > 1 else slots[0])
-        return _stage(m, advance, s1_valid, {
-            "levels": levels, "scales": scales, **self._side(s1)}, "s2")
+        return {"levels": levels, "scales": scales, **self._side(s1)}
 
-    @staticmethod
-    def _side(regs):
+    def _side(self, regs):
         """What travels beside the lanes to the output register."""
-        return {k: regs[k] for k in ("meta", "beat", "index", "error", "group", "last_group")}
+        keys = ("group", "last_group")
+        if not self._side_early:
+            keys += ("meta", "beat", "index", "error")
+        return {k: regs[k] for k in keys}
 
-    def _products(self, m, advance, s2_valid, s2):
-        """Stage 3: level * mantissa, and the amount of the exponent shift: a right shift by
-        ``pre - shift - E``, one register per lane."""
+    def _products(self, m, advance, s1_valid, s2):
+        """Stage 2: level * mantissa, and the amount of the exponent shift: a right shift by
+        ``pre - shift - E``, one register per lane (``s2``: :meth:`_levels`)."""
         p = self.params
         P = p.dq_lanes
         lw = len(s2["levels"][0])
@@ -221,8 +236,8 @@ class Dequantizer(CacheComponent):
                              rights[u].eq(pre - shift - slot.exp)]
             else:
                 m.d.comb += [products[u].eq(s2["levels"][u]), rights[u].eq(pre - shift)]
-        return _stage(m, advance, s2_valid, {"products": products, "rights": rights,
-                                             **self._side(s2)}, "s3")
+        return _stage(m, advance, s1_valid, {"products": products, "rights": rights,
+                                             **self._side(s2)}, "s2")
 
     def _shifts(self):
         """``(shift, pre)``: the output's left shift of a product before the block exponent,
@@ -236,52 +251,61 @@ class Dequantizer(CacheComponent):
             emax = 0
         return shift, max(0, shift + emax)
 
-    def _rounding(self, m, advance, s3_valid, s3):
-        """Stage 4: shift by the block exponent keeping one bit below the output LSB, then
+    def _rounding(self, m, advance, s2_valid, s2):
+        """Stage 3: shift by the block exponent keeping one bit below the output LSB, then
         round half up (add half an output LSB, drop it)."""
         P = self.params.dq_lanes
         _, pre = self._shifts()
-        rounded = Signal(data.ArrayLayout(signed(len(s3["products"][0]) + pre + 2), P))
+        rounded = Signal(data.ArrayLayout(signed(len(s2["products"][0]) + pre + 2), P))
         for u in range(P):
-            twice = (s3["products"][u] << (pre + 1)) >> s3["rights"][u]
+            twice = (s2["products"][u] << (pre + 1)) >> s2["rights"][u]
             m.d.comb += rounded[u].eq((twice + 1) >> 1)
-        return _stage(m, advance, s3_valid, {"rounded": rounded, **self._side(s3)}, "s4")
+        return _stage(m, advance, s2_valid, {"rounded": rounded, **self._side(s2)}, "s3")
 
-    def _output(self, m, advance, s4_valid, s4):
-        """Stage 5, the output register: saturate each lane group into its lanes; with the
-        beat's last group, the beat becomes valid and z0 and the label are assembled."""
-        p, lay = self.params, self.layout
+    def _output(self, m, advance, s3_valid, s3):
+        """Stage 4, the output register: saturate each lane group into its lanes; with the
+        beat's last group, the beat becomes valid."""
+        p = self.params
         L, P, n = p.lanes, p.dq_lanes, p.beat_cycles
-        last_beat = lay.beats - 1
         lo, hi = -(1 << (p.out_width - 1)), (1 << (p.out_width - 1)) - 1
         out = self.o.payload
         with m.If(advance):
-            m.d.sync += self.o.valid.eq(s4_valid & s4["last_group"])
+            m.d.sync += self.o.valid.eq(s3_valid & s3["last_group"])
         saturated = []
         for u in range(P):
-            y = s4["rounded"][u]
+            y = s3["rounded"][u]
             top = y[p.out_width - 1:]          # fits iff these bits are all equal
             fits = (top == 0) | (top == (1 << len(top)) - 1)
             saturated.append(Mux(fits, y, Mux(y[-1], lo, hi)))
-        with m.If(advance & s4_valid):
+        with m.If(advance & s3_valid):
             for j in range(n):
-                with m.If((s4["group"] == j) if n > 1 else 1):
+                with m.If((s3["group"] == j) if n > 1 else 1):
                     m.d.sync += [out.data[self._lane(j, u)].eq(saturated[u])
                                  for u in range(P) if self._lane(j, u) < L]
-        with m.If(advance & s4_valid & s4["last_group"]):
+
+    def _side_fields(self, m, when, regs):
+        """The beat's position, index and error mark, and z0 and the label assembled over
+        the sample's beats, from stage ``regs`` on ``when`` (:attr:`_side_early`)."""
+        p, lay = self.params, self.layout
+        last_beat = lay.beats - 1
+        out = self.o.payload
+        with m.If(when):
             m.d.sync += [
-                out.beat.eq(s4["beat"]), out.first.eq(s4["beat"] == 0),
-                out.last.eq(s4["beat"] == last_beat), out.index.eq(s4["index"]),
-                out.error.eq(s4["error"]),
+                out.beat.eq(regs["beat"]), out.first.eq(regs["beat"] == 0),
+                out.last.eq(regs["beat"] == last_beat), out.index.eq(regs["index"]),
+                out.error.eq(regs["error"]),
             ]
             # Side units: each is loaded on the one beat whose meta word holds it.
             for k, (w, unit) in enumerate(lay.side_pos):
-                value = Mux(s4["error"], 0, s4["meta"][unit * UNIT_BITS:(unit + 1) * UNIT_BITS])
+                value = Mux(regs["error"], 0,
+                            regs["meta"][unit * UNIT_BITS:(unit + 1) * UNIT_BITS])
                 target = out.z0[k] if k < p.classes else out.label
-                with m.If(s4["beat"] == lay.words[w].beat):
+                with m.If(regs["beat"] == lay.words[w].beat):
                     m.d.sync += target.eq(value)
 
 
 def from_config(config):
-    """``fieldtune generate dequantizer``: the dequantizer of ``config.cache``."""
-    return Dequantizer(config.cache)
+    """``fieldtune generate dequantizer`` (and ``bench hierarchy --block dequantizer``): the
+    dequantizer of ``config.cache`` as the SoC builds it, as narrow as the MAC array's beat
+    rate allows (:meth:`~.params.CacheParams.for_consumer` with its rows per beat)."""
+    return Dequantizer(config.cache.for_consumer(Layout(config.mac).regions[0].rows))

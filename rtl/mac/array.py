@@ -14,8 +14,8 @@ from amaranth.lib.fifo import SyncFIFOBuffered
 
 from .params import MacParams
 from .layout import Layout
-from .coef import dz_shift_layout, dz_shift, dz_scale_pipeline
-from .ops import Op, Region, Operand, Perturb, Dest, CoefSource, MAC_OP, IMM_WIDTH
+from .coef import Pow2Scaler, SHIFT_WIDTH
+from .ops import Op, Region, Operand, Perturb, Dest, CoefSource, MAC_OP
 
 
 __all__ = ["AdapterMACArray", "feature_beat_layout", "update_shift", "pipeline_stages"]
@@ -39,7 +39,7 @@ def _tree_levels(lanes):
 
 def pipeline_stages(mac: MacParams):
     """Cycles from issuing a MATVEC word to its result leaving the narrowing stage."""
-    return 4 + int(mac.read_register) + _tree_levels(mac.lanes) + 2
+    return 3 + int(mac.read_register) + _tree_levels(mac.lanes) + 2
 
 
 def _lanes(name, shape, n):
@@ -71,6 +71,14 @@ def _sat(m, value, width, flag=None, enable=1):
     return out
 
 
+def _above(value, select, limit0, limit1):
+    """``value > (limit1 if select else limit0)`` with constant limits (a comparison, not
+    the sum ``value + n > depth`` it replaces); a negative limit is always exceeded."""
+    def above(limit):
+        return Const(1) if limit < 0 else value > limit
+    return Mux(select, above(limit1), above(limit0)) if limit0 != limit1 else above(limit0)
+
+
 class _Build(SimpleNamespace):
     """What the sections of :meth:`AdapterMACArray.elaborate` share while one array is
     elaborated: the module, derived sizes and the signals that cross sections."""
@@ -86,9 +94,9 @@ class AdapterMACArray(wiring.Component):
     Attributes
     ----------
     cmd : In(stream.Signature(MAC_OP))
-        Micro-ops, taken into a one-deep queue (``ready`` is a register) and checked there;
-        an op starts one cycle after the previous one's last word. Invalid ops raise
-        ``error`` and are dropped without touching a stream.
+        Micro-ops, checked and taken into a one-deep queue (``ready`` is a register: the
+        queue is free); an op starts one cycle after the previous one's last word. Invalid
+        ops raise ``error`` and are dropped without touching a stream.
     x : In(stream.Signature(feature_beat_layout))
         Features (or the low-rank ``u``), ``lanes`` per beat, signed ``Q(fw-ff).ff``; a beat is
         held for the ``rows`` words of its beat and taken with the last of them (``ready`` is
@@ -108,8 +116,10 @@ class AdapterMACArray(wiring.Component):
         of ``2 * max(classes, rank * taps)`` entries; a MATVEC starts only when its results
         fit, so back-pressure here stalls issue, never loses a result.
     wdump : Out(stream.Signature(signed(weight_width)))
-        Weights for DUMP, one per transfer, in weight order (readback is a host's serial
-        affair; a word takes ``lanes`` transfers plus 2 cycles).
+        Weights for DUMP, one per transfer, in weight order. Readback is a host's serial
+        affair, so DUMP spends no logic of its own: each weight goes through the multipliers
+        (times 1, the other lanes times 0) and the adder tree, and the next one issues when it
+        is taken: :func:`pipeline_stages` cycles a weight.
     idle : Out(1)
         No op active, nothing in flight (results may wait in ``out``).
     saturated, error, framing : Out(1)
@@ -120,9 +130,11 @@ class AdapterMACArray(wiring.Component):
 
     Timing: one weight word per cycle when the streams keep up. MATVEC results appear
     :func:`pipeline_stages` cycles after their last word. UPDATE reads its word again at
-    stage 4 and writes it at stage 5; INIT and LOAD write at stage 2; other ops wait up to
-    4 cycles after an UPDATE (the read port), and ops on regions of at most 5 words wait
-    for an empty pipeline (so no word is read before an earlier op has written it).
+    stage 3, adds its rounded product in the lane's one adder (the perturbation's, idle
+    then) at stage 4 and writes it in the same cycle; INIT and LOAD write at stage 1; other
+    ops wait up to 3 cycles after an UPDATE (the read port), and ops on regions of at most
+    4 words wait for an empty pipeline (so no word is read before an earlier op has written
+    it). (Stages counted without the optional read register, which adds one to each.)
     """
 
     def __init__(self, params: MacParams):
@@ -157,13 +169,13 @@ class AdapterMACArray(wiring.Component):
         self._issue(b)
         self._promotion(b)
         self._take_ops(b)
-        self._immediate(b)
-        self._coef_write(b)
+        self._scaling(b)
         self._operands(b)
         self._perturb_stage(b)
         self._multipliers(b)
         self._update_path(b)
         self._matvec_path(b)
+        self._dump(b)
         self._colacc(b)
         self._flags(b)
         return b.m
@@ -188,6 +200,8 @@ class AdapterMACArray(wiring.Component):
         max_out = max(r.outputs for r in lay.regions)
         max_k = max(r.beats for r in lay.regions)
         kmax = wf - zf
+        # the stage-WS adder's term: a shifted perturbation or an update's halved product
+        b.term_w = max(zw + kmax + 1, aw + bw - S)
         addr_w = max(lay.words - 1, 1).bit_length()
         cdepth = lay.coef_depth
         caddr_w = max(cdepth, 2).bit_length()
@@ -201,11 +215,21 @@ class AdapterMACArray(wiring.Component):
         L, cdepth, cw, fw, lay, m, max_out = b.L, b.cdepth, b.cw, b.fw, b.lay, b.m, b.max_out
         ww = b.ww
         # -- memories --------------------------------------------------------------------
-        # a flat word (not an ArrayLayout: see _lanes)
-        m.submodules.weights = wmem = Memory(shape=unsigned(ww * L), depth=lay.words, init=[])
+        # Both are named ``*_norw`` (boards.implement maps them to block RAM with no collision
+        # logic): no read whose data is used shares a cycle with a write to its address.
+        # Weights: a word is written at stage WS (INIT, LOAD) or WRITE_STAGE (UPDATE) and
+        # read at issue (and by UPDATE again at LATE_READ, before its own write); ops walk
+        # their region in order, regions of at most WRITE_STAGE words drain the pipeline
+        # first, and other ops wait while an UPDATE holds the read port, so a word is read
+        # again only cycles after its write. Coefficients: ``dz`` are written at ``coef_wp``
+        # and read only below it (an op's ``coef_need`` check), ``v`` is written by COLACC's
+        # serial narrowing while nothing issues (``serial_busy`` keeps the pipeline busy).
+        # A flat word (not an ArrayLayout: see _lanes).
+        m.submodules.weights_norw = wmem = Memory(shape=unsigned(ww * L), depth=lay.words,
+                                                  init=[])
         w_rd = wmem.read_port()
         w_wr = wmem.write_port()
-        m.submodules.coefs = cmem = Memory(shape=signed(cw), depth=cdepth, init=[])
+        m.submodules.coefs_norw = cmem = Memory(shape=signed(cw), depth=cdepth, init=[])
         c_rd = cmem.read_port()
         c_wr = cmem.write_port()
         m.submodules.out_fifo = fifo = SyncFIFOBuffered(width=fw, depth=2 * max_out)
@@ -228,27 +252,32 @@ class AdapterMACArray(wiring.Component):
         L, T, addr_w, m, max_k, max_out = b.L, b.T, b.addr_w, b.m, b.max_k, b.max_out
         max_rows, p = b.max_rows, b.p
         # -- token control, carried down the pipeline --------------------------------------
-        # stage 1: memories answer; 2: perturbation/coefficient scaling; 3: multiplier inputs;
-        # 4: products; 5: rounded update (written at its end); 4+T: adder-tree sum.
+        # stage 1: memories answer, the perturbation is added and saturated (INIT and LOAD
+        # write); 2: multiplier inputs; 3: products; 4: an update's rounded product in the
+        # stage-1 adder, written; 3+T: adder-tree sum.
         KIND = data.StructLayout({
             "op": Op, "word": unsigned(addr_w), "row": range(max(max_rows, 2)),
             "outidx": range(max(max_out, 2)), "first": 1, "last": 1, "dest": Dest,
             "mask": unsigned(L), "kb": range(max(max_k, 2)),
         })
-        # stage where a word's weights are available (1 + the optional read register); the
-        # pipeline behind it: +1 perturbation/shift, +2 operands, +3 products, +4 update
-        # written (WRITE_STAGE), +3+T adder-tree sum
+        # stage where a word's weights are available (1 + the optional read register), added
+        # to the perturbation and saturated (INIT and LOAD write there); the pipeline behind
+        # it: +1 multiplier operands, +2 products, +3 an update's word (read again) and its
+        # rounded product meet in the stage-WS adder and the sum is written (UPDATE_ADD =
+        # WRITE_STAGE), +2+T adder-tree sum
         R = int(p.read_register)
         WS = 1 + R
-        WRITE_STAGE = WS + 4
-        LATE_READ = WRITE_STAGE - 1 - R
-        ACC_STAGE = WS + 3 + T
+        UPDATE_ADD = WS + 3
+        WRITE_STAGE = UPDATE_ADD
+        LATE_READ = UPDATE_ADD - 1 - R
+        ACC_STAGE = WS + 2 + T
         n_ctl = max(WRITE_STAGE, ACC_STAGE) + 1
         valid = [Signal(name=f"s{i}_valid") for i in range(n_ctl)]
         ctl = [Signal(KIND, name=f"s{i}_ctl", reset_less=True) for i in range(n_ctl)]
         for i in range(2, n_ctl):
             m.d.sync += [valid[i].eq(valid[i - 1]), ctl[i].eq(ctl[i - 1])]
         b.ACC_STAGE, b.LATE_READ, b.R, b.WRITE_STAGE = ACC_STAGE, LATE_READ, R, WRITE_STAGE
+        b.UPDATE_ADD = UPDATE_ADD
         b.WS, b.ctl, b.valid = WS, ctl, valid
 
     def _op_queue(self, b):
@@ -265,8 +294,7 @@ class AdapterMACArray(wiring.Component):
             "outputs": range(max_out + 1), "is_b": 1, "uses_x": 1, "uses_z": 1,
             "reads_coef": 1, "coef_need": range(cdepth + max_out + 1),
             "drain_first": 1,           # wait for an empty pipeline before the first word
-            "cshift": signed(6),        # BATCH: scale of the dz written; COLACC: of v
-            "rsh": range(33),           # immediate: right shift rounded half up (or left)
+            "cshift": signed(SHIFT_WIDTH),  # BATCH: scale of the dz written; COLACC: of v
             "imm": signed(cw),          # the immediate coefficient, already scaled
             "base": range(lay.words + 1),
         })
@@ -313,7 +341,8 @@ class AdapterMACArray(wiring.Component):
         m.d.comb += empty.eq(~Cat(*valid[1:]).any() & ~serial_busy)
 
         # op-level start conditions, checked before the first word. Words are read at issue
-        # (updates: at stage 4) and written at stage 2 (INIT, LOAD) or WRITE_STAGE (UPDATE);
+        # (updates: again at stage 4) and written at stage 2 (INIT, LOAD) or WRITE_STAGE
+        # (UPDATE);
         # ops walk their region in order, so a word written by one op is read by the next at
         # least (region words) cycles later, and only regions of at most WRITE_STAGE words
         # need the pipeline drained in between.
@@ -391,8 +420,17 @@ class AdapterMACArray(wiring.Component):
             ctl[1].mask.eq(Mux(is_b & (k == beats - 1), last_mask, (1 << L) - 1)),
         ]
 
+        # DUMP issues each word once per lane (``dlane``), one weight through the multipliers
+        # and the adder tree at a time (_dump)
+        dlane = Signal(range(L))
+        step = Signal()                 # the walk moves on to the next word
+        m.d.comb += step.eq(go & ((kind != Op.DUMP) | (dlane == L - 1)))
+        with m.If(go & (kind == Op.DUMP)):
+            m.d.sync += [dump_busy.eq(1), dlane.eq(Mux(dlane == L - 1, 0, dlane + 1))]
         with m.If(go):
-            m.d.sync += [started.eq(1), word.eq(word + 1), r.eq(r + 1), caddr.eq(caddr + 1)]
+            m.d.sync += started.eq(1)
+        with m.If(step):
+            m.d.sync += [word.eq(word + 1), r.eq(r + 1), caddr.eq(caddr + 1)]
             with m.If(~started & (kind == Op.MATVEC) & (cur.dest == Dest.OUT)):
                 m.d.sync += credits.eq(credits - outputs + (self.out.valid & self.out.ready))
             m.d.sync += last_row.eq(Mux(last_row, rows == 1, r == rows - 2))
@@ -406,18 +444,17 @@ class AdapterMACArray(wiring.Component):
                                  first_kg.eq(1), last_kg.eq(glen_next == 1)]
             with m.If(last_token):
                 m.d.sync += [active.eq(0), need_drain.eq(kind == Op.COLACC)]
-            with m.If(kind == Op.DUMP):
-                m.d.sync += dump_busy.eq(1)
         with m.If(~(go & ~started & (kind == Op.MATVEC) & (cur.dest == Dest.OUT))
                   & self.out.valid & self.out.ready):
             m.d.sync += credits.eq(credits + 1)
         with m.If(~active & empty):
             m.d.sync += need_drain.eq(0)
+        b.dlane = dlane
 
     def _promotion(self, b):
         """The queued op becomes current when the previous one issues its last word
         (BATCH acts here, in order)."""
-        active, caddr, crow, curx, cw = b.active, b.caddr, b.crow, b.curx, b.cw
+        active, caddr, crow, curx = b.active, b.caddr, b.crow, b.curx
         first_kg, gbase, gi, k, kg, last_k = b.first_kg, b.gbase, b.gi, b.k, b.kg, b.last_k
         last_kg, last_row, lowrank, m, nxt = b.last_kg, b.last_row, b.lowrank, b.m, b.nxt
         nxt_valid, nxt_wait, r, ra, rb = b.nxt_valid, b.nxt_wait, b.r, b.ra, b.rb
@@ -425,15 +462,14 @@ class AdapterMACArray(wiring.Component):
         # promotion: the queued op becomes current (BATCH acts here, in order)
         promote = Signal()
         batch_now = Signal()
-        # the last BATCH's cshift (dz are stored scaled), decoded
-        dz_sh = Signal(dz_shift_layout(cw))
-        m.d.comb += promote.eq(nxt_valid & (nxt_wait == 0) & ~active)
+        # the last BATCH's cshift (dz are stored scaled)
+        dz_cshift = Signal(signed(SHIFT_WIDTH))
+        m.d.comb += promote.eq(nxt_valid & ~nxt_wait & ~active)
         with m.If(promote):
             m.d.sync += nxt_valid.eq(0)
             with m.If(nxt.op.op == Op.BATCH):
                 m.d.comb += batch_now.eq(1)
-                cs = nxt.cshift
-                m.d.sync += dz_shift(dz_sh, cs, cw)
+                m.d.sync += dz_cshift.eq(nxt.cshift)
             with m.Else():
                 first_glen = (Mux(nxt.is_b, rb.beats, ra.groups[0][1]) if lowrank
                               else ra.groups[0][1])
@@ -442,21 +478,24 @@ class AdapterMACArray(wiring.Component):
                              caddr.eq(nxt.op.coef_base), crow.eq(nxt.op.coef_base),
                              last_row.eq(nxt.rows == 1), last_k.eq(nxt.beats == 1),
                              first_kg.eq(1), last_kg.eq(first_glen == 1)]
-        b.batch_now, b.dz_sh, b.promote = batch_now, dz_sh, promote
+        b.batch_now, b.dz_cshift, b.promote = batch_now, dz_cshift, promote
 
     def _take_ops(self, b):
-        """Ops registered with their validity checks, then moved to the queue with the
-        fields derived from them."""
+        """Ops taken straight into the queue (when it is free) with their validity checks
+        and the fields derived from them; an invalid op is dropped and raises ``error``."""
         WRITE_STAGE, cdepth, cw, err_events = b.WRITE_STAGE, b.cdepth, b.cw, b.err_events
         inner, kmax, lay, lowrank, m, nxt = b.inner, b.kmax, b.lay, b.lowrank, b.m, b.nxt
         nxt_valid, ra, rb = b.nxt_valid, b.ra, b.rb
-        # -- taking ops: registered with their validity checks (one bit each), then moved to
-        # the queue with the fields derived from them ------------------------------------
+        # -- taking ops: checked (one bit each) and moved to the queue with the fields
+        # derived from them --------------------------------------------------------------
         op = self.cmd.payload
         p_b = (op.region == Region.B) if lowrank else Const(0)
+        p_rows = Mux(p_b, rb.rows, ra.rows)
         p_outputs = Mux(p_b, rb.outputs, ra.outputs)
         p_beats = Mux(p_b, rb.beats, ra.beats)
-        p_local = (op.operand == Operand.LOCAL) & ((op.op == Op.MATVEC) | (op.op == Op.UPDATE))
+        p_small = Mux(p_b, rb.words <= WRITE_STAGE, ra.words <= WRITE_STAGE)
+        is_mv_up = (op.op == Op.MATVEC) | (op.op == Op.UPDATE)
+        p_local = (op.operand == Operand.LOCAL) & is_mv_up
         checks = Cat(
             (op.region == Region.B) & (0 if lowrank else 1),
             p_local & (1 if not lowrank else (p_beats > lay.local_beats)),
@@ -465,113 +504,82 @@ class AdapterMACArray(wiring.Component):
             (op.op == Op.MATVEC) & (op.operand == Operand.Z),
             (op.op == Op.COLACC) & (~p_b if lowrank else 1),
             ((op.op == Op.UPDATE) | (op.op == Op.COLACC))
-            & (op.coef_source == CoefSource.MEMORY) & (op.coef_base + p_outputs > cdepth),
-            (op.op == Op.COLACC) & (op.v_base + inner > cdepth),
+            & (op.coef_source == CoefSource.MEMORY)
+            & _above(op.coef_base, p_b, cdepth - ra.outputs, cdepth - rb.outputs),
+            (op.op == Op.COLACC) & _above(op.v_base, 0, cdepth - inner, cdepth - inner),
             (op.op == Op.UPDATE) & (op.coef_source == CoefSource.MEMORY) & (op.cshift != 0),
             (op.op == Op.COLACC) & (op.cshift > cw - 1),
             op.zshift > kmax,
             op.op.as_value() == 7)
-        raw = Signal(MAC_OP)
-        raw_valid = Signal()
-        raw_bad = Signal()
-        m.d.comb += self.cmd.ready.eq(~raw_valid)
-        with m.If(self.cmd.valid & ~raw_valid):
-            m.d.sync += [raw.eq(op), raw_valid.eq(1), raw_bad.eq(checks.any())]
-
-        reg_b = (raw.region == Region.B) if lowrank else Const(0)
-        o_rows = Mux(reg_b, rb.rows, ra.rows)
-        o_beats = Mux(reg_b, rb.beats, ra.beats)
-        o_outputs = Mux(reg_b, rb.outputs, ra.outputs)
-        o_small = Mux(reg_b, rb.words <= WRITE_STAGE, ra.words <= WRITE_STAGE)
-        is_mv_up = (raw.op == Op.MATVEC) | (raw.op == Op.UPDATE)
-        local_op = (raw.operand == Operand.LOCAL) & is_mv_up
-        move = Signal()
-        m.d.comb += move.eq(raw_valid & ~nxt_valid)
-        with m.If(move):
-            m.d.sync += raw_valid.eq(0)
-        with m.If(move & ~raw_bad):
-            cs = raw.cshift
+        take = Signal()                 # an op moves into the queue (or is dropped)
+        bad = Signal()
+        m.d.comb += [self.cmd.ready.eq(~nxt_valid), take.eq(self.cmd.valid & ~nxt_valid),
+                     bad.eq(checks.any())]
+        with m.If(take & ~bad):
             m.d.sync += [
-                nxt_valid.eq(1), nxt.op.eq(raw),
-                nxt.rows.eq(o_rows), nxt.beats.eq(o_beats), nxt.outputs.eq(o_outputs),
-                nxt.is_b.eq(reg_b), nxt.base.eq(Mux(reg_b, rb.base, ra.base)),
-                nxt.uses_x.eq(is_mv_up & (raw.operand == Operand.STREAM)),
-                nxt.uses_z.eq(((raw.op == Op.MATVEC) & (raw.perturb != Perturb.NONE))
-                              | (((raw.op == Op.UPDATE) | (raw.op == Op.INIT))
-                                 & (raw.operand == Operand.Z))),
-                nxt.reads_coef.eq(((raw.op == Op.UPDATE) | (raw.op == Op.COLACC))
-                                  & (raw.coef_source == CoefSource.MEMORY)
-                                  & (raw.coef_base < lay.dz_depth)),
-                nxt.coef_need.eq(raw.coef_base + o_outputs),
-                nxt.drain_first.eq(local_op | (raw.op == Op.COLACC) | o_small),
-                nxt.cshift.eq(cs),
-                nxt.rsh.eq(Mux(cs < 0, (-cs).as_unsigned(), 0)),
+                nxt_valid.eq(1), nxt.op.eq(op),
+                nxt.rows.eq(p_rows), nxt.beats.eq(p_beats), nxt.outputs.eq(p_outputs),
+                nxt.is_b.eq(p_b), nxt.base.eq(Mux(p_b, rb.base, ra.base)),
+                nxt.uses_x.eq(is_mv_up & (op.operand == Operand.STREAM)),
+                nxt.uses_z.eq(((op.op == Op.MATVEC) & (op.perturb != Perturb.NONE))
+                              | (((op.op == Op.UPDATE) | (op.op == Op.INIT))
+                                 & (op.operand == Operand.Z))),
+                nxt.reads_coef.eq(((op.op == Op.UPDATE) | (op.op == Op.COLACC))
+                                  & (op.coef_source == CoefSource.MEMORY)
+                                  & (op.coef_base < lay.dz_depth)),
+                nxt.coef_need.eq(op.coef_base + p_outputs),
+                nxt.drain_first.eq(p_local | (op.op == Op.COLACC) | p_small),
+                nxt.cshift.eq(op.cshift),
             ]
         bad_op = Signal()
-        m.d.comb += bad_op.eq(move & raw_bad)
+        m.d.comb += bad_op.eq(take & bad)
         err_events.append(bad_op)
-        b.move, b.raw, b.raw_bad, b.raw_valid = move, raw, raw_bad, raw_valid
+        b.take, b.bad = take, bad
 
-    def _immediate(self, b):
-        """The immediate coefficient, scaled one bit per cycle while its op waits."""
-        cw, m, move, nxt, nxt_wait, raw = b.cw, b.m, b.move, b.nxt, b.nxt_wait, b.raw
-        raw_bad, sat_flag = b.raw_bad, b.sat_flag
-        # the immediate, scaled one bit per cycle while the op waits in the queue (an op with
-        # an immediate is rare: one zeroth-order update per step): shift right by rsh
-        # keeping the last bit shifted out (round half up adds it), or left by lsh (at most
-        # cw + 1: beyond that anything but zero saturates), then saturate
-        qw = IMM_WIDTH + cw + 2
-        q = Signal(signed(qw))
-        q_n = Signal(range(34))
-        q_lost = Signal()
-        q_state = Signal(range(4))
-        IDLE, SHIFT, ROUND, SATURATE = 0, 1, 2, 3
-        m.d.comb += nxt_wait.eq(q_state != IDLE)
-        with m.If(move & ~raw_bad):
-            cs = raw.cshift
-            m.d.sync += [q.eq(raw.imm), q_lost.eq(0), q_state.eq(SHIFT),
-                         q_n.eq(Mux(cs < 0, (-cs).as_unsigned(),
-                                    Mux(cs > cw + 1, cw + 1, cs.as_unsigned())))]
-        with m.Elif(q_state == SHIFT):
-            with m.If(q_n == 0):
-                m.d.sync += q_state.eq(ROUND)
-            with m.Else():
-                m.d.sync += q_n.eq(q_n - 1)
-                with m.If(nxt.rsh != 0):
-                    m.d.sync += [q.eq(q >> 1), q_lost.eq(q[0])]
-                with m.Else():
-                    m.d.sync += q.eq(q << 1)
-        with m.Elif(q_state == ROUND):
-            m.d.sync += [q.eq(q + q_lost), q_state.eq(SATURATE)]
-        with m.Elif(q_state == SATURATE):
-            imm_sat = sat_flag()
-            scaled = _sat(m, q, cw, imm_sat,
-                          (nxt.op.op == Op.UPDATE) & (nxt.op.coef_source == CoefSource.IMM))
-            m.d.sync += [nxt.imm.eq(scaled), q_state.eq(IDLE)]
-
-    def _coef_write(self, b):
-        """The coefficient memory's write port: COLACC results, then the scaled dz stream."""
+    def _scaling(self, b):
+        """One serial power-of-two scaler (:class:`.coef.Pow2Scaler`) for the immediate of a
+        queued UPDATE (first) and the ``dz`` stream; the coefficient memory's write port:
+        COLACC results, then the scaled ``dz``."""
         batch_now, c_wr, caddr_w, coef_wp, cw = b.batch_now, b.c_wr, b.caddr_w, b.coef_wp, b.cw
-        dz_sh, err_events, lay, m, sat_flag = b.dz_sh, b.err_events, b.lay, b.m, b.sat_flag
-        # coefficient write port: COLACC results first, then the dz stream, which is scaled
-        # on its way in (dz * 2**dz_scale, rounded half up, saturated) so that updates read
-        # ready coefficients: a register, a shift, a rounding, saturation, one stage each of
-        # a pipeline that advances when the port is free
+        dz_cshift, err_events, lay, m, sat_flag = b.dz_cshift, b.err_events, b.lay, b.m, b.sat_flag
+        take, bad, nxt, nxt_wait, op = b.take, b.bad, b.nxt, b.nxt_wait, self.cmd.payload
+        m.submodules.scaler = scaler = Pow2Scaler(cw)
+        # an UPDATE with an immediate waits in the queue for it (one per zeroth-order step)
+        imm_sent = Signal()             # it is in the scaler
+        job_imm = Signal()              # the scaler's value is the immediate (else a dz)
+        with m.If(take & ~bad):
+            m.d.sync += [nxt_wait.eq((op.op == Op.UPDATE)
+                                     & (op.coef_source == CoefSource.IMM)),
+                         imm_sent.eq(0)]
+        imm_req = Signal()
+        m.d.comb += imm_req.eq(nxt_wait & ~imm_sent)
+        m.d.comb += [
+            scaler.i.valid.eq(imm_req | self.coef.valid),
+            scaler.i.payload.value.eq(Mux(imm_req, nxt.op.imm, self.coef.payload)),
+            scaler.i.payload.shift.eq(Mux(imm_req, nxt.op.cshift, dz_cshift)),
+            self.coef.ready.eq(scaler.i.ready & ~imm_req),
+        ]
+        with m.If(scaler.i.valid & scaler.i.ready):
+            m.d.sync += job_imm.eq(imm_req)
+            with m.If(imm_req):
+                m.d.sync += imm_sent.eq(1)
+        # COLACC results (lowrank) have the write port first
         ser_we = Signal()
         ser_addr = Signal(caddr_w)
         ser_data = Signal(signed(cw))
         coef_over = Signal()
-        advance = Signal()
-        m.d.comb += [advance.eq(~ser_we), self.coef.ready.eq(advance)]
-        cc_v, stored, clamped = dz_scale_pipeline(m, advance, self.coef.valid,
-                                                  self.coef.payload, dz_sh, cw)
-        dz_sat = sat_flag()
-        m.d.comb += dz_sat.eq(cc_v & advance & clamped)
+        result = scaler.o.payload
+        m.d.comb += scaler.o.ready.eq(job_imm | ~ser_we)
+        done = scaler.o.valid & scaler.o.ready
+        with m.If(done & job_imm):
+            m.d.sync += [nxt.imm.eq(result.value), nxt_wait.eq(0)]
+        clamped = sat_flag()
+        m.d.comb += clamped.eq(done & result.clamped)
         with m.If(ser_we):
             m.d.comb += [c_wr.addr.eq(ser_addr), c_wr.data.eq(ser_data), c_wr.en.eq(1)]
-        with m.Elif(cc_v):
+        with m.Elif(done & ~job_imm):
             with m.If(coef_wp < lay.dz_depth):
-                m.d.comb += [c_wr.addr.eq(coef_wp), c_wr.data.eq(stored), c_wr.en.eq(1)]
+                m.d.comb += [c_wr.addr.eq(coef_wp), c_wr.data.eq(result.value), c_wr.en.eq(1)]
                 m.d.sync += coef_wp.eq(coef_wp + 1)
             with m.Else():
                 m.d.comb += coef_over.eq(1)
@@ -584,23 +592,36 @@ class AdapterMACArray(wiring.Component):
         """Stage 0 -> 1: the operands that come with the token; the optional read register."""
         L, R, bw, c_rd, cur, curx, fw, inner = b.L, b.R, b.bw, b.c_rd, b.cur, b.curx, b.fw, b.inner
         k, kind, lay, load_take, lowrank, m = b.k, b.kind, b.lay, b.load_take, b.lowrank, b.m
-        uses_z, w_rd, zalign, zw = b.uses_z, b.w_rd, b.zalign, b.zw
+        uses_z, w_rd, zalign, zw, go, dlane = b.uses_z, b.w_rd, b.zalign, b.zw, b.go, b.dlane
         # -- stage 0 -> 1: operands that come with the token --------------------------------
         local = Array(Signal(signed(fw), name=f"u{i}") for i in range(max(inner, 1)))
         s1_b = _lanes("s1_b", signed(bw), L)
-        s1_z = _lanes("s1_z", signed(zw + 1), L)    # negated for MINUS
+        kmax = b.kmax
+        # the stage-WS adder's term and carry-in: the perturbation shifted, z << zshift, and
+        # complemented for MINUS (below), or an update's product (_update_path)
+        s1_z = _lanes("s1_term", signed(b.term_w), L)
+        s1_neg = _lanes("s1_cin", 1, L)
+        # what the stage-WS adder adds to: 0 (INIT), the LOAD word, else the weights read.
+        # Flags of issued words only: a bubble leaves the adder to an update (UPDATE_ADD)
+        s1_zero, s1_load = Signal(), Signal()
+        m.d.sync += [s1_zero.eq(go & (kind == Op.INIT)), s1_load.eq(go & (kind == Op.LOAD))]
         s1_op = Signal(MAC_OP)
         s1_imm = Signal.like(curx.imm)
         m.d.sync += [s1_op.eq(cur), s1_imm.eq(curx.imm)]
         if lowrank:
             beat_vals = [Array((local[kk * L + l] if kk * L + l < inner else Const(0, fw))
                                for kk in range(lay.local_beats)) for l in range(L)]
+        perturbs = Signal()             # z goes into the stage-WS adder (not an UPDATE's z)
+        neg = cur.perturb == Perturb.MINUS
+        m.d.comb += perturbs.eq(go & uses_z & (kind != Op.UPDATE))
         for l in range(L):
             with m.Switch(kind):
                 with m.Case(Op.LOAD):
                     with m.If(load_take):
                         m.d.sync += s1_b[l].eq(self.wload.payload if l == L - 1
                                                else s1_b[l + 1])
+                with m.Case(Op.DUMP):
+                    m.d.sync += s1_b[l].eq(dlane == l)      # weight dlane times 1
                 with m.Default():
                     with m.Switch(cur.operand):
                         with m.Case(Operand.STREAM):
@@ -611,8 +632,18 @@ class AdapterMACArray(wiring.Component):
                             m.d.sync += s1_b[l].eq(self.z.payload[l] << zalign)
                         with m.Default():
                             m.d.sync += s1_b[l].eq(0)
-            m.d.sync += s1_z[l].eq(Mux(uses_z, Mux(cur.perturb == Perturb.MINUS,
-                                                   -self.z.payload[l], self.z.payload[l]), 0))
+            # the perturbation shifted as it is taken (zero when unused: a register reset),
+            # off the stage-WS adder's path; MINUS negates it on the way in:
+            # -(z << k) = (~z << k | (2**k - 1)) + 1, the complement and the fill ride in the
+            # shifter's LUTs, the + 1 is the adder's carry-in
+            zc = self.z.payload[l] ^ Cat(*([neg] * zw)).as_signed()
+            filled = Cat(Cat(*([neg] * kmax)), zc).as_signed()      # zc << kmax, filled
+            with m.If(perturbs):
+                # zshift <= kmax (_take_ops)
+                m.d.sync += s1_z[l].eq(filled >> (kmax - cur.zshift).as_unsigned())
+            with m.Else():
+                m.d.sync += s1_z[l].eq(0)
+            m.d.sync += s1_neg[l].eq(perturbs & neg)
 
         # -- the optional read register: weights (and the coefficient) one stage later, the
         # token's operands delayed to match --------------------------------------------
@@ -621,119 +652,115 @@ class AdapterMACArray(wiring.Component):
             c_data = Signal.like(c_rd.data)
             m.d.sync += [w_data.eq(w_rd.data), c_data.eq(c_rd.data)]
             d_b = _lanes("sd_b", signed(bw), L)
-            d_z = _lanes("sd_z", signed(zw + 1), L)
+            d_z = _lanes("sd_term", signed(b.term_w), L)
+            d_neg = _lanes("sd_cin", 1, L)
             d_op, d_imm = Signal(MAC_OP), Signal.like(s1_imm)
+            d_zero, d_load = Signal(), Signal()
             m.d.sync += [*(a.eq(b) for a, b in zip(d_b, s1_b)),
                          *(a.eq(b) for a, b in zip(d_z, s1_z)),
-                         d_op.eq(s1_op), d_imm.eq(s1_imm)]
-            s1_b, s1_z, s1_op, s1_imm = d_b, d_z, d_op, d_imm
+                         *(a.eq(b) for a, b in zip(d_neg, s1_neg)),
+                         d_op.eq(s1_op), d_imm.eq(s1_imm),
+                         d_zero.eq(s1_zero), d_load.eq(s1_load)]
+            s1_b, s1_z, s1_op, s1_imm, s1_neg = d_b, d_z, d_op, d_imm, d_neg
+            s1_zero, s1_load = d_zero, d_load
         else:
             w_data, c_data = w_rd.data, c_rd.data
         b.c_data, b.local, b.s1_b, b.s1_imm, b.s1_op = c_data, local, s1_b, s1_imm, s1_op
-        b.s1_z, b.w_data = s1_z, w_data
+        b.s1_z, b.s1_neg, b.w_data = s1_z, s1_neg, w_data
+        b.s1_zero, b.s1_load = s1_zero, s1_load
 
     def _perturb_stage(self, b):
-        """Stage WS: weights and coefficients arrive; perturbations shifted and added."""
-        L, WS, bw, c_data, ctl, cw, dump_busy = b.L, b.WS, b.bw, b.c_data, b.ctl, b.cw, b.dump_busy
+        """Stage WS: weights and coefficients arrive; the perturbation (or an update's
+        product, at UPDATE_ADD) is shifted and added, and the sum saturated."""
+        L, WS, c_data, ctl, cw = b.L, b.WS, b.c_data, b.ctl, b.cw
         kmax, m, s1_b, s1_imm, s1_op, s1_z = b.kmax, b.m, b.s1_b, b.s1_imm, b.s1_op, b.s1_z
-        valid, w_data, w_rd, ww, zw = b.valid, b.w_data, b.w_rd, b.ww, b.zw
-        # -- stage WS: weights and coefficients arrive; shift perturbations -----------------
-        c1 = ctl[WS]
-        sws = max(ww, zw + kmax + 1) + 2
-        s2_wsum = _lanes("s2_wsum", signed(sws), L)
-        s2_b = _lanes("s2_b", signed(bw), L)
-        s2_perturbing = Signal()
+        s1_neg, s1_zero, s1_load, sat_flag = b.s1_neg, b.s1_zero, b.s1_load, b.sat_flag
+        aw, bw, S, valid, WRITE_STAGE = b.aw, b.bw, b.S, b.valid, b.WRITE_STAGE
+        w_data, ww, zw = b.w_data, b.ww, b.zw
+        c1, cu = ctl[WS], ctl[WRITE_STAGE]
+        # the adder's sum: two signed operands (the weight or LOAD word; the shifted
+        # perturbation or an update's halved product) and a carry-in, one bit wider
+        sws = max(ww, zw + kmax + 1, aw + bw - S) + 1
+        wsum = _lanes("wsum", signed(sws), L)
+        perturbing = Signal()
+        upd_write = Signal()            # an UPDATE's sum is in the adder (UPDATE_ADD)
+        m.d.comb += [
+            perturbing.eq((c1.op == Op.INIT)
+                          | ((c1.op == Op.MATVEC) & (s1_op.perturb != Perturb.NONE))),
+            upd_write.eq(valid[WRITE_STAGE] & (cu.op == Op.UPDATE)),
+        ]
         # coefficients: from memory as stored (scaled when written), or the immediate
         # (scaled in the queue)
-        s2_coef = Signal(signed(cw))
-        m.d.sync += [
-            s2_coef.eq(c_data),
-            s2_perturbing.eq((c1.op == Op.INIT)
-                             | ((c1.op == Op.MATVEC) & (s1_op.perturb != Perturb.NONE))),
-        ]
-        s2_imm = Signal(signed(cw))
-        s2_use_imm = Signal()
-        m.d.sync += [s2_imm.eq(s1_imm),
-                     s2_use_imm.eq((c1.op == Op.UPDATE)
-                                   & (s1_op.coef_source == CoefSource.IMM))]
-        # DUMP: the word waits in the read port's data register (enable off) while its lanes
-        # go out one by one
-        dcount = Signal(range(L))
-        dump_lanes = Array(w_data[l * ww:(l + 1) * ww].as_signed() for l in range(L))
-        dumping = Cat(*(valid[i] & (ctl[i].op == Op.DUMP) for i in range(1, WS + 1))).any()
-        m.d.comb += [self.wdump.payload.eq(dump_lanes[dcount]),
-                     w_rd.en.eq(~self.wdump.valid & ~dumping)]
-        with m.If(valid[WS] & (c1.op == Op.DUMP)):
-            m.d.sync += [self.wdump.valid.eq(1), dcount.eq(0)]
-        with m.If(self.wdump.valid & self.wdump.ready):
-            m.d.sync += dcount.eq(dcount + 1)
-            with m.If(dcount == L - 1):
-                m.d.sync += [self.wdump.valid.eq(0), dump_busy.eq(0)]
+        coef_a = Signal(signed(cw))
+        m.d.comb += coef_a.eq(Mux((c1.op == Op.UPDATE) & (s1_op.coef_source == CoefSource.IMM),
+                                  s1_imm, c_data))
+        mask = Signal(L)
+        m.d.comb += mask.eq(Mux(upd_write, cu.mask, c1.mask))
+        # what INIT and LOAD write (at stage WS) and UPDATE (at WRITE_STAGE)
+        written = _lanes("written", signed(ww), L)
         for l in range(L):
             wl = w_data[l * ww:(l + 1) * ww].as_signed()
-            zsh = Signal(signed(zw + kmax + 2), name=f"zsh_{l}")
-            m.d.comb += zsh.eq(s1_z[l] << s1_op.zshift)
-            base_w = Mux(c1.op == Op.INIT, 0, Mux(c1.op == Op.LOAD, s1_b[l], wl))
-            m.d.sync += [s2_wsum[l].eq(base_w + zsh), s2_b[l].eq(s1_b[l])]
-        b.s2_b, b.s2_coef, b.s2_imm, b.s2_perturbing = s2_b, s2_coef, s2_imm, s2_perturbing
-        b.s2_use_imm, b.s2_wsum = s2_use_imm, s2_wsum
+            base_w = Mux(s1_zero, 0, Mux(s1_load, s1_b[l], wl))
+            # one adder per lane serves the perturbation (stage WS) and the update
+            # (UPDATE_ADD): never both in a cycle (an op waits for the read port after an
+            # UPDATE), and the idle one's operands are 0
+            m.d.comb += wsum[l].eq(base_w + s1_z[l] + s1_neg[l])
+            wp = _sat(m, wsum[l], ww, sat_flag(),
+                      ((valid[WS] & perturbing) | upd_write) & mask[l])
+            m.d.comb += written[l].eq(Mux(mask[l], wp, 0))
+        b.upd_write = upd_write
+        b.written, b.coef_a = written, coef_a
 
     def _multipliers(self, b):
-        """Stage WS+1: saturation and multiplier operands; stage 3 -> 4: the products."""
-        L, WS, aw, bw, ctl, lowrank, m, s2_b = b.L, b.WS, b.aw, b.bw, b.ctl, b.lowrank, b.m, b.s2_b
-        s2_coef, s2_imm, s2_perturbing = b.s2_coef, b.s2_imm, b.s2_perturbing
-        s2_use_imm, s2_wsum, sat_flag, valid = b.s2_use_imm, b.s2_wsum, b.sat_flag, b.valid
-        ww = b.ww
-        # -- stage WS+1: saturate; choose the multiplier operands --------------------------
-        c2 = ctl[WS + 1]
-        coef_a = Mux(s2_use_imm, s2_imm, s2_coef)
+        """Stage WS+1: the multiplier operands; WS+1 -> WS+2: the products."""
+        L, WS, aw, bw, ctl, lowrank, m = b.L, b.WS, b.aw, b.bw, b.ctl, b.lowrank, b.m
+        coef_a, s1_b, written = b.coef_a, b.s1_b, b.written
+        c1 = ctl[WS]
+        weights_a = Signal()            # the weights are the first factor (else coefficients)
+        m.d.comb += weights_a.eq((c1.op == Op.MATVEC) | (c1.op == Op.DUMP))
         s3_a = _lanes("s3_a", signed(aw), L)
         s3_b = _lanes("s3_b", signed(bw), L)
-        early = _lanes("early", signed(ww), L)     # what INIT and LOAD write, at stage 2
         for l in range(L):
-            wp = _sat(m, s2_wsum[l], ww, sat_flag(), valid[WS + 1] & s2_perturbing & c2.mask[l])
-            m.d.comb += early[l].eq(Mux(c2.mask[l], wp, 0))
             m.d.sync += [
-                s3_a[l].eq(Mux(c2.op == Op.MATVEC, early[l], coef_a)),
-                s3_b[l].eq(Mux(c2.op == Op.COLACC, early[l], s2_b[l]) if lowrank else s2_b[l]),
+                s3_a[l].eq(Mux(weights_a, written[l], coef_a)),
+                s3_b[l].eq(Mux(c1.op == Op.COLACC, written[l], s1_b[l]) if lowrank
+                           else s1_b[l]),
             ]
 
-        # -- stage 3 -> 4: the multipliers (DSP blocks: registered inputs and output) -------
+        # -- stage WS+1 -> WS+2: the multipliers (DSP blocks: registered inputs and output)
         s4_p = _lanes("s4_p", signed(aw + bw), L)
         for l in range(L):
             m.d.sync += s4_p[l].eq(s3_a[l] * s3_b[l])
-        b.c2, b.early, b.s4_p = c2, early, s4_p
+        b.c1, b.s4_p = c1, s4_p
 
     def _update_path(self, b):
-        """The update path: read again at stage 4, rounded and written at stage 5."""
-        L, LATE_READ, S, WRITE_STAGE, WS, aw = b.L, b.LATE_READ, b.S, b.WRITE_STAGE, b.WS, b.aw
-        bw, c2, ctl, early, m, s4_p, sat_flag = b.bw, b.c2, b.ctl, b.early, b.m, b.s4_p, b.sat_flag
-        valid, w_data, w_rd, w_wr, ww = b.valid, b.w_data, b.w_rd, b.w_wr, b.ww
-        # -- update path: the word is read again at stage 4 (not carried down the pipeline),
-        # stage 5 has it and the product's bits from S - 1 up (p'), and writes
-        # W - round_half_up(p / 2**S) = W - floor((p' + 1) / 2) = floor((2W - p') / 2):
-        # one subtraction does the rounding too
-        dw = aw + bw - S + 1
-        s5_d = _lanes("s5_d", signed(max(dw, 2)), L)
-        for l in range(L):
-            m.d.sync += s5_d[l].eq(s4_p[l][S - 1:].as_signed())
-        c4, c5 = ctl[LATE_READ], ctl[WRITE_STAGE]
-        late_read = valid[LATE_READ] & (c4.op == Op.UPDATE)
-        late_write = valid[WRITE_STAGE] & (c5.op == Op.UPDATE)
-        new = _lanes("new", signed(ww), L)
-        for l in range(L):
-            diff = Signal(signed(max(ww + 1, dw) + 1), name=f"diff_{l}")
-            m.d.comb += diff.eq(((w_data[l * ww:(l + 1) * ww].as_signed() << 1) - s5_d[l])
-                                >> 1)
-            nl = _sat(m, diff, ww, sat_flag(), late_write & c5.mask[l])
-            m.d.comb += new[l].eq(Mux(c5.mask[l], nl, 0))
+        """The update path: the word read again at LATE_READ, its rounded product into the
+        stage-WS adder at UPDATE_ADD, saturated and written at WRITE_STAGE."""
+        L, LATE_READ, S, UPDATE_ADD, WS = b.L, b.LATE_READ, b.S, b.UPDATE_ADD, b.WS
+        c1, ctl, written, m, s4_p = b.c1, b.ctl, b.written, b.m, b.s4_p
+        term, cin, upd_write = b.s1_z, b.s1_neg, b.upd_write
+        valid, w_rd, w_wr, WRITE_STAGE = b.valid, b.w_rd, b.w_wr, b.WRITE_STAGE
+        # W - round_half_up(p / 2**S) = floor((2W - p') / 2) with p' = p >> (S - 1)
+        # = W + ~(p' >> 1) + ~p'[0]: the product's complement and a carry-in, added to the
+        # word read again by the lane's one adder (_perturb_stage; the complement is taken
+        # as the product is registered)
+        cp = ctl[UPDATE_ADD - 1]
+        upd_in = valid[UPDATE_ADD - 1] & (cp.op == Op.UPDATE)
+        # into the adder's term and carry registers, which no perturbation needs then (an op
+        # issues only LATE_READ cycles after an UPDATE's word)
+        with m.If(upd_in):
+            for l in range(L):
+                m.d.sync += [term[l].eq(~s4_p[l][S:].as_signed()), cin[l].eq(~s4_p[l][S - 1])]
+        cl, cu = ctl[LATE_READ], ctl[WRITE_STAGE]
+        late_read = valid[LATE_READ] & (cl.op == Op.UPDATE)
         with m.If(late_read):
-            m.d.comb += w_rd.addr.eq(c4.word)
-        with m.If(late_write):
-            m.d.comb += [w_wr.addr.eq(c5.word), w_wr.data.eq(Cat(*new)), w_wr.en.eq(1)]
+            m.d.comb += w_rd.addr.eq(cl.word)
+        m.d.comb += w_wr.data.eq(Cat(*written))
+        with m.If(upd_write):
+            m.d.comb += [w_wr.addr.eq(cu.word), w_wr.en.eq(1)]
         with m.Else():
-            m.d.comb += [w_wr.addr.eq(c2.word), w_wr.data.eq(Cat(*early)),
-                         w_wr.en.eq(valid[WS + 1] & ((c2.op == Op.INIT) | (c2.op == Op.LOAD)))]
+            m.d.comb += [w_wr.addr.eq(c1.word),
+                         w_wr.en.eq(valid[WS] & ((c1.op == Op.INIT) | (c1.op == Op.LOAD)))]
 
     def _matvec_path(self, b):
         """Matrix-vector path: adder tree, row accumulators, narrowing."""
@@ -777,7 +804,18 @@ class AdapterMACArray(wiring.Component):
         if lowrank:
             with m.If(n1_valid & (n1_dest == Dest.LOCAL)):
                 m.d.sync += local[n1_idx].eq(y)
-        b.n1_valid = n1_valid
+        b.n1_valid, b.total = n1_valid, total
+
+    def _dump(self, b):
+        """DUMP: a word's weight ``dlane`` times 1 in its lane, 0 elsewhere, is the adder
+        tree's sum; held on ``wdump`` until taken, and then the next weight issues."""
+        ACC_STAGE, ctl, dump_busy, m, total, valid = (b.ACC_STAGE, b.ctl, b.dump_busy, b.m,
+                                                      b.total, b.valid)
+        with m.If(valid[ACC_STAGE] & (ctl[ACC_STAGE].op == Op.DUMP)):
+            m.d.sync += [self.wdump.valid.eq(1),
+                         self.wdump.payload.eq(total[:b.ww].as_signed())]
+        with m.If(self.wdump.valid & self.wdump.ready):
+            m.d.sync += [self.wdump.valid.eq(0), dump_busy.eq(0)]
 
     def _colacc(self, b):
         """COLACC: per-lane accumulation over rows, then lane-serial narrowing."""
@@ -789,25 +827,24 @@ class AdapterMACArray(wiring.Component):
         # -- COLACC: per-lane accumulation over rows, then lane-serial narrowing -----------
         if lowrank:
             lacc_w = cw + ww + max(C, 2).bit_length()
-            c4 = ctl[WS + 3]
+            cp = ctl[WS + 2]                                # the products' stage
             laccs = [Signal(signed(lacc_w), name=f"lacc{l}") for l in range(L)]
             snap = Array(Signal(signed(lacc_w), name=f"snap{l}") for l in range(L))
             ser_n = Signal(range(L + 1))
             ser_base = Signal(range(cdepth + max_k * L + 1))
             ser_kb = Signal(range(max(max_k, 2)))
-            v_base = [Signal(caddr_w, name=f"v_base{i}") for i in range(3)]
-            m.d.sync += v_base[0].eq(s1_op.v_base)          # aligned with stage WS + 1
-            for i in range(1, 3):
-                m.d.sync += v_base[i].eq(v_base[i - 1])     # WS + 2, WS + 3
+            v_base = [Signal(caddr_w, name=f"v_base{i}") for i in range(2)]
+            m.d.sync += [v_base[0].eq(s1_op.v_base),        # aligned with stage WS + 1
+                         v_base[1].eq(v_base[0])]           # WS + 2
             m.d.comb += serial_busy.eq(ser_n != 0)
-            with m.If(valid[WS + 3] & (c4.op == Op.COLACC)):
+            with m.If(valid[WS + 2] & (cp.op == Op.COLACC)):
                 for l in range(L):
-                    m.d.sync += laccs[l].eq(Mux(c4.first, 0, laccs[l]) + s4_p[l])
-                with m.If(c4.last):
+                    m.d.sync += laccs[l].eq(Mux(cp.first, 0, laccs[l]) + s4_p[l])
+                with m.If(cp.last):
                     for l in range(L):
-                        m.d.sync += snap[l].eq(Mux(c4.first, 0, laccs[l]) + s4_p[l])
-                    m.d.sync += [ser_n.eq(L), ser_kb.eq(c4.kb),
-                                 ser_base.eq(v_base[2] + c4.kb * L)]
+                        m.d.sync += snap[l].eq(Mux(cp.first, 0, laccs[l]) + s4_p[l])
+                    m.d.sync += [ser_n.eq(L), ser_kb.eq(cp.kb),
+                                 ser_base.eq(v_base[1] + cp.kb * L)]
             # v = round(sum / 2**(cw - 1 - cshift)), the COLACC's own scale
             col_sh = Signal(range(2 * cw))
             with m.If(promote & (nxt.op.op == Op.COLACC)):
@@ -833,7 +870,7 @@ class AdapterMACArray(wiring.Component):
         """Flags and status: events registered first (off the datapath's timing)."""
         active, dump_busy, empty, err_events = b.active, b.dump_busy, b.empty, b.err_events
         framing_event, m, n1_valid, nxt_valid = b.framing_event, b.m, b.n1_valid, b.nxt_valid
-        raw_valid, sat_events = b.raw_valid, b.sat_events
+        sat_events = b.sat_events
         # -- flags and status: events are registered first (off the datapath's timing) --
         pending = []
         for flag, events in ((self.saturated, sat_events), (self.error, err_events),
@@ -849,5 +886,5 @@ class AdapterMACArray(wiring.Component):
                 m.d.sync += flag.eq(0)
             with m.Elif(seen):
                 m.d.sync += flag.eq(1)
-        m.d.comb += self.idle.eq(~raw_valid & ~nxt_valid & ~active & empty & ~n1_valid
+        m.d.comb += self.idle.eq(~nxt_valid & ~active & empty & ~n1_valid
                                  & ~dump_busy & ~Cat(*pending).any())

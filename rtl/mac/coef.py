@@ -1,81 +1,118 @@
-"""Scaling of the ``dz`` stream on its way into the coefficient memory.
+"""Scaling of update coefficients by a power of two: the ``dz`` stream on its way into the
+coefficient memory and the zeroth-order immediate, one bit per cycle in one unit.
 
-After a BATCH op with ``cshift``, every ``dz`` (signed ``coef_width`` bits) is stored as
-``sat(round_half_up(dz * 2**cshift))`` (the golden model's
-:func:`~fieldtune.sim.golden.mac.stored_coefficients`). Narrower than a shift of the whole
-value followed by a saturation of the result:
+A value ``v`` (signed, at most :data:`~.ops.IMM_WIDTH` bits) and a signed ``shift`` give
+``sat(round_half_up(v * 2**shift))`` in signed ``coef_width`` bits (the golden model's
+:func:`~fieldtune.sim.golden.mac.stored_coefficients` for ``dz``, and the immediate of
+:func:`~fieldtune.sim.golden.mac.update`), with a flag when it saturated.
 
-- right shifts (``cshift < 0``): ``(dz >> r) + dz[r - 1]``, never out of range; ``r`` is capped
-  at ``coef_width``, where the result is 0 whatever ``dz`` (the sign shifted out is added back);
-- left shifts (``cshift > 0``): the low ``coef_width`` bits of ``dz << l`` unless the bits
-  shifted through the sign differ from it (``l < coef_width``: the top ``l + 1`` bits of
-  ``dz`` are not all equal; ``l >= coef_width``: ``dz != 0``), then the bound of ``dz``'s
-  sign; ``l`` is capped at ``coef_width + 1``.
+Off the throughput path, so serial and small: a register takes ``v`` and shifts it one bit
+per cycle, right (keeping the last bit shifted out, which round half up adds) or left
+(noting when a shift changes the sign bit: the result saturates then). Left shifts stop
+after ``coef_width``: a nonzero value shifted that far saturates anyway. The last cycle
+saturates to ``coef_width + 1`` bits, adds the rounding bit and saturates to ``coef_width``
+bits: that order gives the same value and flag as rounding first, with a
+``coef_width + 1``-bit adder.
 
-Timing: three registers (input, shifted, result) that move together when ``advance``.
+Timing: a value is taken when the unit is idle, shifted in ``|shift|`` cycles (at most
+``coef_width`` for left shifts), and offered on ``o`` the cycle after; ``o`` holds under
+back-pressure, and the unit takes the next value with the cycle ``o`` is taken. So a value
+takes ``|shift| + 2`` cycles: R1's first-order ``dz`` (``shift = -2``) take 4, ten per
+sample against the 280 cycles of a sample's forward at 8 lanes.
 """
 
-from amaranth.hdl import Signal, Array, Mux, Cat, signed
-from amaranth.lib import data
+from amaranth.hdl import Module, Signal, Mux, signed
+from amaranth.lib import wiring, stream, data
+from amaranth.lib.wiring import In, Out
+
+from .ops import IMM_WIDTH
 
 
-__all__ = ["dz_shift_layout", "dz_shift", "dz_scale_pipeline"]
+__all__ = ["SHIFT_WIDTH", "scale_request_layout", "scale_result_layout", "Pow2Scaler"]
 
 
-def dz_shift_layout(cw):
-    """The shift of one mini-batch's ``dz``, decoded once from ``cshift`` (at the BATCH op):
-    ``right`` (0 for none), ``right_m1`` (``right - 1``, the rounding bit's index), ``left``,
-    ``mask`` (the bits of ``dz`` that must equal ``sign`` for ``dz << left`` to fit) and
-    ``zero`` (``left >= cw``: only 0 fits)."""
-    return data.StructLayout({"right": range(cw + 1), "right_m1": range(cw), "left": range(cw + 2),
-                              "mask": cw, "zero": 1})
+#: Width of the signed shift (the micro-op's ``cshift``).
+SHIFT_WIDTH = 6
 
 
-def dz_shift(shift, cshift, cw):
-    """Assignments decoding signed ``cshift`` into ``shift`` (a :func:`dz_shift_layout`)."""
-    neg = cshift < 0
-    right = Mux(-cshift > cw, cw, (-cshift).as_unsigned())
-    left = Mux(cshift > cw + 1, cw + 1, cshift.as_unsigned())
-    # bits cw-1-left .. cw-1 of dz: a mask of left+1 ones at the top (all of them for left >=
-    # cw - 1)
-    masks = Array(((1 << cw) - 1) ^ ((1 << max(cw - 1 - l, 0)) - 1) for l in range(cw + 2))
-    return [shift.right.eq(Mux(neg, right, 0)),
-            shift.right_m1.eq(Mux(neg, right - 1, 0)),
-            shift.left.eq(Mux(neg, 0, left)),
-            shift.mask.eq(Mux(neg, 0, masks[left])),
-            shift.zero.eq(~neg & (left >= cw))]
+def scale_request_layout():
+    """A value to scale: ``value`` (signed :data:`~.ops.IMM_WIDTH` bits; a ``dz`` is
+    sign-extended) and ``shift`` (signed :data:`SHIFT_WIDTH` bits)."""
+    return data.StructLayout({"value": signed(IMM_WIDTH), "shift": signed(SHIFT_WIDTH)})
 
 
-def dz_scale_pipeline(m, advance, valid, dz, shift, cw):
-    """``dz`` (signed ``cw``) scaled by ``shift``, through three registers moved when
-    ``advance``. Returns ``(valid, value, clamped)`` of the last register (``clamped``: the
-    value saturated)."""
-    a_v, a = Signal(name="dz_a_valid"), Signal(signed(cw), name="dz_a")
-    b_v = Signal(name="dz_b_valid")
-    b_right = Signal(signed(cw), name="dz_b_right")
-    b_lost = Signal(name="dz_b_lost")
-    b_left = Signal(signed(cw), name="dz_b_left")
-    b_over = Signal(name="dz_b_over")
-    b_neg = Signal(name="dz_b_neg")
-    b_is_right = Signal(name="dz_b_is_right")
-    c_v, c = Signal(name="dz_c_valid"), Signal(signed(cw), name="dz_c")
-    c_clamped = Signal(name="dz_c_clamped")
-    sign = a[cw - 1]
-    expect = Mux(shift.zero, 0, Cat(*([sign] * cw)))
-    lo, hi = -(1 << (cw - 1)), (1 << (cw - 1)) - 1
-    with m.If(advance):
-        m.d.sync += [
-            a_v.eq(valid), a.eq(dz),
-            b_v.eq(a_v),
-            b_right.eq(a >> shift.right),
-            b_lost.eq((shift.right != 0) & Array(a[i] for i in range(cw))[shift.right_m1]),
-            b_left.eq((a << shift.left)[:cw]),
-            b_over.eq(((a ^ expect) & shift.mask).any()),
-            b_neg.eq(sign),
-            b_is_right.eq(shift.right != 0),
-            c_v.eq(b_v),
-            c.eq(Mux(b_is_right, b_right + b_lost,
-                     Mux(b_over, Mux(b_neg, lo, hi), b_left))),
-            c_clamped.eq(~b_is_right & b_over),
-        ]
-    return c_v, c, c_clamped
+def scale_result_layout(coef_width):
+    """A scaled value: ``value`` (signed ``coef_width``) and ``clamped`` (it saturated)."""
+    return data.StructLayout({"value": signed(coef_width), "clamped": 1})
+
+
+class Pow2Scaler(wiring.Component):
+    """``sat(round_half_up(value * 2**shift))``, one bit of shift per cycle (module docs).
+
+    Parameters
+    ----------
+    coef_width : int
+        Width of the result, signed.
+
+    Attributes
+    ----------
+    i : In(stream.Signature(scale_request_layout()))
+    o : Out(stream.Signature(scale_result_layout(coef_width)))
+    """
+
+    def __init__(self, coef_width):
+        if not isinstance(coef_width, int) or not 2 <= coef_width < IMM_WIDTH:
+            self._MustUse__silence = True
+            raise ValueError(f"coef_width must be an integer from 2 to {IMM_WIDTH - 1}, "
+                             f"not {coef_width!r}")
+        self.coef_width = coef_width
+        super().__init__({
+            "i": In(stream.Signature(scale_request_layout())),
+            "o": Out(stream.Signature(scale_result_layout(coef_width))),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        cw = self.coef_width
+        qw = IMM_WIDTH
+        q = Signal(signed(qw))
+        n = Signal(range(max(IMM_WIDTH, cw) + 1))   # shifts left to do
+        right = Signal()
+        lost = Signal()              # the last bit shifted out to the right
+        over = Signal()              # a left shift changed the sign bit
+        neg = Signal()               # the value's sign (which a left shift may lose)
+        busy = Signal()
+        req = self.i.payload
+        take = Signal()
+        m.d.comb += [take.eq(self.i.valid & self.i.ready),
+                     self.i.ready.eq(~busy & (~self.o.valid | self.o.ready))]
+        with m.If(take):
+            sh = req.shift
+            m.d.sync += [q.eq(req.value), neg.eq(req.value < 0), right.eq(sh < 0),
+                         lost.eq(0), over.eq(0),
+                         n.eq(Mux(sh < 0, (-sh).as_unsigned(),
+                                  Mux(sh > cw, cw, sh.as_unsigned()))),
+                         busy.eq(1)]
+        with m.Elif(busy & (n != 0)):
+            m.d.sync += n.eq(n - 1)
+            with m.If(right):
+                m.d.sync += [q.eq(q >> 1), lost.eq(q[0])]
+            with m.Else():
+                m.d.sync += [q.eq(q << 1), over.eq(over | (q[qw - 1] ^ q[qw - 2]))]
+        # the result: saturate to cw + 1 bits, add the rounding bit, saturate to cw bits
+        top = q[cw:]
+        fits = ~over & ((top == 0) | (top == (1 << len(top)) - 1))
+        narrow = Signal(signed(cw + 1))
+        m.d.comb += narrow.eq(Mux(fits, q[:cw + 1], Mux(neg, -(1 << cw), (1 << cw) - 1)))
+        rounded = Signal(signed(cw + 2))
+        m.d.comb += rounded.eq(narrow + lost)
+        hi, lo = (1 << (cw - 1)) - 1, -(1 << (cw - 1))
+        out_of_range = rounded[cw - 1:].any() & ~rounded[cw - 1:].all()
+        with m.If(busy & (n == 0)):
+            m.d.sync += [busy.eq(0), self.o.valid.eq(1),
+                         self.o.payload.value.eq(Mux(out_of_range,
+                                                     Mux(rounded[-1], lo, hi), rounded[:cw])),
+                         self.o.payload.clamped.eq(out_of_range)]
+        with m.Elif(self.o.ready):
+            m.d.sync += self.o.valid.eq(0)
+        return m
