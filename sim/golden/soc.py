@@ -175,8 +175,9 @@ class SocModel:
             return
         code_words, meta_words = c.pack(q, z0, label)
         L = c.layout
-        c.code_mem[c.count * L.beats:(c.count + 1) * L.beats] = code_words
-        c.meta_mem[c.count * L.meta_words:(c.count + 1) * L.meta_words] = meta_words
+        base_c, base_m = c.count * L.code_stride, c.count * L.meta_stride
+        c.code_mem[base_c:base_c + L.beats] = code_words
+        c.meta_mem[base_m:base_m + L.meta_words] = meta_words
         self._samples[c.count] = (c.dequantize(q), z0.copy(), int(label))
         c.count += 1
 
