@@ -134,7 +134,7 @@ class AdapterMACArray(wiring.Component):
     then) at stage 4 and writes it in the same cycle; INIT and LOAD write at stage 1; other
     ops wait up to 3 cycles after an UPDATE (the read port), and ops on regions of at most
     4 words wait for an empty pipeline (so no word is read before an earlier op has written
-    it). (Stages counted without the optional read register, which adds one to each.)
+    it). (Stages counted without the optional read register, which adds one or two.)
     """
 
     def __init__(self, params: MacParams):
