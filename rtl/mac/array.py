@@ -614,9 +614,12 @@ class AdapterMACArray(wiring.Component):
         if lowrank:
             beat_vals = [Array((local[kk * L + l] if kk * L + l < inner else Const(0, fw))
                                for kk in range(lay.local_beats)) for l in range(L)]
-        perturbs = Signal()             # z goes into the stage-WS adder (not an UPDATE's z)
+        # z goes into the stage-WS adder (not an UPDATE's z). An op-level condition, not
+        # gated by ``go``: without a word at stage 1 the sum is unused, and the term
+        # registers' (wide) reset stays off the issue path
+        perturbs = Signal()
         neg = cur.perturb == Perturb.MINUS
-        m.d.comb += perturbs.eq(go & uses_z & (kind != Op.UPDATE))
+        m.d.comb += perturbs.eq(uses_z & (kind != Op.UPDATE))
         for l in range(L):
             with m.Switch(kind):
                 with m.Case(Op.LOAD):
