@@ -28,7 +28,7 @@ from .toolchain import ToolchainError
 
 
 __all__ = ["UserError", "USER_ERRORS", "error_message", "CommandParser", "input_file",
-           "output_file", "add_config_arguments", "load_config"]
+           "output_file", "add_config_arguments", "load_config", "pyplot"]
 
 
 class UserError(Exception):
@@ -102,3 +102,18 @@ def load_config(args):
     if getattr(args, "config", None):
         return DesignConfig.from_toml(args.config, base=base)
     return base if base is not None else DesignConfig()
+
+
+def pyplot():
+    """``matplotlib.pyplot`` on the non-interactive Agg back end (no display needed), for the
+    commands' ``--plot`` options; ValueError saying how to install it when it is missing.
+    Imported here, not at module level: matplotlib is optional (the ``plot`` extra) and slow
+    to import."""
+    try:
+        import matplotlib               # optional (the plot extra), slow to import
+    except ImportError:
+        raise ValueError("--plot needs matplotlib, which is not installed; install it with: "
+                         "pip install 'fieldtune[plot]'") from None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt     # after use("Agg"): no display needed
+    return plt

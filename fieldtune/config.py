@@ -177,16 +177,18 @@ def _lanes(n):
 #: ``ecp5-12f``, ``ecp5-25f``, ``ecp5-45f`` (ULX3S) and ``orangecrab-25f``: the boards' default
 #: presets, sized by their multipliers (docs/boards.md records which are measured).
 #: ``tiny``: 4 lanes, 64-value pool; small enough for quick simulations.
+#: The ECP5 presets keep the loss unit's pipelined ``log2 e`` multiplication (``[loss]
+#: serial = false``): their forwards are shorter than the serial unit's 190 cycles.
 PRESETS = {
     "up5k": {"board": "icebreaker", **_lanes(8)},
     "ecp5-85f": {"board": "ulx3s-85f", **_lanes(32),
                  "cache": {"lanes": 32, "memory": "bram"},
-                 "mac": {"lanes": 32, "read_register": True}},
+                 "mac": {"lanes": 32, "read_register": True}, "loss": {"serial": False}},
     "orangecrab": {"board": "orangecrab-85f", **_lanes(32),
                    "cache": {"lanes": 32, "memory": "bram"},
-                   "mac": {"lanes": 32, "read_register": True}},
+                   "mac": {"lanes": 32, "read_register": True}, "loss": {"serial": False}},
     **{name: {"board": board, **_lanes(lanes), "cache": {"lanes": lanes, "memory": "bram"},
-              "mac": {"lanes": lanes, "read_register": True}}
+              "mac": {"lanes": lanes, "read_register": True}, "loss": {"serial": False}}
        for name, board, lanes in (("ecp5-12f", "ulx3s-12f", 8), ("ecp5-25f", "ulx3s-25f", 8),
                                   ("ecp5-45f", "ulx3s-45f", 16),
                                   ("orangecrab-25f", "orangecrab-25f", 8))},

@@ -24,7 +24,7 @@ from pathlib import Path
 from rich.table import Table
 
 from .boards.table import BOARDS
-from .cli_common import add_config_arguments, load_config, output_file
+from .cli_common import add_config_arguments, load_config, output_file, pyplot
 from .config import DesignConfig, PRESETS
 from .finetune import (check_engine, estimated_cycles, float_first_order, float_mezo,
                        hyperparameters, simulate_modes, torch_references, yosys_env,
@@ -96,15 +96,6 @@ def _config(args):
     if args.codebook:
         changes["cache"] = {"codebook": args.codebook}
     return config.replace(**changes) if changes else config
-
-
-def _require_matplotlib():
-    try:
-        import matplotlib       # optional (the plot extra)
-    except ImportError:
-        raise ValueError("--plot needs matplotlib, which is not installed; install it with: "
-                         "pip install 'fieldtune[plot]'") from None
-    matplotlib.use("Agg")
 
 
 #: Engines that simulate the SoC at roughly 10^3-10^4 cycles/s (DESIGN.md, docs/benchmarks.md).
@@ -320,9 +311,7 @@ def tables(doc):
 
 def plot(doc, path):
     """Test accuracy against epoch (first order) and step (zeroth order), device and float."""
-    import matplotlib       # optional (the plot extra)
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt     # after use("Agg"): no display needed
+    plt = pyplot()
     curves = doc["curves"]
     panels = [(m, unit) for m, unit in (("fo", "epoch"), ("zo", "step"))
               if f"device_{m}" in curves]
@@ -361,7 +350,7 @@ def run(args, console):
     start = time.perf_counter()
     config = _config(args)
     if args.plot:
-        _require_matplotlib()
+        pyplot()
     engine = args.engine or registry.default_engine()
     check_engine(engine)
     console.print(_engine_line(engine, chosen=args.engine is not None))

@@ -14,8 +14,8 @@ from dataclasses import dataclass, fields, asdict
 
 
 __all__ = ["Params", "check_int", "check_choice", "check_pow2", "check_bool", "check_seed",
-           "check_taps", "R1_TAPS", "R1_CLASSES", "MODES", "TrainParams", "SocParams",
-           "built_modes"]
+           "check_taps", "R1_TAPS", "R1_CLASSES", "MODES", "RunField", "RUN_FIELDS",
+           "TrainParams", "SocParams", "built_modes"]
 
 
 def _name(section, field):
@@ -115,6 +115,52 @@ MODES = ("fo", "zo")
 
 
 @dataclass(frozen=True)
+class RunField:
+    """One field of the run configuration, declared once.
+
+    The sequencer latches it at start (its width in
+    :func:`fieldtune.rtl.sequencer.run_config_layout`), the host writes it to
+    ``register.field`` of the SoC's map (:class:`fieldtune.rtl.csr.map.SocMap`), and, for
+    ``train`` fields, :class:`TrainParams` accepts ``lo`` to ``hi`` as the ``[train]``
+    default (a power of two if ``pow2``). The register holds ``hi``: ``width`` is
+    ``hi.bit_length()``; values the register holds beyond the legal range are flagged by the
+    sequencer's checks at start, never wrapped."""
+    name: str
+    register: str
+    field: str
+    lo: int
+    hi: int
+    pow2: bool = False
+    train: bool = False
+    doc: str = ""
+
+    @property
+    def width(self):
+        return self.hi.bit_length()
+
+
+#: The run configuration, in register order (several fields may share a register): the one
+#: declaration of its widths and ranges (``mode``: :class:`~fieldtune.rtl.sequencer.Mode`;
+#: record indices: the cache's 16-bit read index).
+RUN_FIELDS = {f.name: f for f in (
+    RunField("mode", "mode", "mode", 0, 7, doc="0 FO, 1 ZO, 2 EVAL, 3 LOAD, 4 DUMP"),
+    RunField("epochs", "epochs", "epochs", 1, 1000, train=True),
+    RunField("batch", "batch", "batch", 1, 256, pow2=True, train=True),
+    RunField("lr_shift", "shifts", "lr_shift", 0, 24, train=True, doc="FO eta = 2**-n"),
+    RunField("eps_shift", "shifts", "eps_shift", 0, 24, train=True, doc="ZO epsilon = 2**-n"),
+    RunField("zo_lr_shift", "shifts", "zo_lr_shift", 0, 24, train=True, doc="ZO eta = 2**-n"),
+    RunField("seed", "seed", "seed", 1, 2**32 - 1, train=True),
+    RunField("steps", "steps", "steps", 1, 1_000_000, train=True),
+    RunField("queries", "queries", "queries", 1, 16, pow2=True, train=True),
+    RunField("step", "zo_step", "step", 0, 2**32 - 1),
+    RunField("cursor", "zo_cursor", "cursor", 0, 2**16 - 1),
+    RunField("eval_first", "eval_range", "first", 0, 2**16 - 1, doc="first record"),
+    RunField("eval_count", "eval_range", "count", 1, 2**16 - 1, doc="records"),
+    RunField("watchdog", "watchdog", "budget", 1, 2**32 - 1),
+)}
+
+
+@dataclass(frozen=True)
 class TrainParams(Params):
     """Run-time training defaults (TOML table ``[train]``); the sequencer takes them from
     registers, so they do not change the generated hardware.
@@ -141,7 +187,8 @@ class TrainParams(Params):
     steps : int
         Zeroth-order step budget, 1 to 1,000,000.
     queries : int
-        Zeroth-order queries (perturbation pairs) per step, 1 to 16.
+        Zeroth-order queries (perturbation pairs) per step, a power of two from 1 to 16 (the
+        mean over queries is a shift of the update, as the batch mean is).
     seed : int
         32-bit non-zero seed of the run.
     """
@@ -161,14 +208,10 @@ class TrainParams(Params):
     def _validate(self):
         s = self.section
         check_choice(s, "mode", self.mode, MODES)
-        check_int(s, "epochs", self.epochs, 1, 1000)
-        check_pow2(s, "batch", self.batch, 1, 256)
-        check_int(s, "lr_shift", self.lr_shift, 0, 24)
-        check_int(s, "eps_shift", self.eps_shift, 0, 24)
-        check_int(s, "zo_lr_shift", self.zo_lr_shift, 0, 24)
-        check_int(s, "steps", self.steps, 1, 1_000_000)
-        check_int(s, "queries", self.queries, 1, 16)
-        check_seed(s, "seed", self.seed)
+        for f in RUN_FIELDS.values():
+            if f.train:
+                check = check_pow2 if f.pow2 else check_int
+                check(s, f.name, getattr(self, f.name), f.lo, f.hi)
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ from amaranth.lib import wiring, stream, data
 from amaranth.lib.wiring import In, Out
 from amaranth.lib.fifo import SyncFIFO
 
-from .params import built_modes
+from .params import built_modes, RUN_FIELDS
 from .csr.bus import BusSignature, BusDecoder
 from .csr.registers import RegisterBank
 from .csr.map import (SocMap, soc_registers, ERRORS, BLOCK_ERRORS, COUNTER_REGISTERS, WINDOWS,
@@ -40,8 +40,8 @@ from .csr.map import (SocMap, soc_registers, ERRORS, BLOCK_ERRORS, COUNTER_REGIS
 from .cache.params import CacheParams, INDEX_WIDTH, ELEMENT_WIDTH
 from .cache.cache import ForwardCache, write_element_layout
 from .cache.dequantizer import feature_beat_layout as cache_beat_layout
-from .cache.layout import CacheLayout
 from .cache.skid import SkidBuffer
+from .stage_buffer import StageBuffer
 from .mac.params import MacParams
 from .mac.layout import Layout
 from .mac.array import AdapterMACArray, feature_beat_layout as mac_beat_layout
@@ -126,11 +126,12 @@ class SampleRouter(wiring.Component):
 
 
 def _target_access(m, bus):
-    """``access``: a transfer is pending and not yet answered; ``respond(ok, err)``."""
+    """``access``: a transfer is pending and not yet answered; ``respond(ok, err)``.
+    ``dat_r`` returns to 0 after every cycle (the bus protocol: 0 outside ``ack``)."""
     responded = Signal()
     access = Signal()
     m.d.comb += access.eq(bus.cyc & ~responded)
-    m.d.sync += [bus.ack.eq(0), bus.err.eq(0), responded.eq(0)]
+    m.d.sync += [bus.ack.eq(0), bus.err.eq(0), bus.dat_r.eq(0), responded.eq(0)]
 
     def respond(ok=None, error=None):
         stmts = [responded.eq(1)]
@@ -326,12 +327,16 @@ class SoC(wiring.Component):
         return m
 
     def _datapath(self, m, b, flush):
-        """Streams between the blocks; returns the skid buffers' "holding a beat" signal."""
+        """Streams between the blocks; returns the buffers' "holding a beat" signal."""
         mac_p, seq, mac, cache = self.mac, b.seq, b.mac, b.cache
-        # perturbations and features reach the MAC array through skid buffers: its issue
-        # logic (`ready`) would otherwise reach the engine's pipeline enable and the cache's
-        # dequantizer combinationally
-        x_buffer = SkidBuffer(mac_beat_layout(mac_p))
+        # perturbations and features reach the MAC array through registered buffers: its
+        # issue logic (`ready`) would otherwise reach the engine's pipeline enable and the
+        # cache's dequantizer combinationally. Both hold two beats, so the cache runs ahead
+        # into the next sample's read (one beat exposed ~26 cycles of read latency per op:
+        # R1 FO +9 % cycles). z moves a beat per word (a skid buffer); a feature beat serves
+        # `rows` words, so where rows >= 2 two stages without a multiplexer keep up.
+        rows = Layout(mac_p).regions[0].rows
+        x_buffer = (StageBuffer if rows >= 2 else SkidBuffer)(mac_beat_layout(mac_p))
         m.submodules.x_buffer = ResetInserter(flush)(x_buffer)
         wiring.connect(m, x_buffer.o, mac.x)
         holding = x_buffer.o.valid
@@ -375,33 +380,19 @@ class SoC(wiring.Component):
             seq.engine_busy.eq(b.engine.busy if b.engine is not None else 0),
             seq.progress.eq(progress),
             mac.clear.eq(seq.accepted),
+            b.bank.lock.eq(seq.busy),       # the run registers hold still during a run
             b.weights.loading.eq(seq.busy & (seq.mode == Mode.LOAD)),
             b.weights.dumping.eq(seq.busy & (seq.mode == Mode.DUMP)),
         ]
         cfg = seq.settings
-        m.d.comb += [
-            cfg.mode.eq(regs.mode.mode), cfg.epochs.eq(regs.epochs.epochs),
-            cfg.batch.eq(regs.batch.batch), cfg.lr_shift.eq(regs.shifts.lr_shift),
-            cfg.eps_shift.eq(regs.shifts.eps_shift),
-            cfg.zo_lr_shift.eq(regs.shifts.zo_lr_shift), cfg.seed.eq(regs.seed.seed),
-            cfg.steps.eq(regs.steps.steps), cfg.queries.eq(regs.queries.queries),
-            cfg.step.eq(regs.zo_step.step), cfg.cursor.eq(regs.zo_cursor.cursor),
-            cfg.eval_first.eq(regs.eval_range.first), cfg.eval_count.eq(regs.eval_range.count),
-            cfg.watchdog.eq(regs.watchdog.budget),
-        ]
+        m.d.comb += [getattr(cfg, f.name).eq(getattr(getattr(regs, f.register), f.field))
+                     for f in RUN_FIELDS.values()]
         m.d.comb += cache.clear.eq(regs.control.clear_cache & ~seq.busy)
 
     def _status(self, m, b):
         """Read-only registers, error flags and the status outputs."""
-        mac_p, cache_p, seq, mac, cache = self.mac, self.cache, b.seq, b.mac, b.cache
-        regs, lay = b.bank.regs, Layout(mac_p)
+        seq, mac, cache, regs = b.seq, b.mac, b.cache, b.bank.regs
         m.d.comb += [
-            regs.id.magic.eq(MAGIC), regs.id.version.eq(VERSION),
-            regs.geometry.lanes.eq(mac_p.lanes), regs.geometry.classes.eq(mac_p.classes),
-            regs.geometry.beats.eq(CacheLayout(cache_p).beats),
-            regs.capacity.records.eq(cache_p.capacity),
-            regs.capacity.regions.eq(len(lay.regions)),
-            regs.weights.words.eq(lay.words),
             regs.status.busy.eq(seq.busy), regs.status.done.eq(seq.done),
             regs.status.records.eq(cache.count),
             regs.next_step.step.eq(seq.next_step), regs.next_cursor.cursor.eq(seq.next_cursor),
@@ -411,7 +402,7 @@ class SoC(wiring.Component):
         errs = regs.errors
         for name in SEQUENCER_ERRORS:
             m.d.comb += getattr(errs, f"{name}_set").eq(getattr(seq.errors, name))
-        with m.If(regs.control.clear_cache & seq.busy):
+        with m.If((regs.control.clear_cache & seq.busy) | b.bank.locked_write):
             m.d.comb += errs.busy_set.eq(1)
         block_flags = {"mac_error": mac.error, "mac_framing": mac.framing,
                        "mac_saturated": mac.saturated, "cache_overflow": cache.overflow,

@@ -34,6 +34,7 @@ import numpy as np
 from ..rtl.soc import SoC, COUNTER_REGISTERS, ERRORS, MAGIC, VERSION
 from ..rtl.csr.map import SocMap
 from ..rtl.cache.layout import CacheLayout
+from ..rtl.params import RUN_FIELDS
 from ..rtl.sequencer import Mode, COUNTERS
 from ..rtl.mac.layout import Layout
 from .engines import registry as engines
@@ -55,16 +56,17 @@ ENGINES = (*engines.names(), "golden")
 #: Most clock edges a single bus access may take (a record write waits for the quantizer).
 BUS_WAIT = 4096
 
-#: Run registers and their fields -> :class:`~fieldtune.sim.golden.soc.RunConfig` fields.
-RUN_REGISTERS = {
-    "mode": {"mode": "mode"}, "epochs": {"epochs": "epochs"}, "batch": {"batch": "batch"},
-    "shifts": {"lr_shift": "lr_shift", "eps_shift": "eps_shift",
-               "zo_lr_shift": "zo_lr_shift"},
-    "seed": {"seed": "seed"}, "steps": {"steps": "steps"}, "queries": {"queries": "queries"},
-    "zo_step": {"step": "step"}, "zo_cursor": {"cursor": "cursor"},
-    "eval_range": {"first": "eval_first", "count": "eval_count"},
-    "watchdog": {"budget": "watchdog"},
-}
+
+def _run_registers():
+    registers = {}
+    for f in RUN_FIELDS.values():
+        registers.setdefault(f.register, {})[f.field] = f.name
+    return registers
+
+
+#: Run registers and their fields -> :class:`~fieldtune.sim.golden.soc.RunConfig` fields
+#: (from the one declaration, :data:`~fieldtune.rtl.params.RUN_FIELDS`).
+RUN_REGISTERS = _run_registers()
 
 
 class DeviceError(RuntimeError):
@@ -193,18 +195,8 @@ class BusProgram:
 
     def configure(self, cfg: RunConfig):
         """Write every run register of ``cfg``."""
-        self.write_reg("mode", mode=cfg.mode)
-        self.write_reg("epochs", epochs=cfg.epochs)
-        self.write_reg("batch", batch=cfg.batch)
-        self.write_reg("shifts", lr_shift=cfg.lr_shift, eps_shift=cfg.eps_shift,
-                       zo_lr_shift=cfg.zo_lr_shift)
-        self.write_reg("seed", seed=cfg.seed)
-        self.write_reg("steps", steps=cfg.steps)
-        self.write_reg("queries", queries=cfg.queries)
-        self.write_reg("zo_step", step=cfg.step)
-        self.write_reg("zo_cursor", cursor=cfg.cursor)
-        self.write_reg("eval_range", first=cfg.eval_first, count=cfg.eval_count)
-        self.write_reg("watchdog", budget=cfg.watchdog)
+        for register, fields in RUN_REGISTERS.items():
+            self.write_reg(register, **{f: int(getattr(cfg, key)) for f, key in fields.items()})
 
     def run(self, max_cycles, what):
         """Start, then wait natively for ``done``; returns the wait's record index."""
@@ -462,12 +454,14 @@ class GoldenDevice:
                 self.model.clear_cache()
             if fields["start"]:
                 self._start()
-            if fields["abort"] and (self._loading is not None or self._dump):
+            if fields["abort"] and self._busy():
                 self._loading = self._dump = None
                 self.model.errors.add("aborted")
                 self.model.done = True
         elif reg.name == "errors":
             self.model.errors -= {n for n, v in fields.items() if v}
+        elif reg.locked and self._busy():
+            self.model.errors.add("busy")           # run registers are locked during a run
         elif all(f.access == "rw" for f in reg.fields):
             self.words[address] = value & 0xFFFF_FFFF
         return "ack"
@@ -489,13 +483,17 @@ class GoldenDevice:
         if name in counters:
             c = counters[name]
             return "ack", self.cycles if c == "cycles" else int(m.counters[c])
-        fields = {"status": {"busy": int(self._loading is not None or bool(self._dump)),
+        fields = {"status": {"busy": int(self._busy()),
                              "done": int(m.done), "error": int(bool(m.errors)),
                              "records": m.records},
                   "errors": {n: int(n in m.errors) for n in ERRORS},
                   "next_step": {"step": m.next_step},
                   "next_cursor": {"cursor": m.next_cursor}}.get(name)
         return "ack", self.map.pack(name, **fields) if fields is not None else self.words[address]
+
+    def _busy(self):
+        """A run is busy: only LOAD and DUMP runs last beyond their start here."""
+        return self._loading is not None or bool(self._dump)
 
     def _window_write(self, window, address, value):
         if window.name == "weights":
@@ -527,7 +525,7 @@ class GoldenDevice:
 
     def _start(self):
         cfg = self.run_config()
-        if self._loading is not None or self._dump:
+        if self._busy():
             self.model.errors.add("busy")
             return
         self.model.done = False

@@ -5,6 +5,8 @@ from pathlib import Path
 
 from rich.table import Table
 
+from ..cli_common import pyplot
+
 
 __all__ = ["points_table", "front_table", "write_json", "plot_front", "FIGURES"]
 
@@ -80,13 +82,7 @@ def plot_front(doc, path):
     """A scatter plot of the sweep's first two objectives, the front joined by a line, the
     third objective (if any) as the colour. Needs matplotlib (``pip install
     'fieldtune[plot]'``); ValueError when it is missing."""
-    try:
-        # Optional dependency (the "plot" extra), imported only when a plot is asked for.
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise ValueError("--plot needs matplotlib: pip install 'fieldtune[plot]'") from None
+    plt = pyplot()
     objectives = list(doc["objectives"].items())
     if len(objectives) < 2:
         raise ValueError("--plot needs a space with at least two objectives")

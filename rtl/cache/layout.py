@@ -16,7 +16,8 @@ Beats and the code memory
     ``j*L .. j*L+L-1``; a sample takes ``beats = ceil(F / L)`` beats and lanes past ``F`` in the
     last beat are padding (they read back as 0). The code memory has one word per beat,
     ``L * code_bits`` wide, lane 0 in the least significant bits; sample ``i``'s words are at
-    ``i * beats .. i * beats + beats - 1``.
+    ``i * code_stride .. i * code_stride + beats - 1`` (``code_stride``: ``beats`` rounded up
+    to a power of two, so an address is the sample index and the word index side by side).
 
 Scale slots
     Lanes are grouped by ``g`` (the greatest common divisor of ``L`` and every block
@@ -27,9 +28,10 @@ Scale slots
 Meta memory and read schedule
     Scale words and the *side units* (one 16-bit unit per logit z0[c], then one for the label)
     live in the meta memory, ``meta_units`` 16-bit units per word, ``meta_words`` words per
-    sample at ``i * meta_words ..``. The dequantizer reads at most one meta word per beat, in
-    a fixed schedule: on a beat that needs a new scale word it reads that word (its spare
-    units carry side units); on other beats it reads side-only words while side units remain.
+    sample at ``i * meta_stride ..`` (``meta_words`` rounded up to a power of two). The
+    dequantizer reads at most one meta word per beat, in a fixed schedule: on a beat that
+    needs a new scale word it reads that word (its spare units carry side units); on other
+    beats it reads side-only words while side units remain.
     ``meta_units`` is the smallest width for which everything fits in ``beats`` reads, so the
     meta memory never slows the stream down.
 """
@@ -153,6 +155,18 @@ class CacheLayout:
     # -- memory geometry --------------------------------------------------------------------
 
     @property
+    def code_stride(self):
+        """Code words reserved per sample: ``beats`` rounded up to a power of two, so that
+        sample ``i``'s word ``j`` is at address ``i * code_stride + j``, the bits of ``j``
+        below those of ``i`` (no multiplier, no base register)."""
+        return 1 << (self.beats - 1).bit_length()
+
+    @property
+    def meta_stride(self):
+        """Meta words reserved per sample: ``meta_words`` rounded up to a power of two."""
+        return 1 << (self.meta_words - 1).bit_length()
+
+    @property
     def code_width(self):
         """Bits of a code memory word (one beat)."""
         return self.lanes * self.code_bits
@@ -171,8 +185,8 @@ class CacheLayout:
 
     def memories(self, capacity):
         """``[(name, width, depth)]`` of the cache's memories for ``capacity`` samples."""
-        return [("codes", self.code_width, capacity * self.beats),
-                ("meta", self.meta_width, capacity * self.meta_words)]
+        return [("codes", self.code_width, capacity * self.code_stride),
+                ("meta", self.meta_width, capacity * self.meta_stride)]
 
     def primitives(self, capacity, family, kind):
         """Estimated primitives for ``capacity`` samples (see :func:`primitive_count`)."""

@@ -3,20 +3,40 @@
 Numerics (the golden model :mod:`fieldtune.sim.golden.cache` states them in full): each
 feature is saturated to signed ``Q(in_width-in_frac).in_frac`` (and clamped to zero for an
 unsigned code book); a 4-bit code book scales each block by ``M * 2**E`` (6-bit mantissa rounded
-up, 4-bit exponent) and picks the nearest integer level, ties to the upper code.
+up, 4-bit exponent) and picks the nearest integer level, ties to the upper code:
+``code = #{k in 1..15 : floor(x * 2**7 / 2**E) >= T[k] * M}`` (``T`` the Q1.7 midpoints).
 
-Code-book search
-    Not 16 comparisons in a row: a pipelined binary search over the 15 midpoints. Once per
-    block, the scaled midpoints ``T[k] * M`` are computed into registers (one multiplier, 15
-    cycles). Stage ``s`` (s = 0..3) then compares ``floor(x * 2**7 / 2**E)`` against the
-    midpoint ``t`` chosen by the code bits decided so far (``t = 8``; then 4 or 12; then 2, 6,
-    10 or 14; then odd): one multiplexer and one comparator per stage, a value every cycle.
-    The comparison is exact: for integer ``Y``, ``Y * 2**E <= X`` iff ``Y <= floor(X / 2**E)``.
+Serial datapath
+    The quantizer runs once per record as features are written; training epochs only read the
+    cache. So it is built for area, one adder at a time, with every intermediate in one block
+    RAM (:func:`buffer_layout`):
+
+    1. FILL: the block's values are written into the buffer as they arrive, one per cycle.
+       PEAK: they are read back, one per cycle, for the largest magnitude ``a`` (so the
+       producer's handshake and the magnitude comparison are separate paths at the UP5K's
+       clock rates).
+    2. SCALE: ``a`` is shifted right one bit per cycle while it has more than ``MANT_BITS``
+       bits (``E`` counts the shifts, a sticky bit the ones shifted out); then
+       ``M = a + sticky`` (a ceiling), renormalized when it reaches ``2**MANT_BITS``.
+    3. BOUNDS: the 15 midpoints in the input's own scale,
+       ``C[k] = ceil(T[k] * M * 2**E / 2**7)``, into the buffer. For an integer ``x``,
+       ``floor(x * 2**7 / 2**E) >= T[k] * M`` iff ``x * 2**7 >= T[k] * M * 2**E`` iff
+       ``x >= C[k]``: the same comparison, with the scaling done once per midpoint instead
+       of once per value. Each ``C[k]`` by Horner's rule over the bits of ``M * 2**E``
+       (``acc = 2 * acc + bit * T[k]``: ``MANT_BITS`` steps, then ``E`` doublings), then one
+       step ``2 * acc + 255`` whose top bits are the ceiling, then a cycle to store them
+       from the register (the adder does not reach the buffer's write data):
+       ``MANT_BITS + E + 2`` cycles.
+       ``C[k] < 2**(in_width-1)`` always (every ``T[k] < 2**7`` and ``M * 2**E <=
+       2**(in_width-1)``); below the input range a midpoint is clamped to its lowest value,
+       which every input passes just the same.
+    4. Per value: read it, then compare it with ``C[1] .. C[15]``, one read and one
+       comparison per cycle, counting the midpoints passed: exactly the golden model's count.
+       Every value takes all 15 steps, so the comparison (from the buffer's read data) only
+       feeds the count, never the state machine (the UP5K's critical path otherwise).
 """
 
-from types import SimpleNamespace
-
-from amaranth.hdl import Module, Signal, Const, Array, Mux, Cat, signed, unsigned
+from amaranth.hdl import Module, Signal, Const, Array, Mux, signed, unsigned
 from amaranth.lib import stream, data
 from amaranth.lib.wiring import In, Out
 from amaranth.lib.memory import Memory
@@ -24,36 +44,58 @@ from amaranth.lib.memory import Memory
 from .params import ELEMENT_WIDTH
 from .component import CacheComponent
 from .codebooks import LEVEL_FRAC, thresholds, threshold_width
-from .layout import MANT_BITS, EXP_BITS
-from .arith import shift_add_mul
+from .layout import CacheLayout, MANT_BITS, EXP_BITS
 
 
-__all__ = ["Quantizer", "code_layout", "SATURATION_BITS"]
+__all__ = ["Quantizer", "code_layout", "buffer_layout", "block_cycles", "SATURATION_BITS"]
 
 
 #: Width of the saturating counter of saturated or clamped features.
 SATURATION_BITS = 16
+#: Midpoints searched per value (codes 0..15).
+MIDPOINTS = 15
 
 
 def code_layout(params):
     """Payload of the quantizer's output: one code with its block's scale.
 
     ``code`` (``code_bits``; two's complement for the pass-through code books), ``mant`` and
-    ``exp`` (the block scale, zero for pass-through), ``feature`` (index within the sample)
-    and ``first`` (first feature of its block).
+    ``exp`` (the block scale, zero for pass-through), ``first`` (first feature of its block)
+    and ``last`` (last feature of its sample).
     """
     return data.StructLayout({
         "code": unsigned(params.code_bits),
         "mant": unsigned(MANT_BITS),
         "exp": unsigned(EXP_BITS),
-        "feature": range(params.features),
         "first": 1,
+        "last": 1,
     })
 
 
-class _Build(SimpleNamespace):
-    """What the sections of :meth:`Quantizer._elaborate_scaled` share while one quantizer is
-    elaborated: the module, sizes and the signals that cross sections."""
+def buffer_layout(params):
+    """``(shape, depth, bounds_base)`` of the quantizer's block buffer (4-bit code books):
+    the values of the block being coded at ``0 .. max_block - 1``, the midpoints ``C[k]`` at
+    ``bounds_base + k`` (``bounds_base``: a power of two, at least 16, so the address is ``k``
+    with one more bit set), and the code book's midpoints ``T[k]`` (constants, the memory's
+    initial value) at ``bounds_base + 16 + k``. One word holds a narrowed input, a ``C[k]``
+    (same format: signed ``in_width`` bits) or a ``T[k]``.
+
+    The memory is named ``buffer_norw`` (block RAM without collision logic, see
+    ``boards/implement.py``): no cycle reads and writes one address. FILL only writes; the
+    store step writes ``C[k]`` (at ``bounds_base + k``) while it reads ``T[k+1]`` (at
+    ``bounds_base + 16 + k + 1``), two regions apart; every other state only reads."""
+    lay = CacheLayout(params)
+    base = max(16, 1 << (lay.max_block - 1).bit_length())
+    return signed(max(params.in_width, threshold_width(params.codebook))), base + 32, base
+
+
+def block_cycles(params, n):
+    """Most cycles a block of ``n`` values takes from its first value accepted to its last
+    code offered (4-bit code books; an always-ready consumer): fill, peak (``n + 1``), at
+    most ``in_width - MANT_BITS + 2`` for the scale, ``MANT_BITS + E + 2`` per midpoint, then
+    per value a read, a load and 15 search steps."""
+    emax = params.in_width - MANT_BITS
+    return 2 * n + 1 + emax + 2 + MIDPOINTS * (MANT_BITS + emax + 2) + n * (2 + MIDPOINTS)
 
 
 class Quantizer(CacheComponent):
@@ -79,12 +121,12 @@ class Quantizer(CacheComponent):
     Timing
     ------
     Pass-through code books: one cycle from ``i`` to ``o``, one value per cycle. 4-bit code
-    books: a block is buffered (two banks, so the next block fills while one is coded); coding
-    it takes 4 cycles for the scale, 17 for the scaled midpoints, then one cycle per value
-    through a 9-stage search pipeline, which must drain before the next block's midpoints are
-    computed: about ``n + 30`` cycles for a block of ``n`` values (the write side is not on
-    the training loop's critical path: records are written once). ``i.ready`` drops only while
-    both banks are full; ``o`` back-pressure stalls the pipeline and loses nothing.
+    books (see the module documentation): ``i.ready`` is high, and one value is taken per
+    cycle, only while a block fills; then the block is coded, its codes offered one at a time
+    within :func:`block_cycles`, and ``i.ready`` rises again once the block's last code has
+    been offered. ``o.payload.mant``/``exp`` are the current block's scale: the next block's
+    scale is computed only once ``o`` is empty. Back-pressure on ``o`` stalls the search;
+    nothing is lost.
     """
 
     def __init__(self, params):
@@ -153,247 +195,139 @@ class Quantizer(CacheComponent):
         with m.If(self.i.ready):
             m.d.sync += self.o.valid.eq(self.i.valid)
         with m.If(accept):
-            m.d.sync += [self.o.payload.code.eq(code), self.o.payload.feature.eq(feature),
+            m.d.sync += [self.o.payload.code.eq(code),
+                         self.o.payload.last.eq(feature == p.features - 1),
                          self.o.payload.first.eq(0),
                          feature.eq(Mux(feature == p.features - 1, 0, feature + 1))]
 
     # -- 4-bit code books -------------------------------------------------------------------
 
     def _elaborate_scaled(self, m, x, saturated, bump):
-        # one method per section; ``b`` carries what sections share
-        b = _Build(m=m, x=x, saturated=saturated, bump=bump)
-        self._block_buffer(b)
-        self._fill_side(b)
-        self._coder(b)
-        self._search(b)
-
-    def _block_buffer(self, b):
-        """The two-bank block buffer and the block lengths."""
-        m = b.m
         p, lay = self.params, self.layout
-        nblocks = len(lay.blocks)
-        maxb = lay.max_block
-        m.submodules.buffer = buffer = Memory(shape=signed(p.in_width), depth=2 * maxb,
-                                              init=[])
+        shape, depth, base = buffer_layout(p)
+        levels = base + 16
+        tvals = thresholds(p.codebook)
+        m.submodules.buffer_norw = buffer = Memory(
+            shape=shape, depth=depth, init=[0] * levels + [0] + list(tvals[1:]))
         wr = buffer.write_port()
         rd = buffer.read_port(transparent_for=())
-        lengths = Array(Const(n - 1, range(maxb)) for _, n in lay.blocks)
-        b.lengths, b.maxb, b.nblocks, b.p, b.rd, b.wr = lengths, maxb, nblocks, p, rd, wr
+        out = self.o.payload
 
-    def _fill_side(self, b):
-        """Fill side: the block written into bank ``fill_bank``, its largest magnitude tracked."""
-        bump, lengths, m, maxb, nblocks, p = b.bump, b.lengths, b.m, b.maxb, b.nblocks, b.p
-        saturated, wr, x = b.saturated, b.wr, b.x
-        # Fill side: write the block into bank `fill_bank`, tracking its largest magnitude.
-        fill_bank = Signal()
-        full = Signal(2)
-        pos = Signal(range(maxb))
+        nblocks = len(lay.blocks)
         block = Signal(range(nblocks))
-        amax = Signal(p.in_width)
-        info_amax = Array(Signal(p.in_width, name=f"amax{b}") for b in range(2))
-        info_block = Array(Signal(range(nblocks), name=f"block{b}") for b in range(2))
-        # An input register holds the narrowed value and its magnitude, so the negation and
-        # the running-maximum comparison take a cycle each.
-        in_valid = Signal()
-        in_x = Signal.like(x)
-        magnitude = Signal(p.in_width)
-        fill_ready = Signal()
-        m.d.comb += [fill_ready.eq(~full.bit_select(fill_bank, 1)),
-                     self.i.ready.eq(~in_valid | fill_ready)]
-        with m.If(self.i.ready):
-            m.d.sync += [in_valid.eq(self.i.valid), in_x.eq(x),
-                         magnitude.eq(Mux(x < 0, -x, x))]
-        m.d.comb += bump.eq(self.i.valid & self.i.ready & saturated)
-        new_amax = Signal(p.in_width)
-        m.d.comb += new_amax.eq(Mux((pos != 0) & (amax > magnitude), amax, magnitude))
-        accept = in_valid & fill_ready
-        m.d.comb += [
-            wr.addr.eq(Mux(fill_bank, maxb, 0) + pos),
-            wr.data.eq(in_x),
-            wr.en.eq(accept),
-        ]
-        done_block = Signal()   # set by the coder when it frees a bank
-        free_bank = Signal()
-        set_full = Signal(2)
-        clr_full = Signal(2)
-        with m.If(accept):
-            m.d.sync += amax.eq(new_amax)
-            with m.If(pos == lengths[block]):
-                m.d.sync += [
-                    info_amax[fill_bank].eq(new_amax), info_block[fill_bank].eq(block),
-                    fill_bank.eq(~fill_bank), pos.eq(0),
-                    block.eq(Mux(block == nblocks - 1, 0, block + 1)),
-                ]
-                m.d.comb += set_full.bit_select(fill_bank, 1).eq(1)
-            with m.Else():
-                m.d.sync += pos.eq(pos + 1)
-        with m.If(done_block):
-            m.d.comb += clr_full.bit_select(free_bank, 1).eq(1)
-        m.d.sync += full.eq((full | set_full) & ~clr_full)
-        b.done_block, b.free_bank, b.full, b.info_amax = done_block, free_bank, full, info_amax
-        b.info_block = info_block
+        pos = Signal(range(lay.max_block))          # value within the block: filled, coded
+        at_end = Signal()                           # pos is the block's last value
+        lengths = Array(Const(n - 1, range(lay.max_block)) for _, n in lay.blocks)
+        m.d.comb += at_end.eq(pos == lengths[block])
 
-    def _coder(self, b):
-        """Coder: the block's scale and its 15 scaled midpoints, then its values."""
-        done_block, free_bank, full, info_amax = b.done_block, b.free_bank, b.full, b.info_amax
-        info_block, lengths, m, maxb, nblocks = b.info_block, b.lengths, b.m, b.maxb, b.nblocks
-        p, rd = b.p, b.rd
-        # Coder: scale of the block, its 15 scaled midpoints, then its values through the
-        # search pipeline.
-        advance = Signal()
-        m.d.comb += advance.eq(~self.o.valid | self.o.ready)
-        code_bank = Signal()
-        cur_amax = Signal(p.in_width + 1)
-        cur_block = Signal(range(nblocks))
-        e0 = Signal(EXP_BITS)
-        mant = Signal(MANT_BITS)
-        exp = Signal(EXP_BITS)
-        q = Signal(range(maxb))
-        issuing = Signal()
-        busy = Signal()        # values of the block are still in the search pipeline
-        m.d.comb += free_bank.eq(code_bank)
+        amax = Signal(p.in_width)                   # largest magnitude, then the mantissa
+        sticky = Signal()
+        mant, exp = Signal(MANT_BITS), Signal(EXP_BITS)
+        k = Signal(range(MIDPOINTS + 1))            # midpoint index 1..15
+        bit = Signal(range(MANT_BITS))              # mantissa bit of the Horner step, down
+        doublings = Signal(EXP_BITS)
+        # datapath registers set before use: no domain reset, which leaves the flip-flops'
+        # reset pin to the functional clear (an AND per bit otherwise)
+        acc = Signal(signed(threshold_width(p.codebook) + p.in_width + 2), reset_less=True)
+        value = Signal(signed(p.in_width), reset_less=True)     # the value being coded
+        free = Signal()
+        m.d.comb += [free.eq(~self.o.valid | self.o.ready), out.mant.eq(mant), out.exp.eq(exp),
+                     rd.en.eq(0)]                   # reads only where a state asks
+        with m.If(self.o.ready):
+            m.d.sync += self.o.valid.eq(0)
 
-        # E0 = max(0, bitlen(a) - MANT_BITS), by a priority encoder over the magnitude bits.
-        bitlen = Signal(range(p.in_width + 2))
-        for i in range(p.in_width + 1):
-            with m.If(cur_amax[i]):
-                m.d.comb += bitlen.eq(i + 1)
-        # M = ceil(a / 2**E0), renormalized when it rounds up to 2**MANT_BITS; never 0. The
-        # rounding add and the shift take a cycle each.
-        biased = Signal(p.in_width + 2)
-        rounded = Signal(p.in_width + 2)
-        m.d.comb += rounded.eq(biased >> e0)
-
-        # Scaled midpoints T[k] * M, k = 1..15, one per cycle through a 3-stage multiplier
-        # (midpoint select; two half-mantissa products; their sum), so that no stage is deeper
-        # than a 48 MHz cycle on iCE40.
-        tvals = thresholds(p.codebook)
-        twidth = threshold_width(p.codebook)
-        bound_shape = signed(twidth + MANT_BITS + 1)
-        bounds = Array(Signal(bound_shape, name=f"bound{k}") for k in range(16))
-        k = Signal(range(16))
-        count_bounds = Signal(range(17))
-        tconst = Array(Const(tvals[i] if i else 0, signed(twidth)) for i in range(16))
-        half = MANT_BITS // 2
-        t_sel = Signal(signed(twidth))
-        t_lo = Signal(signed(twidth + half + 1))
-        t_hi = Signal(signed(twidth + half + 1))
-        k1 = Signal(range(16))
-        k2 = Signal(range(16))
-        m.d.sync += [t_sel.eq(tconst[k]), k1.eq(k),
-                     t_lo.eq(shift_add_mul(t_sel, mant[:half])),
-                     t_hi.eq(shift_add_mul(t_sel, mant[half:])), k2.eq(k1)]
-        with m.If(k2 != 0):
-            m.d.sync += bounds[k2].eq(t_lo + (t_hi << half))
+        assert max(tvals[1:]) < 1 << (LEVEL_FRAC + 1)       # so every C[k] < 2**(in_width-1)
+        midpoint = rd.data[:threshold_width(p.codebook)].as_signed()   # read from `levels`
+        addend = Signal(signed(threshold_width(p.codebook) + 1))
+        horner = Signal.like(acc)
+        m.d.comb += horner.eq((acc << 1) + addend)
+        lowest = -(1 << (p.in_width - 1))
+        ceiling = acc[LEVEL_FRAC + 2:].as_signed()    # after 2V + 255: >> 8 = ceil(V / 2**7)
+        bound = Mux(ceiling < lowest, lowest, ceiling) if min(tvals[1:]) < -(1 << 7) \
+            else ceiling
+        # `i.ready` is a register (high only in FILL), dropped as the block's last value is taken
+        accept, in_ready = Signal(), Signal(init=1)
+        m.d.comb += [self.i.ready.eq(in_ready), accept.eq(self.i.valid & in_ready),
+                     bump.eq(accept & saturated)]
+        # PEAK: a value read back is on `rd.data` the next cycle, then folded into `amax`
+        peaking = Signal()
+        stored = rd.data[:p.in_width].as_signed()
+        magnitude = stored.as_unsigned() if p.unsigned else Mux(stored < 0, -stored, stored)
+        m.d.sync += peaking.eq(0)
+        with m.If(peaking & (magnitude > amax)):
+            m.d.sync += amax.eq(magnitude)
+        passed = Signal()
+        m.d.comb += passed.eq(value >= rd.data)
+        passes = Signal(range(MIDPOINTS + 1))       # midpoints passed so far: the code
 
         with m.FSM():
-            with m.State("IDLE"):
-                with m.If(full.bit_select(code_bank, 1) & ~busy):
-                    m.d.sync += [cur_amax.eq(info_amax[code_bank]),
-                                 cur_block.eq(info_block[code_bank])]
-                    m.next = "EXPONENT"
-            with m.State("EXPONENT"):
-                m.d.sync += e0.eq(Mux(bitlen > MANT_BITS, bitlen - MANT_BITS, 0))
-                m.next = "ROUND"
-            with m.State("ROUND"):
-                m.d.sync += biased.eq(cur_amax + (Const(1, 1) << e0) - 1)
-                m.next = "MANTISSA"
-            with m.State("MANTISSA"):
-                with m.If(rounded == 1 << MANT_BITS):
-                    m.d.sync += [mant.eq(1 << (MANT_BITS - 1)), exp.eq(e0 + 1)]
-                with m.Else():
-                    m.d.sync += [mant.eq(Mux(rounded == 0, 1, rounded)), exp.eq(e0)]
-                m.d.sync += [q.eq(0), k.eq(1), count_bounds.eq(0)]
-                m.next = "BOUNDS"
-            with m.State("BOUNDS"):
-                # k walks 1..15, then two idle steps let the multiplier pipeline empty.
-                m.d.sync += count_bounds.eq(count_bounds + 1)
-                m.d.sync += k.eq(Mux(count_bounds < 14, count_bounds + 2, 0))
-                with m.If(count_bounds == 16):
-                    m.next = "RUN"
-            with m.State("RUN"):
-                m.d.comb += issuing.eq(1)
-                with m.If(advance):
-                    m.d.sync += q.eq(q + 1)
-                    with m.If(q == lengths[cur_block]):
-                        m.d.comb += done_block.eq(1)
-                        m.d.sync += code_bank.eq(~code_bank)
-                        m.next = "IDLE"
-
-        m.d.comb += [rd.addr.eq(Mux(code_bank, maxb, 0) + q), rd.en.eq(advance)]
-        b.advance, b.bounds, b.busy, b.exp, b.issuing, b.k = advance, bounds, busy, exp, issuing, k
-        b.mant, b.q = mant, q
-
-    def _search(self, b):
-        """The search pipeline: buffer read, aligned input, four search stages, output."""
-        advance, bounds, busy, exp, issuing = b.advance, b.bounds, b.busy, b.exp, b.issuing
-        m, mant, p, q, rd = b.m, b.mant, b.p, b.q, b.rd
-        # Pipeline: R (buffer read) -> X (aligned input) -> 4 search stages -> o. The
-        # midpoint registers must not change under values in flight: `busy` holds the next
-        # block's BOUNDS phase until the pipeline has drained. So the scale (`mant`, `exp`)
-        # stays put while a block is in flight and is not carried along; neither is the
-        # feature index, which an output counter reproduces (codes leave in feature order).
-        meta = data.StructLayout({"first": 1})
-        r_valid = Signal()
-        r_meta = Signal(meta)
-        with m.If(advance):
-            m.d.sync += [r_valid.eq(issuing), r_meta.first.eq(q == 0)]
-
-        # |x| <= M * 2**E, so floor(x * 2**7 / 2**E) fits in 7 + MANT_BITS bits plus a sign.
-        xs_width = LEVEL_FRAC + 1 + MANT_BITS + 1
-        stage_valid = Signal()
-        stage_meta = Signal(meta)
-        stage_xs = Signal(signed(xs_width))
-        with m.If(advance):
-            m.d.sync += [stage_valid.eq(r_valid), stage_meta.eq(r_meta),
-                         stage_xs.eq((rd.data << (LEVEL_FRAC + 1)) >> exp)]
-        in_flight = [r_valid, stage_valid]
-
-        def register(name, valid, values):
-            """One pipeline register: ``values`` (name -> value), moved when `advance`."""
-            regs = {k: Signal.like(v, name=f"{name}_{k}") for k, v in values.items()}
-            reg_valid = Signal(name=f"{name}_valid")
-            with m.If(advance):
-                m.d.sync += reg_valid.eq(valid)
-                m.d.sync += [regs[k].eq(v) for k, v in values.items()]
-            in_flight.append(reg_valid)
-            return reg_valid, regs
-
-        code = Const(0, 0)
-        for s in range(4):
-            step = 1 << (3 - s)
-            # Midpoint index for each prefix decided so far; from the second stage on, the
-            # midpoint is selected in a cycle of its own and compared in the next.
-            choices = [bounds[prefix * 2 * step + step] for prefix in range(1 << s)]
-            if s == 0:
-                bound = choices[0]
-            else:
-                stage_valid, regs = register(f"select{s}", stage_valid, {
-                    "meta": stage_meta, "xs": stage_xs, "code": code,
-                    "bound": Array(choices)[code]})
-                stage_meta, stage_xs, code, bound = (regs["meta"], regs["xs"], regs["code"],
-                                                     regs["bound"])
-            bit = Signal(name=f"bit{s}")
-            m.d.comb += bit.eq(stage_xs >= bound)
-            decided = Cat(bit, code)         # the new bit is the least significant so far
-            if s < 3:
-                stage_valid, regs = register(f"compare{s}", stage_valid, {
-                    "meta": stage_meta, "xs": stage_xs, "code": decided})
-                stage_meta, stage_xs, code = regs["meta"], regs["xs"], regs["code"]
-            else:
-                feature = Signal(range(p.features))
-                with m.If(advance):
-                    m.d.sync += [
-                        self.o.valid.eq(stage_valid),
-                        self.o.payload.code.eq(decided),
-                        self.o.payload.mant.eq(mant),
-                        self.o.payload.exp.eq(exp),
-                        self.o.payload.feature.eq(feature),
-                        self.o.payload.first.eq(stage_meta.first),
-                    ]
-                    with m.If(stage_valid):
-                        m.d.sync += feature.eq(Mux(feature == p.features - 1, 0, feature + 1))
-        m.d.comb += busy.eq(issuing | Cat(*in_flight).any())
+            with m.State("FILL"):
+                m.d.comb += [wr.addr.eq(pos), wr.data.eq(x), wr.en.eq(accept)]
+                with m.If(accept):
+                    m.d.sync += pos.eq(pos + 1)
+                    with m.If(at_end):
+                        m.d.sync += [pos.eq(0), in_ready.eq(0), amax.eq(0)]
+                        m.next = "PEAK"
+            with m.State("PEAK"):
+                m.d.comb += [rd.addr.eq(pos), rd.en.eq(1)]
+                m.d.sync += [peaking.eq(1), pos.eq(pos + 1)]
+                with m.If(at_end):
+                    m.d.sync += [pos.eq(0), exp.eq(0), sticky.eq(0)]
+                    m.next = "SCALE"
+            with m.State("SCALE"):
+                # the codes of the previous block carry its scale until they are taken; the
+                # block's last value is folded into `amax` first
+                with m.If(~self.o.valid & ~peaking):
+                    with m.If(amax[MANT_BITS:].any()):
+                        m.d.sync += [amax.eq(amax >> 1), sticky.eq(sticky | amax[0]),
+                                     exp.eq(exp + 1)]
+                    with m.Else():
+                        rounded = amax[:MANT_BITS + 1] + sticky
+                        with m.If(rounded[MANT_BITS]):
+                            m.d.sync += [mant.eq(1 << (MANT_BITS - 1)), exp.eq(exp + 1)]
+                        with m.Else():
+                            m.d.sync += mant.eq(Mux(rounded == 0, 1, rounded))
+                        m.d.comb += [rd.addr.eq(levels | 1), rd.en.eq(1)]
+                        m.d.sync += [k.eq(1), bit.eq(MANT_BITS - 1), acc.eq(0)]
+                        m.next = "MULTIPLY"
+            with m.State("MULTIPLY"):
+                m.d.comb += addend.eq(Mux(mant.bit_select(bit, 1), midpoint, 0))   # T[k]
+                m.d.sync += [acc.eq(horner), bit.eq(bit - 1), doublings.eq(exp)]
+                with m.If(bit == 0):
+                    m.d.sync += bit.eq(MANT_BITS - 1)
+                    m.next = "DOUBLE"
+            with m.State("DOUBLE"):
+                m.d.sync += [acc.eq(horner), doublings.eq(doublings - 1)]
+                with m.If(doublings == 0):          # the ceiling step
+                    m.d.comb += addend.eq((1 << (LEVEL_FRAC + 2)) - 1)
+                    m.next = "STORE"
+            with m.State("STORE"):                  # C[k] into the buffer, T[k+1] read
+                m.d.comb += [wr.addr.eq(base | k), wr.data.eq(bound), wr.en.eq(1),
+                             rd.addr.eq(levels | (k + 1)), rd.en.eq(1)]
+                m.d.sync += [acc.eq(0), k.eq(k + 1)]
+                m.next = "MULTIPLY"
+                with m.If(k == MIDPOINTS):
+                    m.next = "LOAD"
+            with m.State("LOAD"):
+                m.d.comb += [rd.addr.eq(pos), rd.en.eq(1)]
+                m.next = "ALIGN"
+            with m.State("ALIGN"):
+                m.d.comb += [rd.addr.eq(base | 1), rd.en.eq(1)]
+                m.d.sync += [value.eq(rd.data), k.eq(1), passes.eq(0)]
+                m.next = "SEARCH"
+            with m.State("SEARCH"):
+                with m.If(k != MIDPOINTS):
+                    m.d.comb += [rd.addr.eq(base | (k + 1)), rd.en.eq(1)]
+                    m.d.sync += [k.eq(k + 1), passes.eq(passes + passed)]
+                with m.Elif(free):          # C[15] on the read port (held while o is full)
+                    m.d.sync += [self.o.valid.eq(1), out.code.eq(passes + passed),
+                                 out.first.eq(pos == 0),
+                                 out.last.eq((block == nblocks - 1) & at_end), pos.eq(pos + 1)]
+                    m.next = "LOAD"
+                    with m.If(at_end):
+                        m.d.sync += [pos.eq(0), in_ready.eq(1),
+                                     block.eq(Mux(block == nblocks - 1, 0, block + 1))]
+                        m.next = "FILL"
 
 
 def from_config(config):

@@ -4,7 +4,8 @@ Protocol (a subset of Wishbone B4 "classic", 32-bit words, word addresses)::
 
     initiator: cyc, adr, we, dat_w   held stable from the cycle cyc rises until a response
     target:    ack | err             exactly one of them, high for exactly one cycle
-               dat_r                 valid in the cycle ack is high (reads)
+               dat_r                 valid in the cycle ack is high (reads), 0 in every
+                                     other cycle
 
 A target may take any number of cycles to respond but must respond: every address inside the
 decoder's range is answered with ``ack`` or ``err``, never ignored, so a host can never hang on a
@@ -68,7 +69,9 @@ class BusDecoder(wiring.Component):
     with addresses relative to its base. An address no target claims is answered with ``err``
     one cycle later.
 
-    Timing: combinational routing; latency is the target's.
+    Timing: combinational routing; latency is the target's. Targets hold ``dat_r`` at 0
+    outside their ``ack`` cycle (the bus protocol above), so the read data is the OR of
+    theirs: no multiplexer over the address.
     """
 
     def __init__(self, addr_width, targets):
@@ -97,6 +100,7 @@ class BusDecoder(wiring.Component):
         bus = self.bus
         claimed = Signal()
         unmapped_err = Signal()
+        dat_r, ack, err = 0, 0, 0
         for name, base, width in self._targets:
             port = getattr(self, f"t_{name}")
             hit = Signal(name=f"hit_{name}")
@@ -108,10 +112,10 @@ class BusDecoder(wiring.Component):
                 port.cyc.eq(bus.cyc & hit),
             ]
             with m.If(hit):
-                m.d.comb += [claimed.eq(1), bus.dat_r.eq(port.dat_r), bus.ack.eq(port.ack),
-                             bus.err.eq(port.err)]
+                m.d.comb += claimed.eq(1)
+            # only the addressed target responds (its cyc is the only one high)
+            dat_r, ack, err = dat_r | port.dat_r, ack | port.ack, err | port.err
         # Unclaimed addresses: answer err after one cycle, once.
         m.d.sync += unmapped_err.eq(bus.cyc & ~claimed & ~unmapped_err)
-        with m.If(~claimed):
-            m.d.comb += bus.err.eq(unmapped_err)
+        m.d.comb += [bus.dat_r.eq(dat_r), bus.ack.eq(ack), bus.err.eq(err | unmapped_err)]
         return m

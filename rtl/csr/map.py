@@ -12,17 +12,20 @@ Word addresses: the registers from 0 upward in :func:`soc_registers` order, the 
 
 from dataclasses import dataclass
 
-from ..params import TrainParams
+from ..params import TrainParams, RUN_FIELDS
 from ..cache.params import INDEX_WIDTH, ELEMENT_WIDTH
 from ..mac.params import MacParams
+from ..mac.layout import Layout
+from ..cache.layout import CacheLayout
 from ..cache.params import CacheParams
 from ..perturb.params import PerturbParams
-from ..sequencer import COUNTERS, SEQUENCER_ERRORS, default_watchdog
+from ..sequencer import SEQUENCER_ERRORS, counter_widths, default_watchdog
 from .registers import Field, Register
 
 
-__all__ = ["SocMap", "Window", "soc_registers", "ERRORS", "BLOCK_ERRORS", "COUNTER_REGISTERS",
-           "COUNTER_DOCS", "WINDOWS", "WINDOW_BASE", "MAGIC", "VERSION", "BUS_ADDR_WIDTH"]
+__all__ = ["SocMap", "Window", "soc_registers", "run_registers", "RUN_REGISTER_DOCS", "ERRORS",
+           "BLOCK_ERRORS", "COUNTER_REGISTERS", "COUNTER_DOCS", "WINDOWS", "WINDOW_BASE", "MAGIC",
+           "VERSION", "BUS_ADDR_WIDTH"]
 
 
 #: Word address bits of the SoC's bus.
@@ -69,23 +72,64 @@ WINDOWS = {
 }
 
 
+#: What each run register holds (its fields: :data:`~fieldtune.rtl.params.RUN_FIELDS`).
+RUN_REGISTER_DOCS = {
+    "mode": "what the next start runs",
+    "epochs": "FO epochs",
+    "batch": "mini-batch size (power of two)",
+    "shifts": "learning rates and perturbation scale (TrainParams)",
+    "seed": "perturbation seed",
+    "steps": "ZO step budget",
+    "queries": "ZO queries per step",
+    "zo_step": "ZO perturbation step of the run's first query",
+    "zo_cursor": "ZO first sample of the run's first mini-batch",
+    "eval_range": "EVAL records first .. first+count-1",
+    "watchdog": "cycles without datapath progress before a run is aborted",
+}
+
+
+def run_registers(mac: MacParams, cache: CacheParams, perturb: PerturbParams):
+    """The run registers, generated from :data:`~fieldtune.rtl.params.RUN_FIELDS` (fields
+    grouped by register, in declaration order). They are ``locked`` while a run is busy (a
+    write is ignored and flagged ``busy``): the sequencer reads them during the run and keeps
+    no copy. They are ``mirrored`` (read back from a block RAM, not through the read
+    multiplexer: :mod:`~fieldtune.rtl.csr.registers`). Reset values: :class:`TrainParams`' defaults
+    for its fields, :func:`default_watchdog` for the watchdog, 0 otherwise."""
+    t = TrainParams()
+    init = {"watchdog": default_watchdog(mac, cache, perturb)}
+    fields = {}
+    for f in RUN_FIELDS.values():
+        value = getattr(t, f.name) if f.train else init.get(f.name, 0)
+        fields.setdefault(f.register, []).append(Field(f.field, f.width, "rw", init=value,
+                                                       doc=f.doc))
+    return tuple(Register(name, flds, doc=RUN_REGISTER_DOCS[name], locked=True, mirrored=True)
+                 for name, flds in fields.items())
+
+
 def soc_registers(mac: MacParams, cache: CacheParams, perturb: PerturbParams):
     """The register map as data (word addresses follow this order). Reset values of the
     run configuration are :class:`~fieldtune.rtl.params.TrainParams`' defaults, so they do
-    not depend on a design's ``[train]`` table (the runner writes every field)."""
-    t = TrainParams()
+    not depend on a design's ``[train]`` table (the runner writes every field). The design's
+    constants (identification, geometry, sizes) are read-only fields with a ``value``."""
+    lay = Layout(mac)
     return (
-        Register("id", [Field("magic", 16, "ro", doc=f"{MAGIC:#06x}"),
-                        Field("version", 8, "ro", doc="register map version")],
+        Register("id", [Field("magic", 16, "ro", doc=f"{MAGIC:#06x}", value=MAGIC),
+                        Field("version", 8, "ro", doc="register map version", value=VERSION)],
                  doc="identification"),
-        Register("geometry", [Field("lanes", 8, "ro", doc="MAC lanes (weights per word)"),
-                              Field("classes", 8, "ro", doc="classes (logits)"),
-                              Field("beats", 16, "ro", doc="cache beats per sample")],
+        Register("geometry", [Field("lanes", 8, "ro", doc="MAC lanes (weights per word)",
+                                    value=mac.lanes),
+                              Field("classes", 8, "ro", doc="classes (logits)",
+                                    value=mac.classes),
+                              Field("beats", 16, "ro", doc="cache beats per sample",
+                                    value=CacheLayout(cache).beats)],
                  doc="datapath geometry"),
-        Register("capacity", [Field("records", 17, "ro", doc="forward cache capacity"),
-                              Field("regions", 2, "ro", doc="weight regions")],
+        Register("capacity", [Field("records", 17, "ro", doc="forward cache capacity",
+                                    value=cache.capacity),
+                              Field("regions", 2, "ro", doc="weight regions",
+                                    value=len(lay.regions))],
                  doc="cache capacity"),
-        Register("weights", [Field("words", 24, "ro", doc="weight words (lanes weights each)")],
+        Register("weights", [Field("words", 24, "ro", doc="weight words (lanes weights each)",
+                                   value=lay.words)],
                  doc="adapter weight memory size"),
         Register("control", [Field("start", 1, "w1p", doc="start a run of `mode`"),
                              Field("abort", 1, "w1p", doc="abort the run"),
@@ -98,37 +142,14 @@ def soc_registers(mac: MacParams, cache: CacheParams, perturb: PerturbParams):
                  doc="status"),
         Register("errors", [Field(name, 1, "w1c", doc=doc) for name, doc in ERRORS.items()],
                  doc="sticky error flags, write 1 to clear"),
-        Register("mode", [Field("mode", 3, "rw", doc="0 FO, 1 ZO, 2 EVAL, 3 LOAD, 4 DUMP")],
-                 doc="what the next start runs"),
-        Register("epochs", [Field("epochs", 10, "rw", init=t.epochs)], doc="FO epochs"),
-        Register("batch", [Field("batch", 9, "rw", init=t.batch)],
-                 doc="mini-batch size (power of two)"),
-        Register("shifts", [Field("lr_shift", 5, "rw", init=t.lr_shift, doc="FO eta = 2**-n"),
-                            Field("eps_shift", 5, "rw", init=t.eps_shift,
-                                  doc="ZO epsilon = 2**-n"),
-                            Field("zo_lr_shift", 5, "rw", init=t.zo_lr_shift,
-                                  doc="ZO eta = 2**-n")],
-                 doc="learning rates and perturbation scale (TrainParams)"),
-        Register("seed", [Field("seed", 32, "rw", init=t.seed)], doc="perturbation seed"),
-        Register("steps", [Field("steps", 20, "rw", init=t.steps)], doc="ZO step budget"),
-        Register("queries", [Field("queries", 5, "rw", init=t.queries)],
-                 doc="ZO queries per step"),
-        Register("zo_step", [Field("step", 32, "rw")],
-                 doc="ZO perturbation step of the run's first query"),
-        Register("zo_cursor", [Field("cursor", INDEX_WIDTH, "rw")],
-                 doc="ZO first sample of the run's first mini-batch"),
-        Register("eval_range", [Field("first", INDEX_WIDTH, "rw", doc="first record"),
-                                Field("count", INDEX_WIDTH, "rw", doc="records")],
-                 doc="EVAL records first .. first+count-1"),
-        Register("watchdog", [Field("budget", 32, "rw",
-                                    init=default_watchdog(mac, cache, perturb))],
-                 doc="cycles without datapath progress before a run is aborted"),
+        *run_registers(mac, cache, perturb),
         Register("next_step", [Field("step", 32, "ro")],
                  doc="ZO: perturbation step after the run (write it to zo_step to go on)"),
         Register("next_cursor", [Field("cursor", INDEX_WIDTH, "ro")],
                  doc="ZO: cursor after the run (write it to zo_cursor to go on)"),
-        *(Register(COUNTER_REGISTERS[c], [Field("value", 32, "ro")],
-                   doc=f"counter: {COUNTER_DOCS[c]} (saturating)") for c in COUNTERS),
+        *(Register(COUNTER_REGISTERS[c], [Field("value", w, "ro")],
+                   doc=f"counter: {COUNTER_DOCS[c]} (saturating)")
+          for c, w in counter_widths(cache).items()),
     )
 
 

@@ -2,7 +2,7 @@
 
 from dataclasses import dataclass
 
-from ..params import Params, check_int, R1_CLASSES
+from ..params import Params, check_int, check_bool, R1_CLASSES
 
 
 __all__ = ["LossParams"]
@@ -26,6 +26,13 @@ class LossParams(Params):
         Address bits of the ``2^-x`` and ``log2(1 + x)`` tables, 4 to 12.
     loss_frac : int
         Fraction bits of base-2 exponents and of the loss (in bits, unsigned), 8 to 16.
+    serial : bool
+        Multiply the logit differences by ``log2(e)`` with one adder, a constant bit per
+        cycle (the first pass only: the ring keeps the exponents for the second), instead of
+        a pipelined shift-and-add tree: about 135 LUT4 less, but about ``16 * classes``
+        cycles per vector more (:meth:`~.unit.SoftmaxCrossEntropy.latency`). Right when a
+        forward takes longer than that (the UP5K's 8 lanes: 280 cycles per R1 sample); the
+        wide ECP5 presets turn it off.
     """
 
     section = "loss"
@@ -36,6 +43,7 @@ class LossParams(Params):
     prob_frac: int = 15
     exp_bits: int = 8
     loss_frac: int = 12
+    serial: bool = True
 
     def _validate(self):
         s = self.section
@@ -45,3 +53,4 @@ class LossParams(Params):
         check_int(s, "prob_frac", self.prob_frac, 8, 15)
         check_int(s, "exp_bits", self.exp_bits, 4, 12)
         check_int(s, "loss_frac", self.loss_frac, self.exp_bits, 16)
+        check_bool(s, "serial", self.serial)

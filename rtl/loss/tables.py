@@ -17,7 +17,7 @@ from .params import LossParams
 
 
 __all__ = ["LOG2E_FRAC", "LOG2E", "exp2_table", "log2_table", "diff_clamp", "DIFF_CLAMP_NATS",
-           "loss_width", "zo_sum_width", "exponent_width"]
+           "diff_width", "sum_width", "loss_width", "zo_sum_width", "exponent_width"]
 
 
 #: Fraction bits of the log2(e) constant.
@@ -49,6 +49,18 @@ def diff_clamp(p: LossParams):
     """Largest logit difference ``max(z) - z_c`` (in logit LSBs) taken into account; larger
     differences are clamped to it."""
     return (DIFF_CLAMP_NATS << p.logit_frac) - 1
+
+
+def diff_width(p: LossParams):
+    """Bits of a clamped logit difference: ``diff_clamp + 1`` is a power of two, so the clamp
+    is an OR of the bits above these into them."""
+    return diff_clamp(p).bit_length()
+
+
+def sum_width(p: LossParams):
+    """Bits of ``S``, the sum of ``classes`` probabilities of at most ``1.0`` (unsigned
+    ``Q.prob_frac``): ``S <= classes * 2**prob_frac``."""
+    return p.prob_frac + p.classes.bit_length()
 
 
 def exponent_width(p: LossParams):

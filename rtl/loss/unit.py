@@ -9,9 +9,10 @@ from amaranth.lib import wiring, stream, data, enum
 from amaranth.lib.wiring import In, Out
 from amaranth.lib.memory import Memory
 
+from ..perturb.arith import const_mul
 from .params import LossParams
-from .tables import (LOG2E, LOG2E_FRAC, exp2_table, log2_table, diff_clamp, exponent_width,
-                     loss_width, zo_sum_width)
+from .tables import (LOG2E, LOG2E_FRAC, exp2_table, log2_table, diff_width, sum_width,
+                     exponent_width, loss_width, zo_sum_width)
 
 
 __all__ = ["SoftmaxCrossEntropy", "ZOSign", "loss_command_layout", "loss_result_layout"]
@@ -47,14 +48,45 @@ def loss_result_layout(p: LossParams):
                               "zo_sum": signed(zo_sum_width(p))})
 
 
-def _const_mul(value, k):
-    """``value * k`` for a constant ``k >= 0`` as a balanced tree of shifted adds (so the
-    synthesizer never spends a DSP block on it)."""
-    terms = [value << i for i in range(k.bit_length()) if (k >> i) & 1]
-    while len(terms) > 1:
-        terms = [terms[i] + terms[i + 1] if i + 1 < len(terms) else terms[i]
-                 for i in range(0, len(terms), 2)]
-    return terms[0]
+def _exponent_constant(p):
+    """``(k, shift)`` with ``round_half_up(d * LOG2E, LOG2E_FRAC + logit_frac - loss_frac) ==
+    round_half_up(d * k, shift)`` for every ``d``: ``LOG2E``'s trailing zeros taken out of both
+    (fewer adder bits), keeping ``shift >= 1`` when there is a rounding at all."""
+    shift = LOG2E_FRAC + p.logit_frac - p.loss_frac
+    k = LOG2E
+    while k % 2 == 0 and shift > 1:
+        k, shift = k >> 1, shift - 1
+    return k, shift
+
+
+def _multiply_steps(p):
+    """Cycles of the serial multiplication by ``log2 e`` (one bit of the constant a cycle,
+    and at least up to the rounding position)."""
+    k, shift = _exponent_constant(p)
+    return max(k.bit_length(), shift)
+
+
+def _round_half_up(value, shift):
+    """``value / 2**shift`` rounded half up, for ``value >= 0``: drop ``shift - 1`` bits first,
+    so the rounding is an incrementer on what is left."""
+    if shift == 0:
+        return value
+    return (value[shift - 1:] + 1)[1:]
+
+
+class _Pipe:
+    """The exponent pipeline's signals (see :meth:`SoftmaxCrossEntropy._exponent_pipeline`)."""
+
+    def __init__(self, C, tw):
+        self.advance = Signal()                     # every stage moves
+        self.first = Signal()                       # the first pass (sums S)
+        self.issue = Signal(range(C + 1))           # classes issued in this pass
+        self.issuing = Signal()
+        self.valid = [Signal(name=f"e_valid{i}") for i in (1, 2, 3)]
+        self.cls = [Signal(range(C), name=f"e_class{i}") for i in (1, 2, 3)]
+        self.t = Signal(unsigned(tw), name="e_t2")         # t of stage 2
+        self.texp = Signal(unsigned(tw), name="e_texp2")   # t + log2 S (combinational)
+        self.value = None                           # 2**-texp of stage 3 (combinational)
 
 
 class SoftmaxCrossEntropy(wiring.Component):
@@ -81,19 +113,30 @@ class SoftmaxCrossEntropy(wiring.Component):
     result : Out(stream.Signature(loss_result_layout))
         One per vector, after its ``dz``.
 
-    Structure (area first: nothing is indexed at random, one of each operator): the logits
-    shift into a ring of registers that rotates once per pass; one exponent pipeline serves
-    both passes over the classes: difference to the maximum and its clamp, ``t = d * log2 e``
-    (shifts and adds), the table address of ``t + log2 S`` (``log2 S`` is 0 in the first
-    pass), the ``2**-x`` table, its shift. The first pass sums ``S`` and keeps the label's
-    ``t``; the second emits ``dz``. ``log2 S`` needs no barrel shifter: ``2**prob_frac <= S <
-    classes * 2**prob_frac`` leaves the leading one a few positions to choose from.
+    Structure (area first: nothing is indexed at random but ``z0``, one of each operator):
+    a received logit ``sat(out + z0)`` is registered, then compared with the running maximum
+    (one subtractor, ``max - x``, serves this compare and the passes' differences) and shifted
+    into a ring of registers that rotates once per pass. One exponent pipeline serves both
+    passes over the classes: the clamped difference ``d`` (unsigned, :func:`~.tables.
+    diff_width` bits), ``t = round(d * log2 e)`` (``Q.loss_frac``), the table address of
+    ``t + log2 S`` (``log2 S`` is 0 in the first pass), the ``2**-x`` table and its rounding
+    shift (``Q1.prob_frac``). The first pass sums ``S``; ``log2 S`` is the leading one of
+    ``S`` (a few positions: ``2**prob_frac <= S <= classes * 2**prob_frac``) and the
+    ``log2(1 + f)`` table, concatenated; the second pass emits ``dz`` (when asked) and takes
+    the loss ``t_label + log2 S`` as the label's class passes stage 2. ``t`` is a pipelined
+    shift-and-add tree in both passes, or (``serial``, the default) one adder taking a bit of
+    the constant a cycle in the first pass, whose ``t`` replaces the logit in the ring for
+    the second.
 
-    Timing: ``classes`` cycles to receive, ``classes + 4`` for the first pass, 2 for the
-    logarithm, ``classes + 4`` for ``dz`` (when asked, without back-pressure) and 1 for the
-    result: about ``3 * classes + 12`` cycles per vector (42 at 10 classes, below the 70
-    cycles of an R1 forward at 32 lanes), during which ``logits.ready`` is low outside the
-    receive phase. ``dz`` and ``result`` hold under back-pressure; nothing is lost.
+    Timing: ``classes`` cycles to receive (one per logit) and 1 more for the last compare,
+    ``classes + 5`` for the first pass (its sum takes registered values; serial: ``classes *
+    (1 + steps) + 3``, ``steps`` = 15 for the default formats), 2 for the logarithm,
+    ``classes + 4`` for the second (without back-pressure on ``dz``), 1 for the result:
+    :meth:`latency` = ``3 * classes + 13`` cycles per vector (43 at 10 classes, below the 70
+    cycles of an R1 forward at 32 lanes); serial ``3 * classes + 11 + steps * classes`` (191
+    at 10 classes, below the 280 of an R1 forward at 8 lanes). Meanwhile ``logits.ready`` is
+    low outside the receive phase.
+    ``dz`` and ``result`` hold under back-pressure; nothing is lost.
     """
 
     def __init__(self, params: LossParams):
@@ -108,110 +151,122 @@ class SoftmaxCrossEntropy(wiring.Component):
             "result": Out(stream.Signature(loss_result_layout(params))),
         })
 
+    @staticmethod
+    def latency(params):
+        """Cycles from a vector's first logit (sent back to back, ``dz`` and ``result``
+        always ready) to its result's transfer."""
+        cycles = 3 * params.classes + 13
+        if params.serial:   # a class every 1 + steps cycles in the first pass, no d/t stages
+            cycles += _multiply_steps(params) * params.classes - 2
+        return cycles
+
     def elaborate(self, platform):
         p = self.params
         m = Module()
-        C, lw, tf, pf = p.classes, p.logit_width, p.loss_frac, p.prob_frac
+        C, lw, pf = p.classes, p.logit_width, p.prob_frac
         tw = exponent_width(p)
-        sw = pf + 1 + max(C - 1, 1).bit_length()          # S = sum of up to C values <= 1.0
 
         m.submodules.exp_table = exp_mem = Memory(shape=unsigned(pf + 1), depth=1 << p.exp_bits,
                                                   init=exp2_table(p))
-        m.submodules.log_table = log_mem = Memory(shape=unsigned(tf), depth=1 << p.exp_bits,
-                                                  init=log2_table(p))
+        m.submodules.log_table = log_mem = Memory(shape=unsigned(p.loss_frac),
+                                                  depth=1 << p.exp_bits, init=log2_table(p))
         exp_rd = exp_mem.read_port()
         log_rd = log_mem.read_port()
+        # log2 S = Cat(table value, integer part): the table stays below 1.0
+        assert max(log2_table(p)) < 1 << p.loss_frac
 
         label = Signal(unsigned(_label_width(p)))
-        want_dz, zo, zo_first = Signal(), Signal(ZOSign), Signal()
-        ring = [Signal(signed(lw), name=f"z{i}") for i in range(C)]   # ring[0]: the head
-        zmax = Signal(signed(lw))
+        want_dz, zo = Signal(), Signal(ZOSign)
+        zmin = -(1 << (lw - 1))
+        zmax = Signal(signed(lw), init=zmin)
         argmax = Signal(range(C))
-        count = Signal(range(C))
-        s = Signal(unsigned(sw))
+        s = Signal(unsigned(sum_width(p)))
         log2s = Signal(unsigned(tw))
-        t_label = Signal(unsigned(tw))
         loss = Signal(unsigned(loss_width(p)))
         zo_sum = Signal(signed(zo_sum_width(p)))
 
-        # -- the exponent pipeline, shared by both passes ----------------------------------
-        advance = Signal()              # the pipeline's enable
-        issue = Signal(range(C + 1))    # classes issued in this pass
-        issuing = Signal()
-        m.d.comb += issuing.eq(advance & (issue < C))
-        rotate_in = Signal(signed(lw))  # what enters the ring's tail when it moves
+        # -- the ring and the one subtractor ---------------------------------------------
+        # logits; serial: the first pass replaces each by its exponent t (unsigned)
+        rw = max(lw, tw) if p.serial else lw
+        ring = [Signal(rw, name=f"z{i}") for i in range(C)]   # ring[0]: the head
+        receiving = Signal()            # the ring takes received logits, not its head
         moving = Signal()
-        m.d.comb += rotate_in.eq(ring[0])
+        x = Signal(signed(lw))          # compared with zmax
+        tail = Signal(rw)               # what enters the ring's tail
+        diff = Signal(signed(lw + 1))
+        m.d.comb += diff.eq(zmax - x)
         with m.If(moving):
-            m.d.sync += [ring[C - 1].eq(rotate_in)] + [ring[i].eq(ring[i + 1])
-                                                        for i in range(C - 1)]
-        pipe = self._exponent_pipeline(m, advance, issue, issuing, ring[0], zmax, log2s, exp_rd)
-        value = pipe["value"]           # 2**-(t_c + log2 S) of the class in stage 3
-        drained = ~pipe["busy"] & (issue == C)
-        onehot = Mux(pipe["class"] == label, 1 << pf, 0)
-        dz_value = Signal(signed(pf + 2))
-        m.d.comb += dz_value.eq(value - onehot)
+            m.d.sync += [ring[C - 1].eq(tail)] + [ring[i].eq(ring[i + 1]) for i in range(C - 1)]
 
-        def start_pass():
-            return [issue.eq(0)]
+        accepting = Signal()            # logits.ready
+        received, received_class, count = self._receive(m, accepting)
+        with m.If(receiving):
+            m.d.comb += [x.eq(received.payload), tail.eq(received.payload),
+                         moving.eq(received.valid)]
+            with m.If(received.valid & diff[-1]):         # x > zmax: the first maximum stays
+                m.d.sync += [zmax.eq(x), argmax.eq(received_class)]
+        with m.Else():
+            m.d.comb += [x.eq(ring[0][:lw].as_signed()), tail.eq(ring[0])]
+
+        pipe = _Pipe(C, tw)
+        if p.serial:
+            self._serial_front(m, pipe, diff, ring[C - 1], tail)
+        else:
+            self._parallel_front(m, pipe, diff)
+        self._exponent_back(m, pipe, log2s, exp_rd)
+        value = pipe.value
+        is_label = pipe.cls[2] == label
+        # dz = sat(value - [label] * 2**pf) for value <= 2**pf: the label's is negative but
+        # at value 2**pf (0), any other saturates at value 2**pf (2**pf - 1).
+        dz = Cat(value[:pf] | (value[pf] & ~is_label).replicate(pf), is_label & ~value[pf])
+        # the first pass sums registered values: the table, its shift and rounding and the
+        # adder of S would otherwise be one path (the UP5K's and the ECP5's critical one)
+        summand, summing = Signal.like(value), Signal()
+        drained = ~Cat(*pipe.valid, summing).any() & (pipe.issue == C)
+        log2_int = self._log2_start(m, s, log_rd)
+
+        # -- the zeroth-order sum: +-loss, committed with the result ------------------------
+        active = zo != ZOSign.NONE
+        minus = zo == ZOSign.MINUS
+        zsw = len(zo_sum)
+        addend = Cat(loss & active.replicate(len(loss)), Const(0, zsw - len(loss)))
+        zo_next = Signal.like(zo_sum)       # zo_sum + loss, zo_sum - loss = zo_sum + ~loss + 1
+        m.d.comb += zo_next.eq(zo_sum + (addend ^ minus.replicate(zsw)).as_signed() + minus)
 
         with m.FSM(name="phase"):
-            with m.State("IDLE"):
-                with m.If(self.cmd.valid):
-                    m.next = "RECV"
             with m.State("RECV"):
-                m.d.comb += self.logits.ready.eq(1)
-                z0 = Array(self.cmd.payload.z0[i] for i in range(C))
-                lo, hi = -(1 << (lw - 1)), (1 << (lw - 1)) - 1
-                total = Signal(signed(lw + 1))
-                logit = Signal(signed(lw))
-                m.d.comb += [total.eq(self.logits.payload + z0[count]),
-                             logit.eq(Mux(total > hi, hi, Mux(total < lo, lo, total))),
-                             rotate_in.eq(logit), moving.eq(self.logits.valid)]
-                with m.If(self.logits.valid):
-                    m.d.sync += count.eq(count + 1)
-                    with m.If((count == 0) | (logit > zmax)):
-                        m.d.sync += [zmax.eq(logit), argmax.eq(count)]
-                    with m.If(count == C - 1):
-                        cmd = self.cmd.payload
-                        m.d.comb += self.cmd.ready.eq(1)
-                        m.d.sync += [label.eq(cmd.label), want_dz.eq(cmd.dz), zo.eq(cmd.zo),
-                                     zo_first.eq(cmd.zo_first), count.eq(0), s.eq(0),
-                                     log2s.eq(0), *start_pass()]
-                        m.next = "EXP"
+                m.d.comb += [receiving.eq(1), accepting.eq(self.cmd.valid)]
+                with m.If(self.logits.valid & self.logits.ready & (count == C - 1)):
+                    cmd = self.cmd.payload
+                    m.d.comb += self.cmd.ready.eq(1)
+                    m.d.sync += [label.eq(cmd.label), want_dz.eq(cmd.dz), zo.eq(cmd.zo),
+                                 s.eq(0), log2s.eq(0), pipe.issue.eq(0)]
+                    with m.If(cmd.zo_first & (cmd.zo != ZOSign.NONE)):
+                        m.d.sync += zo_sum.eq(0)
+                    m.next = "MAX"
+            with m.State("MAX"):                    # the last logit meets the maximum
+                m.d.comb += receiving.eq(1)
+                m.next = "EXP"
             with m.State("EXP"):
-                m.d.comb += [advance.eq(1), moving.eq(issuing)]
-                with m.If(pipe["valid"]):
-                    m.d.sync += s.eq(s + value)
-                with m.If(pipe["t_valid"] & (pipe["t_class"] == label)):
-                    m.d.sync += t_label.eq(pipe["t"])
+                m.d.comb += [pipe.advance.eq(1), pipe.first.eq(1), moving.eq(pipe.issuing)]
+                m.d.sync += [summand.eq(value), summing.eq(pipe.valid[2])]
+                with m.If(summing):
+                    m.d.sync += s.eq(s + summand)
                 with m.If(drained):
                     m.next = "LOG"
-            with m.State("LOG"):
-                m.d.sync += log2s.eq(self._log2_start(m, s, log_rd, sw) << tf)
+            with m.State("LOG"):                    # the log2(1 + f) table reads
                 m.next = "LOG2"
             with m.State("LOG2"):
-                total = Signal(unsigned(tw))
-                m.d.comb += total.eq(log2s + log_rd.data)
-                value_loss = Signal(unsigned(tw + 1))
-                m.d.comb += value_loss.eq(total + t_label)
-                m.d.sync += [log2s.eq(total), loss.eq(value_loss), *start_pass()]
-                base = Mux(zo_first, 0, zo_sum)
-                with m.Switch(zo):
-                    with m.Case(ZOSign.PLUS):
-                        m.d.sync += zo_sum.eq(base + value_loss)
-                    with m.Case(ZOSign.MINUS):
-                        m.d.sync += zo_sum.eq(base - value_loss)
-                with m.If(want_dz):
-                    m.next = "DZ"
-                with m.Else():
-                    m.next = "RESULT"
-            with m.State("DZ"):
-                m.d.comb += [advance.eq(~self.dz.valid | self.dz.ready), moving.eq(issuing)]
-                with m.If(advance):
-                    m.d.sync += [self.dz.valid.eq(pipe["valid"]),
-                                 self.dz.payload.eq(Mux(dz_value > (1 << pf) - 1, (1 << pf) - 1,
-                                                        dz_value))]
+                m.d.sync += [log2s.eq(Cat(log_rd.data, log2_int)), pipe.issue.eq(0)]
+                m.next = "SOFT"
+            with m.State("SOFT"):
+                m.d.comb += [pipe.advance.eq(~self.dz.valid | self.dz.ready),
+                             moving.eq(pipe.issuing)]
+                with m.If(pipe.advance):
+                    m.d.sync += [self.dz.valid.eq(pipe.valid[2] & want_dz),
+                                 self.dz.payload.eq(dz)]
+                    with m.If(pipe.valid[1] & (pipe.cls[1] == label)):
+                        m.d.sync += loss.eq(pipe.texp)      # the label's t + log2 S
                     with m.If(drained):
                         m.next = "RESULT"
             with m.State("RESULT"):
@@ -219,70 +274,139 @@ class SoftmaxCrossEntropy(wiring.Component):
                              self.result.payload.loss.eq(loss),
                              self.result.payload.argmax.eq(argmax),
                              self.result.payload.correct.eq(argmax == label),
-                             self.result.payload.zo_sum.eq(zo_sum)]
+                             self.result.payload.zo_sum.eq(zo_next)]
                 with m.If(self.result.ready):
-                    m.next = "IDLE"
+                    m.d.sync += [zo_sum.eq(zo_next), zmax.eq(zmin), argmax.eq(0)]
+                    m.next = "RECV"
         return m
 
-    def _exponent_pipeline(self, m, advance, issue, issuing, head, zmax, log2s, exp_rd):
-        """Stage 0 (issue): the ring's head, class ``issue``; 1: ``d = min(zmax - z, clamp)``;
-        2: ``t = round(d * log2 e)``; 3: the table address of ``t + log2 S`` (the memory
-        reads it); then, combinationally, ``2**-(t + log2 S)`` = the table value shifted
-        right by the integer part, rounded half up. Every register moves on ``advance``."""
+    def _receive(self, m, accepting):
+        """The receive stage: ``sat(out + z0[count])`` of an accepted logit into a register
+        (so the adder and the ``z0`` multiplexer end at a flip-flop, not at the compare with
+        the maximum). Returns the register as a ``(valid, payload)`` pair, its class and
+        ``count``, the class of the next logit."""
         p = self.params
-        C, lw, tf, pf, eb = p.classes, p.logit_width, p.loss_frac, p.prob_frac, p.exp_bits
-        tw = exponent_width(p)
-        sh_t = LOG2E_FRAC + p.logit_frac - tf
-        d_clamp = diff_clamp(p)
-        valid = [Signal(name=f"e_valid{i}") for i in range(1, 4)]
-        cls = [Signal(range(C), name=f"e_class{i}") for i in range(1, 4)]
-        d = Signal(unsigned(lw + 1))
-        t = Signal(unsigned(tw))
-        n = Signal(range(pf + 3))
-        diff = Signal(unsigned(lw + 1))
-        m.d.comb += diff.eq(zmax - head)
-        texp = Signal(unsigned(tw + 1))
-        m.d.comb += texp.eq(t + log2s)
-        sh = tf - eb
-        tr = Signal(unsigned(tw + 1))
-        m.d.comb += [tr.eq((texp + ((1 << sh) >> 1)) >> sh), exp_rd.addr.eq(tr[:eb]),
-                     exp_rd.en.eq(advance)]
-        with m.If(advance):
-            m.d.sync += [
-                valid[0].eq(issuing), cls[0].eq(issue),
-                d.eq(Mux(diff > d_clamp, d_clamp, diff)),
-                valid[1].eq(valid[0]), cls[1].eq(cls[0]),
-                t.eq((_const_mul(d, LOG2E) + ((1 << sh_t) >> 1)) >> sh_t),
-                valid[2].eq(valid[1]), cls[2].eq(cls[1]),
-                n.eq(Mux(tr >> eb > pf + 2, pf + 2, tr >> eb)),
-            ]
-            with m.If(issuing):
-                m.d.sync += issue.eq(issue + 1)
-        half = Signal(unsigned(pf + 2))
-        m.d.comb += half.eq((Const(1, unsigned(pf + 3)) << n) >> 1)
-        value = Signal(unsigned(pf + 1))
-        m.d.comb += value.eq((exp_rd.data + half) >> n)
-        return {"value": value, "valid": valid[2], "class": cls[2], "t": t,
-                "t_valid": valid[1], "t_class": cls[1], "busy": Cat(*valid).any()}
+        C, lw = p.classes, p.logit_width
+        count = Signal(range(C))
+        received = stream.Signature(signed(lw)).create()
+        received_class = Signal(range(C))
+        take = self.logits.valid & self.logits.ready
+        m.d.comb += self.logits.ready.eq(accepting)
+        z0 = Array(self.cmd.payload.z0[i] for i in range(C))
+        total = Signal(signed(lw + 1))
+        m.d.comb += total.eq(self.logits.payload + z0[count])
+        overflow = total[lw] ^ total[lw - 1]
+        saturated = Mux(overflow, Cat((~total[lw]).replicate(lw - 1), total[lw]), total[:lw])
+        m.d.sync += received.valid.eq(take)
+        with m.If(take):
+            m.d.sync += [received.payload.eq(saturated), received_class.eq(count),
+                         count.eq(Mux(count == C - 1, 0, count + 1))]
+        return received, received_class, count
 
-    def _log2_start(self, m, s, log_rd, sw):
-        """``log2 S`` for ``S >= 2**prob_frac``: addresses the ``log2(1 + f)`` table with the
-        ``exp_bits`` bits after the leading one (rounded half up) and returns the integer
-        part. ``S < classes * 2**prob_frac``, so the leading one is at ``prob_frac ..
-        sw - 1``: a small multiplexer, not a barrel shifter."""
+    def _parallel_front(self, m, pipe, diff):
+        """Stage 0 (issue): the ring's head, class ``issue``, whose ``diff = max - z`` is
+        clamped into stage 1's ``d``; stage 2: ``t = round(d * log2 e)`` in shifts and adds.
+        Every register moves on ``advance``; both passes issue a class a cycle."""
         p = self.params
-        pf, eb = p.prob_frac, p.exp_bits
-        ext = Cat(Const(0, eb + 1), s)                 # S << (eb + 1)
-        pos = Signal(range(sw))
-        m.d.comb += pos.eq(pf)
+        dw = diff_width(p)
+        d = Signal(unsigned(dw))
+        k, shift = _exponent_constant(p)
+        clamp = diff[dw:].any()         # diff >= 0 in the passes; diff_clamp = 2**dw - 1
+        m.d.comb += pipe.issuing.eq(pipe.advance & (pipe.issue < p.classes))
+        with m.If(pipe.advance):
+            m.d.sync += [
+                pipe.valid[0].eq(pipe.issuing), pipe.cls[0].eq(pipe.issue),
+                d.eq(diff[:dw] | clamp.replicate(dw)),
+                pipe.valid[1].eq(pipe.valid[0]), pipe.cls[1].eq(pipe.cls[0]),
+                pipe.t.eq(_round_half_up(const_mul(d, k)[:dw + k.bit_length()], shift)),
+            ]
+            with m.If(pipe.issuing):
+                m.d.sync += pipe.issue.eq(pipe.issue + 1)
+
+    def _serial_front(self, m, pipe, diff, last, tail):
+        """First pass: per class, the clamped ``d = max - z`` of the ring's head is taken
+        (one cycle), then multiplied by ``k`` (:func:`_exponent_constant`) least significant
+        bit first, one bit a cycle: ``P = (P + k_i * d + [i == shift - 1]) / 2``; the bits
+        shifted out are kept from bit ``shift`` on, so after ``steps`` cycles ``P`` is
+        ``round_half_up(d * k, shift)`` (the carry-in at step ``shift - 1`` adds the half).
+        That step issues ``t = P`` into the ring's tail in place of the logit. Second pass:
+        the ring rotates a class a cycle. Stage 2 is the ring's tail either way."""
+        p = self.params
+        C, dw, tw = p.classes, diff_width(p), exponent_width(p)
+        k, shift = _exponent_constant(p)
+        steps = _multiply_steps(p)
+        low = steps - shift                 # bits of P below d's (the product's bits
+        d = Signal(unsigned(dw))            # shift .. steps - 1)
+        product = Signal(low + dw)          # P
+        busy = Signal()
+        step = Signal(range(steps))
+        carry = (step == shift - 1) if shift else Const(0)
+        total = Signal(dw + 1)              # P's upper part stays <= d
+        m.d.comb += total.eq(product[low:] + Mux(Const(k, steps).bit_select(step, 1), d, 0)
+                             + carry)
+        nxt = Cat(product[1:low], total) if low else total[1:]
+        push = Signal()
+        clamp = diff[dw:].any()
+        with m.If(pipe.first):
+            with m.If(~busy & (pipe.issue < C)):
+                m.d.sync += [d.eq(diff[:dw] | clamp.replicate(dw)), product.eq(0),
+                             step.eq(0), busy.eq(1)]
+            with m.If(busy):
+                m.d.sync += [product.eq(nxt), step.eq(step + 1)]
+                with m.If(step == steps - 1):
+                    m.d.sync += busy.eq(0)
+                    m.d.comb += [push.eq(1), tail.eq(nxt)]
+        m.d.comb += pipe.issuing.eq(Mux(pipe.first, push,
+                                        pipe.advance & (pipe.issue < C)))
+        # stage 2's t is the ring's tail: the class issued last entered it (pushed or
+        # rotated from the head)
+        m.d.comb += pipe.t.eq(last[:tw])
+        with m.If(pipe.advance):
+            m.d.sync += [pipe.valid[1].eq(pipe.issuing), pipe.cls[1].eq(pipe.issue)]
+            with m.If(pipe.issuing):
+                m.d.sync += pipe.issue.eq(pipe.issue + 1)
+
+    def _exponent_back(self, m, pipe, log2s, exp_rd):
+        """Stage 3: from stage 2's ``t + log2 S`` (the loss takes the label's), the table
+        address of it rounded to ``exp_bits`` fraction bits (the memory reads it); then,
+        combinationally,
+        ``2**-(t + log2 S)`` = the table value shifted right by the integer part, rounded
+        half up. Every register moves on ``advance``."""
+        p = self.params
+        tw, eb = exponent_width(p), p.exp_bits
+        n = Signal(unsigned(tw - eb))
+        texp = pipe.texp
+        m.d.comb += texp.eq(pipe.t + log2s)
+        tr = Signal(unsigned(tw + 1 - (p.loss_frac - eb)))     # texp in Q.exp_bits
+        m.d.comb += [tr.eq(_round_half_up(texp, p.loss_frac - eb)),
+                     exp_rd.addr.eq(tr[:eb]), exp_rd.en.eq(pipe.advance)]
+        with m.If(pipe.advance):
+            m.d.sync += [pipe.valid[2].eq(pipe.valid[1]), pipe.cls[2].eq(pipe.cls[1]),
+                         n.eq(tr[eb:])]
+        # round_half_up(T >> n) == ((2T >> n) + 1) >> 1, and 0 once n >= prob_frac + 2
+        # (T <= 2**prob_frac), as the golden model's min(n, prob_frac + 2) gives.
+        twice = Cat(0, exp_rd.data)
+        pipe.value = Signal(unsigned(p.prob_frac + 1))
+        m.d.comb += pipe.value.eq(((twice >> n) + 1)[1:])
+
+    def _log2_start(self, m, s, log_rd):
+        """Integer part of ``log2 S`` for ``2**prob_frac <= S``; addresses the ``log2(1 +
+        f)`` table with the ``exp_bits`` bits after the leading one (rounded half up: a
+        carry out of them adds one to the integer part). The leading one is at ``prob_frac
+        .. sum_width - 1``: a small multiplexer, not a barrel shifter. ``S`` must be stable
+        from the cycle before."""
+        p = self.params
+        pf, eb, sw = p.prob_frac, p.exp_bits, len(s)
+        ext = Cat(Signal(eb + 1), s)                   # S << (eb + 1)
+        pos = Signal(range(sw - pf))                   # the leading one minus prob_frac
         for i in range(pf + 1, sw):
             with m.If(s[i]):
-                m.d.comb += pos.eq(i)
+                m.d.comb += pos.eq(i - pf)
         window = Signal(eb + 1)                        # the eb bits after the one, the next
         with m.Switch(pos):
             for i in range(pf, sw):
-                with m.Case(i):
+                with m.Case(i - pf):
                     m.d.comb += window.eq(ext[i:i + eb + 1])
         fr = Signal(unsigned(eb + 1))
-        m.d.comb += [fr.eq(window[1:] + window[0]), log_rd.addr.eq(fr[:eb])]
-        return pos - pf + fr[eb]
+        m.d.comb += [fr.eq(window[1:] + window[0]), log_rd.addr.eq(fr[:eb]), log_rd.en.eq(1)]
+        return pos + fr[eb]

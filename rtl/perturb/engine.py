@@ -30,7 +30,8 @@ from .arith import square, const_mul, round_half_away
 from .clt import CltShaper
 from .icdf import IcdfShaper
 from .numerics import (WORD, EXPANDER_KEY, EXPANDER_WARMUP, DOMAIN_STEP, DOMAIN_POOL,
-                       ADAPT_GUARD_BITS, draw_bits, source_layout)
+                       ADAPT_GUARD_BITS, draw_bits, source_layout, signs_from_expander,
+                       fill_from_expander, draws_from_expander, draw_field)
 from .params import PerturbParams
 from .pool import ReusePool
 from .source import UniformSource
@@ -119,7 +120,9 @@ class PerturbationEngine(wiring.Component):
         self.params = params
         p = params
         self.draw_layout = source_layout(p.source, draw_bits(p))
-        self.sign_layout = source_layout(p.source, p.lanes) if p.signed_reuse else None
+        #: A sign source of its own (reuse modes with more lanes than an expander word).
+        self.sign_layout = source_layout(p.source, p.lanes) \
+            if p.signed_reuse and not signs_from_expander(p) else None
         self.shaper_depth = shaper_class(p).depth_of(p)
         #: Register stages from an issued beat to the lane values (pool read; or raw bits,
         #: shaper and, with adaptive scaling, the per-draw corrector).
@@ -133,15 +136,16 @@ class PerturbationEngine(wiring.Component):
         self.measure_depth = 0 if p.reuse == "pool" else 1 + self.shaper_depth
         self.measure_walk = 1 if p.reuse == "pool" else p.draws
         chain = []
-        if p.reuse != "pool":
+        if p.reuse != "pool" and not draws_from_expander(p):
             chain.append(p.draws * self.draw_layout.state_bits)
-        if p.signed_reuse:
+        if self.sign_layout is not None:
             chain.append(self.sign_layout.state_bits)
         if p.reuse == "pool":
             chain.append(2 * (p.pool_rows.bit_length() - 1))
         self.chain_bits = sum(chain)
         self.chain_words = -(-self.chain_bits // WORD)
-        self.fill_words = -(-self.draw_layout.state_bits // WORD)
+        self.fill_words = 0 if fill_from_expander(p) else \
+            -(-self.draw_layout.state_bits // WORD)
         self.fill_depth = 1 + self.shaper_depth
         super().__init__({
             "request": In(stream.Signature(Request)),
@@ -173,8 +177,7 @@ class PerturbationEngine(wiring.Component):
         m.d.comb += self.busy.eq(~self.request.ready)
 
         expander, word, warming = self._expander(m)
-        count = Signal(range(max(EXPANDER_WARMUP + 1, self.chain_words, self.fill_words,
-                                 p.pool_size if p.reuse == "pool" else 1) + 1))
+        count = Signal(range(max(EXPANDER_WARMUP + 1, self.chain_words, self.fill_words) + 1))
 
         draws, signs, pool, load, seal = self._chain(m, word)
 
@@ -204,12 +207,13 @@ class PerturbationEngine(wiring.Component):
         if p.adaptive:
             m.submodules.solver = solver = ScaleSolver(p, self._total_width())
             m.d.comb += self.clamped.eq(solver.clamped)
+        negate = None                   # signs that travel with the beat from its issue
         if p.reuse == "pool":
             lane_values, measure = self._pool_values(m, pool, pipe, solver)
         else:
-            lane_values, measure = self._draw_values(m, draws, pipe, solver)
+            lane_values, measure, negate = self._draw_values(m, draws, pipe, solver, expander)
 
-        self._lanes(m, lane_values, signs, pipe)
+        self._lanes(m, lane_values, signs, negate, pipe, expander)
 
         # -- control ----------------------------------------------------------------------
         def key(domain, key_word):
@@ -222,7 +226,7 @@ class PerturbationEngine(wiring.Component):
             # the pool holds the values of `seed`, the last request's: a request with
             # another seed refills it first (an aborted fill leaves it unfilled)
             m.d.comb += self.seeded.eq(pool.filled & ~pool.fill_start)
-            fill = self._fill(m, word, pool)
+            fill = self._fill(m, expander, pool)
         else:
             m.d.comb += self.seeded.eq(1)
 
@@ -240,7 +244,7 @@ class PerturbationEngine(wiring.Component):
             def keyed(prefix, key_value, chain_load, chain_seal, words, actions):
                 """KEY (expander takes the key), WARM, LOAD (shift `words` words into a
                 chain); `actions` are comb statements of the KEY cycle. The body runs in
-                LOAD's last cycle (the caller's transition)."""
+                LOAD's last cycle (WARM's without words; the caller's transition)."""
                 with m.State(f"{prefix}KEY"):
                     m.d.comb += [expander.load.eq(1), expander.key.eq(key_value),
                                  *actions]
@@ -251,13 +255,17 @@ class PerturbationEngine(wiring.Component):
                     m.d.sync += count.eq(count + 1)
                     with m.If(count == EXPANDER_WARMUP + 1):
                         m.d.sync += count.eq(0)
-                        m.next = f"{prefix}LOAD"
-                with m.State(f"{prefix}LOAD"):
-                    m.d.comb += [expander.advance.eq(1), chain_load.eq(1),
-                                 chain_seal.eq(count == words - 1)]
-                    m.d.sync += count.eq(count + 1)
-                    with m.If(count == words - 1):
-                        yield
+                        if words:
+                            m.next = f"{prefix}LOAD"
+                        else:                   # nothing to load: the body runs here
+                            yield
+                if words:
+                    with m.State(f"{prefix}LOAD"):
+                        m.d.comb += [expander.advance.eq(1), chain_load.eq(1),
+                                     chain_seal.eq(count == words - 1)]
+                        m.d.sync += count.eq(count + 1)
+                        with m.If(count == words - 1):
+                            yield
 
             if p.reuse == "pool":
                 with keyed("FILL_", key(DOMAIN_POOL, Const(0, 32)), fill["load"], fill["seal"],
@@ -265,9 +273,8 @@ class PerturbationEngine(wiring.Component):
                     m.d.sync += count.eq(0)
                     m.next = "FILL_RUN"
                 with m.State("FILL_RUN"):
-                    with m.If(count != p.pool_size):
-                        m.d.comb += fill["issue"].eq(1)
-                        m.d.sync += count.eq(count + 1)
+                    # the pool counts its values; those in flight when it is full are dropped
+                    m.d.comb += fill["issue"].eq(1)
                     with m.If(pool.filled):
                         m.next = "KEY"
             with keyed("", key(DOMAIN_STEP, step), load, seal, self.chain_words, [flush.eq(1)]):
@@ -315,14 +322,14 @@ class PerturbationEngine(wiring.Component):
         Returns ``(draws, signs, pool, load, seal)``."""
         p = self.params
         members, draws = [], []
-        if p.reuse != "pool":
+        if p.reuse != "pool" and not draws_from_expander(p):
             for g in range(p.draws):
                 source = UniformSource(self.draw_layout)
                 m.submodules[f"draw{g}"] = source
                 draws.append(source)
                 members.append(source)
         signs = pool = None
-        if p.signed_reuse:
+        if self.sign_layout is not None:
             m.submodules.signs = signs = UniformSource(self.sign_layout)
             members.append(signs)
         if p.reuse == "pool":
@@ -371,10 +378,13 @@ class PerturbationEngine(wiring.Component):
             m.d.sync += [valid.eq(0), done.eq(0)]
         return values, {"enable": 1, "valid": valid, "last": done, "energy": energy}
 
-    def _draw_values(self, m, draws, pipe, solver):
-        """Lane values (complemented codes) from the draw lanes: source, raw-bit register,
-        shaper and, with adaptive scaling, the two-stage corrector; and the measuring pass
-        (one squarer walking the draws of each beat)."""
+    def _draw_values(self, m, draws, pipe, solver, expander):
+        """Lane values (complemented codes) from the draw lanes: source (or the seed
+        expander's word, :func:`~.numerics.draws_from_expander`), raw-bit register, shaper
+        and, with adaptive scaling, the two-stage corrector; and the measuring pass (one
+        squarer walking the draws of each beat). Returns ``(lanes, measure, negate)``:
+        ``negate``, with draws from the expander, the beat's signs taken from the same word
+        at its issue and carried to the lane stage (else None)."""
         p = self.params
         hold = None
         if p.hold > 1:
@@ -383,15 +393,31 @@ class PerturbationEngine(wiring.Component):
                 m.d.sync += hold.eq(0)
             with m.Elif(pipe.issue):
                 m.d.sync += hold.eq(Mux(hold == p.hold - 1, 0, hold + 1))
+        negate = None
+        if not draws:                   # the expander steps once per issued beat
+            m.d.comb += expander.advance.eq(pipe.issue)
+            negate = expander.word[WORD - p.lanes:]
+            for i in range(self.value_depth):
+                delayed = Signal(p.lanes, name=f"negate{i + 1}")
+                with m.If(pipe.en):
+                    m.d.sync += delayed.eq(negate)
+                negate = delayed
         shaped, values = [], []
-        for g, source in enumerate(draws):
-            # Held draws advance on the last beat of their hold, so every beat of the hold
-            # samples the same state.
-            advance = pipe.issue if hold is None else pipe.issue & (hold == p.hold - 1)
-            m.d.comb += source.advance.eq(advance)
+        for g in range(p.draws):
             raw = Signal(self.draw_layout.bits, name=f"raw{g}")
-            with m.If(pipe.en):
-                m.d.sync += raw.eq(source.bits)
+            if draws:
+                # Held draws advance on the last beat of their hold, so every beat of the
+                # hold samples the same state.
+                source = draws[g]
+                advance = pipe.issue if hold is None else pipe.issue & (hold == p.hold - 1)
+                m.d.comb += source.advance.eq(advance)
+                with m.If(pipe.en):
+                    m.d.sync += raw.eq(source.bits)
+            else:
+                # the word of a hold's first beat (the expander moves on at every issue)
+                low, high = draw_field(p, g)
+                with m.If(pipe.en if hold is None else pipe.en & (hold == 0)):
+                    m.d.sync += raw.eq(expander.word[low:high])
             shaper = make_shaper(p)
             m.submodules[f"shaper{g}"] = shaper
             m.d.comb += [shaper.bits.eq(raw), shaper.en.eq(pipe.en)]
@@ -410,7 +436,7 @@ class PerturbationEngine(wiring.Component):
             values.append(complement)
         lanes = [values[l % p.draws] for l in range(p.lanes)]
         measure = self._walk(m, shaped, pipe) if p.adaptive else None
-        return lanes, measure
+        return lanes, measure, negate
 
     def _walk(self, m, shaped, pipe):
         """Measuring pass of the draw lanes: the pipeline advances once every ``draws``
@@ -453,9 +479,11 @@ class PerturbationEngine(wiring.Component):
         return {"enable": walk == n - 1, "valid": valid_b, "last": valid_b & done_b,
                 "energy": energy}
 
-    def _lanes(self, m, values, signs, pipe):
-        """Lane stage: a fresh sign per weight (reuse modes), zero padding of the last beat,
-        the output register.
+    def _lanes(self, m, values, signs, negate, pipe, expander):
+        """Lane stage: a fresh sign per weight (reuse modes: from ``signs``, from ``negate``
+        (carried with the beat, see :meth:`_draw_values`), or the top bits of the seed
+        expander's word, which then steps once per beat), zero padding of the last beat, the
+        output register.
 
         Values arrive complemented, ``w = ~v``, so flipping the sign costs one LUT per bit on
         a carry chain: ``z = (w + n) ^ ~n`` is ``w + 1 = -v`` for ``n = 1`` and ``~w = v`` for
@@ -463,10 +491,15 @@ class PerturbationEngine(wiring.Component):
         """
         p = self.params
         vd = self.value_depth
-        if signs is None:
+        if not p.signed_reuse:
             lane_codes = [(~w).as_signed() for w in values]
         else:
-            if self.sign_layout.kind == "xoshiro128pp":
+            if negate is not None:
+                pass                            # carried from the issue with the draws
+            elif signs is None:
+                negate = expander.word[WORD - p.lanes:]
+                m.d.comb += expander.advance.eq(pipe.emitting & pipe.en & pipe.valid[vd])
+            elif self.sign_layout.kind == "xoshiro128pp":
                 # Take the bits one stage early into a register: the ++ output's adders
                 # then do not lengthen the lane stage.
                 negate = Signal(p.lanes)
@@ -491,25 +524,32 @@ class PerturbationEngine(wiring.Component):
             self.z.valid.eq(pipe.valid[depth] & pipe.emitting),
         ]
 
-    def _fill(self, m, word, pool):
-        """The pool's fill lane: a draw source loaded from the expander (domain POOL) and a
-        shaper, one value a cycle into the pool."""
+    def _fill(self, m, expander, pool):
+        """The pool's fill lane: a shaper fed one draw a cycle, from the top bits of the
+        expander's word (keyed in domain POOL; it steps once per value) or from a draw source
+        loaded from it, into the pool."""
         p = self.params
-        m.submodules.fill_source = source = UniformSource(self.draw_layout)
         m.submodules.fill_shaper = shaper = make_shaper(p)
         controls = {"load": Signal(name="fill_load"), "seal": Signal(name="fill_seal"),
                     "issue": Signal(name="fill_issue")}
-        m.d.comb += [
-            source.load.eq(controls["load"]), source.seal.eq(controls["seal"]),
-            source.load_state.eq(Cat(word, source.state)[:len(source.state)]),
-            source.advance.eq(controls["issue"]),
-            shaper.en.eq(1),
-        ]
-        raw = Signal(self.draw_layout.bits, name="fill_raw")
+        m.d.comb += shaper.en.eq(1)
+        if fill_from_expander(p):
+            bits = expander.word[WORD - draw_bits(p):]
+            with m.If(controls["issue"]):
+                m.d.comb += expander.advance.eq(1)
+        else:
+            m.submodules.fill_source = source = UniformSource(self.draw_layout)
+            m.d.comb += [
+                source.load.eq(controls["load"]), source.seal.eq(controls["seal"]),
+                source.load_state.eq(Cat(expander.word, source.state)[:len(source.state)]),
+                source.advance.eq(controls["issue"]),
+            ]
+            bits = source.bits
+        raw = Signal(len(bits), name="fill_raw")
         valid = [controls["issue"]] + [Signal(name=f"fill_valid{i}")
                                        for i in range(1, self.fill_depth + 1)]
-        m.d.sync += [raw.eq(source.bits)] + [valid[i].eq(valid[i - 1])
-                                              for i in range(1, self.fill_depth + 1)]
+        m.d.sync += [raw.eq(bits)] + [valid[i].eq(valid[i - 1])
+                                      for i in range(1, self.fill_depth + 1)]
         m.d.comb += [shaper.bits.eq(raw), pool.fill_valid.eq(valid[-1]),
                      pool.fill_value.eq(shaper.value)]
         return controls

@@ -20,7 +20,9 @@ __all__ = [
     "XOROSHIRO64_ABC", "DOMAIN_STEP",
     "DOMAIN_POOL", "XOSHIRO_STATE", "XOSHIRO_OUT", "LFSR_DEGREE", "LFSR_TAP", "LFSR_LEAP_MAX",
     "ICDF_UNIFORM_BITS", "ICDF_SEGMENT_BITS", "ICDF_INTERP_BITS", "ICDF_GUARD_BITS",
-    "ADAPT_GUARD_BITS", "round_half_away", "saturation_limit", "value_width", "summand_bits",
+    "ADAPT_GUARD_BITS", "signs_from_expander", "fill_from_expander", "draws_from_expander",
+    "draw_field",
+    "round_half_away", "saturation_limit", "value_width", "summand_bits",
     "summands", "draw_bits", "SourceLayout", "source_layout", "icdf_table", "AdaptiveConstants",
 ]
 
@@ -114,6 +116,37 @@ def draw_bits(params):
     if params.shape == "icdf":
         return ICDF_UNIFORM_BITS + 1          # magnitude uniform and a sign
     return summands(params) * summand_bits(params)
+
+
+def signs_from_expander(params):
+    """Whether the seed expander itself gives the per-weight signs (reuse modes, at most
+    :data:`WORD` lanes): after loading the state chain it steps once per beat and beat ``b``
+    takes the top ``lanes`` bits of its word ``chain_words + b`` (no sign source of its own)."""
+    return params.signed_reuse and params.lanes <= WORD
+
+
+def fill_from_expander(params):
+    """Whether the seed expander itself fills the pool (pool mode, draws of at most
+    :data:`WORD` bits): value ``j`` takes the top ``draw_bits`` bits of its word ``j`` in
+    the pool's domain (no fill source of its own)."""
+    return params.reuse == "pool" and draw_bits(params) <= WORD
+
+
+def draws_from_expander(params):
+    """Whether the seed expander itself gives the draws (on-the-fly reuse whose draws and
+    signs fit one word, ``draws * draw_bits + lanes <= WORD``): it steps once per issued
+    beat, and beat ``b`` takes its signs and, on the first beat of a hold, its draws from
+    word ``chain_words + b``: draw ``g`` is the ``draw_bits`` bits below those of draw
+    ``g - 1``, draw 0's just below the signs (no draw sources of their own)."""
+    return (params.reuse == "onthefly"
+            and params.draws * draw_bits(params) + params.lanes <= WORD)
+
+
+def draw_field(params, g):
+    """``(low, high)`` bit positions of draw ``g`` in an expander word (see
+    :func:`draws_from_expander`)."""
+    high = WORD - params.lanes - g * draw_bits(params)
+    return high - draw_bits(params), high
 
 
 @dataclass(frozen=True)

@@ -99,7 +99,9 @@ class ReusePool(wiring.Component):
         p = self.params
         lanes, rows, rb = p.lanes, p.pool_rows, self.row_bits
 
-        m.submodules.memory = memory = Memory(
+        # "_norw": reads (emitting) and writes (filling, rescaling) never share a cycle, so the
+        # synthesis flow leaves collisions undefined (boards/implement.py, read_fixups).
+        m.submodules.values_norw = memory = Memory(
             shape=data.ArrayLayout(unsigned(p.width), lanes), depth=rows, init=[],
             attrs={"ram_style": "block"})
         write = memory.write_port(granularity=1)

@@ -1,7 +1,8 @@
 """The training sequencer: the epoch, mini-batch and query loops of the SoC, as micro-ops.
 
-:class:`Sequencer` turns one *run* (a start with the run-time configuration latched from the
-registers) into the streams the datapath of :class:`~fieldtune.rtl.soc.SoC` consumes:
+:class:`Sequencer` turns one *run* (a start with the run-time configuration of the run
+registers, which the register bank locks while the run is busy) into the streams the datapath
+of :class:`~fieldtune.rtl.soc.SoC` consumes:
 
 * ``mac_cmd``: micro-ops for the :class:`~fieldtune.rtl.mac.AdapterMACArray`, exactly the
   programs of :func:`fieldtune.sim.golden.train.fo_program` / ``zo_program`` (the golden
@@ -45,12 +46,14 @@ waits on back-pressure, never drops anything. ``done`` rises when everything iss
 completed (MAC array idle, every loss result received, the datapath idle).
 """
 
-from amaranth.hdl import Module, Signal, Mux, Cat, Const, signed, unsigned
+import enum as py_enum
+
+from amaranth.hdl import Module, Signal, Mux, Cat, Const, Shape, Value, signed, unsigned
 from amaranth.lib import wiring, stream, data, enum
 from amaranth.lib.wiring import In, Out
 from amaranth.lib.memory import Memory
 
-from ..params import MODES, SocParams
+from ..params import MODES, RUN_FIELDS, SocParams
 from ..mac.params import MacParams
 from ..mac.layout import Layout
 from ..mac.array import update_shift
@@ -63,15 +66,17 @@ from ..cache.layout import CacheLayout
 from ..cache.cache import drain_bound
 from ..perturb.params import PerturbParams
 from ..perturb.engine import Request
-from .programs import Dynamic, MacOp, Fetch, PerturbRequest, programs
+from .programs import Dynamic, MacOp, programs
+from .microcode import compile_programs
 
 
-__all__ = ["Mode", "RUN_CONFIG", "COUNTERS", "SEQUENCER_ERRORS", "MAX_QUERIES", "MAX_BATCH",
-           "CSHIFT_MIN", "CSHIFT_MAX", "fetch_layout", "coef_shift_constants", "Sequencer",
+__all__ = ["Mode", "RUN_CONFIG", "COUNTERS", "counter_widths", "SEQUENCER_ERRORS",
+           "MAX_QUERIES", "MAX_BATCH", "CSHIFT_MIN", "CSHIFT_MAX", "fetch_layout",
+           "coef_shift_constants", "Sequencer",
            "default_watchdog"]
 
 
-class Mode(enum.Enum, shape=3):
+class Mode(enum.Enum, shape=RUN_FIELDS["mode"].width):
     """What a run does (the ``mode`` register); values 5 to 7 are illegal."""
     FO = 0
     ZO = 1
@@ -81,33 +86,35 @@ class Mode(enum.Enum, shape=3):
 
 
 #: Most zeroth-order queries per step (``TrainParams.queries``).
-MAX_QUERIES = 16
+MAX_QUERIES = RUN_FIELDS["queries"].hi
 #: Largest mini-batch (``TrainParams.batch``; the loss unit's sum holds 256 pairs).
-MAX_BATCH = 256
+MAX_BATCH = RUN_FIELDS["batch"].hi
 #: Range of the MAC array's signed 6-bit ``cshift`` field.
 CSHIFT_MIN, CSHIFT_MAX = -32, 31
 
-#: The run-time configuration, latched from the registers at start.
-RUN_CONFIG = data.StructLayout({
-    "mode": 3,
-    "epochs": 10,
-    "batch": 9,
-    "lr_shift": 5,
-    "eps_shift": 5,
-    "zo_lr_shift": 5,
-    "seed": 32,
-    "steps": 20,
-    "queries": 5,
-    "step": 32,
-    "cursor": INDEX_WIDTH,
-    "eval_first": INDEX_WIDTH,
-    "eval_count": INDEX_WIDTH,
-    "watchdog": 32,
-})
+#: The run-time configuration, the run registers (widths from
+#: :data:`~fieldtune.rtl.params.RUN_FIELDS`).
+RUN_CONFIG = data.StructLayout({f.name: f.width for f in RUN_FIELDS.values()})
 
-#: Counters of a run (32-bit, saturating at 2**32 - 1), reset by every accepted start.
+#: Counters of a run (saturating at all ones), reset by every accepted start.
 COUNTERS = ("cycles", "samples", "epochs", "steps", "loss_sum", "correct")
+#: Width of the widest counters.
 COUNTER_WIDTH = 32
+
+
+def counter_widths(cache: CacheParams):
+    """Bits of each counter: 32 (saturating), but ``epochs`` and ``steps`` only as wide as
+    the largest run the registers can ask for (so they never saturate and serve as the
+    sequencer's loop counters): FO steps <= epochs * records (a batch of 1), ZO steps <=
+    ``steps``; ZO passes over the records <= its steps (a batch never exceeds the
+    records)."""
+    epochs = (1 << RUN_FIELDS["epochs"].width) - 1
+    steps = (1 << RUN_FIELDS["steps"].width) - 1
+    return {"cycles": COUNTER_WIDTH, "samples": COUNTER_WIDTH,
+            "epochs": max(epochs, steps).bit_length(),
+            "steps": max(steps, epochs * cache.capacity).bit_length(),
+            "loss_sum": COUNTER_WIDTH, "correct": COUNTER_WIDTH}
+
 
 #: Error strobes of the sequencer, in register bit order, with their meaning.
 SEQUENCER_ERRORS = {
@@ -116,11 +123,11 @@ SEQUENCER_ERRORS = {
     "bad_batch": "batch is not a power of two, or above mac.max_batch (FO) or 256 (ZO)",
     "batch_count": "batch larger than the cached records (FO, ZO)",
     "bad_shift": "lr_shift / eps_shift / zo_lr_shift give a scaling the MAC array cannot do",
-    "bad_steps": "ZO with steps = 0, queries = 0 or queries > 16",
+    "bad_steps": "ZO with steps = 0, or queries not a power of two from 1 to 16",
     "bad_cursor": "ZO cursor not below the cached records",
     "eval_range": "EVAL range empty or beyond the cached records",
     "bad_watchdog": "watchdog budget 0 (FO, ZO, EVAL)",
-    "busy": "start (or cache clear) while a run is busy: ignored",
+    "busy": "start, cache clear or run-register write while a run is busy: ignored",
     "watchdog": "a run made no progress for watchdog cycles: aborted",
     "aborted": "the host aborted a run",
 }
@@ -158,16 +165,32 @@ def default_watchdog(mac: MacParams, cache: CacheParams, perturb: PerturbParams)
     return max(1 << 16, 1 << (pause - 1).bit_length())
 
 
+def _log2(m, value):
+    """``(log, pow2)``: whether ``value`` is a power of two, and if so its log2 (the one-hot
+    value encoded: each bit of ``log`` ORs the bits of ``value`` at the positions having it;
+    anything when ``pow2`` is low, which every use rejects)."""
+    log, pow2 = Signal(range(max(2, len(value)))), Signal()
+    m.d.comb += log.eq(Cat(*(Cat(*(value[i] for i in range(len(value)) if i >> j & 1)).any()
+                             for j in range(len(log)))))
+    m.d.comb += pow2.eq((value != 0) & ((value & (value - 1)) == 0))
+    return log, pow2
+
+
 def _sat_add(a, b, width=COUNTER_WIDTH):
     """``a + b`` saturating at ``2**width - 1`` (counters never wrap)."""
     s = a + b
     return Mux(s[width:].any(), (1 << width) - 1, s[:width])
 
 
-def _sat_inc(counter):
-    """Statements of ``counter + 1`` saturating at all ones: an incrementer enabled while
-    the counter is not full (a carry chain and an AND, no adder and multiplexer)."""
-    return [counter.eq(Mux(counter.all(), counter, counter + 1))]
+def _count(m, counter, when, clear, saturate=True):
+    """``counter + 1`` when ``when`` (stopping at all ones if ``saturate``: the incrementer's
+    carry out disables the flip-flops, no all-ones detector), 0 when ``clear``. The clear
+    acts through the enable (``clear`` enables, then resets), the form of the iCE40's
+    SB_DFFESR: no multiplexer per bit."""
+    w = len(counter)
+    s = counter + 1
+    with m.If(clear | (when & ~s[w] if saturate else when)):
+        m.d.sync += counter.eq(Mux(clear, 0, s[:w]))
 
 
 class Sequencer(wiring.Component):
@@ -184,7 +207,9 @@ class Sequencer(wiring.Component):
     start, abort : In(1)
         Strobes (the ``control`` register's ``w1p`` bits).
     settings : In(RUN_CONFIG)
-        The registers; latched on ``start``.
+        The run registers, read during the whole run (no copy is kept): they must not change
+        while ``busy`` (the SoC's register bank locks them, see
+        :func:`~fieldtune.rtl.csr.map.run_registers`).
     records : In(range(capacity + 1))
         Records in the forward cache; latched on ``start``.
     mac_cmd : Out(stream.Signature(MAC_OP))
@@ -248,7 +273,7 @@ class Sequencer(wiring.Component):
             "done": Out(1),
             "accepted": Out(1),
             "flush": Out(1),
-            "counters": Out(data.StructLayout({c: COUNTER_WIDTH for c in COUNTERS})),
+            "counters": Out(data.StructLayout(counter_widths(cache))),
             "next_step": Out(32),
             "next_cursor": Out(INDEX_WIDTH),
             "errors": Out(data.StructLayout({e: 1 for e in SEQUENCER_ERRORS})),
@@ -256,12 +281,13 @@ class Sequencer(wiring.Component):
 
     # -- gateware ---------------------------------------------------------------------------
 
-    #: Control states (besides one state per program action), in encoding order, and the
-    #: training mode that needs them (None: every design).
+    #: Control states, in encoding order, and the training mode that needs them (None: every
+    #: design). ``EXEC`` runs a program's micro-code (:mod:`.microcode`) from ``pc``.
     CONTROL_STATES = {"IDLE": None, "CHECK": None, "FO_BATCH": "fo", "FO_NEXT": "fo",
                       "ZO_STEP": "zo", "ZF_NEXT": "zo", "ZU_WAIT": "zo", "ZU_READ": "zo",
-                      "ZU_DIV": "zo", "ZU_NEXT": "zo", "STEP_END": "zo", "EV_START": None,
-                      "DRAIN": None, "ABORT": None}
+                      "ZU_READ_HI": "zo",
+                      "ZU_NEXT": "zo", "STEP_END": "zo", "EV_START": None,
+                      "EXEC": None, "DRAIN": None, "ABORT": None}
     #: The training mode of each program (None: every design).
     PROGRAM_MODES = {"FO": "fo", "ZF": "zo", "ZU": "zo", "EV": None, "LD": None, "DP": None}
 
@@ -272,19 +298,20 @@ class Sequencer(wiring.Component):
                 for name, prog in programs(len(self.layout.regions), self.colacc_cshift).items()
                 if self.PROGRAM_MODES[name] in (None, *self.modes)}
 
+    def microcode(self):
+        """The programs compiled to ROM words (:func:`.microcode.compile_programs`)."""
+        return compile_programs(self.programs())
+
     def state_enum(self):
-        """The state machine's states as an enumeration (names show in waveforms): the
-        control states, then one per program action (``FO_forward_0_MacOp``, ...)."""
+        """The control states as an enumeration (names show in waveforms)."""
         names = [n for n, mode in self.CONTROL_STATES.items() if mode in (None, *self.modes)]
-        for prog in self.programs().values():
-            names += prog.states
         return enum.Enum("SequencerState", [(n, i) for i, n in enumerate(names)])
 
     def elaborate(self, platform):
         m = Module()
-        progs = self.programs()
+        code = self.microcode()
         State = self.state_enum()
-        r = _RunState(self, State)
+        r = _RunState(self, State, code)
         m.d.comb += [self.mode.eq(r.cfg.mode), self.next_step.eq(r.pstep),
                      self.next_cursor.eq(r.base)]
         m.d.comb += [r.busy.eq(r.state != State.IDLE), self.busy.eq(r.busy)]
@@ -296,12 +323,15 @@ class Sequencer(wiring.Component):
         with m.If(r.busy & self.start):
             m.d.comb += self.errors.busy.eq(1)
 
-        imm_div = _Divider(m, zo_sum_width(self.loss), MAX_QUERIES) if "zo" in self.modes \
-            else None
+        # one adder for the query's step (pstep + qi) and the next step's (+ queries at
+        # STEP_END, where qi = queries - 1): pstep + qi + cin
+        cin = (r.state == State.STEP_END) if "zo" in self.modes else Const(0)
+        step_sum = Cat(Const(1, 1), r.pstep) + Cat(cin, r.qi)
+        m.d.comb += r.zo_step.eq(step_sum[1:])
         with m.Switch(r.state):
-            self._control(m, r, State, progs, check_bits, checks, shifts, imm_div)
-            for prog in progs.values():
-                self._program(m, r, State, prog)
+            self._control(m, r, State, code, check_bits, checks, shifts)
+            with m.Case(State.EXEC):
+                self._execute(m, r, State, code)
 
         # abort (host or watchdog) overrides whatever the state machine chose
         with m.If(r.busy & (r.state != State.CHECK) & (r.state != State.ABORT)
@@ -319,44 +349,76 @@ class Sequencer(wiring.Component):
         m.d.sync += r.outstanding.eq(r.outstanding + r.issued_out - got)
         if "zo" not in self.modes:
             return got
-        m.submodules.gmem = gmem = Memory(shape=signed(zo_sum_width(self.loss)),
-                                          depth=MAX_QUERIES, init=[])
-        g_wr = gmem.write_port()
-        r.g_rd = gmem.read_port(transparent_for=())
-        res = self.result.payload
-        m.d.comb += [g_wr.addr.eq(r.res_q), g_wr.data.eq(res.zo_sum)]
+        sums = self._query_sums(m, r)
         with m.If(got & (r.cfg.mode == Mode.ZO)):
-            with m.If(r.res_n == 2 * r.nb - 1):
-                m.d.comb += g_wr.en.eq(1)
+            n = Signal.like(r.res_n)
+            m.d.comb += n.eq(r.res_n + 1)
+            with m.If(n == Cat(0, r.nb)):           # the last of 2 nb results
+                m.d.comb += sums.en.eq(1)
                 m.d.sync += [r.res_n.eq(0), r.res_q.eq(r.res_q + 1)]
             with m.Else():
-                m.d.sync += r.res_n.eq(r.res_n + 1)
+                m.d.sync += r.res_n.eq(n)
         return got
 
+    def _query_sums(self, m, r):
+        """The zeroth-order queries' sums, in one block RAM: each sum as two halves, the low
+        one at ``2 q``, the high one at ``2 q + 1`` (a 256 x 16 block holds half a sum).
+        Returns the write port: enabling it stores the current result's sum for query
+        ``res_q`` (its high half follows a cycle later; the loss unit's results are at
+        least ``3 * classes + 12`` cycles apart). ``r.g`` is the sum of query ``qi`` once
+        ZU_READ and ZU_READ_HI have read it.
+
+        The memory is ``_norw`` (no collision logic): it is read only in ZU_READ and
+        ZU_READ_HI, which follow ZU_WAIT's ``res_q > qi``: both halves of query ``qi``
+        are written by then, and the writes meanwhile go to later queries' addresses."""
+        half = -(-zo_sum_width(self.loss) // 2)
+        m.submodules.gsum_norw = mem = Memory(shape=unsigned(half), depth=2 * MAX_QUERIES,
+                                              init=[])
+        wr, rd = mem.write_port(), mem.read_port(transparent_for=())
+        sums = wr                       # the caller enables the low half's write
+        hi_pending, hi_data = Signal(), Signal(half)
+        hi_addr = Signal(range(MAX_QUERIES))
+        zo_sum = self.result.payload.zo_sum
+        m.d.sync += hi_pending.eq(0)
+        with m.If(hi_pending):
+            m.d.comb += [wr.addr.eq(Cat(1, hi_addr)), wr.data.eq(hi_data), wr.en.eq(1)]
+        with m.Else():
+            m.d.comb += [wr.addr.eq(Cat(0, r.res_q)), wr.data.eq(zo_sum[:half])]
+            with m.If(wr.en):
+                m.d.sync += [hi_pending.eq(1), hi_data.eq(zo_sum[half:]),
+                             hi_addr.eq(r.res_q)]
+        g_lo = Signal(half)
+        State = r.State
+        m.d.comb += [rd.en.eq((r.state == State.ZU_READ) | (r.state == State.ZU_READ_HI)),
+                     rd.addr.eq(Cat(r.state == State.ZU_READ_HI, r.qi)),
+                     r.g.eq(Cat(g_lo, rd.data).as_signed())]
+        with m.If(r.state == State.ZU_READ_HI):
+            m.d.sync += g_lo.eq(rd.data)
+        return sums
+
     def _counters(self, m, r, got):
-        """The run's counters (saturating; cleared at every accepted start, see CHECK)."""
-        c, res = self.counters, self.result.payload
-        with m.If(got):
-            m.d.sync += [*_sat_inc(c.samples), c.loss_sum.eq(_sat_add(c.loss_sum, res.loss))]
-            with m.If(res.correct):
-                m.d.sync += _sat_inc(c.correct)
-        with m.If(r.busy & (r.state != r.State.CHECK)):
-            m.d.sync += _sat_inc(c.cycles)
+        """The run's counters (saturating; cleared at every accepted start, see CHECK);
+        ``epochs`` and ``steps`` are the loops' counters (never saturating:
+        :func:`counter_widths`)."""
+        c, res, clear = self.counters, self.result.payload, self.accepted
+        with m.If(clear | got):
+            m.d.sync += c.loss_sum.eq(Mux(clear, 0, _sat_add(c.loss_sum, res.loss)))
+        _count(m, c.samples, got, clear)
+        _count(m, c.correct, got & res.correct, clear)
+        _count(m, c.cycles, r.busy & (r.state != r.State.CHECK), clear)
+        _count(m, c.epochs, r.next_epoch, clear, saturate=False)
+        _count(m, c.steps, r.next_step, clear, saturate=False)
 
     def _checks(self, m, r):
         """The checks of a start (all at once, in CHECK) and the shifts they accept."""
         mac, cfg, records = self.mac, r.cfg, r.records
         c_fo, _, c_zo, k0 = coef_shift_constants(mac, self.loss)
         batch = cfg.batch
-        pow2 = Signal()
-        m.d.comb += pow2.eq((batch != 0) & ((batch & (batch - 1)) == 0))
-        lb = Signal(range(9))
-        for i in range(9):
-            with m.If(batch[i]):
-                m.d.comb += lb.eq(i)
+        lb, pow2 = _log2(m, batch)
+        lq, q_pow2 = _log2(m, cfg.queries)
         cs_fo, cs_z, k = Signal(signed(9)), Signal(signed(9)), Signal(signed(7))
         m.d.comb += [cs_fo.eq(c_fo - cfg.lr_shift - lb),
-                     cs_z.eq(c_zo - cfg.zo_lr_shift - lb + cfg.eps_shift),
+                     cs_z.eq(c_zo - cfg.zo_lr_shift - lb - lq + cfg.eps_shift),
                      k.eq(k0 - cfg.eps_shift)]
         is_fo, is_zo, is_ev = (cfg.mode == Mode.FO, cfg.mode == Mode.ZO, cfg.mode == Mode.EVAL)
         fo_shift_bad = (cs_fo < CSHIFT_MIN) | (cs_fo > CSHIFT_MAX)
@@ -369,8 +431,7 @@ class Sequencer(wiring.Component):
                          | (is_zo & (~pow2 | (batch > MAX_BATCH))),
             "batch_count": (is_fo | is_zo) & (batch > records),
             "bad_shift": (is_fo & fo_shift_bad) | (is_zo & zo_shift_bad),
-            "bad_steps": is_zo & ((cfg.steps == 0) | (cfg.queries == 0)
-                                  | (cfg.queries > MAX_QUERIES)),
+            "bad_steps": is_zo & ((cfg.steps == 0) | ~q_pow2 | (cfg.queries > MAX_QUERIES)),
             "bad_cursor": is_zo & (cfg.cursor >= records),
             "eval_range": is_ev & ((cfg.eval_count == 0)
                                    | (cfg.eval_first + cfg.eval_count > records)),
@@ -381,28 +442,27 @@ class Sequencer(wiring.Component):
         return check_bits, checks, {"lb": lb, "cs": cs_fo, "cs_z": cs_z, "k": k}
 
     def _watchdog(self, m, r):
-        """A down-counter loaded with the budget on every datapath transfer; fires when a
-        watched run (FO, ZO, EVAL) counts it out."""
+        """Counts a watched run's (FO, ZO, EVAL) cycles without a datapath transfer, from 0
+        (a synchronous reset, no multiplexer: a reload of the budget would take one per bit);
+        fires in the ``watchdog``-th such cycle in a row."""
         State, cfg = r.State, r.cfg
         watched = r.busy & (r.state != State.CHECK) & (r.state != State.ABORT) \
             & ((cfg.mode == Mode.FO) | (cfg.mode == Mode.ZO) | (cfg.mode == Mode.EVAL))
-        with m.If(~watched | self.progress):
-            m.d.sync += r.wd.eq(cfg.watchdog)
-        with m.Elif(r.wd != 1):
-            m.d.sync += r.wd.eq(r.wd - 1)
+        still = Signal.like(r.wd)
+        m.d.comb += still.eq(r.wd + 1)
+        m.d.sync += r.wd.eq(Mux(~watched | self.progress, 0, still))
         fire = Signal()          # the budget's last cycle without a transfer
-        m.d.comb += fire.eq(watched & (r.wd == 1) & ~self.progress)
+        m.d.comb += fire.eq(watched & (still == cfg.watchdog) & ~self.progress)
         return fire
 
-    def _control(self, m, r, State, progs, check_bits, checks, shifts, imm_div):
+    def _control(self, m, r, State, code, check_bits, checks, shifts):
         """The control states: start and its checks, the loops between program bodies,
         completion and abort."""
         cfg, records = r.cfg, r.records
-        entry = {name: State[prog.states[0]] for name, prog in progs.items()}
         with m.Case(State.IDLE):
             with m.If(self.start):
-                m.d.sync += [cfg.eq(self.settings), records.eq(self.records),
-                             self.done.eq(0), r.state.eq(State.CHECK)]
+                m.d.sync += [records.eq(self.records), self.done.eq(0),
+                             r.state.eq(State.CHECK)]
         with m.Case(State.CHECK):
             with m.If(check_bits.any()):
                 for i, name in enumerate(checks):
@@ -411,9 +471,8 @@ class Sequencer(wiring.Component):
             with m.Else():
                 m.d.comb += self.accepted.eq(1)
                 m.d.sync += [r.cs.eq(shifts["cs"]), r.cs_z.eq(shifts["cs_z"]),
-                             r.k.eq(shifts["k"]), r.outstanding.eq(0), r.epoch.eq(0),
-                             r.zstep.eq(0), r.qi.eq(0), r.res_n.eq(0), r.res_q.eq(0)]
-                m.d.sync += [getattr(self.counters, c).eq(0) for c in COUNTERS]
+                             r.k.eq(shifts["k"]), r.outstanding.eq(0), r.qi.eq(0),
+                             r.res_n.eq(0), r.res_q.eq(0)]
                 with m.Switch(cfg.mode):
                     if "fo" in self.modes:
                         with m.Case(Mode.FO):
@@ -425,11 +484,11 @@ class Sequencer(wiring.Component):
                     with m.Case(Mode.EVAL):
                         m.d.sync += [r.base.eq(cfg.eval_first), r.state.eq(State.EV_START)]
                     with m.Case(Mode.LOAD):
-                        m.d.sync += r.state.eq(entry["LD"])
+                        m.d.sync += r.enter("LD")
                     with m.Default():
-                        m.d.sync += r.state.eq(entry["DP"])
+                        m.d.sync += r.enter("DP")
         with m.Case(State.EV_START):
-            m.d.sync += [r.nb.eq(cfg.eval_count), r.state.eq(entry["EV"]), *r.begin_phase()]
+            m.d.sync += [r.nb.eq(cfg.eval_count), *r.enter("EV"), *r.begin_phase()]
         with m.Case(State.DRAIN):
             with m.If((r.outstanding == 0) & self.mac_idle & self.datapath_idle
                       & ~self.engine_busy):
@@ -442,132 +501,137 @@ class Sequencer(wiring.Component):
                              r.state.eq(State.IDLE)]
 
         if "fo" in self.modes:
-            self._control_fo(m, r, State, entry)
+            self._control_fo(m, r, State)
         if "zo" in self.modes:
-            self._control_zo(m, r, State, entry, imm_div)
+            self._control_zo(m, r, State)
 
-    def _control_fo(self, m, r, State, entry):
+    def _control_fo(self, m, r, State):
         """First order: a mini-batch at a time, epochs over the records."""
         cfg, records, batch = r.cfg, r.records, r.cfg.batch
         left = records - r.base
         with m.Case(State.FO_BATCH):
-            m.d.sync += [r.nb.eq(Mux(left < batch, left, batch)), r.state.eq(entry["FO"]),
+            m.d.sync += [r.nb.eq(Mux(left < batch, left, batch)), *r.enter("FO"),
                          *r.begin_phase()]
         with m.Case(State.FO_NEXT):
-            m.d.sync += _sat_inc(self.counters.steps)
+            m.d.comb += r.next_step.eq(1)
             nxt = r.base + batch
             with m.If(nxt >= records):
-                m.d.sync += [*_sat_inc(self.counters.epochs), r.epoch.eq(r.epoch + 1),
-                             r.base.eq(0)]
-                m.d.sync += r.state.eq(Mux(r.epoch + 1 == cfg.epochs, State.DRAIN,
+                # the epochs counter is the loop counter (it cannot saturate: counter_widths)
+                m.d.comb += r.next_epoch.eq(1)
+                m.d.sync += r.base.eq(0)
+                m.d.sync += r.state.eq(Mux(self.counters.epochs + 1 == cfg.epochs, State.DRAIN,
                                            State.FO_BATCH))
             with m.Else():
                 m.d.sync += [r.base.eq(nxt), r.state.eq(State.FO_BATCH)]
 
-    def _control_zo(self, m, r, State, entry, imm_div):
+    def _control_zo(self, m, r, State):
         """Zeroth order: per step the queries' forwards, then per query its update."""
         cfg, records, batch = r.cfg, r.records, r.cfg.batch
         left = records - r.base
         with m.Case(State.ZO_STEP):
             m.d.sync += [r.nb.eq(Mux(left < batch, left, batch)), r.qi.eq(0), r.res_n.eq(0),
-                         r.res_q.eq(0), r.state.eq(entry["ZF"]), *r.begin_phase()]
+                         r.res_q.eq(0), *r.enter("ZF"), *r.begin_phase()]
         with m.Case(State.ZF_NEXT):
             m.d.sync += r.begin_phase()
             with m.If(r.qi + 1 == cfg.queries):
                 m.d.sync += [r.qi.eq(0), r.state.eq(State.ZU_WAIT)]
             with m.Else():
-                m.d.sync += [r.qi.eq(r.qi + 1), r.state.eq(entry["ZF"])]
+                m.d.sync += [r.qi.eq(r.qi + 1), *r.enter("ZF")]
         with m.Case(State.ZU_WAIT):
-            m.d.comb += r.g_rd.addr.eq(r.qi)
+            # the query's sum is read (the MAC op's immediate, see _query_sums) once stored
             with m.If(r.res_q > r.qi):
                 m.d.sync += r.state.eq(State.ZU_READ)
         with m.Case(State.ZU_READ):
-            with m.If(cfg.queries == 1):
-                m.d.sync += [r.g.eq(r.g_rd.data), r.state.eq(entry["ZU"])]
-            with m.Else():
-                imm_div.load(r.g_rd.data, cfg.queries)
-                m.d.sync += r.state.eq(State.ZU_DIV)
-        with m.Case(State.ZU_DIV):
-            with m.If(imm_div.step()):
-                m.d.sync += [r.g.eq(imm_div.result), r.state.eq(entry["ZU"])]
+            m.d.sync += r.state.eq(State.ZU_READ_HI)
+        with m.Case(State.ZU_READ_HI):
+            m.d.sync += r.enter("ZU")
         with m.Case(State.ZU_NEXT):
             with m.If(r.qi + 1 == cfg.queries):
                 m.d.sync += r.state.eq(State.STEP_END)
             with m.Else():
                 m.d.sync += [r.qi.eq(r.qi + 1), r.state.eq(State.ZU_WAIT)]
         with m.Case(State.STEP_END):
-            m.d.sync += [*_sat_inc(self.counters.steps), r.pstep.eq(r.pstep + cfg.queries),
-                         r.zstep.eq(r.zstep + 1)]
+            # the steps counter is the loop counter (it cannot saturate: counter_widths)
+            m.d.comb += r.next_step.eq(1)
+            m.d.sync += r.pstep.eq(r.zo_step)
             nxt = r.base + batch
             with m.If(nxt >= records):
-                m.d.sync += [r.base.eq(0), *_sat_inc(self.counters.epochs)]
+                m.d.comb += r.next_epoch.eq(1)
+                m.d.sync += r.base.eq(0)
             with m.Else():
                 m.d.sync += r.base.eq(nxt)
-            m.d.sync += r.state.eq(Mux(r.zstep + 1 == cfg.steps, State.DRAIN, State.ZO_STEP))
+            m.d.sync += r.state.eq(Mux(self.counters.steps + 1 == cfg.steps, State.DRAIN,
+                                       State.ZO_STEP))
 
-    def _program(self, m, r, State, prog):
-        """One state per action of ``prog``: drive the action's stream, move on when it is
-        taken (to the next action, the phase's next sample, the next phase or ``then``)."""
-        C, inner = self.mac.classes, self.layout.inner
-        names = iter(prog.states)
-        for p, phase in enumerate(prog.phases):
-            first = None
-            for a, action in enumerate(phase.actions):
-                name = next(names)
-                first = first or name
-                with m.Case(State[name]):
-                    taken = self._action(m, r, action)
-                    with m.If(taken):
-                        if a + 1 < len(phase.actions):
-                            m.d.sync += r.state.eq(State[prog.states[
-                                prog.states.index(name) + 1]])
-                            continue
-                        following = (State[prog.states[prog.states.index(name) + 1]]
-                                     if p + 1 < len(prog.phases) else State[prog.then])
-                        last = (r.n + 1 >= r.nb) if phase.each else Const(1)
-                        with m.If(last):
-                            m.d.sync += [*r.begin_phase(), r.state.eq(following)]
-                        with m.Else():
-                            m.d.sync += [r.n.eq(r.n + 1), r.sample.eq(r.sample + 1),
-                                         r.cb.eq(r.cb + C), r.vb.eq(r.vb + inner),
-                                         r.state.eq(State[first])]
 
-    def _action(self, m, r, action):
-        """Drive one action's stream; returns the signal that says it was taken."""
-        if isinstance(action, Fetch):
-            s = self.fetch
-            m.d.comb += [s.valid.eq(1), s.payload.index.eq(r.sample),
-                         s.payload.forward.eq(action.forward), s.payload.zo.eq(action.sign),
-                         s.payload.first.eq(r.n == 0)]
-            return s.ready
-        if isinstance(action, PerturbRequest):
-            s = self.zreq
-            m.d.comb += [s.valid.eq(1), s.payload.seed.eq(r.cfg.seed),
-                         s.payload.step.eq(r.pstep + r.qi)]
-            return s.ready
-        assert isinstance(action, MacOp)
-        s = self.mac_cmd
-        m.d.comb += s.valid.eq(1)
-        # every field driven: undriven bits are x in a Verilog simulator
-        for key, value in action.fields().items():
-            m.d.comb += getattr(s.payload, key).eq(r.dynamic[value]
-                                                   if isinstance(value, Dynamic) else value)
-        if action.has_results:
-            m.d.comb += r.issued_out.eq(s.ready)
-        return s.ready
+    def _execute(self, m, r, State, code):
+        """The micro-coded engine: drive the action of the word at ``pc`` on its stream; when
+        it is taken, go to the next word, back to the phase's first word for the batch's next
+        sample, or (after a program's last word) to the control state the word names."""
+        word = Signal(code.layout())
+        with m.Switch(r.pc):
+            for address, value in enumerate(code.rom()):
+                with m.Case(address):
+                    m.d.comb += word.eq(value)
 
+        def field(name, resolve=lambda v: v):
+            """The value of word field ``name`` (a constant, or a mux among its values)."""
+            values = code.values[name]
+            if len(values) == 1:
+                return resolve(values[0])
+            out = Signal(Shape.cast(_shape_of(values, resolve)), name=f"w_{name}")
+            with m.Switch(word[name]):
+                for i, v in enumerate(values):
+                    with m.Case(i):
+                        m.d.comb += out.eq(resolve(v))
+            return out
+
+        kind = field("kind", lambda k: ("mac", "fetch", "zreq").index(k))
+        dyn = (lambda v: r.dynamic[v] if isinstance(v, Dynamic) else v)
+        mac, fetch, zreq = self.mac_cmd, self.fetch, self.zreq
+        m.d.comb += [mac.valid.eq(kind == 0), fetch.valid.eq(kind == 1),
+                     zreq.valid.eq(kind == 2)]
+        for name in MacOp.__dataclass_fields__:
+            if name in code.values:
+                m.d.comb += getattr(mac.payload, name).eq(field(name, dyn))
+        m.d.comb += [fetch.payload.index.eq(r.sample), fetch.payload.first.eq(r.n == 0),
+                     zreq.payload.seed.eq(r.cfg.seed), zreq.payload.step.eq(r.zo_step)]
+        if "forward" in code.values:
+            m.d.comb += [fetch.payload.forward.eq(field("forward")),
+                         fetch.payload.zo.eq(field("sign"))]
+        taken = Signal()
+        m.d.comb += taken.eq((mac.valid & mac.ready) | (fetch.valid & fetch.ready)
+                             | (zreq.valid & zreq.ready))
+        m.d.comb += r.issued_out.eq(mac.valid & mac.ready & field("results"))
+
+        pc = r.pc
+        phase_end, each, prog_end = field("phase_end"), field("each"), field("prog_end")
+        then = field("then", lambda t: State[t])
+        with m.If(taken):
+            with m.If(~phase_end):
+                m.d.sync += pc.eq(pc + 1)
+            with m.Elif(each & (r.n + 1 < r.nb)):
+                m.d.sync += [pc.eq(r.phase_start), *r.next_sample()]
+            with m.Else():
+                m.d.sync += [pc.eq(pc + 1), r.phase_start.eq(pc + 1), *r.begin_phase()]
+                with m.If(prog_end):
+                    m.d.sync += r.state.eq(then)
 
 class _RunState:
     """The sequencer's registers during a run, sized by the design (not by the register
     map): sample indices by the cache capacity, coefficient bases by the MAC array's
-    coefficient memory."""
+    coefficient memory, the program counter by the micro-code."""
 
-    def __init__(self, seq, State):
+    def __init__(self, seq, State, code):
         cache = seq.cache
         self.State = State
         self.state = Signal(State)
+        self.code = code
+        #: Micro-code address; its values are named after the actions (waveforms).
+        self.pc = Signal(enum.Enum("MicroAddress", [(n, i) for i, n in enumerate(code.names)]))
+        self.phase_start = Signal(range(len(code.names)))
         self.busy = Signal()
-        self.cfg = Signal(RUN_CONFIG)
+        self.cfg = seq.settings         # held still by the register bank during a run
         self.records = Signal(range(cache.capacity + 1))
         # every index is checked at start against the records (at most the capacity)
         index = range(max(cache.capacity, MAX_BATCH) + 1)
@@ -578,65 +642,56 @@ class _RunState:
         self.cb = Signal(COEF_ADDR_WIDTH)       # n * classes: dz of sample n
         self.vb = Signal(COEF_ADDR_WIDTH)       # v_base + n * rank * taps: v of sample n
         self.v_base = seq.layout.v_base
-        width = {name: len(self.cfg[name]) for name in ("epochs", "steps", "step", "watchdog")}
-        self.epoch = Signal(width["epochs"])
-        self.zstep = Signal(width["steps"])
+        self.classes, self.inner = seq.mac.classes, seq.layout.inner
+        width = {name: len(self.cfg[name]) for name in ("step", "watchdog")}
         self.qi = Signal(range(MAX_QUERIES + 1))
         self.pstep = Signal(width["step"])
+        self.zo_step = Signal(width["step"])    # pstep + qi: the current query's step
         self.g = Signal(signed(IMM_WIDTH))
         # MATVEC results not yet through the loss unit: the MAC array reserves a MATVEC's
         # results in its out FIFO before issuing it, so few are ever in flight
         self.outstanding = Signal(range(64))
         self.issued_out = Signal()      # a MATVEC with results on `out` was accepted
+        self.next_epoch = Signal()      # strobes: count an epoch / a step
+        self.next_step = Signal()
         self.res_n = Signal(range(2 * MAX_BATCH + 1))
         self.res_q = Signal(range(MAX_QUERIES + 1))
-        self.wd = Signal(width["watchdog"])
+        self.wd = Signal(width["watchdog"])     # cycles without progress so far
         self.flush_count = Signal(range(seq.flush_cycles + 1))
         self.cs, self.cs_z, self.k = Signal(signed(8)), Signal(signed(8)), Signal(signed(7))
         self.dynamic = {Dynamic.FO_CSHIFT: self.cs[:6], Dynamic.ZO_CSHIFT: self.cs_z[:6],
                         Dynamic.ZSHIFT: self.k[:5], Dynamic.COEF_BASE: self.cb,
                         Dynamic.V_BASE: self.vb, Dynamic.GRADIENT: self.g}
-        self.g_rd = None
+
+    def enter(self, program):
+        """Statements that start ``program`` at its first word."""
+        address = self.code.entry[program]
+        return [self.pc.eq(address), self.phase_start.eq(address),
+                self.state.eq(self.State.EXEC)]
 
     def begin_phase(self):
         """Statements that restart a phase at the first sample of the batch."""
         return [self.n.eq(0), self.sample.eq(self.base), self.cb.eq(0),
                 self.vb.eq(self.v_base)]
 
+    def next_sample(self):
+        """Statements that move a phase on to the batch's next sample."""
+        return [self.n.eq(self.n + 1), self.sample.eq(self.sample + 1),
+                self.cb.eq(self.cb + self.classes), self.vb.eq(self.vb + self.inner)]
 
-class _Divider:
-    """``round_half_up(g / q) = floor((2g + q) / 2q)`` for a signed ``g`` and ``1 <= q <= 16``,
-    one quotient bit per cycle (restoring division of magnitudes)."""
 
-    def __init__(self, m, gw, qmax):
-        self.m = m
-        self.nw = gw + 2                 # 2g + q
-        dw = (2 * qmax).bit_length()
-        self.num = Signal(self.nw)       # magnitude, shifted out as the quotient shifts in
-        self.den = Signal(dw)
-        self.rem = Signal(dw + 1)
-        self.neg = Signal()
-        self.count = Signal(range(self.nw + 1))
-        self.result = Signal(signed(IMM_WIDTH))
-        m.d.comb += self.result.eq(Mux(self.neg, -self.num.as_signed(), self.num.as_signed()))
-
-    def load(self, g, q):
-        m, nw = self.m, self.nw
-        num = Signal(signed(nw + 1))
-        m.d.comb += num.eq((g << 1) + q)
-        den = q << 1
-        m.d.sync += [self.neg.eq(num < 0), self.den.eq(den), self.rem.eq(0),
-                     self.count.eq(nw),
-                     self.num.eq(Mux(num < 0, -num + den - 1, num)[:nw])]
-
-    def step(self):
-        """Advance one bit; returns a signal high in the cycle the quotient is complete."""
-        m, nw = self.m, self.nw
-        r2 = Signal(len(self.rem) + 1)
-        m.d.comb += r2.eq(Cat(self.num[nw - 1], self.rem))
-        fits = r2 >= self.den
-        with m.If(self.count != 0):
-            m.d.sync += [self.count.eq(self.count - 1),
-                         self.rem.eq(Mux(fits, r2 - self.den, r2)),
-                         self.num.eq(Cat(fits, self.num[:nw - 1]))]
-        return self.count == 0
+def _shape_of(values, resolve):
+    """The shape holding every value of a word field once resolved (constants and
+    signals)."""
+    shapes = []
+    for v in values:
+        v = resolve(v)
+        if isinstance(v, py_enum.Enum) and not isinstance(v, (int,)):
+            shapes.append(Shape.cast(type(v)))
+        elif isinstance(v, int):
+            shapes.append(Const.cast(v).shape())
+        else:
+            shapes.append(Value.cast(v).shape())
+    width = max(s.width + (1 if (not s.signed and any(t.signed for t in shapes)) else 0)
+                for s in shapes)
+    return signed(width) if any(t.signed for t in shapes) else unsigned(width)

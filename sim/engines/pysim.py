@@ -97,6 +97,25 @@ async def stream_send(ctx, stream, payloads, *, valid=None, max_cycles=None):
     return cycle
 
 
+def stream_through(dut, payloads, *, valid=None, ready=None, name=None):
+    """Send ``payloads`` into ``dut.i`` and collect them from ``dut.o`` (a stream buffer),
+    with ``valid``/``ready`` patterns as :func:`stream_send` / :func:`stream_collect`.
+    Returns ``(payloads, cycles)`` as collected."""
+    payloads = list(payloads)
+    limit = 10 * len(payloads) + 10
+    out = {}
+
+    async def source(ctx):
+        await stream_send(ctx, dut.i, payloads, valid=valid, max_cycles=limit)
+
+    async def sink(ctx):
+        out["got"] = await stream_collect(ctx, dut.o, len(payloads), ready=ready,
+                                          max_cycles=limit)
+
+    simulate(dut, source, sink, name=name)
+    return out["got"]
+
+
 class BusError(Exception):
     """A bus access was answered with ``err`` (unmapped or refused address)."""
 

@@ -110,8 +110,8 @@ class CacheModel:
         """Forget every record and flag (the ``clear`` strobe)."""
         L = self.layout
         cap = self.params.capacity
-        self.code_mem = [0] * (cap * L.beats)
-        self.meta_mem = [0] * (cap * L.meta_words)
+        self.code_mem = [0] * (cap * L.code_stride)
+        self.meta_mem = [0] * (cap * L.meta_stride)
         self.count = 0
         self.overflow = False
         self.record_error = False
@@ -245,7 +245,7 @@ class CacheModel:
             self.overflow = True
             return
         code_words, meta_words = self.pack(q, record[L.features:-1], label)
-        base_c, base_m = self.count * L.beats, self.count * L.meta_words
+        base_c, base_m = self.count * L.code_stride, self.count * L.meta_stride
         self.code_mem[base_c:base_c + L.beats] = code_words
         self.meta_mem[base_m:base_m + L.meta_words] = meta_words
         self.count += 1
@@ -263,8 +263,8 @@ class CacheModel:
         """``(QuantizedSample, z0, label)`` stored at ``index``."""
         L, p = self.layout, self.params
         cb = L.code_bits
-        code_words = self.code_mem[index * L.beats:(index + 1) * L.beats]
-        meta_words = self.meta_mem[index * L.meta_words:(index + 1) * L.meta_words]
+        code_words = self.code_mem[index * L.code_stride:index * L.code_stride + L.beats]
+        meta_words = self.meta_mem[index * L.meta_stride:index * L.meta_stride + L.meta_words]
         codes = []
         for f in range(L.features):
             c = code_words[f // L.lanes] >> (cb * (f % L.lanes)) & ((1 << cb) - 1)

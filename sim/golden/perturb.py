@@ -250,15 +250,17 @@ def shape(params, bits):
 def chain_layout(params):
     """Members of the per-step state chain, in chain order: ``[(name, bits)]``.
 
-    ``draws`` (one source per draw lane; not in pool mode), ``signs`` (a source of one bit per
-    lane; both reuse modes), ``offsets`` (pool mode: the row offset R and the row stride s,
-    ``log2(pool_rows)`` bits each).
+    ``draws`` (one source per draw lane; not in pool mode nor when
+    :func:`~fieldtune.rtl.perturb.numerics.draws_from_expander`), ``signs`` (a source of one bit per
+    lane; reuse modes with more lanes than the expander's word has bits, see
+    :func:`~fieldtune.rtl.perturb.numerics.signs_from_expander`), ``offsets`` (pool mode:
+    the row offset R and the row stride s, ``log2(pool_rows)`` bits each).
     """
     members = []
-    if params.reuse != "pool":
+    if params.reuse != "pool" and not nx.draws_from_expander(params):
         lay = nx.source_layout(params.source, nx.draw_bits(params))
         members.append(("draws", params.draws * lay.state_bits))
-    if params.signed_reuse:
+    if params.signed_reuse and not nx.signs_from_expander(params):
         members.append(("signs", nx.source_layout(params.source, params.lanes).state_bits))
     if params.reuse == "pool":
         members.append(("offsets", 2 * (params.pool_rows.bit_length() - 1)))
@@ -279,16 +281,22 @@ def _load(params, seeds, keys, domain, members):
 def pool(params, seed):
     """The pool seed ``seed`` fills: ``(values, energy, partial)``.
 
-    ``values`` is ``(pool_rows, lanes)``: value ``j`` of the fill source goes to row
+    ``values`` is ``(pool_rows, lanes)``: value ``j`` of the fill source (the seed expander
+    itself when :func:`~fieldtune.rtl.perturb.numerics.fill_from_expander`) goes to row
     ``j // lanes``, lane ``j % lanes`` (the gateware stores each code complemented). With
     adaptive scaling the values are guarded (see :func:`shape`) and ``energy[row]`` is the
     sum of squares of the row's values rounded to output codes, ``partial[row]`` the sum over
     the lanes below :attr:`~PerturbParams.last_lanes`.
     """
-    lay = nx.source_layout(params.source, nx.draw_bits(params))
-    chain = _load(params, [seed], [0], nx.DOMAIN_POOL, [("fill", lay.state_bits)])
-    source = Source(lay, 1, chain["fill"])
-    bits = np.stack([source.step()[0, 0] for _ in range(params.pool_size)])
+    if nx.fill_from_expander(params):
+        n = nx.draw_bits(params)
+        words = expander_words([seed], [0], nx.DOMAIN_POOL, params.pool_size)[0]
+        bits = _unpack((words >> _U32(nx.WORD - n)).astype(np.uint64), n)
+    else:
+        lay = nx.source_layout(params.source, nx.draw_bits(params))
+        chain = _load(params, [seed], [0], nx.DOMAIN_POOL, [("fill", lay.state_bits)])
+        source = Source(lay, 1, chain["fill"])
+        bits = np.stack([source.step()[0, 0] for _ in range(params.pool_size)])
     values = shape(params, bits).reshape(params.pool_rows, params.lanes)
     squares = _energy_codes(params, values) ** 2
     return values, squares.sum(axis=1), squares[:, :params.last_lanes].sum(axis=1)
@@ -343,12 +351,10 @@ def vectors(params, seed, steps, *, pool_cache=None):
         rows = (base[:, None] + np.arange(beats)[None, :] * stride[:, None]) % params.pool_rows
         values[:] = pool_values[rows]
     else:
-        lay = nx.source_layout(params.source, nx.draw_bits(params))
-        draws = Source(lay, params.draws, chain["draws"])
         lane_draw = np.arange(lanes) % params.draws
-        for b in range(beats):
+        for b, bits in enumerate(_draws(params, seed, steps, chain)):
             if b % params.hold == 0:
-                drawn = shape(params, draws.step())
+                drawn = shape(params, bits)
             values[:, b, :] = drawn[:, lane_draw]
 
     valid = np.ones((beats, lanes), dtype=bool)
@@ -360,9 +366,7 @@ def vectors(params, seed, steps, *, pool_cache=None):
         result.energy, result.correction, result.clamped = energy, d, clamped
 
     if params.signed_reuse:
-        signs = Source(nx.source_layout(params.source, lanes), 1, chain["signs"])
-        for b in range(beats):
-            negate = signs.step()[:, 0, :].astype(bool)
+        for b, negate in enumerate(_signs(params, seed, steps, chain)):
             values[:, b, :] = np.where(negate, -values[:, b, :], values[:, b, :])
     if params.adaptive:
         factor = (1 << params.adapt_shift) + result.correction[:, None, None]
@@ -371,6 +375,50 @@ def vectors(params, seed, steps, *, pool_cache=None):
                              params.width)
     values[:, ~valid] = 0
     return result
+
+
+def _draws(params, seed, steps, chain):
+    """The raw bits of each beat's draws, ``(batch, draws, draw_bits)`` arrays in beat order
+    (a hold's later beats reuse its first beat's): from the seed expander's words after the
+    chain (:func:`~fieldtune.rtl.perturb.numerics.draw_field`) or from draw sources loaded
+    through the chain."""
+    if nx.draws_from_expander(params):
+        count = -(-sum(bits for _, bits in chain_layout(params)) // nx.WORD)
+        words = expander_words(np.full(len(steps), seed), steps, nx.DOMAIN_STEP,
+                               count + params.beats)
+        n = nx.draw_bits(params)
+        mask = _U32((1 << n) - 1)
+        for b in range(params.beats):
+            if b % params.hold:
+                yield None
+                continue
+            word = words[:, count + b]
+            fields = [(word >> _U32(nx.draw_field(params, g)[0])) & mask
+                      for g in range(params.draws)]
+            yield np.stack([_unpack(f.astype(np.uint64), n) for f in fields], axis=1)
+    else:
+        lay = nx.source_layout(params.source, nx.draw_bits(params))
+        draws = Source(lay, params.draws, chain["draws"])
+        for b in range(params.beats):
+            yield draws.step() if b % params.hold == 0 else None
+
+
+def _signs(params, seed, steps, chain):
+    """The negate flags of each beat, ``(batch, lanes)`` bool arrays in beat order: from the
+    seed expander's words after the chain (the top ``lanes`` bits, lane 0 lowest) or from a
+    sign source loaded through the chain."""
+    lanes = params.lanes
+    if nx.signs_from_expander(params):
+        count = -(-sum(bits for _, bits in chain_layout(params)) // nx.WORD)
+        words = expander_words(np.full(len(steps), seed), steps, nx.DOMAIN_STEP,
+                               count + params.beats)
+        for b in range(params.beats):
+            top = (words[:, count + b] >> _U32(nx.WORD - lanes)).astype(np.uint64)
+            yield _unpack(top, lanes).astype(bool)
+    else:
+        signs = Source(nx.source_layout(params.source, lanes), 1, chain["signs"])
+        for _ in range(params.beats):
+            yield signs.step()[:, 0, :].astype(bool)
 
 
 def vector(params, seed, step):

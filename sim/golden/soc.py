@@ -23,8 +23,8 @@ import numpy as np
 
 from ...rtl.params import built_modes
 from ...rtl.mac.layout import Layout
-from ...rtl.sequencer import (Mode, COUNTERS, MAX_QUERIES, MAX_BATCH, CSHIFT_MIN, CSHIFT_MAX,
-                              coef_shift_constants, RUN_CONFIG)
+from ...rtl.sequencer import (Mode, COUNTERS, counter_widths, MAX_QUERIES, MAX_BATCH,
+                              CSHIFT_MIN, CSHIFT_MAX, coef_shift_constants, RUN_CONFIG)
 from ...rtl.soc import check_soc, soc_registers
 from .cache import CacheModel
 from .loss import softmax_xent
@@ -33,11 +33,10 @@ from .perturb import vectors, pool
 from .train import fo_step, forward, new_weights, zo_coef_shift
 
 
-__all__ = ["SocModel", "RunConfig", "check_run", "Perturbations", "COUNTER_MAX",
-           "round_half_up_div"]
+__all__ = ["SocModel", "RunConfig", "check_run", "Perturbations", "COUNTER_MAX"]
 
 
-#: Counters saturate here (32 bits).
+#: The widest counters saturate here (32 bits; see :func:`counter_widths`).
 COUNTER_MAX = 2**32 - 1
 
 
@@ -70,9 +69,8 @@ class RunConfig:
                 raise ValueError(f"register field {name} holds {width} bits, not {value!r}")
 
 
-def round_half_up_div(g, q):
-    """``round_half_up(g / q)`` for integers: ``floor((2g + q) / 2q)``."""
-    return (2 * int(g) + q) // (2 * q)
+def _pow2(n):
+    return n != 0 and n & (n - 1) == 0
 
 
 def check_run(config, cfg: RunConfig, records):
@@ -82,10 +80,11 @@ def check_run(config, cfg: RunConfig, records):
     c_fo, c_a, c_zo, k0 = coef_shift_constants(mac, loss)
     mode, batch = cfg.mode, cfg.batch
     fo, zo, ev = mode == Mode.FO.value, mode == Mode.ZO.value, mode == Mode.EVAL.value
-    pow2 = batch != 0 and batch & (batch - 1) == 0
+    pow2 = _pow2(batch)
     lb = max(batch.bit_length() - 1, 0)
     cs_fo = c_fo - cfg.lr_shift - lb
-    cs_z, k = c_zo - cfg.zo_lr_shift - lb + cfg.eps_shift, k0 - cfg.eps_shift
+    lq = max(cfg.queries.bit_length() - 1, 0)
+    cs_z, k = c_zo - cfg.zo_lr_shift - lb - lq + cfg.eps_shift, k0 - cfg.eps_shift
     fo_shift_bad = not CSHIFT_MIN <= cs_fo <= CSHIFT_MAX
     zo_shift_bad = k < 0 or not CSHIFT_MIN <= cs_z <= CSHIFT_MAX
     checks = {
@@ -96,7 +95,8 @@ def check_run(config, cfg: RunConfig, records):
                      or (zo and (not pow2 or batch > MAX_BATCH)),
         "batch_count": (fo or zo) and batch > records,
         "bad_shift": (fo and fo_shift_bad) or (zo and zo_shift_bad),
-        "bad_steps": zo and (cfg.steps == 0 or cfg.queries == 0 or cfg.queries > MAX_QUERIES),
+        "bad_steps": zo and (cfg.steps == 0 or not _pow2(cfg.queries)
+                             or cfg.queries > MAX_QUERIES),
         "bad_cursor": zo and cfg.cursor >= records,
         "eval_range": ev and (cfg.eval_count == 0
                               or cfg.eval_first + cfg.eval_count > records),
@@ -237,8 +237,9 @@ class SocModel:
         if flags["saturated"]:
             self.errors.add("mac_saturated")
         self.saturated = flags["saturated"]
+        widths = counter_widths(self.config.cache)
         for c in COUNTERS[1:]:
-            self.counters[c] = min(int(self.counters[c]), COUNTER_MAX)
+            self.counters[c] = min(int(self.counters[c]), (1 << widths[c]) - 1)
         return set()
 
     def _count(self, samples, loss_sum, correct):
@@ -273,7 +274,7 @@ class SocModel:
         mac, loss, records = self.mac, self.loss, self.records
         q = cfg.queries
         k = zshift_for(mac, cfg.eps_shift)
-        cs = zo_coef_shift(mac, loss, cfg.zo_lr_shift, cfg.eps_shift, cfg.batch)
+        cs = zo_coef_shift(mac, loss, cfg.zo_lr_shift, cfg.eps_shift, cfg.batch, q)
         z_of = self.perturbations(cfg.seed)
         base, pstep = cfg.cursor, cfg.step
         for _ in range(cfg.steps):
@@ -291,7 +292,7 @@ class SocModel:
                 self._count(2 * nb, rp.loss.sum() + rm.loss.sum(),
                             rp.correct.sum() + rm.correct.sum())
             for g, z in zip(gs, zs):
-                coef = np.int64(g if q == 1 else round_half_up_div(g, q))
+                coef = np.int64(g)
                 zb = np.asarray(z, dtype=np.int64) << z_operand_shift(mac)
                 for r, reg in enumerate(self.layout.regions):
                     update(mac, self.weights, r, coef, zb[reg.base:reg.base + reg.words], cs,

@@ -109,12 +109,13 @@ def fo_coef_shifts(mac: MacParams, loss: LossParams, lr_shift, batch):
             coef_shift(mac, v_frac, mac.feature_frac, lr))
 
 
-def zo_coef_shift(mac: MacParams, loss: LossParams, zo_lr_shift, eps_shift, batch):
+def zo_coef_shift(mac: MacParams, loss: LossParams, zo_lr_shift, eps_shift, batch, queries=1):
     """``cshift`` of the zeroth-order update: the loss-difference sum (``Q.loss_frac``) times
     ``z`` (entering the multiplier left-aligned), scaled by
-    ``2**-zo_lr_shift / (2 * epsilon * batch)``."""
+    ``2**-zo_lr_shift / (2 * epsilon * batch * queries)`` (each query's update is its own
+    sum's share of the step's mean; ``batch`` and ``queries`` are powers of two)."""
     return coef_shift(mac, loss.loss_frac, mac.perturb_frac + z_operand_shift(mac),
-                      zo_lr_shift + _log2(batch) + 1 - eps_shift)
+                      zo_lr_shift + _log2(batch) + _log2(queries) + 1 - eps_shift)
 
 
 def fo_step(mac: MacParams, loss: LossParams, mem, x, z0, labels, lr_shift, batch=None, *,

@@ -2,19 +2,22 @@
 rows, and its device figures against the SoC's golden session (``run_finetune``)."""
 
 import json
+from dataclasses import replace as dc_replace
 
 import numpy as np
 import pytest
 
-from fieldtune.bench.accuracy import start_codes, SEED
+from fieldtune.bench.accuracy import recommend, start_codes, SEED
 from fieldtune.cli import main
 from fieldtune.config import DesignConfig
 from fieldtune.finetune import float_first_order
 from fieldtune.host import session as soc_session
 from fieldtune.sim.golden.mac import set_region_matrix
-from fieldtune.sim.golden.train import new_weights
+from fieldtune.sim.golden.schedule import RUNS, train_fo_scheduled
+from fieldtune.sim.golden.train import evaluate, new_weights
 from fieldtune.sim.reference import r1_reference_data, train_skip_adapters
 from fieldtune.sim.scenario import r1_features
+from fieldtune.sim.soc_data import cached_view, estimate_cycles, records_of
 
 
 DRIFT, EPOCHS, STARTS = 30, 1, 3
@@ -24,8 +27,8 @@ DRIFT, EPOCHS, STARTS = 30, 1, 3
 def report(tmp_path_factory):
     path = tmp_path_factory.mktemp("bench") / "accuracy.json"
     assert main(["bench", "accuracy", "--starts", str(STARTS), "--drifts", str(DRIFT),
-                 "--epochs", str(EPOCHS), "--codebooks", "unf4,pass16",
-                 "--json", str(path)]) == 0
+                 "--epochs", str(EPOCHS), "--codebooks", "unf4,pass16", "--runs", "plain",
+                 "--baselines", "float", "--json", str(path)]) == 0
     return json.loads(path.read_text())
 
 
@@ -108,11 +111,79 @@ def test_float_start_weights_are_checked():
         train_skip_adapters(*split, epochs=1, rank=4, w0=np.zeros((10, 224)))
 
 
+def test_scheduled_runs_and_their_projected_time(tmp_path):
+    path = tmp_path / "accuracy.json"
+    assert main(["bench", "accuracy", "--starts", "2", "--drifts", str(DRIFT),
+                 "--codebooks", "unf4", "--runs", "plain,shuffle10", "--baselines", "float",
+                 "--epochs", "1", "--json", str(path)]) == 0
+    doc = json.loads(path.read_text())
+    rows = {r["method"]: r for r in doc["rows"]}
+    assert list(rows) == ["float", "unf4", "unf4/shuffle10"]
+    start = doc["starts"][1]
+    config = DesignConfig()
+    train, test = (cached_view(config, *records_of(r1_features(DRIFT), s))
+                   for s in ("train", "test"))
+    codes = start_codes((10, 224), start["seed"])
+    mem = set_region_matrix(config.mac, new_weights(config.mac), 0, codes)
+    run = RUNS["shuffle10"]
+    r = train_fo_scheduled(config.mac, config.loss, dc_replace(config.train, epochs=run.epochs),
+                           dc_replace(run.schedule, order_seed=start["seed"]),
+                           dict(zip(("x", "z0", "labels"), train)), mem=mem)
+    assert start["unf4/shuffle10_pct"] == pytest.approx(100 * evaluate(config.mac, r.mem, *test))
+    assert start["unf4/shuffle10_epochs"] == 10 and start["unf4_epochs"] == 1
+    # projected time: the board preset's estimated cycles over its SoC clock (30 MHz)
+    up5k = DesignConfig.preset("up5k")
+    cycles = estimate_cycles(up5k, "fo", 256, epochs=10, batch=16)
+    assert rows["unf4/shuffle10"]["icebreaker_s"] == pytest.approx(cycles / 30e6)
+    assert rows["unf4/shuffle10"]["icebreaker_met"] == (cycles / 30e6 <= 0.15)
+    assert rows["unf4"]["icebreaker_s"] == pytest.approx(
+        estimate_cycles(up5k, "fo", 256, epochs=1, batch=16) / 30e6)
+    assert rows["unf4"]["run"] == "plain" and "gap_lora" not in rows["unf4"]
+
+
+def test_lora_all_baseline_pairs_by_start(tmp_path):
+    pytest.importorskip("torch")
+    path = tmp_path / "accuracy.json"
+    assert main(["bench", "accuracy", "--starts", "2", "--drifts", str(DRIFT),
+                 "--codebooks", "unf4", "--runs", "plain", "--baselines", "lora_all",
+                 "--baseline-epochs", "1", "--epochs", "1", "--json", str(path)]) == 0
+    doc = json.loads(path.read_text())
+    rows = {r["method"]: r for r in doc["rows"]}
+    lora = np.array([s["lora_all_pct"] for s in doc["starts"]])
+    unf4 = np.array([s["unf4_pct"] for s in doc["starts"]])
+    assert rows["lora_all"]["mean_pct"] == pytest.approx(lora.mean())
+    assert rows["unf4"]["gap_lora"] == pytest.approx((unf4 - lora).mean())
+    assert rows["unf4"]["lora_met"] == (rows["unf4"]["gap_lora"] >= -1.0)
+    assert all(s["lora_all_cpu_s"] > 0 for s in doc["starts"])
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--starts", "1"], "--starts must be an integer from 2 to 1000, not 1"),
+    (["--runs", "plain,fast"], "--runs must list names from plain, "),
+    (["--baselines", "float,sgd"], "--baselines must list names from float, ft_all, "),
+    (["--runs", "plain,plain"], "--runs must list distinct names, not 'plain,plain'"),
     (["--drifts", "30,x"], "--drifts must list angles in degrees, not 'x'"),
     (["--codebooks", "unf5"], "cache.codebook must be one of"),
 ])
 def test_bad_arguments_are_reported(argv, message, capsys):
     assert main(["bench", "accuracy", *argv]) == 2
     assert message in " ".join(capsys.readouterr().err.split())
+
+
+def _row(run, drift, mean, ms, lora_met=True):
+    return {"codebook": "unf4", "run": run, "drift_deg": drift, "mean_pct": mean,
+            "icebreaker_s": ms / 1e3, "icebreaker_met": ms <= 150, "lora_met": lora_met}
+
+
+def test_recommend_takes_the_most_points_per_second_among_runs_meeting_the_targets():
+    rows = [_row("plain", 30, 86, 48, False), _row("plain", 45, 70, 48, False),
+            _row("a", 30, 90, 96), _row("a", 45, 88, 96),          # +11 points in 96 ms
+            _row("b", 30, 91, 144), _row("b", 45, 89, 144),        # +12 points in 144 ms
+            _row("c", 30, 95, 200), _row("c", 45, 95, 200),        # too slow
+            _row("d", 30, 90, 60), _row("d", 45, 80, 60, False)]   # misses LoRA-All at 45
+    best = recommend(rows, "unf4")
+    assert best["run"] == "a"
+    assert best["gain_pct"] == pytest.approx(11.0)
+    assert best["points_per_s"] == pytest.approx(11.0 / 0.096)
+    assert recommend(rows[2:], "unf4") is None                     # no plain run
+    assert recommend(rows[:2], "unf4") is None                     # nothing qualifies

@@ -254,8 +254,8 @@ def test_plot_without_matplotlib_says_how_to_get_it(tmp_path, monkeypatch):
             raise ImportError(name)
         return real(name, *args, **kwargs)
     monkeypatch.setattr(builtins, "__import__", no_matplotlib)
-    with pytest.raises(ValueError, match=r"--plot needs matplotlib: pip install "
-                                         r"'fieldtune\[plot\]'"):
+    with pytest.raises(ValueError, match=r"--plot needs matplotlib, which is not installed; "
+                                         r"install it with: pip install 'fieldtune\[plot\]'"):
         plot_front(_doc([]), tmp_path / "front.png")
 
 

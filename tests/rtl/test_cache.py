@@ -7,7 +7,7 @@ import pytest
 
 from fieldtune.rtl.cache.params import CacheParams, FOUR_BIT
 from fieldtune.rtl.cache.cache import ForwardCache, read_latency
-from fieldtune.rtl.cache.quantizer import Quantizer
+from fieldtune.rtl.cache.quantizer import Quantizer, block_cycles
 from fieldtune.rtl.cache.dequantizer import Dequantizer
 from fieldtune.rtl.cache.layout import CacheLayout
 from fieldtune.sim.engines.pysim import simulate, stream_send, stream_collect
@@ -39,6 +39,9 @@ def run_cache(params, elements, requests, *, expected_count, ready=None, req_val
     lay = CacheLayout(params)
     out = {}
     budget = 40 * (len(elements) + len(requests) * lay.beats) + 500
+    if params.scaled:       # the quantizer's timing contract, for every record begun
+        records = sum(last for _, last in elements) + 1
+        budget += records * sum(block_cycles(params, n) for _, n in lay.blocks)
 
     async def writer(ctx):
         await stream_send(ctx, dut.wr, [{"data": d, "last": l} for d, l in elements],
@@ -47,11 +50,12 @@ def run_cache(params, elements, requests, *, expected_count, ready=None, req_val
 
     async def wait_written(ctx):
         cycles = 0
-        while not (out.get("written") and ctx.get(dut.count) == expected_count):
+        # `writing` low: every record committed or dropped, the count and the flags final
+        while not (out.get("written") and ctx.get(dut.count) == expected_count
+                   and not ctx.get(dut.writing)):
             await ctx.tick()
             cycles += 1
             assert cycles < budget, f"count stuck at {ctx.get(dut.count)}"
-        await ctx.tick().repeat(3 * lay.max_block + 40)   # let a dropped record drain
 
     async def requester(ctx):
         await wait_written(ctx)
@@ -222,23 +226,28 @@ def test_writing_and_clear():
     dut = ForwardCache(params)
     seen = {}
 
+    # the quantizer's timing contract: most cycles one record's blocks take
+    record_cycles = sum(block_cycles(params, n) for _, n in dut.layout.blocks)
+
     async def testbench(ctx):
         elements = [{"data": d, "last": l} for d, l in first]
         await stream_send(ctx, dut.wr, elements[:5], max_cycles=500)
         assert ctx.get(dut.writing) == 1
-        await stream_send(ctx, dut.wr, elements[5:], max_cycles=5000)
+        await stream_send(ctx, dut.wr, elements[5:], max_cycles=1000 + 3 * record_cycles)
         cycles = 0
+        limit = 1000 + record_cycles
         while ctx.get(dut.writing):
             await ctx.tick()
             cycles += 1
-            assert cycles < 1000
+            assert cycles < limit
         seen["before"] = (ctx.get(dut.count), ctx.get(dut.record_error))
         ctx.set(dut.clear, 1)
         await ctx.tick()
         ctx.set(dut.clear, 0)
         seen["cleared"] = (ctx.get(dut.count), ctx.get(dut.record_error))
         await stream_send(ctx, dut.wr, [{"data": d, "last": l}
-                                        for d, l in record_elements(*recs[2])], max_cycles=5000)
+                                        for d, l in record_elements(*recs[2])],
+                          max_cycles=1000 + record_cycles)
         while ctx.get(dut.writing):
             await ctx.tick()
         seen["after"] = ctx.get(dut.count)

@@ -126,3 +126,118 @@ def test_bad_declarations():
         Register("r", [Field("a", 20), Field("b", 20)])
     with pytest.raises(ValueError, match=r"overlaps 'a'"):
         BusDecoder(8, [("a", 0x00, 4), ("b", 0x08, 2)])
+
+
+def test_constant_fields_read_back_without_a_port_and_data_is_zero_outside_ack():
+    bank = RegisterBank([
+        Register("id", [Field("magic", 16, "ro", value=0xF17E), Field("rev", 4, "ro")]),
+        Register("lr", [Field("shift", 5, "rw", init=4)]),
+    ])
+    assert not hasattr(bank.regs.id, "magic")
+
+    async def tb(ctx):
+        ctx.set(bank.regs.id.rev, 3)
+        assert await bus_read(ctx, bank.bus, 0) == 0xF17E | 3 << 16
+        await ctx.tick()
+        assert ctx.get(bank.bus.dat_r) == 0        # the decoder ORs its targets' data
+        assert await bus_read(ctx, bank.bus, 1) == 4
+        await ctx.tick()
+        assert ctx.get(bank.bus.dat_r) == 0
+
+    simulate(bank, tb)
+    with pytest.raises(ValueError, match=r"^Field 'x' value must be a read-only field's "
+                                         r"constant from 0 to 15, not 16$"):
+        Field("x", 4, "ro", value=16)
+    with pytest.raises(ValueError, match=r"^Field 'x' value must be a read-only field's "):
+        Field("x", 4, "rw", value=1)
+
+
+def test_locked_registers_ignore_writes_while_locked_and_say_so():
+    bank = RegisterBank([
+        Register("run", [Field("epochs", 10, "rw", init=10)], locked=True),
+        Register("free", [Field("x", 8, "rw")]),
+    ])
+    strobes = []                    # per access: cycles with locked_write high
+
+    async def tb(ctx):
+        async def write(addr, value):
+            strobes.append(0)
+            await bus_write(ctx, bank.bus, addr, value)
+            await ctx.tick()
+
+        ctx.set(bank.lock, 1)
+        await write(0, 7)                                      # locked: ignored, flagged
+        await write(1, 5)                                      # not a locked register
+        assert await bus_read(ctx, bank.bus, 0) == 10
+        assert await bus_read(ctx, bank.bus, 1) == 5
+        ctx.set(bank.lock, 0)
+        await write(0, 7)
+        assert await bus_read(ctx, bank.bus, 0) == 7
+        assert ctx.get(bank.regs.run.epochs) == 7
+
+    async def watch(ctx):
+        async for _, _, strobe in ctx.tick().sample(bank.locked_write):
+            if strobe:
+                strobes[-1] += 1
+
+    simulate(bank, tb, processes=[watch])
+    assert strobes == [1, 0, 0]
+
+
+def test_mirrored_registers_read_back_the_written_word_from_block_ram():
+    bank = RegisterBank([
+        Register("free", [Field("x", 8, "rw", init=3)]),
+        Register("run", [Field("epochs", 10, "rw", init=10), Field("seed", 20, "rw", init=7)],
+                 locked=True, mirrored=True),
+        Register("more", [Field("budget", 32, "rw", init=0x1_0000)], mirrored=True),
+        Register("status", [Field("busy", 1, "ro")]),
+    ])
+    async def tb(ctx):
+        assert await bus_read(ctx, bank.bus, 1) == 10 | 7 << 10      # reset values
+        assert await bus_read(ctx, bank.bus, 2) == 0x1_0000
+        await bus_write(ctx, bank.bus, 1, 0xFFFF_FFFF)
+        assert await bus_read(ctx, bank.bus, 1) == 0xFFFF_FFFF       # the word written
+        assert ctx.get(bank.regs.run.epochs) == 0x3FF                # the fields
+        assert ctx.get(bank.regs.run.seed) == 0xFFFFF
+        await bus_write(ctx, bank.bus, 2, 0x1234_5678)
+        assert await bus_read(ctx, bank.bus, 2) == 0x1234_5678
+        assert await bus_read(ctx, bank.bus, 1) == 0xFFFF_FFFF       # the other one kept
+        ctx.set(bank.lock, 1)
+        await bus_write(ctx, bank.bus, 1, 5)                          # locked: ignored
+        assert await bus_read(ctx, bank.bus, 1) == 0xFFFF_FFFF
+        assert ctx.get(bank.regs.run.epochs) == 0x3FF
+        await bus_write(ctx, bank.bus, 2, 9)                          # not locked
+        assert await bus_read(ctx, bank.bus, 2) == 9
+        ctx.set(bank.regs.status.busy, 1)
+        assert await bus_read(ctx, bank.bus, 3) == 1                  # flip-flop registers
+        assert await bus_read(ctx, bank.bus, 0) == 3
+
+    simulate(bank, tb)
+    with pytest.raises(ValueError, match=r"^Register 'r' is mirrored, so its fields must be "
+                                         r"rw$"):
+        Register("r", [Field("a", 4, "ro")], mirrored=True)
+
+
+def test_mirrored_register_access_times():
+    bank = RegisterBank([Register("plain", [Field("x", 8, "rw")]),
+                         Register("run", [Field("x", 8, "rw")], mirrored=True)])
+    took = []
+
+    async def tb(ctx):
+        for addr, we in ((0, 1), (0, 0), (1, 1), (1, 0)):
+            ctx.set(bank.bus.cyc, 1)
+            ctx.set(bank.bus.we, we)
+            ctx.set(bank.bus.adr, addr)
+            ctx.set(bank.bus.dat_w, 0x5A)
+            n = 0
+            while True:
+                n += 1
+                *_, ack = await ctx.tick().sample(bank.bus.ack)
+                if ack:
+                    break
+            took.append(n)
+            ctx.set(bank.bus.cyc, 0)
+            await ctx.tick()
+
+    simulate(bank, tb)
+    assert took == [2, 2, 3, 4]     # ack 1, 1, 2, 3 cycles after cyc rises

@@ -25,7 +25,7 @@ from fieldtune.sim.golden import perturb as golden
 from fieldtune.toolchain import tool_env
 from amaranth.hdl import Module, Signal, signed
 from fieldtune.rtl.perturb import arith
-from fieldtune.rtl.perturb.numerics import round_half_away
+from fieldtune.rtl.perturb.numerics import round_half_away, draws_from_expander
 
 
 #: Distribution shape and PeZO scaling: the "generators" of the matrix.
@@ -169,6 +169,23 @@ def test_backpressure_loses_and_repeats_nothing():
     _, [(codes, lasts, _)] = serve(params, [(SEED, 5)], ready=lambda c: pattern[c % 2000])
     assert np.array_equal(codes, golden.vector(params, SEED, 5))
     assert list(lasts) == [0] * (params.beats - 1) + [1]
+
+
+@pytest.mark.parametrize("lanes,reuse_factor,adaptive", [(2, 8, False), (4, 2, False),
+                                                     (4, 8, True)],
+                         ids=["held", "two-draws", "held-adaptive"])
+def test_draws_from_the_expander_under_backpressure(lanes, reuse_factor, adaptive):
+    """On-the-fly draws taken from the seed expander's word (no draw sources, an empty
+    chain): held draws, two draws a beat and the adaptive measuring pass, with stalls."""
+    params = PerturbParams(source="lfsr", shape="uniform", reuse="onthefly", lanes=lanes,
+                           reuse_factor=reuse_factor, dimension=61,
+                           scaling="adaptive" if adaptive else "static")
+    assert draws_from_expander(params) and golden.chain_layout(params) == []
+    pattern = np.random.default_rng(4).random(2000) < 0.6
+    requests = [(SEED, 5), (SEED, 6)]
+    _, results = serve(params, requests, ready=lambda c: pattern[c % 2000])
+    for (seed, step), (codes, _, _) in zip(requests, results):
+        assert np.array_equal(codes, golden.vector(params, seed, step))
 
 
 @pytest.mark.parametrize("reuse,scaling", [("pool", "static"), ("none", "adaptive")])

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from fieldtune.rtl.cache.params import CacheParams, CODEBOOKS
-from fieldtune.rtl.cache.quantizer import Quantizer
+from fieldtune.rtl.cache.quantizer import Quantizer, block_cycles
 from fieldtune.sim.engines.pysim import simulate, stream_send, stream_collect
 from fieldtune.sim.golden.cache import CacheModel, adversarial_samples
 
@@ -16,13 +16,16 @@ def run_quantizer(params, samples, ready=None):
     dut = Quantizer(params)
     flat = [int(v) for s in samples for v in s]
     got = {}
+    # the timing contract, doubled for the stalls the source and the sink make
+    budget = 2 * sum(block_cycles(params, n) for _, n in dut.layout.blocks) * len(samples) \
+        if params.scaled else 2 * len(flat)
+    budget += 100
 
     async def source(ctx):
-        await stream_send(ctx, dut.i, flat, valid=lambda c: c % 5 != 3, max_cycles=20 * len(flat))
+        await stream_send(ctx, dut.i, flat, valid=lambda c: c % 5 != 3, max_cycles=budget)
 
     async def sink(ctx):
-        items, _ = await stream_collect(ctx, dut.o, len(flat), ready=ready,
-                                        max_cycles=20 * len(flat) + 100)
+        items, _ = await stream_collect(ctx, dut.o, len(flat), ready=ready, max_cycles=budget)
         got["items"] = items
         got["saturations"] = ctx.get(dut.saturations)
 
@@ -41,7 +44,7 @@ def check_against_model(params, samples, got):
         codes = [int(it.code) for it in items]
         mask = (1 << params.code_bits) - 1
         assert codes == [int(c) & mask for c in q.codes], f"sample {n}"
-        assert [int(it.feature) for it in items] == list(range(F))
+        assert [int(it.last) for it in items] == [0] * (F - 1) + [1]
         for b, (start, length) in enumerate(model.layout.blocks):
             for it in items[start:start + length]:
                 assert (int(it.mant), int(it.exp)) == (q.mant[b], q.exp[b]), f"block {b}"

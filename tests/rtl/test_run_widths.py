@@ -1,44 +1,47 @@
-"""The run configuration's widths agree wherever they are written.
-
-The sequencer's ``RUN_CONFIG`` layout, the SoC's run registers (``SocMap``) and the ranges
-``TrainParams`` accepts describe the same fields. Until they are derived from one declaration
-(issue 11 leaves that to the owners of rtl/params.py, rtl/sequencer.py and rtl/csr/), this test
-keeps them in step: a field narrowed in one place and not the others fails here.
-"""
+"""The run configuration is declared once (:data:`fieldtune.rtl.params.RUN_FIELDS`); the
+sequencer's ``RUN_CONFIG`` layout, the SoC's run registers (``SocMap``) and the ranges
+``TrainParams`` accepts are derived from it. These tests fail if any of them drifts from the
+declaration (a width written by hand somewhere, a register or range edited on its own)."""
 
 import pytest
 from amaranth.hdl import Shape
 
 from fieldtune.config import DesignConfig
+from fieldtune.rtl.cache.params import INDEX_WIDTH
 from fieldtune.rtl.csr.map import SocMap
-from fieldtune.rtl.params import TrainParams
-from fieldtune.rtl.sequencer import RUN_CONFIG
-
-#: RUN_CONFIG field -> (register, field) the SoC wires it from (rtl/soc.py).
-REGISTER_OF = {
-    "mode": ("mode", "mode"), "epochs": ("epochs", "epochs"), "batch": ("batch", "batch"),
-    "lr_shift": ("shifts", "lr_shift"), "eps_shift": ("shifts", "eps_shift"),
-    "zo_lr_shift": ("shifts", "zo_lr_shift"), "seed": ("seed", "seed"),
-    "steps": ("steps", "steps"), "queries": ("queries", "queries"),
-    "step": ("zo_step", "step"), "cursor": ("zo_cursor", "cursor"),
-    "eval_first": ("eval_range", "first"), "eval_count": ("eval_range", "count"),
-    "watchdog": ("watchdog", "budget"),
-}
+from fieldtune.rtl.params import TrainParams, RUN_FIELDS
+from fieldtune.rtl.sequencer import RUN_CONFIG, Mode
 
 
 def width(name):
     return Shape.cast(RUN_CONFIG.members[name]).width
 
 
-def test_every_run_field_has_a_register():
-    assert set(REGISTER_OF) == {name for name, _ in RUN_CONFIG}
+def test_sequencer_layout_is_the_declaration():
+    assert [name for name, _ in RUN_CONFIG] == list(RUN_FIELDS)
+    for name, f in RUN_FIELDS.items():
+        assert width(name) == f.width == f.hi.bit_length(), name
 
 
-@pytest.mark.parametrize("name", sorted(REGISTER_OF))
-def test_register_width_is_the_sequencer_width(name):
-    register, field = REGISTER_OF[name]
-    _, declared = SocMap(DesignConfig()).field(register, field)
-    assert declared.width == width(name)
+@pytest.mark.parametrize("name", sorted(RUN_FIELDS))
+def test_register_is_the_declaration(name):
+    f = RUN_FIELDS[name]
+    _, declared = SocMap(DesignConfig()).field(f.register, f.field)
+    assert (declared.width, declared.access) == (width(name), "rw")
+
+
+def test_every_writable_register_field_is_a_run_field():
+    run = {(f.register, f.field) for f in RUN_FIELDS.values()}
+    writable = {(r.name, f.name) for r in SocMap(DesignConfig()).registers for f in r.fields
+                if f.access == "rw"}
+    assert writable == run
+
+
+def test_mode_and_index_widths():
+    assert Shape.cast(Mode).width == width("mode")
+    assert max(m.value for m in Mode) <= RUN_FIELDS["mode"].hi
+    for name in ("cursor", "eval_first", "eval_count"):
+        assert width(name) == INDEX_WIDTH, name
 
 
 @pytest.mark.parametrize("name,largest", [
@@ -46,8 +49,10 @@ def test_register_width_is_the_sequencer_width(name):
     ("zo_lr_shift", 24), ("steps", 1_000_000), ("queries", 16), ("seed", 2**32 - 1),
 ])
 def test_train_params_fit_their_registers(name, largest):
-    # The largest value TrainParams accepts, and one more is rejected.
+    # The largest value TrainParams accepts (the documented range), and one more is
+    # rejected; the register holds it.
     TrainParams(**{name: largest})
     with pytest.raises(ValueError, match=f"^train.{name} must be"):
         TrainParams(**{name: largest + 1})
     assert largest < 2 ** width(name)
+    assert {f.name for f in RUN_FIELDS.values() if f.train} >= {name}

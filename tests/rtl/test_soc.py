@@ -110,12 +110,12 @@ def test_zeroth_order_steps_match_golden():
     # one query: the cursor wraps after a short last batch (7 records, batch 4)
     s.run(RunConfig(mode=Mode.ZO, steps=3, batch=4, eps_shift=3, zo_lr_shift=6, seed=7,
                     step=5))
-    # three queries (the update divides each sum by 3), continuing at cursor 6
+    # four queries (each update's shift divides its sum by 4), continuing at cursor 6
     s.run(RunConfig(mode=Mode.ZO, steps=2, batch=2, eps_shift=3, zo_lr_shift=5, seed=9,
-                    queries=3, step=40, cursor=6))
+                    queries=4, step=40, cursor=6))
     _, seen = s.check()
     assert seen[0]["steps"] == 3 and seen[0]["epochs"] == 1 and seen[0]["samples"] == 2 * 11
-    assert (seen[1]["next_step"], seen[1]["next_cursor"]) == (46, 2)
+    assert (seen[1]["next_step"], seen[1]["next_cursor"]) == (48, 2)
 
 
 @pytest.mark.parametrize("built", ["fo", "zo"])
@@ -162,6 +162,7 @@ def test_illegal_register_values_are_flagged_and_change_nothing():
         RunConfig(mode=Mode.ZO, batch=4, steps=0),
         RunConfig(mode=Mode.ZO, batch=4, queries=0),
         RunConfig(mode=Mode.ZO, batch=4, queries=MAX_QUERIES + 1),
+        RunConfig(mode=Mode.ZO, batch=4, queries=3),
         RunConfig(mode=Mode.ZO, batch=4, cursor=6),
         RunConfig(mode=Mode.EVAL, eval_first=0, eval_count=0),
         RunConfig(mode=Mode.EVAL, eval_first=4, eval_count=3),
@@ -191,10 +192,13 @@ def test_start_while_busy_and_bus_errors_are_flagged():
     c = RunConfig(mode=Mode.FO, epochs=2, batch=2, lr_shift=4)
     p.configure(c)
     p.write_reg("control", start=1)
+    p.write_reg("epochs", epochs=7)                          # locked while busy: ignored,
+    locked_flags = p.read_reg("errors")                      # flagged
     p.write_reg("control", start=1)                          # while busy: ignored, flagged
     p.write_reg("control", clear_cache=1)                    # while busy: ignored, flagged
     p.wait({"done": 1}, RUN_MAX, "FO run")
     status = p.read_status()
+    epochs_after = p.read_reg("epochs")
     dump = p.dump_weights(RUN_MAX)
     s.model.start(c)
     weights_err = p.access(s.soc.address("weights"), 5)      # no LOAD run: err
@@ -209,6 +213,9 @@ def test_start_while_busy_and_bus_errors_are_flagged():
     recs = s.simulate()
     got = decode_status(recs, status)
     assert set(got["errors"]) >= {"busy"}
+    flags = s.soc.map.unpack("errors", recs[locked_flags])
+    assert {n for n, v in flags.items() if v} == {"busy"}
+    assert recs[epochs_after] == s.soc.map.pack("epochs", epochs=2)     # the run used 2
     assert got["samples"] == s.model.counters["samples"]
     assert got["records"] == 8
     np.testing.assert_array_equal(decode_weights(recs, dump, cfg.mac), s.model.weights)
@@ -259,7 +266,10 @@ def test_sequencer_shifts_equal_golden_training(adapter):
         for lr in range(0, 25):
             assert (c_fo - lr - lb, c_a - lr - lb) == fo_coef_shifts(mac, loss, lr, batch)
             for eps in range(0, 10):
-                assert c_zo - lr - lb + eps == zo_coef_shift(mac, loss, lr, eps, batch)
+                for queries in (1, 2, 16):
+                    lq = queries.bit_length() - 1
+                    assert c_zo - lr - lb - lq + eps == zo_coef_shift(mac, loss, lr, eps, batch,
+                                                                      queries)
     for eps in range(0, 12):
         try:
             assert k0 - eps == zshift_for(mac, eps)

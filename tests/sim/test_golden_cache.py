@@ -132,7 +132,8 @@ def test_capacity_in_a_memory_budget():
     lay = CacheLayout(CacheParams(lanes=8, codebook="unf4", block_size=32))
     assert lay.bytes_per_sample() == 148           # 28 code words of 32 bits, 18 meta units
     assert lay.primitives(256, "ice40", "spram") == 3
-    assert lay.capacity_for("ice40", "spram", 3) == 16384 // 28
+    # a sample's 28 code words take 32 addresses (power-of-two strides, no multiplier)
+    assert lay.capacity_for("ice40", "spram", 3) == 16384 // 32
     assert lay.capacity_for("ice40", "spram", 2) == 0        # codes alone need 2 SPRAMs
     wide = CacheLayout(CacheParams(lanes=8, codebook="pass16"))
     assert wide.capacity_for("ice40", "spram", 3) == 0       # 128-bit words: 8 SPRAMs wide
