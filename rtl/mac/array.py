@@ -39,7 +39,7 @@ def _tree_levels(lanes):
 
 def pipeline_stages(mac: MacParams):
     """Cycles from issuing a MATVEC word to its result leaving the narrowing stage."""
-    return 3 + int(mac.read_register) + _tree_levels(mac.lanes) + 2
+    return 5 + 2 * int(mac.read_register) + _tree_levels(mac.lanes)
 
 
 def _lanes(name, shape, n):
@@ -134,7 +134,7 @@ class AdapterMACArray(wiring.Component):
     then) at stage 4 and writes it in the same cycle; INIT and LOAD write at stage 1; other
     ops wait up to 3 cycles after an UPDATE (the read port), and ops on regions of at most
     4 words wait for an empty pipeline (so no word is read before an earlier op has written
-    it). (Stages counted without the optional read register, which adds one to each.)
+    it). (Stages counted without the optional read register, which adds one or two.)
     """
 
     def __init__(self, params: MacParams):
@@ -260,24 +260,27 @@ class AdapterMACArray(wiring.Component):
             "outidx": range(max(max_out, 2)), "first": 1, "last": 1, "dest": Dest,
             "mask": unsigned(L), "kb": range(max(max_k, 2)),
         })
-        # stage where a word's weights are available (1 + the optional read register), added
-        # to the perturbation and saturated (INIT and LOAD write there); the pipeline behind
-        # it: +1 multiplier operands, +2 products, +3 an update's word (read again) and its
-        # rounded product meet in the stage-WS adder and the sum is written (UPDATE_ADD =
-        # WRITE_STAGE), +2+T adder-tree sum
+        # WS: the stage where a word's weights are available (1 + the optional read
+        # register) and added to the perturbation; SAT: where the sum is saturated (INIT and
+        # LOAD write there), WS or, with the read register (the fast-clock build), one later
+        # (the sum registered); the pipeline behind it: +1 multiplier operands, +2 products,
+        # +3 an update's word (read again) and its rounded product meet in the stage-WS
+        # adder (UPDATE_ADD), saturated and written at WRITE_STAGE (UPDATE_ADD, or one later
+        # with the read register), +2+T adder-tree sum
         R = int(p.read_register)
         WS = 1 + R
-        UPDATE_ADD = WS + 3
-        WRITE_STAGE = UPDATE_ADD
+        SAT = WS + R
+        UPDATE_ADD = SAT + 3
+        WRITE_STAGE = UPDATE_ADD + R
         LATE_READ = UPDATE_ADD - 1 - R
-        ACC_STAGE = WS + 2 + T
+        ACC_STAGE = SAT + 2 + T
         n_ctl = max(WRITE_STAGE, ACC_STAGE) + 1
         valid = [Signal(name=f"s{i}_valid") for i in range(n_ctl)]
         ctl = [Signal(KIND, name=f"s{i}_ctl", reset_less=True) for i in range(n_ctl)]
         for i in range(2, n_ctl):
             m.d.sync += [valid[i].eq(valid[i - 1]), ctl[i].eq(ctl[i - 1])]
         b.ACC_STAGE, b.LATE_READ, b.R, b.WRITE_STAGE = ACC_STAGE, LATE_READ, R, WRITE_STAGE
-        b.UPDATE_ADD = UPDATE_ADD
+        b.UPDATE_ADD, b.SAT = UPDATE_ADD, SAT
         b.WS, b.ctl, b.valid = WS, ctl, valid
 
     def _op_queue(self, b):
@@ -611,9 +614,12 @@ class AdapterMACArray(wiring.Component):
         if lowrank:
             beat_vals = [Array((local[kk * L + l] if kk * L + l < inner else Const(0, fw))
                                for kk in range(lay.local_beats)) for l in range(L)]
-        perturbs = Signal()             # z goes into the stage-WS adder (not an UPDATE's z)
+        # z goes into the stage-WS adder (not an UPDATE's z). An op-level condition, not
+        # gated by ``go``: without a word at stage 1 the sum is unused, and the term
+        # registers' (wide) reset stays off the issue path
+        perturbs = Signal()
         neg = cur.perturb == Perturb.MINUS
-        m.d.comb += perturbs.eq(go & uses_z & (kind != Op.UPDATE))
+        m.d.comb += perturbs.eq(uses_z & (kind != Op.UPDATE))
         for l in range(L):
             with m.Switch(kind):
                 with m.Case(Op.LOAD):
@@ -671,33 +677,27 @@ class AdapterMACArray(wiring.Component):
 
     def _perturb_stage(self, b):
         """Stage WS: weights and coefficients arrive; the perturbation (or an update's
-        product, at UPDATE_ADD) is shifted and added, and the sum saturated."""
-        L, WS, c_data, ctl, cw = b.L, b.WS, b.c_data, b.ctl, b.cw
+        product, at UPDATE_ADD) is added; stage SAT: the sum saturated."""
+        L, R, SAT, WS, c_data, ctl, cw = b.L, b.R, b.SAT, b.WS, b.c_data, b.ctl, b.cw
         kmax, m, s1_b, s1_imm, s1_op, s1_z = b.kmax, b.m, b.s1_b, b.s1_imm, b.s1_op, b.s1_z
         s1_neg, s1_zero, s1_load, sat_flag = b.s1_neg, b.s1_zero, b.s1_load, b.sat_flag
         aw, bw, S, valid, WRITE_STAGE = b.aw, b.bw, b.S, b.valid, b.WRITE_STAGE
         w_data, ww, zw = b.w_data, b.ww, b.zw
-        c1, cu = ctl[WS], ctl[WRITE_STAGE]
+        c1, cs, cu = ctl[WS], ctl[SAT], ctl[WRITE_STAGE]
         # the adder's sum: two signed operands (the weight or LOAD word; the shifted
         # perturbation or an update's halved product) and a carry-in, one bit wider
         sws = max(ww, zw + kmax + 1, aw + bw - S) + 1
         wsum = _lanes("wsum", signed(sws), L)
         perturbing = Signal()
-        upd_write = Signal()            # an UPDATE's sum is in the adder (UPDATE_ADD)
-        m.d.comb += [
-            perturbing.eq((c1.op == Op.INIT)
-                          | ((c1.op == Op.MATVEC) & (s1_op.perturb != Perturb.NONE))),
-            upd_write.eq(valid[WRITE_STAGE] & (cu.op == Op.UPDATE)),
-        ]
         # coefficients: from memory as stored (scaled when written), or the immediate
         # (scaled in the queue)
         coef_a = Signal(signed(cw))
-        m.d.comb += coef_a.eq(Mux((c1.op == Op.UPDATE) & (s1_op.coef_source == CoefSource.IMM),
-                                  s1_imm, c_data))
-        mask = Signal(L)
-        m.d.comb += mask.eq(Mux(upd_write, cu.mask, c1.mask))
-        # what INIT and LOAD write (at stage WS) and UPDATE (at WRITE_STAGE)
-        written = _lanes("written", signed(ww), L)
+        m.d.comb += [
+            perturbing.eq((c1.op == Op.INIT)
+                          | ((c1.op == Op.MATVEC) & (s1_op.perturb != Perturb.NONE))),
+            coef_a.eq(Mux((c1.op == Op.UPDATE) & (s1_op.coef_source == CoefSource.IMM),
+                          s1_imm, c_data)),
+        ]
         for l in range(L):
             wl = w_data[l * ww:(l + 1) * ww].as_signed()
             base_w = Mux(s1_zero, 0, Mux(s1_load, s1_b[l], wl))
@@ -705,39 +705,55 @@ class AdapterMACArray(wiring.Component):
             # (UPDATE_ADD): never both in a cycle (an op waits for the read port after an
             # UPDATE), and the idle one's operands are 0
             m.d.comb += wsum[l].eq(base_w + s1_z[l] + s1_neg[l])
+        if R:
+            # the fast-clock build registers the sum and what goes with it
+            s_wsum = _lanes("s_wsum", signed(sws), L)
+            s_b = _lanes("s_b", signed(bw), L)
+            s_perturbing, s_coef = Signal(), Signal(signed(cw))
+            m.d.sync += [*(a.eq(v) for a, v in zip(s_wsum, wsum)),
+                         *(a.eq(v) for a, v in zip(s_b, s1_b)),
+                         s_perturbing.eq(perturbing), s_coef.eq(coef_a)]
+            wsum, s1_b, perturbing, coef_a = s_wsum, s_b, s_perturbing, s_coef
+        upd_write = Signal()            # an UPDATE's sum is saturated and written
+        m.d.comb += upd_write.eq(valid[WRITE_STAGE] & (cu.op == Op.UPDATE))
+        mask = Signal(L)
+        m.d.comb += mask.eq(Mux(upd_write, cu.mask, cs.mask))
+        # what INIT and LOAD write (at stage SAT) and UPDATE (at WRITE_STAGE)
+        written = _lanes("written", signed(ww), L)
+        for l in range(L):
             wp = _sat(m, wsum[l], ww, sat_flag(),
-                      ((valid[WS] & perturbing) | upd_write) & mask[l])
+                      ((valid[SAT] & perturbing) | upd_write) & mask[l])
             m.d.comb += written[l].eq(Mux(mask[l], wp, 0))
-        b.upd_write = upd_write
+        b.upd_write, b.s_b = upd_write, s1_b
         b.written, b.coef_a = written, coef_a
 
     def _multipliers(self, b):
-        """Stage WS+1: the multiplier operands; WS+1 -> WS+2: the products."""
-        L, WS, aw, bw, ctl, lowrank, m = b.L, b.WS, b.aw, b.bw, b.ctl, b.lowrank, b.m
-        coef_a, s1_b, written = b.coef_a, b.s1_b, b.written
-        c1 = ctl[WS]
+        """Stage SAT: the multiplier operands chosen; SAT+1 -> SAT+2: the products."""
+        L, SAT, aw, bw, ctl, lowrank, m = b.L, b.SAT, b.aw, b.bw, b.ctl, b.lowrank, b.m
+        coef_a, s_b, written = b.coef_a, b.s_b, b.written
+        cs = ctl[SAT]
         weights_a = Signal()            # the weights are the first factor (else coefficients)
-        m.d.comb += weights_a.eq((c1.op == Op.MATVEC) | (c1.op == Op.DUMP))
+        m.d.comb += weights_a.eq((cs.op == Op.MATVEC) | (cs.op == Op.DUMP))
         s3_a = _lanes("s3_a", signed(aw), L)
         s3_b = _lanes("s3_b", signed(bw), L)
         for l in range(L):
             m.d.sync += [
                 s3_a[l].eq(Mux(weights_a, written[l], coef_a)),
-                s3_b[l].eq(Mux(c1.op == Op.COLACC, written[l], s1_b[l]) if lowrank
-                           else s1_b[l]),
+                s3_b[l].eq(Mux(cs.op == Op.COLACC, written[l], s_b[l]) if lowrank
+                           else s_b[l]),
             ]
 
-        # -- stage WS+1 -> WS+2: the multipliers (DSP blocks: registered inputs and output)
+        # -- stage SAT+1 -> SAT+2: the multipliers (DSP blocks: registered inputs and output)
         s4_p = _lanes("s4_p", signed(aw + bw), L)
         for l in range(L):
             m.d.sync += s4_p[l].eq(s3_a[l] * s3_b[l])
-        b.c1, b.s4_p = c1, s4_p
+        b.cs, b.s4_p = cs, s4_p
 
     def _update_path(self, b):
         """The update path: the word read again at LATE_READ, its rounded product into the
         stage-WS adder at UPDATE_ADD, saturated and written at WRITE_STAGE."""
-        L, LATE_READ, S, UPDATE_ADD, WS = b.L, b.LATE_READ, b.S, b.UPDATE_ADD, b.WS
-        c1, ctl, written, m, s4_p = b.c1, b.ctl, b.written, b.m, b.s4_p
+        L, LATE_READ, S, UPDATE_ADD = b.L, b.LATE_READ, b.S, b.UPDATE_ADD
+        SAT, cs, ctl, written, m, s4_p = b.SAT, b.cs, b.ctl, b.written, b.m, b.s4_p
         term, cin, upd_write = b.s1_z, b.s1_neg, b.upd_write
         valid, w_rd, w_wr, WRITE_STAGE = b.valid, b.w_rd, b.w_wr, b.WRITE_STAGE
         # W - round_half_up(p / 2**S) = floor((2W - p') / 2) with p' = p >> (S - 1)
@@ -759,8 +775,8 @@ class AdapterMACArray(wiring.Component):
         with m.If(upd_write):
             m.d.comb += [w_wr.addr.eq(cu.word), w_wr.en.eq(1)]
         with m.Else():
-            m.d.comb += [w_wr.addr.eq(c1.word),
-                         w_wr.en.eq(valid[WS] & ((c1.op == Op.INIT) | (c1.op == Op.LOAD)))]
+            m.d.comb += [w_wr.addr.eq(cs.word),
+                         w_wr.en.eq(valid[SAT] & ((cs.op == Op.INIT) | (cs.op == Op.LOAD)))]
 
     def _matvec_path(self, b):
         """Matrix-vector path: adder tree, row accumulators, narrowing."""
@@ -827,24 +843,25 @@ class AdapterMACArray(wiring.Component):
         # -- COLACC: per-lane accumulation over rows, then lane-serial narrowing -----------
         if lowrank:
             lacc_w = cw + ww + max(C, 2).bit_length()
-            cp = ctl[WS + 2]                                # the products' stage
+            P = b.SAT + 2                                   # the products' stage
+            cp = ctl[P]
             laccs = [Signal(signed(lacc_w), name=f"lacc{l}") for l in range(L)]
             snap = Array(Signal(signed(lacc_w), name=f"snap{l}") for l in range(L))
             ser_n = Signal(range(L + 1))
             ser_base = Signal(range(cdepth + max_k * L + 1))
             ser_kb = Signal(range(max(max_k, 2)))
-            v_base = [Signal(caddr_w, name=f"v_base{i}") for i in range(2)]
-            m.d.sync += [v_base[0].eq(s1_op.v_base),        # aligned with stage WS + 1
-                         v_base[1].eq(v_base[0])]           # WS + 2
+            v_base = [Signal(caddr_w, name=f"v_base{i}") for i in range(P - WS)]
+            m.d.sync += v_base[0].eq(s1_op.v_base)          # aligned with stage WS + 1
+            m.d.sync += [v.eq(u) for u, v in zip(v_base, v_base[1:])]   # ... P
             m.d.comb += serial_busy.eq(ser_n != 0)
-            with m.If(valid[WS + 2] & (cp.op == Op.COLACC)):
+            with m.If(valid[P] & (cp.op == Op.COLACC)):
                 for l in range(L):
                     m.d.sync += laccs[l].eq(Mux(cp.first, 0, laccs[l]) + s4_p[l])
                 with m.If(cp.last):
                     for l in range(L):
                         m.d.sync += snap[l].eq(Mux(cp.first, 0, laccs[l]) + s4_p[l])
                     m.d.sync += [ser_n.eq(L), ser_kb.eq(cp.kb),
-                                 ser_base.eq(v_base[1] + cp.kb * L)]
+                                 ser_base.eq(v_base[-1] + cp.kb * L)]
             # v = round(sum / 2**(cw - 1 - cshift)), the COLACC's own scale
             col_sh = Signal(range(2 * cw))
             with m.If(promote & (nxt.op.op == Op.COLACC)):

@@ -49,10 +49,10 @@ class MacParams(Params):
         Update coefficients (``dz``, ``v``, the zeroth-order step), signed, 8 to 18 bits; the
         second multiplier operand of updates.
     read_register : bool
-        Register the weight memory's read data before any logic: one more pipeline stage
-        and ``lanes * weight_width`` flip-flops, for devices whose block RAM outputs are slow
-        next to the clock period (ECP5 at 100 MHz); off for iCE40, where flip-flops are
-        scarcer than time.
+        Register the weight memory's read data before any logic, and the stage-1 sum before
+        its saturation: two more pipeline stages and about ``lanes * (2 * weight_width + 18)``
+        flip-flops, for devices whose block RAM outputs are slow next to the clock period
+        (ECP5 at 100 MHz); off for iCE40, where flip-flops are scarcer than time.
     """
 
     section = "mac"
