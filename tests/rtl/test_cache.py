@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from fieldtune.rtl.cache.params import CacheParams, FOUR_BIT
-from fieldtune.rtl.cache.cache import ForwardCache, read_latency
+from fieldtune.rtl.cache.cache import ForwardCache, read_latency, single_read
 from fieldtune.rtl.cache.quantizer import Quantizer, block_cycles
 from fieldtune.rtl.cache.dequantizer import Dequantizer
 from fieldtune.rtl.cache.layout import CacheLayout
@@ -277,11 +277,13 @@ def test_round_trip_narrow_dequantizer(codebook, block_size, lanes, dq_lanes):
     round_trip(params, 3, [2, 0, 1, 2])
 
 
-@pytest.mark.parametrize("dq_lanes", [1, 3])
-def test_sustained_narrow_dequantizer(dq_lanes):
+@pytest.mark.parametrize("dq_lanes,memory", [(1, "spram"), (3, "spram"), (1, "bram")])
+def test_sustained_narrow_dequantizer(dq_lanes, memory):
     """A beat every ``beat_cycles`` cycles, no bubble at sample boundaries: the first beat
-    after read_latency, then beats * beat_cycles per sample."""
-    params = CacheParams(lanes=8, dequantizer_lanes=dq_lanes, capacity=2)
+    after read_latency, then beats * beat_cycles per sample (one word in flight with 1 lane,
+    a read buffer with 3; block RAM: the ECP5 SoC's single read with its output register)."""
+    params = CacheParams(lanes=8, dequantizer_lanes=dq_lanes, capacity=2, memory=memory)
+    assert single_read(params) == (dq_lanes == 1)
     beats = CacheLayout(params).beats
     assert params.beat_cycles == -(-8 // dq_lanes)
     for n in (1, 3):
