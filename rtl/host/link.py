@@ -20,13 +20,14 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from ..csr.bus import BusSignature
+from ..csr.map import SocMap
 from .decoder import CommandDecoder
 from .framing import FrameReceiver, FrameTransmitter, rx_symbol_layout, new_crc
 from .params import HostParams
 from .uart import UartRx, UartTx, rx_byte_layout
 
 
-__all__ = ["HostCore", "HostLink", "RxFifo"]
+__all__ = ["HostCore", "HostLink", "RxFifo", "from_config"]
 
 
 class HostCore(wiring.Component):
@@ -142,3 +143,9 @@ class HostLink(wiring.Component):
         wiring.connect(m, core.byte, uart_tx.byte)
         wiring.connect(m, core.bus, wiring.flipped(self.bus))
         return m
+
+
+def from_config(config):
+    """The host link of a :class:`~fieldtune.config.DesignConfig` onto its SoC's map
+    (``fieldtune generate host-link``, ``fieldtune bench hierarchy --block host-link``)."""
+    return HostLink(config.host, SocMap(config))
