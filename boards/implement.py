@@ -228,7 +228,8 @@ def implement(dut, device, env, *, workdir=None, dsp=True, spram=False, seed=1, 
                 ((logic, dev.luts), ("brams", dev.brams), ("dsps", dev.dsps),
                  ("sprams", dev.sprams)) if getattr(result, k) > cap]
         if over:
-            result.reason = "; ".join(f"{k} {n} > {cap}" for k, n, cap in over)
+            result.reason = "; ".join(f"{'logic cells' if k == 'lcs' else k} {n} > {cap}"
+                                      for k, n, cap in over)
             return result
         pnr = env["NEXTPNR_ICE40" if dev.family == "ice40" else "NEXTPNR_ECP5"]
         unconstrained = ("--pcf-allow-unconstrained" if dev.family == "ice40"

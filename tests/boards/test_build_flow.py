@@ -18,6 +18,7 @@ from amaranth.lib.wiring import In, Out
 
 from fieldtune import build as build_command
 from fieldtune.boards.build import RESOURCES, build, plan
+from fieldtune.boards.implement import implement
 from fieldtune.boards.table import BOARDS
 from fieldtune.cli import main
 from fieldtune.config import DesignConfig
@@ -143,3 +144,14 @@ def test_fit_is_judged_by_logic_cells(tmp_path):
     over = report.luts - 5280
     assert (f"luts: {report.luts} used of 5280 available on up5k ({over} over, "
             f"{report.luts / 5280:.0%})") in report.problems()
+
+
+@pytest.mark.slow
+def test_block_fit_is_judged_by_logic_cells(tmp_path):
+    """The benchmarks' out-of-context flow (Fmax records) judges the same way: the block's
+    own logic cells against the UP5K's, named in the reason, and no placement tried."""
+    impl = implement(CopiedRegisters(), "up5k", tool_env(), workdir=tmp_path)
+    assert impl.luts < 5280 and impl.ffs < 5280 and impl.lcs > 5280
+    assert not impl.fits and impl.fmax_mhz is None
+    assert impl.reason == f"logic cells {impl.lcs} > 5280"
+    assert not (tmp_path / "report.json").exists()
