@@ -5,10 +5,10 @@ decoder through :func:`buffer_port` interfaces; only one of the three uses it at
 idle user drives its port to 0 (the link ORs them).
 
 :class:`FrameReceiver` takes received symbols (a byte with its UART framing error and a flag
-that bytes were lost before it), undoes COBS, stores the decoded bytes from offset 0, latches
-the seven header bytes and runs CRC-16/XMODEM over everything decoded. At the delimiter it
-offers a :func:`frame_layout` description on ``frame`` and takes no symbol until that is
-accepted (the decoder accepts it once the response has gone out). An empty frame (two
+that bytes were lost before it), undoes COBS, stores the decoded bytes from offset 0, shifts
+the first seven (the header) into a register and runs CRC-16/XMODEM over everything decoded.
+At the delimiter it offers a :func:`frame_layout` description on ``frame`` and takes no symbol
+until that is accepted (the decoder accepts it once the response has gone out). An empty frame (two
 delimiters) is skipped. Timing: one symbol per cycle.
 
 :class:`FrameTransmitter` is handed the length of a response in the buffer (header and
