@@ -487,7 +487,9 @@ class PerturbationEngine(wiring.Component):
 
         Values arrive complemented, ``w = ~v``, so flipping the sign costs one LUT per bit on
         a carry chain: ``z = (w + n) ^ ~n`` is ``w + 1 = -v`` for ``n = 1`` and ``~w = v`` for
-        ``n = 0``.
+        ``n = 0``. The pool's values are magnitudes narrower than a code
+        (:func:`~.numerics.magnitude_width` bits ``k``): ``(Cat(w, 1) + n) ^ ~n`` is then
+        ``k + 1`` bits, sign-extended.
         """
         p = self.params
         vd = self.value_depth
@@ -509,8 +511,7 @@ class PerturbationEngine(wiring.Component):
             else:
                 negate = signs.bits
                 m.d.comb += signs.advance.eq(pipe.emitting & pipe.en & pipe.valid[vd])
-            lane_codes = [((w + negate[l])[:p.width] ^ (~negate[l]).replicate(p.width))
-                          .as_signed() for l, w in enumerate(values)]
+            lane_codes = [_flip(w, negate[l], p.width) for l, w in enumerate(values)]
         out = Signal(data.ArrayLayout(signed(p.width), p.lanes))
         with m.If(pipe.en):
             for l, code in enumerate(lane_codes):
@@ -553,6 +554,15 @@ class PerturbationEngine(wiring.Component):
         m.d.comb += [shaper.bits.eq(raw), pool.fill_valid.eq(valid[-1]),
                      pool.fill_value.eq(shaper.value)]
         return controls
+
+
+def _flip(w, n, width):
+    """``-v`` for ``n`` else ``v``, signed ``width`` bits, of a complemented value ``w = ~v``
+    (a ``width``-bit code, or a narrower magnitude)."""
+    k = min(len(w) + 1, width)
+    wide = w if k == len(w) else Cat(w, Const(1, 1))
+    code = ((wide + n)[:k] ^ (~n).replicate(k)).as_signed()
+    return code if k == width else Cat(code, code[-1].replicate(width - k)).as_signed()
 
 
 class _Pipeline:
