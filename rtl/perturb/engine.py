@@ -354,7 +354,7 @@ class PerturbationEngine(wiring.Component):
     # -- value paths ------------------------------------------------------------------------
 
     def _pool_values(self, m, pool, pipe, solver):
-        """Lane values (complemented codes, see :meth:`_lanes`) from the pool, and the
+        """Lane values (complemented magnitudes, see :meth:`_lanes`) from the pool, and the
         measuring pass: the energy of each beat's row, read from the pool's row energies."""
         p = self.params
         m.d.comb += [pool.en.eq(pipe.en), pool.advance.eq(pipe.issue)]
