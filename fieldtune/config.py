@@ -175,7 +175,9 @@ def _lanes(n):
 #: ``ecp5-85f`` (ULX3S-85F): 32 lanes, the MAC array's read register on (108 vs 72 MHz).
 #: ``orangecrab``: 32 lanes on the OrangeCrab 85F.
 #: ``ecp5-12f``, ``ecp5-25f``, ``ecp5-45f`` (ULX3S) and ``orangecrab-25f``: the boards' default
-#: presets, sized by their multipliers (docs/boards.md records which are measured).
+#: presets, sized by their multipliers (docs/boards.md records which are measured): on the
+#: 25F (ULX3S and OrangeCrab) 16 lanes are the most its 28 multipliers allow (lanes divide
+#: R1's 224 features: 32 would need 32), measured at 60 and 48 MHz.
 #: ``tiny``: 4 lanes, 64-value pool; small enough for quick simulations.
 #: The ECP5 presets keep the loss unit's pipelined ``log2 e`` multiplication (``[loss]
 #: serial = false``): their forwards are shorter than the serial unit's 190 cycles.
@@ -189,9 +191,9 @@ PRESETS = {
                    "mac": {"lanes": 32, "read_register": True}, "loss": {"serial": False}},
     **{name: {"board": board, **_lanes(lanes), "cache": {"lanes": lanes, "memory": "bram"},
               "mac": {"lanes": lanes, "read_register": True}, "loss": {"serial": False}}
-       for name, board, lanes in (("ecp5-12f", "ulx3s-12f", 8), ("ecp5-25f", "ulx3s-25f", 8),
+       for name, board, lanes in (("ecp5-12f", "ulx3s-12f", 8), ("ecp5-25f", "ulx3s-25f", 16),
                                   ("ecp5-45f", "ulx3s-45f", 16),
-                                  ("orangecrab-25f", "orangecrab-25f", 8))},
+                                  ("orangecrab-25f", "orangecrab-25f", 16))},
     "tiny": {"board": "icebreaker", **_lanes(4),
              "perturb": {"lanes": 4, "pool_size": 64}},
 }
