@@ -350,14 +350,18 @@ class AdapterMACArray(wiring.Component):
         rows, beats, outputs, is_b = curx.rows, curx.beats, curx.outputs, curx.is_b
         uses_x, uses_z = curx.uses_x, curx.uses_z
 
+        # the walk: beat k, row r; groups of beats (low-rank A: one per tap) with their
+        # beat kg, first output gbase and first coefficient crow. With one group per region
+        # (dense) the group is the region: kg is k, crow the op's coef_base, gbase 0
+        grouped = lowrank or len(ra.groups) > 1
         k = Signal(range(max_k + 1))
         r = Signal(range(max_rows + 1))
         gi = Signal(range(len(ra.groups) + 1))
-        kg = Signal(range(max_k + 1))
-        gbase = Signal(range(max_out + max_rows + 1))
+        kg = Signal(range(max_k + 1)) if grouped else k
+        gbase = Signal(range(max_out + max_rows + 1)) if grouped else Const(0)
         word = Signal(range(lay.words + 1))
         caddr = Signal(caddr_w + 1)     # coefficient of the current word
-        crow = Signal(caddr_w + 1)      # coefficient of row 0 of the current group
+        crow = Signal(caddr_w + 1) if grouped else curx.op.coef_base
         need_drain = Signal()
         coef_wp = Signal(range(lay.dz_depth + 1))
         credits = Signal(range(2 * max_out + 1), init=2 * max_out)
@@ -371,7 +375,8 @@ class AdapterMACArray(wiring.Component):
                      glen_next.eq(glens[gi + 1])]
         # position flags, kept as registers (off the issue path): r == rows - 1,
         # k == beats - 1, kg == 0, kg == glen - 1
-        last_row, last_k, first_kg, last_kg = Signal(), Signal(), Signal(), Signal()
+        last_row, last_k, first_kg = Signal(), Signal(), Signal()
+        last_kg = Signal() if grouped else last_k
         last_token = Signal()
         m.d.comb += last_token.eq(last_row & last_k)
 
@@ -431,6 +436,7 @@ class AdapterMACArray(wiring.Component):
             m.d.comb += framing_event.eq(1)
         b.active, b.beats, b.caddr, b.coef_wp, b.credits = active, beats, caddr, coef_wp, credits
         b.crow, b.cur, b.curx, b.dump_busy, b.empty = crow, cur, curx, dump_busy, empty
+        b.grouped = grouped
         b.first_kg, b.gbase, b.gi, b.glen, b.glen_next = first_kg, gbase, gi, glen, glen_next
         b.go, b.is_b, b.k, b.kg, b.kind, b.last_k = go, is_b, k, kg, kind, last_k
         b.last_kg, b.last_row, b.last_token, b.load_take = last_kg, last_row, last_token, load_take
@@ -480,13 +486,15 @@ class AdapterMACArray(wiring.Component):
                 m.d.sync += credits.eq(credits - outputs + (self.out.valid & self.out.ready))
             m.d.sync += last_row.eq(Mux(last_row, rows == 1, r == rows - 2))
             with m.If(last_row):
-                m.d.sync += [r.eq(0), k.eq(k + 1), kg.eq(kg + 1), caddr.eq(crow),
-                             last_k.eq(k == beats - 2), first_kg.eq(0),
-                             last_kg.eq(kg == glen - 2)]
-                with m.If((kind != Op.COLACC) & last_kg):
-                    m.d.sync += [kg.eq(0), gi.eq(gi + 1), gbase.eq(gbase + rows),
-                                 crow.eq(crow + rows), caddr.eq(crow + rows),
-                                 first_kg.eq(1), last_kg.eq(glen_next == 1)]
+                m.d.sync += [r.eq(0), k.eq(k + 1), caddr.eq(crow),
+                             last_k.eq(k == beats - 2), first_kg.eq(0)]
+                # the next group (with one group per region, the op ends here instead)
+                if b.grouped:
+                    m.d.sync += [kg.eq(kg + 1), last_kg.eq(kg == glen - 2)]
+                    with m.If((kind != Op.COLACC) & last_kg):
+                        m.d.sync += [kg.eq(0), gi.eq(gi + 1), gbase.eq(gbase + rows),
+                                     crow.eq(crow + rows), caddr.eq(crow + rows),
+                                     first_kg.eq(1), last_kg.eq(glen_next == 1)]
             with m.If(last_token):
                 m.d.sync += [active.eq(0), need_drain.eq(kind == Op.COLACC)]
         with m.If(~(go & ~started & (kind == Op.MATVEC) & (cur.dest == Dest.OUT))
@@ -519,10 +527,12 @@ class AdapterMACArray(wiring.Component):
                 first_glen = (Mux(nxt.is_b, rb.beats, ra.groups[0][1]) if lowrank
                               else ra.groups[0][1])
                 m.d.sync += [curx.eq(nxt), active.eq(1), started.eq(0), k.eq(0), r.eq(0),
-                             gi.eq(0), kg.eq(0), gbase.eq(0), word.eq(nxt.base),
-                             caddr.eq(nxt.op.coef_base), crow.eq(nxt.op.coef_base),
+                             word.eq(nxt.base), caddr.eq(nxt.op.coef_base),
                              last_row.eq(nxt.rows == 1), last_k.eq(nxt.beats == 1),
-                             first_kg.eq(1), last_kg.eq(first_glen == 1)]
+                             first_kg.eq(1)]
+                if b.grouped:
+                    m.d.sync += [gi.eq(0), kg.eq(0), gbase.eq(0), crow.eq(nxt.op.coef_base),
+                                 last_kg.eq(first_glen == 1)]
         b.batch_now, b.dz_cshift, b.promote = batch_now, dz_cshift, promote
 
     def _take_ops(self, b):
@@ -850,24 +860,29 @@ class AdapterMACArray(wiring.Component):
             level = level_next
         total = level[0]
         ca, va = ctl[ACC_STAGE], valid[ACC_STAGE]
-        accs = [Signal(signed(p.acc_width), name=f"acc{i}") for i in range(max_rows)]
-        # sums start at half an output LSB, so rounding half up is a plain shift at the end
+        # sums start at half an output LSB, so rounding half up is a plain shift at the end;
+        # a row's accumulator returns to it as the row's sum leaves (a constant: the
+        # flip-flops' set and reset, no multiplexer before the adder)
         half_lsb = (1 << wf) >> 1
+        accs = [Signal(signed(p.acc_width), name=f"acc{i}", init=half_lsb)
+                for i in range(max_rows)]
         acc_new = Signal(signed(p.acc_width))
+        restart = Signal(signed(p.acc_width))
+        m.d.comb += restart.eq(Mux(ca.last, half_lsb, acc_new))
         n1_valid, n1_val, n1_idx, n1_dest = (Signal(), Signal(signed(p.acc_width + 1)),
                                             Signal(range(max(max_out, 2))), Signal(Dest))
         if len({reg.rows for reg in lay.regions}) == 1:
             # every op has the same rows, in order: the accumulators rotate, the head is
             # always the arriving word's row (no read multiplexer)
-            m.d.comb += acc_new.eq(Mux(ca.first, half_lsb, accs[0]) + total)
+            m.d.comb += acc_new.eq(accs[0] + total)
             with m.If(va & (ca.op == Op.MATVEC)):
                 m.d.sync += [accs[i].eq(accs[i + 1]) for i in range(max_rows - 1)]
-                m.d.sync += accs[-1].eq(acc_new)
+                m.d.sync += accs[-1].eq(restart)
         else:
             acc_file = Array(accs)
-            m.d.comb += acc_new.eq(Mux(ca.first, half_lsb, acc_file[ca.row]) + total)
+            m.d.comb += acc_new.eq(acc_file[ca.row] + total)
             with m.If(va & (ca.op == Op.MATVEC)):
-                m.d.sync += acc_file[ca.row].eq(acc_new)
+                m.d.sync += acc_file[ca.row].eq(restart)
         m.d.sync += [n1_valid.eq(va & (ca.op == Op.MATVEC) & ca.last),
                      n1_val.eq(acc_new >> wf),
                      n1_idx.eq(ca.outidx), n1_dest.eq(ca.dest)]
