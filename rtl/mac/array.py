@@ -360,8 +360,9 @@ class AdapterMACArray(wiring.Component):
         kg = Signal(range(max_k + 1)) if grouped else k
         gbase = Signal(range(max_out + max_rows + 1)) if grouped else Const(0)
         word = Signal(range(lay.words + 1))
-        caddr = Signal(caddr_w + 1)     # coefficient of the current word
         crow = Signal(caddr_w + 1) if grouped else curx.op.coef_base
+        caddr = Signal(caddr_w + 1)     # coefficient of the current word: row r's
+        m.d.comb += caddr.eq(crow + r)
         need_drain = Signal()
         coef_wp = Signal(range(lay.dz_depth + 1))
         credits = Signal(range(2 * max_out + 1), init=2 * max_out)
@@ -447,7 +448,7 @@ class AdapterMACArray(wiring.Component):
     def _issue(self, b):
         """The token entering stage 1 and the walk over the region (beat, row, group,
         coefficient address); output credits."""
-        L, active, beats, caddr, credits, crow = b.L, b.active, b.beats, b.caddr, b.credits, b.crow
+        L, active, beats, credits, crow = b.L, b.active, b.beats, b.credits, b.crow
         ctl, cur, dump_busy, empty, first_kg = b.ctl, b.cur, b.dump_busy, b.empty, b.first_kg
         gbase, gi, glen, glen_next, go, is_b = b.gbase, b.gi, b.glen, b.glen_next, b.go, b.is_b
         k, kg, kind, last_k, last_kg, last_row = b.k, b.kg, b.kind, b.last_k, b.last_kg, b.last_row
@@ -481,19 +482,19 @@ class AdapterMACArray(wiring.Component):
         with m.If(go):
             m.d.sync += started.eq(1)
         with m.If(step):
-            m.d.sync += [word.eq(word + 1), r.eq(r + 1), caddr.eq(caddr + 1)]
+            m.d.sync += [word.eq(word + 1), r.eq(r + 1)]
             with m.If(~started & (kind == Op.MATVEC) & (cur.dest == Dest.OUT)):
                 m.d.sync += credits.eq(credits - outputs + (self.out.valid & self.out.ready))
             m.d.sync += last_row.eq(Mux(last_row, rows == 1, r == rows - 2))
             with m.If(last_row):
-                m.d.sync += [r.eq(0), k.eq(k + 1), caddr.eq(crow),
+                m.d.sync += [r.eq(0), k.eq(k + 1),
                              last_k.eq(k == beats - 2), first_kg.eq(0)]
                 # the next group (with one group per region, the op ends here instead)
                 if b.grouped:
                     m.d.sync += [kg.eq(kg + 1), last_kg.eq(kg == glen - 2)]
                     with m.If((kind != Op.COLACC) & last_kg):
                         m.d.sync += [kg.eq(0), gi.eq(gi + 1), gbase.eq(gbase + rows),
-                                     crow.eq(crow + rows), caddr.eq(crow + rows),
+                                     crow.eq(crow + rows),
                                      first_kg.eq(1), last_kg.eq(glen_next == 1)]
             with m.If(last_token):
                 m.d.sync += [active.eq(0), need_drain.eq(kind == Op.COLACC)]
@@ -507,7 +508,7 @@ class AdapterMACArray(wiring.Component):
     def _promotion(self, b):
         """The queued op becomes current when the previous one issues its last word
         (BATCH acts here, in order)."""
-        active, caddr, crow, curx = b.active, b.caddr, b.crow, b.curx
+        active, crow, curx = b.active, b.crow, b.curx
         first_kg, gbase, gi, k, kg, last_k = b.first_kg, b.gbase, b.gi, b.k, b.kg, b.last_k
         last_kg, last_row, lowrank, m, nxt = b.last_kg, b.last_row, b.lowrank, b.m, b.nxt
         nxt_valid, nxt_wait, r, ra, rb = b.nxt_valid, b.nxt_wait, b.r, b.ra, b.rb
@@ -527,7 +528,7 @@ class AdapterMACArray(wiring.Component):
                 first_glen = (Mux(nxt.is_b, rb.beats, ra.groups[0][1]) if lowrank
                               else ra.groups[0][1])
                 m.d.sync += [curx.eq(nxt), active.eq(1), started.eq(0), k.eq(0), r.eq(0),
-                             word.eq(nxt.base), caddr.eq(nxt.op.coef_base),
+                             word.eq(nxt.base),
                              last_row.eq(nxt.rows == 1), last_k.eq(nxt.beats == 1),
                              first_kg.eq(1)]
                 if b.grouped:
