@@ -670,9 +670,14 @@ class AdapterMACArray(wiring.Component):
         with m.If(load_take):
             m.d.sync += s1_wload.eq(self.wload.payload)
         m.d.sync += s1_wen.eq(Mux(kind == Op.LOAD, 1 << dlane, (1 << L) - 1))
-        s1_op = Signal(MAC_OP)
-        s1_imm = Signal.like(curx.imm)
-        m.d.sync += [s1_op.eq(cur), s1_imm.eq(curx.imm)]
+        if R:
+            s1_op = Signal(MAC_OP)
+            s1_imm = Signal.like(curx.imm)
+            m.d.sync += [s1_op.eq(cur), s1_imm.eq(curx.imm)]
+        else:
+            # an op stays current until the cycle after its last word issued (promotion
+            # waits for that), so stage 1 reads its fields without a copy
+            s1_op, s1_imm = cur, curx.imm
         if lowrank:
             beat_vals = [Array((local[kk * L + l] if kk * L + l < inner else Const(0, fw))
                                for kk in range(lay.local_beats)) for l in range(L)]
@@ -870,8 +875,8 @@ class AdapterMACArray(wiring.Component):
         acc_new = Signal(signed(p.acc_width))
         restart = Signal(signed(p.acc_width))
         m.d.comb += restart.eq(Mux(ca.last, half_lsb, acc_new))
-        n1_valid, n1_val, n1_idx, n1_dest = (Signal(), Signal(signed(p.acc_width + 1)),
-                                            Signal(range(max(max_out, 2))), Signal(Dest))
+        n1_valid, n1_y, n1_idx, n1_dest = (Signal(), Signal(signed(fw)),
+                                          Signal(range(max(max_out, 2))), Signal(Dest))
         if len({reg.rows for reg in lay.regions}) == 1:
             # every op has the same rows, in order: the accumulators rotate, the head is
             # always the arriving word's row (no read multiplexer)
@@ -884,10 +889,13 @@ class AdapterMACArray(wiring.Component):
             m.d.comb += acc_new.eq(acc_file[ca.row] + total)
             with m.If(va & (ca.op == Op.MATVEC)):
                 m.d.sync += acc_file[ca.row].eq(restart)
-        m.d.sync += [n1_valid.eq(va & (ca.op == Op.MATVEC) & ca.last),
-                     n1_val.eq(acc_new >> wf),
+        # narrowed and saturated before the register (a LUT per flip-flop, rather than the
+        # sum's upper bits in flip-flops of their own)
+        ends = Signal()
+        m.d.comb += ends.eq(va & (ca.op == Op.MATVEC) & ca.last)
+        m.d.sync += [n1_valid.eq(ends), n1_y.eq(_sat(m, acc_new >> wf, fw, sat_flag(), ends)),
                      n1_idx.eq(ca.outidx), n1_dest.eq(ca.dest)]
-        y = _sat(m, n1_val, fw, sat_flag(), n1_valid)
+        y = n1_y
         m.d.comb += [b.queue_wdata.eq(y), b.queue_we.eq(n1_valid & (n1_dest == Dest.OUT))]
         if lowrank:
             with m.If(n1_valid & (n1_dest == Dest.LOCAL)):
