@@ -875,8 +875,7 @@ class AdapterMACArray(wiring.Component):
         acc_new = Signal(signed(p.acc_width))
         restart = Signal(signed(p.acc_width))
         m.d.comb += restart.eq(Mux(ca.last, half_lsb, acc_new))
-        n1_valid, n1_y, n1_idx, n1_dest = (Signal(), Signal(signed(fw)),
-                                          Signal(range(max(max_out, 2))), Signal(Dest))
+        n1_valid, n1_idx, n1_dest = Signal(), Signal(range(max(max_out, 2))), Signal(Dest)
         if len({reg.rows for reg in lay.regions}) == 1:
             # every op has the same rows, in order: the accumulators rotate, the head is
             # always the arriving word's row (no read multiplexer)
@@ -889,13 +888,19 @@ class AdapterMACArray(wiring.Component):
             m.d.comb += acc_new.eq(acc_file[ca.row] + total)
             with m.If(va & (ca.op == Op.MATVEC)):
                 m.d.sync += acc_file[ca.row].eq(restart)
-        # narrowed and saturated before the register (a LUT per flip-flop, rather than the
-        # sum's upper bits in flip-flops of their own)
         ends = Signal()
         m.d.comb += ends.eq(va & (ca.op == Op.MATVEC) & ca.last)
-        m.d.sync += [n1_valid.eq(ends), n1_y.eq(_sat(m, acc_new >> wf, fw, sat_flag(), ends)),
-                     n1_idx.eq(ca.outidx), n1_dest.eq(ca.dest)]
-        y = n1_y
+        m.d.sync += [n1_valid.eq(ends), n1_idx.eq(ca.outidx), n1_dest.eq(ca.dest)]
+        if b.R:
+            # the fast-clock build registers the sum, then narrows it
+            n1_val = Signal(signed(p.acc_width + 1))
+            m.d.sync += n1_val.eq(acc_new >> wf)
+            y = _sat(m, n1_val, fw, sat_flag(), n1_valid)
+        else:
+            # narrowed and saturated before the register (a LUT per flip-flop, rather than
+            # the sum's upper bits in flip-flops of their own)
+            y = Signal(signed(fw))
+            m.d.sync += y.eq(_sat(m, acc_new >> wf, fw, sat_flag(), ends))
         m.d.comb += [b.queue_wdata.eq(y), b.queue_we.eq(n1_valid & (n1_dest == Dest.OUT))]
         if lowrank:
             with m.If(n1_valid & (n1_dest == Dest.LOCAL)):
