@@ -336,7 +336,6 @@ class AdapterMACArray(wiring.Component):
             "outputs": range(max_out + 1), "is_b": 1, "uses_x": 1, "uses_z": 1,
             "reads_coef": 1, "coef_need": range(cdepth + max_out + 1),
             "drain_first": 1,           # wait for an empty pipeline before the first word
-            "cshift": signed(SHIFT_WIDTH),  # BATCH: scale of the dz written; COLACC: of v
             "imm": signed(cw),          # the immediate coefficient, already scaled
             "base": range(lay.words + 1),
         })
@@ -523,7 +522,7 @@ class AdapterMACArray(wiring.Component):
             m.d.sync += nxt_valid.eq(0)
             with m.If(nxt.op.op == Op.BATCH):
                 m.d.comb += batch_now.eq(1)
-                m.d.sync += dz_cshift.eq(nxt.cshift)
+                m.d.sync += dz_cshift.eq(nxt.op.cshift)
             with m.Else():
                 first_glen = (Mux(nxt.is_b, rb.beats, ra.groups[0][1]) if lowrank
                               else ra.groups[0][1])
@@ -585,7 +584,6 @@ class AdapterMACArray(wiring.Component):
                                   & (op.coef_base < lay.dz_depth)),
                 nxt.coef_need.eq(op.coef_base + p_outputs),
                 nxt.drain_first.eq(p_local | (op.op == Op.COLACC) | p_small),
-                nxt.cshift.eq(op.cshift),
             ]
         bad_op = Signal()
         m.d.comb += bad_op.eq(take & bad)
@@ -950,7 +948,7 @@ class AdapterMACArray(wiring.Component):
             # v = round(sum / 2**(cw - 1 - cshift)), the COLACC's own scale
             col_sh = Signal(range(2 * cw))
             with m.If(promote & (nxt.op.op == Op.COLACC)):
-                m.d.sync += col_sh.eq(cw - 1 - nxt.cshift)
+                m.d.sync += col_sh.eq(cw - 1 - nxt.op.cshift)
             lane = Signal(range(L))
             m.d.comb += lane.eq(L - ser_n)
             vr = Signal(signed(lacc_w))
