@@ -10,7 +10,6 @@ from amaranth.hdl import Module, Signal, Array, Const, Mux, Cat, Value, unsigned
 from amaranth.lib import wiring, stream, data
 from amaranth.lib.wiring import In, Out
 from amaranth.lib.memory import Memory
-from amaranth.lib.fifo import SyncFIFOBuffered
 
 from .params import MacParams
 from .layout import Layout
@@ -112,9 +111,10 @@ class AdapterMACArray(wiring.Component):
     wload : In(stream.Signature(signed(weight_width)))
         Weights for LOAD, one per transfer, in weight order (lane 0 of a word first).
     out : Out(stream.Signature(signed(feature_width)))
-        MATVEC results in row order, ``Q(fw-ff).ff``, rounded half up and saturated. A FIFO
-        of ``2 * max(classes, rank * taps)`` entries; a MATVEC starts only when its results
-        fit, so back-pressure here stalls issue, never loses a result.
+        MATVEC results in row order, ``Q(fw-ff).ff``, rounded half up and saturated. A queue
+        of ``2 * max(classes, rank * taps)`` entries in the coefficient memory's block RAM
+        (at most one result every 3 cycles; :meth:`_out_queue`); a MATVEC starts only when
+        its results fit, so back-pressure here stalls issue, never loses a result.
     wdump : Out(stream.Signature(signed(weight_width)))
         Weights for DUMP, one per transfer, in weight order. Readback is a host's serial
         affair, so DUMP spends no logic of its own: each weight goes through the multipliers
@@ -165,6 +165,7 @@ class AdapterMACArray(wiring.Component):
         self._dimensions(b)
         self._memories(b)
         self._token_pipeline(b)
+        self._out_queue(b)
         self._op_queue(b)
         self._issue(b)
         self._promotion(b)
@@ -211,7 +212,8 @@ class AdapterMACArray(wiring.Component):
         b.p, b.ra, b.rb, b.wf, b.ww, b.zalign, b.zw = p, ra, rb, wf, ww, zalign, zw
 
     def _memories(self, b):
-        """Weight memory, coefficient memory, output FIFO; the sticky flags' event lists."""
+        """Weight memory, coefficient memory (with the output queue's rows); the sticky
+        flags' event lists."""
         L, cdepth, cw, fw, lay, m, max_out = b.L, b.cdepth, b.cw, b.fw, b.lay, b.m, b.max_out
         ww = b.ww
         # -- memories --------------------------------------------------------------------
@@ -223,18 +225,22 @@ class AdapterMACArray(wiring.Component):
         # first, and other ops wait while an UPDATE holds the read port, so a word is read
         # again only cycles after its write. Coefficients: ``dz`` are written at ``coef_wp``
         # and read only below it (an op's ``coef_need`` check), ``v`` is written by COLACC's
-        # serial narrowing while nothing issues (``serial_busy`` keeps the pipeline busy).
+        # serial narrowing while nothing issues (``serial_busy`` keeps the pipeline busy);
+        # the output queue's rows (_out_queue) are read only once written, a cycle earlier.
         # A flat word (not an ArrayLayout: see _lanes).
         m.submodules.weights_norw = wmem = Memory(shape=unsigned(ww * L), depth=lay.words,
                                                   init=[])
         w_rd = wmem.read_port()
-        w_wr = wmem.write_port()
-        m.submodules.coefs_norw = cmem = Memory(shape=signed(cw), depth=cdepth, init=[])
+        w_wr = wmem.write_port(granularity=ww)     # a write enable per lane (LOAD)
+        # Coefficients, and from ``queue_base`` the output queue: a ring of at least
+        # 2 * max_out results (a power of two, aligned: its addresses need no adder), in the
+        # same block RAM
+        queue_depth = 1 << (2 * max_out - 1).bit_length()
+        queue_base = -(-cdepth // queue_depth) * queue_depth
+        m.submodules.coefs_norw = cmem = Memory(shape=signed(max(cw, fw)),
+                                                depth=queue_base + queue_depth, init=[])
         c_rd = cmem.read_port()
         c_wr = cmem.write_port()
-        m.submodules.out_fifo = fifo = SyncFIFOBuffered(width=fw, depth=2 * max_out)
-        m.d.comb += [self.out.valid.eq(fifo.r_rdy), self.out.payload.eq(fifo.r_data),
-                     fifo.r_en.eq(self.out.ready)]
 
         # -- sticky flags ------------------------------------------------------------------
         sat_events, err_events, framing_event = [], [], Signal()
@@ -243,7 +249,8 @@ class AdapterMACArray(wiring.Component):
             f = Signal()
             sat_events.append(f)
             return f
-        b.c_rd, b.c_wr, b.err_events, b.fifo = c_rd, c_wr, err_events, fifo
+        b.c_rd, b.c_wr, b.err_events = c_rd, c_wr, err_events
+        b.queue_base, b.queue_depth = queue_base, queue_depth
         b.framing_event, b.sat_events, b.sat_flag = framing_event, sat_events, sat_flag
         b.w_rd, b.w_wr = w_rd, w_wr
 
@@ -283,10 +290,42 @@ class AdapterMACArray(wiring.Component):
         b.UPDATE_ADD, b.SAT = UPDATE_ADD, SAT
         b.WS, b.ctl, b.valid = WS, ctl, valid
 
+    def _out_queue(self, b):
+        """The output queue: MATVEC results wait in the coefficient memory's rows from
+        ``queue_base`` and are read one at a time into the ``out`` register.
+
+        A result is written as it leaves the narrowing stage: the write port is the queue's
+        first (COLACC's serial writes never meet a result: COLACC drains the pipeline
+        first, and nothing issues while they run; a scaled ``dz`` waits a cycle). A queued
+        result is read when ``out`` is empty and no read is on its way (``queue_read``, from
+        registers only), and an op that reads coefficients does not issue in that cycle:
+        at most one result every 3 cycles, 10 per sample against a sample's 280-cycle
+        forward at R1."""
+        m, fw, c_rd = b.m, b.fw, b.c_rd
+        n = b.queue_depth.bit_length() - 1
+        wp = Signal(n + 1)              # write and read pointers, with a wrap bit
+        rp = Signal(n + 1)
+        pending = Signal()              # a read's data arrives this cycle
+        b.queue_we, b.queue_wdata = Signal(), Signal(signed(fw))
+        b.queue_read = Signal()
+        b.queue_raddr, b.queue_waddr = Signal.like(c_rd.addr), Signal.like(c_rd.addr)
+        m.d.comb += [b.queue_read.eq((wp != rp) & ~pending & ~self.out.valid),
+                     b.queue_raddr.eq(b.queue_base + rp[:n]),
+                     b.queue_waddr.eq(b.queue_base + wp[:n])]
+        with m.If(b.queue_we):
+            m.d.sync += wp.eq(wp + 1)
+        with m.If(b.queue_read):
+            m.d.sync += rp.eq(rp + 1)
+        m.d.sync += pending.eq(b.queue_read)
+        with m.If(pending):
+            m.d.sync += [self.out.valid.eq(1), self.out.payload.eq(c_rd.data)]
+        with m.Elif(self.out.ready):
+            m.d.sync += self.out.valid.eq(0)
+
     def _op_queue(self, b):
         """The one-deep op queue and the current op, with the op-level start conditions
         and the issue condition ``go``."""
-        L, LATE_READ, c_rd, caddr_w, cdepth = b.L, b.LATE_READ, b.c_rd, b.caddr_w, b.cdepth
+        LATE_READ, c_rd, caddr_w, cdepth = b.LATE_READ, b.c_rd, b.caddr_w, b.cdepth
         cw, framing_event, lay, lowrank, m = b.cw, b.framing_event, b.lay, b.lowrank, b.m
         max_k, max_out, max_rows, ra, rb = b.max_k, b.max_out, b.max_rows, b.ra, b.rb
         valid, w_rd = b.valid, b.w_rd
@@ -297,7 +336,6 @@ class AdapterMACArray(wiring.Component):
             "outputs": range(max_out + 1), "is_b": 1, "uses_x": 1, "uses_z": 1,
             "reads_coef": 1, "coef_need": range(cdepth + max_out + 1),
             "drain_first": 1,           # wait for an empty pipeline before the first word
-            "cshift": signed(SHIFT_WIDTH),  # BATCH: scale of the dz written; COLACC: of v
             "imm": signed(cw),          # the immediate coefficient, already scaled
             "base": range(lay.words + 1),
         })
@@ -311,14 +349,19 @@ class AdapterMACArray(wiring.Component):
         rows, beats, outputs, is_b = curx.rows, curx.beats, curx.outputs, curx.is_b
         uses_x, uses_z = curx.uses_x, curx.uses_z
 
+        # the walk: beat k, row r; groups of beats (low-rank A: one per tap) with their
+        # beat kg, first output gbase and first coefficient crow. With one group per region
+        # (dense) the group is the region: kg is k, crow the op's coef_base, gbase 0
+        grouped = lowrank or len(ra.groups) > 1
         k = Signal(range(max_k + 1))
         r = Signal(range(max_rows + 1))
         gi = Signal(range(len(ra.groups) + 1))
-        kg = Signal(range(max_k + 1))
-        gbase = Signal(range(max_out + max_rows + 1))
+        kg = Signal(range(max_k + 1)) if grouped else k
+        gbase = Signal(range(max_out + max_rows + 1)) if grouped else Const(0)
         word = Signal(range(lay.words + 1))
-        caddr = Signal(caddr_w + 1)     # coefficient of the current word
-        crow = Signal(caddr_w + 1)      # coefficient of row 0 of the current group
+        crow = Signal(caddr_w + 1) if grouped else curx.op.coef_base
+        caddr = Signal(caddr_w + 1)     # coefficient of the current word: row r's
+        m.d.comb += caddr.eq(crow + r)
         need_drain = Signal()
         coef_wp = Signal(range(lay.dz_depth + 1))
         credits = Signal(range(2 * max_out + 1), init=2 * max_out)
@@ -332,7 +375,8 @@ class AdapterMACArray(wiring.Component):
                      glen_next.eq(glens[gi + 1])]
         # position flags, kept as registers (off the issue path): r == rows - 1,
         # k == beats - 1, kg == 0, kg == glen - 1
-        last_row, last_k, first_kg, last_kg = Signal(), Signal(), Signal(), Signal()
+        last_row, last_k, first_kg = Signal(), Signal(), Signal()
+        last_kg = Signal() if grouped else last_k
         last_token = Signal()
         m.d.comb += last_token.eq(last_row & last_k)
 
@@ -363,22 +407,20 @@ class AdapterMACArray(wiring.Component):
 
         go = Signal()
         upd_busy = Signal()
-        # LOAD gathers a word's weights into the stage-1 operand register, one per transfer
-        lcount = Signal(range(L))
+        # LOAD issues a word once per transfer, one lane's weight written at a time (_issue)
         load_take = Signal()
-        m.d.comb += load_take.eq(active & (kind == Op.LOAD) & self.wload.valid
-                                 & (started | op_ok) & ~upd_busy & ~dump_busy)
-        with m.If(load_take):
-            m.d.sync += lcount.eq(Mux(lcount == L - 1, 0, lcount + 1))
+        m.d.comb += load_take.eq(go & (kind == Op.LOAD))
         m.d.comb += go.eq(
             active & (started | op_ok)
             & (~uses_x | self.x.valid) & (~uses_z | self.z.valid)
-            & ((kind != Op.LOAD) | (self.wload.valid & (lcount == L - 1)))
+            & ((kind != Op.LOAD) | self.wload.valid)
             & ~dump_busy
             # a COLACC beat starts when the previous beat's lanes are written
             & ~((kind == Op.COLACC) & (r == 0) & ~drained)
             # the read port belongs to updates' words in stages 1-4 (read at stage 4)
-            & ~((kind != Op.UPDATE) & upd_busy))
+            & ~((kind != Op.UPDATE) & upd_busy)
+            # the coefficient memory's read port belongs to the output queue this cycle
+            & ~(b.queue_read & ((kind == Op.UPDATE) | (kind == Op.COLACC))))
         upd_hist = Signal(LATE_READ)
         m.d.sync += upd_hist.eq(Cat(go & (kind == Op.UPDATE), upd_hist[:-1]))
         m.d.comb += upd_busy.eq(upd_hist.any())
@@ -388,12 +430,13 @@ class AdapterMACArray(wiring.Component):
             self.x.ready.eq(go & uses_x & last_row),
             self.z.ready.eq(go & uses_z),
             self.wload.ready.eq(load_take),
-            c_rd.addr.eq(caddr),
+            c_rd.addr.eq(Mux(b.queue_read, b.queue_raddr, caddr)),
         ]
         with m.If(go & uses_x & last_row & (self.x.payload.last != last_k)):
             m.d.comb += framing_event.eq(1)
         b.active, b.beats, b.caddr, b.coef_wp, b.credits = active, beats, caddr, coef_wp, credits
         b.crow, b.cur, b.curx, b.dump_busy, b.empty = crow, cur, curx, dump_busy, empty
+        b.grouped = grouped
         b.first_kg, b.gbase, b.gi, b.glen, b.glen_next = first_kg, gbase, gi, glen, glen_next
         b.go, b.is_b, b.k, b.kg, b.kind, b.last_k = go, is_b, k, kg, kind, last_k
         b.last_kg, b.last_row, b.last_token, b.load_take = last_kg, last_row, last_token, load_take
@@ -404,7 +447,7 @@ class AdapterMACArray(wiring.Component):
     def _issue(self, b):
         """The token entering stage 1 and the walk over the region (beat, row, group,
         coefficient address); output credits."""
-        L, active, beats, caddr, credits, crow = b.L, b.active, b.beats, b.caddr, b.credits, b.crow
+        L, active, beats, credits, crow = b.L, b.active, b.beats, b.credits, b.crow
         ctl, cur, dump_busy, empty, first_kg = b.ctl, b.cur, b.dump_busy, b.empty, b.first_kg
         gbase, gi, glen, glen_next, go, is_b = b.gbase, b.gi, b.glen, b.glen_next, b.go, b.is_b
         k, kg, kind, last_k, last_kg, last_row = b.k, b.kg, b.kind, b.last_k, b.last_kg, b.last_row
@@ -423,28 +466,35 @@ class AdapterMACArray(wiring.Component):
             ctl[1].mask.eq(Mux(is_b & (k == beats - 1), last_mask, (1 << L) - 1)),
         ]
 
-        # DUMP issues each word once per lane (``dlane``), one weight through the multipliers
-        # and the adder tree at a time (_dump)
+        # LOAD and DUMP issue each word once per lane (``dlane``): LOAD writes one weight at
+        # a time (that lane's write enable, _operands), DUMP takes one weight through the
+        # multipliers and the adder tree at a time (_dump)
         dlane = Signal(range(L))
+        per_lane = Signal()
         step = Signal()                 # the walk moves on to the next word
-        m.d.comb += step.eq(go & ((kind != Op.DUMP) | (dlane == L - 1)))
+        m.d.comb += [per_lane.eq((kind == Op.DUMP) | (kind == Op.LOAD)),
+                     step.eq(go & (~per_lane | (dlane == L - 1)))]
+        with m.If(go & per_lane):
+            m.d.sync += dlane.eq(Mux(dlane == L - 1, 0, dlane + 1))
         with m.If(go & (kind == Op.DUMP)):
-            m.d.sync += [dump_busy.eq(1), dlane.eq(Mux(dlane == L - 1, 0, dlane + 1))]
+            m.d.sync += dump_busy.eq(1)
         with m.If(go):
             m.d.sync += started.eq(1)
         with m.If(step):
-            m.d.sync += [word.eq(word + 1), r.eq(r + 1), caddr.eq(caddr + 1)]
+            m.d.sync += [word.eq(word + 1), r.eq(r + 1)]
             with m.If(~started & (kind == Op.MATVEC) & (cur.dest == Dest.OUT)):
                 m.d.sync += credits.eq(credits - outputs + (self.out.valid & self.out.ready))
             m.d.sync += last_row.eq(Mux(last_row, rows == 1, r == rows - 2))
             with m.If(last_row):
-                m.d.sync += [r.eq(0), k.eq(k + 1), kg.eq(kg + 1), caddr.eq(crow),
-                             last_k.eq(k == beats - 2), first_kg.eq(0),
-                             last_kg.eq(kg == glen - 2)]
-                with m.If((kind != Op.COLACC) & last_kg):
-                    m.d.sync += [kg.eq(0), gi.eq(gi + 1), gbase.eq(gbase + rows),
-                                 crow.eq(crow + rows), caddr.eq(crow + rows),
-                                 first_kg.eq(1), last_kg.eq(glen_next == 1)]
+                m.d.sync += [r.eq(0), k.eq(k + 1),
+                             last_k.eq(k == beats - 2), first_kg.eq(0)]
+                # the next group (with one group per region, the op ends here instead)
+                if b.grouped:
+                    m.d.sync += [kg.eq(kg + 1), last_kg.eq(kg == glen - 2)]
+                    with m.If((kind != Op.COLACC) & last_kg):
+                        m.d.sync += [kg.eq(0), gi.eq(gi + 1), gbase.eq(gbase + rows),
+                                     crow.eq(crow + rows),
+                                     first_kg.eq(1), last_kg.eq(glen_next == 1)]
             with m.If(last_token):
                 m.d.sync += [active.eq(0), need_drain.eq(kind == Op.COLACC)]
         with m.If(~(go & ~started & (kind == Op.MATVEC) & (cur.dest == Dest.OUT))
@@ -457,7 +507,7 @@ class AdapterMACArray(wiring.Component):
     def _promotion(self, b):
         """The queued op becomes current when the previous one issues its last word
         (BATCH acts here, in order)."""
-        active, caddr, crow, curx = b.active, b.caddr, b.crow, b.curx
+        active, crow, curx = b.active, b.crow, b.curx
         first_kg, gbase, gi, k, kg, last_k = b.first_kg, b.gbase, b.gi, b.k, b.kg, b.last_k
         last_kg, last_row, lowrank, m, nxt = b.last_kg, b.last_row, b.lowrank, b.m, b.nxt
         nxt_valid, nxt_wait, r, ra, rb = b.nxt_valid, b.nxt_wait, b.r, b.ra, b.rb
@@ -472,15 +522,17 @@ class AdapterMACArray(wiring.Component):
             m.d.sync += nxt_valid.eq(0)
             with m.If(nxt.op.op == Op.BATCH):
                 m.d.comb += batch_now.eq(1)
-                m.d.sync += dz_cshift.eq(nxt.cshift)
+                m.d.sync += dz_cshift.eq(nxt.op.cshift)
             with m.Else():
                 first_glen = (Mux(nxt.is_b, rb.beats, ra.groups[0][1]) if lowrank
                               else ra.groups[0][1])
                 m.d.sync += [curx.eq(nxt), active.eq(1), started.eq(0), k.eq(0), r.eq(0),
-                             gi.eq(0), kg.eq(0), gbase.eq(0), word.eq(nxt.base),
-                             caddr.eq(nxt.op.coef_base), crow.eq(nxt.op.coef_base),
+                             word.eq(nxt.base),
                              last_row.eq(nxt.rows == 1), last_k.eq(nxt.beats == 1),
-                             first_kg.eq(1), last_kg.eq(first_glen == 1)]
+                             first_kg.eq(1)]
+                if b.grouped:
+                    m.d.sync += [gi.eq(0), kg.eq(0), gbase.eq(0), crow.eq(nxt.op.coef_base),
+                                 last_kg.eq(first_glen == 1)]
         b.batch_now, b.dz_cshift, b.promote = batch_now, dz_cshift, promote
 
     def _take_ops(self, b):
@@ -532,7 +584,6 @@ class AdapterMACArray(wiring.Component):
                                   & (op.coef_base < lay.dz_depth)),
                 nxt.coef_need.eq(op.coef_base + p_outputs),
                 nxt.drain_first.eq(p_local | (op.op == Op.COLACC) | p_small),
-                nxt.cshift.eq(op.cshift),
             ]
         bad_op = Signal()
         m.d.comb += bad_op.eq(take & bad)
@@ -572,13 +623,16 @@ class AdapterMACArray(wiring.Component):
         ser_data = Signal(signed(cw))
         coef_over = Signal()
         result = scaler.o.payload
-        m.d.comb += scaler.o.ready.eq(job_imm | ~ser_we)
+        m.d.comb += scaler.o.ready.eq(job_imm | ~(ser_we | b.queue_we))
         done = scaler.o.valid & scaler.o.ready
         with m.If(done & job_imm):
             m.d.sync += [nxt.imm.eq(result.value), nxt_wait.eq(0)]
         clamped = sat_flag()
         m.d.comb += clamped.eq(done & result.clamped)
-        with m.If(ser_we):
+        with m.If(b.queue_we):
+            m.d.comb += [c_wr.addr.eq(b.queue_waddr), c_wr.data.eq(b.queue_wdata),
+                         c_wr.en.eq(1)]
+        with m.Elif(ser_we):
             m.d.comb += [c_wr.addr.eq(ser_addr), c_wr.data.eq(ser_data), c_wr.en.eq(1)]
         with m.Elif(done & ~job_imm):
             with m.If(coef_wp < lay.dz_depth):
@@ -608,9 +662,20 @@ class AdapterMACArray(wiring.Component):
         # Flags of issued words only: a bubble leaves the adder to an update (UPDATE_ADD)
         s1_zero, s1_load = Signal(), Signal()
         m.d.sync += [s1_zero.eq(go & (kind == Op.INIT)), s1_load.eq(go & (kind == Op.LOAD))]
-        s1_op = Signal(MAC_OP)
-        s1_imm = Signal.like(curx.imm)
-        m.d.sync += [s1_op.eq(cur), s1_imm.eq(curx.imm)]
+        # LOAD: the weight taken (the adder's base in every lane) and the lane it is written to
+        s1_wload = Signal(signed(b.ww))
+        s1_wen = Signal(L)
+        with m.If(load_take):
+            m.d.sync += s1_wload.eq(self.wload.payload)
+        m.d.sync += s1_wen.eq(Mux(kind == Op.LOAD, 1 << dlane, (1 << L) - 1))
+        if R:
+            s1_op = Signal(MAC_OP)
+            s1_imm = Signal.like(curx.imm)
+            m.d.sync += [s1_op.eq(cur), s1_imm.eq(curx.imm)]
+        else:
+            # an op stays current until the cycle after its last word issued (promotion
+            # waits for that), so stage 1 reads its fields without a copy
+            s1_op, s1_imm = cur, curx.imm
         if lowrank:
             beat_vals = [Array((local[kk * L + l] if kk * L + l < inner else Const(0, fw))
                                for kk in range(lay.local_beats)) for l in range(L)]
@@ -619,13 +684,14 @@ class AdapterMACArray(wiring.Component):
         # registers' (wide) reset stays off the issue path
         perturbs = Signal()
         neg = cur.perturb == Perturb.MINUS
+        # the right shift of the filled perturbation, kmax - zshift, as narrow as kmax: the
+        # op check keeps zshift <= kmax, and a wider amount would cost the shifter a level
+        # of sign fill per bit
+        zright = Signal(range(kmax + 1))
+        m.d.comb += zright.eq(kmax - cur.zshift)
         m.d.comb += perturbs.eq(uses_z & (kind != Op.UPDATE))
         for l in range(L):
             with m.Switch(kind):
-                with m.Case(Op.LOAD):
-                    with m.If(load_take):
-                        m.d.sync += s1_b[l].eq(self.wload.payload if l == L - 1
-                                               else s1_b[l + 1])
                 with m.Case(Op.DUMP):
                     m.d.sync += s1_b[l].eq(dlane == l)      # weight dlane times 1
                 with m.Default():
@@ -646,7 +712,7 @@ class AdapterMACArray(wiring.Component):
             filled = Cat(Cat(*([neg] * kmax)), zc).as_signed()      # zc << kmax, filled
             with m.If(perturbs):
                 # zshift <= kmax (_take_ops)
-                m.d.sync += s1_z[l].eq(filled >> (kmax - cur.zshift).as_unsigned())
+                m.d.sync += s1_z[l].eq(filled >> zright)
             with m.Else():
                 m.d.sync += s1_z[l].eq(0)
             m.d.sync += s1_neg[l].eq(perturbs & neg)
@@ -662,18 +728,20 @@ class AdapterMACArray(wiring.Component):
             d_neg = _lanes("sd_cin", 1, L)
             d_op, d_imm = Signal(MAC_OP), Signal.like(s1_imm)
             d_zero, d_load = Signal(), Signal()
+            d_wload, d_wen = Signal.like(s1_wload), Signal.like(s1_wen)
             m.d.sync += [*(a.eq(b) for a, b in zip(d_b, s1_b)),
                          *(a.eq(b) for a, b in zip(d_z, s1_z)),
                          *(a.eq(b) for a, b in zip(d_neg, s1_neg)),
                          d_op.eq(s1_op), d_imm.eq(s1_imm),
-                         d_zero.eq(s1_zero), d_load.eq(s1_load)]
+                         d_zero.eq(s1_zero), d_load.eq(s1_load),
+                         d_wload.eq(s1_wload), d_wen.eq(s1_wen)]
             s1_b, s1_z, s1_op, s1_imm, s1_neg = d_b, d_z, d_op, d_imm, d_neg
-            s1_zero, s1_load = d_zero, d_load
+            s1_zero, s1_load, s1_wload, s1_wen = d_zero, d_load, d_wload, d_wen
         else:
             w_data, c_data = w_rd.data, c_rd.data
         b.c_data, b.local, b.s1_b, b.s1_imm, b.s1_op = c_data, local, s1_b, s1_imm, s1_op
         b.s1_z, b.s1_neg, b.w_data = s1_z, s1_neg, w_data
-        b.s1_zero, b.s1_load = s1_zero, s1_load
+        b.s1_zero, b.s1_load, b.s1_wload, b.s1_wen = s1_zero, s1_load, s1_wload, s1_wen
 
     def _perturb_stage(self, b):
         """Stage WS: weights and coefficients arrive; the perturbation (or an update's
@@ -688,6 +756,7 @@ class AdapterMACArray(wiring.Component):
         # perturbation or an update's halved product) and a carry-in, one bit wider
         sws = max(ww, zw + kmax + 1, aw + bw - S) + 1
         wsum = _lanes("wsum", signed(sws), L)
+        wen = b.s1_wen                  # the lanes INIT and LOAD write
         perturbing = Signal()
         # coefficients: from memory as stored (scaled when written), or the immediate
         # (scaled in the queue)
@@ -700,7 +769,7 @@ class AdapterMACArray(wiring.Component):
         ]
         for l in range(L):
             wl = w_data[l * ww:(l + 1) * ww].as_signed()
-            base_w = Mux(s1_zero, 0, Mux(s1_load, s1_b[l], wl))
+            base_w = Mux(s1_zero, 0, Mux(s1_load, b.s1_wload, wl))
             # one adder per lane serves the perturbation (stage WS) and the update
             # (UPDATE_ADD): never both in a cycle (an op waits for the read port after an
             # UPDATE), and the idle one's operands are 0
@@ -709,11 +778,11 @@ class AdapterMACArray(wiring.Component):
             # the fast-clock build registers the sum and what goes with it
             s_wsum = _lanes("s_wsum", signed(sws), L)
             s_b = _lanes("s_b", signed(bw), L)
-            s_perturbing, s_coef = Signal(), Signal(signed(cw))
+            s_perturbing, s_coef, s_wen = Signal(), Signal(signed(cw)), Signal.like(wen)
             m.d.sync += [*(a.eq(v) for a, v in zip(s_wsum, wsum)),
                          *(a.eq(v) for a, v in zip(s_b, s1_b)),
-                         s_perturbing.eq(perturbing), s_coef.eq(coef_a)]
-            wsum, s1_b, perturbing, coef_a = s_wsum, s_b, s_perturbing, s_coef
+                         s_perturbing.eq(perturbing), s_coef.eq(coef_a), s_wen.eq(wen)]
+            wsum, s1_b, perturbing, coef_a, wen = s_wsum, s_b, s_perturbing, s_coef, s_wen
         upd_write = Signal()            # an UPDATE's sum is saturated and written
         m.d.comb += upd_write.eq(valid[WRITE_STAGE] & (cu.op == Op.UPDATE))
         mask = Signal(L)
@@ -724,7 +793,7 @@ class AdapterMACArray(wiring.Component):
             wp = _sat(m, wsum[l], ww, sat_flag(),
                       ((valid[SAT] & perturbing) | upd_write) & mask[l])
             m.d.comb += written[l].eq(Mux(mask[l], wp, 0))
-        b.upd_write, b.s_b = upd_write, s1_b
+        b.upd_write, b.s_b, b.wen = upd_write, s1_b, wen
         b.written, b.coef_a = written, coef_a
 
     def _multipliers(self, b):
@@ -773,14 +842,15 @@ class AdapterMACArray(wiring.Component):
             m.d.comb += w_rd.addr.eq(cl.word)
         m.d.comb += w_wr.data.eq(Cat(*written))
         with m.If(upd_write):
-            m.d.comb += [w_wr.addr.eq(cu.word), w_wr.en.eq(1)]
+            m.d.comb += [w_wr.addr.eq(cu.word), w_wr.en.eq(-1)]
+        with m.Elif(valid[SAT] & ((cs.op == Op.INIT) | (cs.op == Op.LOAD))):
+            m.d.comb += [w_wr.addr.eq(cs.word), w_wr.en.eq(b.wen)]
         with m.Else():
-            m.d.comb += [w_wr.addr.eq(cs.word),
-                         w_wr.en.eq(valid[SAT] & ((cs.op == Op.INIT) | (cs.op == Op.LOAD)))]
+            m.d.comb += w_wr.addr.eq(cs.word)
 
     def _matvec_path(self, b):
         """Matrix-vector path: adder tree, row accumulators, narrowing."""
-        ACC_STAGE, T, aw, bw, ctl, fifo, fw = b.ACC_STAGE, b.T, b.aw, b.bw, b.ctl, b.fifo, b.fw
+        ACC_STAGE, T, aw, bw, ctl, fw = b.ACC_STAGE, b.T, b.aw, b.bw, b.ctl, b.fw
         lay, local, lowrank, m, max_out = b.lay, b.local, b.lowrank, b.m, b.max_out
         max_rows, p, s4_p, sat_flag, valid, wf = b.max_rows, b.p, b.s4_p, b.sat_flag, b.valid, b.wf
         # -- matrix-vector path: adder tree, row accumulators, narrowing -------------------
@@ -794,29 +864,42 @@ class AdapterMACArray(wiring.Component):
             level = level_next
         total = level[0]
         ca, va = ctl[ACC_STAGE], valid[ACC_STAGE]
-        accs = [Signal(signed(p.acc_width), name=f"acc{i}") for i in range(max_rows)]
-        # sums start at half an output LSB, so rounding half up is a plain shift at the end
+        # sums start at half an output LSB, so rounding half up is a plain shift at the end;
+        # a row's accumulator returns to it as the row's sum leaves (a constant: the
+        # flip-flops' set and reset, no multiplexer before the adder)
         half_lsb = (1 << wf) >> 1
+        accs = [Signal(signed(p.acc_width), name=f"acc{i}", init=half_lsb)
+                for i in range(max_rows)]
         acc_new = Signal(signed(p.acc_width))
-        n1_valid, n1_val, n1_idx, n1_dest = (Signal(), Signal(signed(p.acc_width + 1)),
-                                            Signal(range(max(max_out, 2))), Signal(Dest))
+        restart = Signal(signed(p.acc_width))
+        m.d.comb += restart.eq(Mux(ca.last, half_lsb, acc_new))
+        n1_valid, n1_idx, n1_dest = Signal(), Signal(range(max(max_out, 2))), Signal(Dest)
         if len({reg.rows for reg in lay.regions}) == 1:
             # every op has the same rows, in order: the accumulators rotate, the head is
             # always the arriving word's row (no read multiplexer)
-            m.d.comb += acc_new.eq(Mux(ca.first, half_lsb, accs[0]) + total)
+            m.d.comb += acc_new.eq(accs[0] + total)
             with m.If(va & (ca.op == Op.MATVEC)):
                 m.d.sync += [accs[i].eq(accs[i + 1]) for i in range(max_rows - 1)]
-                m.d.sync += accs[-1].eq(acc_new)
+                m.d.sync += accs[-1].eq(restart)
         else:
             acc_file = Array(accs)
-            m.d.comb += acc_new.eq(Mux(ca.first, half_lsb, acc_file[ca.row]) + total)
+            m.d.comb += acc_new.eq(acc_file[ca.row] + total)
             with m.If(va & (ca.op == Op.MATVEC)):
-                m.d.sync += acc_file[ca.row].eq(acc_new)
-        m.d.sync += [n1_valid.eq(va & (ca.op == Op.MATVEC) & ca.last),
-                     n1_val.eq(acc_new >> wf),
-                     n1_idx.eq(ca.outidx), n1_dest.eq(ca.dest)]
-        y = _sat(m, n1_val, fw, sat_flag(), n1_valid)
-        m.d.comb += [fifo.w_data.eq(y), fifo.w_en.eq(n1_valid & (n1_dest == Dest.OUT))]
+                m.d.sync += acc_file[ca.row].eq(restart)
+        ends = Signal()
+        m.d.comb += ends.eq(va & (ca.op == Op.MATVEC) & ca.last)
+        m.d.sync += [n1_valid.eq(ends), n1_idx.eq(ca.outidx), n1_dest.eq(ca.dest)]
+        if b.R:
+            # the fast-clock build registers the sum, then narrows it
+            n1_val = Signal(signed(p.acc_width + 1))
+            m.d.sync += n1_val.eq(acc_new >> wf)
+            y = _sat(m, n1_val, fw, sat_flag(), n1_valid)
+        else:
+            # narrowed and saturated before the register (a LUT per flip-flop, rather than
+            # the sum's upper bits in flip-flops of their own)
+            y = Signal(signed(fw))
+            m.d.sync += y.eq(_sat(m, acc_new >> wf, fw, sat_flag(), ends))
+        m.d.comb += [b.queue_wdata.eq(y), b.queue_we.eq(n1_valid & (n1_dest == Dest.OUT))]
         if lowrank:
             with m.If(n1_valid & (n1_dest == Dest.LOCAL)):
                 m.d.sync += local[n1_idx].eq(y)
@@ -865,7 +948,7 @@ class AdapterMACArray(wiring.Component):
             # v = round(sum / 2**(cw - 1 - cshift)), the COLACC's own scale
             col_sh = Signal(range(2 * cw))
             with m.If(promote & (nxt.op.op == Op.COLACC)):
-                m.d.sync += col_sh.eq(cw - 1 - nxt.cshift)
+                m.d.sync += col_sh.eq(cw - 1 - nxt.op.cshift)
             lane = Signal(range(L))
             m.d.comb += lane.eq(L - ser_n)
             vr = Signal(signed(lacc_w))

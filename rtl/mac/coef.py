@@ -8,14 +8,14 @@ A value ``v`` (signed, at most :data:`~.ops.IMM_WIDTH` bits) and a signed ``shif
 
 Off the throughput path, so serial and small: a register takes ``v`` and shifts it one bit
 per cycle, right (keeping the last bit shifted out, which round half up adds) or left
-(noting when a shift changes the sign bit: the result saturates then). Left shifts stop
-after ``coef_width``: a nonzero value shifted that far saturates anyway. The last cycle
+(noting when a shift changes the sign bit: the result saturates then); the shift count
+is the signed shift itself, counted towards 0 (no magnitude or clamp logic). The last cycle
 saturates to ``coef_width + 1`` bits, adds the rounding bit and saturates to ``coef_width``
 bits: that order gives the same value and flag as rounding first, with a
 ``coef_width + 1``-bit adder.
 
 Timing: a value is taken when the unit is idle, shifted in ``|shift|`` cycles (at most
-``coef_width`` for left shifts), and offered on ``o`` the cycle after; ``o`` holds under
+32), and offered on ``o`` the cycle after; ``o`` holds under
 back-pressure, and the unit takes the next value with the cycle ``o`` is taken. So a value
 takes ``|shift| + 2`` cycles: R1's first-order ``dz`` (``shift = -2``) take 4, ten per
 sample against the 280 cycles of a sample's forward at 8 lanes.
@@ -76,7 +76,7 @@ class Pow2Scaler(wiring.Component):
         cw = self.coef_width
         qw = IMM_WIDTH
         q = Signal(signed(qw))
-        n = Signal(range(max(IMM_WIDTH, cw) + 1))   # shifts left to do
+        n = Signal(signed(SHIFT_WIDTH))     # shifts left to do, counted towards 0
         right = Signal()
         lost = Signal()              # the last bit shifted out to the right
         over = Signal()              # a left shift changed the sign bit
@@ -90,11 +90,9 @@ class Pow2Scaler(wiring.Component):
             sh = req.shift
             m.d.sync += [q.eq(req.value), neg.eq(req.value < 0), right.eq(sh < 0),
                          lost.eq(0), over.eq(0),
-                         n.eq(Mux(sh < 0, (-sh).as_unsigned(),
-                                  Mux(sh > cw, cw, sh.as_unsigned()))),
-                         busy.eq(1)]
+                         n.eq(sh), busy.eq(1)]
         with m.Elif(busy & (n != 0)):
-            m.d.sync += n.eq(n - 1)
+            m.d.sync += n.eq(n + Mux(right, 1, -1))
             with m.If(right):
                 m.d.sync += [q.eq(q >> 1), lost.eq(q[0])]
             with m.Else():
