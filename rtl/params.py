@@ -14,7 +14,7 @@ from dataclasses import dataclass, fields, asdict
 
 
 __all__ = ["Params", "check_int", "check_choice", "check_pow2", "check_bool", "check_seed",
-           "check_taps", "R1_TAPS", "R1_CLASSES", "MODES", "RunField", "RUN_FIELDS",
+           "check_taps", "R1_TAPS", "R1_CLASSES", "MODES", "RunField", "RUN_FIELDS", "LR_STEPS_MAX",
            "TrainParams", "SocParams", "built_modes"]
 
 
@@ -139,6 +139,10 @@ class RunField:
         return self.hi.bit_length()
 
 
+#: Learning-rate step points of a first-order run (run registers ``lr_step0`` ...): epoch ``e``
+#: (0-based) trains at ``lr_shift + #{i : 1 <= lr_step_i <= e}``; 0 leaves a slot unused.
+LR_STEPS_MAX = 4
+
 #: The run configuration, in register order (several fields may share a register): the one
 #: declaration of its widths and ranges (``mode``: :class:`~fieldtune.rtl.sequencer.Mode`;
 #: record indices: the cache's 16-bit read index).
@@ -157,6 +161,13 @@ RUN_FIELDS = {f.name: f for f in (
     RunField("eval_first", "eval_range", "first", 0, 2**16 - 1, doc="first record"),
     RunField("eval_count", "eval_range", "count", 1, 2**16 - 1, doc="records"),
     RunField("watchdog", "watchdog", "budget", 1, 2**32 - 1),
+    RunField("order", "order", "shuffle", 0, 1,
+             doc="FO: 0 records in cache order, 1 reshuffled every epoch"),
+    RunField("order_seed", "order", "seed", 0, 2**16 - 1,
+             doc="FO: key of epoch 0's order (epoch e: + e * 0x9E37)"),
+    *(RunField(f"lr_step{i}", f"lr_steps_{'lo' if i < 2 else 'hi'}", f"step{i}", 0, 999,
+               doc="FO: eta halves from this epoch on (0: unused)")
+      for i in range(LR_STEPS_MAX)),
 )}
 
 
