@@ -15,7 +15,7 @@ from dataclasses import dataclass, fields, asdict
 
 __all__ = ["Params", "check_int", "check_choice", "check_pow2", "check_bool", "check_seed",
            "check_taps", "R1_TAPS", "R1_CLASSES", "MODES", "RunField", "RUN_FIELDS", "LR_STEPS_MAX",
-           "TrainParams", "SocParams", "built_modes"]
+           "TrainParams", "SocParams", "built_modes", "built_schedule"]
 
 
 def _name(section, field):
@@ -238,11 +238,18 @@ class SocParams(Params):
         leaving ``"fo"`` out drops the first-order loops (docs/benchmarks.md, "UP5K fit
         (issue 9)", has what each costs). A start of a mode not built is rejected
         (``errors.bad_mode``).
+    schedule : bool
+        Build the first-order run schedule (issue 16): the per-epoch record order and the
+        learning-rate steps (run registers ``order``, ``lr_steps_lo``/``hi``; about 225 LUT4
+        on the UP5K, docs/benchmarks.md). Without it a first-order start that sets any of them
+        is rejected (``errors.bad_schedule``). Default true: the default first-order run of
+        ``fieldtune demo`` (``shuffle20``) needs it.
     """
 
     section = "soc"
 
     modes: tuple = MODES
+    schedule: bool = True
 
     def _validate(self):
         value = self.modes
@@ -254,6 +261,7 @@ class SocParams(Params):
             raise ValueError(f"soc.modes must be a non-empty list of distinct modes from "
                              f"{allowed}, not {self.modes!r}")
         object.__setattr__(self, "modes", tuple(v for v in MODES if v in value))
+        check_bool(self.section, "schedule", self.schedule)
 
 
 def built_modes(config):
@@ -261,3 +269,10 @@ def built_modes(config):
     without a ``soc`` section builds both)."""
     soc = getattr(config, "soc", None)
     return soc.modes if soc is not None else MODES
+
+
+def built_schedule(config):
+    """Whether the SoC of ``config`` has the first-order run schedule (``[soc] schedule``;
+    a configuration without a ``soc`` section has it)."""
+    soc = getattr(config, "soc", None)
+    return soc.schedule if soc is not None else True

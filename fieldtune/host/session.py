@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..rtl.params import LR_STEPS_MAX, built_schedule
 from ..rtl.sequencer import Mode, COUNTERS
 from ..rtl.mac.layout import Layout
 from ..rtl.csr.map import SocMap, ERRORS
@@ -250,7 +251,13 @@ def finetune(session, data, *, mode=None, epochs=None, steps=None, eval_every=No
     t = config.train
     mode, total, eval_every = _plan(config, mode, epochs, steps, eval_every)
     if mode == "fo" and schedule is not None:
-        run_registers(schedule, t.lr_shift)             # ValueError: not for the device
+        regs = run_registers(schedule, t.lr_shift)      # ValueError: not for the device
+        if not built_schedule(config) and (regs["order"] or regs["lr_shift"] != t.lr_shift
+                                           or any(regs[f"lr_step{i}"]
+                                                  for i in range(LR_STEPS_MAX))):
+            raise ValueError("this design is built without the first-order schedule ([soc] "
+                             "schedule = false): only the plain run (cache order, no "
+                             "learning-rate steps) runs on it")
     train = records_of(data, "train")
     test_raw = records_of(data, "test")
     cap = config.cache.capacity

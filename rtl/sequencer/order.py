@@ -102,14 +102,13 @@ class RecordOrder(wiring.Component):
         key_state = Signal(SEED_BITS)
         rnd = Signal(range(ROUNDS))
         phase = Signal(Phase)
-        offered = Signal(bits)
+        candidate = Cat(right, left)            # (L << half) | R; held while offered
 
-        m.d.comb += [self.index.payload.eq(offered),
+        m.d.comb += [self.index.payload.eq(candidate),
                      self.index.valid.eq(phase == Phase.OFFER)]
         step = _xorshift16(key_state)
         t = (right + step[:half])[:half]
         f = t.rotate_left(1) ^ (t >> 1)
-        candidate = Cat(right, left)            # (L << half) | R
 
         with m.Switch(phase):
             with m.Case(Phase.NEXT):            # start candidate `walk`
@@ -123,7 +122,6 @@ class RecordOrder(wiring.Component):
                 with m.If(rnd == ROUNDS - 1):
                     m.d.sync += phase.eq(Phase.CHECK)
             with m.Case(Phase.CHECK):
-                m.d.sync += offered.eq(candidate)
                 with m.If(candidate < self.count):
                     m.d.sync += phase.eq(Phase.OFFER)
                 with m.Else():

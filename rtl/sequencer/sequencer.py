@@ -132,6 +132,8 @@ SEQUENCER_ERRORS = {
     "bad_cursor": "ZO cursor not below the cached records",
     "eval_range": "EVAL range empty or beyond the cached records",
     "bad_watchdog": "watchdog budget 0 (FO, ZO, EVAL)",
+    "bad_schedule": "FO with order or a learning-rate step set on a design built without the "
+                    "schedule ([soc] schedule = false)",
     "busy": "start, cache clear or run-register write while a run is busy: ignored",
     "watchdog": "a run made no progress for watchdog cycles: aborted",
     "aborted": "the host aborted a run",
@@ -241,7 +243,7 @@ class Sequencer(wiring.Component):
     """
 
     def __init__(self, mac: MacParams, loss: LossParams, cache: CacheParams,
-                 perturb: PerturbParams, modes=MODES):
+                 perturb: PerturbParams, modes=MODES, schedule=True):
         for name, value, cls in (("mac", mac, MacParams), ("loss", loss, LossParams),
                                  ("cache", cache, CacheParams),
                                  ("perturb", perturb, PerturbParams)):
@@ -250,6 +252,9 @@ class Sequencer(wiring.Component):
         self.mac, self.loss, self.cache, self.perturb = mac, loss, cache, perturb
         #: Training modes built (``SocParams.modes``): the loops of the others are left out.
         self.modes = tuple(SocParams(modes=modes).modes)
+        #: The first-order run schedule is built (``SocParams.schedule``): record order and
+        #: learning-rate steps.
+        self.schedule = SocParams(schedule=schedule).schedule
         self.layout = Layout(mac)
         c_fo, c_a, _, _ = coef_shift_constants(mac, loss)
         #: COLACC's ``cshift`` (low-rank first order): ``v`` scaled for A's update.
@@ -317,7 +322,7 @@ class Sequencer(wiring.Component):
         code = self.microcode()
         State = self.state_enum()
         r = _RunState(self, State, code)
-        if "fo" in self.modes:
+        if "fo" in self.modes and self.schedule:
             m.submodules.order = r.order = self._record_order(m, r)
         m.d.comb += [self.mode.eq(r.cfg.mode), self.next_step.eq(r.pstep),
                      self.next_cursor.eq(r.base)]
@@ -443,9 +448,15 @@ class Sequencer(wiring.Component):
                      cs_z.eq(c_zo - cfg.zo_lr_shift - lb - lq + cfg.eps_shift),
                      k.eq(k0 - cfg.eps_shift)]
         is_fo, is_zo, is_ev = (cfg.mode == Mode.FO, cfg.mode == Mode.ZO, cfg.mode == Mode.EVAL)
-        # every learning-rate step counts, even one past the last epoch
-        n_steps = sum((cfg[f"lr_step{i}"] != 0).as_unsigned() for i in range(LR_STEPS_MAX))
-        fo_shift_bad = (cs_fo - n_steps < CSHIFT_MIN) | (cs_fo > CSHIFT_MAX)
+        steps_set = [cfg[f"lr_step{i}"] != 0 for i in range(LR_STEPS_MAX)]
+        if self.schedule:
+            # every learning-rate step counts, even one past the last epoch
+            n_steps = sum(s.as_unsigned() for s in steps_set)
+            fo_shift_bad = (cs_fo - n_steps < CSHIFT_MIN) | (cs_fo > CSHIFT_MAX)
+            no_schedule = Const(0)
+        else:
+            fo_shift_bad = (cs_fo < CSHIFT_MIN) | (cs_fo > CSHIFT_MAX)
+            no_schedule = is_fo & (cfg.order | Cat(*steps_set).any())
         zo_shift_bad = ((k < 0) | (cs_z < CSHIFT_MIN) | (cs_z > CSHIFT_MAX))
         checks = {
             "bad_mode": (cfg.mode > Mode.DUMP.value)
@@ -460,6 +471,7 @@ class Sequencer(wiring.Component):
             "eval_range": is_ev & ((cfg.eval_count == 0)
                                    | (cfg.eval_first + cfg.eval_count > records)),
             "bad_watchdog": (is_fo | is_zo | is_ev) & (cfg.watchdog == 0),
+            "bad_schedule": no_schedule,
         }
         check_bits = Signal(len(checks))
         m.d.comb += check_bits.eq(Cat(*checks.values()))
@@ -500,7 +512,8 @@ class Sequencer(wiring.Component):
                 with m.Switch(cfg.mode):
                     if "fo" in self.modes:
                         with m.Case(Mode.FO):
-                            m.d.comb += r.order.first.eq(1)
+                            if r.order is not None:
+                                m.d.comb += r.order.first.eq(1)
                             m.d.sync += [r.base.eq(0), r.state.eq(State.FO_BATCH)]
                     if "zo" in self.modes:
                         with m.Case(Mode.ZO):
@@ -535,7 +548,8 @@ class Sequencer(wiring.Component):
         cfg, records, batch = r.cfg, r.records, r.cfg.batch
         left = records - r.base
         with m.Case(State.FO_BATCH):
-            m.d.comb += r.order.mark.eq(1)
+            if r.order is not None:
+                m.d.comb += r.order.mark.eq(1)
             m.d.sync += [r.nb.eq(Mux(left < batch, left, batch)), *r.enter("FO"),
                          *r.begin_phase()]
         with m.Case(State.FO_NEXT):
@@ -549,7 +563,9 @@ class Sequencer(wiring.Component):
                 width = RUN_FIELDS["lr_step0"].width
                 steps = sum((cfg[f"lr_step{i}"] == epoch[:width]).as_unsigned()
                             for i in range(LR_STEPS_MAX))
-                m.d.sync += [r.base.eq(0), r.cs.eq(r.cs - steps)]
+                m.d.sync += r.base.eq(0)
+                if self.schedule:
+                    m.d.sync += r.cs.eq(r.cs - steps)
                 m.d.sync += r.state.eq(Mux(epoch == cfg.epochs, State.DRAIN, State.FO_BATCH))
             with m.Else():
                 m.d.sync += [r.base.eq(nxt), r.state.eq(State.FO_BATCH)]

@@ -33,7 +33,8 @@ from .train import TrainResult, evaluate, new_weights, train_fo
 
 
 __all__ = ["FoSchedule", "FoRun", "RUNS", "LR_STEPS_MAX", "epoch_lr_shift",
-           "train_fo_scheduled", "check_run", "run_registers"]
+           "train_fo_scheduled", "check_run", "run_registers", "DEFAULT_RUN", "run_epochs",
+           "describe_run"]
 
 
 @dataclass(frozen=True)
@@ -190,6 +191,26 @@ RUNS = {
                     "stops when 16 held-out records stop improving (checked every 2 epochs, "
                     "patience 3)"),
 }
+
+
+#: The first-order run ``fieldtune demo`` and ``fieldtune run`` make by default: the most points
+#: gained over the plain run per projected second on the iCEBreaker among the runs meeting
+#: issue 16's targets (docs/benchmarks.md, "Accuracy against LoRA-All (issue 16)").
+DEFAULT_RUN = "shuffle20"
+
+
+def run_epochs(run, design_epochs, epochs=None):
+    """Epochs of named run ``run`` (a :class:`FoRun`): ``epochs`` if given (a user's
+    ``--epochs``), else the run's own, else the design's ``[train]`` epochs."""
+    return epochs or run.epochs or design_epochs
+
+
+def describe_run(name, epochs):
+    """The named run ``name`` as a JSON-ready dict (what a report says ran)."""
+    run = check_run(name)
+    s = run.schedule
+    return {"name": name, "epochs": epochs, "order": s.order, "order_seed": s.order_seed,
+            "lr_steps": list(s.lr_steps), "description": run.description}
 
 
 def check_run(name):

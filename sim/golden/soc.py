@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ...rtl.params import built_modes, LR_STEPS_MAX
+from ...rtl.params import built_modes, built_schedule, LR_STEPS_MAX
 from ...rtl.mac.layout import Layout
 from ...rtl.sequencer import (Mode, COUNTERS, counter_widths, MAX_QUERIES, MAX_BATCH,
                               CSHIFT_MIN, CSHIFT_MAX, coef_shift_constants, RUN_CONFIG)
@@ -105,8 +105,10 @@ def check_run(config, cfg: RunConfig, records):
     cs_fo = c_fo - cfg.lr_shift - lb
     lq = max(cfg.queries.bit_length() - 1, 0)
     cs_z, k = c_zo - cfg.zo_lr_shift - lb - lq + cfg.eps_shift, k0 - cfg.eps_shift
-    # every step counts, even one past the last epoch
-    fo_shift_bad = cs_fo - len(lr_steps(cfg)) < CSHIFT_MIN or cs_fo > CSHIFT_MAX
+    scheduled = built_schedule(config)
+    # every step counts, even one past the last epoch (a design without the schedule: none)
+    fo_shift_bad = (cs_fo - len(lr_steps(cfg)) * scheduled < CSHIFT_MIN
+                    or cs_fo > CSHIFT_MAX)
     zo_shift_bad = k < 0 or not CSHIFT_MIN <= cs_z <= CSHIFT_MAX
     checks = {
         "bad_mode": (mode > Mode.DUMP.value or (fo and "fo" not in built_modes(config))
@@ -122,6 +124,7 @@ def check_run(config, cfg: RunConfig, records):
         "eval_range": ev and (cfg.eval_count == 0
                               or cfg.eval_first + cfg.eval_count > records),
         "bad_watchdog": (fo or zo or ev) and cfg.watchdog == 0,
+        "bad_schedule": fo and not scheduled and bool(cfg.order or lr_steps(cfg)),
     }
     return {name for name, bad in checks.items() if bad}
 

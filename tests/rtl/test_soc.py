@@ -209,6 +209,25 @@ def test_illegal_register_values_are_flagged_and_change_nothing():
     assert seen[-1]["samples"] == 6 and seen[-1]["errors"] == []
 
 
+def test_a_design_without_the_schedule_runs_the_plain_first_order_only():
+    cfg = tiny().replace(soc={"schedule": False})
+    s = Session(cfg, n_records=7)
+    for bad in (RunConfig(mode=Mode.FO, epochs=1, batch=4, order=1),
+                RunConfig(mode=Mode.FO, epochs=1, batch=4, lr_step3=1)):
+        assert check_run(cfg, bad, 7) == {"bad_schedule"}
+        s.run(bad, dump=False)
+        s.prog.write_reg("errors", bad_schedule=1)
+        s.model.errors.clear()
+    s.run(RunConfig(mode=Mode.FO, epochs=2, batch=4, lr_shift=4))
+    # ZO and EVAL ignore the schedule registers
+    s.run(RunConfig(mode=Mode.EVAL, eval_first=0, eval_count=7, order=1, lr_step0=1))
+    _, seen = s.check()
+    assert [g["errors"] for g in seen] == [["bad_schedule"], ["bad_schedule"], [], []]
+    assert seen[2]["samples"] == 14 and seen[3]["samples"] == 7
+    with pytest.raises(ValueError, match=r"^soc\.schedule must be true or false, not 'no'$"):
+        tiny().replace(soc={"schedule": "no"})
+
+
 def test_learning_rate_steps_past_the_shift_range_are_flagged():
     cfg = tiny().replace(mac={"max_batch": 16})
     s = Session(cfg, n_records=16)
