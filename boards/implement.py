@@ -31,7 +31,7 @@ from .devices import DEVICES, Device
 
 __all__ = ["DEVICES", "Device", "Implementation", "BenchHarness", "implement", "hierarchy",
            "count_resources", "synth_script", "dut_module_name", "synth_options",
-           "read_fixups", "STAT_COMMAND"]
+           "read_fixups", "STAT_COMMAND", "packed_cells", "CELL_KINDS"]
 
 
 @dataclass
@@ -43,6 +43,7 @@ class Implementation:
     brams: int = 0
     sprams: int = 0
     dsps: int = 0
+    lcs: int | None = None        # iCE40 logic cells (its real limit), else None
     fmax_mhz: float | None = None
     fits: bool = False
     reason: str = ""
@@ -202,6 +203,9 @@ def implement(dut, device, env, *, workdir=None, dsp=True, spram=False, seed=1, 
     ``env`` is the tool environment from :func:`fieldtune.toolchain.tool_env`. Intermediate
     files (RTLIL, Yosys log and statistics, nextpnr log and report) stay in ``workdir`` when
     given. Returns an :class:`Implementation`; never raises for a design that does not fit.
+    On the iCE40 the fit is judged by logic cells (``lcs``, the block's own, from nextpnr's
+    packer), which a design's LUT4 count understates by its flip-flops that no LUT of their
+    own feeds.
     """
     dev = DEVICES[device]
     with tempfile.TemporaryDirectory(prefix="fieldtune-impl-") as tmp:
@@ -214,11 +218,18 @@ def implement(dut, device, env, *, workdir=None, dsp=True, spram=False, seed=1, 
         result.cells = dict(cells)
         for key, n in count_resources(cells, dev.family).items():
             setattr(result, key, n)
+        logic = "luts"
+        if dev.family == "ice40":
+            # the device holds dev.luts logic cells, each one LUT4 and one flip-flop
+            result.lcs = sum(packed_cells(work, dev, env, ["dut"], timeout=timeout)["dut"]
+                             .values())
+            logic = "lcs"
         over = [(k, getattr(result, k), cap) for k, cap in
-                (("luts", dev.luts), ("brams", dev.brams), ("dsps", dev.dsps),
+                ((logic, dev.luts), ("brams", dev.brams), ("dsps", dev.dsps),
                  ("sprams", dev.sprams)) if getattr(result, k) > cap]
         if over:
-            result.reason = "; ".join(f"{k} {n} > {cap}" for k, n, cap in over)
+            result.reason = "; ".join(f"{'logic cells' if k == 'lcs' else k} {n} > {cap}"
+                                      for k, n, cap in over)
             return result
         pnr = env["NEXTPNR_ICE40" if dev.family == "ice40" else "NEXTPNR_ECP5"]
         unconstrained = ("--pcf-allow-unconstrained" if dev.family == "ice40"
@@ -241,6 +252,56 @@ def implement(dut, device, env, *, workdir=None, dsp=True, spram=False, seed=1, 
         return result
 
 
+#: How an iCE40 logic cell (ICESTORM_LC: one LUT4, one flip-flop, one carry bit) is used, as
+#: :func:`packed_cells` counts it: a LUT with the flip-flop it feeds (``lut_ff``), a LUT alone
+#: (``lut``), a flip-flop alone behind a pass-through LUT (``lone_ff``: a register loaded from
+#: another register, a block RAM or a DSP, or from a LUT with other fanout), a carry bit with no
+#: sum LUT (``carry``, e.g. a comparator).
+CELL_KINDS = ("lut_ff", "lut", "lone_ff", "carry")
+
+
+def _cell_kind(cell):
+    params, conns = cell["parameters"], cell["connections"]
+    inputs = sum(1 for port in ("I0", "I1", "I2", "I3") if conns.get(port))
+    if params.get("DFF_ENABLE") == "1":
+        return "lut_ff" if inputs > 1 else "lone_ff"
+    if params.get("CARRY_ENABLE") == "1" and inputs <= 1:
+        return "carry"
+    return "lut"
+
+
+def packed_cells(work, dev, env, modules, *, timeout=3600):
+    """Logic cells per module of an iCE40 netlist: nextpnr packs ``work/synth.json``
+    (``--pack-only``, seconds) and writes the packed netlist, whose cells keep the hierarchical
+    name of the LUT or flip-flop they hold; each cell counts for the longest of ``modules``
+    (instance paths such as ``"dut.mac"``) its name starts with, a cell nextpnr made (carry
+    feed-ins) for the first hierarchical net on its ports. Returns ``{module: {kind: n}}``
+    (:data:`CELL_KINDS`) for the module's own cells; ``"top"`` collects the rest."""
+    cmd = [env["NEXTPNR_ICE40"], *dev.pnr_args, "--json", "synth.json", "--pack-only",
+           "--pcf-allow-unconstrained", "--write", "packed.json", "--log", "pack.log", "-q"]
+    proc = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True,
+                          timeout=timeout)
+    if proc.returncode != 0 or not (work / "packed.json").exists():
+        raise RuntimeError(f"nextpnr --pack-only failed (exit {proc.returncode}): "
+                           f"{proc.stderr[-1000:]}")
+    netlist = json.loads((work / "packed.json").read_text())["modules"]["top"]
+    net_names = {}
+    for name, net in netlist["netnames"].items():
+        for bit in net["bits"]:
+            net_names.setdefault(bit, name)
+    prefixes = sorted(modules, key=len, reverse=True)
+    counts = {m: dict.fromkeys(CELL_KINDS, 0) for m in [*modules, "top"]}
+    for name, cell in netlist["cells"].items():
+        if cell["type"] != "ICESTORM_LC":
+            continue
+        if name.startswith("$nextpnr"):
+            bits = (b for port in cell["connections"].values() for b in port)
+            name = next((net_names[b] for b in bits if "." in net_names.get(b, "")), name)
+        owner = next((m for m in prefixes if name.startswith(m + ".")), "top")
+        counts[owner][_cell_kind(cell)] += 1
+    return counts
+
+
 def hierarchy(dut, device, env, *, workdir=None, dsp=True, spram=False, timeout=3600):
     """Synthesize ``dut`` for ``device`` keeping every module of its hierarchy, and return one
     row per module: ``{"module", "luts", "ffs", "dsps", "brams", "sprams", "own_luts"}``,
@@ -249,7 +310,12 @@ def hierarchy(dut, device, env, *, workdir=None, dsp=True, spram=False, timeout=
 
     The same flow as :func:`implement` (harness, synthesis script) but with ``keep_hierarchy``
     on every module, so no optimization crosses a module boundary: the total is somewhat
-    larger than a flattened build's. Synthesis only; no place and route."""
+    larger than a flattened build's. Synthesis only; no place and route.
+
+    On the iCE40, where the device's limit is logic cells rather than LUT4s, each row also
+    has ``lcs`` (logic cells, submodules included, :func:`packed_cells`) and ``lone_ffs`` (of
+    them, cells holding a flip-flop alone): a flip-flop shares a cell only with the one LUT
+    that feeds it, so a register copied from a register costs as much as a LUT."""
     dev = DEVICES[device]
     with tempfile.TemporaryDirectory(prefix="fieldtune-hier-") as tmp:
         work = Path(workdir) if workdir is not None else Path(tmp)
@@ -257,7 +323,12 @@ def hierarchy(dut, device, env, *, workdir=None, dsp=True, spram=False, timeout=
         stat = _synthesize(dut, dev, env, work, timeout,
                            synth_script(dev.family, "top.dut", dsp=dsp, spram=spram,
                                         keep="top.dut*"))
-    modules = {name.lstrip("\\"): m for name, m in stat.get("modules", {}).items()}
+        modules = {name.lstrip("\\"): m for name, m in stat.get("modules", {}).items()}
+        packed = None
+        if dev.family == "ice40":
+            packed = packed_cells(work, dev, env, [n[len("top."):] for n in modules
+                                                  if n.startswith("top.dut")],
+                                 timeout=timeout)
     own, children = {}, {}
     for name, module in modules.items():
         cells = {t.lstrip("\\"): n for t, n in module.get("num_cells_by_type", {}).items()}
@@ -275,8 +346,13 @@ def hierarchy(dut, device, env, *, workdir=None, dsp=True, spram=False, timeout=
             totals[name] = t
         return totals[name]
 
-    rows = []
-    for name in sorted(n for n in modules if n == "top.dut" or n.startswith("top.dut.")):
-        rows.append({"module": name[len("top."):], **total(name),
-                     "own_luts": own[name]["luts"]})
+    names = sorted(n for n in modules if n == "top.dut" or n.startswith("top.dut."))
+    rows = [{"module": name[len("top."):], **total(name), "own_luts": own[name]["luts"]}
+            for name in names]
+    if packed is not None:
+        for row in rows:
+            inside = [c for m, c in packed.items() if m == row["module"]
+                      or m.startswith(row["module"] + ".")]
+            row["lcs"] = sum(sum(c.values()) for c in inside)
+            row["lone_ffs"] = sum(c["lone_ff"] for c in inside)
     return rows

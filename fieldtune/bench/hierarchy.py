@@ -5,7 +5,10 @@ for its board's device with every module kept (:func:`fieldtune.boards.implement
 the implementation flow's harness and synthesis script, Yosys ``stat -json`` read from its
 file), and one row per module instance is printed: totals including submodules, and the
 module's own LUT4s. Keeping hierarchy stops optimization across module boundaries, so the
-total is somewhat above a flattened build's (``fieldtune build``/``fmax``). Synthesis only:
+total is somewhat above a flattened build's (``fieldtune build``/``fmax``). On the iCE40 two
+more columns come from nextpnr's packer (``--pack-only``, seconds): logic cells per module
+(``LC``, the device's real limit: one LUT4 and one flip-flop each) and the cells that hold a
+flip-flop alone (``lone FF``). Synthesis only:
 about 5 minutes for the UP5K SoC on an idle core.
 """
 
@@ -23,6 +26,9 @@ __all__ = ["add_arguments", "run", "COLUMNS"]
 
 COLUMNS = [("module", "module"), ("luts", "LUT4"), ("ffs", "FF"), ("dsps", "DSP"),
            ("brams", "BRAM"), ("sprams", "SPRAM"), ("own_luts", "own LUT4")]
+
+#: iCE40 only: logic cells (the device's real limit) and, of them, flip-flops alone in a cell.
+CELL_COLUMNS = [("lcs", "LC"), ("lone_ffs", "lone FF")]
 
 
 def add_arguments(parser):
@@ -47,7 +53,8 @@ def run(args, console):
                          workdir=args.workdir, dsp=options["dsp"], spram=options["spram"])
     if args.depth is not None:
         rows = [r for r in rows if r["module"].count(".") <= args.depth]
-    emit("hierarchy", rows, COLUMNS, json_path=args.json, console=console,
+    columns = COLUMNS + (CELL_COLUMNS if rows and "lcs" in rows[0] else [])
+    emit("hierarchy", rows, columns, json_path=args.json, console=console,
          title=f"fieldtune bench hierarchy: {args.block} on {device}",
          extra={"block": args.block, "device": device, "preset": args.preset})
     return rows

@@ -12,12 +12,13 @@ import json
 from pathlib import Path
 
 import pytest
-from amaranth.hdl import Module
+from amaranth.hdl import Module, Signal, Cat
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from fieldtune import build as build_command
 from fieldtune.boards.build import RESOURCES, build, plan
+from fieldtune.boards.implement import implement
 from fieldtune.boards.table import BOARDS
 from fieldtune.cli import main
 from fieldtune.config import DesignConfig
@@ -105,3 +106,52 @@ def test_design_that_does_not_fit_names_the_resource(tmp_path):
     assert not report.fits and report.bitstream is None and report.clocks == {}
     assert report.dsps == 9
     assert "dsps: 9 used of 8 available on up5k (1 over, 112%)" in report.problems()
+
+
+class CopiedRegisters(wiring.Component):
+    """Eight stages of 425 registers, each loaded from the one before under its own enable
+    (so no two are equivalent and Yosys merges none): about 2,000 LUT4 and 5,000 flip-flops,
+    both under the UP5K's 5,280, but a flip-flop loaded from a flip-flop shares its logic cell
+    with no LUT, so the design needs about 5,800 cells."""
+    d: In(1)
+    en: In(8)
+    q: Out(3400)
+
+    def elaborate(self, platform):
+        m = Module()
+        width = 425
+        seed = Signal(width)
+        stages = [Signal(width, name=f"stage{i}") for i in range(8)]
+        m.d.sync += seed.eq(Cat(self.d, seed[:-1]))
+        for i, (a, b) in enumerate(zip([seed] + stages, stages)):
+            with m.If(self.en[i]):
+                m.d.sync += b.eq(a)
+        flat = Cat(*stages)
+        m.d.comb += self.q.eq(flat[:-1] & flat[1:])
+        return m
+
+
+@pytest.mark.slow
+def test_fit_is_judged_by_logic_cells(tmp_path):
+    """A design under the UP5K in LUT4s and in flip-flops but over it in logic cells stops
+    after synthesis with the cells named, instead of failing in the placer."""
+    config = DesignConfig.preset("tiny")
+    report = build(plan(config, core=CopiedRegisters), tmp_path, tool_env())
+    synth = report.synthesis
+    assert synth["luts"] < 5280 and synth["ffs"] < 5280
+    assert report.luts > 5280 and not report.fits and report.bitstream is None
+    assert report.luts >= max(synth["luts"], synth["ffs"])
+    over = report.luts - 5280
+    assert (f"luts: {report.luts} used of 5280 available on up5k ({over} over, "
+            f"{report.luts / 5280:.0%})") in report.problems()
+
+
+@pytest.mark.slow
+def test_block_fit_is_judged_by_logic_cells(tmp_path):
+    """The benchmarks' out-of-context flow (Fmax records) judges the same way: the block's
+    own logic cells against the UP5K's, named in the reason, and no placement tried."""
+    impl = implement(CopiedRegisters(), "up5k", tool_env(), workdir=tmp_path)
+    assert impl.luts < 5280 and impl.ffs < 5280 and impl.lcs > 5280
+    assert not impl.fits and impl.fmax_mhz is None
+    assert impl.reason == f"logic cells {impl.lcs} > 5280"
+    assert not (tmp_path / "report.json").exists()

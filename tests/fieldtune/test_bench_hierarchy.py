@@ -43,3 +43,24 @@ def test_bad_depth_is_one_error_line(capsys):
     assert main(["bench", "hierarchy", "--depth", "-1"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["error: --depth must be at least 0, not -1"]
+
+
+def test_logic_cells_per_module(tmp_path):
+    """On the iCE40 each row counts nextpnr's packed logic cells: a skid buffer's payload
+    registers are loaded from the harness' input chain or the other buffer through
+    multiplexers, so every module has cells; the rows add up, and no cell is counted twice
+    (the whole design's cells, harness included, are at least the block's)."""
+    rows = hierarchy(Chain(), "up5k", tool_env(), workdir=tmp_path)
+    by_name = {r["module"]: r for r in rows}
+    top, a, b = by_name["dut"], by_name["dut.first"], by_name["dut.second"]
+    assert a["lcs"] > 0 and a["lcs"] == b["lcs"]
+    assert top["lcs"] >= a["lcs"] + b["lcs"]
+    # a cell holds one LUT and one flip-flop: a skid buffer has no carry chain, so its cells
+    # are its LUTs plus the flip-flops no LUT of their own feeds (the payload registers
+    # loaded from the other buffer)
+    for row in rows:
+        assert row["lcs"] == row["luts"] + row["lone_ffs"], row
+        assert row["lcs"] >= row["ffs"] and 0 < row["lone_ffs"] < row["ffs"], row
+    report = (tmp_path / "pack.log").read_text()
+    placed = int(report.split("ICESTORM_LC:")[1].split("/")[0])
+    assert placed >= top["lcs"]
