@@ -13,8 +13,11 @@
 - **Host link.** ``system`` is a component with ``rx: In(1)``, ``tx: Out(1)`` and
   ``busy``/``done``/``error: Out(1)``; ``rx``/``tx`` go to the board's serial resource.
 - **LEDs.** Each status drives the LED the board table names for it (several may share one);
-  ``busy`` blinks at about 3 Hz so a running job is visible, ``done`` and ``error`` are steady.
+  ``busy`` blinks at about 3 Hz (:func:`blink_half_period`) so a running job is visible,
+  ``done`` and ``error`` are steady.
 """
+
+import math
 
 from amaranth.hdl import Cat, ClockDomain, Const, Elaboratable, Module, Signal
 from amaranth.lib import io, wiring
@@ -22,11 +25,18 @@ from amaranth.lib.cdc import ResetSynchronizer
 from amaranth.lib.wiring import In, Out
 
 
-__all__ = ["BoardTop", "StatusLights", "BLINK_HZ"]
+__all__ = ["BoardTop", "StatusLights", "BLINK_HZ", "blink_half_period"]
 
 
 #: Approximate blink rate of the ``busy`` LED.
 BLINK_HZ = 3
+
+
+def blink_half_period(clock_mhz):
+    """Cycles ``busy``'s LED stays on (and off): the power of two nearest to half a period
+    of :data:`BLINK_HZ` (at 24 MHz 2**22 cycles, 2.86 Hz)."""
+    cycles = clock_mhz * 1e6 / BLINK_HZ / 2
+    return 1 << max(0, round(math.log2(cycles)))
 
 
 class BoardTop(Elaboratable):
@@ -95,7 +105,7 @@ class BoardTop(Elaboratable):
         for status, led in self.board.leds.items():
             groups.setdefault(led, []).append(status)
         m.submodules.lights = lights = StatusLights(
-            list(groups.values()), int(self.clock_mhz * 1e6 / BLINK_HZ / 2))
+            list(groups.values()), blink_half_period(self.clock_mhz))
         m.d.comb += [lights.busy.eq(system.busy), lights.done.eq(system.done),
                      lights.error.eq(system.error)]
         resources = {}
@@ -124,8 +134,10 @@ class StatusLights(wiring.Component):
                 if status not in self.STATUSES:
                     raise ValueError(f"LED status must be one of "
                                      f"{', '.join(map(repr, self.STATUSES))}, not {status!r}")
-        if not isinstance(half_period, int) or half_period < 1:
-            raise ValueError(f"half_period must be a positive integer, not {half_period!r}")
+        if not isinstance(half_period, int) or half_period < 1 \
+                or half_period & (half_period - 1):
+            raise ValueError(f"half_period must be a positive power of two, not "
+                             f"{half_period!r}")
         self.groups = [tuple(group) for group in groups]
         self.half_period = half_period
         super().__init__({"busy": In(1), "done": In(1), "error": In(1),
@@ -133,13 +145,9 @@ class StatusLights(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        count = Signal(range(self.half_period))
-        phase = Signal(init=1)
-        with m.If(count == self.half_period - 1):
-            m.d.sync += [count.eq(0), phase.eq(~phase)]
-        with m.Else():
-            m.d.sync += count.eq(count + 1)
-        shown = {"busy": self.busy & phase, "done": self.done, "error": self.error}
+        count = Signal(self.half_period.bit_length())   # free-running: its top bit blinks
+        m.d.sync += count.eq(count + 1)
+        shown = {"busy": self.busy & ~count[-1], "done": self.done, "error": self.error}
         for index, group in enumerate(self.groups):
             m.d.comb += self.leds[index].eq(Cat(*(shown[s] for s in group)).any())
         return m

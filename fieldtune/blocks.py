@@ -27,12 +27,16 @@ BLOCKS = {
     "soc": ("fieldtune.rtl.soc", "from_config",
             "training SoC: cache, MAC array, loss unit, perturbation engine, sequencer, "
             "registers on a bus (all sections)"),
+    "host-link": ("fieldtune.rtl.host.link", "from_config",
+                  "host link: UART, COBS framing with CRC, command decoder onto the SoC bus "
+                  "([host]; the map from [mac], [cache], [perturb])"),
 }
 
 #: Block name -> the configuration sections its factory reads (``None``: the whole design).
 BLOCK_SECTIONS = {"perturb": ("perturb",), "mac": ("mac",), "loss": ("loss",),
                   "quantizer": ("cache",), "dequantizer": ("cache",),
-                  "forward-cache": ("cache",), "soc": None}
+                  "forward-cache": ("cache",),
+                  "host-link": ("host", "mac", "cache", "perturb"), "soc": None}
 
 
 def build_block(name, config):

@@ -5,10 +5,10 @@ decoder through :func:`buffer_port` interfaces; only one of the three uses it at
 idle user drives its port to 0 (the link ORs them).
 
 :class:`FrameReceiver` takes received symbols (a byte with its UART framing error and a flag
-that bytes were lost before it), undoes COBS, stores the decoded bytes from offset 0, latches
-the seven header bytes and runs CRC-16/XMODEM over everything decoded. At the delimiter it
-offers a :func:`frame_layout` description on ``frame`` and takes no symbol until that is
-accepted (the decoder accepts it once the response has gone out). An empty frame (two
+that bytes were lost before it), undoes COBS, stores the decoded bytes from offset 0, shifts
+the first seven (the header) into a register and runs CRC-16/XMODEM over everything decoded.
+At the delimiter it offers a :func:`frame_layout` description on ``frame`` and takes no symbol
+until that is accepted (the decoder accepts it once the response has gone out). An empty frame (two
 delimiters) is skipped. Timing: one symbol per cycle.
 
 :class:`FrameTransmitter` is handed the length of a response in the buffer (header and
@@ -18,7 +18,7 @@ the block's bytes, and ends with the delimiter. ``busy`` stays high until the de
 taken.
 """
 
-from amaranth.hdl import Module, Signal, Mux
+from amaranth.hdl import Module, Signal, Mux, Cat
 from amaranth.lib import wiring, stream, data
 from amaranth.lib.crc import catalog
 from amaranth.lib.wiring import In, Out
@@ -56,8 +56,9 @@ def rx_symbol_layout():
 
 
 def frame_layout(capacity):
-    """A received frame: its first :data:`HEADER` bytes (0 where none arrived), the number
-    of bytes decoded, and what went wrong."""
+    """A received frame: its first :data:`HEADER` bytes (in place when at least that many
+    arrived; a shorter frame is broken and its header is not used), the number of bytes
+    decoded, and what went wrong."""
     return data.StructLayout({
         "header": data.ArrayLayout(8, HEADER),
         "length": range(capacity + 2),        # saturates at capacity + 1
@@ -133,14 +134,13 @@ class FrameReceiver(wiring.Component):
                 m.d.sync += lost.eq(1)
             with m.If(length <= self.capacity):
                 m.d.sync += length.eq(length + 1)
-            for i in range(HEADER):
-                with m.If(length == i):
-                    m.d.sync += header[i].eq(byte)
+            with m.If(length < HEADER):             # shifts in at the top: byte i ends in [i]
+                m.d.sync += header.as_value().eq(Cat(header.as_value()[8:], byte))
         # the release clears last, so it has priority (it never meets a taken symbol, which
         # needs ~pending): a synchronous reset of the flip-flops, not logic in front of them
         with m.If(self.frame.valid & self.frame.ready):
             m.d.sync += [pending.eq(0), started.eq(0), remaining.eq(0), zero_follows.eq(0),
-                         length.eq(0), lost.eq(0), broken.eq(0), header.as_value().eq(0)]
+                         length.eq(0), lost.eq(0), broken.eq(0)]
             m.d.comb += crc.start.eq(1)
         return m
 

@@ -15,18 +15,18 @@ receiver and the transmitter share one CRC processor the same way.
 
 from amaranth.hdl import Module, Signal, Cat
 from amaranth.lib import wiring, stream
-from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from ..csr.bus import BusSignature
+from ..csr.map import SocMap
 from .decoder import CommandDecoder
 from .framing import FrameReceiver, FrameTransmitter, rx_symbol_layout, new_crc
 from .params import HostParams
 from .uart import UartRx, UartTx, rx_byte_layout
 
 
-__all__ = ["HostCore", "HostLink", "RxFifo"]
+__all__ = ["HostCore", "HostLink", "RxFifo", "from_config"]
 
 
 class HostCore(wiring.Component):
@@ -55,7 +55,9 @@ class HostCore(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         capacity = self.params.frame_bytes
-        m.submodules.buffer = buffer = Memory(shape=8, depth=capacity, init=[])
+        # ``_norw``: a read and a write of one address in one cycle happen only while the
+        # receiver writes and nobody reads (idle users drive address 0), so no collision logic
+        m.submodules.buffer_norw = buffer = Memory(shape=8, depth=capacity, init=[])
         wr = buffer.write_port()
         rd = buffer.read_port()
         m.submodules.receiver = rx = FrameReceiver(capacity)
@@ -87,8 +89,15 @@ class HostCore(wiring.Component):
 
 
 class RxFifo(wiring.Component):
-    """Received bytes wait here while the core is busy. A byte that finds the FIFO full is
-    dropped and the next byte that enters carries ``lost``."""
+    """Received bytes wait here while the core is busy: ``depth`` symbols in block RAM and one
+    in the output register. A byte that finds the FIFO full is dropped and the next byte that
+    enters carries ``lost``.
+
+    Timing: a byte written into an empty FIFO is offered on ``symbol`` two cycles later (the
+    memory's synchronous read, then the output register); ``symbol`` then offers one symbol
+    per cycle while the FIFO holds them. The two pointers carry one bit more than the
+    memory's address, so ``wp == rp`` is empty and ``wp - rp == depth`` is full without a
+    level counter."""
 
     def __init__(self, depth):
         self.depth = depth
@@ -99,14 +108,27 @@ class RxFifo(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.fifo = fifo = SyncFIFOBuffered(width=10, depth=self.depth)
+        bits = (self.depth - 1).bit_length()
+        # ``_norw``: the read address is never the one being written (a read needs
+        # wp != rp, a write needs the FIFO not full)
+        m.submodules.symbols_norw = mem = Memory(shape=rx_symbol_layout(), depth=self.depth,
+                                                 init=[])
+        wr, rd = mem.write_port(), mem.read_port()
+        wp, rp = Signal(bits + 1), Signal(bits + 1)
         lost = Signal()
-        m.d.comb += [fifo.w_data.eq(Cat(self.byte.payload.data, self.byte.payload.ferr, lost)),
-                     fifo.w_en.eq(self.byte.valid), self.byte.ready.eq(1),
-                     self.symbol.valid.eq(fifo.r_rdy), self.symbol.payload.eq(fifo.r_data),
-                     fifo.r_en.eq(self.symbol.ready)]
+        full = (wp[:bits] == rp[:bits]) & (wp[bits] != rp[bits])
+        load = (wp != rp) & (~self.symbol.valid | self.symbol.ready)
+        m.d.comb += [wr.addr.eq(wp[:bits]), wr.data.eq(Cat(self.byte.payload, lost)),
+                     wr.en.eq(self.byte.valid & ~full), self.byte.ready.eq(1),
+                     rd.addr.eq(rp[:bits]), rd.en.eq(load), self.symbol.payload.eq(rd.data)]
         with m.If(self.byte.valid):
-            m.d.sync += lost.eq(~fifo.w_rdy)
+            m.d.sync += lost.eq(full)
+            with m.If(~full):
+                m.d.sync += wp.eq(wp + 1)
+        with m.If(load):
+            m.d.sync += [rp.eq(rp + 1), self.symbol.valid.eq(1)]
+        with m.Elif(self.symbol.ready):
+            m.d.sync += self.symbol.valid.eq(0)
         return m
 
 
@@ -142,3 +164,9 @@ class HostLink(wiring.Component):
         wiring.connect(m, core.byte, uart_tx.byte)
         wiring.connect(m, core.bus, wiring.flipped(self.bus))
         return m
+
+
+def from_config(config):
+    """The host link of a :class:`~fieldtune.config.DesignConfig` onto its SoC's map
+    (``fieldtune generate host-link``, ``fieldtune bench hierarchy --block host-link``)."""
+    return HostLink(config.host, SocMap(config))

@@ -32,7 +32,8 @@ class HostParams(Params):
         Largest payload of a frame in bytes, a power of two from 16 to 4096 (the frame buffer
         holds ``max_payload + 9`` bytes).
     rx_fifo : int
-        Received bytes held while the link executes a frame, a power of two from 16 to 4096.
+        Received bytes held in block RAM while the link executes a frame (one more waits in
+        the FIFO's output register), a power of two from 16 to 4096.
     bus_timeout : int
         Cycles a bus access may take before the link gives up (BUS_TIMEOUT), 16 to 2**24.
     """

@@ -57,6 +57,9 @@ class UartRx(wiring.Component):
         with m.If(tick):
             m.d.sync += timer.eq(self.bit_cycles - 1)
         m.d.sync += self.byte.valid.eq(0)
+        # the shift register is the byte: it holds still from the stop bit's middle until
+        # the next byte's first data bit, long after ``valid``'s one cycle
+        m.d.comb += self.byte.payload.data.eq(shift)
 
         with m.FSM(init="IDLE"):
             with m.State("IDLE"):        # wait for the line to be high
@@ -81,8 +84,7 @@ class UartRx(wiring.Component):
                         m.next = "STOP"
             with m.State("STOP"):
                 with m.If(tick):
-                    m.d.sync += [self.byte.valid.eq(1), self.byte.payload.data.eq(shift),
-                                 self.byte.payload.ferr.eq(~line)]
+                    m.d.sync += [self.byte.valid.eq(1), self.byte.payload.ferr.eq(~line)]
                     with m.If(line):
                         m.next = "HUNT"
                     with m.Else():

@@ -374,7 +374,9 @@ class SoftmaxCrossEntropy(wiring.Component):
         half up. Every register moves on ``advance``."""
         p = self.params
         tw, eb = exponent_width(p), p.exp_bits
-        n = Signal(unsigned(tw - eb))
+        # the shift saturates at 2**nw - 1 >= prob_frac + 2, where every value is 0 anyway
+        nw = (p.prob_frac + 2).bit_length()
+        n = Signal(unsigned(nw))
         texp = pipe.texp
         m.d.comb += texp.eq(pipe.t + log2s)
         tr = Signal(unsigned(tw + 1 - (p.loss_frac - eb)))     # texp in Q.exp_bits
@@ -382,7 +384,7 @@ class SoftmaxCrossEntropy(wiring.Component):
                      exp_rd.addr.eq(tr[:eb]), exp_rd.en.eq(pipe.advance)]
         with m.If(pipe.advance):
             m.d.sync += [pipe.valid[2].eq(pipe.valid[1]), pipe.cls[2].eq(pipe.cls[1]),
-                         n.eq(tr[eb:])]
+                         n.eq(tr[eb:eb + nw] | tr[eb + nw:].any().replicate(nw))]
         # round_half_up(T >> n) == ((2T >> n) + 1) >> 1, and 0 once n >= prob_frac + 2
         # (T <= 2**prob_frac), as the golden model's min(n, prob_frac + 2) gives.
         twice = Cat(0, exp_rd.data)

@@ -29,9 +29,8 @@ from .adaptive import ScaleSolver, Corrector
 from .arith import square, const_mul, round_half_away
 from .clt import CltShaper
 from .icdf import IcdfShaper
-from .numerics import (WORD, EXPANDER_KEY, EXPANDER_WARMUP, DOMAIN_STEP, DOMAIN_POOL,
-                       ADAPT_GUARD_BITS, draw_bits, source_layout, signs_from_expander,
-                       fill_from_expander, draws_from_expander, draw_field)
+from .numerics import (WORD, EXPANDER_WARMUP, ADAPT_GUARD_BITS, draw_bits, source_layout,
+                       signs_from_expander, fill_from_expander, draws_from_expander, draw_field)
 from .params import PerturbParams
 from .pool import ReusePool
 from .source import UniformSource
@@ -216,9 +215,7 @@ class PerturbationEngine(wiring.Component):
         self._lanes(m, lane_values, signs, negate, pipe, expander)
 
         # -- control ----------------------------------------------------------------------
-        def key(domain, key_word):
-            return Cat(seed ^ (EXPANDER_KEY[0] ^ domain), key_word ^ EXPANDER_KEY[1])
-
+        m.d.comb += [expander.seed.eq(seed), expander.key.eq(step)]
         scale_valid = Signal()
         scale_seed, scale_step = Signal(32), Signal(32)
         cached = scale_valid & (scale_seed == seed) & (scale_step == step)
@@ -241,13 +238,12 @@ class PerturbationEngine(wiring.Component):
                         with m.If(~pool.filled | (seed != self.request.payload.seed)):
                             m.next = "FILL_KEY"
             @contextmanager
-            def keyed(prefix, key_value, chain_load, chain_seal, words, actions):
-                """KEY (expander takes the key), WARM, LOAD (shift `words` words into a
-                chain); `actions` are comb statements of the KEY cycle. The body runs in
+            def keyed(prefix, keying, chain_load, chain_seal, words, actions):
+                """KEY (the expander keys on `keying`), WARM, LOAD (shift `words` words into
+                a chain); `actions` are comb statements of the KEY cycle. The body runs in
                 LOAD's last cycle (WARM's without words; the caller's transition)."""
                 with m.State(f"{prefix}KEY"):
-                    m.d.comb += [expander.load.eq(1), expander.key.eq(key_value),
-                                 *actions]
+                    m.d.comb += [keying.eq(1), *actions]
                     m.d.sync += count.eq(0)
                     m.next = f"{prefix}WARM"
                 with m.State(f"{prefix}WARM"):
@@ -268,7 +264,7 @@ class PerturbationEngine(wiring.Component):
                             yield
 
             if p.reuse == "pool":
-                with keyed("FILL_", key(DOMAIN_POOL, Const(0, 32)), fill["load"], fill["seal"],
+                with keyed("FILL_", expander.load_pool, fill["load"], fill["seal"],
                            self.fill_words, [pool.fill_start.eq(1)]):
                     m.d.sync += count.eq(0)
                     m.next = "FILL_RUN"
@@ -277,7 +273,7 @@ class PerturbationEngine(wiring.Component):
                     m.d.comb += fill["issue"].eq(1)
                     with m.If(pool.filled):
                         m.next = "KEY"
-            with keyed("", key(DOMAIN_STEP, step), load, seal, self.chain_words, [flush.eq(1)]):
+            with keyed("", expander.load, load, seal, self.chain_words, [flush.eq(1)]):
                 m.next = "EMIT"
                 if p.adaptive:
                     with m.If(~cached):
@@ -358,7 +354,7 @@ class PerturbationEngine(wiring.Component):
     # -- value paths ------------------------------------------------------------------------
 
     def _pool_values(self, m, pool, pipe, solver):
-        """Lane values (complemented codes, see :meth:`_lanes`) from the pool, and the
+        """Lane values (complemented magnitudes, see :meth:`_lanes`) from the pool, and the
         measuring pass: the energy of each beat's row, read from the pool's row energies."""
         p = self.params
         m.d.comb += [pool.en.eq(pipe.en), pool.advance.eq(pipe.issue)]
@@ -487,7 +483,9 @@ class PerturbationEngine(wiring.Component):
 
         Values arrive complemented, ``w = ~v``, so flipping the sign costs one LUT per bit on
         a carry chain: ``z = (w + n) ^ ~n`` is ``w + 1 = -v`` for ``n = 1`` and ``~w = v`` for
-        ``n = 0``.
+        ``n = 0``. The pool's values are magnitudes narrower than a code
+        (:func:`~.numerics.magnitude_width` bits ``k``): ``(Cat(w, 1) + n) ^ ~n`` is then
+        ``k + 1`` bits, sign-extended.
         """
         p = self.params
         vd = self.value_depth
@@ -509,8 +507,7 @@ class PerturbationEngine(wiring.Component):
             else:
                 negate = signs.bits
                 m.d.comb += signs.advance.eq(pipe.emitting & pipe.en & pipe.valid[vd])
-            lane_codes = [((w + negate[l])[:p.width] ^ (~negate[l]).replicate(p.width))
-                          .as_signed() for l, w in enumerate(values)]
+            lane_codes = [_flip(w, negate[l], p.width) for l, w in enumerate(values)]
         out = Signal(data.ArrayLayout(signed(p.width), p.lanes))
         with m.If(pipe.en):
             for l, code in enumerate(lane_codes):
@@ -553,6 +550,15 @@ class PerturbationEngine(wiring.Component):
         m.d.comb += [shaper.bits.eq(raw), pool.fill_valid.eq(valid[-1]),
                      pool.fill_value.eq(shaper.value)]
         return controls
+
+
+def _flip(w, n, width):
+    """``-v`` for ``n`` else ``v``, signed ``width`` bits, of a complemented value ``w = ~v``
+    (a ``width``-bit code, or a narrower magnitude)."""
+    k = min(len(w) + 1, width)
+    wide = w if k == len(w) else Cat(w, Const(1, 1))
+    code = ((wide + n)[:k] ^ (~n).replicate(k)).as_signed()
+    return code if k == width else Cat(code, code[-1].replicate(width - k)).as_signed()
 
 
 class _Pipeline:

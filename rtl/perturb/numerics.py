@@ -23,7 +23,8 @@ __all__ = [
     "ADAPT_GUARD_BITS", "signs_from_expander", "fill_from_expander", "draws_from_expander",
     "draw_field",
     "round_half_away", "saturation_limit", "value_width", "summand_bits",
-    "summands", "draw_bits", "SourceLayout", "source_layout", "icdf_table", "AdaptiveConstants",
+    "summands", "draw_bits", "magnitude_width", "SourceLayout", "source_layout", "icdf_table",
+    "AdaptiveConstants",
 ]
 
 
@@ -293,3 +294,18 @@ def value_width(params):
     """Width of a shaped value: the output width, plus the guard bits adaptive scaling keeps
     until its correction is applied."""
     return params.width + (ADAPT_GUARD_BITS if params.scaling == "adaptive" else 0)
+
+
+def magnitude_width(params):
+    """Bits of the magnitudes the reuse pool stores (it keeps ``|z|``: every weight gets a
+    fresh random sign, and ``s * |v|`` has the distribution of ``s * v`` for a symmetric
+    ``v``): the largest ``|z|`` of a static or unscaled uniform draw (``round(111 *
+    (2**u - 1), u + 6 - f)``, 55 and 6 bits at the default Q3.5), else the saturation
+    limit (Gaussian shapes saturate; adaptive scaling can enlarge any value up to it)."""
+    if params.shape == "uniform" and not params.adaptive:
+        u, f = summand_bits(params), params.frac_bits
+        top = (1 << u) - 1
+        largest = round_half_away(top, u - f) if params.scaling == "none" else \
+            round_half_away(top * SQRT3_MUL, u + SQRT3_SHIFT - f)
+        return max(largest.bit_length(), 1)
+    return params.width - 1

@@ -27,7 +27,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from .adaptive import Corrector
-from .numerics import value_width, ADAPT_GUARD_BITS
+from .numerics import value_width, magnitude_width, ADAPT_GUARD_BITS
 from .arith import round_half_away, square as squared
 
 
@@ -58,10 +58,13 @@ class ReusePool(wiring.Component):
         Read enable: on an enabled edge, ``values`` (and the energies) take row ``row``.
     advance : In(1)
         Move the read row by the stride (``row <= row + s``) at the next edge.
-    values : Out(ArrayLayout(unsigned(width), lanes))
+    values : Out(ArrayLayout(unsigned(magnitude_width), lanes))
         The row read at the last enabled edge (one cycle of latency; held while ``en`` is
-        low), each code stored complemented (``~z``: the lane stage's sign flip then costs one
-        LUT per bit, see :class:`~.engine.PerturbationEngine`).
+        low): magnitudes ``|z|`` (:func:`~.numerics.magnitude_width` bits: 6 at the default
+        Q3.5, so a row of 8 lanes is 48 bits, three 16-bit block RAMs instead of four),
+        stored complemented (``~|z|``: the lane stage's sign flip then costs one LUT per bit,
+        see :class:`~.engine.PerturbationEngine`). The lane stage gives each weight a fresh
+        random sign, so storing ``|z|`` instead of ``z`` changes no distribution.
     energy, energy_partial : Out(unsigned(energy_width))
         Adaptive only: that row's sum of squared output codes (the guarded values rounded to
         the output format) over all lanes and over the lanes below ``last_lanes``.
@@ -81,13 +84,14 @@ class ReusePool(wiring.Component):
         self.row_bits = params.pool_rows.bit_length() - 1
         w, lanes = params.width, params.lanes
         self.value_width = value_width(params)
+        self.magnitude_width = magnitude_width(params)
         self.energy_width = 2 * (w - 1) + lanes.bit_length()
         super().__init__({
             "fill_start": In(1), "fill_valid": In(1), "fill_value": In(signed(self.value_width)),
             "filled": Out(1),
             "load": In(1), "load_state": In(2 * self.row_bits), "state": Out(2 * self.row_bits),
             "en": In(1), "advance": In(1),
-            "values": Out(data.ArrayLayout(unsigned(w), lanes)),
+            "values": Out(data.ArrayLayout(unsigned(self.magnitude_width), lanes)),
             "energy": Out(unsigned(self.energy_width)),
             "energy_partial": Out(unsigned(self.energy_width)),
             "rescale": In(1), "magnitude": In(params.adapt_bits), "negative": In(1),
@@ -102,7 +106,7 @@ class ReusePool(wiring.Component):
         # "_norw": reads (emitting) and writes (filling, rescaling) never share a cycle, so the
         # synthesis flow leaves collisions undefined (boards/implement.py, read_fixups).
         m.submodules.values_norw = memory = Memory(
-            shape=data.ArrayLayout(unsigned(p.width), lanes), depth=rows, init=[],
+            shape=data.ArrayLayout(unsigned(self.magnitude_width), lanes), depth=rows, init=[],
             attrs={"ram_style": "block"})
         write = memory.write_port(granularity=1)
         read = memory.read_port(domain="sync")
@@ -131,13 +135,15 @@ class ReusePool(wiring.Component):
             target, value, strobe = self._adaptive(m, index, filling, current)
         else:
             target, value, strobe = index, self.fill_value, filling
-        # Codes are stored complemented (see `values`).
+        # Magnitudes are stored complemented (see `values`): ~|v| is v - 1 for v < 0.
         lane_bits = lanes.bit_length() - 1
         lane = target[:lane_bits] if lane_bits else Const(0, 1)
+        stored = Signal(self.magnitude_width)
         m.d.comb += [write.addr.eq(target[lane_bits:lane_bits + rb]),
-                     write.en.eq(Mux(strobe, 1 << lane, 0))]
+                     write.en.eq(Mux(strobe, 1 << lane, 0)),
+                     stored.eq(Mux(value[-1], value - 1, ~value))]
         for i in range(lanes):
-            m.d.comb += write.data[i].eq(~value[:p.width])
+            m.d.comb += write.data[i].eq(stored)
         return m
 
     def _adaptive(self, m, index, filling, current):

@@ -281,9 +281,11 @@ def _load(params, seeds, keys, domain, members):
 def pool(params, seed):
     """The pool seed ``seed`` fills: ``(values, energy, partial)``.
 
-    ``values`` is ``(pool_rows, lanes)``: value ``j`` of the fill source (the seed expander
-    itself when :func:`~fieldtune.rtl.perturb.numerics.fill_from_expander`) goes to row
-    ``j // lanes``, lane ``j % lanes`` (the gateware stores each code complemented). With
+    ``values`` is ``(pool_rows, lanes)``: the magnitude of value ``j`` of the fill source (the
+    seed expander itself when :func:`~fieldtune.rtl.perturb.numerics.fill_from_expander`)
+    goes to row ``j // lanes``, lane ``j % lanes`` (the gateware stores each magnitude
+    complemented, :func:`~fieldtune.rtl.perturb.numerics.magnitude_width` bits; the lanes'
+    fresh signs make ``s * |v|`` distributed as ``s * v``). With
     adaptive scaling the values are guarded (see :func:`shape`) and ``energy[row]`` is the
     sum of squares of the row's values rounded to output codes, ``partial[row]`` the sum over
     the lanes below :attr:`~PerturbParams.last_lanes`.
@@ -297,7 +299,7 @@ def pool(params, seed):
         chain = _load(params, [seed], [0], nx.DOMAIN_POOL, [("fill", lay.state_bits)])
         source = Source(lay, 1, chain["fill"])
         bits = np.stack([source.step()[0, 0] for _ in range(params.pool_size)])
-    values = shape(params, bits).reshape(params.pool_rows, params.lanes)
+    values = np.abs(shape(params, bits)).reshape(params.pool_rows, params.lanes)
     squares = _energy_codes(params, values) ** 2
     return values, squares.sum(axis=1), squares[:, :params.last_lanes].sum(axis=1)
 

@@ -61,7 +61,8 @@ def test_perturb_variants_by_pattern():
     ({"base": "huge"}, "base: preset must be one of 'up5k', 'ecp5-85f', 'orangecrab', "
                        "'ecp5-12f', 'ecp5-25f', 'ecp5-45f', 'orangecrab-25f', 'tiny', not 'huge'"),
     ({"block": "cpu"}, "block must be one of 'perturb', 'mac', 'loss', 'quantizer', "
-                       "'dequantizer', 'forward-cache', 'soc', not 'cpu'"),
+                       "'dequantizer', 'forward-cache', 'soc', 'host-link', "
+                       "not 'cpu'"),
     ({"objectives": {"area": "min"}}, "objectives.area is not a point figure; figures are "
      "luts, ffs, dsps, brams, fmax_mhz, cycles, projected_time_s, accuracy"),
     ({"objectives": {"luts": "less"}}, "objectives.luts must be 'min' or 'max', not 'less'"),

@@ -11,7 +11,7 @@ from fieldtune.rtl.csr.map import SocMap
 from fieldtune.rtl.host.params import HostParams
 from fieldtune.rtl.host.protocol import Command, Status, Flags
 from fieldtune.rtl.host.uart import UartRx, UartTx
-from fieldtune.rtl.host.link import HostCore, HostLink
+from fieldtune.rtl.host.link import HostCore, HostLink, RxFifo
 from fieldtune.sim.golden.host import (HostLinkModel, MemoryBus, encode_request,
                                        decode_response, split_frames, pack_elements)
 
@@ -251,6 +251,45 @@ def test_start_while_busy_and_bus_errors():
         (Status.BUSY, 0), (Status.BUS_ERROR, 2), (Status.BUS_TIMEOUT, 0)]
     assert responses[1].payload == bytes(8)
     assert not any(op == "write" for op, *_ in bus.log)
+
+
+# -- the receive FIFO ---------------------------------------------------------------------------
+
+def test_receive_fifo_keeps_order_drops_when_full_and_flags_the_next_byte():
+    """16 bytes in block RAM and one in the output register: with the reader stalled, 17 of
+    25 bytes stay, the rest are dropped, and the first byte after them carries ``lost``;
+    then a reader that takes a symbol every other cycle gets them in order."""
+    fifo = RxFifo(16)
+    got = []
+
+    async def writer(ctx):
+        for b in list(range(1, 26)) + [0x80, 0x81]:
+            if b == 0x80:
+                ctx.set(fifo.byte.valid, 0)
+                await ctx.tick().repeat(12)          # the reader makes room meanwhile
+            ctx.set(fifo.byte.valid, 1)
+            ctx.set(fifo.byte.payload.data, b)
+            ctx.set(fifo.byte.payload.ferr, b == 3)
+            await ctx.tick()
+        ctx.set(fifo.byte.valid, 0)
+
+    async def reader(ctx):
+        await ctx.tick().repeat(30)
+        for cycle in range(120):
+            ctx.set(fifo.symbol.ready, cycle % 2)
+            if cycle % 2 and ctx.get(fifo.symbol.valid):        # taken at this edge
+                p = ctx.get(fifo.symbol.payload)
+                got.append((p.data, p.ferr, p.lost))
+            await ctx.tick()
+
+    sim = Simulator(fifo)
+    sim.add_clock(1e-6)
+    sim.add_testbench(writer)
+    sim.add_testbench(reader)
+    sim.run()
+    held = [(b, int(b == 3), 0) for b in range(1, 18)]
+    assert got[:17] == held
+    assert got[17:] == [(0x80, 0, 1), (0x81, 0, 0)]
 
 
 # -- the whole link at UART level ------------------------------------------------------------
