@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """The training SoC in Amaranth's simulator, driven over its bus exactly as a host would:
 first- and zeroth-order steps and evaluations bit-exact against the golden model (weights,
 counters, flags), illegal register values flagged without effect, the watchdog and the host's
