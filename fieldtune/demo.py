@@ -36,6 +36,7 @@ from .sim.backbone import SHIPPED_PATH
 from .sim.data import R1_DRIFT_DEG
 from .sim.engines import registry
 from .sim.scenario import r1_features
+from .sim.golden.schedule import RUNS, DEFAULT_RUN, run_epochs, describe_run
 
 
 __all__ = ["add_arguments", "run", "ENGINE_CHOICES", "MODES", "FLOAT_METHODS",
@@ -68,7 +69,14 @@ def add_arguments(parser):
                         help="SoC simulation engine (default: the fastest one that runs here, "
                              "by measurement: docs/benchmarks.md; 'golden' runs the numpy "
                              "golden model instead of simulating the SoC)")
-    parser.add_argument("--epochs", type=int, help="first-order epochs (default: [train])")
+    parser.add_argument("--schedule", choices=tuple(RUNS), default=DEFAULT_RUN,
+                        help="the device's first-order run: " + "; ".join(
+                            f"{name}: {run.description}" for name, run in RUNS.items())
+                        + " (default: %(default)s, chosen by measurement: docs/benchmarks.md)")
+    parser.add_argument("--epochs", type=int,
+                        help="first-order epochs of the device and the float references "
+                             "(default: the --schedule run's on the device, [train] for the "
+                             "float references)")
     parser.add_argument("--steps", type=int, help="zeroth-order steps (default: [train])")
     parser.add_argument("--codebook", choices=CODEBOOKS,
                         help="forward-cache code book (default: [cache]); pass16 keeps the "
@@ -206,15 +214,22 @@ def projections(config, data, cycles, sources, fmaxes):
     return out
 
 
-def report(config, data, runs, floats, fmaxes, *, engine, drift, wall_seconds=None):
+def device_config(config, fo_run):
+    """``config`` with the first-order run's epochs (``fo_run``: :func:`describe_run`'s
+    dict), the configuration the device trains under; the float references keep
+    ``config``."""
+    return config.replace(train={"epochs": fo_run["epochs"]})
+
+
+def report(config, data, runs, floats, fmaxes, *, engine, drift, fo_run, wall_seconds=None):
     """The demo's figures as the JSON document (see ``fieldtune demo --help``). ``fmaxes``:
     board -> :class:`~fieldtune.fmax.Fmax`, the design's own board first, then the boards of
-    :func:`other_designs`."""
+    :func:`other_designs`; ``fo_run``: the device's first-order run (:func:`describe_run`)."""
     hp = hyperparameters(config.train)
     cycles = {m: (runs[m].cycles if m in runs else None) for m in ("fo", "zo")}
     sources = {m: (runs[m].counters.get("cycles_source", engine) if m in runs else None)
                for m in ("fo", "zo")}
-    boards = projections(config, data, cycles, sources, fmaxes)
+    boards = projections(device_config(config, fo_run), data, cycles, sources, fmaxes)
     fmax = fmaxes[config.board]
     return {
         "command": "fieldtune demo",
@@ -230,6 +245,7 @@ def report(config, data, runs, floats, fmaxes, *, engine, drift, wall_seconds=No
             "block_size": config.cache.block_size, "lanes": config.mac.lanes,
             "adapter": config.mac.adapter, "perturb": {k: getattr(config.perturb, k) for k in
                                                        ("source", "shape", "scaling", "reuse")},
+            "fo_run": fo_run,
             "engine": engine, "board": config.board, "device": fmax.device,
             "n_finetune": data["n_finetune"], "n_test": data["n_test"]},
         "accuracy": {
@@ -264,8 +280,10 @@ def tables(doc):
     board = doc["projected_time_s"][sc["board"]]
     t = Table(title=f"R1: {sc['drift_deg']:g}° rotation, {sc['n_finetune']} fine-tuning / "
                     f"{sc['n_test']} test samples, seed {sc['seed']}",
-              caption=f"first order: {sc['epochs']} epochs, batch {sc['batch']}, "
-                      f"η 2^-{sc['lr_shift']}, {sc['codebook']} cache; zeroth order: "
+              caption=f"device first order: {sc['fo_run']['name']} "
+                      f"({sc['fo_run']['description']}; {sc['fo_run']['epochs']} epochs), "
+                      f"batch {sc['batch']}, η 2^-{sc['lr_shift']}, {sc['codebook']} cache; "
+                      f"float first order: {sc['epochs']} epochs; zeroth order: "
                       f"{sc['steps']} steps, batch {sc['batch']}, ε 2^-{sc['eps_shift']}, "
                       f"η 2^-{sc['zo_lr_shift']}/ln 2 (device: {sc['perturb']['shape']} "
                       f"{sc['perturb']['reuse']}); float MeZO: mean of 3 seeds; PyTorch: "
@@ -278,7 +296,8 @@ def tables(doc):
     t.add_row("after drift (frozen backbone)", _pct(acc["after_drift"]), "", "",
               end_section=True)
     if acc["device_fo"] is not None:
-        t.add_row(f"device first order ({where})", _pct(acc["device_fo"]),
+        t.add_row(f"device first order, {sc['fo_run']['name']} ({where})",
+                  _pct(acc["device_fo"]),
                   _cycles(doc["cycles"]["fo"], doc["cycles_source"]["fo"]),
                   _seconds(board["fo"]))
     if acc["float"]["skip_adapters"] is not None:
@@ -355,6 +374,9 @@ def run(args, console):
     check_engine(engine)
     console.print(_engine_line(engine, chosen=args.engine is not None))
     modes = MODES[args.mode]
+    fo_run = describe_run(args.schedule, run_epochs(RUNS[args.schedule], config.train.epochs,
+                                                    args.epochs))
+    device = device_config(config, fo_run)
     policy = "cached" if args.no_build else "always" if args.rebuild else "auto"
     # The design's own board is built now when no build of it exists; the other devices'
     # presets only from a cached or shipped build (an ECP5 place and route takes many
@@ -370,8 +392,9 @@ def run(args, console):
                             + f", rotating the drift pool by {args.drift:g}°"):
             data = r1_features(args.drift)
         env = yosys_env(console) if engine != "golden" else None
-        _warn_if_slow(config, data, modes, engine, console)
-        runs = simulate_modes(config, data, modes, engine, console, env=env)
+        _warn_if_slow(device, data, modes, engine, console)
+        runs = simulate_modes(device, data, modes, engine, console, env=env,
+                              schedule=RUNS[args.schedule].schedule)
         floats = _float_references(config, args.drift, modes, console, torch=not args.no_torch)
         fmaxes = {}
         for b, job in fmax_jobs.items():
@@ -383,7 +406,7 @@ def run(args, console):
         fmaxes = {b: Fmax(None, "not measured (--no-build)", f.device, f.design_hash)
                   if f.source == NO_BUILD else f for b, f in fmaxes.items()}
     doc = report(config, data, runs, floats, fmaxes, engine=engine, drift=args.drift,
-                 wall_seconds=round(time.perf_counter() - start, 2))
+                 fo_run=fo_run, wall_seconds=round(time.perf_counter() - start, 2))
     for t in tables(doc):
         console.print(t)
     if engine == "golden":

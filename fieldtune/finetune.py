@@ -73,8 +73,11 @@ def yosys_env(console):
 NATIVE_ENGINES = registry.names(native=True)
 
 
-def simulate_modes(config, data, modes, engine, console, *, env=None, vcd=None):
-    """Run ``modes`` on the SoC runner with a progress bar; returns ``{mode: RunResult}``.
+def simulate_modes(config, data, modes, engine, console, *, env=None, vcd=None,
+                   schedule=None):
+    """Run ``modes`` on the SoC runner with a progress bar; returns ``{mode: RunResult}``
+    (first order under ``schedule``, a :class:`~fieldtune.sim.golden.schedule.FoSchedule`;
+    None: the plain run).
 
     On a native engine the modes run at the same time, one thread each (their compiled model
     is built once: the build cache serializes builders of one design)."""
@@ -92,7 +95,7 @@ def simulate_modes(config, data, modes, engine, console, *, env=None, vcd=None):
                 progress.update(task, completed=done, total=total)
 
             result = run_finetune(config, data, mode=mode, engine=engine, progress=advance,
-                                  env=env, vcd=vcd)
+                                  env=env, vcd=vcd, schedule=schedule)
             progress.update(task, completed=progress.tasks[task].total)
             return result
 

@@ -14,8 +14,8 @@ from dataclasses import dataclass, fields, asdict
 
 
 __all__ = ["Params", "check_int", "check_choice", "check_pow2", "check_bool", "check_seed",
-           "check_taps", "R1_TAPS", "R1_CLASSES", "MODES", "RunField", "RUN_FIELDS",
-           "TrainParams", "SocParams", "built_modes"]
+           "check_taps", "R1_TAPS", "R1_CLASSES", "MODES", "RunField", "RUN_FIELDS", "LR_STEPS_MAX",
+           "TrainParams", "SocParams", "built_modes", "built_schedule"]
 
 
 def _name(section, field):
@@ -139,6 +139,10 @@ class RunField:
         return self.hi.bit_length()
 
 
+#: Learning-rate step points of a first-order run (run registers ``lr_step0`` ...): epoch ``e``
+#: (0-based) trains at ``lr_shift + #{i : 1 <= lr_step_i <= e}``; 0 leaves a slot unused.
+LR_STEPS_MAX = 4
+
 #: The run configuration, in register order (several fields may share a register): the one
 #: declaration of its widths and ranges (``mode``: :class:`~fieldtune.rtl.sequencer.Mode`;
 #: record indices: the cache's 16-bit read index).
@@ -157,6 +161,13 @@ RUN_FIELDS = {f.name: f for f in (
     RunField("eval_first", "eval_range", "first", 0, 2**16 - 1, doc="first record"),
     RunField("eval_count", "eval_range", "count", 1, 2**16 - 1, doc="records"),
     RunField("watchdog", "watchdog", "budget", 1, 2**32 - 1),
+    RunField("order", "order", "shuffle", 0, 1,
+             doc="FO: 0 records in cache order, 1 reshuffled every epoch"),
+    RunField("order_seed", "order", "seed", 0, 2**16 - 1,
+             doc="FO: key of epoch 0's order (epoch e: + e * 0x9E37)"),
+    *(RunField(f"lr_step{i}", f"lr_steps_{'lo' if i < 2 else 'hi'}", f"step{i}", 0, 999,
+               doc="FO: eta halves from this epoch on (0: unused)")
+      for i in range(LR_STEPS_MAX)),
 )}
 
 
@@ -227,11 +238,18 @@ class SocParams(Params):
         leaving ``"fo"`` out drops the first-order loops (docs/benchmarks.md, "UP5K fit
         (issue 9)", has what each costs). A start of a mode not built is rejected
         (``errors.bad_mode``).
+    schedule : bool
+        Build the first-order run schedule (issue 16): the per-epoch record order and the
+        learning-rate steps (run registers ``order``, ``lr_steps_lo``/``hi``; about 225 LUT4
+        on the UP5K, docs/benchmarks.md). Without it a first-order start that sets any of them
+        is rejected (``errors.bad_schedule``). Default true: the default first-order run of
+        ``fieldtune demo`` (``shuffle20``) needs it.
     """
 
     section = "soc"
 
     modes: tuple = MODES
+    schedule: bool = True
 
     def _validate(self):
         value = self.modes
@@ -243,6 +261,7 @@ class SocParams(Params):
             raise ValueError(f"soc.modes must be a non-empty list of distinct modes from "
                              f"{allowed}, not {self.modes!r}")
         object.__setattr__(self, "modes", tuple(v for v in MODES if v in value))
+        check_bool(self.section, "schedule", self.schedule)
 
 
 def built_modes(config):
@@ -250,3 +269,10 @@ def built_modes(config):
     without a ``soc`` section builds both)."""
     soc = getattr(config, "soc", None)
     return soc.modes if soc is not None else MODES
+
+
+def built_schedule(config):
+    """Whether the SoC of ``config`` has the first-order run schedule (``[soc] schedule``;
+    a configuration without a ``soc`` section has it)."""
+    soc = getattr(config, "soc", None)
+    return soc.schedule if soc is not None else True

@@ -32,7 +32,7 @@ from amaranth.lib import wiring, stream, data
 from amaranth.lib.wiring import In, Out
 from amaranth.lib.fifo import SyncFIFO
 
-from .params import built_modes, RUN_FIELDS
+from .params import built_modes, built_schedule, RUN_FIELDS
 from .csr.bus import BusSignature, BusDecoder
 from .csr.registers import RegisterBank
 from .csr.map import (SocMap, soc_registers, ERRORS, BLOCK_ERRORS, COUNTER_REGISTERS, WINDOWS,
@@ -297,7 +297,8 @@ class SoC(wiring.Component):
         m = Module()
         mac_p, cache_p, loss_p = self.mac, self.cache, self.loss
         b = _Blocks(
-            seq=Sequencer(mac_p, loss_p, cache_p, self.perturb, self.modes),
+            seq=Sequencer(mac_p, loss_p, cache_p, self.perturb, self.modes,
+                          built_schedule(self.config)),
             engine=PerturbationEngine(self.perturb) if "zo" in self.modes else None,
             cache=ForwardCache(cache_p), mac=AdapterMACArray(mac_p),
             loss=SoftmaxCrossEntropy(loss_p), router=SampleRouter(cache_p, mac_p, loss_p),

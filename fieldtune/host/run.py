@@ -25,6 +25,7 @@ from ..cli_common import UserError, add_config_arguments, load_config, output_fi
 from ..finetune import yosys_env
 from ..sim.data import R1_DRIFT_DEG
 from ..sim.scenario import r1_features
+from ..sim.golden.schedule import RUNS, DEFAULT_RUN, run_epochs, describe_run
 from ..simulate import slice_r1
 from .driver import HostDriver
 from .session import Session, finetune, run_limit, DeviceError
@@ -68,7 +69,11 @@ def add_arguments(parser):
                         help="rotation of the drift pool in degrees (default: %(default)s)")
     parser.add_argument("--seed", type=int, metavar="N",
                         help="perturbation seed (default: the configuration's [train] seed)")
-    parser.add_argument("--epochs", type=int, help="first-order epochs (default: [train])")
+    parser.add_argument("--schedule", choices=tuple(RUNS), default=DEFAULT_RUN,
+                        help="the first-order run, as in 'fieldtune demo' (default: "
+                             "%(default)s)")
+    parser.add_argument("--epochs", type=int,
+                        help="first-order epochs (default: the --schedule run's)")
     parser.add_argument("--steps", type=int, help="zeroth-order steps (default: [train])")
     parser.add_argument("--samples", type=int, metavar="N",
                         help="train on the first N fine-tuning samples only (default: all 256)")
@@ -132,10 +137,12 @@ def run(args, console):
         driver.close()
         raise
     runs, links = {}, {}
+    fo_run = describe_run(args.schedule, run_epochs(RUNS[args.schedule], config.train.epochs,
+                                                    args.epochs))
     with driver, Progress("[progress.description]{task.description}", BarColumn(),
                           MofNCompleteColumn(), TimeElapsedColumn(), console=console) as bar:
         for mode in MODES[args.mode]:
-            total = config.train.epochs if mode == "fo" else config.train.steps
+            total = fo_run["epochs"] if mode == "fo" else config.train.steps
             task = bar.add_task(f"{mode.upper()} over the host link", total=total)
             every = 1 if mode == "fo" else max(1, total // 10)
             session = Session(driver, config, max_cycles=run_limit(
@@ -143,6 +150,8 @@ def run(args, console):
             before = dict(vars(driver.stats))
             try:
                 runs[mode] = finetune(session, data, mode=mode, eval_every=every,
+                                      epochs=fo_run["epochs"],
+                                      schedule=RUNS[args.schedule].schedule,
                                       progress=lambda d, t, task=task: bar.update(
                                           task, completed=d),
                                       source="host link")
@@ -150,19 +159,21 @@ def run(args, console):
                 raise UserError(f"{mode.upper()} run over {where}: {e}") from None
             links[mode] = {k: (v - before[k] if isinstance(v, int) else v)
                            for k, v in vars(driver.stats).items()}
-    doc = report(config, data, runs, links, where=where, sim=args.sim,
+    doc = report(config, data, runs, links, where=where, sim=args.sim, fo_run=fo_run,
                  wall_seconds=round(time.perf_counter() - start, 2))
     for mode, r in runs.items():
+        run_name = f" ({fo_run['name']}, {fo_run['epochs']} epochs)" if mode == "fo" else ""
         console.print(f"{mode.upper()} over {where}: test accuracy {100 * r.accuracy:.1f} % "
                       f"(after drift {100 * data['after_drift_accuracy']:.1f} %), "
-                      f"{r.cycles:,} training cycles, {links[mode]['resends']} resends")
+                      f"{r.cycles:,} training cycles, {links[mode]['resends']} resends"
+                      f"{run_name}")
     if args.json:
         Path(args.json).write_text(json.dumps(doc, indent=2) + "\n")
         console.print(f"wrote {args.json}")
     return 0
 
 
-def report(config, data, runs, links, *, where, sim, wall_seconds):
+def report(config, data, runs, links, *, where, sim, fo_run, wall_seconds):
     """The JSON document of ``fieldtune run`` (keys as ``fieldtune demo --json`` where they
     mean the same)."""
     def per_mode(fn):
@@ -174,7 +185,8 @@ def report(config, data, runs, links, *, where, sim, wall_seconds):
         "baud": config.host.baud,
         "scenario": {"name": "R1", "seed": config.train.seed, "epochs": config.train.epochs,
                      "steps": config.train.steps, "batch": config.train.batch,
-                     "n_finetune": data["n_finetune"], "n_test": data["n_test"]},
+                     "n_finetune": data["n_finetune"], "n_test": data["n_test"],
+                     "fo_run": fo_run},
         "accuracy": {"before_drift": data["before_drift_accuracy"],
                      "after_drift": data["after_drift_accuracy"],
                      "device_fo": runs["fo"].accuracy if "fo" in runs else None,

@@ -27,10 +27,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..rtl.params import LR_STEPS_MAX, built_schedule
 from ..rtl.sequencer import Mode, COUNTERS
 from ..rtl.mac.layout import Layout
 from ..rtl.csr.map import SocMap, ERRORS
 from ..sim.golden.soc import RunConfig
+from ..sim.golden.schedule import run_registers
 from ..sim.golden.train import forward
 from ..sim.golden.loss import softmax_xent
 from ..sim.soc_data import (records_of, record_stream, cached_view, initial_weights,
@@ -66,6 +68,8 @@ class RunResult:
     sim_cycles_per_second: float | None
     #: extra: how many cycles each chunk of training took
     chunk_cycles: list = field(default_factory=list)
+    #: the first-order schedule the run followed (a FoSchedule; None: the plain run)
+    schedule: object = None
 
 
 class Session:
@@ -148,15 +152,21 @@ class Session:
         self.device.wait_done(self.max_cycles, what)
         return self.read_counters().map(_checked)
 
-    def train(self, mode, *, epochs=1, steps=1, step=0, cursor=0):
+    def train(self, mode, *, epochs=1, steps=1, step=0, cursor=0, schedule=None,
+              first_epoch=0):
         """A ``mode`` ("fo" or "zo") run of ``epochs`` or ``steps`` from ZO perturbation step
         ``step`` and cursor ``cursor`` with the ``[train]`` hyperparameters; the counters'
-        reading."""
+        reading. First order follows ``schedule`` (a
+        :class:`~fieldtune.sim.golden.schedule.FoSchedule`; None: the plain run) from its
+        epoch ``first_epoch`` on."""
         t = self.config.train
+        fo = {"lr_shift": t.lr_shift}
+        if mode == "fo" and schedule is not None:
+            fo = run_registers(schedule, t.lr_shift, first_epoch)
         cfg = RunConfig(mode=Mode.FO.value if mode == "fo" else Mode.ZO.value, batch=t.batch,
-                        lr_shift=t.lr_shift, eps_shift=t.eps_shift, zo_lr_shift=t.zo_lr_shift,
+                        eps_shift=t.eps_shift, zo_lr_shift=t.zo_lr_shift,
                         seed=t.seed, queries=t.queries, epochs=epochs, steps=steps, step=step,
-                        cursor=cursor, watchdog=self.watchdog)
+                        cursor=cursor, watchdog=self.watchdog, **fo)
         return self.run(cfg, f"{mode.upper()} run")
 
     def evaluate(self, first, count, what="EVAL run"):
@@ -225,7 +235,7 @@ def run_limit(config, mode, records, longest):
 
 
 def finetune(session, data, *, mode=None, epochs=None, steps=None, eval_every=None,
-             progress=None, source=None):
+             progress=None, source=None, schedule=None):
     """Fine-tune on ``session``'s device (see the module documentation); returns a
     :class:`RunResult`.
 
@@ -233,11 +243,21 @@ def finetune(session, data, *, mode=None, epochs=None, steps=None, eval_every=No
     ``epochs``, ``steps`` default to ``config.train``; ``eval_every``: curve granularity in
     epochs (FO, default 1) or steps (ZO, default a tenth of the steps); ``progress(done,
     total)`` is called after each chunk; ``source`` names the device in the result (its
-    ``engine`` and ``counters["cycles_source"]``).
+    ``engine`` and ``counters["cycles_source"]``); ``schedule``: the first-order run's
+    :class:`~fieldtune.sim.golden.schedule.FoSchedule` (None: the plain run; each chunk
+    continues it, :func:`~fieldtune.sim.golden.schedule.run_registers`).
     """
     config, device = session.config, session.device
     t = config.train
     mode, total, eval_every = _plan(config, mode, epochs, steps, eval_every)
+    if mode == "fo" and schedule is not None:
+        regs = run_registers(schedule, t.lr_shift)      # ValueError: not for the device
+        if not built_schedule(config) and (regs["order"] or regs["lr_shift"] != t.lr_shift
+                                           or any(regs[f"lr_step{i}"]
+                                                  for i in range(LR_STEPS_MAX))):
+            raise ValueError("this design is built without the first-order schedule ([soc] "
+                             "schedule = false): only the plain run (cache order, no "
+                             "learning-rate steps) runs on it")
     train = records_of(data, "train")
     test_raw = records_of(data, "test")
     cap = config.cache.capacity
@@ -270,7 +290,8 @@ def finetune(session, data, *, mode=None, epochs=None, steps=None, eval_every=No
     # training chunks
     step, cursor, point = 0, 0, 0
     for n in chunks:
-        counters = session.train(mode, epochs=n, steps=n, step=step, cursor=cursor)
+        counters = session.train(mode, epochs=n, steps=n, step=step, cursor=cursor,
+                                 schedule=schedule, first_epoch=point)
         weights = session.read_weights()
         point += n
         expect = ((step + n * t.queries) & 0xFFFF_FFFF,
@@ -335,18 +356,20 @@ def finetune(session, data, *, mode=None, epochs=None, steps=None, eval_every=No
                      counters=counters, wall_seconds=time.perf_counter() - t_start,
                      sim_cycles_per_second=(sim_cycles / sim_seconds
                                             if sim_cycles and sim_seconds else None),
-                     chunk_cycles=state["cycles"])
+                     chunk_cycles=state["cycles"],
+                     schedule=schedule if mode == "fo" else None)
 
 
 def run_finetune(config, data, *, mode=None, engine="cxxrtl", epochs=None, steps=None,
-                 eval_every=None, progress=None, vcd=None, env=None, max_cycles=None):
+                 eval_every=None, progress=None, vcd=None, env=None, max_cycles=None,
+                 schedule=None):
     """:func:`finetune` on the simulated SoC of ``config`` on ``engine`` (one of
     :data:`~fieldtune.sim.soc_run.ENGINES`; ``"golden"``: the golden model, cycles estimated).
 
     ``vcd`` writes a waveform (amaranth and cxxrtl); ``env``: the YoWASP tool environment
     (every engine but amaranth and golden needs Yosys); ``max_cycles``: most cycles one run
     may take before the runner gives up (default: 20 times the estimate of the longest chunk
-    plus a margin)."""
+    plus a margin); ``schedule``: the first-order schedule (see :func:`finetune`)."""
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {', '.join(ENGINES)}, not {engine!r}")
     m, total, every = _plan(config, mode, epochs, steps, eval_every)
@@ -356,6 +379,7 @@ def run_finetune(config, data, *, mode=None, engine="cxxrtl", epochs=None, steps
     with open_device(config, engine, env=env, vcd=vcd) as device:
         session = Session(device, config, max_cycles=limit)
         result = finetune(session, data, mode=mode, epochs=epochs, steps=steps,
-                          eval_every=eval_every, progress=progress, source=engine)
+                          eval_every=eval_every, progress=progress, source=engine,
+                          schedule=schedule)
     result.wall_seconds = time.perf_counter() - t0
     return result

@@ -36,7 +36,7 @@ WINDOW_BASE = 0x20
 #: ``id.magic``: what a host reads first to know it talks to a fieldtune SoC.
 MAGIC = 0xF17E
 #: ``id.version``: the register map's version.
-VERSION = 1
+VERSION = 2
 
 #: Sticky flags the SoC raises from its blocks (rising edges of their own flags).
 BLOCK_ERRORS = {
@@ -85,6 +85,9 @@ RUN_REGISTER_DOCS = {
     "zo_cursor": "ZO first sample of the run's first mini-batch",
     "eval_range": "EVAL records first .. first+count-1",
     "watchdog": "cycles without datapath progress before a run is aborted",
+    "order": "FO sample order and its seed",
+    "lr_steps_lo": "FO learning-rate steps 0 and 1 (epochs)",
+    "lr_steps_hi": "FO learning-rate steps 2 and 3 (epochs)",
 }
 
 

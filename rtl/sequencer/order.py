@@ -19,6 +19,12 @@ taken. After one is taken the next is computed at once, so a consumer that spend
 256 or more, some 500 cycles per record). Once the walk has passed ``2^bits`` candidates the
 epoch is over and nothing more is offered. ``count`` and ``shuffle`` must be stable during an
 epoch, ``seed`` when ``first`` is pulsed; ``1 <= count <= 2^bits``.
+
+Replaying a mini-batch (the sequencer reads each sample of a batch once per phase of its
+program): ``mark`` (a pulse, not while an index is being taken) remembers the walk's position,
+the candidate pending now (the next index to be offered); ``rewind`` (a pulse) restarts the walk
+there, so the indices since the mark are offered again, in the same order. ``first`` and
+``next_epoch`` set the mark to the walk's start.
 """
 
 from amaranth.hdl import Module, Signal, Cat, Const, Mux
@@ -26,7 +32,7 @@ from amaranth.lib import enum
 from amaranth.lib import wiring, stream
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["RecordOrder", "SEED_BITS", "ROUNDS", "KEY_STEP", "CANDIDATE_CYCLES"]
+__all__ = ["RecordOrder", "SEED_BITS", "ROUNDS", "KEY_STEP", "CANDIDATE_CYCLES", "index_bits"]
 
 
 #: Width of the order seed and of the key state.
@@ -38,6 +44,14 @@ ROUNDS = 4
 KEY_STEP = 0x9E37
 #: Cycles per candidate in shuffle order: a start, one per round, a range check.
 CANDIDATE_CYCLES = ROUNDS + 2
+
+
+def index_bits(n):
+    """Bits of the walk over ``n`` records: ``ceil(log2 n)``, at least 2, rounded up to even."""
+    if n < 1:
+        raise ValueError(f"record count must be at least 1, not {n}")
+    b = max(2, (n - 1).bit_length())
+    return b + (b & 1)
 
 
 class Phase(enum.Enum, shape=2):
@@ -73,6 +87,8 @@ class RecordOrder(wiring.Component):
             "shuffle": In(1),
             "first": In(1),
             "next_epoch": In(1),
+            "mark": In(1),
+            "rewind": In(1),
             "index": Out(stream.Signature(bits)),
         })
 
@@ -80,26 +96,25 @@ class RecordOrder(wiring.Component):
         m = Module()
         bits, half = self.bits, self.bits // 2
         base = Signal(SEED_BITS)                # the epoch's key state, before the 0 fix
-        walk = Signal(bits + 1)                 # candidates started (2^bits: epoch over)
+        walk = Signal(bits + 1)                 # the pending candidate (2^bits: epoch over)
+        mark = Signal(bits + 1)                 # where `rewind` restarts the walk
         left, right = Signal(half), Signal(half)
         key_state = Signal(SEED_BITS)
         rnd = Signal(range(ROUNDS))
         phase = Signal(Phase)
-        offered = Signal(bits)
+        candidate = Cat(right, left)            # (L << half) | R; held while offered
 
-        m.d.comb += [self.index.payload.eq(offered),
+        m.d.comb += [self.index.payload.eq(candidate),
                      self.index.valid.eq(phase == Phase.OFFER)]
         step = _xorshift16(key_state)
         t = (right + step[:half])[:half]
         f = t.rotate_left(1) ^ (t >> 1)
-        candidate = Cat(right, left)            # (L << half) | R
 
         with m.Switch(phase):
             with m.Case(Phase.NEXT):            # start candidate `walk`
                 with m.If(~walk[bits]):
                     m.d.sync += [Cat(right, left).eq(walk[:bits]), rnd.eq(0),
                                  key_state.eq(Mux(base == 0, KEY_STEP, base)),
-                                 walk.eq(walk + 1),
                                  phase.eq(Mux(self.shuffle, Phase.ROUND, Phase.CHECK))]
             with m.Case(Phase.ROUND):           # L, R = R, L ^ F(R, k_r)
                 m.d.sync += [key_state.eq(step), left.eq(right), right.eq(left ^ f),
@@ -107,13 +122,19 @@ class RecordOrder(wiring.Component):
                 with m.If(rnd == ROUNDS - 1):
                     m.d.sync += phase.eq(Phase.CHECK)
             with m.Case(Phase.CHECK):
-                m.d.sync += [offered.eq(candidate),
-                             phase.eq(Mux(candidate < self.count, Phase.OFFER, Phase.NEXT))]
+                with m.If(candidate < self.count):
+                    m.d.sync += phase.eq(Phase.OFFER)
+                with m.Else():
+                    m.d.sync += [walk.eq(walk + 1), phase.eq(Phase.NEXT)]
             with m.Case(Phase.OFFER):
                 with m.If(self.index.ready):
-                    m.d.sync += phase.eq(Phase.NEXT)
+                    m.d.sync += [walk.eq(walk + 1), phase.eq(Phase.NEXT)]
+        with m.If(self.mark):
+            m.d.sync += mark.eq(walk)
         with m.If(self.first | self.next_epoch):        # wins over the phases' updates
-            m.d.sync += [walk.eq(0), phase.eq(Phase.NEXT)]
+            m.d.sync += [walk.eq(0), mark.eq(0), phase.eq(Phase.NEXT)]
+        with m.Elif(self.rewind):
+            m.d.sync += [walk.eq(mark), phase.eq(Phase.NEXT)]
         with m.If(self.first):
             m.d.sync += base.eq(self.seed)
         with m.Elif(self.next_epoch):

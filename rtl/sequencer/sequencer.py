@@ -19,9 +19,12 @@ It consumes the loss unit's ``result`` stream (counters, the zeroth-order sums).
 =========  ===============================================================================
 mode       what a run does
 =========  ===============================================================================
-``FO``     ``epochs`` passes over the cached records ``0 .. records-1`` in mini-batches of
-           ``batch`` (a short last batch still divides by ``batch``): per mini-batch BATCH,
-           the forwards (MATVEC, read), then the updates (UPDATE, read).
+``FO``     ``epochs`` passes over the cached records in mini-batches of ``batch`` (a short
+           last batch still divides by ``batch``): per mini-batch BATCH, the forwards
+           (MATVEC, read), then the updates (UPDATE, read). Epoch ``e`` (0-based) visits the
+           records in the order of :class:`~.order.RecordOrder` (cache order, or a keyed
+           permutation per epoch: ``order``, ``order_seed``) and trains at
+           ``eta = 2**-(lr_shift + #{i : 1 <= lr_step_i <= e})``.
 ``ZO``     ``steps`` steps; step ``s`` uses the mini-batch at the cursor (which advances by
            ``batch`` and wraps to 0 when the next batch would start past the records). Per
            step, per query ``i < queries``: for every sample the forward at ``W + eps z`` and
@@ -53,7 +56,7 @@ from amaranth.lib import wiring, stream, data, enum
 from amaranth.lib.wiring import In, Out
 from amaranth.lib.memory import Memory
 
-from ..params import MODES, RUN_FIELDS, SocParams
+from ..params import MODES, RUN_FIELDS, LR_STEPS_MAX, SocParams
 from ..mac.params import MacParams
 from ..mac.layout import Layout
 from ..mac.array import update_shift
@@ -68,6 +71,7 @@ from ..perturb.params import PerturbParams
 from ..perturb.engine import Request
 from .programs import Dynamic, MacOp, programs
 from .microcode import compile_programs
+from .order import RecordOrder, index_bits
 
 
 __all__ = ["Mode", "RUN_CONFIG", "COUNTERS", "counter_widths", "SEQUENCER_ERRORS",
@@ -122,11 +126,14 @@ SEQUENCER_ERRORS = {
     "zero_epochs": "FO with epochs = 0",
     "bad_batch": "batch is not a power of two, or above mac.max_batch (FO) or 256 (ZO)",
     "batch_count": "batch larger than the cached records (FO, ZO)",
-    "bad_shift": "lr_shift / eps_shift / zo_lr_shift give a scaling the MAC array cannot do",
+    "bad_shift": "lr_shift (with every lr_step) / eps_shift / zo_lr_shift give a scaling the "
+                 "MAC array cannot do",
     "bad_steps": "ZO with steps = 0, or queries not a power of two from 1 to 16",
     "bad_cursor": "ZO cursor not below the cached records",
     "eval_range": "EVAL range empty or beyond the cached records",
     "bad_watchdog": "watchdog budget 0 (FO, ZO, EVAL)",
+    "bad_schedule": "FO with order or a learning-rate step set on a design built without the "
+                    "schedule ([soc] schedule = false)",
     "busy": "start, cache clear or run-register write while a run is busy: ignored",
     "watchdog": "a run made no progress for watchdog cycles: aborted",
     "aborted": "the host aborted a run",
@@ -236,7 +243,7 @@ class Sequencer(wiring.Component):
     """
 
     def __init__(self, mac: MacParams, loss: LossParams, cache: CacheParams,
-                 perturb: PerturbParams, modes=MODES):
+                 perturb: PerturbParams, modes=MODES, schedule=True):
         for name, value, cls in (("mac", mac, MacParams), ("loss", loss, LossParams),
                                  ("cache", cache, CacheParams),
                                  ("perturb", perturb, PerturbParams)):
@@ -245,6 +252,9 @@ class Sequencer(wiring.Component):
         self.mac, self.loss, self.cache, self.perturb = mac, loss, cache, perturb
         #: Training modes built (``SocParams.modes``): the loops of the others are left out.
         self.modes = tuple(SocParams(modes=modes).modes)
+        #: The first-order run schedule is built (``SocParams.schedule``): record order and
+        #: learning-rate steps.
+        self.schedule = SocParams(schedule=schedule).schedule
         self.layout = Layout(mac)
         c_fo, c_a, _, _ = coef_shift_constants(mac, loss)
         #: COLACC's ``cshift`` (low-rank first order): ``v`` scaled for A's update.
@@ -312,6 +322,8 @@ class Sequencer(wiring.Component):
         code = self.microcode()
         State = self.state_enum()
         r = _RunState(self, State, code)
+        if "fo" in self.modes and self.schedule:
+            m.submodules.order = r.order = self._record_order(m, r)
         m.d.comb += [self.mode.eq(r.cfg.mode), self.next_step.eq(r.pstep),
                      self.next_cursor.eq(r.base)]
         m.d.comb += [r.busy.eq(r.state != State.IDLE), self.busy.eq(r.busy)]
@@ -340,6 +352,21 @@ class Sequencer(wiring.Component):
                          self.errors.watchdog.eq(wd_fire & ~self.abort)]
             m.d.sync += [r.state.eq(State.ABORT), r.flush_count.eq(0)]
         return m
+
+    def walk_bits(self):
+        """Width of the first-order record walk: the cache's capacity's
+        :func:`~.order.index_bits`."""
+        return index_bits(self.cache.capacity)
+
+    def _record_order(self, m, r):
+        """The first-order record walk, keyed by the run registers; the control states
+        pulse its ``first`` (start), ``mark`` (mini-batch start), ``rewind`` (a phase's
+        restart at the batch's first sample) and ``next_epoch``."""
+        order = RecordOrder(self.walk_bits())
+        cfg = r.cfg
+        m.d.comb += [order.seed.eq(cfg.order_seed), order.count.eq(r.records),
+                     order.shuffle.eq(cfg.order), order.next_epoch.eq(r.next_epoch)]
+        return order
 
     def _results(self, m, r):
         """Counts the loss unit's results; stores each zeroth-order query's sum when its
@@ -421,7 +448,15 @@ class Sequencer(wiring.Component):
                      cs_z.eq(c_zo - cfg.zo_lr_shift - lb - lq + cfg.eps_shift),
                      k.eq(k0 - cfg.eps_shift)]
         is_fo, is_zo, is_ev = (cfg.mode == Mode.FO, cfg.mode == Mode.ZO, cfg.mode == Mode.EVAL)
-        fo_shift_bad = (cs_fo < CSHIFT_MIN) | (cs_fo > CSHIFT_MAX)
+        steps_set = [cfg[f"lr_step{i}"] != 0 for i in range(LR_STEPS_MAX)]
+        if self.schedule:
+            # every learning-rate step counts, even one past the last epoch
+            n_steps = sum(s.as_unsigned() for s in steps_set)
+            fo_shift_bad = (cs_fo - n_steps < CSHIFT_MIN) | (cs_fo > CSHIFT_MAX)
+            no_schedule = Const(0)
+        else:
+            fo_shift_bad = (cs_fo < CSHIFT_MIN) | (cs_fo > CSHIFT_MAX)
+            no_schedule = is_fo & (cfg.order | Cat(*steps_set).any())
         zo_shift_bad = ((k < 0) | (cs_z < CSHIFT_MIN) | (cs_z > CSHIFT_MAX))
         checks = {
             "bad_mode": (cfg.mode > Mode.DUMP.value)
@@ -436,6 +471,7 @@ class Sequencer(wiring.Component):
             "eval_range": is_ev & ((cfg.eval_count == 0)
                                    | (cfg.eval_first + cfg.eval_count > records)),
             "bad_watchdog": (is_fo | is_zo | is_ev) & (cfg.watchdog == 0),
+            "bad_schedule": no_schedule,
         }
         check_bits = Signal(len(checks))
         m.d.comb += check_bits.eq(Cat(*checks.values()))
@@ -476,6 +512,8 @@ class Sequencer(wiring.Component):
                 with m.Switch(cfg.mode):
                     if "fo" in self.modes:
                         with m.Case(Mode.FO):
+                            if r.order is not None:
+                                m.d.comb += r.order.first.eq(1)
                             m.d.sync += [r.base.eq(0), r.state.eq(State.FO_BATCH)]
                     if "zo" in self.modes:
                         with m.Case(Mode.ZO):
@@ -510,6 +548,8 @@ class Sequencer(wiring.Component):
         cfg, records, batch = r.cfg, r.records, r.cfg.batch
         left = records - r.base
         with m.Case(State.FO_BATCH):
+            if r.order is not None:
+                m.d.comb += r.order.mark.eq(1)
             m.d.sync += [r.nb.eq(Mux(left < batch, left, batch)), *r.enter("FO"),
                          *r.begin_phase()]
         with m.Case(State.FO_NEXT):
@@ -517,10 +557,16 @@ class Sequencer(wiring.Component):
             nxt = r.base + batch
             with m.If(nxt >= records):
                 # the epochs counter is the loop counter (it cannot saturate: counter_widths)
-                m.d.comb += r.next_epoch.eq(1)
+                epoch = Signal.like(self.counters.epochs)       # the next epoch, from 1
+                m.d.comb += [r.next_epoch.eq(1), epoch.eq(self.counters.epochs + 1)]
+                # eta halves once per learning-rate step reached (epoch <= epochs < 2**10)
+                width = RUN_FIELDS["lr_step0"].width
+                steps = sum((cfg[f"lr_step{i}"] == epoch[:width]).as_unsigned()
+                            for i in range(LR_STEPS_MAX))
                 m.d.sync += r.base.eq(0)
-                m.d.sync += r.state.eq(Mux(self.counters.epochs + 1 == cfg.epochs, State.DRAIN,
-                                           State.FO_BATCH))
+                if self.schedule:
+                    m.d.sync += r.cs.eq(r.cs - steps)
+                m.d.sync += r.state.eq(Mux(epoch == cfg.epochs, State.DRAIN, State.FO_BATCH))
             with m.Else():
                 m.d.sync += [r.base.eq(nxt), r.state.eq(State.FO_BATCH)]
 
@@ -589,12 +635,20 @@ class Sequencer(wiring.Component):
         kind = field("kind", lambda k: ("mac", "fetch", "zreq").index(k))
         dyn = (lambda v: r.dynamic[v] if isinstance(v, Dynamic) else v)
         mac, fetch, zreq = self.mac_cmd, self.fetch, self.zreq
-        m.d.comb += [mac.valid.eq(kind == 0), fetch.valid.eq(kind == 1),
-                     zreq.valid.eq(kind == 2)]
+        is_fo = r.cfg.mode == Mode.FO
+        if r.order is not None:
+            # first order fetches the record walk's indices (it replays each mini-batch)
+            idx = r.order.index
+            m.d.comb += [fetch.valid.eq((kind == 1) & (~is_fo | idx.valid)),
+                         idx.ready.eq((kind == 1) & is_fo & fetch.ready),
+                         fetch.payload.index.eq(Mux(is_fo, idx.payload, r.sample))]
+        else:
+            m.d.comb += [fetch.valid.eq(kind == 1), fetch.payload.index.eq(r.sample)]
+        m.d.comb += [mac.valid.eq(kind == 0), zreq.valid.eq(kind == 2)]
         for name in MacOp.__dataclass_fields__:
             if name in code.values:
                 m.d.comb += getattr(mac.payload, name).eq(field(name, dyn))
-        m.d.comb += [fetch.payload.index.eq(r.sample), fetch.payload.first.eq(r.n == 0),
+        m.d.comb += [fetch.payload.first.eq(r.n == 0),
                      zreq.payload.seed.eq(r.cfg.seed), zreq.payload.step.eq(r.zo_step)]
         if "forward" in code.values:
             m.d.comb += [fetch.payload.forward.eq(field("forward")),
@@ -614,6 +668,8 @@ class Sequencer(wiring.Component):
                 m.d.sync += [pc.eq(r.phase_start), *r.next_sample()]
             with m.Else():
                 m.d.sync += [pc.eq(pc + 1), r.phase_start.eq(pc + 1), *r.begin_phase()]
+                if r.order is not None:     # the next phase reads the batch again
+                    m.d.comb += r.order.rewind.eq(~prog_end)
                 with m.If(prog_end):
                     m.d.sync += r.state.eq(then)
 
@@ -632,6 +688,7 @@ class _RunState:
         self.phase_start = Signal(range(len(code.names)))
         self.busy = Signal()
         self.cfg = seq.settings         # held still by the register bank during a run
+        self.order = None               # the first-order record walk (designs with FO)
         self.records = Signal(range(cache.capacity + 1))
         # every index is checked at start against the records (at most the capacity)
         index = range(max(cache.capacity, MAX_BATCH) + 1)

@@ -25,7 +25,7 @@ Integer semantics (the contract the sequencer implements bit for bit):
 
 import numpy as np
 
-from ...rtl.sequencer.order import ROUNDS, KEY_STEP
+from ...rtl.sequencer.order import ROUNDS, KEY_STEP, index_bits
 
 
 __all__ = ["ROUNDS", "KEY_STEP", "ORDERS", "index_bits", "round_keys", "feistel",
@@ -34,14 +34,6 @@ __all__ = ["ROUNDS", "KEY_STEP", "ORDERS", "index_bits", "round_keys", "feistel"
 
 #: Sample orders of a first-order run: the records as cached, or reshuffled every epoch.
 ORDERS = ("cache", "shuffle")
-
-
-def index_bits(n):
-    """Bits of the walk over ``n`` records: ``ceil(log2 n)``, at least 2, rounded up to even."""
-    if n < 1:
-        raise ValueError(f"record count must be at least 1, not {n}")
-    b = max(2, (n - 1).bit_length())
-    return b + (b & 1)
 
 
 def xorshift16(s):

@@ -27,17 +27,14 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from ...rtl.params import check_choice, check_int
-from .order import ORDERS, epoch_order
+from ...rtl.params import check_choice, check_int, LR_STEPS_MAX
+from .order import ORDERS, KEY_STEP, epoch_order
 from .train import TrainResult, evaluate, new_weights, train_fo
 
 
 __all__ = ["FoSchedule", "FoRun", "RUNS", "LR_STEPS_MAX", "epoch_lr_shift",
-           "train_fo_scheduled", "check_run"]
-
-
-#: Learning-rate step points a schedule may hold (registers in the sequencer).
-LR_STEPS_MAX = 4
+           "train_fo_scheduled", "check_run", "run_registers", "DEFAULT_RUN", "run_epochs",
+           "describe_run"]
 
 
 @dataclass(frozen=True)
@@ -103,9 +100,32 @@ def epoch_lr_shift(lr_shift, lr_steps, epoch):
     return lr_shift + sum(1 for s in lr_steps if s <= epoch)
 
 
-def train_fo_scheduled(mac, loss, train, schedule, data, *, mem=None, eval_data=None):
+def run_registers(schedule, lr_shift, first_epoch=0):
+    """The sequencer's run-register values (:class:`~fieldtune.sim.golden.soc.RunConfig`
+    fields ``order``, ``order_seed``, ``lr_shift``, ``lr_step0`` ...) of a first-order run
+    that trains epochs ``first_epoch, first_epoch + 1, ...`` of ``schedule``: a host that
+    runs a schedule in chunks (to read the weights in between) starts each chunk with the
+    key state and the learning rate the whole run would have reached (epoch ``e`` of the
+    chunk is epoch ``first_epoch + e`` of the run, bit for bit). The device has no early
+    stop: ValueError if ``schedule`` asks for one."""
+    if schedule.stop_every or schedule.holdout:
+        raise ValueError(f"the sequencer runs no early stop: {schedule.section}.stop_every and "
+                         f"{schedule.section}.holdout must be 0, not {schedule.stop_every} and "
+                         f"{schedule.holdout}")
+    later = [s - first_epoch for s in schedule.lr_steps if s > first_epoch]
+    later += [0] * (LR_STEPS_MAX - len(later))
+    return {"order": ORDERS.index(schedule.order),
+            "order_seed": (schedule.order_seed + first_epoch * KEY_STEP) & 0xFFFF,
+            "lr_shift": epoch_lr_shift(lr_shift, schedule.lr_steps, first_epoch),
+            **{f"lr_step{i}": s for i, s in enumerate(later)}}
+
+
+def train_fo_scheduled(mac, loss, train, schedule, data, *, mem=None, eval_data=None,
+                       bits=None):
     """First-order training of ``data`` (dict ``x``, ``z0``, ``labels``) under ``schedule``
-    for at most ``train.epochs`` epochs (semantics in the module docstring).
+    for at most ``train.epochs`` epochs (semantics in the module docstring). ``bits``: width
+    of the order's walk (:func:`~fieldtune.sim.golden.order.epoch_order`; the SoC's is
+    :func:`~fieldtune.rtl.sequencer.order.index_bits` of its cache capacity).
 
     Returns a :class:`~fieldtune.sim.golden.train.TrainResult`: per-epoch history entries of
     :func:`~fieldtune.sim.golden.train.train_fo` plus ``lr_shift`` and, on evaluation epochs,
@@ -119,7 +139,7 @@ def train_fo_scheduled(mac, loss, train, schedule, data, *, mem=None, eval_data=
     res = TrainResult(mem, flags={"saturated": False, "epochs_run": 0, "stopped_early": False})
     best, strikes = -1, 0
     for epoch in range(train.epochs):
-        idx = epoch_order(n_train, schedule.order_seed, epoch, schedule.order)
+        idx = epoch_order(n_train, schedule.order_seed, epoch, schedule.order, bits)
         shift = epoch_lr_shift(train.lr_shift, schedule.lr_steps, epoch)
         one = train_fo(mac, loss, replace(train, epochs=1, lr_shift=shift),
                        {k: np.asarray(v)[idx] for k, v in data.items()}, mem=res.mem,
@@ -171,6 +191,26 @@ RUNS = {
                     "stops when 16 held-out records stop improving (checked every 2 epochs, "
                     "patience 3)"),
 }
+
+
+#: The first-order run ``fieldtune demo`` and ``fieldtune run`` make by default: the most points
+#: gained over the plain run per projected second on the iCEBreaker among the runs meeting
+#: issue 16's targets (docs/benchmarks.md, "Accuracy against LoRA-All (issue 16)").
+DEFAULT_RUN = "shuffle20"
+
+
+def run_epochs(run, design_epochs, epochs=None):
+    """Epochs of named run ``run`` (a :class:`FoRun`): ``epochs`` if given (a user's
+    ``--epochs``), else the run's own, else the design's ``[train]`` epochs."""
+    return epochs or run.epochs or design_epochs
+
+
+def describe_run(name, epochs):
+    """The named run ``name`` as a JSON-ready dict (what a report says ran)."""
+    run = check_run(name)
+    s = run.schedule
+    return {"name": name, "epochs": epochs, "order": s.order, "order_seed": s.order_seed,
+            "lr_steps": list(s.lr_steps), "description": run.description}
 
 
 def check_run(name):

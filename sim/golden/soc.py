@@ -21,19 +21,22 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ...rtl.params import built_modes
+from ...rtl.params import built_modes, built_schedule, LR_STEPS_MAX
 from ...rtl.mac.layout import Layout
 from ...rtl.sequencer import (Mode, COUNTERS, counter_widths, MAX_QUERIES, MAX_BATCH,
                               CSHIFT_MIN, CSHIFT_MAX, coef_shift_constants, RUN_CONFIG)
+from ...rtl.sequencer.order import index_bits
 from ...rtl.soc import check_soc, soc_registers
 from .cache import CacheModel
+from .order import epoch_order
 from .loss import softmax_xent
 from .mac import pad_mask, update, zshift_for, z_operand_shift
 from .perturb import vectors, pool
 from .train import fo_step, forward, new_weights, zo_coef_shift
 
 
-__all__ = ["SocModel", "RunConfig", "check_run", "Perturbations", "COUNTER_MAX"]
+__all__ = ["SocModel", "RunConfig", "check_run", "lr_steps", "fo_epoch_shift", "Perturbations",
+           "COUNTER_MAX"]
 
 
 #: The widest counters saturate here (32 bits; see :func:`counter_widths`).
@@ -57,6 +60,12 @@ class RunConfig:
     eval_first: int = 0
     eval_count: int = 0
     watchdog: int = 1 << 16
+    order: int = 0
+    order_seed: int = 0
+    lr_step0: int = 0
+    lr_step1: int = 0
+    lr_step2: int = 0
+    lr_step3: int = 0
 
     def __post_init__(self):
         for name, fld in RUN_CONFIG:
@@ -73,6 +82,17 @@ def _pow2(n):
     return n != 0 and n & (n - 1) == 0
 
 
+def lr_steps(cfg: RunConfig):
+    """The learning-rate step epochs of ``cfg`` (its ``lr_step*`` registers; 0: unused)."""
+    return [s for s in (getattr(cfg, f"lr_step{i}") for i in range(LR_STEPS_MAX)) if s]
+
+
+def fo_epoch_shift(cfg: RunConfig, epoch):
+    """``lr_shift`` of first-order ``epoch`` (0-based): one more per step reached (a step
+    value held twice counts twice)."""
+    return cfg.lr_shift + sum(1 for s in lr_steps(cfg) if s <= epoch)
+
+
 def check_run(config, cfg: RunConfig, records):
     """The error flags a start with ``cfg`` raises (empty: the run goes ahead), exactly as the
     sequencer checks them."""
@@ -85,7 +105,10 @@ def check_run(config, cfg: RunConfig, records):
     cs_fo = c_fo - cfg.lr_shift - lb
     lq = max(cfg.queries.bit_length() - 1, 0)
     cs_z, k = c_zo - cfg.zo_lr_shift - lb - lq + cfg.eps_shift, k0 - cfg.eps_shift
-    fo_shift_bad = not CSHIFT_MIN <= cs_fo <= CSHIFT_MAX
+    scheduled = built_schedule(config)
+    # every step counts, even one past the last epoch (a design without the schedule: none)
+    fo_shift_bad = (cs_fo - len(lr_steps(cfg)) * scheduled < CSHIFT_MIN
+                    or cs_fo > CSHIFT_MAX)
     zo_shift_bad = k < 0 or not CSHIFT_MIN <= cs_z <= CSHIFT_MAX
     checks = {
         "bad_mode": (mode > Mode.DUMP.value or (fo and "fo" not in built_modes(config))
@@ -101,6 +124,7 @@ def check_run(config, cfg: RunConfig, records):
         "eval_range": ev and (cfg.eval_count == 0
                               or cfg.eval_first + cfg.eval_count > records),
         "bad_watchdog": (fo or zo or ev) and cfg.watchdog == 0,
+        "bad_schedule": fo and not scheduled and bool(cfg.order or lr_steps(cfg)),
     }
     return {name for name, bad in checks.items() if bad}
 
@@ -192,8 +216,14 @@ class SocModel:
     def samples(self, first, count):
         """``(x, z0, labels)`` of records ``first .. first+count-1`` as the cache streams them
         (dequantized features)."""
+        return self.samples_at(range(first, first + count))
+
+    def samples_at(self, indices):
+        """``(x, z0, labels)`` of the records at ``indices``, as the cache streams them."""
         xs, zs, ys = [], [], []
-        for i in range(first, first + count):
+        count = len(indices)
+        for i in indices:
+            i = int(i)
             if i not in self._samples:
                 q, z0, label = self.cache.unpack(i)
                 self._samples[i] = (self.cache.dequantize(q), np.array(z0, dtype=np.int64),
@@ -255,11 +285,15 @@ class SocModel:
 
     def _first_order(self, cfg, flags):
         records = self.records
-        for _ in range(cfg.epochs):
+        order = ("cache", "shuffle")[cfg.order]
+        bits = index_bits(self.config.cache.capacity)        # the sequencer's walk
+        for epoch in range(cfg.epochs):
+            idx = epoch_order(records, cfg.order_seed, epoch, order, bits)
+            shift = fo_epoch_shift(cfg, epoch)
             for base in range(0, records, cfg.batch):
                 nb = min(cfg.batch, records - base)
-                x, z0, labels = self.samples(base, nb)
-                r = fo_step(self.mac, self.loss, self.weights, x, z0, labels, cfg.lr_shift,
+                x, z0, labels = self.samples_at(idx[base:base + nb])
+                r = fo_step(self.mac, self.loss, self.weights, x, z0, labels, shift,
                             cfg.batch, flags=flags)
                 self._count(nb, r.loss.sum(), r.correct.sum())
                 self.counters["steps"] += 1

@@ -58,8 +58,9 @@ def test_help(command, capsys):
 
 def test_demo_end_to_end_golden(tmp_path, capsys, no_torch, empty_cache):
     out = tmp_path / "demo.json"
+    # the plain first-order run: the float skip adapters train the same way (cache order)
     assert main(["demo", "--engine", "golden", "--no-build", "--epochs", "2", "--steps", "64",
-                 "--seed", "3", "--json", str(out)]) == 0
+                 "--seed", "3", "--schedule", "plain", "--json", str(out)]) == 0
     doc = json.loads(out.read_text())
     acc = doc["accuracy"]
     assert acc["before_drift"] > 0.95 and 0.3 < acc["after_drift"] < 0.7
@@ -84,12 +85,15 @@ def test_demo_end_to_end_golden(tmp_path, capsys, no_torch, empty_cache):
     sc = doc["scenario"]
     assert (sc["drift_deg"], sc["seed"], sc["epochs"], sc["steps"], sc["batch"]) == \
         (30, 3, 2, 64, 16)
+    assert sc["fo_run"] == {"name": "plain", "epochs": 2, "order": "cache", "order_seed": 1,
+                            "lr_steps": [],
+                            "description": "cache order, the design's epochs and learning rate"}
     assert (sc["lr"], sc["eps"], sc["codebook"], sc["lanes"], sc["engine"]) == \
         (2 ** -4, 2 ** -6, "unf4", 8, "golden")
     assert [x for x, _ in doc["curves"]["device_fo"]] == [0, 1, 2]
     assert doc["curves"]["device_fo"][-1][1] == acc["device_fo"]
     text = capsys.readouterr().err
-    assert "device first order (golden model)" in text and NOT_INSTALLED in text
+    assert "device first order, plain (golden model)" in text and NOT_INSTALLED in text
     assert "(estimate)" in text
 
 
@@ -99,6 +103,11 @@ def test_demo_single_mode_codebook_and_plot(tmp_path, no_torch, empty_cache):
     assert main(["demo", "--engine", "golden", "--no-build", "--mode", "fo", "--epochs", "1",
                  "--codebook", "pass16", "--json", str(out), *plot]) == 0
     doc = json.loads(out.read_text())
+    # the device's first order is the default schedule (issue 16), here cut to --epochs
+    assert doc["scenario"]["fo_run"] == {
+        "name": "shuffle20", "epochs": 1, "order": "shuffle", "order_seed": 1,
+        "lr_steps": [8, 14], "description": "reshuffled, 20 epochs, eta halves at epochs 8 "
+                                            "and 14"}
     assert doc["accuracy"]["device_zo"] is None and doc["cycles"]["zo"] is None
     assert doc["accuracy"]["float"]["mezo_gaussian"] is None
     assert doc["scenario"]["codebook"] == "pass16"

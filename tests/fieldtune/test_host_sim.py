@@ -27,6 +27,7 @@ from fieldtune.host.session import Session, finetune, run_finetune
 from fieldtune.host.transport import SimTransport, FaultyLine
 from fieldtune.rtl.host.protocol import Command
 from fieldtune.sim.golden.host import encode_request
+from fieldtune.sim.golden.schedule import RUNS, DEFAULT_RUN
 from fieldtune.sim.scenario import r1_features
 from fieldtune.simulate import slice_r1
 from fieldtune.toolchain import tool_env
@@ -102,11 +103,13 @@ SLICE = ["--samples", "32", "--test-samples", "24", "--epochs", "2", "--steps", 
 
 @pytest.fixture(scope="module")
 def r1_demo_runs(require_programs):
-    """The demo's device runs (the session on the SoC's bus, CXXRTL) on the same slice."""
+    """The demo's device runs (the session on the SoC's bus, CXXRTL) on the same slice, first
+    order under the default schedule."""
     require_programs("g++", why=WHY)
     cfg = DesignConfig().replace(train={"epochs": 2, "steps": 6})
     data = slice_r1(r1_features(30), 32, 24)
-    return {m: run_finetune(cfg, data, mode=m, engine="cxxrtl", env=tool_env("YOSYS"))
+    return {m: run_finetune(cfg, data, mode=m, engine="cxxrtl", env=tool_env("YOSYS"),
+                            schedule=RUNS[DEFAULT_RUN].schedule)
             for m in ("fo", "zo")}
 
 
@@ -128,6 +131,7 @@ def test_run_sim_gives_the_demo_device_run(tmp_path, r1_demo_runs, capsys):
     _check_equal_to_demo(doc, r1_demo_runs)
     assert doc["simulated"] is True and doc["baud"] == 3_000_000
     assert [p for p, _ in doc["curves"]["device_zo"]] == list(range(7))
+    assert doc["scenario"]["fo_run"]["name"] == DEFAULT_RUN
     assert "FO over simulated SoC (3,000,000 baud, 24 MHz): test accuracy" in \
         capsys.readouterr().err
 

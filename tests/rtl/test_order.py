@@ -102,3 +102,58 @@ def test_bad_widths_are_rejected(bits):
     with pytest.raises(ValueError, match=f"bits must be an even integer from 2 to 24, not "
                                          f"{bits!r}"):
         RecordOrder(bits)
+
+
+def _batches(bits, count, seed, shuffle, batch, phases, epochs):
+    """Indices as the sequencer's first-order program takes them: per mini-batch, ``mark``,
+    then ``phases`` passes over the batch, each after a ``rewind``."""
+    dut = RecordOrder(bits)
+    got = []
+
+    async def pulse(ctx, port):
+        ctx.set(port, 1)
+        await ctx.tick()
+        ctx.set(port, 0)
+
+    async def take(ctx):
+        while not ctx.get(dut.index.valid):
+            await ctx.tick()
+        value = ctx.get(dut.index.payload)
+        ctx.set(dut.index.ready, 1)
+        await ctx.tick()
+        ctx.set(dut.index.ready, 0)
+        return value
+
+    async def bench(ctx):
+        ctx.set(dut.seed, seed)
+        ctx.set(dut.count, count)
+        ctx.set(dut.shuffle, shuffle)
+        for e in range(epochs):
+            await pulse(ctx, dut.first if e == 0 else dut.next_epoch)
+            for base in range(0, count, batch):
+                await ctx.tick()            # the sequencer's batch state: the walk goes on
+                await pulse(ctx, dut.mark)
+                for _ in range(phases):
+                    await pulse(ctx, dut.rewind)
+                    got.append([await take(ctx) for _ in range(min(batch, count - base))])
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(bench)
+    sim.run()
+    return got
+
+
+@settings(max_examples=8, deadline=None)
+@given(bits=st.sampled_from([4, 6]), data=st.data(), seed=st.integers(0, 0xFFFF),
+       shuffle=st.booleans(), batch=st.sampled_from([1, 2, 4]), phases=st.integers(1, 3))
+def test_mark_and_rewind_replay_each_mini_batch(bits, data, seed, shuffle, batch, phases):
+    count = data.draw(st.integers(1, 1 << bits))
+    got = _batches(bits, count, seed, shuffle, batch, phases, epochs=2)
+    order = "shuffle" if shuffle else "cache"
+    expected = []
+    for e in range(2):
+        walk = epoch_order(count, seed, e, order, bits).tolist()
+        for base in range(0, count, batch):
+            expected += [walk[base:base + batch]] * phases
+    assert got == expected

@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """The training SoC in Amaranth's simulator, driven over its bus exactly as a host would:
 first- and zeroth-order steps and evaluations bit-exact against the golden model (weights,
 counters, flags), illegal register values flagged without effect, the watchdog and the host's
@@ -118,6 +119,30 @@ def test_zeroth_order_steps_match_golden():
     assert (seen[1]["next_step"], seen[1]["next_cursor"]) == (48, 2)
 
 
+def test_reshuffled_first_order_with_learning_rate_steps_matches_golden():
+    s = Session(tiny(), n_records=7)
+    # 7 records in a walk of 16 (rejections), a short last batch; steps at epochs 1 and 2,
+    # one of them held twice (counts twice), one beyond the run (never reached)
+    s.run(RunConfig(mode=Mode.FO, epochs=3, batch=2, lr_shift=3, order=1, order_seed=0xBEEF,
+                    lr_step0=2, lr_step1=1, lr_step2=2, lr_step3=40))
+    s.run(RunConfig(mode=Mode.FO, epochs=1, batch=4, lr_shift=4, order=1, order_seed=0))
+    s.run(RunConfig(mode=Mode.EVAL, eval_first=0, eval_count=7))
+    _, seen = s.check()
+    assert seen[0]["epochs"] == 3 and seen[0]["steps"] == 12 and seen[0]["samples"] == 21
+    # the order matters: cache order with the same steps trains other weights
+    plain = SocModel(s.config)
+    for rec in zip(*records_of(s.data, "train")):
+        plain.write_record(*rec)
+    plain.start(mode=Mode.FO, epochs=3, batch=2, lr_shift=3, lr_step0=2, lr_step1=1,
+                lr_step2=2, lr_step3=40)
+    ref = SocModel(s.config)
+    for rec in zip(*records_of(s.data, "train")):
+        ref.write_record(*rec)
+    ref.start(mode=Mode.FO, epochs=3, batch=2, lr_shift=3, order=1, order_seed=0xBEEF,
+              lr_step0=2, lr_step1=1, lr_step2=2, lr_step3=40)
+    assert not np.array_equal(plain.weights, ref.weights)
+
+
 @pytest.mark.parametrize("built", ["fo", "zo"])
 def test_a_design_with_one_training_mode_runs_it_and_rejects_the_other(built):
     other = {"fo": "zo", "zo": "fo"}[built]
@@ -183,6 +208,42 @@ def test_illegal_register_values_are_flagged_and_change_nothing():
         assert set(got["errors"]) == flags
         assert got["samples"] == 0 and got["steps"] == 0   # nothing ran
     assert seen[-1]["samples"] == 6 and seen[-1]["errors"] == []
+
+
+def test_a_design_without_the_schedule_runs_the_plain_first_order_only():
+    cfg = tiny().replace(soc={"schedule": False})
+    s = Session(cfg, n_records=7)
+    for bad in (RunConfig(mode=Mode.FO, epochs=1, batch=4, order=1),
+                RunConfig(mode=Mode.FO, epochs=1, batch=4, lr_step3=1)):
+        assert check_run(cfg, bad, 7) == {"bad_schedule"}
+        s.run(bad, dump=False)
+        s.prog.write_reg("errors", bad_schedule=1)
+        s.model.errors.clear()
+    s.run(RunConfig(mode=Mode.FO, epochs=2, batch=4, lr_shift=4))
+    # ZO and EVAL ignore the schedule registers
+    s.run(RunConfig(mode=Mode.EVAL, eval_first=0, eval_count=7, order=1, lr_step0=1))
+    _, seen = s.check()
+    assert [g["errors"] for g in seen] == [["bad_schedule"], ["bad_schedule"], [], []]
+    assert seen[2]["samples"] == 14 and seen[3]["samples"] == 7
+    with pytest.raises(ValueError, match=r"^soc\.schedule must be true or false, not 'no'$"):
+        tiny().replace(soc={"schedule": "no"})
+
+
+def test_learning_rate_steps_past_the_shift_range_are_flagged():
+    cfg = tiny().replace(mac={"max_batch": 16})
+    s = Session(cfg, n_records=16)
+    # cshift C_FO - lr_shift - log2(16) = 6 - 31 - 4 = -29: legal alone, but four steps (one
+    # beyond the run, one held twice) would take it to -33, below the MAC array's -32
+    bad = RunConfig(mode=Mode.FO, batch=16, lr_shift=31, lr_step0=999, lr_step1=1,
+                    lr_step2=1, lr_step3=2, order=1)
+    assert check_run(cfg, bad, 16) == {"bad_shift"}
+    s.run(bad, dump=False)
+    s.prog.write_reg("errors", bad_shift=1)
+    s.model.errors.clear()
+    s.run(RunConfig(mode=Mode.EVAL, eval_first=0, eval_count=16), dump=False)
+    _, seen = s.check()
+    assert seen[0]["errors"] == ["bad_shift"] and seen[0]["samples"] == 0
+    assert seen[1]["errors"] == [] and seen[1]["samples"] == 16
 
 
 def test_start_while_busy_and_bus_errors_are_flagged():

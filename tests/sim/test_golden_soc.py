@@ -12,6 +12,8 @@ from fieldtune.rtl.sequencer import Mode
 from fieldtune.sim.golden.perturb import vectors
 from fieldtune.sim.golden.soc import SocModel, RunConfig, check_run
 from fieldtune.sim.golden.train import train_fo, train_zo, evaluate
+from fieldtune.sim.golden.schedule import FoSchedule, run_registers, train_fo_scheduled
+from fieldtune.rtl.sequencer.order import index_bits
 from fieldtune.sim.scenario import r1_features
 from fieldtune.sim.soc_data import records_of
 
@@ -35,6 +37,38 @@ def test_first_order_is_the_golden_training_loop_on_cached_features(r1):
     np.testing.assert_array_equal(model.weights, ref.mem)
     assert model.counters["samples"] == 2 * 256 and model.counters["steps"] == 32
     assert model.counters["epochs"] == 2
+
+
+@pytest.mark.parametrize("chunks", [(3,), (1, 1, 1)])
+def test_scheduled_first_order_is_the_scheduled_training_loop(r1, chunks):
+    """Reshuffled epochs with learning-rate steps, in one run or in runs of one epoch each
+    (run_registers carries the key state and the learning rate over)."""
+    cfg, model, train = r1
+    model.weights[:] = 0
+    sched = FoSchedule(order="shuffle", order_seed=0x1234, lr_steps=(1, 2))
+    first = 0
+    for n in chunks:
+        regs = run_registers(sched, 4, first)
+        assert model.start(mode=Mode.FO, epochs=n, batch=16, **regs) == set()
+        first += n
+    ref = train_fo_scheduled(cfg.mac, cfg.loss, TrainParams(epochs=3, batch=16, lr_shift=4),
+                             sched, train, bits=index_bits(cfg.cache.capacity))
+    np.testing.assert_array_equal(model.weights, ref.mem)
+    plain = train_fo(cfg.mac, cfg.loss, TrainParams(epochs=3, batch=16, lr_shift=4), train)
+    assert not np.array_equal(model.weights, plain.mem)
+
+
+def test_learning_rate_steps_count_in_the_shift_check(r1):
+    cfg, _, _ = r1
+    # C_FO = 6: cshift 6 - 30 - 4 = -28 holds; four steps more (-32) too; five cannot be
+    c = RunConfig(mode=Mode.FO, batch=16, lr_shift=30, lr_step0=3, lr_step1=1, lr_step2=999,
+                  lr_step3=999)
+    assert check_run(cfg, c, 256) == set()
+    c = RunConfig(mode=Mode.FO, batch=16, lr_shift=31, lr_step0=3, lr_step1=1, lr_step2=999,
+                  lr_step3=999)
+    assert check_run(cfg, c, 256) == {"bad_shift"}
+    assert check_run(cfg, RunConfig(mode=Mode.FO, batch=16, lr_shift=31, lr_step1=5),
+                     256) == set()
 
 
 def test_zeroth_order_is_the_golden_training_loop_with_engine_vectors(r1):

@@ -5,12 +5,18 @@ same session, and the cross-check on a simulator nobody here wrote (Verilator, I
 Outside CI a missing compiler or simulator skips with the reason; in CI (CI=true) it fails."""
 
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
 from fieldtune.config import DesignConfig
 from fieldtune.rtl.mac.layout import Layout
+from fieldtune.rtl.sequencer.order import index_bits
+from fieldtune.sim.golden.schedule import RUNS, train_fo_scheduled
+from fieldtune.sim.golden.train import evaluate
 from fieldtune.sim.scenario import r1_features
+from fieldtune.sim.soc_data import cached_view, estimate_cycles, initial_weights, records_of
 from fieldtune.host.session import run_finetune, ENGINES
 from fieldtune.toolchain import tool_env
 
@@ -54,6 +60,29 @@ def test_r1_first_order_on_cxxrtl_matches_golden(r1, require_programs):
     assert dev.counters["errors"] == [] and dev.cycles > 10 * 256 * 2 * Layout(cfg.mac).words
     # the golden engine's cycles are the estimate, fitted to the device within 2 %
     assert abs(gold.cycles / dev.cycles - 1) < 0.02
+
+
+def test_r1_shuffle20_on_cxxrtl_is_the_scheduled_trainer(r1, require_programs):
+    """The default first-order run (issue 16): records reshuffled every epoch, eta halved at
+    epochs 8 and 14, in chunks of 5 epochs (each continues the order and the learning rate)."""
+    require_programs("g++", why=WHY)
+    cfg, data = r1
+    run = RUNS["shuffle20"]
+    dev = run_finetune(cfg, data, mode="fo", engine="cxxrtl", epochs=run.epochs,
+                       eval_every=5, schedule=run.schedule, env=tool_env("YOSYS"))
+    x, z0, y = cached_view(cfg, *records_of(data, "train"))
+    ref = train_fo_scheduled(cfg.mac, cfg.loss, replace(cfg.train, epochs=run.epochs),
+                             run.schedule, {"x": x, "z0": z0, "labels": y},
+                             mem=initial_weights(cfg, cfg.train.seed),
+                             bits=index_bits(cfg.cache.capacity))
+    np.testing.assert_array_equal(dev.weights, ref.mem)
+    tx, tz0, ty = cached_view(cfg, *records_of(data, "test"))
+    assert dev.accuracy == evaluate(cfg.mac, ref.mem, tx, tz0, ty)
+    assert [p for p, _ in dev.curve] == [0, 5, 10, 15, 20]
+    assert dev.counters["epochs"] == 20 and dev.counters["steps"] == 320
+    assert dev.counters["errors"] == [] and dev.schedule == run.schedule
+    estimate = estimate_cycles(cfg, "fo", 256, epochs=20, batch=cfg.train.batch)
+    assert abs(estimate / dev.cycles - 1) < 0.02
 
 
 def test_r1_zeroth_order_on_cxxrtl_matches_golden(r1, require_programs):
@@ -125,3 +154,15 @@ def test_runner_rejects_bad_arguments(tiny_design):
                                          r"\(cache\.capacity = 8\)$"):
         run_finetune(cfg, big, engine="golden")
     assert ENGINES == ("verilator", "cxxrtl", "amaranth", "icarus", "golden")
+    with pytest.raises(ValueError, match=r"^the sequencer runs no early stop: schedule\."
+                                         r"stop_every and schedule\.holdout must be 0, not 2 "
+                                         r"and 16$"):
+        run_finetune(cfg, data, mode="fo", engine="golden", schedule=RUNS["stop40"].schedule)
+    with pytest.raises(ValueError, match=r"^this design is built without the first-order "
+                                         r"schedule \(\[soc\] schedule = false\): only the "
+                                         r"plain run"):
+        run_finetune(cfg.replace(soc={"schedule": False}), data, mode="fo", engine="golden",
+                     schedule=RUNS["shuffle20"].schedule)
+    # the plain schedule runs on it
+    run_finetune(cfg.replace(soc={"schedule": False}), data, mode="fo", engine="golden",
+                 epochs=1, schedule=RUNS["plain"].schedule)
