@@ -15,7 +15,8 @@ from dataclasses import dataclass, fields, asdict
 
 __all__ = ["Params", "check_int", "check_choice", "check_pow2", "check_bool", "check_seed",
            "check_taps", "R1_TAPS", "R1_CLASSES", "MODES", "RunField", "RUN_FIELDS", "LR_STEPS_MAX",
-           "TrainParams", "SocParams", "built_modes", "built_schedule"]
+           "TrainParams", "SocParams", "built_modes", "built_schedule", "built_early_stop",
+           "run_fields", "EARLY_STOP_FIELDS"]
 
 
 def _name(section, field):
@@ -133,6 +134,8 @@ class RunField:
     pow2: bool = False
     train: bool = False
     doc: str = ""
+    #: The ``[soc]`` option that builds the field (empty: every design has it).
+    option: str = ""
 
     @property
     def width(self):
@@ -168,7 +171,23 @@ RUN_FIELDS = {f.name: f for f in (
     *(RunField(f"lr_step{i}", f"lr_steps_{'lo' if i < 2 else 'hi'}", f"step{i}", 0, 999,
                doc="FO: eta halves from this epoch on (0: unused)")
       for i in range(LR_STEPS_MAX)),
+    RunField("stop_every", "early_stop", "every", 0, 100, option="early_stop",
+             doc="FO: evaluate the held-out records after every this many epochs (0: never)"),
+    RunField("holdout", "early_stop", "holdout", 0, 4096, option="early_stop",
+             doc="FO: the last this many records are held out of training"),
+    RunField("patience", "early_stop", "patience", 1, 16, option="early_stop",
+             doc="FO: evaluations in a row without a new best that end the run"),
 )}
+
+#: Run fields built only with ``[soc] early_stop`` (:func:`run_fields`).
+EARLY_STOP_FIELDS = tuple(f.name for f in RUN_FIELDS.values() if f.option == "early_stop")
+
+
+def run_fields(early_stop=False):
+    """The run fields of a design (:data:`RUN_FIELDS` without the early-stop ones unless
+    ``early_stop``: a design built without it has neither their registers nor their
+    inputs)."""
+    return {n: f for n, f in RUN_FIELDS.items() if not f.option or early_stop}
 
 
 @dataclass(frozen=True)
@@ -244,12 +263,21 @@ class SocParams(Params):
         on the UP5K, docs/benchmarks.md). Without it a first-order start that sets any of them
         is rejected (``errors.bad_schedule``). Default true: the default first-order run of
         ``fieldtune demo`` (``shuffle20``) needs it.
+    early_stop : bool
+        Build the first-order early stop (issue 16; needs ``schedule``): run register
+        ``early_stop`` (``every``, ``holdout``, ``patience``), the held-out evaluation between
+        epochs and the ``stop_status`` register (epochs run, held-out count). Default false:
+        the accuracy study found early stop does not pay on R1 (docs/benchmarks.md,
+        "Accuracy against LoRA-All (issue 16)"), and with it off the register map and the
+        generated RTL are those of a design without it. Illegal values at a first-order
+        start raise ``errors.bad_schedule``.
     """
 
     section = "soc"
 
     modes: tuple = MODES
     schedule: bool = True
+    early_stop: bool = False
 
     def _validate(self):
         value = self.modes
@@ -262,6 +290,13 @@ class SocParams(Params):
                              f"{allowed}, not {self.modes!r}")
         object.__setattr__(self, "modes", tuple(v for v in MODES if v in value))
         check_bool(self.section, "schedule", self.schedule)
+        check_bool(self.section, "early_stop", self.early_stop)
+        if self.early_stop and not self.schedule:
+            raise ValueError("soc.early_stop = true needs soc.schedule = true (early stop is "
+                             "part of the first-order run schedule), not soc.schedule = false")
+        if self.early_stop and "fo" not in self.modes:
+            raise ValueError(f"soc.early_stop = true needs 'fo' in soc.modes (early stop ends a "
+                             f"first-order run), not {list(self.modes)}")
 
 
 def built_modes(config):
@@ -276,3 +311,10 @@ def built_schedule(config):
     a configuration without a ``soc`` section has it)."""
     soc = getattr(config, "soc", None)
     return soc.schedule if soc is not None else True
+
+
+def built_early_stop(config):
+    """Whether the SoC of ``config`` has the first-order early stop (``[soc] early_stop``;
+    a configuration without a ``soc`` section has not)."""
+    soc = getattr(config, "soc", None)
+    return soc.early_stop if soc is not None else False

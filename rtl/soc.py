@@ -32,7 +32,7 @@ from amaranth.lib import wiring, stream, data
 from amaranth.lib.wiring import In, Out
 from amaranth.lib.fifo import SyncFIFO
 
-from .params import built_modes, built_schedule, RUN_FIELDS
+from .params import built_modes, built_schedule, built_early_stop, run_fields
 from .csr.bus import BusSignature, BusDecoder
 from .csr.registers import RegisterBank
 from .csr.map import (SocMap, soc_registers, ERRORS, BLOCK_ERRORS, COUNTER_REGISTERS, WINDOWS,
@@ -298,7 +298,7 @@ class SoC(wiring.Component):
         mac_p, cache_p, loss_p = self.mac, self.cache, self.loss
         b = _Blocks(
             seq=Sequencer(mac_p, loss_p, cache_p, self.perturb, self.modes,
-                          built_schedule(self.config)),
+                          built_schedule(self.config), built_early_stop(self.config)),
             engine=PerturbationEngine(self.perturb) if "zo" in self.modes else None,
             cache=ForwardCache(cache_p), mac=AdapterMACArray(mac_p),
             loss=SoftmaxCrossEntropy(loss_p), router=SampleRouter(cache_p, mac_p, loss_p),
@@ -387,7 +387,7 @@ class SoC(wiring.Component):
         ]
         cfg = seq.settings
         m.d.comb += [getattr(cfg, f.name).eq(getattr(getattr(regs, f.register), f.field))
-                     for f in RUN_FIELDS.values()]
+                     for f in run_fields(seq.early_stop).values()]
         m.d.comb += cache.clear.eq(regs.control.clear_cache & ~seq.busy)
 
     def _status(self, m, b):
@@ -400,6 +400,11 @@ class SoC(wiring.Component):
         ]
         for c in COUNTERS:
             m.d.comb += getattr(regs, COUNTER_REGISTERS[c]).value.eq(getattr(seq.counters, c))
+        if seq.early_stop:
+            st = regs.stop_status
+            m.d.comb += [st.epochs_run.eq(seq.counters.epochs),
+                         st.held_out_correct.eq(seq.stop.correct),
+                         st.stopped.eq(seq.stop.stopped)]
         errs = regs.errors
         for name in SEQUENCER_ERRORS:
             m.d.comb += getattr(errs, f"{name}_set").eq(getattr(seq.errors, name))

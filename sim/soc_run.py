@@ -34,7 +34,7 @@ import numpy as np
 from ..rtl.soc import SoC, COUNTER_REGISTERS, ERRORS, MAGIC, VERSION
 from ..rtl.csr.map import SocMap
 from ..rtl.cache.layout import CacheLayout
-from ..rtl.params import RUN_FIELDS
+from ..rtl.params import run_fields, built_early_stop
 from ..rtl.sequencer import Mode, COUNTERS
 from ..rtl.mac.layout import Layout
 from .engines import registry as engines
@@ -46,7 +46,7 @@ from .soc_data import record_stream, estimate_cycles
 __all__ = ["ENGINES", "soc_component", "BusProgram", "Reading", "DeviceError", "EngineDevice",
            "GoldenDevice", "open_device", "decode_status", "decode_weights", "status_of",
            "weights_of", "signed", "STATUS_REGISTERS",
-           "RUN_REGISTERS", "BUS_WAIT"]
+           "RUN_REGISTERS", "run_registers_of", "BUS_WAIT"]
 
 
 #: Engines a session runs on (the engine registry's, fastest first); ``"golden"`` runs the
@@ -57,15 +57,22 @@ ENGINES = (*engines.names(), "golden")
 BUS_WAIT = 4096
 
 
-def _run_registers():
+def run_registers_of(config):
+    """Run registers and their fields -> :class:`~fieldtune.sim.golden.soc.RunConfig` fields
+    of the SoC of ``config`` (the early-stop register only where it is built)."""
+    return _run_registers(built_early_stop(config))
+
+
+def _run_registers(early_stop=False):
     registers = {}
-    for f in RUN_FIELDS.values():
+    for f in run_fields(early_stop).values():
         registers.setdefault(f.register, {})[f.field] = f.name
     return registers
 
 
 #: Run registers and their fields -> :class:`~fieldtune.sim.golden.soc.RunConfig` fields
-#: (from the one declaration, :data:`~fieldtune.rtl.params.RUN_FIELDS`).
+#: (from the one declaration, :data:`~fieldtune.rtl.params.RUN_FIELDS`) of a design without
+#: early stop (:func:`run_registers_of`: any design's).
 RUN_REGISTERS = _run_registers()
 
 
@@ -195,7 +202,7 @@ class BusProgram:
 
     def configure(self, cfg: RunConfig):
         """Write every run register of ``cfg``."""
-        for register, fields in RUN_REGISTERS.items():
+        for register, fields in run_registers_of(self.soc.config).items():
             self.write_reg(register, **{f: int(getattr(cfg, key)) for f, key in fields.items()})
 
     def run(self, max_cycles, what):
@@ -488,7 +495,10 @@ class GoldenDevice:
                              "records": m.records},
                   "errors": {n: int(n in m.errors) for n in ERRORS},
                   "next_step": {"step": m.next_step},
-                  "next_cursor": {"cursor": m.next_cursor}}.get(name)
+                  "next_cursor": {"cursor": m.next_cursor},
+                  "stop_status": {"epochs_run": m.counters["epochs"],
+                                  "held_out_correct": m.stop["correct"],
+                                  "stopped": int(m.stop["stopped"])}}.get(name)
         return "ack", self.map.pack(name, **fields) if fields is not None else self.words[address]
 
     def _busy(self):
@@ -520,7 +530,7 @@ class GoldenDevice:
     def run_config(self):
         """The :class:`RunConfig` the registers hold."""
         return RunConfig(**{key: self.map.unpack(reg, self.words[self._index[reg]])[f]
-                            for reg, fields in RUN_REGISTERS.items()
+                            for reg, fields in run_registers_of(self.config).items()
                             for f, key in fields.items()})
 
     def _start(self):

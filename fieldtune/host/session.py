@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..rtl.params import LR_STEPS_MAX, built_schedule
+from ..rtl.params import LR_STEPS_MAX, built_schedule, built_early_stop
 from ..rtl.sequencer import Mode, COUNTERS
 from ..rtl.mac.layout import Layout
 from ..rtl.csr.map import SocMap, ERRORS
@@ -38,7 +38,7 @@ from ..sim.golden.loss import softmax_xent
 from ..sim.soc_data import (records_of, record_stream, cached_view, initial_weights,
                             estimate_cycles)
 from ..sim.engines.registry import check_waveforms
-from ..sim.soc_run import (DeviceError, Reading, STATUS_REGISTERS, RUN_REGISTERS, ENGINES,
+from ..sim.soc_run import (DeviceError, Reading, STATUS_REGISTERS, run_registers_of, ENGINES,
                            open_device, status_of, weights_of)
 from .driver import StreamLost
 
@@ -70,6 +70,9 @@ class RunResult:
     chunk_cycles: list = field(default_factory=list)
     #: the first-order schedule the run followed (a FoSchedule; None: the plain run)
     schedule: object = None
+    #: with early stop: the device's ``stop_status`` (``epochs_run``, ``held_out_correct``,
+    #: ``stopped``)
+    early_stop: dict | None = None
 
 
 class Session:
@@ -135,8 +138,14 @@ class Session:
 
     def configure(self, cfg: RunConfig):
         """Write every run register of ``cfg``."""
-        for register, fields in RUN_REGISTERS.items():
+        for register, fields in run_registers_of(self.config).items():
             self.device.write(register, **{f: getattr(cfg, key) for f, key in fields.items()})
+
+    def read_stop(self):
+        """The reading of ``stop_status`` (designs with early stop): ``{"epochs_run",
+        "held_out_correct", "stopped"}``."""
+        unpack = SocMap(self.config).unpack
+        return self.device.read("stop_status").map(lambda word: unpack("stop_status", word))
 
     def read_counters(self):
         """The reading of the status, error flags, counters and ZO continuation
@@ -251,7 +260,11 @@ def finetune(session, data, *, mode=None, epochs=None, steps=None, eval_every=No
     t = config.train
     mode, total, eval_every = _plan(config, mode, epochs, steps, eval_every)
     if mode == "fo" and schedule is not None:
-        regs = run_registers(schedule, t.lr_shift)      # ValueError: not for the device
+        if _stops(schedule) and not built_early_stop(config):
+            raise ValueError(f"this design is built without early stop ([soc] early_stop = "
+                             f"false): schedule.stop_every and schedule.holdout must be 0, "
+                             f"not {schedule.stop_every} and {schedule.holdout}")
+        regs = run_registers(schedule, t.lr_shift)
         if not built_schedule(config) and (regs["order"] or regs["lr_shift"] != t.lr_shift
                                            or any(regs[f"lr_step{i}"]
                                                   for i in range(LR_STEPS_MAX))):
@@ -268,10 +281,12 @@ def finetune(session, data, *, mode=None, epochs=None, steps=None, eval_every=No
     source = source or getattr(device, "engine", "device")
     t_start = time.perf_counter()
     test = cached_view(config, *test_raw)
-    chunks = _schedule(total, eval_every)
+    # early stop runs in one piece (the best count and the strikes live in the sequencer)
+    stops = mode == "fo" and _stops(schedule)
+    chunks = [total] if stops else _schedule(total, eval_every)
     w0 = initial_weights(config, t.seed)
     state = {"cycles": [], "curve": [], "loss": [], "counters": {c: 0 for c in COUNTERS},
-             "eval": [], "errors": []}
+             "eval": [], "errors": [], "early_stop": None}
 
     # a known start on any device (a board keeps what its last session left): no error
     # flags, no records, the initial weights; then the training records
@@ -292,13 +307,18 @@ def finetune(session, data, *, mode=None, epochs=None, steps=None, eval_every=No
     for n in chunks:
         counters = session.train(mode, epochs=n, steps=n, step=step, cursor=cursor,
                                  schedule=schedule, first_epoch=point)
+        stop = session.read_stop() if stops else None
         weights = session.read_weights()
         point += n
         expect = ((step + n * t.queries) & 0xFFFF_FFFF,
                   _cursor_after(cursor, n, t.batch, records))
 
-        def record_chunk(counters=counters, weights=weights, point=point, expect=expect):
+        def record_chunk(counters=counters, weights=weights, point=point, expect=expect,
+                         stop=stop):
             c = counters.value
+            if stop is not None:            # the run ended after epochs_run epochs
+                state["early_stop"] = stop.value
+                point = stop.value["epochs_run"]
             if mode == "zo" and (c["next_step"], c["next_cursor"]) != expect:
                 raise DeviceError(f"ZO continuation {c['next_step'], c['next_cursor']}, "
                                   f"expected {expect}")
@@ -357,7 +377,14 @@ def finetune(session, data, *, mode=None, epochs=None, steps=None, eval_every=No
                      sim_cycles_per_second=(sim_cycles / sim_seconds
                                             if sim_cycles and sim_seconds else None),
                      chunk_cycles=state["cycles"],
-                     schedule=schedule if mode == "fo" else None)
+                     schedule=schedule if mode == "fo" else None,
+                     early_stop=state["early_stop"])
+
+
+def _stops(schedule):
+    """Whether first-order ``schedule`` (None: the plain run) asks for early stop or holds
+    records out."""
+    return schedule is not None and bool(schedule.stop_every or schedule.holdout)
 
 
 def run_finetune(config, data, *, mode=None, engine="cxxrtl", epochs=None, steps=None,
@@ -374,7 +401,8 @@ def run_finetune(config, data, *, mode=None, engine="cxxrtl", epochs=None, steps
         raise ValueError(f"engine must be one of {', '.join(ENGINES)}, not {engine!r}")
     m, total, every = _plan(config, mode, epochs, steps, eval_every)
     check_waveforms(engine, vcd)
-    limit = max_cycles or run_limit(config, m, len(data["train_labels"]), min(every, total))
+    longest = total if m == "fo" and _stops(schedule) else min(every, total)   # one piece
+    limit = max_cycles or run_limit(config, m, len(data["train_labels"]), longest)
     t0 = time.perf_counter()
     with open_device(config, engine, env=env, vcd=vcd) as device:
         session = Session(device, config, max_cycles=limit)

@@ -12,7 +12,7 @@ Word addresses: the registers from 0 upward in :func:`soc_registers` order, the 
 
 from dataclasses import dataclass
 
-from ..params import TrainParams, RUN_FIELDS
+from ..params import TrainParams, RUN_FIELDS, run_fields, built_early_stop
 from ..cache.params import INDEX_WIDTH, ELEMENT_WIDTH
 from ..mac.params import MacParams
 from ..mac.layout import Layout
@@ -25,7 +25,7 @@ from .registers import Field, Register
 
 __all__ = ["SocMap", "Window", "soc_registers", "run_registers", "RUN_REGISTER_DOCS", "ERRORS",
            "BLOCK_ERRORS", "COUNTER_REGISTERS", "COUNTER_DOCS", "WINDOWS", "WINDOW_BASE", "MAGIC",
-           "VERSION", "BUS_ADDR_WIDTH"]
+           "VERSION", "BUS_ADDR_WIDTH", "stop_status_register"]
 
 
 #: Word address bits of the SoC's bus.
@@ -88,20 +88,25 @@ RUN_REGISTER_DOCS = {
     "order": "FO sample order and its seed",
     "lr_steps_lo": "FO learning-rate steps 0 and 1 (epochs)",
     "lr_steps_hi": "FO learning-rate steps 2 and 3 (epochs)",
+    "early_stop": "FO early stop: held-out records, evaluation period, patience",
 }
 
 
-def run_registers(mac: MacParams, cache: CacheParams, perturb: PerturbParams):
+def run_registers(mac: MacParams, cache: CacheParams, perturb: PerturbParams,
+                  early_stop=False):
     """The run registers, generated from :data:`~fieldtune.rtl.params.RUN_FIELDS` (fields
     grouped by register, in declaration order). They are ``locked`` while a run is busy (a
     write is ignored and flagged ``busy``): the sequencer reads them during the run and keeps
     no copy. They are ``mirrored`` (read back from a block RAM, not through the read
     multiplexer: :mod:`~fieldtune.rtl.csr.registers`). Reset values: :class:`TrainParams`' defaults
-    for its fields, :func:`default_watchdog` for the watchdog, 0 otherwise."""
+    for its fields, :func:`default_watchdog` for the watchdog, ``lo`` of the early-stop
+    fields, 0 otherwise; the early-stop register only with ``early_stop`` (``[soc]
+    early_stop``)."""
     t = TrainParams()
-    init = {"watchdog": default_watchdog(mac, cache, perturb)}
+    init = {"watchdog": default_watchdog(mac, cache, perturb),
+            "patience": RUN_FIELDS["patience"].lo}
     fields = {}
-    for f in RUN_FIELDS.values():
+    for f in run_fields(early_stop).values():
         value = getattr(t, f.name) if f.train else init.get(f.name, 0)
         fields.setdefault(f.register, []).append(Field(f.field, f.width, "rw", init=value,
                                                        doc=f.doc))
@@ -109,11 +114,26 @@ def run_registers(mac: MacParams, cache: CacheParams, perturb: PerturbParams):
                  for name, flds in fields.items())
 
 
-def soc_registers(mac: MacParams, cache: CacheParams, perturb: PerturbParams):
+def stop_status_register():
+    """The early-stop report (designs with ``[soc] early_stop``), read-only: epochs the last
+    first-order run trained, its last held-out count and whether early stop ended it."""
+    held = RUN_FIELDS["holdout"].width
+    return Register("stop_status", [
+        Field("epochs_run", RUN_FIELDS["epochs"].width, "ro", doc="FO epochs run"),
+        Field("held_out_correct", held, "ro",
+              doc="held-out records classified right at the last evaluation"),
+        Field("stopped", 1, "ro", doc="early stop ended the run")],
+        doc="FO early stop: epochs run and the held-out count")
+
+
+def soc_registers(mac: MacParams, cache: CacheParams, perturb: PerturbParams,
+                  early_stop=False):
     """The register map as data (word addresses follow this order). Reset values of the
     run configuration are :class:`~fieldtune.rtl.params.TrainParams`' defaults, so they do
     not depend on a design's ``[train]`` table (the runner writes every field). The design's
-    constants (identification, geometry, sizes) are read-only fields with a ``value``."""
+    constants (identification, geometry, sizes) are read-only fields with a ``value``.
+    ``early_stop`` (``[soc] early_stop``) adds the ``early_stop`` run register and
+    ``stop_status`` at the end (the addresses of the others stay)."""
     lay = Layout(mac)
     return (
         Register("id", [Field("magic", 16, "ro", doc=f"{MAGIC:#06x}", value=MAGIC),
@@ -153,6 +173,8 @@ def soc_registers(mac: MacParams, cache: CacheParams, perturb: PerturbParams):
         *(Register(COUNTER_REGISTERS[c], [Field("value", w, "ro")],
                    doc=f"counter: {COUNTER_DOCS[c]} (saturating)")
           for c, w in counter_widths(cache).items()),
+        *((*(r for r in run_registers(mac, cache, perturb, True) if r.name == "early_stop"),
+           stop_status_register()) if early_stop else ()),
     )
 
 
@@ -196,7 +218,7 @@ class SocMap:
     def __init__(self, config):
         mac, cache, perturb = config.mac, config.cache, config.perturb
         self.config, self.mac = config, mac
-        self.registers = soc_registers(mac, cache, perturb)
+        self.registers = soc_registers(mac, cache, perturb, built_early_stop(config))
         self.bank_width = max(1, (len(self.registers) - 1).bit_length())
         if 1 << self.bank_width > WINDOW_BASE:
             raise ValueError("the register map outgrew the space below the windows")

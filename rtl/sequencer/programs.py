@@ -118,8 +118,9 @@ def _forward(lowrank, sign=Perturb.NONE):
 def programs(regions, colacc_cshift):
     """The programs of a design with ``regions`` weight regions (1 dense, 2 low-rank), by
     name: first order (``FO``), a zeroth-order query's forwards (``ZF``) and update (``ZU``),
-    evaluation (``EV``), weight load (``LD``) and dump (``DP``). ``then`` names the control
-    states of :class:`~fieldtune.rtl.sequencer.Sequencer`."""
+    evaluation (``EV``; ``HO``: of the held-out records, first-order early stop), weight
+    load (``LD``) and dump (``DP``). ``then`` names the control states of
+    :class:`~fieldtune.rtl.sequencer.Sequencer`."""
     lowrank = regions == 2
     batch = Phase("batch", (MacOp(Op.BATCH, cshift=Dynamic.FO_CSHIFT),))
     if not lowrank:
@@ -148,6 +149,7 @@ def programs(regions, colacc_cshift):
         Program("ZF", zo_forward, then="ZF_NEXT"),
         Program("ZU", zo_update, then="ZU_NEXT"),
         Program("EV", (Phase("forward", _forward(lowrank), each=True),), then="DRAIN"),
+        Program("HO", (Phase("forward", _forward(lowrank), each=True),), then="HO_DONE"),
         Program("LD", (Phase("load", tuple(MacOp(Op.LOAD, r) for r in every)),), then="DRAIN"),
         Program("DP", (Phase("dump", tuple(MacOp(Op.DUMP, r) for r in every)),), then="DRAIN"),
     )}

@@ -24,7 +24,11 @@ mode       what a run does
            (MATVEC, read), then the updates (UPDATE, read). Epoch ``e`` (0-based) visits the
            records in the order of :class:`~.order.RecordOrder` (cache order, or a keyed
            permutation per epoch: ``order``, ``order_seed``) and trains at
-           ``eta = 2**-(lr_shift + #{i : 1 <= lr_step_i <= e})``.
+           ``eta = 2**-(lr_shift + #{i : 1 <= lr_step_i <= e})``. With early stop
+           (``[soc] early_stop``) the last ``holdout`` records are not trained on; after
+           every ``stop_every``-th epoch they are evaluated (program HO, counted apart:
+           ``stop.correct``) and ``patience`` evaluations in a row without a new best end
+           the run (``stop.stopped``; :func:`fieldtune.sim.golden.schedule.train_fo_scheduled`).
 ``ZO``     ``steps`` steps; step ``s`` uses the mini-batch at the cursor (which advances by
            ``batch`` and wraps to 0 when the next batch would start past the records). Per
            step, per query ``i < queries``: for every sample the forward at ``W + eps z`` and
@@ -56,7 +60,7 @@ from amaranth.lib import wiring, stream, data, enum
 from amaranth.lib.wiring import In, Out
 from amaranth.lib.memory import Memory
 
-from ..params import MODES, RUN_FIELDS, LR_STEPS_MAX, SocParams
+from ..params import MODES, RUN_FIELDS, LR_STEPS_MAX, SocParams, run_fields
 from ..mac.params import MacParams
 from ..mac.layout import Layout
 from ..mac.array import update_shift
@@ -74,7 +78,8 @@ from .microcode import compile_programs
 from .order import RecordOrder, index_bits
 
 
-__all__ = ["Mode", "RUN_CONFIG", "COUNTERS", "counter_widths", "SEQUENCER_ERRORS",
+__all__ = ["Mode", "RUN_CONFIG", "run_config_layout", "stop_layout", "COUNTERS",
+           "counter_widths", "SEQUENCER_ERRORS",
            "MAX_QUERIES", "MAX_BATCH", "CSHIFT_MIN", "CSHIFT_MAX", "fetch_layout",
            "coef_shift_constants", "Sequencer",
            "default_watchdog"]
@@ -99,6 +104,18 @@ CSHIFT_MIN, CSHIFT_MAX = -32, 31
 #: The run-time configuration, the run registers (widths from
 #: :data:`~fieldtune.rtl.params.RUN_FIELDS`).
 RUN_CONFIG = data.StructLayout({f.name: f.width for f in RUN_FIELDS.values()})
+
+
+def run_config_layout(early_stop=False):
+    """The run registers of a design (:func:`~fieldtune.rtl.params.run_fields`): the
+    early-stop fields only with ``early_stop``."""
+    return data.StructLayout({f.name: f.width for f in run_fields(early_stop).values()})
+
+
+def stop_layout():
+    """The early-stop report: the last held-out count (``correct``, 0 to ``holdout``) and
+    whether early stop ended the run (``stopped``)."""
+    return data.StructLayout({"correct": RUN_FIELDS["holdout"].width, "stopped": 1})
 
 #: Counters of a run (saturating at all ones), reset by every accepted start.
 COUNTERS = ("cycles", "samples", "epochs", "steps", "loss_sum", "correct")
@@ -133,7 +150,9 @@ SEQUENCER_ERRORS = {
     "eval_range": "EVAL range empty or beyond the cached records",
     "bad_watchdog": "watchdog budget 0 (FO, ZO, EVAL)",
     "bad_schedule": "FO with order or a learning-rate step set on a design built without the "
-                    "schedule ([soc] schedule = false)",
+                    "schedule ([soc] schedule = false); early stop ([soc] early_stop) with "
+                    "every above 100, patience not 1 to 16, holdout above 4096, or every "
+                    "set and holdout 0",
     "busy": "start, cache clear or run-register write while a run is busy: ignored",
     "watchdog": "a run made no progress for watchdog cycles: aborted",
     "aborted": "the host aborted a run",
@@ -240,10 +259,13 @@ class Sequencer(wiring.Component):
         Zeroth order: the perturbation step and cursor the next run continues from.
     errors : Out(SEQUENCER_ERRORS)
         One-cycle strobes.
+    stop : Out(stop_layout())
+        With ``early_stop`` only: the last run's last held-out count and whether early stop
+        ended it (cleared by every accepted start).
     """
 
     def __init__(self, mac: MacParams, loss: LossParams, cache: CacheParams,
-                 perturb: PerturbParams, modes=MODES, schedule=True):
+                 perturb: PerturbParams, modes=MODES, schedule=True, early_stop=False):
         for name, value, cls in (("mac", mac, MacParams), ("loss", loss, LossParams),
                                  ("cache", cache, CacheParams),
                                  ("perturb", perturb, PerturbParams)):
@@ -255,6 +277,9 @@ class Sequencer(wiring.Component):
         #: The first-order run schedule is built (``SocParams.schedule``): record order and
         #: learning-rate steps.
         self.schedule = SocParams(schedule=schedule).schedule
+        #: The first-order early stop is built (``SocParams.early_stop``; with first order).
+        self.early_stop = (SocParams(schedule=schedule, early_stop=early_stop).early_stop
+                           and "fo" in self.modes)
         self.layout = Layout(mac)
         c_fo, c_a, _, _ = coef_shift_constants(mac, loss)
         #: COLACC's ``cshift`` (low-rank first order): ``v`` scaled for A's update.
@@ -265,10 +290,11 @@ class Sequencer(wiring.Component):
                              f"low-rank adapters, not {mac.coef_width}")
         #: Cycles ``flush`` stays high: every beat the cache may still hold drains.
         self.flush_cycles = drain_bound(cache, 2) + 16
+        stop = {"stop": Out(stop_layout())} if self.early_stop else {}
         super().__init__({
             "start": In(1),
             "abort": In(1),
-            "settings": In(RUN_CONFIG),
+            "settings": In(run_config_layout(early_stop)),
             "records": In(range(cache.capacity + 1)),
             "mac_cmd": Out(stream.Signature(MAC_OP)),
             "fetch": Out(stream.Signature(fetch_layout())),
@@ -287,6 +313,7 @@ class Sequencer(wiring.Component):
             "next_step": Out(32),
             "next_cursor": Out(INDEX_WIDTH),
             "errors": Out(data.StructLayout({e: 1 for e in SEQUENCER_ERRORS})),
+            **stop,
         })
 
     # -- gateware ---------------------------------------------------------------------------
@@ -297,16 +324,23 @@ class Sequencer(wiring.Component):
                       "ZO_STEP": "zo", "ZF_NEXT": "zo", "ZU_WAIT": "zo", "ZU_READ": "zo",
                       "ZU_READ_HI": "zo",
                       "ZU_NEXT": "zo", "STEP_END": "zo", "EV_START": None,
-                      "EXEC": None, "DRAIN": None, "ABORT": None}
-    #: The training mode of each program (None: every design).
-    PROGRAM_MODES = {"FO": "fo", "ZF": "zo", "ZU": "zo", "EV": None, "LD": None, "DP": None}
+                      "EXEC": None, "DRAIN": None, "ABORT": None,
+                      "HO_START": "early_stop", "HO_DONE": "early_stop"}
+    #: The training mode of each program (None: every design; ``early_stop``: designs with
+    #: it).
+    PROGRAM_MODES = {"FO": "fo", "ZF": "zo", "ZU": "zo", "EV": None, "LD": None, "DP": None,
+                     "HO": "early_stop"}
+
+    def _built(self):
+        """What the design builds: None (everything), its modes, ``early_stop``."""
+        return (None, *self.modes, *(("early_stop",) if self.early_stop else ()))
 
     def programs(self):
         """This design's programs (:func:`~fieldtune.rtl.sequencer.programs.programs`) of the
         modes it builds."""
         return {name: prog
                 for name, prog in programs(len(self.layout.regions), self.colacc_cshift).items()
-                if self.PROGRAM_MODES[name] in (None, *self.modes)}
+                if self.PROGRAM_MODES[name] in self._built()}
 
     def microcode(self):
         """The programs compiled to ROM words (:func:`.microcode.compile_programs`)."""
@@ -314,7 +348,7 @@ class Sequencer(wiring.Component):
 
     def state_enum(self):
         """The control states as an enumeration (names show in waveforms)."""
-        names = [n for n, mode in self.CONTROL_STATES.items() if mode in (None, *self.modes)]
+        names = [n for n, mode in self.CONTROL_STATES.items() if mode in self._built()]
         return enum.Enum("SequencerState", [(n, i) for i, n in enumerate(names)])
 
     def elaborate(self, platform):
@@ -324,7 +358,12 @@ class Sequencer(wiring.Component):
         r = _RunState(self, State, code)
         if "fo" in self.modes and self.schedule:
             m.submodules.order = r.order = self._record_order(m, r)
-        m.d.comb += [self.mode.eq(r.cfg.mode), self.next_step.eq(r.pstep),
+        if self.early_stop:
+            self._held_out(m, r)
+        # the held-out forwards are an evaluation's (no dz: the router asks the loss unit
+        # for dz in FO only)
+        mode = Mux(r.ho, Mode.EVAL, r.cfg.mode) if self.early_stop else r.cfg.mode
+        m.d.comb += [self.mode.eq(mode), self.next_step.eq(r.pstep),
                      self.next_cursor.eq(r.base)]
         m.d.comb += [r.busy.eq(r.state != State.IDLE), self.busy.eq(r.busy)]
         got = self._results(m, r)
@@ -364,7 +403,7 @@ class Sequencer(wiring.Component):
         restart at the batch's first sample) and ``next_epoch``."""
         order = RecordOrder(self.walk_bits())
         cfg = r.cfg
-        m.d.comb += [order.seed.eq(cfg.order_seed), order.count.eq(r.records),
+        m.d.comb += [order.seed.eq(cfg.order_seed), order.count.eq(r.train_n),
                      order.shuffle.eq(cfg.order), order.next_epoch.eq(r.next_epoch)]
         return order
 
@@ -428,6 +467,10 @@ class Sequencer(wiring.Component):
         ``epochs`` and ``steps`` are the loops' counters (never saturating:
         :func:`counter_widths`)."""
         c, res, clear = self.counters, self.result.payload, self.accepted
+        if self.early_stop:     # the held-out forwards count apart (_held_out)
+            _count(m, r.ho_count, got & r.ho & res.correct,
+                   clear | (r.state == r.State.HO_START), saturate=False)
+            got = got & ~r.ho
         with m.If(clear | got):
             m.d.sync += c.loss_sum.eq(Mux(clear, 0, _sat_add(c.loss_sum, res.loss)))
         _count(m, c.samples, got, clear)
@@ -458,13 +501,23 @@ class Sequencer(wiring.Component):
             fo_shift_bad = (cs_fo < CSHIFT_MIN) | (cs_fo > CSHIFT_MAX)
             no_schedule = is_fo & (cfg.order | Cat(*steps_set).any())
         zo_shift_bad = ((k < 0) | (cs_z < CSHIFT_MIN) | (cs_z > CSHIFT_MAX))
+        if self.early_stop:
+            # the training records (records - holdout) hold a mini-batch at least
+            fo_count = batch + cfg.holdout > records
+            f = RUN_FIELDS
+            no_schedule = is_fo & ((cfg.stop_every > f["stop_every"].hi)
+                                   | (cfg.patience < f["patience"].lo)
+                                   | (cfg.patience > f["patience"].hi)
+                                   | (cfg.holdout > f["holdout"].hi)
+                                   | ((cfg.stop_every != 0) & (cfg.holdout == 0)))
         checks = {
             "bad_mode": (cfg.mode > Mode.DUMP.value)
                         | (is_fo & ("fo" not in self.modes)) | (is_zo & ("zo" not in self.modes)),
             "zero_epochs": is_fo & (cfg.epochs == 0),
             "bad_batch": (is_fo & (~pow2 | (batch > mac.max_batch)))
                          | (is_zo & (~pow2 | (batch > MAX_BATCH))),
-            "batch_count": (is_fo | is_zo) & (batch > records),
+            "batch_count": ((is_fo & fo_count) | (is_zo & (batch > records))
+                            if self.early_stop else (is_fo | is_zo) & (batch > records)),
             "bad_shift": (is_fo & fo_shift_bad) | (is_zo & zo_shift_bad),
             "bad_steps": is_zo & ((cfg.steps == 0) | ~q_pow2 | (cfg.queries > MAX_QUERIES)),
             "bad_cursor": is_zo & (cfg.cursor >= records),
@@ -509,6 +562,9 @@ class Sequencer(wiring.Component):
                 m.d.sync += [r.cs.eq(shifts["cs"]), r.cs_z.eq(shifts["cs_z"]),
                              r.k.eq(shifts["k"]), r.outstanding.eq(0), r.qi.eq(0),
                              r.res_n.eq(0), r.res_q.eq(0)]
+                if self.early_stop:
+                    m.d.sync += [r.ho.eq(0), r.since.eq(0), r.best1.eq(0), r.strikes.eq(0),
+                                 self.stop.eq(0)]
                 with m.Switch(cfg.mode):
                     if "fo" in self.modes:
                         with m.Case(Mode.FO):
@@ -545,7 +601,7 @@ class Sequencer(wiring.Component):
 
     def _control_fo(self, m, r, State):
         """First order: a mini-batch at a time, epochs over the records."""
-        cfg, records, batch = r.cfg, r.records, r.cfg.batch
+        cfg, records, batch = r.cfg, r.train_n, r.cfg.batch
         left = records - r.base
         with m.Case(State.FO_BATCH):
             if r.order is not None:
@@ -566,9 +622,44 @@ class Sequencer(wiring.Component):
                 m.d.sync += r.base.eq(0)
                 if self.schedule:
                     m.d.sync += r.cs.eq(r.cs - steps)
-                m.d.sync += r.state.eq(Mux(epoch == cfg.epochs, State.DRAIN, State.FO_BATCH))
+                after = Mux(epoch == cfg.epochs, State.DRAIN, State.FO_BATCH)
+                if self.early_stop:
+                    # every stop_every-th epoch the held-out records are evaluated
+                    due = (cfg.stop_every != 0) & (r.since + 1 == cfg.stop_every)
+                    m.d.sync += r.since.eq(Mux(due, 0, r.since + 1))
+                    after = Mux(due, State.HO_START, after)
+                m.d.sync += r.state.eq(after)
             with m.Else():
                 m.d.sync += [r.base.eq(nxt), r.state.eq(State.FO_BATCH)]
+        if self.early_stop:
+            self._control_held_out(m, r, State)
+
+    def _control_held_out(self, m, r, State):
+        """Early stop: once the epoch's results are in, the held-out records (``train_n``
+        on, ``holdout`` of them) go through the HO program (an evaluation); once theirs are
+        in, the count is judged (a new best clears the strikes, anything else is one) and
+        the run goes on, or ends after ``patience`` strikes or the last epoch."""
+        cfg = r.cfg
+        with m.Case(State.HO_START):
+            with m.If(r.outstanding == 0):
+                m.d.sync += [r.ho.eq(1), r.base.eq(r.train_n), r.nb.eq(cfg.holdout),
+                             *r.enter("HO"), *r.begin_phase(), r.sample.eq(r.train_n)]
+        with m.Case(State.HO_DONE):
+            with m.If(r.outstanding == 0):
+                better = r.ho_count >= r.best1              # count > best (best1 = best + 1)
+                strikes = Signal.like(r.strikes)
+                m.d.comb += strikes.eq(Mux(better, 0, r.strikes + 1))
+                stop = ~better & (strikes >= cfg.patience)
+                last = self.counters.epochs == cfg.epochs
+                m.d.sync += [r.ho.eq(0), r.base.eq(0), r.strikes.eq(strikes),
+                             self.stop.correct.eq(r.ho_count), self.stop.stopped.eq(stop),
+                             r.state.eq(Mux(stop | last, State.DRAIN, State.FO_BATCH))]
+                with m.If(better):
+                    m.d.sync += r.best1.eq(r.ho_count + 1)
+
+    def _held_out(self, m, r):
+        """Early stop's registers: the training records end where the held-out ones begin."""
+        m.d.comb += r.train_n.eq(r.records - r.cfg.holdout)
 
     def _control_zo(self, m, r, State):
         """Zeroth order: per step the queries' forwards, then per query its update."""
@@ -636,6 +727,8 @@ class Sequencer(wiring.Component):
         dyn = (lambda v: r.dynamic[v] if isinstance(v, Dynamic) else v)
         mac, fetch, zreq = self.mac_cmd, self.fetch, self.zreq
         is_fo = r.cfg.mode == Mode.FO
+        if self.early_stop:         # the held-out records are read in cache order
+            is_fo = is_fo & ~r.ho
         if r.order is not None:
             # first order fetches the record walk's indices (it replays each mini-batch)
             idx = r.order.index
@@ -690,6 +783,16 @@ class _RunState:
         self.cfg = seq.settings         # held still by the register bank during a run
         self.order = None               # the first-order record walk (designs with FO)
         self.records = Signal(range(cache.capacity + 1))
+        #: Records trained on (first order): all, or those before the held-out slice.
+        self.train_n = self.records
+        if seq.early_stop:
+            held = range(RUN_FIELDS["holdout"].hi + 2)
+            self.train_n = Signal(range(cache.capacity + 1))
+            self.ho = Signal()                  # the held-out records are being evaluated
+            self.ho_count = Signal(held)        # ... and so many classified right
+            self.best1 = Signal(held)           # best count so far + 1 (0: none yet)
+            self.strikes = Signal(range(RUN_FIELDS["patience"].hi + 1))
+            self.since = Signal(RUN_FIELDS["stop_every"].width)    # epochs since evaluation
         # every index is checked at start against the records (at most the capacity)
         index = range(max(cache.capacity, MAX_BATCH) + 1)
         self.base = Signal(index)       # FO: batch start; ZO: cursor; EVAL: first record

@@ -106,18 +106,23 @@ def run_registers(schedule, lr_shift, first_epoch=0):
     that trains epochs ``first_epoch, first_epoch + 1, ...`` of ``schedule``: a host that
     runs a schedule in chunks (to read the weights in between) starts each chunk with the
     key state and the learning rate the whole run would have reached (epoch ``e`` of the
-    chunk is epoch ``first_epoch + e`` of the run, bit for bit). The device has no early
-    stop: ValueError if ``schedule`` asks for one."""
+    chunk is epoch ``first_epoch + e`` of the run, bit for bit). Early stop (``stop_every``,
+    ``holdout``, ``patience``: on designs built with ``[soc] early_stop``) runs in one piece
+    only (its best count and strikes live in the sequencer): ValueError for a later chunk."""
+    stop = {}
     if schedule.stop_every or schedule.holdout:
-        raise ValueError(f"the sequencer runs no early stop: {schedule.section}.stop_every and "
-                         f"{schedule.section}.holdout must be 0, not {schedule.stop_every} and "
-                         f"{schedule.holdout}")
+        if first_epoch:
+            raise ValueError(f"a run with early stop ({schedule.section}.stop_every "
+                             f"{schedule.stop_every}, holdout {schedule.holdout}) runs in one "
+                             f"piece, not from epoch {first_epoch}")
+        stop = {"stop_every": schedule.stop_every, "holdout": schedule.holdout,
+                "patience": schedule.patience}
     later = [s - first_epoch for s in schedule.lr_steps if s > first_epoch]
     later += [0] * (LR_STEPS_MAX - len(later))
     return {"order": ORDERS.index(schedule.order),
             "order_seed": (schedule.order_seed + first_epoch * KEY_STEP) & 0xFFFF,
             "lr_shift": epoch_lr_shift(lr_shift, schedule.lr_steps, first_epoch),
-            **{f"lr_step{i}": s for i, s in enumerate(later)}}
+            **{f"lr_step{i}": s for i, s in enumerate(later)}, **stop}
 
 
 def train_fo_scheduled(mac, loss, train, schedule, data, *, mem=None, eval_data=None,

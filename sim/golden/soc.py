@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ...rtl.params import built_modes, built_schedule, LR_STEPS_MAX
+from ...rtl.params import built_modes, built_schedule, built_early_stop, LR_STEPS_MAX, RUN_FIELDS
 from ...rtl.mac.layout import Layout
 from ...rtl.sequencer import (Mode, COUNTERS, counter_widths, MAX_QUERIES, MAX_BATCH,
                               CSHIFT_MIN, CSHIFT_MAX, coef_shift_constants, RUN_CONFIG)
@@ -66,6 +66,9 @@ class RunConfig:
     lr_step1: int = 0
     lr_step2: int = 0
     lr_step3: int = 0
+    stop_every: int = 0
+    holdout: int = 0
+    patience: int = 1
 
     def __post_init__(self):
         for name, fld in RUN_CONFIG:
@@ -106,6 +109,13 @@ def check_run(config, cfg: RunConfig, records):
     lq = max(cfg.queries.bit_length() - 1, 0)
     cs_z, k = c_zo - cfg.zo_lr_shift - lb - lq + cfg.eps_shift, k0 - cfg.eps_shift
     scheduled = built_schedule(config)
+    stopping = built_early_stop(config)
+    f = RUN_FIELDS
+    # early stop's registers: only where built (elsewhere a host cannot set them)
+    stop_bad = (not stopping and bool(cfg.stop_every or cfg.holdout)) or (stopping and (
+        cfg.stop_every > f["stop_every"].hi or not f["patience"].lo <= cfg.patience
+        <= f["patience"].hi or cfg.holdout > f["holdout"].hi
+        or bool(cfg.stop_every and not cfg.holdout)))
     # every step counts, even one past the last epoch (a design without the schedule: none)
     fo_shift_bad = (cs_fo - len(lr_steps(cfg)) * scheduled < CSHIFT_MIN
                     or cs_fo > CSHIFT_MAX)
@@ -116,7 +126,8 @@ def check_run(config, cfg: RunConfig, records):
         "zero_epochs": fo and cfg.epochs == 0,
         "bad_batch": (fo and (not pow2 or batch > mac.max_batch))
                      or (zo and (not pow2 or batch > MAX_BATCH)),
-        "batch_count": (fo or zo) and batch > records,
+        "batch_count": (fo and batch + cfg.holdout * stopping > records)
+                       or (zo and batch > records),
         "bad_shift": (fo and fo_shift_bad) or (zo and zo_shift_bad),
         "bad_steps": zo and (cfg.steps == 0 or not _pow2(cfg.queries)
                              or cfg.queries > MAX_QUERIES),
@@ -124,7 +135,8 @@ def check_run(config, cfg: RunConfig, records):
         "eval_range": ev and (cfg.eval_count == 0
                               or cfg.eval_first + cfg.eval_count > records),
         "bad_watchdog": (fo or zo or ev) and cfg.watchdog == 0,
-        "bad_schedule": fo and not scheduled and bool(cfg.order or lr_steps(cfg)),
+        "bad_schedule": fo and ((not scheduled and bool(cfg.order or lr_steps(cfg)))
+                                or stop_bad),
     }
     return {name for name, bad in checks.items() if bad}
 
@@ -167,6 +179,9 @@ class SocModel:
         self.saturated = False
         self.next_step = 0
         self.next_cursor = 0
+        #: Early stop's report (``stop_status``): the last held-out count, whether it ended
+        #: the run.
+        self.stop = {"correct": 0, "stopped": False}
         self._samples = {}
         self._perturbations = {}
         self.watchdog_default = next(f.init for r in soc_registers(
@@ -257,6 +272,7 @@ class SocModel:
             return errors
         self.counters = {c: 0 for c in COUNTERS}
         self.counters["cycles"] = None
+        self.stop = {"correct": 0, "stopped": False}
         flags = {"saturated": False}
         mode = Mode(cfg.mode)
         if mode == Mode.FO:
@@ -284,9 +300,13 @@ class SocModel:
         return count, r.loss.sum(), r.correct.sum()
 
     def _first_order(self, cfg, flags):
-        records = self.records
+        """Epochs over the training records (all but the last ``holdout``); with early stop
+        the held-out records are evaluated after every ``stop_every``-th epoch (not counted
+        in the counters), as :func:`~.schedule.train_fo_scheduled` does."""
+        records = self.records - cfg.holdout
         order = ("cache", "shuffle")[cfg.order]
         bits = index_bits(self.config.cache.capacity)        # the sequencer's walk
+        best, strikes = -1, 0
         for epoch in range(cfg.epochs):
             idx = epoch_order(records, cfg.order_seed, epoch, order, bits)
             shift = fo_epoch_shift(cfg, epoch)
@@ -298,6 +318,13 @@ class SocModel:
                 self._count(nb, r.loss.sum(), r.correct.sum())
                 self.counters["steps"] += 1
             self.counters["epochs"] += 1
+            if cfg.stop_every and (epoch + 1) % cfg.stop_every == 0:
+                correct = int(self._evaluate(records, cfg.holdout)[2])
+                strikes = 0 if correct > best else strikes + 1
+                best = max(best, correct)
+                self.stop = {"correct": correct, "stopped": strikes >= cfg.patience}
+                if self.stop["stopped"]:
+                    break
 
     def perturbations(self, seed):
         """The golden engine's vectors for ``seed`` (cached per seed)."""

@@ -9,8 +9,13 @@ from amaranth.hdl import Shape
 from fieldtune.config import DesignConfig
 from fieldtune.rtl.cache.params import INDEX_WIDTH
 from fieldtune.rtl.csr.map import SocMap
-from fieldtune.rtl.params import TrainParams, RUN_FIELDS
+from fieldtune.rtl.params import TrainParams, RUN_FIELDS, run_fields
 from fieldtune.rtl.sequencer import RUN_CONFIG, Mode
+
+
+def built(early_stop=True):
+    """The default design, with the early-stop registers (every run field) by default."""
+    return DesignConfig().replace(soc={"early_stop": early_stop})
 
 
 def width(name):
@@ -26,15 +31,17 @@ def test_sequencer_layout_is_the_declaration():
 @pytest.mark.parametrize("name", sorted(RUN_FIELDS))
 def test_register_is_the_declaration(name):
     f = RUN_FIELDS[name]
-    _, declared = SocMap(DesignConfig()).field(f.register, f.field)
+    _, declared = SocMap(built()).field(f.register, f.field)
     assert (declared.width, declared.access) == (width(name), "rw")
 
 
-def test_every_writable_register_field_is_a_run_field():
-    run = {(f.register, f.field) for f in RUN_FIELDS.values()}
-    writable = {(r.name, f.name) for r in SocMap(DesignConfig()).registers for f in r.fields
-                if f.access == "rw"}
+@pytest.mark.parametrize("early_stop", [False, True])
+def test_every_writable_register_field_is_a_run_field(early_stop):
+    run = {(f.register, f.field) for f in run_fields(early_stop).values()}
+    writable = {(r.name, f.name) for r in SocMap(built(early_stop)).registers
+                for f in r.fields if f.access == "rw"}
     assert writable == run
+    assert early_stop or {f.option for f in RUN_FIELDS.values()} - {""} == {"early_stop"}
 
 
 def test_mode_and_index_widths():

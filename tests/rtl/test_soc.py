@@ -55,6 +55,8 @@ class Session:
         for rec in zip(f, z, y):
             self.model.write_record(*rec)
         self.expected = []
+        #: Registers read beside the status after every run (indices in ``extra``).
+        self.reads, self.extra = (), []
 
     def load(self, words):
         self.prog.load_weights(words, RUN_MAX)
@@ -64,6 +66,7 @@ class Session:
         self.prog.configure(cfg)
         self.prog.run(RUN_MAX, f"run {cfg}")
         status = self.prog.read_status()
+        self.extra.append({name: self.prog.read_reg(name) for name in self.reads})
         weights = self.prog.dump_weights(RUN_MAX) if dump else None
         errors = self.model.start(cfg)
         self.expected.append((cfg, status, weights, errors, dict(self.model.counters),

@@ -138,3 +138,22 @@ def test_whole_records_take_the_element_path_semantics():
     np.testing.assert_array_equal(xa, xb)
     np.testing.assert_array_equal(za, zb)
     np.testing.assert_array_equal(ya, yb)
+
+
+def test_early_stop_is_the_scheduled_training_loop(r1):
+    """[soc] early_stop: the held-out slice, the evaluations and the stop rule of
+    train_fo_scheduled; the weights of the epoch it stopped after."""
+    cfg, plain, train = r1
+    cfg = cfg.replace(soc={"early_stop": True})
+    model = SocModel(cfg)
+    model.cache, model._samples = plain.cache, plain._samples        # the same records
+    sched = FoSchedule(order="shuffle", order_seed=0x1234, lr_steps=(2,), stop_every=1,
+                       holdout=64, patience=1)
+    assert model.start(mode=Mode.FO, epochs=8, batch=16, **run_registers(sched, 4)) == set()
+    ref = train_fo_scheduled(cfg.mac, cfg.loss, TrainParams(epochs=8, batch=16, lr_shift=4),
+                             sched, train, bits=index_bits(cfg.cache.capacity))
+    np.testing.assert_array_equal(model.weights, ref.mem)
+    assert ref.flags["stopped_early"] and ref.flags["epochs_run"] < 8
+    assert model.counters["epochs"] == ref.flags["epochs_run"]
+    assert model.counters["samples"] == 192 * ref.flags["epochs_run"]
+    assert model.stop == {"correct": ref.history[-1]["holdout_correct"], "stopped": True}

@@ -154,9 +154,9 @@ def test_runner_rejects_bad_arguments(tiny_design):
                                          r"\(cache\.capacity = 8\)$"):
         run_finetune(cfg, big, engine="golden")
     assert ENGINES == ("verilator", "cxxrtl", "amaranth", "icarus", "golden")
-    with pytest.raises(ValueError, match=r"^the sequencer runs no early stop: schedule\."
-                                         r"stop_every and schedule\.holdout must be 0, not 2 "
-                                         r"and 16$"):
+    with pytest.raises(ValueError, match=r"^this design is built without early stop \(\[soc\] "
+                                         r"early_stop = false\): schedule\.stop_every and "
+                                         r"schedule\.holdout must be 0, not 2 and 16$"):
         run_finetune(cfg, data, mode="fo", engine="golden", schedule=RUNS["stop40"].schedule)
     with pytest.raises(ValueError, match=r"^this design is built without the first-order "
                                          r"schedule \(\[soc\] schedule = false\): only the "
