@@ -181,6 +181,17 @@ def dut_module_name(stat):
     raise RuntimeError(f"block module not found in Yosys statistics: {list(stat['modules'])}")
 
 
+def _run_tool(cmd, work, env, timeout):
+    """Run one tool in ``work``; a run past ``timeout`` seconds is killed and raises
+    RuntimeError naming the tool and the limit (callers report it, never a traceback)."""
+    try:
+        return subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True,
+                              timeout=timeout)
+    except subprocess.TimeoutExpired:
+        tool = Path(cmd[0]).name.removeprefix("yowasp-")
+        raise RuntimeError(f"{tool} timed out after {timeout:g} s") from None
+
+
 def _synthesize(dut, dev, env, work, timeout, script):
     """Write ``dut`` in its harness and ``script`` to ``work``, run Yosys there, and return
     its statistics (``stat.json``); raises RuntimeError with the log's tail when Yosys fails."""
@@ -188,8 +199,8 @@ def _synthesize(dut, dev, env, work, timeout, script):
     text = rtlil.convert(harness, name="top", ports=[harness.serial_in, harness.fold_out])
     (work / "design.il").write_text(text)
     (work / "synth.ys").write_text(script)
-    proc = subprocess.run([env["YOSYS"], "-q", "-l", "yosys.log", "-s", "synth.ys"],
-                          cwd=work, env=env, capture_output=True, text=True, timeout=timeout)
+    proc = _run_tool([env["YOSYS"], "-q", "-l", "yosys.log", "-s", "synth.ys"], work, env,
+                     timeout)
     if proc.returncode != 0 or not (work / "stat.json").exists():
         log = (work / "yosys.log").read_text() if (work / "yosys.log").exists() else ""
         raise RuntimeError(f"yosys failed for {dev.name} (exit {proc.returncode}):\n"
@@ -237,8 +248,7 @@ def implement(dut, device, env, *, workdir=None, dsp=True, spram=False, seed=1, 
         cmd = [pnr, *dev.pnr_args, "--json", "synth.json", "--report", "report.json",
                "--freq", str(dev.target_mhz), "--seed", str(seed), "--timing-allow-fail",
                unconstrained, "--log", "nextpnr.log", "-q"]
-        proc = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True,
-                              timeout=timeout)
+        proc = _run_tool(cmd, work, env, timeout)
         if proc.returncode != 0 or not (work / "report.json").exists():
             log = (work / "nextpnr.log").read_text() if (work / "nextpnr.log").exists() else ""
             errors = [l for l in (log + proc.stderr).splitlines() if "ERROR" in l]
@@ -279,8 +289,7 @@ def packed_cells(work, dev, env, modules, *, timeout=3600):
     (:data:`CELL_KINDS`) for the module's own cells; ``"top"`` collects the rest."""
     cmd = [env["NEXTPNR_ICE40"], *dev.pnr_args, "--json", "synth.json", "--pack-only",
            "--pcf-allow-unconstrained", "--write", "packed.json", "--log", "pack.log", "-q"]
-    proc = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True,
-                          timeout=timeout)
+    proc = _run_tool(cmd, work, env, timeout)
     if proc.returncode != 0 or not (work / "packed.json").exists():
         raise RuntimeError(f"nextpnr --pack-only failed (exit {proc.returncode}): "
                            f"{proc.stderr[-1000:]}")

@@ -161,3 +161,11 @@ def test_block_fit_is_judged_by_logic_cells(tmp_path):
     assert not impl.fits and impl.fmax_mhz is None
     assert impl.reason == f"logic cells {impl.lcs} > 5280"
     assert not (tmp_path / "report.json").exists()
+
+
+def test_tool_past_its_time_limit_is_an_error_not_a_traceback(tmp_path):
+    """A place and route that does not converge (the ECP5-85F SoC's router once ran past the
+    hour) ends in RuntimeError naming the tool, which the Fmax lookup reports as 'not
+    measured', instead of subprocess.TimeoutExpired escaping to the user."""
+    with pytest.raises(RuntimeError, match=r"^yosys timed out after 0\.01 s$"):
+        implement(CopiedRegisters(), "up5k", tool_env(), workdir=tmp_path, timeout=0.01)
