@@ -9,7 +9,7 @@ behind one memory-mapped bus.
     Sequencer --fetch--> SampleRouter --req--> ForwardCache --rd--> SampleRouter --x--> MAC
               --mac_cmd--------------------------------------------------------------> MAC
               --zreq--> PerturbationEngine --z-------------------------------------> MAC
-    SampleRouter --cmd (z0, label from a read's last beat)--> SoftmaxCrossEntropy
+    SampleRouter --cmd (label from a read's last beat), z0 (one per logit)--> SoftmaxCrossEntropy
     MAC.out --logits--> SoftmaxCrossEntropy
     SoftmaxCrossEntropy --dz--> MAC.coef;  --result--> Sequencer (counters, ZO sums)
 
@@ -64,11 +64,14 @@ class SampleRouter(wiring.Component):
 
     ``fetch`` requests go to the cache's ``req`` (a tag FIFO remembers what each read is
     for); every beat of a read goes to the MAC array's ``x``. On the last beat of a read that
-    feeds a forward, the sample's z0 and label are captured into the loss unit's command
-    (FO: with ``dz``; ZO: the read's sign, restarting the sum on a query's first sample;
-    EVAL: neither); that beat waits while the previous command is still pending, so commands
-    reach the loss unit in forward order, before their logits. ``flush`` drains the cache's
-    read stream (the SoC resets the router's registers meanwhile).
+    feeds a forward, the sample's label is captured into the loss unit's command (FO: with
+    ``dz``; ZO: the read's sign, restarting the sum on a query's first sample; EVAL:
+    neither) and its z0 into the one register that holds it until the loss unit has it:
+    ``z0`` offers ``z0[0]`` while the command is pending and shifts the next class in with
+    each transfer (the loss unit takes one with each logit and the command with the last).
+    That beat waits while the previous command is still pending, so commands reach the loss
+    unit in forward order, before their logits. ``flush`` drains the cache's read stream
+    (the SoC resets the router's registers meanwhile).
     """
 
     def __init__(self, cache: CacheParams, mac: MacParams, loss: LossParams):
@@ -79,6 +82,7 @@ class SampleRouter(wiring.Component):
             "rd": In(stream.Signature(cache_beat_layout(cache))),
             "x": Out(stream.Signature(mac_beat_layout(mac))),
             "cmd": Out(stream.Signature(loss_command_layout(loss))),
+            "z0": Out(stream.Signature(signed(loss.logit_width))),
             "mode": In(Mode),
             "flush": In(1),
             "idle": Out(1),
@@ -113,12 +117,16 @@ class SampleRouter(wiring.Component):
         m.d.comb += tags.r_en.eq(taken & rd.payload.last)
 
         held = Signal(loss_command_layout(self.loss))
+        z0 = Signal.like(rd.payload.z0)  # shifts out class by class: z0[0] is the next
         m.d.comb += [self.cmd.valid.eq(pending), self.cmd.payload.eq(held),
-                     self.cmd.payload.dz.eq(self.mode == Mode.FO)]
+                     self.cmd.payload.dz.eq(self.mode == Mode.FO),
+                     self.z0.valid.eq(pending), self.z0.payload.eq(z0[0])]
         with m.If(self.cmd.valid & self.cmd.ready):
             m.d.sync += pending.eq(0)
+        with m.If(self.z0.valid & self.z0.ready):
+            m.d.sync += [z0[i].eq(z0[i + 1]) for i in range(len(z0) - 1)]
         with m.If(taken & rd.payload.last & tag.forward):
-            m.d.sync += [pending.eq(1), held.z0.eq(rd.payload.z0),
+            m.d.sync += [pending.eq(1), z0.eq(rd.payload.z0),
                          held.label.eq(rd.payload.label), held.zo.eq(tag.zo),
                          held.zo_first.eq(tag.first & (tag.zo == ZOSign.PLUS))]
         m.d.comb += self.idle.eq(~tags.r_rdy & ~pending)
@@ -357,6 +365,7 @@ class SoC(wiring.Component):
         wiring.connect(m, cache.rd, b.router.rd)
         wiring.connect(m, b.router.x, x_buffer.i)
         wiring.connect(m, b.router.cmd, b.loss.cmd)
+        wiring.connect(m, b.router.z0, b.loss.z0)
         wiring.connect(m, seq.mac_cmd, mac.cmd)
         wiring.connect(m, mac.out, b.loss.logits)
         wiring.connect(m, b.loss.dz, mac.coef)

@@ -20,7 +20,8 @@ from ..rtl.mac import AdapterMACArray, MacParams, Op, Dest
 from ..rtl.loss import SoftmaxCrossEntropy, ZOSign, LossParams
 from ..rtl.mac import Layout
 from ..sim.golden.train import fo_program, op_streams
-from ..sim.engines.pysim import simulate, stream_send, stream_collect
+from ..sim.engines.pysim import (simulate, stream_send, stream_collect,
+                                  loss_command_benches)
 from ..sim.golden.train import zo_program
 from .report import add_executor_arguments
 from ..toolchain import tool_env
@@ -98,14 +99,12 @@ def fo_batch_cycles(mac: MacParams, loss: LossParams, batch, *, seed=0, lr_shift
     async def features(ctx):
         await stream_send(ctx, top.mac.x, xs)
 
-    async def commands(ctx):
-        await stream_send(ctx, top.loss.cmd, cmds)
-
     async def results(ctx):
         got["losses"], _ = await stream_collect(ctx, top.loss.result, batch,
                                                 convert=lambda r: int(r.loss))
 
-    simulate(top, sequencer, features, commands, results, name="mac_fo_batch")
+    simulate(top, sequencer, features, *loss_command_benches(top.loss, cmds), results,
+             name="mac_fo_batch")
     return got["cycles"], got["losses"], (x, z0, labels)
 
 
@@ -154,16 +153,14 @@ def zo_step_cycles(mac: MacParams, loss: LossParams, batch, *, seed=0, zo_lr_shi
     async def perturbations(ctx):
         await stream_send(ctx, top.mac.z, zs)
 
-    async def commands(ctx):
-        await stream_send(ctx, top.loss.cmd, cmds)
-
     async def results(ctx):
         for _ in cmds:
             items, _ = await stream_collect(ctx, top.loss.result, 1,
                                             convert=lambda r: int(r.zo_sum))
             got["sums"] += items
 
-    simulate(top, sequencer, features, perturbations, commands, results, name="mac_zo_step")
+    simulate(top, sequencer, features, perturbations, *loss_command_benches(top.loss, cmds),
+             results, name="mac_zo_step")
     return got["cycles"]
 
 

@@ -4,7 +4,7 @@ See :mod:`fieldtune.rtl.loss.tables` for the base-2 arithmetic and docs/numerics
 formats and the error against float.
 """
 
-from amaranth.hdl import Module, Signal, Array, Const, Mux, Cat, unsigned, signed
+from amaranth.hdl import Module, Signal, Const, Mux, Cat, unsigned, signed
 from amaranth.lib import wiring, stream, data, enum
 from amaranth.lib.wiring import In, Out
 from amaranth.lib.memory import Memory
@@ -30,11 +30,10 @@ def _label_width(p):
 
 
 def loss_command_layout(p: LossParams):
-    """Per vector: ``z0`` (the sample's frozen logits, signed ``Q(lw-lf).lf``, added to the
-    incoming adapter outputs with saturation); ``label``; ``dz`` (emit ``dz`` on the ``dz``
-    stream); ``zo`` (a :class:`ZOSign`); ``zo_first`` (the sum restarts at this vector)."""
-    return data.StructLayout({"z0": data.ArrayLayout(signed(p.logit_width), p.classes),
-                              "label": unsigned(_label_width(p)), "dz": unsigned(1),
+    """Per vector: ``label``; ``dz`` (emit ``dz`` on the ``dz`` stream); ``zo`` (a
+    :class:`ZOSign`); ``zo_first`` (the sum restarts at this vector). The sample's frozen
+    logits come on their own stream (``z0``), one per logit."""
+    return data.StructLayout({"label": unsigned(_label_width(p)), "dz": unsigned(1),
                               "zo": ZOSign, "zo_first": unsigned(1)})
 
 
@@ -101,9 +100,12 @@ class SoftmaxCrossEntropy(wiring.Component):
     ----------
     cmd : In(stream.Signature(loss_command_layout))
         One command per logit vector, presented before its logits and held until its last
-        logit is taken (the command is transferred with it): the unit reads ``z0`` from the
-        payload while it receives the logits rather than keeping a copy. The forward cache's
-        last beat of a sample carries its ``z0`` and ``label``.
+        logit is taken (the command is transferred with it). The forward cache's last beat
+        of a sample carries its ``z0`` and ``label``.
+    z0 : In(stream.Signature(signed(logit_width)))
+        The vector's frozen logits, signed ``Q(lw-lf).lf``, class order: one is taken with
+        each logit (a logit waits for its ``z0``), so the unit keeps no copy of them and
+        selects none (the SoC's router shifts them out of the one register that holds them).
     logits : In(stream.Signature(signed(logit_width)))
         ``classes`` adapter outputs per vector, class order, signed ``Q(lw-lf).lf`` (the MAC
         array's ``out`` stream); the unit's logits are ``sat(out + z0)``.
@@ -113,7 +115,7 @@ class SoftmaxCrossEntropy(wiring.Component):
     result : Out(stream.Signature(loss_result_layout))
         One per vector, after its ``dz``.
 
-    Structure (area first: nothing is indexed at random but ``z0``, one of each operator):
+    Structure (area first: nothing is indexed at random, one of each operator):
     a received logit ``sat(out + z0)`` is registered, then compared with the running maximum
     (one subtractor, ``max - x``, serves this compare and the passes' differences) and shifted
     into a ring of registers that rotates once per pass. One exponent pipeline serves both
@@ -134,8 +136,9 @@ class SoftmaxCrossEntropy(wiring.Component):
     ``classes + 4`` for the second (without back-pressure on ``dz``), 1 for the result:
     :meth:`latency` = ``3 * classes + 13`` cycles per vector (43 at 10 classes, below the 70
     cycles of an R1 forward at 32 lanes); serial ``3 * classes + 11 + steps * classes`` (191
-    at 10 classes, below the 280 of an R1 forward at 8 lanes). Meanwhile ``logits.ready`` is
-    low outside the receive phase.
+    at 10 classes, below the 280 of an R1 forward at 8 lanes), with ``z0`` valid when its
+    logit comes. Meanwhile ``logits.ready`` and ``z0.ready`` are low outside the receive
+    phase.
     ``dz`` and ``result`` hold under back-pressure; nothing is lost.
     """
 
@@ -146,6 +149,7 @@ class SoftmaxCrossEntropy(wiring.Component):
         self.params = params
         super().__init__({
             "cmd": In(stream.Signature(loss_command_layout(params))),
+            "z0": In(stream.Signature(signed(params.logit_width))),
             "logits": In(stream.Signature(signed(params.logit_width))),
             "dz": Out(stream.Signature(signed(params.prob_frac + 1))),
             "result": Out(stream.Signature(loss_result_layout(params))),
@@ -281,8 +285,8 @@ class SoftmaxCrossEntropy(wiring.Component):
         return m
 
     def _receive(self, m, accepting):
-        """The receive stage: ``sat(out + z0[count])`` of an accepted logit into a register
-        (so the adder and the ``z0`` multiplexer end at a flip-flop, not at the compare with
+        """The receive stage: ``sat(out + z0)`` of an accepted logit and its ``z0`` (taken
+        together) into a register (so the adder ends at a flip-flop, not at the compare with
         the maximum). Returns the register as a ``(valid, payload)`` pair, its class and
         ``count``, the class of the next logit."""
         p = self.params
@@ -291,10 +295,10 @@ class SoftmaxCrossEntropy(wiring.Component):
         received = stream.Signature(signed(lw)).create()
         received_class = Signal(range(C))
         take = self.logits.valid & self.logits.ready
-        m.d.comb += self.logits.ready.eq(accepting)
-        z0 = Array(self.cmd.payload.z0[i] for i in range(C))
+        m.d.comb += [self.logits.ready.eq(accepting & self.z0.valid),
+                     self.z0.ready.eq(accepting & self.logits.valid)]
         total = Signal(signed(lw + 1))
-        m.d.comb += total.eq(self.logits.payload + z0[count])
+        m.d.comb += total.eq(self.logits.payload + self.z0.payload)
         overflow = total[lw] ^ total[lw - 1]
         saturated = Mux(overflow, Cat((~total[lw]).replicate(lw - 1), total[lw]), total[:lw])
         m.d.sync += received.valid.eq(take)

@@ -97,6 +97,23 @@ async def stream_send(ctx, stream, payloads, *, valid=None, max_cycles=None):
     return cycle
 
 
+def loss_command_benches(loss, cmds, *, z0_valid=None, max_cycles=None):
+    """Two testbenches feeding a :class:`~fieldtune.rtl.loss.SoftmaxCrossEntropy` (``loss``)
+    its commands: ``cmds`` are dicts of :func:`~fieldtune.rtl.loss.loss_command_layout`'s
+    fields plus ``z0`` (the vector's frozen logits), sent as the ``cmd`` stream and, one
+    value a logit, the ``z0`` stream (with bubbles where ``z0_valid(cycle)`` is false)."""
+    cmds = list(cmds)
+
+    async def commands(ctx):
+        await stream_send(ctx, loss.cmd, [{k: v for k, v in c.items() if k != "z0"}
+                                          for c in cmds], max_cycles=max_cycles)
+
+    async def frozen(ctx):
+        await stream_send(ctx, loss.z0, [int(v) for c in cmds for v in c["z0"]],
+                          valid=z0_valid, max_cycles=max_cycles)
+    return [commands, frozen]
+
+
 def stream_through(dut, payloads, *, valid=None, ready=None, name=None):
     """Send ``payloads`` into ``dut.i`` and collect them from ``dut.o`` (a stream buffer),
     with ``valid``/``ready`` patterns as :func:`stream_send` / :func:`stream_collect`.

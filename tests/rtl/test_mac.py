@@ -11,7 +11,8 @@ from fieldtune.rtl.loss import ZOSign, LossParams, SoftmaxCrossEntropy
 from fieldtune.sim.golden.mac import MacModel
 from fieldtune.sim.golden.train import (fo_program, zo_program, op_streams, fo_step,
                                         zo_step, new_weights)
-from fieldtune.sim.engines.pysim import simulate, stream_send, stream_collect
+from fieldtune.sim.engines.pysim import (simulate, stream_send, stream_collect,
+                                         loss_command_benches)
 from fieldtune.sim.golden.loss import softmax_xent
 from fieldtune.bench.mac import (AdapterStep, fo_batch_cycles, ideal_fo_cycles, zo_step_cycles,
                                  batch_words)
@@ -94,15 +95,12 @@ def run(mac, ops, *, x=(), z=(), load=(), coef=(), coef_delay=0, n_out=0, n_dump
                            for i in range(0, len(flat), mac.lanes)]
         benches.append(dumps)
     if loss:
-        async def lcmds(ctx):
-            await stream_send(ctx, top.loss.cmd, list(loss_cmds), max_cycles=max_cycles)
-
         async def results(ctx):
             for _ in range(n_results):
                 items, _ = await stream_collect(ctx, top.loss.result, 1, max_cycles=max_cycles,
                                                 convert=lambda r: (int(r.loss), int(r.zo_sum)))
                 got["results"] += items
-        benches += [lcmds, results]
+        benches += [*loss_command_benches(top.loss, loss_cmds, max_cycles=max_cycles), results]
     simulate(top or dut, *benches, name="mac")
     got["out"] = [int(v) for v in got["out"]]
     return got
