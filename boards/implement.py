@@ -208,7 +208,8 @@ def _synthesize(dut, dev, env, work, timeout, script):
     return json.loads((work / "stat.json").read_text())
 
 
-def implement(dut, device, env, *, workdir=None, dsp=True, spram=False, seed=1, timeout=3600):
+def implement(dut, device, env, *, workdir=None, dsp=True, spram=False, seed=1, timeout=3600,
+              target_mhz=None):
     """Implement ``dut`` (a wiring.Component) on ``device`` (a key of :data:`DEVICES`).
 
     ``env`` is the tool environment from :func:`fieldtune.toolchain.tool_env`. Intermediate
@@ -216,7 +217,7 @@ def implement(dut, device, env, *, workdir=None, dsp=True, spram=False, seed=1, 
     given. Returns an :class:`Implementation`; never raises for a design that does not fit.
     On the iCE40 the fit is judged by logic cells (``lcs``, the block's own, from nextpnr's
     packer), which a design's LUT4 count understates by its flip-flops that no LUT of their
-    own feeds.
+    own feeds. nextpnr places and routes against ``target_mhz`` (default the device's).
     """
     dev = DEVICES[device]
     with tempfile.TemporaryDirectory(prefix="fieldtune-impl-") as tmp:
@@ -247,8 +248,8 @@ def implement(dut, device, env, *, workdir=None, dsp=True, spram=False, seed=1, 
         unconstrained = ("--pcf-allow-unconstrained" if dev.family == "ice40"
                          else "--lpf-allow-unconstrained")
         cmd = [pnr, *dev.pnr_args, "--json", "synth.json", "--report", "report.json",
-               "--freq", str(dev.target_mhz), "--seed", str(seed), "--timing-allow-fail",
-               unconstrained, "--log", "nextpnr.log", "-q"]
+               "--freq", str(target_mhz or dev.target_mhz), "--seed", str(seed),
+               "--timing-allow-fail", unconstrained, "--log", "nextpnr.log", "-q"]
         proc = _run_tool(cmd, work, env, timeout)
         if proc.returncode != 0 or not (work / "report.json").exists():
             log = (work / "nextpnr.log").read_text() if (work / "nextpnr.log").exists() else ""
