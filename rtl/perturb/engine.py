@@ -92,8 +92,8 @@ class PerturbationEngine(wiring.Component):
         final beat. One beat per cycle while ``ready`` is high; when ``ready`` drops the
         beat is held (the whole pipeline stalls) and nothing is lost or repeated.
     busy : Out(1)
-        A request is being served (``~request.ready``: from the refill or the acceptance to
-        the transfer of the last beat).
+        A request is being served (the engine is not idle: from the refill or the
+        acceptance to the transfer of the last beat).
     seeded : Out(1)
         Pool mode: the pool holds the values of the last request's seed (other modes have
         nothing to seed: always high).
@@ -106,9 +106,11 @@ class PerturbationEngine(wiring.Component):
 
     * always: ``W + C + output_depth + 1`` (key the expander on the accepting edge, warm
       it up, load the per-step state 32 bits a cycle, fill the pipeline); with adaptive
-      scaling 1 more (a KEY cycle keys it from the registers);
+      scaling 1 more (a KEY cycle keys it from the registers); in pool mode with
+      ``seed_compare`` 1 more (``look``: a cycle to compare the request's seed with the
+      pool's, registered);
     * pool mode, when the pool does not hold the request's seed: first a fill, before the
-      request is accepted, ``2 + W + fill_words + pool_size + fill_depth + 1``;
+      request is accepted, ``2 + look + W + fill_words + pool_size + fill_depth + 1``;
     * adaptive scaling, the first request of a ``(seed, step)``: first a measuring pass,
       ``1 + W + C + measure_walk * (beats + measure_depth) + 3 + S`` (``S`` = the solver's
       :meth:`~.adaptive.ScaleSolver.latency_of`, 34 by default; ``measure_walk`` = 1 in pool
@@ -172,9 +174,10 @@ class PerturbationEngine(wiring.Component):
         first beat (``z.ready`` held high); see the class documentation."""
         p = self.params
         w = EXPANDER_WARMUP + 2
-        cycles = p.adaptive + w + self.chain_words + self.output_depth + 1
+        look = p.reuse == "pool" and self.seed_compare
+        cycles = look + p.adaptive + w + self.chain_words + self.output_depth + 1
         if fill:
-            cycles += 2 + w + self.fill_words + p.pool_size + self.fill_depth + 1
+            cycles += 2 + look + w + self.fill_words + p.pool_size + self.fill_depth + 1
         if measure:
             cycles += (1 + w + self.chain_words + self.measure_walk * (p.beats + self.measure_depth)
                        + 3 + ScaleSolver.latency_of(p))
@@ -236,19 +239,26 @@ class PerturbationEngine(wiring.Component):
         else:
             seed, step = request.seed, request.step
         m.d.comb += [expander.seed.eq(seed), expander.key.eq(step)]
-        refill = Const(0)
+        refill, look, idle = Const(0), Const(0), Signal()
         if p.reuse == "pool":
             # the pool holds the values of `pool_seed`: a request with another seed waits
             # (not accepted) while the pool refills (an aborted fill leaves it unfilled)
             refill = ~pool.filled
             if self.seed_compare:
+                # The compare is registered (it would otherwise reach `ready` and all the
+                # accepting edge starts): a request is looked at for a cycle (`seen`: it
+                # was presented, the engine idle, the cycle before), so `same` is its seed's.
                 pool_seed = Signal(32)
-                refill = refill | (pool_seed != request.seed)
+                seen, same = Signal(), Signal()
+                m.d.sync += [seen.eq(idle & self.request.valid),
+                             same.eq(pool_seed == request.seed)]
+                look = ~seen
+                refill = refill | ~same
             m.d.comb += self.seeded.eq(pool.filled & ~pool.fill_start)
             fill = self._fill(m, expander, pool)
         else:
             m.d.comb += self.seeded.eq(1)
-        m.d.comb += self.busy.eq(~self.request.ready)
+        m.d.comb += self.busy.eq(~idle)
         if p.adaptive:
             scale_valid = Signal()
             scale_seed, scale_step = Signal(32), Signal(32)
@@ -256,10 +266,11 @@ class PerturbationEngine(wiring.Component):
 
         with m.FSM(name="phase"):
             with m.State("IDLE"):
-                m.d.comb += self.request.ready.eq(~refill)
+                m.d.comb += [idle.eq(1),
+                             self.request.ready.eq(~(self.request.valid & (look | refill)))]
                 if p.adaptive:
                     m.d.sync += [seed.eq(request.seed), step.eq(request.step)]
-                with m.If(self.request.valid):
+                with m.If(self.request.valid & ~look):
                     if p.reuse == "pool":
                         with m.If(refill):
                             if self.seed_compare:
