@@ -230,39 +230,21 @@ class PerturbationEngine(wiring.Component):
         self._lanes(m, lane_values, signs, negate, pipe, expander)
 
         # -- control ----------------------------------------------------------------------
-        # Without adaptive scaling the expander keys on the request itself, on the edge that
-        # accepts it (no copy of seed and step); the measuring pass keys it twice, from
-        # registers that follow the request while idle.
-        request = self.request.payload
-        if p.adaptive:
-            seed, step = Signal(32), Signal(32)
-        else:
-            seed, step = request.seed, request.step
+        idle = Signal()
+        seed, step, refill, look, remember = self._intake(m, pool, idle)
         m.d.comb += [expander.seed.eq(seed), expander.key.eq(step)]
-        refill, look, idle = Const(0), Const(0), Signal()
+        request = self.request.payload
         if p.reuse == "pool":
-            # the pool holds the values of `pool_seed`: a request with another seed waits
-            # (not accepted) while the pool refills (an aborted fill leaves it unfilled)
-            refill = ~pool.filled
-            if self.seed_compare:
-                # The compare is registered (it would otherwise reach `ready` and all the
-                # accepting edge starts): a request is looked at for a cycle (`seen`: it
-                # was presented, the engine idle, the cycle before), so `same` is its seed's.
-                pool_seed = Signal(32)
-                seen, same = Signal(), Signal()
-                m.d.sync += [seen.eq(idle & self.request.valid),
-                             same.eq(pool_seed == request.seed)]
-                look = ~seen
-                refill = refill | ~same
             m.d.comb += self.seeded.eq(pool.filled & ~pool.fill_start)
             fill = self._fill(m, expander, pool)
         else:
             m.d.comb += self.seeded.eq(1)
         m.d.comb += self.busy.eq(~idle)
         if p.adaptive:
-            scale_valid = Signal()
-            scale_seed, scale_step = Signal(32), Signal(32)
-            cached = scale_valid & (scale_seed == seed) & (scale_step == step)
+            # the last correction's (seed, step): replays of that step skip the measuring
+            scale = {"valid": Signal(), "seed": Signal(32), "step": Signal(32),
+                     "set": [seed, step]}
+            cached = scale["valid"] & (scale["seed"] == seed) & (scale["step"] == step)
 
         with m.FSM(name="phase"):
             with m.State("IDLE"):
@@ -273,8 +255,7 @@ class PerturbationEngine(wiring.Component):
                 with m.If(self.request.valid & ~look):
                     if p.reuse == "pool":
                         with m.If(refill):
-                            if self.seed_compare:
-                                m.d.sync += pool_seed.eq(request.seed)
+                            m.d.sync += remember
                             m.next = "FILL_KEY"
                     with m.If(~refill):
                         if p.adaptive:
@@ -333,28 +314,65 @@ class PerturbationEngine(wiring.Component):
                 with m.If(self.z.valid & self.z.ready & self.z.payload.last):
                     m.next = "IDLE"
             if p.adaptive:
-                total = Signal(len(solver.energy))
-                with m.State("MEASURE"):
-                    m.d.comb += [measuring.eq(1), en.eq(measure["enable"])]
-                    m.d.sync += count.eq(0)
-                    with m.If(measure["valid"]):
-                        m.d.sync += total.eq(total + measure["energy"])
-                        with m.If(measure["last"]):
-                            m.next = "SOLVE"
-                with m.State("SOLVE"):
-                    m.d.comb += [solver.energy.eq(total), solver.start.eq(count == 0)]
-                    m.d.sync += count.eq(1)
-                    with m.If(solver.done):
-                        m.d.sync += [scale_valid.eq(1), scale_seed.eq(seed),
-                                     scale_step.eq(step), total.eq(0)]
-                        m.next = "RESCALE" if p.reuse == "pool" else "KEY"
-                if p.reuse == "pool":
-                    with m.State("RESCALE"):
-                        m.d.comb += pool.rescale.eq(count == 1)
-                        m.d.sync += count.eq(2)
-                        with m.If((count == 2) & pool.rescaled):
-                            m.next = "KEY"
+                self._measure_states(m, pipe, solver, measure, pool, count, scale)
         return m
+
+    def _intake(self, m, pool, idle):
+        """How a request is taken: ``(seed, step, refill, look, remember)``. Without adaptive
+        scaling the expander keys on the request itself, on the edge that accepts it (no
+        copy of seed and step); the measuring pass keys it twice, from registers that follow
+        the request while ``idle``. Pool mode: ``refill`` (the pool lacks the request's
+        seed: it waits, not accepted, while the pool refills; an aborted fill leaves the pool
+        unfilled), ``look`` (the request is not yet compared) and ``remember`` (statements
+        of the refill's first edge)."""
+        p = self.params
+        request = self.request.payload
+        if p.adaptive:
+            seed, step = Signal(32), Signal(32)
+        else:
+            seed, step = request.seed, request.step
+        refill, look, remember = Const(0), Const(0), []
+        if p.reuse == "pool":
+            refill = ~pool.filled
+            if self.seed_compare:
+                # The compare is registered (it would otherwise reach `ready` and all the
+                # accepting edge starts): a request is looked at for a cycle (`seen`: it
+                # was presented, the engine idle, the cycle before), so `same` is its seed's.
+                pool_seed = Signal(32)
+                seen, same = Signal(), Signal()
+                m.d.sync += [seen.eq(idle & self.request.valid),
+                             same.eq(pool_seed == request.seed)]
+                look, refill = ~seen, refill | ~same
+                remember = [pool_seed.eq(request.seed)]
+        return seed, step, refill, look, remember
+
+    def _measure_states(self, m, pipe, solver, measure, pool, count, scale):
+        """Adaptive scaling's states: MEASURE (the step's energy, beat by beat), SOLVE (the
+        correction; cached for the step in ``scale``), RESCALE (pool mode: the pool
+        rewritten with it), then KEY again."""
+        p = self.params
+        total = Signal(len(solver.energy))
+        with m.State("MEASURE"):
+            m.d.comb += [pipe.measuring.eq(1), pipe.en.eq(measure["enable"])]
+            m.d.sync += count.eq(0)
+            with m.If(measure["valid"]):
+                m.d.sync += total.eq(total + measure["energy"])
+                with m.If(measure["last"]):
+                    m.next = "SOLVE"
+        with m.State("SOLVE"):
+            m.d.comb += [solver.energy.eq(total), solver.start.eq(count == 0)]
+            m.d.sync += count.eq(1)
+            with m.If(solver.done):
+                seed, step = scale["set"]
+                m.d.sync += [scale["valid"].eq(1), scale["seed"].eq(seed),
+                             scale["step"].eq(step), total.eq(0)]
+                m.next = "RESCALE" if p.reuse == "pool" else "KEY"
+        if p.reuse == "pool":
+            with m.State("RESCALE"):
+                m.d.comb += pool.rescale.eq(count == 1)
+                m.d.sync += count.eq(2)
+                with m.If((count == 2) & pool.rescaled):
+                    m.next = "KEY"
 
     def _expander(self, m):
         """The seed expander (:class:`~.expander.SeedExpander`), keyed by the control;
