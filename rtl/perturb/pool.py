@@ -125,13 +125,13 @@ class ReusePool(wiring.Component):
         with m.Elif(filling):
             m.d.sync += index.eq(index + 1)
 
-        # Per-step offsets and the read row.
-        base, stride = Signal(rb), Signal(rb)
-        current = Signal(rb)
-        m.d.comb += self.state.eq(Cat(base, stride))
+        # Per-step offsets and the read row: the row starts at R, so the chain reads R back
+        # from it while loading (no copy of R; the pool is the chain's last member, whose
+        # bits leave the chain after it).
+        stride, current = Signal(rb), Signal(rb)
+        m.d.comb += self.state.eq(Cat(current, stride))
         with m.If(self.load):
-            m.d.sync += [base.eq(self.load_state[:rb]), stride.eq(self.load_state[rb:] | 1),
-                         current.eq(self.load_state[:rb])]
+            m.d.sync += [stride.eq(self.load_state[rb:] | 1), current.eq(self.load_state[:rb])]
         with m.Elif(self.advance):
             m.d.sync += current.eq(current + stride)
         m.d.comb += [read.addr.eq(current), read.en.eq(self.en), self.values.eq(read.data)]
