@@ -209,17 +209,19 @@ def rtlil_verilog(il, *, env, name="top", zero_undefined=True):
 def script_text(commands, index):
     """The script file both compiled drivers read: ``op index hex count`` per line."""
     lines = []
+    append = lines.append
     for cmd in commands:
-        if isinstance(cmd, Set):
-            lines.append(f"{OP_SET} {index[cmd.port]} {cmd.value:x} 0")
-        elif isinstance(cmd, Step):
-            lines.append(f"{OP_STEP} 0 0 {cmd.cycles}")
-        elif isinstance(cmd, Wait):
+        kind = type(cmd)
+        if kind is Set:
+            append(f"{OP_SET} {index[cmd.port]} {cmd.value:x} 0")
+        elif kind is Step:
+            append(f"{OP_STEP} 0 0 {cmd.cycles}")
+        elif kind is Wait:
             *first, (port, value) = cmd.conditions
             lines.extend(f"{OP_CONDITION} {index[p]} {v:x} 0" for p, v in first)
-            lines.append(f"{OP_WAIT} {index[port]} {value:x} {cmd.max_cycles}")
+            append(f"{OP_WAIT} {index[port]} {value:x} {cmd.max_cycles}")
         else:
-            lines.append(f"{OP_SAMPLE} {index[cmd.port]} 0 0")
+            append(f"{OP_SAMPLE} {index[cmd.port]} 0 0")
     return "\n".join(lines) + "\n"
 
 

