@@ -30,10 +30,17 @@ Serial datapath
        ``C[k] < 2**(in_width-1)`` always (every ``T[k] < 2**7`` and ``M * 2**E <=
        2**(in_width-1)``); below the input range a midpoint is clamped to its lowest value,
        which every input passes just the same.
-    4. Per value: read it, then compare it with ``C[1] .. C[15]``, one read and one
-       comparison per cycle, counting the midpoints passed: exactly the golden model's count.
-       Every value takes all 15 steps, so the comparison (from the buffer's read data) only
-       feeds the count, never the state machine (the UP5K's critical path otherwise).
+    4. Per value: read it, then a binary search over the (non-decreasing) ``C[k]``, one code
+       bit per cycle from the top: ``code |= b`` if ``x >= C[code | b]``, for ``b = 8, 4, 2,
+       1``; the midpoint of the next probe is read in the same cycle. The result is the
+       number of midpoints ``x`` passes: exactly the golden model's count. Every value takes
+       all four steps, so the comparison feeds the code and the buffer address, never the
+       state machine.
+
+    Registers are shared between phases where the phases allow: one ``value`` register is
+    the running largest magnitude (PEAK), the shifter of SCALE and the value being coded
+    (SEARCH), with one comparator for PEAK and SEARCH; the search's code is the output
+    register itself.
 """
 
 from amaranth.hdl import Module, Signal, Const, Array, Mux, signed, unsigned
@@ -52,8 +59,9 @@ __all__ = ["Quantizer", "code_layout", "buffer_layout", "block_cycles", "SATURAT
 
 #: Width of the saturating counter of saturated or clamped features.
 SATURATION_BITS = 16
-#: Midpoints searched per value (codes 0..15).
+#: Midpoints per code book (codes 0..15), and the binary search's steps over them.
 MIDPOINTS = 15
+CODE_STEPS = 4
 
 
 def code_layout(params):
@@ -93,9 +101,9 @@ def block_cycles(params, n):
     """Most cycles a block of ``n`` values takes from its first value accepted to its last
     code offered (4-bit code books; an always-ready consumer): fill, peak (``n + 1``), at
     most ``in_width - MANT_BITS + 2`` for the scale, ``MANT_BITS + E + 2`` per midpoint, then
-    per value a read, a load and 15 search steps."""
+    per value a read, a load and 4 search steps."""
     emax = params.in_width - MANT_BITS
-    return 2 * n + 1 + emax + 2 + MIDPOINTS * (MANT_BITS + emax + 2) + n * (2 + MIDPOINTS)
+    return 2 * n + 1 + emax + 2 + MIDPOINTS * (MANT_BITS + emax + 2) + n * (2 + CODE_STEPS)
 
 
 class Quantizer(CacheComponent):
@@ -117,6 +125,9 @@ class Quantizer(CacheComponent):
         saturated to 8 bits (``pass8``); saturates at 65535.
     clear : In(1)
         Zeroes ``saturations``.
+    last_in : Out(1)
+        The next value ``i`` takes is the last of its sample (so a writer needs no feature
+        counter of its own).
 
     Timing
     ------
@@ -135,6 +146,7 @@ class Quantizer(CacheComponent):
             "o": Out(stream.Signature(code_layout(p))),
             "saturations": Out(SATURATION_BITS),
             "clear": In(1),
+            "last_in": Out(1),
         })
 
     def elaborate(self, platform):
@@ -154,10 +166,14 @@ class Quantizer(CacheComponent):
 
         count = Signal(SATURATION_BITS)
         bump = Signal()
+        # the increment's carry out says the count is full: the adder's carry chain, no
+        # comparator
+        incremented = Signal(SATURATION_BITS + 1)
+        m.d.comb += incremented.eq(count + 1)
         with m.If(self.clear):
             m.d.sync += count.eq(0)
-        with m.Elif(bump & (count != (1 << SATURATION_BITS) - 1)):
-            m.d.sync += count.eq(count + 1)
+        with m.Elif(bump & ~incremented[-1]):
+            m.d.sync += count.eq(incremented)
         m.d.comb += self.saturations.eq(count)
 
         if p.scaled:
@@ -191,7 +207,8 @@ class Quantizer(CacheComponent):
         feature = Signal(range(p.features))
         accept = self.i.valid & self.i.ready
         m.d.comb += [self.i.ready.eq(~self.o.valid | self.o.ready),
-                     bump.eq(accept & (saturated | sat8))]
+                     bump.eq(accept & (saturated | sat8)),
+                     self.last_in.eq(feature == p.features - 1)]
         with m.If(self.i.ready):
             m.d.sync += self.o.valid.eq(self.i.valid)
         with m.If(accept):
@@ -215,24 +232,33 @@ class Quantizer(CacheComponent):
 
         nblocks = len(lay.blocks)
         block = Signal(range(nblocks))
-        pos = Signal(range(lay.max_block))          # value within the block: filled, coded
+        # value within the block (filled, coded); midpoint index 1..15 (BOUNDS)
+        pos = Signal(range(max(lay.max_block, MIDPOINTS + 1)))
         at_end = Signal()                           # pos is the block's last value
-        lengths = Array(Const(n - 1, range(lay.max_block)) for _, n in lay.blocks)
-        m.d.comb += at_end.eq(pos == lengths[block])
+        lengths = {n for _, n in lay.blocks}
+        if len(lengths) == 1:
+            m.d.comb += at_end.eq(pos == lay.max_block - 1)
+        else:
+            ends = Array(Const(n - 1, range(lay.max_block)) for _, n in lay.blocks)
+            m.d.comb += at_end.eq(pos == ends[block])
 
-        amax = Signal(p.in_width)                   # largest magnitude, then the mantissa
         sticky = Signal()
         mant, exp = Signal(MANT_BITS), Signal(EXP_BITS)
-        k = Signal(range(MIDPOINTS + 1))            # midpoint index 1..15
-        bit = Signal(range(MANT_BITS))              # mantissa bit of the Horner step, down
-        doublings = Signal(EXP_BITS)
+        # counts down: the mantissa bit of a Horner step (MULTIPLY), the doublings left
+        # (DOUBLE), the code bit probed (SEARCH)
+        steps = Signal(range(max(MANT_BITS, 1 << EXP_BITS, CODE_STEPS)))
         # datapath registers set before use: no domain reset, which leaves the flip-flops'
-        # reset pin to the functional clear (an AND per bit otherwise)
+        # reset pin to the functional clear (an AND per bit otherwise). `value` is the
+        # running largest magnitude (PEAK), is shifted down to the mantissa (SCALE), then
+        # holds the value being coded (SEARCH): one register, one comparator.
         acc = Signal(signed(threshold_width(p.codebook) + p.in_width + 2), reset_less=True)
-        value = Signal(signed(p.in_width), reset_less=True)     # the value being coded
+        value = Signal(signed(p.in_width + (not p.unsigned)), reset_less=True)
         free = Signal()
+        last_block = Signal()
         m.d.comb += [free.eq(~self.o.valid | self.o.ready), out.mant.eq(mant), out.exp.eq(exp),
-                     rd.en.eq(0)]                   # reads only where a state asks
+                     rd.en.eq(0),                   # reads only where a state asks
+                     last_block.eq(block == nblocks - 1),
+                     self.last_in.eq(last_block & at_end)]
         with m.If(self.o.ready):
             m.d.sync += self.o.valid.eq(0)
 
@@ -249,16 +275,22 @@ class Quantizer(CacheComponent):
         accept, in_ready = Signal(), Signal(init=1)
         m.d.comb += [self.i.ready.eq(in_ready), accept.eq(self.i.valid & in_ready),
                      bump.eq(accept & saturated)]
-        # PEAK: a value read back is on `rd.data` the next cycle, then folded into `amax`
+        # PEAK: a value read back is on `rd.data` the next cycle, then folded into `value`;
+        # SEARCH: `value` against the midpoint read. The same comparison serves both.
         peaking = Signal()
         stored = rd.data[:p.in_width].as_signed()
-        magnitude = stored.as_unsigned() if p.unsigned else Mux(stored < 0, -stored, stored)
+        operand = stored
+        if not p.unsigned:                          # magnitudes, up to 2**(in_width-1)
+            operand = Mux(peaking & (stored < 0), -stored, stored)
+        at_least = Signal()
+        m.d.comb += at_least.eq(value >= operand)
         m.d.sync += peaking.eq(0)
-        with m.If(peaking & (magnitude > amax)):
-            m.d.sync += amax.eq(magnitude)
-        passed = Signal()
-        m.d.comb += passed.eq(value >= rd.data)
-        passes = Signal(range(MIDPOINTS + 1))       # midpoints passed so far: the code
+        with m.If(peaking & ~at_least):
+            m.d.sync += value.eq(operand)
+        # the code so far: bit `steps` and those below it are still to be decided
+        probe_bit = Signal(CODE_STEPS)
+        m.d.comb += probe_bit.eq(Const(1, CODE_STEPS) << steps)
+        found = Mux(at_least, out.code | probe_bit, out.code)
 
         with m.FSM():
             with m.State("FILL"):
@@ -266,7 +298,7 @@ class Quantizer(CacheComponent):
                 with m.If(accept):
                     m.d.sync += pos.eq(pos + 1)
                     with m.If(at_end):
-                        m.d.sync += [pos.eq(0), in_ready.eq(0), amax.eq(0)]
+                        m.d.sync += [pos.eq(0), in_ready.eq(0), value.eq(0)]
                         m.next = "PEAK"
             with m.State("PEAK"):
                 m.d.comb += [rd.addr.eq(pos), rd.en.eq(1)]
@@ -276,57 +308,59 @@ class Quantizer(CacheComponent):
                     m.next = "SCALE"
             with m.State("SCALE"):
                 # the codes of the previous block carry its scale until they are taken; the
-                # block's last value is folded into `amax` first
+                # block's last value is folded into `value` first
                 with m.If(~self.o.valid & ~peaking):
-                    with m.If(amax[MANT_BITS:].any()):
-                        m.d.sync += [amax.eq(amax >> 1), sticky.eq(sticky | amax[0]),
+                    with m.If(value[MANT_BITS:].any()):
+                        m.d.sync += [value.eq(value >> 1), sticky.eq(sticky | value[0]),
                                      exp.eq(exp + 1)]
                     with m.Else():
-                        rounded = amax[:MANT_BITS + 1] + sticky
+                        rounded = value[:MANT_BITS + 1] + sticky
                         with m.If(rounded[MANT_BITS]):
                             m.d.sync += [mant.eq(1 << (MANT_BITS - 1)), exp.eq(exp + 1)]
                         with m.Else():
                             m.d.sync += mant.eq(Mux(rounded == 0, 1, rounded))
                         m.d.comb += [rd.addr.eq(levels | 1), rd.en.eq(1)]
-                        m.d.sync += [k.eq(1), bit.eq(MANT_BITS - 1), acc.eq(0)]
+                        m.d.sync += [pos.eq(1), steps.eq(MANT_BITS - 1), acc.eq(0)]
                         m.next = "MULTIPLY"
-            with m.State("MULTIPLY"):
-                m.d.comb += addend.eq(Mux(mant.bit_select(bit, 1), midpoint, 0))   # T[k]
-                m.d.sync += [acc.eq(horner), bit.eq(bit - 1), doublings.eq(exp)]
-                with m.If(bit == 0):
-                    m.d.sync += bit.eq(MANT_BITS - 1)
+            with m.State("MULTIPLY"):               # T[pos] on the read port
+                m.d.comb += addend.eq(Mux(mant.bit_select(steps, 1), midpoint, 0))
+                m.d.sync += [acc.eq(horner), steps.eq(steps - 1)]
+                with m.If(steps == 0):
+                    m.d.sync += steps.eq(exp)
                     m.next = "DOUBLE"
             with m.State("DOUBLE"):
-                m.d.sync += [acc.eq(horner), doublings.eq(doublings - 1)]
-                with m.If(doublings == 0):          # the ceiling step
+                m.d.sync += [acc.eq(horner), steps.eq(steps - 1)]
+                with m.If(steps == 0):              # the ceiling step
                     m.d.comb += addend.eq((1 << (LEVEL_FRAC + 2)) - 1)
                     m.next = "STORE"
-            with m.State("STORE"):                  # C[k] into the buffer, T[k+1] read
-                m.d.comb += [wr.addr.eq(base | k), wr.data.eq(bound), wr.en.eq(1),
-                             rd.addr.eq(levels | (k + 1)), rd.en.eq(1)]
-                m.d.sync += [acc.eq(0), k.eq(k + 1)]
+            with m.State("STORE"):                  # C[pos] into the buffer, T[pos+1] read
+                m.d.comb += [wr.addr.eq(base | pos), wr.data.eq(bound), wr.en.eq(1),
+                             rd.addr.eq(levels | (pos + 1)), rd.en.eq(1)]
+                m.d.sync += [acc.eq(0), pos.eq(pos + 1), steps.eq(MANT_BITS - 1)]
                 m.next = "MULTIPLY"
-                with m.If(k == MIDPOINTS):
+                with m.If(pos == MIDPOINTS):
+                    m.d.sync += pos.eq(0)
                     m.next = "LOAD"
             with m.State("LOAD"):
                 m.d.comb += [rd.addr.eq(pos), rd.en.eq(1)]
                 m.next = "ALIGN"
-            with m.State("ALIGN"):
-                m.d.comb += [rd.addr.eq(base | 1), rd.en.eq(1)]
-                m.d.sync += [value.eq(rd.data), k.eq(1), passes.eq(0)]
-                m.next = "SEARCH"
+            with m.State("ALIGN"):                  # the value in, C[8] read; o is free
+                with m.If(free):
+                    m.d.comb += [rd.addr.eq(base | 8), rd.en.eq(1)]
+                    m.d.sync += [value.eq(stored), out.code.eq(0), steps.eq(CODE_STEPS - 1)]
+                    m.next = "SEARCH"
             with m.State("SEARCH"):
-                with m.If(k != MIDPOINTS):
-                    m.d.comb += [rd.addr.eq(base | (k + 1)), rd.en.eq(1)]
-                    m.d.sync += [k.eq(k + 1), passes.eq(passes + passed)]
-                with m.Elif(free):          # C[15] on the read port (held while o is full)
-                    m.d.sync += [self.o.valid.eq(1), out.code.eq(passes + passed),
-                                 out.first.eq(pos == 0),
-                                 out.last.eq((block == nblocks - 1) & at_end), pos.eq(pos + 1)]
+                # one code bit per step: `value >= C[code | bit]` keeps the bit; the next
+                # probe's midpoint is read at once
+                m.d.comb += [rd.addr.eq(base | found | (probe_bit >> 1)), rd.en.eq(1)]
+                m.d.sync += [out.code.eq(found), steps.eq(steps - 1)]
+                with m.If(steps == 0):
+                    m.d.sync += [self.o.valid.eq(1), out.first.eq(pos == 0),
+                                 out.last.eq(self.last_in), pos.eq(pos + 1)]
                     m.next = "LOAD"
                     with m.If(at_end):
                         m.d.sync += [pos.eq(0), in_ready.eq(1),
-                                     block.eq(Mux(block == nblocks - 1, 0, block + 1))]
+                                     block.eq(Mux(last_block, 0, block + 1))]
                         m.next = "FILL"
 
 
