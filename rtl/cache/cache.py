@@ -7,7 +7,7 @@ Write side
     label and only there. A record is committed (``count`` increments) once its codes, scales
     and side units are all in memory. A record is dropped, ``record_error`` set and earlier
     records left intact, when ``last`` comes early (the writer resynchronizes at once; missing
-    features are fed to the quantizer as zeros so its block count stays aligned), when the label
+    features are filled in, uncounted, so the quantizer's block count stays aligned), when the label
     lacks ``last`` (elements are then dropped up to the next ``last``), or when the label is out
     of range. A complete record arriving when ``count == capacity`` is dropped with
     ``overflow`` set; nothing wraps around. ``wr.ready`` drops while the quantizer codes a
@@ -225,15 +225,18 @@ class ForwardCache(CacheComponent):
         at_last = Signal()                  # r_beat is the sample's last beat
         b.read = Signal()
         m.d.comb += [b.read.eq(b.issuing & ~r_error), req.ready.eq(b.req_ready)]
-        b.raddr = Cat(r_beat, r_index[:(p.capacity - 1).bit_length()])
+        b.index_bits = (p.capacity - 1).bit_length()
         b.done_sample = b.step & at_last
         with m.If(b.step):
             m.d.sync += [r_beat.eq(r_beat + 1), at_last.eq(r_beat == lay.beats - 2)]
         with m.If(req.valid & req.ready):
             index = req.payload
-            m.d.sync += [active.eq(1), r_index.eq(index), r_error.eq(index >= b.count),
+            # index >= count, compared on count's width only
+            width = len(b.count)
+            beyond = index[width:].any() | (index[:width] >= b.count)
+            m.d.sync += [active.eq(1), r_index.eq(index), r_error.eq(beyond),
                          r_beat.eq(0), at_last.eq(lay.beats == 1)]
-            with m.If(index >= b.count):
+            with m.If(beyond):
                 m.d.sync += self.read_error.eq(1)
         with m.Elif(b.done_sample):
             m.d.sync += active.eq(0)
@@ -249,6 +252,8 @@ class ForwardCache(CacheComponent):
         pop = Signal()
         m.d.comb += [b.issuing.eq(b.active & ~outstanding), pop.eq(to.valid & to.ready),
                      b.step.eq(pop), b.req_ready.eq(~b.active)]
+        # the beat and index registers hold until the word is taken: they address the read
+        b.read_addr = Cat(b.r_beat, b.r_index[:b.index_bits])
         m.d.sync += issued.eq(b.issuing)
         with m.If(b.issuing):
             m.d.sync += outstanding.eq(1)
@@ -313,13 +318,17 @@ class ForwardCache(CacheComponent):
         m.d.sync += [issued.eq(b.issuing), issued_info.beat.eq(b.r_beat),
                      issued_info.index.eq(b.r_index), issued_info.error.eq(b.r_error),
                      arrived.eq(issued), arrived_info.eq(issued_info)]
+        b.read_addr = Cat(issued_info.beat, issued_info.index[:b.index_bits])
         wiring.connect(m, b.dequantizer.o, wiring.flipped(self.rd))
 
     def _ports(self, b):
         """One command register for both memories, which share their address: a beat's read
         first, else one write, in this order: a scale unit, a code (into its lane), a side
-        unit. The write data are held by their sources until the write, the cycle after the
-        grant (a code's in a register here, since the quantizer may offer the next at once)."""
+        unit. An operation is decided a cycle ahead; the address is then the read's (its
+        registers, :attr:`read_addr`) or the record slot's (``count``, which moves only
+        after the record's last write) beside the registered word of the write. The write
+        data are held by their sources until the write (a code's in a register here, since
+        the quantizer may offer the next at once)."""
         m, lay, packer, p = b.m, b.lay, b.packer, b.p
         b.side_req, b.side_written = Signal(), Signal()
         b.side_unit, b.side_data = Signal(range(p.classes + 1)), Signal(UNIT_BITS)
@@ -333,15 +342,16 @@ class ForwardCache(CacheComponent):
                      side_grant.eq(b.side_req & ~b.read & ~packer.scale_valid
                                    & ~packer.code_valid),
                      packer.scale_taken.eq(scale_grant), packer.code_taken.eq(code_grant)]
-        word = Mux(packer.scale_valid, packer.scale_word,
-                   Mux(packer.code_valid, packer.word_index, unit_beat[b.side_unit]))
+        # the packer's word whenever it offers a write (scale or code), else the side unit's
+        word = Mux(packer.scale_valid | packer.code_valid, packer.word, unit_beat[b.side_unit])
         unit_mask = Mux(packer.scale_valid, packer.scale_mask,
                         Const(1, lay.meta_units) << unit_index[b.side_unit])
 
-        addr, re = Signal.like(b.code_rp.addr), Signal()
+        re, wword = Signal(), Signal(range(lay.beats))
         code_we, meta_we = Signal.like(b.code_wp.en), Signal.like(b.meta_wp.en)
         code = Signal.like(packer.code, reset_less=True)
-        m.d.sync += [addr.eq(Mux(b.read, b.raddr, Cat(word, b.slot))), re.eq(b.read),
+        addr = Mux(re, b.read_addr, Cat(wword, b.slot))
+        m.d.sync += [wword.eq(word), re.eq(b.read),
                      code_we.eq(Mux(code_grant & b.slot_ok, packer.lane_mask, 0)),
                      meta_we.eq(Mux((scale_grant | side_grant) & b.slot_ok, unit_mask, 0)),
                      scale_written.eq(scale_grant), b.side_written.eq(side_grant)]
@@ -360,10 +370,10 @@ class ForwardCache(CacheComponent):
         """Write side: the front end, records checked, counted and committed."""
         m, p, wr, count, quant = b.m, b.p, b.wr, b.count, b.quant
         C = p.classes
-        pos = Signal(range(C))              # the logit being written
-        # pos_end: pos is the last logit, kept as a register beside pos so that no comparator
-        # sits in the handshake path; the quantizer tells the sample's last feature
-        pos_end = Signal(init=C == 1)
+        # the side unit being written: logits, then the label (the quantizer tells the
+        # sample's last feature)
+        pos = Signal(range(C + 1))
+        label = pos == C
         last_feature = quant.last_in
         bad, dropped, accept, committing = Signal(), Signal(), Signal(), Signal()
         element = wr.payload
@@ -372,16 +382,12 @@ class ForwardCache(CacheComponent):
 
         # a side unit (logit, label) is written while the element waits on `wr`, and taken
         # in the cycle of its write (its data are the element's)
-        m.d.comb += b.side_data.eq(element.data)
-
-        def side_write(unit):
-            m.d.comb += [b.side_req.eq(wr.valid & ~b.side_written), b.side_unit.eq(unit),
-                         wr.ready.eq(b.side_written)]
+        m.d.comb += [b.side_data.eq(element.data), b.side_unit.eq(pos),
+                     features.payload.eq(element.data)]
 
         with m.FSM():
             with m.State("FEATURES"):
-                m.d.comb += [features.valid.eq(wr.valid), features.payload.eq(element.data),
-                             wr.ready.eq(features.ready)]
+                m.d.comb += [features.valid.eq(wr.valid), wr.ready.eq(features.ready)]
                 with m.If(accept):
                     with m.If(element.last):
                         m.d.sync += bad.eq(1)
@@ -390,30 +396,28 @@ class ForwardCache(CacheComponent):
                         with m.Else():
                             m.next = "PAD"
                     with m.Elif(last_feature):
-                        m.next = "LOGITS"
+                        m.next = "SIDE"
             with m.State("PAD"):
-                # Feed zeros for the features a short record lacks, keeping blocks aligned.
-                m.d.comb += [features.valid.eq(1), features.payload.eq(0)]
+                # Fill in the features a short record lacks, keeping blocks aligned: whatever
+                # `wr` holds, not counted (the record is dropped, its slot written over)
+                m.d.comb += [features.valid.eq(1), quant.pad.eq(1)]
                 with m.If(features.ready & last_feature):
                     m.next = "DRAIN"
-            with m.State("LOGITS"):
-                side_write(pos)
+            with m.State("SIDE"):                  # the logits, then the label
+                m.d.comb += [b.side_req.eq(wr.valid & ~b.side_written),
+                             wr.ready.eq(b.side_written)]
                 with m.If(accept):
-                    m.d.sync += [pos.eq(pos + 1), pos_end.eq(pos == C - 2)]
-                    with m.If(element.last):
-                        m.d.sync += bad.eq(1)
-                        m.next = "DRAIN"
-                    with m.Elif(pos_end):
-                        m.next = "LABEL"
-            with m.State("LABEL"):
-                side_write(C)
-                with m.If(accept):
-                    with m.If(~element.last):
-                        m.d.sync += bad.eq(1)
-                        m.next = "SKIP"
-                    with m.Else():
-                        with m.If((element.data < 0) | (element.data >= C)):
+                    m.d.sync += pos.eq(pos + 1)
+                    with m.If(label):
+                        with m.If(~element.last):
                             m.d.sync += bad.eq(1)
+                            m.next = "SKIP"
+                        with m.Else():
+                            with m.If((element.data < 0) | (element.data >= C)):
+                                m.d.sync += bad.eq(1)
+                            m.next = "DRAIN"
+                    with m.Elif(element.last):
+                        m.d.sync += bad.eq(1)
                         m.next = "DRAIN"
             with m.State("SKIP"):
                 m.d.comb += wr.ready.eq(1)
@@ -423,7 +427,7 @@ class ForwardCache(CacheComponent):
                 m.d.comb += [committing.eq(b.packer.sample_done),
                              b.packer.sample_taken.eq(committing)]
                 with m.If(committing):
-                    m.d.sync += [pos.eq(0), pos_end.eq(C == 1), bad.eq(0), dropped.eq(0)]
+                    m.d.sync += [pos.eq(0), bad.eq(0), dropped.eq(0)]
                     with m.If(~dropped & ~self.clear):
                         with m.If(bad):
                             m.d.sync += self.record_error.eq(1)

@@ -37,15 +37,17 @@ class Packer(CacheComponent):
     Attributes
     ----------
     i : In(stream.Signature(code_layout(params)))
-    code, lane_mask, word_index, code_valid : Out
+    code, lane_mask, code_valid : Out
         The codes offered (:func:`codes_per_write`, lane order), the write enable of their
-        lanes (one-hot, a bit per ``codes_per_write`` lanes), their word index within the
-        sample, and whether they are offered.
+        lanes (one-hot, a bit per ``codes_per_write`` lanes), and whether they are offered.
+    word : Out(range(beats))
+        Where the write offered goes within the sample's stride: the code word of the codes
+        offered, or the offset of the meta word of the scale op offered
+        (:attr:`~.layout.CacheLayout.meta_offsets`: the beat that reads it).
     code_taken : In(1)
         The code is taken (transferred from ``i`` this cycle); the taker registers it.
-    scale, scale_word, scale_mask, scale_valid : Out
-        A scale unit to write under ``scale_mask`` into the meta word at offset
-        ``scale_word`` (:attr:`~.layout.CacheLayout.meta_offsets`: the beat that reads it).
+    scale, scale_mask, scale_valid : Out
+        A scale unit to write under ``scale_mask`` into the meta word at ``word``.
     scale_taken : In(1)
         The scale op is taken; it is written the next cycle, with ``scale`` still held.
     sample_done : Out(1)
@@ -67,11 +69,10 @@ class Packer(CacheComponent):
                 "i": In(stream.Signature(code_layout(p))),
                 "code": Out(p.code_bits * codes_per_write(p)),
                 "lane_mask": Out(lay.lanes // codes_per_write(p)),
-                "word_index": Out(range(lay.beats)),
+                "word": Out(range(lay.beats)),
                 "code_valid": Out(1),
                 "code_taken": In(1),
                 "scale": Out(UNIT_BITS),
-                "scale_word": Out(range(lay.beats)),
                 "scale_mask": Out(lay.meta_units),
                 "scale_valid": Out(1),
                 "scale_taken": In(1),
@@ -86,6 +87,7 @@ class Packer(CacheComponent):
         L, g = lay.lanes, codes_per_write(p)
         code = self.i.payload
         lane = Signal(range(L))
+        word_index = Signal(range(lay.beats))       # the code word being filled
         taken, writes = Signal(), Signal()
         completes = (lane == L - 1) | code.last             # the code word is complete
         m.d.comb += [writes.eq(completes | (lane % g == g - 1)),
@@ -104,18 +106,21 @@ class Packer(CacheComponent):
         with m.If(taken):
             m.d.sync += lane.eq(Mux(completes, 0, lane + 1))
             with m.If(completes):
-                m.d.sync += self.word_index.eq(Mux(code.last, 0, self.word_index + 1))
+                m.d.sync += word_index.eq(Mux(code.last, 0, word_index + 1))
             with m.If(code.last):
                 m.d.sync += self.sample_done.eq(1)
         with m.If(self.sample_taken):
             m.d.sync += self.sample_done.eq(0)
+        m.d.comb += self.word.eq(word_index)
         if p.scaled:
-            self._scales(m)
+            self._scales(m, word_index)
         return m
 
-    def _scales(self, m):
+    def _scales(self, m, word_index):
         """The block scale writes: one pointer walks the layout's scale ops in order, each
-        block's run of ops offered at its first code, before the code."""
+        block's run of ops offered at its first code, before the code. Where every op's meta
+        word is read on the beat of its block's first code (R1's layouts), the word is the
+        code word's index: no table."""
         lay = self.layout
         ops = lay.scale_ops
         last_of_block = [i == len(ops) - 1 or ops[i + 1][0] != ops[i][0]
@@ -126,9 +131,11 @@ class Packer(CacheComponent):
         scaled = Signal()                   # the offered first code's scale ops are taken
         code = self.i.payload
         offsets = lay.meta_offsets
+        if any(offsets[w] != lay.blocks[b][0] // lay.lanes for b, w, _ in ops):
+            with m.If(self.scale_valid):
+                m.d.comb += self.word.eq(Array(Const(offsets[w], self.word.shape())
+                                               for _, w, _ in ops)[op])
         m.d.comb += [
-            self.scale_word.eq(Array(Const(offsets[w], self.scale_word.shape())
-                                     for _, w, _ in ops)[op]),
             self.scale_mask.eq(Array(Const(k, self.layout.meta_units) for _, _, k in ops)[op]),
             self.scale.eq(code.mant | (code.exp << MANT_BITS)),
             self.scale_valid.eq(self.i.valid & code.first & ~scaled),
