@@ -34,7 +34,7 @@ Read buffer
 
 Memories
     Two :class:`amaranth.lib.memory.Memory` (layout in :class:`~.layout.CacheLayout`): codes,
-    one word per beat with a write enable per lane (per pair of 4-bit lanes in block RAM,
+    one word per beat with a write enable per lane (written whole in block RAM,
     :func:`~.packer.codes_per_write`), and meta
     (scales and side units, 16-bit write granularity), a meta word at the offset of the beat
     that reads it. So both memories share one address, the sample index beside the beat
@@ -349,14 +349,19 @@ class ForwardCache(CacheComponent):
 
         re, wword = Signal(), Signal(range(lay.beats))
         code_we, meta_we = Signal.like(b.code_wp.en), Signal.like(b.meta_wp.en)
-        code = Signal.like(packer.code, reset_less=True)
+        # 4-bit code books hold a code on the quantizer's output for the cycle after its
+        # transfer, the write's; pass-through ones offer the next at once, and a word
+        # assembled in the packer moves on with the transfer: a register
+        code = packer.code
+        if not p.scaled or codes_per_write(p) > 1:
+            code = Signal.like(packer.code, reset_less=True)
+            with m.If(code_grant):
+                m.d.sync += code.eq(packer.code)
         addr = Mux(re, b.read_addr, Cat(wword, b.slot))
         m.d.sync += [wword.eq(word), re.eq(b.read),
                      code_we.eq(Mux(code_grant & b.slot_ok, packer.lane_mask, 0)),
                      meta_we.eq(Mux((scale_grant | side_grant) & b.slot_ok, unit_mask, 0)),
                      scale_written.eq(scale_grant), b.side_written.eq(side_grant)]
-        with m.If(code_grant):
-            m.d.sync += code.eq(packer.code)
         # Reads and writes never coincide; saying so in the read enables lets the synthesizer
         # see it (single-port SPRAM leaves its output unchanged on writes).
         for wp, rp, we in ((b.code_wp, b.code_rp, code_we), (b.meta_wp, b.meta_rp, meta_we)):

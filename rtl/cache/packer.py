@@ -14,11 +14,10 @@ __all__ = ["Packer", "codes_per_write"]
 
 def codes_per_write(params):
     """Codes written together: one (a write enable per lane) in SPRAM, whose enables are
-    nibbles; two 4-bit codes in block RAM, whose byte enables are 8 or 9 bits wide (ECP5's
-    DP16KD: nibble enables would split the code memory into 4-bit slices, twice the blocks
-    at L = 32)."""
-    pair = params.memory == "bram" and params.code_bits == 4 and params.lanes % 2 == 0
-    return 2 if pair else 1
+    nibbles; a whole code word in block RAM, where byte enables are 9 bits wide on ECP5's
+    DP16KD (lane or byte enables would split the code memory into narrower slices: one
+    DP16KD more at L = 32), so nothing is gained there by writing less than a word."""
+    return 1 if params.memory == "spram" else params.lanes
 
 
 class Packer(CacheComponent):
@@ -26,8 +25,8 @@ class Packer(CacheComponent):
 
     Nothing is assembled in flip-flops: each code is written on its own, into its lane of its
     code word (the code memory has a write enable per lane, ``granularity = code_bits``), so
-    the packer only counts lanes and words; in block RAM, two 4-bit codes are written
-    together (:func:`codes_per_write`), the first held meanwhile. A block's first code first
+    the packer only counts lanes and words; in block RAM, a word is written whole
+    (:func:`codes_per_write`), its codes held meanwhile. A block's first code first
     offers the block's scale (``mant | exp << MANT_BITS``, straight from the quantizer's held
     output) for every ``(word, unit mask)`` of the layout's
     :attr:`~.layout.CacheLayout.scale_ops`, in order; the code is offered once they are
@@ -84,7 +83,7 @@ class Packer(CacheComponent):
     def elaborate(self, platform):
         m = Module()
         p, lay = self.params, self.layout
-        L, g = lay.lanes, codes_per_write(p)
+        L, F, g = lay.lanes, lay.features, codes_per_write(p)
         code = self.i.payload
         lane = Signal(range(L))
         word_index = Signal(range(lay.beats))       # the code word being filled
@@ -97,10 +96,17 @@ class Packer(CacheComponent):
                      self.i.ready.eq(self.code_taken | (~self.scale_valid & ~writes)),
                      taken.eq(self.i.valid & self.i.ready)]
         if g > 1:
-            held = Signal(lay.code_bits * (g - 1))
-            m.d.comb += self.code.eq(Cat(Mux(lane % g == 0, code.code, held), code.code))
-            with m.If(taken):
-                m.d.sync += held.eq(code.code)
+            # the group's codes enter at the top, so its first is in lane 0 when it completes;
+            # a short last group (F % g codes) is aligned down as it completes
+            cb = lay.code_bits
+            held = Signal(cb * (g - 1))
+            with m.If(taken & ~writes):
+                m.d.sync += held.eq(Cat(held[cb:], code.code))
+            m.d.comb += self.code.eq(Cat(held, code.code))
+            tail = F % g
+            if tail:
+                with m.If(code.last):
+                    m.d.comb += self.code.eq(Cat(held[cb * (g - tail):], code.code))
         else:
             m.d.comb += self.code.eq(code.code)
         with m.If(taken):
@@ -113,10 +119,10 @@ class Packer(CacheComponent):
             m.d.sync += self.sample_done.eq(0)
         m.d.comb += self.word.eq(word_index)
         if p.scaled:
-            self._scales(m, word_index)
+            self._scales(m, word_index, taken)
         return m
 
-    def _scales(self, m, word_index):
+    def _scales(self, m, word_index, taken):
         """The block scale writes: one pointer walks the layout's scale ops in order, each
         block's run of ops offered at its first code, before the code. Where every op's meta
         word is read on the beat of its block's first code (R1's layouts), the word is the
@@ -140,7 +146,7 @@ class Packer(CacheComponent):
             self.scale.eq(code.mant | (code.exp << MANT_BITS)),
             self.scale_valid.eq(self.i.valid & code.first & ~scaled),
         ]
-        with m.If(self.code_taken):
+        with m.If(taken):                   # the first code, written or held
             m.d.sync += scaled.eq(0)
         with m.If(self.scale_taken):
             m.d.sync += [op.eq(Mux(op == len(ops) - 1, 0, op + 1)),

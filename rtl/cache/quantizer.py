@@ -142,9 +142,10 @@ class Quantizer(CacheComponent):
     books (see the module documentation): ``i.ready`` is high, and one value is taken per
     cycle, only while a block fills; then the block is coded, its codes offered one at a time
     within :func:`block_cycles`, and ``i.ready`` rises again once the block's last code has
-    been offered. ``o.payload.mant``/``exp`` are the current block's scale: the next block's
-    scale is computed only once ``o`` is empty. Back-pressure on ``o`` stalls the search;
-    nothing is lost.
+    been offered. A code stays on ``o.payload`` for the cycle after its transfer (a writer
+    may decide its write a cycle ahead). ``o.payload.mant``/``exp`` are the current block's
+    scale: the next block's scale is computed only once ``o`` is empty. Back-pressure on
+    ``o`` stalls the search; nothing is lost.
     """
 
     def __init__(self, params):
@@ -266,9 +267,10 @@ class Quantizer(CacheComponent):
         # 2**(in_width-1)
         acc = Signal(signed(threshold_width(p.codebook) + p.in_width), reset_less=True)
         value = Signal(signed(p.in_width + (not p.unsigned)), reset_less=True)
+        # `o` empty: a code offered stays on `o.payload` for the cycle after its transfer
         free, accept, peaking = Signal(), Signal(), Signal()
         m.d.comb += [at_end.eq(pos == end), last_block.eq(block == nblocks - 1),
-                     self.last_in.eq(last_block & at_end), free.eq(~self.o.valid | self.o.ready),
+                     self.last_in.eq(last_block & at_end), free.eq(~self.o.valid),
                      out.mant.eq(mant), out.exp.eq(exp),
                      # `i.ready` is the FILL flip-flop; it also selects what is written: a
                      # value at `pos` (FILL), else C[pos] at base + pos (STORE)
