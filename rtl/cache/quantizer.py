@@ -17,7 +17,8 @@ Serial datapath
        clock rates).
     2. SCALE: ``a`` is shifted right one bit per cycle while it has more than ``MANT_BITS``
        bits (``E`` counts the shifts, a sticky bit the ones shifted out); then
-       ``M = a + sticky`` (a ceiling), renormalized when it reaches ``2**MANT_BITS``.
+       ``M = a + sticky`` (a ceiling), renormalized when it reaches ``2**MANT_BITS``. The
+       peak starts at 1, so an all-zero block gets the golden model's ``M = 1, E = 0``.
     3. BOUNDS: the 15 midpoints in the input's own scale,
        ``C[k] = ceil(T[k] * M * 2**E / 2**7)``, into the buffer. For an integer ``x``,
        ``floor(x * 2**7 / 2**E) >= T[k] * M`` iff ``x * 2**7 >= T[k] * M * 2**E`` iff
@@ -322,8 +323,8 @@ class Quantizer(CacheComponent):
                                    base | Cat(low, at.SCALE | at.STORE)))
 
         m.d.sync += peaking.eq(at.PEAK)
-        with m.If(accept & at_end):
-            m.d.sync += value.eq(0)
+        with m.If(accept & at_end):                 # the peak starts at 1: an all-zero
+            m.d.sync += value.eq(1)                 # block's scale is M = 1, E = 0
         with m.Elif((peaking & ~at_least) | (at.ALIGN & free) | shift):
             m.d.sync += value.eq(Mux(at.SCALE & ~peaking, value >> 1, operand))
         with m.If(scaled | at.STORE):
@@ -344,7 +345,7 @@ class Quantizer(CacheComponent):
             with m.If(rounded[MANT_BITS]):
                 m.d.sync += [mant.eq(1 << (MANT_BITS - 1)), exp.eq(exp + 1)]
             with m.Else():
-                m.d.sync += mant.eq(Mux(rounded == 0, 1, rounded))
+                m.d.sync += mant.eq(rounded)
         with m.If(at.MULTIPLY | at.DOUBLE | at.SEARCH):
             m.d.sync += steps.eq(steps - 1)
         with m.If(at.MULTIPLY & (steps == 0)):
