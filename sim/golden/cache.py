@@ -244,10 +244,17 @@ class CacheModel:
         if self.count >= p.capacity:
             self.overflow = True
             return
-        code_words, meta_words = self.pack(q, record[L.features:-1], label)
+        self.store(q, record[L.features:-1], label)
+
+    def store(self, q, z0, label):
+        """Write a checked record into the next slot, as the hardware lays it out in its two
+        memories (a meta word at the offset of the beat that reads it), and count it."""
+        L = self.layout
+        code_words, meta_words = self.pack(q, z0, label)
         base_c, base_m = self.count * L.code_stride, self.count * L.meta_stride
         self.code_mem[base_c:base_c + L.beats] = code_words
-        self.meta_mem[base_m:base_m + L.meta_words] = meta_words
+        for offset, word in zip(L.meta_offsets, meta_words):
+            self.meta_mem[base_m + offset] = word
         self.count += 1
 
     def _add_saturations(self, n):
@@ -264,7 +271,7 @@ class CacheModel:
         L, p = self.layout, self.params
         cb = L.code_bits
         code_words = self.code_mem[index * L.code_stride:index * L.code_stride + L.beats]
-        meta_words = self.meta_mem[index * L.meta_stride:index * L.meta_stride + L.meta_words]
+        meta_words = [self.meta_mem[index * L.meta_stride + offset] for offset in L.meta_offsets]
         codes = []
         for f in range(L.features):
             c = code_words[f // L.lanes] >> (cb * (f % L.lanes)) & ((1 << cb) - 1)
