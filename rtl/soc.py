@@ -27,7 +27,7 @@ zeroth-order sample is read once per forward, ``+`` then ``-``).
 
 from dataclasses import dataclass
 
-from amaranth.hdl import Module, Signal, Cat, ResetInserter, signed, unsigned
+from amaranth.hdl import Module, Signal, Const, Cat, ResetInserter, signed, unsigned
 from amaranth.lib import wiring, stream, data
 from amaranth.lib.wiring import In, Out
 from amaranth.lib.fifo import SyncFIFO
@@ -41,7 +41,6 @@ from .cache.params import CacheParams, INDEX_WIDTH, ELEMENT_WIDTH
 from .cache.cache import ForwardCache, write_element_layout
 from .cache.dequantizer import feature_beat_layout as cache_beat_layout
 from .cache.skid import SkidBuffer
-from .stage_buffer import StageBuffer
 from .mac.params import MacParams
 from .mac.layout import Layout
 from .mac.array import AdapterMACArray, feature_beat_layout as mac_beat_layout
@@ -199,9 +198,11 @@ class WeightWindow(wiring.Component):
     DUMP run each read returns the next weight from ``wdump``, sign-extended. Outside those
     runs accesses are answered with ``err``, so a host never waits on a window nothing feeds.
 
-    Both streams pass registers (``wload.valid`` and ``wdump.ready`` are flip-flops), so no
-    combinational path runs from the bus into the MAC array: a write is answered the cycle
-    after the array takes the weight, a read as soon as a dumped weight is held.
+    Both streams' handshakes pass registers (``wload.valid`` and ``wdump.ready`` are
+    flip-flops), so no combinational path runs from the bus into the MAC array: a write is
+    answered the cycle after the array takes the weight, a read as soon as a dumped weight is
+    held. A written weight is not copied: ``wload.payload`` is the bus's ``dat_w``, which the
+    host holds until the write is answered.
     """
 
     def __init__(self, mac: MacParams):
@@ -220,13 +221,12 @@ class WeightWindow(wiring.Component):
         bus = self.bus
         access, respond = _target_access(m, bus)
         ww = self.mac.weight_width
-        # load: the written weight waits in a register until the array takes it
+        # load: the written weight waits on the bus (held until the answer) for the array
         pending = Signal()
-        held_w = Signal(signed(ww))
-        m.d.comb += [self.wload.valid.eq(pending), self.wload.payload.eq(held_w)]
+        m.d.comb += [self.wload.valid.eq(pending), self.wload.payload.eq(bus.dat_w[:ww])]
         with m.If(access & bus.we & ~pending):
             with m.If(self.loading):
-                m.d.sync += [held_w.eq(bus.dat_w[:ww]), pending.eq(1)]
+                m.d.sync += pending.eq(1)
             with m.Else():
                 respond(error=True)
         with m.If(self.wload.valid & self.wload.ready):
@@ -338,17 +338,14 @@ class SoC(wiring.Component):
     def _datapath(self, m, b, flush):
         """Streams between the blocks; returns the buffers' "holding a beat" signal."""
         mac_p, seq, mac, cache = self.mac, b.seq, b.mac, b.cache
-        # perturbations and features reach the MAC array through registered buffers: its
-        # issue logic (`ready`) would otherwise reach the engine's pipeline enable and the
-        # cache's dequantizer combinationally. Both hold two beats, so the cache runs ahead
-        # into the next sample's read (one beat exposed ~26 cycles of read latency per op:
-        # R1 FO +9 % cycles). z moves a beat per word (a skid buffer); a feature beat serves
-        # `rows` words, so where rows >= 2 two stages without a multiplexer keep up.
-        rows = Layout(mac_p).regions[0].rows
-        x_buffer = (StageBuffer if rows >= 2 else SkidBuffer)(mac_beat_layout(mac_p))
-        m.submodules.x_buffer = ResetInserter(flush)(x_buffer)
-        wiring.connect(m, x_buffer.o, mac.x)
-        holding = x_buffer.o.valid
+        # features go from the cache's dequantizer (through the router's steering) straight
+        # into the MAC array, whose `x.ready` is a register (it takes a beat as the beat's
+        # first word reaches its stage 1 and keeps it for the beat's other rows): the beat is
+        # held once in flip-flops between the cache and the multipliers besides the
+        # dequantizer's output register. Perturbations reach the MAC array through a
+        # registered skid buffer: its issue logic (`z.ready`) would otherwise reach the
+        # engine's pipeline enable combinationally.
+        holding = Const(0)
         if b.engine is not None:
             z_buffer = SkidBuffer(data.ArrayLayout(signed(mac_p.perturb_width), mac_p.lanes))
             m.submodules.z_buffer = ResetInserter(flush)(z_buffer)
@@ -363,7 +360,7 @@ class SoC(wiring.Component):
         wiring.connect(m, seq.fetch, b.router.fetch)
         wiring.connect(m, b.router.req, cache.req)
         wiring.connect(m, cache.rd, b.router.rd)
-        wiring.connect(m, b.router.x, x_buffer.i)
+        wiring.connect(m, b.router.x, mac.x)
         wiring.connect(m, b.router.cmd, b.loss.cmd)
         wiring.connect(m, b.router.z0, b.loss.z0)
         wiring.connect(m, seq.mac_cmd, mac.cmd)

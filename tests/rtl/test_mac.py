@@ -35,6 +35,26 @@ def _beats(values):
     return [[int(v) for v in beat] for beat in values]
 
 
+async def _send_holding(ctx, stream, payloads, *, valid=None, max_cycles=None):
+    """Send every payload in order, with bubbles where ``valid(cycle)`` is false, but as a
+    stream transmitter must: once ``valid`` is raised it stays, with its payload, until the
+    transfer (the array takes a feature beat a cycle after it decided to, ``x.ready`` being
+    a register)."""
+    i, cycle, offered = 0, 0, False
+    while i < len(payloads):
+        offered = offered or valid is None or bool(valid(cycle))
+        ctx.set(stream.valid, offered)
+        if offered:
+            ctx.set(stream.payload, payloads[i])
+        *_, ready = await ctx.tick().sample(stream.ready)
+        cycle += 1
+        if offered and ready:
+            i, offered = i + 1, False
+        if max_cycles is not None and cycle > max_cycles:
+            raise TimeoutError(f"sent {i} of {len(payloads)} payloads in {cycle} cycles")
+    ctx.set(stream.valid, 0)
+
+
 def run(mac, ops, *, x=(), z=(), load=(), coef=(), coef_delay=0, n_out=0, n_dump=0, loss=None,
         loss_cmds=(), n_results=0, late_ops=None, bubbles=False, out_ready=None,
         max_cycles=20000):
@@ -69,8 +89,9 @@ def run(mac, ops, *, x=(), z=(), load=(), coef=(), coef_delay=0, n_out=0, n_dump
     benches = [commands]
     if len(x):
         async def xs(ctx):
-            await stream_send(ctx, dut.x, [{"data": [int(v) for v in b], "last": int(last)}
-                                           for b, last in x], valid=valid, max_cycles=max_cycles)
+            await _send_holding(ctx, dut.x, [{"data": [int(v) for v in b], "last": int(last)}
+                                             for b, last in x], valid=valid,
+                                max_cycles=max_cycles)
         benches.append(xs)
     for stream, items in ((dut.z, _beats(z)), (dut.wload, [int(v) for w in load for v in w])):
         if items:
