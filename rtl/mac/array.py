@@ -874,8 +874,8 @@ class AdapterMACArray(wiring.Component):
     def _matvec_path(self, b):
         """Matrix-vector path: adder tree, row accumulators, narrowing."""
         ACC_STAGE, T, aw, bw, ctl, fw = b.ACC_STAGE, b.T, b.aw, b.bw, b.ctl, b.fw
-        lay, local, lowrank, m, max_out = b.lay, b.local, b.lowrank, b.m, b.max_out
-        max_rows, p, s4_p, sat_flag, valid, wf = b.max_rows, b.p, b.s4_p, b.sat_flag, b.valid, b.wf
+        local, lowrank, m, max_out = b.local, b.lowrank, b.m, b.max_out
+        p, s4_p, sat_flag, valid, wf = b.p, b.s4_p, b.sat_flag, b.valid, b.wf
         # -- matrix-vector path: adder tree, row accumulators, narrowing -------------------
         level = list(s4_p)
         for t in range(T):
@@ -885,30 +885,13 @@ class AdapterMACArray(wiring.Component):
                 m.d.sync += v.eq(level[i] + level[i + 1] if i + 1 < len(level) else level[i])
                 level_next.append(v)
             level = level_next
-        total = level[0]
+        b.total = level[0]
         ca, va = ctl[ACC_STAGE], valid[ACC_STAGE]
-        # sums start at half an output LSB, so rounding half up is a plain shift at the end;
-        # a row's accumulator returns to it as the row's sum leaves (a constant: the
-        # flip-flops' set and reset, no multiplexer before the adder)
+        # sums start at half an output LSB, so rounding half up is a plain shift at the end
         half_lsb = (1 << wf) >> 1
-        accs = [Signal(signed(p.acc_width), name=f"acc{i}", init=half_lsb)
-                for i in range(max_rows)]
         acc_new = Signal(signed(p.acc_width))
-        restart = Signal(signed(p.acc_width))
-        m.d.comb += restart.eq(Mux(ca.last, half_lsb, acc_new))
+        (self._acc_memory if p.acc_memory == "bram" else self._acc_flops)(b, acc_new, half_lsb)
         n1_valid, n1_idx, n1_dest = Signal(), Signal(range(max(max_out, 2))), Signal(Dest)
-        if len({reg.rows for reg in lay.regions}) == 1:
-            # every op has the same rows, in order: the accumulators rotate, the head is
-            # always the arriving word's row (no read multiplexer)
-            m.d.comb += acc_new.eq(accs[0] + total)
-            with m.If(va & (ca.op == Op.MATVEC)):
-                m.d.sync += [accs[i].eq(accs[i + 1]) for i in range(max_rows - 1)]
-                m.d.sync += accs[-1].eq(restart)
-        else:
-            acc_file = Array(accs)
-            m.d.comb += acc_new.eq(acc_file[ca.row] + total)
-            with m.If(va & (ca.op == Op.MATVEC)):
-                m.d.sync += acc_file[ca.row].eq(restart)
         ends = Signal()
         m.d.comb += ends.eq(va & (ca.op == Op.MATVEC) & ca.last)
         m.d.sync += [n1_valid.eq(ends), n1_idx.eq(ca.outidx), n1_dest.eq(ca.dest)]
@@ -926,7 +909,48 @@ class AdapterMACArray(wiring.Component):
         if lowrank:
             with m.If(n1_valid & (n1_dest == Dest.LOCAL)):
                 m.d.sync += local[n1_idx].eq(y)
-        b.n1_valid, b.total = n1_valid, total
+        b.n1_valid = n1_valid
+
+    def _acc_flops(self, b, acc_new, half_lsb):
+        """Row accumulators in flip-flops: sums start at half an output LSB, so rounding half
+        up is a plain shift at the end; a row's accumulator returns to it as the row's sum
+        leaves (a constant: the flip-flops' set and reset, no multiplexer before the
+        adder)."""
+        m, p, lay, max_rows, total = b.m, b.p, b.lay, b.max_rows, b.total
+        ca, va = b.ctl[b.ACC_STAGE], b.valid[b.ACC_STAGE]
+        accs = [Signal(signed(p.acc_width), name=f"acc{i}", init=half_lsb)
+                for i in range(max_rows)]
+        restart = Signal(signed(p.acc_width))
+        m.d.comb += restart.eq(Mux(ca.last, half_lsb, acc_new))
+        if len({reg.rows for reg in lay.regions}) == 1:
+            # every op has the same rows, in order: the accumulators rotate, the head is
+            # always the arriving word's row (no read multiplexer)
+            m.d.comb += acc_new.eq(accs[0] + total)
+            with m.If(va & (ca.op == Op.MATVEC)):
+                m.d.sync += [accs[i].eq(accs[i + 1]) for i in range(max_rows - 1)]
+                m.d.sync += accs[-1].eq(restart)
+        else:
+            acc_file = Array(accs)
+            m.d.comb += acc_new.eq(acc_file[ca.row] + total)
+            with m.If(va & (ca.op == Op.MATVEC)):
+                m.d.sync += acc_file[ca.row].eq(restart)
+
+    def _acc_memory(self, b, acc_new, half_lsb):
+        """Row accumulators in a block RAM (``accs_norw``), addressed by row: a word's row
+        is read as the word enters the stage before ACC_STAGE and written with its new sum
+        at ACC_STAGE; a group's first beat adds to half an output LSB instead of what is
+        stored (so nothing needs clearing, after an abort either). No read meets a write to
+        its row: consecutive words of one row are ``rows >= 2`` words apart (``acc_memory``
+        is checked for that), and the pipeline advances every cycle."""
+        m, p, max_rows, total = b.m, b.p, b.max_rows, b.total
+        ca, va = b.ctl[b.ACC_STAGE], b.valid[b.ACC_STAGE]
+        m.submodules.accs_norw = mem = Memory(shape=signed(p.acc_width), depth=max_rows,
+                                              init=[], attrs={"ram_style": "block"})
+        rd, wr = mem.read_port(), mem.write_port()
+        m.d.comb += [rd.addr.eq(b.ctl[b.ACC_STAGE - 1].row),
+                     acc_new.eq(Mux(ca.first, half_lsb, rd.data) + total),
+                     wr.addr.eq(ca.row), wr.data.eq(acc_new),
+                     wr.en.eq(va & (ca.op == Op.MATVEC))]
 
     def _dump(self, b):
         """DUMP: a word's weight ``dlane`` times 1 in its lane, 0 elsewhere, is the adder

@@ -25,6 +25,10 @@ LOWRANK = MacParams(lanes=4, taps=(8, 4), classes=3, adapter="lowrank", rank=3, 
 #: low-rank with the read register (one more pipeline stage)
 LOWRANK_R = MacParams(lanes=4, taps=(8, 4), classes=3, adapter="lowrank", rank=3, max_batch=4,
                       read_register=True)
+#: the row accumulators in a block RAM (dense; low-rank with the read register)
+DENSE_ACC = MacParams(lanes=4, taps=(8, 4), classes=3, max_batch=4, acc_memory="bram")
+LOWRANK_ACC = MacParams(lanes=4, taps=(8, 4), classes=3, adapter="lowrank", rank=2,
+                        max_batch=4, read_register=True, acc_memory="bram")
 
 
 def _rand(rng, shape, width):
@@ -158,7 +162,8 @@ def _load_ops(mac, mem):
             [list(w) for w in mem])
 
 
-@pytest.mark.parametrize("mac,seed", [(DENSE, 1), (LOWRANK, 2), (LOWRANK_R, 3)])
+@pytest.mark.parametrize("mac,seed", [(DENSE, 1), (LOWRANK, 2), (LOWRANK_R, 3), (DENSE_ACC, 4),
+                                      (LOWRANK_ACC, 5)])
 def test_every_op_matches_golden(mac, seed):
     rng = np.random.default_rng(seed)
     lay = Layout(mac)
@@ -247,8 +252,9 @@ def _step_data(mac, seed, n):
     return x, z0, labels, z, mem
 
 
-@pytest.mark.parametrize("mac", [DENSE, LOWRANK, LOWRANK_R],
-                         ids=["dense", "lowrank", "lowrank-read-register"])
+@pytest.mark.parametrize("mac", [DENSE, LOWRANK, LOWRANK_R, DENSE_ACC, LOWRANK_ACC],
+                         ids=["dense", "lowrank", "lowrank-read-register", "dense-acc-bram",
+                              "lowrank-acc-bram"])
 def test_whole_first_order_step_matches_golden(mac):
     loss = LossParams(classes=mac.classes)
     n, lr = 4, 4           # lr + log2(n) >= 9 - 3: low-rank dA coefficients shift left <= 3
@@ -345,6 +351,15 @@ def test_multipliers_map_onto_dsp_blocks(device, cell):
     # one DSP block per lane, nothing else: no multiplier was left in LUTs or split
     assert impl.cells.get(cell) == mac.lanes == impl.dsps
     assert impl.fits
+
+
+def test_accumulators_in_block_ram_need_two_rows():
+    with pytest.raises(ValueError, match=r"mac.acc_memory 'bram' needs mac.rank >= 2 \(a row "
+                                         r"read and written in one cycle\), not 1"):
+        MacParams(adapter="lowrank", rank=1, acc_memory="bram")
+    with pytest.raises(ValueError, match="mac.acc_memory must be one of 'flops', 'bram', "
+                                         "not 'x'"):
+        MacParams(acc_memory="x")
 
 
 def test_rejects_wrong_params():
