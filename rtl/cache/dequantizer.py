@@ -179,6 +179,11 @@ class Dequantizer(CacheComponent):
         if n > 1:
             with m.If(advance & valid):
                 m.d.sync += group.eq(Mux(last_group, 0, group + 1))
+            # the codes shift down by a group as it issues (the next group's codes are then
+            # the low ones: no multiplexer, and each code bit's flip-flop shares its cell with
+            # the shift-or-load LUT instead of sitting alone behind the memory's output)
+            with m.If(advance & valid & ~last_group):
+                m.d.sync += regs["codes"].eq(regs["codes"] >> (p.dq_lanes * lay.code_bits))
         regs["group"], regs["last_group"] = group, last_group
         return valid, regs
 
@@ -203,9 +208,7 @@ class Dequantizer(CacheComponent):
         scales = Signal(data.ArrayLayout(slot_layout, P))
         for u in range(P):
             lanes = [self._lane(j, u) for j in range(n)]
-            codes = Array(s1["codes"][min(l, L - 1) * cb:(min(l, L - 1) + 1) * cb]
-                          for l in lanes)
-            code = codes[s1["group"]] if n > 1 else codes[0]
+            code = s1["codes"][u * cb:(u + 1) * cb]       # shifted to the group (above)
             padding = Const(sum(1 << j for j, l in enumerate(lanes) if l >= real_lanes), n)
             zero = s1["error"] | ((s1["beat"] == last_beat) & padding.bit_select(s1["group"], 1))
             value = table[code] if p.scaled else code.as_signed()
