@@ -420,13 +420,14 @@ class SoftmaxCrossEntropy(wiring.Component):
 
     def _log2(self, m, s, log_rd, known):
         """``log2 S`` (unsigned ``Q.loss_frac``) while ``known``, else 0 (the first pass),
-        combinational from ``S`` and the ``log2(1 + f)`` table: no register holds it. For
+        from ``S`` and the ``log2(1 + f)`` table: no 18-bit register holds it. For
         ``2**prob_frac <= S`` the integer part is the leading one's position (at
         ``prob_frac .. sum_width - 1``: a small multiplexer, not a barrel shifter); the
         ``exp_bits`` bits after it, rounded half up (a carry out of them adds one to the
         integer part), address the table. Unless ``known`` the table reads its entry 0,
-        ``log2 1 = 0``; its value is valid from the second cycle of ``known`` (``S`` stable
-        from the cycle before)."""
+        ``log2 1 = 0``, and the integer part is 0; both are registered (the table's read
+        and a 3-bit register), so the value is valid from the second cycle of ``known``
+        (``S`` stable from the cycle before)."""
         p = self.params
         pf, eb, sw = p.prob_frac, p.exp_bits, len(s)
         assert log2_table(p)[0] == 0
@@ -443,6 +444,10 @@ class SoftmaxCrossEntropy(wiring.Component):
         fr = Signal(unsigned(eb + 1))
         m.d.comb += [fr.eq(window[1:] + window[0]), log_rd.en.eq(1),
                      log_rd.addr.eq(fr[:eb] & known.replicate(eb))]
+        # the integer part is registered like the table's value (the path from S through
+        # the normalization would otherwise run on through the exponent pipeline's adder)
+        integer = Signal(len(pos) + 1)
+        m.d.sync += integer.eq((pos + fr[eb]) & known.replicate(len(integer)))
         log2s = Signal(unsigned(exponent_width(self.params)))
-        m.d.comb += log2s.eq(Cat(log_rd.data, (pos + fr[eb]) & known.replicate(len(pos) + 1)))
+        m.d.comb += log2s.eq(Cat(log_rd.data, integer))
         return log2s

@@ -333,17 +333,21 @@ class PerturbationEngine(wiring.Component):
             seed, step = request.seed, request.step
         refill, look, remember = Const(0), Const(0), []
         if p.reuse == "pool":
-            refill = ~pool.filled
+            # Registered (the pool's count and the compare would otherwise reach `ready` and
+            # all the accepting edge starts): `ready` holds the pool's seed. With the
+            # compare a request is looked at for a cycle (`seen`: it was presented, the
+            # engine idle, the cycle before), so `ready` is its seed's.
+            ready = Signal()
+            refill = ~ready
             if self.seed_compare:
-                # The compare is registered (it would otherwise reach `ready` and all the
-                # accepting edge starts): a request is looked at for a cycle (`seen`: it
-                # was presented, the engine idle, the cycle before), so `same` is its seed's.
                 pool_seed = Signal(32)
-                seen, same = Signal(), Signal()
+                seen = Signal()
                 m.d.sync += [seen.eq(idle & self.request.valid),
-                             same.eq(pool_seed == request.seed)]
-                look, refill = ~seen, refill | ~same
+                             ready.eq(pool.filled & (pool_seed == request.seed))]
+                look = ~seen
                 remember = [pool_seed.eq(request.seed)]
+            else:
+                m.d.sync += ready.eq(pool.filled)
         return seed, step, refill, look, remember
 
     def _measure_states(self, m, pipe, solver, measure, pool, count, scale):
