@@ -611,10 +611,9 @@ class Sequencer(wiring.Component):
                          cs_z.eq(c_zo - word("zo_lr_shift") - r.lb - r.lq + eps),
                          k.eq(k0 - eps)]
             m.d.sync += [r.cs.eq(cs), r.cs_z.eq(cs_z), r.k.eq(k)]
-            # with the schedule, the learning-rate steps lower FO's shift further: the lower
-            # bound is checked with them
-            fo_bad = (cs > CSHIFT_MAX) if self.schedule else \
-                (cs > CSHIFT_MAX) | (cs < CSHIFT_MIN)
+            # with the schedule, the learning-rate steps lower FO's shift further: checked
+            # again with them (lr_steps_hi)
+            fo_bad = (cs > CSHIFT_MAX) | (cs < CSHIFT_MIN)
             flags["bad_shift"] = ((is_fo & fo_bad)
                                   | (is_zo & ((k < 0) | (cs_z < CSHIFT_MIN)
                                               | (cs_z > CSHIFT_MAX))))
@@ -923,11 +922,13 @@ class _RunState:
         self.res_q = Signal(range(MAX_QUERIES + 1))
         self.wd = Signal(RUN_FIELDS["watchdog"].width)     # cycles without progress so far
         self.flush_count = Signal(range(seq.flush_cycles + 1))
-        self.cs = Signal(signed(8))             # first order's cshift (the epoch's)
-        self.cs_z = Signal(signed(8))           # zeroth order's cshift
-        self.k = Signal(signed(7))              # zeroth order's zshift
-        self.dynamic = {Dynamic.FO_CSHIFT: self.cs[:6], Dynamic.ZO_CSHIFT: self.cs_z[:6],
-                        Dynamic.ZSHIFT: self.k[:5], Dynamic.COEF_BASE: self.cb,
+        # the ops' shifts, as wide as the ops' fields (CHECK keeps every one in range, the
+        # learning-rate steps included)
+        self.cs = Signal(signed(6))             # first order's cshift (the epoch's)
+        self.cs_z = Signal(signed(6))           # zeroth order's cshift
+        self.k = Signal(5)                      # zeroth order's zshift
+        self.dynamic = {Dynamic.FO_CSHIFT: self.cs, Dynamic.ZO_CSHIFT: self.cs_z,
+                        Dynamic.ZSHIFT: self.k, Dynamic.COEF_BASE: self.cb,
                         Dynamic.V_BASE: self.vb, Dynamic.GRADIENT: self.g}
 
     def read(self, register):
