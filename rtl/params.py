@@ -16,7 +16,7 @@ from dataclasses import dataclass, fields, asdict
 __all__ = ["Params", "check_int", "check_choice", "check_pow2", "check_bool", "check_seed",
            "check_taps", "R1_TAPS", "R1_CLASSES", "MODES", "RunField", "RUN_FIELDS", "LR_STEPS_MAX",
            "TrainParams", "SocParams", "built_modes", "built_schedule", "built_early_stop",
-           "run_fields", "EARLY_STOP_FIELDS"]
+           "run_fields", "EARLY_STOP_FIELDS", "run_register_names", "run_field_lsb"]
 
 
 def _name(section, field):
@@ -188,6 +188,20 @@ def run_fields(early_stop=False):
     ``early_stop``: a design built without it has neither their registers nor their
     inputs)."""
     return {n: f for n, f in RUN_FIELDS.items() if not f.option or early_stop}
+
+
+def run_register_names(early_stop=False):
+    """The run registers of a design, in map order (each holds its fields packed from bit 0 in
+    declaration order): the order of their words in the register bank's block RAM, where the
+    sequencer reads them (:class:`~fieldtune.rtl.csr.registers.RegisterBank`, ``stored``)."""
+    return tuple(dict.fromkeys(f.register for f in run_fields(early_stop).values()))
+
+
+def run_field_lsb(name):
+    """Lowest bit of run field ``name`` in its register's word."""
+    f = RUN_FIELDS[name]
+    before = [g for g in RUN_FIELDS.values() if g.register == f.register]
+    return sum(g.width for g in before[:before.index(f)])
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ from amaranth.lib import wiring, stream, data
 from amaranth.lib.wiring import In, Out
 from amaranth.lib.fifo import SyncFIFO
 
-from .params import built_modes, built_schedule, built_early_stop, run_fields
+from .params import built_modes, built_schedule, built_early_stop
 from .csr.bus import BusSignature, BusDecoder
 from .csr.registers import RegisterBank
 from .csr.map import (SocMap, soc_registers, ERRORS, BLOCK_ERRORS, COUNTER_REGISTERS, WINDOWS,
@@ -354,13 +354,15 @@ class SoC(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         mac_p, cache_p, loss_p = self.mac, self.cache, self.loss
+        seq = Sequencer(mac_p, loss_p, cache_p, self.perturb, self.modes,
+                        built_schedule(self.config), built_early_stop(self.config))
         b = _Blocks(
-            seq=Sequencer(mac_p, loss_p, cache_p, self.perturb, self.modes,
-                          built_schedule(self.config), built_early_stop(self.config)),
+            seq=seq,
             engine=PerturbationEngine(self.perturb) if "zo" in self.modes else None,
             cache=ForwardCache(cache_p), mac=AdapterMACArray(mac_p),
             loss=SoftmaxCrossEntropy(loss_p), router=SampleRouter(cache_p, mac_p, loss_p),
-            bank=RegisterBank(self.registers), records=RecordWindow(cache_p),
+            bank=RegisterBank(self.registers, scratch=seq.scratch),
+            records=RecordWindow(cache_p),
             weights=WeightWindow(mac_p),
             dec=BusDecoder(BUS_ADDR_WIDTH, self.map.decoder_targets()))
         flush = b.seq.flush
@@ -441,9 +443,11 @@ class SoC(wiring.Component):
             b.weights.loading.eq(seq.busy & (seq.mode == Mode.LOAD)),
             b.weights.dumping.eq(seq.busy & (seq.mode == Mode.DUMP)),
         ]
-        cfg = seq.settings
-        m.d.comb += [getattr(cfg, f.name).eq(getattr(getattr(regs, f.register), f.field))
-                     for f in run_fields(seq.early_stop).values()]
+        # the run registers live in the bank's block RAM, where the sequencer reads them
+        if b.bank.stored != seq.run_registers or b.bank.scratch_base != seq.scratch_base:
+            raise AssertionError(f"run registers {b.bank.stored} are not where the sequencer "
+                                 f"reads them: {seq.run_registers}")
+        wiring.connect(m, seq.store, b.bank.store)
         m.d.comb += cache.clear.eq(regs.control.clear_cache & ~seq.busy)
 
     def _status(self, m, b):

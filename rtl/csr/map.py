@@ -96,12 +96,12 @@ def run_registers(mac: MacParams, cache: CacheParams, perturb: PerturbParams,
                   early_stop=False):
     """The run registers, generated from :data:`~fieldtune.rtl.params.RUN_FIELDS` (fields
     grouped by register, in declaration order). They are ``locked`` while a run is busy (a
-    write is ignored and flagged ``busy``): the sequencer reads them during the run and keeps
-    no copy. They are ``mirrored`` (read back from a block RAM, not through the read
-    multiplexer: :mod:`~fieldtune.rtl.csr.registers`). Reset values: :class:`TrainParams`' defaults
-    for its fields, :func:`default_watchdog` for the watchdog, ``lo`` of the early-stop
-    fields, 0 otherwise; the early-stop register only with ``early_stop`` (``[soc]
-    early_stop``)."""
+    write is ignored and flagged ``busy``): the sequencer reads them during the run, one word
+    a cycle, when it needs them. They are ``stored``: held in the register bank's block RAM,
+    not in flip-flops (:mod:`~fieldtune.rtl.csr.registers`). Reset values:
+    :class:`TrainParams`' defaults for its fields, :func:`default_watchdog` for the watchdog,
+    ``lo`` of the early-stop fields, 0 otherwise; the early-stop register only with
+    ``early_stop`` (``[soc] early_stop``)."""
     t = TrainParams()
     init = {"watchdog": default_watchdog(mac, cache, perturb),
             "patience": RUN_FIELDS["patience"].lo}
@@ -110,7 +110,7 @@ def run_registers(mac: MacParams, cache: CacheParams, perturb: PerturbParams,
         value = getattr(t, f.name) if f.train else init.get(f.name, 0)
         fields.setdefault(f.register, []).append(Field(f.field, f.width, "rw", init=value,
                                                        doc=f.doc))
-    return tuple(Register(name, flds, doc=RUN_REGISTER_DOCS[name], locked=True, mirrored=True)
+    return tuple(Register(name, flds, doc=RUN_REGISTER_DOCS[name], locked=True, stored=True)
                  for name, flds in fields.items())
 
 

@@ -20,11 +20,14 @@ lost). A ``locked`` register ignores writes while the bank's ``lock`` input is h
 is answered with ``ack`` and raises the ``locked_write`` strobe): hardware that reads those
 fields during an operation needs no copy of its own.
 
-A ``mirrored`` register (``rw`` fields only) reads back from a copy in a block RAM instead of
-its flip-flops, which keeps it out of the read multiplexer (about one LUT4 per bit): a read
-returns the word last written to it, bits outside its fields included (after reset: the
-fields' ``init``), and takes three cycles; a write takes two (the copy is written 16 bits a
-cycle). A reset that is not a reconfiguration leaves the copy as it was.
+A ``stored`` register (``rw`` fields only) lives in a block RAM, not in flip-flops: it has
+no port in ``regs``; hardware reads it through the bank's ``store`` port (:func:`store_port`:
+a read address, data the cycle after), which also gives hardware ``scratch`` words of its own
+to write and read (the memory reads the hardware's address whenever the bus does not need it).
+A bus read of a stored register returns the word last written to it, bits
+outside its fields included (after reset: the fields' ``init``), and takes two cycles; a write
+takes one. The hardware port has priority: a bus access to the memory waits while hardware
+uses the port it needs. A reset that is not a reconfiguration leaves the memory as it was.
 
 Timing: a bus access is answered with ``ack`` one cycle after ``cyc`` rises (two cycles per
 access back to back); an address past the last register is answered with ``err``; ``dat_r``
@@ -41,7 +44,7 @@ from amaranth.lib.memory import Memory
 from .bus import BusSignature, DATA_WIDTH
 
 
-__all__ = ["Field", "Register", "RegisterBank", "ACCESS_MODES"]
+__all__ = ["Field", "Register", "RegisterBank", "ACCESS_MODES", "store_port", "scratch_base"]
 
 
 #: Access modes, see the module documentation.
@@ -81,13 +84,13 @@ class Field:
 @dataclass(frozen=True)
 class Register:
     """A named register of fields packed LSB first; ``doc`` describes it for the memory map;
-    ``locked``: it ignores writes while the bank's ``lock`` is high; ``mirrored``: it reads
-    back from a block-RAM copy (module documentation)."""
+    ``locked``: it ignores writes while the bank's ``lock`` is high; ``stored``: it lives in
+    block RAM (module documentation)."""
     name: str
     fields: tuple = field(default_factory=tuple)
     doc: str = ""
     locked: bool = False
-    mirrored: bool = False
+    stored: bool = False
 
     def __post_init__(self):
         object.__setattr__(self, "fields", tuple(self.fields))
@@ -97,8 +100,8 @@ class Register:
         if not names or len(set(names)) != len(names):
             raise ValueError(f"Register {self.name!r} needs fields with distinct names, "
                              f"not {names}")
-        if self.mirrored and any(f.access != "rw" for f in self.fields):
-            raise ValueError(f"Register {self.name!r} is mirrored, so its fields must be rw")
+        if self.stored and any(f.access != "rw" for f in self.fields):
+            raise ValueError(f"Register {self.name!r} is stored, so its fields must be rw")
         if sum(f.width for f in self.fields) > DATA_WIDTH:
             raise ValueError(f"Register {self.name!r} fields take "
                              f"{sum(f.width for f in self.fields)} bits, more than "
@@ -119,6 +122,8 @@ class Register:
 
 def _field_members(reg):
     members = {}
+    if reg.stored:
+        return wiring.Signature(members)
     for f in reg.fields:
         if f.value is not None:
             continue
@@ -131,31 +136,70 @@ def _field_members(reg):
     return wiring.Signature(members)
 
 
+def store_port(depth):
+    """The hardware's port onto a bank's block RAM of ``depth`` words (the hardware's view).
+    The memory reads word ``raddr`` every cycle the bus does not need it: ``rdata`` holds the
+    word of the previous cycle's ``raddr`` when ``rvalid`` is high, which it always is after a
+    cycle with ``ren`` (a read that goes before the bus's). ``wen`` writes ``wdata`` to word
+    ``waddr`` (before the bus's writes too)."""
+    return wiring.Signature({"raddr": Out(range(max(2, depth))), "ren": Out(1),
+                             "rdata": In(DATA_WIDTH), "rvalid": In(1),
+                             "waddr": Out(range(max(2, depth))), "wen": Out(1),
+                             "wdata": Out(DATA_WIDTH)})
+
+
+def scratch_base(stored):
+    """Block-RAM word of the first scratch word after ``stored`` stored registers: the next
+    power of two (a scratch address is then the base with the index in its low bits)."""
+    return 1 << max(0, stored - 1).bit_length()
+
+
 class RegisterBank(wiring.Component):
     """Registers at word addresses 0, 1, ... in the order given.
+
+    Parameters
+    ----------
+    registers : iterable of Register
+    scratch : int
+        Words of the block RAM for the hardware's own use, from :attr:`scratch_base` (the
+        power of two after the stored registers' words).
 
     Attributes
     ----------
     bus : In(BusSignature)
         The target port.
     regs : Out(Signature)
-        ``regs.<register>.<field>`` per the access table in the module documentation.
+        ``regs.<register>.<field>`` per the access table in the module documentation
+        (nothing for a ``stored`` register).
+    store : In(store_port(store_depth))
+        The hardware's port onto the block RAM of the stored registers and the scratch words
+        (only when there are any). It has priority over the bus.
     lock : In(1)
         While high, writes to ``locked`` registers are ignored.
     locked_write : Out(1)
         Strobe (registered, with the write's ``ack``): a write was ignored for ``lock``.
     """
 
-    def __init__(self, registers):
+    def __init__(self, registers, scratch=0):
         self.registers = tuple(registers)
         names = [r.name for r in self.registers]
         if not names or len(set(names)) != len(names):
             raise ValueError(f"RegisterBank needs registers with distinct names, not {names}")
+        if isinstance(scratch, bool) or not isinstance(scratch, int) or scratch < 0:
+            raise ValueError(f"scratch must be a non-negative integer, not {scratch!r}")
         self.addr_width = max(1, (len(self.registers) - 1).bit_length())
+        #: Stored registers in block-RAM word order.
+        self.stored = tuple(r.name for r in self.registers if r.stored)
+        #: Block-RAM word of the first scratch word (:func:`scratch_base`).
+        self.scratch_base = scratch_base(len(self.stored))
+        #: Words of the block RAM (stored registers, then scratch; 0: no block RAM).
+        self.store_depth = self.scratch_base + scratch if self.stored or scratch else 0
+        store = {"store": In(store_port(self.store_depth))} if self.store_depth else {}
         super().__init__({
             "bus": In(BusSignature(self.addr_width)),
             "regs": Out(wiring.Signature({r.name: Out(_field_members(r))
                                           for r in self.registers})),
+            **store,
             "lock": In(1),
             "locked_write": Out(1),
         })
@@ -166,6 +210,10 @@ class RegisterBank(wiring.Component):
             if r.name == name:
                 return i
         raise KeyError(name)
+
+    def store_address(self, name):
+        """Block-RAM word of stored register ``name``."""
+        return self.stored.index(name)
 
     def memory_map(self):
         """The map as data: ``[{"name", "address", "fields": [{"name", "lsb", "width",
@@ -182,10 +230,10 @@ class RegisterBank(wiring.Component):
         access = Signal()
         m.d.comb += access.eq(bus.cyc & ~responded)
         m.d.sync += [responded.eq(0), bus.ack.eq(0), bus.err.eq(0)]
-        mirror = self._mirror(m, access)
-        # the access's last cycle: the first, or the mirror's last
+        store = self._store(m, access)
+        # the access's last cycle: the first, or the block RAM's last
         last = Signal()
-        m.d.comb += last.eq(~mirror["hit"] | mirror["done"])
+        m.d.comb += last.eq(~store["hit"] | store["done"])
         in_range = bus.adr < len(self.registers)
         with m.If(access & last):
             m.d.sync += [responded.eq(1), bus.ack.eq(in_range), bus.err.eq(~in_range)]
@@ -200,6 +248,9 @@ class RegisterBank(wiring.Component):
             if reg.locked:
                 locked.append(write)
                 write = write & ~self.lock
+            if reg.stored:
+                values.append(store["data"])
+                continue
             word = []
             for f, lsb in reg.layout():
                 if f.value is not None:
@@ -223,7 +274,7 @@ class RegisterBank(wiring.Component):
             value = 0
             for port, lsb in word:
                 value = value | (port.as_unsigned() << lsb)
-            values.append(mirror["data"] if reg.mirrored else value)
+            values.append(value)
         # one multiplexer over the address (not a priority chain of comparisons)
         with m.Switch(bus.adr):
             for addr, value in enumerate(values):
@@ -233,41 +284,39 @@ class RegisterBank(wiring.Component):
         m.d.sync += self.locked_write.eq(self.lock & Cat(*locked).any())
         return m
 
-    def _mirror(self, m, access):
-        """The block-RAM copy of the mirrored registers: 16-bit halves at ``2 a`` (low) and
-        ``2 a + 1`` of register address ``a``. ``hit``: the access is to a mirrored
-        register; ``done``: its last cycle (a write's second, a read's third); ``data``: the
-        word read. The memory is ``_norw``: one bus access at a time either reads or writes
-        it, never both."""
+    def _store(self, m, access):
+        """The block RAM of the stored registers (word ``store_address``) and the scratch
+        words, shared by the bus and the hardware's ``store`` port (which goes first).
+        ``hit``: the bus access is to a stored register; ``done``: its last cycle (a
+        write's first, a read's second, later while the hardware holds the port); ``data``:
+        the word read. The memory is ``_norw``: no bus access reads and writes it at once,
+        and the hardware reads a word it wrote only cycles later (its own contract)."""
         bus = self.bus
-        mirrored = [a for a, r in enumerate(self.registers) if r.mirrored]
         hit = Signal()
-        if not mirrored:
+        if not self.store_depth:
             return {"hit": hit, "done": Const(1), "data": Const(0, DATA_WIDTH)}
-        half = DATA_WIDTH // 2
-        init = [0] * (2 << self.addr_width)
-        for a in mirrored:
-            word = self.registers[a].reset_word()
-            init[2 * a], init[2 * a + 1] = word & (1 << half) - 1, word >> half
-        m.submodules.mirror_norw = mem = Memory(shape=half, depth=len(init), init=init)
+        at = {self.address(n): i for i, n in enumerate(self.stored)}
+        init = [self.registers[a].reset_word() for a in at] + [0] * (self.store_depth - len(at))
+        m.submodules.store_norw = mem = Memory(shape=DATA_WIDTH, depth=self.store_depth,
+                                               init=init)
         wr, rd = mem.write_port(), mem.read_port(transparent_for=())
-        phase = Signal(2)               # cycle of the access
-        lo = Signal(half)
-        done = Signal()
+        word = Signal(range(max(2, self.store_depth)))        # the bus address's word
         with m.Switch(bus.adr):
-            for a in mirrored:
+            for a, i in at.items():
                 with m.Case(a):
-                    m.d.comb += hit.eq(1)
+                    m.d.comb += [hit.eq(1), word.eq(i)]
         blocked = Signal()              # a locked register's write while locked
-        m.d.comb += blocked.eq(self.lock & Cat(*(bus.adr == a for a in mirrored
+        m.d.comb += blocked.eq(self.lock & Cat(*(bus.adr == a for a in at
                                                   if self.registers[a].locked)).any())
-        m.d.comb += [done.eq(phase == Mux(bus.we, 1, 2)),
-                     wr.addr.eq(Cat(phase[0], bus.adr)), rd.addr.eq(Cat(phase[0], bus.adr)),
-                     wr.data.eq(Mux(phase[0], bus.dat_w[half:], bus.dat_w[:half])),
-                     wr.en.eq(access & hit & bus.we & ~blocked),
-                     rd.en.eq(access & hit & ~bus.we)]
-        with m.If(access & hit):
-            m.d.sync += phase.eq(Mux(done, 0, phase + 1))
-        with m.If(phase == 1):
-            m.d.sync += lo.eq(rd.data)
-        return {"hit": hit, "done": done, "data": Cat(lo, rd.data)}
+        hw = self.store
+        reading = Signal()              # the bus's read was issued last cycle
+        done = Signal()
+        m.d.comb += done.eq(Mux(bus.we, ~hw.wen, reading))
+        bus_read = access & hit & ~bus.we & ~reading & ~hw.ren
+        m.d.comb += [rd.en.eq(1), rd.addr.eq(Mux(bus_read, word, hw.raddr)),
+                     wr.en.eq(hw.wen | (access & hit & bus.we & ~blocked)),
+                     wr.addr.eq(Mux(hw.wen, hw.waddr, word)),
+                     wr.data.eq(Mux(hw.wen, hw.wdata, bus.dat_w)),
+                     hw.rdata.eq(rd.data), hw.rvalid.eq(~reading)]
+        m.d.sync += reading.eq(bus_read)
+        return {"hit": hit, "done": done, "data": rd.data}

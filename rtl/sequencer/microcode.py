@@ -84,7 +84,7 @@ def _word(action, phase, last_in_phase, then):
         if then is not None:
             word["then"] = then
     if isinstance(action, MacOp):
-        word.update(action.fields(), results=action.has_results)
+        word.update(action.used_fields(), results=action.has_results)
     if isinstance(action, Fetch):
         word.update(forward=action.forward, sign=action.sign)
     return word

@@ -68,6 +68,18 @@ class MacOp:
         """``{field: value}`` of every ``MAC_OP`` field but ``op``'s kind."""
         return {name: getattr(self, name) for name in self.__dataclass_fields__}
 
+    def used_fields(self):
+        """:meth:`fields` without those the MAC array ignores for this op (the micro-code
+        leaves them don't care): ``imm`` but for an UPDATE by the immediate, ``coef_base``
+        but for an UPDATE or COLACC by the coefficient memory (every other field the array
+        checks on every op, so they keep their values)."""
+        fields = self.fields()
+        if not (self.op == Op.UPDATE and self.coef_source == CoefSource.IMM):
+            del fields["imm"]
+        if not (self.op in (Op.UPDATE, Op.COLACC) and self.coef_source == CoefSource.MEMORY):
+            del fields["coef_base"]
+        return fields
+
 
 @dataclass(frozen=True)
 class Fetch:

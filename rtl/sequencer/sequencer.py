@@ -58,13 +58,14 @@ import enum as py_enum
 from amaranth.hdl import Module, Signal, Mux, Cat, Const, Shape, Value, signed, unsigned
 from amaranth.lib import wiring, stream, data, enum
 from amaranth.lib.wiring import In, Out
-from amaranth.lib.memory import Memory
 
-from ..params import MODES, RUN_FIELDS, LR_STEPS_MAX, SocParams, run_fields
+from ..params import (MODES, RUN_FIELDS, LR_STEPS_MAX, SocParams, run_register_names,
+                      run_field_lsb)
+from ..csr.registers import store_port, scratch_base
 from ..mac.params import MacParams
 from ..mac.layout import Layout
 from ..mac.array import update_shift
-from ..mac.ops import MAC_OP, IMM_WIDTH, COEF_ADDR_WIDTH
+from ..mac.ops import MAC_OP
 from ..loss.params import LossParams
 from ..loss.unit import loss_result_layout, ZOSign
 from ..loss.tables import zo_sum_width
@@ -78,7 +79,7 @@ from .microcode import compile_programs
 from .order import RecordOrder, index_bits
 
 
-__all__ = ["Mode", "RUN_CONFIG", "run_config_layout", "stop_layout", "COUNTERS",
+__all__ = ["Mode", "RUN_CONFIG", "stop_layout", "COUNTERS",
            "counter_widths", "SEQUENCER_ERRORS",
            "MAX_QUERIES", "MAX_BATCH", "CSHIFT_MIN", "CSHIFT_MAX", "fetch_layout",
            "coef_shift_constants", "Sequencer",
@@ -106,10 +107,10 @@ CSHIFT_MIN, CSHIFT_MAX = -32, 31
 RUN_CONFIG = data.StructLayout({f.name: f.width for f in RUN_FIELDS.values()})
 
 
-def run_config_layout(early_stop=False):
-    """The run registers of a design (:func:`~fieldtune.rtl.params.run_fields`): the
-    early-stop fields only with ``early_stop``."""
-    return data.StructLayout({f.name: f.width for f in run_fields(early_stop).values()})
+#: The order in which CHECK reads the run registers (:attr:`Sequencer.check_order`).
+CHECK_ORDER = ("mode", "early_stop", "batch", "queries", "shifts", "epochs", "steps",
+               "zo_cursor", "eval_range", "watchdog", "seed", "lr_steps_lo", "lr_steps_hi",
+               "order")
 
 
 def stop_layout():
@@ -192,12 +193,14 @@ def default_watchdog(mac: MacParams, cache: CacheParams, perturb: PerturbParams)
 
 
 def _log2(m, value):
-    """``(log, pow2)``: whether ``value`` is a power of two, and if so its log2 (the one-hot
-    value encoded: each bit of ``log`` ORs the bits of ``value`` at the positions having it;
-    anything when ``pow2`` is low, which every use rejects)."""
-    log, pow2 = Signal(range(max(2, len(value)))), Signal()
-    m.d.comb += log.eq(Cat(*(Cat(*(value[i] for i in range(len(value)) if i >> j & 1)).any()
-                             for j in range(len(log)))))
+    """``(log, pow2)``: ``floor(log2 value)`` (0 for 0: the golden model's ``bit_length - 1``,
+    which the shift checks use even when ``value`` is not a power of two) and whether
+    ``value`` is a power of two."""
+    log = Signal(range(max(2, len(value))), name="log2")
+    pow2 = Signal(name="pow2")
+    for i in range(1, len(value)):          # the highest bit set wins
+        with m.If(value[i]):
+            m.d.comb += log.eq(i)
     m.d.comb += pow2.eq((value != 0) & ((value & (value - 1)) == 0))
     return log, pow2
 
@@ -232,10 +235,12 @@ class Sequencer(wiring.Component):
     ----------
     start, abort : In(1)
         Strobes (the ``control`` register's ``w1p`` bits).
-    settings : In(RUN_CONFIG)
-        The run registers, read during the whole run (no copy is kept): they must not change
-        while ``busy`` (the SoC's register bank locks them, see
-        :func:`~fieldtune.rtl.csr.map.run_registers`).
+    store : Out(store_port(store_depth))
+        The register bank's block RAM (:func:`~fieldtune.rtl.csr.registers.store_port`):
+        the run registers at words :meth:`store_address`, read when needed (they must not
+        change while ``busy``: the bank locks them, see
+        :func:`~fieldtune.rtl.csr.map.run_registers`), and the zeroth-order query sums in
+        the scratch words.
     records : In(range(capacity + 1))
         Records in the forward cache; latched on ``start``.
     mac_cmd : Out(stream.Signature(MAC_OP))
@@ -290,11 +295,23 @@ class Sequencer(wiring.Component):
                              f"low-rank adapters, not {mac.coef_width}")
         #: Cycles ``flush`` stays high: every beat the cache may still hold drains.
         self.flush_cycles = drain_bound(cache, 2) + 16
+        #: The run registers, in the order of their words in the register bank's block RAM
+        #: (:func:`~fieldtune.rtl.params.run_register_names`); after them the scratch words
+        #: (the zeroth-order query sums, from :attr:`scratch_base`).
+        self.run_registers = run_register_names(self.early_stop)
+        self.scratch_base = scratch_base(len(self.run_registers))
+        #: Scratch words the register bank must give the sequencer.
+        self.scratch = MAX_QUERIES if "zo" in self.modes else 0
+        self.store_depth = self.scratch_base + self.scratch
+        #: The run registers CHECK reads, one a cycle, in this order: ``mode`` first (every
+        #: check depends on it), ``order`` last (its seed keys the record walk as the run
+        #: is accepted); ``zo_step`` is read by the zeroth-order start only.
+        self.check_order = tuple(n for n in CHECK_ORDER if n in self.run_registers)
         stop = {"stop": Out(stop_layout())} if self.early_stop else {}
         super().__init__({
             "start": In(1),
             "abort": In(1),
-            "settings": In(run_config_layout(early_stop)),
+            "store": Out(store_port(self.store_depth)),
             "records": In(range(cache.capacity + 1)),
             "mac_cmd": Out(stream.Signature(MAC_OP)),
             "fetch": Out(stream.Signature(fetch_layout())),
@@ -321,8 +338,8 @@ class Sequencer(wiring.Component):
     #: Control states, in encoding order, and the training mode that needs them (None: every
     #: design). ``EXEC`` runs a program's micro-code (:mod:`.microcode`) from ``pc``.
     CONTROL_STATES = {"IDLE": None, "CHECK": None, "FO_BATCH": "fo", "FO_NEXT": "fo",
+                      "FO_EPOCH": "fo", "ZO_LOAD": "zo", "ZO_CURSOR": "zo",
                       "ZO_STEP": "zo", "ZF_NEXT": "zo", "ZU_WAIT": "zo", "ZU_READ": "zo",
-                      "ZU_READ_HI": "zo",
                       "ZU_NEXT": "zo", "STEP_END": "zo", "EV_START": None,
                       "EXEC": None, "DRAIN": None, "ABORT": None,
                       "HO_START": "early_stop", "HO_DONE": "early_stop"}
@@ -362,13 +379,15 @@ class Sequencer(wiring.Component):
             self._held_out(m, r)
         # the held-out forwards are an evaluation's (no dz: the router asks the loss unit
         # for dz in FO only)
-        mode = Mux(r.ho, Mode.EVAL, r.cfg.mode) if self.early_stop else r.cfg.mode
+        mode = Mux(r.ho, Mode.EVAL, r.mode) if self.early_stop else r.mode
         m.d.comb += [self.mode.eq(mode), self.next_step.eq(r.pstep),
                      self.next_cursor.eq(r.base)]
-        m.d.comb += [r.busy.eq(r.state != State.IDLE), self.busy.eq(r.busy)]
+        m.d.comb += [r.busy.eq(r.state != State.IDLE), self.busy.eq(r.busy),
+                     r.sample.eq(r.base + r.n), r.batch.eq(Const(1, len(r.batch)) << r.lb)]
+        # the run registers' memory reads the watchdog's word unless a state reads another
+        m.d.comb += self.store.raddr.eq(self.store_address("watchdog"))
         got = self._results(m, r)
         self._counters(m, r, got)
-        check_bits, checks, shifts = self._checks(m, r)
         wd_fire = self._watchdog(m, r)
         m.d.comb += self.accepted.eq(0)
         with m.If(r.busy & self.start):
@@ -380,7 +399,7 @@ class Sequencer(wiring.Component):
         step_sum = Cat(Const(1, 1), r.pstep) + Cat(cin, r.qi)
         m.d.comb += r.zo_step.eq(step_sum[1:])
         with m.Switch(r.state):
-            self._control(m, r, State, code, check_bits, checks, shifts)
+            self._control(m, r, State)
             with m.Case(State.EXEC):
                 self._execute(m, r, State, code)
 
@@ -392,19 +411,23 @@ class Sequencer(wiring.Component):
             m.d.sync += [r.state.eq(State.ABORT), r.flush_count.eq(0)]
         return m
 
+    def store_address(self, register):
+        """Word of run register ``register`` in the register bank's block RAM."""
+        return self.run_registers.index(register)
+
     def walk_bits(self):
         """Width of the first-order record walk: the cache's capacity's
         :func:`~.order.index_bits`."""
         return index_bits(self.cache.capacity)
 
     def _record_order(self, m, r):
-        """The first-order record walk, keyed by the run registers; the control states
-        pulse its ``first`` (start), ``mark`` (mini-batch start), ``rewind`` (a phase's
-        restart at the batch's first sample) and ``next_epoch``."""
+        """The first-order record walk, keyed by the ``order`` register (read in CHECK's
+        last cycle, when ``first`` is pulsed); the control states pulse its ``first``
+        (start), ``mark`` (mini-batch start), ``rewind`` (a phase's restart at the batch's
+        first sample) and ``next_epoch``."""
         order = RecordOrder(self.walk_bits())
-        cfg = r.cfg
-        m.d.comb += [order.seed.eq(cfg.order_seed), order.count.eq(r.train_n),
-                     order.shuffle.eq(cfg.order), order.next_epoch.eq(r.next_epoch)]
+        m.d.comb += [order.seed.eq(r.word("order_seed")), order.count.eq(r.train_n),
+                     order.shuffle.eq(r.shuffle), order.next_epoch.eq(r.next_epoch)]
         return order
 
     def _results(self, m, r):
@@ -415,52 +438,25 @@ class Sequencer(wiring.Component):
         m.d.sync += r.outstanding.eq(r.outstanding + r.issued_out - got)
         if "zo" not in self.modes:
             return got
-        sums = self._query_sums(m, r)
-        with m.If(got & (r.cfg.mode == Mode.ZO)):
+        m.d.comb += [self.store.waddr.eq(self.scratch_base | r.res_q),
+                     self.store.wdata.eq(self.result.payload.zo_sum.as_signed())]
+        with m.If(got & (r.mode == Mode.ZO)):
             n = Signal.like(r.res_n)
             m.d.comb += n.eq(r.res_n + 1)
             with m.If(n == Cat(0, r.nb)):           # the last of 2 nb results
-                m.d.comb += sums.en.eq(1)
+                self._store_query_sum(m, r)
                 m.d.sync += [r.res_n.eq(0), r.res_q.eq(r.res_q + 1)]
             with m.Else():
                 m.d.sync += r.res_n.eq(n)
         return got
 
-    def _query_sums(self, m, r):
-        """The zeroth-order queries' sums, in one block RAM: each sum as two halves, the low
-        one at ``2 q``, the high one at ``2 q + 1`` (a 256 x 16 block holds half a sum).
-        Returns the write port: enabling it stores the current result's sum for query
-        ``res_q`` (its high half follows a cycle later; the loss unit's results are at
-        least ``3 * classes + 12`` cycles apart). ``r.g`` is the sum of query ``qi`` once
-        ZU_READ and ZU_READ_HI have read it.
-
-        The memory is ``_norw`` (no collision logic): it is read only in ZU_READ and
-        ZU_READ_HI, which follow ZU_WAIT's ``res_q > qi``: both halves of query ``qi``
-        are written by then, and the writes meanwhile go to later queries' addresses."""
-        half = -(-zo_sum_width(self.loss) // 2)
-        m.submodules.gsum_norw = mem = Memory(shape=unsigned(half), depth=2 * MAX_QUERIES,
-                                              init=[])
-        wr, rd = mem.write_port(), mem.read_port(transparent_for=())
-        sums = wr                       # the caller enables the low half's write
-        hi_pending, hi_data = Signal(), Signal(half)
-        hi_addr = Signal(range(MAX_QUERIES))
-        zo_sum = self.result.payload.zo_sum
-        m.d.sync += hi_pending.eq(0)
-        with m.If(hi_pending):
-            m.d.comb += [wr.addr.eq(Cat(1, hi_addr)), wr.data.eq(hi_data), wr.en.eq(1)]
-        with m.Else():
-            m.d.comb += [wr.addr.eq(Cat(0, r.res_q)), wr.data.eq(zo_sum[:half])]
-            with m.If(wr.en):
-                m.d.sync += [hi_pending.eq(1), hi_data.eq(zo_sum[half:]),
-                             hi_addr.eq(r.res_q)]
-        g_lo = Signal(half)
-        State = r.State
-        m.d.comb += [rd.en.eq((r.state == State.ZU_READ) | (r.state == State.ZU_READ_HI)),
-                     rd.addr.eq(Cat(r.state == State.ZU_READ_HI, r.qi)),
-                     r.g.eq(Cat(g_lo, rd.data).as_signed())]
-        with m.If(r.state == State.ZU_READ_HI):
-            m.d.sync += g_lo.eq(rd.data)
-        return sums
+    def _store_query_sum(self, m, r):
+        """The zeroth-order query sums live in the register bank's block RAM, in the
+        scratch words after the run registers (word ``scratch_base + q``): the current
+        result's sum is query ``res_q``'s. ZU_WAIT reads query ``qi``'s once ``res_q >
+        qi`` (written by then; later writes go to later queries' words), ZU_READ keeps it
+        in ``g``."""
+        m.d.comb += self.store.wen.eq(1)
 
     def _counters(self, m, r, got):
         """The run's counters (saturating; cleared at every accepted start, see CHECK);
@@ -479,110 +475,51 @@ class Sequencer(wiring.Component):
         _count(m, c.epochs, r.next_epoch, clear, saturate=False)
         _count(m, c.steps, r.next_step, clear, saturate=False)
 
-    def _checks(self, m, r):
-        """The checks of a start (all at once, in CHECK) and the shifts they accept."""
-        mac, cfg, records = self.mac, r.cfg, r.records
-        c_fo, _, c_zo, k0 = coef_shift_constants(mac, self.loss)
-        batch = cfg.batch
-        lb, pow2 = _log2(m, batch)
-        lq, q_pow2 = _log2(m, cfg.queries)
-        cs_fo, cs_z, k = Signal(signed(9)), Signal(signed(9)), Signal(signed(7))
-        m.d.comb += [cs_fo.eq(c_fo - cfg.lr_shift - lb),
-                     cs_z.eq(c_zo - cfg.zo_lr_shift - lb - lq + cfg.eps_shift),
-                     k.eq(k0 - cfg.eps_shift)]
-        is_fo, is_zo, is_ev = (cfg.mode == Mode.FO, cfg.mode == Mode.ZO, cfg.mode == Mode.EVAL)
-        steps_set = [cfg[f"lr_step{i}"] != 0 for i in range(LR_STEPS_MAX)]
-        if self.schedule:
-            # every learning-rate step counts, even one past the last epoch
-            n_steps = sum(s.as_unsigned() for s in steps_set)
-            fo_shift_bad = (cs_fo - n_steps < CSHIFT_MIN) | (cs_fo > CSHIFT_MAX)
-            no_schedule = Const(0)
-        else:
-            fo_shift_bad = (cs_fo < CSHIFT_MIN) | (cs_fo > CSHIFT_MAX)
-            no_schedule = is_fo & (cfg.order | Cat(*steps_set).any())
-        zo_shift_bad = ((k < 0) | (cs_z < CSHIFT_MIN) | (cs_z > CSHIFT_MAX))
-        if self.early_stop:
-            # the training records (records - holdout) hold a mini-batch at least
-            fo_count = batch + cfg.holdout > records
-            f = RUN_FIELDS
-            no_schedule = is_fo & ((cfg.stop_every > f["stop_every"].hi)
-                                   | (cfg.patience < f["patience"].lo)
-                                   | (cfg.patience > f["patience"].hi)
-                                   | (cfg.holdout > f["holdout"].hi)
-                                   | ((cfg.stop_every != 0) & (cfg.holdout == 0)))
-        checks = {
-            "bad_mode": (cfg.mode > Mode.DUMP.value)
-                        | (is_fo & ("fo" not in self.modes)) | (is_zo & ("zo" not in self.modes)),
-            "zero_epochs": is_fo & (cfg.epochs == 0),
-            "bad_batch": (is_fo & (~pow2 | (batch > mac.max_batch)))
-                         | (is_zo & (~pow2 | (batch > MAX_BATCH))),
-            "batch_count": ((is_fo & fo_count) | (is_zo & (batch > records))
-                            if self.early_stop else (is_fo | is_zo) & (batch > records)),
-            "bad_shift": (is_fo & fo_shift_bad) | (is_zo & zo_shift_bad),
-            "bad_steps": is_zo & ((cfg.steps == 0) | ~q_pow2 | (cfg.queries > MAX_QUERIES)),
-            "bad_cursor": is_zo & (cfg.cursor >= records),
-            "eval_range": is_ev & ((cfg.eval_count == 0)
-                                   | (cfg.eval_first + cfg.eval_count > records)),
-            "bad_watchdog": (is_fo | is_zo | is_ev) & (cfg.watchdog == 0),
-            "bad_schedule": no_schedule,
-        }
-        check_bits = Signal(len(checks))
-        m.d.comb += check_bits.eq(Cat(*checks.values()))
-        return check_bits, checks, {"lb": lb, "cs": cs_fo, "cs_z": cs_z, "k": k}
-
     def _watchdog(self, m, r):
         """Counts a watched run's (FO, ZO, EVAL) cycles without a datapath transfer, from 0
         (a synchronous reset, no multiplexer: a reload of the budget would take one per bit);
-        fires in the ``watchdog``-th such cycle in a row."""
-        State, cfg = r.State, r.cfg
+        fires in the ``watchdog``-th such cycle in a row. The budget is the run register's
+        word, which the block RAM reads whenever nothing else is read: a cycle in which it
+        is not there (a state or the bus reads another word) does not count."""
+        State = r.State
         watched = r.busy & (r.state != State.CHECK) & (r.state != State.ABORT) \
-            & ((cfg.mode == Mode.FO) | (cfg.mode == Mode.ZO) | (cfg.mode == Mode.EVAL))
+            & ((r.mode == Mode.FO) | (r.mode == Mode.ZO) | (r.mode == Mode.EVAL))
+        parked = Signal()               # last cycle's read was the watchdog's word
+        m.d.sync += parked.eq(~self.store.ren)
+        budget = Signal()               # ... and the bus did not take the memory
+        m.d.comb += budget.eq(parked & self.store.rvalid)
         still = Signal.like(r.wd)
         m.d.comb += still.eq(r.wd + 1)
-        m.d.sync += r.wd.eq(Mux(~watched | self.progress, 0, still))
+        with m.If(~watched | self.progress):
+            m.d.sync += r.wd.eq(0)
+        with m.Elif(budget):
+            m.d.sync += r.wd.eq(still)
         fire = Signal()          # the budget's last cycle without a transfer
-        m.d.comb += fire.eq(watched & (still == cfg.watchdog) & ~self.progress)
+        m.d.comb += fire.eq(watched & budget & (still == r.word("watchdog")) & ~self.progress)
         return fire
 
-    def _control(self, m, r, State, code, check_bits, checks, shifts):
+    def _control(self, m, r, State):
         """The control states: start and its checks, the loops between program bodies,
         completion and abort."""
-        cfg, records = r.cfg, r.records
+        records = r.records
         with m.Case(State.IDLE):
+            # the memory reads the mode word meanwhile: the run's mode is known at once (the
+            # SoC's weight window must not answer a LOAD or DUMP run's first access with err)
+            m.d.comb += self.store.raddr.eq(self.store_address("mode"))
             with m.If(self.start):
-                m.d.sync += [records.eq(self.records), self.done.eq(0),
+                m.d.comb += r.read(self.check_order[0])
+                m.d.sync += [records.eq(self.records), self.done.eq(0), r.chk.eq(0),
+                             r.bad.eq(0), r.mode.as_value().eq(r.word("mode")),
                              r.state.eq(State.CHECK)]
         with m.Case(State.CHECK):
-            with m.If(check_bits.any()):
-                for i, name in enumerate(checks):
-                    m.d.comb += getattr(self.errors, name).eq(check_bits[i])
-                m.d.sync += [self.done.eq(1), r.state.eq(State.IDLE)]
-            with m.Else():
-                m.d.comb += self.accepted.eq(1)
-                m.d.sync += [r.cs.eq(shifts["cs"]), r.cs_z.eq(shifts["cs_z"]),
-                             r.k.eq(shifts["k"]), r.outstanding.eq(0), r.qi.eq(0),
-                             r.res_n.eq(0), r.res_q.eq(0)]
-                if self.early_stop:
-                    m.d.sync += [r.ho.eq(0), r.since.eq(0), r.best1.eq(0), r.strikes.eq(0),
-                                 self.stop.eq(0)]
-                with m.Switch(cfg.mode):
-                    if "fo" in self.modes:
-                        with m.Case(Mode.FO):
-                            if r.order is not None:
-                                m.d.comb += r.order.first.eq(1)
-                            m.d.sync += [r.base.eq(0), r.state.eq(State.FO_BATCH)]
-                    if "zo" in self.modes:
-                        with m.Case(Mode.ZO):
-                            m.d.sync += [r.base.eq(cfg.cursor), r.pstep.eq(cfg.step),
-                                         r.state.eq(State.ZO_STEP)]
-                    with m.Case(Mode.EVAL):
-                        m.d.sync += [r.base.eq(cfg.eval_first), r.state.eq(State.EV_START)]
-                    with m.Case(Mode.LOAD):
-                        m.d.sync += r.enter("LD")
-                    with m.Default():
-                        m.d.sync += r.enter("DP")
+            # every flag driven here, also those this design never raises (driven only by a
+            # constant, a Verilog simulator's `always @*` would never run and show x)
+            m.d.comb += self.errors.eq(0)
+            self._check(m, r, State)
         with m.Case(State.EV_START):
-            m.d.sync += [r.nb.eq(cfg.eval_count), *r.enter("EV"), *r.begin_phase()]
+            first, count = r.word("eval_first"), r.word("eval_count")
+            m.d.sync += [*r.enter("EV"), *r.begin_phase(), r.base.eq(first),
+                         r.nb.eq(count)]
         with m.Case(State.DRAIN):
             with m.If((r.outstanding == 0) & self.mac_idle & self.datapath_idle
                       & ~self.engine_busy):
@@ -599,38 +536,179 @@ class Sequencer(wiring.Component):
         if "zo" in self.modes:
             self._control_zo(m, r, State)
 
+    def _check(self, m, r, State):
+        """CHECK: the run registers of :attr:`check_order`, one a cycle (``chk``: the word on
+        ``rdata``), each checked as it arrives (:meth:`_check_word`; a flag is strobed at
+        once and remembered in ``bad``); what the run needs all along is kept (mode, log2
+        of batch and queries, shifts, seed, shuffle). In the last word's cycle the run is
+        accepted if nothing was flagged, and the first state that needs more reads it."""
+        last = len(self.check_order) - 1
+        with m.Switch(r.chk):
+            for k, register in enumerate(self.check_order):
+                with m.Case(k):
+                    if k < last:
+                        m.d.comb += r.read(self.check_order[k + 1])
+                    else:   # what the first state of an accepted ZO or EVAL run reads
+                        m.d.comb += r.read_either(r.mode == Mode.ZO, "zo_step", "eval_range")
+                    flags = self._check_word(m, r, register)
+                    for name, bad in flags.items():
+                        m.d.comb += getattr(self.errors, name).eq(bad)
+                    now = Cat(*flags.values()).any() if flags else Const(0)
+                    if k < last:
+                        m.d.sync += [r.chk.eq(k + 1), r.bad.eq(r.bad | now)]
+                    else:
+                        with m.If(r.bad | now):
+                            m.d.sync += [self.done.eq(1), r.state.eq(State.IDLE)]
+                        with m.Else():
+                            self._accept(m, r, State)
+
+    def _check_word(self, m, r, register):
+        """The checks of run register ``register``'s word (on ``rdata``) and what the run
+        keeps of it; returns ``{error: strobe}``."""
+        mac, records, mode = self.mac, r.records, r.mode
+        is_fo, is_zo, is_ev = mode == Mode.FO, mode == Mode.ZO, mode == Mode.EVAL
+        word, f = r.word, RUN_FIELDS
+        c_fo, _, c_zo, k0 = coef_shift_constants(mac, self.loss)
+        flags = {}
+        if register == "mode":
+            value = word("mode")
+            m.d.sync += r.mode.as_value().eq(value)
+            flags["bad_mode"] = ((value > Mode.DUMP.value)
+                                 | ((value == Mode.FO) & ("fo" not in self.modes))
+                                 | ((value == Mode.ZO) & ("zo" not in self.modes)))
+        elif register == "early_stop":
+            every, holdout, patience = word("stop_every"), word("holdout"), word("patience")
+            m.d.sync += [r.stop_every.eq(every), r.holdout.eq(holdout),
+                         r.patience.eq(patience)]
+            flags["bad_schedule"] = is_fo & ((every > f["stop_every"].hi)
+                                             | (patience < f["patience"].lo)
+                                             | (patience > f["patience"].hi)
+                                             | (holdout > f["holdout"].hi)
+                                             | ((every != 0) & (holdout == 0)))
+        elif register == "batch":
+            batch = word("batch")
+            lb, pow2 = _log2(m, batch)
+            m.d.sync += r.lb.eq(lb)
+            # the training records (records - holdout) hold a mini-batch at least
+            over = (batch + r.holdout > records) if self.early_stop else batch > records
+            if self.early_stop:
+                over = Mux(is_fo, over, batch > records)
+            flags["bad_batch"] = ((is_fo & (~pow2 | (batch > mac.max_batch)))
+                                  | (is_zo & (~pow2 | (batch > MAX_BATCH))))
+            flags["batch_count"] = (is_fo | is_zo) & over
+        elif register == "queries":
+            queries = word("queries")
+            lq, q_pow2 = _log2(m, queries)
+            m.d.sync += r.lq.eq(lq)
+            flags["bad_steps"] = is_zo & (~q_pow2 | (queries > MAX_QUERIES))
+        elif register == "shifts":
+            # the shifts of the run's ops, from the log2 of batch and queries read before
+            eps = word("eps_shift")
+            cs = Signal(signed(9), name="check_cs")
+            cs_z = Signal(signed(9), name="check_cs_z")
+            k = Signal(signed(7), name="check_k")
+            m.d.comb += [cs.eq(c_fo - r.lb - word("lr_shift")),
+                         cs_z.eq(c_zo - word("zo_lr_shift") - r.lb - r.lq + eps),
+                         k.eq(k0 - eps)]
+            m.d.sync += [r.cs.eq(cs), r.cs_z.eq(cs_z), r.k.eq(k)]
+            # with the schedule, the learning-rate steps lower FO's shift further: checked
+            # again with them (lr_steps_hi)
+            fo_bad = (cs > CSHIFT_MAX) | (cs < CSHIFT_MIN)
+            flags["bad_shift"] = ((is_fo & fo_bad)
+                                  | (is_zo & ((k < 0) | (cs_z < CSHIFT_MIN)
+                                              | (cs_z > CSHIFT_MAX))))
+        elif register == "epochs":
+            flags["zero_epochs"] = is_fo & (word("epochs") == 0)
+        elif register == "steps":
+            flags["bad_steps"] = is_zo & (word("steps") == 0)
+        elif register == "zo_cursor":
+            flags["bad_cursor"] = is_zo & (word("cursor") >= records)
+        elif register == "eval_range":
+            count = word("eval_count")
+            flags["eval_range"] = is_ev & ((count == 0) | (word("eval_first") + count > records))
+        elif register == "watchdog":
+            flags["bad_watchdog"] = (is_fo | is_zo | is_ev) & (word("watchdog") == 0)
+        elif register == "seed":
+            m.d.sync += r.seed.eq(word("seed"))
+        elif register in ("lr_steps_lo", "lr_steps_hi"):
+            n = r.lr_steps(lambda step: step != 0)
+            if not self.schedule:
+                flags["bad_schedule"] = is_fo & (n != 0)
+            elif register == "lr_steps_lo":
+                m.d.sync += r.n_steps.eq(n)
+            else:
+                # every learning-rate step counts, even one past the last epoch
+                flags["bad_shift"] = is_fo & (r.cs - (r.n_steps + n) < CSHIFT_MIN)
+        elif register == "order":
+            m.d.sync += r.shuffle.eq(word("order"))
+            if not self.schedule:
+                flags["bad_schedule"] = is_fo & word("order")
+        return flags
+
+    def _accept(self, m, r, State):
+        """The run is accepted (CHECK's last cycle, the ``order`` word on ``rdata``)."""
+        m.d.comb += self.accepted.eq(1)
+        m.d.sync += [r.outstanding.eq(0), r.qi.eq(0), r.res_n.eq(0), r.res_q.eq(0)]
+        if self.early_stop:
+            m.d.sync += [r.ho.eq(0), r.since.eq(0), r.best1.eq(0), r.strikes.eq(0),
+                         self.stop.eq(0)]
+        with m.Switch(r.mode):
+            if "fo" in self.modes:
+                with m.Case(Mode.FO):
+                    if r.order is not None:
+                        m.d.comb += r.order.first.eq(1)
+                    m.d.sync += [r.base.eq(0), r.state.eq(State.FO_BATCH)]
+            if "zo" in self.modes:
+                with m.Case(Mode.ZO):
+                    m.d.sync += r.state.eq(State.ZO_LOAD)
+            with m.Case(Mode.EVAL):
+                m.d.sync += r.state.eq(State.EV_START)
+            with m.Case(Mode.LOAD):
+                m.d.sync += r.enter("LD")
+            with m.Default():
+                m.d.sync += r.enter("DP")
+
     def _control_fo(self, m, r, State):
-        """First order: a mini-batch at a time, epochs over the records."""
-        cfg, records, batch = r.cfg, r.train_n, r.cfg.batch
+        """First order: a mini-batch at a time, epochs over the records; at an epoch's end
+        FO_EPOCH reads the learning-rate steps (``chk`` 0, 1: each reached lowers the shift)
+        and the epoch count (``chk`` 2)."""
+        records, batch = r.train_n, r.batch
         left = records - r.base
         with m.Case(State.FO_BATCH):
             if r.order is not None:
                 m.d.comb += r.order.mark.eq(1)
             m.d.sync += [r.nb.eq(Mux(left < batch, left, batch)), *r.enter("FO"),
                          *r.begin_phase()]
+        first_read = 0 if self.schedule else 2
+        epoch_words = ("lr_steps_lo", "lr_steps_hi", "epochs")
         with m.Case(State.FO_NEXT):
             m.d.comb += r.next_step.eq(1)
             nxt = r.base + batch
+            m.d.comb += r.read(epoch_words[first_read])     # used at an epoch's end
             with m.If(nxt >= records):
                 # the epochs counter is the loop counter (it cannot saturate: counter_widths)
-                epoch = Signal.like(self.counters.epochs)       # the next epoch, from 1
-                m.d.comb += [r.next_epoch.eq(1), epoch.eq(self.counters.epochs + 1)]
-                # eta halves once per learning-rate step reached (epoch <= epochs < 2**10)
-                width = RUN_FIELDS["lr_step0"].width
-                steps = sum((cfg[f"lr_step{i}"] == epoch[:width]).as_unsigned()
-                            for i in range(LR_STEPS_MAX))
-                m.d.sync += r.base.eq(0)
-                if self.schedule:
-                    m.d.sync += r.cs.eq(r.cs - steps)
-                after = Mux(epoch == cfg.epochs, State.DRAIN, State.FO_BATCH)
-                if self.early_stop:
-                    # every stop_every-th epoch the held-out records are evaluated
-                    due = (cfg.stop_every != 0) & (r.since + 1 == cfg.stop_every)
-                    m.d.sync += r.since.eq(Mux(due, 0, r.since + 1))
-                    after = Mux(due, State.HO_START, after)
-                m.d.sync += r.state.eq(after)
+                m.d.comb += r.next_epoch.eq(1)
+                m.d.sync += [r.base.eq(0), r.chk.eq(first_read), r.state.eq(State.FO_EPOCH)]
             with m.Else():
                 m.d.sync += [r.base.eq(nxt), r.state.eq(State.FO_BATCH)]
+        with m.Case(State.FO_EPOCH):
+            epoch = self.counters.epochs            # the epoch just begun, from 1
+            width = RUN_FIELDS["lr_step0"].width
+            if self.schedule:
+                with m.If(r.chk != 2):
+                    # eta halves once per learning-rate step reached (epoch < 2**10)
+                    m.d.comb += r.read_either(r.chk == 0, "lr_steps_hi", "epochs")
+                    m.d.sync += [r.cs.eq(r.cs - r.lr_steps(lambda s: s == epoch[:width])),
+                                 r.chk.eq(r.chk + 1)]
+            with m.If(r.chk == 2):
+                last = epoch == r.word("epochs")
+                after = Mux(last, State.DRAIN, State.FO_BATCH)
+                if self.early_stop:
+                    # every stop_every-th epoch the held-out records are evaluated
+                    due = (r.stop_every != 0) & (r.since + 1 == r.stop_every)
+                    m.d.sync += [r.since.eq(Mux(due, 0, r.since + 1)), r.last.eq(last)]
+                    after = Mux(due, State.HO_START, after)
+                m.d.sync += r.state.eq(after)
         if self.early_stop:
             self._control_held_out(m, r, State)
 
@@ -639,51 +717,57 @@ class Sequencer(wiring.Component):
         on, ``holdout`` of them) go through the HO program (an evaluation); once theirs are
         in, the count is judged (a new best clears the strikes, anything else is one) and
         the run goes on, or ends after ``patience`` strikes or the last epoch."""
-        cfg = r.cfg
         with m.Case(State.HO_START):
             with m.If(r.outstanding == 0):
-                m.d.sync += [r.ho.eq(1), r.base.eq(r.train_n), r.nb.eq(cfg.holdout),
-                             *r.enter("HO"), *r.begin_phase(), r.sample.eq(r.train_n)]
+                m.d.sync += [r.ho.eq(1), r.base.eq(r.train_n), r.nb.eq(r.holdout),
+                             *r.enter("HO"), *r.begin_phase()]
         with m.Case(State.HO_DONE):
             with m.If(r.outstanding == 0):
                 better = r.ho_count >= r.best1              # count > best (best1 = best + 1)
                 strikes = Signal.like(r.strikes)
                 m.d.comb += strikes.eq(Mux(better, 0, r.strikes + 1))
-                stop = ~better & (strikes >= cfg.patience)
-                last = self.counters.epochs == cfg.epochs
+                stop = ~better & (strikes >= r.patience)
                 m.d.sync += [r.ho.eq(0), r.base.eq(0), r.strikes.eq(strikes),
                              self.stop.correct.eq(r.ho_count), self.stop.stopped.eq(stop),
-                             r.state.eq(Mux(stop | last, State.DRAIN, State.FO_BATCH))]
+                             r.state.eq(Mux(stop | r.last, State.DRAIN, State.FO_BATCH))]
                 with m.If(better):
                     m.d.sync += r.best1.eq(r.ho_count + 1)
 
     def _held_out(self, m, r):
         """Early stop's registers: the training records end where the held-out ones begin."""
-        m.d.comb += r.train_n.eq(r.records - r.cfg.holdout)
+        m.d.comb += r.train_n.eq(r.records - r.holdout)
 
     def _control_zo(self, m, r, State):
-        """Zeroth order: per step the queries' forwards, then per query its update."""
-        cfg, records, batch = r.cfg, r.records, r.cfg.batch
+        """Zeroth order: the run's first step and cursor (ZO_LOAD, ZO_CURSOR), then per step
+        the queries' forwards, then per query its update; STEP_END reads the step budget."""
+        records, batch = r.records, r.batch
         left = records - r.base
+        queries = Const(1, MAX_QUERIES.bit_length()) << r.lq
+        with m.Case(State.ZO_LOAD):
+            m.d.comb += r.read("zo_cursor")
+            m.d.sync += [r.pstep.eq(r.word("step")), r.state.eq(State.ZO_CURSOR)]
+        with m.Case(State.ZO_CURSOR):
+            m.d.sync += [r.base.eq(r.word("cursor")), r.state.eq(State.ZO_STEP)]
         with m.Case(State.ZO_STEP):
             m.d.sync += [r.nb.eq(Mux(left < batch, left, batch)), r.qi.eq(0), r.res_n.eq(0),
                          r.res_q.eq(0), *r.enter("ZF"), *r.begin_phase()]
         with m.Case(State.ZF_NEXT):
             m.d.sync += r.begin_phase()
-            with m.If(r.qi + 1 == cfg.queries):
+            with m.If(r.qi + 1 == queries):
                 m.d.sync += [r.qi.eq(0), r.state.eq(State.ZU_WAIT)]
             with m.Else():
                 m.d.sync += [r.qi.eq(r.qi + 1), *r.enter("ZF")]
         with m.Case(State.ZU_WAIT):
-            # the query's sum is read (the MAC op's immediate, see _query_sums) once stored
+            # the query's sum is read (the MAC op's immediate) once stored
             with m.If(r.res_q > r.qi):
+                m.d.comb += [self.store.ren.eq(1),
+                             self.store.raddr.eq(self.scratch_base | r.qi)]
                 m.d.sync += r.state.eq(State.ZU_READ)
         with m.Case(State.ZU_READ):
-            m.d.sync += r.state.eq(State.ZU_READ_HI)
-        with m.Case(State.ZU_READ_HI):
-            m.d.sync += r.enter("ZU")
+            m.d.sync += [r.g.eq(self.store.rdata), *r.enter("ZU")]
         with m.Case(State.ZU_NEXT):
-            with m.If(r.qi + 1 == cfg.queries):
+            m.d.comb += r.read("steps")                     # used at the step's end
+            with m.If(r.qi + 1 == queries):
                 m.d.sync += r.state.eq(State.STEP_END)
             with m.Else():
                 m.d.sync += [r.qi.eq(r.qi + 1), r.state.eq(State.ZU_WAIT)]
@@ -697,8 +781,8 @@ class Sequencer(wiring.Component):
                 m.d.sync += r.base.eq(0)
             with m.Else():
                 m.d.sync += r.base.eq(nxt)
-            m.d.sync += r.state.eq(Mux(self.counters.steps + 1 == cfg.steps, State.DRAIN,
-                                       State.ZO_STEP))
+            m.d.sync += r.state.eq(Mux(self.counters.steps + 1 == r.word("steps"),
+                                       State.DRAIN, State.ZO_STEP))
 
 
     def _execute(self, m, r, State, code):
@@ -726,7 +810,7 @@ class Sequencer(wiring.Component):
         kind = field("kind", lambda k: ("mac", "fetch", "zreq").index(k))
         dyn = (lambda v: r.dynamic[v] if isinstance(v, Dynamic) else v)
         mac, fetch, zreq = self.mac_cmd, self.fetch, self.zreq
-        is_fo = r.cfg.mode == Mode.FO
+        is_fo = r.mode == Mode.FO
         if self.early_stop:         # the held-out records are read in cache order
             is_fo = is_fo & ~r.ho
         if r.order is not None:
@@ -742,7 +826,7 @@ class Sequencer(wiring.Component):
             if name in code.values:
                 m.d.comb += getattr(mac.payload, name).eq(field(name, dyn))
         m.d.comb += [fetch.payload.first.eq(r.n == 0),
-                     zreq.payload.seed.eq(r.cfg.seed), zreq.payload.step.eq(r.zo_step)]
+                     zreq.payload.seed.eq(r.seed), zreq.payload.step.eq(r.zo_step)]
         if "forward" in code.values:
             m.d.comb += [fetch.payload.forward.eq(field("forward")),
                          fetch.payload.zo.eq(field("sign"))]
@@ -769,10 +853,14 @@ class Sequencer(wiring.Component):
 class _RunState:
     """The sequencer's registers during a run, sized by the design (not by the register
     map): sample indices by the cache capacity, coefficient bases by the MAC array's
-    coefficient memory, the program counter by the micro-code."""
+    coefficient memory, the program counter by the micro-code. Of the run registers only
+    what the run needs all along is kept (``mode``, ``lb``/``lq``: log2 of batch and
+    queries, the shifts, ``seed``, ``shuffle``); the others are read from the register
+    bank's block RAM when used (:meth:`read`, then :meth:`word` the cycle after)."""
 
     def __init__(self, seq, State, code):
         cache = seq.cache
+        self.seq = seq
         self.State = State
         self.state = Signal(State)
         self.code = code
@@ -780,34 +868,50 @@ class _RunState:
         self.pc = Signal(enum.Enum("MicroAddress", [(n, i) for i, n in enumerate(code.names)]))
         self.phase_start = Signal(range(len(code.names)))
         self.busy = Signal()
-        self.cfg = seq.settings         # held still by the register bank during a run
+        self.mode = Signal(Mode)
+        self.chk = Signal(range(max(3, len(seq.check_order))))   # CHECK's word; FO_EPOCH's
+        self.bad = Signal()             # CHECK flagged something
+        self.lb = Signal(range(RUN_FIELDS["batch"].width))
+        self.lq = Signal(range(RUN_FIELDS["queries"].width))
+        self.batch = Signal(RUN_FIELDS["batch"].width)      # 2 ** lb
+        self.seed = Signal(RUN_FIELDS["seed"].width)
+        self.shuffle = Signal()
+        self.n_steps = Signal(range(LR_STEPS_MAX + 1))       # learning-rate steps set
         self.order = None               # the first-order record walk (designs with FO)
         self.records = Signal(range(cache.capacity + 1))
         #: Records trained on (first order): all, or those before the held-out slice.
         self.train_n = self.records
+        holdout = RUN_FIELDS["holdout"]
+        self.holdout = Const(0)
         if seq.early_stop:
-            held = range(RUN_FIELDS["holdout"].hi + 2)
+            held = range(holdout.hi + 2)
             self.train_n = Signal(range(cache.capacity + 1))
             self.ho = Signal()                  # the held-out records are being evaluated
             self.ho_count = Signal(held)        # ... and so many classified right
             self.best1 = Signal(held)           # best count so far + 1 (0: none yet)
             self.strikes = Signal(range(RUN_FIELDS["patience"].hi + 1))
             self.since = Signal(RUN_FIELDS["stop_every"].width)    # epochs since evaluation
+            self.last = Signal()                # the epoch evaluated is the run's last
+            self.stop_every = Signal(RUN_FIELDS["stop_every"].width)
+            self.holdout = Signal(holdout.width)
+            self.patience = Signal(RUN_FIELDS["patience"].width)
         # every index is checked at start against the records (at most the capacity)
         index = range(max(cache.capacity, MAX_BATCH) + 1)
         self.base = Signal(index)       # FO: batch start; ZO: cursor; EVAL: first record
         self.nb = Signal(index)         # samples in the current batch / range
         self.n = Signal(index)          # sample within the phase
-        self.sample = Signal(index)     # base + n
-        self.cb = Signal(COEF_ADDR_WIDTH)       # n * classes: dz of sample n
-        self.vb = Signal(COEF_ADDR_WIDTH)       # v_base + n * rank * taps: v of sample n
-        self.v_base = seq.layout.v_base
+        self.sample = Signal(index)     # base + n (combinational)
+        # first order's coefficient bases (a mini-batch holds at most mac.max_batch samples;
+        # other programs count them too, harmlessly wrapping)
+        fo_batch = seq.mac.max_batch
+        self.cb = Signal(range(fo_batch * seq.mac.classes))         # n * classes: dz of n
+        self.vb = Signal(range(max(2, seq.layout.v_base + fo_batch * seq.layout.inner)))
+        self.v_base = seq.layout.v_base                             # v_base + n * inner
         self.classes, self.inner = seq.mac.classes, seq.layout.inner
-        width = {name: len(self.cfg[name]) for name in ("step", "watchdog")}
         self.qi = Signal(range(MAX_QUERIES + 1))
-        self.pstep = Signal(width["step"])
-        self.zo_step = Signal(width["step"])    # pstep + qi: the current query's step
-        self.g = Signal(signed(IMM_WIDTH))
+        self.pstep = Signal(RUN_FIELDS["step"].width)
+        self.zo_step = Signal(RUN_FIELDS["step"].width)   # pstep + qi: the query's step
+        self.g = Signal(signed(zo_sum_width(seq.loss)))
         # MATVEC results not yet through the loss unit: the MAC array reserves a MATVEC's
         # results in its out FIFO before issuing it, so few are ever in flight
         self.outstanding = Signal(range(64))
@@ -816,12 +920,38 @@ class _RunState:
         self.next_step = Signal()
         self.res_n = Signal(range(2 * MAX_BATCH + 1))
         self.res_q = Signal(range(MAX_QUERIES + 1))
-        self.wd = Signal(width["watchdog"])     # cycles without progress so far
+        self.wd = Signal(RUN_FIELDS["watchdog"].width)     # cycles without progress so far
         self.flush_count = Signal(range(seq.flush_cycles + 1))
-        self.cs, self.cs_z, self.k = Signal(signed(8)), Signal(signed(8)), Signal(signed(7))
-        self.dynamic = {Dynamic.FO_CSHIFT: self.cs[:6], Dynamic.ZO_CSHIFT: self.cs_z[:6],
-                        Dynamic.ZSHIFT: self.k[:5], Dynamic.COEF_BASE: self.cb,
+        # the ops' shifts, as wide as the ops' fields (CHECK keeps every one in range, the
+        # learning-rate steps included)
+        self.cs = Signal(signed(6))             # first order's cshift (the epoch's)
+        self.cs_z = Signal(signed(6))           # zeroth order's cshift
+        self.k = Signal(5)                      # zeroth order's zshift
+        self.dynamic = {Dynamic.FO_CSHIFT: self.cs, Dynamic.ZO_CSHIFT: self.cs_z,
+                        Dynamic.ZSHIFT: self.k, Dynamic.COEF_BASE: self.cb,
                         Dynamic.V_BASE: self.vb, Dynamic.GRADIENT: self.g}
+
+    def read(self, register):
+        """Statements that read run register ``register`` (its word on ``rdata`` the
+        cycle after)."""
+        store = self.seq.store
+        return [store.ren.eq(1), store.raddr.eq(self.seq.store_address(register))]
+
+    def read_either(self, which, first, second):
+        """Statements that read run register ``first`` if ``which``, else ``second``."""
+        store, address = self.seq.store, self.seq.store_address
+        return [store.ren.eq(1), store.raddr.eq(Mux(which, address(first), address(second)))]
+
+    def word(self, name):
+        """Run field ``name`` of the word on ``rdata`` (its register's, read the cycle
+        before)."""
+        lsb = run_field_lsb(name)
+        return self.seq.store.rdata[lsb:lsb + RUN_FIELDS[name].width]
+
+    def lr_steps(self, predicate):
+        """How many of the two learning-rate step fields of the word on ``rdata``
+        (``lr_steps_lo`` or ``_hi``: the same layout) meet ``predicate``."""
+        return sum(predicate(self.word(f"lr_step{i}")).as_unsigned() for i in range(2))
 
     def enter(self, program):
         """Statements that start ``program`` at its first word."""
@@ -831,13 +961,12 @@ class _RunState:
 
     def begin_phase(self):
         """Statements that restart a phase at the first sample of the batch."""
-        return [self.n.eq(0), self.sample.eq(self.base), self.cb.eq(0),
-                self.vb.eq(self.v_base)]
+        return [self.n.eq(0), self.cb.eq(0), self.vb.eq(self.v_base)]
 
     def next_sample(self):
         """Statements that move a phase on to the batch's next sample."""
-        return [self.n.eq(self.n + 1), self.sample.eq(self.sample + 1),
-                self.cb.eq(self.cb + self.classes), self.vb.eq(self.vb + self.inner)]
+        return [self.n.eq(self.n + 1), self.cb.eq(self.cb + self.classes),
+                self.vb.eq(self.vb + self.inner)]
 
 
 def _shape_of(values, resolve):

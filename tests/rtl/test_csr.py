@@ -184,28 +184,28 @@ def test_locked_registers_ignore_writes_while_locked_and_say_so():
     assert strobes == [1, 0, 0]
 
 
-def test_mirrored_registers_read_back_the_written_word_from_block_ram():
+def test_stored_registers_read_back_the_written_word_from_block_ram():
     bank = RegisterBank([
         Register("free", [Field("x", 8, "rw", init=3)]),
         Register("run", [Field("epochs", 10, "rw", init=10), Field("seed", 20, "rw", init=7)],
-                 locked=True, mirrored=True),
-        Register("more", [Field("budget", 32, "rw", init=0x1_0000)], mirrored=True),
+                 locked=True, stored=True),
+        Register("more", [Field("budget", 32, "rw", init=0x1_0000)], stored=True),
         Register("status", [Field("busy", 1, "ro")]),
     ])
+    assert bank.stored == ("run", "more") and bank.store_address("more") == 1
+    assert not hasattr(bank.regs.run, "epochs")                       # no flip-flops
+
     async def tb(ctx):
         assert await bus_read(ctx, bank.bus, 1) == 10 | 7 << 10      # reset values
         assert await bus_read(ctx, bank.bus, 2) == 0x1_0000
         await bus_write(ctx, bank.bus, 1, 0xFFFF_FFFF)
         assert await bus_read(ctx, bank.bus, 1) == 0xFFFF_FFFF       # the word written
-        assert ctx.get(bank.regs.run.epochs) == 0x3FF                # the fields
-        assert ctx.get(bank.regs.run.seed) == 0xFFFFF
         await bus_write(ctx, bank.bus, 2, 0x1234_5678)
         assert await bus_read(ctx, bank.bus, 2) == 0x1234_5678
         assert await bus_read(ctx, bank.bus, 1) == 0xFFFF_FFFF       # the other one kept
         ctx.set(bank.lock, 1)
         await bus_write(ctx, bank.bus, 1, 5)                          # locked: ignored
         assert await bus_read(ctx, bank.bus, 1) == 0xFFFF_FFFF
-        assert ctx.get(bank.regs.run.epochs) == 0x3FF
         await bus_write(ctx, bank.bus, 2, 9)                          # not locked
         assert await bus_read(ctx, bank.bus, 2) == 9
         ctx.set(bank.regs.status.busy, 1)
@@ -213,14 +213,57 @@ def test_mirrored_registers_read_back_the_written_word_from_block_ram():
         assert await bus_read(ctx, bank.bus, 0) == 3
 
     simulate(bank, tb)
-    with pytest.raises(ValueError, match=r"^Register 'r' is mirrored, so its fields must be "
+    with pytest.raises(ValueError, match=r"^Register 'r' is stored, so its fields must be "
                                          r"rw$"):
-        Register("r", [Field("a", 4, "ro")], mirrored=True)
+        Register("r", [Field("a", 4, "ro")], stored=True)
+    with pytest.raises(ValueError, match=r"^scratch must be a non-negative integer, not -1$"):
+        RegisterBank([Register("r", [Field("a", 4)])], scratch=-1)
 
 
-def test_mirrored_register_access_times():
+def test_the_hardware_reads_and_writes_the_block_ram_before_the_bus():
+    bank = RegisterBank([Register("run", [Field("x", 8, "rw", init=5)], stored=True),
+                         Register("more", [Field("y", 8, "rw", init=6)], stored=True)],
+                        scratch=2)
+    hw = bank.store
+
+    async def tb(ctx):
+        # the memory reads the hardware's address every cycle the bus leaves it
+        ctx.set(hw.raddr, 1)
+        await ctx.tick()
+        assert (ctx.get(hw.rdata), ctx.get(hw.rvalid)) == (6, 1)
+        ctx.set(hw.wen, 1)
+        ctx.set(hw.waddr, bank.scratch_base + 1)
+        ctx.set(hw.wdata, 0xCAFE_F00D)
+        await ctx.tick()
+        ctx.set(hw.wen, 0)
+        ctx.set(hw.raddr, 3)
+        await ctx.tick()
+        assert ctx.get(hw.rdata) == 0xCAFE_F00D
+        # a bus read takes the memory for a cycle (rvalid low after it); the hardware's
+        # reads (ren) go first, so the bus waits while it reads
+        ctx.set(hw.ren, 1)
+        ctx.set(hw.raddr, 0)
+        ctx.set(bank.bus.cyc, 1)
+        ctx.set(bank.bus.adr, 1)
+        for _ in range(3):
+            *_, ack = await ctx.tick().sample(bank.bus.ack)
+            assert not ack and ctx.get(hw.rdata) == 5 and ctx.get(hw.rvalid)
+        ctx.set(hw.ren, 0)
+        await ctx.tick()
+        assert not ctx.get(hw.rvalid)                   # the bus's word this cycle
+        for _ in range(2):
+            *_, ack, data = await ctx.tick().sample(bank.bus.ack, bank.bus.dat_r)
+            if ack:
+                break
+        assert ack and data == 6
+        ctx.set(bank.bus.cyc, 0)
+
+    simulate(bank, tb)
+
+
+def test_stored_register_access_times():
     bank = RegisterBank([Register("plain", [Field("x", 8, "rw")]),
-                         Register("run", [Field("x", 8, "rw")], mirrored=True)])
+                         Register("run", [Field("x", 8, "rw")], stored=True)])
     took = []
 
     async def tb(ctx):
@@ -240,4 +283,4 @@ def test_mirrored_register_access_times():
             await ctx.tick()
 
     simulate(bank, tb)
-    assert took == [2, 2, 3, 4]     # ack 1, 1, 2, 3 cycles after cyc rises
+    assert took == [2, 2, 2, 3]     # ack 1, 1, 1, 2 cycles after cyc rises

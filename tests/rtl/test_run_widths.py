@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """The run configuration is declared once (:data:`fieldtune.rtl.params.RUN_FIELDS`); the
 sequencer's ``RUN_CONFIG`` layout, the SoC's run registers (``SocMap``) and the ranges
 ``TrainParams`` accepts are derived from it. These tests fail if any of them drifts from the
@@ -9,8 +10,10 @@ from amaranth.hdl import Shape
 from fieldtune.config import DesignConfig
 from fieldtune.rtl.cache.params import INDEX_WIDTH
 from fieldtune.rtl.csr.map import SocMap
-from fieldtune.rtl.params import TrainParams, RUN_FIELDS, run_fields
-from fieldtune.rtl.sequencer import RUN_CONFIG, Mode
+from fieldtune.rtl.params import (TrainParams, RUN_FIELDS, run_fields, run_register_names,
+                                  run_field_lsb)
+from fieldtune.rtl.sequencer import RUN_CONFIG, Mode, Sequencer
+from fieldtune.rtl.soc import SoC
 
 
 def built(early_stop=True):
@@ -63,3 +66,23 @@ def test_train_params_fit_their_registers(name, largest):
         TrainParams(**{name: largest + 1})
     assert largest < 2 ** width(name)
     assert {f.name for f in RUN_FIELDS.values() if f.train} >= {name}
+
+
+@pytest.mark.parametrize("early_stop", [False, True])
+def test_the_sequencer_reads_the_run_registers_where_the_bank_stores_them(early_stop):
+    # The run registers live only in the register bank's block RAM: the sequencer reads
+    # each field at the word and bit the map gives it, and its start checks read every
+    # run register but the zeroth-order start's own (zo_step).
+    config = built(early_stop)
+    soc_map = SocMap(config)
+    stored = tuple(r.name for r in soc_map.registers if r.stored)
+    assert stored == run_register_names(early_stop)
+    for name, f in run_fields(early_stop).items():
+        lsb, _ = soc_map.field(f.register, f.field)
+        assert run_field_lsb(name) == lsb, name
+    soc = SoC(config)
+    seq = Sequencer(soc.mac, soc.loss, soc.cache, soc.perturb, soc.modes,
+                    early_stop=early_stop)
+    assert seq.run_registers == stored
+    assert set(seq.check_order) == set(stored) - {"zo_step"}
+    assert seq.check_order[0] == "mode" and seq.check_order[-1] == "order"

@@ -1,13 +1,17 @@
 # amaranth: UnusedElaboratable=no
 """The sequencer's watchdog fires in exactly the ``watchdog``-th cycle in a row without a
-datapath transfer, and a transfer starts the count again."""
+datapath transfer, and a transfer starts the count again. The sequencer reads its run
+registers from the register bank's block RAM, so it runs here beside a real bank."""
 
 import pytest
+from amaranth.hdl import Module
+from amaranth.lib import wiring
 
 from fieldtune.config import DesignConfig
 from fieldtune.rtl.soc import SoC
 from fieldtune.rtl.sequencer import Sequencer, Mode
-from fieldtune.sim.engines.pysim import simulate
+from fieldtune.rtl.csr.registers import RegisterBank
+from fieldtune.sim.engines.pysim import simulate, bus_write
 
 
 def fire_cycle(budget, progress_at=()):
@@ -15,26 +19,30 @@ def fire_cycle(budget, progress_at=()):
     nothing) to the watchdog's strobe; ``progress`` is raised in the cycles given."""
     soc = SoC(DesignConfig())
     seq = Sequencer(soc.mac, soc.loss, soc.cache, soc.perturb, soc.modes)
+    bank = RegisterBank(soc.registers, scratch=seq.scratch)
+    m = Module()
+    m.submodules.seq, m.submodules.bank = seq, bank
+    wiring.connect(m, seq.store, bank.store)
     seen = {}
 
     async def tb(ctx):
-        s = seq.settings
-        ctx.set(s.mode, Mode.EVAL.value)
-        ctx.set(s.eval_first, 0)
-        ctx.set(s.eval_count, 1)
-        ctx.set(s.watchdog, budget)
+        for register, fields in (("mode", {"mode": Mode.EVAL.value}),
+                                 ("eval_range", {"first": 0, "count": 1}),
+                                 ("watchdog", {"budget": budget})):
+            await bus_write(ctx, bank.bus, soc.address(register),
+                            soc.map.pack(register, **fields))
         ctx.set(seq.records, 1)
         ctx.set(seq.start, 1)
         await ctx.tick()
         ctx.set(seq.start, 0)
-        for cycle in range(budget + 50):
+        for cycle in range(budget + 80):
             ctx.set(seq.progress, int(cycle in progress_at))
             *_, fired = await ctx.tick().sample(seq.errors.watchdog)
             if fired:
                 seen["cycle"] = cycle
                 return
 
-    simulate(seq, tb, name="watchdog")
+    simulate(m, tb, name="watchdog")
     return seen["cycle"]
 
 
