@@ -358,7 +358,8 @@ class SoC(wiring.Component):
                         built_schedule(self.config), built_early_stop(self.config))
         b = _Blocks(
             seq=seq,
-            engine=PerturbationEngine(self.perturb) if "zo" in self.modes else None,
+            engine=(PerturbationEngine(self.perturb, seed_compare=False)
+                    if "zo" in self.modes else None),
             cache=ForwardCache(cache_p), mac=AdapterMACArray(mac_p),
             loss=SoftmaxCrossEntropy(loss_p), router=SampleRouter(cache_p, mac_p, loss_p),
             bank=RegisterBank(self.registers, scratch=seq.scratch),
@@ -371,7 +372,9 @@ class SoC(wiring.Component):
         # an abort resets the datapath; the cache keeps its records (its read side only
         # waits on rd.ready, which the router holds high while flushing)
         if b.engine is not None:
-            m.submodules.engine = ResetInserter(flush)(b.engine)
+            # reset at every accepted start too: the pool then refills for the run's seed
+            # (one fill per run, which estimate_cycles counts) and needs no seed compare
+            m.submodules.engine = ResetInserter(flush | seq.accepted)(b.engine)
         m.submodules.mac = ResetInserter(flush)(b.mac)
         m.submodules.loss = ResetInserter(flush)(b.loss)
         m.submodules.router = ResetInserter(flush)(b.router)
