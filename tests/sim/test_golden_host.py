@@ -9,7 +9,8 @@ from hypothesis import given, settings, strategies as st
 from fieldtune.config import DesignConfig
 from fieldtune.rtl.csr.map import SocMap
 from fieldtune.rtl.host.protocol import Command, Status, Flags, COBS_BLOCK
-from fieldtune.sim.golden.host import (cobs_encode, cobs_decode, crc16, encode_request,
+from fieldtune.sim.golden.host import (cobs_encode, cobs_decode, rcobs_encode, rcobs_decode,
+                                       crc16, encode_request,
                                        decode_response, pack_elements, unpack_elements,
                                        HostLinkModel, MemoryBus, FrameError, split_frames)
 
@@ -45,6 +46,28 @@ def test_cobs_known_vectors():
     assert cobs_encode(bytes(range(1, 255))) == b"\xff" + bytes(range(1, 255)) + b"\x01"
     with pytest.raises(FrameError, match="runs past the end"):
         cobs_decode(b"\x05\x11")
+
+
+@given(st.lists(st.sampled_from([0, 1, 0x55, 0xFF]) | st.integers(1, 255), max_size=800))
+def test_reverse_cobs_round_trip_is_cobs_with_the_codes_after_their_blocks(values):
+    data = bytes(values)
+    enc = rcobs_encode(data)
+    assert 0 not in enc
+    assert rcobs_decode(enc) == data
+    assert len(enc) == len(cobs_encode(data))      # the same blocks, the same overhead
+
+
+def test_reverse_cobs_known_vectors():
+    assert rcobs_encode(b"") == b"\x01"
+    assert rcobs_encode(b"\x00") == b"\x01\x01"
+    assert rcobs_encode(b"\x11\x22\x00\x33") == b"\x11\x22\x03\x33\x02"
+    assert rcobs_encode(bytes(range(1, 255))) == bytes(range(1, 255)) + b"\xff\x01"
+    assert rcobs_encode(bytes(range(1, 255)) + b"\x00") == \
+        bytes(range(1, 255)) + b"\xff\x01\x01"
+    with pytest.raises(FrameError, match="runs past the start"):
+        rcobs_decode(b"\x11\x05")
+    with pytest.raises(FrameError, match="zero byte"):
+        rcobs_decode(b"\x11\x00\x03")
 
 
 def test_crc_is_xmodem():
