@@ -102,7 +102,7 @@ class FrameReceiver(wiring.Component):
         sym = self.symbol.payload
         info = self.frame.payload
         started = Signal()
-        remaining = Signal(8)            # data bytes left in the block
+        remaining = Signal(8, init=1)    # bytes left in the block with its code: 1 = a code
         zero_follows = Signal()          # the block stands for its bytes and a zero
         header = Signal(data.ArrayLayout(8, HEADER))
         tail = Signal(range(-HEADER, self.max_payload + CRC_BYTES + 1), init=-HEADER)
@@ -124,13 +124,13 @@ class FrameReceiver(wiring.Component):
             with m.Elif(sym.data == DELIMITER):
                 with m.If(started | sym.lost):
                     m.d.sync += pending.eq(1)
-                    with m.If((remaining != 0) | (tail < CRC_BYTES)):
+                    with m.If((remaining != 1) | (tail < CRC_BYTES)):
                         m.d.sync += broken.eq(1)
             with m.Else():
                 m.d.sync += started.eq(1)
-                with m.If(remaining == 0):           # a code byte
+                with m.If(remaining == 1):           # a code byte
                     m.d.comb += [emit.eq(zero_follows), byte.eq(0)]
-                    m.d.sync += [remaining.eq(sym.data - 1),
+                    m.d.sync += [remaining.eq(sym.data),
                                  zero_follows.eq(sym.data != COBS_BLOCK + 1)]
                 with m.Else():
                     m.d.comb += [emit.eq(1), byte.eq(sym.data)]
@@ -151,7 +151,7 @@ class FrameReceiver(wiring.Component):
         # the release clears last, so it has priority (it never meets a taken symbol, which
         # needs ~pending): a synchronous reset of the flip-flops, not logic in front of them
         with m.If(self.frame.valid & self.frame.ready):
-            m.d.sync += [pending.eq(0), started.eq(0), remaining.eq(0), zero_follows.eq(0),
+            m.d.sync += [pending.eq(0), started.eq(0), remaining.eq(1), zero_follows.eq(0),
                          tail.eq(-HEADER), lost.eq(0), broken.eq(0)]
             m.d.comb += crc.start.eq(1)
         return m

@@ -29,8 +29,9 @@ class HostParams(Params):
         time is ``round(clock_hz / baud)`` cycles, at least :data:`MIN_BIT_CYCLES`, within
         :data:`MAX_BAUD_ERROR` of the configured baud.
     max_payload : int
-        Largest payload of a frame in bytes, a power of two from 16 to 4096 (the frame buffer
-        holds ``max_payload + 9`` bytes).
+        Largest payload of a frame in bytes, a power of two from 16 to 4096 (the payload
+        buffer holds ``max_payload`` bytes: one block RAM at 512; the header and the CRC are
+        not kept in it).
     rx_fifo : int
         Received bytes held in block RAM while the link executes a frame (one more waits in
         the FIFO's output register), a power of two from 16 to 4096.
