@@ -118,14 +118,16 @@ class FrameReceiver(wiring.Component):
         byte = Signal(8)
         with m.If(take):
             with m.If(sym.lost):
-                m.d.sync += [lost.eq(1), started.eq(1)]
+                m.d.sync += lost.eq(1)
             with m.If(sym.ferr):
                 m.d.sync += [broken.eq(1), started.eq(1)]
             with m.Elif(sym.data == DELIMITER):
-                with m.If(started | sym.lost):
+                with m.If(started):
                     m.d.sync += pending.eq(1)
                     with m.If((remaining != 1) | (tail < CRC_BYTES)):
                         m.d.sync += broken.eq(1)
+                with m.Else():                       # nothing of a frame arrived: no frame
+                    m.d.sync += lost.eq(0)
             with m.Else():
                 m.d.sync += started.eq(1)
                 with m.If(remaining == 1):           # a code byte
@@ -199,12 +201,16 @@ class FrameTransmitter(wiring.Component):
                              crc.valid.eq(taken), crc.data.eq(b)]
                 with m.If(src.valid & src.payload.end):
                     m.next = "CRC_HI"
+            # each CRC byte also enters the CRC: after the high byte the register's high byte
+            # is the old low byte (the table entry of a zero index is 0), so both CRC bytes
+            # are read from crc[8:]
             with m.State("CRC_HI"):
-                m.d.comb += [b.eq(crc.crc[8:]), offered.eq(1)]
+                m.d.comb += [b.eq(crc.crc[8:]), offered.eq(1),
+                             crc.valid.eq(taken), crc.data.eq(b)]
                 with m.If(taken):
                     m.next = "CRC_LO"
             with m.State("CRC_LO"):
-                m.d.comb += [b.eq(crc.crc[:8]), offered.eq(1)]
+                m.d.comb += [b.eq(crc.crc[8:]), offered.eq(1)]
                 with m.If(taken):
                     m.next = "CODE"
             with m.State("CODE"):                  # the final code: as if a zero followed

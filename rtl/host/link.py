@@ -132,7 +132,8 @@ class RxFifo(wiring.Component):
 
 
 class HostLink(wiring.Component):
-    """The host link with its UART pins (see the module documentation).
+    """The host link with its UART pins (see the module documentation): UART receiver, the
+    receive FIFO (``host.rx_fifo`` bytes; none at 0), :class:`HostCore`, UART transmitter.
 
     Attributes
     ----------
@@ -155,11 +156,21 @@ class HostLink(wiring.Component):
         bits = self.params.bit_cycles
         m.submodules.uart_rx = uart_rx = UartRx(bits)
         m.submodules.uart_tx = uart_tx = UartTx(bits)
-        m.submodules.fifo = fifo = RxFifo(self.params.rx_fifo)
         m.submodules.core = core = HostCore(self.params, self.map)
         m.d.comb += [uart_rx.rx.eq(self.rx), self.tx.eq(uart_tx.tx)]
-        wiring.connect(m, uart_rx.byte, fifo.byte)
-        wiring.connect(m, fifo.symbol, core.symbol)
+        if self.params.rx_fifo:
+            m.submodules.fifo = fifo = RxFifo(self.params.rx_fifo)
+            wiring.connect(m, uart_rx.byte, fifo.byte)
+            wiring.connect(m, fifo.symbol, core.symbol)
+        else:
+            # no FIFO: a byte the core does not take at once is dropped, and the next byte
+            # it takes carries ``lost``
+            lost = Signal()
+            byte = uart_rx.byte
+            m.d.comb += [core.symbol.valid.eq(byte.valid),
+                         core.symbol.payload.eq(Cat(byte.payload, lost))]
+            with m.If(byte.valid):
+                m.d.sync += lost.eq(~core.symbol.ready)
         wiring.connect(m, core.byte, uart_tx.byte)
         wiring.connect(m, core.bus, wiring.flipped(self.bus))
         return m

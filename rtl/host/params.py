@@ -34,7 +34,11 @@ class HostParams(Params):
         not kept in it).
     rx_fifo : int
         Received bytes held in block RAM while the link executes a frame (one more waits in
-        the FIFO's output register), a power of two from 16 to 4096.
+        the FIFO's output register), a power of two from 16 to 4096; or 0 (the default): no
+        FIFO, no block RAM, and bytes that arrive while a frame is executed or answered are
+        dropped (the next frame is answered OVERFLOW), so a host waits for each answer before
+        it sends the next frame (stop and wait, as :class:`fieldtune.host.driver.HostDriver`
+        does).
     bus_timeout : int
         Cycles a bus access may take before the link gives up (BUS_TIMEOUT), 16 to 2**24.
     """
@@ -44,7 +48,7 @@ class HostParams(Params):
     baud: int = 3_000_000
     clock_hz: int = 24_000_000
     max_payload: int = 512
-    rx_fifo: int = 256
+    rx_fifo: int = 0
     bus_timeout: int = 1 << 16
 
     def _validate(self):
@@ -52,7 +56,12 @@ class HostParams(Params):
         check_int(s, "baud", self.baud, 9600, 12_000_000)
         check_int(s, "clock_hz", self.clock_hz, 1_000_000, 500_000_000)
         check_pow2(s, "max_payload", self.max_payload, 16, 4096)
-        check_pow2(s, "rx_fifo", self.rx_fifo, 16, 4096)
+        if self.rx_fifo != 0:
+            try:
+                check_pow2(s, "rx_fifo", self.rx_fifo, 16, 4096)
+            except ValueError:
+                raise ValueError(f"host.rx_fifo must be 0 (no FIFO) or a power of two from 16 "
+                                 f"to 4096, not {self.rx_fifo!r}") from None
         check_int(s, "bus_timeout", self.bus_timeout, 16, 1 << 24)
         fastest = self.clock_hz // MIN_BIT_CYCLES
         if self.baud > fastest:

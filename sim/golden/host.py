@@ -323,13 +323,15 @@ class _Receiver:
         """One received symbol; returns True when it ends a (non-empty) frame."""
         if overrun:
             self.lost = True
-            self.started = True
         if framing_error:
             self.broken = True
             self.started = True
             return False
         if byte == DELIMITER:
             if not self.started:
+                # nothing of a frame arrived (bytes lost before a delimiter were a whole
+                # frame or noise): no frame, no answer
+                self.lost = False
                 return False
             if self.remaining:
                 self.broken = True

@@ -8,7 +8,7 @@ from hypothesis import given, settings, strategies as st
 
 from fieldtune.config import DesignConfig
 from fieldtune.rtl.csr.map import SocMap
-from fieldtune.rtl.host.protocol import Command, Status, Flags, COBS_BLOCK
+from fieldtune.rtl.host.protocol import Command, Status, Flags, COBS_BLOCK, PROTOCOL_VERSION
 from fieldtune.sim.golden.host import (cobs_encode, cobs_decode, rcobs_encode, rcobs_decode,
                                        crc16, encode_request,
                                        decode_response, pack_elements, unpack_elements,
@@ -98,7 +98,7 @@ def test_write_read_and_every_command():
     assert r.status == Status.OK and bus.streams["records"] == [1, 2, 3 | 1 << 16]
     assert ask(dev, 4, Command.ECHO, payload=b"\x00hello\x00").payload == b"\x00hello\x00"
     info = ask(dev, 5, Command.INFO)
-    assert info.payload == bytes([1, 0]) + MAX.to_bytes(2, "little")
+    assert info.payload == bytes([PROTOCOL_VERSION, 0]) + MAX.to_bytes(2, "little")
     assert ask(dev, 6, Command.START).status == Status.OK
     assert bus.log[-1] == ("write", MAP.address("control"), MAP.pack("control", start=1))
     assert ask(dev, 7, Command.ABORT).status == Status.OK
@@ -137,6 +137,7 @@ def test_frame_errors():
     assert decode_response(dev.feed(long)[0]).status == Status.OVERFLOW
     assert bus.log == []
     assert dev.feed(b"\x00\x00\x00") == []                      # empty frames: no response
+    assert dev.feed(b"\x00", overruns=[0]) == []       # only lost bytes before it: no frame
     assert decode_response(dev.feed(good)[0]).status == Status.OK
 
 
