@@ -188,9 +188,14 @@ class CommandDecoder(wiring.Component):
         ptr = Signal(range(self.params.max_payload))  # payload read / written / sent
         cur = Signal(self.map.addr_width)              # bus address
         writing, sends, primed = Signal(), Signal(), Signal()
+        header, payload = Signal(), Signal()          # the response's header / payload goes out
         k = Signal(range(HEADER))                      # byte of the element / of the header
         word = Signal(DATA_WIDTH)
-        waited = Signal(range(self.params.bus_timeout + 1))
+        # cycles of the bus access in progress, from ``wait_from`` up: its top bit rises in
+        # the access's ``bus_timeout``-th cycle (no compare)
+        wait_bits = (self.params.bus_timeout - 1).bit_length()
+        wait_from = (1 << wait_bits) - (self.params.bus_timeout - 1)
+        waited = Signal(wait_bits + 1, init=wait_from)
         n = Mux(chk["is_status"], 2, Cat(h[COUNT], h[COUNT + 1])[:len(i)])
         final = Signal()                               # the element in hand is the last
         streaming = Signal()                           # i counts down: payload going out
@@ -216,7 +221,7 @@ class CommandDecoder(wiring.Component):
                 on_ack(bus.dat_r)
             with m.Elif(bus.err):
                 respond(Status.BUS_ERROR)
-            with m.Elif(waited == self.params.bus_timeout - 1):
+            with m.Elif(waited[-1]):
                 respond(Status.BUS_TIMEOUT)
 
         def shift():
@@ -308,7 +313,7 @@ class CommandDecoder(wiring.Component):
                 access(lambda dat_r: respond(Status.OK))
 
             with m.State("RESPOND"):
-                self._header(m, k, i, status, chk)
+                m.d.comb += [out.valid.eq(1), header.eq(1), self.shift.eq(out.ready & (k < 4))]
                 m.d.sync += primed.eq(1)
                 with m.If(out.ready):
                     m.d.sync += k.eq(k + 1)
@@ -320,11 +325,7 @@ class CommandDecoder(wiring.Component):
                             m.next = "END"
             with m.State("PAYLOAD"):                    # i elements of eb bytes
                 m.d.comb += streaming.eq(1)
-                info_bytes = Array([PROTOCOL_VERSION, 0, self.params.max_payload & 0xFF,
-                                    self.params.max_payload >> 8])
-                m.d.comb += [out.valid.eq(primed),
-                             out.payload.data.eq(Mux(chk["is_info"], info_bytes[ptr[:2]],
-                                                     buf.r_data))]
+                m.d.comb += [out.valid.eq(primed), payload.eq(1)]
                 m.d.sync += primed.eq(1)
                 with m.If(out.valid & out.ready):
                     m.d.sync += [ptr.eq(ptr + 1), primed.eq(0), k.eq(k + 1)]
@@ -340,11 +341,11 @@ class CommandDecoder(wiring.Component):
                 with m.If(~self.tx_busy):
                     m.d.comb += self.frame.ready.eq(1)
                     m.next = "IDLE"
-        # cycles of the bus access in progress (a counter with a synchronous reset)
+        self._response_byte(m, header, payload, k, i, status, chk, ptr)
         with m.If(bus.cyc & ~bus.ack & ~bus.err):
             m.d.sync += waited.eq(waited + 1)
         with m.Else():
-            m.d.sync += waited.eq(0)
+            m.d.sync += waited.eq(wait_from)
         return m
 
     @staticmethod
@@ -377,25 +378,28 @@ class CommandDecoder(wiring.Component):
         with m.Else():
             m.next = "ABORT"
 
-    def _header(self, m, k, i, status, chk):
-        """The RESPOND state's byte, ``k`` = 0 .. 6: ``seq``, ``cmd`` and ``address`` shift
-        out of the receiver's header register (zeros where none arrived); then ``count``
-        (``i``) and ``status``; a frame refused before its CRC answers count 0 and its own
-        status, leaving ``i`` and ``status`` for a replay."""
-        out = self.response
+    def _response_byte(self, m, header, payload, k, i, status, chk, ptr):
+        """The response's byte: in the header (``k`` = 0 .. 6) ``seq``, ``cmd`` and
+        ``address`` as they shift out of the receiver's header register (zeros where none
+        arrived), then ``count`` (``i``) and ``status``; a frame refused before its CRC
+        answers count 0 and its own status, leaving ``i`` and ``status`` for a replay. In the
+        payload the buffer's byte (INFO: its constants). One AND-OR of gated sources."""
         refused = chk["lost"] | chk["broken"] | chk["bad_crc"]
-        count = Mux(refused, 0, i)
         code = Mux(chk["lost"], Status.OVERFLOW,
                    Mux(chk["broken"], Status.BAD_FRAME,
                        Mux(chk["bad_crc"], Status.BAD_CRC, status)))
-        m.d.comb += out.valid.eq(1)
-        with m.Switch(k):
-            with m.Case(COUNT):
-                m.d.comb += out.payload.data.eq(count[:8])
-            with m.Case(COUNT + 1):
-                m.d.comb += out.payload.data.eq(count[8:])
-            with m.Case(HEADER - 1):
-                m.d.comb += out.payload.data.eq(code)
-            with m.Default():
-                m.d.comb += [out.payload.data.eq(self.frame.payload.header[0]),
-                             self.shift.eq(out.ready)]
+        info_bytes = Array([PROTOCOL_VERSION, 0, self.params.max_payload & 0xFF,
+                            self.params.max_payload >> 8])
+        counted = header & ~refused
+        sources = [
+            (header & (k < COUNT), self.frame.payload.header[0]),
+            (counted & (k == COUNT), i[:8]),
+            (counted & (k == COUNT + 1), i[8:]),
+            (header & (k == HEADER - 1), code),
+            (payload & chk["is_info"], info_bytes[ptr[:2]]),
+            (payload & ~chk["is_info"], self.buf.r_data),
+        ]
+        value = 0
+        for select, byte in sources:
+            value = value | Mux(select, byte, 0)
+        m.d.comb += self.response.payload.data.eq(value)
