@@ -165,7 +165,9 @@ class FrameTransmitter(wiring.Component):
     Attributes
     ----------
     data : In(stream.Signature(response_layout()))
-        The response: its bytes, then one beat with ``end``.
+        The response: its bytes, then one beat with ``end``; ``data.payload.data`` must be 0
+        in the end beat and while nothing is offered (it feeds the CRC processor's data
+        ungated, which the receiver uses meanwhile).
     byte : Out(stream.Signature(8))
         The encoded bytes, delimiter last.
     busy : Out(1)
@@ -185,10 +187,14 @@ class FrameTransmitter(wiring.Component):
         run = Signal(range(COBS_BLOCK + 1))        # non-zero bytes since the last code
         run_full = run == COBS_BLOCK
         busy = Signal()
+        in_crc = Signal()                          # the CRC's bytes go out
         b = Signal(8)                              # the byte to encode
         offered = Signal()
         taken = Signal()
-        m.d.comb += [out.payload.eq(Mux(run_full, COBS_BLOCK + 1, Mux(b == 0, run + 1, b))),
+        # ``data`` is 0 unless a byte is offered (the end beat and an idle source included),
+        # so it drives the CRC's data without a gate, and the final code encodes it as a zero
+        m.d.comb += [b.eq(Mux(in_crc, crc.crc[8:], src.payload.data)), crc.data.eq(b),
+                     out.payload.eq(Mux(run_full, COBS_BLOCK + 1, Mux(b == 0, run + 1, b))),
                      out.valid.eq(offered), taken.eq(offered & out.ready & ~run_full)]
         with m.If(offered & out.ready):
             m.d.sync += run.eq(Mux(run_full | (b == 0), 0, run + 1))
@@ -196,34 +202,32 @@ class FrameTransmitter(wiring.Component):
         with m.FSM():
             with m.State("BODY"):
                 # the first byte of a response restarts the CRC (the receiver's is done)
-                m.d.comb += [b.eq(src.payload.data), offered.eq(src.valid & ~src.payload.end),
+                m.d.comb += [offered.eq(src.valid & ~src.payload.end),
                              src.ready.eq(taken | src.payload.end), crc.start.eq(taken & ~busy),
-                             crc.valid.eq(taken), crc.data.eq(b)]
+                             crc.valid.eq(taken)]
+                with m.If(taken):
+                    m.d.sync += busy.eq(1)
                 with m.If(src.valid & src.payload.end):
                     m.next = "CRC_HI"
             # each CRC byte also enters the CRC: after the high byte the register's high byte
             # is the old low byte (the table entry of a zero index is 0), so both CRC bytes
             # are read from crc[8:]
             with m.State("CRC_HI"):
-                m.d.comb += [b.eq(crc.crc[8:]), offered.eq(1),
-                             crc.valid.eq(taken), crc.data.eq(b)]
+                m.d.comb += [in_crc.eq(1), offered.eq(1), crc.valid.eq(taken)]
                 with m.If(taken):
                     m.next = "CRC_LO"
             with m.State("CRC_LO"):
-                m.d.comb += [b.eq(crc.crc[8:]), offered.eq(1)]
+                m.d.comb += [in_crc.eq(1), offered.eq(1)]
                 with m.If(taken):
                     m.next = "CODE"
             with m.State("CODE"):                  # the final code: as if a zero followed
-                m.d.comb += [b.eq(0), offered.eq(1)]
+                m.d.comb += offered.eq(1)
                 with m.If(taken):
                     m.next = "DELIMIT"
             with m.State("DELIMIT"):
                 m.d.comb += [out.valid.eq(1), out.payload.eq(DELIMITER)]
                 with m.If(out.ready):
+                    m.d.sync += busy.eq(0)
                     m.next = "BODY"
-        with m.If(src.valid & src.ready & ~src.payload.end):
-            m.d.sync += busy.eq(1)
-        with m.If(out.valid & out.ready & (out.payload == DELIMITER)):
-            m.d.sync += busy.eq(0)
         m.d.comb += self.busy.eq(busy)
         return m
