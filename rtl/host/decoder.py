@@ -198,8 +198,7 @@ class CommandDecoder(wiring.Component):
         waited = Signal(wait_bits + 1, init=wait_from)
         n = Mux(chk["is_status"], 2, Cat(h[COUNT], h[COUNT + 1])[:len(i)])
         final = Signal()                               # the element in hand is the last
-        streaming = Signal()                           # i counts down: payload going out
-        m.d.comb += [i_next.eq(i + Mux(streaming, -1, 1)), final.eq(i_next == n)]
+        m.d.comb += [i_next.eq(i + 1), final.eq(i_next == n)]
         shift_in = Signal(8)                           # the byte that enters word's top
         control = Mux(chk["is_start"], self.map.pack("control", start=1), 0) \
             | Mux(chk["is_abort"], self.map.pack("control", abort=1), 0)
@@ -324,13 +323,12 @@ class CommandDecoder(wiring.Component):
                         with m.Else():
                             m.next = "END"
             with m.State("PAYLOAD"):                    # i elements of eb bytes
-                m.d.comb += streaming.eq(1)
                 m.d.comb += [out.valid.eq(primed), payload.eq(1)]
                 m.d.sync += primed.eq(1)
                 with m.If(out.valid & out.ready):
                     m.d.sync += [ptr.eq(ptr + 1), primed.eq(0), k.eq(k + 1)]
                     with m.If(k == eb - 1):
-                        m.d.sync += [k.eq(0), i.eq(i_next)]
+                        m.d.sync += [k.eq(0), i.eq(i - 1)]     # counts down as it goes out
                         with m.If(i == 1):
                             m.next = "END"
             with m.State("END"):

@@ -202,12 +202,14 @@ class FrameTransmitter(wiring.Component):
         with m.FSM():
             with m.State("BODY"):
                 # the first byte of a response restarts the CRC (the receiver's is done)
+                # ``ready`` from registers only (not from ``valid``): a short path into the
+                # decoder's counters
                 m.d.comb += [offered.eq(src.valid & ~src.payload.end),
-                             src.ready.eq(taken | src.payload.end), crc.start.eq(taken & ~busy),
+                             src.ready.eq(out.ready & ~run_full), crc.start.eq(taken & ~busy),
                              crc.valid.eq(taken)]
                 with m.If(taken):
                     m.d.sync += busy.eq(1)
-                with m.If(src.valid & src.payload.end):
+                with m.If(src.valid & src.ready & src.payload.end):
                     m.next = "CRC_HI"
             # each CRC byte also enters the CRC: after the high byte the register's high byte
             # is the old low byte (the table entry of a zero index is 0), so both CRC bytes
