@@ -106,7 +106,8 @@ class Status(IntEnum):
     BAD_COMMAND = 0x04
     #: START while a run is busy (nothing written).
     BUSY = 0x05
-    #: The frame was longer than the maximum, or bytes were lost (receive FIFO overrun).
+    #: The frame was longer than the maximum, or bytes of it were lost (they arrived while
+    #: the device was busy: dropped without a receive FIFO, or the FIFO overran).
     OVERFLOW = 0x06
     #: Broken framing: a UART framing error, a COBS block cut by the delimiter, or fewer
     #: than :data:`OVERHEAD` bytes.
