@@ -169,7 +169,7 @@ class CommandDecoder(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        info, buf, bus, out = self.frame.payload, self.buf, self.bus, self.response
+        info, buf, bus = self.frame.payload, self.buf, self.bus
         h = info.header
         capture = Signal()
         plen = Signal(range(-HEADER - CRC_BYTES, self.params.max_payload + 1))
@@ -311,40 +311,49 @@ class CommandDecoder(wiring.Component):
             with m.State("CONTROL_BUS"):
                 access(lambda dat_r: respond(Status.OK))
 
-            with m.State("RESPOND"):
-                m.d.comb += [out.valid.eq(1), header.eq(1), self.shift.eq(out.ready & (k < 4))]
-                m.d.sync += primed.eq(1)
-                with m.If(out.ready):
-                    m.d.sync += k.eq(k + 1)
-                    with m.If(k == HEADER - 1):
-                        m.d.sync += k.eq(0)
-                        with m.If(sends & (i != 0)):
-                            m.next = "PAYLOAD"
-                        with m.Else():
-                            m.next = "END"
-            with m.State("PAYLOAD"):                    # i elements of eb bytes
-                m.d.comb += [out.valid.eq(primed), payload.eq(1)]
-                m.d.sync += primed.eq(1)
-                with m.If(out.valid & out.ready):
-                    m.d.sync += [ptr.eq(ptr + 1), primed.eq(0), k.eq(k + 1)]
-                    with m.If(k == eb - 1):
-                        m.d.sync += [k.eq(0), i.eq(i - 1)]     # counts down as it goes out
-                        with m.If(i == 1):
-                            m.next = "END"
-            with m.State("END"):
-                m.d.comb += [out.valid.eq(1), out.payload.end.eq(1)]
-                with m.If(out.ready):
-                    m.next = "SENDING"
-            with m.State("SENDING"):
-                with m.If(~self.tx_busy):
-                    m.d.comb += self.frame.ready.eq(1)
-                    m.next = "IDLE"
+            self._answer(m, k, i, ptr, primed, eb, sends & (i != 0), header, payload)
         self._response_byte(m, header, payload, k, i, status, chk, ptr)
         with m.If(bus.cyc & ~bus.ack & ~bus.err):
             m.d.sync += waited.eq(waited + 1)
         with m.Else():
             m.d.sync += waited.eq(wait_from)
         return m
+
+    def _answer(self, m, k, i, ptr, primed, eb, sends, header, payload):
+        """The states that stream the response (inside the decoder's FSM): RESPOND, the
+        header's seven bytes (``k``; the first four shift the receiver's header register);
+        PAYLOAD, ``i`` elements of ``eb`` bytes from the buffer (``primed``: the buffer's
+        read data is for ``ptr``; ``i`` counts down); END, the end beat; SENDING, until the
+        transmitter has sent the delimiter, then the frame is released."""
+        out = self.response
+        with m.State("RESPOND"):
+            m.d.comb += [out.valid.eq(1), header.eq(1), self.shift.eq(out.ready & (k < 4))]
+            m.d.sync += primed.eq(1)
+            with m.If(out.ready):
+                m.d.sync += k.eq(k + 1)
+                with m.If(k == HEADER - 1):
+                    m.d.sync += k.eq(0)
+                    with m.If(sends):
+                        m.next = "PAYLOAD"
+                    with m.Else():
+                        m.next = "END"
+        with m.State("PAYLOAD"):                    # i elements of eb bytes
+            m.d.comb += [out.valid.eq(primed), payload.eq(1)]
+            m.d.sync += primed.eq(1)
+            with m.If(out.valid & out.ready):
+                m.d.sync += [ptr.eq(ptr + 1), primed.eq(0), k.eq(k + 1)]
+                with m.If(k == eb - 1):
+                    m.d.sync += [k.eq(0), i.eq(i - 1)]     # counts down as it goes out
+                    with m.If(i == 1):
+                        m.next = "END"
+        with m.State("END"):
+            m.d.comb += [out.valid.eq(1), out.payload.end.eq(1)]
+            with m.If(out.ready):
+                m.next = "SENDING"
+        with m.State("SENDING"):
+            with m.If(~self.tx_busy):
+                m.d.comb += self.frame.ready.eq(1)
+                m.next = "IDLE"
 
     @staticmethod
     def _verdict(m, chk, respond):
