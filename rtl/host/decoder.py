@@ -41,9 +41,9 @@ from amaranth.lib.wiring import In, Out
 from ..csr.bus import BusSignature, DATA_WIDTH
 from .framing import frame_layout, response_layout
 from .params import HostParams
-from .protocol import (Command, Status, Flags, HEADER, CRC_BYTES, REPLAYED_COMMANDS,
-                       RESERVED_FLAGS, REGISTER_BYTES, PROTOCOL_VERSION, INFO_BYTES, SEQ, CMD,
-                       ADDRESS, COUNT, FLAGS)
+from .protocol import (Command, Status, HEADER, CRC_BYTES, REPLAYED_COMMANDS,
+                       REGISTER_BYTES, PROTOCOL_VERSION, INFO_BYTES, SEQ, CMD,
+                       ADDRESS, COUNT)
 
 
 __all__ = ["CommandDecoder"]
@@ -126,8 +126,8 @@ class CommandDecoder(wiring.Component):
         bus address moves per element, registers and STATUS) and ``eb``, the bytes per
         element (4 for STATUS, 1 for ECHO and INFO)."""
         h = info.header
-        cmd, flags = h[CMD], h[FLAGS]
-        address, count = Cat(h[ADDRESS], h[ADDRESS + 1]), Cat(h[COUNT], h[COUNT + 1])
+        cmd = h[CMD]
+        address, count = Cat(h[ADDRESS], h[ADDRESS + 1]), Cat(h[COUNT], info.count_hi)
         c = {name: Signal(name=f"chk_{name}") for name in (
             "lost", "broken", "bad_crc", "known_cmd", "bad_flags", "known", "is_reg", "step",
             "bad_length", "crosses", "payload", "last", "replay", "duplicate",
@@ -140,7 +140,8 @@ class CommandDecoder(wiring.Component):
         with m.Switch(reg_eb):
             for n in sizes:
                 with m.Case(n):
-                    m.d.comb += [fits.eq(count <= self.params.max_payload // n),
+                    m.d.comb += [fits.eq(~info.count_big
+                                         & (count <= self.params.max_payload // n)),
                                  count_bytes.eq(count * n)]
         want = Mux(cmd == Command.WRITE, count_bytes, 0)
         # registers only: the burst's end, with count already known to fit (<= max/4)
@@ -154,13 +155,13 @@ class CommandDecoder(wiring.Component):
                 c["broken"].eq(info.broken),
                 c["bad_crc"].eq(~info.crc_ok),
                 c["known_cmd"].eq(Cat(cmd == code for code in Command).any()),
-                c["bad_flags"].eq((flags & RESERVED_FLAGS).any()),
+                c["bad_flags"].eq(info.reserved),
                 c["known"].eq(known), c["is_reg"].eq(is_reg), c["step"].eq(is_reg | wide),
                 eb.eq(Mux(wide, REGISTER_BYTES, Mux(single, 1, reg_eb))),
-                c["bad_length"].eq((count == 0) | ~fits | (plen != want)),
+                c["bad_length"].eq(((count == 0) & ~info.count_big) | ~fits | (plen != want)),
                 c["crosses"].eq(address[:self.map.bank_width] + reg_count > nregs),
                 c["payload"].eq(plen != 0),
-                c["last"].eq(last_window & (flags & Flags.LAST).any() & (cmd == Command.WRITE)),
+                c["last"].eq(last_window & info.last & (cmd == Command.WRITE)),
                 c["duplicate"].eq(duplicate),
                 c["replay"].eq(duplicate & Cat(cmd == code for code in REPLAYED_COMMANDS).any()),
                 *(c[f"is_{code.name.lower()}"].eq(cmd == code) for code in Command),
@@ -196,7 +197,7 @@ class CommandDecoder(wiring.Component):
         wait_bits = (self.params.bus_timeout - 1).bit_length()
         wait_from = (1 << wait_bits) - (self.params.bus_timeout - 1)
         waited = Signal(wait_bits + 1, init=wait_from)
-        n = Mux(chk["is_status"], 2, Cat(h[COUNT], h[COUNT + 1])[:len(i)])
+        n = Mux(chk["is_status"], 2, Cat(h[COUNT], info.count_hi)[:len(i)])
         final = Signal()                               # the element in hand is the last
         m.d.comb += [i_next.eq(i + 1), final.eq(i_next == n)]
         shift_in = Signal(8)                           # the byte that enters word's top

@@ -24,10 +24,11 @@ from amaranth.lib import wiring, stream, data
 from amaranth.lib.crc import catalog
 from amaranth.lib.wiring import In, Out
 
-from .protocol import HEADER, COBS_BLOCK, DELIMITER, CRC_BYTES
+from .protocol import (HEADER, COBS_BLOCK, DELIMITER, CRC_BYTES, COUNT, FLAGS, Flags,
+                       RESERVED_FLAGS)
 
 
-__all__ = ["crc_port", "rx_symbol_layout", "frame_layout", "response_layout",
+__all__ = ["crc_port", "rx_symbol_layout", "count_bits", "frame_layout", "response_layout",
            "FrameReceiver", "FrameTransmitter", "new_crc"]
 
 
@@ -47,12 +48,22 @@ def rx_symbol_layout():
     return data.StructLayout({"data": 8, "ferr": 1, "lost": 1})
 
 
+def count_bits(max_payload):
+    """Bits of a request's ``count`` kept whole: every count that fits the payload."""
+    return max_payload.bit_length()
+
+
 def frame_layout(max_payload):
-    """A received frame: its :data:`HEADER` bytes (byte ``i`` in ``header[i]``; zeros where
-    none arrived), ``tail`` = the bytes decoded after the header (payload and CRC; negative:
-    the header was short; saturates at ``max_payload + 2``), and what went wrong."""
+    """A received frame: its header bytes up to ``count``'s low byte (byte ``i`` in
+    ``header[i]``; zeros where none arrived), of the others only what the decoder reads:
+    ``count_hi`` (``count``'s bits from 8 up to :func:`count_bits`), ``count_big`` (a higher
+    bit of ``count`` is set), ``last`` and ``reserved`` (flag LAST, a reserved flag set);
+    ``tail`` = the bytes decoded after the header (payload and CRC; negative: the header
+    was short; saturates at ``max_payload + 2``), and what went wrong."""
     return data.StructLayout({
-        "header": data.ArrayLayout(8, HEADER),
+        "header": data.ArrayLayout(8, COUNT + 1),
+        "count_hi": max(0, count_bits(max_payload) - 8),
+        "count_big": 1, "last": 1, "reserved": 1,
         "tail": range(-HEADER, max_payload + CRC_BYTES + 1),
         "lost": 1,                            # receive overrun or longer than the maximum
         "broken": 1,                          # UART framing error, COBS cut short, < 9 bytes
@@ -104,11 +115,15 @@ class FrameReceiver(wiring.Component):
         started = Signal()
         remaining = Signal(8, init=1)    # bytes left in the block with its code: 1 = a code
         zero_follows = Signal()          # the block stands for its bytes and a zero
-        header = Signal(data.ArrayLayout(8, HEADER))
+        header = Signal(data.ArrayLayout(8, COUNT + 1))
+        hi = len(info.count_hi)
+        count_hi, count_big, last, reserved = Signal(hi), Signal(), Signal(), Signal()
         tail = Signal(range(-HEADER, self.max_payload + CRC_BYTES + 1), init=-HEADER)
         lost, broken, pending = Signal(), Signal(), Signal()
         short = tail < 0
-        m.d.comb += [info.header.eq(header), info.tail.eq(tail), info.lost.eq(lost),
+        m.d.comb += [info.header.eq(header), info.count_hi.eq(count_hi),
+                     info.count_big.eq(count_big), info.last.eq(last),
+                     info.reserved.eq(reserved), info.tail.eq(tail), info.lost.eq(lost),
                      info.broken.eq(broken), info.crc_ok.eq(crc.match),
                      self.frame.valid.eq(pending & ~short), self.busy.eq(pending),
                      self.symbol.ready.eq(~pending)]
@@ -144,10 +159,17 @@ class FrameReceiver(wiring.Component):
                      self.buf_en.eq(emit & (tail >= 0) & (tail < self.max_payload))]
         with m.If(emit & full):
             m.d.sync += lost.eq(1)
-        # a header byte shifts in at the top (byte i ends in [i]); so do the zeros that align
-        # a short header, and the decoder's shifts while it sends the header out
-        with m.If((emit & short) | (pending & short) | self.shift):
+        # header byte j arrives at tail = j - HEADER. Bytes 0 .. COUNT shift in at the top
+        # (byte i ends in [i]); so do the zeros that align a short header, and the decoder's
+        # shifts while it sends the header out. Of the last two only their bits are kept.
+        step = (emit & short) | (pending & short)
+        with m.If((step & (tail < COUNT + 1 - HEADER)) | self.shift):
             m.d.sync += header.as_value().eq(Cat(header.as_value()[8:], byte))
+        with m.If(step & (tail == COUNT + 1 - HEADER)):
+            m.d.sync += [count_hi.eq(byte[:hi]), count_big.eq(byte[hi:].any())]
+        with m.If(step & (tail == FLAGS - HEADER)):
+            m.d.sync += [last.eq((byte & Flags.LAST).any()),
+                         reserved.eq((byte & RESERVED_FLAGS).any())]
         with m.If((emit & ~full) | (pending & short)):
             m.d.sync += tail.eq(tail + 1)
         # the release clears last, so it has priority (it never meets a taken symbol, which
