@@ -176,8 +176,8 @@ class CommandDecoder(wiring.Component):
         plen = Signal(range(-HEADER - CRC_BYTES, self.params.max_payload + 1))
         m.d.comb += plen.eq(info.tail - CRC_BYTES)       # payload bytes
         elems = range(self.params.max_payload + 1)       # every count fits the payload
-        last_seq, last_valid = Signal(8), Signal()     # of the previous good frame
-        duplicate = last_valid & (last_seq == h[SEQ])
+        last_seq, last_cmd, last_valid = Signal(8), Signal(8), Signal()  # previous good frame
+        duplicate = last_valid & (last_seq == h[SEQ]) & (last_cmd == h[CMD])
         chk, eb = self._checks(m, info, plen, capture, duplicate)
         status_addr, control_addr = self.map.address("status"), self.map.address("control")
         busy_lsb = self.map.field("status", "busy")[0]
@@ -237,7 +237,7 @@ class CommandDecoder(wiring.Component):
                 with m.If(chk["lost"] | chk["broken"] | chk["bad_crc"]):
                     m.next = "RESPOND"                  # answered from the flags alone
                 with m.Else():
-                    m.d.sync += [last_seq.eq(h[SEQ]), last_valid.eq(1)]
+                    m.d.sync += [last_seq.eq(h[SEQ]), last_cmd.eq(h[CMD]), last_valid.eq(1)]
                     with m.If(chk["replay"]):
                         m.next = "RESPOND"              # status and i as they were
                     with m.Else():

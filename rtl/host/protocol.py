@@ -117,7 +117,7 @@ class Status(IntEnum):
     #: A bus target did not answer within ``host.bus_timeout`` cycles (``count`` as
     #: BUS_ERROR).
     BUS_TIMEOUT = 0x09
-    #: A READ of a window with the same ``seq`` as the previous good frame: not
+    #: A READ of a window with the same ``seq`` and ``cmd`` as the previous good frame: not
     #: executed again (a window read consumes its stream; re-read with a new ``seq``).
     #: A repeated WRITE, START or ABORT is not executed again either: it is answered with
     #: the previous frame's status and count, so a resent write is idempotent.

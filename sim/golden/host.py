@@ -366,7 +366,7 @@ class HostLinkModel:
         self.max_payload = max_payload
         self.bus = bus
         self.rx = _Receiver(max_payload + OVERHEAD)
-        self.last = None              # (seq, status, count) of the last good frame
+        self.last = None              # (seq, cmd, status, count) of the last good frame
         self.status_addr = soc_map.address("status")
         if soc_map.address("errors") != self.status_addr + 1:
             raise ValueError("the host link's STATUS reads the errors register right after "
@@ -404,7 +404,7 @@ class HostLinkModel:
             status, count, payload = Status.BAD_CRC, 0, b""
         else:
             status, count, payload = self._execute(frame)
-            self.last = (seq, status, count)
+            self.last = (seq, cmd, status, count)
         rx.reset()
         return encode_response(seq, cmd, address, count, status, payload)
 
@@ -413,9 +413,10 @@ class HostLinkModel:
     def _execute(self, frame):
         header = Header.from_bytes(frame)
         payload = frame[HEADER:-CRC_BYTES]
-        duplicate = self.last is not None and self.last[0] == header.seq
+        duplicate = (self.last is not None
+                     and (self.last[0], self.last[1]) == (header.seq, header.cmd))
         if duplicate and header.cmd in REPLAYED_COMMANDS:
-            return self.last[1], self.last[2], b""
+            return self.last[2], self.last[3], b""
         if header.cmd not in _COMMANDS or header.code & RESERVED_FLAGS:
             return Status.BAD_COMMAND, 0, b""
         cmd = Command(header.cmd)
