@@ -36,8 +36,8 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from ..rtl.host.top import HostSystem
-from .implement import (DEVICES, STAT_COMMAND, BenchHarness, count_resources, read_fixups,
-                        synth_options)
+from .implement import (DEVICES, STAT_COMMAND, BenchHarness, count_resources, packed_cells,
+                        read_fixups, synth_options)
 from .table import board as board_named, soc_clock
 from .top import BoardTop
 
@@ -281,26 +281,31 @@ def _synthesize(commands, result, dev):
     for name in RESOURCES:
         setattr(result, name, result.synthesis[name])
     if dev.family == "ice40":
-        result.luts = _logic_cells(commands)
+        kinds = _logic_cells(commands)
+        result.synthesis["logic_cells"] = kinds
+        result.luts = sum(kinds.values())
     return all(getattr(result, n) <= result.available[n] for n in RESOURCES)
 
 
 def _logic_cells(commands):
-    """iCE40: the logic cells nextpnr's packer makes of the netlist (``--pack-only``, seconds,
-    in ``pack/``). The device's limit is cells of one LUT4 and one flip-flop, and a flip-flop
+    """iCE40: the logic cells nextpnr's packer makes of the board's netlist
+    (:func:`~fieldtune.boards.implement.packed_cells` with the board's own nextpnr command, in
+    ``pack/``). The device's limit is cells of one LUT4 and one flip-flop, and a flip-flop
     shares one only with the LUT that alone feeds it, so Yosys' LUT4 count understates a
     design by up to its flip-flops: judged by LUT4s, a design 43 % over the UP5K passed this
-    check and failed in the placer with 'no BELs remaining'."""
+    check and failed in the placer with 'no BELs remaining'. Returns ``{kind: n}``."""
     folder = commands.work / "pack"
     folder.mkdir(exist_ok=True)
     inputs = {p.name for p in commands.work.iterdir() if p.is_file()}
     argv = [("../" + a) if a in inputs else a for a in commands.argv(1)]
-    if "--asc" in argv:                 # nothing to write before placing (nextpnr traps)
-        i = argv.index("--asc")
-        del argv[i:i + 2]
-    commands.run(1, cwd=folder, argv=argv + ["--pack-only", "--report", "report.json"])
-    report = json.loads((folder / "report.json").read_text())
-    return report["utilization"]["ICESTORM_LC"]["used"]
+    for option in ("--asc", "--log"):   # nothing to write before placing; the log is ours
+        if option in argv:
+            i = argv.index(option)
+            del argv[i:i + 2]
+    try:
+        return packed_cells(folder, argv, commands.env)["top"]
+    except RuntimeError as e:
+        raise BuildError(str(e)) from None
 
 
 def _place(commands, result, family, seeds, jobs):

@@ -31,7 +31,7 @@ from .devices import DEVICES, Device
 
 __all__ = ["DEVICES", "Device", "Implementation", "BenchHarness", "implement", "hierarchy",
            "count_resources", "synth_script", "dut_module_name", "synth_options",
-           "read_fixups", "STAT_COMMAND", "packed_cells", "CELL_KINDS"]
+           "read_fixups", "STAT_COMMAND", "packed_cells", "pack_argv", "CELL_KINDS"]
 
 
 @dataclass
@@ -208,7 +208,8 @@ def _synthesize(dut, dev, env, work, timeout, script):
     return json.loads((work / "stat.json").read_text())
 
 
-def implement(dut, device, env, *, workdir=None, dsp=True, spram=False, seed=1, timeout=3600):
+def implement(dut, device, env, *, workdir=None, dsp=True, spram=False, seed=1, timeout=3600,
+              target_mhz=None):
     """Implement ``dut`` (a wiring.Component) on ``device`` (a key of :data:`DEVICES`).
 
     ``env`` is the tool environment from :func:`fieldtune.toolchain.tool_env`. Intermediate
@@ -216,7 +217,7 @@ def implement(dut, device, env, *, workdir=None, dsp=True, spram=False, seed=1, 
     given. Returns an :class:`Implementation`; never raises for a design that does not fit.
     On the iCE40 the fit is judged by logic cells (``lcs``, the block's own, from nextpnr's
     packer), which a design's LUT4 count understates by its flip-flops that no LUT of their
-    own feeds.
+    own feeds. nextpnr places and routes against ``target_mhz`` (default the device's).
     """
     dev = DEVICES[device]
     with tempfile.TemporaryDirectory(prefix="fieldtune-impl-") as tmp:
@@ -232,7 +233,8 @@ def implement(dut, device, env, *, workdir=None, dsp=True, spram=False, seed=1, 
         logic = "luts"
         if dev.family == "ice40":
             # the device holds dev.luts logic cells, each one LUT4 and one flip-flop
-            result.lcs = sum(packed_cells(work, dev, env, ["dut"], timeout=timeout)["dut"]
+            result.lcs = sum(packed_cells(work, pack_argv(dev, env), env, ["dut"],
+                                         timeout=timeout)["dut"]
                              .values())
             logic = "lcs"
         over = [(k, getattr(result, k), cap) for k, cap in
@@ -246,8 +248,8 @@ def implement(dut, device, env, *, workdir=None, dsp=True, spram=False, seed=1, 
         unconstrained = ("--pcf-allow-unconstrained" if dev.family == "ice40"
                          else "--lpf-allow-unconstrained")
         cmd = [pnr, *dev.pnr_args, "--json", "synth.json", "--report", "report.json",
-               "--freq", str(dev.target_mhz), "--seed", str(seed), "--timing-allow-fail",
-               unconstrained, "--log", "nextpnr.log", "-q"]
+               "--freq", str(target_mhz or dev.target_mhz), "--seed", str(seed),
+               "--timing-allow-fail", unconstrained, "--log", "nextpnr.log", "-q"]
         proc = _run_tool(cmd, work, env, timeout)
         if proc.returncode != 0 or not (work / "report.json").exists():
             log = (work / "nextpnr.log").read_text() if (work / "nextpnr.log").exists() else ""
@@ -280,15 +282,24 @@ def _cell_kind(cell):
     return "lut"
 
 
-def packed_cells(work, dev, env, modules, *, timeout=3600):
-    """Logic cells per module of an iCE40 netlist: nextpnr packs ``work/synth.json``
-    (``--pack-only``, seconds) and writes the packed netlist, whose cells keep the hierarchical
-    name of the LUT or flip-flop they hold; each cell counts for the longest of ``modules``
-    (instance paths such as ``"dut.mac"``) its name starts with, a cell nextpnr made (carry
-    feed-ins) for the first hierarchical net on its ports. Returns ``{module: {kind: n}}``
-    (:data:`CELL_KINDS`) for the module's own cells; ``"top"`` collects the rest."""
-    cmd = [env["NEXTPNR_ICE40"], *dev.pnr_args, "--json", "synth.json", "--pack-only",
-           "--pcf-allow-unconstrained", "--write", "packed.json", "--log", "pack.log", "-q"]
+def pack_argv(dev, env):
+    """The nextpnr-ice40 command that packs a block's ``synth.json`` (no pin constraints):
+    the ``argv`` of :func:`packed_cells` in the benchmarks' flow."""
+    return [env["NEXTPNR_ICE40"], "--quiet", *dev.pnr_args, "--json", "synth.json",
+            "--pcf-allow-unconstrained"]
+
+
+def packed_cells(work, argv, env, modules=(), *, timeout=3600):
+    """Logic cells per module of an iCE40 netlist, the one count of them that the board build
+    and the benchmarks share. ``argv`` is the nextpnr-ice40 command that would place the
+    netlist (tool, device, netlist, constraints: :func:`pack_argv`, or a board's own); run in
+    ``work`` with ``--pack-only`` (seconds), it writes the packed netlist, whose cells keep the
+    hierarchical name of the LUT or flip-flop they hold; each cell counts for the longest of
+    ``modules`` (instance paths such as ``"dut.mac"``) its name starts with, a cell nextpnr
+    made (carry feed-ins) for the first hierarchical net on its ports. Returns ``{module:
+    {kind: n}}`` (:data:`CELL_KINDS`) for the module's own cells; ``"top"`` collects the
+    rest. RuntimeError when nextpnr fails or runs past ``timeout`` seconds."""
+    cmd = [*argv, "--pack-only", "--write", "packed.json", "--log", "pack.log"]
     proc = _run_tool(cmd, work, env, timeout)
     if proc.returncode != 0 or not (work / "packed.json").exists():
         raise RuntimeError(f"nextpnr --pack-only failed (exit {proc.returncode}): "
@@ -335,7 +346,8 @@ def hierarchy(dut, device, env, *, workdir=None, dsp=True, spram=False, timeout=
         modules = {name.lstrip("\\"): m for name, m in stat.get("modules", {}).items()}
         packed = None
         if dev.family == "ice40":
-            packed = packed_cells(work, dev, env, [n[len("top."):] for n in modules
+            packed = packed_cells(work, pack_argv(dev, env), env,
+                                  [n[len("top."):] for n in modules
                                                   if n.startswith("top.dut")],
                                  timeout=timeout)
     own, children = {}, {}

@@ -147,6 +147,8 @@ def test_fit_is_judged_by_logic_cells(tmp_path):
     assert synth["luts"] < 5280 and synth["ffs"] < 5280
     assert report.luts > 5280 and not report.fits and report.bitstream is None
     assert report.luts >= max(synth["luts"], synth["ffs"])
+    kinds = synth["logic_cells"]          # one count with the benchmarks' (packed_cells)
+    assert sum(kinds.values()) == report.luts and kinds["lone_ff"] > 0
     over = report.luts - 5280
     assert (f"luts: {report.luts} used of 5280 available on up5k ({over} over, "
             f"{report.luts / 5280:.0%})") in report.problems()

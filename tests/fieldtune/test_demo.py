@@ -122,7 +122,7 @@ def test_demo_projects_every_device_from_builds(tmp_path, capsys, no_torch, empt
     for config, mhz, folder in ((own, 25.0, tmp_path / "cache" / "fmax"),
                                 (ecp5, 50.0, fmax.SHIPPED_DIR)):
         device = BOARDS[config.board].device
-        key = fmax.design_hash(soc_component(config), device, fmax.implement_options(config))
+        key = fmax.design_hash(soc_component(config), device, fmax.soc_options(config, device))
         folder.mkdir(parents=True, exist_ok=True)
         (folder / f"{key}.json").write_text(json.dumps({
             "design_hash": key, "device": device, "date": "2026-01-02T03:04", "tools": {},
