@@ -2,12 +2,14 @@
 
 :class:`FrameReceiver` takes received symbols (a byte with its UART framing error and a flag
 that bytes were lost before it), undoes COBS and runs CRC-16/XMODEM over everything decoded.
-The first seven decoded bytes (the header) shift into a register, the payload goes to the
-payload buffer (``host.max_payload`` bytes, one block RAM) from offset 0; the CRC's two bytes
-land past the buffer's end and are not kept. At the delimiter it aligns a header that arrived
-short (zeros shift in behind it, no CRC) and then offers a :func:`frame_layout` description on
-``frame``, taking no symbol until that is accepted. An empty frame (two delimiters) is skipped.
-Timing: one symbol per cycle; at most seven cycles of alignment after the delimiter.
+The header's first five bytes (``seq``, ``cmd``, ``address``, ``count``'s low byte) shift into
+a register, of the other two only the bits the decoder reads are kept (:func:`frame_layout`),
+the payload goes to the payload buffer (``host.max_payload`` bytes, one block RAM) from
+offset 0; the CRC's two bytes land past the buffer's end and are not kept. At the delimiter
+it aligns a header that arrived short (zeros shift in behind it, no CRC) and then offers a
+:func:`frame_layout` description on ``frame``, taking no symbol until that is accepted. An
+empty frame (two delimiters) is skipped. Timing: one symbol per cycle; at most seven cycles
+of alignment after the delimiter.
 
 :class:`FrameTransmitter` is handed a response as a byte stream (header, payload, then an
 ``end`` beat without data). It runs the CRC over the bytes, appends the CRC (most significant
