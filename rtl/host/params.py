@@ -34,11 +34,12 @@ class HostParams(Params):
         not kept in it).
     rx_fifo : int
         Received bytes held in block RAM while the link executes a frame (one more waits in
-        the FIFO's output register), a power of two from 16 to 4096; or 0 (the default): no
-        FIFO, no block RAM, and bytes that arrive while a frame is executed or answered are
-        dropped (the next frame is answered OVERFLOW), so a host waits for each answer before
-        it sends the next frame (stop and wait, as :class:`fieldtune.host.driver.HostDriver`
-        does).
+        the FIFO's output register), a power of two from 16 to 4096 (default 256: one block
+        RAM); or 0: no FIFO, no block RAM, and bytes that arrive while a frame is executed or
+        answered are dropped. Without a FIFO a host must not resend while the device may still
+        be answering an earlier copy (the copy's dropped head makes its tail an OVERFLOW frame
+        that drops the resend's head in turn): :class:`fieldtune.host.driver.HostDriver`
+        resends at once after an error answer, so it needs the FIFO on a noisy line.
     bus_timeout : int
         Cycles a bus access may take before the link gives up (BUS_TIMEOUT), 16 to 2**24.
     """
@@ -48,7 +49,7 @@ class HostParams(Params):
     baud: int = 3_000_000
     clock_hz: int = 24_000_000
     max_payload: int = 512
-    rx_fifo: int = 0
+    rx_fifo: int = 256
     bus_timeout: int = 1 << 16
 
     def _validate(self):
