@@ -1,43 +1,49 @@
-"""The command decoder: a received frame in, bus accesses, a response in the frame buffer out.
+"""The command decoder: a received frame in, bus accesses, the response as a byte stream out.
 
-It acts on a frame only after the whole frame is in the buffer and its CRC matched, and checks
-everything (command, address, length, bounds, a run in progress) before the first bus access,
-so a refused request never touches the bus; the checks and their order are those of
+It acts on a frame only after the whole frame is in and its CRC matched, and checks everything
+(command, address, length, bounds, a run in progress) before the first bus access, so a
+refused request never touches the bus; the checks and their order are those of
 :meth:`fieldtune.sim.golden.host.HostLinkModel.symbol` (docs/protocol.md). Then it:
 
 * READ / STATUS: reads the words (registers upward, a window's stream at one address) and
-  writes each word's low ``element_bytes`` bytes after the header, little-endian;
-* WRITE: assembles each element from the payload and writes it;
+  writes each word's low ``element_bytes`` bytes to the payload buffer from offset 0,
+  little-endian;
+* WRITE: assembles each element from the payload buffer and writes it;
 * START: reads ``status`` and writes ``control.start`` unless ``busy``; ABORT writes
-  ``control.abort``; ECHO leaves the payload where it is; INFO writes four constant bytes;
+  ``control.abort``; ECHO leaves the payload where it is; INFO answers four constant bytes;
 
-and finally writes the response's ``count`` and ``status`` over the request's (``seq``,
-``cmd`` and ``address`` stay where the receiver put them; header bytes that never arrived are
-written 0), hands the length to the transmitter, and releases the frame once the response has
-gone out. Each bus access waits at most ``host.bus_timeout`` cycles (BUS_TIMEOUT, ``cyc``
-dropped).
+and finally streams the response to the transmitter byte by byte: ``seq``, ``cmd`` and
+``address`` shifted out of the receiver's header register, ``count`` and ``status``, the
+payload from the buffer (or INFO's constants), then the ``end`` beat; it releases the frame
+once the transmitter has sent the delimiter. Each bus access waits at most
+``host.bus_timeout`` cycles (BUS_TIMEOUT, ``cyc`` dropped).
+
+A resent WRITE, START or ABORT is answered from ``status`` and ``i`` as the previous good
+frame left them: frames refused before their CRC answer from their own flags and leave both
+alone, and only READ, STATUS, ECHO and INFO (never replayed) count ``i`` down while their
+payload goes out.
 
 One 32-bit shift register carries every word, shifting a byte at a time toward bit 0: a READ
 loads the bus word and shifts its bytes out to the buffer, a WRITE shifts the element's bytes
 in at the top and then zeros until the first byte sits in bits 0-7. One buffer pointer serves
-both: the payload read (WRITE) and the response written (READ) both start after the header.
-One counter ``i`` counts the elements moved and becomes the response's ``count``.
+both. One counter ``i`` counts the elements moved and becomes the response's ``count``.
 
 Timing: a WRITE element takes 5 cycles plus its bus access, a READ element its bus access plus
-``element_bytes`` cycles; the verdict takes 1 cycle after ``frame.valid``, the response header
-7 cycles.
+``element_bytes`` cycles; the verdict takes 1 cycle after ``frame.valid``; the response goes
+out at the transmitter's pace (a byte per UART byte time), two cycles per payload byte at
+most.
 """
 
-from amaranth.hdl import Module, Signal, Mux, Cat
+from amaranth.hdl import Module, Signal, Mux, Cat, Array
 from amaranth.lib import wiring, stream
 from amaranth.lib.wiring import In, Out
 
 from ..csr.bus import BusSignature, DATA_WIDTH
-from .framing import buffer_port, frame_layout
+from .framing import frame_layout, response_layout
 from .params import HostParams
-from .protocol import (Command, Status, Flags, HEADER, OVERHEAD, CRC_BYTES, REPLAYED_COMMANDS,
-                       RESERVED_FLAGS, REGISTER_BYTES, PROTOCOL_VERSION, INFO_BYTES, SEQ, CMD,
-                       ADDRESS, COUNT, FLAGS, STATUS)
+from .protocol import (Command, Status, HEADER, CRC_BYTES, REPLAYED_COMMANDS,
+                       REGISTER_BYTES, PROTOCOL_VERSION, INFO_BYTES, SEQ, CMD,
+                       ADDRESS, COUNT)
 
 
 __all__ = ["CommandDecoder"]
@@ -45,6 +51,14 @@ __all__ = ["CommandDecoder"]
 
 #: Bytes shifted through the word register per element (one bus word).
 WORD_BYTES = DATA_WIDTH // 8
+
+
+def buffer_port(depth):
+    """The decoder's access to the payload buffer: one address (``ptr``) for a synchronous
+    read (``r_data`` is the byte at the previous cycle's ``addr``) and a write."""
+    return wiring.Signature({
+        "addr": Out(range(depth)), "r_data": In(8), "w_data": Out(8), "w_en": Out(1),
+    })
 
 
 class CommandDecoder(wiring.Component):
@@ -55,11 +69,21 @@ class CommandDecoder(wiring.Component):
     params : HostParams
     soc_map : SocMap
         Registers and windows; ``status`` and ``errors`` must be adjacent (STATUS reads both).
+
+    Attributes
+    ----------
+    frame : In(stream.Signature(frame_layout(max_payload)))
+    shift : Out(1)
+        Shifts the receiver's header register one byte (the response's first four bytes).
+    buf : Out(buffer_port(max_payload))
+    response : Out(stream.Signature(response_layout()))
+    tx_busy : In(1)
+        The transmitter has not yet sent the response's delimiter.
+    bus : Out(BusSignature(soc_map.addr_width))
     """
 
     def __init__(self, params: HostParams, soc_map):
         self.params, self.map = params, soc_map
-        self.capacity = params.frame_bytes
         if soc_map.address("errors") != soc_map.address("status") + 1:
             raise ValueError("the host link's STATUS needs the errors register right after "
                              "status")
@@ -68,9 +92,10 @@ class CommandDecoder(wiring.Component):
             raise ValueError("the host link supports one position of the last bit")
         self.last_mask = 1 << last_bits.pop() if last_bits else 0
         super().__init__({
-            "frame": In(stream.Signature(frame_layout(self.capacity))),
-            "buf": Out(buffer_port(self.capacity)),
-            "send": Out(stream.Signature(range(self.capacity - 1))),
+            "frame": In(stream.Signature(frame_layout(params.max_payload))),
+            "shift": Out(1),
+            "buf": Out(buffer_port(params.max_payload)),
+            "response": Out(stream.Signature(response_layout())),
             "tx_busy": In(1),
             "bus": Out(BusSignature(soc_map.addr_width)),
         })
@@ -93,16 +118,16 @@ class CommandDecoder(wiring.Component):
                              last_window.eq(w.last_bit is not None)]
         return known, is_reg, eb, last_window
 
-    def _checks(self, m, info, capture, duplicate):
+    def _checks(self, m, info, plen, capture, duplicate):
         """The frame's checks (docs/protocol.md) and the command decoded one-hot, registered
         while ``capture`` (the decoder is idle; the frame is stable from ``frame.valid`` until
         it is released, and the CRC processor, shared with the transmitter, still holds the
-        frame's), so the verdict only reads flip-flops: a few LUT levels of single bits.
-        Returns the check bits (``step``: the bus address moves per element, registers and
-        STATUS) and ``eb``, the element bytes (4 for STATUS and INFO)."""
+        frame's), so the verdict only reads flip-flops. Returns the check bits (``step``: the
+        bus address moves per element, registers and STATUS) and ``eb``, the bytes per
+        element (4 for STATUS, 1 for ECHO and INFO)."""
         h = info.header
-        cmd, flags = h[CMD], h[FLAGS]
-        address, count = Cat(h[ADDRESS], h[ADDRESS + 1]), Cat(h[COUNT], h[COUNT + 1])
+        cmd = h[CMD]
+        address, count = Cat(h[ADDRESS], h[ADDRESS + 1]), Cat(h[COUNT], info.count_hi)
         c = {name: Signal(name=f"chk_{name}") for name in (
             "lost", "broken", "bad_crc", "known_cmd", "bad_flags", "known", "is_reg", "step",
             "bad_length", "crosses", "payload", "last", "replay", "duplicate",
@@ -115,27 +140,28 @@ class CommandDecoder(wiring.Component):
         with m.Switch(reg_eb):
             for n in sizes:
                 with m.Case(n):
-                    m.d.comb += [fits.eq(count <= self.params.max_payload // n),
+                    m.d.comb += [fits.eq(~info.count_big
+                                         & (count <= self.params.max_payload // n)),
                                  count_bytes.eq(count * n)]
-        payload_len = info.length - OVERHEAD
         want = Mux(cmd == Command.WRITE, count_bytes, 0)
         # registers only: the burst's end, with count already known to fit (<= max/4)
         nregs = len(self.map.registers)
         reg_count = count[:(self.params.max_payload // REGISTER_BYTES).bit_length()]
         wide = cmd == Command.STATUS
+        single = (cmd == Command.ECHO) | (cmd == Command.INFO)
         with m.If(capture):
             m.d.sync += [
                 c["lost"].eq(info.lost),
-                c["broken"].eq(info.broken | (info.length < OVERHEAD)),
+                c["broken"].eq(info.broken),
                 c["bad_crc"].eq(~info.crc_ok),
                 c["known_cmd"].eq(Cat(cmd == code for code in Command).any()),
-                c["bad_flags"].eq((flags & RESERVED_FLAGS).any()),
+                c["bad_flags"].eq(info.reserved),
                 c["known"].eq(known), c["is_reg"].eq(is_reg), c["step"].eq(is_reg | wide),
-                eb.eq(Mux(wide | (cmd == Command.INFO), REGISTER_BYTES, reg_eb)),
-                c["bad_length"].eq((count == 0) | ~fits | (payload_len != want)),
+                eb.eq(Mux(wide, REGISTER_BYTES, Mux(single, 1, reg_eb))),
+                c["bad_length"].eq(((count == 0) & ~info.count_big) | ~fits | (plen != want)),
                 c["crosses"].eq(address[:self.map.bank_width] + reg_count > nregs),
-                c["payload"].eq(info.length != OVERHEAD),
-                c["last"].eq(last_window & (flags & Flags.LAST).any() & (cmd == Command.WRITE)),
+                c["payload"].eq(plen != 0),
+                c["last"].eq(last_window & info.last & (cmd == Command.WRITE)),
                 c["duplicate"].eq(duplicate),
                 c["replay"].eq(duplicate & Cat(cmd == code for code in REPLAYED_COMMANDS).any()),
                 *(c[f"is_{code.name.lower()}"].eq(cmd == code) for code in Command),
@@ -146,33 +172,44 @@ class CommandDecoder(wiring.Component):
         m = Module()
         info, buf, bus = self.frame.payload, self.buf, self.bus
         h = info.header
-        seq, cmd = h[SEQ], h[CMD]
         capture = Signal()
+        plen = Signal(range(-HEADER - CRC_BYTES, self.params.max_payload + 1))
+        m.d.comb += plen.eq(info.tail - CRC_BYTES)       # payload bytes
         elems = range(self.params.max_payload + 1)       # every count fits the payload
-        last_seq, last_cmd = Signal(8), Signal(8)         # the previous good frame
-        last_status, last_count, last_valid = Signal(4), Signal(elems), Signal()
-        duplicate = last_valid & (last_seq == seq) & (last_cmd == cmd)
-        chk, eb = self._checks(m, info, capture, duplicate)
+        last_seq, last_cmd, last_valid = Signal(8), Signal(8), Signal()  # previous good frame
+        duplicate = last_valid & (last_seq == h[SEQ]) & (last_cmd == h[CMD])
+        chk, eb = self._checks(m, info, plen, capture, duplicate)
         status_addr, control_addr = self.map.address("status"), self.map.address("control")
         busy_lsb = self.map.field("status", "busy")[0]
 
         # what the frame's execution has reached
         status = Signal(4)
         i = Signal(elems)                              # elements moved: the response's count
-        ptr = Signal(range(self.capacity + 1))         # payload read / response written
+        i_next = Signal(elems)
+        ptr = Signal(range(self.params.max_payload))  # payload read / written / sent
         cur = Signal(self.map.addr_width)              # bus address
-        writing = Signal()
+        writing, sends, primed = Signal(), Signal(), Signal()
+        header, payload = Signal(), Signal()          # the response's header / payload goes out
         k = Signal(range(HEADER))                      # byte of the element / of the header
         word = Signal(DATA_WIDTH)
-        waited = Signal(range(self.params.bus_timeout + 1))
-        n = Mux(chk["is_status"], 2, Cat(h[COUNT], h[COUNT + 1])[:len(i)])
-        final = i + 1 == n                             # the element in hand is the last
+        # cycles of the bus access in progress, from ``wait_from`` up: its top bit rises in
+        # the access's ``bus_timeout``-th cycle (no compare)
+        wait_bits = (self.params.bus_timeout - 1).bit_length()
+        wait_from = (1 << wait_bits) - (self.params.bus_timeout - 1)
+        waited = Signal(wait_bits + 1, init=wait_from)
+        n = Mux(chk["is_status"], 2, Cat(h[COUNT], info.count_hi)[:len(i)])
+        final = Signal()                               # the element in hand is the last
+        m.d.comb += [i_next.eq(i + 1), final.eq(i_next == n)]
         shift_in = Signal(8)                           # the byte that enters word's top
+        control = Mux(chk["is_start"], self.map.pack("control", start=1), 0) \
+            | Mux(chk["is_abort"], self.map.pack("control", abort=1), 0)
         m.d.comb += [bus.adr.eq(cur), bus.we.eq(writing),
-                     bus.dat_w.eq(word | Mux(chk["last"] & final, self.last_mask, 0))]
+                     bus.dat_w.eq(word | control
+                                  | Mux(chk["last"] & final, self.last_mask, 0)),
+                     buf.addr.eq(ptr), buf.w_data.eq(word[:8])]
 
         def respond(code, elements=None):
-            m.d.sync += [status.eq(code), k.eq(0)]
+            m.d.sync += [status.eq(code), k.eq(0), ptr.eq(0)]
             if elements is not None:
                 m.d.sync += i.eq(elements)
             m.next = "RESPOND"
@@ -184,7 +221,7 @@ class CommandDecoder(wiring.Component):
                 on_ack(bus.dat_r)
             with m.Elif(bus.err):
                 respond(Status.BUS_ERROR)
-            with m.Elif(waited == self.params.bus_timeout - 1):
+            with m.Elif(waited[-1]):
                 respond(Status.BUS_TIMEOUT)
 
         def shift():
@@ -193,38 +230,46 @@ class CommandDecoder(wiring.Component):
         with m.FSM():
             with m.State("IDLE"):
                 m.d.comb += capture.eq(1)
-                m.d.sync += [ptr.eq(HEADER), i.eq(0), k.eq(0), writing.eq(0)]
+                m.d.sync += [ptr.eq(0), k.eq(0), writing.eq(0), sends.eq(0)]
                 with m.If(self.frame.valid):                # the checks register meanwhile
                     m.next = "CHECK"
             with m.State("CHECK"):
-                self._verdict(m, chk, respond, last_status, last_count)
+                with m.If(chk["lost"] | chk["broken"] | chk["bad_crc"]):
+                    m.next = "RESPOND"                  # answered from the flags alone
+                with m.Else():
+                    m.d.sync += [last_seq.eq(h[SEQ]), last_cmd.eq(h[CMD]), last_valid.eq(1)]
+                    with m.If(chk["replay"]):
+                        m.next = "RESPOND"              # status and i as they were
+                    with m.Else():
+                        m.d.sync += i.eq(0)
+                        self._verdict(m, chk, respond)
             # set-ups of the accepted commands (one cycle each, off the verdict's path)
             with m.State("ECHO"):
-                m.d.sync += ptr.eq(info.length - CRC_BYTES)
-                respond(Status.OK, info.length - OVERHEAD)
+                m.d.sync += sends.eq(1)
+                respond(Status.OK, plen)
+            with m.State("INFO"):
+                m.d.sync += sends.eq(1)
+                respond(Status.OK, INFO_BYTES)
             with m.State("MOVE"):
                 address = Cat(h[ADDRESS], h[ADDRESS + 1])
-                m.d.sync += [cur.eq(address), writing.eq(chk["is_write"])]
+                m.d.sync += [cur.eq(address), writing.eq(chk["is_write"]),
+                             sends.eq(~chk["is_write"])]
                 with m.If(chk["is_write"]):
                     m.next = "LOAD"
                 with m.Else():
                     m.next = "MOVE_BUS"
             with m.State("STATUS"):
-                m.d.sync += cur.eq(status_addr)
+                m.d.sync += [cur.eq(status_addr), sends.eq(1)]
                 m.next = "MOVE_BUS"
-            with m.State("INFO"):
-                m.d.sync += word.eq(PROTOCOL_VERSION | self.params.max_payload << 16)
-                m.next = "STORE"
             with m.State("START"):
-                m.d.sync += cur.eq(status_addr)
+                m.d.sync += [cur.eq(status_addr), word.eq(0)]
                 m.next = "START_BUS"
             with m.State("ABORT"):
-                m.d.sync += [cur.eq(control_addr), writing.eq(1),
-                             word.eq(self.map.pack("control", abort=1))]
+                m.d.sync += [cur.eq(control_addr), writing.eq(1), word.eq(0)]
                 m.next = "CONTROL_BUS"
 
             with m.State("LOAD"):       # k = 0..3: read byte k (k < eb); k = 1..4: shift it in
-                m.d.comb += [buf.r_addr.eq(ptr), shift_in.eq(Mux(k <= eb, buf.r_data, 0))]
+                m.d.comb += shift_in.eq(Mux(k <= eb, buf.r_data, 0))
                 with m.If(k < eb):
                     m.d.sync += ptr.eq(ptr + 1)
                 with m.If(k != 0):
@@ -237,7 +282,7 @@ class CommandDecoder(wiring.Component):
                 def moved(dat_r):
                     m.d.sync += [cur.eq(cur + chk["step"]), k.eq(0)]
                     with m.If(writing):
-                        m.d.sync += i.eq(i + 1)
+                        m.d.sync += i.eq(i_next)
                         with m.If(final):
                             respond(Status.OK)
                         with m.Else():
@@ -246,15 +291,13 @@ class CommandDecoder(wiring.Component):
                         m.d.sync += word.eq(dat_r)
                         m.next = "STORE"
                 access(moved)
-            with m.State("STORE"):                      # a read word's bytes to the response
-                m.d.comb += [buf.w_addr.eq(ptr), buf.w_data.eq(word[:8]), buf.w_en.eq(1)]
+            with m.State("STORE"):                      # a read word's bytes to the buffer
+                m.d.comb += buf.w_en.eq(1)
                 m.d.sync += ptr.eq(ptr + 1)
                 shift()
                 with m.If(k == eb - 1):
-                    m.d.sync += i.eq(i + 1)
-                    with m.If(chk["is_info"]):
-                        respond(Status.OK, INFO_BYTES)
-                    with m.Elif(final):
+                    m.d.sync += i.eq(i_next)
+                    with m.If(final):
                         respond(Status.OK)
                     with m.Else():
                         m.next = "MOVE_BUS"
@@ -263,45 +306,61 @@ class CommandDecoder(wiring.Component):
                     with m.If(dat_r[busy_lsb]):
                         respond(Status.BUSY)
                     with m.Else():
-                        m.d.sync += [cur.eq(control_addr), writing.eq(1),
-                                     word.eq(self.map.pack("control", start=1))]
+                        m.d.sync += [cur.eq(control_addr), writing.eq(1)]
                         m.next = "CONTROL_BUS"
                 access(started)
             with m.State("CONTROL_BUS"):
                 access(lambda dat_r: respond(Status.OK))
 
-            with m.State("RESPOND"):
-                self._header(m, k, i, status, info.length, writing, ptr)
-            with m.State("SEND"):
-                m.d.comb += [self.send.valid.eq(1), self.send.payload.eq(ptr)]
-                with m.If(self.send.ready):
-                    m.next = "SENDING"
-            with m.State("SENDING"):
-                with m.If(~self.tx_busy):
-                    m.d.comb += self.frame.ready.eq(1)
-                    with m.If(~chk["lost"] & ~chk["broken"] & ~chk["bad_crc"]):
-                        m.d.sync += [last_seq.eq(seq), last_cmd.eq(cmd), last_status.eq(status),
-                                     last_count.eq(i), last_valid.eq(1)]
-                    m.next = "IDLE"
-        # cycles of the bus access in progress (a counter with a synchronous reset)
+            self._answer(m, k, i, ptr, primed, eb, sends & (i != 0), header, payload)
+        self._response_byte(m, header, payload, k, i, status, chk, ptr)
         with m.If(bus.cyc & ~bus.ack & ~bus.err):
             m.d.sync += waited.eq(waited + 1)
         with m.Else():
-            m.d.sync += waited.eq(0)
+            m.d.sync += waited.eq(wait_from)
         return m
 
+    def _answer(self, m, k, i, ptr, primed, eb, sends, header, payload):
+        """The states that stream the response (inside the decoder's FSM): RESPOND, the
+        header's seven bytes (``k``; the first four shift the receiver's header register);
+        PAYLOAD, ``i`` elements of ``eb`` bytes from the buffer (``primed``: the buffer's
+        read data is for ``ptr``; ``i`` counts down); END, the end beat; SENDING, until the
+        transmitter has sent the delimiter, then the frame is released."""
+        out = self.response
+        with m.State("RESPOND"):
+            m.d.comb += [out.valid.eq(1), header.eq(1), self.shift.eq(out.ready & (k < 4))]
+            m.d.sync += primed.eq(1)
+            with m.If(out.ready):
+                m.d.sync += k.eq(k + 1)
+                with m.If(k == HEADER - 1):
+                    m.d.sync += k.eq(0)
+                    with m.If(sends):
+                        m.next = "PAYLOAD"
+                    with m.Else():
+                        m.next = "END"
+        with m.State("PAYLOAD"):                    # i elements of eb bytes
+            m.d.comb += [out.valid.eq(primed), payload.eq(1)]
+            m.d.sync += primed.eq(1)
+            with m.If(out.valid & out.ready):
+                m.d.sync += [ptr.eq(ptr + 1), primed.eq(0), k.eq(k + 1)]
+                with m.If(k == eb - 1):
+                    m.d.sync += [k.eq(0), i.eq(i - 1)]     # counts down as it goes out
+                    with m.If(i == 1):
+                        m.next = "END"
+        with m.State("END"):
+            m.d.comb += [out.valid.eq(1), out.payload.end.eq(1)]
+            with m.If(out.ready):
+                m.next = "SENDING"
+        with m.State("SENDING"):
+            with m.If(~self.tx_busy):
+                m.d.comb += self.frame.ready.eq(1)
+                m.next = "IDLE"
+
     @staticmethod
-    def _verdict(m, chk, respond, last_status, last_count):
-        """The CHECK state: the first failing check answers, or the command's set-up state."""
-        with m.If(chk["lost"]):
-            respond(Status.OVERFLOW)
-        with m.Elif(chk["broken"]):
-            respond(Status.BAD_FRAME)
-        with m.Elif(chk["bad_crc"]):
-            respond(Status.BAD_CRC)
-        with m.Elif(chk["replay"]):
-            respond(last_status, last_count)
-        with m.Elif(~chk["known_cmd"] | chk["bad_flags"]):
+    def _verdict(m, chk, respond):
+        """The CHECK state of a frame with a good CRC, not replayed: the first failing check
+        answers, or the command's set-up state."""
+        with m.If(~chk["known_cmd"] | chk["bad_flags"]):
             respond(Status.BAD_COMMAND)
         with m.Elif(chk["is_echo"]):
             m.next = "ECHO"
@@ -327,22 +386,28 @@ class CommandDecoder(wiring.Component):
         with m.Else():
             m.next = "ABORT"
 
-    def _header(self, m, k, i, status, length, writing, ptr):
-        """The RESPOND state, ``k`` = 0 .. 6: header byte ``k`` of the response. ``seq``,
-        ``cmd`` and ``address`` are the request's, already in the buffer where they arrived
-        (0 is written where none did); then ``count`` (``i``) and ``status``. A WRITE's
-        response has no payload: the pointer goes back to the header's end."""
-        buf = self.buf
-        m.d.comb += [buf.w_addr.eq(k), buf.w_en.eq((k >= COUNT) | (k >= length))]
-        with m.Switch(k):
-            with m.Case(COUNT):
-                m.d.comb += buf.w_data.eq(i[:8])
-            with m.Case(COUNT + 1):
-                m.d.comb += buf.w_data.eq(i[8:])
-            with m.Case(STATUS):
-                m.d.comb += buf.w_data.eq(status)
-        with m.If(writing):
-            m.d.sync += ptr.eq(HEADER)
-        m.d.sync += k.eq(k + 1)
-        with m.If(k == HEADER - 1):
-            m.next = "SEND"
+    def _response_byte(self, m, header, payload, k, i, status, chk, ptr):
+        """The response's byte: in the header (``k`` = 0 .. 6) ``seq``, ``cmd`` and
+        ``address`` as they shift out of the receiver's header register (zeros where none
+        arrived), then ``count`` (``i``) and ``status``; a frame refused before its CRC
+        answers count 0 and its own status, leaving ``i`` and ``status`` for a replay. In the
+        payload the buffer's byte (INFO: its constants). One AND-OR of gated sources."""
+        refused = chk["lost"] | chk["broken"] | chk["bad_crc"]
+        code = Mux(chk["lost"], Status.OVERFLOW,
+                   Mux(chk["broken"], Status.BAD_FRAME,
+                       Mux(chk["bad_crc"], Status.BAD_CRC, status)))
+        info_bytes = Array([PROTOCOL_VERSION, 0, self.params.max_payload & 0xFF,
+                            self.params.max_payload >> 8])
+        counted = header & ~refused
+        sources = [
+            (header & (k < COUNT), self.frame.payload.header[0]),
+            (counted & (k == COUNT), i[:8]),
+            (counted & (k == COUNT + 1), i[8:]),
+            (header & (k == HEADER - 1), code),
+            (payload & chk["is_info"], info_bytes[ptr[:2]]),
+            (payload & ~chk["is_info"], self.buf.r_data),
+        ]
+        value = 0
+        for select, byte in sources:
+            value = value | Mux(select, byte, 0)
+        m.d.comb += self.response.payload.data.eq(value)

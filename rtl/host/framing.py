@@ -1,21 +1,24 @@
-"""Frames in and out of the frame buffer: COBS decoding with CRC check, CRC and COBS encoding.
-
-Both sides share one byte-wide frame buffer (``host.max_payload + 9`` bytes) with the command
-decoder through :func:`buffer_port` interfaces; only one of the three uses it at a time, and an
-idle user drives its port to 0 (the link ORs them).
+"""Frames in and out: COBS decoding with CRC check, CRC and reverse-COBS encoding.
 
 :class:`FrameReceiver` takes received symbols (a byte with its UART framing error and a flag
-that bytes were lost before it), undoes COBS, stores the decoded bytes from offset 0, shifts
-the first seven (the header) into a register and runs CRC-16/XMODEM over everything decoded.
-At the delimiter it offers a :func:`frame_layout` description on ``frame`` and takes no symbol
-until that is accepted (the decoder accepts it once the response has gone out). An empty frame (two
-delimiters) is skipped. Timing: one symbol per cycle.
+that bytes were lost before it), undoes COBS and runs CRC-16/XMODEM over everything decoded.
+The header's first five bytes (``seq``, ``cmd``, ``address``, ``count``'s low byte) shift into
+a register, of the other two only the bits the decoder reads are kept (:func:`frame_layout`),
+the payload goes to the payload buffer (``host.max_payload`` bytes, one block RAM) from
+offset 0; the CRC's two bytes land past the buffer's end and are not kept. At the delimiter
+it aligns a header that arrived short (zeros shift in behind it, no CRC) and then offers a
+:func:`frame_layout` description on ``frame``, taking no symbol until that is accepted. An
+empty frame (two delimiters) is skipped. Timing: one symbol per cycle; at most seven cycles
+of alignment after the delimiter.
 
-:class:`FrameTransmitter` is handed the length of a response in the buffer (header and
-payload), appends its CRC (one pass over the buffer), then sends it COBS-encoded: per block it
-scans ahead for the next zero (at most 254 bytes, one byte per cycle), sends the code byte and
-the block's bytes, and ends with the delimiter. ``busy`` stays high until the delimiter is
-taken.
+:class:`FrameTransmitter` is handed a response as a byte stream (header, payload, then an
+``end`` beat without data). It runs the CRC over the bytes, appends the CRC (most significant
+byte first) and sends all of it *reverse COBS* encoded: a block's code byte follows its data
+bytes (a zero byte is replaced by the code of the bytes since the previous code; after 254
+non-zero bytes a code 0xFF is put in; the final code ends the frame), so nothing is looked
+ahead and nothing is buffered. Then the delimiter. Timing: a byte offered is passed on in the
+same cycle (``byte.valid`` is ``data.valid``); ``busy`` is high from the first byte taken
+until the delimiter is taken.
 """
 
 from amaranth.hdl import Module, Signal, Mux, Cat
@@ -23,20 +26,12 @@ from amaranth.lib import wiring, stream, data
 from amaranth.lib.crc import catalog
 from amaranth.lib.wiring import In, Out
 
-from .protocol import HEADER, COBS_BLOCK, DELIMITER, CRC_BYTES
+from .protocol import (HEADER, COBS_BLOCK, DELIMITER, CRC_BYTES, COUNT, FLAGS, Flags,
+                       RESERVED_FLAGS)
 
 
-__all__ = ["buffer_port", "crc_port", "rx_symbol_layout", "frame_layout", "FrameReceiver",
-           "FrameTransmitter", "new_crc"]
-
-
-def buffer_port(depth):
-    """One user's access to the frame buffer: a synchronous read (``r_data`` is the byte at
-    the ``r_addr`` of the previous cycle) and a write."""
-    return wiring.Signature({
-        "r_addr": Out(range(depth)), "r_data": In(8),
-        "w_addr": Out(range(depth)), "w_data": Out(8), "w_en": Out(1),
-    })
+__all__ = ["crc_port", "rx_symbol_layout", "count_bits", "frame_layout", "response_layout",
+           "FrameReceiver", "FrameTransmitter", "new_crc"]
 
 
 def crc_port():
@@ -55,17 +50,32 @@ def rx_symbol_layout():
     return data.StructLayout({"data": 8, "ferr": 1, "lost": 1})
 
 
-def frame_layout(capacity):
-    """A received frame: its first :data:`HEADER` bytes (in place when at least that many
-    arrived; a shorter frame is broken and its header is not used), the number of bytes
-    decoded, and what went wrong."""
+def count_bits(max_payload):
+    """Bits of a request's ``count`` kept whole: every count that fits the payload."""
+    return max_payload.bit_length()
+
+
+def frame_layout(max_payload):
+    """A received frame: its header bytes up to ``count``'s low byte (byte ``i`` in
+    ``header[i]``; zeros where none arrived), of the others only what the decoder reads:
+    ``count_hi`` (``count``'s bits from 8 up to :func:`count_bits`), ``count_big`` (a higher
+    bit of ``count`` is set), ``last`` and ``reserved`` (flag LAST, a reserved flag set);
+    ``tail`` = the bytes decoded after the header (payload and CRC; negative: the header
+    was short; saturates at ``max_payload + 2``), and what went wrong."""
     return data.StructLayout({
-        "header": data.ArrayLayout(8, HEADER),
-        "length": range(capacity + 2),        # saturates at capacity + 1
-        "lost": 1,                            # receive overrun or longer than capacity
-        "broken": 1,                          # UART framing error or COBS block cut short
+        "header": data.ArrayLayout(8, COUNT + 1),
+        "count_hi": max(0, count_bits(max_payload) - 8),
+        "count_big": 1, "last": 1, "reserved": 1,
+        "tail": range(-HEADER, max_payload + CRC_BYTES + 1),
+        "lost": 1,                            # receive overrun or longer than the maximum
+        "broken": 1,                          # UART framing error, COBS cut short, < 9 bytes
         "crc_ok": 1,
     })
+
+
+def response_layout():
+    """A response byte, or (``end``) the end of the response (``data`` not used)."""
+    return data.StructLayout({"data": 8, "end": 1})
 
 
 def new_crc():
@@ -74,15 +84,29 @@ def new_crc():
 
 
 class FrameReceiver(wiring.Component):
-    """COBS decoding into the frame buffer (see the module documentation)."""
+    """COBS decoding into the header register and the payload buffer (see the module
+    documentation).
 
-    def __init__(self, capacity):
-        self.capacity = capacity
+    Attributes
+    ----------
+    buf_addr, buf_data, buf_en : Out
+        The payload buffer's write port (``buf_addr`` is ``frame.payload.tail``'s low bits).
+    shift : In(1)
+        While ``frame`` is offered: shift the header one byte toward ``header[0]`` (the
+        decoder sends it out that way).
+    busy : Out(1)
+        A frame has ended and is not yet released (aligning or offered).
+    """
+
+    def __init__(self, max_payload):
+        self.max_payload = max_payload
         super().__init__({
             "symbol": In(stream.Signature(rx_symbol_layout())),
-            "buf": Out(buffer_port(capacity)),
+            "buf_addr": Out(range(max_payload)), "buf_data": Out(8), "buf_en": Out(1),
             "crc": Out(crc_port()),
-            "frame": Out(stream.Signature(frame_layout(capacity))),
+            "frame": Out(stream.Signature(frame_layout(max_payload))),
+            "shift": In(1),
+            "busy": Out(1),
         })
 
     def elaborate(self, platform):
@@ -91,77 +115,91 @@ class FrameReceiver(wiring.Component):
         sym = self.symbol.payload
         info = self.frame.payload
         started = Signal()
-        remaining = Signal(8)            # data bytes left in the block
+        remaining = Signal(8, init=1)    # bytes left in the block with its code: 1 = a code
         zero_follows = Signal()          # the block stands for its bytes and a zero
-        header = Signal(data.ArrayLayout(8, HEADER))
-        length = Signal.like(info.length)
-        lost = Signal()
-        broken = Signal()
-        pending = Signal()
-        m.d.comb += [info.header.eq(header), info.length.eq(length), info.lost.eq(lost),
+        header = Signal(data.ArrayLayout(8, COUNT + 1))
+        hi = len(info.count_hi)
+        count_hi, count_big, last, reserved = Signal(hi), Signal(), Signal(), Signal()
+        tail = Signal(range(-HEADER, self.max_payload + CRC_BYTES + 1), init=-HEADER)
+        lost, broken, pending = Signal(), Signal(), Signal()
+        short = tail < 0
+        m.d.comb += [info.header.eq(header), info.count_hi.eq(count_hi),
+                     info.count_big.eq(count_big), info.last.eq(last),
+                     info.reserved.eq(reserved), info.tail.eq(tail), info.lost.eq(lost),
                      info.broken.eq(broken), info.crc_ok.eq(crc.match),
-                     self.frame.valid.eq(pending), self.symbol.ready.eq(~pending)]
+                     self.frame.valid.eq(pending & ~short), self.busy.eq(pending),
+                     self.symbol.ready.eq(~pending)]
 
         take = self.symbol.valid & self.symbol.ready
         emit = Signal()
         byte = Signal(8)
         with m.If(take):
             with m.If(sym.lost):
-                m.d.sync += [lost.eq(1), started.eq(1)]
+                m.d.sync += lost.eq(1)
             with m.If(sym.ferr):
                 m.d.sync += [broken.eq(1), started.eq(1)]
             with m.Elif(sym.data == DELIMITER):
-                with m.If(started | sym.lost):
+                with m.If(started):
                     m.d.sync += pending.eq(1)
-                    with m.If(remaining != 0):
+                    with m.If((remaining != 1) | (tail < CRC_BYTES)):
                         m.d.sync += broken.eq(1)
+                with m.Else():                       # nothing of a frame arrived: no frame
+                    m.d.sync += lost.eq(0)
             with m.Else():
                 m.d.sync += started.eq(1)
-                with m.If(remaining == 0):           # a code byte
+                with m.If(remaining == 1):           # a code byte
                     m.d.comb += [emit.eq(zero_follows), byte.eq(0)]
-                    m.d.sync += [remaining.eq(sym.data - 1),
+                    m.d.sync += [remaining.eq(sym.data),
                                  zero_follows.eq(sym.data != COBS_BLOCK + 1)]
                 with m.Else():
                     m.d.comb += [emit.eq(1), byte.eq(sym.data)]
                     m.d.sync += remaining.eq(remaining - 1)
 
-        m.d.comb += [crc.valid.eq(emit), crc.data.eq(byte)]
-        with m.If(emit):
-            with m.If(length < self.capacity):
-                m.d.comb += [self.buf.w_en.eq(1), self.buf.w_addr.eq(length),
-                             self.buf.w_data.eq(byte)]
-            with m.Else():
-                m.d.sync += lost.eq(1)
-            with m.If(length <= self.capacity):
-                m.d.sync += length.eq(length + 1)
-            with m.If(length < HEADER):             # shifts in at the top: byte i ends in [i]
-                m.d.sync += header.as_value().eq(Cat(header.as_value()[8:], byte))
+        full = tail == self.max_payload + CRC_BYTES
+        m.d.comb += [crc.valid.eq(emit), crc.data.eq(byte),
+                     self.buf_addr.eq(tail), self.buf_data.eq(byte),
+                     self.buf_en.eq(emit & (tail >= 0) & (tail < self.max_payload))]
+        with m.If(emit & full):
+            m.d.sync += lost.eq(1)
+        # header byte j arrives at tail = j - HEADER. Bytes 0 .. COUNT shift in at the top
+        # (byte i ends in [i]); so do the zeros that align a short header, and the decoder's
+        # shifts while it sends the header out. Of the last two only their bits are kept.
+        step = (emit & short) | (pending & short)
+        with m.If((step & (tail < COUNT + 1 - HEADER)) | self.shift):
+            m.d.sync += header.as_value().eq(Cat(header.as_value()[8:], byte))
+        with m.If(step & (tail == COUNT + 1 - HEADER)):
+            m.d.sync += [count_hi.eq(byte[:hi]), count_big.eq(byte[hi:].any())]
+        with m.If(step & (tail == FLAGS - HEADER)):
+            m.d.sync += [last.eq((byte & Flags.LAST).any()),
+                         reserved.eq((byte & RESERVED_FLAGS).any())]
+        with m.If((emit & ~full) | (pending & short)):
+            m.d.sync += tail.eq(tail + 1)
         # the release clears last, so it has priority (it never meets a taken symbol, which
         # needs ~pending): a synchronous reset of the flip-flops, not logic in front of them
         with m.If(self.frame.valid & self.frame.ready):
-            m.d.sync += [pending.eq(0), started.eq(0), remaining.eq(0), zero_follows.eq(0),
-                         length.eq(0), lost.eq(0), broken.eq(0)]
+            m.d.sync += [pending.eq(0), started.eq(0), remaining.eq(1), zero_follows.eq(0),
+                         tail.eq(-HEADER), lost.eq(0), broken.eq(0)]
             m.d.comb += crc.start.eq(1)
         return m
 
 
 class FrameTransmitter(wiring.Component):
-    """CRC and COBS encoding out of the frame buffer (see the module documentation).
+    """CRC and reverse-COBS encoding of a response stream (see the module documentation).
 
     Attributes
     ----------
-    send : In(stream.Signature(range(capacity - 1)))
-        The response's length without CRC; taken when idle.
+    data : In(stream.Signature(response_layout()))
+        The response: its bytes, then one beat with ``end``; ``data.payload.data`` must be 0
+        in the end beat and while nothing is offered (it feeds the CRC processor's data
+        ungated, which the receiver uses meanwhile).
     byte : Out(stream.Signature(8))
         The encoded bytes, delimiter last.
     busy : Out(1)
     """
 
-    def __init__(self, capacity):
-        self.capacity = capacity
+    def __init__(self):
         super().__init__({
-            "send": In(stream.Signature(range(capacity - CRC_BYTES + 1))),
-            "buf": Out(buffer_port(capacity)),
+            "data": In(stream.Signature(response_layout())),
             "crc": Out(crc_port()),
             "byte": Out(stream.Signature(8)),
             "busy": Out(1),
@@ -169,73 +207,53 @@ class FrameTransmitter(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        crc = self.crc
-        buf, out = self.buf, self.byte
-        body = Signal(range(self.capacity + 1))    # bytes of the response before its CRC
-        end = Signal(range(self.capacity + 1))     # bytes to send: response and CRC
-        pos = Signal(range(self.capacity + 1))     # first byte of the block
-        j = Signal(range(self.capacity + 1))       # scan / send position
-        run = Signal(range(COBS_BLOCK + 1))        # bytes in the block
-        left = Signal(range(COBS_BLOCK + 1))       # of them still to send
-        primed = Signal()
-        done = Signal()                            # the block is the last one
-        fire = out.valid & out.ready
-        # Every compare is between registers (no adder in front of it): the critical paths
-        # of the link ran through ``end - 2`` and ``pos + run`` into the buffer's address.
+        crc, src, out = self.crc, self.data, self.byte
+        run = Signal(range(COBS_BLOCK + 1))        # non-zero bytes since the last code
+        run_full = run == COBS_BLOCK
+        busy = Signal()
+        in_crc = Signal()                          # the CRC's bytes go out
+        b = Signal(8)                              # the byte to encode
+        offered = Signal()
+        taken = Signal()
+        # ``data`` is 0 unless a byte is offered (the end beat and an idle source included),
+        # so it drives the CRC's data without a gate, and the final code encodes it as a zero
+        m.d.comb += [b.eq(Mux(in_crc, crc.crc[8:], src.payload.data)), crc.data.eq(b),
+                     out.payload.eq(Mux(run_full, COBS_BLOCK + 1, Mux(b == 0, run + 1, b))),
+                     out.valid.eq(offered), taken.eq(offered & out.ready & ~run_full)]
+        with m.If(offered & out.ready):
+            m.d.sync += run.eq(Mux(run_full | (b == 0), 0, run + 1))
 
         with m.FSM():
-            with m.State("IDLE"):
-                m.d.comb += self.send.ready.eq(1)
-                with m.If(self.send.valid):
-                    m.d.sync += [body.eq(self.send.payload),
-                                 end.eq(self.send.payload + CRC_BYTES), j.eq(0), primed.eq(0)]
-                    m.d.comb += crc.start.eq(1)
-                    m.next = "CRC"
-            with m.State("CRC"):                   # CRC over bytes 0 .. body-1
-                m.d.comb += [buf.r_addr.eq(j), crc.valid.eq(primed), crc.data.eq(buf.r_data)]
-                m.d.sync += [j.eq(j + 1), primed.eq(1)]
-                with m.If(j == body):
+            with m.State("BODY"):
+                # the first byte of a response restarts the CRC (the receiver's is done)
+                # ``ready`` from registers only (not from ``valid``): a short path into the
+                # decoder's counters
+                m.d.comb += [offered.eq(src.valid & ~src.payload.end),
+                             src.ready.eq(out.ready & ~run_full), crc.start.eq(taken & ~busy),
+                             crc.valid.eq(taken)]
+                with m.If(taken):
+                    m.d.sync += busy.eq(1)
+                with m.If(src.valid & src.ready & src.payload.end):
                     m.next = "CRC_HI"
-            with m.State("CRC_HI"):                # j = body + 1
-                m.d.comb += [buf.w_addr.eq(body), buf.w_data.eq(crc.crc[8:]), buf.w_en.eq(1)]
-                m.next = "CRC_LO"
+            # each CRC byte also enters the CRC: after the high byte the register's high byte
+            # is the old low byte (the table entry of a zero index is 0), so both CRC bytes
+            # are read from crc[8:]
+            with m.State("CRC_HI"):
+                m.d.comb += [in_crc.eq(1), offered.eq(1), crc.valid.eq(taken)]
+                with m.If(taken):
+                    m.next = "CRC_LO"
             with m.State("CRC_LO"):
-                m.d.comb += [buf.w_addr.eq(j), buf.w_data.eq(crc.crc[:8]),
-                             buf.w_en.eq(1), buf.r_addr.eq(0)]
-                m.d.sync += [pos.eq(0), j.eq(0), run.eq(0)]
-                m.next = "SCAN"
-            with m.State("SCAN"):                  # r_data: byte j (unless j == end)
-                stop_end = j == end
-                stop = stop_end | (buf.r_data == 0) | (run == COBS_BLOCK)
-                m.d.comb += buf.r_addr.eq(j + 1)
-                with m.If(stop):                   # CODE reads byte pos for DATA
-                    m.d.sync += [done.eq(stop_end), j.eq(pos), left.eq(run)]
+                m.d.comb += [in_crc.eq(1), offered.eq(1)]
+                with m.If(taken):
                     m.next = "CODE"
-                with m.Else():
-                    m.d.sync += [j.eq(j + 1), run.eq(run + 1)]
-            with m.State("CODE"):                  # reads byte pos (r_data not used)
-                m.d.comb += [out.valid.eq(1), out.payload.eq(run + 1), buf.r_addr.eq(pos)]
-                with m.If(out.ready):
-                    m.next = "DATA"
-            with m.State("DATA"):                  # r_data: byte j
-                with m.If(left == 0):
-                    # next block: after the zero, or right after a full block
-                    nxt = Signal.like(pos)
-                    m.d.comb += nxt.eq(Mux(run == COBS_BLOCK, j, j + 1))
-                    m.d.comb += buf.r_addr.eq(nxt)
-                    m.d.sync += [pos.eq(nxt), j.eq(nxt), run.eq(0)]
-                    with m.If(done):
-                        m.next = "DELIMIT"
-                    with m.Else():
-                        m.next = "SCAN"
-                with m.Else():
-                    m.d.comb += [out.valid.eq(1), out.payload.eq(buf.r_data),
-                                 buf.r_addr.eq(Mux(fire, j + 1, j))]
-                    with m.If(fire):
-                        m.d.sync += [j.eq(j + 1), left.eq(left - 1)]
+            with m.State("CODE"):                  # the final code: as if a zero followed
+                m.d.comb += offered.eq(1)
+                with m.If(taken):
+                    m.next = "DELIMIT"
             with m.State("DELIMIT"):
                 m.d.comb += [out.valid.eq(1), out.payload.eq(DELIMITER)]
                 with m.If(out.ready):
-                    m.next = "IDLE"
-        m.d.comb += self.busy.eq(~self.send.ready)
+                    m.d.sync += busy.eq(0)
+                    m.next = "BODY"
+        m.d.comb += self.busy.eq(busy)
         return m

@@ -3,17 +3,19 @@
 ::
 
     rx --> UartRx --> RxFifo --symbol--> FrameReceiver --frame--> CommandDecoder --bus-->
-                                               |  frame buffer  |        |
-    tx <-- UartTx <--byte-- FrameTransmitter <-+----------------+--send--+
+                                          |  header  |  payload buffer  |    | response
+    tx <-- UartTx <--byte-- FrameTransmitter <-------------------------------+
 
 :class:`HostCore` is everything between the byte streams (the fast fuzzing tests drive it
-directly); :class:`HostLink` adds the UART and the receive FIFO. The frame buffer is one
-``Memory`` of ``host.max_payload + 9`` bytes with one read and one write port, used by the
-receiver, the decoder and the transmitter in turn (each drives its port to 0 when idle); the
-receiver and the transmitter share one CRC processor the same way.
+directly); :class:`HostLink` adds the UART and the receive FIFO. The payload buffer is one
+``Memory`` of ``host.max_payload`` bytes (one block RAM at the default 512) with one read and
+one write port: the receiver writes a request's payload into it, the decoder reads a WRITE's
+elements from it and writes a READ's into it, and streams a response's payload out of it.
+The header lives in the receiver's shift register; the receiver and the transmitter share
+one CRC processor (each drives its port to 0 when idle).
 """
 
-from amaranth.hdl import Module, Signal, Cat
+from amaranth.hdl import Module, Signal, Cat, Mux
 from amaranth.lib import wiring, stream
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -37,7 +39,7 @@ class HostCore(wiring.Component):
     symbol : In(stream.Signature(rx_symbol_layout()))
         Received bytes (with framing-error and lost flags), one per cycle at most.
     byte : Out(stream.Signature(8))
-        Response bytes (COBS, delimiter last).
+        Response bytes (reverse COBS, delimiter last).
     bus : Out(BusSignature(soc_map.addr_width))
     idle : Out(1)
         No frame is being executed or answered (the receiver may be mid-frame).
@@ -54,37 +56,34 @@ class HostCore(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        capacity = self.params.frame_bytes
-        # ``_norw``: a read and a write of one address in one cycle happen only while the
-        # receiver writes and nobody reads (idle users drive address 0), so no collision logic
-        m.submodules.buffer_norw = buffer = Memory(shape=8, depth=capacity, init=[])
+        # ``_norw``: a read and a write of one address in one cycle happen only where the
+        # read data is not used (the receiver writes while the decoder idles at address 0;
+        # a READ's byte is written where the decoder reads), so no collision logic
+        m.submodules.buffer_norw = buffer = Memory(shape=8, depth=self.params.max_payload,
+                                                   init=[])
         wr = buffer.write_port()
         rd = buffer.read_port()
-        m.submodules.receiver = rx = FrameReceiver(capacity)
+        m.submodules.receiver = rx = FrameReceiver(self.params.max_payload)
         m.submodules.decoder = dec = CommandDecoder(self.params, self.map)
-        m.submodules.transmitter = tx = FrameTransmitter(capacity)
+        m.submodules.transmitter = tx = FrameTransmitter()
         wiring.connect(m, wiring.flipped(self.symbol), rx.symbol)
         wiring.connect(m, rx.frame, dec.frame)
-        wiring.connect(m, dec.send, tx.send)
+        wiring.connect(m, dec.response, tx.data)
         wiring.connect(m, tx.byte, wiring.flipped(self.byte))
         wiring.connect(m, dec.bus, wiring.flipped(self.bus))
-        m.d.comb += dec.tx_busy.eq(tx.busy)
+        m.d.comb += [dec.tx_busy.eq(tx.busy), rx.shift.eq(dec.shift)]
+        # the receiver writes while no frame is pending, the decoder only while one is
+        m.d.comb += [rd.addr.eq(dec.buf.addr), dec.buf.r_data.eq(rd.data),
+                     wr.addr.eq(Mux(rx.busy, dec.buf.addr, rx.buf_addr)),
+                     wr.data.eq(Mux(rx.busy, dec.buf.w_data, rx.buf_data)),
+                     wr.en.eq(rx.buf_en | dec.buf.w_en)]
         m.submodules.crc = crc = new_crc()
-        buffer_users, crc_users = (rx.buf, dec.buf, tx.buf), (rx.crc, tx.crc)
-        for port in buffer_users:
-            m.d.comb += port.r_data.eq(rd.data)
-        for port in crc_users:
+        users = (rx.crc, tx.crc)
+        for port in users:
             m.d.comb += [port.crc.eq(crc.crc), port.match.eq(crc.match_detected)]
-        for users, shared in ((buffer_users, (("r_addr", rd.addr), ("w_addr", wr.addr),
-                                              ("w_data", wr.data), ("w_en", wr.en))),
-                              (crc_users, (("start", crc.start), ("valid", crc.valid),
-                                           ("data", crc.data)))):
-            for name, target in shared:
-                value = 0
-                for port in users:
-                    value = value | getattr(port, name)
-                m.d.comb += target.eq(value)
-        m.d.comb += self.idle.eq(~rx.frame.valid)
+        for name, target in (("start", crc.start), ("valid", crc.valid), ("data", crc.data)):
+            m.d.comb += target.eq(getattr(rx.crc, name) | getattr(tx.crc, name))
+        m.d.comb += self.idle.eq(~rx.busy)
         return m
 
 
@@ -133,7 +132,8 @@ class RxFifo(wiring.Component):
 
 
 class HostLink(wiring.Component):
-    """The host link with its UART pins (see the module documentation).
+    """The host link with its UART pins (see the module documentation): UART receiver, the
+    receive FIFO (``host.rx_fifo`` bytes; none at 0), :class:`HostCore`, UART transmitter.
 
     Attributes
     ----------
@@ -156,11 +156,21 @@ class HostLink(wiring.Component):
         bits = self.params.bit_cycles
         m.submodules.uart_rx = uart_rx = UartRx(bits)
         m.submodules.uart_tx = uart_tx = UartTx(bits)
-        m.submodules.fifo = fifo = RxFifo(self.params.rx_fifo)
         m.submodules.core = core = HostCore(self.params, self.map)
         m.d.comb += [uart_rx.rx.eq(self.rx), self.tx.eq(uart_tx.tx)]
-        wiring.connect(m, uart_rx.byte, fifo.byte)
-        wiring.connect(m, fifo.symbol, core.symbol)
+        if self.params.rx_fifo:
+            m.submodules.fifo = fifo = RxFifo(self.params.rx_fifo)
+            wiring.connect(m, uart_rx.byte, fifo.byte)
+            wiring.connect(m, fifo.symbol, core.symbol)
+        else:
+            # no FIFO: a byte the core does not take at once is dropped, and the next byte
+            # it takes carries ``lost``
+            lost = Signal()
+            byte = uart_rx.byte
+            m.d.comb += [core.symbol.valid.eq(byte.valid),
+                         core.symbol.payload.eq(Cat(byte.payload, lost))]
+            with m.If(byte.valid):
+                m.d.sync += lost.eq(~core.symbol.ready)
         wiring.connect(m, core.byte, uart_tx.byte)
         wiring.connect(m, core.bus, wiring.flipped(self.bus))
         return m

@@ -29,11 +29,17 @@ class HostParams(Params):
         time is ``round(clock_hz / baud)`` cycles, at least :data:`MIN_BIT_CYCLES`, within
         :data:`MAX_BAUD_ERROR` of the configured baud.
     max_payload : int
-        Largest payload of a frame in bytes, a power of two from 16 to 4096 (the frame buffer
-        holds ``max_payload + 9`` bytes).
+        Largest payload of a frame in bytes, a power of two from 16 to 4096 (the payload
+        buffer holds ``max_payload`` bytes: one block RAM at 512; the header and the CRC are
+        not kept in it).
     rx_fifo : int
         Received bytes held in block RAM while the link executes a frame (one more waits in
-        the FIFO's output register), a power of two from 16 to 4096.
+        the FIFO's output register), a power of two from 16 to 4096 (default 256: one block
+        RAM); or 0: no FIFO, no block RAM, and bytes that arrive while a frame is executed or
+        answered are dropped. Without a FIFO a host must not resend while the device may still
+        be answering an earlier copy (the copy's dropped head makes its tail an OVERFLOW frame
+        that drops the resend's head in turn): :class:`fieldtune.host.driver.HostDriver`
+        resends at once after an error answer, so it needs the FIFO on a noisy line.
     bus_timeout : int
         Cycles a bus access may take before the link gives up (BUS_TIMEOUT), 16 to 2**24.
     """
@@ -51,7 +57,12 @@ class HostParams(Params):
         check_int(s, "baud", self.baud, 9600, 12_000_000)
         check_int(s, "clock_hz", self.clock_hz, 1_000_000, 500_000_000)
         check_pow2(s, "max_payload", self.max_payload, 16, 4096)
-        check_pow2(s, "rx_fifo", self.rx_fifo, 16, 4096)
+        if self.rx_fifo != 0:
+            try:
+                check_pow2(s, "rx_fifo", self.rx_fifo, 16, 4096)
+            except ValueError:
+                raise ValueError(f"host.rx_fifo must be 0 (no FIFO) or a power of two from 16 "
+                                 f"to 4096, not {self.rx_fifo!r}") from None
         check_int(s, "bus_timeout", self.bus_timeout, 16, 1 << 24)
         fastest = self.clock_hz // MIN_BIT_CYCLES
         if self.baud > fastest:

@@ -8,7 +8,8 @@ Layers, outside in::
 
     UART 8N1 bytes  ->  COBS blocks, 0x00 ends a frame  ->  frame = header | payload | CRC
 
-A *frame* (after COBS decoding) is::
+Requests are COBS encoded, responses reverse COBS (each block's code byte after its data).
+A *frame* (after decoding) is::
 
     offset  0      1      2..3         4..5        6             7 ..         n-2..n-1
             seq    cmd    address LE   count LE    flags/status  payload      CRC-16 BE
@@ -30,8 +31,8 @@ __all__ = ["Command", "Status", "Flags", "HEADER", "CRC_BYTES", "OVERHEAD", "DEL
            "Header", "REPLAYED_COMMANDS", "RESERVED_FLAGS"]
 
 
-#: Version of this protocol (INFO's first byte).
-PROTOCOL_VERSION = 1
+#: Version of this protocol (INFO's first byte). 2: responses in reverse COBS.
+PROTOCOL_VERSION = 2
 
 #: Byte offsets of the header fields (both directions; byte 6 is ``flags`` in a request and
 #: ``status`` in a response).
@@ -105,7 +106,8 @@ class Status(IntEnum):
     BAD_COMMAND = 0x04
     #: START while a run is busy (nothing written).
     BUSY = 0x05
-    #: The frame was longer than the maximum, or bytes were lost (receive FIFO overrun).
+    #: The frame was longer than the maximum, or bytes of it were lost (they arrived while
+    #: the device was busy: dropped without a receive FIFO, or the FIFO overran).
     OVERFLOW = 0x06
     #: Broken framing: a UART framing error, a COBS block cut by the delimiter, or fewer
     #: than :data:`OVERHEAD` bytes.

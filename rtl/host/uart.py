@@ -13,7 +13,7 @@ plus the stop bit's middle); the transmitter takes a byte when idle and sends st
 bits and stop, ``10 * bit_cycles`` cycles per byte.
 """
 
-from amaranth.hdl import Module, Signal, Const
+from amaranth.hdl import Module, Signal, Cat
 from amaranth.lib import wiring, stream, data
 from amaranth.lib.cdc import FFSynchronizer
 from amaranth.lib.wiring import In, Out
@@ -49,8 +49,9 @@ class UartRx(wiring.Component):
         line = Signal(init=1)
         m.submodules.sync = FFSynchronizer(self.rx, line, init=1)
         timer = Signal(range(self.bit_cycles))
-        bits = Signal(4)                 # data bits taken
-        shift = Signal(8)
+        # the data bits enter at the top behind a marker bit loaded at the start bit: the byte
+        # is complete when the marker reaches bit 0 (no bit counter)
+        shift = Signal(9)
         tick = Signal()
         m.d.comb += tick.eq(timer == 0)
         m.d.sync += timer.eq(timer - 1)
@@ -59,7 +60,7 @@ class UartRx(wiring.Component):
         m.d.sync += self.byte.valid.eq(0)
         # the shift register is the byte: it holds still from the stop bit's middle until
         # the next byte's first data bit, long after ``valid``'s one cycle
-        m.d.comb += self.byte.payload.data.eq(shift)
+        m.d.comb += self.byte.payload.data.eq(shift[1:])
 
         with m.FSM(init="IDLE"):
             with m.State("IDLE"):        # wait for the line to be high
@@ -71,16 +72,15 @@ class UartRx(wiring.Component):
                     m.next = "START"
             with m.State("START"):       # the middle of the start bit must be low
                 with m.If(tick):
-                    m.d.sync += bits.eq(0)
+                    m.d.sync += shift.eq(1 << 8)
                     with m.If(line):
                         m.next = "HUNT"
                     with m.Else():
                         m.next = "DATA"
             with m.State("DATA"):
                 with m.If(tick):
-                    m.d.sync += [shift.eq(Const(0, 8) | (line << 7) | (shift >> 1)),
-                                 bits.eq(bits + 1)]
-                    with m.If(bits == 7):
+                    m.d.sync += shift.eq(Cat(shift[1:], line))
+                    with m.If(shift[1]):         # the marker lands in bit 0: 8 bits taken
                         m.next = "STOP"
             with m.State("STOP"):
                 with m.If(tick):

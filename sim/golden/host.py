@@ -7,6 +7,9 @@ Codec (what a host uses)::
     resp = decode_response(next_frame)         # Response(seq, cmd, address, count, status,
                                                #          payload); raises FrameError
 
+Requests are COBS encoded, responses *reverse* COBS (each block's code byte after its data,
+so the device encodes a response as it streams out, without looking ahead).
+
 Device model (what the gateware is checked against)::
 
     dev = HostLinkModel(SocMap(config), max_payload=512, bus=MemoryBus(soc_map))
@@ -28,7 +31,8 @@ from ...rtl.host.protocol import (Command, Status, Flags, HEADER, CRC_BYTES, OVE
                                   RESERVED_FLAGS)
 
 
-__all__ = ["FrameError", "cobs_encode", "cobs_decode", "crc16", "pack_frame", "unpack_frame",
+__all__ = ["FrameError", "cobs_encode", "cobs_decode", "rcobs_encode", "rcobs_decode",
+           "encode_response", "crc16", "pack_frame", "unpack_frame",
            "encode_request", "decode_response", "Response", "pack_elements",
            "unpack_elements", "element_layout", "MemoryBus", "HostLinkModel", "split_frames"]
 
@@ -81,6 +85,49 @@ def cobs_decode(data):
         if code != COBS_BLOCK + 1 and i < len(data):
             out.append(0)
     return bytes(out)
+
+
+def rcobs_encode(data):
+    """Reverse COBS (responses): the blocks of :func:`cobs_encode`, each with its code byte
+    *after* its data bytes, so an encoder needs no look-ahead. A zero byte becomes the code
+    of the bytes since the previous code; 254 non-zero bytes in a row get a code 0xFF put in
+    before the next byte (or the final code); the final code (as if a zero followed) ends
+    it. No zero byte in the result, no delimiter appended."""
+    out = bytearray()
+    run = 0
+    for b in bytes(data) + b"\x00":          # the final code: as if a zero followed
+        if run == COBS_BLOCK:
+            out.append(COBS_BLOCK + 1)
+            run = 0
+        if b == 0:
+            out.append(run + 1)
+            run = 0
+        else:
+            out.append(b)
+            run += 1
+    return bytes(out)
+
+
+def rcobs_decode(data):
+    """Inverse of :func:`rcobs_encode`, read from the end; raises :class:`FrameError` on a
+    zero byte or a block that runs past the start."""
+    data = bytes(data)
+    pieces = []
+    end, final = len(data), True
+    while end > 0:
+        code = data[end - 1]
+        if code == 0:
+            raise FrameError(f"reverse COBS: zero byte at {end - 1}")
+        start = end - code
+        if start < 0:
+            raise FrameError(f"reverse COBS: block ending at {end - 1} of {code - 1} bytes "
+                             f"runs past the start")
+        block = data[start:end - 1]
+        if 0 in block:
+            raise FrameError(f"reverse COBS: zero byte in the block ending at {end - 1}")
+        pieces.append(block if final or code == COBS_BLOCK + 1 else block + b"\x00")
+        end, final = start, False
+    return b"".join(reversed(pieces))
 
 
 def _crc_table():
@@ -137,12 +184,18 @@ class Response:
     payload: bytes
 
 
+def encode_response(seq, cmd, address=0, count=0, status=Status.OK, payload=b""):
+    """Wire bytes of a response: reverse COBS of the frame, then the delimiter."""
+    return rcobs_encode(pack_frame(Header(seq, int(cmd), address, count, int(status)),
+                                   payload)) + bytes([DELIMITER])
+
+
 def decode_response(encoded):
-    """A :class:`Response` from one frame's wire bytes (COBS, delimiter optional)."""
+    """A :class:`Response` from one frame's wire bytes (reverse COBS, delimiter optional)."""
     encoded = bytes(encoded)
     if encoded.endswith(bytes([DELIMITER])):
         encoded = encoded[:-1]
-    header, payload = unpack_frame(cobs_decode(encoded))
+    header, payload = unpack_frame(rcobs_decode(encoded))
     try:
         status = Status(header.code)
     except ValueError:
@@ -270,13 +323,15 @@ class _Receiver:
         """One received symbol; returns True when it ends a (non-empty) frame."""
         if overrun:
             self.lost = True
-            self.started = True
         if framing_error:
             self.broken = True
             self.started = True
             return False
         if byte == DELIMITER:
             if not self.started:
+                # nothing of a frame arrived (bytes lost before a delimiter were a whole
+                # frame or noise): no frame, no answer
+                self.lost = False
                 return False
             if self.remaining:
                 self.broken = True
@@ -351,8 +406,7 @@ class HostLinkModel:
             status, count, payload = self._execute(frame)
             self.last = (seq, cmd, status, count)
         rx.reset()
-        return cobs_encode(pack_frame(Header(seq, cmd, address, count, int(status)),
-                                      payload)) + bytes([DELIMITER])
+        return encode_response(seq, cmd, address, count, status, payload)
 
     # -- commands --
 

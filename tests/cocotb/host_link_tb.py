@@ -10,7 +10,7 @@ from cocotb.clock import Clock
 from cocotb.triggers import Timer
 from cocotbext.uart import UartSource, UartSink
 
-from fieldtune.rtl.host.protocol import Command, Status
+from fieldtune.rtl.host.protocol import Command, Status, PROTOCOL_VERSION
 from fieldtune.sim.golden.host import (encode_request, decode_response, pack_elements,
                                        unpack_elements, split_frames)
 
@@ -64,7 +64,7 @@ async def host_link_over_uart(dut):
     await Timer(5, "us")
 
     r = await host.exchange(Command.INFO)
-    assert r.status == Status.OK and r.payload[0] == 1
+    assert r.status == Status.OK and r.payload[0] == PROTOCOL_VERSION
     echo = bytes(range(256)) * 2
     r = await host.exchange(Command.ECHO, payload=echo[:int.from_bytes(r.payload[2:], "little")])
     assert r.status == Status.OK and r.payload == echo[:len(r.payload)] and len(r.payload) >= 64

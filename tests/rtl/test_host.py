@@ -294,11 +294,13 @@ def test_receive_fifo_keeps_order_drops_when_full_and_flags_the_next_byte():
 
 # -- the whole link at UART level ------------------------------------------------------------
 
-def test_link_over_the_uart_with_a_receive_overrun():
+@pytest.mark.parametrize("rx_fifo,second", [(16, [(2, Status.OVERFLOW)]), (0, [])])
+def test_link_over_the_uart_with_a_receive_overrun(rx_fifo, second):
     """Two frames back to back: the second arrives while the first's response (as long as
-    the request) is still going out and overruns a 16-byte FIFO (OVERFLOW); a third, after
-    a pause, gets through."""
-    params = HostParams(max_payload=64, rx_fifo=16, clock_hz=4_000_000, baud=1_000_000)
+    the request) is still going out and overruns a 16-byte FIFO (its tail is answered
+    OVERFLOW), or, without a FIFO, is dropped whole (no answer: nothing of it arrived); a
+    third, after a pause, gets through."""
+    params = HostParams(max_payload=64, rx_fifo=rx_fifo, clock_hz=4_000_000, baud=1_000_000)
     link = HostLink(params, MAP)
     bit, byte = params.bit_cycles, 10 * params.bit_cycles
     burst = (encode_request(1, Command.ECHO, payload=bytes(range(1, 61)))
@@ -321,7 +323,7 @@ def test_link_over_the_uart_with_a_receive_overrun():
     out = bytes(b for b, ferr in receive(tx_line, params.bit_cycles) if not ferr)
     responses = [decode_response(f) for f in split_frames(out)[0]]
     assert [(r.seq, r.status) for r in responses] == [
-        (1, Status.OK), (2, Status.OVERFLOW), (3, Status.OK)]
+        (1, Status.OK), *second, (3, Status.OK)]
     assert responses[0].payload == bytes(range(1, 61))
 
 
@@ -337,6 +339,8 @@ def test_link_over_the_uart_with_a_receive_overrun():
     ({"max_payload": 500}, r"host\.max_payload must be a power of two from 16 to 4096, "
                            r"not 500"),
     ({"bus_timeout": 0}, r"host\.bus_timeout must be an integer from 16 to 16777216, not 0"),
+    ({"rx_fifo": 8}, r"host\.rx_fifo must be 0 \(no FIFO\) or a power of two from 16 to 4096, "
+                     r"not 8"),
 ])
 def test_host_configuration_errors_name_field_value_and_range(changes, message):
     with pytest.raises(ValueError, match=f"^{message}$"):

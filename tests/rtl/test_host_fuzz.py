@@ -95,10 +95,10 @@ def sessions(draw):
 
 
 def delimited_frames(symbols):
-    """Frames the line delimited: a delimiter (not a framing error) after anything else."""
+    """Frames the line delimited: a delimiter (not a framing error) after anything else (a
+    delimiter that only follows lost bytes ends nothing: nothing of a frame arrived)."""
     n, started = 0, False
     for byte, ferr, lost in symbols:
-        started |= lost
         if ferr:
             started = True
         elif byte == DELIMITER:

@@ -8,8 +8,9 @@ from hypothesis import given, settings, strategies as st
 
 from fieldtune.config import DesignConfig
 from fieldtune.rtl.csr.map import SocMap
-from fieldtune.rtl.host.protocol import Command, Status, Flags, COBS_BLOCK
-from fieldtune.sim.golden.host import (cobs_encode, cobs_decode, crc16, encode_request,
+from fieldtune.rtl.host.protocol import Command, Status, Flags, COBS_BLOCK, PROTOCOL_VERSION
+from fieldtune.sim.golden.host import (cobs_encode, cobs_decode, rcobs_encode, rcobs_decode,
+                                       crc16, encode_request,
                                        decode_response, pack_elements, unpack_elements,
                                        HostLinkModel, MemoryBus, FrameError, split_frames)
 
@@ -47,6 +48,28 @@ def test_cobs_known_vectors():
         cobs_decode(b"\x05\x11")
 
 
+@given(st.lists(st.sampled_from([0, 1, 0x55, 0xFF]) | st.integers(1, 255), max_size=800))
+def test_reverse_cobs_round_trip_is_cobs_with_the_codes_after_their_blocks(values):
+    data = bytes(values)
+    enc = rcobs_encode(data)
+    assert 0 not in enc
+    assert rcobs_decode(enc) == data
+    assert len(enc) == len(cobs_encode(data))      # the same blocks, the same overhead
+
+
+def test_reverse_cobs_known_vectors():
+    assert rcobs_encode(b"") == b"\x01"
+    assert rcobs_encode(b"\x00") == b"\x01\x01"
+    assert rcobs_encode(b"\x11\x22\x00\x33") == b"\x11\x22\x03\x33\x02"
+    assert rcobs_encode(bytes(range(1, 255))) == bytes(range(1, 255)) + b"\xff\x01"
+    assert rcobs_encode(bytes(range(1, 255)) + b"\x00") == \
+        bytes(range(1, 255)) + b"\xff\x01\x01"
+    with pytest.raises(FrameError, match="runs past the start"):
+        rcobs_decode(b"\x11\x05")
+    with pytest.raises(FrameError, match="zero byte"):
+        rcobs_decode(b"\x11\x00\x03")
+
+
 def test_crc_is_xmodem():
     assert crc16(b"123456789") == 0x31C3
     assert crc16(b"") == 0
@@ -75,7 +98,7 @@ def test_write_read_and_every_command():
     assert r.status == Status.OK and bus.streams["records"] == [1, 2, 3 | 1 << 16]
     assert ask(dev, 4, Command.ECHO, payload=b"\x00hello\x00").payload == b"\x00hello\x00"
     info = ask(dev, 5, Command.INFO)
-    assert info.payload == bytes([1, 0]) + MAX.to_bytes(2, "little")
+    assert info.payload == bytes([PROTOCOL_VERSION, 0]) + MAX.to_bytes(2, "little")
     assert ask(dev, 6, Command.START).status == Status.OK
     assert bus.log[-1] == ("write", MAP.address("control"), MAP.pack("control", start=1))
     assert ask(dev, 7, Command.ABORT).status == Status.OK
@@ -114,6 +137,7 @@ def test_frame_errors():
     assert decode_response(dev.feed(long)[0]).status == Status.OVERFLOW
     assert bus.log == []
     assert dev.feed(b"\x00\x00\x00") == []                      # empty frames: no response
+    assert dev.feed(b"\x00", overruns=[0]) == []       # only lost bytes before it: no frame
     assert decode_response(dev.feed(good)[0]).status == Status.OK
 
 
