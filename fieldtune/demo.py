@@ -27,8 +27,8 @@ from .boards.table import BOARDS
 from .cli_common import add_config_arguments, load_config, output_file, pyplot
 from .config import DesignConfig, PRESETS
 from .finetune import (check_engine, estimated_cycles, float_first_order, float_mezo,
-                       hyperparameters, simulate_modes, torch_references, yosys_env,
-                       ENGINE_KINDS, MEZO_SEEDS)
+                       hyperparameters, torch_references, yosys_env, ModeRuns, ENGINE_KINDS,
+                       MEZO_SEEDS)
 from .fmax import soc_fmax, Fmax, NO_BUILD
 from .rtl.cache.params import CODEBOOKS
 from .sim import reference
@@ -124,12 +124,12 @@ def _warn_if_slow(config, data, modes, engine, console):
                       f"{registry.default_engine()} is fast")
 
 
-def _float_references(config, drift, modes, console, *, torch=True):
+def _float_references(config, drift, modes, status, *, torch=True):
     """Float references with the device's hyperparameters: name -> dict (accuracy, curve,
-    seconds, reason, ...)."""
+    seconds, reason, ...). ``status(text)``: a context manager showing what runs."""
     ref = reference.r1_reference_data(drift)
     out = {}
-    with console.status("float references (numpy)"):
+    with status("float references (numpy)"):
         if "fo" in modes:
             r = float_first_order(ref, config.train)
             out["skip_adapters"] = {"accuracy": r.accuracy, "curve": list(zip(r.curve_x,
@@ -144,7 +144,7 @@ def _float_references(config, drift, modes, console, *, torch=True):
                 "seconds": sum(r.seconds for r in runs) / len(runs), "params": runs[0].params,
                 "note": f"mean over {MEZO_SEEDS} seeds; curve of the first"}
     if torch and "fo" in modes and reference.torch_status()[0] is not None:
-        with console.status("float references (PyTorch)"):
+        with status("float references (PyTorch)"):
             refs = torch_references(drift, config.train)
     else:
         reason = ("not run: --no-torch" if not torch else
@@ -393,9 +393,15 @@ def run(args, console):
             data = r1_features(args.drift)
         env = yosys_env(console) if engine != "golden" else None
         _warn_if_slow(device, data, modes, engine, console)
-        runs = simulate_modes(device, data, modes, engine, console, env=env,
-                              schedule=RUNS[args.schedule].schedule)
-        floats = _float_references(config, args.drift, modes, console, torch=not args.no_torch)
+        with ModeRuns(device, data, modes, engine, console, env=env,
+                      schedule=RUNS[args.schedule].schedule) as sims:
+            # The float references (one core) start once a core is free of simulations (the
+            # first-order run ends long before the zeroth-order one): their times stay those
+            # of one core, and the demo takes about as long as its longest simulation.
+            sims.free_core()
+            floats = _float_references(config, args.drift, modes, sims.status,
+                                       torch=not args.no_torch)
+            runs = sims.results()
         fmaxes = {}
         for b, job in fmax_jobs.items():
             if not job.done():

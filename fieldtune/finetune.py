@@ -10,7 +10,10 @@ The device's training registers are powers of two (:class:`~fieldtune.rtl.params
 """
 
 import math
-from concurrent.futures import ThreadPoolExecutor
+import multiprocessing
+import os
+import threading
+from contextlib import ExitStack, contextmanager
 
 from rich.progress import (Progress, BarColumn, MofNCompleteColumn, TimeElapsedColumn,
                            TimeRemainingColumn)
@@ -21,7 +24,8 @@ from .sim.engines import registry
 from .toolchain import tool_env, ToolchainError
 
 
-__all__ = ["engines", "check_engine", "yosys_env", "simulate_modes", "NATIVE_ENGINES",
+__all__ = ["engines", "check_engine", "yosys_env", "simulate_modes", "ModeRuns",
+           "NATIVE_ENGINES",
            "hyperparameters", "estimated_cycles", "float_first_order", "float_mezo",
            "torch_references", "MEZO_SEEDS", "ENGINE_KINDS"]
 
@@ -73,36 +77,167 @@ def yosys_env(console):
 NATIVE_ENGINES = registry.names(native=True)
 
 
+def _run_mode(report, config, data, mode, engine, env, vcd, schedule):
+    """One mode's device run (:func:`~fieldtune.host.session.run_finetune`);
+    ``report(mode, done, total)`` after each chunk."""
+    return session.run_finetune(config, data, mode=mode, engine=engine,
+                                progress=lambda done, total: report(mode, done, total),
+                                env=env, vcd=vcd, schedule=schedule)
+
+
+def _worker(queue, *args):
+    """A worker process's body: one mode's run, its progress and its end (the result, or the
+    exception) reported on ``queue``."""
+    mode = args[2]
+    try:
+        queue.put(("result", mode, _run_mode(lambda *r: queue.put(("progress", *r)), *args)))
+    except BaseException as e:              # reported to the parent, which raises it
+        try:
+            queue.put(("error", mode, e))
+        except Exception:                   # an exception that does not pickle
+            queue.put(("error", mode, RuntimeError(f"{type(e).__name__}: {e}")))
+
+
+class ModeRuns:
+    """The device runs of ``modes`` on ``engine``, started together, with one progress bar
+    each; use as a context manager (leaving it waits for every run)::
+
+        with ModeRuns(config, data, ("fo", "zo"), "verilator", console, env=env) as runs:
+            ...                           # the caller's own work, e.g. the float references
+            results = runs.results()      # {mode: RunResult}
+
+    On a native engine (:data:`NATIVE_ENGINES`) two or more modes run at the same time, each
+    in its own process (``spawn``): the simulator itself already runs outside Python, but
+    each run's Python -- building bus scripts, reading records, the curve's golden forward
+    -- would otherwise share one interpreter lock, and the demo's two modes take one core
+    each. Otherwise (one mode, a slow or golden engine, a waveform) the modes run one after
+    the other in this process, in :meth:`results`. Their compiled model is built once: the
+    build cache serializes builders of one design. :meth:`status` shows the caller's work as
+    a row of the same display; :meth:`free_core` waits until a core is free of simulations.
+    The first run that fails is raised by :meth:`results`, and the other runs are stopped.
+    """
+
+    def __init__(self, config, data, modes, engine, console, *, env=None, vcd=None,
+                 schedule=None):
+        self.config, self.data, self.modes, self.engine = config, data, tuple(modes), engine
+        self.console, self.env, self.vcd, self.schedule = console, env, vcd, schedule
+        self.parallel = engine in NATIVE_ENGINES and len(self.modes) > 1 and vcd is None
+        self._tasks, self._processes, self._ends = {}, {}, {}
+        self._ended = threading.Condition()
+        self._stack = ExitStack()
+
+    def __enter__(self):
+        self.progress = self._stack.enter_context(Progress(
+            "[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
+            TimeElapsedColumn(), TimeRemainingColumn(), console=self.console,
+            transient=False))
+        for mode in self.modes:
+            unit = "epochs" if mode == "fo" else "steps"
+            total = self.config.train.epochs if mode == "fo" else self.config.train.steps
+            self._tasks[mode] = self.progress.add_task(
+                f"{mode.upper()} on {self.engine} ({unit})", total=total)
+        if self.parallel:
+            context = multiprocessing.get_context("spawn")
+            queue = context.Queue()
+            reporter = threading.Thread(target=self._report, args=(queue,), daemon=True)
+            reporter.start()
+            self._stack.callback(reporter.join)
+            self._stack.callback(queue.put, None)          # ends the reporter, last
+            self._stack.callback(self._stop)
+            for mode in self.modes:
+                process = context.Process(target=_worker, args=(queue, *self._args(mode)),
+                                          name=f"fieldtune {mode} run")
+                process.start()
+                self._processes[mode] = process
+        return self
+
+    def _args(self, mode):
+        return (self.config, self.data, mode, self.engine, self.env, self.vcd, self.schedule)
+
+    def _update(self, mode, done, total):
+        self.progress.update(self._tasks[mode], completed=done, total=total)
+
+    def _finished(self, mode, result):
+        task = self._tasks[mode]
+        self.progress.update(task, completed=self.progress.tasks[task].total)
+        return result
+
+    def _report(self, queue):
+        for kind, mode, *rest in iter(queue.get, None):
+            if kind == "progress":
+                self._update(mode, *rest)
+                continue
+            if kind == "result":
+                self._finished(mode, rest[0])
+            with self._ended:
+                self._ends[mode] = (kind, rest[0])
+                self._ended.notify_all()
+
+    def _wait(self, ended):
+        """Wait until ``ended(ends so far)``; a worker that died without a word (killed) ends
+        in an error."""
+        dead = set()
+        with self._ended:
+            while not ended(self._ends):
+                self._ended.wait(timeout=1)
+                for mode, process in self._processes.items():
+                    if mode in self._ends or process.is_alive():
+                        continue
+                    if mode in dead:            # a second after its death, still no word
+                        self._ends[mode] = ("error", RuntimeError(
+                            f"the {mode.upper()} run's process ended with exit code "
+                            f"{process.exitcode}"))
+                    dead.add(mode)
+
+    def results(self):
+        """``{mode: RunResult}``, once every run has ended (the first error is raised)."""
+        if not self.parallel:
+            return {m: self._finished(m, _run_mode(self._update, *self._args(m)))
+                    for m in self.modes}
+        self._wait(lambda ends: len(ends) == len(self.modes) or any(
+            kind == "error" for kind, _ in ends.values()))
+        for mode in self.modes:
+            kind, value = self._ends.get(mode, ("", None))
+            if kind == "error":
+                raise value
+        return {m: self._ends[m][1] for m in self.modes}
+
+    def free_core(self):
+        """Wait until fewer runs than the machine's cores are still simulating."""
+        if self._processes:
+            cores = (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                     else os.cpu_count() or 1)
+            self._wait(lambda ends: len(self._processes) - len(ends) < cores)
+
+    @contextmanager
+    def status(self, description):
+        """A row of the display saying what the caller does meanwhile."""
+        task = self.progress.add_task(description, total=None)
+        try:
+            yield
+        finally:
+            self.progress.update(task, total=1, completed=1)
+
+    def _stop(self):
+        """Join the workers; stop those still running (after an error, or the caller's)."""
+        for mode, process in self._processes.items():
+            if mode not in self._ends:
+                process.terminate()
+            process.join()
+
+    def __exit__(self, *exc):
+        self._stack.close()
+
+
 def simulate_modes(config, data, modes, engine, console, *, env=None, vcd=None,
                    schedule=None):
     """Run ``modes`` on the SoC runner with a progress bar; returns ``{mode: RunResult}``
     (first order under ``schedule``, a :class:`~fieldtune.sim.golden.schedule.FoSchedule`;
-    None: the plain run).
-
-    On a native engine the modes run at the same time, one thread each (their compiled model
-    is built once: the build cache serializes builders of one design)."""
-    run_finetune = session.run_finetune
-    with Progress("[progress.description]{task.description}", BarColumn(),
-                  MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
-                  console=console, transient=False) as progress:
-
-        def one(mode):
-            unit = "epochs" if mode == "fo" else "steps"
-            total = config.train.epochs if mode == "fo" else config.train.steps
-            task = progress.add_task(f"{mode.upper()} on {engine} ({unit})", total=total)
-
-            def advance(done, total):
-                progress.update(task, completed=done, total=total)
-
-            result = run_finetune(config, data, mode=mode, engine=engine, progress=advance,
-                                  env=env, vcd=vcd, schedule=schedule)
-            progress.update(task, completed=progress.tasks[task].total)
-            return result
-
-        parallel = engine in NATIVE_ENGINES and len(modes) > 1 and vcd is None
-        with ThreadPoolExecutor(max_workers=len(modes) if parallel else 1) as pool:
-            futures = {mode: pool.submit(one, mode) for mode in modes}
-            return {mode: f.result() for mode, f in futures.items()}
+    None: the plain run). On a native engine the modes run at the same time, each in its own
+    process (:class:`ModeRuns`)."""
+    with ModeRuns(config, data, modes, engine, console, env=env, vcd=vcd,
+                  schedule=schedule) as runs:
+        return runs.results()
 
 
 def hyperparameters(train):

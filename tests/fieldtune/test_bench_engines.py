@@ -3,6 +3,7 @@ measurement itself is a command, docs/benchmarks.md "Simulation engines", not a 
 
 import pytest
 
+from fieldtune.bench.engines import demo_estimates
 from fieldtune.cli import main
 
 
@@ -18,3 +19,16 @@ from fieldtune.cli import main
 def test_bench_engines_rejects_bad_arguments(argv, message, capsys):
     assert main(["bench", "engines", *argv]) == 2
     assert capsys.readouterr().err.strip().splitlines()[-1] == message
+
+
+def test_first_run_is_the_wall_time_a_user_waits_on_two_cores():
+    # the build's wall time, then FO and ZO side by side (one core each): the longer decides;
+    # the CPU seconds add both modes
+    row = {"cycles_per_cpu_s": 1_000_000, "cold_s": 20.0, "cold_cpu_s": 34.0, "warm_s": 0.5,
+           "warm_cpu_s": 0.4}
+    got = demo_estimates(row, {"fo": 3_000_000, "zo": 18_000_000})
+    assert got == {"first_run_s": 38.0, "later_run_s": 18.5, "first_run_cpu_s": 55.0,
+                   "later_run_cpu_s": 21.4}
+    # no cold build measured (--no-cold): the warm one stands for it
+    del row["cold_s"], row["cold_cpu_s"]
+    assert demo_estimates(row, {"fo": 1_000_000, "zo": 2_000_000})["first_run_s"] == 2.5

@@ -167,3 +167,24 @@ def test_verilator_input_logic_follows_inputs_and_registers(require_engine, tmp_
     (tmp_path / "design.v").write_text(verilog.text)
     verilator.verilate(verilator.find_verilator(), tmp_path, ["design.v"], top="top")
     assert "ft_inputs_changed" in "".join(p.read_text() for p in (tmp_path / "obj").glob("*.cpp"))
+
+
+def test_small_generated_files_compile_together(tmp_path):
+    # Each C++ file pays for Verilator's headers: only large per-cycle files compile alone;
+    # the other per-cycle files join the driver, the run-once files one -O0 unit.
+    obj = tmp_path / "obj"
+    obj.mkdir()
+    sizes = {"Vt___024root__0.cpp": 300_000, "Vt___024root__1.cpp": 9_000, "Vt.cpp": 100,
+             "Vt___024root__0__Slow.cpp": 200_000, "Vt__Syms__Slow.cpp": 50}
+    for name, size in {**sizes, "../driver.cpp": 2_000}.items():
+        (obj / name).write_text("x" * size)
+    classes = {"VM_CLASSES_FAST": ["Vt", "Vt___024root__0", "Vt___024root__1"],
+               "VM_CLASSES_SLOW": ["Vt___024root__0__Slow"], "VM_SUPPORT_FAST": [],
+               "VM_SUPPORT_SLOW": ["Vt__Syms__Slow"]}
+    fast, slow = verilator.FAST_CXXFLAGS, ("-O0",)
+    assert verilator.translation_units(tmp_path, classes) == [
+        ("obj/Vt___024root__0.cpp", fast), ("obj/ft_slow.cpp", slow), ("obj/ft_fast.cpp", fast)]
+    assert (obj / "ft_fast.cpp").read_text() == \
+        '#include "Vt.cpp"\n#include "Vt___024root__1.cpp"\n#include "../driver.cpp"\n'
+    assert (obj / "ft_slow.cpp").read_text() == \
+        '#include "Vt___024root__0__Slow.cpp"\n#include "Vt__Syms__Slow.cpp"\n'
