@@ -219,13 +219,15 @@ class ForwardCache(CacheComponent):
         :attr:`~.layout.CacheLayout.meta_offsets`), used or not."""
         m, lay, req, p = b.m, b.lay, b.req, b.p
         b.active = active = Signal()
-        b.r_index, b.r_error = r_index, r_error = Signal(INDEX_WIDTH), Signal()
+        # the index's address bits: the dequantizer passes no index on (a consumer knows
+        # what it asked for), and an index beyond them is an error, found at the request
+        b.index_bits = (p.capacity - 1).bit_length()
+        b.r_index, b.r_error = r_index, r_error = Signal(max(b.index_bits, 1)), Signal()
         b.r_beat = r_beat = Signal(range(lay.beats))
         b.issuing, b.step, b.req_ready = Signal(), Signal(), Signal()
         at_last = Signal()                  # r_beat is the sample's last beat
         b.read = Signal()
         m.d.comb += [b.read.eq(b.issuing & ~r_error), req.ready.eq(b.req_ready)]
-        b.index_bits = (p.capacity - 1).bit_length()
         b.done_sample = b.step & at_last
         with m.If(b.step):
             m.d.sync += [r_beat.eq(r_beat + 1), at_last.eq(r_beat == lay.beats - 2)]
@@ -288,7 +290,7 @@ class ForwardCache(CacheComponent):
             to = beat_buffer.i
         else:
             to = b.dequantizer.i
-        beat_info = data.StructLayout({"beat": range(lay.beats), "index": INDEX_WIDTH,
+        beat_info = data.StructLayout({"beat": range(lay.beats), "index": len(b.r_index),
                                        "error": 1})
         issued, arrived, landed = Signal(), Signal(), Signal()
         issued_info, arrived_info = Signal(beat_info), Signal(beat_info)
