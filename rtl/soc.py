@@ -27,7 +27,7 @@ zeroth-order sample is read once per forward, ``+`` then ``-``).
 
 from dataclasses import dataclass
 
-from amaranth.hdl import Module, Signal, Cat, ResetInserter, signed, unsigned
+from amaranth.hdl import Module, Signal, Const, Cat, Mux, Array, ResetInserter, signed, unsigned
 from amaranth.lib import wiring, stream, data
 from amaranth.lib.wiring import In, Out
 from amaranth.lib.fifo import SyncFIFO
@@ -37,11 +37,11 @@ from .csr.bus import BusSignature, BusDecoder
 from .csr.registers import RegisterBank
 from .csr.map import (SocMap, soc_registers, ERRORS, BLOCK_ERRORS, COUNTER_REGISTERS, WINDOWS,
                       MAGIC, VERSION, BUS_ADDR_WIDTH)
-from .cache.params import CacheParams, INDEX_WIDTH, ELEMENT_WIDTH
+from .cache.params import CacheParams, INDEX_WIDTH, ELEMENT_WIDTH, LOGIT_WIDTH
+from .cache.layout import CacheLayout, UNIT_BITS
 from .cache.cache import ForwardCache, write_element_layout
 from .cache.dequantizer import feature_beat_layout as cache_beat_layout
 from .cache.skid import SkidBuffer
-from .stage_buffer import StageBuffer
 from .mac.params import MacParams
 from .mac.layout import Layout
 from .mac.array import AdapterMACArray, feature_beat_layout as mac_beat_layout
@@ -63,15 +63,21 @@ class SampleRouter(wiring.Component):
     """Between the sequencer, the forward cache, the MAC array and the loss unit.
 
     ``fetch`` requests go to the cache's ``req`` (a tag FIFO remembers what each read is
-    for); every beat of a read goes to the MAC array's ``x``. On the last beat of a read that
-    feeds a forward, the sample's label is captured into the loss unit's command (FO: with
-    ``dz``; ZO: the read's sign, restarting the sum on a query's first sample; EVAL:
-    neither) and its z0 into the one register that holds it until the loss unit has it:
-    ``z0`` offers ``z0[0]`` while the command is pending and shifts the next class in with
-    each transfer (the loss unit takes one with each logit and the command with the last).
-    That beat waits while the previous command is still pending, so commands reach the loss
-    unit in forward order, before their logits. ``flush`` drains the cache's read stream
-    (the SoC resets the router's registers meanwhile).
+    for); every beat of a read goes to the MAC array's ``x``. A read that feeds a forward
+    also feeds the loss unit: its frozen logits z0 and its label are taken from the beats'
+    ``side`` units as the beats pass (:attr:`~.cache.layout.CacheLayout.side_pos`), z0 into
+    a ``classes``-entry FIFO (a shift register: ``z0`` offers its head, the loss unit takes
+    one with each logit) and the label into a register. On the read's last beat the label
+    becomes the loss unit's command (FO: with ``dz``; ZO: the read's sign, restarting the
+    sum on a query's first sample; EVAL: neither); that beat waits while the previous
+    command is still pending, so commands reach the loss unit in forward order, before their
+    logits. The FIFO holds each z0 once: the next sample's units fill its tail while the
+    pending sample's drain from its head (they pass some tens of cycles later than the last
+    logits leave the MAC array at R1); a beat whose units find it full waits. ``flush``
+    drains the cache's read stream (the SoC resets the router's registers meanwhile).
+
+    Timing: combinational from ``rd`` to ``x`` (``x.ready`` is the MAC array's register);
+    ``x.valid`` drops only with a transfer (``hold`` rises only with one).
     """
 
     def __init__(self, cache: CacheParams, mac: MacParams, loss: LossParams):
@@ -91,7 +97,9 @@ class SampleRouter(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         tag_layout = data.StructLayout({"forward": 1, "zo": ZOSign, "first": 1})
-        m.submodules.tags = tags = SyncFIFO(width=tag_layout.size, depth=8)
+        # reads in flight: the MAC array's op and its queued one each have theirs (a fetch
+        # follows its op in every program), so 4 tags never make the sequencer wait
+        m.submodules.tags = tags = SyncFIFO(width=tag_layout.size, depth=4)
         fetch = self.fetch.payload
         # requests: the cache takes one when it starts the previous one's last beat
         m.d.comb += [
@@ -104,8 +112,11 @@ class SampleRouter(wiring.Component):
         tag = data.View(tag_layout, tags.r_data)
         rd = self.rd
         pending = Signal()               # a loss command waits for the loss unit
-        hold = Signal()                  # the last beat of a forward's read waits for it
-        m.d.comb += hold.eq(rd.payload.last & tag.forward & pending)
+        full = Signal()                  # the beat's z0 units find no room
+        hold = Signal()                  # a forward's beat waits for the loss unit
+        forward = Signal()
+        m.d.comb += [forward.eq(tags.r_rdy & tag.forward),
+                     hold.eq(forward & ((rd.payload.last & pending) | full))]
 
         m.d.comb += [self.x.payload.data.eq(rd.payload.data),
                      self.x.payload.last.eq(rd.payload.last)]
@@ -113,24 +124,62 @@ class SampleRouter(wiring.Component):
             m.d.comb += rd.ready.eq(1)
         with m.Elif(tags.r_rdy & ~hold):
             m.d.comb += [self.x.valid.eq(rd.valid), rd.ready.eq(self.x.ready)]
-        taken = rd.valid & rd.ready & ~self.flush
-        m.d.comb += tags.r_en.eq(taken & rd.payload.last)
+        taken = Signal()                 # a beat of a forward's read passes
+        m.d.comb += [taken.eq(rd.valid & rd.ready & ~self.flush),
+                     tags.r_en.eq(taken & rd.payload.last)]
 
+        label = self._side_units(m, taken & forward, full)
         held = Signal(loss_command_layout(self.loss))
-        z0 = Signal.like(rd.payload.z0)  # shifts out class by class: z0[0] is the next
         m.d.comb += [self.cmd.valid.eq(pending), self.cmd.payload.eq(held),
                      self.cmd.payload.dz.eq(self.mode == Mode.FO),
-                     self.z0.valid.eq(pending), self.z0.payload.eq(z0[0])]
+                     self.z0.valid.eq(pending)]
         with m.If(self.cmd.valid & self.cmd.ready):
             m.d.sync += pending.eq(0)
-        with m.If(self.z0.valid & self.z0.ready):
-            m.d.sync += [z0[i].eq(z0[i + 1]) for i in range(len(z0) - 1)]
-        with m.If(taken & rd.payload.last & tag.forward):
-            m.d.sync += [pending.eq(1), z0.eq(rd.payload.z0),
-                         held.label.eq(rd.payload.label), held.zo.eq(tag.zo),
+        with m.If(taken & forward & rd.payload.last):
+            m.d.sync += [pending.eq(1), held.label.eq(label), held.zo.eq(tag.zo),
                          held.zo_first.eq(tag.first & (tag.zo == ZOSign.PLUS))]
         m.d.comb += self.idle.eq(~tags.r_rdy & ~pending)
         return m
+
+    def _side_units(self, m, passing, full):
+        """The z0 FIFO and the label register, filled from the ``side`` units of a forward's
+        beats as they pass (``passing``); ``full``: this beat's z0 units would not fit.
+        Returns the label of the beat passing (its own unit on the last beat, else the
+        register)."""
+        lay, C = CacheLayout(self.cache), self.loss.classes
+        rd = self.rd.payload
+        units = [rd.side[i * UNIT_BITS:(i + 1) * UNIT_BITS] for i in range(lay.meta_units)]
+        beat_of = [lay.words[w].beat for w, _ in lay.side_pos]
+        # per beat: its z0 units as (class, unit index in the word), in class order
+        on_beat = [[(k, u) for k, (w, u) in enumerate(lay.side_pos[:C]) if beat_of[k] == b]
+                   for b in range(lay.beats)]
+        width = max(len(us) for us in on_beat)
+        count = Array(Const(len(us), range(width + 1)) for us in on_beat)[rd.beat]
+        entries = [Signal(signed(LOGIT_WIDTH), name=f"z0_{i}") for i in range(C)]
+        n = Signal(range(C + 1))         # entries held
+        pop = Signal()
+        m.d.comb += [pop.eq(self.z0.valid & self.z0.ready), self.z0.payload.eq(entries[0]),
+                     full.eq(n + count > C)]
+        with m.If(pop):
+            m.d.sync += [entries[i].eq(entries[i + 1]) for i in range(C - 1)]
+        base = Signal(range(C + 1))      # where this beat's first unit goes
+        m.d.comb += base.eq(n - pop)
+        for j in range(width):
+            unit = Array(Const(us[j][1] if j < len(us) else 0, range(lay.meta_units))
+                         for us in on_beat)[rd.beat]
+            value = Array(units)[unit] if lay.meta_units > 1 else units[0]
+            for i in range(C):
+                with m.If(passing & (j < count) & (base + j == i)):
+                    m.d.sync += entries[i].eq(value)
+        m.d.sync += n.eq(base + Mux(passing, count, 0))
+        # the label: from the beat that carries it
+        lw, lu = lay.side_pos[C]
+        label_beat = lay.words[lw].beat
+        label_now = units[lu][:self.cache.label_bits]
+        label = Signal(self.cache.label_bits)
+        with m.If(passing & (rd.beat == label_beat)):
+            m.d.sync += label.eq(label_now)
+        return label_now if label_beat == lay.beats - 1 else label
 
 
 def _target_access(m, bus):
@@ -199,9 +248,11 @@ class WeightWindow(wiring.Component):
     DUMP run each read returns the next weight from ``wdump``, sign-extended. Outside those
     runs accesses are answered with ``err``, so a host never waits on a window nothing feeds.
 
-    Both streams pass registers (``wload.valid`` and ``wdump.ready`` are flip-flops), so no
-    combinational path runs from the bus into the MAC array: a write is answered the cycle
-    after the array takes the weight, a read as soon as a dumped weight is held.
+    Both streams' handshakes pass registers (``wload.valid`` and ``wdump.ready`` are
+    flip-flops), so no combinational path runs from the bus into the MAC array: a write is
+    answered the cycle after the array takes the weight, a read as soon as a dumped weight is
+    held. A written weight is not copied: ``wload.payload`` is the bus's ``dat_w``, which the
+    host holds until the write is answered.
     """
 
     def __init__(self, mac: MacParams):
@@ -220,13 +271,12 @@ class WeightWindow(wiring.Component):
         bus = self.bus
         access, respond = _target_access(m, bus)
         ww = self.mac.weight_width
-        # load: the written weight waits in a register until the array takes it
+        # load: the written weight waits on the bus (held until the answer) for the array
         pending = Signal()
-        held_w = Signal(signed(ww))
-        m.d.comb += [self.wload.valid.eq(pending), self.wload.payload.eq(held_w)]
+        m.d.comb += [self.wload.valid.eq(pending), self.wload.payload.eq(bus.dat_w[:ww])]
         with m.If(access & bus.we & ~pending):
             with m.If(self.loading):
-                m.d.sync += [held_w.eq(bus.dat_w[:ww]), pending.eq(1)]
+                m.d.sync += pending.eq(1)
             with m.Else():
                 respond(error=True)
         with m.If(self.wload.valid & self.wload.ready):
@@ -338,17 +388,14 @@ class SoC(wiring.Component):
     def _datapath(self, m, b, flush):
         """Streams between the blocks; returns the buffers' "holding a beat" signal."""
         mac_p, seq, mac, cache = self.mac, b.seq, b.mac, b.cache
-        # perturbations and features reach the MAC array through registered buffers: its
-        # issue logic (`ready`) would otherwise reach the engine's pipeline enable and the
-        # cache's dequantizer combinationally. Both hold two beats, so the cache runs ahead
-        # into the next sample's read (one beat exposed ~26 cycles of read latency per op:
-        # R1 FO +9 % cycles). z moves a beat per word (a skid buffer); a feature beat serves
-        # `rows` words, so where rows >= 2 two stages without a multiplexer keep up.
-        rows = Layout(mac_p).regions[0].rows
-        x_buffer = (StageBuffer if rows >= 2 else SkidBuffer)(mac_beat_layout(mac_p))
-        m.submodules.x_buffer = ResetInserter(flush)(x_buffer)
-        wiring.connect(m, x_buffer.o, mac.x)
-        holding = x_buffer.o.valid
+        # features go from the cache's dequantizer (through the router's steering) straight
+        # into the MAC array, whose `x.ready` is a register (it takes a beat as the beat's
+        # first word reaches its stage 1 and keeps it for the beat's other rows): the beat is
+        # held once in flip-flops between the cache and the multipliers besides the
+        # dequantizer's output register. Perturbations reach the MAC array through a
+        # registered skid buffer: its issue logic (`z.ready`) would otherwise reach the
+        # engine's pipeline enable combinationally.
+        holding = Const(0)
         if b.engine is not None:
             z_buffer = SkidBuffer(data.ArrayLayout(signed(mac_p.perturb_width), mac_p.lanes))
             m.submodules.z_buffer = ResetInserter(flush)(z_buffer)
@@ -363,7 +410,7 @@ class SoC(wiring.Component):
         wiring.connect(m, seq.fetch, b.router.fetch)
         wiring.connect(m, b.router.req, cache.req)
         wiring.connect(m, cache.rd, b.router.rd)
-        wiring.connect(m, b.router.x, x_buffer.i)
+        wiring.connect(m, b.router.x, mac.x)
         wiring.connect(m, b.router.cmd, b.loss.cmd)
         wiring.connect(m, b.router.z0, b.loss.z0)
         wiring.connect(m, seq.mac_cmd, mac.cmd)

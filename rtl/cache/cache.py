@@ -7,12 +7,13 @@ Write side
     label and only there. A record is committed (``count`` increments) once its codes, scales
     and side units are all in memory. A record is dropped, ``record_error`` set and earlier
     records left intact, when ``last`` comes early (the writer resynchronizes at once; missing
-    features are fed to the quantizer as zeros so its block count stays aligned), when the label
+    features are filled in, uncounted, so the quantizer's block count stays aligned), when the label
     lacks ``last`` (elements are then dropped up to the next ``last``), or when the label is out
     of range. A complete record arriving when ``count == capacity`` is dropped with
     ``overflow`` set; nothing wraps around. ``wr.ready`` drops while the quantizer codes a
     block (:func:`~.quantizer.block_cycles`) and after each label until the record is
-    committed.
+    committed; a logit or the label is taken in the cycle its memory write is done (at the
+    earliest the cycle after it is offered).
 
 Read side
     ``req`` takes sample indices, one per sample. For each, ``rd`` streams ``beats =
@@ -33,14 +34,20 @@ Read buffer
 
 Memories
     Two :class:`amaranth.lib.memory.Memory` (layout in :class:`~.layout.CacheLayout`): codes,
-    one word per beat, and meta (scales and side units, 16-bit write granularity). A word's
-    address is the sample index beside the word index (strides of powers of two). Each has one
-    address shared by its read and write ports, so it maps to single-port SPRAM as well as to
-    block RAM; reads have priority and writes wait for a free cycle. With ``memory = "spram"``
-    the memories carry ``ram_style = "huge"`` and names ending in ``_spram`` (the
-    implementation flow drops their all-zero initial value, which SPRAM cannot have; the cache
-    never reads a word it has not written). Block RAM builds (ECP5, fast clocks) also put skid
-    buffers on ``wr`` and ``req`` and register the words read.
+    one word per beat with a write enable per lane (written whole in block RAM,
+    :func:`~.packer.codes_per_write`), and meta
+    (scales and side units, 16-bit write granularity), a meta word at the offset of the beat
+    that reads it. So both memories share one address, the sample index beside the beat
+    (strides of powers of two), and one command register: a beat's read takes both words; a
+    write is one code (into its lane), one scale unit or one side unit (z0, label), and no
+    word is assembled in flip-flops. The address is shared by the read and write ports, so
+    each memory maps to single-port SPRAM as well as to block RAM; reads have priority and
+    writes wait for a free cycle. With ``memory = "spram"`` the memories carry ``ram_style =
+    "huge"`` and names ending in ``_spram`` (the implementation flow drops their all-zero
+    initial value, which SPRAM cannot have; the cache never uses a lane or a unit it has not
+    written: padding lanes are zeroed by the dequantizer, meta offsets without a word are read
+    and ignored). Block RAM builds (ECP5, fast clocks) also put skid buffers on ``wr`` and
+    ``req`` and register the words read.
 """
 
 from types import SimpleNamespace
@@ -57,7 +64,8 @@ from .quantizer import Quantizer, SATURATION_BITS
 from .dequantizer import (Dequantizer, feature_beat_layout, packed_beat_layout,
                           LATENCY as DEQUANTIZER_LATENCY, latency as dequantizer_latency)
 from .skid import SkidBuffer
-from .packer import Packer
+from .packer import Packer, codes_per_write
+from ..mac.layout import Layout
 
 
 __all__ = ["ForwardCache", "write_element_layout", "read_latency", "READ_LATENCY",
@@ -159,7 +167,7 @@ class ForwardCache(CacheComponent):
         self._front_end(b)
         return b.m
 
-    def _memory(self, m, name, width, depth, granularity=None):
+    def _memory(self, m, name, width, depth, granularity):
         """One of the record memories: ``NAME_spram`` (SPRAM), else ``NAME_norw``: block RAM
         without collision logic (``boards/implement.py``), since no cycle reads and writes it:
         its ports share one command register that grants a write only where no read is
@@ -168,7 +176,7 @@ class ForwardCache(CacheComponent):
         mem = Memory(shape=unsigned(width), depth=depth, init=[],
                      attrs={"ram_style": "huge"} if spram else None)
         m.submodules[f"{name}_spram" if spram else f"{name}_norw"] = mem
-        wp = mem.write_port(granularity=granularity) if granularity else mem.write_port()
+        wp = mem.write_port(granularity=granularity)
         rp = mem.read_port(transparent_for=())
         return wp, rp
 
@@ -194,7 +202,8 @@ class ForwardCache(CacheComponent):
         m.submodules.dequantizer = b.dequantizer = Dequantizer(p)
         m.d.comb += [self.saturations.eq(quant.saturations), quant.clear.eq(self.clear)]
         b.code_wp, b.code_rp = self._memory(m, "codes", lay.code_width,
-                                            p.capacity * lay.code_stride)
+                                            p.capacity * lay.code_stride,
+                                            granularity=lay.code_bits * codes_per_write(p))
         b.meta_wp, b.meta_rp = self._memory(m, "meta", lay.meta_width,
                                             p.capacity * lay.meta_stride,
                                             granularity=UNIT_BITS)
@@ -204,38 +213,30 @@ class ForwardCache(CacheComponent):
         m.d.comb += [self.count.eq(b.count), b.slot_ok.eq(b.count < p.capacity)]
 
     def _requests(self, b):
-        """The sample being read: index, error, beat and meta word counters; ``step`` moves to
-        the next beat (at its read with a buffer, when it is taken with one word in flight)."""
+        """The sample being read: index, error and beat counter; ``step`` moves to the next
+        beat (at its read with a buffer, when it is taken with one word in flight). A beat's
+        read takes its code word and the meta word at the same address (layout's
+        :attr:`~.layout.CacheLayout.meta_offsets`), used or not."""
         m, lay, req, p = b.m, b.lay, b.req, b.p
         b.active = active = Signal()
         b.r_index, b.r_error = r_index, r_error = Signal(INDEX_WIDTH), Signal()
-        b.r_beat, b.r_meta = r_beat, r_meta = Signal(range(lay.beats)), \
-            Signal(range(lay.meta_words))
+        b.r_beat = r_beat = Signal(range(lay.beats))
         b.issuing, b.step, b.req_ready = Signal(), Signal(), Signal()
         at_last = Signal()                  # r_beat is the sample's last beat
-        b.reads_meta = reads_meta = Signal()    # beat r_beat reads a meta word
-        schedule = Const(sum(1 << j for j, w in enumerate(lay.meta_read) if w is not None),
-                         lay.beats)
-        b.code_rd, b.meta_rd = Signal(), Signal()
-        m.d.comb += [b.code_rd.eq(b.issuing & ~r_error),
-                     b.meta_rd.eq(b.issuing & ~r_error & reads_meta),
-                     req.ready.eq(b.req_ready)]
-        index_bits = (p.capacity - 1).bit_length()
-        b.code_raddr = Cat(r_beat, r_index[:index_bits])
-        b.meta_raddr = Cat(r_meta, r_index[:index_bits])
+        b.read = Signal()
+        m.d.comb += [b.read.eq(b.issuing & ~r_error), req.ready.eq(b.req_ready)]
+        b.index_bits = (p.capacity - 1).bit_length()
         b.done_sample = b.step & at_last
         with m.If(b.step):
-            m.d.sync += [r_beat.eq(r_beat + 1), at_last.eq(r_beat == lay.beats - 2),
-                         reads_meta.eq(schedule.bit_select(r_beat + 1, 1))]
-            with m.If(reads_meta):
-                m.d.sync += r_meta.eq(r_meta + 1)
+            m.d.sync += [r_beat.eq(r_beat + 1), at_last.eq(r_beat == lay.beats - 2)]
         with m.If(req.valid & req.ready):
             index = req.payload
-            m.d.sync += [active.eq(1), r_index.eq(index), r_error.eq(index >= b.count),
-                         r_beat.eq(0), r_meta.eq(0),
-                         reads_meta.eq(lay.meta_read[0] is not None),
-                         at_last.eq(lay.beats == 1)]
-            with m.If(index >= b.count):
+            # index >= count, compared on count's width only
+            width = len(b.count)
+            beyond = index[width:].any() | (index[:width] >= b.count)
+            m.d.sync += [active.eq(1), r_index.eq(index), r_error.eq(beyond),
+                         r_beat.eq(0), at_last.eq(lay.beats == 1)]
+            with m.If(beyond):
                 m.d.sync += self.read_error.eq(1)
         with m.Elif(b.done_sample):
             m.d.sync += active.eq(0)
@@ -251,6 +252,8 @@ class ForwardCache(CacheComponent):
         pop = Signal()
         m.d.comb += [b.issuing.eq(b.active & ~outstanding), pop.eq(to.valid & to.ready),
                      b.step.eq(pop), b.req_ready.eq(~b.active)]
+        # the beat and index registers hold until the word is taken: they address the read
+        b.read_addr = Cat(b.r_beat, b.r_index[:b.index_bits])
         m.d.sync += issued.eq(b.issuing)
         with m.If(b.issuing):
             m.d.sync += outstanding.eq(1)
@@ -315,117 +318,121 @@ class ForwardCache(CacheComponent):
         m.d.sync += [issued.eq(b.issuing), issued_info.beat.eq(b.r_beat),
                      issued_info.index.eq(b.r_index), issued_info.error.eq(b.r_error),
                      arrived.eq(issued), arrived_info.eq(issued_info)]
+        b.read_addr = Cat(issued_info.beat, issued_info.index[:b.index_bits])
         wiring.connect(m, b.dequantizer.o, wiring.flipped(self.rd))
 
     def _ports(self, b):
-        """The memories' command registers: reads first, then the packer's code words, its
-        scale units, and the front end's side units."""
-        m, lay, packer = b.m, b.lay, b.packer
-        b.side_req, b.side_unit = Signal(), Signal(range(b.p.classes + 1))
-        b.side_data = Signal(UNIT_BITS)
+        """One command register for both memories, which share their address: a beat's read
+        first, else one write, in this order: a scale unit, a code (into its lane), a side
+        unit. An operation is decided a cycle ahead; the address is then the read's (its
+        registers, :attr:`read_addr`) or the record slot's (``count``, which moves only
+        after the record's last write) beside the registered word of the write. The write
+        data are held by their sources until the write (a code's in a register here, since
+        the quantizer may offer the next at once)."""
+        m, lay, packer, p = b.m, b.lay, b.packer, b.p
+        b.side_req, b.side_written = Signal(), Signal()
+        b.side_unit, b.side_data = Signal(range(p.classes + 1)), Signal(UNIT_BITS)
+        offsets = lay.meta_offsets
+        unit_beat = Array(Const(offsets[w], range(lay.beats)) for w, _ in lay.side_pos)
+        unit_index = Array(Const(i, range(max(lay.meta_units, 2))) for _, i in lay.side_pos)
+        scale_grant, code_grant, side_grant, scale_written = Signal(), Signal(), Signal(), \
+            Signal()
+        m.d.comb += [scale_grant.eq(packer.scale_valid & ~b.read),
+                     code_grant.eq(packer.code_valid & ~b.read),
+                     side_grant.eq(b.side_req & ~b.read & ~packer.scale_valid
+                                   & ~packer.code_valid),
+                     packer.scale_taken.eq(scale_grant), packer.code_taken.eq(code_grant)]
+        # the packer's word whenever it offers a write (scale or code), else the side unit's
+        word = Mux(packer.scale_valid | packer.code_valid, packer.word, unit_beat[b.side_unit])
+        unit_mask = Mux(packer.scale_valid, packer.scale_mask,
+                        Const(1, lay.meta_units) << unit_index[b.side_unit])
 
-        def command(wp, rp, read, raddr, write_mask, waddr):
-            """Register a memory's next operation (one address for both ports)."""
-            addr, re, we = Signal.like(rp.addr), Signal(), Signal.like(wp.en)
-            m.d.sync += [addr.eq(Mux(read, raddr, waddr)), re.eq(read), we.eq(write_mask)]
-            # Reads and writes never coincide; saying so in the read enable lets the
-            # synthesizer see it (single-port SPRAM leaves its output unchanged on writes).
+        re, wword = Signal(), Signal(range(lay.beats))
+        code_we, meta_we = Signal.like(b.code_wp.en), Signal.like(b.meta_wp.en)
+        # 4-bit code books hold a code on the quantizer's output for the cycle after its
+        # transfer, the write's; pass-through ones offer the next at once, and a word
+        # assembled in the packer moves on with the transfer: a register
+        code = packer.code
+        if not p.scaled or codes_per_write(p) > 1:
+            code = Signal.like(packer.code, reset_less=True)
+            with m.If(code_grant):
+                m.d.sync += code.eq(packer.code)
+        addr = Mux(re, b.read_addr, Cat(wword, b.slot))
+        m.d.sync += [wword.eq(word), re.eq(b.read),
+                     code_we.eq(Mux(code_grant & b.slot_ok, packer.lane_mask, 0)),
+                     meta_we.eq(Mux((scale_grant | side_grant) & b.slot_ok, unit_mask, 0)),
+                     scale_written.eq(scale_grant), b.side_written.eq(side_grant)]
+        # Reads and writes never coincide; saying so in the read enables lets the synthesizer
+        # see it (single-port SPRAM leaves its output unchanged on writes).
+        for wp, rp, we in ((b.code_wp, b.code_rp, code_we), (b.meta_wp, b.meta_rp, meta_we)):
             m.d.comb += [rp.addr.eq(addr), wp.addr.eq(addr), rp.en.eq(re & ~we.any()),
                          wp.en.eq(we)]
-
-        code_grant = Signal()
-        m.d.comb += [code_grant.eq(packer.word_valid & ~b.code_rd),
-                     packer.word_taken.eq(code_grant), b.code_wp.data.eq(packer.word)]
-        command(b.code_wp, b.code_rp, b.code_rd, b.code_raddr, code_grant & b.slot_ok,
-                Cat(packer.word_index, b.slot))
-
-        # meta: the packer's scale units before the front end's side units
-        unit_word = Array(Const(w, range(max(lay.meta_words, 2))) for w, _ in lay.side_pos)
-        unit_index = Array(Const(i, range(max(lay.meta_units, 2))) for _, i in lay.side_pos)
-        scale_grant, side_grant, scale_written = Signal(), Signal(), Signal()
-        m.d.comb += [scale_grant.eq(packer.scale_valid & ~b.meta_rd),
-                     side_grant.eq(b.side_req & ~b.meta_rd & ~packer.scale_valid),
-                     packer.scale_taken.eq(scale_grant)]
-        with m.If(side_grant):
-            m.d.sync += b.side_req.eq(0)
-        mask = Mux(packer.scale_valid, packer.scale_mask,
-                   Const(1, lay.meta_units) << unit_index[b.side_unit])
-        word = Mux(packer.scale_valid, packer.scale_word, unit_word[b.side_unit])
-        command(b.meta_wp, b.meta_rp, b.meta_rd, b.meta_raddr,
-                Mux((scale_grant | side_grant) & b.slot_ok, mask, 0), Cat(word, b.slot))
-        # the data are registers that hold until the write (the cycle after the grant) is done
-        m.d.sync += scale_written.eq(scale_grant)
-        m.d.comb += b.meta_wp.data.eq(
-            Mux(scale_written, packer.scale, b.side_data).replicate(lay.meta_units))
+        m.d.comb += [b.code_wp.data.eq(code.replicate(len(packer.lane_mask))),
+                     b.meta_wp.data.eq(Mux(scale_written, packer.scale,
+                                           b.side_data).replicate(lay.meta_units))]
 
     def _front_end(self, b):
         """Write side: the front end, records checked, counted and committed."""
         m, p, wr, count, quant = b.m, b.p, b.wr, b.count, b.quant
-        F, C = b.lay.features, p.classes
-        pos = Signal(range(max(F, C)))
-        # pos_end: pos is the last position of the current part (feature F-1, logit C-1),
-        # kept as a register beside pos so that no comparator sits in the handshake path.
-        pos_end = Signal(init=F == 1)
+        C = p.classes
+        # the side unit being written: logits, then the label (the quantizer tells the
+        # sample's last feature)
+        pos = Signal(range(C + 1))
+        label = pos == C
+        last_feature = quant.last_in
         bad, dropped, accept, committing = Signal(), Signal(), Signal(), Signal()
         element = wr.payload
         features = quant.i
         m.d.comb += accept.eq(wr.valid & wr.ready)
 
-        def side_write(unit, value):
-            m.d.sync += [b.side_req.eq(1), b.side_unit.eq(unit), b.side_data.eq(value)]
+        # a side unit (logit, label) is written while the element waits on `wr`, and taken
+        # in the cycle of its write (its data are the element's)
+        m.d.comb += [b.side_data.eq(element.data), b.side_unit.eq(pos),
+                     features.payload.eq(element.data)]
 
         with m.FSM():
             with m.State("FEATURES"):
-                m.d.comb += [features.valid.eq(wr.valid), features.payload.eq(element.data),
-                             wr.ready.eq(features.ready)]
+                m.d.comb += [features.valid.eq(wr.valid), wr.ready.eq(features.ready)]
                 with m.If(accept):
-                    m.d.sync += [pos.eq(pos + 1), pos_end.eq(pos == F - 2)]
                     with m.If(element.last):
                         m.d.sync += bad.eq(1)
-                        with m.If(pos_end):
+                        with m.If(last_feature):
                             m.next = "DRAIN"
                         with m.Else():
                             m.next = "PAD"
-                    with m.Elif(pos_end):
-                        m.d.sync += [pos.eq(0), pos_end.eq(C == 1)]
-                        m.next = "LOGITS"
+                    with m.Elif(last_feature):
+                        m.next = "SIDE"
             with m.State("PAD"):
-                # Feed zeros for the features a short record lacks, keeping blocks aligned.
-                m.d.comb += [features.valid.eq(1), features.payload.eq(0)]
-                with m.If(features.ready):
-                    m.d.sync += [pos.eq(pos + 1), pos_end.eq(pos == F - 2)]
-                    with m.If(pos_end):
-                        m.next = "DRAIN"
-            with m.State("LOGITS"):
-                m.d.comb += wr.ready.eq(~b.side_req)
+                # Fill in the features a short record lacks, keeping blocks aligned: whatever
+                # `wr` holds, not counted (the record is dropped, its slot written over)
+                m.d.comb += [features.valid.eq(1), quant.pad.eq(1)]
+                with m.If(features.ready & last_feature):
+                    m.next = "DRAIN"
+            with m.State("SIDE"):                  # the logits, then the label
+                m.d.comb += [b.side_req.eq(wr.valid & ~b.side_written),
+                             wr.ready.eq(b.side_written)]
                 with m.If(accept):
-                    side_write(pos, element.data)
-                    m.d.sync += [pos.eq(pos + 1), pos_end.eq(pos == C - 2)]
-                    with m.If(element.last):
-                        m.d.sync += bad.eq(1)
-                        m.next = "DRAIN"
-                    with m.Elif(pos_end):
-                        m.next = "LABEL"
-            with m.State("LABEL"):
-                m.d.comb += wr.ready.eq(~b.side_req)
-                with m.If(accept):
-                    side_write(C, element.data)
-                    with m.If(~element.last):
-                        m.d.sync += bad.eq(1)
-                        m.next = "SKIP"
-                    with m.Else():
-                        with m.If((element.data < 0) | (element.data >= C)):
+                    m.d.sync += pos.eq(pos + 1)
+                    with m.If(label):
+                        with m.If(~element.last):
                             m.d.sync += bad.eq(1)
+                            m.next = "SKIP"
+                        with m.Else():
+                            with m.If((element.data < 0) | (element.data >= C)):
+                                m.d.sync += bad.eq(1)
+                            m.next = "DRAIN"
+                    with m.Elif(element.last):
+                        m.d.sync += bad.eq(1)
                         m.next = "DRAIN"
             with m.State("SKIP"):
                 m.d.comb += wr.ready.eq(1)
                 with m.If(accept & element.last):
                     m.next = "DRAIN"
             with m.State("DRAIN"):
-                m.d.comb += [committing.eq(b.packer.sample_done & ~b.side_req),
+                m.d.comb += [committing.eq(b.packer.sample_done),
                              b.packer.sample_taken.eq(committing)]
                 with m.If(committing):
-                    m.d.sync += [pos.eq(0), pos_end.eq(F == 1), bad.eq(0), dropped.eq(0)]
+                    m.d.sync += [pos.eq(0), bad.eq(0), dropped.eq(0)]
                     with m.If(~dropped & ~self.clear):
                         with m.If(bad):
                             m.d.sync += self.record_error.eq(1)
@@ -451,5 +458,7 @@ class ForwardCache(CacheComponent):
 
 
 def from_config(config):
-    """``fieldtune generate forward-cache``: the forward cache of ``config.cache``."""
-    return ForwardCache(config.cache)
+    """``fieldtune generate forward-cache`` (and ``bench hierarchy --block forward-cache``): the
+    forward cache of ``config.cache`` as the SoC builds it, its dequantizer as narrow as the
+    MAC array's beat rate allows (:meth:`~.params.CacheParams.for_consumer`)."""
+    return ForwardCache(config.cache.for_consumer(Layout(config.mac).regions[0].rows))

@@ -6,7 +6,8 @@ it takes no SB_MAC16 from the MAC array: about 100 LUT4 per datapath lane on iCE
 it by the block exponent with rounding half up and saturation to signed
 ``Q(out_width-out_frac).out_frac``; pass-through code books only shift. The scale word and the
 side units (z0, label) arrive in the meta word on the beats the layout's read schedule names
-(:class:`~.layout.CacheLayout`).
+(:class:`~.layout.CacheLayout`); the side units leave in the beat's ``side`` field on the beat
+that carries them (nothing assembles them: the consumer keeps what it needs, once).
 
 The datapath has ``dequantizer_lanes`` lanes (default: one per feature of a beat). A consumer
 that takes a beat only every few cycles (the MAC array holds each beat for its ``rows``
@@ -19,7 +20,7 @@ from amaranth.hdl import Module, Signal, Const, Array, Mux, signed, unsigned
 from amaranth.lib import stream, data
 from amaranth.lib.wiring import In, Out
 
-from .params import INDEX_WIDTH, LOGIT_WIDTH
+from .params import INDEX_WIDTH
 from .component import CacheComponent
 from .codebooks import LEVELS, LEVEL_FRAC, level_width
 from .layout import CacheLayout, MANT_BITS, EXP_BITS, UNIT_BITS
@@ -60,9 +61,12 @@ def feature_beat_layout(params):
 
     ``data``: ``lanes`` signed ``Q(out_width-out_frac).out_frac`` features (feature
     ``beat * lanes + lane``; lanes past the last feature are 0). ``beat``, ``first``, ``last``:
-    position within the sample. ``index``: the sample asked for. ``error``: the index was out of
-    range (every value of the sample is 0). ``z0`` (signed Q8.8) and ``label``: valid on the
-    ``last`` beat (they change on earlier beats while they are assembled).
+    position within the sample. ``error``: the index asked for was out of range (every value
+    of the sample is 0). (No ``index``: a consumer knows what it asked for.) ``side``: the
+    beat's meta word, zeroed on error beats: the side units that
+    :attr:`~.layout.CacheLayout.side_pos` places on this beat (z0 as signed Q8.8 in class
+    order, then the label) are valid here; its other units are not (scale slots, or memory
+    the layout does not use on this beat).
     """
     lay = CacheLayout(params)
     return data.StructLayout({
@@ -70,10 +74,8 @@ def feature_beat_layout(params):
         "beat": range(lay.beats),
         "first": 1,
         "last": 1,
-        "index": unsigned(INDEX_WIDTH),
         "error": 1,
-        "z0": data.ArrayLayout(signed(LOGIT_WIDTH), params.classes),
-        "label": unsigned(params.label_bits),
+        "side": unsigned(lay.meta_width),
     })
 
 
@@ -122,7 +124,7 @@ class Dequantizer(CacheComponent):
 
     @property
     def _side_early(self):
-        """The side fields (beat, index, error, z0, label) are set from the beat register
+        """The side fields (beat, error, side) are set from the beat register
         when a beat's last group leaves it, not carried down the pipeline: possible when a
         beat takes at least ``LATENCY - 1`` cycles, since by then the previous beat has
         reached the output register and been taken (everything advances only with the
@@ -169,7 +171,7 @@ class Dequantizer(CacheComponent):
         last_group = Signal()
         valid, regs = _stage(m, self.i.ready, self.i.valid, {
             "codes": self.i.payload.codes, "meta": self.i.payload.meta, "beat": beat_in,
-            "index": self.i.payload.index, "error": self.i.payload.error, "scales": scales,
+            "error": self.i.payload.error, "scales": scales,
         }, "s1")
         # the next beat is taken with the last group of the one held
         m.d.comb += [last_group.eq(group == n - 1),
@@ -217,7 +219,7 @@ class Dequantizer(CacheComponent):
         """What travels beside the lanes to the output register."""
         keys = ("group", "last_group")
         if not self._side_early:
-            keys += ("meta", "beat", "index", "error")
+            keys += ("meta", "beat", "error")
         return {k: regs[k] for k in keys}
 
     def _products(self, m, advance, s1_valid, s2):
@@ -284,24 +286,18 @@ class Dequantizer(CacheComponent):
                                  for u in range(P) if self._lane(j, u) < L]
 
     def _side_fields(self, m, when, regs):
-        """The beat's position, index and error mark, and z0 and the label assembled over
-        the sample's beats, from stage ``regs`` on ``when`` (:attr:`_side_early`)."""
-        p, lay = self.params, self.layout
+        """The beat's position, error mark and meta word (its side units), from stage
+        ``regs`` on ``when`` (:attr:`_side_early`)."""
+        lay = self.layout
         last_beat = lay.beats - 1
         out = self.o.payload
         with m.If(when):
             m.d.sync += [
+                out.side.eq(Mux(regs["error"], 0, regs["meta"])),
                 out.beat.eq(regs["beat"]), out.first.eq(regs["beat"] == 0),
-                out.last.eq(regs["beat"] == last_beat), out.index.eq(regs["index"]),
+                out.last.eq(regs["beat"] == last_beat),
                 out.error.eq(regs["error"]),
             ]
-            # Side units: each is loaded on the one beat whose meta word holds it.
-            for k, (w, unit) in enumerate(lay.side_pos):
-                value = Mux(regs["error"], 0,
-                            regs["meta"][unit * UNIT_BITS:(unit + 1) * UNIT_BITS])
-                target = out.z0[k] if k < p.classes else out.label
-                with m.If(regs["beat"] == lay.words[w].beat):
-                    m.d.sync += target.eq(value)
 
 
 def from_config(config):

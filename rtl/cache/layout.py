@@ -28,10 +28,11 @@ Scale slots
 Meta memory and read schedule
     Scale words and the *side units* (one 16-bit unit per logit z0[c], then one for the label)
     live in the meta memory, ``meta_units`` 16-bit units per word, ``meta_words`` words per
-    sample at ``i * meta_stride ..`` (``meta_words`` rounded up to a power of two). The
-    dequantizer reads at most one meta word per beat, in a fixed schedule: on a beat that
-    needs a new scale word it reads that word (its spare units carry side units); on other
-    beats it reads side-only words while side units remain.
+    sample. The dequantizer uses at most one meta word per beat, in a fixed schedule: on a beat
+    that needs a new scale word it uses that word (its spare units carry side units); on other
+    beats it uses side-only words while side units remain. A meta word is stored at its
+    beat's offset (``i * code_stride + beat``, the code word's address), so one address reads
+    both memories on every beat; the offsets of beats without a meta word stay unused.
     ``meta_units`` is the smallest width for which everything fits in ``beats`` reads, so the
     meta memory never slows the stream down.
 """
@@ -163,8 +164,15 @@ class CacheLayout:
 
     @property
     def meta_stride(self):
-        """Meta words reserved per sample: ``meta_words`` rounded up to a power of two."""
-        return 1 << (self.meta_words - 1).bit_length()
+        """Meta words reserved per sample: :attr:`code_stride`. Meta word ``w`` lives at the
+        offset of the beat that reads it (:attr:`meta_offsets`), so a beat's code word and
+        meta word share one address and both memories are read together."""
+        return self.code_stride
+
+    @property
+    def meta_offsets(self):
+        """Offset of each meta word within its sample's stride: the beat that reads it."""
+        return tuple(word.beat for word in self.words)
 
     @property
     def code_width(self):

@@ -12,7 +12,7 @@ from amaranth.lib.memory import Memory
 from ..perturb.arith import const_mul
 from .params import LossParams
 from .tables import (LOG2E, LOG2E_FRAC, exp2_table, log2_table, diff_width, sum_width,
-                     exponent_width, loss_width, zo_sum_width)
+                     exponent_width, loss_width, zo_sum_width, class_width)
 
 
 __all__ = ["SoftmaxCrossEntropy", "ZOSign", "loss_command_layout", "loss_result_layout"]
@@ -78,6 +78,8 @@ class _Pipe:
 
     def __init__(self, C, tw):
         self.advance = Signal()                     # every stage moves
+        self.preread = Signal()                     # the class memory reads (no stage moves)
+        self.zero = Signal()                        # stage 2's 2**-t is 0 (saturated entry)
         self.first = Signal()                       # the first pass (sums S)
         self.issue = Signal(range(C + 1))           # classes issued in this pass
         self.issuing = Signal()
@@ -115,10 +117,12 @@ class SoftmaxCrossEntropy(wiring.Component):
     result : Out(stream.Signature(loss_result_layout))
         One per vector, after its ``dz``.
 
-    Structure (area first: nothing is indexed at random, one of each operator):
+    Structure (area first: one of each operator, per-class values in block RAM):
     a received logit ``sat(out + z0)`` is registered, then compared with the running maximum
-    (one subtractor, ``max - x``, serves this compare and the passes' differences) and shifted
-    into a ring of registers that rotates once per pass. One exponent pipeline serves both
+    (one subtractor, ``max - x``, serves this compare and the passes' differences) and
+    written to the class memory (``C`` entries of :func:`~.tables.class_width` bits: one
+    16-bit block RAM by default), which each pass reads in class order, one class ahead of
+    its use. One exponent pipeline serves both
     passes over the classes: the clamped difference ``d`` (unsigned, :func:`~.tables.
     diff_width` bits), ``t = round(d * log2 e)`` (``Q.loss_frac``), the table address of
     ``t + log2 S`` (``log2 S`` is 0 in the first pass), the ``2**-x`` table and its rounding
@@ -127,8 +131,8 @@ class SoftmaxCrossEntropy(wiring.Component):
     ``log2(1 + f)`` table, concatenated; the second pass emits ``dz`` (when asked) and takes
     the loss ``t_label + log2 S`` as the label's class passes stage 2. ``t`` is a pipelined
     shift-and-add tree in both passes, or (``serial``, the default) one adder taking a bit of
-    the constant a cycle in the first pass, whose ``t`` replaces the logit in the ring for
-    the second.
+    the constant a cycle in the first pass, whose ``t`` replaces the logit in the class
+    memory for the second (saturated: see :meth:`_serial_front`).
 
     Timing: ``classes`` cycles to receive (one per logit) and 1 more for the last compare,
     ``classes + 5`` for the first pass (its sum takes registered values; serial: ``classes *
@@ -185,49 +189,50 @@ class SoftmaxCrossEntropy(wiring.Component):
         zmax = Signal(signed(lw), init=zmin)
         argmax = Signal(range(C))
         s = Signal(unsigned(sum_width(p)))
-        log2s = Signal(unsigned(tw))
         loss = Signal(unsigned(loss_width(p)))
         zo_sum = Signal(signed(zo_sum_width(p)))
 
-        # -- the ring and the one subtractor ---------------------------------------------
-        # logits; serial: the first pass replaces each by its exponent t (unsigned)
-        rw = max(lw, tw) if p.serial else lw
-        ring = [Signal(rw, name=f"z{i}") for i in range(C)]   # ring[0]: the head
-        receiving = Signal()            # the ring takes received logits, not its head
-        moving = Signal()
-        x = Signal(signed(lw))          # compared with zmax
-        tail = Signal(rw)               # what enters the ring's tail
-        diff = Signal(signed(lw + 1))
-        m.d.comb += diff.eq(zmax - x)
-        with m.If(moving):
-            m.d.sync += [ring[C - 1].eq(tail)] + [ring[i].eq(ring[i + 1]) for i in range(C - 1)]
-
+        # -- the class memory and the one subtractor ----------------------------------------
+        # Per class a logit, which the serial first pass replaces by its exponent t: block
+        # RAM, not flip-flops (a register per bit would be a logic cell of its own). "_norw":
+        # no cycle reads the address it writes (receive writes, the passes read ahead of the
+        # serial pass's write-back).
+        m.submodules.classes_norw = classes = Memory(
+            shape=unsigned(class_width(p)), depth=C, init=[], attrs={"ram_style": "block"})
+        store, fetch = classes.write_port(), classes.read_port()
         accepting = Signal()            # logits.ready
         received, received_class, count = self._receive(m, accepting)
-        with m.If(receiving):
-            m.d.comb += [x.eq(received.payload), tail.eq(received.payload),
-                         moving.eq(received.valid)]
-            with m.If(received.valid & diff[-1]):         # x > zmax: the first maximum stays
-                m.d.sync += [zmax.eq(x), argmax.eq(received_class)]
-        with m.Else():
-            m.d.comb += [x.eq(ring[0][:lw].as_signed()), tail.eq(ring[0])]
+        receiving = Signal()            # compare received logits and store them
+        x = Signal(signed(lw))          # compared with zmax: received, or read in a pass
+        diff = Signal(signed(lw + 1))
+        m.d.comb += [diff.eq(zmax - x),
+                     x.eq(Mux(receiving, received.payload, fetch.data[:lw].as_signed())),
+                     store.addr.eq(received_class), store.data.eq(received.payload),
+                     store.en.eq(receiving & received.valid)]
+        with m.If(receiving & received.valid & diff[-1]):   # x > zmax: the first one stays
+            m.d.sync += [zmax.eq(x), argmax.eq(received_class)]
 
         pipe = _Pipe(C, tw)
+        m.d.comb += fetch.en.eq(pipe.advance | pipe.preread)
         if p.serial:
-            self._serial_front(m, pipe, diff, ring[C - 1], tail)
+            self._serial_front(m, pipe, diff, fetch, store, label)
         else:
-            self._parallel_front(m, pipe, diff)
+            self._parallel_front(m, pipe, diff, fetch)
+        known = Signal()                # S is final (the logarithm and the second pass)
+        log2s = self._log2(m, s, log_rd, known)
         self._exponent_back(m, pipe, log2s, exp_rd)
         value = pipe.value
-        is_label = pipe.cls[2] == label
-        # dz = sat(value - [label] * 2**pf) for value <= 2**pf: the label's is negative but
-        # at value 2**pf (0), any other saturates at value 2**pf (2**pf - 1).
-        dz = Cat(value[:pf] | (value[pf] & ~is_label).replicate(pf), is_label & ~value[pf])
-        # the first pass sums registered values: the table, its shift and rounding and the
-        # adder of S would otherwise be one path (the UP5K's and the ECP5's critical one)
-        summand, summing = Signal.like(value), Signal()
+        # One register takes 2**-x in both passes (stage 4): the first sums it (the table,
+        # its shift and rounding and the adder of S would otherwise be one path, the UP5K's
+        # and the ECP5's critical one), the second emits dz = sat(value - [label] * 2**pf)
+        # from it. For value <= 2**pf the label's is negative but at value 2**pf (0), any
+        # other saturates at value 2**pf (2**pf - 1).
+        held, held_label, summing = Signal.like(value), Signal(), Signal()
+        with m.If(pipe.advance):
+            m.d.sync += [held.eq(value), held_label.eq(pipe.cls[2] == label)]
+        m.d.comb += self.dz.payload.eq(Cat(held[:pf] | (held[pf] & ~held_label).replicate(pf),
+                                           held_label & ~held[pf]))
         drained = ~Cat(*pipe.valid, summing).any() & (pipe.issue == C)
-        log2_int = self._log2_start(m, s, log_rd)
 
         # -- the zeroth-order sum: +-loss, committed with the result ------------------------
         active = zo != ZOSign.NONE
@@ -244,31 +249,31 @@ class SoftmaxCrossEntropy(wiring.Component):
                     cmd = self.cmd.payload
                     m.d.comb += self.cmd.ready.eq(1)
                     m.d.sync += [label.eq(cmd.label), want_dz.eq(cmd.dz), zo.eq(cmd.zo),
-                                 s.eq(0), log2s.eq(0), pipe.issue.eq(0)]
+                                 s.eq(0), pipe.issue.eq(0)]
                     with m.If(cmd.zo_first & (cmd.zo != ZOSign.NONE)):
                         m.d.sync += zo_sum.eq(0)
                     m.next = "MAX"
             with m.State("MAX"):                    # the last logit meets the maximum
-                m.d.comb += receiving.eq(1)
+                m.d.comb += [receiving.eq(1), pipe.preread.eq(1)]
                 m.next = "EXP"
             with m.State("EXP"):
-                m.d.comb += [pipe.advance.eq(1), pipe.first.eq(1), moving.eq(pipe.issuing)]
-                m.d.sync += [summand.eq(value), summing.eq(pipe.valid[2])]
+                m.d.comb += [pipe.advance.eq(1), pipe.first.eq(1)]
+                m.d.sync += summing.eq(pipe.valid[2])
                 with m.If(summing):
-                    m.d.sync += s.eq(s + summand)
+                    m.d.sync += s.eq(s + held)
                 with m.If(drained):
                     m.next = "LOG"
             with m.State("LOG"):                    # the log2(1 + f) table reads
+                m.d.comb += known.eq(1)
+                m.d.sync += pipe.issue.eq(0)
                 m.next = "LOG2"
             with m.State("LOG2"):
-                m.d.sync += [log2s.eq(Cat(log_rd.data, log2_int)), pipe.issue.eq(0)]
+                m.d.comb += [known.eq(1), pipe.preread.eq(1)]
                 m.next = "SOFT"
             with m.State("SOFT"):
-                m.d.comb += [pipe.advance.eq(~self.dz.valid | self.dz.ready),
-                             moving.eq(pipe.issuing)]
+                m.d.comb += [known.eq(1), pipe.advance.eq(~self.dz.valid | self.dz.ready)]
                 with m.If(pipe.advance):
-                    m.d.sync += [self.dz.valid.eq(pipe.valid[2] & want_dz),
-                                 self.dz.payload.eq(dz)]
+                    m.d.sync += self.dz.valid.eq(pipe.valid[2] & want_dz)
                     with m.If(pipe.valid[1] & (pipe.cls[1] == label)):
                         m.d.sync += loss.eq(pipe.texp)      # the label's t + log2 S
                     with m.If(drained):
@@ -307,8 +312,9 @@ class SoftmaxCrossEntropy(wiring.Component):
                          count.eq(Mux(count == C - 1, 0, count + 1))]
         return received, received_class, count
 
-    def _parallel_front(self, m, pipe, diff):
-        """Stage 0 (issue): the ring's head, class ``issue``, whose ``diff = max - z`` is
+    def _parallel_front(self, m, pipe, diff, fetch):
+        """Stage 0 (issue): class ``issue``, whose logit the class memory read the cycle
+        before (``fetch`` reads ahead: the class issued next) and whose ``diff = max - z`` is
         clamped into stage 1's ``d``; stage 2: ``t = round(d * log2 e)`` in shifts and adds.
         Every register moves on ``advance``; both passes issue a class a cycle."""
         p = self.params
@@ -316,7 +322,8 @@ class SoftmaxCrossEntropy(wiring.Component):
         d = Signal(unsigned(dw))
         k, shift = _exponent_constant(p)
         clamp = diff[dw:].any()         # diff >= 0 in the passes; diff_clamp = 2**dw - 1
-        m.d.comb += pipe.issuing.eq(pipe.advance & (pipe.issue < p.classes))
+        m.d.comb += [pipe.issuing.eq(pipe.advance & (pipe.issue < p.classes)),
+                     fetch.addr.eq(pipe.issue + pipe.issuing)]
         with m.If(pipe.advance):
             m.d.sync += [
                 pipe.valid[0].eq(pipe.issuing), pipe.cls[0].eq(pipe.issue),
@@ -327,16 +334,20 @@ class SoftmaxCrossEntropy(wiring.Component):
             with m.If(pipe.issuing):
                 m.d.sync += pipe.issue.eq(pipe.issue + 1)
 
-    def _serial_front(self, m, pipe, diff, last, tail):
-        """First pass: per class, the clamped ``d = max - z`` of the ring's head is taken
-        (one cycle), then multiplied by ``k`` (:func:`_exponent_constant`) least significant
-        bit first, one bit a cycle: ``P = (P + k_i * d + [i == shift - 1]) / 2``; the bits
-        shifted out are kept from bit ``shift`` on, so after ``steps`` cycles ``P`` is
-        ``round_half_up(d * k, shift)`` (the carry-in at step ``shift - 1`` adds the half).
-        That step issues ``t = P`` into the ring's tail in place of the logit. Second pass:
-        the ring rotates a class a cycle. Stage 2 is the ring's tail either way."""
+    def _serial_front(self, m, pipe, diff, fetch, store, label):
+        """First pass: per class, the clamped ``d = max - z`` of the logit the class memory
+        read (``fetch``: class ``issue``) is taken (one cycle), then multiplied by ``k``
+        (:func:`_exponent_constant`) least significant bit first, one bit a cycle: ``P = (P
+        + k_i * d + [i == shift - 1]) / 2``; the bits shifted out are kept from bit
+        ``shift`` on, so after ``steps`` cycles ``P`` is ``round_half_up(d * k, shift)``
+        (the carry-in at step ``shift - 1`` adds the half). That step issues ``t = P``: it
+        is stage 2's ``t`` the next cycle, and it replaces the logit in the class memory
+        (saturated to :func:`~.tables.class_width` bits, the largest entry meaning
+        ``2**-t = 0``; the label's entry keeps its low bits and ``high`` the rest), while
+        ``fetch`` reads the next class. Second pass: a class a cycle, stage 2's ``t`` is
+        the entry read."""
         p = self.params
-        C, dw, tw = p.classes, diff_width(p), exponent_width(p)
+        C, dw, tw, cw = p.classes, diff_width(p), exponent_width(p), class_width(p)
         k, shift = _exponent_constant(p)
         steps = _multiply_steps(p)
         low = steps - shift                 # bits of P below d's (the product's bits
@@ -348,7 +359,8 @@ class SoftmaxCrossEntropy(wiring.Component):
         total = Signal(dw + 1)              # P's upper part stays <= d
         m.d.comb += total.eq(product[low:] + Mux(Const(k, steps).bit_select(step, 1), d, 0)
                              + carry)
-        nxt = Cat(product[1:low], total) if low else total[1:]
+        t = Signal(max(tw, low + dw))       # P's next value, t once pushed
+        m.d.comb += t.eq(Cat(product[1:low], total) if low else total[1:])
         push = Signal()
         clamp = diff[dw:].any()
         with m.If(pipe.first):
@@ -356,15 +368,26 @@ class SoftmaxCrossEntropy(wiring.Component):
                 m.d.sync += [d.eq(diff[:dw] | clamp.replicate(dw)), product.eq(0),
                              step.eq(0), busy.eq(1)]
             with m.If(busy):
-                m.d.sync += [product.eq(nxt), step.eq(step + 1)]
+                m.d.sync += [product.eq(t), step.eq(step + 1)]
                 with m.If(step == steps - 1):
                     m.d.sync += busy.eq(0)
-                    m.d.comb += [push.eq(1), tail.eq(nxt)]
-        m.d.comb += pipe.issuing.eq(Mux(pipe.first, push,
-                                        pipe.advance & (pipe.issue < C)))
-        # stage 2's t is the ring's tail: the class issued last entered it (pushed or
-        # rotated from the head)
-        m.d.comb += pipe.t.eq(last[:tw])
+                    m.d.comb += push.eq(1)
+        m.d.comb += [pipe.issuing.eq(Mux(pipe.first, push, pipe.advance & (pipe.issue < C))),
+                     fetch.addr.eq(pipe.issue + push)]
+        pushed_label = pipe.issue == label
+        stage_label = pipe.cls[1] == label
+        entry, stage_t = t[:cw], fetch.data
+        if cw < tw:
+            high = Signal(tw - cw)          # the label's t above its entry
+            with m.If(push & pushed_label):
+                m.d.sync += high.eq(t[cw:tw])
+            entry = t[:cw] | (t[cw:].any() & ~pushed_label).replicate(cw)
+            stage_t = Cat(fetch.data, Mux(stage_label, high, 0))
+            m.d.comb += pipe.zero.eq(~pipe.first & ~stage_label
+                                     & (fetch.data == (1 << cw) - 1))
+        with m.If(push):
+            m.d.comb += [store.addr.eq(pipe.issue), store.data.eq(entry), store.en.eq(1)]
+        m.d.comb += pipe.t.eq(Mux(pipe.first, product, stage_t))
         with m.If(pipe.advance):
             m.d.sync += [pipe.valid[1].eq(pipe.issuing), pipe.cls[1].eq(pipe.issue)]
             with m.If(pipe.issuing):
@@ -388,21 +411,25 @@ class SoftmaxCrossEntropy(wiring.Component):
                      exp_rd.addr.eq(tr[:eb]), exp_rd.en.eq(pipe.advance)]
         with m.If(pipe.advance):
             m.d.sync += [pipe.valid[2].eq(pipe.valid[1]), pipe.cls[2].eq(pipe.cls[1]),
-                         n.eq(tr[eb:eb + nw] | tr[eb + nw:].any().replicate(nw))]
+                         n.eq(tr[eb:eb + nw] | (tr[eb + nw:].any() | pipe.zero).replicate(nw))]
         # round_half_up(T >> n) == ((2T >> n) + 1) >> 1, and 0 once n >= prob_frac + 2
         # (T <= 2**prob_frac), as the golden model's min(n, prob_frac + 2) gives.
         twice = Cat(0, exp_rd.data)
         pipe.value = Signal(unsigned(p.prob_frac + 1))
         m.d.comb += pipe.value.eq(((twice >> n) + 1)[1:])
 
-    def _log2_start(self, m, s, log_rd):
-        """Integer part of ``log2 S`` for ``2**prob_frac <= S``; addresses the ``log2(1 +
-        f)`` table with the ``exp_bits`` bits after the leading one (rounded half up: a
-        carry out of them adds one to the integer part). The leading one is at ``prob_frac
-        .. sum_width - 1``: a small multiplexer, not a barrel shifter. ``S`` must be stable
-        from the cycle before."""
+    def _log2(self, m, s, log_rd, known):
+        """``log2 S`` (unsigned ``Q.loss_frac``) while ``known``, else 0 (the first pass),
+        combinational from ``S`` and the ``log2(1 + f)`` table: no register holds it. For
+        ``2**prob_frac <= S`` the integer part is the leading one's position (at
+        ``prob_frac .. sum_width - 1``: a small multiplexer, not a barrel shifter); the
+        ``exp_bits`` bits after it, rounded half up (a carry out of them adds one to the
+        integer part), address the table. Unless ``known`` the table reads its entry 0,
+        ``log2 1 = 0``; its value is valid from the second cycle of ``known`` (``S`` stable
+        from the cycle before)."""
         p = self.params
         pf, eb, sw = p.prob_frac, p.exp_bits, len(s)
+        assert log2_table(p)[0] == 0
         ext = Cat(Signal(eb + 1), s)                   # S << (eb + 1)
         pos = Signal(range(sw - pf))                   # the leading one minus prob_frac
         for i in range(pf + 1, sw):
@@ -414,5 +441,8 @@ class SoftmaxCrossEntropy(wiring.Component):
                 with m.Case(i - pf):
                     m.d.comb += window.eq(ext[i:i + eb + 1])
         fr = Signal(unsigned(eb + 1))
-        m.d.comb += [fr.eq(window[1:] + window[0]), log_rd.addr.eq(fr[:eb]), log_rd.en.eq(1)]
-        return pos + fr[eb]
+        m.d.comb += [fr.eq(window[1:] + window[0]), log_rd.en.eq(1),
+                     log_rd.addr.eq(fr[:eb] & known.replicate(eb))]
+        log2s = Signal(unsigned(exponent_width(self.params)))
+        m.d.comb += log2s.eq(Cat(log_rd.data, (pos + fr[eb]) & known.replicate(len(pos) + 1)))
+        return log2s

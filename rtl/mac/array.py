@@ -97,10 +97,15 @@ class AdapterMACArray(wiring.Component):
         queue is free); an op starts one cycle after the previous one's last word. Invalid
         ops raise ``error`` and are dropped without touching a stream.
     x : In(stream.Signature(feature_beat_layout))
-        Features (or the low-rank ``u``), ``lanes`` per beat, signed ``Q(fw-ff).ff``; a beat is
-        held for the ``rows`` words of its beat and taken with the last of them (``ready`` is
-        high for one cycle per ``rows``). ``last`` must mark a sample's final beat (else
-        ``framing`` is raised).
+        Features (or the low-rank ``u``), ``lanes`` per beat, signed ``Q(fw-ff).ff``; a beat
+        serves the ``rows`` words of its beat. The first of them issues when ``valid`` is
+        high, loading the beat into the operand register that holds it for the other rows,
+        and the beat is taken the next cycle (``ready`` is a register, high for one cycle
+        per ``rows``: no path from the issue logic to the producer), so the producer builds
+        the next beat meanwhile. Hence the stream rule matters here: once ``valid`` is high
+        it stays, with its payload, until the transfer. An op with one row per beat takes a
+        beat every other cycle. ``last`` must mark a sample's final beat (else ``framing`` is
+        raised).
     z : In(stream.Signature(ArrayLayout(signed(perturb_width), lanes)))
         Perturbations, signed ``Q(pw-pf).pf``, one beat per weight word (element ``i`` is
         weight ``i``, :mod:`.layout`), for perturbed MATVEC, zeroth-order UPDATE and INIT.
@@ -376,6 +381,10 @@ class AdapterMACArray(wiring.Component):
         # position flags, kept as registers (off the issue path): r == rows - 1,
         # k == beats - 1, kg == 0, kg == glen - 1
         last_row, last_k, first_kg = Signal(), Signal(), Signal()
+        first_row = Signal()            # r == 0: a stream op takes its feature beat here
+        # the beat is taken (``x.ready``) a cycle after its first row issued, as that word
+        # reaches stage 1: a register, so the MAC's issue logic never reaches the producer
+        x_taking = Signal()
         last_kg = Signal() if grouped else last_k
         last_token = Signal()
         m.d.comb += last_token.eq(last_row & last_k)
@@ -412,7 +421,10 @@ class AdapterMACArray(wiring.Component):
         m.d.comb += load_take.eq(go & (kind == Op.LOAD))
         m.d.comb += go.eq(
             active & (started | op_ok)
-            & (~uses_x | self.x.valid) & (~uses_z | self.z.valid)
+            # a stream op's first row needs a beat not being taken already (a beat serves
+            # the op's rows from the operand register, _operands)
+            & (~(uses_x & first_row) | (self.x.valid & ~x_taking))
+            & (~uses_z | self.z.valid)
             & ((kind != Op.LOAD) | self.wload.valid)
             & ~dump_busy
             # a COLACC beat starts when the previous beat's lanes are written
@@ -427,12 +439,13 @@ class AdapterMACArray(wiring.Component):
         m.d.sync += drained.eq(empty & ~go)
         m.d.comb += w_rd.addr.eq(word)        # (updates take it at stage 4)
         m.d.comb += [
-            self.x.ready.eq(go & uses_x & last_row),
+            self.x.ready.eq(x_taking),
             self.z.ready.eq(go & uses_z),
             self.wload.ready.eq(load_take),
             c_rd.addr.eq(Mux(b.queue_read, b.queue_raddr, caddr)),
         ]
-        with m.If(go & uses_x & last_row & (self.x.payload.last != last_k)):
+        m.d.sync += x_taking.eq(go & uses_x & first_row)
+        with m.If(go & uses_x & first_row & (self.x.payload.last != last_k)):
             m.d.comb += framing_event.eq(1)
         b.active, b.beats, b.caddr, b.coef_wp, b.credits = active, beats, caddr, coef_wp, credits
         b.crow, b.cur, b.curx, b.dump_busy, b.empty = crow, cur, curx, dump_busy, empty
@@ -440,6 +453,7 @@ class AdapterMACArray(wiring.Component):
         b.first_kg, b.gbase, b.gi, b.glen, b.glen_next = first_kg, gbase, gi, glen, glen_next
         b.go, b.is_b, b.k, b.kg, b.kind, b.last_k = go, is_b, k, kg, kind, last_k
         b.last_kg, b.last_row, b.last_token, b.load_take = last_kg, last_row, last_token, load_take
+        b.first_row, b.x_taking = first_row, x_taking
         b.need_drain, b.nxt, b.nxt_valid, b.nxt_wait = need_drain, nxt, nxt_valid, nxt_wait
         b.outputs, b.r, b.rows, b.serial_busy, b.started = outputs, r, rows, serial_busy, started
         b.uses_z, b.word = uses_z, word
@@ -484,7 +498,8 @@ class AdapterMACArray(wiring.Component):
             m.d.sync += [word.eq(word + 1), r.eq(r + 1)]
             with m.If(~started & (kind == Op.MATVEC) & (cur.dest == Dest.OUT)):
                 m.d.sync += credits.eq(credits - outputs + (self.out.valid & self.out.ready))
-            m.d.sync += last_row.eq(Mux(last_row, rows == 1, r == rows - 2))
+            m.d.sync += [last_row.eq(Mux(last_row, rows == 1, r == rows - 2)),
+                         b.first_row.eq(last_row)]
             with m.If(last_row):
                 m.d.sync += [r.eq(0), k.eq(k + 1),
                              last_k.eq(k == beats - 2), first_kg.eq(0)]
@@ -529,6 +544,7 @@ class AdapterMACArray(wiring.Component):
                 m.d.sync += [curx.eq(nxt), active.eq(1), started.eq(0), k.eq(0), r.eq(0),
                              word.eq(nxt.base),
                              last_row.eq(nxt.rows == 1), last_k.eq(nxt.beats == 1),
+                             b.first_row.eq(1),
                              first_kg.eq(1)]
                 if b.grouped:
                     m.d.sync += [gi.eq(0), kg.eq(0), gbase.eq(0), crow.eq(nxt.op.coef_base),
@@ -690,6 +706,12 @@ class AdapterMACArray(wiring.Component):
         zright = Signal(range(kmax + 1))
         m.d.comb += zright.eq(kmax - cur.zshift)
         m.d.comb += perturbs.eq(uses_z & (kind != Op.UPDATE))
+        # the second operand: a stream op's feature beat is loaded as the beat's first row
+        # issues (with ``valid`` checked by ``go``; the beat is taken a cycle later, ``x.ready``
+        # being a register, and its payload holds meanwhile), then held for the beat's other
+        # rows: the one copy of the beat in the array. A word at stage 1 reads it as it is
+        # replaced (the next beat's first row issuing), so the multipliers' input registers
+        # take it directly. Other operands are loaded word by word at issue.
         for l in range(L):
             with m.Switch(kind):
                 with m.Case(Op.DUMP):
@@ -697,7 +719,8 @@ class AdapterMACArray(wiring.Component):
                 with m.Default():
                     with m.Switch(cur.operand):
                         with m.Case(Operand.STREAM):
-                            m.d.sync += s1_b[l].eq(self.x.payload.data[l])
+                            with m.If(b.first_row):
+                                m.d.sync += s1_b[l].eq(self.x.payload.data[l])
                         with m.Case(Operand.LOCAL):
                             m.d.sync += s1_b[l].eq(beat_vals[l][k] if lowrank else 0)
                         with m.Case(Operand.Z):
@@ -851,8 +874,8 @@ class AdapterMACArray(wiring.Component):
     def _matvec_path(self, b):
         """Matrix-vector path: adder tree, row accumulators, narrowing."""
         ACC_STAGE, T, aw, bw, ctl, fw = b.ACC_STAGE, b.T, b.aw, b.bw, b.ctl, b.fw
-        lay, local, lowrank, m, max_out = b.lay, b.local, b.lowrank, b.m, b.max_out
-        max_rows, p, s4_p, sat_flag, valid, wf = b.max_rows, b.p, b.s4_p, b.sat_flag, b.valid, b.wf
+        local, lowrank, m, max_out = b.local, b.lowrank, b.m, b.max_out
+        p, s4_p, sat_flag, valid, wf = b.p, b.s4_p, b.sat_flag, b.valid, b.wf
         # -- matrix-vector path: adder tree, row accumulators, narrowing -------------------
         level = list(s4_p)
         for t in range(T):
@@ -862,30 +885,13 @@ class AdapterMACArray(wiring.Component):
                 m.d.sync += v.eq(level[i] + level[i + 1] if i + 1 < len(level) else level[i])
                 level_next.append(v)
             level = level_next
-        total = level[0]
+        b.total = level[0]
         ca, va = ctl[ACC_STAGE], valid[ACC_STAGE]
-        # sums start at half an output LSB, so rounding half up is a plain shift at the end;
-        # a row's accumulator returns to it as the row's sum leaves (a constant: the
-        # flip-flops' set and reset, no multiplexer before the adder)
+        # sums start at half an output LSB, so rounding half up is a plain shift at the end
         half_lsb = (1 << wf) >> 1
-        accs = [Signal(signed(p.acc_width), name=f"acc{i}", init=half_lsb)
-                for i in range(max_rows)]
         acc_new = Signal(signed(p.acc_width))
-        restart = Signal(signed(p.acc_width))
-        m.d.comb += restart.eq(Mux(ca.last, half_lsb, acc_new))
+        (self._acc_memory if p.acc_memory == "bram" else self._acc_flops)(b, acc_new, half_lsb)
         n1_valid, n1_idx, n1_dest = Signal(), Signal(range(max(max_out, 2))), Signal(Dest)
-        if len({reg.rows for reg in lay.regions}) == 1:
-            # every op has the same rows, in order: the accumulators rotate, the head is
-            # always the arriving word's row (no read multiplexer)
-            m.d.comb += acc_new.eq(accs[0] + total)
-            with m.If(va & (ca.op == Op.MATVEC)):
-                m.d.sync += [accs[i].eq(accs[i + 1]) for i in range(max_rows - 1)]
-                m.d.sync += accs[-1].eq(restart)
-        else:
-            acc_file = Array(accs)
-            m.d.comb += acc_new.eq(acc_file[ca.row] + total)
-            with m.If(va & (ca.op == Op.MATVEC)):
-                m.d.sync += acc_file[ca.row].eq(restart)
         ends = Signal()
         m.d.comb += ends.eq(va & (ca.op == Op.MATVEC) & ca.last)
         m.d.sync += [n1_valid.eq(ends), n1_idx.eq(ca.outidx), n1_dest.eq(ca.dest)]
@@ -903,7 +909,48 @@ class AdapterMACArray(wiring.Component):
         if lowrank:
             with m.If(n1_valid & (n1_dest == Dest.LOCAL)):
                 m.d.sync += local[n1_idx].eq(y)
-        b.n1_valid, b.total = n1_valid, total
+        b.n1_valid = n1_valid
+
+    def _acc_flops(self, b, acc_new, half_lsb):
+        """Row accumulators in flip-flops: sums start at half an output LSB, so rounding half
+        up is a plain shift at the end; a row's accumulator returns to it as the row's sum
+        leaves (a constant: the flip-flops' set and reset, no multiplexer before the
+        adder)."""
+        m, p, lay, max_rows, total = b.m, b.p, b.lay, b.max_rows, b.total
+        ca, va = b.ctl[b.ACC_STAGE], b.valid[b.ACC_STAGE]
+        accs = [Signal(signed(p.acc_width), name=f"acc{i}", init=half_lsb)
+                for i in range(max_rows)]
+        restart = Signal(signed(p.acc_width))
+        m.d.comb += restart.eq(Mux(ca.last, half_lsb, acc_new))
+        if len({reg.rows for reg in lay.regions}) == 1:
+            # every op has the same rows, in order: the accumulators rotate, the head is
+            # always the arriving word's row (no read multiplexer)
+            m.d.comb += acc_new.eq(accs[0] + total)
+            with m.If(va & (ca.op == Op.MATVEC)):
+                m.d.sync += [accs[i].eq(accs[i + 1]) for i in range(max_rows - 1)]
+                m.d.sync += accs[-1].eq(restart)
+        else:
+            acc_file = Array(accs)
+            m.d.comb += acc_new.eq(acc_file[ca.row] + total)
+            with m.If(va & (ca.op == Op.MATVEC)):
+                m.d.sync += acc_file[ca.row].eq(restart)
+
+    def _acc_memory(self, b, acc_new, half_lsb):
+        """Row accumulators in a block RAM (``accs_norw``), addressed by row: a word's row
+        is read as the word enters the stage before ACC_STAGE and written with its new sum
+        at ACC_STAGE; a group's first beat adds to half an output LSB instead of what is
+        stored (so nothing needs clearing, after an abort either). No read meets a write to
+        its row: consecutive words of one row are ``rows >= 2`` words apart (``acc_memory``
+        is checked for that), and the pipeline advances every cycle."""
+        m, p, max_rows, total = b.m, b.p, b.max_rows, b.total
+        ca, va = b.ctl[b.ACC_STAGE], b.valid[b.ACC_STAGE]
+        m.submodules.accs_norw = mem = Memory(shape=signed(p.acc_width), depth=max_rows,
+                                              init=[], attrs={"ram_style": "block"})
+        rd, wr = mem.read_port(), mem.write_port()
+        m.d.comb += [rd.addr.eq(b.ctl[b.ACC_STAGE - 1].row),
+                     acc_new.eq(Mux(ca.first, half_lsb, rd.data) + total),
+                     wr.addr.eq(ca.row), wr.data.eq(acc_new),
+                     wr.en.eq(va & (ca.op == Op.MATVEC))]
 
     def _dump(self, b):
         """DUMP: a word's weight ``dlane`` times 1 in its lane, 0 elsewhere, is the adder

@@ -34,7 +34,7 @@ from .numerics import (WORD, EXPANDER_WARMUP, ADAPT_GUARD_BITS, draw_bits, sourc
 from .params import PerturbParams
 from .pool import ReusePool
 from .source import UniformSource
-from .uniform import UniformShaper
+from .uniform import UniformShaper, uniform_magnitude
 from .expander import SeedExpander
 
 
@@ -78,8 +78,13 @@ class PerturbationEngine(wiring.Component):
     Ports
     -----
     request : In(stream.Signature(Request))
-        ``{seed, step}``; accepted (``ready`` high) only while the engine is idle. Any 32-bit
-        seed works at run time (the expander key has non-zero constants).
+        ``{seed, step}``; accepted (``ready`` high) only while the engine is idle, and in
+        pool mode only once the pool holds the request's seed (a request with another seed
+        waits, presented, while the pool refills: the engine reads its seed meanwhile;
+        with ``seed_compare=False`` only the first request after a reset refills it).
+        Without adaptive scaling the expander keys on the payload on the accepting edge,
+        so the engine keeps no copy of it. Any 32-bit seed works at run time (the expander
+        key has non-zero constants).
     z : Out(stream.Signature(beat_layout(params)))
         ``beats = ceil(dimension / lanes)`` beats per request; beat ``b`` lane ``l`` carries
         element ``i = b * lanes + l`` as a signed ``Q(width-frac_bits).frac_bits`` code;
@@ -87,21 +92,25 @@ class PerturbationEngine(wiring.Component):
         final beat. One beat per cycle while ``ready`` is high; when ``ready`` drops the
         beat is held (the whole pipeline stalls) and nothing is lost or repeated.
     busy : Out(1)
-        A request is being served (from acceptance to the transfer of the last beat).
+        A request is being served (the engine is not idle: from the refill or the
+        acceptance to the transfer of the last beat).
     seeded : Out(1)
         Pool mode: the pool holds the values of the last request's seed (other modes have
         nothing to seed: always high).
     clamped : Out(1)
         Adaptive scaling: the current step's correction hit its limit (norm not reached).
 
-    Timing, in clock edges from the edge that accepts a request to the edge that transfers
-    the first beat with ``z.ready`` high (:meth:`latency`; W = 10: the expander's warm-up steps,
-    ``EXPANDER_WARMUP + 2``; C = :attr:`chain_words`):
+    Timing, in clock edges from the first edge a request is presented at (the engine idle)
+    to the edge that transfers the first beat with ``z.ready`` high (:meth:`latency`; W =
+    10: the expander's warm-up steps, ``EXPANDER_WARMUP + 2``; C = :attr:`chain_words`):
 
-    * always: ``1 + W + C + output_depth + 1`` (key the expander, warm it up, load the
-      per-step state 32 bits a cycle, fill the pipeline);
-    * pool mode, when the pool does not hold the request's seed: first a fill,
-      ``1 + W + fill_words + pool_size + fill_depth + 1``;
+    * always: ``W + C + output_depth + 1`` (key the expander on the accepting edge, warm
+      it up, load the per-step state 32 bits a cycle, fill the pipeline); with adaptive
+      scaling 1 more (a KEY cycle keys it from the registers); in pool mode with
+      ``seed_compare`` 1 more (``look``: a cycle to compare the request's seed with the
+      pool's, registered);
+    * pool mode, when the pool does not hold the request's seed: first a fill, before the
+      request is accepted, ``2 + look + W + fill_words + pool_size + fill_depth + 1``;
     * adaptive scaling, the first request of a ``(seed, step)``: first a measuring pass,
       ``1 + W + C + measure_walk * (beats + measure_depth) + 3 + S`` (``S`` = the solver's
       :meth:`~.adaptive.ScaleSolver.latency_of`, 34 by default; ``measure_walk`` = 1 in pool
@@ -113,10 +122,15 @@ class PerturbationEngine(wiring.Component):
     the edge that transfers the last beat.
     """
 
-    def __init__(self, params):
+    def __init__(self, params, *, seed_compare=True):
         if not isinstance(params, PerturbParams):
             raise TypeError(f"params must be a PerturbParams, not {type(params).__name__}")
         self.params = params
+        #: Pool mode: the pool remembers its seed and refills when a request brings another.
+        #: Without (``seed_compare=False``) it refills only on the first request after a
+        #: reset, for a caller that resets the engine whenever the seed may change (the SoC:
+        #: at every run start): no 32-bit seed register and compare.
+        self.seed_compare = seed_compare
         p = params
         self.draw_layout = source_layout(p.source, draw_bits(p))
         #: A sign source of its own (reuse modes with more lanes than an expander word).
@@ -145,7 +159,10 @@ class PerturbationEngine(wiring.Component):
         self.chain_words = -(-self.chain_bits // WORD)
         self.fill_words = 0 if fill_from_expander(p) else \
             -(-self.draw_layout.state_bits // WORD)
-        self.fill_depth = 1 + self.shaper_depth
+        #: The pool's fill takes uniform magnitudes straight from the expander's word.
+        self.fill_direct = (p.reuse == "pool" and fill_from_expander(p)
+                            and p.shape == "uniform" and not p.adaptive)
+        self.fill_depth = 0 if self.fill_direct else 1 + self.shaper_depth
         super().__init__({
             "request": In(stream.Signature(Request)),
             "z": Out(stream.Signature(beat_layout(p))),
@@ -157,9 +174,10 @@ class PerturbationEngine(wiring.Component):
         first beat (``z.ready`` held high); see the class documentation."""
         p = self.params
         w = EXPANDER_WARMUP + 2
-        cycles = 1 + w + self.chain_words + self.output_depth + 1
+        look = p.reuse == "pool" and self.seed_compare
+        cycles = look + p.adaptive + w + self.chain_words + self.output_depth + 1
         if fill:
-            cycles += 1 + w + self.fill_words + p.pool_size + self.fill_depth + 1
+            cycles += 2 + look + w + self.fill_words + p.pool_size + self.fill_depth + 1
         if measure:
             cycles += (1 + w + self.chain_words + self.measure_walk * (p.beats + self.measure_depth)
                        + 3 + ScaleSolver.latency_of(p))
@@ -171,9 +189,6 @@ class PerturbationEngine(wiring.Component):
         m = Module()
         p = self.params
         beats = p.beats
-
-        seed, step = Signal(32), Signal(32)
-        m.d.comb += self.busy.eq(~self.request.ready)
 
         expander, word, warming = self._expander(m)
         count = Signal(range(max(EXPANDER_WARMUP + 1, self.chain_words, self.fill_words) + 1))
@@ -215,37 +230,52 @@ class PerturbationEngine(wiring.Component):
         self._lanes(m, lane_values, signs, negate, pipe, expander)
 
         # -- control ----------------------------------------------------------------------
+        idle = Signal()
+        seed, step, refill, look, remember = self._intake(m, pool, idle)
         m.d.comb += [expander.seed.eq(seed), expander.key.eq(step)]
-        scale_valid = Signal()
-        scale_seed, scale_step = Signal(32), Signal(32)
-        cached = scale_valid & (scale_seed == seed) & (scale_step == step)
+        request = self.request.payload
         if p.reuse == "pool":
-            # the pool holds the values of `seed`, the last request's: a request with
-            # another seed refills it first (an aborted fill leaves it unfilled)
             m.d.comb += self.seeded.eq(pool.filled & ~pool.fill_start)
             fill = self._fill(m, expander, pool)
         else:
             m.d.comb += self.seeded.eq(1)
+        m.d.comb += self.busy.eq(~idle)
+        if p.adaptive:
+            # the last correction's (seed, step): replays of that step skip the measuring
+            scale = {"valid": Signal(), "seed": Signal(32), "step": Signal(32),
+                     "set": [seed, step]}
+            cached = scale["valid"] & (scale["seed"] == seed) & (scale["step"] == step)
 
         with m.FSM(name="phase"):
             with m.State("IDLE"):
-                m.d.comb += self.request.ready.eq(1)
-                with m.If(self.request.valid):
-                    m.d.sync += [seed.eq(self.request.payload.seed),
-                                 step.eq(self.request.payload.step)]
-                    m.next = "KEY"
+                m.d.comb += [idle.eq(1),
+                             self.request.ready.eq(~(self.request.valid & (look | refill)))]
+                if p.adaptive:
+                    m.d.sync += [seed.eq(request.seed), step.eq(request.step)]
+                with m.If(self.request.valid & ~look):
                     if p.reuse == "pool":
-                        with m.If(~pool.filled | (seed != self.request.payload.seed)):
+                        with m.If(refill):
+                            m.d.sync += remember
                             m.next = "FILL_KEY"
+                    with m.If(~refill):
+                        if p.adaptive:
+                            m.next = "KEY"
+                        else:               # KEY's work, on the accepting edge
+                            m.d.comb += [expander.load.eq(1), flush.eq(1)]
+                            m.d.sync += count.eq(0)
+                            m.next = "WARM"
+
             @contextmanager
-            def keyed(prefix, keying, chain_load, chain_seal, words, actions):
-                """KEY (the expander keys on `keying`), WARM, LOAD (shift `words` words into
-                a chain); `actions` are comb statements of the KEY cycle. The body runs in
-                LOAD's last cycle (WARM's without words; the caller's transition)."""
-                with m.State(f"{prefix}KEY"):
-                    m.d.comb += [keying.eq(1), *actions]
-                    m.d.sync += count.eq(0)
-                    m.next = f"{prefix}WARM"
+            def keyed(prefix, keying, chain_load, chain_seal, words, actions, key_state=True):
+                """KEY (the expander keys on `keying`; unless `key_state` is false: IDLE does
+                it), WARM, LOAD (shift `words` words into a chain); `actions` are comb
+                statements of the KEY cycle. The body runs in LOAD's last cycle (WARM's
+                without words; the caller's transition)."""
+                if key_state:
+                    with m.State(f"{prefix}KEY"):
+                        m.d.comb += [keying.eq(1), *actions]
+                        m.d.sync += count.eq(0)
+                        m.next = f"{prefix}WARM"
                 with m.State(f"{prefix}WARM"):
                     m.d.comb += [expander.advance.eq(1), warming.eq(1)]
                     m.d.sync += count.eq(count + 1)
@@ -272,8 +302,9 @@ class PerturbationEngine(wiring.Component):
                     # the pool counts its values; those in flight when it is full are dropped
                     m.d.comb += fill["issue"].eq(1)
                     with m.If(pool.filled):
-                        m.next = "KEY"
-            with keyed("", expander.load, load, seal, self.chain_words, [flush.eq(1)]):
+                        m.next = "IDLE"         # the request is accepted now
+            with keyed("", expander.load, load, seal, self.chain_words, [flush.eq(1)],
+                       key_state=p.adaptive):
                 m.next = "EMIT"
                 if p.adaptive:
                     with m.If(~cached):
@@ -283,28 +314,65 @@ class PerturbationEngine(wiring.Component):
                 with m.If(self.z.valid & self.z.ready & self.z.payload.last):
                     m.next = "IDLE"
             if p.adaptive:
-                total = Signal(len(solver.energy))
-                with m.State("MEASURE"):
-                    m.d.comb += [measuring.eq(1), en.eq(measure["enable"])]
-                    m.d.sync += count.eq(0)
-                    with m.If(measure["valid"]):
-                        m.d.sync += total.eq(total + measure["energy"])
-                        with m.If(measure["last"]):
-                            m.next = "SOLVE"
-                with m.State("SOLVE"):
-                    m.d.comb += [solver.energy.eq(total), solver.start.eq(count == 0)]
-                    m.d.sync += count.eq(1)
-                    with m.If(solver.done):
-                        m.d.sync += [scale_valid.eq(1), scale_seed.eq(seed),
-                                     scale_step.eq(step), total.eq(0)]
-                        m.next = "RESCALE" if p.reuse == "pool" else "KEY"
-                if p.reuse == "pool":
-                    with m.State("RESCALE"):
-                        m.d.comb += pool.rescale.eq(count == 1)
-                        m.d.sync += count.eq(2)
-                        with m.If((count == 2) & pool.rescaled):
-                            m.next = "KEY"
+                self._measure_states(m, pipe, solver, measure, pool, count, scale)
         return m
+
+    def _intake(self, m, pool, idle):
+        """How a request is taken: ``(seed, step, refill, look, remember)``. Without adaptive
+        scaling the expander keys on the request itself, on the edge that accepts it (no
+        copy of seed and step); the measuring pass keys it twice, from registers that follow
+        the request while ``idle``. Pool mode: ``refill`` (the pool lacks the request's
+        seed: it waits, not accepted, while the pool refills; an aborted fill leaves the pool
+        unfilled), ``look`` (the request is not yet compared) and ``remember`` (statements
+        of the refill's first edge)."""
+        p = self.params
+        request = self.request.payload
+        if p.adaptive:
+            seed, step = Signal(32), Signal(32)
+        else:
+            seed, step = request.seed, request.step
+        refill, look, remember = Const(0), Const(0), []
+        if p.reuse == "pool":
+            refill = ~pool.filled
+            if self.seed_compare:
+                # The compare is registered (it would otherwise reach `ready` and all the
+                # accepting edge starts): a request is looked at for a cycle (`seen`: it
+                # was presented, the engine idle, the cycle before), so `same` is its seed's.
+                pool_seed = Signal(32)
+                seen, same = Signal(), Signal()
+                m.d.sync += [seen.eq(idle & self.request.valid),
+                             same.eq(pool_seed == request.seed)]
+                look, refill = ~seen, refill | ~same
+                remember = [pool_seed.eq(request.seed)]
+        return seed, step, refill, look, remember
+
+    def _measure_states(self, m, pipe, solver, measure, pool, count, scale):
+        """Adaptive scaling's states: MEASURE (the step's energy, beat by beat), SOLVE (the
+        correction; cached for the step in ``scale``), RESCALE (pool mode: the pool
+        rewritten with it), then KEY again."""
+        p = self.params
+        total = Signal(len(solver.energy))
+        with m.State("MEASURE"):
+            m.d.comb += [pipe.measuring.eq(1), pipe.en.eq(measure["enable"])]
+            m.d.sync += count.eq(0)
+            with m.If(measure["valid"]):
+                m.d.sync += total.eq(total + measure["energy"])
+                with m.If(measure["last"]):
+                    m.next = "SOLVE"
+        with m.State("SOLVE"):
+            m.d.comb += [solver.energy.eq(total), solver.start.eq(count == 0)]
+            m.d.sync += count.eq(1)
+            with m.If(solver.done):
+                seed, step = scale["set"]
+                m.d.sync += [scale["valid"].eq(1), scale["seed"].eq(seed),
+                             scale["step"].eq(step), total.eq(0)]
+                m.next = "RESCALE" if p.reuse == "pool" else "KEY"
+        if p.reuse == "pool":
+            with m.State("RESCALE"):
+                m.d.comb += pool.rescale.eq(count == 1)
+                m.d.sync += count.eq(2)
+                with m.If((count == 2) & pool.rescaled):
+                    m.next = "KEY"
 
     def _expander(self, m):
         """The seed expander (:class:`~.expander.SeedExpander`), keyed by the control;
@@ -522,14 +590,15 @@ class PerturbationEngine(wiring.Component):
         ]
 
     def _fill(self, m, expander, pool):
-        """The pool's fill lane: a shaper fed one draw a cycle, from the top bits of the
-        expander's word (keyed in domain POOL; it steps once per value) or from a draw source
-        loaded from it, into the pool."""
+        """The pool's fill lane: one draw a cycle, from the top bits of the expander's word
+        (keyed in domain POOL; it steps once per value) or from a draw source loaded from
+        it, shaped into the pool. Uniform draws without adaptive scaling straight from the
+        word (:attr:`fill_direct`): the magnitude the pool stores, combinational from the
+        word (a register), into the pool's write port (block RAM inputs are registered);
+        otherwise a raw-bit register and a shaper."""
         p = self.params
-        m.submodules.fill_shaper = shaper = make_shaper(p)
         controls = {"load": Signal(name="fill_load"), "seal": Signal(name="fill_seal"),
                     "issue": Signal(name="fill_issue")}
-        m.d.comb += shaper.en.eq(1)
         if fill_from_expander(p):
             bits = expander.word[WORD - draw_bits(p):]
             with m.If(controls["issue"]):
@@ -542,13 +611,23 @@ class PerturbationEngine(wiring.Component):
                 source.advance.eq(controls["issue"]),
             ]
             bits = source.bits
+        if self.fill_direct:
+            m.d.comb += [pool.fill_valid.eq(controls["issue"]),
+                         pool.fill_stored.eq(~uniform_magnitude(p, bits))]
+            return controls
+        m.submodules.fill_shaper = shaper = make_shaper(p)
+        m.d.comb += shaper.en.eq(1)
         raw = Signal(len(bits), name="fill_raw")
         valid = [controls["issue"]] + [Signal(name=f"fill_valid{i}")
                                        for i in range(1, self.fill_depth + 1)]
         m.d.sync += [raw.eq(bits)] + [valid[i].eq(valid[i - 1])
                                       for i in range(1, self.fill_depth + 1)]
-        m.d.comb += [shaper.bits.eq(raw), pool.fill_valid.eq(valid[-1]),
-                     pool.fill_value.eq(shaper.value)]
+        m.d.comb += [shaper.bits.eq(raw), pool.fill_valid.eq(valid[-1])]
+        value = shaper.value
+        if p.adaptive:
+            m.d.comb += pool.fill_value.eq(value)
+        else:   # magnitudes are stored complemented: ~|v| is v - 1 for v < 0
+            m.d.comb += pool.fill_stored.eq(Mux(value[-1], value - 1, ~value))
         return controls
 
 

@@ -45,9 +45,13 @@ class ReusePool(wiring.Component):
     -----
     fill_start : In(1)
         Restart filling at value 0.
-    fill_valid, fill_value : In(1), In(signed(value_width))
-        Write the next value (at most one per cycle); with adaptive scaling a guarded value
-        (``ADAPT_GUARD_BITS`` more fraction bits, see :mod:`.adaptive`).
+    fill_valid : In(1)
+        Write the next value (at most one per cycle).
+    fill_stored : In(unsigned(magnitude_width))
+        Without adaptive scaling: the value as stored, its magnitude complemented (``~|v|``).
+    fill_value : In(signed(value_width))
+        With adaptive scaling: the guarded value (``ADAPT_GUARD_BITS`` more fraction bits,
+        see :mod:`.adaptive`), rescaled into the pool once the step's correction is known.
     filled : Out(1)
         All ``pool_size`` values written since ``fill_start``.
     load, load_state : In(1), In(2 * log2(pool_rows))
@@ -88,6 +92,7 @@ class ReusePool(wiring.Component):
         self.energy_width = 2 * (w - 1) + lanes.bit_length()
         super().__init__({
             "fill_start": In(1), "fill_valid": In(1), "fill_value": In(signed(self.value_width)),
+            "fill_stored": In(self.magnitude_width),
             "filled": Out(1),
             "load": In(1), "load_state": In(2 * self.row_bits), "state": Out(2 * self.row_bits),
             "en": In(1), "advance": In(1),
@@ -120,28 +125,29 @@ class ReusePool(wiring.Component):
         with m.Elif(filling):
             m.d.sync += index.eq(index + 1)
 
-        # Per-step offsets and the read row.
-        base, stride = Signal(rb), Signal(rb)
-        current = Signal(rb)
-        m.d.comb += self.state.eq(Cat(base, stride))
+        # Per-step offsets and the read row: the row starts at R, so the chain reads R back
+        # from it while loading (no copy of R; the pool is the chain's last member, whose
+        # bits leave the chain after it).
+        stride, current = Signal(rb), Signal(rb)
+        m.d.comb += self.state.eq(Cat(current, stride))
         with m.If(self.load):
-            m.d.sync += [base.eq(self.load_state[:rb]), stride.eq(self.load_state[rb:] | 1),
-                         current.eq(self.load_state[:rb])]
+            m.d.sync += [stride.eq(self.load_state[rb:] | 1), current.eq(self.load_state[:rb])]
         with m.Elif(self.advance):
             m.d.sync += current.eq(current + stride)
         m.d.comb += [read.addr.eq(current), read.en.eq(self.en), self.values.eq(read.data)]
 
+        stored = Signal(self.magnitude_width)
         if p.adaptive:
             target, value, strobe = self._adaptive(m, index, filling, current)
+            # Magnitudes are stored complemented (see `values`): ~|v| is v - 1 for v < 0.
+            m.d.comb += stored.eq(Mux(value[-1], value - 1, ~value))
         else:
-            target, value, strobe = index, self.fill_value, filling
-        # Magnitudes are stored complemented (see `values`): ~|v| is v - 1 for v < 0.
+            target, strobe = index, filling
+            m.d.comb += stored.eq(self.fill_stored)
         lane_bits = lanes.bit_length() - 1
         lane = target[:lane_bits] if lane_bits else Const(0, 1)
-        stored = Signal(self.magnitude_width)
         m.d.comb += [write.addr.eq(target[lane_bits:lane_bits + rb]),
-                     write.en.eq(Mux(strobe, 1 << lane, 0)),
-                     stored.eq(Mux(value[-1], value - 1, ~value))]
+                     write.en.eq(Mux(strobe, 1 << lane, 0))]
         for i in range(lanes):
             m.d.comb += write.data[i].eq(stored)
         return m

@@ -9,14 +9,28 @@ output format. ``round`` rounds half away from zero; neither result can overflow
 ``Q(width-f).f`` because ``frac_bits <= width - 2``.
 """
 
-from amaranth.hdl import Module, Signal
+from amaranth.hdl import Module, Signal, Cat, Const
 
 from .arith import round_half_away, const_mul
-from .numerics import SQRT3_MUL, SQRT3_SHIFT, ADAPT_GUARD_BITS
+from .numerics import SQRT3_MUL, SQRT3_SHIFT, ADAPT_GUARD_BITS, summand_bits
 from .shaper import Shaper, raw_uniform
 
 
-__all__ = ["UniformShaper"]
+__all__ = ["UniformShaper", "uniform_magnitude"]
+
+
+def uniform_magnitude(params, bits):
+    """``|z|`` of a uniform draw without adaptive scaling, unsigned (the reuse pool stores
+    magnitudes): ``round`` is odd-symmetric, so ``|round(r * c, s)| = round(|r| * c, s)``,
+    and ``|r| = |2m + 1| = 2 (m ^ sign) + 1`` needs no adder. A combinational expression of
+    ``bits`` (the draw's ``u`` random bits)."""
+    u, f = summand_bits(params), params.frac_bits
+    m = bits[:u]
+    odd = Cat(Const(1, 1), m[:u - 1] ^ m[u - 1].replicate(u - 1))     # |r|, unsigned
+    if params.scaling == "none":
+        return (odd + (1 << (u - f - 1))) >> (u - f) if u > f else odd
+    return (const_mul(odd, SQRT3_MUL) + (1 << (u + SQRT3_SHIFT - f - 1))) >> (
+        u + SQRT3_SHIFT - f)
 
 
 class UniformShaper(Shaper):

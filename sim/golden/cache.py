@@ -83,6 +83,8 @@ class Beat:
     error: bool
     z0: tuple = None        # valid on the last beat
     label: int = None       # valid on the last beat
+    side: dict = None       # {unit: 16-bit value} of the side units on this beat (the
+    #                         hardware's ``side`` word holds them there; 0 on error beats)
 
 
 def record_elements(features, z0, label):
@@ -244,10 +246,17 @@ class CacheModel:
         if self.count >= p.capacity:
             self.overflow = True
             return
-        code_words, meta_words = self.pack(q, record[L.features:-1], label)
+        self.store(q, record[L.features:-1], label)
+
+    def store(self, q, z0, label):
+        """Write a checked record into the next slot, as the hardware lays it out in its two
+        memories (a meta word at the offset of the beat that reads it), and count it."""
+        L = self.layout
+        code_words, meta_words = self.pack(q, z0, label)
         base_c, base_m = self.count * L.code_stride, self.count * L.meta_stride
         self.code_mem[base_c:base_c + L.beats] = code_words
-        self.meta_mem[base_m:base_m + L.meta_words] = meta_words
+        for offset, word in zip(L.meta_offsets, meta_words):
+            self.meta_mem[base_m + offset] = word
         self.count += 1
 
     def _add_saturations(self, n):
@@ -264,7 +273,7 @@ class CacheModel:
         L, p = self.layout, self.params
         cb = L.code_bits
         code_words = self.code_mem[index * L.code_stride:index * L.code_stride + L.beats]
-        meta_words = self.meta_mem[index * L.meta_stride:index * L.meta_stride + L.meta_words]
+        meta_words = [self.meta_mem[index * L.meta_stride + offset] for offset in L.meta_offsets]
         codes = []
         for f in range(L.features):
             c = code_words[f // L.lanes] >> (cb * (f % L.lanes)) & ((1 << cb) - 1)
@@ -302,8 +311,18 @@ class CacheModel:
             last = j == L.beats - 1
             beats.append(Beat(tuple(int(v) for v in values[j * lanes:(j + 1) * lanes]), j,
                               j == 0, last, index, error,
-                              tuple(z0) if last else None, label if last else None))
+                              tuple(z0) if last else None, label if last else None,
+                              self.side_units(j, z0, label)))
         return beats
+
+    def side_units(self, beat, z0, label):
+        """The side units the read stream's ``side`` word carries on ``beat``: ``{unit index
+        in the word: 16-bit value}`` (z0 in class order, then the label, where
+        :attr:`CacheLayout.side_pos` puts them); None on a beat with none."""
+        L = self.layout
+        values = [int(v) & 0xFFFF for v in z0] + [int(label)]
+        units = {u: values[k] for k, (w, u) in enumerate(L.side_pos) if L.words[w].beat == beat}
+        return units or None
 
 
 # -- test vectors ---------------------------------------------------------------------------

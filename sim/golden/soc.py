@@ -212,13 +212,8 @@ class SocModel:
         if c.count >= p.capacity:
             c.overflow = True
             return
-        code_words, meta_words = c.pack(q, z0, label)
-        L = c.layout
-        base_c, base_m = c.count * L.code_stride, c.count * L.meta_stride
-        c.code_mem[base_c:base_c + L.beats] = code_words
-        c.meta_mem[base_m:base_m + L.meta_words] = meta_words
         self._samples[c.count] = (c.dequantize(q), z0.copy(), int(label))
-        c.count += 1
+        c.store(q, z0, label)
 
     def clear_cache(self):
         self.cache.clear()

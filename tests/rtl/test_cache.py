@@ -27,8 +27,7 @@ def make_records(params, rng, n):
 
 def beat_tuple(payload, lanes, classes):
     return (tuple(int(payload.data[i]) for i in range(lanes)), int(payload.beat),
-            bool(payload.first), bool(payload.last), int(payload.index), bool(payload.error),
-            tuple(int(payload.z0[c]) for c in range(classes)), int(payload.label))
+            bool(payload.first), bool(payload.last), bool(payload.error), int(payload.side))
 
 
 def run_cache(params, elements, requests, *, expected_count, ready=None, req_valid=None,
@@ -87,12 +86,12 @@ def expected_beats(model, requests):
 def assert_beats_match(params, got, want):
     assert len(got) == len(want)
     for n, (g, w) in enumerate(zip(got, want)):
-        data, beat, first, last, index, error, z0, label = g
+        data, beat, first, last, error, side = g
         where = f"beat {n} (sample {w.index}, beat {w.beat})"
-        assert (data, beat, first, last, index, error) == \
-            (w.data, w.beat, w.first, w.last, w.index, w.error), where
-        if w.last:
-            assert (z0, label) == (w.z0, w.label), where
+        assert (data, beat, first, last, error) == \
+            (w.data, w.beat, w.first, w.last, w.error), where
+        if w.side:       # z0 and the label: the units the layout places on this beat
+            assert {u: side >> (16 * u) & 0xFFFF for u in w.side} == w.side, where
 
 
 def round_trip(params, n_records, requests, seed=0, **kw):
@@ -159,7 +158,7 @@ def test_overflow_keeps_earlier_records():
     got, model = round_trip(params, 3, [0, 1, 2])
     assert model.overflow and got["overflow"] == 1 and model.count == 2
     assert got["read_error"] == 1     # index 2 was never stored
-    assert all(b[5] for b in got["beats"][-CacheLayout(params).beats:])
+    assert all(b[4] for b in got["beats"][-CacheLayout(params).beats:])
 
 
 def test_out_of_range_read_streams_zeros_and_goes_on():

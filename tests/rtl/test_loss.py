@@ -6,7 +6,10 @@ import numpy as np
 import pytest
 
 from fieldtune.rtl.loss import SoftmaxCrossEntropy, ZOSign, LossParams
-from fieldtune.sim.golden.loss import softmax_xent, float_softmax_xent, with_frozen
+from fieldtune.rtl.loss.tables import (zero_exponent, class_width, diff_clamp,
+                                       exponent_width)
+from fieldtune.sim.golden.loss import (softmax_xent, float_softmax_xent, with_frozen,
+                                       exponents, exp2_neg)
 from fieldtune.sim.engines.pysim import (simulate, stream_send, stream_collect,
                                          loss_command_benches)
 
@@ -116,6 +119,28 @@ def test_loss_unit_latency(dz, serial, documented):
     assert got["cycles"] == SoftmaxCrossEntropy.latency(p) == documented
     ref = softmax_xent(p, with_frozen(p, y, z0), labels)
     assert int(got["res"][0].zo_sum) == -int(ref.loss[0])
+
+
+@pytest.mark.parametrize("p", [LossParams(), LossParams(logit_width=12, logit_frac=6),
+                               LossParams(classes=3, logit_width=12, logit_frac=6,
+                                          prob_frac=12, exp_bits=6, loss_frac=10)],
+                         ids=["default", "narrow", "small"])
+def test_saturated_class_entries_are_exact(p):
+    """The serial unit keeps ``min(t, TOP)`` per class (``TOP = 2**class_width - 1`` means
+    ``2**-t = 0``): exact when every reachable ``t`` is below ``TOP`` or has ``2**-t = 0``
+    (``log2 S >= 0`` only makes it smaller); ``zero_exponent`` is where that starts."""
+    zero = zero_exponent(p)
+    assert exp2_neg(p, np.array([zero]))[0] == 0 < exp2_neg(p, np.array([zero - 1]))[0]
+    d = np.arange(diff_clamp(p) + 1)
+    t, _ = exponents(p, np.stack([np.zeros_like(d), -d], axis=1))
+    t = t[:, 1]
+    width = class_width(p)
+    assert p.logit_width <= width <= exponent_width(p)
+    if width < exponent_width(p):
+        saturated = t >= (1 << width) - 1
+        assert saturated.any() and (exp2_neg(p, t[saturated]) == 0).all()
+    assert class_width(LossParams(serial=False)) == LossParams().logit_width
+    assert class_width(LossParams()) == 16      # one 16-bit block RAM on the iCE40
 
 
 def test_error_against_float_is_small():

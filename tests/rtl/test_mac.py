@@ -25,6 +25,10 @@ LOWRANK = MacParams(lanes=4, taps=(8, 4), classes=3, adapter="lowrank", rank=3, 
 #: low-rank with the read register (one more pipeline stage)
 LOWRANK_R = MacParams(lanes=4, taps=(8, 4), classes=3, adapter="lowrank", rank=3, max_batch=4,
                       read_register=True)
+#: the row accumulators in a block RAM (dense; low-rank with the read register)
+DENSE_ACC = MacParams(lanes=4, taps=(8, 4), classes=3, max_batch=4, acc_memory="bram")
+LOWRANK_ACC = MacParams(lanes=4, taps=(8, 4), classes=3, adapter="lowrank", rank=2,
+                        max_batch=4, read_register=True, acc_memory="bram")
 
 
 def _rand(rng, shape, width):
@@ -33,6 +37,26 @@ def _rand(rng, shape, width):
 
 def _beats(values):
     return [[int(v) for v in beat] for beat in values]
+
+
+async def _send_holding(ctx, stream, payloads, *, valid=None, max_cycles=None):
+    """Send every payload in order, with bubbles where ``valid(cycle)`` is false, but as a
+    stream transmitter must: once ``valid`` is raised it stays, with its payload, until the
+    transfer (the array takes a feature beat a cycle after it decided to, ``x.ready`` being
+    a register)."""
+    i, cycle, offered = 0, 0, False
+    while i < len(payloads):
+        offered = offered or valid is None or bool(valid(cycle))
+        ctx.set(stream.valid, offered)
+        if offered:
+            ctx.set(stream.payload, payloads[i])
+        *_, ready = await ctx.tick().sample(stream.ready)
+        cycle += 1
+        if offered and ready:
+            i, offered = i + 1, False
+        if max_cycles is not None and cycle > max_cycles:
+            raise TimeoutError(f"sent {i} of {len(payloads)} payloads in {cycle} cycles")
+    ctx.set(stream.valid, 0)
 
 
 def run(mac, ops, *, x=(), z=(), load=(), coef=(), coef_delay=0, n_out=0, n_dump=0, loss=None,
@@ -69,8 +93,9 @@ def run(mac, ops, *, x=(), z=(), load=(), coef=(), coef_delay=0, n_out=0, n_dump
     benches = [commands]
     if len(x):
         async def xs(ctx):
-            await stream_send(ctx, dut.x, [{"data": [int(v) for v in b], "last": int(last)}
-                                           for b, last in x], valid=valid, max_cycles=max_cycles)
+            await _send_holding(ctx, dut.x, [{"data": [int(v) for v in b], "last": int(last)}
+                                             for b, last in x], valid=valid,
+                                max_cycles=max_cycles)
         benches.append(xs)
     for stream, items in ((dut.z, _beats(z)), (dut.wload, [int(v) for w in load for v in w])):
         if items:
@@ -137,7 +162,8 @@ def _load_ops(mac, mem):
             [list(w) for w in mem])
 
 
-@pytest.mark.parametrize("mac,seed", [(DENSE, 1), (LOWRANK, 2), (LOWRANK_R, 3)])
+@pytest.mark.parametrize("mac,seed", [(DENSE, 1), (LOWRANK, 2), (LOWRANK_R, 3), (DENSE_ACC, 4),
+                                      (LOWRANK_ACC, 5)])
 def test_every_op_matches_golden(mac, seed):
     rng = np.random.default_rng(seed)
     lay = Layout(mac)
@@ -226,8 +252,9 @@ def _step_data(mac, seed, n):
     return x, z0, labels, z, mem
 
 
-@pytest.mark.parametrize("mac", [DENSE, LOWRANK, LOWRANK_R],
-                         ids=["dense", "lowrank", "lowrank-read-register"])
+@pytest.mark.parametrize("mac", [DENSE, LOWRANK, LOWRANK_R, DENSE_ACC, LOWRANK_ACC],
+                         ids=["dense", "lowrank", "lowrank-read-register", "dense-acc-bram",
+                              "lowrank-acc-bram"])
 def test_whole_first_order_step_matches_golden(mac):
     loss = LossParams(classes=mac.classes)
     n, lr = 4, 4           # lr + log2(n) >= 9 - 3: low-rank dA coefficients shift left <= 3
@@ -324,6 +351,15 @@ def test_multipliers_map_onto_dsp_blocks(device, cell):
     # one DSP block per lane, nothing else: no multiplier was left in LUTs or split
     assert impl.cells.get(cell) == mac.lanes == impl.dsps
     assert impl.fits
+
+
+def test_accumulators_in_block_ram_need_two_rows():
+    with pytest.raises(ValueError, match=r"mac.acc_memory 'bram' needs mac.rank >= 2 \(a row "
+                                         r"read and written in one cycle\), not 1"):
+        MacParams(adapter="lowrank", rank=1, acc_memory="bram")
+    with pytest.raises(ValueError, match="mac.acc_memory must be one of 'flops', 'bram', "
+                                         "not 'x'"):
+        MacParams(acc_memory="x")
 
 
 def test_rejects_wrong_params():

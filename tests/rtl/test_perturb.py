@@ -20,7 +20,7 @@ from fieldtune.rtl.perturb.pool import ReusePool
 from fieldtune.rtl.perturb.uniform import UniformShaper
 from fieldtune.rtl.perturb.clt import CltShaper
 from fieldtune.rtl.perturb.icdf import IcdfShaper
-from fieldtune.sim.engines.pysim import simulate, stream_put, stream_collect
+from fieldtune.sim.engines.pysim import simulate, stream_put, stream_send, stream_collect
 from fieldtune.sim.golden import perturb as golden
 from fieldtune.toolchain import tool_env
 from amaranth.hdl import Module, Signal, signed
@@ -55,19 +55,20 @@ def unpack(params, raw):
 
 def serve(params, requests, *, ready=None, dut=None, watch=None):
     """Send each ``(seed, step)`` and collect its beats. Returns ``(dut, results)`` with one
-    ``(codes, lasts, first)`` per request; ``first`` counts edges from the accepting edge to
-    the first beat's transfer (with ``ready`` always high)."""
+    ``(codes, lasts, first)`` per request; ``first`` counts edges from the first edge the
+    request is presented at (the engine idle) to the first beat's transfer (with ``ready``
+    always high)."""
     dut = dut or PerturbationEngine(params)
     results = []
 
     async def testbench(ctx):
         for seed, step in requests:
-            await stream_put(ctx, dut.request, {"seed": seed, "step": step})
+            waited = await stream_send(ctx, dut.request, [{"seed": seed, "step": step}])
             raw, cycles = await stream_collect(
                 ctx, dut.z, params.beats, ready=ready, convert=lambda p: p.as_bits(),
                 max_cycles=50 * params.beats + 20 * params.pool_size + 2000)
             codes, lasts = unpack(params, raw)
-            results.append((codes, lasts, cycles - (params.beats - 1)))
+            results.append((codes, lasts, waited - 1 + cycles - (params.beats - 1)))
             if watch is not None:
                 watch(ctx)
 
@@ -161,6 +162,18 @@ def test_replay_is_identical_and_steps_and_seeds_differ(source, shape, scaling, 
     assert firsts == [dut.latency(fill=pool, measure=adaptive), dut.latency(measure=adaptive),
                       dut.latency(measure=adaptive), dut.latency(fill=pool, measure=adaptive),
                       dut.latency(fill=pool, measure=adaptive)]
+
+
+def test_pool_without_seed_compare_refills_once_after_reset():
+    """``seed_compare=False`` (the SoC resets the engine at every run start): the first
+    request fills the pool, later ones (same seed) do not; the vectors match the model."""
+    params = make_params("lfsr", "uniform", "static", "pool", 4, dimension=61)
+    dut = PerturbationEngine(params, seed_compare=False)
+    requests = [(SEED, 3), (SEED, 4), (SEED, 3)]
+    _, results = serve(params, requests, dut=dut)
+    for (seed, step), (codes, _, _) in zip(requests, results):
+        assert np.array_equal(codes, golden.vector(params, seed, step))
+    assert [r[2] for r in results] == [dut.latency(fill=True), dut.latency(), dut.latency()]
 
 
 def test_backpressure_loses_and_repeats_nothing():

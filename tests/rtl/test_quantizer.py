@@ -73,3 +73,27 @@ def test_eight_bit_input_and_pass8_shift():
                          pass8_frac=6, lanes=4)
     samples = adversarial_samples(params, np.random.default_rng(3), n_random=1)
     check_against_model(params, samples, run_quantizer(params, samples))
+
+
+def test_saturation_counter_stops_at_its_top_and_clears():
+    """Every value out of the 8-bit input range counts; the count stops at 65535 (the
+    increment's carry out), and ``clear`` zeroes it."""
+    params = CacheParams(codebook="pass16", taps=SMALL_TAPS, in_width=8, in_frac=4, lanes=4)
+    dut = Quantizer(params)
+    seen = {}
+
+    async def testbench(ctx):
+        ctx.set(dut.i.payload, 1000)
+        ctx.set(dut.i.valid, 1)
+        ctx.set(dut.o.ready, 1)
+        await ctx.tick().repeat(65535 + 40)
+        seen["full"] = ctx.get(dut.saturations)
+        ctx.set(dut.clear, 1)
+        await ctx.tick()
+        ctx.set(dut.clear, 0)
+        ctx.set(dut.i.valid, 0)
+        await ctx.tick()
+        seen["cleared"] = ctx.get(dut.saturations)
+
+    simulate(dut, testbench, name="quantizer_saturations")
+    assert seen == {"full": 65535, "cleared": 0}
