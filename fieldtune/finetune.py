@@ -85,9 +85,10 @@ def _run_mode(report, config, data, mode, engine, env, vcd, schedule):
                                 env=env, vcd=vcd, schedule=schedule)
 
 
-def _worker(queue, *args):
-    """A worker process's body: one mode's run, its progress and its end (the result, or the
-    exception) reported on ``queue``."""
+def _worker(inbox, queue):
+    """A worker process's body: one mode's run (its arguments come through ``inbox``), its
+    progress and its end (the result, or the exception) reported on ``queue``."""
+    args = inbox.get()
     mode = args[2]
     try:
         queue.put(("result", mode, _run_mode(lambda *r: queue.put(("progress", *r)), *args)))
@@ -107,14 +108,16 @@ class ModeRuns:
             results = runs.results()      # {mode: RunResult}
 
     On a native engine (:data:`NATIVE_ENGINES`) two or more modes run at the same time, each
-    in its own process (``spawn``): the simulator itself already runs outside Python, but
-    each run's Python -- building bus scripts, reading records, the curve's golden forward
-    -- would otherwise share one interpreter lock, and the demo's two modes take one core
-    each. Otherwise (one mode, a slow or golden engine, a waveform) the modes run one after
-    the other in this process, in :meth:`results`. Their compiled model is built once: the
-    build cache serializes builders of one design. :meth:`status` shows the caller's work as
-    a row of the same display; :meth:`free_core` waits until a core is free of simulations.
-    The first run that fails is raised by :meth:`results`, and the other runs are stopped.
+    in its own process (``spawn``: a script that uses this needs the usual ``if __name__ ==
+    "__main__":`` guard, as any :mod:`multiprocessing` program does): the simulator itself
+    already runs outside Python, but each run's Python -- building bus scripts, reading
+    records, the curve's golden forward -- would otherwise share one interpreter lock, and
+    the demo's two modes take one core each. Otherwise (one mode, a slow or golden engine, a
+    waveform) the modes run one after the other in this process, in :meth:`results`. Their
+    compiled model is built once: the build cache serializes builders of one design.
+    :meth:`status` shows the caller's work as a row of the same display; :meth:`free_core`
+    waits until a core is free of simulations. The first run that fails is raised by
+    :meth:`results`, and the other runs are stopped.
     """
 
     def __init__(self, config, data, modes, engine, console, *, env=None, vcd=None,
@@ -122,7 +125,7 @@ class ModeRuns:
         self.config, self.data, self.modes, self.engine = config, data, tuple(modes), engine
         self.console, self.env, self.vcd, self.schedule = console, env, vcd, schedule
         self.parallel = engine in NATIVE_ENGINES and len(self.modes) > 1 and vcd is None
-        self._tasks, self._processes, self._ends = {}, {}, {}
+        self._tasks, self._processes, self._inboxes, self._ends = {}, {}, {}, {}
         self._ended = threading.Condition()
         self._stack = ExitStack()
 
@@ -145,7 +148,12 @@ class ModeRuns:
             self._stack.callback(queue.put, None)          # ends the reporter, last
             self._stack.callback(self._stop)
             for mode in self.modes:
-                process = context.Process(target=_worker, args=(queue, *self._args(mode)),
+                # The arguments (the data set: megabytes) go through a queue, not the
+                # process's start: a worker that dies while starting cannot block us.
+                # (kept referenced until the worker has read it: a queue is gone with it)
+                inbox = self._inboxes[mode] = context.Queue()
+                inbox.put(self._args(mode))
+                process = context.Process(target=_worker, args=(inbox, queue),
                                           name=f"fieldtune {mode} run")
                 process.start()
                 self._processes[mode] = process
