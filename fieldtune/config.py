@@ -179,6 +179,10 @@ def _lanes(n):
 #: 25F (ULX3S and OrangeCrab) 16 lanes are the most its 28 multipliers allow (lanes divide
 #: R1's 224 features: 32 would need 32), measured at 60 and 48 MHz.
 #: ``tiny``: 4 lanes, 64-value pool; small enough for quick simulations.
+#: ``up5k-fo``: the iCEBreaker design that fits today (issue 9): first order only, 4 lanes,
+#: row accumulators in block RAM, SoC at 18 MHz (3 Mbaud = 6 clocks a bit); 5,202 of 5,280
+#: logic cells with the host link, 21.3 MHz placed and routed (docs/benchmarks.md). Both
+#: modes at 8 lanes (``up5k``) need about 7,400 cells.
 #: The ECP5 presets keep the loss unit's pipelined ``log2 e`` multiplication (``[loss]
 #: serial = false``): their forwards are shorter than the serial unit's 190 cycles.
 PRESETS = {
@@ -194,6 +198,8 @@ PRESETS = {
        for name, board, lanes in (("ecp5-12f", "ulx3s-12f", 8), ("ecp5-25f", "ulx3s-25f", 16),
                                   ("ecp5-45f", "ulx3s-45f", 16),
                                   ("orangecrab-25f", "orangecrab-25f", 16))},
+    "up5k-fo": {"board": "icebreaker", "clock_mhz": 18.0, **_lanes(4),
+                "soc": {"modes": ["fo"]}, "mac": {"lanes": 4, "acc_memory": "bram"}},
     "tiny": {"board": "icebreaker", **_lanes(4),
              "perturb": {"lanes": 4, "pool_size": 64}},
 }

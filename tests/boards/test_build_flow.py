@@ -91,6 +91,19 @@ def test_ecp5_soc_build(tmp_path):
     assert report.dsps == config.mac.lanes
 
 
+@pytest.mark.slow
+def test_icebreaker_build(tmp_path):
+    """The design that fits the UP5K today (preset ``up5k-fo``: first order, 4 lanes) behind
+    the host link, placed, routed and to a bitstream at its 18 MHz SoC clock (about 6 minutes
+    on 2 cores; 5,202 logic cells and 21.3 MHz when measured)."""
+    config = DesignConfig.preset("up5k-fo")
+    report = build(plan(config), tmp_path, tool_env())
+    check_report(report.to_dict(), "icebreaker", config)
+    assert report.fits and report.timing_met and report.clock_mhz == 18
+    assert report.luts <= 5280 and report.brams <= 30 and report.dsps == config.mac.lanes
+    assert Path(report.bitstream).stat().st_size > 0
+
+
 class Multipliers(wiring.Component):
     """Nine registered 16x16 products: one more than the UP5K's eight SB_MAC16."""
     a: In(16 * 9)
