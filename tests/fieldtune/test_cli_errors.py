@@ -99,7 +99,7 @@ def test_unknown_preset(tmp_path, capsys):
     named.write_text('preset = "xc7"\n')
     assert fails(generate("--config", str(named)), capsys) == (
         "error: preset must be one of 'up5k', 'ecp5-85f', 'orangecrab', 'ecp5-12f', "
-        "'ecp5-25f', 'ecp5-45f', 'orangecrab-25f', 'tiny', not 'xc7'")
+        "'ecp5-25f', 'ecp5-45f', 'orangecrab-25f', 'up5k-fo', 'tiny', not 'xc7'")
 
 
 def test_invalid_configuration_value(tmp_path, capsys):

@@ -165,7 +165,7 @@ def test_demo_plot_without_matplotlib_fails_early(monkeypatch, capsys, tmp_path)
      "--samples must be an integer from 1 to 256, not 300"),
     (["bench", "finetune", "--presets", "up5k,zx81"],
      "--presets must name presets among up5k, ecp5-85f, orangecrab, ecp5-12f, ecp5-25f, "
-     "ecp5-45f, orangecrab-25f, tiny, not 'zx81'"),
+     "ecp5-45f, orangecrab-25f, up5k-fo, tiny, not 'zx81'"),
     (["bench", "finetune", "--torch-threads", "0"],
      "--torch-threads must list positive integers or 'default', not '0'"),
 ])

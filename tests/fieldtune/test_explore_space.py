@@ -59,7 +59,8 @@ def test_perturb_variants_by_pattern():
     ({"feilds": {}}, "feilds is not a known space key; known keys are description, base, "
                      "block, objectives, run, fields"),
     ({"base": "huge"}, "base: preset must be one of 'up5k', 'ecp5-85f', 'orangecrab', "
-                       "'ecp5-12f', 'ecp5-25f', 'ecp5-45f', 'orangecrab-25f', 'tiny', not 'huge'"),
+                       "'ecp5-12f', 'ecp5-25f', 'ecp5-45f', 'orangecrab-25f', 'up5k-fo', 'tiny', "
+                       "not 'huge'"),
     ({"block": "cpu"}, "block must be one of 'perturb', 'mac', 'loss', 'quantizer', "
                        "'dequantizer', 'forward-cache', 'soc', 'host-link', "
                        "not 'cpu'"),
