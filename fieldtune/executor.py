@@ -27,16 +27,15 @@ from dataclasses import dataclass
 from dask.base import tokenize
 from distributed import Client, LocalCluster, as_completed, get_worker
 
+from .toolchain import usable_cores
+
 
 __all__ = ["Executor", "JobFailure", "scratch_dir", "default_workers"]
 
 
 def default_workers():
     """Worker processes of an embedded cluster when none are asked for: the usable cores."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:                      # not on Linux
-        return max(1, os.cpu_count() or 1)
+    return usable_cores()
 
 
 def scratch_dir():

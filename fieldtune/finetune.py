@@ -11,7 +11,6 @@ The device's training registers are powers of two (:class:`~fieldtune.rtl.params
 
 import math
 import multiprocessing
-import os
 import threading
 from contextlib import ExitStack, contextmanager
 
@@ -21,7 +20,7 @@ from rich.progress import (Progress, BarColumn, MofNCompleteColumn, TimeElapsedC
 from .host import session
 from .sim import reference, soc_data
 from .sim.engines import registry
-from .toolchain import tool_env, ToolchainError
+from .toolchain import tool_env, usable_cores, ToolchainError
 
 
 __all__ = ["engines", "check_engine", "yosys_env", "simulate_modes", "ModeRuns",
@@ -213,8 +212,7 @@ class ModeRuns:
     def free_core(self):
         """Wait until fewer runs than the machine's cores are still simulating."""
         if self._processes:
-            cores = (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
-                     else os.cpu_count() or 1)
+            cores = usable_cores()
             self._wait(lambda ends: len(self._processes) - len(ends) < cores)
 
     @contextmanager

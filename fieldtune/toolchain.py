@@ -18,7 +18,16 @@ import sys
 from pathlib import Path
 
 
-__all__ = ["ToolchainError", "TOOLS", "find_tool", "tool_env", "require"]
+__all__ = ["ToolchainError", "TOOLS", "find_tool", "tool_env", "require", "usable_cores"]
+
+
+def usable_cores():
+    """The CPUs this process may run on (its affinity where the OS says, else the CPU count):
+    what the tools, the simulations and the workers of one machine share."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:                      # not on Linux
+        return max(1, os.cpu_count() or 1)
 
 
 class ToolchainError(RuntimeError):
