@@ -14,7 +14,7 @@ about 5 minutes for the UP5K SoC on an idle core.
 
 from ..blocks import BLOCKS, build_block
 from ..boards.implement import hierarchy
-from ..config import PRESETS, DesignConfig
+from ..cli_common import add_config_arguments, load_config
 from ..boards.table import board
 from ..fmax import implement_options
 from ..toolchain import tool_env
@@ -34,8 +34,7 @@ CELL_COLUMNS = [("lcs", "LC"), ("lone_ffs", "lone FF")]
 def add_arguments(parser):
     parser.add_argument("--block", choices=sorted(BLOCKS), default="soc",
                         help="block to measure (default: soc)")
-    parser.add_argument("--preset", choices=sorted(PRESETS),
-                        help="design preset (default: the built-in defaults)")
+    add_config_arguments(parser)
     parser.add_argument("--depth", type=int, default=None, metavar="N",
                         help="only modules at most N levels below the block")
     parser.add_argument("--workdir", metavar="DIR",
@@ -45,7 +44,7 @@ def add_arguments(parser):
 def run(args, console):
     if args.depth is not None and args.depth < 0:
         raise ValueError(f"--depth must be at least 0, not {args.depth}")
-    config = DesignConfig.preset(args.preset) if args.preset else DesignConfig()
+    config = load_config(args)
     device = board(config.board).device
     options = implement_options(config)
     with console.status(f"synthesizing {args.block} for {device} (hierarchy kept)"):
@@ -56,5 +55,6 @@ def run(args, console):
     columns = COLUMNS + (CELL_COLUMNS if rows and "lcs" in rows[0] else [])
     emit("hierarchy", rows, columns, json_path=args.json, console=console,
          title=f"fieldtune bench hierarchy: {args.block} on {device}",
-         extra={"block": args.block, "device": device, "preset": args.preset})
+         extra={"block": args.block, "device": device, "preset": args.preset,
+                "config": str(args.config) if args.config else None})
     return rows
