@@ -40,6 +40,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..csr.bus import BusSignature, DATA_WIDTH
 from .framing import frame_layout, response_layout
+from .fsm import one_hot
 from .params import HostParams
 from .protocol import (Command, Status, HEADER, CRC_BYTES, REPLAYED_COMMANDS,
                        REGISTER_BYTES, PROTOCOL_VERSION, INFO_BYTES, SEQ, CMD,
@@ -51,6 +52,10 @@ __all__ = ["CommandDecoder"]
 
 #: Bytes shifted through the word register per element (one bus word).
 WORD_BYTES = DATA_WIDTH // 8
+#: The command codes are 1 .. 2**CODE_BITS - 1, so a known command is told by these bits.
+CODE_BITS = 3
+if min(Command) < 1 or max(Command) >= 1 << CODE_BITS:
+    raise ImportError(f"the host link's command codes must be 1 to {(1 << CODE_BITS) - 1}")
 
 
 def buffer_port(depth):
@@ -134,37 +139,41 @@ class CommandDecoder(wiring.Component):
             *(f"is_{c.name.lower()}" for c in Command))}
         eb = Signal(range(REGISTER_BYTES + 1), name="chk_eb")
         known, is_reg, reg_eb, last_window = self._region(m, address)
-        # elements fit the payload, and a WRITE's payload holds exactly them
+        # a WRITE's payload holds exactly ``count`` elements (then they fit, as the payload
+        # does); a READ's ``count`` elements fit the payload and it brought none
         sizes = sorted({REGISTER_BYTES, *(w.element_bytes for w in self.map.windows.values())})
-        fits, count_bytes = Signal(), Signal(range(self.params.max_payload + 1))
+        over, exact = Signal(), Signal()
         with m.Switch(reg_eb):
             for n in sizes:
                 with m.Case(n):
-                    m.d.comb += [fits.eq(~info.count_big
-                                         & (count <= self.params.max_payload // n)),
-                                 count_bytes.eq(count * n)]
-        want = Mux(cmd == Command.WRITE, count_bytes, 0)
+                    m.d.comb += [over.eq(count > self.params.max_payload // n),
+                                 exact.eq(plen == count * n)]
+        has_payload = info.tail != CRC_BYTES
         # registers only: the burst's end, with count already known to fit (<= max/4)
         nregs = len(self.map.registers)
         reg_count = count[:(self.params.max_payload // REGISTER_BYTES).bit_length()]
-        wide = cmd == Command.STATUS
-        single = (cmd == Command.ECHO) | (cmd == Command.INFO)
+        # past ``known_cmd`` the command's low bits tell the commands apart
+        code = cmd[:CODE_BITS]
+        is_cmd = {c: code == c for c in Command}
+        wide = is_cmd[Command.STATUS]
+        single = is_cmd[Command.ECHO] | is_cmd[Command.INFO]
         with m.If(capture):
             m.d.sync += [
                 c["lost"].eq(info.lost),
                 c["broken"].eq(info.broken),
                 c["bad_crc"].eq(~info.crc_ok),
-                c["known_cmd"].eq(Cat(cmd == code for code in Command).any()),
+                c["known_cmd"].eq((cmd[CODE_BITS:] == 0) & (code != 0)),
                 c["bad_flags"].eq(info.reserved),
                 c["known"].eq(known), c["is_reg"].eq(is_reg), c["step"].eq(is_reg | wide),
                 eb.eq(Mux(wide, REGISTER_BYTES, Mux(single, 1, reg_eb))),
-                c["bad_length"].eq(((count == 0) & ~info.count_big) | ~fits | (plen != want)),
+                c["bad_length"].eq((count == 0) | info.count_big
+                                   | Mux(is_cmd[Command.WRITE], ~exact, over | has_payload)),
                 c["crosses"].eq(address[:self.map.bank_width] + reg_count > nregs),
-                c["payload"].eq(plen != 0),
-                c["last"].eq(last_window & info.last & (cmd == Command.WRITE)),
+                c["payload"].eq(has_payload),
+                c["last"].eq(last_window & info.last & is_cmd[Command.WRITE]),
                 c["duplicate"].eq(duplicate),
                 c["replay"].eq(duplicate & Cat(cmd == code for code in REPLAYED_COMMANDS).any()),
-                *(c[f"is_{code.name.lower()}"].eq(cmd == code) for code in Command),
+                *(c[f"is_{code.name.lower()}"].eq(is_cmd[code]) for code in Command),
             ]
         return c, eb
 
@@ -227,7 +236,7 @@ class CommandDecoder(wiring.Component):
         def shift():
             m.d.sync += [word.eq(Cat(word[8:], shift_in)), k.eq(k + 1)]
 
-        with m.FSM():
+        with m.FSM() as fsm:
             with m.State("IDLE"):
                 m.d.comb += capture.eq(1)
                 m.d.sync += [ptr.eq(0), k.eq(0), writing.eq(0), sends.eq(0)]
@@ -313,6 +322,7 @@ class CommandDecoder(wiring.Component):
                 access(lambda dat_r: respond(Status.OK))
 
             self._answer(m, k, i, ptr, primed, eb, sends & (i != 0), header, payload)
+        one_hot(fsm)
         self._response_byte(m, header, payload, k, i, status, chk, ptr)
         with m.If(bus.cyc & ~bus.ack & ~bus.err):
             m.d.sync += waited.eq(waited + 1)
