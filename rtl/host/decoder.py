@@ -131,10 +131,12 @@ class CommandDecoder(wiring.Component):
         bus address moves per element, registers and STATUS) and ``eb``, the bytes per
         element (4 for STATUS, 1 for ECHO and INFO)."""
         h = info.header
+        # the receiver's flags hold still while the frame is offered: read where used
+        c = {"lost": info.lost, "broken": info.broken, "bad_flags": info.reserved}
         cmd = h[CMD]
         address, count = Cat(h[ADDRESS], h[ADDRESS + 1]), Cat(h[COUNT], info.count_hi)
-        c = {name: Signal(name=f"chk_{name}") for name in (
-            "lost", "broken", "bad_crc", "known_cmd", "bad_flags", "known", "is_reg", "step",
+        c |= {name: Signal(name=f"chk_{name}") for name in (
+            "bad_crc", "known_cmd", "known", "is_reg", "step",
             "bad_length", "crosses", "payload", "last", "replay", "duplicate",
             *(f"is_{c.name.lower()}" for c in Command))}
         eb = Signal(range(REGISTER_BYTES + 1), name="chk_eb")
@@ -159,11 +161,8 @@ class CommandDecoder(wiring.Component):
         single = is_cmd[Command.ECHO] | is_cmd[Command.INFO]
         with m.If(capture):
             m.d.sync += [
-                c["lost"].eq(info.lost),
-                c["broken"].eq(info.broken),
                 c["bad_crc"].eq(~info.crc_ok),
                 c["known_cmd"].eq((cmd[CODE_BITS:] == 0) & (code != 0)),
-                c["bad_flags"].eq(info.reserved),
                 c["known"].eq(known), c["is_reg"].eq(is_reg), c["step"].eq(is_reg | wide),
                 eb.eq(Mux(wide, REGISTER_BYTES, Mux(single, 1, reg_eb))),
                 c["bad_length"].eq((count == 0) | info.count_big
@@ -217,8 +216,11 @@ class CommandDecoder(wiring.Component):
                                   | Mux(chk["last"] & final, self.last_mask, 0)),
                      buf.addr.eq(ptr), buf.w_data.eq(word[:8])]
 
-        def respond(code, elements=None):
-            m.d.sync += [status.eq(code), k.eq(0), ptr.eq(0)]
+        def respond(code=None, elements=None):
+            """Answer; ``code`` None: the status is OK, set when the frame was accepted."""
+            m.d.sync += [k.eq(0), ptr.eq(0)]
+            if code is not None:
+                m.d.sync += status.eq(code)
             if elements is not None:
                 m.d.sync += i.eq(elements)
             m.next = "RESPOND"
@@ -228,10 +230,8 @@ class CommandDecoder(wiring.Component):
             m.d.comb += bus.cyc.eq(1)
             with m.If(bus.ack):
                 on_ack(bus.dat_r)
-            with m.Elif(bus.err):
-                respond(Status.BUS_ERROR)
-            with m.Elif(waited[-1]):
-                respond(Status.BUS_TIMEOUT)
+            with m.Elif(bus.err | waited[-1]):
+                respond(Mux(bus.err, Status.BUS_ERROR, Status.BUS_TIMEOUT))
 
         def shift():
             m.d.sync += [word.eq(Cat(word[8:], shift_in)), k.eq(k + 1)]
@@ -250,15 +250,15 @@ class CommandDecoder(wiring.Component):
                     with m.If(chk["replay"]):
                         m.next = "RESPOND"              # status and i as they were
                     with m.Else():
-                        m.d.sync += i.eq(0)
+                        m.d.sync += [i.eq(0), status.eq(Status.OK)]
                         self._verdict(m, chk, respond)
             # set-ups of the accepted commands (one cycle each, off the verdict's path)
             with m.State("ECHO"):
                 m.d.sync += sends.eq(1)
-                respond(Status.OK, plen)
+                respond(elements=plen)
             with m.State("INFO"):
                 m.d.sync += sends.eq(1)
-                respond(Status.OK, INFO_BYTES)
+                respond(elements=INFO_BYTES)
             with m.State("MOVE"):
                 address = Cat(h[ADDRESS], h[ADDRESS + 1])
                 m.d.sync += [cur.eq(address), writing.eq(chk["is_write"]),
@@ -293,7 +293,7 @@ class CommandDecoder(wiring.Component):
                     with m.If(writing):
                         m.d.sync += i.eq(i_next)
                         with m.If(final):
-                            respond(Status.OK)
+                            respond()
                         with m.Else():
                             m.next = "LOAD"
                     with m.Else():
@@ -307,7 +307,7 @@ class CommandDecoder(wiring.Component):
                 with m.If(k == eb - 1):
                     m.d.sync += i.eq(i_next)
                     with m.If(final):
-                        respond(Status.OK)
+                        respond()
                     with m.Else():
                         m.next = "MOVE_BUS"
             with m.State("START_BUS"):
@@ -319,7 +319,7 @@ class CommandDecoder(wiring.Component):
                         m.next = "CONTROL_BUS"
                 access(started)
             with m.State("CONTROL_BUS"):
-                access(lambda dat_r: respond(Status.OK))
+                access(lambda dat_r: respond())
 
             self._answer(m, k, i, ptr, primed, eb, sends & (i != 0), header, payload)
         one_hot(fsm)
