@@ -13,9 +13,8 @@
 - **Host link.** ``system`` is a component with ``rx: In(1)``, ``tx: Out(1)`` and
   ``busy``/``done``/``error: Out(1)``; ``rx``/``tx`` go to the board's serial resource.
 - **LEDs.** Each status drives the LED the board table names for it (several may share one);
-  ``done`` and ``error`` are steady; ``busy`` blinks at about 3 Hz (:func:`blink_half_period`)
-  where it shares an LED with another status, so a running job is told from a finished one,
-  and is steady on an LED of its own (the iCEBreaker's: no blink counter, 23 logic cells).
+  ``busy`` blinks at about 3 Hz (:func:`blink_half_period`) so a running job is visible,
+  ``done`` and ``error`` are steady.
 """
 
 import math
@@ -121,9 +120,8 @@ class BoardTop(Elaboratable):
 
 class StatusLights(wiring.Component):
     """The SoC's status on LEDs: LED ``i`` lights while any status named in ``groups[i]`` is
-    shown; ``done`` and ``error`` show while high, ``busy`` too where it has an LED of its
-    own, and blinks while high where it shares one (on for ``half_period`` cycles, off for
-    as many, from the edge after reset; only then is there a blink counter).
+    shown; ``done`` and ``error`` show while high, ``busy`` blinks while high (on for
+    ``half_period`` cycles, off for as many, from the edge after reset).
 
     Ports: ``busy``, ``done``, ``error``: In(1); ``leds``: Out(len(groups)). Combinational
     from the inputs to ``leds``."""
@@ -147,14 +145,9 @@ class StatusLights(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        shared = ["busy" in group and len(group) > 1 for group in self.groups]
-        steady = {"busy": self.busy, "done": self.done, "error": self.error}
-        blinking = dict(steady)
-        if any(shared):
-            count = Signal(self.half_period.bit_length())   # free-running: its top bit blinks
-            m.d.sync += count.eq(count + 1)
-            blinking["busy"] = self.busy & ~count[-1]
+        count = Signal(self.half_period.bit_length())   # free-running: its top bit blinks
+        m.d.sync += count.eq(count + 1)
+        shown = {"busy": self.busy & ~count[-1], "done": self.done, "error": self.error}
         for index, group in enumerate(self.groups):
-            shown = blinking if shared[index] else steady
             m.d.comb += self.leds[index].eq(Cat(*(shown[s] for s in group)).any())
         return m

@@ -2,15 +2,13 @@
 """The board top's status LEDs, simulated: steady done/error, blinking busy, shared LEDs."""
 
 import pytest
-from amaranth.hdl import ClockDomain, Fragment, Module
 from amaranth.sim import Simulator
 
 from fieldtune.boards.top import StatusLights, blink_half_period
 
 
 def run(dut, stimulus, cycles):
-    """LED values after each of ``cycles`` clock edges, inputs set by ``stimulus(cycle)``
-    (``dut`` in a module with a ``sync`` domain: without a blink counter it has none)."""
+    """LED values after each of ``cycles`` clock edges, inputs set by ``stimulus(cycle)``."""
     seen = []
 
     async def bench(ctx):
@@ -20,10 +18,7 @@ def run(dut, stimulus, cycles):
             seen.append(ctx.get(dut.leds))
             await ctx.tick()
 
-    top = Module()
-    top.domains.sync = ClockDomain()
-    top.submodules.dut = dut
-    sim = Simulator(top)
+    sim = Simulator(dut)
     sim.add_clock(1e-6)
     sim.add_testbench(bench)
     sim.run()
@@ -57,12 +52,3 @@ def test_bad_parameters_are_named():
         with pytest.raises(ValueError, match=rf"^half_period must be a positive power of two, "
                                              rf"not {bad}$"):
             StatusLights([("busy",)], bad)
-
-
-def test_busy_on_an_led_of_its_own_is_steady_without_a_counter():
-    # busy alone on its LED (the iCEBreaker's table): steady, and no blink counter is built
-    dut = StatusLights([("busy",), ("done",), ("error",)], half_period=4)
-    seen = run(dut, lambda c: {"busy": int(c < 9), "done": 0, "error": 0}, 12)
-    assert seen == [1] * 9 + [0] * 3
-    fragment = Fragment.get(StatusLights([("busy",), ("done",)], 4), None)
-    assert not fragment.statements.get("sync")
