@@ -196,7 +196,7 @@ class CommandDecoder(wiring.Component):
         i_next = Signal(elems)
         ptr = Signal(range(self.params.max_payload))  # payload read / written / sent
         cur = Signal(self.map.addr_width)              # bus address
-        writing, sends, primed = Signal(), Signal(), Signal()
+        writing, primed = Signal(), Signal()
         header, payload = Signal(), Signal()          # the response's header / payload goes out
         k = Signal(range(HEADER))                      # byte of the element / of the header
         word = Signal(DATA_WIDTH)
@@ -218,7 +218,7 @@ class CommandDecoder(wiring.Component):
 
         def respond(code=None, elements=None):
             """Answer; ``code`` None: the status is OK, set when the frame was accepted."""
-            m.d.sync += [k.eq(0), ptr.eq(0)]
+            m.d.sync += k.eq(0)
             if code is not None:
                 m.d.sync += status.eq(code)
             if elements is not None:
@@ -239,7 +239,7 @@ class CommandDecoder(wiring.Component):
         with m.FSM() as fsm:
             with m.State("IDLE"):
                 m.d.comb += capture.eq(1)
-                m.d.sync += [ptr.eq(0), k.eq(0), writing.eq(0), sends.eq(0)]
+                m.d.sync += [ptr.eq(0), k.eq(0), writing.eq(0)]
                 with m.If(self.frame.valid):                # the checks register meanwhile
                     m.next = "CHECK"
             with m.State("CHECK"):
@@ -254,21 +254,18 @@ class CommandDecoder(wiring.Component):
                         self._verdict(m, chk, respond)
             # set-ups of the accepted commands (one cycle each, off the verdict's path)
             with m.State("ECHO"):
-                m.d.sync += sends.eq(1)
                 respond(elements=plen)
             with m.State("INFO"):
-                m.d.sync += sends.eq(1)
                 respond(elements=INFO_BYTES)
             with m.State("MOVE"):
                 address = Cat(h[ADDRESS], h[ADDRESS + 1])
-                m.d.sync += [cur.eq(address), writing.eq(chk["is_write"]),
-                             sends.eq(~chk["is_write"])]
+                m.d.sync += [cur.eq(address), writing.eq(chk["is_write"])]
                 with m.If(chk["is_write"]):
                     m.next = "LOAD"
                 with m.Else():
                     m.next = "MOVE_BUS"
             with m.State("STATUS"):
-                m.d.sync += [cur.eq(status_addr), sends.eq(1)]
+                m.d.sync += cur.eq(status_addr)
                 m.next = "MOVE_BUS"
             with m.State("START"):
                 m.d.sync += [cur.eq(status_addr), word.eq(0)]
@@ -321,7 +318,12 @@ class CommandDecoder(wiring.Component):
             with m.State("CONTROL_BUS"):
                 access(lambda dat_r: respond())
 
-            self._answer(m, k, i, ptr, primed, eb, sends & (i != 0), header, payload)
+            # a payload goes out after READ, STATUS, ECHO and INFO, if it holds elements (a
+            # frame refused by its checks has none: i = 0; a refused one's i is a replay's)
+            refused = chk["lost"] | chk["broken"] | chk["bad_crc"]
+            sends = ~refused & (i != 0) & (chk["is_read"] | chk["is_status"]
+                                           | chk["is_echo"] | chk["is_info"])
+            self._answer(m, k, i, ptr, primed, eb, sends, header, payload)
         one_hot(fsm)
         self._response_byte(m, header, payload, k, i, status, chk, ptr)
         with m.If(bus.cyc & ~bus.ack & ~bus.err):
@@ -339,7 +341,8 @@ class CommandDecoder(wiring.Component):
         out = self.response
         with m.State("RESPOND"):
             m.d.comb += [out.valid.eq(1), header.eq(1), self.shift.eq(out.ready & (k < 4))]
-            m.d.sync += primed.eq(1)
+            # the payload is read from 0: held there from the header's second byte on
+            m.d.sync += [primed.eq(1), ptr.eq(0)]
             with m.If(out.ready):
                 m.d.sync += k.eq(k + 1)
                 with m.If(k == HEADER - 1):
