@@ -196,7 +196,7 @@ class CommandDecoder(wiring.Component):
         i_next = Signal(elems)
         ptr = Signal(range(self.params.max_payload))  # payload read / written / sent
         cur = Signal(self.map.addr_width)              # bus address
-        writing, primed = Signal(), Signal()
+        writing, primed = Signal(), Signal()          # writing: the bus access writes
         header, payload = Signal(), Signal()          # the response's header / payload goes out
         k = Signal(range(HEADER))                      # byte of the element / of the header
         word = Signal(DATA_WIDTH)
@@ -239,7 +239,7 @@ class CommandDecoder(wiring.Component):
         with m.FSM() as fsm:
             with m.State("IDLE"):
                 m.d.comb += capture.eq(1)
-                m.d.sync += [ptr.eq(0), k.eq(0), writing.eq(0)]
+                m.d.sync += [ptr.eq(0), k.eq(0)]
                 with m.If(self.frame.valid):                # the checks register meanwhile
                     m.next = "CHECK"
             with m.State("CHECK"):
@@ -259,7 +259,7 @@ class CommandDecoder(wiring.Component):
                 respond(elements=INFO_BYTES)
             with m.State("MOVE"):
                 address = Cat(h[ADDRESS], h[ADDRESS + 1])
-                m.d.sync += [cur.eq(address), writing.eq(chk["is_write"])]
+                m.d.sync += cur.eq(address)
                 with m.If(chk["is_write"]):
                     m.next = "LOAD"
                 with m.Else():
@@ -271,7 +271,7 @@ class CommandDecoder(wiring.Component):
                 m.d.sync += [cur.eq(status_addr), word.eq(0)]
                 m.next = "START_BUS"
             with m.State("ABORT"):
-                m.d.sync += [cur.eq(control_addr), writing.eq(1), word.eq(0)]
+                m.d.sync += [cur.eq(control_addr), word.eq(0)]
                 m.next = "CONTROL_BUS"
 
             with m.State("LOAD"):       # k = 0..3: read byte k (k < eb); k = 1..4: shift it in
@@ -312,7 +312,7 @@ class CommandDecoder(wiring.Component):
                     with m.If(dat_r[busy_lsb]):
                         respond(Status.BUSY)
                     with m.Else():
-                        m.d.sync += [cur.eq(control_addr), writing.eq(1)]
+                        m.d.sync += cur.eq(control_addr)
                         m.next = "CONTROL_BUS"
                 access(started)
             with m.State("CONTROL_BUS"):
@@ -324,6 +324,9 @@ class CommandDecoder(wiring.Component):
             sends = ~refused & (i != 0) & (chk["is_read"] | chk["is_status"]
                                            | chk["is_echo"] | chk["is_info"])
             self._answer(m, k, i, ptr, primed, eb, sends, header, payload)
+        # accesses: a WRITE's elements, the control register's write (ABORT, START after its
+        # status read), reads otherwise
+        m.d.comb += writing.eq(chk["is_write"] | fsm.ongoing("CONTROL_BUS"))
         one_hot(fsm)
         self._response_byte(m, header, payload, k, i, status, chk, ptr)
         with m.If(bus.cyc & ~bus.ack & ~bus.err):
