@@ -200,11 +200,7 @@ class CommandDecoder(wiring.Component):
         header, payload = Signal(), Signal()          # the response's header / payload goes out
         k = Signal(range(HEADER))                      # byte of the element / of the header
         word = Signal(DATA_WIDTH)
-        # cycles of the bus access in progress, from ``wait_from`` up: its top bit rises in
-        # the access's ``bus_timeout``-th cycle (no compare)
-        wait_bits = (self.params.bus_timeout - 1).bit_length()
-        wait_from = (1 << wait_bits) - (self.params.bus_timeout - 1)
-        waited = Signal(wait_bits + 1, init=wait_from)
+        timed_out = self._timeout(m)
         n = Mux(chk["is_status"], 2, Cat(h[COUNT], info.count_hi)[:len(i)])
         final = Signal()                               # the element in hand is the last
         m.d.comb += [i_next.eq(i + 1), final.eq(i_next == n)]
@@ -230,7 +226,7 @@ class CommandDecoder(wiring.Component):
             m.d.comb += bus.cyc.eq(1)
             with m.If(bus.ack):
                 on_ack(bus.dat_r)
-            with m.Elif(bus.err | waited[-1]):
+            with m.Elif(bus.err | timed_out):
                 respond(Mux(bus.err, Status.BUS_ERROR, Status.BUS_TIMEOUT))
 
         def shift():
@@ -329,11 +325,20 @@ class CommandDecoder(wiring.Component):
         m.d.comb += writing.eq(chk["is_write"] | fsm.ongoing("CONTROL_BUS"))
         one_hot(fsm)
         self._response_byte(m, header, payload, k, i, status, chk, ptr)
+        return m
+
+    def _timeout(self, m):
+        """High in the ``bus_timeout``-th cycle of a bus access: the top bit of a count of the
+        access's cycles from ``wait_from`` up (no compare)."""
+        bus = self.bus
+        wait_bits = (self.params.bus_timeout - 1).bit_length()
+        wait_from = (1 << wait_bits) - (self.params.bus_timeout - 1)
+        waited = Signal(wait_bits + 1, init=wait_from)
         with m.If(bus.cyc & ~bus.ack & ~bus.err):
             m.d.sync += waited.eq(waited + 1)
         with m.Else():
             m.d.sync += waited.eq(wait_from)
-        return m
+        return waited[-1]
 
     def _answer(self, m, k, i, ptr, primed, eb, sends, header, payload):
         """The states that stream the response (inside the decoder's FSM): RESPOND, the
