@@ -48,17 +48,26 @@ SECTIONS = {
 }
 
 
+#: Lanes of the default design (preset ``up5k``, the iCEBreaker's): both training modes fit the
+#: UP5K's 5,280 logic cells with the host link at 4 lanes (4 of its 8 SB_MAC16), not at 8
+#: (docs/benchmarks.md, "What each mode and lane costs on the iCEBreaker").
+DEFAULT_LANES = 4
+
+
 @dataclass(frozen=True)
 class DesignConfig:
-    """A whole design. See the module documentation."""
+    """A whole design. See the module documentation. The defaults are the iCEBreaker's design
+    (preset ``up5k``): :data:`DEFAULT_LANES` lanes, the MAC array's row accumulators in block
+    RAM (108 logic cells a block RAM: the UP5K runs out of cells before block RAM)."""
 
     board: str = DEFAULT_BOARD
     #: SoC clock in MHz made by the board's PLL; None: the board's default
     #: (:attr:`fieldtune.boards.table.Board.soc_mhz`).
     clock_mhz: float | None = None
-    perturb: PerturbParams = field(default_factory=PerturbParams)
-    cache: CacheParams = field(default_factory=CacheParams)
-    mac: MacParams = field(default_factory=MacParams)
+    perturb: PerturbParams = field(default_factory=lambda: PerturbParams(lanes=DEFAULT_LANES))
+    cache: CacheParams = field(default_factory=lambda: CacheParams(lanes=DEFAULT_LANES))
+    mac: MacParams = field(
+        default_factory=lambda: MacParams(lanes=DEFAULT_LANES, acc_memory="bram"))
     loss: LossParams = field(default_factory=LossParams)
     train: TrainParams = field(default_factory=TrainParams)
     host: HostParams = field(default_factory=HostParams)
@@ -171,7 +180,8 @@ def _lanes(n):
     return {"perturb": {"lanes": n}, "cache": {"lanes": n}, "mac": {"lanes": n}}
 
 
-#: Named presets. ``up5k`` (iCEBreaker, the default board): 8 lanes, one per SB_MAC16.
+#: Named presets. ``up5k`` (iCEBreaker, the default board): the built-in defaults (both modes,
+#: :data:`DEFAULT_LANES` lanes, row accumulators in block RAM).
 #: ``ecp5-85f`` (ULX3S-85F): 32 lanes, the MAC array's read register on (108 vs 72 MHz).
 #: ``orangecrab``: 32 lanes on the OrangeCrab 85F.
 #: ``ecp5-12f``, ``ecp5-25f``, ``ecp5-45f`` (ULX3S) and ``orangecrab-25f``: the boards' default
@@ -182,11 +192,11 @@ def _lanes(n):
 #: ``up5k-fo``: the iCEBreaker design that fits today (issue 9): first order only, 4 lanes,
 #: row accumulators in block RAM, SoC at 18 MHz (3 Mbaud = 6 clocks a bit); 5,202 of 5,280
 #: logic cells with the host link, 21.3 MHz placed and routed (docs/benchmarks.md). Both
-#: modes at 8 lanes (``up5k``) need about 7,400 cells.
+#: modes at 8 lanes need about 7,100 cells.
 #: The ECP5 presets keep the loss unit's pipelined ``log2 e`` multiplication (``[loss]
 #: serial = false``): their forwards are shorter than the serial unit's 190 cycles.
 PRESETS = {
-    "up5k": {"board": "icebreaker", **_lanes(8)},
+    "up5k": {},
     "ecp5-85f": {"board": "ulx3s-85f", **_lanes(32),
                  "cache": {"lanes": 32, "memory": "bram"},
                  "mac": {"lanes": 32, "read_register": True}, "loss": {"serial": False}},

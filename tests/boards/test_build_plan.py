@@ -17,7 +17,7 @@ def _files(board_plan, tmp_path):
 
 
 #: Every preset on its own board, and every board's default preset.
-PLANS = sorted({(PRESETS[p]["board"], p) for p in PRESETS}
+PLANS = sorted({(DesignConfig.preset(p).board, p) for p in PRESETS}
                | {(b.name, b.preset) for b in BOARDS.values()})
 
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from fieldtune.config import DesignConfig, PRESETS
+from fieldtune.config import DesignConfig, PRESETS, DEFAULT_LANES
 from fieldtune.rtl.perturb.params import PerturbParams
 from fieldtune.rtl.cache.params import CacheParams
 from fieldtune.rtl.mac.params import MacParams
@@ -10,7 +10,10 @@ from fieldtune.rtl.params import TrainParams
 
 
 def test_defaults_and_presets_validate():
-    assert DesignConfig().mac.lanes == 8
+    default = DesignConfig()
+    assert default.perturb.lanes == default.cache.lanes == default.mac.lanes == DEFAULT_LANES
+    assert default.mac.acc_memory == "bram" and default.soc.modes == ("fo", "zo")
+    assert DesignConfig.preset("up5k") == default
     for name in PRESETS:
         cfg = DesignConfig.preset(name)
         assert cfg.perturb.lanes == cfg.mac.lanes == cfg.cache.lanes
@@ -54,8 +57,8 @@ def test_accumulator_width_is_proven_wide_enough():
 
 
 def test_cross_section_rules():
-    with pytest.raises(ValueError, match=r"^cache.lanes must be 8 \(mac.lanes\), not 4$"):
-        DesignConfig().replace(cache={"lanes": 4})
+    with pytest.raises(ValueError, match=r"^cache.lanes must be 4 \(mac.lanes\), not 8$"):
+        DesignConfig().replace(cache={"lanes": 8})
     with pytest.raises(ValueError, match=r"^mac.classes must be 10 \(loss.classes\), not 8$"):
         DesignConfig().replace(mac={"classes": 8}, cache={"classes": 10})
     assert DesignConfig().with_lanes(16).perturb.lanes == 16
