@@ -30,7 +30,6 @@ from dataclasses import dataclass
 from amaranth.hdl import Module, Signal, Const, Cat, Mux, Array, ResetInserter, signed, unsigned
 from amaranth.lib import wiring, stream, data
 from amaranth.lib.wiring import In, Out
-from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.memory import Memory
 
 from .params import built_modes, built_schedule, built_early_stop
@@ -53,12 +52,43 @@ from .sequencer import Sequencer, Mode, COUNTERS, SEQUENCER_ERRORS, fetch_layout
 from .crossblock import check_soc
 
 
-__all__ = ["SoC", "SampleRouter", "RecordWindow", "WeightWindow", "check_soc",
+__all__ = ["SoC", "SampleRouter", "ShiftQueue", "RecordWindow", "WeightWindow", "check_soc",
            "soc_registers", "ERRORS", "COUNTER_REGISTERS", "memory_map_markdown", "BLOCK_ERRORS",
            "WINDOWS", "MAGIC", "VERSION", "from_config"]
 
 
 # -- glue -------------------------------------------------------------------------------------
+
+class ShiftQueue(wiring.Component):
+    """A first-in first-out queue of ``depth`` entries of ``width`` bits with
+    :class:`~amaranth.lib.fifo.SyncFIFO`'s ports, in a shift register: ``r_data`` is the
+    head's flip-flops (no read multiplexer), an entry is written at the first free place
+    (after this cycle's read) and all move down one as the head is read, so each bit's
+    flip-flop shares its cell with the LUT choosing between the written value and the
+    entry above. For a few entries. Timing: ``w_rdy`` and ``r_rdy`` are registers' decodes;
+    an entry written is readable the next cycle."""
+
+    def __init__(self, width, depth):
+        self.width, self.depth = width, depth
+        super().__init__({"w_en": In(1), "w_data": In(width), "w_rdy": Out(1),
+                          "r_en": In(1), "r_data": Out(width), "r_rdy": Out(1)})
+
+    def elaborate(self, platform):
+        m = Module()
+        entries = [Signal(self.width, name=f"entry{i}") for i in range(self.depth)]
+        n = Signal(range(self.depth + 1))
+        push, pop = Signal(), Signal()
+        m.d.comb += [self.w_rdy.eq(n != self.depth), self.r_rdy.eq(n != 0),
+                     self.r_data.eq(entries[0]),
+                     push.eq(self.w_en & self.w_rdy), pop.eq(self.r_en & self.r_rdy)]
+        with m.If(pop):
+            m.d.sync += [a.eq(b) for a, b in zip(entries, entries[1:])]
+        for i, entry in enumerate(entries):
+            with m.If(push & (n - pop == i)):
+                m.d.sync += entry.eq(self.w_data)
+        m.d.sync += n.eq(n + push - pop)
+        return m
+
 
 class SampleRouter(wiring.Component):
     """Between the sequencer, the forward cache, the MAC array and the loss unit.
@@ -101,7 +131,7 @@ class SampleRouter(wiring.Component):
         tag_layout = data.StructLayout({"forward": 1, "zo": ZOSign, "first": 1})
         # reads in flight: the MAC array's op and its queued one each have theirs (a fetch
         # follows its op in every program), so 4 tags never make the sequencer wait
-        m.submodules.tags = tags = SyncFIFO(width=tag_layout.size, depth=4)
+        m.submodules.tags = tags = ShiftQueue(tag_layout.size, depth=4)
         fetch = self.fetch.payload
         # requests: the cache takes one when it starts the previous one's last beat
         m.d.comb += [

@@ -902,12 +902,19 @@ class AdapterMACArray(wiring.Component):
         local, lowrank, m, max_out = b.local, b.lowrank, b.m, b.max_out
         p, s4_p, sat_flag, valid, wf = b.p, b.s4_p, b.sat_flag, b.valid, b.wf
         # -- matrix-vector path: adder tree, row accumulators, narrowing -------------------
+        # a dumped weight is the tree's sum, held there until taken (_dump): the tree stands
+        # still from its token's stage on (nothing issues behind a DUMP word meanwhile)
+        b.tree_hold = Signal()
+        m.d.comb += b.tree_hold.eq((valid[ACC_STAGE] & (ctl[ACC_STAGE].op == Op.DUMP))
+                                   | (self.wdump.valid & ~self.wdump.ready))
         level = list(s4_p)
         for t in range(T):
             level_next = []
             for i in range(0, len(level), 2):
                 v = Signal(signed(aw + bw + t + 1), name=f"tree{t}_{i // 2}", reset_less=True)
-                m.d.sync += v.eq(level[i] + level[i + 1] if i + 1 < len(level) else level[i])
+                with m.If(~b.tree_hold):
+                    m.d.sync += v.eq(level[i] + level[i + 1] if i + 1 < len(level)
+                                     else level[i])
                 level_next.append(v)
             level = level_next
         b.total = level[0]
@@ -979,12 +986,18 @@ class AdapterMACArray(wiring.Component):
 
     def _dump(self, b):
         """DUMP: a word's weight ``dlane`` times 1 in its lane, 0 elsewhere, is the adder
-        tree's sum; held on ``wdump`` until taken, and then the next weight issues."""
+        tree's sum; held on ``wdump`` until taken (in the tree's last register, which stands
+        still meanwhile: no copy; with one lane, in a register of its own), and then the
+        next weight issues."""
         ACC_STAGE, ctl, dump_busy, m, total, valid = (b.ACC_STAGE, b.ctl, b.dump_busy, b.m,
                                                       b.total, b.valid)
+        weight = total[:b.ww].as_signed()
         with m.If(valid[ACC_STAGE] & (ctl[ACC_STAGE].op == Op.DUMP)):
-            m.d.sync += [self.wdump.valid.eq(1),
-                         self.wdump.payload.eq(total[:b.ww].as_signed())]
+            m.d.sync += self.wdump.valid.eq(1)
+            if not b.T:
+                m.d.sync += self.wdump.payload.eq(weight)
+        if b.T:
+            m.d.comb += self.wdump.payload.eq(weight)
         with m.If(self.wdump.valid & self.wdump.ready):
             m.d.sync += [self.wdump.valid.eq(0), dump_busy.eq(0)]
 
