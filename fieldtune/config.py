@@ -82,6 +82,12 @@ class DesignConfig:
         if self.cache.memory == "spram" and not DEVICES[BOARDS[self.board].device].sprams:
             raise ValueError(f"cache.memory must be 'bram' on board {self.board!r} (its FPGA "
                              f"has no SPRAM), not 'spram'")
+        # Perturbations shifted by multipliers take a second one per MAC lane.
+        dsps = DEVICES[BOARDS[self.board].device].dsps
+        if self.mac.perturb_shifter == "multipliers" and 2 * self.mac.lanes > dsps:
+            raise ValueError(f"mac.perturb_shifter must be 'logic' on board {self.board!r} at "
+                             f"{self.mac.lanes} lanes (2 multipliers a lane, its FPGA has "
+                             f"{dsps}), not 'multipliers'")
         if not isinstance(self.train, TrainParams):
             raise ValueError(f"train must be a TrainParams, not {type(self.train).__name__}")
         # Lanes, taps and classes agree (fieldtune.rtl.crossblock, the rules' one home); the

@@ -105,3 +105,17 @@ def test_sections_are_frozen():
         p.lanes = 3
     assert CacheParams().features == 224
     assert TrainParams().mode == "fo"
+
+
+def test_perturbation_shift_multipliers_only_where_the_device_has_them():
+    # the UP5K's 8 SB_MAC16 hold 4 lanes' multipliers and their shift multipliers, not 8
+    with pytest.raises(ValueError, match=r"^mac.perturb_shifter must be 'logic' on board "
+                                         r"'icebreaker' at 8 lanes \(2 multipliers a lane, "
+                                         r"its FPGA has 8\), not 'multipliers'$"):
+        DesignConfig.from_dict({"mac": {"perturb_shifter": "multipliers"}})
+    four = {"lanes": 4, "perturb_shifter": "multipliers"}
+    cfg = DesignConfig.from_dict({"perturb": {"lanes": 4}, "cache": {"lanes": 4}, "mac": four})
+    assert cfg.mac.perturb_shifter == "multipliers"
+    with pytest.raises(ValueError, match=r"^mac.perturb_shifter must be one of 'logic', "
+                                         r"'multipliers', not 'x'"):
+        DesignConfig.from_dict({"mac": {"perturb_shifter": "x"}})
