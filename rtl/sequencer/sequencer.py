@@ -412,8 +412,7 @@ class Sequencer(wiring.Component):
         m.d.comb += r.zo_step.eq(step_sum[1:])
         with m.Switch(r.state):
             self._control(m, r, State)
-            with m.Case(State.EXEC):
-                self._execute(m, r, State, code)
+        self._execute(m, r, State, code)
 
         # abort (host or watchdog) overrides whatever the state machine chose
         with m.If(r.busy & (r.state != State.CHECK) & (r.state != State.ABORT)
@@ -531,11 +530,14 @@ class Sequencer(wiring.Component):
         _count(m, c.steps, r.next_step, clear, saturate=False)
 
     def _watchdog(self, m, r):
-        """Counts a watched run's (FO, ZO, EVAL) cycles without a datapath transfer, from 0
-        (a synchronous reset, no multiplexer: a reload of the budget would take one per bit);
-        fires in the ``watchdog``-th such cycle in a row. The budget is the run register's
-        word, which the block RAM reads whenever nothing else is read: a cycle in which it
-        is not there (a state or the bus reads another word) does not count."""
+        """Counts a watched run's (FO, ZO, EVAL) cycles without a datapath transfer; fires
+        in the ``watchdog``-th such cycle in a row. ``wd`` holds the count *including* the
+        current cycle (from 1: a synchronous set/reset, no multiplexer: a reload of the
+        budget would take one per bit), so the comparison reads the register and the
+        incrementer feeds only its flip-flops (they share its cells). The budget is the run
+        register's word, which the block RAM reads whenever nothing else is read: a cycle in
+        which it is not there (a state, the counters or the bus read another word) does not
+        count."""
         State = r.State
         watched = r.busy & (r.state != State.CHECK) & (r.state != State.ABORT) \
             & ((r.mode == Mode.FO) | (r.mode == Mode.ZO) | (r.mode == Mode.EVAL))
@@ -543,14 +545,12 @@ class Sequencer(wiring.Component):
         m.d.sync += parked.eq(~self.store.ren)
         budget = Signal()               # ... and the bus did not take the memory
         m.d.comb += budget.eq(parked & self.store.rvalid)
-        still = Signal.like(r.wd)
-        m.d.comb += still.eq(r.wd + 1)
         with m.If(~watched | self.progress):
-            m.d.sync += r.wd.eq(0)
+            m.d.sync += r.wd.eq(1)
         with m.Elif(budget):
-            m.d.sync += r.wd.eq(still)
+            m.d.sync += r.wd.eq(r.wd + 1)
         fire = Signal()          # the budget's last cycle without a transfer
-        m.d.comb += fire.eq(watched & budget & (still == r.word("watchdog")) & ~self.progress)
+        m.d.comb += fire.eq(watched & budget & (r.wd == r.word("watchdog")) & ~self.progress)
         return fire
 
     def _control(self, m, r, State):
@@ -842,9 +842,12 @@ class Sequencer(wiring.Component):
 
 
     def _execute(self, m, r, State, code):
-        """The micro-coded engine: drive the action of the word at ``pc`` on its stream; when
-        it is taken, go to the next word, back to the phase's first word for the batch's next
-        sample, or (after a program's last word) to the control state the word names."""
+        """The micro-coded engine (state ``EXEC``): drive the action of the word at ``pc`` on
+        its stream; when it is taken, go to the next word, back to the phase's first word for
+        the batch's next sample, or (after a program's last word) to the control state the
+        word names. Only the streams' ``valid`` (and what follows from a transfer) depend on
+        the state: the payloads are driven in every state (in the state's case they would be
+        gated to 0 outside it, a LUT per payload bit)."""
         word = Signal(code.layout())
         with m.Switch(r.pc):
             for address, value in enumerate(code.rom()):
@@ -866,18 +869,20 @@ class Sequencer(wiring.Component):
         kind = field("kind", lambda k: ("mac", "fetch", "zreq").index(k))
         dyn = (lambda v: r.dynamic[v] if isinstance(v, Dynamic) else v)
         mac, fetch, zreq = self.mac_cmd, self.fetch, self.zreq
+        running = r.state == State.EXEC
         is_fo = r.mode == Mode.FO
         if self.early_stop:         # the held-out records are read in cache order
             is_fo = is_fo & ~r.ho
         if r.order is not None:
             # first order fetches the record walk's indices (it replays each mini-batch)
             idx = r.order.index
-            m.d.comb += [fetch.valid.eq((kind == 1) & (~is_fo | idx.valid)),
-                         idx.ready.eq((kind == 1) & is_fo & fetch.ready),
+            m.d.comb += [fetch.valid.eq(running & (kind == 1) & (~is_fo | idx.valid)),
+                         idx.ready.eq(running & (kind == 1) & is_fo & fetch.ready),
                          fetch.payload.index.eq(Mux(is_fo, idx.payload, r.sample))]
         else:
-            m.d.comb += [fetch.valid.eq(kind == 1), fetch.payload.index.eq(r.sample)]
-        m.d.comb += [mac.valid.eq(kind == 0), zreq.valid.eq(kind == 2)]
+            m.d.comb += [fetch.valid.eq(running & (kind == 1)),
+                         fetch.payload.index.eq(r.sample)]
+        m.d.comb += [mac.valid.eq(running & (kind == 0)), zreq.valid.eq(running & (kind == 2))]
         for name in MacOp.__dataclass_fields__:
             if name in code.values:
                 m.d.comb += getattr(mac.payload, name).eq(field(name, dyn))
@@ -976,7 +981,8 @@ class _RunState:
         self.next_step = Signal()
         self.res_n = Signal(range(2 * MAX_BATCH + 1))
         self.res_q = Signal(range(MAX_QUERIES + 1))
-        self.wd = Signal(RUN_FIELDS["watchdog"].width)     # cycles without progress so far
+        # cycles without progress, the current one included (the budget is at least 1)
+        self.wd = Signal(RUN_FIELDS["watchdog"].width, init=1)
         self.claimed = Signal()         # a control state reads the block RAM (goes first)
         self.clear = Signal(range(4))   # stored counters still to clear after a start
         self.flush_count = Signal(range(seq.flush_cycles + 1))
