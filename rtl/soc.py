@@ -48,7 +48,8 @@ from .mac.array import AdapterMACArray, feature_beat_layout as mac_beat_layout
 from .loss.params import LossParams
 from .loss.unit import SoftmaxCrossEntropy, ZOSign, loss_command_layout
 from .perturb.engine import PerturbationEngine
-from .sequencer import Sequencer, Mode, COUNTERS, SEQUENCER_ERRORS, fetch_layout
+from .sequencer import (Sequencer, Mode, COUNTERS, STORED_COUNTERS, SEQUENCER_ERRORS,
+                        fetch_layout)
 from .crossblock import check_soc
 
 
@@ -501,10 +502,11 @@ class SoC(wiring.Component):
             b.weights.loading.eq(seq.busy & (seq.mode == Mode.LOAD)),
             b.weights.dumping.eq(seq.busy & (seq.mode == Mode.DUMP)),
         ]
-        # the run registers live in the bank's block RAM, where the sequencer reads them
-        if b.bank.stored != seq.run_registers or b.bank.scratch_base != seq.scratch_base:
-            raise AssertionError(f"run registers {b.bank.stored} are not where the sequencer "
-                                 f"reads them: {seq.run_registers}")
+        # the run registers and the stored counters live in the bank's block RAM, where the
+        # sequencer reads (and writes) them
+        if b.bank.stored != seq.stored or b.bank.scratch_base != seq.scratch_base:
+            raise AssertionError(f"stored registers {b.bank.stored} are not where the "
+                                 f"sequencer reads them: {seq.stored}")
         wiring.connect(m, seq.store, b.bank.store)
         m.d.comb += cache.clear.eq(regs.control.clear_cache & ~seq.busy)
 
@@ -517,6 +519,8 @@ class SoC(wiring.Component):
             regs.next_step.step.eq(seq.next_step), regs.next_cursor.cursor.eq(seq.next_cursor),
         ]
         for c in COUNTERS:
+            if c in STORED_COUNTERS:        # in the bank's block RAM (the sequencer's tally)
+                continue
             m.d.comb += getattr(regs, COUNTER_REGISTERS[c]).value.eq(getattr(seq.counters, c))
         if seq.early_stop:
             st = regs.stop_status
