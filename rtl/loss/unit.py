@@ -165,8 +165,8 @@ class SoftmaxCrossEntropy(wiring.Component):
     commit the sum, 1 for the result: 179 cycles at 10 classes without ``dz`` (the
     zeroth-order forwards'), 193 with, plus the shifts (at most 15 + 150: 358 cycles, below
     the 560 of an R1 forward at 4 lanes; at 8 lanes, 280, a first-order vector with many
-    shifts can show). ``z0`` is valid when its logit comes. Meanwhile ``logits.ready`` and ``z0.ready`` are low outside the receive
-    phase.
+    shifts can show). ``z0`` is valid when its logit comes. Meanwhile ``logits.ready`` and
+    ``z0.ready`` are low outside the receive phase.
     ``dz`` and ``result`` hold under back-pressure; nothing is lost.
     """
 
