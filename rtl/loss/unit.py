@@ -276,7 +276,7 @@ class SoftmaxCrossEntropy(wiring.Component):
                                            out.label & ~value[pf]))
         drained = ~Cat(*pipe.valid).any() & (pipe.issue == C)   # stage 4 aside
 
-        # -- the zeroth-order sum: +-loss, committed with the result ------------------------
+        # -- the zeroth-order sum: +-loss, committed with the result (serial: before it) ----
         active = zo != ZOSign.NONE
         minus = zo == ZOSign.MINUS
         zsw = len(zo_sum)
