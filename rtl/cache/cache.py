@@ -59,7 +59,7 @@ from amaranth.lib.memory import Memory
 
 from .params import ELEMENT_WIDTH, INDEX_WIDTH
 from .component import CacheComponent
-from .layout import CacheLayout, UNIT_BITS
+from .layout import CacheLayout, UNIT_BITS, MANT_BITS, EXP_BITS
 from .quantizer import Quantizer, SATURATION_BITS
 from .dequantizer import (Dequantizer, feature_beat_layout, packed_beat_layout,
                           LATENCY as DEQUANTIZER_LATENCY, latency as dequantizer_latency)
@@ -369,9 +369,13 @@ class ForwardCache(CacheComponent):
         for wp, rp, we in ((b.code_wp, b.code_rp, code_we), (b.meta_wp, b.meta_rp, meta_we)):
             m.d.comb += [rp.addr.eq(addr), wp.addr.eq(addr), rp.en.eq(re & ~we.any()),
                          wp.en.eq(we)]
+        # a scale unit's bits above the scale (MANT_BITS + EXP_BITS) are never read: they
+        # take the side unit's, and only the scale's bits are selected
+        scale_bits = MANT_BITS + EXP_BITS
+        unit = Cat(Mux(scale_written, packer.scale[:scale_bits], b.side_data[:scale_bits]),
+                   b.side_data[scale_bits:])
         m.d.comb += [b.code_wp.data.eq(code.replicate(len(packer.lane_mask))),
-                     b.meta_wp.data.eq(Mux(scale_written, packer.scale,
-                                           b.side_data).replicate(lay.meta_units))]
+                     b.meta_wp.data.eq(unit.replicate(lay.meta_units))]
 
     def _front_end(self, b):
         """Write side: the front end, records checked, counted and committed."""

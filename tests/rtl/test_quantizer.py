@@ -97,3 +97,13 @@ def test_saturation_counter_stops_at_its_top_and_clears():
 
     simulate(dut, testbench, name="quantizer_saturations")
     assert seen == {"full": 65535, "cleared": 0}
+
+
+@pytest.mark.parametrize("codebook", ["unf4", "nf4"])
+def test_codes_hold_under_back_pressure(codebook):
+    """A consumer taking a code only every fourth cycle: each code stays on ``o`` until it is
+    taken (the next value's division starts meanwhile)."""
+    params = CacheParams(codebook=codebook, taps=SMALL_TAPS, block_size=8, lanes=4)
+    samples = adversarial_samples(params, np.random.default_rng(4), n_random=1)
+    got = run_quantizer(params, samples, ready=lambda c: c % 4 == 0)
+    check_against_model(params, samples, got)
