@@ -29,12 +29,14 @@ Serial datapath
        run of sign bits leaves: floor division in two's complement). The value register
        shifts left as its bits are fed and takes the quotient bits at the bottom, so its low
        9 bits end as ``q``.
-    4. SEARCH: a binary search over the (non-decreasing) ``T[k]``, constants in the buffer,
-       one code bit per cycle from the top: ``code |= b`` if ``q >= T[code | b]``, for ``b =
-       8, 4, 2, 1``; the midpoint of the next probe is read in the same cycle. The result is
-       the number of midpoints ``q`` passes: exactly the golden model's count. Every value
-       takes all four steps, so the comparison feeds the code and the buffer address, never
-       the state machine.
+    4. SEARCH: unsigned code books (``0 <= q <= 128``) read the code of ``q`` from a table
+       of 129 codes in the buffer (:func:`code_lookup`). Others search: a binary search over
+       the (non-decreasing) ``T[k]``, constants in the buffer, one code bit per cycle from
+       the top: ``code |= b`` if ``q >= T[code | b]``, for ``b = 8, 4, 2, 1``; the midpoint
+       of the next probe is read in the same cycle. Either way the code is the number of
+       midpoints ``q`` passes: exactly the golden model's count. Every value takes all the
+       steps, so the comparison feeds the code and the buffer address, never the state
+       machine.
 
     One ``value`` register is the running largest magnitude (PEAK), the normalizing shifter
     (SCALE) and the dividend with the quotient (DIVIDE, SEARCH); the search's code is the
@@ -55,7 +57,8 @@ from .codebooks import LEVEL_FRAC, thresholds, threshold_width
 from .layout import CacheLayout, MANT_BITS, EXP_BITS
 
 
-__all__ = ["Quantizer", "code_layout", "buffer_layout", "block_cycles", "SATURATION_BITS"]
+__all__ = ["Quantizer", "code_layout", "buffer_layout", "code_lookup", "block_cycles",
+           "SATURATION_BITS"]
 
 
 #: Width of the saturating counter of saturated or clamped features.
@@ -65,6 +68,8 @@ MIDPOINTS = 15
 CODE_STEPS = 4
 #: Bits of the quotient ``q`` the search compares: signed, ``-2**7 <= q <= 2**7`` (Q1.7).
 QUOTIENT_BITS = LEVEL_FRAC + 3
+#: Where a code lookup table starts in the block buffer (:func:`buffer_layout`).
+LOOKUP_BASE = 1 << LEVEL_FRAC
 #: The phases of a 4-bit code book's quantizer (module documentation), one flip-flop each.
 PHASES = ("FILL", "PEAK", "SCALE", "LOAD", "ALIGN", "DIVIDE", "SEARCH")
 
@@ -89,25 +94,38 @@ def buffer_layout(params):
     """``(shape, depth, base)`` of the quantizer's block buffer (4-bit code books): the
     values of the block being coded at ``0 .. max_block - 1`` as they arrived (saturated to
     ``in_width``; an unsigned code book's clamp to zero is applied as a value is loaded), and
-    the code book's midpoints ``T[k]`` (constants, the memory's initial value) at ``base +
-    k`` (``base``: a power of two, at least 16, so the address is ``k`` with one more bit
-    set). One word holds a value or a ``T[k]`` (signed ``max(in_width, threshold width)``).
+    constants (the memory's initial value) from ``base`` on: with :func:`code_lookup`, the
+    code of each quotient ``q`` at ``base + q`` (``base = 64``, ``0 <= q <= 128``), else
+    the code book's midpoints ``T[k]`` at ``base + k`` (``base``: a power of two, at least
+    16, so the address is ``k`` with one more bit set). One word holds a value, a code or a
+    ``T[k]`` (signed ``max(in_width, threshold width)``).
 
     The memory is named ``buffer_norw`` (block RAM without collision logic, see
     ``boards/implement.py``): only FILL writes, into the values, while the read port
-    addresses the midpoints."""
+    addresses the constants."""
     lay = CacheLayout(params)
+    shape = signed(max(params.in_width, threshold_width(params.codebook)))
+    if code_lookup(params):
+        return shape, LOOKUP_BASE + (1 << (LEVEL_FRAC + 1)) + 1, LOOKUP_BASE
     base = max(16, 1 << (lay.max_block - 1).bit_length())
-    return signed(max(params.in_width, threshold_width(params.codebook))), base + 16, base
+    return shape, base + 16, base
+
+
+def code_lookup(params):
+    """Whether the quantizer looks a code up instead of searching for it: an unsigned code
+    book (``0 <= q <= 128``: 129 codes) whose blocks fit below :data:`LOOKUP_BASE`."""
+    return params.unsigned and CacheLayout(params).max_block <= LOOKUP_BASE
 
 
 def block_cycles(params, n):
     """Most cycles a block of ``n`` values takes from its first value accepted to its last
     code offered (4-bit code books; an always-ready consumer): fill, peak (``n + 1``), at
     most ``in_width - MANT_BITS + 1`` for the scale, then per value a read, a load, at most
-    ``in_width + 6`` division steps (``in_width + 6 - E``) and 4 search steps."""
+    ``in_width + 6`` division steps (``in_width + 6 - E``) and 4 search steps (2 for a
+    lookup)."""
     w = params.in_width
-    return 2 * n + 1 + w - MANT_BITS + 1 + n * (2 + w + 6 + CODE_STEPS)
+    search = 2 if code_lookup(params) else CODE_STEPS
+    return 2 * n + 1 + w - MANT_BITS + 1 + n * (2 + w + 6 + search)
 
 
 class Quantizer(CacheComponent):
@@ -231,8 +249,11 @@ class Quantizer(CacheComponent):
         w = p.in_width
         shape, depth, base = buffer_layout(p)
         tvals = thresholds(p.codebook)
+        lookup = code_lookup(p)
+        constants = [sum(q >= t for t in tvals[1:]) for q in range(depth - base)] if lookup \
+            else [0] + list(tvals[1:])
         m.submodules.buffer_norw = buffer = Memory(
-            shape=shape, depth=depth, init=[0] * (base + 1) + list(tvals[1:]))
+            shape=shape, depth=depth, init=[0] * base + constants)
         wr = buffer.write_port()
         rd = buffer.read_port(transparent_for=())
         out = self.o.payload
@@ -245,10 +266,10 @@ class Quantizer(CacheComponent):
 
         nblocks = len(lay.blocks)
         block = Signal(range(nblocks))
-        pos = Signal(range(base))                   # value within the block
+        pos = Signal(range(lay.max_block))          # value within the block
         at_end, last_block = Signal(), Signal()     # pos is the block's last value
         ends = {n - 1 for _, n in lay.blocks}
-        end = Array(Const(n - 1, range(base)) for _, n in lay.blocks)[block] \
+        end = Array(Const(n - 1, range(lay.max_block)) for _, n in lay.blocks)[block] \
             if len(ends) > 1 else ends.pop()
         mant = Signal(MANT_BITS)
         exp = Signal(EXP_BITS)
@@ -296,20 +317,12 @@ class Quantizer(CacheComponent):
         difference = Signal(signed(MANT_BITS + 2))
         quotient_bit = Signal()
         m.d.comb += [difference.eq(fed - mant), quotient_bit.eq(~difference[-1])]
-        # SEARCH: the quotient against the midpoint read; bit `steps` and those below it
-        # are still to be decided
-        passes = Signal()
-        m.d.comb += passes.eq((value[:QUOTIENT_BITS].as_signed()
-                               >= rd.data[:threshold_width(p.codebook)].as_signed())
-                              & ~(value[w - 1] if p.unsigned else 0))
-        probe_bit = Signal(CODE_STEPS)
-        m.d.comb += probe_bit.eq(Const(1, CODE_STEPS) << steps[:2])
-        found = Mux(passes, out.code | probe_bit, out.code)
         coded = at.SEARCH & (steps[:2] == 0)
         m.d.comb += divided.eq(at.DIVIDE & (steps == exp))
-        # the read address: values at `pos` (PEAK, LOAD); T[8] (DIVIDE), then T[probe]
-        low = Mux(at.SEARCH, found | (probe_bit >> 1), 8)
-        m.d.comb += rd.addr.eq(Mux(at.PEAK | at.LOAD, pos, base | low))
+        if lookup:
+            self._lookup(m, at, rd, pos, value, coded)
+        else:
+            self._search(m, at, rd, pos, value, steps, free, base)
 
         m.d.sync += peaking.eq(at.PEAK)
         with m.If(accept & at_end):                 # the peak starts at 1: an all-zero
@@ -336,16 +349,45 @@ class Quantizer(CacheComponent):
         with m.If(shift | at.DIVIDE | at.SEARCH):
             m.d.sync += steps.eq(steps - 1)
         with m.If(at.ALIGN & free):                 # the code offered has been taken
-            m.d.sync += [out.code.eq(0), steps.eq(w + 5)]
+            m.d.sync += steps.eq(w + 5)
         with m.If(divided):
-            m.d.sync += steps.eq(CODE_STEPS - 1)
-        with m.If(at.SEARCH):
-            m.d.sync += out.code.eq(found)
+            m.d.sync += steps.eq(1 if lookup else CODE_STEPS - 1)
         with m.If(coded):
             m.d.sync += [self.o.valid.eq(1), out.first.eq(pos == 0), out.last.eq(self.last_in)]
             with m.If(at_end):
                 m.d.sync += block.eq(Mux(last_block, 0, block + 1))
         self._phases(m, at, goto, accept, at_end, scaled, divided, free, coded)
+
+    def _lookup(self, m, at, rd, pos, value, coded):
+        """SEARCH, unsigned code books: the code of ``q`` read at ``LOOKUP_BASE + q`` (a
+        cycle to read, then the code); a negative value (its sign on top of ``value``)
+        codes as 0."""
+        q = value[:LEVEL_FRAC + 2]                  # 0 <= q <= 2**(LEVEL_FRAC + 1)
+        assert LOOKUP_BASE == 1 << LEVEL_FRAC       # q + 64, no carry beyond bit 7
+        entry = Cat(q[:LEVEL_FRAC], ~q[LEVEL_FRAC], q[LEVEL_FRAC] | q[LEVEL_FRAC + 1])
+        m.d.comb += rd.addr.eq(Mux(at.PEAK | at.LOAD, pos, entry))
+        with m.If(coded):
+            m.d.sync += self.o.payload.code.eq(Mux(value[-1], 0, rd.data[:CODE_STEPS]))
+
+    def _search(self, m, at, rd, pos, value, steps, free, base):
+        """SEARCH: a binary search over the midpoints, one code bit per cycle from the top
+        (bit ``steps`` of the code and those below it still to be decided); the code so far
+        is the output register."""
+        p, code = self.params, self.o.payload.code
+        passes = Signal()
+        m.d.comb += passes.eq((value[:QUOTIENT_BITS].as_signed()
+                               >= rd.data[:threshold_width(p.codebook)].as_signed())
+                              & ~(value[-1] if p.unsigned else 0))
+        probe_bit = Signal(CODE_STEPS)
+        m.d.comb += probe_bit.eq(Const(1, CODE_STEPS) << steps[:2])
+        found = Mux(passes, code | probe_bit, code)
+        # the read address: values at `pos` (PEAK, LOAD); T[8] (DIVIDE), then T[probe]
+        low = Mux(at.SEARCH, found | (probe_bit >> 1), 8)
+        m.d.comb += rd.addr.eq(Mux(at.PEAK | at.LOAD, pos, base | low))
+        with m.If(at.ALIGN & free):
+            m.d.sync += code.eq(0)
+        with m.If(at.SEARCH):
+            m.d.sync += code.eq(found)
 
     @staticmethod
     def _phases(m, at, goto, accept, at_end, scaled, divided, free, coded):

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from fieldtune.rtl.cache.params import CacheParams, CODEBOOKS
-from fieldtune.rtl.cache.quantizer import Quantizer, block_cycles
+from fieldtune.rtl.cache.quantizer import Quantizer, block_cycles, code_lookup
 from fieldtune.sim.engines.pysim import simulate, stream_send, stream_collect
 from fieldtune.sim.golden.cache import CacheModel, adversarial_samples
 
@@ -62,8 +62,12 @@ def test_codes_match_model(codebook):
 
 
 @pytest.mark.parametrize("block_size", [0, 16, 64])
-def test_block_sizes(block_size):
-    params = CacheParams(codebook="nf4", taps=(40, 24, 8), block_size=block_size, lanes=4)
+@pytest.mark.parametrize("codebook", ["nf4", "unf4"])
+def test_block_sizes(codebook, block_size):
+    """Search (signed code books; unsigned ones with blocks beyond 64 values) and lookup
+    (unsigned, blocks up to 64) at every block size."""
+    params = CacheParams(codebook=codebook, taps=(72, 24, 8), block_size=block_size, lanes=4)
+    assert code_lookup(params) == (codebook == "unf4" and block_size != 0)
     samples = adversarial_samples(params, np.random.default_rng(2), n_random=1)
     check_against_model(params, samples, run_quantizer(params, samples))
 
