@@ -225,19 +225,19 @@ class ForwardCache(CacheComponent):
         b.r_index, b.r_error = r_index, r_error = Signal(max(b.index_bits, 1)), Signal()
         b.r_beat = r_beat = Signal(range(lay.beats))
         b.issuing, b.step, b.req_ready = Signal(), Signal(), Signal()
-        at_last = Signal()                  # r_beat is the sample's last beat
+        at_last = r_beat == lay.beats - 1   # the sample's last beat
         b.read = Signal()
         m.d.comb += [b.read.eq(b.issuing & ~r_error), req.ready.eq(b.req_ready)]
         b.done_sample = b.step & at_last
         with m.If(b.step):
-            m.d.sync += [r_beat.eq(r_beat + 1), at_last.eq(r_beat == lay.beats - 2)]
+            m.d.sync += r_beat.eq(r_beat + 1)
         with m.If(req.valid & req.ready):
             index = req.payload
             # index >= count, compared on count's width only
             width = len(b.count)
             beyond = index[width:].any() | (index[:width] >= b.count)
             m.d.sync += [active.eq(1), r_index.eq(index), r_error.eq(beyond),
-                         r_beat.eq(0), at_last.eq(lay.beats == 1)]
+                         r_beat.eq(0)]
             with m.If(beyond):
                 m.d.sync += self.read_error.eq(1)
         with m.Elif(b.done_sample):
