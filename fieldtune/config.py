@@ -58,7 +58,8 @@ DEFAULT_LANES = 4
 class DesignConfig:
     """A whole design. See the module documentation. The defaults are the iCEBreaker's design
     (preset ``up5k``): :data:`DEFAULT_LANES` lanes, the MAC array's row accumulators in block
-    RAM (108 logic cells a block RAM: the UP5K runs out of cells before block RAM)."""
+    RAM (108 logic cells a block RAM: the UP5K runs out of cells before block RAM) and its
+    perturbation shifters in the SB_MAC16 that 4 lanes leave free (about 33 cells a lane)."""
 
     board: str = DEFAULT_BOARD
     #: SoC clock in MHz made by the board's PLL; None: the board's default
@@ -66,8 +67,8 @@ class DesignConfig:
     clock_mhz: float | None = None
     perturb: PerturbParams = field(default_factory=lambda: PerturbParams(lanes=DEFAULT_LANES))
     cache: CacheParams = field(default_factory=lambda: CacheParams(lanes=DEFAULT_LANES))
-    mac: MacParams = field(
-        default_factory=lambda: MacParams(lanes=DEFAULT_LANES, acc_memory="bram"))
+    mac: MacParams = field(default_factory=lambda: MacParams(
+        lanes=DEFAULT_LANES, acc_memory="bram", perturb_shifter="multipliers"))
     loss: LossParams = field(default_factory=LossParams)
     train: TrainParams = field(default_factory=TrainParams)
     host: HostParams = field(default_factory=HostParams)
@@ -83,7 +84,7 @@ class DesignConfig:
             raise ValueError(f"cache.memory must be 'bram' on board {self.board!r} (its FPGA "
                              f"has no SPRAM), not 'spram'")
         # Perturbations shifted by multipliers take a second one per MAC lane.
-        dsps = DEVICES[BOARDS[self.board].device].dsps
+        dsps = self._dsps()
         if self.mac.perturb_shifter == "multipliers" and 2 * self.mac.lanes > dsps:
             raise ValueError(f"mac.perturb_shifter must be 'logic' on board {self.board!r} at "
                              f"{self.mac.lanes} lanes (2 multipliers a lane, its FPGA has "
@@ -164,9 +165,16 @@ class DesignConfig:
         return dc_replace(self, **kwargs)
 
     def with_lanes(self, lanes):
-        """A copy with every block's lane count set to ``lanes``."""
-        return self.replace(perturb={"lanes": lanes}, cache={"lanes": lanes},
-                            mac={"lanes": lanes})
+        """A copy with every block's lane count set to ``lanes``. A perturbation shifter in
+        multipliers (``mac.perturb_shifter``, two multipliers a lane) becomes one in logic where
+        the board's FPGA has too few multipliers for ``lanes``."""
+        mac = {"lanes": lanes}
+        if self.mac.perturb_shifter == "multipliers" and 2 * lanes > self._dsps():
+            mac["perturb_shifter"] = "logic"
+        return self.replace(perturb={"lanes": lanes}, cache={"lanes": lanes}, mac=mac)
+
+    def _dsps(self):
+        return DEVICES[BOARDS[self.board].device].dsps
 
     def to_dict(self):
         out = {"board": self.board}
@@ -186,8 +194,19 @@ def _lanes(n):
     return {"perturb": {"lanes": n}, "cache": {"lanes": n}, "mac": {"lanes": n}}
 
 
+def _ecp5(board, lanes):
+    """An ECP5 board's preset: the cache in block RAM, the MAC array's read register on and its
+    accumulators and perturbation shifters in logic (flip-flops are plenty there, time is
+    not), the loss unit's pipelined ``log2 e`` multiplication."""
+    return {"board": board, **_lanes(lanes), "cache": {"lanes": lanes, "memory": "bram"},
+            "mac": {"lanes": lanes, "read_register": True, "acc_memory": "flops",
+                    "perturb_shifter": "logic"},
+            "loss": {"serial": False}}
+
+
 #: Named presets. ``up5k`` (iCEBreaker, the default board): the built-in defaults (both modes,
-#: :data:`DEFAULT_LANES` lanes, row accumulators in block RAM).
+#: :data:`DEFAULT_LANES` lanes, row accumulators in block RAM, perturbation shifters in
+#: multipliers).
 #: ``ecp5-85f`` (ULX3S-85F): 32 lanes, the MAC array's read register on (108 vs 72 MHz).
 #: ``orangecrab``: 32 lanes on the OrangeCrab 85F.
 #: ``ecp5-12f``, ``ecp5-25f``, ``ecp5-45f`` (ULX3S) and ``orangecrab-25f``: the boards' default
@@ -203,15 +222,10 @@ def _lanes(n):
 #: serial = false``): their forwards are shorter than the serial unit's 190 cycles.
 PRESETS = {
     "up5k": {},
-    "ecp5-85f": {"board": "ulx3s-85f", **_lanes(32),
-                 "cache": {"lanes": 32, "memory": "bram"},
-                 "mac": {"lanes": 32, "read_register": True}, "loss": {"serial": False}},
-    "orangecrab": {"board": "orangecrab-85f", **_lanes(32),
-                   "cache": {"lanes": 32, "memory": "bram"},
-                   "mac": {"lanes": 32, "read_register": True}, "loss": {"serial": False}},
-    **{name: {"board": board, **_lanes(lanes), "cache": {"lanes": lanes, "memory": "bram"},
-              "mac": {"lanes": lanes, "read_register": True}, "loss": {"serial": False}}
-       for name, board, lanes in (("ecp5-12f", "ulx3s-12f", 8), ("ecp5-25f", "ulx3s-25f", 16),
+    **{name: _ecp5(board, lanes)
+       for name, board, lanes in (("ecp5-85f", "ulx3s-85f", 32),
+                                  ("orangecrab", "orangecrab-85f", 32),
+                                  ("ecp5-12f", "ulx3s-12f", 8), ("ecp5-25f", "ulx3s-25f", 16),
                                   ("ecp5-45f", "ulx3s-45f", 16),
                                   ("orangecrab-25f", "orangecrab-25f", 16))},
     "up5k-fo": {"board": "icebreaker", "clock_mhz": 18.0, **_lanes(4),

@@ -112,10 +112,13 @@ def test_perturbation_shift_multipliers_only_where_the_device_has_them():
     with pytest.raises(ValueError, match=r"^mac.perturb_shifter must be 'logic' on board "
                                          r"'icebreaker' at 8 lanes \(2 multipliers a lane, "
                                          r"its FPGA has 8\), not 'multipliers'$"):
-        DesignConfig.from_dict({"mac": {"perturb_shifter": "multipliers"}})
-    four = {"lanes": 4, "perturb_shifter": "multipliers"}
-    cfg = DesignConfig.from_dict({"perturb": {"lanes": 4}, "cache": {"lanes": 4}, "mac": four})
-    assert cfg.mac.perturb_shifter == "multipliers"
+        DesignConfig.from_dict({"perturb": {"lanes": 8}, "cache": {"lanes": 8},
+                                "mac": {"lanes": 8, "perturb_shifter": "multipliers"}})
+    assert DesignConfig().mac.perturb_shifter == "multipliers"        # the default, 4 lanes
+    # with_lanes keeps multipliers where they fit and falls back to logic where they do not
+    assert DesignConfig().with_lanes(2).mac.perturb_shifter == "multipliers"
+    assert DesignConfig().with_lanes(8).mac.perturb_shifter == "logic"
+    assert DesignConfig.preset("ecp5-85f").mac.perturb_shifter == "logic"
     with pytest.raises(ValueError, match=r"^mac.perturb_shifter must be one of 'logic', "
                                          r"'multipliers', not 'x'"):
         DesignConfig.from_dict({"mac": {"perturb_shifter": "x"}})
