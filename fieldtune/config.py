@@ -58,9 +58,6 @@ class DesignConfig:
     #: SoC clock in MHz made by the board's PLL; None: the board's default
     #: (:attr:`fieldtune.boards.table.Board.soc_mhz`).
     clock_mhz: float | None = None
-    #: Host link, "uart" or "usb" (:data:`fieldtune.boards.table.LINKS`); None: the board's
-    #: default (:attr:`fieldtune.boards.table.Board.link`).
-    serial: str | None = None
     perturb: PerturbParams = field(default_factory=PerturbParams)
     cache: CacheParams = field(default_factory=CacheParams)
     mac: MacParams = field(default_factory=MacParams)
@@ -68,6 +65,9 @@ class DesignConfig:
     train: TrainParams = field(default_factory=TrainParams)
     host: HostParams = field(default_factory=HostParams)
     soc: SocParams = field(default_factory=SocParams)
+    #: Host link, "uart" or "usb" (:data:`fieldtune.boards.table.LINKS`); None: the board's
+    #: default (:attr:`fieldtune.boards.table.Board.link`).
+    serial: str | None = None
 
     def __post_init__(self):
         check_choice("", "board", self.board, tuple(BOARDS))
