@@ -1,11 +1,13 @@
 """The design configuration: one validated object describing a whole fieldtune design.
 
 A :class:`DesignConfig` is made of parameter sections, one per gateware room (``perturb``,
-``cache``, ``mac``, ``loss``) plus run-time training defaults (``train``) and the target
-``board``. Every section validates itself on construction; :class:`DesignConfig` then checks
-what crosses sections (for example that the cache, the MAC array and the perturbation engine
-agree on the lane count). Every error is a :class:`ValueError` naming the field, the value and
-what is allowed, raised before anything is elaborated.
+``cache``, ``mac``, ``loss``) plus run-time training defaults (``train``), the target
+``board``, its SoC clock (``clock_mhz``) and its host link (``serial``: ``"uart"``, or ``"usb"``
+for USB CDC-ACM serial on a board that has it; default the board's). Every section validates
+itself on construction; :class:`DesignConfig` then checks what crosses sections (for example
+that the cache, the MAC array and the perturbation engine agree on the lane count). Every
+error is a :class:`ValueError` naming the field, the value and what is allowed, raised before
+anything is elaborated.
 
 Configurations come from named presets (:data:`PRESETS`), from TOML files, or both::
 
@@ -34,7 +36,7 @@ from .boards.table import BOARDS, DEFAULT_BOARD, soc_clock
 __all__ = ["DesignConfig", "PRESETS", "BOARDS", "SECTIONS"]
 
 #: Keys of the configuration outside the sections.
-TOP_LEVEL = ("board", "clock_mhz")
+TOP_LEVEL = ("board", "clock_mhz", "serial")
 
 #: Section name -> parameter class.
 SECTIONS = {
@@ -73,11 +75,19 @@ class DesignConfig:
     train: TrainParams = field(default_factory=TrainParams)
     host: HostParams = field(default_factory=HostParams)
     soc: SocParams = field(default_factory=SocParams)
+    #: Host link, "uart" or "usb" (:data:`fieldtune.boards.table.LINKS`); None: the board's
+    #: default (:attr:`fieldtune.boards.table.Board.link`).
+    serial: str | None = None
 
     def __post_init__(self):
         check_choice("", "board", self.board, tuple(BOARDS))
         if self.clock_mhz is not None:
             soc_clock(self.board, self.clock_mhz)    # raises naming what the PLL can make
+        if self.serial is not None:
+            links = BOARDS[self.board].links
+            if self.serial not in links:
+                raise ValueError(f"serial must be one of {', '.join(map(repr, links))} on "
+                                 f"board {self.board!r}, not {self.serial!r}")
         # An SPRAM cache needs a device with single-port RAM (the UP5K); ECP5 builds keep the
         # cache in block RAM.
         if self.cache.memory == "spram" and not DEVICES[BOARDS[self.board].device].sprams:
@@ -164,6 +174,11 @@ class DesignConfig:
                                  f"known keys are {allowed}")
         return dc_replace(self, **kwargs)
 
+    @property
+    def link(self):
+        """The host link built: :attr:`serial`, or the board's default."""
+        return self.serial or BOARDS[self.board].link
+
     def with_lanes(self, lanes):
         """A copy with every block's lane count set to ``lanes``. A perturbation shifter in
         multipliers (``mac.perturb_shifter``, two multipliers a lane) becomes one in logic where
@@ -180,6 +195,8 @@ class DesignConfig:
         out = {"board": self.board}
         if self.clock_mhz is not None:
             out["clock_mhz"] = self.clock_mhz
+        if self.serial is not None:
+            out["serial"] = self.serial
         for name in SECTIONS:
             section = getattr(self, name).to_dict()
             out[name] = {k: list(v) if isinstance(v, tuple) else v for k, v in section.items()}
