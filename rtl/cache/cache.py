@@ -59,7 +59,7 @@ from amaranth.lib.memory import Memory
 
 from .params import ELEMENT_WIDTH, INDEX_WIDTH
 from .component import CacheComponent
-from .layout import CacheLayout, UNIT_BITS
+from .layout import CacheLayout, UNIT_BITS, MANT_BITS, EXP_BITS
 from .quantizer import Quantizer, SATURATION_BITS
 from .dequantizer import (Dequantizer, feature_beat_layout, packed_beat_layout,
                           LATENCY as DEQUANTIZER_LATENCY, latency as dequantizer_latency)
@@ -225,19 +225,19 @@ class ForwardCache(CacheComponent):
         b.r_index, b.r_error = r_index, r_error = Signal(max(b.index_bits, 1)), Signal()
         b.r_beat = r_beat = Signal(range(lay.beats))
         b.issuing, b.step, b.req_ready = Signal(), Signal(), Signal()
-        at_last = Signal()                  # r_beat is the sample's last beat
+        at_last = r_beat == lay.beats - 1   # the sample's last beat
         b.read = Signal()
         m.d.comb += [b.read.eq(b.issuing & ~r_error), req.ready.eq(b.req_ready)]
         b.done_sample = b.step & at_last
         with m.If(b.step):
-            m.d.sync += [r_beat.eq(r_beat + 1), at_last.eq(r_beat == lay.beats - 2)]
+            m.d.sync += r_beat.eq(r_beat + 1)
         with m.If(req.valid & req.ready):
             index = req.payload
             # index >= count, compared on count's width only
             width = len(b.count)
             beyond = index[width:].any() | (index[:width] >= b.count)
             m.d.sync += [active.eq(1), r_index.eq(index), r_error.eq(beyond),
-                         r_beat.eq(0), at_last.eq(lay.beats == 1)]
+                         r_beat.eq(0)]
             with m.If(beyond):
                 m.d.sync += self.read_error.eq(1)
         with m.Elif(b.done_sample):
@@ -369,9 +369,13 @@ class ForwardCache(CacheComponent):
         for wp, rp, we in ((b.code_wp, b.code_rp, code_we), (b.meta_wp, b.meta_rp, meta_we)):
             m.d.comb += [rp.addr.eq(addr), wp.addr.eq(addr), rp.en.eq(re & ~we.any()),
                          wp.en.eq(we)]
+        # a scale unit's bits above the scale (MANT_BITS + EXP_BITS) are never read: they
+        # take the side unit's, and only the scale's bits are selected
+        scale_bits = MANT_BITS + EXP_BITS
+        unit = Cat(Mux(scale_written, packer.scale[:scale_bits], b.side_data[:scale_bits]),
+                   b.side_data[scale_bits:])
         m.d.comb += [b.code_wp.data.eq(code.replicate(len(packer.lane_mask))),
-                     b.meta_wp.data.eq(Mux(scale_written, packer.scale,
-                                           b.side_data).replicate(lay.meta_units))]
+                     b.meta_wp.data.eq(unit.replicate(lay.meta_units))]
 
     def _front_end(self, b):
         """Write side: the front end, records checked, counted and committed."""

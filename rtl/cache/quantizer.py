@@ -8,40 +8,40 @@ up, 4-bit exponent) and picks the nearest integer level, ties to the upper code:
 
 Serial datapath
     The quantizer runs once per record as features are written; training epochs only read the
-    cache. So it is built for area, one adder at a time, with every intermediate in one block
-    RAM (:func:`buffer_layout`):
+    cache. So it is built for area, one adder at a time, with the block in one block RAM
+    (:func:`buffer_layout`):
 
     1. FILL: the block's values are written into the buffer as they arrive, one per cycle.
        PEAK: they are read back, one per cycle, for the largest magnitude ``a`` (so the
        producer's handshake and the magnitude comparison are separate paths at the UP5K's
-       clock rates).
-    2. SCALE: ``a`` is shifted right one bit per cycle while it has more than ``MANT_BITS``
-       bits (``E`` counts the shifts, a sticky bit the ones shifted out); then
-       ``M = a + sticky`` (a ceiling), renormalized when it reaches ``2**MANT_BITS``. The
-       peak starts at 1, so an all-zero block gets the golden model's ``M = 1, E = 0``.
-    3. BOUNDS: the 15 midpoints in the input's own scale,
-       ``C[k] = ceil(T[k] * M * 2**E / 2**7)``, into the buffer. For an integer ``x``,
-       ``floor(x * 2**7 / 2**E) >= T[k] * M`` iff ``x * 2**7 >= T[k] * M * 2**E`` iff
-       ``x >= C[k]``: the same comparison, with the scaling done once per midpoint instead
-       of once per value. Each ``C[k]`` by Horner's rule over the bits of ``M * 2**E``
-       (``acc = 2 * acc + bit * T[k]``: ``MANT_BITS`` steps, then ``E`` doublings), then one
-       step ``2 * acc + 255`` whose top bits are the ceiling, then a cycle to store them
-       from the register (the adder does not reach the buffer's write data):
-       ``MANT_BITS + E + 2`` cycles.
-       ``C[k] < 2**(in_width-1)`` always (every ``T[k] < 2**7`` and ``M * 2**E <=
-       2**(in_width-1)``); below the input range a midpoint is clamped to its lowest value,
-       which every input passes just the same.
-    4. Per value: read it, then a binary search over the (non-decreasing) ``C[k]``, one code
-       bit per cycle from the top: ``code |= b`` if ``x >= C[code | b]``, for ``b = 8, 4, 2,
-       1``; the midpoint of the next probe is read in the same cycle. The result is the
-       number of midpoints ``x`` passes: exactly the golden model's count. Every value takes
-       all four steps, so the comparison feeds the code and the buffer address, never the
-       state machine.
+       clock rates). The peak starts at 1, so an all-zero block gets ``M = 1, E = 0``.
+    2. SCALE: ``a`` is shifted left one bit per cycle until its top bit (``2**(in_width-1)``)
+       is set or ``E``, counting down from ``in_width - MANT_BITS``, reaches 0; then
+       ``M = a[top 6 bits] + (any lower bit set)`` (a ceiling: ``E = max(0, bitlen(a) - 6)``,
+       ``M = ceil(a / 2**E)``), renormalized when it reaches ``2**MANT_BITS``.
+    3. Per value, a long division: for an integer ``T[k]`` and ``M > 0``,
+       ``floor(x * 2**7 / 2**E) >= T[k] * M`` iff ``q >= T[k]`` with
+       ``q = floor(floor(x * 2**7 / 2**E) / M)``, and ``-128 <= q <= 128`` (``|x| <= a <=
+       M * 2**E``). DIVIDE feeds the bits of ``x`` below its sign, from the top down to bit
+       ``E - 7`` (zeros below bit 0), into a 6-bit remainder ``R``: ``t = 2R + bit``, the
+       quotient bit ``t >= M``, then ``R = t - M`` or ``t``; ``in_width + 6 - E`` steps.
+       ``R`` starts at 0, or at ``M - 1`` for a negative ``x`` (the remainder the infinite
+       run of sign bits leaves: floor division in two's complement). The value register
+       shifts left as its bits are fed and takes the quotient bits at the bottom, so its low
+       9 bits end as ``q``.
+    4. SEARCH: unsigned code books (``0 <= q <= 128``) read the code of ``q`` from a table
+       of 129 codes in the buffer (:func:`code_lookup`). Others search: a binary search over
+       the (non-decreasing) ``T[k]``, constants in the buffer, one code bit per cycle from
+       the top: ``code |= b`` if ``q >= T[code | b]``, for ``b = 8, 4, 2, 1``; the midpoint
+       of the next probe is read in the same cycle. Either way the code is the number of
+       midpoints ``q`` passes: exactly the golden model's count. Every value takes all the
+       steps, so the comparison feeds the code and the buffer address, never the state
+       machine.
 
-    Registers are shared between phases where the phases allow: one ``value`` register is
-    the running largest magnitude (PEAK), the shifter of SCALE and the value being coded
-    (SEARCH), with one comparator for PEAK and SEARCH; the search's code is the output
-    register itself.
+    One ``value`` register is the running largest magnitude (PEAK), the normalizing shifter
+    (SCALE) and the dividend with the quotient (DIVIDE, SEARCH); the search's code is the
+    output register itself. Nothing of width beyond the input's is kept: no per-block
+    products (session 7 computed 15 midpoints ``C[k]`` per block in a 24-bit accumulator).
 """
 
 from types import SimpleNamespace
@@ -57,7 +57,8 @@ from .codebooks import LEVEL_FRAC, thresholds, threshold_width
 from .layout import CacheLayout, MANT_BITS, EXP_BITS
 
 
-__all__ = ["Quantizer", "code_layout", "buffer_layout", "block_cycles", "SATURATION_BITS"]
+__all__ = ["Quantizer", "code_layout", "buffer_layout", "code_lookup", "block_cycles",
+           "SATURATION_BITS"]
 
 
 #: Width of the saturating counter of saturated or clamped features.
@@ -65,8 +66,12 @@ SATURATION_BITS = 16
 #: Midpoints per code book (codes 0..15), and the binary search's steps over them.
 MIDPOINTS = 15
 CODE_STEPS = 4
+#: Bits of the quotient ``q`` the search compares: signed, ``-2**7 <= q <= 2**7`` (Q1.7).
+QUOTIENT_BITS = LEVEL_FRAC + 3
+#: Where a code lookup table starts in the block buffer (:func:`buffer_layout`).
+LOOKUP_BASE = 1 << LEVEL_FRAC
 #: The phases of a 4-bit code book's quantizer (module documentation), one flip-flop each.
-PHASES = ("FILL", "PEAK", "SCALE", "MULTIPLY", "DOUBLE", "STORE", "LOAD", "ALIGN", "SEARCH")
+PHASES = ("FILL", "PEAK", "SCALE", "LOAD", "ALIGN", "DIVIDE", "SEARCH")
 
 
 def code_layout(params):
@@ -86,29 +91,41 @@ def code_layout(params):
 
 
 def buffer_layout(params):
-    """``(shape, depth, bounds_base)`` of the quantizer's block buffer (4-bit code books):
-    the values of the block being coded at ``0 .. max_block - 1``, the midpoints ``C[k]`` at
-    ``bounds_base + k`` (``bounds_base``: a power of two, at least 16, so the address is ``k``
-    with one more bit set), and the code book's midpoints ``T[k]`` (constants, the memory's
-    initial value) at ``bounds_base + 16 + k``. One word holds a narrowed input, a ``C[k]``
-    (same format: signed ``in_width`` bits) or a ``T[k]``.
+    """``(shape, depth, base)`` of the quantizer's block buffer (4-bit code books): the
+    values of the block being coded at ``0 .. max_block - 1`` as they arrived (saturated to
+    ``in_width``; an unsigned code book's clamp to zero is applied as a value is loaded), and
+    constants (the memory's initial value) from ``base`` on: with :func:`code_lookup`, the
+    code of each quotient ``q`` at ``base + q`` (``base = 64``, ``0 <= q <= 128``), else
+    the code book's midpoints ``T[k]`` at ``base + k`` (``base``: a power of two, at least
+    16, so the address is ``k`` with one more bit set). One word holds a value, a code or a
+    ``T[k]`` (signed ``max(in_width, threshold width)``).
 
     The memory is named ``buffer_norw`` (block RAM without collision logic, see
-    ``boards/implement.py``): no cycle reads and writes one address. FILL only writes; the
-    store step writes ``C[k]`` (at ``bounds_base + k``) while it reads ``T[k+1]`` (at
-    ``bounds_base + 16 + k + 1``), two regions apart; every other state only reads."""
+    ``boards/implement.py``): only FILL writes, into the values, while the read port
+    addresses the constants."""
     lay = CacheLayout(params)
-    base = max(32, 1 << (lay.max_block - 1).bit_length())
-    return signed(max(params.in_width, threshold_width(params.codebook))), base + 32, base
+    shape = signed(max(params.in_width, threshold_width(params.codebook)))
+    if code_lookup(params):
+        return shape, LOOKUP_BASE + (1 << (LEVEL_FRAC + 1)) + 1, LOOKUP_BASE
+    base = max(16, 1 << (lay.max_block - 1).bit_length())
+    return shape, base + 16, base
+
+
+def code_lookup(params):
+    """Whether the quantizer looks a code up instead of searching for it: an unsigned code
+    book (``0 <= q <= 128``: 129 codes) whose blocks fit below :data:`LOOKUP_BASE`."""
+    return params.unsigned and CacheLayout(params).max_block <= LOOKUP_BASE
 
 
 def block_cycles(params, n):
     """Most cycles a block of ``n`` values takes from its first value accepted to its last
     code offered (4-bit code books; an always-ready consumer): fill, peak (``n + 1``), at
-    most ``in_width - MANT_BITS + 2`` for the scale, ``MANT_BITS + E + 2`` per midpoint, then
-    per value a read, a load and 4 search steps."""
-    emax = params.in_width - MANT_BITS
-    return 2 * n + 1 + emax + 2 + MIDPOINTS * (MANT_BITS + emax + 2) + n * (2 + CODE_STEPS)
+    most ``in_width - MANT_BITS + 1`` for the scale, then per value a read, a load, at most
+    ``in_width + 6`` division steps (``in_width + 6 - E``) and 4 search steps (2 for a
+    lookup)."""
+    w = params.in_width
+    search = 2 if code_lookup(params) else CODE_STEPS
+    return 2 * n + 1 + w - MANT_BITS + 1 + n * (2 + w + 6 + search)
 
 
 class Quantizer(CacheComponent):
@@ -165,14 +182,12 @@ class Quantizer(CacheComponent):
         # Input narrowing, shared by every code book.
         raw = self.i.payload
         lo, hi = -(1 << (p.in_width - 1)), (1 << (p.in_width - 1)) - 1
-        x = Signal(signed(p.in_width))
+        narrow = Signal(signed(p.in_width))     # saturated to in_width
+        x = Signal(signed(p.in_width))          # and clamped to 0 for an unsigned code book
         saturated = Signal()
-        with m.If(raw > hi):
-            m.d.comb += [x.eq(hi), saturated.eq(1)]
-        with m.Elif(raw < (0 if p.unsigned else lo)):
-            m.d.comb += [x.eq(0 if p.unsigned else lo), saturated.eq(1)]
-        with m.Else():
-            m.d.comb += x.eq(raw)
+        m.d.comb += [narrow.eq(Mux(raw > hi, hi, Mux(raw < lo, lo, raw))),
+                     x.eq(Mux(narrow < 0, 0, narrow) if p.unsigned else narrow),
+                     saturated.eq((raw > hi) | (raw < (0 if p.unsigned else lo)))]
 
         count = Signal(SATURATION_BITS)
         bump = Signal()
@@ -187,7 +202,7 @@ class Quantizer(CacheComponent):
         m.d.comb += self.saturations.eq(count)
 
         if p.scaled:
-            self._elaborate_scaled(m, x, saturated, bump)
+            self._elaborate_scaled(m, narrow, saturated, bump)
         else:
             self._elaborate_pass(m, x, saturated, bump)
         return m
@@ -229,13 +244,16 @@ class Quantizer(CacheComponent):
 
     # -- 4-bit code books -------------------------------------------------------------------
 
-    def _elaborate_scaled(self, m, x, saturated, bump):
+    def _elaborate_scaled(self, m, narrow, saturated, bump):
         p, lay = self.params, self.layout
+        w = p.in_width
         shape, depth, base = buffer_layout(p)
-        levels = base + 16
         tvals = thresholds(p.codebook)
+        lookup = code_lookup(p)
+        constants = [sum(q >= t for t in tvals[1:]) for q in range(depth - base)] if lookup \
+            else [0] + list(tvals[1:])
         m.submodules.buffer_norw = buffer = Memory(
-            shape=shape, depth=depth, init=[0] * levels + list(tvals[1:]))
+            shape=shape, depth=depth, init=[0] * base + constants)
         wr = buffer.write_port()
         rd = buffer.read_port(transparent_for=())
         out = self.o.payload
@@ -248,142 +266,148 @@ class Quantizer(CacheComponent):
 
         nblocks = len(lay.blocks)
         block = Signal(range(nblocks))
-        # value within the block (filled, coded); midpoint index (BOUNDS)
-        pos = Signal(range(base))
+        pos = Signal(range(lay.max_block))          # value within the block
         at_end, last_block = Signal(), Signal()     # pos is the block's last value
         ends = {n - 1 for _, n in lay.blocks}
-        end = Array(Const(n - 1, range(base)) for _, n in lay.blocks)[block] \
+        end = Array(Const(n - 1, range(lay.max_block)) for _, n in lay.blocks)[block] \
             if len(ends) > 1 else ends.pop()
-        sticky = Signal()
         mant = Signal(MANT_BITS)
         exp = Signal(EXP_BITS)
-        # counts down: the mantissa bit of a Horner step (MULTIPLY), the doublings left
-        # (DOUBLE), the code bit probed (SEARCH)
-        steps = Signal(range(max(MANT_BITS, 1 << EXP_BITS, CODE_STEPS)))
+        # counts down: E as `value` is normalized (SCALE), from in_width + 5 to E, a step per
+        # bit fed (DIVIDE: the bit fed is in_width + 5 - steps places below the sign, data
+        # while steps >= 7), then the code bit probed (SEARCH)
+        steps = Signal(range(w + 6))
         # datapath registers set before use: no domain reset, which leaves the flip-flops'
         # reset pin to the functional clear (an AND per bit otherwise). `value` is the
-        # running largest magnitude (PEAK), is shifted down to the mantissa (SCALE), then
-        # holds the value being coded (SEARCH): one register, one comparator.
-        # |2 * T * M * 2**E + 255| < 2**(tw + in_width - 1): |T| < 2**(tw-1), M * 2**E <=
-        # 2**(in_width-1)
-        acc = Signal(signed(threshold_width(p.codebook) + p.in_width), reset_less=True)
-        value = Signal(signed(p.in_width + (not p.unsigned)), reset_less=True)
+        # running largest magnitude (PEAK), is shifted up to normalize it (SCALE), then holds
+        # the value being coded and takes the quotient's bits (DIVIDE, SEARCH).
+        value = Signal(signed(w + (not p.unsigned)), reset_less=True)
+        remainder = Signal(MANT_BITS, reset_less=True)
         # `o` empty: a code offered stays on `o.payload` for the cycle after its transfer
-        free, accept, peaking = Signal(), Signal(), Signal()
+        free, accept, peaking, divided = Signal(), Signal(), Signal(), Signal()
         m.d.comb += [at_end.eq(pos == end), last_block.eq(block == nblocks - 1),
                      self.last_in.eq(last_block & at_end), free.eq(~self.o.valid),
                      out.mant.eq(mant), out.exp.eq(exp),
-                     # `i.ready` is the FILL flip-flop; it also selects what is written: a
-                     # value at `pos` (FILL), else C[pos] at base + pos (STORE)
+                     # `i.ready` is the FILL flip-flop; only FILL writes, the value at `pos`
                      self.i.ready.eq(at.FILL), accept.eq(self.i.valid & at.FILL),
-                     bump.eq(accept & saturated & ~self.pad), wr.en.eq(accept | at.STORE),
-                     wr.addr.eq(Cat(pos, ~at.FILL)),
-                     # reads only where a phase asks: the port holds T[pos] (MULTIPLY, DOUBLE)
-                     # and the value loaded (ALIGN, while `o` is full)
-                     rd.en.eq(at.PEAK | at.SCALE | at.STORE | at.LOAD | (at.ALIGN & free)
-                              | at.SEARCH)]
+                     bump.eq(accept & saturated & ~self.pad), wr.en.eq(accept),
+                     wr.addr.eq(pos), wr.data.eq(narrow),
+                     # the port holds the value loaded while ALIGN waits for `o`
+                     rd.en.eq(~at.ALIGN)]
         with m.If(self.o.ready):
             m.d.sync += self.o.valid.eq(0)
 
-        # Horner's rule for C[pos] = ceil(T[pos] * M * 2**E / 2**7): T[pos] on the read port
-        assert max(tvals[1:]) < 1 << (LEVEL_FRAC + 1)       # so every C[k] < 2**(in_width-1)
-        midpoint = rd.data[:threshold_width(p.codebook)].as_signed()
-        ceiling_step = at.DOUBLE & (steps == 0)     # 2V + 255: >> 8 is ceil(V / 2**7)
-        addend = Mux(at.MULTIPLY & mant.bit_select(steps, 1), midpoint, 0) \
-            | Mux(ceiling_step, (1 << (LEVEL_FRAC + 2)) - 1, 0)
-        lowest = -(1 << (p.in_width - 1))
-        ceiling = acc[LEVEL_FRAC + 2:].as_signed()
-        bound = Mux(ceiling < lowest, lowest, ceiling) if min(tvals[1:]) < -(1 << 7) \
-            else ceiling
-        m.d.comb += wr.data.eq(Mux(at.FILL, x, bound))
-
-        # PEAK: a value read back is on `rd.data` the next cycle, then folded into `value`;
-        # SEARCH: `value` against the midpoint read. The same comparison serves both.
-        stored = rd.data[:p.in_width].as_signed()
-        operand = stored
-        if not p.unsigned:                          # magnitudes, up to 2**(in_width-1)
-            operand = Mux(peaking & (stored < 0), -stored, stored)
+        # PEAK: a value read back is on `rd.data` the next cycle, then folded into `value`
+        stored = rd.data[:w].as_signed()
+        negative = stored[-1]
+        # unsigned code books: a negative value never passes the peak (>= 1), and its sign
+        # stays on top of `value` while it is divided: it codes as 0
+        operand = stored if p.unsigned else Mux(peaking & negative, -stored, stored)
         at_least = Signal()
         m.d.comb += at_least.eq(value >= operand)
-        # SCALE: `value` shifted down to MANT_BITS bits (E counts, a sticky bit keeps what
-        # falls out), once the previous block's codes are taken and the last value folded
+        # SCALE: `value` shifted up until its top bit is set or E is 0, once the previous
+        # block's codes are taken and the last value folded
         scaling = at.SCALE & ~self.o.valid & ~peaking
         shift = Signal()
-        m.d.comb += shift.eq(scaling & value[MANT_BITS:].any())
+        m.d.comb += shift.eq(scaling & ~value[w - 1] & steps.any())
         scaled = scaling & ~shift
-        # the code so far: bit `steps` and those below it are still to be decided
-        probe_bit = Signal(CODE_STEPS)
-        m.d.comb += probe_bit.eq(Const(1, CODE_STEPS) << steps)
-        found = Mux(at_least, out.code | probe_bit, out.code)
-        coded = at.SEARCH & (steps == 0)
-        # the read address: values at `pos` (PEAK, LOAD); the code book's T[pos+1] (SCALE
-        # with pos = 0, STORE); C[8] (ALIGN), then C[probe] (SEARCH)
-        low = Mux(at.ALIGN | at.SEARCH, Mux(at.SEARCH, found | (probe_bit >> 1), 8), pos[:4])
-        m.d.comb += rd.addr.eq(Mux(at.PEAK | at.LOAD, pos,
-                                   base | Cat(low, at.SCALE | at.STORE)))
+        # DIVIDE: t = 2R + the value's bit below its sign (bit E - 7 is the last fed; below
+        # bit 0 zeros, not the quotient bits that have come round); a quotient bit t >= M
+        fed = Cat(value[w - 2] & (steps >= LEVEL_FRAC + 1), remainder)
+        difference = Signal(signed(MANT_BITS + 2))
+        quotient_bit = Signal()
+        m.d.comb += [difference.eq(fed - mant), quotient_bit.eq(~difference[-1])]
+        coded = at.SEARCH & (steps[:2] == 0)
+        m.d.comb += divided.eq(at.DIVIDE & (steps == exp))
+        if lookup:
+            self._lookup(m, at, rd, pos, value, coded)
+        else:
+            self._search(m, at, rd, pos, value, steps, free, base)
 
         m.d.sync += peaking.eq(at.PEAK)
         with m.If(accept & at_end):                 # the peak starts at 1: an all-zero
             m.d.sync += value.eq(1)                 # block's scale is M = 1, E = 0
-        with m.Elif((peaking & ~at_least) | (at.ALIGN & free) | shift):
-            m.d.sync += value.eq(Mux(at.SCALE & ~peaking, value >> 1, operand))
-        with m.If(scaled | at.STORE):
-            m.d.sync += acc.eq(0)
-        with m.Elif(at.MULTIPLY | at.DOUBLE):
-            m.d.sync += acc.eq((acc << 1) + addend)
-        # pos: the values in FILL, PEAK and SEARCH, the midpoints from SCALE to STORE
-        with m.If(accept | at.PEAK | scaled | at.STORE | coded):
-            m.d.sync += pos.eq(pos + 1)
-            with m.If(((accept | at.PEAK | coded) & at_end) | (at.STORE & (pos == MIDPOINTS))):
-                m.d.sync += pos.eq(0)
-        with m.If(at.PEAK & at_end):
-            m.d.sync += [exp.eq(0), sticky.eq(0)]
-        with m.If(shift):
-            m.d.sync += [sticky.eq(sticky | value[0]), exp.eq(exp + 1)]
+        with m.Elif((peaking & ~at_least) | (at.ALIGN & free)):
+            m.d.sync += value.eq(operand)
+        with m.Elif(shift | at.DIVIDE):
+            m.d.sync += value.eq(Cat(quotient_bit & at.DIVIDE, value[:-1]))
+            if p.unsigned:
+                with m.If(at.DIVIDE):               # the sign stays
+                    m.d.sync += value[-1].eq(value[-1])
+        with m.If(at.ALIGN):                        # M - 1: the sign bits' remainder
+            m.d.sync += remainder.eq(0 if p.unsigned else Mux(negative, mant - 1, 0))
+        with m.Elif(at.DIVIDE):
+            m.d.sync += remainder.eq(Mux(quotient_bit, difference, fed))
+        with m.If(accept | at.PEAK | coded):
+            m.d.sync += pos.eq(Mux(at_end, 0, pos + 1))
         with m.If(scaled):                          # M = ceil(a / 2**E), renormalized
-            rounded = value[:MANT_BITS + 1] + sticky
-            with m.If(rounded[MANT_BITS]):
-                m.d.sync += [mant.eq(1 << (MANT_BITS - 1)), exp.eq(exp + 1)]
-            with m.Else():
-                m.d.sync += mant.eq(rounded)
-        with m.If(at.MULTIPLY | at.DOUBLE | at.SEARCH):
+            rounded = value[w - MANT_BITS:w] + value[:w - MANT_BITS].any()
+            m.d.sync += [mant.eq(Mux(rounded[MANT_BITS], 1 << (MANT_BITS - 1), rounded)),
+                         exp.eq(steps + rounded[MANT_BITS])]
+        with m.If(at.PEAK & at_end):                # SCALE: E counts down in `steps`
+            m.d.sync += steps.eq(w - MANT_BITS)
+        with m.If(shift | at.DIVIDE | at.SEARCH):
             m.d.sync += steps.eq(steps - 1)
-        with m.If(at.MULTIPLY & (steps == 0)):
-            m.d.sync += steps.eq(exp)
-        with m.If(scaled | at.STORE):
-            m.d.sync += steps.eq(MANT_BITS - 1)
-        with m.If(at.ALIGN & free):
-            m.d.sync += [out.code.eq(0), steps.eq(CODE_STEPS - 1)]
-        with m.If(at.SEARCH):
-            m.d.sync += out.code.eq(found)
+        with m.If(at.ALIGN & free):                 # the code offered has been taken
+            m.d.sync += steps.eq(w + 5)
+        with m.If(divided):
+            m.d.sync += steps.eq(1 if lookup else CODE_STEPS - 1)
         with m.If(coded):
             m.d.sync += [self.o.valid.eq(1), out.first.eq(pos == 0), out.last.eq(self.last_in)]
             with m.If(at_end):
                 m.d.sync += block.eq(Mux(last_block, 0, block + 1))
-        self._phases(m, at, goto, accept, at_end, scaled, steps, pos, free, coded)
+        self._phases(m, at, goto, accept, at_end, scaled, divided, free, coded)
+
+    def _lookup(self, m, at, rd, pos, value, coded):
+        """SEARCH, unsigned code books: the code of ``q`` read at ``LOOKUP_BASE + q`` (a
+        cycle to read, then the code); a negative value (its sign on top of ``value``)
+        codes as 0."""
+        q = value[:LEVEL_FRAC + 2]                  # 0 <= q <= 2**(LEVEL_FRAC + 1)
+        assert LOOKUP_BASE == 1 << LEVEL_FRAC       # q + 64, no carry beyond bit 7
+        entry = Cat(q[:LEVEL_FRAC], ~q[LEVEL_FRAC], q[LEVEL_FRAC] | q[LEVEL_FRAC + 1])
+        m.d.comb += rd.addr.eq(Mux(at.PEAK | at.LOAD, pos, entry))
+        with m.If(coded):
+            m.d.sync += self.o.payload.code.eq(Mux(value[-1], 0, rd.data[:CODE_STEPS]))
+
+    def _search(self, m, at, rd, pos, value, steps, free, base):
+        """SEARCH: a binary search over the midpoints, one code bit per cycle from the top
+        (bit ``steps`` of the code and those below it still to be decided); the code so far
+        is the output register."""
+        p, code = self.params, self.o.payload.code
+        passes = Signal()
+        m.d.comb += passes.eq((value[:QUOTIENT_BITS].as_signed()
+                               >= rd.data[:threshold_width(p.codebook)].as_signed())
+                              & ~(value[-1] if p.unsigned else 0))
+        probe_bit = Signal(CODE_STEPS)
+        m.d.comb += probe_bit.eq(Const(1, CODE_STEPS) << steps[:2])
+        found = Mux(passes, code | probe_bit, code)
+        # the read address: values at `pos` (PEAK, LOAD); T[8] (DIVIDE), then T[probe]
+        low = Mux(at.SEARCH, found | (probe_bit >> 1), 8)
+        m.d.comb += rd.addr.eq(Mux(at.PEAK | at.LOAD, pos, base | low))
+        with m.If(at.ALIGN & free):
+            m.d.sync += code.eq(0)
+        with m.If(at.SEARCH):
+            m.d.sync += code.eq(found)
 
     @staticmethod
-    def _phases(m, at, goto, accept, at_end, scaled, steps, pos, free, coded):
+    def _phases(m, at, goto, accept, at_end, scaled, divided, free, coded):
         """The phase sequence (module documentation): per block FILL, PEAK, SCALE, then per
-        midpoint MULTIPLY, DOUBLE, STORE, then per value LOAD, ALIGN, SEARCH."""
+        value LOAD, ALIGN, DIVIDE, SEARCH."""
         with m.If(accept & at_end):
             goto("PEAK")
         with m.If(at.PEAK & at_end):
             goto("SCALE")
-        with m.If(scaled | (at.STORE & (pos != MIDPOINTS))):
-            goto("MULTIPLY")
-        with m.If(at.MULTIPLY & (steps == 0)):
-            goto("DOUBLE")
-        with m.If(at.DOUBLE & (steps == 0)):
-            goto("STORE")
-        with m.If((at.STORE & (pos == MIDPOINTS)) | (coded & ~at_end)):
+        with m.If(scaled | (coded & ~at_end)):
             goto("LOAD")
         with m.If(at.LOAD):
             goto("ALIGN")
         with m.If(at.ALIGN & free):
+            goto("DIVIDE")
+        with m.If(divided):
             goto("SEARCH")
         with m.If(coded & at_end):
             goto("FILL")
+
 
 def from_config(config):
     """``fieldtune generate quantizer``: the quantizer of ``config.cache``."""

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from fieldtune.rtl.cache.params import CacheParams, CODEBOOKS
-from fieldtune.rtl.cache.quantizer import Quantizer, block_cycles
+from fieldtune.rtl.cache.quantizer import Quantizer, block_cycles, code_lookup
 from fieldtune.sim.engines.pysim import simulate, stream_send, stream_collect
 from fieldtune.sim.golden.cache import CacheModel, adversarial_samples
 
@@ -62,8 +62,12 @@ def test_codes_match_model(codebook):
 
 
 @pytest.mark.parametrize("block_size", [0, 16, 64])
-def test_block_sizes(block_size):
-    params = CacheParams(codebook="nf4", taps=(40, 24, 8), block_size=block_size, lanes=4)
+@pytest.mark.parametrize("codebook", ["nf4", "unf4"])
+def test_block_sizes(codebook, block_size):
+    """Search (signed code books; unsigned ones with blocks beyond 64 values) and lookup
+    (unsigned, blocks up to 64) at every block size."""
+    params = CacheParams(codebook=codebook, taps=(72, 24, 8), block_size=block_size, lanes=4)
+    assert code_lookup(params) == (codebook == "unf4" and block_size != 0)
     samples = adversarial_samples(params, np.random.default_rng(2), n_random=1)
     check_against_model(params, samples, run_quantizer(params, samples))
 
@@ -97,3 +101,13 @@ def test_saturation_counter_stops_at_its_top_and_clears():
 
     simulate(dut, testbench, name="quantizer_saturations")
     assert seen == {"full": 65535, "cleared": 0}
+
+
+@pytest.mark.parametrize("codebook", ["unf4", "nf4"])
+def test_codes_hold_under_back_pressure(codebook):
+    """A consumer taking a code only every fourth cycle: each code stays on ``o`` until it is
+    taken (the next value's division starts meanwhile)."""
+    params = CacheParams(codebook=codebook, taps=SMALL_TAPS, block_size=8, lanes=4)
+    samples = adversarial_samples(params, np.random.default_rng(4), n_random=1)
+    got = run_quantizer(params, samples, ready=lambda c: c % 4 == 0)
+    check_against_model(params, samples, got)
