@@ -40,6 +40,7 @@ from .implement import (DEVICES, STAT_COMMAND, BenchHarness, count_resources, pa
                         read_fixups, synth_options)
 from .table import board as board_named, soc_clock
 from .top import BoardTop
+from .usb_serial import USBHostSystem
 
 
 __all__ = ["BoardPlan", "BuildReport", "BuildError", "SerialBenchSystem", "plan", "on_board",
@@ -117,9 +118,13 @@ class BoardPlan:
 
     def system(self):
         """The host link and SoC (:class:`~fieldtune.rtl.host.top.HostSystem`) at the SoC
-        clock, or ``core`` behind a :class:`SerialBenchSystem`."""
+        clock (on the UART, or on USB serial, :class:`~.usb_serial.USBHostSystem`, as the
+        configuration's :attr:`~fieldtune.config.DesignConfig.link` says), or ``core`` behind a
+        :class:`SerialBenchSystem`."""
         if self.core is not None:
             return SerialBenchSystem(self.core())
+        if self.config.link == "usb":
+            return USBHostSystem(self.config)
         return HostSystem(self.config)
 
     def top(self):

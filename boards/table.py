@@ -10,7 +10,10 @@ Serial links: the iCEBreaker's ``uart`` is the FT2232H's second channel (the fir
 flash); the ULX3S's ``uart`` goes through the FT231X that also programs it. The OrangeCrab has no
 UART resource: :data:`ORANGECRAB_HEADER_UART` puts one on the Feather header, pin ``0`` (RX,
 ball N17) and pin ``1`` (TX, ball M18), 3.3 V: wire a USB-serial adapter's TX to pin 0, its RX
-to pin 1 and GND to GND.
+to pin 1 and GND to GND. The OrangeCrab's own USB-C port also carries the host link, as a USB
+CDC-ACM serial device (:mod:`.usb_serial`, LUNA): ``usb`` is its :attr:`Board.link` by default,
+since a user with only the board needs no adapter for it; ``serial = "uart"`` in the
+configuration keeps the header UART.
 """
 
 from dataclasses import dataclass, field
@@ -27,8 +30,13 @@ from .devices import DEVICES
 from .pll import DEFAULT_TOLERANCE, solve
 
 
-__all__ = ["Board", "BOARDS", "DEFAULT_BOARD", "ORANGECRAB_HEADER_UART", "board",
+__all__ = ["Board", "BOARDS", "DEFAULT_BOARD", "LINKS", "ORANGECRAB_HEADER_UART", "board",
            "soc_clock"]
+
+
+#: Host links a board may have: a UART on its serial resource, or USB CDC-ACM serial on its
+#: USB resource (needs a 48 MHz board clock and an ECP5 PLL, :mod:`.usb_serial`).
+LINKS = ("uart", "usb")
 
 
 #: The OrangeCrab's host-link UART on its Feather header (see the module documentation).
@@ -54,6 +62,21 @@ class Board:
     extra_resources: tuple = ()      # resources the platform lacks (header UART)
     wiring: str = ""                 # how the serial link reaches the host
     programmer_args: tuple = ()      # board-specific programmer options
+    usb: str | None = None           # USB resource (d_p, d_n, pullup) for CDC-ACM serial
+    link: str = "uart"               # default host link, one of :attr:`links`
+
+    def __post_init__(self):
+        if self.link not in self.links:
+            raise ValueError(f"link of board {self.name!r} must be one of "
+                             f"{', '.join(map(repr, self.links))}, not {self.link!r}")
+        if self.usb is not None and (self.family != "ecp5" or self.clock_mhz != 48.0):
+            raise ValueError(f"USB serial on board {self.name!r} needs an ECP5 with a 48 MHz "
+                             f"board clock, not {self.family} at {self.clock_mhz} MHz")
+
+    @property
+    def links(self):
+        """The host links this board can build, from :data:`LINKS`."""
+        return ("uart", "usb") if self.usb else ("uart",)
 
     @property
     def family(self):
@@ -93,10 +116,11 @@ def _orangecrab(size, platform, preset):
         clock="clk", clock_mhz=48.0, programmer="dfu-util", preset=preset, soc_mhz=48.0,
         leds={"busy": ("rgb_led", 0, "b"), "done": ("rgb_led", 0, "g"),
               "error": ("rgb_led", 0, "r")},
-        extra_resources=(ORANGECRAB_HEADER_UART,),
-        wiring="3.3 V USB-serial adapter on the Feather header: adapter TX -> pin 0 (FPGA RX, "
-               "N17), adapter RX <- pin 1 (FPGA TX, M18), GND -> GND; USB-C for dfu-util "
-               "(hold the button while plugging in)")
+        extra_resources=(ORANGECRAB_HEADER_UART,), usb="usb", link="usb",
+        wiring="USB-C: CDC-ACM serial (/dev/ttyACM0) and dfu-util (hold the button while "
+               "plugging in); with serial = \"uart\": 3.3 V USB-serial adapter on the "
+               "Feather header: adapter TX -> pin 0 (FPGA RX, N17), adapter RX <- pin 1 "
+               "(FPGA TX, M18), GND -> GND")
 
 
 #: name -> :class:`Board`. The first is the default.

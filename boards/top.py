@@ -11,7 +11,9 @@
   (if it has one) is pressed; the reset is released synchronously
   (:class:`amaranth.lib.cdc.ResetSynchronizer`).
 - **Host link.** ``system`` is a component with ``rx: In(1)``, ``tx: Out(1)`` and
-  ``busy``/``done``/``error: Out(1)``; ``rx``/``tx`` go to the board's serial resource.
+  ``busy``/``done``/``error: Out(1)``; ``rx``/``tx`` go to the board's serial resource. A
+  system with ``clk48: In(1)`` instead (:class:`~.usb_serial.USBHostSystem`, USB CDC-ACM
+  serial) gets the board clock there and requests its USB pins itself.
 - **LEDs.** Each status drives the LED the board table names for it (several may share one);
   ``busy`` blinks at about 3 Hz (:func:`blink_half_period`) so a running job is visible,
   ``done`` and ``error`` are steady.
@@ -53,15 +55,18 @@ class BoardTop(Elaboratable):
     def elaborate(self, platform):
         m = Module()
         m.domains.sync = sync = ClockDomain("sync")
-        locked = self._clock(m, platform, sync.clk)
+        locked, board_clk = self._clock(m, platform, sync.clk)
         self._reset(m, platform, locked)
         platform.add_clock_constraint(sync.clk, self.clock_mhz * 1e6)
 
         m.submodules.system = system = self.system
-        serial = self._raw(platform, self.board.serial, 0)
-        m.submodules.rx = rx = io.Buffer("i", serial.rx)
-        m.submodules.tx = tx = io.Buffer("o", serial.tx)
-        m.d.comb += [system.rx.eq(rx.i), tx.o.eq(system.tx)]
+        if "clk48" in system.signature.members:       # USB serial: its PLL takes the board clock
+            m.d.comb += system.clk48.eq(board_clk)
+        else:
+            serial = self._raw(platform, self.board.serial, 0)
+            m.submodules.rx = rx = io.Buffer("i", serial.rx)
+            m.submodules.tx = tx = io.Buffer("o", serial.tx)
+            m.d.comb += [system.rx.eq(rx.i), tx.o.eq(system.tx)]
         self._leds(m, platform, system)
         return m
 
@@ -81,18 +86,20 @@ class BoardTop(Elaboratable):
         return buffer.i
 
     def _clock(self, m, platform, clk):
-        """Drive ``sync``'s clock; return the PLL's lock signal (constant 1 without PLL)."""
+        """Drive ``sync``'s clock; return the PLL's lock signal (constant 1 without PLL) and
+        the board clock as a signal (None on the iCE40, whose PLL takes the pad itself)."""
         if self.pll is None:
-            m.d.comb += clk.eq(self._input(m, platform, self.board.clock, 0))
-            return Const(1)
+            board_clk = self._input(m, platform, self.board.clock, 0)
+            m.d.comb += clk.eq(board_clk)
+            return Const(1), board_clk
         locked = Signal()
         if self.board.family == "ice40":
             pad = platform.request(self.board.clock, 0, dir="-")
             m.submodules.pll = self.pll.instance(pad.io, clk, locked, pad=True)
-        else:
-            board_clk = self._input(m, platform, self.board.clock, 0)
-            m.submodules.pll = self.pll.instance(board_clk, clk, locked)
-        return locked
+            return locked, None
+        board_clk = self._input(m, platform, self.board.clock, 0)
+        m.submodules.pll = self.pll.instance(board_clk, clk, locked)
+        return locked, board_clk
 
     def _reset(self, m, platform, locked):
         arst = Signal()

@@ -1,11 +1,13 @@
 """The design configuration: one validated object describing a whole fieldtune design.
 
 A :class:`DesignConfig` is made of parameter sections, one per gateware room (``perturb``,
-``cache``, ``mac``, ``loss``) plus run-time training defaults (``train``) and the target
-``board``. Every section validates itself on construction; :class:`DesignConfig` then checks
-what crosses sections (for example that the cache, the MAC array and the perturbation engine
-agree on the lane count). Every error is a :class:`ValueError` naming the field, the value and
-what is allowed, raised before anything is elaborated.
+``cache``, ``mac``, ``loss``) plus run-time training defaults (``train``), the target
+``board``, its SoC clock (``clock_mhz``) and its host link (``serial``: ``"uart"``, or ``"usb"``
+for USB CDC-ACM serial on a board that has it; default the board's). Every section validates
+itself on construction; :class:`DesignConfig` then checks what crosses sections (for example
+that the cache, the MAC array and the perturbation engine agree on the lane count). Every
+error is a :class:`ValueError` naming the field, the value and what is allowed, raised before
+anything is elaborated.
 
 Configurations come from named presets (:data:`PRESETS`), from TOML files, or both::
 
@@ -34,7 +36,7 @@ from .boards.table import BOARDS, DEFAULT_BOARD, soc_clock
 __all__ = ["DesignConfig", "PRESETS", "BOARDS", "SECTIONS"]
 
 #: Keys of the configuration outside the sections.
-TOP_LEVEL = ("board", "clock_mhz")
+TOP_LEVEL = ("board", "clock_mhz", "serial")
 
 #: Section name -> parameter class.
 SECTIONS = {
@@ -48,31 +50,55 @@ SECTIONS = {
 }
 
 
+#: Lanes of the default design (preset ``up5k``, the iCEBreaker's): both training modes fit the
+#: UP5K's 5,280 logic cells with the host link at 4 lanes (4 of its 8 SB_MAC16), not at 8
+#: (docs/benchmarks.md, "What each mode and lane costs on the iCEBreaker").
+DEFAULT_LANES = 4
+
+
 @dataclass(frozen=True)
 class DesignConfig:
-    """A whole design. See the module documentation."""
+    """A whole design. See the module documentation. The defaults are the iCEBreaker's design
+    (preset ``up5k``): :data:`DEFAULT_LANES` lanes, the MAC array's row accumulators in block
+    RAM (108 logic cells a block RAM: the UP5K runs out of cells before block RAM) and its
+    perturbation shifters in the SB_MAC16 that 4 lanes leave free (about 33 cells a lane)."""
 
     board: str = DEFAULT_BOARD
     #: SoC clock in MHz made by the board's PLL; None: the board's default
     #: (:attr:`fieldtune.boards.table.Board.soc_mhz`).
     clock_mhz: float | None = None
-    perturb: PerturbParams = field(default_factory=PerturbParams)
-    cache: CacheParams = field(default_factory=CacheParams)
-    mac: MacParams = field(default_factory=MacParams)
+    perturb: PerturbParams = field(default_factory=lambda: PerturbParams(lanes=DEFAULT_LANES))
+    cache: CacheParams = field(default_factory=lambda: CacheParams(lanes=DEFAULT_LANES))
+    mac: MacParams = field(default_factory=lambda: MacParams(
+        lanes=DEFAULT_LANES, acc_memory="bram", perturb_shifter="multipliers"))
     loss: LossParams = field(default_factory=LossParams)
     train: TrainParams = field(default_factory=TrainParams)
     host: HostParams = field(default_factory=HostParams)
     soc: SocParams = field(default_factory=SocParams)
+    #: Host link, "uart" or "usb" (:data:`fieldtune.boards.table.LINKS`); None: the board's
+    #: default (:attr:`fieldtune.boards.table.Board.link`).
+    serial: str | None = None
 
     def __post_init__(self):
         check_choice("", "board", self.board, tuple(BOARDS))
         if self.clock_mhz is not None:
             soc_clock(self.board, self.clock_mhz)    # raises naming what the PLL can make
+        if self.serial is not None:
+            links = BOARDS[self.board].links
+            if self.serial not in links:
+                raise ValueError(f"serial must be one of {', '.join(map(repr, links))} on "
+                                 f"board {self.board!r}, not {self.serial!r}")
         # An SPRAM cache needs a device with single-port RAM (the UP5K); ECP5 builds keep the
         # cache in block RAM.
         if self.cache.memory == "spram" and not DEVICES[BOARDS[self.board].device].sprams:
             raise ValueError(f"cache.memory must be 'bram' on board {self.board!r} (its FPGA "
                              f"has no SPRAM), not 'spram'")
+        # Perturbations shifted by multipliers take a second one per MAC lane.
+        dsps = self._dsps()
+        if self.mac.perturb_shifter == "multipliers" and 2 * self.mac.lanes > dsps:
+            raise ValueError(f"mac.perturb_shifter must be 'logic' on board {self.board!r} at "
+                             f"{self.mac.lanes} lanes (2 multipliers a lane, its FPGA has "
+                             f"{dsps}), not 'multipliers'")
         if not isinstance(self.train, TrainParams):
             raise ValueError(f"train must be a TrainParams, not {type(self.train).__name__}")
         # Lanes, taps and classes agree (fieldtune.rtl.crossblock, the rules' one home); the
@@ -148,15 +174,29 @@ class DesignConfig:
                                  f"known keys are {allowed}")
         return dc_replace(self, **kwargs)
 
+    @property
+    def link(self):
+        """The host link built: :attr:`serial`, or the board's default."""
+        return self.serial or BOARDS[self.board].link
+
     def with_lanes(self, lanes):
-        """A copy with every block's lane count set to ``lanes``."""
-        return self.replace(perturb={"lanes": lanes}, cache={"lanes": lanes},
-                            mac={"lanes": lanes})
+        """A copy with every block's lane count set to ``lanes``. A perturbation shifter in
+        multipliers (``mac.perturb_shifter``, two multipliers a lane) becomes one in logic where
+        the board's FPGA has too few multipliers for ``lanes``."""
+        mac = {"lanes": lanes}
+        if self.mac.perturb_shifter == "multipliers" and 2 * lanes > self._dsps():
+            mac["perturb_shifter"] = "logic"
+        return self.replace(perturb={"lanes": lanes}, cache={"lanes": lanes}, mac=mac)
+
+    def _dsps(self):
+        return DEVICES[BOARDS[self.board].device].dsps
 
     def to_dict(self):
         out = {"board": self.board}
         if self.clock_mhz is not None:
             out["clock_mhz"] = self.clock_mhz
+        if self.serial is not None:
+            out["serial"] = self.serial
         for name in SECTIONS:
             section = getattr(self, name).to_dict()
             out[name] = {k: list(v) if isinstance(v, tuple) else v for k, v in section.items()}
@@ -171,7 +211,19 @@ def _lanes(n):
     return {"perturb": {"lanes": n}, "cache": {"lanes": n}, "mac": {"lanes": n}}
 
 
-#: Named presets. ``up5k`` (iCEBreaker, the default board): 8 lanes, one per SB_MAC16.
+def _ecp5(board, lanes):
+    """An ECP5 board's preset: the cache in block RAM, the MAC array's read register on and its
+    accumulators and perturbation shifters in logic (flip-flops are plenty there, time is
+    not), the loss unit's pipelined ``log2 e`` multiplication."""
+    return {"board": board, **_lanes(lanes), "cache": {"lanes": lanes, "memory": "bram"},
+            "mac": {"lanes": lanes, "read_register": True, "acc_memory": "flops",
+                    "perturb_shifter": "logic"},
+            "loss": {"serial": False}}
+
+
+#: Named presets. ``up5k`` (iCEBreaker, the default board): the built-in defaults (both modes,
+#: :data:`DEFAULT_LANES` lanes, row accumulators in block RAM, perturbation shifters in
+#: multipliers).
 #: ``ecp5-85f`` (ULX3S-85F): 32 lanes, the MAC array's read register on (108 vs 72 MHz).
 #: ``orangecrab``: 32 lanes on the OrangeCrab 85F.
 #: ``ecp5-12f``, ``ecp5-25f``, ``ecp5-45f`` (ULX3S) and ``orangecrab-25f``: the boards' default
@@ -182,20 +234,15 @@ def _lanes(n):
 #: ``up5k-fo``: the iCEBreaker design that fits today (issue 9): first order only, 4 lanes,
 #: row accumulators in block RAM, SoC at 18 MHz (3 Mbaud = 6 clocks a bit); 5,202 of 5,280
 #: logic cells with the host link, 21.3 MHz placed and routed (docs/benchmarks.md). Both
-#: modes at 8 lanes (``up5k``) need about 7,400 cells.
+#: modes at 8 lanes need about 7,100 cells.
 #: The ECP5 presets keep the loss unit's pipelined ``log2 e`` multiplication (``[loss]
 #: serial = false``): their forwards are shorter than the serial unit's 190 cycles.
 PRESETS = {
-    "up5k": {"board": "icebreaker", **_lanes(8)},
-    "ecp5-85f": {"board": "ulx3s-85f", **_lanes(32),
-                 "cache": {"lanes": 32, "memory": "bram"},
-                 "mac": {"lanes": 32, "read_register": True}, "loss": {"serial": False}},
-    "orangecrab": {"board": "orangecrab-85f", **_lanes(32),
-                   "cache": {"lanes": 32, "memory": "bram"},
-                   "mac": {"lanes": 32, "read_register": True}, "loss": {"serial": False}},
-    **{name: {"board": board, **_lanes(lanes), "cache": {"lanes": lanes, "memory": "bram"},
-              "mac": {"lanes": lanes, "read_register": True}, "loss": {"serial": False}}
-       for name, board, lanes in (("ecp5-12f", "ulx3s-12f", 8), ("ecp5-25f", "ulx3s-25f", 16),
+    "up5k": {},
+    **{name: _ecp5(board, lanes)
+       for name, board, lanes in (("ecp5-85f", "ulx3s-85f", 32),
+                                  ("orangecrab", "orangecrab-85f", 32),
+                                  ("ecp5-12f", "ulx3s-12f", 8), ("ecp5-25f", "ulx3s-25f", 16),
                                   ("ecp5-45f", "ulx3s-45f", 16),
                                   ("orangecrab-25f", "orangecrab-25f", 16))},
     "up5k-fo": {"board": "icebreaker", "clock_mhz": 18.0, **_lanes(4),

@@ -25,7 +25,7 @@ from rich.table import Table
 
 from .boards.table import BOARDS
 from .cli_common import add_config_arguments, load_config, output_file, pyplot
-from .config import DesignConfig, PRESETS
+from .config import DesignConfig
 from .finetune import (check_engine, estimated_cycles, float_first_order, float_mezo,
                        hyperparameters, torch_references, yosys_env, ModeRuns, ENGINE_KINDS,
                        MEZO_SEEDS)
@@ -184,12 +184,11 @@ def other_designs(config):
     cycles and a cached or shipped build)."""
     out, devices = {}, {BOARDS[config.board].device}
     for name in PROJECTED_PRESETS:
-        values = PRESETS[name]
-        device = BOARDS[values["board"]].device
+        design = DesignConfig.preset(name)
+        device = BOARDS[design.board].device
         if device not in devices:
             devices.add(device)
-            board_name = values["board"]
-            out[board_name] = (name, DesignConfig.preset(name).replace(train=config.train))
+            out[design.board] = (name, design.replace(train=config.train))
     return out
 
 

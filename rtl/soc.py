@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from amaranth.hdl import Module, Signal, Const, Cat, Mux, Array, ResetInserter, signed, unsigned
 from amaranth.lib import wiring, stream, data
 from amaranth.lib.wiring import In, Out
-from amaranth.lib.fifo import SyncFIFO
+from amaranth.lib.memory import Memory
 
 from .params import built_modes, built_schedule, built_early_stop
 from .csr.bus import BusSignature, BusDecoder
@@ -48,16 +48,48 @@ from .mac.array import AdapterMACArray, feature_beat_layout as mac_beat_layout
 from .loss.params import LossParams
 from .loss.unit import SoftmaxCrossEntropy, ZOSign, loss_command_layout
 from .perturb.engine import PerturbationEngine
-from .sequencer import Sequencer, Mode, COUNTERS, SEQUENCER_ERRORS, fetch_layout
+from .sequencer import (Sequencer, Mode, COUNTERS, STORED_COUNTERS, SEQUENCER_ERRORS,
+                        fetch_layout)
 from .crossblock import check_soc
 
 
-__all__ = ["SoC", "SampleRouter", "RecordWindow", "WeightWindow", "check_soc",
+__all__ = ["SoC", "SampleRouter", "ShiftQueue", "RecordWindow", "WeightWindow", "check_soc",
            "soc_registers", "ERRORS", "COUNTER_REGISTERS", "memory_map_markdown", "BLOCK_ERRORS",
            "WINDOWS", "MAGIC", "VERSION", "from_config"]
 
 
 # -- glue -------------------------------------------------------------------------------------
+
+class ShiftQueue(wiring.Component):
+    """A first-in first-out queue of ``depth`` entries of ``width`` bits with
+    :class:`~amaranth.lib.fifo.SyncFIFO`'s ports, in a shift register: ``r_data`` is the
+    head's flip-flops (no read multiplexer), an entry is written at the first free place
+    (after this cycle's read) and all move down one as the head is read, so each bit's
+    flip-flop shares its cell with the LUT choosing between the written value and the
+    entry above. For a few entries. Timing: ``w_rdy`` and ``r_rdy`` are registers' decodes;
+    an entry written is readable the next cycle."""
+
+    def __init__(self, width, depth):
+        self.width, self.depth = width, depth
+        super().__init__({"w_en": In(1), "w_data": In(width), "w_rdy": Out(1),
+                          "r_en": In(1), "r_data": Out(width), "r_rdy": Out(1)})
+
+    def elaborate(self, platform):
+        m = Module()
+        entries = [Signal(self.width, name=f"entry{i}") for i in range(self.depth)]
+        n = Signal(range(self.depth + 1))
+        push, pop = Signal(), Signal()
+        m.d.comb += [self.w_rdy.eq(n != self.depth), self.r_rdy.eq(n != 0),
+                     self.r_data.eq(entries[0]),
+                     push.eq(self.w_en & self.w_rdy), pop.eq(self.r_en & self.r_rdy)]
+        with m.If(pop):
+            m.d.sync += [a.eq(b) for a, b in zip(entries, entries[1:])]
+        for i, entry in enumerate(entries):
+            with m.If(push & (n - pop == i)):
+                m.d.sync += entry.eq(self.w_data)
+        m.d.sync += n.eq(n + push - pop)
+        return m
+
 
 class SampleRouter(wiring.Component):
     """Between the sequencer, the forward cache, the MAC array and the loss unit.
@@ -66,8 +98,9 @@ class SampleRouter(wiring.Component):
     for); every beat of a read goes to the MAC array's ``x``. A read that feeds a forward
     also feeds the loss unit: its frozen logits z0 and its label are taken from the beats'
     ``side`` units as the beats pass (:attr:`~.cache.layout.CacheLayout.side_pos`), z0 into
-    a ``classes``-entry FIFO (a shift register: ``z0`` offers its head, the loss unit takes
-    one with each logit) and the label into a register. On the read's last beat the label
+    a ``classes``-entry FIFO (``z0`` offers its head, the loss unit takes one with each
+    logit: a ring in one block RAM when a beat carries at most one z0 unit, the 4-lane
+    layouts; else a shift register) and the label into a register. On the read's last beat the label
     becomes the loss unit's command (FO: with ``dz``; ZO: the read's sign, restarting the
     sum on a query's first sample; EVAL: neither); that beat waits while the previous
     command is still pending, so commands reach the loss unit in forward order, before their
@@ -99,7 +132,7 @@ class SampleRouter(wiring.Component):
         tag_layout = data.StructLayout({"forward": 1, "zo": ZOSign, "first": 1})
         # reads in flight: the MAC array's op and its queued one each have theirs (a fetch
         # follows its op in every program), so 4 tags never make the sequencer wait
-        m.submodules.tags = tags = SyncFIFO(width=tag_layout.size, depth=4)
+        m.submodules.tags = tags = ShiftQueue(tag_layout.size, depth=4)
         fetch = self.fetch.payload
         # requests: the cache takes one when it starts the previous one's last beat
         m.d.comb += [
@@ -128,11 +161,11 @@ class SampleRouter(wiring.Component):
         m.d.comb += [taken.eq(rd.valid & rd.ready & ~self.flush),
                      tags.r_en.eq(taken & rd.payload.last)]
 
-        label = self._side_units(m, taken & forward, full)
+        label, fresh = self._side_units(m, taken & forward, full)
         held = Signal(loss_command_layout(self.loss))
         m.d.comb += [self.cmd.valid.eq(pending), self.cmd.payload.eq(held),
                      self.cmd.payload.dz.eq(self.mode == Mode.FO),
-                     self.z0.valid.eq(pending)]
+                     self.z0.valid.eq(pending & ~fresh)]
         with m.If(self.cmd.valid & self.cmd.ready):
             m.d.sync += pending.eq(0)
         with m.If(taken & forward & rd.payload.last):
@@ -145,7 +178,7 @@ class SampleRouter(wiring.Component):
         """The z0 FIFO and the label register, filled from the ``side`` units of a forward's
         beats as they pass (``passing``); ``full``: this beat's z0 units would not fit.
         Returns the label of the beat passing (its own unit on the last beat, else the
-        register)."""
+        register) and whether the FIFO's head is not yet readable (:meth:`_z0_ring`)."""
         lay, C = CacheLayout(self.cache), self.loss.classes
         rd = self.rd.payload
         units = [rd.side[i * UNIT_BITS:(i + 1) * UNIT_BITS] for i in range(lay.meta_units)]
@@ -155,23 +188,29 @@ class SampleRouter(wiring.Component):
                    for b in range(lay.beats)]
         width = max(len(us) for us in on_beat)
         count = Array(Const(len(us), range(width + 1)) for us in on_beat)[rd.beat]
-        entries = [Signal(signed(LOGIT_WIDTH), name=f"z0_{i}") for i in range(C)]
         n = Signal(range(C + 1))         # entries held
         pop = Signal()
-        m.d.comb += [pop.eq(self.z0.valid & self.z0.ready), self.z0.payload.eq(entries[0]),
-                     full.eq(n + count > C)]
-        with m.If(pop):
-            m.d.sync += [entries[i].eq(entries[i + 1]) for i in range(C - 1)]
         base = Signal(range(C + 1))      # where this beat's first unit goes
-        m.d.comb += base.eq(n - pop)
+        m.d.comb += [pop.eq(self.z0.valid & self.z0.ready), full.eq(n + count > C),
+                     base.eq(n - pop)]
+        m.d.sync += n.eq(base + Mux(passing, count, 0))
+        values = []
         for j in range(width):
             unit = Array(Const(us[j][1] if j < len(us) else 0, range(lay.meta_units))
                          for us in on_beat)[rd.beat]
-            value = Array(units)[unit] if lay.meta_units > 1 else units[0]
-            for i in range(C):
-                with m.If(passing & (j < count) & (base + j == i)):
-                    m.d.sync += entries[i].eq(value)
-        m.d.sync += n.eq(base + Mux(passing, count, 0))
+            values.append(Array(units)[unit] if lay.meta_units > 1 else units[0])
+        fresh = Const(0)                 # the head is not yet readable
+        if width == 1:
+            fresh = self._z0_ring(m, passing & (count != 0), values[0], pop, base)
+        else:
+            entries = [Signal(signed(LOGIT_WIDTH), name=f"z0_{i}") for i in range(C)]
+            m.d.comb += self.z0.payload.eq(entries[0])
+            with m.If(pop):
+                m.d.sync += [entries[i].eq(entries[i + 1]) for i in range(C - 1)]
+            for j, value in enumerate(values):
+                for i in range(C):
+                    with m.If(passing & (j < count) & (base + j == i)):
+                        m.d.sync += entries[i].eq(value)
         # the label: from the beat that carries it
         lw, lu = lay.side_pos[C]
         label_beat = lay.words[lw].beat
@@ -179,7 +218,27 @@ class SampleRouter(wiring.Component):
         label = Signal(self.cache.label_bits)
         with m.If(passing & (rd.beat == label_beat)):
             m.d.sync += label.eq(label_now)
-        return label_now if label_beat == lay.beats - 1 else label
+        return (label_now if label_beat == lay.beats - 1 else label), fresh
+
+    def _z0_ring(self, m, write, value, pop, base):
+        """The z0 FIFO in a block RAM (``z0_norw``), for layouts with at most one z0 unit
+        per beat (one write a cycle): a ring written at ``wp`` and read at ``rp``, its read
+        port addressed with the head after this cycle's ``pop``, so ``z0.payload`` (the
+        port's data) is the head. A unit written to the head's address is read a cycle
+        later (the port is not transparent): ``fresh`` keeps ``z0.valid`` low meanwhile
+        (``base``, the entries left after the pop, is 0 exactly then). The entry count and
+        the ``full`` rule are the flip-flop FIFO's (capacity ``classes``)."""
+        C = self.loss.classes
+        depth = 1 << (C - 1).bit_length()
+        m.submodules.z0_norw = mem = Memory(shape=signed(LOGIT_WIDTH), depth=depth, init=[],
+                                            attrs={"ram_style": "block"})
+        rd, wr = mem.read_port(), mem.write_port()
+        wp, rp = Signal(range(depth)), Signal(range(depth))
+        fresh = Signal()
+        m.d.comb += [rd.addr.eq(rp + pop), wr.addr.eq(wp), wr.data.eq(value), wr.en.eq(write),
+                     self.z0.payload.eq(rd.data)]
+        m.d.sync += [rp.eq(rp + pop), wp.eq(wp + write), fresh.eq(write & (base == 0))]
+        return fresh
 
 
 def _target_access(m, bus):
@@ -248,11 +307,12 @@ class WeightWindow(wiring.Component):
     DUMP run each read returns the next weight from ``wdump``, sign-extended. Outside those
     runs accesses are answered with ``err``, so a host never waits on a window nothing feeds.
 
-    Both streams' handshakes pass registers (``wload.valid`` and ``wdump.ready`` are
-    flip-flops), so no combinational path runs from the bus into the MAC array: a write is
-    answered the cycle after the array takes the weight, a read as soon as a dumped weight is
-    held. A written weight is not copied: ``wload.payload`` is the bus's ``dat_w``, which the
-    host holds until the write is answered.
+    ``wload.valid`` is a flip-flop: a write is answered the cycle after the array takes the
+    weight. A written weight is not copied: ``wload.payload`` is the bus's ``dat_w``, which
+    the host holds until the write is answered. Nor is a dumped one: a read takes the
+    array's held ``wdump`` beat into ``dat_r`` as it is answered (``wdump.ready`` is the
+    read access, a short path into the array's two handshake flip-flops), and waits while
+    none is held.
     """
 
     def __init__(self, mac: MacParams):
@@ -282,19 +342,15 @@ class WeightWindow(wiring.Component):
         with m.If(self.wload.valid & self.wload.ready):
             m.d.sync += pending.eq(0)
             respond(ok=True)
-        # dump: one weight held for the host
-        have = Signal()
-        held_r = Signal(signed(ww))
-        m.d.comb += self.wdump.ready.eq(~have)
-        with m.If(self.wdump.valid & ~have):
-            m.d.sync += [held_r.eq(self.wdump.payload), have.eq(1)]
+        # dump: the array holds the weight until the host reads it
         with m.If(access & ~bus.we):
-            with m.If(have):
-                m.d.sync += [bus.dat_r.eq(held_r), have.eq(0)]
+            with m.If(self.wdump.valid):
+                m.d.comb += self.wdump.ready.eq(1)
+                m.d.sync += bus.dat_r.eq(self.wdump.payload)
                 respond(ok=True)
             with m.Elif(~self.dumping):
                 respond(error=True)
-        m.d.comb += self.idle.eq(~pending & ~have)
+        m.d.comb += self.idle.eq(~pending)
         return m
 
 
@@ -446,10 +502,11 @@ class SoC(wiring.Component):
             b.weights.loading.eq(seq.busy & (seq.mode == Mode.LOAD)),
             b.weights.dumping.eq(seq.busy & (seq.mode == Mode.DUMP)),
         ]
-        # the run registers live in the bank's block RAM, where the sequencer reads them
-        if b.bank.stored != seq.run_registers or b.bank.scratch_base != seq.scratch_base:
-            raise AssertionError(f"run registers {b.bank.stored} are not where the sequencer "
-                                 f"reads them: {seq.run_registers}")
+        # the run registers and the stored counters live in the bank's block RAM, where the
+        # sequencer reads (and writes) them
+        if b.bank.stored != seq.stored or b.bank.scratch_base != seq.scratch_base:
+            raise AssertionError(f"stored registers {b.bank.stored} are not where the "
+                                 f"sequencer reads them: {seq.stored}")
         wiring.connect(m, seq.store, b.bank.store)
         m.d.comb += cache.clear.eq(regs.control.clear_cache & ~seq.busy)
 
@@ -462,6 +519,8 @@ class SoC(wiring.Component):
             regs.next_step.step.eq(seq.next_step), regs.next_cursor.cursor.eq(seq.next_cursor),
         ]
         for c in COUNTERS:
+            if c in STORED_COUNTERS:        # in the bank's block RAM (the sequencer's tally)
+                continue
             m.d.comb += getattr(regs, COUNTER_REGISTERS[c]).value.eq(getattr(seq.counters, c))
         if seq.early_stop:
             st = regs.stop_status

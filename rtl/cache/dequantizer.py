@@ -16,7 +16,7 @@ the default ``up5k`` design dequantizes one feature per cycle, a beat every 8 cy
 array taking one every 10 (R1's classes).
 """
 
-from amaranth.hdl import Module, Signal, Const, Array, Mux, signed, unsigned
+from amaranth.hdl import Module, Signal, Const, Array, Mux, Cat, signed, unsigned
 from amaranth.lib import stream, data
 from amaranth.lib.wiring import In, Out
 
@@ -24,7 +24,6 @@ from .params import INDEX_WIDTH
 from .component import CacheComponent
 from .codebooks import LEVELS, LEVEL_FRAC, level_width
 from .layout import CacheLayout, MANT_BITS, EXP_BITS, UNIT_BITS
-from .arith import shift_add_mul
 from ..mac.layout import Layout
 
 
@@ -32,7 +31,7 @@ __all__ = ["Dequantizer", "packed_beat_layout", "feature_beat_layout", "LATENCY"
 
 
 #: Pipeline registers from a packed beat entering ``i`` to its features leaving ``o``: the beat
-#: register (with the scale select), level lookup with the multiplier, exponent shift with
+#: register (with the scales), level lookup with the multiplier, exponent shift with
 #: rounding, saturation into the output register.
 LATENCY = 4
 
@@ -79,6 +78,17 @@ def feature_beat_layout(params):
     })
 
 
+def _balanced_product(a, b):
+    """``a * b`` (``b`` unsigned) as :func:`~.arith.shift_add_mul`'s partial products summed
+    pairwise: the same adders in ``ceil(log2(len(b)))`` levels instead of a chain of
+    ``len(b) - 1`` (this product is the dequantizer's longest path on iCE40)."""
+    terms = [Mux(b[i], a << i, 0) for i in range(len(b))]
+    while len(terms) > 1:
+        terms = [terms[i] + terms[i + 1] if i + 1 < len(terms) else terms[i]
+                 for i in range(0, len(terms), 2)]
+    return terms[0]
+
+
 def _stage(m, advance, valid_in, fields, name):
     """Register ``fields`` (a dict of name -> value) and ``valid_in`` when ``advance``."""
     valid = Signal(name=f"{name}_valid")
@@ -110,8 +120,10 @@ class Dequantizer(CacheComponent):
     ``j*P .. j*P+P-1`` of the beat. A beat waits in the beat register while its groups issue
     and the next one is taken with its last group, so a beat enters and leaves every ``n``
     cycles; :func:`latency` cycles from ``i`` to ``o``. The groups' results are written into
-    ``o.payload.data`` as they come, and ``o.valid`` rises with the last one (the earlier groups
-    of the next beat overwrite lanes of a beat already taken). Back-pressure: every register
+    ``o.payload.data`` as they come (when ``P`` divides ``lanes``, shifted in from the top
+    lanes: group ``j`` reaches its lanes with the last group), and ``o.valid`` rises with
+    the last one (the earlier groups of the next beat overwrite lanes of a beat already
+    taken). Back-pressure: every register
     advances only when ``advance = ~o.valid | o.ready``, so a stall freezes the whole pipeline
     and nothing is lost. With ``P = lanes`` (the default) this is one beat per cycle.
     """
@@ -153,9 +165,12 @@ class Dequantizer(CacheComponent):
         n = p.beat_cycles
         beat_in = self.i.payload.beat
         slot_layout = data.StructLayout({"mant": MANT_BITS, "exp": EXP_BITS})
-        scales = Signal(data.ArrayLayout(slot_layout, max(lay.slots, 1)))
+        # the scale words in force for the beat held: loaded from a beat that brings new
+        # ones as it is taken (so they are the beat register's scales, held across beats
+        # without a copy: the last group of the previous beat reads them in the cycle they
+        # change)
+        scales = Signal(data.ArrayLayout(slot_layout, max(lay.slots, 1)), name="s1_scales")
         if p.scaled:
-            held = Signal.like(scales)
             new_scale = Const(sum(1 << j for j, n_ in enumerate(lay.new_scale) if n_),
                               lay.beats)
             fresh = Signal.like(scales)
@@ -164,15 +179,15 @@ class Dequantizer(CacheComponent):
                 m.d.comb += [fresh[i].mant.eq(unit[:MANT_BITS]),
                              fresh[i].exp.eq(unit[MANT_BITS:MANT_BITS + EXP_BITS])]
             is_new = new_scale.bit_select(beat_in, 1)
-            m.d.comb += scales.eq(Mux(is_new, fresh, held))
-            with m.If(advance & self.i.valid & self.i.ready & is_new):
-                m.d.sync += held.eq(fresh)
+            with m.If(self.i.valid & self.i.ready & is_new):
+                m.d.sync += scales.eq(fresh)
         group = Signal(range(n), name="s1_group")
         last_group = Signal()
         valid, regs = _stage(m, self.i.ready, self.i.valid, {
             "codes": self.i.payload.codes, "meta": self.i.payload.meta, "beat": beat_in,
-            "error": self.i.payload.error, "scales": scales,
+            "error": self.i.payload.error,
         }, "s1")
+        regs["scales"] = scales
         # the next beat is taken with the last group of the one held
         m.d.comb += [last_group.eq(group == n - 1),
                      self.i.ready.eq(advance & (~valid | last_group))]
@@ -192,8 +207,10 @@ class Dequantizer(CacheComponent):
         return group * self.params.dq_lanes + u
 
     def _levels(self, m, s1):
-        """The level of each datapath lane's code (zero for padding lanes and error beats)
-        and its slot's scale, from the beat register (combinational, into stage 2)."""
+        """The level of each datapath lane's code, whether it is to be zero (padding lanes,
+        error beats: applied to the product as it is registered, a flip-flop reset, so the
+        zeroing is not on the multiplier's path), and its slot's scale, from the beat register
+        (combinational, into stage 2)."""
         p, lay = self.params, self.layout
         L, P, n, cb = p.lanes, p.dq_lanes, p.beat_cycles, lay.code_bits
         last_beat = lay.beats - 1
@@ -205,18 +222,21 @@ class Dequantizer(CacheComponent):
             lw = cb
         slot_layout = data.StructLayout({"mant": MANT_BITS, "exp": EXP_BITS})
         levels = Signal(data.ArrayLayout(signed(lw), P))
+        zeros = Signal(P)
         scales = Signal(data.ArrayLayout(slot_layout, P))
         for u in range(P):
             lanes = [self._lane(j, u) for j in range(n)]
             code = s1["codes"][u * cb:(u + 1) * cb]       # shifted to the group (above)
             padding = Const(sum(1 << j for j, l in enumerate(lanes) if l >= real_lanes), n)
-            zero = s1["error"] | ((s1["beat"] == last_beat) & padding.bit_select(s1["group"], 1))
-            value = table[code] if p.scaled else code.as_signed()
-            m.d.comb += levels[u].eq(Mux(zero, 0, value))
+            m.d.comb += [
+                zeros[u].eq(s1["error"]
+                            | ((s1["beat"] == last_beat) & padding.bit_select(s1["group"], 1))),
+                levels[u].eq(table[code] if p.scaled else code.as_signed()),
+            ]
             if p.scaled:
                 slots = Array(s1["scales"][min(l, L - 1) // lay.group] for l in lanes)
                 m.d.comb += scales[u].eq(slots[s1["group"]] if n > 1 else slots[0])
-        return {"levels": levels, "scales": scales, **self._side(s1)}
+        return {"levels": levels, "zeros": zeros, "scales": scales, **self._side(s1)}
 
     def _side(self, regs):
         """What travels beside the lanes to the output register."""
@@ -226,8 +246,9 @@ class Dequantizer(CacheComponent):
         return {k: regs[k] for k in keys}
 
     def _products(self, m, advance, s1_valid, s2):
-        """Stage 2: level * mantissa, and the amount of the exponent shift: a right shift by
-        ``pre - shift - E``, one register per lane (``s2``: :meth:`_levels`)."""
+        """Stage 2: level * mantissa (zero where :meth:`_levels` says so: the register's
+        reset), and the amount of the exponent shift: a right shift by ``pre - shift - E``,
+        one register per lane (``s2``: :meth:`_levels`)."""
         p = self.params
         P = p.dq_lanes
         lw = len(s2["levels"][0])
@@ -237,10 +258,12 @@ class Dequantizer(CacheComponent):
         for u in range(P):
             if p.scaled:
                 slot = s2["scales"][u]
-                m.d.comb += [products[u].eq(shift_add_mul(s2["levels"][u], slot.mant)),
-                             rights[u].eq(pre - shift - slot.exp)]
+                product = _balanced_product(s2["levels"][u], slot.mant)
+                m.d.comb += rights[u].eq(pre - shift - slot.exp)
             else:
-                m.d.comb += [products[u].eq(s2["levels"][u]), rights[u].eq(pre - shift)]
+                product = s2["levels"][u]
+                m.d.comb += rights[u].eq(pre - shift)
+            m.d.comb += products[u].eq(Mux(s2["zeros"][u], 0, product))
         return _stage(m, advance, s1_valid, {"products": products, "rights": rights,
                                              **self._side(s2)}, "s2")
 
@@ -283,10 +306,19 @@ class Dequantizer(CacheComponent):
             fits = (top == 0) | (top == (1 << len(top)) - 1)
             saturated.append(Mux(fits, y, Mux(y[-1], lo, hi)))
         with m.If(advance & s3_valid):
-            for j in range(n):
-                with m.If((s3["group"] == j) if n > 1 else 1):
-                    m.d.sync += [out.data[self._lane(j, u)].eq(saturated[u])
-                                 for u in range(P) if self._lane(j, u) < L]
+            if 1 < n and n * P == L:
+                # each group enters the top lanes and the earlier ones move down: after the
+                # last group, group j sits in its lanes. Only the top lanes' flip-flops are
+                # loaded from the saturation (sharing its cells); the others from flip-flops,
+                # instead of every lane from one shared saturation output.
+                width = p.out_width
+                flat = out.data.as_value()
+                m.d.sync += flat.eq(Cat(flat[P * width:], *(v[:width] for v in saturated)))
+            else:
+                for j in range(n):
+                    with m.If((s3["group"] == j) if n > 1 else 1):
+                        m.d.sync += [out.data[self._lane(j, u)].eq(saturated[u])
+                                     for u in range(P) if self._lane(j, u) < L]
 
     def _side_fields(self, m, when, regs):
         """The beat's position, error mark and meta word (its side units), from stage

@@ -19,7 +19,7 @@ from ..mac.layout import Layout
 from ..cache.layout import CacheLayout
 from ..cache.params import CacheParams
 from ..perturb.params import PerturbParams
-from ..sequencer import SEQUENCER_ERRORS, counter_widths, default_watchdog
+from ..sequencer import SEQUENCER_ERRORS, STORED_COUNTERS, counter_widths, default_watchdog
 from .registers import Field, Register
 
 
@@ -171,7 +171,8 @@ def soc_registers(mac: MacParams, cache: CacheParams, perturb: PerturbParams,
         Register("next_cursor", [Field("cursor", INDEX_WIDTH, "ro")],
                  doc="ZO: cursor after the run (write it to zo_cursor to go on)"),
         *(Register(COUNTER_REGISTERS[c], [Field("value", w, "ro")],
-                   doc=f"counter: {COUNTER_DOCS[c]} (saturating)")
+                   doc=f"counter: {COUNTER_DOCS[c]} (saturating)",
+                   stored=c in STORED_COUNTERS)
           for c, w in counter_widths(cache).items()),
         *((*(r for r in run_registers(mac, cache, perturb, True) if r.name == "early_stop"),
            stop_status_register()) if early_stop else ()),

@@ -20,10 +20,13 @@ lost). A ``locked`` register ignores writes while the bank's ``lock`` input is h
 is answered with ``ack`` and raises the ``locked_write`` strobe): hardware that reads those
 fields during an operation needs no copy of its own.
 
-A ``stored`` register (``rw`` fields only) lives in a block RAM, not in flip-flops: it has
-no port in ``regs``; hardware reads it through the bank's ``store`` port (:func:`store_port`:
-a read address, data the cycle after), which also gives hardware ``scratch`` words of its own
-to write and read (the memory reads the hardware's address whenever the bus does not need it).
+A ``stored`` register (all fields ``rw``, or all ``ro``) lives in a block RAM, not in
+flip-flops: it has no port in ``regs``; hardware reads it through the bank's ``store`` port
+(:func:`store_port`: a read address, data the cycle after), which also gives hardware
+``scratch`` words of its own to write and read (the memory reads the hardware's address
+whenever the bus does not need it). A stored ``ro`` register is written by hardware only,
+through the same port (at its word, :meth:`RegisterBank.store_address`); the bus's writes
+to it are ignored.
 A bus read of a stored register returns the word last written to it, bits
 outside its fields included (after reset: the fields' ``init``), and takes two cycles; a write
 takes one. The hardware port has priority: a bus access to the memory waits while hardware
@@ -100,8 +103,11 @@ class Register:
         if not names or len(set(names)) != len(names):
             raise ValueError(f"Register {self.name!r} needs fields with distinct names, "
                              f"not {names}")
-        if self.stored and any(f.access != "rw" for f in self.fields):
-            raise ValueError(f"Register {self.name!r} is stored, so its fields must be rw")
+        if self.stored and (len({f.access for f in self.fields}) != 1
+                            or self.fields[0].access not in ("rw", "ro")
+                            or any(f.value is not None for f in self.fields)):
+            raise ValueError(f"Register {self.name!r} is stored, so its fields must be all rw "
+                             f"or all ro (written by hardware through the store port)")
         if sum(f.width for f in self.fields) > DATA_WIDTH:
             raise ValueError(f"Register {self.name!r} fields take "
                              f"{sum(f.width for f in self.fields)} bits, more than "
@@ -305,9 +311,11 @@ class RegisterBank(wiring.Component):
             for a, i in at.items():
                 with m.Case(a):
                     m.d.comb += [hit.eq(1), word.eq(i)]
-        blocked = Signal()              # a locked register's write while locked
-        m.d.comb += blocked.eq(self.lock & Cat(*(bus.adr == a for a in at
-                                                  if self.registers[a].locked)).any())
+        blocked = Signal()              # a locked register's write while locked; read only
+        m.d.comb += blocked.eq((self.lock & Cat(*(bus.adr == a for a in at
+                                                   if self.registers[a].locked)).any())
+                               | Cat(*(bus.adr == a for a in at
+                                       if self.registers[a].fields[0].access == "ro")).any())
         hw = self.store
         reading = Signal()              # the bus's read was issued last cycle
         done = Signal()

@@ -40,6 +40,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..csr.bus import BusSignature, DATA_WIDTH
 from .framing import frame_layout, response_layout
+from .fsm import one_hot
 from .params import HostParams
 from .protocol import (Command, Status, HEADER, CRC_BYTES, REPLAYED_COMMANDS,
                        REGISTER_BYTES, PROTOCOL_VERSION, INFO_BYTES, SEQ, CMD,
@@ -51,6 +52,10 @@ __all__ = ["CommandDecoder"]
 
 #: Bytes shifted through the word register per element (one bus word).
 WORD_BYTES = DATA_WIDTH // 8
+#: The command codes are 1 .. 2**CODE_BITS - 1, so a known command is told by these bits.
+CODE_BITS = 3
+if min(Command) < 1 or max(Command) >= 1 << CODE_BITS:
+    raise ImportError(f"the host link's command codes must be 1 to {(1 << CODE_BITS) - 1}")
 
 
 def buffer_port(depth):
@@ -126,45 +131,48 @@ class CommandDecoder(wiring.Component):
         bus address moves per element, registers and STATUS) and ``eb``, the bytes per
         element (4 for STATUS, 1 for ECHO and INFO)."""
         h = info.header
+        # the receiver's flags hold still while the frame is offered: read where used
+        c = {"lost": info.lost, "broken": info.broken, "bad_flags": info.reserved}
         cmd = h[CMD]
         address, count = Cat(h[ADDRESS], h[ADDRESS + 1]), Cat(h[COUNT], info.count_hi)
-        c = {name: Signal(name=f"chk_{name}") for name in (
-            "lost", "broken", "bad_crc", "known_cmd", "bad_flags", "known", "is_reg", "step",
+        c |= {name: Signal(name=f"chk_{name}") for name in (
+            "bad_crc", "known_cmd", "known", "is_reg", "step",
             "bad_length", "crosses", "payload", "last", "replay", "duplicate",
             *(f"is_{c.name.lower()}" for c in Command))}
         eb = Signal(range(REGISTER_BYTES + 1), name="chk_eb")
         known, is_reg, reg_eb, last_window = self._region(m, address)
-        # elements fit the payload, and a WRITE's payload holds exactly them
+        # a WRITE's payload holds exactly ``count`` elements (then they fit, as the payload
+        # does); a READ's ``count`` elements fit the payload and it brought none
         sizes = sorted({REGISTER_BYTES, *(w.element_bytes for w in self.map.windows.values())})
-        fits, count_bytes = Signal(), Signal(range(self.params.max_payload + 1))
+        over, exact = Signal(), Signal()
         with m.Switch(reg_eb):
             for n in sizes:
                 with m.Case(n):
-                    m.d.comb += [fits.eq(~info.count_big
-                                         & (count <= self.params.max_payload // n)),
-                                 count_bytes.eq(count * n)]
-        want = Mux(cmd == Command.WRITE, count_bytes, 0)
+                    m.d.comb += [over.eq(count > self.params.max_payload // n),
+                                 exact.eq(plen == count * n)]
+        has_payload = info.tail != CRC_BYTES
         # registers only: the burst's end, with count already known to fit (<= max/4)
         nregs = len(self.map.registers)
         reg_count = count[:(self.params.max_payload // REGISTER_BYTES).bit_length()]
-        wide = cmd == Command.STATUS
-        single = (cmd == Command.ECHO) | (cmd == Command.INFO)
+        # past ``known_cmd`` the command's low bits tell the commands apart
+        code = cmd[:CODE_BITS]
+        is_cmd = {c: code == c for c in Command}
+        wide = is_cmd[Command.STATUS]
+        single = is_cmd[Command.ECHO] | is_cmd[Command.INFO]
         with m.If(capture):
             m.d.sync += [
-                c["lost"].eq(info.lost),
-                c["broken"].eq(info.broken),
                 c["bad_crc"].eq(~info.crc_ok),
-                c["known_cmd"].eq(Cat(cmd == code for code in Command).any()),
-                c["bad_flags"].eq(info.reserved),
+                c["known_cmd"].eq((cmd[CODE_BITS:] == 0) & (code != 0)),
                 c["known"].eq(known), c["is_reg"].eq(is_reg), c["step"].eq(is_reg | wide),
                 eb.eq(Mux(wide, REGISTER_BYTES, Mux(single, 1, reg_eb))),
-                c["bad_length"].eq(((count == 0) & ~info.count_big) | ~fits | (plen != want)),
+                c["bad_length"].eq((count == 0) | info.count_big
+                                   | Mux(is_cmd[Command.WRITE], ~exact, over | has_payload)),
                 c["crosses"].eq(address[:self.map.bank_width] + reg_count > nregs),
-                c["payload"].eq(plen != 0),
-                c["last"].eq(last_window & info.last & (cmd == Command.WRITE)),
+                c["payload"].eq(has_payload),
+                c["last"].eq(last_window & info.last & is_cmd[Command.WRITE]),
                 c["duplicate"].eq(duplicate),
                 c["replay"].eq(duplicate & Cat(cmd == code for code in REPLAYED_COMMANDS).any()),
-                *(c[f"is_{code.name.lower()}"].eq(cmd == code) for code in Command),
+                *(c[f"is_{code.name.lower()}"].eq(is_cmd[code]) for code in Command),
             ]
         return c, eb
 
@@ -188,7 +196,7 @@ class CommandDecoder(wiring.Component):
         i_next = Signal(elems)
         ptr = Signal(range(self.params.max_payload))  # payload read / written / sent
         cur = Signal(self.map.addr_width)              # bus address
-        writing, sends, primed = Signal(), Signal(), Signal()
+        writing, primed = Signal(), Signal()          # writing: the bus access writes
         header, payload = Signal(), Signal()          # the response's header / payload goes out
         k = Signal(range(HEADER))                      # byte of the element / of the header
         word = Signal(DATA_WIDTH)
@@ -208,8 +216,11 @@ class CommandDecoder(wiring.Component):
                                   | Mux(chk["last"] & final, self.last_mask, 0)),
                      buf.addr.eq(ptr), buf.w_data.eq(word[:8])]
 
-        def respond(code, elements=None):
-            m.d.sync += [status.eq(code), k.eq(0), ptr.eq(0)]
+        def respond(code=None, elements=None):
+            """Answer; ``code`` None: the status is OK, set when the frame was accepted."""
+            m.d.sync += k.eq(0)
+            if code is not None:
+                m.d.sync += status.eq(code)
             if elements is not None:
                 m.d.sync += i.eq(elements)
             m.next = "RESPOND"
@@ -219,18 +230,16 @@ class CommandDecoder(wiring.Component):
             m.d.comb += bus.cyc.eq(1)
             with m.If(bus.ack):
                 on_ack(bus.dat_r)
-            with m.Elif(bus.err):
-                respond(Status.BUS_ERROR)
-            with m.Elif(waited[-1]):
-                respond(Status.BUS_TIMEOUT)
+            with m.Elif(bus.err | waited[-1]):
+                respond(Mux(bus.err, Status.BUS_ERROR, Status.BUS_TIMEOUT))
 
         def shift():
             m.d.sync += [word.eq(Cat(word[8:], shift_in)), k.eq(k + 1)]
 
-        with m.FSM():
+        with m.FSM() as fsm:
             with m.State("IDLE"):
                 m.d.comb += capture.eq(1)
-                m.d.sync += [ptr.eq(0), k.eq(0), writing.eq(0), sends.eq(0)]
+                m.d.sync += [ptr.eq(0), k.eq(0)]
                 with m.If(self.frame.valid):                # the checks register meanwhile
                     m.next = "CHECK"
             with m.State("CHECK"):
@@ -241,31 +250,28 @@ class CommandDecoder(wiring.Component):
                     with m.If(chk["replay"]):
                         m.next = "RESPOND"              # status and i as they were
                     with m.Else():
-                        m.d.sync += i.eq(0)
+                        m.d.sync += [i.eq(0), status.eq(Status.OK)]
                         self._verdict(m, chk, respond)
             # set-ups of the accepted commands (one cycle each, off the verdict's path)
             with m.State("ECHO"):
-                m.d.sync += sends.eq(1)
-                respond(Status.OK, plen)
+                respond(elements=plen)
             with m.State("INFO"):
-                m.d.sync += sends.eq(1)
-                respond(Status.OK, INFO_BYTES)
+                respond(elements=INFO_BYTES)
             with m.State("MOVE"):
                 address = Cat(h[ADDRESS], h[ADDRESS + 1])
-                m.d.sync += [cur.eq(address), writing.eq(chk["is_write"]),
-                             sends.eq(~chk["is_write"])]
+                m.d.sync += cur.eq(address)
                 with m.If(chk["is_write"]):
                     m.next = "LOAD"
                 with m.Else():
                     m.next = "MOVE_BUS"
             with m.State("STATUS"):
-                m.d.sync += [cur.eq(status_addr), sends.eq(1)]
+                m.d.sync += cur.eq(status_addr)
                 m.next = "MOVE_BUS"
             with m.State("START"):
                 m.d.sync += [cur.eq(status_addr), word.eq(0)]
                 m.next = "START_BUS"
             with m.State("ABORT"):
-                m.d.sync += [cur.eq(control_addr), writing.eq(1), word.eq(0)]
+                m.d.sync += [cur.eq(control_addr), word.eq(0)]
                 m.next = "CONTROL_BUS"
 
             with m.State("LOAD"):       # k = 0..3: read byte k (k < eb); k = 1..4: shift it in
@@ -284,7 +290,7 @@ class CommandDecoder(wiring.Component):
                     with m.If(writing):
                         m.d.sync += i.eq(i_next)
                         with m.If(final):
-                            respond(Status.OK)
+                            respond()
                         with m.Else():
                             m.next = "LOAD"
                     with m.Else():
@@ -298,7 +304,7 @@ class CommandDecoder(wiring.Component):
                 with m.If(k == eb - 1):
                     m.d.sync += i.eq(i_next)
                     with m.If(final):
-                        respond(Status.OK)
+                        respond()
                     with m.Else():
                         m.next = "MOVE_BUS"
             with m.State("START_BUS"):
@@ -306,13 +312,22 @@ class CommandDecoder(wiring.Component):
                     with m.If(dat_r[busy_lsb]):
                         respond(Status.BUSY)
                     with m.Else():
-                        m.d.sync += [cur.eq(control_addr), writing.eq(1)]
+                        m.d.sync += cur.eq(control_addr)
                         m.next = "CONTROL_BUS"
                 access(started)
             with m.State("CONTROL_BUS"):
-                access(lambda dat_r: respond(Status.OK))
+                access(lambda dat_r: respond())
 
-            self._answer(m, k, i, ptr, primed, eb, sends & (i != 0), header, payload)
+            # a payload goes out after READ, STATUS, ECHO and INFO, if it holds elements (a
+            # frame refused by its checks has none: i = 0; a refused one's i is a replay's)
+            refused = chk["lost"] | chk["broken"] | chk["bad_crc"]
+            sends = ~refused & (i != 0) & (chk["is_read"] | chk["is_status"]
+                                           | chk["is_echo"] | chk["is_info"])
+            self._answer(m, k, i, ptr, primed, eb, sends, header, payload)
+        # accesses: a WRITE's elements, the control register's write (ABORT, START after its
+        # status read), reads otherwise
+        m.d.comb += writing.eq(chk["is_write"] | fsm.ongoing("CONTROL_BUS"))
+        one_hot(fsm)
         self._response_byte(m, header, payload, k, i, status, chk, ptr)
         with m.If(bus.cyc & ~bus.ack & ~bus.err):
             m.d.sync += waited.eq(waited + 1)
@@ -329,7 +344,8 @@ class CommandDecoder(wiring.Component):
         out = self.response
         with m.State("RESPOND"):
             m.d.comb += [out.valid.eq(1), header.eq(1), self.shift.eq(out.ready & (k < 4))]
-            m.d.sync += primed.eq(1)
+            # the payload is read from 0: held there from the header's second byte on
+            m.d.sync += [primed.eq(1), ptr.eq(0)]
             with m.If(out.ready):
                 m.d.sync += k.eq(k + 1)
                 with m.If(k == HEADER - 1):

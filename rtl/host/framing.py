@@ -208,8 +208,9 @@ class FrameTransmitter(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         crc, src, out = self.crc, self.data, self.byte
-        run = Signal(range(COBS_BLOCK + 1))        # non-zero bytes since the last code
-        run_full = run == COBS_BLOCK
+        # one more than the non-zero bytes since the last code: the code that ends them here
+        run = Signal(range(COBS_BLOCK + 2), init=1)
+        run_full = run == COBS_BLOCK + 1
         busy = Signal()
         in_crc = Signal()                          # the CRC's bytes go out
         b = Signal(8)                              # the byte to encode
@@ -218,10 +219,10 @@ class FrameTransmitter(wiring.Component):
         # ``data`` is 0 unless a byte is offered (the end beat and an idle source included),
         # so it drives the CRC's data without a gate, and the final code encodes it as a zero
         m.d.comb += [b.eq(Mux(in_crc, crc.crc[8:], src.payload.data)), crc.data.eq(b),
-                     out.payload.eq(Mux(run_full, COBS_BLOCK + 1, Mux(b == 0, run + 1, b))),
+                     out.payload.eq(Mux(run_full | (b == 0), run, b)),
                      out.valid.eq(offered), taken.eq(offered & out.ready & ~run_full)]
         with m.If(offered & out.ready):
-            m.d.sync += run.eq(Mux(run_full | (b == 0), 0, run + 1))
+            m.d.sync += run.eq(Mux(run_full | (b == 0), 1, run + 1))
 
         with m.FSM():
             with m.State("BODY"):

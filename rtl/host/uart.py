@@ -104,20 +104,20 @@ class UartTx(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         timer = Signal(range(self.bit_cycles))
-        left = Signal(4)                 # bits still to send after the current one
-        shift = Signal(9)                # data bits then the stop bit
+        # the data bits then the stop bit (1), shifted out toward bit 0 with zeros behind: the
+        # register is 0 once the stop bit is on the line (no bit counter)
+        shift = Signal(9)
         busy = Signal()
         m.d.comb += self.byte.ready.eq(~busy)
         with m.If(busy):
             m.d.sync += timer.eq(timer - 1)
             with m.If(timer == 0):
                 m.d.sync += timer.eq(self.bit_cycles - 1)
-                with m.If(left == 0):
+                with m.If(shift == 0):           # the stop bit has lasted its bit time
                     m.d.sync += busy.eq(0)
                 with m.Else():
-                    m.d.sync += [self.tx.eq(shift[0]), shift.eq(shift >> 1),
-                                 left.eq(left - 1)]
+                    m.d.sync += [self.tx.eq(shift[0]), shift.eq(shift >> 1)]
         with m.Elif(self.byte.valid):
             m.d.sync += [busy.eq(1), self.tx.eq(0), timer.eq(self.bit_cycles - 1),
-                         shift.eq(self.byte.payload | (1 << 8)), left.eq(9)]
+                         shift.eq(self.byte.payload | (1 << 8))]
         return m

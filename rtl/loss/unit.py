@@ -84,10 +84,26 @@ class _Pipe:
         self.issue = Signal(range(C + 1))           # classes issued in this pass
         self.issuing = Signal()
         self.valid = [Signal(name=f"e_valid{i}") for i in (1, 2, 3)]
-        self.cls = [Signal(range(C), name=f"e_class{i}") for i in (1, 2, 3)]
+        self.lab = [Signal(name=f"e_label{i}") for i in (1, 2, 3)]   # the class is the label
         self.t = Signal(unsigned(tw), name="e_t2")         # t of stage 2
         self.texp = Signal(unsigned(tw), name="e_texp2")   # t + log2 S (combinational)
-        self.value = None                           # 2**-texp of stage 3 (combinational)
+        self.pick = Signal()                        # serial: the class memory reads the label
+        self.picked = Signal()                      # serial: stage 2 holds the label's t
+
+
+class _Held:
+    """Stage 4: ``2**-x`` of a class, loaded from stage 3 on ``load`` (see
+    :meth:`SoftmaxCrossEntropy._barrel` and :meth:`~SoftmaxCrossEntropy._shifter`), held while
+    ``pending`` until ``take`` (``final``: the value is ready)."""
+
+    def __init__(self, load):
+        self.load = load
+        self.take = Signal()
+        self.pending = Signal()
+        self.label = Signal()                       # the value is the label's
+        self.final = None                           # value ready (combinational)
+        self.value = None                           # 2**-x, unsigned Q1.prob_frac
+        self.sum_next = None                        # S -> S + value
 
 
 class SoftmaxCrossEntropy(wiring.Component):
@@ -130,19 +146,27 @@ class SoftmaxCrossEntropy(wiring.Component):
     ``S`` (a few positions: ``2**prob_frac <= S <= classes * 2**prob_frac``) and the
     ``log2(1 + f)`` table, concatenated; the second pass emits ``dz`` (when asked) and takes
     the loss ``t_label + log2 S`` as the label's class passes stage 2. ``t`` is a pipelined
-    shift-and-add tree in both passes, or (``serial``, the default) one adder taking a bit of
-    the constant a cycle in the first pass, whose ``t`` replaces the logit in the class
-    memory for the second (saturated: see :meth:`_serial_front`).
+    shift-and-add tree in both passes and the shift a barrel shifter, or (``serial``, the
+    default) one adder taking a bit of the constant a cycle in the first pass, whose ``t``
+    replaces the logit in the class memory for the second (saturated: see
+    :meth:`_serial_front`), and the shift one bit a cycle in the register that holds
+    ``2**-x`` (:meth:`_shifter`). Serial, the loss is not a register: the result's phase
+    (and the one before, which adds it to the zeroth-order sum: that sum's register is the
+    payload) reads the label's ``t`` from the class memory into stage 2, so without ``dz``
+    there is no second pass.
 
     Timing: ``classes`` cycles to receive (one per logit) and 1 more for the last compare,
-    ``classes + 5`` for the first pass (its sum takes registered values; serial: ``classes *
-    (1 + steps) + 3``, ``steps`` = 15 for the default formats), 2 for the logarithm,
-    ``classes + 4`` for the second (without back-pressure on ``dz``), 1 for the result:
-    :meth:`latency` = ``3 * classes + 13`` cycles per vector (43 at 10 classes, below the 70
-    cycles of an R1 forward at 32 lanes); serial ``3 * classes + 11 + steps * classes`` (191
-    at 10 classes, below the 280 of an R1 forward at 8 lanes), with ``z0`` valid when its
-    logit comes. Meanwhile ``logits.ready`` and ``z0.ready`` are low outside the receive
-    phase.
+    ``classes + 5`` for the first pass (its sum takes registered values), 2 for the
+    logarithm, ``classes + 4`` for the second (without back-pressure on ``dz``), 1 for the
+    result: :meth:`latency` = ``3 * classes + 13`` cycles per vector (43 at 10 classes, below
+    the 70 cycles of an R1 forward at 32 lanes). Serial: ``classes * (1 + steps) + 4`` for
+    the first pass (``steps`` = 15 for the default formats) plus its last class's shifts, 2
+    for the logarithm, with ``dz`` ``classes + 4`` for the second pass plus its shifts, 1 to
+    commit the sum, 1 for the result: 179 cycles at 10 classes without ``dz`` (the
+    zeroth-order forwards'), 193 with, plus the shifts (at most 15 + 150: 358 cycles, below
+    the 560 of an R1 forward at 4 lanes; at 8 lanes, 280, a first-order vector with many
+    shifts can show). ``z0`` is valid when its logit comes. Meanwhile ``logits.ready`` and
+    ``z0.ready`` are low outside the receive phase.
     ``dz`` and ``result`` hold under back-pressure; nothing is lost.
     """
 
@@ -160,13 +184,23 @@ class SoftmaxCrossEntropy(wiring.Component):
         })
 
     @staticmethod
-    def latency(params):
+    def latency(params, *, dz=True, shifts=(0, 0)):
         """Cycles from a vector's first logit (sent back to back, ``dz`` and ``result``
-        always ready) to its result's transfer."""
-        cycles = 3 * params.classes + 13
-        if params.serial:   # a class every 1 + steps cycles in the first pass, no d/t stages
-            cycles += _multiply_steps(params) * params.classes - 2
-        return cycles
+        always ready) to its result's transfer (``dz``: the command asks for ``dz``).
+
+        Serial: stage 4 shifts one bit a cycle (:meth:`_shifter`), so the count depends on
+        the data: ``shifts = (last, total)``, the shifts of the first pass's last class
+        and the sum over the second pass's classes (each ``n mod 16`` of its ``2**-x``,
+        ``n`` the integer part of ``x``; 0 where ``2**-x`` is 0); at most ``(15, 15 *
+        classes)``. Without ``dz`` there is no second pass."""
+        C = params.classes
+        if not params.serial:
+            return 3 * C + 13
+        last, total = shifts
+        # receive C + 1, first pass C * (1 + steps) + 4 + last, logarithm 2, commit 1,
+        # result 1; with dz the second pass (C + 3 + total) and the label's read (1)
+        cycles = C + 1 + C * (1 + _multiply_steps(params)) + 4 + last + 4
+        return cycles + (C + 4 + total if dz else 0)
 
     def elaborate(self, platform):
         p = self.params
@@ -189,7 +223,7 @@ class SoftmaxCrossEntropy(wiring.Component):
         zmax = Signal(signed(lw), init=zmin)
         argmax = Signal(range(C))
         s = Signal(unsigned(sum_width(p)))
-        loss = Signal(unsigned(loss_width(p)))
+        loss = Signal(unsigned(loss_width(p)))   # serial: stage 2's t + log2 S in RESULT
         zo_sum = Signal(signed(zo_sum_width(p)))
 
         # -- the class memory and the one subtractor ----------------------------------------
@@ -213,28 +247,36 @@ class SoftmaxCrossEntropy(wiring.Component):
             m.d.sync += [zmax.eq(x), argmax.eq(received_class)]
 
         pipe = _Pipe(C, tw)
+        if p.serial:
+            m.d.comb += loss.eq(pipe.texp)
         m.d.comb += fetch.en.eq(pipe.advance | pipe.preread)
         if p.serial:
             self._serial_front(m, pipe, diff, fetch, store, label)
         else:
-            self._parallel_front(m, pipe, diff, fetch)
+            self._parallel_front(m, pipe, diff, fetch, label)
         known = Signal()                # S is final (the logarithm and the second pass)
         log2s = self._log2(m, s, log_rd, known)
-        self._exponent_back(m, pipe, log2s, exp_rd)
-        value = pipe.value
-        # One register takes 2**-x in both passes (stage 4): the first sums it (the table,
-        # its shift and rounding and the adder of S would otherwise be one path, the UP5K's
-        # and the ECP5's critical one), the second emits dz = sat(value - [label] * 2**pf)
-        # from it. For value <= 2**pf the label's is negative but at value 2**pf (0), any
-        # other saturates at value 2**pf (2**pf - 1).
-        held, held_label, summing = Signal.like(value), Signal(), Signal()
-        with m.If(pipe.advance):
-            m.d.sync += [held.eq(value), held_label.eq(pipe.cls[2] == label)]
-        m.d.comb += self.dz.payload.eq(Cat(held[:pf] | (held[pf] & ~held_label).replicate(pf),
-                                           held_label & ~held[pf]))
-        drained = ~Cat(*pipe.valid, summing).any() & (pipe.issue == C)
+        n = self._exponent_back(m, pipe, log2s, exp_rd)
+        # Stage 4 takes 2**-x in both passes (``load``) and holds it while ``pending``: the
+        # first pass sums it (the table, its shift and rounding and the adder of S would
+        # otherwise be one path, the UP5K's and the ECP5's critical one), the second emits
+        # dz = sat(value - [label] * 2**pf) from it. For value <= 2**pf the label's is
+        # negative but at value 2**pf (0), any other saturates at value 2**pf (2**pf - 1).
+        out = _Held(pipe.advance & pipe.valid[2])
+        if p.serial:
+            self._shifter(m, out, n, exp_rd)
+        else:
+            self._barrel(m, out, n, exp_rd)
+        with m.If(out.load):
+            m.d.sync += [out.label.eq(pipe.lab[2]), out.pending.eq(1)]
+        with m.Elif(out.take):
+            m.d.sync += out.pending.eq(0)
+        value = out.value
+        m.d.comb += self.dz.payload.eq(Cat(value[:pf] | (value[pf] & ~out.label).replicate(pf),
+                                           out.label & ~value[pf]))
+        drained = ~Cat(*pipe.valid).any() & (pipe.issue == C)   # stage 4 aside
 
-        # -- the zeroth-order sum: +-loss, committed with the result ------------------------
+        # -- the zeroth-order sum: +-loss, committed with the result (serial: before it) ----
         active = zo != ZOSign.NONE
         minus = zo == ZOSign.MINUS
         zsw = len(zo_sum)
@@ -242,6 +284,11 @@ class SoftmaxCrossEntropy(wiring.Component):
         zo_next = Signal.like(zo_sum)       # zo_sum + loss, zo_sum - loss = zo_sum + ~loss + 1
         m.d.comb += zo_next.eq(zo_sum + (addend ^ minus.replicate(zsw)).as_signed() + minus)
 
+        # the payload outside the phase that presents it (no gating by the phase)
+        m.d.comb += [self.result.payload.loss.eq(loss),
+                     self.result.payload.argmax.eq(argmax),
+                     self.result.payload.correct.eq(argmax == label),
+                     self.result.payload.zo_sum.eq(zo_sum if p.serial else zo_next)]
         with m.FSM(name="phase"):
             with m.State("RECV"):
                 m.d.comb += [receiving.eq(1), accepting.eq(self.cmd.valid)]
@@ -257,11 +304,10 @@ class SoftmaxCrossEntropy(wiring.Component):
                 m.d.comb += [receiving.eq(1), pipe.preread.eq(1)]
                 m.next = "EXP"
             with m.State("EXP"):
-                m.d.comb += [pipe.advance.eq(1), pipe.first.eq(1)]
-                m.d.sync += summing.eq(pipe.valid[2])
-                with m.If(summing):
-                    m.d.sync += s.eq(s + held)
-                with m.If(drained):
+                m.d.comb += [pipe.advance.eq(1), pipe.first.eq(1), out.take.eq(out.final)]
+                with m.If(out.take):
+                    m.d.sync += s.eq(out.sum_next(s))
+                with m.If(drained & ~out.pending):
                     m.next = "LOG"
             with m.State("LOG"):                    # the log2(1 + f) table reads
                 m.d.comb += known.eq(1)
@@ -269,23 +315,39 @@ class SoftmaxCrossEntropy(wiring.Component):
                 m.next = "LOG2"
             with m.State("LOG2"):
                 m.d.comb += [known.eq(1), pipe.preread.eq(1)]
-                m.next = "SOFT"
+                if p.serial:                        # no dz: the label's t alone, no pass
+                    m.d.comb += pipe.pick.eq(~want_dz)
+                    m.next = "COMMIT"
+                    with m.If(want_dz):
+                        m.next = "SOFT"
+                else:
+                    m.next = "SOFT"
             with m.State("SOFT"):
-                m.d.comb += [known.eq(1), pipe.advance.eq(~self.dz.valid | self.dz.ready)]
+                m.d.comb += [known.eq(1), out.take.eq(out.final & (self.dz.ready | ~want_dz)),
+                             pipe.advance.eq(~out.pending | out.take),
+                             self.dz.valid.eq(out.final & want_dz)]
                 with m.If(pipe.advance):
-                    m.d.sync += self.dz.valid.eq(pipe.valid[2] & want_dz)
-                    with m.If(pipe.valid[1] & (pipe.cls[1] == label)):
-                        m.d.sync += loss.eq(pipe.texp)      # the label's t + log2 S
+                    if not p.serial:
+                        with m.If(pipe.valid[1] & pipe.lab[1]):
+                            m.d.sync += loss.eq(pipe.texp)      # the label's t + log2 S
                     with m.If(drained):
-                        m.next = "RESULT"
+                        m.next = "PICK" if p.serial else "RESULT"
+            if p.serial:
+                with m.State("PICK"):               # the class memory reads the label's t
+                    m.d.comb += [known.eq(1), pipe.preread.eq(1), pipe.pick.eq(1)]
+                    m.next = "COMMIT"
+                with m.State("COMMIT"):             # the sum takes the loss, before the
+                    m.d.comb += [known.eq(1), pipe.picked.eq(1)]   # result: its payload
+                    m.d.sync += zo_sum.eq(zo_next)                  # is the register
+                    m.next = "RESULT"
             with m.State("RESULT"):
-                m.d.comb += [self.result.valid.eq(1),
-                             self.result.payload.loss.eq(loss),
-                             self.result.payload.argmax.eq(argmax),
-                             self.result.payload.correct.eq(argmax == label),
-                             self.result.payload.zo_sum.eq(zo_next)]
+                if p.serial:                        # loss = stage 2's t + log2 S
+                    m.d.comb += [known.eq(1), pipe.picked.eq(1)]
+                m.d.comb += self.result.valid.eq(1)
                 with m.If(self.result.ready):
-                    m.d.sync += [zo_sum.eq(zo_next), zmax.eq(zmin), argmax.eq(0)]
+                    m.d.sync += [zmax.eq(zmin), argmax.eq(0)]
+                    if not p.serial:
+                        m.d.sync += zo_sum.eq(zo_next)
                     m.next = "RECV"
         return m
 
@@ -312,7 +374,7 @@ class SoftmaxCrossEntropy(wiring.Component):
                          count.eq(Mux(count == C - 1, 0, count + 1))]
         return received, received_class, count
 
-    def _parallel_front(self, m, pipe, diff, fetch):
+    def _parallel_front(self, m, pipe, diff, fetch, label):
         """Stage 0 (issue): class ``issue``, whose logit the class memory read the cycle
         before (``fetch`` reads ahead: the class issued next) and whose ``diff = max - z`` is
         clamped into stage 1's ``d``; stage 2: ``t = round(d * log2 e)`` in shifts and adds.
@@ -326,9 +388,9 @@ class SoftmaxCrossEntropy(wiring.Component):
                      fetch.addr.eq(pipe.issue + pipe.issuing)]
         with m.If(pipe.advance):
             m.d.sync += [
-                pipe.valid[0].eq(pipe.issuing), pipe.cls[0].eq(pipe.issue),
+                pipe.valid[0].eq(pipe.issuing), pipe.lab[0].eq(pipe.issue == label),
                 d.eq(diff[:dw] | clamp.replicate(dw)),
-                pipe.valid[1].eq(pipe.valid[0]), pipe.cls[1].eq(pipe.cls[0]),
+                pipe.valid[1].eq(pipe.valid[0]), pipe.lab[1].eq(pipe.lab[0]),
                 pipe.t.eq(_round_half_up(const_mul(d, k)[:dw + k.bit_length()], shift)),
             ]
             with m.If(pipe.issuing):
@@ -344,8 +406,10 @@ class SoftmaxCrossEntropy(wiring.Component):
         is stage 2's ``t`` the next cycle, and it replaces the logit in the class memory
         (saturated to :func:`~.tables.class_width` bits, the largest entry meaning
         ``2**-t = 0``; the label's entry keeps its low bits and ``high`` the rest), while
-        ``fetch`` reads the next class. Second pass: a class a cycle, stage 2's ``t`` is
-        the entry read."""
+        ``fetch`` reads the next class. ``d`` is not a register: the read port holds the
+        class's entry while the multiplier runs (it reads class ``issue`` every cycle).
+        Second pass: a class per ``advance``, stage 2's ``t`` is the entry read. ``pick``
+        reads the label's entry and ``picked`` makes stage 2 the label's (the loss)."""
         p = self.params
         C, dw, tw, cw = p.classes, diff_width(p), exponent_width(p), class_width(p)
         k, shift = _exponent_constant(p)
@@ -363,19 +427,19 @@ class SoftmaxCrossEntropy(wiring.Component):
         m.d.comb += t.eq(Cat(product[1:low], total) if low else total[1:])
         push = Signal()
         clamp = diff[dw:].any()
+        m.d.comb += d.eq(diff[:dw] | clamp.replicate(dw))
         with m.If(pipe.first):
             with m.If(~busy & (pipe.issue < C)):
-                m.d.sync += [d.eq(diff[:dw] | clamp.replicate(dw)), product.eq(0),
-                             step.eq(0), busy.eq(1)]
+                m.d.sync += [product.eq(0), step.eq(0), busy.eq(1)]
             with m.If(busy):
                 m.d.sync += [product.eq(t), step.eq(step + 1)]
                 with m.If(step == steps - 1):
                     m.d.sync += busy.eq(0)
                     m.d.comb += push.eq(1)
         m.d.comb += [pipe.issuing.eq(Mux(pipe.first, push, pipe.advance & (pipe.issue < C))),
-                     fetch.addr.eq(pipe.issue + push)]
+                     fetch.addr.eq(Mux(pipe.pick, label, pipe.issue + push))]
         pushed_label = pipe.issue == label
-        stage_label = pipe.cls[1] == label
+        stage_label = pipe.lab[1] | pipe.picked
         entry, stage_t = t[:cw], fetch.data
         if cw < tw:
             high = Signal(tw - cw)          # the label's t above its entry
@@ -389,19 +453,17 @@ class SoftmaxCrossEntropy(wiring.Component):
             m.d.comb += [store.addr.eq(pipe.issue), store.data.eq(entry), store.en.eq(1)]
         m.d.comb += pipe.t.eq(Mux(pipe.first, product, stage_t))
         with m.If(pipe.advance):
-            m.d.sync += [pipe.valid[1].eq(pipe.issuing), pipe.cls[1].eq(pipe.issue)]
+            m.d.sync += [pipe.valid[1].eq(pipe.issuing), pipe.lab[1].eq(pushed_label)]
             with m.If(pipe.issuing):
                 m.d.sync += pipe.issue.eq(pipe.issue + 1)
 
     def _exponent_back(self, m, pipe, log2s, exp_rd):
         """Stage 3: from stage 2's ``t + log2 S`` (the loss takes the label's), the table
-        address of it rounded to ``exp_bits`` fraction bits (the memory reads it); then,
-        combinationally,
-        ``2**-(t + log2 S)`` = the table value shifted right by the integer part, rounded
-        half up. Every register moves on ``advance``."""
+        address of it rounded to ``exp_bits`` fraction bits (the memory reads it) and the
+        integer part ``n`` (registered; saturated at ``2**nw - 1 >= prob_frac + 2``, where
+        every value is 0). Every register moves on ``advance``. Returns ``n``."""
         p = self.params
         tw, eb = exponent_width(p), p.exp_bits
-        # the shift saturates at 2**nw - 1 >= prob_frac + 2, where every value is 0 anyway
         nw = (p.prob_frac + 2).bit_length()
         n = Signal(unsigned(nw))
         texp = pipe.texp
@@ -410,13 +472,49 @@ class SoftmaxCrossEntropy(wiring.Component):
         m.d.comb += [tr.eq(_round_half_up(texp, p.loss_frac - eb)),
                      exp_rd.addr.eq(tr[:eb]), exp_rd.en.eq(pipe.advance)]
         with m.If(pipe.advance):
-            m.d.sync += [pipe.valid[2].eq(pipe.valid[1]), pipe.cls[2].eq(pipe.cls[1]),
+            m.d.sync += [pipe.valid[2].eq(pipe.valid[1]), pipe.lab[2].eq(pipe.lab[1]),
                          n.eq(tr[eb:eb + nw] | (tr[eb + nw:].any() | pipe.zero).replicate(nw))]
-        # round_half_up(T >> n) == ((2T >> n) + 1) >> 1, and 0 once n >= prob_frac + 2
-        # (T <= 2**prob_frac), as the golden model's min(n, prob_frac + 2) gives.
+        return n
+
+    def _barrel(self, m, out, n, exp_rd):
+        """Stage 4, parallel: ``2**-x`` = the table value ``T`` shifted right by ``n``,
+        rounded half up, combinationally into the register on ``load``:
+        ``round_half_up(T >> n) == ((2T >> n) + 1) >> 1``, and 0 once ``n >= prob_frac + 2``
+        (``T <= 2**prob_frac``), as the golden model's ``min(n, prob_frac + 2)`` gives. The
+        value is final as soon as it is loaded."""
+        p = self.params
+        held = Signal(unsigned(p.prob_frac + 1))
+        with m.If(out.load):
+            m.d.sync += held.eq(((Cat(0, exp_rd.data) >> n) + 1)[1:])
+        out.final, out.value = out.pending, held
+        out.sum_next = lambda s: s + held
+
+    def _shifter(self, m, out, n, exp_rd):
+        """Stage 4, serial: ``X = 2T >> n`` one bit a cycle in the register that holds it
+        (no barrel shifter): loaded with ``2T`` (``2T >> 16`` for ``n >= 16``, 0 once ``n >=
+        prob_frac + 2``) and shifted ``n mod 16`` times, then ``2**-x = (X + 1) >> 1 =
+        X[1:] + X[0]`` (the sum of S takes ``X[0]`` as its carry in; ``dz`` an incrementer).
+
+        Timing: ``1 + (n mod 16)`` cycles from ``load`` to ``final``, at most 16: the first
+        pass issues a class every ``1 + steps >= 16`` cycles (the multiplier's), so its
+        shifts end before the next class arrives; the second pass waits for them."""
+        p = self.params
+        pf = p.prob_frac
+        assert _multiply_steps(p) >= 15
+        held = Signal(pf + 2)               # 2T >> the shifts so far
+        rem = Signal(4)                     # shifts left
         twice = Cat(0, exp_rd.data)
-        pipe.value = Signal(unsigned(p.prob_frac + 1))
-        m.d.comb += pipe.value.eq(((twice >> n) + 1)[1:])
+        dead = n >= pf + 2
+        big = n[4:].any() & ~dead if len(n) > 4 else Const(0)
+        with m.If(out.load):
+            m.d.sync += [held.eq(Mux(dead, 0, Mux(big, twice >> 16, twice))),
+                         rem.eq(Mux(dead, 0, n[:4]))]
+        with m.Elif(rem != 0):
+            m.d.sync += [held.eq(held >> 1), rem.eq(rem - 1)]
+        out.final = out.pending & (rem == 0)
+        out.value = Signal(pf + 1)
+        m.d.comb += out.value.eq(held[1:] + held[0])
+        out.sum_next = lambda s: (Cat(held[0], s) + Cat(held[0], held[1:]))[1:1 + len(s)]
 
     def _log2(self, m, s, log_rd, known):
         """``log2 S`` (unsigned ``Q.loss_frac``) while ``known``, else 0 (the first pass),

@@ -115,6 +115,9 @@ class AdapterMACArray(wiring.Component):
         only while COLACC results are written).
     wload : In(stream.Signature(signed(weight_width)))
         Weights for LOAD, one per transfer, in weight order (lane 0 of a word first).
+        ``ready`` is a register: a weight is taken the cycle after its word issues, as the
+        word reaches stage 1, which reads the payload then (so it is never copied; a weight
+        every other cycle at most).
     out : Out(stream.Signature(signed(feature_width)))
         MATVEC results in row order, ``Q(fw-ff).ff``, rounded half up and saturated. A queue
         of ``2 * max(classes, rank * taps)`` entries in the coefficient memory's block RAM
@@ -418,14 +421,18 @@ class AdapterMACArray(wiring.Component):
         upd_busy = Signal()
         # LOAD issues a word once per transfer, one lane's weight written at a time (_issue)
         load_take = Signal()
+        # ... and takes it (``wload.ready``, a register) a cycle later, as the word reaches
+        # stage 1, which reads the payload then (no copy of the weight)
+        load_taking = Signal()
         m.d.comb += load_take.eq(go & (kind == Op.LOAD))
+        m.d.sync += load_taking.eq(load_take)
         m.d.comb += go.eq(
             active & (started | op_ok)
             # a stream op's first row needs a beat not being taken already (a beat serves
             # the op's rows from the operand register, _operands)
             & (~(uses_x & first_row) | (self.x.valid & ~x_taking))
             & (~uses_z | self.z.valid)
-            & ((kind != Op.LOAD) | self.wload.valid)
+            & ((kind != Op.LOAD) | (self.wload.valid & ~load_taking))
             & ~dump_busy
             # a COLACC beat starts when the previous beat's lanes are written
             & ~((kind == Op.COLACC) & (r == 0) & ~drained)
@@ -441,7 +448,7 @@ class AdapterMACArray(wiring.Component):
         m.d.comb += [
             self.x.ready.eq(x_taking),
             self.z.ready.eq(go & uses_z),
-            self.wload.ready.eq(load_take),
+            self.wload.ready.eq(load_taking),
             c_rd.addr.eq(Mux(b.queue_read, b.queue_raddr, caddr)),
         ]
         m.d.sync += x_taking.eq(go & uses_x & first_row)
@@ -664,8 +671,8 @@ class AdapterMACArray(wiring.Component):
     def _operands(self, b):
         """Stage 0 -> 1: the operands that come with the token; the optional read register."""
         L, R, bw, c_rd, cur, curx, fw, inner = b.L, b.R, b.bw, b.c_rd, b.cur, b.curx, b.fw, b.inner
-        k, kind, lay, load_take, lowrank, m = b.k, b.kind, b.lay, b.load_take, b.lowrank, b.m
-        uses_z, w_rd, zalign, zw, go, dlane = b.uses_z, b.w_rd, b.zalign, b.zw, b.go, b.dlane
+        k, kind, lay, lowrank, m = b.k, b.kind, b.lay, b.lowrank, b.m
+        uses_z, w_rd, zalign, go, dlane = b.uses_z, b.w_rd, b.zalign, b.go, b.dlane
         # -- stage 0 -> 1: operands that come with the token --------------------------------
         local = Array(Signal(signed(fw), name=f"u{i}") for i in range(max(inner, 1)))
         s1_b = _lanes("s1_b", signed(bw), L)
@@ -679,10 +686,8 @@ class AdapterMACArray(wiring.Component):
         s1_zero, s1_load = Signal(), Signal()
         m.d.sync += [s1_zero.eq(go & (kind == Op.INIT)), s1_load.eq(go & (kind == Op.LOAD))]
         # LOAD: the weight taken (the adder's base in every lane) and the lane it is written to
-        s1_wload = Signal(signed(b.ww))
+        s1_wload = self.wload.payload               # held until taken at stage 1 (_op_queue)
         s1_wen = Signal(L)
-        with m.If(load_take):
-            m.d.sync += s1_wload.eq(self.wload.payload)
         m.d.sync += s1_wen.eq(Mux(kind == Op.LOAD, 1 << dlane, (1 << L) - 1))
         if R:
             s1_op = Signal(MAC_OP)
@@ -731,14 +736,12 @@ class AdapterMACArray(wiring.Component):
             # off the stage-WS adder's path; MINUS negates it on the way in:
             # -(z << k) = (~z << k | (2**k - 1)) + 1, the complement and the fill ride in the
             # shifter's LUTs, the + 1 is the adder's carry-in
-            zc = self.z.payload[l] ^ Cat(*([neg] * zw)).as_signed()
-            filled = Cat(Cat(*([neg] * kmax)), zc).as_signed()      # zc << kmax, filled
+            term, carry = self._shifted(b, l, neg, zright)
             with m.If(perturbs):
-                # zshift <= kmax (_take_ops)
-                m.d.sync += s1_z[l].eq(filled >> zright)
+                m.d.sync += s1_z[l].eq(term)
             with m.Else():
                 m.d.sync += s1_z[l].eq(0)
-            m.d.sync += s1_neg[l].eq(perturbs & neg)
+            m.d.sync += s1_neg[l].eq(perturbs & carry)
 
         # -- the optional read register: weights (and the coefficient) one stage later, the
         # token's operands delayed to match --------------------------------------------
@@ -765,6 +768,28 @@ class AdapterMACArray(wiring.Component):
         b.c_data, b.local, b.s1_b, b.s1_imm, b.s1_op = c_data, local, s1_b, s1_imm, s1_op
         b.s1_z, b.s1_neg, b.w_data = s1_z, s1_neg, w_data
         b.s1_zero, b.s1_load, b.s1_wload, b.s1_wen = s1_zero, s1_load, s1_wload, s1_wen
+
+    def _shifted(self, b, l, neg, zright):
+        """Lane ``l``'s perturbation times ``2**zshift`` (``zshift <= kmax``, checked in
+        _take_ops), negated when ``neg``: the stage-WS adder's term and carry-in.
+        ``perturb_shifter = "logic"``: ``(z << zshift) ^ neg`` and carry-in ``neg`` (``z``
+        complemented, placed ``kmax`` up with ``neg`` filling below, shifted right by ``zright
+        = kmax - zshift``); ``"multipliers"``: ``z * (±2**zshift)`` in a multiplier of its own
+        (SB_MAC16, combinational; ``-z * 2**kmax`` fits the term), carry-in 0."""
+        zw, kmax, m = b.zw, b.kmax, b.m
+        z = self.z.payload[l]
+        if self.params.perturb_shifter == "multipliers":
+            if not hasattr(b, "factor"):
+                # ±2**zshift, shared by the lanes
+                b.factor = Signal(signed(kmax + 2))
+                pow2 = Const(1, kmax + 1) << b.cur.zshift
+                m.d.comb += b.factor.eq(Mux(neg, -pow2[:kmax + 1], pow2[:kmax + 1]))
+            product = Signal(signed(zw + kmax + 1), name=f"zshifted_{l}")
+            m.d.comb += product.eq(z * b.factor)
+            return product, Const(0)
+        zc = z ^ neg.replicate(zw).as_signed()
+        filled = Cat(neg.replicate(kmax), zc).as_signed()       # zc << kmax, filled
+        return filled >> zright, neg
 
     def _perturb_stage(self, b):
         """Stage WS: weights and coefficients arrive; the perturbation (or an update's
@@ -877,12 +902,19 @@ class AdapterMACArray(wiring.Component):
         local, lowrank, m, max_out = b.local, b.lowrank, b.m, b.max_out
         p, s4_p, sat_flag, valid, wf = b.p, b.s4_p, b.sat_flag, b.valid, b.wf
         # -- matrix-vector path: adder tree, row accumulators, narrowing -------------------
+        # a dumped weight is the tree's sum, held there until taken (_dump): the tree stands
+        # still from its token's stage on (nothing issues behind a DUMP word meanwhile)
+        b.tree_hold = Signal()
+        m.d.comb += b.tree_hold.eq((valid[ACC_STAGE] & (ctl[ACC_STAGE].op == Op.DUMP))
+                                   | (self.wdump.valid & ~self.wdump.ready))
         level = list(s4_p)
         for t in range(T):
             level_next = []
             for i in range(0, len(level), 2):
                 v = Signal(signed(aw + bw + t + 1), name=f"tree{t}_{i // 2}", reset_less=True)
-                m.d.sync += v.eq(level[i] + level[i + 1] if i + 1 < len(level) else level[i])
+                with m.If(~b.tree_hold):
+                    m.d.sync += v.eq(level[i] + level[i + 1] if i + 1 < len(level)
+                                     else level[i])
                 level_next.append(v)
             level = level_next
         b.total = level[0]
@@ -954,12 +986,18 @@ class AdapterMACArray(wiring.Component):
 
     def _dump(self, b):
         """DUMP: a word's weight ``dlane`` times 1 in its lane, 0 elsewhere, is the adder
-        tree's sum; held on ``wdump`` until taken, and then the next weight issues."""
+        tree's sum; held on ``wdump`` until taken (in the tree's last register, which stands
+        still meanwhile: no copy; with one lane, in a register of its own), and then the
+        next weight issues."""
         ACC_STAGE, ctl, dump_busy, m, total, valid = (b.ACC_STAGE, b.ctl, b.dump_busy, b.m,
                                                       b.total, b.valid)
+        weight = total[:b.ww].as_signed()
         with m.If(valid[ACC_STAGE] & (ctl[ACC_STAGE].op == Op.DUMP)):
-            m.d.sync += [self.wdump.valid.eq(1),
-                         self.wdump.payload.eq(total[:b.ww].as_signed())]
+            m.d.sync += self.wdump.valid.eq(1)
+            if not b.T:
+                m.d.sync += self.wdump.payload.eq(weight)
+        if b.T:
+            m.d.comb += self.wdump.payload.eq(weight)
         with m.If(self.wdump.valid & self.wdump.ready):
             m.d.sync += [self.wdump.valid.eq(0), dump_busy.eq(0)]
 

@@ -6,7 +6,7 @@ from ..params import (Params, check_int, check_choice, check_bool, check_taps, R
                       R1_CLASSES)
 
 
-__all__ = ["MacParams", "ADAPTERS", "ACC_MEMORIES"]
+__all__ = ["MacParams", "ADAPTERS", "ACC_MEMORIES", "PERTURB_SHIFTERS"]
 
 
 #: Adapter kinds: dense (classes x features per tap) or low-rank (LoRA style, B = 0 at start).
@@ -15,6 +15,10 @@ ADAPTERS = ("dense", "lowrank")
 #: Where the row accumulators live: flip-flops, or a block RAM (``acc_width`` bits a row: 3
 #: SB_RAM40_4K at 40 bits, 1 DP16KD).
 ACC_MEMORIES = ("flops", "bram")
+
+#: How a perturbation is shifted by its op's ``zshift``: a shifter in logic, or a multiplier
+#: by ``2**zshift`` per lane (a second SB_MAC16 per lane).
+PERTURB_SHIFTERS = ("logic", "multipliers")
 
 
 @dataclass(frozen=True)
@@ -64,6 +68,12 @@ class MacParams(Params):
         results, same timing; on the UP5K about 340 logic cells fewer for 3 SB_RAM40_4K).
         ``"bram"`` needs at least 2 rows in every region (low-rank: ``rank >= 2``), so a row
         is never read in the cycle it is written.
+    perturb_shifter : str
+        One of :data:`PERTURB_SHIFTERS`: each lane shifts its perturbation by the op's
+        ``zshift`` in a shifter of logic (about 50 LUT4 a lane on iCE40), or multiplies it by
+        ``2**zshift`` in a multiplier of its own (``2 * lanes`` multipliers in all: on the
+        UP5K, whose 8 SB_MAC16 serve 4 lanes so, about 33 logic cells fewer a lane; same
+        results, same timing).
     """
 
     section = "mac"
@@ -84,6 +94,7 @@ class MacParams(Params):
     coef_width: int = 16
     read_register: bool = False
     acc_memory: str = "flops"
+    perturb_shifter: str = "logic"
 
     def _validate(self):
         s = self.section
@@ -102,6 +113,7 @@ class MacParams(Params):
         check_int(s, "coef_width", self.coef_width, 8, 18)
         check_bool(s, "read_register", self.read_register)
         check_choice(s, "acc_memory", self.acc_memory, ACC_MEMORIES)
+        check_choice(s, "perturb_shifter", self.perturb_shifter, PERTURB_SHIFTERS)
         if self.acc_memory == "bram" and self.adapter == "lowrank" and self.rank < 2:
             raise ValueError(f"{s}.acc_memory 'bram' needs {s}.rank >= 2 (a row read and "
                              f"written in one cycle), not {self.rank}")

@@ -79,7 +79,7 @@ from .microcode import compile_programs
 from .order import RecordOrder, index_bits
 
 
-__all__ = ["Mode", "RUN_CONFIG", "stop_layout", "COUNTERS",
+__all__ = ["Mode", "RUN_CONFIG", "stop_layout", "COUNTERS", "STORED_COUNTERS",
            "counter_widths", "SEQUENCER_ERRORS",
            "MAX_QUERIES", "MAX_BATCH", "CSHIFT_MIN", "CSHIFT_MAX", "fetch_layout",
            "coef_shift_constants", "Sequencer",
@@ -120,6 +120,10 @@ def stop_layout():
 
 #: Counters of a run (saturating at all ones), reset by every accepted start.
 COUNTERS = ("cycles", "samples", "epochs", "steps", "loss_sum", "correct")
+#: The counters the loss results add to: words of the register bank's block RAM (stored
+#: read-only registers), each result added by one saturating adder (``Sequencer._tally``);
+#: the others are flip-flops (the ``counters`` port).
+STORED_COUNTERS = ("samples", "loss_sum", "correct")
 #: Width of the widest counters.
 COUNTER_WIDTH = 32
 
@@ -299,9 +303,16 @@ class Sequencer(wiring.Component):
         #: (:func:`~fieldtune.rtl.params.run_register_names`); after them the scratch words
         #: (the zeroth-order query sums, from :attr:`scratch_base`).
         self.run_registers = run_register_names(self.early_stop)
-        self.scratch_base = scratch_base(len(self.run_registers))
-        #: Scratch words the register bank must give the sequencer.
-        self.scratch = MAX_QUERIES if "zo" in self.modes else 0
+        #: The words of the register bank's block RAM, in order (the bank's ``stored``): the
+        #: run registers and the stored counters, in map order (``early_stop`` last).
+        self.stored = (*run_register_names(False), *STORED_COUNTERS,
+                       *(("early_stop",) if self.early_stop else ()))
+        self.scratch_base = scratch_base(len(self.stored))
+        #: Scratch words the register bank must give the sequencer: the query sums and a
+        #: word never written (it reads 0: the query sum is written as 0 + sum by the
+        #: counters' adder).
+        self.scratch = MAX_QUERIES + 1 if "zo" in self.modes else 0
+        self.zero_word = self.scratch_base + MAX_QUERIES
         self.store_depth = self.scratch_base + self.scratch
         #: The run registers CHECK reads, one a cycle, in this order: ``mode`` first (every
         #: check depends on it), ``order`` last (its seed keys the record walk as the run
@@ -326,7 +337,8 @@ class Sequencer(wiring.Component):
             "done": Out(1),
             "accepted": Out(1),
             "flush": Out(1),
-            "counters": Out(data.StructLayout(counter_widths(cache))),
+            "counters": Out(data.StructLayout({c: w for c, w in counter_widths(cache).items()
+                                               if c not in STORED_COUNTERS})),
             "next_step": Out(32),
             "next_cursor": Out(INDEX_WIDTH),
             "errors": Out(data.StructLayout({e: 1 for e in SEQUENCER_ERRORS})),
@@ -400,8 +412,7 @@ class Sequencer(wiring.Component):
         m.d.comb += r.zo_step.eq(step_sum[1:])
         with m.Switch(r.state):
             self._control(m, r, State)
-            with m.Case(State.EXEC):
-                self._execute(m, r, State, code)
+        self._execute(m, r, State, code)
 
         # abort (host or watchdog) overrides whatever the state machine chose
         with m.If(r.busy & (r.state != State.CHECK) & (r.state != State.ABORT)
@@ -412,8 +423,9 @@ class Sequencer(wiring.Component):
         return m
 
     def store_address(self, register):
-        """Word of run register ``register`` in the register bank's block RAM."""
-        return self.run_registers.index(register)
+        """Word of run register (or stored counter) ``register`` in the register bank's
+        block RAM."""
+        return self.stored.index(register)
 
     def walk_bits(self):
         """Width of the first-order record walk: the cache's capacity's
@@ -431,56 +443,101 @@ class Sequencer(wiring.Component):
         return order
 
     def _results(self, m, r):
-        """Counts the loss unit's results; stores each zeroth-order query's sum when its
-        last ``-`` result arrives. Returns the "a result arrived" signal."""
-        got = Signal()
-        m.d.comb += [self.result.ready.eq(1), got.eq(self.result.valid)]
+        """Takes the loss unit's results (:meth:`_tally`); counts those outstanding and, in
+        zeroth order, the results of the current query (``res_n``; the query sum is stored
+        with its last). Returns the "a result was taken" strobe."""
+        last = Signal()             # the result is its query's last of 2 nb (zeroth order)
+        n = Signal.like(r.res_n)
+        m.d.comb += n.eq(r.res_n + 1)
+        if "zo" in self.modes:
+            m.d.comb += last.eq((r.mode == Mode.ZO) & (n == Cat(0, r.nb)))
+        got = self._tally(m, r, last)
         m.d.sync += r.outstanding.eq(r.outstanding + r.issued_out - got)
-        if "zo" not in self.modes:
-            return got
-        m.d.comb += [self.store.waddr.eq(self.scratch_base | r.res_q),
-                     self.store.wdata.eq(self.result.payload.zo_sum.as_signed())]
-        with m.If(got & (r.mode == Mode.ZO)):
-            n = Signal.like(r.res_n)
-            m.d.comb += n.eq(r.res_n + 1)
-            with m.If(n == Cat(0, r.nb)):           # the last of 2 nb results
-                self._store_query_sum(m, r)
-                m.d.sync += [r.res_n.eq(0), r.res_q.eq(r.res_q + 1)]
-            with m.Else():
-                m.d.sync += r.res_n.eq(n)
+        if "zo" in self.modes:
+            with m.If(got & (r.mode == Mode.ZO)):
+                with m.If(last):
+                    m.d.sync += [r.res_n.eq(0), r.res_q.eq(r.res_q + 1)]
+                with m.Else():
+                    m.d.sync += r.res_n.eq(n)
         return got
 
-    def _store_query_sum(self, m, r):
-        """The zeroth-order query sums live in the register bank's block RAM, in the
-        scratch words after the run registers (word ``scratch_base + q``): the current
-        result's sum is query ``res_q``'s. ZU_WAIT reads query ``qi``'s once ``res_q >
-        qi`` (written by then; later writes go to later queries' words), ZU_READ keeps it
-        in ``g``."""
-        m.d.comb += self.store.wen.eq(1)
+    def _tally(self, m, r, last):
+        """Adds each result to the counters in the register bank's block RAM
+        (:data:`STORED_COUNTERS`) with one saturating adder. A result takes a step per word
+        of ``reads`` below: the word is read when no control state reads the memory (theirs
+        go first: ``claimed``), and the cycle after it is written back plus the result's
+        share (``rdata + share``, saturating at all ones); the result is taken (``ready``)
+        with the last write. Zeroth order: the first step reads the zero word and writes
+        ``0 + zo_sum`` to query ``res_q``'s scratch word if ``last`` (the query's last
+        result: ZU_WAIT reads it once ``res_q`` has passed). The three cycles after an
+        accepted start (``clear``) write 0 to the counters, before any result can arrive
+        (a bus read meanwhile still sees the last run's). Held-out results (early stop) are
+        taken at once. Timing: a result is taken 4 cycles (3 without zeroth order) after it
+        arrives, later while control states read the memory; the watchdog does not count
+        those cycles (it reads its budget only when the memory is free)."""
+        store, res = self.store, self.result.payload
+        words = [self.store_address(c) for c in ("samples", "correct", "loss_sum")]
+        shares = [Const(1), res.correct, res.loss]
+        reads, writes = list(words), list(words)
+        if "zo" in self.modes:
+            reads.insert(0, self.zero_word)
+            writes.insert(0, self.scratch_base | r.res_q)
+            shares.insert(0, res.zo_sum.as_signed())
+        steps = len(reads)
+        cnt = Signal(range(steps + 1), name="tally_reads")    # words read for the result
+        pend = Signal(name="tally_pend")        # word cnt - 1 was read last cycle
+        clearing = r.clear != 0
+        k = Signal(range(steps), name="tally_write")          # the word written
+        m.d.comb += k.eq(Mux(clearing, r.clear + (steps - 4), cnt - 1))
+        share = Signal(COUNTER_WIDTH)
+        for i, (share_i, waddr) in enumerate(zip(shares, writes)):
+            with m.If(k == i):
+                m.d.comb += [share.eq(share_i), store.waddr.eq(waddr)]
+        m.d.comb += store.wdata.eq(Mux(clearing, 0, _sat_add(store.rdata, share)))
+        m.d.comb += store.wen.eq(clearing | (pend & ((k != 0) | last if steps == 4 else 1)))
+        with m.If(clearing):
+            m.d.sync += r.clear.eq(r.clear - 1)
+
+        tally = self.result.valid & ~clearing
+        if self.early_stop:
+            tally = tally & ~r.ho
+        with m.If(tally & (cnt < steps) & ~r.claimed):
+            m.d.comb += store.ren.eq(1)
+            for i, raddr in enumerate(reads):
+                with m.If(cnt == i):
+                    m.d.comb += store.raddr.eq(raddr)
+            m.d.sync += [cnt.eq(cnt + 1), pend.eq(1)]
+        with m.Else():
+            m.d.sync += pend.eq(0)
+        done = pend & (cnt == steps)
+        with m.If(done | ~self.result.valid):       # taken, or gone (a flush)
+            m.d.sync += cnt.eq(0)
+        m.d.comb += self.result.ready.eq(Mux(r.ho, 1, done) if self.early_stop else done)
+        got = Signal()
+        m.d.comb += got.eq(self.result.valid & self.result.ready)
+        return got
 
     def _counters(self, m, r, got):
-        """The run's counters (saturating; cleared at every accepted start, see CHECK);
-        ``epochs`` and ``steps`` are the loops' counters (never saturating:
-        :func:`counter_widths`)."""
+        """The run's counters in flip-flops (saturating; cleared at every accepted start,
+        see CHECK); ``epochs`` and ``steps`` are the loops' counters (never saturating:
+        :func:`counter_widths`). The others are in block RAM (:meth:`_tally`)."""
         c, res, clear = self.counters, self.result.payload, self.accepted
         if self.early_stop:     # the held-out forwards count apart (_held_out)
             _count(m, r.ho_count, got & r.ho & res.correct,
                    clear | (r.state == r.State.HO_START), saturate=False)
-            got = got & ~r.ho
-        with m.If(clear | got):
-            m.d.sync += c.loss_sum.eq(Mux(clear, 0, _sat_add(c.loss_sum, res.loss)))
-        _count(m, c.samples, got, clear)
-        _count(m, c.correct, got & res.correct, clear)
         _count(m, c.cycles, r.busy & (r.state != r.State.CHECK), clear)
         _count(m, c.epochs, r.next_epoch, clear, saturate=False)
         _count(m, c.steps, r.next_step, clear, saturate=False)
 
     def _watchdog(self, m, r):
-        """Counts a watched run's (FO, ZO, EVAL) cycles without a datapath transfer, from 0
-        (a synchronous reset, no multiplexer: a reload of the budget would take one per bit);
-        fires in the ``watchdog``-th such cycle in a row. The budget is the run register's
-        word, which the block RAM reads whenever nothing else is read: a cycle in which it
-        is not there (a state or the bus reads another word) does not count."""
+        """Counts a watched run's (FO, ZO, EVAL) cycles without a datapath transfer; fires
+        in the ``watchdog``-th such cycle in a row. ``wd`` holds the count *including* the
+        current cycle (from 1: a synchronous set/reset, no multiplexer: a reload of the
+        budget would take one per bit), so the comparison reads the register and the
+        incrementer feeds only its flip-flops (they share its cells). The budget is the run
+        register's word, which the block RAM reads whenever nothing else is read: a cycle in
+        which it is not there (a state, the counters or the bus read another word) does not
+        count."""
         State = r.State
         watched = r.busy & (r.state != State.CHECK) & (r.state != State.ABORT) \
             & ((r.mode == Mode.FO) | (r.mode == Mode.ZO) | (r.mode == Mode.EVAL))
@@ -488,14 +545,12 @@ class Sequencer(wiring.Component):
         m.d.sync += parked.eq(~self.store.ren)
         budget = Signal()               # ... and the bus did not take the memory
         m.d.comb += budget.eq(parked & self.store.rvalid)
-        still = Signal.like(r.wd)
-        m.d.comb += still.eq(r.wd + 1)
         with m.If(~watched | self.progress):
-            m.d.sync += r.wd.eq(0)
+            m.d.sync += r.wd.eq(1)
         with m.Elif(budget):
-            m.d.sync += r.wd.eq(still)
+            m.d.sync += r.wd.eq(r.wd + 1)
         fire = Signal()          # the budget's last cycle without a transfer
-        m.d.comb += fire.eq(watched & budget & (still == r.word("watchdog")) & ~self.progress)
+        m.d.comb += fire.eq(watched & budget & (r.wd == r.word("watchdog")) & ~self.progress)
         return fire
 
     def _control(self, m, r, State):
@@ -648,7 +703,8 @@ class Sequencer(wiring.Component):
     def _accept(self, m, r, State):
         """The run is accepted (CHECK's last cycle, the ``order`` word on ``rdata``)."""
         m.d.comb += self.accepted.eq(1)
-        m.d.sync += [r.outstanding.eq(0), r.qi.eq(0), r.res_n.eq(0), r.res_q.eq(0)]
+        m.d.sync += [r.outstanding.eq(0), r.qi.eq(0), r.res_n.eq(0), r.res_q.eq(0),
+                     r.clear.eq(3)]
         if self.early_stop:
             m.d.sync += [r.ho.eq(0), r.since.eq(0), r.best1.eq(0), r.strikes.eq(0),
                          self.stop.eq(0)]
@@ -760,7 +816,7 @@ class Sequencer(wiring.Component):
         with m.Case(State.ZU_WAIT):
             # the query's sum is read (the MAC op's immediate) once stored
             with m.If(r.res_q > r.qi):
-                m.d.comb += [self.store.ren.eq(1),
+                m.d.comb += [r.claimed.eq(1), self.store.ren.eq(1),
                              self.store.raddr.eq(self.scratch_base | r.qi)]
                 m.d.sync += r.state.eq(State.ZU_READ)
         with m.Case(State.ZU_READ):
@@ -786,9 +842,12 @@ class Sequencer(wiring.Component):
 
 
     def _execute(self, m, r, State, code):
-        """The micro-coded engine: drive the action of the word at ``pc`` on its stream; when
-        it is taken, go to the next word, back to the phase's first word for the batch's next
-        sample, or (after a program's last word) to the control state the word names."""
+        """The micro-coded engine (state ``EXEC``): drive the action of the word at ``pc`` on
+        its stream; when it is taken, go to the next word, back to the phase's first word for
+        the batch's next sample, or (after a program's last word) to the control state the
+        word names. Only the streams' ``valid`` (and what follows from a transfer) depend on
+        the state: the payloads are driven in every state (in the state's case they would be
+        gated to 0 outside it, a LUT per payload bit)."""
         word = Signal(code.layout())
         with m.Switch(r.pc):
             for address, value in enumerate(code.rom()):
@@ -810,18 +869,20 @@ class Sequencer(wiring.Component):
         kind = field("kind", lambda k: ("mac", "fetch", "zreq").index(k))
         dyn = (lambda v: r.dynamic[v] if isinstance(v, Dynamic) else v)
         mac, fetch, zreq = self.mac_cmd, self.fetch, self.zreq
+        running = r.state == State.EXEC
         is_fo = r.mode == Mode.FO
         if self.early_stop:         # the held-out records are read in cache order
             is_fo = is_fo & ~r.ho
         if r.order is not None:
             # first order fetches the record walk's indices (it replays each mini-batch)
             idx = r.order.index
-            m.d.comb += [fetch.valid.eq((kind == 1) & (~is_fo | idx.valid)),
-                         idx.ready.eq((kind == 1) & is_fo & fetch.ready),
+            m.d.comb += [fetch.valid.eq(running & (kind == 1) & (~is_fo | idx.valid)),
+                         idx.ready.eq(running & (kind == 1) & is_fo & fetch.ready),
                          fetch.payload.index.eq(Mux(is_fo, idx.payload, r.sample))]
         else:
-            m.d.comb += [fetch.valid.eq(kind == 1), fetch.payload.index.eq(r.sample)]
-        m.d.comb += [mac.valid.eq(kind == 0), zreq.valid.eq(kind == 2)]
+            m.d.comb += [fetch.valid.eq(running & (kind == 1)),
+                         fetch.payload.index.eq(r.sample)]
+        m.d.comb += [mac.valid.eq(running & (kind == 0)), zreq.valid.eq(running & (kind == 2))]
         for name in MacOp.__dataclass_fields__:
             if name in code.values:
                 m.d.comb += getattr(mac.payload, name).eq(field(name, dyn))
@@ -920,7 +981,10 @@ class _RunState:
         self.next_step = Signal()
         self.res_n = Signal(range(2 * MAX_BATCH + 1))
         self.res_q = Signal(range(MAX_QUERIES + 1))
-        self.wd = Signal(RUN_FIELDS["watchdog"].width)     # cycles without progress so far
+        # cycles without progress, the current one included (the budget is at least 1)
+        self.wd = Signal(RUN_FIELDS["watchdog"].width, init=1)
+        self.claimed = Signal()         # a control state reads the block RAM (goes first)
+        self.clear = Signal(range(4))   # stored counters still to clear after a start
         self.flush_count = Signal(range(seq.flush_cycles + 1))
         # the ops' shifts, as wide as the ops' fields (CHECK keeps every one in range, the
         # learning-rate steps included)
@@ -935,12 +999,14 @@ class _RunState:
         """Statements that read run register ``register`` (its word on ``rdata`` the
         cycle after)."""
         store = self.seq.store
-        return [store.ren.eq(1), store.raddr.eq(self.seq.store_address(register))]
+        return [self.claimed.eq(1), store.ren.eq(1),
+                store.raddr.eq(self.seq.store_address(register))]
 
     def read_either(self, which, first, second):
         """Statements that read run register ``first`` if ``which``, else ``second``."""
         store, address = self.seq.store, self.seq.store_address
-        return [store.ren.eq(1), store.raddr.eq(Mux(which, address(first), address(second)))]
+        return [self.claimed.eq(1), store.ren.eq(1),
+                store.raddr.eq(Mux(which, address(first), address(second)))]
 
     def word(self, name):
         """Run field ``name`` of the word on ``rdata`` (its register's, read the cycle

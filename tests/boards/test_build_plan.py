@@ -17,7 +17,7 @@ def _files(board_plan, tmp_path):
 
 
 #: Every preset on its own board, and every board's default preset.
-PLANS = sorted({(PRESETS[p]["board"], p) for p in PRESETS}
+PLANS = sorted({(DesignConfig.preset(p).board, p) for p in PRESETS}
                | {(b.name, b.preset) for b in BOARDS.values()})
 
 
@@ -39,12 +39,15 @@ def test_plan_generates(board_name, preset, tmp_path):
     assert ("-spram" in script) == (config.cache.memory == "spram")
     rtlil = files["top.il"].read_text()
     constraints = files["top.pcf" if b.family == "ice40" else "top.lpf"].read_text()
-    for pin in ("uart_0__rx", "uart_0__tx"):
+    pins = {"uart": ("uart_0__rx", "uart_0__tx"),
+            "usb": ("usb_0__d_p", "usb_0__d_n", "usb_0__pullup")}[config.link]
+    for pin in pins:
         assert pin in constraints
     for name, number, *sub in b.leds.values():
         assert "__".join([f"{name}_{number}", *sub, "io"]) in constraints
     primitive = {"ice40": "SB_PLL40_PAD", "ecp5": "EHXPLLL"}[b.family]
-    assert (primitive in rtlil) == (board_plan.pll is not None)
+    plls = (board_plan.pll is not None) + (config.link == "usb")     # USB serial: its own
+    assert rtlil.count(f"cell \\{primitive} ") == plls
     # the preset's own SoC clock (up5k-fo: 18 MHz), else the board's default
     assert board_plan.clock_mhz == pytest.approx(config.clock_mhz or b.soc_mhz, rel=0.005)
 

@@ -21,7 +21,7 @@ def test_board_entry_matches_its_platform(name):
         platform.lookup(*resource)
     assert set(b.leds) == {"busy", "done", "error"}
     assert b.device in DEVICES and b.programmer in PROGRAMMERS
-    assert PRESETS[b.preset]["board"] == name
+    assert DesignConfig.preset(b.preset).board == name
     mhz, _ = soc_clock(name)
     assert mhz == pytest.approx(b.soc_mhz, rel=0.005)
     # The platform's part is the table's device.

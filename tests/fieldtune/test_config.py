@@ -2,7 +2,7 @@
 
 import pytest
 
-from fieldtune.config import DesignConfig, PRESETS
+from fieldtune.config import DesignConfig, PRESETS, DEFAULT_LANES
 from fieldtune.rtl.perturb.params import PerturbParams
 from fieldtune.rtl.cache.params import CacheParams
 from fieldtune.rtl.mac.params import MacParams
@@ -10,7 +10,10 @@ from fieldtune.rtl.params import TrainParams
 
 
 def test_defaults_and_presets_validate():
-    assert DesignConfig().mac.lanes == 8
+    default = DesignConfig()
+    assert default.perturb.lanes == default.cache.lanes == default.mac.lanes == DEFAULT_LANES
+    assert default.mac.acc_memory == "bram" and default.soc.modes == ("fo", "zo")
+    assert DesignConfig.preset("up5k") == default
     for name in PRESETS:
         cfg = DesignConfig.preset(name)
         assert cfg.perturb.lanes == cfg.mac.lanes == cfg.cache.lanes
@@ -54,8 +57,8 @@ def test_accumulator_width_is_proven_wide_enough():
 
 
 def test_cross_section_rules():
-    with pytest.raises(ValueError, match=r"^cache.lanes must be 8 \(mac.lanes\), not 4$"):
-        DesignConfig().replace(cache={"lanes": 4})
+    with pytest.raises(ValueError, match=r"^cache.lanes must be 4 \(mac.lanes\), not 8$"):
+        DesignConfig().replace(cache={"lanes": 8})
     with pytest.raises(ValueError, match=r"^mac.classes must be 10 \(loss.classes\), not 8$"):
         DesignConfig().replace(mac={"classes": 8}, cache={"classes": 10})
     assert DesignConfig().with_lanes(16).perturb.lanes == 16
@@ -102,3 +105,20 @@ def test_sections_are_frozen():
         p.lanes = 3
     assert CacheParams().features == 224
     assert TrainParams().mode == "fo"
+
+
+def test_perturbation_shift_multipliers_only_where_the_device_has_them():
+    # the UP5K's 8 SB_MAC16 hold 4 lanes' multipliers and their shift multipliers, not 8
+    with pytest.raises(ValueError, match=r"^mac.perturb_shifter must be 'logic' on board "
+                                         r"'icebreaker' at 8 lanes \(2 multipliers a lane, "
+                                         r"its FPGA has 8\), not 'multipliers'$"):
+        DesignConfig.from_dict({"perturb": {"lanes": 8}, "cache": {"lanes": 8},
+                                "mac": {"lanes": 8, "perturb_shifter": "multipliers"}})
+    assert DesignConfig().mac.perturb_shifter == "multipliers"        # the default, 4 lanes
+    # with_lanes keeps multipliers where they fit and falls back to logic where they do not
+    assert DesignConfig().with_lanes(2).mac.perturb_shifter == "multipliers"
+    assert DesignConfig().with_lanes(8).mac.perturb_shifter == "logic"
+    assert DesignConfig.preset("ecp5-85f").mac.perturb_shifter == "logic"
+    with pytest.raises(ValueError, match=r"^mac.perturb_shifter must be one of 'logic', "
+                                         r"'multipliers', not 'x'"):
+        DesignConfig.from_dict({"mac": {"perturb_shifter": "x"}})

@@ -12,7 +12,7 @@ from rich.console import Console
 from fieldtune.cli import main
 from fieldtune import demo, fmax
 from fieldtune.boards.table import BOARDS
-from fieldtune.config import DesignConfig
+from fieldtune.config import DesignConfig, DEFAULT_LANES
 from fieldtune.sim import reference
 from fieldtune.sim.engines import registry
 from fieldtune.sim.scenario import r1_features
@@ -89,7 +89,7 @@ def test_demo_end_to_end_golden(tmp_path, capsys, no_torch, empty_cache):
                             "lr_steps": [],
                             "description": "cache order, the design's epochs and learning rate"}
     assert (sc["lr"], sc["eps"], sc["codebook"], sc["lanes"], sc["engine"]) == \
-        (2 ** -4, 2 ** -6, "unf4", 8, "golden")
+        (2 ** -4, 2 ** -6, "unf4", DEFAULT_LANES, "golden")
     assert [x for x, _ in doc["curves"]["device_fo"]] == [0, 1, 2]
     assert doc["curves"]["device_fo"][-1][1] == acc["device_fo"]
     text = capsys.readouterr().err
@@ -136,7 +136,8 @@ def test_demo_projects_every_device_from_builds(tmp_path, capsys, no_torch, empt
     estimate = estimate_cycles(ecp5, "fo", n, epochs=1, batch=16)
     assert cycles == estimate_cycles(own, "fo", n, epochs=1, batch=16) > 3 * estimate
     assert doc["projected_time_s"] == {
-        "icebreaker": {"device": "up5k", "design": "this design (8 lanes)", "fmax_mhz": 25.0,
+        "icebreaker": {"device": "up5k", "design": f"this design ({DEFAULT_LANES} lanes)",
+                       "fmax_mhz": 25.0,
                        "fmax_source": "cached build 2026-01-02T03:04", "fo": cycles / 25e6,
                        "zo": None, "cycles": {"fo": cycles, "zo": None},
                        "cycles_source": {"fo": "estimate", "zo": None}},

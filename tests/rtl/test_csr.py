@@ -191,8 +191,9 @@ def test_stored_registers_read_back_the_written_word_from_block_ram():
                  locked=True, stored=True),
         Register("more", [Field("budget", 32, "rw", init=0x1_0000)], stored=True),
         Register("status", [Field("busy", 1, "ro")]),
+        Register("count", [Field("value", 32, "ro")], stored=True),
     ])
-    assert bank.stored == ("run", "more") and bank.store_address("more") == 1
+    assert bank.stored == ("run", "more", "count") and bank.store_address("more") == 1
     assert not hasattr(bank.regs.run, "epochs")                       # no flip-flops
 
     async def tb(ctx):
@@ -211,11 +212,22 @@ def test_stored_registers_read_back_the_written_word_from_block_ram():
         ctx.set(bank.regs.status.busy, 1)
         assert await bus_read(ctx, bank.bus, 3) == 1                  # flip-flop registers
         assert await bus_read(ctx, bank.bus, 0) == 3
+        # a stored read-only register: the bus's writes are ignored, the hardware's kept
+        await bus_write(ctx, bank.bus, 4, 0x55)
+        assert await bus_read(ctx, bank.bus, 4) == 0
+        ctx.set(bank.store.waddr, bank.store_address("count"))
+        ctx.set(bank.store.wdata, 0xDEAD_BEEF)
+        ctx.set(bank.store.wen, 1)
+        await ctx.tick()
+        ctx.set(bank.store.wen, 0)
+        assert await bus_read(ctx, bank.bus, 4) == 0xDEAD_BEEF
 
     simulate(bank, tb)
-    with pytest.raises(ValueError, match=r"^Register 'r' is stored, so its fields must be "
-                                         r"rw$"):
-        Register("r", [Field("a", 4, "ro")], stored=True)
+    for fields in ([Field("a", 4, "w1p")], [Field("a", 4, "ro"), Field("b", 4, "rw")]):
+        with pytest.raises(ValueError, match=r"^Register 'r' is stored, so its fields must be "
+                                             r"all rw or all ro \(written by hardware through "
+                                             r"the store port\)$"):
+            Register("r", fields, stored=True)
     with pytest.raises(ValueError, match=r"^scratch must be a non-negative integer, not -1$"):
         RegisterBank([Register("r", [Field("a", 4)])], scratch=-1)
 

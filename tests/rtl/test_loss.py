@@ -9,7 +9,8 @@ from fieldtune.rtl.loss import SoftmaxCrossEntropy, ZOSign, LossParams
 from fieldtune.rtl.loss.tables import (zero_exponent, class_width, diff_clamp,
                                        exponent_width)
 from fieldtune.sim.golden.loss import (softmax_xent, float_softmax_xent, with_frozen,
-                                       exponents, exp2_neg)
+                                       exponents, exp2_neg, log2_sum)
+from fieldtune.sim.golden.fixed import round_shift
 from fieldtune.sim.engines.pysim import (simulate, stream_send, stream_collect,
                                          loss_command_benches)
 
@@ -79,6 +80,20 @@ def test_loss_unit_matches_golden_under_backpressure(p):
     assert [tuple(int(v) for v in r) for r in got["res"]] == want
 
 
+def _shifts(p, logits):
+    """The serial unit's stage-4 shifts of one vector (``latency``'s ``shifts``): the first
+    pass's last class's and the second pass's total, from the golden model's exponents."""
+    if not p.serial:
+        return (0, 0)
+    t, _ = exponents(p, np.atleast_2d(logits))
+    l2s = log2_sum(p, exp2_neg(p, t).sum(axis=-1))
+
+    def shifts(x):
+        n = round_shift(x, p.loss_frac - p.exp_bits) >> p.exp_bits
+        return np.where(n >= p.prob_frac + 2, 0, n % 16)
+    return int(shifts(t[0, -1])), int(shifts(t[0] + l2s[0]).sum())
+
+
 @pytest.mark.parametrize("serial", [False, True])
 def test_loss_unit_throughput(serial):
     p = LossParams(serial=serial)
@@ -88,18 +103,23 @@ def test_loss_unit_throughput(serial):
              "zo": ZOSign.NONE, "zo_first": 0} for i in range(4)]
     got = _run(p, y, cmds)
     # documented: about latency() cycles per vector (the logit source stalls 1 in 5)
-    assert got["cycles"] <= 4 * (SoftmaxCrossEntropy.latency(p) + p.classes // 4 + 2)
+    logits = with_frozen(p, y, z0)
+    assert got["cycles"] <= sum(SoftmaxCrossEntropy.latency(p, shifts=_shifts(p, logits[i]))
+                                + p.classes // 4 + 2 for i in range(4))
 
 
-@pytest.mark.parametrize("dz,serial,documented", [(1, False, 43), (0, False, 43),
-                                                 (1, True, 191), (0, True, 191)])
-def test_loss_unit_latency(dz, serial, documented):
+@pytest.mark.parametrize("dz,serial,row,documented", [
+    (1, False, 3, 43), (0, False, 3, 43), (1, True, 3, 193), (0, True, 3, 179),
+    (1, True, 4, 193 + 2 + 40), (0, True, 4, 179 + 2)])
+def test_loss_unit_latency(dz, serial, row, documented):
     """One vector, logits back to back, outputs always ready: the result transfers on edge
-    ``latency`` counted from the first logit's (dz or not: the second pass takes the loss);
-    at 10 classes 3 * 10 + 13 cycles, serial 3 * 10 + 11 + 15 * 10."""
+    ``latency`` counted from the first logit's (parallel: dz or not, the second pass takes
+    the loss); at 10 classes 3 * 10 + 13 cycles; serial without dz 179 plus the first
+    pass's last shifts, with dz 14 more plus the second pass's shifts (``_shifts``: none
+    for row 3, whose other classes' probabilities are 0; 2 and 40 for row 4)."""
     p = LossParams(serial=serial)
     rng = np.random.default_rng(9)
-    y, z0, labels = (a[3:4] for a in _vectors(p, rng, 4))
+    y, z0, labels = (a[row:row + 1] for a in _vectors(p, rng, 5))
     dut = SoftmaxCrossEntropy(p)
     cmd = {"z0": [int(v) for v in z0[0]], "label": int(labels[0]), "dz": dz,
            "zo": ZOSign.MINUS, "zo_first": 1}
@@ -116,7 +136,9 @@ def test_loss_unit_latency(dz, serial, documented):
 
     simulate(dut, *loss_command_benches(dut, [cmd]), logits, dz_values, results,
              name="loss_latency")
-    assert got["cycles"] == SoftmaxCrossEntropy.latency(p) == documented
+    shifts = _shifts(p, with_frozen(p, y, z0)[0])
+    assert got["cycles"] == SoftmaxCrossEntropy.latency(p, dz=dz, shifts=shifts)
+    assert SoftmaxCrossEntropy.latency(p, dz=dz) + sum(shifts[:1 + dz]) == documented
     ref = softmax_xent(p, with_frozen(p, y, z0), labels)
     assert int(got["res"][0].zo_sum) == -int(ref.loss[0])
 

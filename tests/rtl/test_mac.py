@@ -29,6 +29,9 @@ LOWRANK_R = MacParams(lanes=4, taps=(8, 4), classes=3, adapter="lowrank", rank=3
 DENSE_ACC = MacParams(lanes=4, taps=(8, 4), classes=3, max_batch=4, acc_memory="bram")
 LOWRANK_ACC = MacParams(lanes=4, taps=(8, 4), classes=3, adapter="lowrank", rank=2,
                         max_batch=4, read_register=True, acc_memory="bram")
+#: perturbations shifted by multipliers (the both-modes 4-lane UP5K build)
+DENSE_MUL = MacParams(lanes=4, taps=(8, 4), classes=3, max_batch=4, acc_memory="bram",
+                      perturb_shifter="multipliers")
 
 
 def _rand(rng, shape, width):
@@ -163,7 +166,7 @@ def _load_ops(mac, mem):
 
 
 @pytest.mark.parametrize("mac,seed", [(DENSE, 1), (LOWRANK, 2), (LOWRANK_R, 3), (DENSE_ACC, 4),
-                                      (LOWRANK_ACC, 5)])
+                                      (LOWRANK_ACC, 5), (DENSE_MUL, 6)])
 def test_every_op_matches_golden(mac, seed):
     rng = np.random.default_rng(seed)
     lay = Layout(mac)
@@ -279,7 +282,8 @@ def test_whole_first_order_step_matches_golden(mac):
     assert got["flags"] == {"saturated": flags["saturated"], "error": 0, "framing": 0}
 
 
-@pytest.mark.parametrize("mac", [DENSE, LOWRANK], ids=["dense", "lowrank"])
+@pytest.mark.parametrize("mac", [DENSE, LOWRANK, DENSE_MUL],
+                         ids=["dense", "lowrank", "dense-shift-multipliers"])
 def test_whole_zeroth_order_step_matches_golden(mac):
     loss = LossParams(classes=mac.classes)
     n, zlr, eps = 4, 6, 3

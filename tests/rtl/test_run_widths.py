@@ -12,7 +12,7 @@ from fieldtune.rtl.cache.params import INDEX_WIDTH
 from fieldtune.rtl.csr.map import SocMap
 from fieldtune.rtl.params import (TrainParams, RUN_FIELDS, run_fields, run_register_names,
                                   run_field_lsb)
-from fieldtune.rtl.sequencer import RUN_CONFIG, Mode, Sequencer
+from fieldtune.rtl.sequencer import RUN_CONFIG, STORED_COUNTERS, Mode, Sequencer
 from fieldtune.rtl.soc import SoC
 
 
@@ -76,13 +76,15 @@ def test_the_sequencer_reads_the_run_registers_where_the_bank_stores_them(early_
     config = built(early_stop)
     soc_map = SocMap(config)
     stored = tuple(r.name for r in soc_map.registers if r.stored)
-    assert stored == run_register_names(early_stop)
+    # the run registers, then the counters the loss results add to (early_stop: last)
+    assert tuple(n for n in stored if n not in STORED_COUNTERS) == run_register_names(early_stop)
+    assert stored[len(run_register_names(False)):][:3] == STORED_COUNTERS
     for name, f in run_fields(early_stop).items():
         lsb, _ = soc_map.field(f.register, f.field)
         assert run_field_lsb(name) == lsb, name
     soc = SoC(config)
     seq = Sequencer(soc.mac, soc.loss, soc.cache, soc.perturb, soc.modes,
                     early_stop=early_stop)
-    assert seq.run_registers == stored
-    assert set(seq.check_order) == set(stored) - {"zo_step"}
+    assert seq.stored == stored and seq.run_registers == run_register_names(early_stop)
+    assert set(seq.check_order) == set(seq.run_registers) - {"zo_step"}
     assert seq.check_order[0] == "mode" and seq.check_order[-1] == "order"

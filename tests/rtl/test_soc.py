@@ -372,7 +372,7 @@ def test_register_map_is_data():
 ])
 def test_soc_configuration_errors(changes, message):
     with pytest.raises(ValueError, match=f"^{message}$"):
-        check_soc(DesignConfig().replace(**changes))
+        check_soc(DesignConfig().with_lanes(8).replace(**changes))
 
 
 def test_perturbation_dimension_must_cover_the_weights():
@@ -388,13 +388,15 @@ def test_documented_memory_map_is_the_generated_one():
     assert memory_map_markdown(SocMap(DesignConfig())) in doc
 
 
-@pytest.mark.parametrize("preset,changes,lanes", [
-    ("up5k", {}, 1),                                 # 8 lanes, a beat every 10 words
-    ("ecp5-85f", {}, 4),                             # 32 lanes, a beat every 10 words
-    ("up5k", {"mac": {"adapter": "lowrank"}, "perturb": {"dimension": 1056}}, 2),  # rank 4
-    ("up5k", {"cache": {"dequantizer_lanes": 8}}, 8),  # as configured
+@pytest.mark.parametrize("preset,width,changes,lanes", [
+    ("up5k", None, {}, 1),                           # 4 lanes, a beat every 10 words
+    ("up5k", 8, {}, 1),                              # 8 lanes, a beat every 10 words
+    ("ecp5-85f", None, {}, 4),                       # 32 lanes, a beat every 10 words
+    ("up5k", 8, {"mac": {"adapter": "lowrank"}, "perturb": {"dimension": 1056}}, 2),  # rank 4
+    ("up5k", 8, {"cache": {"dequantizer_lanes": 8}}, 8),  # as configured
 ])
-def test_dequantizer_as_narrow_as_the_mac_array_allows(preset, changes, lanes):
-    soc = SoC(DesignConfig.preset(preset).replace(**changes))
+def test_dequantizer_as_narrow_as_the_mac_array_allows(preset, width, changes, lanes):
+    config = DesignConfig.preset(preset)
+    soc = SoC((config.with_lanes(width) if width else config).replace(**changes))
     assert soc.cache.dequantizer_lanes == lanes
     assert soc.cache.beat_cycles <= Layout(soc.mac).regions[0].rows
