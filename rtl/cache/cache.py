@@ -424,7 +424,10 @@ class ForwardCache(CacheComponent):
                             m.d.sync += bad.eq(1)
                             m.next = "SKIP"
                         with m.Else():
-                            with m.If((element.data < 0) | (element.data >= C)):
+                            # 0 <= label < C: the label's bits, the others all zero
+                            bits = p.label_bits
+                            with m.If(element.data[bits:].any()
+                                      | (element.data[:bits] >= C)):
                                 m.d.sync += bad.eq(1)
                             m.next = "DRAIN"
                     with m.Elif(element.last):

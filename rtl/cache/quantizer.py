@@ -185,9 +185,14 @@ class Quantizer(CacheComponent):
         narrow = Signal(signed(p.in_width))     # saturated to in_width
         x = Signal(signed(p.in_width))          # and clamped to 0 for an unsigned code book
         saturated = Signal()
-        m.d.comb += [narrow.eq(Mux(raw > hi, hi, Mux(raw < lo, lo, raw))),
-                     x.eq(Mux(narrow < 0, 0, narrow) if p.unsigned else narrow),
-                     saturated.eq((raw > hi) | (raw < (0 if p.unsigned else lo)))]
+        # comparisons with constants on bits, not carry chains; a full-width input has
+        # nothing to saturate
+        over = (raw > hi) if p.in_width < ELEMENT_WIDTH else Const(0)
+        under = (raw < lo) if p.in_width < ELEMENT_WIDTH else Const(0)
+        negative = raw[-1]
+        m.d.comb += [narrow.eq(Mux(over, hi, Mux(under, lo, raw))),
+                     x.eq(Mux(negative, 0, narrow) if p.unsigned else narrow),
+                     saturated.eq(over | (negative if p.unsigned else under))]
 
         count = Signal(SATURATION_BITS)
         bump = Signal()
@@ -313,7 +318,9 @@ class Quantizer(CacheComponent):
         scaled = scaling & ~shift
         # DIVIDE: t = 2R + the value's bit below its sign (bit E - 7 is the last fed; below
         # bit 0 zeros, not the quotient bits that have come round); a quotient bit t >= M
-        fed = Cat(value[w - 2] & (steps >= LEVEL_FRAC + 1), remainder)
+        assert LEVEL_FRAC + 1 == 0b111                 # steps >= 7, on bits
+        data = steps[3:].any() | steps[:3].all()
+        fed = Cat(value[w - 2] & data, remainder)
         difference = Signal(signed(MANT_BITS + 2))
         quotient_bit = Signal()
         m.d.comb += [difference.eq(fed - mant), quotient_bit.eq(~difference[-1])]
