@@ -246,7 +246,8 @@ PRESETS = {
                                   ("ecp5-45f", "ulx3s-45f", 16),
                                   ("orangecrab-25f", "orangecrab-25f", 16))},
     "up5k-fo": {"board": "icebreaker", "clock_mhz": 18.0, **_lanes(4),
-                "soc": {"modes": ["fo"]}, "mac": {"lanes": 4, "acc_memory": "bram"}},
+                "soc": {"modes": ["fo"]},
+                "mac": {"lanes": 4, "acc_memory": "bram", "perturb_shifter": "logic"}},
     "tiny": {"board": "icebreaker", **_lanes(4),
              "perturb": {"lanes": 4, "pool_size": 64}},
 }

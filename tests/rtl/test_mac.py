@@ -341,10 +341,14 @@ def test_r1_zeroth_order_step_cycles():
     cycles = zo_step_cycles(mac, loss, 2)
     assert batch_words(mac, 2) / cycles >= 0.93
     # the serial loss unit (the default: the UP5K's) costs its longer latency once per step,
-    # nothing more (0.87 of the words at batch 2; about 1.5 % more at R1's batch of 16)
+    # nothing more (0.87 of the words at batch 2; about 1.5 % more at R1's batch of 16): a
+    # zeroth-order vector asks for no dz, and its last class's shifts depend on the data
+    # (0 to 15, SoftmaxCrossEntropy.latency)
     serial = LossParams()
-    assert zo_step_cycles(mac, serial, 2) == cycles + (SoftmaxCrossEntropy.latency(serial)
-                                                       - SoftmaxCrossEntropy.latency(loss))
+    extra = zo_step_cycles(mac, serial, 2) - cycles
+    fewest, most = (SoftmaxCrossEntropy.latency(serial, dz=False, shifts=(last, 0))
+                    - SoftmaxCrossEntropy.latency(loss) for last in (0, 15))
+    assert fewest <= extra <= most
 
 
 @pytest.mark.slow
