@@ -232,9 +232,9 @@ def _ecp5(board, lanes):
 #: R1's 224 features: 32 would need 32), measured at 60 and 48 MHz.
 #: ``tiny``: 4 lanes, 64-value pool; small enough for quick simulations.
 #: ``up5k-fo``: the iCEBreaker design that fits today (issue 9): first order only, 4 lanes,
-#: row accumulators in block RAM, SoC at 18 MHz (3 Mbaud = 6 clocks a bit); 5,202 of 5,280
-#: logic cells with the host link, 21.3 MHz placed and routed (docs/benchmarks.md). Both
-#: modes at 8 lanes need about 7,100 cells.
+#: row accumulators in block RAM, SoC at 18 MHz (3 Mbaud = 6 clocks a bit); 4,712 of 5,280
+#: logic cells with the host link, 21.56 MHz placed and routed (docs/benchmarks.md). Both
+#: modes (``up5k``, 4 lanes) need 5,787 cells with the host link, at 8 lanes about 7,100.
 #: The ECP5 presets keep the loss unit's pipelined ``log2 e`` multiplication (``[loss]
 #: serial = false``): their forwards are shorter than the serial unit's 190 cycles.
 PRESETS = {
