@@ -32,8 +32,8 @@ def sections(**changes):
      "cache.classes must be 10 (loss.classes), not 8"),
 ])
 def test_one_wording_for_configuration_and_soc(changes, bare, message):
-    with pytest.raises(ValueError) as from_config:
-        DesignConfig().replace(**changes)
+    with pytest.raises(ValueError) as from_config:     # the blocks' own default: 8 lanes
+        DesignConfig().with_lanes(8).replace(**changes)
     with pytest.raises(ValueError) as from_soc:
         check_soc(sections(**bare))
     assert str(from_config.value) == str(from_soc.value) == message
