@@ -94,11 +94,10 @@ class DesignConfig:
             raise ValueError(f"cache.memory must be 'bram' on board {self.board!r} (its FPGA "
                              f"has no SPRAM), not 'spram'")
         # Perturbations shifted by multipliers take a second one per MAC lane.
-        dsps = self._dsps()
-        if self.mac.perturb_shifter == "multipliers" and 2 * self.mac.lanes > dsps:
+        if self.mac.perturb_shifter == "multipliers" and not self._shifters_fit(self.mac.lanes):
             raise ValueError(f"mac.perturb_shifter must be 'logic' on board {self.board!r} at "
                              f"{self.mac.lanes} lanes (2 multipliers a lane, its FPGA has "
-                             f"{dsps}), not 'multipliers'")
+                             f"{self._dsps()}), not 'multipliers'")
         if not isinstance(self.train, TrainParams):
             raise ValueError(f"train must be a TrainParams, not {type(self.train).__name__}")
         # Lanes, taps and classes agree (fieldtune.rtl.crossblock, the rules' one home); the
@@ -184,12 +183,16 @@ class DesignConfig:
         multipliers (``mac.perturb_shifter``, two multipliers a lane) becomes one in logic where
         the board's FPGA has too few multipliers for ``lanes``."""
         mac = {"lanes": lanes}
-        if self.mac.perturb_shifter == "multipliers" and 2 * lanes > self._dsps():
+        if self.mac.perturb_shifter == "multipliers" and not self._shifters_fit(lanes):
             mac["perturb_shifter"] = "logic"
         return self.replace(perturb={"lanes": lanes}, cache={"lanes": lanes}, mac=mac)
 
     def _dsps(self):
         return DEVICES[BOARDS[self.board].device].dsps
+
+    def _shifters_fit(self, lanes):
+        """The board's FPGA has the two multipliers a lane that shifters in multipliers take."""
+        return 2 * lanes <= self._dsps()
 
     def to_dict(self):
         out = {"board": self.board}
@@ -215,7 +218,8 @@ def _ecp5(board, lanes):
     """An ECP5 board's preset: the cache in block RAM, the MAC array's read register on and its
     accumulators and perturbation shifters in logic (flip-flops are plenty there, time is
     not), the loss unit's pipelined ``log2 e`` multiplication."""
-    return {"board": board, **_lanes(lanes), "cache": {"lanes": lanes, "memory": "bram"},
+    return {"board": board, "perturb": {"lanes": lanes},
+            "cache": {"lanes": lanes, "memory": "bram"},
             "mac": {"lanes": lanes, "read_register": True, "acc_memory": "flops",
                     "perturb_shifter": "logic"},
             "loss": {"serial": False}}
