@@ -139,10 +139,18 @@ class ECP5PLL:
         # ecppll's tie-break: the VCO nearest the middle of its range.
         return abs(self.f_vco - 600)
 
-    def instance(self, clk_in, clk_out, lock):
-        """The ``EHXPLLL`` driving ``clk_out`` from the clock signal ``clk_in``."""
+    def instance(self, clk_in, clk_out, lock, *, secondary=None):
+        """The ``EHXPLLL`` driving ``clk_out`` from the clock signal ``clk_in``. ``secondary``:
+        ``(clock, divider)`` for a second output (CLKOS) at ``f_vco / divider``; each output's
+        coarse phase is its divider - 1 (no shift), so the two outputs' edges align."""
+        extra = {}
+        if secondary is not None:
+            clk_os, div = secondary
+            extra = dict(a_FREQUENCY_PIN_CLKOS=f"{self.f_vco / div:g}", p_CLKOS_ENABLE="ENABLED",
+                         p_CLKOS_DIV=div, p_CLKOS_CPHASE=div - 1, p_CLKOS_FPHASE=0,
+                         i_ENCLKOS=Const(0), o_CLKOS=clk_os)
         return Instance(
-            "EHXPLLL",
+            "EHXPLLL", **extra,
             a_FREQUENCY_PIN_CLKI=f"{self.f_in:g}", a_FREQUENCY_PIN_CLKOP=f"{self.f_out:g}",
             a_ICP_CURRENT="12", a_LPF_RESISTOR="8", a_MFG_ENABLE_FILTEROPAMP="1",
             a_MFG_GMCREF_SEL="2",

@@ -25,7 +25,7 @@ sends it again), so the core's ``ferr`` and ``lost`` flags stay 0.
   and it requests the board's ``usb`` resource (d_p, d_n, pullup) itself.
 """
 
-from amaranth.hdl import Cat, ClockDomain, ClockSignal, Const, Elaboratable, Instance, Module
+from amaranth.hdl import Cat, ClockDomain, ClockSignal, Const, Elaboratable, Module
 from amaranth.hdl import Signal
 from amaranth.lib import data, io, stream, wiring
 from amaranth.lib.cdc import ResetSynchronizer
@@ -33,6 +33,7 @@ from amaranth.lib.fifo import AsyncFIFO
 from amaranth.lib.wiring import In, Out
 
 from ..rtl.host.link import HostCore
+from .pll import ECP5PLL
 from ..rtl.soc import SoC
 
 
@@ -115,25 +116,10 @@ class USBSerialBridge(wiring.Component):
 
 
 def usb_pll(clk_in, clk_io, clk_usb, lock):
-    """An ``EHXPLLL``: 48 MHz in, ``clk_io`` 48 MHz (CLKOP, the feedback) and ``clk_usb``
-    12 MHz (CLKOS), VCO 576 MHz; both outputs' coarse phase is their divider - 1 (no shift),
-    so their edges align."""
-    return Instance(
-        "EHXPLLL",
-        a_FREQUENCY_PIN_CLKI="48", a_FREQUENCY_PIN_CLKOP="48", a_FREQUENCY_PIN_CLKOS="12",
-        a_ICP_CURRENT="12", a_LPF_RESISTOR="8", a_MFG_ENABLE_FILTEROPAMP="1",
-        a_MFG_GMCREF_SEL="2",
-        p_PLLRST_ENA="DISABLED", p_INTFB_WAKE="DISABLED", p_STDBY_ENABLE="DISABLED",
-        p_DPHASE_SOURCE="DISABLED", p_OUTDIVIDER_MUXA="DIVA", p_OUTDIVIDER_MUXB="DIVB",
-        p_OUTDIVIDER_MUXC="DIVC", p_OUTDIVIDER_MUXD="DIVD",
-        p_CLKI_DIV=1, p_CLKFB_DIV=1, p_FEEDBK_PATH="CLKOP",
-        p_CLKOP_ENABLE="ENABLED", p_CLKOP_DIV=12, p_CLKOP_CPHASE=11, p_CLKOP_FPHASE=0,
-        p_CLKOS_ENABLE="ENABLED", p_CLKOS_DIV=48, p_CLKOS_CPHASE=47, p_CLKOS_FPHASE=0,
-        i_RST=Const(0), i_STDBY=Const(0), i_CLKI=clk_in, i_CLKFB=clk_io,
-        i_PHASESEL0=Const(0), i_PHASESEL1=Const(0), i_PHASEDIR=Const(0),
-        i_PHASESTEP=Const(0), i_PHASELOADREG=Const(0), i_PLLWAKESYNC=Const(0),
-        i_ENCLKOP=Const(0), i_ENCLKOS=Const(0),
-        o_CLKOP=clk_io, o_CLKOS=clk_usb, o_LOCK=lock)
+    """An ``EHXPLLL`` (:class:`~.pll.ECP5PLL`): 48 MHz in, ``clk_io`` 48 MHz (CLKOP, the
+    feedback) and ``clk_usb`` 12 MHz (CLKOS), VCO 576 MHz; the outputs' edges align."""
+    pll = ECP5PLL(48.0, clki_div=1, clkfb_div=1, clkop_div=12)
+    return pll.instance(clk_in, clk_io, lock, secondary=(clk_usb, 48))
 
 
 class USBClocks(Elaboratable):
