@@ -343,8 +343,7 @@ class AdapterMACArray(wiring.Component):
         # -- ops: taken into a one-deep queue (with everything derived from them), promoted
         # to the current op when the previous one issues its last word --------------------
         OPX = data.StructLayout({
-            "op": MAC_OP, "rows": range(max_rows + 1), "beats": range(max_k + 1),
-            "outputs": range(max_out + 1), "is_b": 1, "uses_x": 1, "uses_z": 1,
+            "op": MAC_OP, "is_b": 1, "uses_x": 1, "uses_z": 1,
             "reads_coef": 1, "coef_need": range(cdepth + max_out + 1),
             "drain_first": 1,           # wait for an empty pipeline before the first word
             "base": range(lay.words + 1),
@@ -356,7 +355,12 @@ class AdapterMACArray(wiring.Component):
         cur = curx.op
         active = Signal()
         started = Signal()
-        rows, beats, outputs, is_b = curx.rows, curx.beats, curx.outputs, curx.is_b
+        # an op's rows, beats and outputs are its region's: constants chosen by ``is_b``
+        def dims(x):
+            return (Mux(x.is_b, rb.rows, ra.rows), Mux(x.is_b, rb.beats, ra.beats),
+                    Mux(x.is_b, rb.outputs, ra.outputs))
+        rows, beats, outputs = dims(curx)
+        is_b = curx.is_b
         uses_x, uses_z = curx.uses_x, curx.uses_z
 
         # the walk: beat k, row r; groups of beats (low-rank A: one per tap) with their
@@ -415,7 +419,7 @@ class AdapterMACArray(wiring.Component):
         okx = Signal(OPX)
         m.d.comb += okx.eq(Mux(active, curx, nxt))
         m.d.sync += ok_r.eq(
-            ~((okx.op.op == Op.MATVEC) & (okx.op.dest == Dest.OUT) & (credits < okx.outputs))
+            ~((okx.op.op == Op.MATVEC) & (okx.op.dest == Dest.OUT) & (credits < dims(okx)[2]))
             & ~(okx.reads_coef & (coef_wp < okx.coef_need)))
         m.d.comb += op_ok.eq(ok_r & ~((curx.drain_first | need_drain) & ~drained))
 
@@ -463,6 +467,7 @@ class AdapterMACArray(wiring.Component):
         b.go, b.is_b, b.k, b.kg, b.kind, b.last_k = go, is_b, k, kg, kind, last_k
         b.last_kg, b.last_row, b.last_token, b.load_take = last_kg, last_row, last_token, load_take
         b.first_row, b.x_taking = first_row, x_taking
+        b.dims = dims
         b.need_drain, b.nxt, b.nxt_valid, b.nxt_wait = need_drain, nxt, nxt_valid, nxt_wait
         b.outputs, b.r, b.rows, b.serial_busy, b.started = outputs, r, rows, serial_busy, started
         b.uses_z, b.word = uses_z, word
@@ -552,7 +557,7 @@ class AdapterMACArray(wiring.Component):
                               else ra.groups[0][1])
                 m.d.sync += [curx.eq(nxt), active.eq(1), started.eq(0), k.eq(0), r.eq(0),
                              word.eq(nxt.base),
-                             last_row.eq(nxt.rows == 1), last_k.eq(nxt.beats == 1),
+                             last_row.eq(b.dims(nxt)[0] == 1), last_k.eq(b.dims(nxt)[1] == 1),
                              b.first_row.eq(1),
                              first_kg.eq(1)]
                 if b.grouped:
@@ -570,7 +575,6 @@ class AdapterMACArray(wiring.Component):
         # derived from them --------------------------------------------------------------
         op = self.cmd.payload
         p_b = (op.region == Region.B) if lowrank else Const(0)
-        p_rows = Mux(p_b, rb.rows, ra.rows)
         p_outputs = Mux(p_b, rb.outputs, ra.outputs)
         p_beats = Mux(p_b, rb.beats, ra.beats)
         p_small = Mux(p_b, rb.words <= WRITE_STAGE, ra.words <= WRITE_STAGE)
@@ -598,7 +602,6 @@ class AdapterMACArray(wiring.Component):
         with m.If(take & ~bad):
             m.d.sync += [
                 nxt_valid.eq(1), nxt.op.eq(op),
-                nxt.rows.eq(p_rows), nxt.beats.eq(p_beats), nxt.outputs.eq(p_outputs),
                 nxt.is_b.eq(p_b), nxt.base.eq(Mux(p_b, rb.base, ra.base)),
                 nxt.uses_x.eq(is_mv_up & (op.operand == Operand.STREAM)),
                 nxt.uses_z.eq(((op.op == Op.MATVEC) & (op.perturb != Perturb.NONE))
