@@ -142,7 +142,10 @@ class AdapterMACArray(wiring.Component):
     then) at stage 4 and writes it in the same cycle; INIT and LOAD write at stage 1; other
     ops wait up to 3 cycles after an UPDATE (the read port), and ops on regions of at most
     4 words wait for an empty pipeline (so no word is read before an earlier op has written
-    it). (Stages counted without the optional read register, which adds one or two.)
+    it). A queued UPDATE's scaled immediate (one register, :meth:`_scaling`) is written no
+    earlier than the cycle after a current immediate UPDATE's last word issued, so such an
+    UPDATE right behind another waits at most that cycle more. (Stages counted without the
+    optional read register, which adds one or two.)
     """
 
     def __init__(self, params: MacParams):
@@ -334,17 +337,15 @@ class AdapterMACArray(wiring.Component):
         """The one-deep op queue and the current op, with the op-level start conditions
         and the issue condition ``go``."""
         LATE_READ, c_rd, caddr_w, cdepth = b.LATE_READ, b.c_rd, b.caddr_w, b.cdepth
-        cw, framing_event, lay, lowrank, m = b.cw, b.framing_event, b.lay, b.lowrank, b.m
+        framing_event, lay, lowrank, m = b.framing_event, b.lay, b.lowrank, b.m
         max_k, max_out, max_rows, ra, rb = b.max_k, b.max_out, b.max_rows, b.ra, b.rb
         valid, w_rd = b.valid, b.w_rd
         # -- ops: taken into a one-deep queue (with everything derived from them), promoted
         # to the current op when the previous one issues its last word --------------------
         OPX = data.StructLayout({
-            "op": MAC_OP, "rows": range(max_rows + 1), "beats": range(max_k + 1),
-            "outputs": range(max_out + 1), "is_b": 1, "uses_x": 1, "uses_z": 1,
+            "op": MAC_OP, "is_b": 1, "uses_x": 1, "uses_z": 1,
             "reads_coef": 1, "coef_need": range(cdepth + max_out + 1),
             "drain_first": 1,           # wait for an empty pipeline before the first word
-            "imm": signed(cw),          # the immediate coefficient, already scaled
             "base": range(lay.words + 1),
         })
         nxt = Signal(OPX)
@@ -354,7 +355,12 @@ class AdapterMACArray(wiring.Component):
         cur = curx.op
         active = Signal()
         started = Signal()
-        rows, beats, outputs, is_b = curx.rows, curx.beats, curx.outputs, curx.is_b
+        # an op's rows, beats and outputs are its region's: constants chosen by ``is_b``
+        def dims(x):
+            return (Mux(x.is_b, rb.rows, ra.rows), Mux(x.is_b, rb.beats, ra.beats),
+                    Mux(x.is_b, rb.outputs, ra.outputs))
+        rows, beats, outputs = dims(curx)
+        is_b = curx.is_b
         uses_x, uses_z = curx.uses_x, curx.uses_z
 
         # the walk: beat k, row r; groups of beats (low-rank A: one per tap) with their
@@ -413,7 +419,7 @@ class AdapterMACArray(wiring.Component):
         okx = Signal(OPX)
         m.d.comb += okx.eq(Mux(active, curx, nxt))
         m.d.sync += ok_r.eq(
-            ~((okx.op.op == Op.MATVEC) & (okx.op.dest == Dest.OUT) & (credits < okx.outputs))
+            ~((okx.op.op == Op.MATVEC) & (okx.op.dest == Dest.OUT) & (credits < dims(okx)[2]))
             & ~(okx.reads_coef & (coef_wp < okx.coef_need)))
         m.d.comb += op_ok.eq(ok_r & ~((curx.drain_first | need_drain) & ~drained))
 
@@ -461,6 +467,7 @@ class AdapterMACArray(wiring.Component):
         b.go, b.is_b, b.k, b.kg, b.kind, b.last_k = go, is_b, k, kg, kind, last_k
         b.last_kg, b.last_row, b.last_token, b.load_take = last_kg, last_row, last_token, load_take
         b.first_row, b.x_taking = first_row, x_taking
+        b.dims = dims
         b.need_drain, b.nxt, b.nxt_valid, b.nxt_wait = need_drain, nxt, nxt_valid, nxt_wait
         b.outputs, b.r, b.rows, b.serial_busy, b.started = outputs, r, rows, serial_busy, started
         b.uses_z, b.word = uses_z, word
@@ -550,7 +557,7 @@ class AdapterMACArray(wiring.Component):
                               else ra.groups[0][1])
                 m.d.sync += [curx.eq(nxt), active.eq(1), started.eq(0), k.eq(0), r.eq(0),
                              word.eq(nxt.base),
-                             last_row.eq(nxt.rows == 1), last_k.eq(nxt.beats == 1),
+                             last_row.eq(b.dims(nxt)[0] == 1), last_k.eq(b.dims(nxt)[1] == 1),
                              b.first_row.eq(1),
                              first_kg.eq(1)]
                 if b.grouped:
@@ -568,7 +575,6 @@ class AdapterMACArray(wiring.Component):
         # derived from them --------------------------------------------------------------
         op = self.cmd.payload
         p_b = (op.region == Region.B) if lowrank else Const(0)
-        p_rows = Mux(p_b, rb.rows, ra.rows)
         p_outputs = Mux(p_b, rb.outputs, ra.outputs)
         p_beats = Mux(p_b, rb.beats, ra.beats)
         p_small = Mux(p_b, rb.words <= WRITE_STAGE, ra.words <= WRITE_STAGE)
@@ -596,7 +602,6 @@ class AdapterMACArray(wiring.Component):
         with m.If(take & ~bad):
             m.d.sync += [
                 nxt_valid.eq(1), nxt.op.eq(op),
-                nxt.rows.eq(p_rows), nxt.beats.eq(p_beats), nxt.outputs.eq(p_outputs),
                 nxt.is_b.eq(p_b), nxt.base.eq(Mux(p_b, rb.base, ra.base)),
                 nxt.uses_x.eq(is_mv_up & (op.operand == Operand.STREAM)),
                 nxt.uses_z.eq(((op.op == Op.MATVEC) & (op.perturb != Perturb.NONE))
@@ -620,6 +625,14 @@ class AdapterMACArray(wiring.Component):
         batch_now, c_wr, caddr_w, coef_wp, cw = b.batch_now, b.c_wr, b.caddr_w, b.coef_wp, b.cw
         dz_cshift, err_events, lay, m, sat_flag = b.dz_cshift, b.err_events, b.lay, b.m, b.sat_flag
         take, bad, nxt, nxt_wait, op = b.take, b.bad, b.nxt, b.nxt_wait, self.cmd.payload
+        # the scaled immediate, held once (not in the queued op and again in the current
+        # one): a queued UPDATE's replaces it only while the current op does not read it,
+        # i.e. from the cycle after a current immediate UPDATE's last word issued (stage 1
+        # reads it then, the write lands at that cycle's end)
+        b.imm = imm = Signal(signed(cw))
+        imm_busy = Signal()
+        m.d.comb += imm_busy.eq(b.active & (b.cur.op == Op.UPDATE)
+                                & (b.cur.coef_source == CoefSource.IMM))
         m.submodules.scaler = scaler = Pow2Scaler(cw)
         # an UPDATE with an immediate waits in the queue for it (one per zeroth-order step)
         imm_sent = Signal()             # it is in the scaler
@@ -646,10 +659,10 @@ class AdapterMACArray(wiring.Component):
         ser_data = Signal(signed(cw))
         coef_over = Signal()
         result = scaler.o.payload
-        m.d.comb += scaler.o.ready.eq(job_imm | ~(ser_we | b.queue_we))
+        m.d.comb += scaler.o.ready.eq(Mux(job_imm, ~imm_busy, ~(ser_we | b.queue_we)))
         done = scaler.o.valid & scaler.o.ready
         with m.If(done & job_imm):
-            m.d.sync += [nxt.imm.eq(result.value), nxt_wait.eq(0)]
+            m.d.sync += [imm.eq(result.value), nxt_wait.eq(0)]
         clamped = sat_flag()
         m.d.comb += clamped.eq(done & result.clamped)
         with m.If(b.queue_we):
@@ -670,7 +683,7 @@ class AdapterMACArray(wiring.Component):
 
     def _operands(self, b):
         """Stage 0 -> 1: the operands that come with the token; the optional read register."""
-        L, R, bw, c_rd, cur, curx, fw, inner = b.L, b.R, b.bw, b.c_rd, b.cur, b.curx, b.fw, b.inner
+        L, R, bw, c_rd, cur, fw, inner = b.L, b.R, b.bw, b.c_rd, b.cur, b.fw, b.inner
         k, kind, lay, lowrank, m = b.k, b.kind, b.lay, b.lowrank, b.m
         uses_z, w_rd, zalign, go, dlane = b.uses_z, b.w_rd, b.zalign, b.go, b.dlane
         # -- stage 0 -> 1: operands that come with the token --------------------------------
@@ -691,12 +704,12 @@ class AdapterMACArray(wiring.Component):
         m.d.sync += s1_wen.eq(Mux(kind == Op.LOAD, 1 << dlane, (1 << L) - 1))
         if R:
             s1_op = Signal(MAC_OP)
-            s1_imm = Signal.like(curx.imm)
-            m.d.sync += [s1_op.eq(cur), s1_imm.eq(curx.imm)]
+            s1_imm = Signal.like(b.imm)
+            m.d.sync += [s1_op.eq(cur), s1_imm.eq(b.imm)]
         else:
             # an op stays current until the cycle after its last word issued (promotion
             # waits for that), so stage 1 reads its fields without a copy
-            s1_op, s1_imm = cur, curx.imm
+            s1_op, s1_imm = cur, b.imm
         if lowrank:
             beat_vals = [Array((local[kk * L + l] if kk * L + l < inner else Const(0, fw))
                                for kk in range(lay.local_beats)) for l in range(L)]
