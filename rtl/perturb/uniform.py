@@ -28,9 +28,8 @@ def uniform_magnitude(params, bits):
     m = bits[:u]
     odd = Cat(Const(1, 1), m[:u - 1] ^ m[u - 1].replicate(u - 1))     # |r|, unsigned
     if params.scaling == "none":
-        return (odd + (1 << (u - f - 1))) >> (u - f) if u > f else odd
-    return (const_mul(odd, SQRT3_MUL) + (1 << (u + SQRT3_SHIFT - f - 1))) >> (
-        u + SQRT3_SHIFT - f)
+        return round_half_away(odd, max(u - f, 0))
+    return round_half_away(const_mul(odd, SQRT3_MUL), u + SQRT3_SHIFT - f)
 
 
 class UniformShaper(Shaper):
