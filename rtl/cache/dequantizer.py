@@ -135,6 +135,11 @@ class Dequantizer(CacheComponent):
         })
 
     @property
+    def _nonnegative(self):
+        """Every value is ``>= 0`` (an unsigned 4-bit code book): the datapath is unsigned."""
+        return self.params.scaled and self.params.unsigned
+
+    @property
     def _side_early(self):
         """The side fields (beat, error, side) are set from the beat register
         when a beat's last group leaves it, not carried down the pipeline: possible when a
@@ -217,11 +222,13 @@ class Dequantizer(CacheComponent):
         real_lanes = lay.features - last_beat * L   # lanes holding features in the last beat
         if p.scaled:
             lw = level_width(p.codebook)
-            table = Array(Const(v, signed(lw)) for v in LEVELS[p.codebook])
+            # an unsigned code book's levels, products and sums need no sign bit
+            level_shape = unsigned(lw - 1) if self._nonnegative else signed(lw)
+            table = Array(Const(v, level_shape) for v in LEVELS[p.codebook])
         else:
-            lw = cb
+            level_shape = signed(cb)
         slot_layout = data.StructLayout({"mant": MANT_BITS, "exp": EXP_BITS})
-        levels = Signal(data.ArrayLayout(signed(lw), P))
+        levels = Signal(data.ArrayLayout(level_shape, P))
         zeros = Signal(P)
         scales = Signal(data.ArrayLayout(slot_layout, P))
         for u in range(P):
@@ -253,7 +260,8 @@ class Dequantizer(CacheComponent):
         P = p.dq_lanes
         lw = len(s2["levels"][0])
         shift, pre = self._shifts()
-        products = Signal(data.ArrayLayout(signed(lw + MANT_BITS + 1), P))
+        products = Signal(data.ArrayLayout(unsigned(lw + MANT_BITS) if self._nonnegative
+                                           else signed(lw + MANT_BITS + 1), P))
         rights = Signal(data.ArrayLayout(range(pre - shift + 1), P))
         for u in range(P):
             if p.scaled:
@@ -284,7 +292,9 @@ class Dequantizer(CacheComponent):
         round half up (add half an output LSB, drop it)."""
         P = self.params.dq_lanes
         _, pre = self._shifts()
-        rounded = Signal(data.ArrayLayout(signed(len(s2["products"][0]) + pre + 2), P))
+        width = len(s2["products"][0]) + pre + 1
+        rounded = Signal(data.ArrayLayout(unsigned(width) if self._nonnegative
+                                          else signed(width + 1), P))
         for u in range(P):
             twice = (s2["products"][u] << (pre + 1)) >> s2["rights"][u]
             m.d.comb += rounded[u].eq((twice + 1) >> 1)
@@ -303,8 +313,11 @@ class Dequantizer(CacheComponent):
         for u in range(P):
             y = s3["rounded"][u]
             top = y[p.out_width - 1:]          # fits iff these bits are all equal
-            fits = (top == 0) | (top == (1 << len(top)) - 1)
-            saturated.append(Mux(fits, y, Mux(y[-1], lo, hi)))
+            if self._nonnegative:
+                saturated.append(Mux(top == 0, y, hi))
+            else:
+                fits = (top == 0) | (top == (1 << len(top)) - 1)
+                saturated.append(Mux(fits, y, Mux(y[-1], lo, hi)))
         with m.If(advance & s3_valid):
             if 1 < n and n * P == L:
                 # each group enters the top lanes and the earlier ones move down: after the

@@ -901,7 +901,7 @@ class AdapterMACArray(wiring.Component):
         L, LATE_READ, S, UPDATE_ADD = b.L, b.LATE_READ, b.S, b.UPDATE_ADD
         SAT, cs, ctl, written, m, s4_p = b.SAT, b.cs, b.ctl, b.written, b.m, b.s4_p
         term, cin, upd_write = b.s1_z, b.s1_neg, b.upd_write
-        valid, w_rd, w_wr, WRITE_STAGE = b.valid, b.w_rd, b.w_wr, b.WRITE_STAGE
+        valid, w_rd, w_wr = b.valid, b.w_rd, b.w_wr
         # W - round_half_up(p / 2**S) = floor((2W - p') / 2) with p' = p >> (S - 1)
         # = W + ~(p' >> 1) + ~p'[0]: the product's complement and a carry-in, added to the
         # word read again by the lane's one adder (_perturb_stage; the complement is taken
@@ -913,17 +913,38 @@ class AdapterMACArray(wiring.Component):
         with m.If(upd_in):
             for l in range(L):
                 m.d.sync += [term[l].eq(~s4_p[l][S:].as_signed()), cin[l].eq(~s4_p[l][S - 1])]
-        cl, cu = ctl[LATE_READ], ctl[WRITE_STAGE]
+        cl = ctl[LATE_READ]
         late_read = valid[LATE_READ] & (cl.op == Op.UPDATE)
+        sat_write = valid[SAT] & ((cs.op == Op.INIT) | (cs.op == Op.LOAD))
+        late_word, write_word = self._written_words(b, late_read, sat_write)
         with m.If(late_read):
-            m.d.comb += w_rd.addr.eq(cl.word)
-        m.d.comb += w_wr.data.eq(Cat(*written))
+            m.d.comb += w_rd.addr.eq(late_word)
+        m.d.comb += [w_wr.data.eq(Cat(*written)), w_wr.addr.eq(write_word)]
         with m.If(upd_write):
-            m.d.comb += [w_wr.addr.eq(cu.word), w_wr.en.eq(-1)]
-        with m.Elif(valid[SAT] & ((cs.op == Op.INIT) | (cs.op == Op.LOAD))):
-            m.d.comb += [w_wr.addr.eq(cs.word), w_wr.en.eq(b.wen)]
-        with m.Else():
-            m.d.comb += w_wr.addr.eq(cs.word)
+            m.d.comb += w_wr.en.eq(-1)
+        with m.Elif(sat_write):
+            m.d.comb += w_wr.en.eq(b.wen)
+
+    def _written_words(self, b, late_read, sat_write):
+        """The words an UPDATE reads again (at LATE_READ) and the words written (INIT and
+        LOAD at SAT, UPDATE at WRITE_STAGE): the token's word, or with one region (dense)
+        counters of those events: every op walks the whole region in order, and writes
+        happen in program order (an op waits for the read port after an UPDATE, so its
+        first write at SAT comes after the UPDATE's last at WRITE_STAGE), so the n-th word
+        written since an op began is word n. An abort resets them with the pipeline."""
+        m, ctl = b.m, b.ctl
+        cl, cu, cs = ctl[b.LATE_READ], ctl[b.WRITE_STAGE], ctl[b.SAT]
+        if b.lowrank:
+            return cl.word, Mux(b.upd_write, cu.word, cs.word)
+        words = b.lay.words
+        late_word = Signal(range(words), name="late_word")
+        write_word = Signal(range(words), name="write_word")
+        # LOAD writes a word lane by lane: the word is done with its last lane
+        done = b.upd_write | (sat_write & ((cs.op != Op.LOAD) | b.wen[-1]))
+        for counter, step in ((late_word, late_read), (write_word, done)):
+            with m.If(step):
+                m.d.sync += counter.eq(Mux(counter == words - 1, 0, counter + 1))
+        return late_word, write_word
 
     def _matvec_path(self, b):
         """Matrix-vector path: adder tree, row accumulators, narrowing."""
@@ -1000,13 +1021,16 @@ class AdapterMACArray(wiring.Component):
         """Row accumulators in a block RAM (``accs_norw``), addressed by row: a word's row
         is read as the word enters the stage before ACC_STAGE and written with its new sum
         at ACC_STAGE; a group's first beat adds to half an output LSB instead of what is
-        stored (so nothing needs clearing, after an abort either). No read meets a write to
+        stored (so nothing needs clearing, after an abort either): it reads entry ``rows``,
+        which holds that constant (an address multiplexer, not one on the 40-bit sum's
+        input). No read meets a write to
         its row: consecutive words of one row are ``rows >= 2`` words apart (``acc_memory``
         is checked for that), and the pipeline advances every cycle."""
         m, p, max_rows, total = b.m, b.p, b.max_rows, b.total
         ca, va = b.ctl[b.ACC_STAGE], b.valid[b.ACC_STAGE]
-        m.submodules.accs_norw = mem = Memory(shape=signed(p.acc_width), depth=max_rows,
-                                              init=[], attrs={"ram_style": "block"})
+        m.submodules.accs_norw = mem = Memory(shape=signed(p.acc_width), depth=max_rows + 1,
+                                              init=[0] * max_rows + [half_lsb],
+                                              attrs={"ram_style": "block"})
         rd, wr = mem.read_port(), mem.write_port()
         if b.lowrank:
             rd_row, wr_row = b.ctl[b.ACC_STAGE - 1].row, ca.row
@@ -1020,8 +1044,8 @@ class AdapterMACArray(wiring.Component):
             with m.If(vn & (cn.op == Op.MATVEC)):
                 m.d.sync += [rd_row.eq(Mux(rd_row == max_rows - 1, 0, rd_row + 1)),
                              wr_row.eq(rd_row)]
-        m.d.comb += [rd.addr.eq(rd_row),
-                     acc_new.eq(Mux(ca.first, half_lsb, rd.data) + total),
+        m.d.comb += [rd.addr.eq(Mux(b.ctl[b.ACC_STAGE - 1].first, max_rows, rd_row)),
+                     acc_new.eq(rd.data + total),
                      wr.addr.eq(wr_row), wr.data.eq(acc_new),
                      wr.en.eq(va & (ca.op == Op.MATVEC))]
 
