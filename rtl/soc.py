@@ -453,19 +453,25 @@ class SoC(wiring.Component):
         # into the MAC array, whose `x.ready` is a register (it takes a beat as the beat's
         # first word reaches its stage 1 and keeps it for the beat's other rows): the beat is
         # held once in flip-flops between the cache and the multipliers besides the
-        # dequantizer's output register. Perturbations reach the MAC array through a
-        # registered skid buffer: its issue logic (`z.ready`) would otherwise reach the
-        # engine's pipeline enable combinationally.
+        # dequantizer's output register. Perturbations go straight from the engine's output
+        # register into the MAC array (its `z.ready` is the issue decision, which then
+        # reaches the engine's pipeline enable), except in the fast-clock build (the MAC
+        # array's read register on: ECP5), where a registered skid buffer cuts that path.
         holding = Const(0)
         if b.engine is not None:
-            z_buffer = SkidBuffer(data.ArrayLayout(signed(mac_p.perturb_width), mac_p.lanes))
-            m.submodules.z_buffer = ResetInserter(flush)(z_buffer)
-            m.d.comb += [z_buffer.i.valid.eq(b.engine.z.valid),
-                         z_buffer.i.payload.eq(b.engine.z.payload.data),
-                         b.engine.z.ready.eq(z_buffer.i.ready)]
-            wiring.connect(m, z_buffer.o, mac.z)
+            z = b.engine.z
+            if mac_p.read_register:
+                z_buffer = SkidBuffer(data.ArrayLayout(signed(mac_p.perturb_width),
+                                                       mac_p.lanes))
+                m.submodules.z_buffer = ResetInserter(flush)(z_buffer)
+                m.d.comb += [z_buffer.i.valid.eq(z.valid), z_buffer.i.payload.eq(z.payload.data),
+                             z.ready.eq(z_buffer.i.ready)]
+                wiring.connect(m, z_buffer.o, mac.z)
+                holding = holding | z_buffer.o.valid
+            else:
+                m.d.comb += [mac.z.valid.eq(z.valid), mac.z.payload.eq(z.payload.data),
+                             z.ready.eq(mac.z.ready)]
             wiring.connect(m, seq.zreq, b.engine.request)
-            holding = holding | z_buffer.o.valid
         wiring.connect(m, b.records.wr, cache.wr)
         m.d.comb += [b.records.count.eq(cache.count), b.records.writing.eq(cache.writing)]
         wiring.connect(m, seq.fetch, b.router.fetch)

@@ -617,6 +617,8 @@ class AdapterMACArray(wiring.Component):
                 # a dense build's valid MATVEC goes to OUT (checked above): the destination
                 # is then a constant down the pipeline, not a flip-flop in every stage
                 *([] if lowrank else [nxt.op.dest.eq(Dest.OUT)]),
+                # zshift <= kmax (checked above): its bits above kmax's are 0
+                nxt.op.zshift.eq(op.zshift[:max(kmax, 1).bit_length()]),
                 nxt.is_b.eq(p_b), nxt.base.eq(Mux(p_b, rb.base, ra.base)),
                 nxt.uses_x.eq(is_mv_up & (op.operand == Operand.STREAM)),
                 nxt.uses_z.eq(((op.op == Op.MATVEC) & (op.perturb != Perturb.NONE))

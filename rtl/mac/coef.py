@@ -8,7 +8,8 @@ A value ``v`` (signed, at most :data:`~.ops.IMM_WIDTH` bits) and a signed ``shif
 
 Off the throughput path, so serial and small: a register takes ``v`` and shifts it one bit
 per cycle, right (keeping the last bit shifted out, which round half up adds) or left
-(noting when a shift changes the sign bit: the result saturates then); the shift count
+(only its low ``coef_width + 1`` bits move, noting when a shift changes their sign bit: the
+result saturates then, as it does when the bits above are not the sign's); the shift count
 is the signed shift itself, counted towards 0 (no magnitude or clamp logic). The last cycle
 saturates to ``coef_width + 1`` bits, adds the rounding bit and saturates to ``coef_width``
 bits: that order gives the same value and flag as rounding first, with a
@@ -96,7 +97,12 @@ class Pow2Scaler(wiring.Component):
             with m.If(right):
                 m.d.sync += [q.eq(q >> 1), lost.eq(q[0])]
             with m.Else():
-                m.d.sync += [q.eq(q << 1), over.eq(over | (q[qw - 1] ^ q[qw - 2]))]
+                # left: only the low cw + 1 bits move (the result's window before the last
+                # saturation), noting a change of their sign bit; the bits above hold the
+                # value's sign extension if it fits the window at all, else they differ
+                # from it and saturate the result just the same
+                m.d.sync += [q[:cw + 1].eq(q[:cw] << 1),
+                             over.eq(over | (q[cw] ^ q[cw - 1]))]
         # the result: saturate to cw + 1 bits, add the rounding bit, saturate to cw bits
         top = q[cw:]
         fits = ~over & ((top == 0) | (top == (1 << len(top)) - 1))
