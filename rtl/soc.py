@@ -191,7 +191,10 @@ class SampleRouter(wiring.Component):
         n = Signal(range(C + 1))         # entries held
         pop = Signal()
         base = Signal(range(C + 1))      # where this beat's first unit goes
-        m.d.comb += [pop.eq(self.z0.valid & self.z0.ready), full.eq(n + count > C),
+        # full: n + count > C, as n against the constant C - k for the beat's count k (no
+        # adder on the path from the beat through the hold to the cache's read pipeline)
+        m.d.comb += [pop.eq(self.z0.valid & self.z0.ready),
+                     full.eq(Array(n > C - k for k in range(width + 1))[count]),
                      base.eq(n - pop)]
         m.d.sync += n.eq(base + Mux(passing, count, 0))
         values = []
