@@ -215,6 +215,32 @@ def _sat_add(a, b, width=COUNTER_WIDTH):
     return Mux(s[width:].any(), (1 << width) - 1, s[:width])
 
 
+def _above(value, limit, equal=False):
+    """``value > limit`` (``>=`` if ``equal``) for a ``value`` wider than ``limit``: its bits
+    past ``limit``'s width are ORed, only the low ones compared (no full-width comparator)."""
+    w = len(limit)
+    low = value[:w] >= limit if equal else value[:w] > limit
+    return low | value[w:].any() if len(value) > w else low
+
+
+def _sum_above(a, b, limit):
+    """``a + b > limit`` for ``a``, ``b`` wider than ``limit`` (the adder only as wide as
+    ``limit``)."""
+    w = len(limit)
+    return (Cat(a[w:], b[w:]).any() if max(len(a), len(b)) > w else Const(0)) \
+        | ((a[:w] + b[:w]) > limit)
+
+
+def _times(value, factor, width):
+    """``value * factor`` modulo ``2**width`` as a sum of shifted copies (one adder per set
+    bit of the constant ``factor`` past the first; never a multiplier block)."""
+    terms = [(value << i)[:width] for i in range(factor.bit_length()) if factor >> i & 1]
+    out = Const(0, width)
+    for t in terms:
+        out = (out + t)[:width]
+    return out
+
+
 def _count(m, counter, when, clear, saturate=True):
     """``counter + 1`` when ``when`` (stopping at all ones if ``saturate``: the incrementer's
     carry out disables the flip-flops, no all-ones detector), 0 when ``clear``. The clear
@@ -395,7 +421,9 @@ class Sequencer(wiring.Component):
         m.d.comb += [self.mode.eq(mode), self.next_step.eq(r.pstep),
                      self.next_cursor.eq(r.base)]
         m.d.comb += [r.busy.eq(r.state != State.IDLE), self.busy.eq(r.busy),
-                     r.sample.eq(r.base + r.n), r.batch.eq(Const(1, len(r.batch)) << r.lb)]
+                     r.sample.eq(r.base + r.n), r.batch.eq(Const(1, len(r.batch)) << r.lb),
+                     r.cb.eq(_times(r.n, r.classes, len(r.cb))),
+                     r.vb.eq(r.v_base + _times(r.n, r.inner, len(r.vb)))]
         # the run registers' memory reads the watchdog's word unless a state reads another
         m.d.comb += self.store.raddr.eq(self.store_address("watchdog"))
         got = self._results(m, r)
@@ -419,7 +447,7 @@ class Sequencer(wiring.Component):
                   & (self.abort | wd_fire)):
             m.d.comb += [self.errors.aborted.eq(self.abort),
                          self.errors.watchdog.eq(wd_fire & ~self.abort)]
-            m.d.sync += [r.state.eq(State.ABORT), r.flush_count.eq(0)]
+            m.d.sync += r.state.eq(State.ABORT)
         return m
 
     def store_address(self, register):
@@ -526,6 +554,9 @@ class Sequencer(wiring.Component):
             _count(m, r.ho_count, got & r.ho & res.correct,
                    clear | (r.state == r.State.HO_START), saturate=False)
         _count(m, c.cycles, r.busy & (r.state != r.State.CHECK), clear)
+        # the abort's flush cycles, 0 outside ABORT (a synchronous reset: no multiplexer)
+        aborting = r.state == r.State.ABORT
+        _count(m, r.flush_count, aborting, ~aborting, saturate=False)
         _count(m, c.epochs, r.next_epoch, clear, saturate=False)
         _count(m, c.steps, r.next_step, clear, saturate=False)
 
@@ -581,9 +612,8 @@ class Sequencer(wiring.Component):
                 m.d.sync += [self.done.eq(1), r.state.eq(State.IDLE)]
         with m.Case(State.ABORT):
             m.d.comb += self.flush.eq(1)
-            m.d.sync += r.flush_count.eq(r.flush_count + 1)
             with m.If(r.flush_count == self.flush_cycles - 1):
-                m.d.sync += [self.done.eq(1), r.flush_count.eq(0), r.outstanding.eq(0),
+                m.d.sync += [self.done.eq(1), r.outstanding.eq(0),
                              r.state.eq(State.IDLE)]
 
         if "fo" in self.modes:
@@ -677,10 +707,11 @@ class Sequencer(wiring.Component):
         elif register == "steps":
             flags["bad_steps"] = is_zo & (word("steps") == 0)
         elif register == "zo_cursor":
-            flags["bad_cursor"] = is_zo & (word("cursor") >= records)
+            flags["bad_cursor"] = is_zo & _above(word("cursor"), records, equal=True)
         elif register == "eval_range":
             count = word("eval_count")
-            flags["eval_range"] = is_ev & ((count == 0) | (word("eval_first") + count > records))
+            flags["eval_range"] = is_ev & ((count == 0)
+                                           | _sum_above(word("eval_first"), count, records))
         elif register == "watchdog":
             flags["bad_watchdog"] = (is_fo | is_zo | is_ev) & (word("watchdog") == 0)
         elif register == "seed":
@@ -903,9 +934,9 @@ class Sequencer(wiring.Component):
             with m.If(~phase_end):
                 m.d.sync += pc.eq(pc + 1)
             with m.Elif(each & (r.n + 1 < r.nb)):
-                m.d.sync += [pc.eq(r.phase_start), *r.next_sample()]
+                m.d.sync += [pc.eq(field("restart")), *r.next_sample()]
             with m.Else():
-                m.d.sync += [pc.eq(pc + 1), r.phase_start.eq(pc + 1), *r.begin_phase()]
+                m.d.sync += [pc.eq(pc + 1), *r.begin_phase()]
                 if r.order is not None:     # the next phase reads the batch again
                     m.d.comb += r.order.rewind.eq(~prog_end)
                 with m.If(prog_end):
@@ -927,7 +958,6 @@ class _RunState:
         self.code = code
         #: Micro-code address; its values are named after the actions (waveforms).
         self.pc = Signal(enum.Enum("MicroAddress", [(n, i) for i, n in enumerate(code.names)]))
-        self.phase_start = Signal(range(len(code.names)))
         self.busy = Signal()
         self.mode = Signal(Mode)
         self.chk = Signal(range(max(3, len(seq.check_order))))   # CHECK's word; FO_EPOCH's
@@ -962,8 +992,8 @@ class _RunState:
         self.nb = Signal(index)         # samples in the current batch / range
         self.n = Signal(index)          # sample within the phase
         self.sample = Signal(index)     # base + n (combinational)
-        # first order's coefficient bases (a mini-batch holds at most mac.max_batch samples;
-        # other programs count them too, harmlessly wrapping)
+        # first order's coefficient bases of sample n, combinational (a mini-batch holds at
+        # most mac.max_batch samples; other programs' wrap harmlessly)
         fo_batch = seq.mac.max_batch
         self.cb = Signal(range(fo_batch * seq.mac.classes))         # n * classes: dz of n
         self.vb = Signal(range(max(2, seq.layout.v_base + fo_batch * seq.layout.inner)))
@@ -1022,17 +1052,16 @@ class _RunState:
     def enter(self, program):
         """Statements that start ``program`` at its first word."""
         address = self.code.entry[program]
-        return [self.pc.eq(address), self.phase_start.eq(address),
+        return [self.pc.eq(address),
                 self.state.eq(self.State.EXEC)]
 
     def begin_phase(self):
         """Statements that restart a phase at the first sample of the batch."""
-        return [self.n.eq(0), self.cb.eq(0), self.vb.eq(self.v_base)]
+        return [self.n.eq(0)]
 
     def next_sample(self):
         """Statements that move a phase on to the batch's next sample."""
-        return [self.n.eq(self.n + 1), self.cb.eq(self.cb + self.classes),
-                self.vb.eq(self.vb + self.inner)]
+        return [self.n.eq(self.n + 1)]
 
 
 def _shape_of(values, resolve):
