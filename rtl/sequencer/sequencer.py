@@ -197,16 +197,13 @@ def default_watchdog(mac: MacParams, cache: CacheParams, perturb: PerturbParams)
 
 
 def _log2(m, value):
-    """``(log, pow2)``: ``floor(log2 value)`` (0 for 0: the golden model's ``bit_length - 1``,
-    which the shift checks use even when ``value`` is not a power of two) and whether
-    ``value`` is a power of two."""
+    """``floor(log2 value)`` (0 for 0: the golden model's ``bit_length - 1``, which the shift
+    checks use even when ``value`` is not a power of two)."""
     log = Signal(range(max(2, len(value))), name="log2")
-    pow2 = Signal(name="pow2")
     for i in range(1, len(value)):          # the highest bit set wins
         with m.If(value[i]):
             m.d.comb += log.eq(i)
-    m.d.comb += pow2.eq((value != 0) & ((value & (value - 1)) == 0))
-    return log, pow2
+    return log
 
 
 def _sat_add(a, b, width=COUNTER_WIDTH):
@@ -229,6 +226,24 @@ def _sum_above(a, b, limit):
     w = len(limit)
     return (Cat(a[w:], b[w:]).any() if max(len(a), len(b)) > w else Const(0)) \
         | ((a[:w] + b[:w]) > limit)
+
+
+def _one_hot(value):
+    """Exactly one bit of ``value`` set (halves: one hot in one, zero in the other; no
+    decrement)."""
+    if len(value) == 1:
+        return value[0]
+    h = len(value) // 2
+    lo, hi = value[:h], value[h:]
+    return (_one_hot(lo) & (hi == 0)) | ((lo == 0) & _one_hot(hi))
+
+
+def _pow2_upto(value, hi):
+    """``value`` is a power of two at most ``hi``: one hot in its low ``log2 hi + 1`` bits
+    (a power of two ``hi``; else the floor power's), zero above (and at most ``hi``)."""
+    k = hi.bit_length()
+    ok = _one_hot(value[:k]) & (value[k:] == 0) if len(value) > k else _one_hot(value)
+    return ok if hi & (hi - 1) == 0 else ok & (value <= hi)
 
 
 def _times(value, factor, width):
@@ -260,6 +275,10 @@ class Sequencer(wiring.Component):
     mac : MacParams
     loss : LossParams
     cache : CacheParams
+    store_words : dict or None
+        The register bank's block-RAM word of each stored register
+        (:func:`~fieldtune.rtl.csr.registers.store_words` of the bank's registers: their bus
+        addresses); None: :attr:`stored` packed from word 0.
 
     Attributes
     ----------
@@ -300,7 +319,8 @@ class Sequencer(wiring.Component):
     """
 
     def __init__(self, mac: MacParams, loss: LossParams, cache: CacheParams,
-                 perturb: PerturbParams, modes=MODES, schedule=True, early_stop=False):
+                 perturb: PerturbParams, modes=MODES, schedule=True, early_stop=False,
+                 store_words=None):
         for name, value, cls in (("mac", mac, MacParams), ("loss", loss, LossParams),
                                  ("cache", cache, CacheParams),
                                  ("perturb", perturb, PerturbParams)):
@@ -333,7 +353,13 @@ class Sequencer(wiring.Component):
         #: run registers and the stored counters, in map order (``early_stop`` last).
         self.stored = (*run_register_names(False), *STORED_COUNTERS,
                        *(("early_stop",) if self.early_stop else ()))
-        self.scratch_base = scratch_base(len(self.stored))
+        #: Their words in the block RAM (``store_words``).
+        self.store_words = ({n: i for i, n in enumerate(self.stored)} if store_words is None
+                            else {n: store_words[n] for n in self.stored})
+        if store_words is not None and set(store_words) != set(self.stored):
+            raise ValueError(f"store_words must name the stored registers {self.stored}, not "
+                             f"{tuple(store_words)}")
+        self.scratch_base = scratch_base(max(self.store_words.values()) + 1)
         #: Scratch words the register bank must give the sequencer: the query sums and a
         #: word never written (it reads 0: the query sum is written as 0 + sum by the
         #: counters' adder).
@@ -453,7 +479,7 @@ class Sequencer(wiring.Component):
     def store_address(self, register):
         """Word of run register (or stored counter) ``register`` in the register bank's
         block RAM."""
-        return self.stored.index(register)
+        return self.store_words[register]
 
     def walk_bits(self):
         """Width of the first-order record walk: the cache's capacity's
@@ -672,20 +698,20 @@ class Sequencer(wiring.Component):
                                              | ((every != 0) & (holdout == 0)))
         elif register == "batch":
             batch = word("batch")
-            lb, pow2 = _log2(m, batch)
+            lb = _log2(m, batch)
             m.d.sync += r.lb.eq(lb)
             # the training records (records - holdout) hold a mini-batch at least
             over = (batch + r.holdout > records) if self.early_stop else batch > records
             if self.early_stop:
                 over = Mux(is_fo, over, batch > records)
-            flags["bad_batch"] = ((is_fo & (~pow2 | (batch > mac.max_batch)))
-                                  | (is_zo & (~pow2 | (batch > MAX_BATCH))))
+            flags["bad_batch"] = ((is_fo & ~_pow2_upto(batch, mac.max_batch))
+                                  | (is_zo & ~_pow2_upto(batch, MAX_BATCH)))
             flags["batch_count"] = (is_fo | is_zo) & over
         elif register == "queries":
             queries = word("queries")
-            lq, q_pow2 = _log2(m, queries)
+            lq = _log2(m, queries)
             m.d.sync += r.lq.eq(lq)
-            flags["bad_steps"] = is_zo & (~q_pow2 | (queries > MAX_QUERIES))
+            flags["bad_steps"] = is_zo & ~_pow2_upto(queries, MAX_QUERIES)
         elif register == "shifts":
             # the shifts of the run's ops, from the log2 of batch and queries read before
             eps = word("eps_shift")
