@@ -212,22 +212,6 @@ def _sat_add(a, b, width=COUNTER_WIDTH):
     return Mux(s[width:].any(), (1 << width) - 1, s[:width])
 
 
-def _above(value, limit, equal=False):
-    """``value > limit`` (``>=`` if ``equal``) for a ``value`` wider than ``limit``: its bits
-    past ``limit``'s width are ORed, only the low ones compared (no full-width comparator)."""
-    w = len(limit)
-    low = value[:w] >= limit if equal else value[:w] > limit
-    return low | value[w:].any() if len(value) > w else low
-
-
-def _sum_above(a, b, limit):
-    """``a + b > limit`` for ``a``, ``b`` wider than ``limit`` (the adder only as wide as
-    ``limit``)."""
-    w = len(limit)
-    return (Cat(a[w:], b[w:]).any() if max(len(a), len(b)) > w else Const(0)) \
-        | ((a[:w] + b[:w]) > limit)
-
-
 def _one_hot(value):
     """Exactly one bit of ``value`` set (halves: one hot in one, zero in the other; no
     decrement)."""
@@ -654,6 +638,7 @@ class Sequencer(wiring.Component):
         of batch and queries, shifts, seed, shuffle). In the last word's cycle the run is
         accepted if nothing was flagged, and the first state that needs more reads it."""
         last = len(self.check_order) - 1
+        r.over = self._records_compare(m, r)
         with m.Switch(r.chk):
             for k, register in enumerate(self.check_order):
                 with m.Case(k):
@@ -672,6 +657,26 @@ class Sequencer(wiring.Component):
                             m.d.sync += [self.done.eq(1), r.state.eq(State.IDLE)]
                         with m.Else():
                             self._accept(m, r, State)
+
+    def _records_compare(self, m, r):
+        """One comparator against the records for CHECK's batch, cursor and evaluation-range
+        words (each field from bit 0 of its word): ``a + b + c > records``, ``a`` the word's
+        field (``batch``, ``cursor``, ``eval_first``), ``b`` the evaluation count (its word
+        only), ``c`` 1 for the cursor (``cursor >= records``); the fields' bits above the
+        records' width are ORed, not compared."""
+        w, rdata = len(r.records), self.store.rdata
+        fields = {"batch": "batch", "zo_cursor": "cursor", "eval_range": "eval_first"}
+        at = {reg: r.chk == self.check_order.index(reg) for reg in fields}
+        hi = Const(0)
+        for reg, name in fields.items():
+            assert run_field_lsb(name) == 0, name
+            hi = hi | (at[reg] & rdata[w:RUN_FIELDS[name].width].any())
+        lsb = run_field_lsb("eval_count")
+        hi = hi | (at["eval_range"] & rdata[lsb + w:lsb + RUN_FIELDS["eval_count"].width].any())
+        b = Mux(at["eval_range"], rdata[lsb:lsb + w], 0)
+        over = Signal(name="check_over")
+        m.d.comb += over.eq(hi | (rdata[:w] + b + at["zo_cursor"] > r.records))
+        return over
 
     def _check_word(self, m, r, register):
         """The checks of run register ``register``'s word (on ``rdata``) and what the run
@@ -701,7 +706,7 @@ class Sequencer(wiring.Component):
             lb = _log2(m, batch)
             m.d.sync += r.lb.eq(lb)
             # the training records (records - holdout) hold a mini-batch at least
-            over = (batch + r.holdout > records) if self.early_stop else batch > records
+            over = (batch + r.holdout > records) if self.early_stop else r.over
             if self.early_stop:
                 over = Mux(is_fo, over, batch > records)
             flags["bad_batch"] = ((is_fo & ~_pow2_upto(batch, mac.max_batch))
@@ -733,11 +738,11 @@ class Sequencer(wiring.Component):
         elif register == "steps":
             flags["bad_steps"] = is_zo & (word("steps") == 0)
         elif register == "zo_cursor":
-            flags["bad_cursor"] = is_zo & _above(word("cursor"), records, equal=True)
+            flags["bad_cursor"] = is_zo & r.over
         elif register == "eval_range":
             count = word("eval_count")
             flags["eval_range"] = is_ev & ((count == 0)
-                                           | _sum_above(word("eval_first"), count, records))
+                                           | r.over)
         elif register == "watchdog":
             flags["bad_watchdog"] = (is_fo | is_zo | is_ev) & (word("watchdog") == 0)
         elif register == "seed":
@@ -1040,6 +1045,7 @@ class _RunState:
         # cycles without progress, the current one included (the budget is at least 1)
         self.wd = Signal(RUN_FIELDS["watchdog"].width, init=1)
         self.claimed = Signal()         # a control state reads the block RAM (goes first)
+        self.over = None                # CHECK's comparison against the records
         self.clear = Signal(range(4))   # stored counters still to clear after a start
         self.flush_count = Signal(range(seq.flush_cycles + 1))
         # the ops' shifts, as wide as the ops' fields (CHECK keeps every one in range, the

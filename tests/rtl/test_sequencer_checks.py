@@ -98,12 +98,16 @@ def flags_of(config, configs, records):
     return seen
 
 
-@pytest.mark.parametrize("soc", [{}, {"early_stop": True},
-                                 {"modes": ["fo"], "schedule": False}])
-def test_start_checks_equal_the_golden_model(soc):
+@pytest.mark.parametrize("soc, capacity", [({}, None), ({"early_stop": True}, None),
+                                           ({"modes": ["fo"], "schedule": False}, None),
+                                           ({}, 32)])
+def test_start_checks_equal_the_golden_model(soc, capacity):
+    # (a cache of 32 records: the record comparisons are narrower than the batch field)
     config = DesignConfig().replace(soc=soc)
-    rng = np.random.default_rng(len(str(soc)))
-    records = 40
+    if capacity is not None:
+        config = config.replace(cache={"capacity": capacity})
+    rng = np.random.default_rng(len(str(soc)) + (capacity or 0))
+    records = 40 if capacity is None else 20
     configs = list(random_configs(rng, config, 120))
     got = flags_of(config, configs, records)
     want = [check_run(config, cfg, records) for cfg in configs]
