@@ -85,7 +85,7 @@ class _Pipe:
         self.valid = [Signal(name=f"e_valid{i}") for i in (1, 2, 3)]
         self.lab = [Signal(name=f"e_label{i}") for i in (1, 2, 3)]   # the class is the label
         self.t = Signal(unsigned(tw), name="e_t2")         # t of stage 2
-        self.texp = Signal(unsigned(tw), name="e_texp2")   # t + log2 S (combinational)
+        self.texp = Signal(unsigned(tw + 1), name="e_texp2")   # t + log2 S (combinational)
         self.pick = Signal()                        # serial: the class memory reads the label
         self.start = Signal()                       # serial: multiply the class read (label)
         self.busy = None                            # serial: the multiplier runs
@@ -417,23 +417,31 @@ class SoftmaxCrossEntropy(wiring.Component):
         + k_i * d) / 2``, started at ``P = 2**(shift - 1)`` (the rounding's half: adding it
         there or as a carry at step ``shift - 1`` gives the same floors); the bits shifted
         out are kept from bit ``shift`` on, so after ``steps`` cycles ``P`` is
-        ``round_half_up(d * k, shift)``. That step issues ``t = P`` (``push``): stage 2's
-        ``t`` is ``P`` until the next class starts, and ``fetch`` reads the next class. The
+        ``round_half_up(d * k, shift)``. In the passes ``P`` starts ``h * 2**shift`` higher
+        too, ``h`` the half of stage 3's rounding to ``exp_bits`` fraction bits, so it ends
+        at ``t + h`` and stage 3 needs no incrementer (:meth:`_exponent_back`). That step
+        issues ``P`` (``push``): stage 2's ``t`` is ``P`` until the next class starts, and
+        ``fetch`` reads the next class. The
         second pass multiplies again (the class memory keeps the logits): a push waits for
         ``advance`` (stage 4 may hold a ``dz`` under back-pressure) and the next class
         starts once stage 2 is free. ``d`` is not a register: the read port holds the
         class's entry while the multiplier runs (it reads class ``issue`` every cycle).
         ``start`` (with ``pick``: ``fetch`` reads the label) multiplies the label's logit
-        alone: ``P`` is then the label's ``t``, held for the loss."""
+        alone, without ``h``: ``P`` is then the label's ``t``, held for the loss."""
         p = self.params
         C, dw = p.classes, diff_width(p)
         k, shift = _exponent_constant(p)
         steps = _multiply_steps(p)
         low = steps - shift                 # bits of P below d's (the product's bits
         d = Signal(unsigned(dw))            # shift .. steps - 1)
-        uw = max(dw, shift)                 # P's upper part stays <= max(d, half)
+        # P starts at the rounding's half; in the passes also at the half of the table
+        # address's rounding (t + log2 S to exp_bits fraction bits) times 2**shift, so
+        # stage 3 takes t + half + log2 S without an incrementer of its own
+        half = (1 << (shift - 1)) if shift else 0
+        s3 = p.loss_frac - p.exp_bits
+        biased = half + ((1 << (s3 - 1) << shift) if s3 else 0)
+        uw = max(dw, biased.bit_length())   # P's upper part stays <= max(d, start)
         product = Signal(low + uw)          # P
-        half = (1 << (shift - 1) << low) if shift else 0
         busy = pipe.busy = Signal()
         step = Signal(range(steps))
         total = Signal(uw + 1)
@@ -449,7 +457,8 @@ class SoftmaxCrossEntropy(wiring.Component):
         start = pipe.start | (pipe.multiplying & ~busy & (pipe.issue < C)
                               & (~pipe.valid[1] | pipe.advance))
         with m.If(start):
-            m.d.sync += [product.eq(half), step.eq(0), busy.eq(1)]
+            m.d.sync += [product.eq(Mux(pipe.pick, half << low, biased << low)), step.eq(0),
+                         busy.eq(1)]
         with m.If(busy & (~last | finish)):
             m.d.sync += [product.eq(t), step.eq(step + 1)]
             with m.If(last):
@@ -464,17 +473,21 @@ class SoftmaxCrossEntropy(wiring.Component):
 
     def _exponent_back(self, m, pipe, log2s, exp_rd):
         """Stage 3: from stage 2's ``t + log2 S`` (the loss takes the label's), the table
-        address of it rounded to ``exp_bits`` fraction bits (the memory reads it) and the
-        integer part ``n`` (registered; saturated at ``2**nw - 1 >= prob_frac + 2``, where
-        every value is 0). Every register moves on ``advance``. Returns ``n``."""
+        address of it rounded half up to ``exp_bits`` fraction bits (the memory reads it;
+        serial, stage 2's ``t`` already carries the half, see :meth:`_serial_front`) and
+        the integer part ``n`` (registered; saturated at ``2**nw - 1 >= prob_frac + 2``,
+        where every value is 0). Every register moves on ``advance``. Returns ``n``."""
         p = self.params
         tw, eb = exponent_width(p), p.exp_bits
         nw = (p.prob_frac + 2).bit_length()
         n = Signal(unsigned(nw))
         texp = pipe.texp
         m.d.comb += texp.eq(pipe.t + log2s)
-        tr = Signal(unsigned(tw + 1 - (p.loss_frac - eb)))     # texp in Q.exp_bits
-        m.d.comb += [tr.eq(_round_half_up(texp, p.loss_frac - eb)),
+        tr = Signal(unsigned(tw + 2 - (p.loss_frac - eb)))     # texp in Q.exp_bits
+        # serial: the passes' t carries the rounding's half (see _serial_front)
+        rounded = texp >> (p.loss_frac - eb) if p.serial else \
+            _round_half_up(texp, p.loss_frac - eb)
+        m.d.comb += [tr.eq(rounded),
                      exp_rd.addr.eq(tr[:eb]), exp_rd.en.eq(pipe.advance)]
         with m.If(pipe.advance):
             m.d.sync += [pipe.valid[2].eq(pipe.valid[1]), pipe.lab[2].eq(pipe.lab[1]),
