@@ -60,7 +60,7 @@ from amaranth.lib.memory import Memory
 from .params import ELEMENT_WIDTH, INDEX_WIDTH
 from .component import CacheComponent
 from .layout import CacheLayout, UNIT_BITS, MANT_BITS, EXP_BITS
-from .quantizer import Quantizer, SATURATION_BITS
+from .quantizer import Quantizer
 from .dequantizer import (Dequantizer, feature_beat_layout, packed_beat_layout,
                           LATENCY as DEQUANTIZER_LATENCY, latency as dequantizer_latency)
 from .skid import SkidBuffer
@@ -130,9 +130,9 @@ class ForwardCache(CacheComponent):
         Records committed.
     overflow, record_error, read_error : Out(1)
         Sticky flags (see the module docs), cleared by ``clear``.
-    saturations : Out(16)
-        Features saturated or clamped by the quantizer (saturating counter), cleared by
-        ``clear``.
+    saturated : Out(1)
+        The quantizer's strobe: a feature taken this cycle was saturated or clamped (see
+        :class:`~.quantizer.Quantizer`; no counter in the cache, the SoC reads none).
     writing : Out(1)
         A record is in flight on the write side (elements buffered, or a record begun and not
         yet committed or dropped); low means ``count`` and the flags are final.
@@ -149,7 +149,7 @@ class ForwardCache(CacheComponent):
             "overflow": Out(1),
             "record_error": Out(1),
             "read_error": Out(1),
-            "saturations": Out(SATURATION_BITS),
+            "saturated": Out(1),
             "writing": Out(1),
             "clear": In(1),
         })
@@ -200,7 +200,7 @@ class ForwardCache(CacheComponent):
         m.submodules.packer = b.packer = packer = Packer(p)
         wiring.connect(m, quant.o, packer.i)
         m.submodules.dequantizer = b.dequantizer = Dequantizer(p)
-        m.d.comb += [self.saturations.eq(quant.saturations), quant.clear.eq(self.clear)]
+        m.d.comb += self.saturated.eq(quant.saturated)
         b.code_wp, b.code_rp = self._memory(m, "codes", lay.code_width,
                                             p.capacity * lay.code_stride,
                                             granularity=lay.code_bits * codes_per_write(p))
@@ -256,22 +256,19 @@ class ForwardCache(CacheComponent):
                      b.step.eq(pop), b.req_ready.eq(~b.active)]
         # the beat and index registers hold until the word is taken: they address the read
         b.read_addr = Cat(b.r_beat, b.r_index[:b.index_bits])
-        m.d.sync += issued.eq(b.issuing)
-        with m.If(b.issuing):
-            m.d.sync += outstanding.eq(1)
-        with m.If(pop):
-            m.d.sync += [outstanding.eq(0), present.eq(0)]
+        # set-and-clear flags written as their next value (an enable would take a cell of
+        # its own beside the flip-flop); a word is never issued or present as it is taken
+        m.d.sync += [issued.eq(b.issuing), outstanding.eq((outstanding | b.issuing) & ~pop)]
         words = Cat(b.code_rp.data, b.meta_rp.data)
         if b.p.memory == "bram":
             held = Signal.like(words, reset_less=True)
             arrived = Signal()
-            m.d.sync += [arrived.eq(issued), present.eq(present | arrived)]
+            m.d.sync += [arrived.eq(issued), present.eq((present | arrived) & ~pop)]
             with m.If(arrived):
                 m.d.sync += held.eq(words)
             words = held
         else:
-            with m.If(issued):
-                m.d.sync += present.eq(1)
+            m.d.sync += present.eq((present | issued) & ~pop)
         m.d.comb += [to.valid.eq(present),
                      Cat(to.payload.codes, to.payload.meta).eq(words),
                      to.payload.beat.eq(b.r_beat), to.payload.index.eq(b.r_index),
@@ -453,10 +450,7 @@ class ForwardCache(CacheComponent):
 
         # A record is open from its first accepted element until it is committed or dropped.
         record_open = Signal()
-        with m.If(committing):
-            m.d.sync += record_open.eq(0)
-        with m.Elif(accept):
-            m.d.sync += record_open.eq(1)
+        m.d.sync += record_open.eq((record_open | accept) & ~committing)
         # an element waiting in the input buffer counts; one offered on `wr` is the writer's
         # (so `writing` does not depend on `wr.valid` combinationally)
         buffered = wr.valid if p.memory == "bram" else 0

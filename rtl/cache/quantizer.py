@@ -57,12 +57,9 @@ from .codebooks import LEVEL_FRAC, thresholds, threshold_width
 from .layout import CacheLayout, MANT_BITS, EXP_BITS
 
 
-__all__ = ["Quantizer", "code_layout", "buffer_layout", "code_lookup", "block_cycles",
-           "SATURATION_BITS"]
+__all__ = ["Quantizer", "code_layout", "buffer_layout", "code_lookup", "block_cycles"]
 
 
-#: Width of the saturating counter of saturated or clamped features.
-SATURATION_BITS = 16
 #: Midpoints per code book (codes 0..15), and the binary search's steps over them.
 MIDPOINTS = 15
 CODE_STEPS = 4
@@ -142,17 +139,16 @@ class Quantizer(CacheComponent):
         the quantizer counts ``features`` per sample.
     o : Out(stream.Signature(code_layout(params)))
         One code per feature, in the same order.
-    saturations : Out(16)
-        Features saturated to ``in_width`` or clamped to zero (unsigned code books) or
-        saturated to 8 bits (``pass8``); saturates at 65535.
-    clear : In(1)
-        Zeroes ``saturations``.
+    saturated : Out(1)
+        The feature ``i`` transfers this cycle is saturated to ``in_width`` or clamped to
+        zero (unsigned code books) or saturated to 8 bits (``pass8``), and not a filler. A
+        strobe, no counter: the SoC does not read one (the golden model's ``saturations``
+        counts these strobes; a test bench counts them).
     last_in : Out(1)
         The next value ``i`` takes is the last of its sample (so a writer needs no feature
         counter of its own).
     pad : In(1)
-        The values taken are fillers (the rest of a dropped record): not counted in
-        ``saturations``.
+        The values taken are fillers (the rest of a dropped record): no ``saturated``.
 
     Timing
     ------
@@ -170,8 +166,7 @@ class Quantizer(CacheComponent):
         super().__init__(params, lambda p: {
             "i": In(stream.Signature(signed(ELEMENT_WIDTH))),
             "o": Out(stream.Signature(code_layout(p))),
-            "saturations": Out(SATURATION_BITS),
-            "clear": In(1),
+            "saturated": Out(1),
             "last_in": Out(1),
             "pad": In(1),
         })
@@ -194,18 +189,7 @@ class Quantizer(CacheComponent):
                      x.eq(Mux(negative, 0, narrow) if p.unsigned else narrow),
                      saturated.eq(over | (negative if p.unsigned else under))]
 
-        count = Signal(SATURATION_BITS)
-        bump = Signal()
-        # the increment's carry out says the count is full: the adder's carry chain, no
-        # comparator
-        incremented = Signal(SATURATION_BITS + 1)
-        m.d.comb += incremented.eq(count + 1)
-        with m.If(self.clear):
-            m.d.sync += count.eq(0)
-        with m.Elif(bump & ~incremented[-1]):
-            m.d.sync += count.eq(incremented)
-        m.d.comb += self.saturations.eq(count)
-
+        bump = self.saturated
         if p.scaled:
             self._elaborate_scaled(m, narrow, saturated, bump)
         else:
