@@ -75,13 +75,16 @@ def test_codes_match_model(codebook):
     check_against_model(params, samples, got)
 
 
+@pytest.mark.parametrize("memory", ["spram", "bram"])
 @pytest.mark.parametrize("block_size", [0, 16, 64])
 @pytest.mark.parametrize("codebook", ["nf4", "unf4"])
-def test_block_sizes(codebook, block_size):
-    """Search (signed code books; unsigned ones with blocks beyond 64 values) and lookup
-    (unsigned, blocks up to 64) at every block size."""
-    params = CacheParams(codebook=codebook, taps=(72, 24, 8), block_size=block_size, lanes=4)
-    assert code_lookup(params) == (codebook == "unf4" and block_size != 0)
+def test_block_sizes(codebook, block_size, memory):
+    """Search (SPRAM buffers; signed code books; unsigned ones with blocks beyond 64 values)
+    and lookup (block RAM, unsigned, blocks up to 64) at every block size."""
+    params = CacheParams(codebook=codebook, taps=(72, 24, 8), block_size=block_size, lanes=4,
+                         memory=memory)
+    assert code_lookup(params) == (codebook == "unf4" and block_size != 0
+                                   and memory == "bram")
     samples = adversarial_samples(params, np.random.default_rng(2), n_random=1)
     check_against_model(params, samples, run_quantizer(params, samples))
 
