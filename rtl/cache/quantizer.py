@@ -255,9 +255,6 @@ class Quantizer(CacheComponent):
         phase = Signal(len(PHASES), init=1)
         at = SimpleNamespace(**{name: phase[i] for i, name in enumerate(PHASES)})
 
-        def goto(name):
-            m.d.sync += phase.eq(1 << PHASES.index(name))
-
         nblocks = len(lay.blocks)
         block = Signal(range(nblocks))
         pos = Signal(range(lay.max_block))          # value within the block
@@ -350,7 +347,7 @@ class Quantizer(CacheComponent):
             m.d.sync += [self.o.valid.eq(1), out.first.eq(pos == 0), out.last.eq(self.last_in)]
             with m.If(at_end):
                 m.d.sync += block.eq(Mux(last_block, 0, block + 1))
-        self._phases(m, at, goto, accept, at_end, scaled, divided, free, coded)
+        self._phases(m, at, accept, at_end, scaled, divided, free, coded)
 
     def _lookup(self, m, at, rd, pos, value, coded):
         """SEARCH, unsigned code books: the code of ``q`` read at ``LOOKUP_BASE + q`` (a
@@ -400,23 +397,25 @@ class Quantizer(CacheComponent):
             m.d.sync += probe.eq(Mux(passes, probe, probe & ~bit) | (bit >> 1))
 
     @staticmethod
-    def _phases(m, at, goto, accept, at_end, scaled, divided, free, coded):
+    def _phases(m, at, accept, at_end, scaled, divided, free, coded):
         """The phase sequence (module documentation): per block FILL, PEAK, SCALE, then per
-        value LOAD, ALIGN, DIVIDE, SEARCH."""
-        with m.If(accept & at_end):
-            goto("PEAK")
-        with m.If(at.PEAK & at_end):
-            goto("SCALE")
-        with m.If(scaled | (coded & ~at_end)):
-            goto("LOAD")
-        with m.If(at.LOAD):
-            goto("ALIGN")
-        with m.If(at.ALIGN & free):
-            goto("DIVIDE")
-        with m.If(divided):
-            goto("SEARCH")
-        with m.If(coded & at_end):
-            goto("FILL")
+        value LOAD, ALIGN, DIVIDE, SEARCH. Each phase's flip-flop is set as the phase is
+        entered and cleared as it is left, written as its next value: a LUT of its own
+        beside it (one enable shared by all would leave the flip-flops alone in their
+        cells). The conditions each include their phase, so one phase is active at a time."""
+        moves = {                           # phase: (entered, left)
+            "FILL": (coded & at_end, accept & at_end),
+            "PEAK": (accept & at_end, at.PEAK & at_end),
+            "SCALE": (at.PEAK & at_end, scaled),
+            "LOAD": (scaled | (coded & ~at_end), at.LOAD),
+            "ALIGN": (at.LOAD, at.ALIGN & free),
+            "DIVIDE": (at.ALIGN & free, divided),
+            "SEARCH": (divided, coded),
+        }
+        assert tuple(moves) == PHASES
+        for name, (entered, left) in moves.items():
+            bit = getattr(at, name)
+            m.d.sync += bit.eq(entered | (bit & ~left))
 
 
 def from_config(config):
