@@ -60,11 +60,12 @@ if min(Command) < 1 or max(Command) >= 1 << CODE_BITS:
     raise ImportError(f"the host link's command codes must be 1 to {(1 << CODE_BITS) - 1}")
 
 
-def buffer_port(depth):
-    """The decoder's access to the payload buffer: one address (``ptr``) for a synchronous
-    read (``r_data`` is the byte at the previous cycle's ``addr``) and a write."""
+def buffer_port():
+    """The decoder's access to the payload buffer at the receiver's ``tail`` (its pointer
+    while a frame is pending): ``r_data`` is the byte at the previous cycle's address; a
+    write; ``rewind`` sets the pointer to 0, ``advance`` counts it up."""
     return wiring.Signature({
-        "addr": Out(range(depth)), "r_data": In(8), "w_data": Out(8), "w_en": Out(1),
+        "r_data": In(8), "w_data": Out(8), "w_en": Out(1), "rewind": Out(1), "advance": Out(1),
     })
 
 
@@ -82,7 +83,7 @@ class CommandDecoder(wiring.Component):
     frame : In(stream.Signature(frame_layout(max_payload)))
     shift : Out(1)
         Shifts the receiver's header register one byte (the response's first four bytes).
-    buf : Out(buffer_port(max_payload))
+    buf : Out(buffer_port())
     response : Out(stream.Signature(response_layout()))
     tx_busy : In(1)
         The transmitter has not yet sent the response's delimiter.
@@ -101,7 +102,7 @@ class CommandDecoder(wiring.Component):
         super().__init__({
             "frame": In(stream.Signature(frame_layout(params.max_payload))),
             "shift": Out(1),
-            "buf": Out(buffer_port(params.max_payload)),
+            "buf": Out(buffer_port()),
             "response": Out(stream.Signature(response_layout())),
             "tx_busy": In(1),
             "bus": Out(BusSignature(soc_map.addr_width)),
@@ -203,7 +204,7 @@ class CommandDecoder(wiring.Component):
         # what the frame's execution has reached
         status = Signal(4)
         i = Signal(nbytes)                             # bytes moved: the response's count
-        ptr = Signal(nbytes)                           # payload read / written / sent
+        ptr = info.tail[:len(Signal(nbytes))]          # payload read / written / sent
         writing, primed = Signal(), Signal()          # writing: the bus access writes
         header, payload = Signal(), Signal()          # the response's header / payload goes out
         k = Signal(range(HEADER))                      # byte of the element / of the header
@@ -225,7 +226,7 @@ class CommandDecoder(wiring.Component):
                      bus.we.eq(writing),
                      bus.dat_w.eq(word | control
                                   | Mux(chk["last"] & final, self.last_mask, 0)),
-                     buf.addr.eq(ptr[:len(buf.addr)]), buf.w_data.eq(word[:8])]
+                     buf.w_data.eq(word[:8])]
 
         def respond(code=None, elements=None):
             """Answer; ``code`` None: the status is OK, set when the frame was accepted."""
@@ -250,10 +251,11 @@ class CommandDecoder(wiring.Component):
         with m.FSM() as fsm:
             with m.State("IDLE"):
                 m.d.comb += capture.eq(1)
-                m.d.sync += [ptr.eq(0), k.eq(0), word.eq(0)]
+                m.d.sync += [k.eq(0), word.eq(0)]
                 with m.If(self.frame.valid):                # the checks register meanwhile
                     m.next = "CHECK"
             with m.State("CHECK"):
+                m.d.comb += buf.rewind.eq(~chk["is_echo"])    # the pointer: the receiver's tail
                 with m.If(chk["lost"] | chk["broken"] | chk["bad_crc"]):
                     m.next = "RESPOND"                  # answered from the flags alone
                 with m.Else():
@@ -262,8 +264,10 @@ class CommandDecoder(wiring.Component):
                         m.next = "RESPOND"              # status and i as they were
                     with m.Else():
                         m.d.sync += [i.eq(0), status.eq(Status.OK)]
-                        self._verdict(m, chk, respond)
-            # set-ups of the accepted commands (one cycle each, off the verdict's path)
+                        self._verdict(m, chk, respond, plen)
+
+            # ECHO and INFO set their count off the verdict's path (ECHO's is the payload's
+            # length: the pointer is rewound only after it, in RESPOND)
             with m.State("ECHO"):
                 respond(elements=plen)
             with m.State("INFO"):
@@ -272,7 +276,7 @@ class CommandDecoder(wiring.Component):
             with m.State("LOAD"):       # k = 0..3: read byte k (k < eb); k = 1..4: shift it in
                 m.d.comb += shift_in.eq(Mux(k <= eb, buf.r_data, 0))
                 with m.If(k < eb):
-                    m.d.sync += ptr.eq(ptr + 1)
+                    m.d.comb += buf.advance.eq(1)
                 with m.If(k != 0):
                     shift()
                 with m.Else():
@@ -300,7 +304,7 @@ class CommandDecoder(wiring.Component):
                     access(moved)
             with m.State("STORE"):                      # a read word's bytes to the buffer
                 m.d.comb += buf.w_en.eq(1)
-                m.d.sync += ptr.eq(ptr + 1)
+                m.d.comb += buf.advance.eq(1)
                 shift()
                 with m.If(k == eb - 1):
                     m.next = "MOVE_BUS"
@@ -350,7 +354,8 @@ class CommandDecoder(wiring.Component):
         with m.State("RESPOND"):
             m.d.comb += [out.valid.eq(1), header.eq(1), self.shift.eq(out.ready & (k < 4))]
             # the payload is read from 0: held there from the header's second byte on
-            m.d.sync += [primed.eq(1), ptr.eq(0)]
+            m.d.sync += primed.eq(1)
+            m.d.comb += self.buf.rewind.eq(1)
             with m.If(out.ready):
                 m.d.sync += k.eq(k + 1)
                 with m.If(k == HEADER - 1):
@@ -359,13 +364,14 @@ class CommandDecoder(wiring.Component):
                         m.next = "PAYLOAD"
                     with m.Else():
                         m.next = "END"
-        with m.State("PAYLOAD"):                    # i elements of eb bytes
+        with m.State("PAYLOAD"):                    # i bytes
             m.d.comb += [out.valid.eq(primed), payload.eq(1)]
             m.d.sync += primed.eq(1)
             with m.If(out.valid & out.ready):
-                m.d.sync += [ptr.eq(ptr + 1), primed.eq(0)]
-                with m.If(ptr + 1 == i):
-                    m.next = "END"
+                m.d.sync += primed.eq(0)
+                m.d.comb += self.buf.advance.eq(1)
+            with m.If(~primed & (ptr == i)):        # the cycle after the last byte went out
+                m.next = "END"
         with m.State("END"):
             m.d.comb += [out.valid.eq(1), out.payload.end.eq(1)]
             with m.If(out.ready):
@@ -376,9 +382,10 @@ class CommandDecoder(wiring.Component):
                 m.next = "IDLE"
 
     @staticmethod
-    def _verdict(m, chk, respond):
+    def _verdict(m, chk, respond, plen):
         """The CHECK state of a frame with a good CRC, not replayed: the first failing check
-        answers, or the command's set-up state."""
+        answers, or the command's first state (ECHO and INFO answer at once; ``plen``, the
+        payload's bytes, is read before the pointer that shares its register is rewound)."""
         with m.If(~chk["known_cmd"] | chk["bad_flags"]):
             respond(Status.BAD_COMMAND)
         with m.Elif(chk["is_echo"]):
