@@ -130,17 +130,18 @@ class CommandDecoder(wiring.Component):
         """The frame's checks (docs/protocol.md) and the command decoded one-hot, registered
         while ``capture`` (the decoder is idle; the frame is stable from ``frame.valid`` until
         it is released, and the CRC processor, shared with the transmitter, still holds the
-        frame's), so the verdict only reads flip-flops. Returns the check bits and ``eb``, the
+        frame's): ``verdict``, the status a frame with a good CRC gets from its first failing
+        check (OK if none), ``refuse``, it is not OK. Returns the check bits and ``eb``, the
         bytes per element (4 for STATUS, 1 for ECHO and INFO)."""
         h = info.header
         # the receiver's flags hold still while the frame is offered: read where used
-        c = {"lost": info.lost, "broken": info.broken, "bad_flags": info.reserved}
+        c = {"lost": info.lost, "broken": info.broken}
         cmd = h[CMD]
         address, count = Cat(h[ADDRESS], h[ADDRESS + 1]), Cat(h[COUNT], info.count_hi)
         c |= {name: Signal(name=f"chk_{name}") for name in (
-            "bad_crc", "known_cmd", "known", "is_reg",
-            "bad_length", "payload", "last", "replay", "duplicate",
+            "bad_crc", "refuse", "last", "replay",
             *(f"is_{c.name.lower()}" for c in Command))}
+        c["verdict"] = Signal(4, name="chk_verdict")
         eb = Signal(range(REGISTER_BYTES + 1), name="chk_eb")
         known, is_reg, reg_eb, last_window = self._region(m, address)
         # ``count`` is in bytes. A register: exactly one (REGISTER_BYTES); a window: a whole
@@ -164,17 +165,25 @@ class CommandDecoder(wiring.Component):
         is_cmd = {c: code == c for c in Command}
         wide = is_cmd[Command.STATUS]
         single = is_cmd[Command.ECHO] | is_cmd[Command.INFO]
+        moves = is_cmd[Command.READ] | is_cmd[Command.WRITE]
+        bad_length = Mux(moves, Mux(is_reg, bad_register, bad_window)
+                         | Mux(is_cmd[Command.WRITE], plen != count, has_payload),
+                         has_payload & ~is_cmd[Command.ECHO])
+        verdict = Signal(4)
+        with m.If((cmd[CODE_BITS:] != 0) | (code == 0) | info.reserved):
+            m.d.comb += verdict.eq(Status.BAD_COMMAND)
+        with m.Elif(moves & ~known):
+            m.d.comb += verdict.eq(Status.BAD_ADDRESS)
+        with m.Elif(bad_length):
+            m.d.comb += verdict.eq(Status.BAD_LENGTH)
+        with m.Elif(moves & duplicate & ~is_reg):
+            m.d.comb += verdict.eq(Status.DUPLICATE)
         with m.If(capture):
             m.d.sync += [
                 c["bad_crc"].eq(~info.crc_ok),
-                c["known_cmd"].eq((cmd[CODE_BITS:] == 0) & (code != 0)),
-                c["known"].eq(known), c["is_reg"].eq(is_reg),
+                c["verdict"].eq(verdict), c["refuse"].eq(verdict != Status.OK),
                 eb.eq(Mux(wide, REGISTER_BYTES, Mux(single, 1, reg_eb))),
-                c["bad_length"].eq(Mux(is_reg, bad_register, bad_window)
-                                   | Mux(is_cmd[Command.WRITE], plen != count, has_payload)),
-                c["payload"].eq(has_payload),
                 c["last"].eq(last_window & info.last & is_cmd[Command.WRITE]),
-                c["duplicate"].eq(duplicate),
                 c["replay"].eq(duplicate & Cat(cmd == code for code in REPLAYED_COMMANDS).any()),
                 *(c[f"is_{code.name.lower()}"].eq(is_cmd[code]) for code in Command),
             ]
@@ -195,8 +204,13 @@ class CommandDecoder(wiring.Component):
         plen = Signal(range(-HEADER - CRC_BYTES, self.params.max_payload + 1))
         m.d.comb += plen.eq(info.tail - CRC_BYTES)       # payload bytes
         nbytes = range(self.params.max_payload + 1)      # every count fits the payload
-        last_seq, last_cmd, last_valid = Signal(8), Signal(8), Signal()  # previous good frame
-        duplicate = last_valid & (last_seq == h[SEQ]) & (last_cmd == h[CMD])
+        # the previous good frame: its seq and its command's code, 0 (no command) if it was
+        # unknown or there was none (a repeat only matters for known commands)
+        last_seq, last_code = Signal(8), Signal(CODE_BITS)
+        code = h[CMD][:CODE_BITS]
+        known_cmd = h[CMD][CODE_BITS:] == 0
+        # (an unknown command that matches a code is BAD_COMMAND before a repeat matters)
+        duplicate = (last_seq == h[SEQ]) & (last_code == code)
         chk, eb = self._checks(m, info, plen, capture, duplicate)
         status_addr, control_addr = self.map.address("status"), self.map.address("control")
         busy_lsb = self.map.field("status", "busy")[0]
@@ -259,12 +273,12 @@ class CommandDecoder(wiring.Component):
                 with m.If(chk["lost"] | chk["broken"] | chk["bad_crc"]):
                     m.next = "RESPOND"                  # answered from the flags alone
                 with m.Else():
-                    m.d.sync += [last_seq.eq(h[SEQ]), last_cmd.eq(h[CMD]), last_valid.eq(1)]
+                    m.d.sync += [last_seq.eq(h[SEQ]), last_code.eq(Mux(known_cmd, code, 0))]
                     with m.If(chk["replay"]):
                         m.next = "RESPOND"              # status and i as they were
                     with m.Else():
-                        m.d.sync += [i.eq(0), status.eq(Status.OK)]
-                        self._verdict(m, chk, respond, plen)
+                        m.d.sync += [i.eq(0), status.eq(chk["verdict"])]
+                        self._dispatch(m, chk)
 
             # ECHO and INFO set their count off the verdict's path (ECHO's is the payload's
             # length: the pointer is rewound only after it, in RESPOND)
@@ -318,11 +332,11 @@ class CommandDecoder(wiring.Component):
             with m.State("CONTROL_BUS"):
                 access(lambda dat_r: respond())
 
-            # a payload goes out after READ, STATUS, ECHO and INFO, if it holds elements (a
-            # frame refused by its checks has none: i = 0; a refused one's i is a replay's)
+            # a payload (i bytes, maybe none) goes out after READ, STATUS, ECHO and INFO (a
+            # frame refused before its CRC has none: its i is a replay's)
             refused = chk["lost"] | chk["broken"] | chk["bad_crc"]
-            sends = ~refused & (i != 0) & (chk["is_read"] | chk["is_status"]
-                                           | chk["is_echo"] | chk["is_info"])
+            sends = ~refused & (chk["is_read"] | chk["is_status"] | chk["is_echo"]
+                                | chk["is_info"])
             self._answer(m, k, i, ptr, primed, sends, header, payload)
         # accesses: a WRITE's elements, the control register's write (ABORT, START after its
         # status read), reads otherwise
@@ -365,12 +379,13 @@ class CommandDecoder(wiring.Component):
                     with m.Else():
                         m.next = "END"
         with m.State("PAYLOAD"):                    # i bytes
-            m.d.comb += [out.valid.eq(primed), payload.eq(1)]
+            sent = ptr == i
+            m.d.comb += [out.valid.eq(primed & ~sent), payload.eq(1)]
             m.d.sync += primed.eq(1)
             with m.If(out.valid & out.ready):
                 m.d.sync += primed.eq(0)
                 m.d.comb += self.buf.advance.eq(1)
-            with m.If(~primed & (ptr == i)):        # the cycle after the last byte went out
+            with m.If(sent):
                 m.next = "END"
         with m.State("END"):
             m.d.comb += [out.valid.eq(1), out.payload.end.eq(1)]
@@ -382,28 +397,16 @@ class CommandDecoder(wiring.Component):
                 m.next = "IDLE"
 
     @staticmethod
-    def _verdict(m, chk, respond, plen):
-        """The CHECK state of a frame with a good CRC, not replayed: the first failing check
-        answers, or the command's first state (ECHO and INFO answer at once; ``plen``, the
-        payload's bytes, is read before the pointer that shares its register is rewound)."""
-        with m.If(~chk["known_cmd"] | chk["bad_flags"]):
-            respond(Status.BAD_COMMAND)
+    def _dispatch(m, chk):
+        """The CHECK state of a frame with a good CRC, not replayed: answer a refused one
+        (``status`` is its verdict), else the command's first state."""
+        with m.If(chk["refuse"]):
+            m.next = "RESPOND"
         with m.Elif(chk["is_echo"]):
             m.next = "ECHO"
-        with m.Elif(chk["is_read"] | chk["is_write"]):
-            with m.If(~chk["known"]):
-                respond(Status.BAD_ADDRESS)
-            with m.Elif(chk["bad_length"]):
-                respond(Status.BAD_LENGTH)
-            with m.Elif(chk["duplicate"] & ~chk["is_reg"]):
-                respond(Status.DUPLICATE)
-            with m.Elif(chk["is_write"]):
-                m.next = "LOAD"
-            with m.Else():
-                m.next = "MOVE_BUS"
-        with m.Elif(chk["payload"]):
-            respond(Status.BAD_LENGTH)
-        with m.Elif(chk["is_status"]):
+        with m.Elif(chk["is_write"]):
+            m.next = "LOAD"
+        with m.Elif(chk["is_read"] | chk["is_status"]):
             m.next = "MOVE_BUS"
         with m.Elif(chk["is_info"]):
             m.next = "INFO"
