@@ -282,10 +282,8 @@ class CommandDecoder(wiring.Component):
 
             # ECHO and INFO set their count off the verdict's path (ECHO's is the payload's
             # length: the pointer is rewound only after it, in RESPOND)
-            with m.State("ECHO"):
-                respond(elements=plen)
-            with m.State("INFO"):
-                respond(elements=INFO_BYTES)
+            with m.State("COUNT"):
+                respond(elements=Mux(chk["is_echo"], plen, INFO_BYTES))
 
             with m.State("LOAD"):       # k = 0..3: read byte k (k < eb); k = 1..4: shift it in
                 m.d.comb += shift_in.eq(Mux(k <= eb, buf.r_data, 0))
@@ -402,14 +400,12 @@ class CommandDecoder(wiring.Component):
         (``status`` is its verdict), else the command's first state."""
         with m.If(chk["refuse"]):
             m.next = "RESPOND"
-        with m.Elif(chk["is_echo"]):
-            m.next = "ECHO"
+        with m.Elif(chk["is_echo"] | chk["is_info"]):
+            m.next = "COUNT"
         with m.Elif(chk["is_write"]):
             m.next = "LOAD"
         with m.Elif(chk["is_read"] | chk["is_status"]):
             m.next = "MOVE_BUS"
-        with m.Elif(chk["is_info"]):
-            m.next = "INFO"
         with m.Elif(chk["is_start"]):
             m.next = "START_BUS"
         with m.Else():
