@@ -303,12 +303,11 @@ class ModeRuns:
         return out
 
     def free_core(self):
-        """Wait until a core is free of simulations: at once if there are fewer runs than
-        cores, else once one of them has ended (the first-order run ends long before the
-        zeroth-order one's two parts)."""
+        """Wait until fewer runs than the machine's cores are still simulating (the demo's
+        float references then have a core of their own: their times are wall-clock)."""
         if self._processes:
             cores = usable_cores()
-            self._wait(lambda ends: len(ends) >= 1 or len(self._processes) < cores)
+            self._wait(lambda ends: len(self._processes) - len(ends) < cores)
 
     @contextmanager
     def status(self, description):

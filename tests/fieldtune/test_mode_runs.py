@@ -32,7 +32,7 @@ def test_modes_run_in_processes_of_their_own(tiny_design, require_engine):
         # the tiny run's 3 ZO steps, one a chunk: steps 0-1 and 2 (after the golden model's 2)
         assert runs.parts == [Part("fo", "fo"), Part("zo", "zo:1", 0, 2),
                               Part("zo", "zo:2", 2, None)]
-        runs.free_core()                  # returns once one of the three runs has ended
+        runs.free_core()                  # returns once two of the three runs have ended
         with runs.status("the caller's own work"):
             pass
         results = runs.results()
