@@ -201,7 +201,8 @@ class PerturbationEngine(wiring.Component):
         last = [Signal(name=f"last{i}") for i in range(depth + 1)]
         en = Signal()
         emitting, measuring, flush = Signal(), Signal(), Signal()
-        issued = Signal(range(beats + 1))
+        # beats issued since the step's state was loaded (pool mode: the pool counts them)
+        issued = pool.beat if pool is not None else Signal(range(beats + 1))
         issue = Signal()
         m.d.comb += [
             issue.eq((emitting | measuring) & en & (issued != beats)),
@@ -209,12 +210,15 @@ class PerturbationEngine(wiring.Component):
             last[0].eq(issued == beats - 1),
         ]
         with m.If(flush):
-            m.d.sync += [v.eq(0) for v in valid[1:]] + [issued.eq(0)]
+            m.d.sync += [v.eq(0) for v in valid[1:]]
+            if pool is None:
+                m.d.sync += issued.eq(0)
         with m.Elif(en):
             m.d.sync += [valid[i].eq(valid[i - 1]) for i in range(1, depth + 1)]
             m.d.sync += [last[i].eq(last[i - 1]) for i in range(1, depth + 1)]
-            with m.If(issue):
-                m.d.sync += issued.eq(issued + 1)
+            if pool is None:
+                with m.If(issue):
+                    m.d.sync += issued.eq(issued + 1)
         pipe = _Pipeline(en, issue, flush, valid, last, emitting, measuring)
 
         solver = None

@@ -54,14 +54,18 @@ class ReusePool(wiring.Component):
         see :mod:`.adaptive`), rescaled into the pool once the step's correction is known.
     filled : Out(1)
         All ``pool_size`` values written since ``fill_start``.
+    beat : Out(range(max(pool_size, beats) + 1))
+        The fill's counter, which counts the step's beats while emitting: ``advance`` edges
+        since the last ``load`` (the engine's beat count; it has no counter of its own).
     load, load_state : In(1), In(2 * log2(pool_rows))
         Per-step offsets ``Cat(R, s)`` from the state chain; loading also moves the read row
-        to ``R``.
+        to ``R`` (and clears ``beat``).
     state : Out(2 * log2(pool_rows))
     en : In(1)
         Read enable: on an enabled edge, ``values`` (and the energies) take row ``row``.
     advance : In(1)
-        Move the read row by the stride (``row <= row + s``) at the next edge.
+        Move the read row by the stride (``row <= row + s``) and count a beat at the next
+        edge (never while filling).
     values : Out(ArrayLayout(unsigned(magnitude_width), lanes))
         The row read at the last enabled edge (one cycle of latency; held while ``en`` is
         low): magnitudes ``|z|`` (:func:`~.numerics.magnitude_width` bits: 6 at the default
@@ -93,7 +97,7 @@ class ReusePool(wiring.Component):
         super().__init__({
             "fill_start": In(1), "fill_valid": In(1), "fill_value": In(signed(self.value_width)),
             "fill_stored": In(self.magnitude_width),
-            "filled": Out(1),
+            "filled": Out(1), "beat": Out(range(max(params.pool_size, params.beats) + 1)),
             "load": In(1), "load_state": In(2 * self.row_bits), "state": Out(2 * self.row_bits),
             "en": In(1), "advance": In(1),
             "values": Out(data.ArrayLayout(unsigned(self.magnitude_width), lanes)),
@@ -116,14 +120,21 @@ class ReusePool(wiring.Component):
         write = memory.write_port(granularity=1)
         read = memory.read_port(domain="sync")
 
-        # Filling: value `index` goes to row index // lanes, lane index % lanes.
-        index = Signal(range(p.pool_size + 1))
-        m.d.comb += self.filled.eq(index == p.pool_size)
-        filling = self.fill_valid & ~self.filled
-        with m.If(self.fill_start):
+        # Filling: value `index` goes to row index // lanes, lane index % lanes. Emitting,
+        # the same counter counts the step's beats (`beat`): reset by `load`, one per
+        # `advance`; `filled` is a flag of its own.
+        index = Signal(range(max(p.pool_size, p.beats) + 1))
+        filled = Signal()
+        m.d.comb += [self.filled.eq(filled), self.beat.eq(index)]
+        filling = self.fill_valid & ~filled
+        with m.If(self.fill_start | self.load):
             m.d.sync += index.eq(0)
-        with m.Elif(filling):
+        with m.Elif(filling | self.advance):
             m.d.sync += index.eq(index + 1)
+        with m.If(self.fill_start):
+            m.d.sync += filled.eq(0)
+        with m.Elif(filling & (index == p.pool_size - 1)):
+            m.d.sync += filled.eq(1)
 
         # Per-step offsets and the read row: the row starts at R, so the chain reads R back
         # from it while loading (no copy of R; the pool is the chain's last member, whose
