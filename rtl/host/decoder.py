@@ -241,17 +241,19 @@ class CommandDecoder(wiring.Component):
                                   | Mux(chk["last"] & final, self.last_mask, 0)),
                      buf.w_data.eq(word[:8])]
 
-        def respond(code=None, elements=None):
-            """Answer; ``code`` None: the status is OK, set when the frame was accepted."""
+        def respond(code=None, count=None):
+            """Answer; ``code`` None: the status is OK, set when the frame was accepted;
+            ``count`` None: the bytes moved, ``i``, as they are."""
             m.d.sync += k.eq(0)
             if code is not None:
                 m.d.sync += status.eq(code)
-            if elements is not None:
-                m.d.sync += i.eq(elements)
+            if count is not None:
+                m.d.sync += i.eq(count)
             m.next = "RESPOND"
 
         def access(on_ack):
-            """One bus access at ``cur``; ``on_ack(dat_r)`` runs when it is acknowledged."""
+            """One bus access at ``bus.adr``; ``on_ack(dat_r)`` runs when it is
+            acknowledged."""
             m.d.comb += bus.cyc.eq(1)
             with m.If(bus.ack):
                 on_ack(bus.dat_r)
@@ -282,7 +284,7 @@ class CommandDecoder(wiring.Component):
             # ECHO and INFO set their count off the verdict's path (ECHO's is the payload's
             # length: the pointer is rewound only after it, in RESPOND)
             with m.State("COUNT"):
-                respond(elements=Mux(chk["is_echo"], plen, INFO_BYTES))
+                respond(count=Mux(chk["is_echo"], plen, INFO_BYTES))
 
             with m.State("LOAD"):       # k = 0..3: read byte k (k < eb); k = 1..4: shift it in
                 m.d.comb += shift_in.eq(Mux(k <= eb, buf.r_data, 0))
