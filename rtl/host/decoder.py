@@ -132,7 +132,7 @@ class CommandDecoder(wiring.Component):
         it is released, and the CRC processor, shared with the transmitter, still holds the
         frame's): ``verdict``, the status a frame with a good CRC gets from its first failing
         check (OK if none), ``refuse``, it is not OK. Returns the check bits and ``eb``, the
-        bytes per element (4 for STATUS, 1 for ECHO and INFO)."""
+        bytes per element of a READ, WRITE or STATUS (4)."""
         h = info.header
         # the receiver's flags hold still while the frame is offered: read where used
         c = {"lost": info.lost, "broken": info.broken}
@@ -164,7 +164,6 @@ class CommandDecoder(wiring.Component):
         code = cmd[:CODE_BITS]
         is_cmd = {c: code == c for c in Command}
         wide = is_cmd[Command.STATUS]
-        single = is_cmd[Command.ECHO] | is_cmd[Command.INFO]
         moves = is_cmd[Command.READ] | is_cmd[Command.WRITE]
         bad_length = Mux(moves, Mux(is_reg, bad_register, bad_window)
                          | Mux(is_cmd[Command.WRITE], plen != count, has_payload),
@@ -182,7 +181,7 @@ class CommandDecoder(wiring.Component):
             m.d.sync += [
                 c["bad_crc"].eq(~info.crc_ok),
                 c["verdict"].eq(verdict), c["refuse"].eq(verdict != Status.OK),
-                eb.eq(Mux(wide, REGISTER_BYTES, Mux(single, 1, reg_eb))),
+                eb.eq(Mux(wide, REGISTER_BYTES, reg_eb)),
                 c["last"].eq(last_window & info.last & is_cmd[Command.WRITE]),
                 c["replay"].eq(duplicate & Cat(cmd == code for code in REPLAYED_COMMANDS).any()),
                 *(c[f"is_{code.name.lower()}"].eq(is_cmd[code]) for code in Command),
@@ -242,17 +241,19 @@ class CommandDecoder(wiring.Component):
                                   | Mux(chk["last"] & final, self.last_mask, 0)),
                      buf.w_data.eq(word[:8])]
 
-        def respond(code=None, elements=None):
-            """Answer; ``code`` None: the status is OK, set when the frame was accepted."""
+        def respond(code=None, count=None):
+            """Answer; ``code`` None: the status is OK, set when the frame was accepted;
+            ``count`` None: the bytes moved, ``i``, as they are."""
             m.d.sync += k.eq(0)
             if code is not None:
                 m.d.sync += status.eq(code)
-            if elements is not None:
-                m.d.sync += i.eq(elements)
+            if count is not None:
+                m.d.sync += i.eq(count)
             m.next = "RESPOND"
 
         def access(on_ack):
-            """One bus access at ``cur``; ``on_ack(dat_r)`` runs when it is acknowledged."""
+            """One bus access at ``bus.adr``; ``on_ack(dat_r)`` runs when it is
+            acknowledged."""
             m.d.comb += bus.cyc.eq(1)
             with m.If(bus.ack):
                 on_ack(bus.dat_r)
@@ -283,7 +284,7 @@ class CommandDecoder(wiring.Component):
             # ECHO and INFO set their count off the verdict's path (ECHO's is the payload's
             # length: the pointer is rewound only after it, in RESPOND)
             with m.State("COUNT"):
-                respond(elements=Mux(chk["is_echo"], plen, INFO_BYTES))
+                respond(count=Mux(chk["is_echo"], plen, INFO_BYTES))
 
             with m.State("LOAD"):       # k = 0..3: read byte k (k < eb); k = 1..4: shift it in
                 m.d.comb += shift_in.eq(Mux(k <= eb, buf.r_data, 0))
