@@ -60,7 +60,7 @@ from amaranth.lib.memory import Memory
 from .params import ELEMENT_WIDTH, INDEX_WIDTH
 from .component import CacheComponent
 from .layout import CacheLayout, UNIT_BITS, MANT_BITS, EXP_BITS
-from .quantizer import Quantizer, SATURATION_BITS
+from .quantizer import Quantizer
 from .dequantizer import (Dequantizer, feature_beat_layout, packed_beat_layout,
                           LATENCY as DEQUANTIZER_LATENCY, latency as dequantizer_latency)
 from .skid import SkidBuffer
@@ -130,9 +130,9 @@ class ForwardCache(CacheComponent):
         Records committed.
     overflow, record_error, read_error : Out(1)
         Sticky flags (see the module docs), cleared by ``clear``.
-    saturations : Out(16)
-        Features saturated or clamped by the quantizer (saturating counter), cleared by
-        ``clear``.
+    saturated : Out(1)
+        The quantizer's strobe: a feature taken this cycle was saturated or clamped (see
+        :class:`~.quantizer.Quantizer`; no counter in the cache, the SoC reads none).
     writing : Out(1)
         A record is in flight on the write side (elements buffered, or a record begun and not
         yet committed or dropped); low means ``count`` and the flags are final.
@@ -149,7 +149,7 @@ class ForwardCache(CacheComponent):
             "overflow": Out(1),
             "record_error": Out(1),
             "read_error": Out(1),
-            "saturations": Out(SATURATION_BITS),
+            "saturated": Out(1),
             "writing": Out(1),
             "clear": In(1),
         })
@@ -200,7 +200,7 @@ class ForwardCache(CacheComponent):
         m.submodules.packer = b.packer = packer = Packer(p)
         wiring.connect(m, quant.o, packer.i)
         m.submodules.dequantizer = b.dequantizer = Dequantizer(p)
-        m.d.comb += [self.saturations.eq(quant.saturations), quant.clear.eq(self.clear)]
+        m.d.comb += self.saturated.eq(quant.saturated)
         b.code_wp, b.code_rp = self._memory(m, "codes", lay.code_width,
                                             p.capacity * lay.code_stride,
                                             granularity=lay.code_bits * codes_per_write(p))
@@ -231,17 +231,16 @@ class ForwardCache(CacheComponent):
         b.done_sample = b.step & at_last
         with m.If(b.step):
             m.d.sync += r_beat.eq(r_beat + 1)
-        with m.If(req.valid & req.ready):
-            index = req.payload
-            # index >= count, compared on count's width only
-            width = len(b.count)
-            beyond = index[width:].any() | (index[:width] >= b.count)
-            m.d.sync += [active.eq(1), r_index.eq(index), r_error.eq(beyond),
-                         r_beat.eq(0)]
-            with m.If(beyond):
-                m.d.sync += self.read_error.eq(1)
-        with m.Elif(b.done_sample):
-            m.d.sync += active.eq(0)
+        taken = Signal()
+        # index >= count, compared on count's width only
+        index, width = req.payload, len(b.count)
+        beyond = index[width:].any() | (index[:width] >= b.count)
+        b.bad_request = Signal()            # sets `read_error` (with `clear`, _front_end)
+        m.d.comb += [taken.eq(req.valid & req.ready), b.bad_request.eq(taken & beyond)]
+        # flags written as their next value (see _single_read)
+        m.d.sync += active.eq(taken | (active & ~b.done_sample))
+        with m.If(taken):
+            m.d.sync += [r_index.eq(index), r_error.eq(beyond), r_beat.eq(0)]
 
     def _single_read(self, b):
         """One word in flight: the word waits on the memory outputs (a register after them
@@ -256,22 +255,19 @@ class ForwardCache(CacheComponent):
                      b.step.eq(pop), b.req_ready.eq(~b.active)]
         # the beat and index registers hold until the word is taken: they address the read
         b.read_addr = Cat(b.r_beat, b.r_index[:b.index_bits])
-        m.d.sync += issued.eq(b.issuing)
-        with m.If(b.issuing):
-            m.d.sync += outstanding.eq(1)
-        with m.If(pop):
-            m.d.sync += [outstanding.eq(0), present.eq(0)]
+        # set-and-clear flags written as their next value (an enable would take a cell of
+        # its own beside the flip-flop); a word is never issued or present as it is taken
+        m.d.sync += [issued.eq(b.issuing), outstanding.eq((outstanding | b.issuing) & ~pop)]
         words = Cat(b.code_rp.data, b.meta_rp.data)
         if b.p.memory == "bram":
             held = Signal.like(words, reset_less=True)
             arrived = Signal()
-            m.d.sync += [arrived.eq(issued), present.eq(present | arrived)]
+            m.d.sync += [arrived.eq(issued), present.eq((present | arrived) & ~pop)]
             with m.If(arrived):
                 m.d.sync += held.eq(words)
             words = held
         else:
-            with m.If(issued):
-                m.d.sync += present.eq(1)
+            m.d.sync += present.eq((present | issued) & ~pop)
         m.d.comb += [to.valid.eq(present),
                      Cat(to.payload.codes, to.payload.meta).eq(words),
                      to.payload.beat.eq(b.r_beat), to.payload.index.eq(b.r_index),
@@ -387,6 +383,8 @@ class ForwardCache(CacheComponent):
         label = pos == C
         last_feature = quant.last_in
         bad, dropped, accept, committing = Signal(), Signal(), Signal(), Signal()
+        # a record is open from its first accepted element until it is committed or dropped
+        record_open = Signal()
         element = wr.payload
         features = quant.i
         m.d.comb += accept.eq(wr.valid & wr.ready)
@@ -396,74 +394,67 @@ class ForwardCache(CacheComponent):
         m.d.comb += [b.side_data.eq(element.data), b.side_unit.eq(pos),
                      features.payload.eq(element.data)]
 
-        with m.FSM():
-            with m.State("FEATURES"):
-                m.d.comb += [features.valid.eq(wr.valid), wr.ready.eq(features.ready)]
-                with m.If(accept):
-                    with m.If(element.last):
-                        m.d.sync += bad.eq(1)
-                        with m.If(last_feature):
-                            m.next = "DRAIN"
-                        with m.Else():
-                            m.next = "PAD"
-                    with m.Elif(last_feature):
-                        m.next = "SIDE"
-            with m.State("PAD"):
-                # Fill in the features a short record lacks, keeping blocks aligned: whatever
-                # `wr` holds, not counted (the record is dropped, its slot written over)
-                m.d.comb += [features.valid.eq(1), quant.pad.eq(1)]
-                with m.If(features.ready & last_feature):
-                    m.next = "DRAIN"
-            with m.State("SIDE"):                  # the logits, then the label
-                m.d.comb += [b.side_req.eq(wr.valid & ~b.side_written),
-                             wr.ready.eq(b.side_written)]
-                with m.If(accept):
-                    m.d.sync += pos.eq(pos + 1)
-                    with m.If(label):
-                        with m.If(~element.last):
-                            m.d.sync += bad.eq(1)
-                            m.next = "SKIP"
-                        with m.Else():
-                            # 0 <= label < C: the label's bits, the others all zero
-                            bits = p.label_bits
-                            with m.If(element.data[bits:].any()
-                                      | (element.data[:bits] >= C)):
-                                m.d.sync += bad.eq(1)
-                            m.next = "DRAIN"
-                    with m.Elif(element.last):
-                        m.d.sync += bad.eq(1)
-                        m.next = "DRAIN"
-            with m.State("SKIP"):
-                m.d.comb += wr.ready.eq(1)
-                with m.If(accept & element.last):
-                    m.next = "DRAIN"
-            with m.State("DRAIN"):
-                m.d.comb += [committing.eq(b.packer.sample_done),
-                             b.packer.sample_taken.eq(committing)]
-                with m.If(committing):
-                    m.d.sync += [pos.eq(0), bad.eq(0), dropped.eq(0)]
-                    with m.If(~dropped & ~self.clear):
-                        with m.If(bad):
-                            m.d.sync += self.record_error.eq(1)
-                        with m.Elif(b.slot_ok):
-                            m.d.sync += count.eq(count + 1)
-                        with m.Else():
-                            m.d.sync += self.overflow.eq(1)
-                    m.next = "FEATURES"
-
-        # A record is open from its first accepted element until it is committed or dropped.
-        record_open = Signal()
+        # The front end's states, one flip-flop each, each written as its next value (set as
+        # the state is entered, cleared as it is left): a LUT beside each flip-flop, no
+        # shared enable. FEATURES: the sample's features into the quantizer; PAD: fill in
+        # the features a short record lacks, keeping blocks aligned (whatever `wr` holds,
+        # not counted: the record is dropped, its slot written over); SIDE: the logits,
+        # then the label; SKIP: elements dropped up to the next `last`; DRAIN: wait for the
+        # record's codes, then commit or drop it.
+        st = SimpleNamespace(**{name: Signal(init=name == "features", name=f"st_{name}")
+                                for name in ("features", "pad", "side", "skip", "drain")})
+        last = element.last
+        # 0 <= label < C: the label's bits, the others all zero
+        bits = p.label_bits
+        out_of_range = element.data[bits:].any() | (element.data[:bits] >= C)
+        padded = features.ready & last_feature          # PAD's last filler taken
+        m.d.comb += [features.valid.eq((st.features & wr.valid) | st.pad),
+                     quant.pad.eq(st.pad),
+                     b.side_req.eq(st.side & wr.valid & ~b.side_written),
+                     wr.ready.eq((st.features & features.ready) | (st.side & b.side_written)
+                                 | st.skip),
+                     committing.eq(st.drain & b.packer.sample_done),
+                     b.packer.sample_taken.eq(committing)]
+        taken = SimpleNamespace(**{name: getattr(st, name) & accept
+                                   for name in ("features", "side", "skip")})
+        ends_side = taken.side & (label | last)         # the label, or `last` early
+        m.d.sync += [
+            st.features.eq(committing | (st.features & ~(accept & (last | last_feature)))),
+            st.pad.eq((taken.features & last & ~last_feature) | (st.pad & ~padded)),
+            st.side.eq((taken.features & ~last & last_feature) | (st.side & ~ends_side)),
+            st.skip.eq((taken.side & label & ~last) | (st.skip & ~(accept & last))),
+            st.drain.eq((taken.features & last & last_feature) | (st.pad & padded)
+                        | (taken.side & last) | (taken.skip & last)
+                        | (st.drain & ~committing)),
+        ]
+        with m.If(taken.side):
+            m.d.sync += pos.eq(pos + 1)
+        # a record is bad: `last` among the features or early among the side units, the
+        # label without `last`, or out of range
+        bad_now = (taken.features & last) | (ends_side & (~label | ~last | out_of_range))
+        m.d.sync += [bad.eq((bad | bad_now) & ~committing),
+                     dropped.eq(Mux(self.clear, record_open, dropped) & ~committing)]
         with m.If(committing):
-            m.d.sync += record_open.eq(0)
-        with m.Elif(accept):
-            m.d.sync += record_open.eq(1)
+            m.d.sync += pos.eq(0)
+        # the record committed is complete and good (not dropped by `clear`); it is counted
+        # or overflows. The sticky flags are written as their next value, `clear` last.
+        complete, good = Signal(), Signal()
+        m.d.comb += [complete.eq(committing & ~dropped), good.eq(complete & ~bad)]
+        with m.If(good & b.slot_ok):
+            m.d.sync += count.eq(count + 1)
+        m.d.sync += [
+            self.record_error.eq((self.record_error | (complete & bad)) & ~self.clear),
+            self.overflow.eq((self.overflow | (good & ~b.slot_ok)) & ~self.clear),
+            self.read_error.eq((self.read_error | b.bad_request) & ~self.clear),
+        ]
+
+        m.d.sync += record_open.eq((record_open | accept) & ~committing)
         # an element waiting in the input buffer counts; one offered on `wr` is the writer's
         # (so `writing` does not depend on `wr.valid` combinationally)
         buffered = wr.valid if p.memory == "bram" else 0
         m.d.comb += self.writing.eq(buffered | record_open)
         with m.If(self.clear):
-            m.d.sync += [count.eq(0), self.overflow.eq(0), self.record_error.eq(0),
-                         self.read_error.eq(0), dropped.eq(record_open & ~committing)]
+            m.d.sync += count.eq(0)
 
 
 def from_config(config):

@@ -113,10 +113,9 @@ class Packer(CacheComponent):
             m.d.sync += lane.eq(Mux(completes, 0, lane + 1))
             with m.If(completes):
                 m.d.sync += word_index.eq(Mux(code.last, 0, word_index + 1))
-            with m.If(code.last):
-                m.d.sync += self.sample_done.eq(1)
-        with m.If(self.sample_taken):
-            m.d.sync += self.sample_done.eq(0)
+        # set and cleared as its next value (no enable LUT beside a lone flip-flop)
+        m.d.sync += self.sample_done.eq((self.sample_done | (taken & code.last))
+                                        & ~self.sample_taken)
         m.d.comb += self.word.eq(word_index)
         if p.scaled:
             self._scales(m, word_index, taken)

@@ -8,8 +8,9 @@ up, 4-bit exponent) and picks the nearest integer level, ties to the upper code:
 
 Serial datapath
     The quantizer runs once per record as features are written; training epochs only read the
-    cache. So it is built for area, one adder at a time, with the block in one block RAM
-    (:func:`buffer_layout`):
+    cache. So it is built for area, one adder at a time, with the block in one memory
+    (:func:`buffer_layout`: an SPRAM of its own beside the cache's with ``memory = "spram"``,
+    so the UP5K's scarce block RAM is not spent on 32 values; else a block RAM):
 
     1. FILL: the block's values are written into the buffer as they arrive, one per cycle.
        PEAK: they are read back, one per cycle, for the largest magnitude ``a`` (so the
@@ -29,14 +30,15 @@ Serial datapath
        run of sign bits leaves: floor division in two's complement). The value register
        shifts left as its bits are fed and takes the quotient bits at the bottom, so its low
        9 bits end as ``q``.
-    4. SEARCH: unsigned code books (``0 <= q <= 128``) read the code of ``q`` from a table
-       of 129 codes in the buffer (:func:`code_lookup`). Others search: a binary search over
-       the (non-decreasing) ``T[k]``, constants in the buffer, one code bit per cycle from
-       the top: ``code |= b`` if ``q >= T[code | b]``, for ``b = 8, 4, 2, 1``; the midpoint
-       of the next probe is read in the same cycle. Either way the code is the number of
-       midpoints ``q`` passes: exactly the golden model's count. Every value takes all the
-       steps, so the comparison feeds the code and the buffer address, never the state
-       machine.
+    4. SEARCH: with the buffer in block RAM, unsigned code books (``0 <= q <= 128``) read
+       the code of ``q`` from a table of 129 codes in the buffer (:func:`code_lookup`).
+       Otherwise a binary search over the (non-decreasing) ``T[k]``, one code bit per cycle
+       from the top: ``code |= b`` if ``q >= T[code | b]``, for ``b = 8, 4, 2, 1``. The
+       output register holds the probe ``code | b`` meanwhile, and ``T[probe]`` is a
+       16-entry table in logic (a LUT4 per bit, addressed by that register alone). Either
+       way the code is the number of midpoints ``q`` passes: exactly the golden model's
+       count. Every value takes all the steps, so the comparison feeds the code (and the
+       buffer address), never the state machine.
 
     One ``value`` register is the running largest magnitude (PEAK), the normalizing shifter
     (SCALE) and the dividend with the quotient (DIVIDE, SEARCH); the search's code is the
@@ -57,12 +59,9 @@ from .codebooks import LEVEL_FRAC, thresholds, threshold_width
 from .layout import CacheLayout, MANT_BITS, EXP_BITS
 
 
-__all__ = ["Quantizer", "code_layout", "buffer_layout", "code_lookup", "block_cycles",
-           "SATURATION_BITS"]
+__all__ = ["Quantizer", "code_layout", "buffer_layout", "code_lookup", "block_cycles"]
 
 
-#: Width of the saturating counter of saturated or clamped features.
-SATURATION_BITS = 16
 #: Midpoints per code book (codes 0..15), and the binary search's steps over them.
 MIDPOINTS = 15
 CODE_STEPS = 4
@@ -93,28 +92,27 @@ def code_layout(params):
 def buffer_layout(params):
     """``(shape, depth, base)`` of the quantizer's block buffer (4-bit code books): the
     values of the block being coded at ``0 .. max_block - 1`` as they arrived (saturated to
-    ``in_width``; an unsigned code book's clamp to zero is applied as a value is loaded), and
-    constants (the memory's initial value) from ``base`` on: with :func:`code_lookup`, the
-    code of each quotient ``q`` at ``base + q`` (``base = 64``, ``0 <= q <= 128``), else
-    the code book's midpoints ``T[k]`` at ``base + k`` (``base``: a power of two, at least
-    16, so the address is ``k`` with one more bit set). One word holds a value, a code or a
-    ``T[k]`` (signed ``max(in_width, threshold width)``).
+    ``in_width``; an unsigned code book's clamp to zero is applied as a value is loaded),
+    then, with :func:`code_lookup` only, the code of each quotient ``q`` at ``base + q``
+    (``base = 64``, ``0 <= q <= 128``: the memory's initial value). One word holds a value or
+    a code (signed ``in_width``); ``base`` is ``None`` without a table.
 
-    The memory is named ``buffer_norw`` (block RAM without collision logic, see
-    ``boards/implement.py``): only FILL writes, into the values, while the read port
-    addresses the constants."""
-    lay = CacheLayout(params)
-    shape = signed(max(params.in_width, threshold_width(params.codebook)))
+    With ``memory = "spram"`` the buffer is named ``buffer_spram`` (an SPRAM, which has no
+    initial value: hence no table), else ``buffer_norw`` (block RAM without collision logic,
+    see ``boards/implement.py``): only FILL writes, into the values, while no read is
+    enabled (SPRAM) or the read port addresses the table (block RAM)."""
+    shape = signed(params.in_width)
     if code_lookup(params):
         return shape, LOOKUP_BASE + (1 << (LEVEL_FRAC + 1)) + 1, LOOKUP_BASE
-    base = max(16, 1 << (lay.max_block - 1).bit_length())
-    return shape, base + 16, base
+    return shape, CacheLayout(params).max_block, None
 
 
 def code_lookup(params):
     """Whether the quantizer looks a code up instead of searching for it: an unsigned code
-    book (``0 <= q <= 128``: 129 codes) whose blocks fit below :data:`LOOKUP_BASE`."""
-    return params.unsigned and CacheLayout(params).max_block <= LOOKUP_BASE
+    book (``0 <= q <= 128``: 129 codes) whose blocks fit below :data:`LOOKUP_BASE`, with
+    the buffer in block RAM (an SPRAM cannot hold the table)."""
+    return (params.unsigned and params.memory != "spram"
+            and CacheLayout(params).max_block <= LOOKUP_BASE)
 
 
 def block_cycles(params, n):
@@ -142,17 +140,16 @@ class Quantizer(CacheComponent):
         the quantizer counts ``features`` per sample.
     o : Out(stream.Signature(code_layout(params)))
         One code per feature, in the same order.
-    saturations : Out(16)
-        Features saturated to ``in_width`` or clamped to zero (unsigned code books) or
-        saturated to 8 bits (``pass8``); saturates at 65535.
-    clear : In(1)
-        Zeroes ``saturations``.
+    saturated : Out(1)
+        The feature ``i`` transfers this cycle is saturated to ``in_width`` or clamped to
+        zero (unsigned code books) or saturated to 8 bits (``pass8``), and not a filler. A
+        strobe, no counter: the SoC does not read one (the golden model's ``saturations``
+        counts these strobes; a test bench counts them).
     last_in : Out(1)
         The next value ``i`` takes is the last of its sample (so a writer needs no feature
         counter of its own).
     pad : In(1)
-        The values taken are fillers (the rest of a dropped record): not counted in
-        ``saturations``.
+        The values taken are fillers (the rest of a dropped record): no ``saturated``.
 
     Timing
     ------
@@ -170,8 +167,7 @@ class Quantizer(CacheComponent):
         super().__init__(params, lambda p: {
             "i": In(stream.Signature(signed(ELEMENT_WIDTH))),
             "o": Out(stream.Signature(code_layout(p))),
-            "saturations": Out(SATURATION_BITS),
-            "clear": In(1),
+            "saturated": Out(1),
             "last_in": Out(1),
             "pad": In(1),
         })
@@ -194,18 +190,7 @@ class Quantizer(CacheComponent):
                      x.eq(Mux(negative, 0, narrow) if p.unsigned else narrow),
                      saturated.eq(over | (negative if p.unsigned else under))]
 
-        count = Signal(SATURATION_BITS)
-        bump = Signal()
-        # the increment's carry out says the count is full: the adder's carry chain, no
-        # comparator
-        incremented = Signal(SATURATION_BITS + 1)
-        m.d.comb += incremented.eq(count + 1)
-        with m.If(self.clear):
-            m.d.sync += count.eq(0)
-        with m.Elif(bump & ~incremented[-1]):
-            m.d.sync += count.eq(incremented)
-        m.d.comb += self.saturations.eq(count)
-
+        bump = self.saturated
         if p.scaled:
             self._elaborate_scaled(m, narrow, saturated, bump)
         else:
@@ -253,21 +238,22 @@ class Quantizer(CacheComponent):
         p, lay = self.params, self.layout
         w = p.in_width
         shape, depth, base = buffer_layout(p)
-        tvals = thresholds(p.codebook)
         lookup = code_lookup(p)
-        constants = [sum(q >= t for t in tvals[1:]) for q in range(depth - base)] if lookup \
-            else [0] + list(tvals[1:])
-        m.submodules.buffer_norw = buffer = Memory(
-            shape=shape, depth=depth, init=[0] * base + constants)
+        if p.memory == "spram":
+            m.submodules.buffer_spram = buffer = Memory(shape=shape, depth=depth, init=[],
+                                                        attrs={"ram_style": "huge"})
+        else:
+            tvals = thresholds(p.codebook)
+            table = [sum(q >= t for t in tvals[1:]) for q in range(depth - base)] \
+                if lookup else []
+            m.submodules.buffer_norw = buffer = Memory(
+                shape=shape, depth=depth, init=[0] * (base or 0) + table)
         wr = buffer.write_port()
         rd = buffer.read_port(transparent_for=())
         out = self.o.payload
         # one flip-flop per phase, so that every select of the datapath is one bit
         phase = Signal(len(PHASES), init=1)
         at = SimpleNamespace(**{name: phase[i] for i, name in enumerate(PHASES)})
-
-        def goto(name):
-            m.d.sync += phase.eq(1 << PHASES.index(name))
 
         nblocks = len(lay.blocks)
         block = Signal(range(nblocks))
@@ -296,9 +282,7 @@ class Quantizer(CacheComponent):
                      # `i.ready` is the FILL flip-flop; only FILL writes, the value at `pos`
                      self.i.ready.eq(at.FILL), accept.eq(self.i.valid & at.FILL),
                      bump.eq(accept & saturated & ~self.pad), wr.en.eq(accept),
-                     wr.addr.eq(pos), wr.data.eq(narrow),
-                     # the port holds the value loaded while ALIGN waits for `o`
-                     rd.en.eq(~at.ALIGN)]
+                     wr.addr.eq(pos), wr.data.eq(narrow)]
         with m.If(self.o.ready):
             m.d.sync += self.o.valid.eq(0)
 
@@ -329,7 +313,7 @@ class Quantizer(CacheComponent):
         if lookup:
             self._lookup(m, at, rd, pos, value, coded)
         else:
-            self._search(m, at, rd, pos, value, steps, free, base)
+            self._search(m, at, rd, pos, value, steps, free, accept)
 
         m.d.sync += peaking.eq(at.PEAK)
         with m.If(accept & at_end):                 # the peak starts at 1: an all-zero
@@ -363,7 +347,7 @@ class Quantizer(CacheComponent):
             m.d.sync += [self.o.valid.eq(1), out.first.eq(pos == 0), out.last.eq(self.last_in)]
             with m.If(at_end):
                 m.d.sync += block.eq(Mux(last_block, 0, block + 1))
-        self._phases(m, at, goto, accept, at_end, scaled, divided, free, coded)
+        self._phases(m, at, accept, at_end, scaled, divided, free, coded)
 
     def _lookup(self, m, at, rd, pos, value, coded):
         """SEARCH, unsigned code books: the code of ``q`` read at ``LOOKUP_BASE + q`` (a
@@ -372,48 +356,66 @@ class Quantizer(CacheComponent):
         q = value[:LEVEL_FRAC + 2]                  # 0 <= q <= 2**(LEVEL_FRAC + 1)
         assert LOOKUP_BASE == 1 << LEVEL_FRAC       # q + 64, no carry beyond bit 7
         entry = Cat(q[:LEVEL_FRAC], ~q[LEVEL_FRAC], q[LEVEL_FRAC] | q[LEVEL_FRAC + 1])
-        m.d.comb += rd.addr.eq(Mux(at.PEAK | at.LOAD, pos, entry))
+        m.d.comb += [rd.addr.eq(Mux(at.PEAK | at.LOAD, pos, entry)),
+                     # the port holds the value loaded while ALIGN waits for `o`
+                     rd.en.eq(~at.ALIGN)]
         with m.If(coded):
             m.d.sync += self.o.payload.code.eq(Mux(value[-1], 0, rd.data[:CODE_STEPS]))
 
-    def _search(self, m, at, rd, pos, value, steps, free, base):
+    def _search(self, m, at, rd, pos, value, steps, free, accept):
         """SEARCH: a binary search over the midpoints, one code bit per cycle from the top
-        (bit ``steps`` of the code and those below it still to be decided); the code so far
-        is the output register."""
-        p, code = self.params, self.o.payload.code
+        (bit ``steps`` of the code and those below it still to be decided). The output
+        register holds the probe (the code so far with that bit set), the midpoint it
+        names comes from a table in logic, and the buffer is read only for the values
+        (PEAK, LOAD; never while FILL writes, as single-port SPRAM requires), so its output
+        holds the value loaded until the next LOAD."""
+        p, probe = self.params, self.o.payload.code
+        tvals = thresholds(p.codebook)
+        frac = LEVEL_FRAC + 1
         passes = Signal()
-        m.d.comb += passes.eq((value[:QUOTIENT_BITS].as_signed()
-                               >= rd.data[:threshold_width(p.codebook)].as_signed())
-                              & ~(value[-1] if p.unsigned else 0))
-        probe_bit = Signal(CODE_STEPS)
-        m.d.comb += probe_bit.eq(Const(1, CODE_STEPS) << steps[:2])
-        found = Mux(passes, code | probe_bit, code)
-        # the read address: values at `pos` (PEAK, LOAD); T[8] (DIVIDE), then T[probe]
-        low = Mux(at.SEARCH, found | (probe_bit >> 1), 8)
-        m.d.comb += rd.addr.eq(Mux(at.PEAK | at.LOAD, pos, base | low))
+        if p.unsigned:
+            # 0 < T[k] < 2**7 and 0 <= q <= 2**7 (its sign on top of `value`): the low 7
+            # bits compared, q = 2**7 passing all
+            assert 0 < min(tvals[1:]) and max(tvals[1:]) < 1 << frac
+            midpoint = Signal(frac)
+            q = value[:frac + 1]
+            m.d.comb += passes.eq(~value[-1] & (q[frac] | (q[:frac] >= midpoint)))
+        else:
+            midpoint = Signal(signed(threshold_width(p.codebook)))
+            m.d.comb += passes.eq(value[:QUOTIENT_BITS].as_signed() >= midpoint)
+        with m.Switch(probe):
+            for k in range(1, MIDPOINTS + 1):
+                with m.Case(k):
+                    m.d.comb += midpoint.eq(tvals[k])
+        m.d.comb += [
+                     rd.addr.eq(pos), rd.en.eq((at.PEAK | at.LOAD) & ~accept)]
+        bit = Signal(CODE_STEPS)            # the bit probed
+        m.d.comb += bit.eq(Const(1, CODE_STEPS) << steps[:2])
         with m.If(at.ALIGN & free):
-            m.d.sync += code.eq(0)
-        with m.If(at.SEARCH):
-            m.d.sync += code.eq(found)
+            m.d.sync += probe.eq(1 << (CODE_STEPS - 1))
+        with m.If(at.SEARCH):               # keep the bit if q passes, probe the next one
+            m.d.sync += probe.eq(Mux(passes, probe, probe & ~bit) | (bit >> 1))
 
     @staticmethod
-    def _phases(m, at, goto, accept, at_end, scaled, divided, free, coded):
+    def _phases(m, at, accept, at_end, scaled, divided, free, coded):
         """The phase sequence (module documentation): per block FILL, PEAK, SCALE, then per
-        value LOAD, ALIGN, DIVIDE, SEARCH."""
-        with m.If(accept & at_end):
-            goto("PEAK")
-        with m.If(at.PEAK & at_end):
-            goto("SCALE")
-        with m.If(scaled | (coded & ~at_end)):
-            goto("LOAD")
-        with m.If(at.LOAD):
-            goto("ALIGN")
-        with m.If(at.ALIGN & free):
-            goto("DIVIDE")
-        with m.If(divided):
-            goto("SEARCH")
-        with m.If(coded & at_end):
-            goto("FILL")
+        value LOAD, ALIGN, DIVIDE, SEARCH. Each phase's flip-flop is set as the phase is
+        entered and cleared as it is left, written as its next value: a LUT of its own
+        beside it (one enable shared by all would leave the flip-flops alone in their
+        cells). The conditions each include their phase, so one phase is active at a time."""
+        moves = {                           # phase: (entered, left)
+            "FILL": (coded & at_end, accept & at_end),
+            "PEAK": (accept & at_end, at.PEAK & at_end),
+            "SCALE": (at.PEAK & at_end, scaled),
+            "LOAD": (scaled | (coded & ~at_end), at.LOAD),
+            "ALIGN": (at.LOAD, at.ALIGN & free),
+            "DIVIDE": (at.ALIGN & free, divided),
+            "SEARCH": (divided, coded),
+        }
+        assert tuple(moves) == PHASES
+        for name, (entered, left) in moves.items():
+            bit = getattr(at, name)
+            m.d.sync += bit.eq(entered | (bit & ~left))
 
 
 def from_config(config):

@@ -12,6 +12,7 @@ from fieldtune.rtl.cache.dequantizer import Dequantizer
 from fieldtune.rtl.cache.layout import CacheLayout
 from fieldtune.sim.engines.pysim import simulate, stream_send, stream_collect
 from fieldtune.sim.golden.cache import CacheModel, record_elements, adversarial_samples
+from test_quantizer import saturation_counter
 
 
 SMALL_TAPS = (40, 16, 8)
@@ -68,10 +69,11 @@ def run_cache(params, elements, requests, *, expected_count, ready=None, req_val
             convert=lambda p: beat_tuple(p, params.lanes, params.classes))
         out["beats"], out["cycles"] = items, cycles
         await ctx.tick().repeat(2)
-        for flag in ("overflow", "record_error", "read_error", "saturations"):
+        for flag in ("overflow", "record_error", "read_error"):
             out[flag] = ctx.get(getattr(dut, flag))
 
-    simulate(dut, writer, requester, reader, name="forward_cache")
+    simulate(dut, writer, requester, reader, processes=[saturation_counter(dut, out, dut.clear)],
+             name="forward_cache")
     return out
 
 

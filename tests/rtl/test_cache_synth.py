@@ -36,11 +36,12 @@ def test_memories_map_to_primitives(family, memory, tmp_path):
     lay = CacheLayout(params)
     counts = synthesize(params, family, tmp_path)
     # Codes (16-bit words) and meta (32-bit words: 12 beats cannot carry 3 scale words and 11
-    # side units at one unit per beat) as the layout's estimate; one more block RAM is the
-    # quantizer's block buffer (on ECP5 that small one may become distributed RAM).
+    # side units at one unit per beat) as the layout's estimate; one more memory is the
+    # quantizer's block buffer: an SPRAM of its own with "spram", else a block RAM (on ECP5
+    # that small one may become distributed RAM).
     estimate = lay.primitives(params.capacity, family, memory)
     if memory == "spram":
-        assert (counts["sprams"], counts["brams"]) == (estimate, 1) == (3, 1), counts
+        assert (counts["sprams"], counts["brams"]) == (estimate + 1, 0) == (4, 0), counts
     else:
         assert counts["sprams"] == 0 and 2 <= counts["brams"] <= estimate + 1, counts
     # Nothing fell back to flip-flops (the two memories alone hold 36,864 bits).
