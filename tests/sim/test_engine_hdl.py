@@ -167,6 +167,12 @@ def test_verilator_input_logic_follows_inputs_and_registers(require_engine, tmp_
     (tmp_path / "design.v").write_text(verilog.text)
     verilator.verilate(verilator.find_verilator(), tmp_path, ["design.v"], top="top")
     assert "ft_inputs_changed" in "".join(p.read_text() for p in (tmp_path / "obj").glob("*.cpp"))
+    # eval_step() only evaluates (skip_eval_bookkeeping): no lock, no message queue
+    model = (tmp_path / "obj" / "Vtop.cpp").read_text()
+    step = model[model.index("void Vtop::eval_step() {"):]
+    step = step[:step.index("\n}\n")]
+    assert "Vtop___024root___eval(&(vlSymsp->TOP));" in step
+    assert "deleteAll" not in step and "endOfEval" not in step
 
 
 def test_small_generated_files_compile_together(tmp_path):
