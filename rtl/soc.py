@@ -34,7 +34,7 @@ from amaranth.lib.memory import Memory
 
 from .params import built_modes, built_schedule, built_early_stop
 from .csr.bus import BusSignature, BusDecoder
-from .csr.registers import RegisterBank
+from .csr.registers import RegisterBank, store_words
 from .csr.map import (SocMap, soc_registers, ERRORS, BLOCK_ERRORS, COUNTER_REGISTERS, WINDOWS,
                       MAGIC, VERSION, BUS_ADDR_WIDTH)
 from .cache.params import CacheParams, INDEX_WIDTH, ELEMENT_WIDTH, LOGIT_WIDTH
@@ -411,7 +411,8 @@ class SoC(wiring.Component):
         m = Module()
         mac_p, cache_p, loss_p = self.mac, self.cache, self.loss
         seq = Sequencer(mac_p, loss_p, cache_p, self.perturb, self.modes,
-                        built_schedule(self.config), built_early_stop(self.config))
+                        built_schedule(self.config), built_early_stop(self.config),
+                        store_words=store_words(self.registers))
         b = _Blocks(
             seq=seq,
             engine=(PerturbationEngine(self.perturb, seed_compare=False)
@@ -504,7 +505,7 @@ class SoC(wiring.Component):
         ]
         # the run registers and the stored counters live in the bank's block RAM, where the
         # sequencer reads (and writes) them
-        if b.bank.stored != seq.stored or b.bank.scratch_base != seq.scratch_base:
+        if b.bank.store_words != seq.store_words or b.bank.scratch_base != seq.scratch_base:
             raise AssertionError(f"stored registers {b.bank.stored} are not where the "
                                  f"sequencer reads them: {seq.stored}")
         wiring.connect(m, seq.store, b.bank.store)

@@ -62,7 +62,7 @@ class CommandError(DeviceError):
     def __init__(self, what, status, count=0):
         self.status, self.count = Status(status), count
         super().__init__(f"{what}: the device answered {self.status.name}"
-                         + (f" after {count} elements" if count else ""))
+                         + (f" after {count} bytes" if count else ""))
 
 
 @dataclass
@@ -231,21 +231,22 @@ class HostDriver:
     def abort(self):
         self.request(Command.ABORT)
 
-    def read_registers(self, address, count):
-        r = self.request(Command.READ, address, count, answer_bytes=count * REGISTER_BYTES)
-        return unpack_elements(r.payload, REGISTER_BYTES)
+    def read_register(self, address):
+        """One register (a READ moves one register: protocol 3)."""
+        r = self.request(Command.READ, address, REGISTER_BYTES, answer_bytes=REGISTER_BYTES)
+        return unpack_elements(r.payload, REGISTER_BYTES)[0]
 
-    def write_registers(self, address, words):
-        self.request(Command.WRITE, address, len(words),
-                     payload=pack_elements(words, REGISTER_BYTES))
+    def write_register(self, address, word):
+        self.request(Command.WRITE, address, REGISTER_BYTES,
+                     payload=pack_elements([word], REGISTER_BYTES))
 
     # -- the device calls of a session --
 
     def write(self, register, **fields):
-        self.write_registers(self._index[register], [self.map.pack(register, **fields)])
+        self.write_register(self._index[register], self.map.pack(register, **fields))
 
     def read(self, register):
-        return Reading.of(self.read_registers(self._index[register], 1)[0])
+        return Reading.of(self.read_register(self._index[register]))
 
     def _chunk(self, window):
         return max(1, self.max_payload // window.element_bytes)
@@ -266,7 +267,7 @@ class HostDriver:
         if current:
             bursts.append((current, False))
         for elements, last in bursts:
-            self.request(Command.WRITE, window.address, len(elements),
+            self.request(Command.WRITE, window.address, len(elements) * eb,
                          flags=Flags.LAST if last else 0,
                          payload=pack_elements(elements, eb), what=f"write {name} window")
 
@@ -276,7 +277,7 @@ class HostDriver:
         eb, chunk, out = window.element_bytes, self._chunk(window), []
         while len(out) < count:
             n = min(chunk, count - len(out))
-            r = self.request(Command.READ, window.address, n, answer_bytes=n * eb,
+            r = self.request(Command.READ, window.address, n * eb, answer_bytes=n * eb,
                              what=f"read {name} window", window_read=True)
             out += unpack_elements(r.payload, eb, signed=window.signed)
         return Reading.of([v & 0xFFFF_FFFF for v in out])

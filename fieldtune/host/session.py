@@ -43,7 +43,7 @@ from ..sim.soc_run import (DeviceError, Reading, STATUS_REGISTERS, run_registers
 from .driver import StreamLost
 
 
-__all__ = ["Session", "RunResult", "finetune", "run_finetune", "run_limit", "DeviceError",
+__all__ = ["Session", "RunResult", "finetune", "run_finetune", "run_limit", "plan", "DeviceError",
            "ENGINES"]
 
 
@@ -221,7 +221,7 @@ def _cursor_after(cursor, steps, batch, records):
     return cursor
 
 
-def _plan(config, mode, epochs, steps, eval_every):
+def plan(config, mode, epochs, steps, eval_every):
     """``(mode, total epochs or steps, eval_every)`` of a run, checked."""
     t = config.train
     mode = mode or t.mode
@@ -244,7 +244,7 @@ def run_limit(config, mode, records, longest):
 
 
 def finetune(session, data, *, mode=None, epochs=None, steps=None, eval_every=None,
-             progress=None, source=None, schedule=None):
+             progress=None, source=None, schedule=None, start=None):
     """Fine-tune on ``session``'s device (see the module documentation); returns a
     :class:`RunResult`.
 
@@ -254,11 +254,16 @@ def finetune(session, data, *, mode=None, epochs=None, steps=None, eval_every=No
     total)`` is called after each chunk; ``source`` names the device in the result (its
     ``engine`` and ``counters["cycles_source"]``); ``schedule``: the first-order run's
     :class:`~fieldtune.sim.golden.schedule.FoSchedule` (None: the plain run; each chunk
-    continues it, :func:`~fieldtune.sim.golden.schedule.run_registers`).
+    continues it, :func:`~fieldtune.sim.golden.schedule.run_registers`); ``start``: a
+    zeroth-order run resumed at step ``point`` with adapter weights ``weights`` (a pair; the
+    device is loaded with them and continues at the perturbation step and cursor a run from
+    step 0 would have reached), for the second part of a run split in two
+    (:class:`fieldtune.finetune.ModeRuns`): the result's curve starts at ``point``, its
+    counters count the steps after it.
     """
     config, device = session.config, session.device
     t = config.train
-    mode, total, eval_every = _plan(config, mode, epochs, steps, eval_every)
+    mode, total, eval_every = plan(config, mode, epochs, steps, eval_every)
     if mode == "fo" and schedule is not None:
         if _stops(schedule) and not built_early_stop(config):
             raise ValueError(f"this design is built without early stop ([soc] early_stop = "
@@ -283,8 +288,11 @@ def finetune(session, data, *, mode=None, epochs=None, steps=None, eval_every=No
     test = cached_view(config, *test_raw)
     # early stop runs in one piece (the best count and the strikes live in the sequencer)
     stops = mode == "fo" and _stops(schedule)
-    chunks = [total] if stops else _schedule(total, eval_every)
-    w0 = initial_weights(config, t.seed)
+    first, w0 = (0, initial_weights(config, t.seed)) if start is None else start
+    if start is not None and (mode != "zo" or not 0 <= first < total):
+        raise ValueError(f"only a zeroth-order run resumes at a step from 0 to {total - 1}, "
+                         f"not a {mode} run at {first!r}")
+    chunks = [total] if stops else _schedule(total - first, eval_every)
     state = {"cycles": [], "curve": [], "loss": [], "counters": {c: 0 for c in COUNTERS},
              "eval": [], "errors": [], "early_stop": None}
 
@@ -303,7 +311,8 @@ def finetune(session, data, *, mode=None, epochs=None, steps=None, eval_every=No
     session.then(check_loaded)
 
     # training chunks
-    step, cursor, point = 0, 0, 0
+    step, cursor, point = ((first * t.queries) & 0xFFFF_FFFF,
+                           _cursor_after(0, first, t.batch, records), first)
     for n in chunks:
         counters = session.train(mode, epochs=n, steps=n, step=step, cursor=cursor,
                                  schedule=schedule, first_epoch=point)
@@ -354,7 +363,7 @@ def finetune(session, data, *, mode=None, epochs=None, steps=None, eval_every=No
     device.flush()
 
     correct0, n_test = _accuracy(config, w0, test)
-    curve = [(0, correct0 / n_test)] + state["curve"]
+    curve = [(first, correct0 / n_test)] + state["curve"]
     train_eval = [e for e in state["eval"] if e[0] == "train"]
     test_eval = [e for e in state["eval"] if e[0] == "test"]
     device_correct = sum(e[1] for e in test_eval)
@@ -389,17 +398,18 @@ def _stops(schedule):
 
 def run_finetune(config, data, *, mode=None, engine="cxxrtl", epochs=None, steps=None,
                  eval_every=None, progress=None, vcd=None, env=None, max_cycles=None,
-                 schedule=None):
+                 schedule=None, start=None):
     """:func:`finetune` on the simulated SoC of ``config`` on ``engine`` (one of
     :data:`~fieldtune.sim.soc_run.ENGINES`; ``"golden"``: the golden model, cycles estimated).
 
     ``vcd`` writes a waveform (amaranth and cxxrtl); ``env``: the YoWASP tool environment
     (every engine but amaranth and golden needs Yosys); ``max_cycles``: most cycles one run
     may take before the runner gives up (default: 20 times the estimate of the longest chunk
-    plus a margin); ``schedule``: the first-order schedule (see :func:`finetune`)."""
+    plus a margin); ``schedule``: the first-order schedule, ``start``: a zeroth-order run's
+    resumption (see :func:`finetune`)."""
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {', '.join(ENGINES)}, not {engine!r}")
-    m, total, every = _plan(config, mode, epochs, steps, eval_every)
+    m, total, every = plan(config, mode, epochs, steps, eval_every)
     check_waveforms(engine, vcd)
     longest = total if m == "fo" and _stops(schedule) else min(every, total)   # one piece
     limit = max_cycles or run_limit(config, m, len(data["train_labels"]), longest)
@@ -408,6 +418,6 @@ def run_finetune(config, data, *, mode=None, engine="cxxrtl", epochs=None, steps
         session = Session(device, config, max_cycles=limit)
         result = finetune(session, data, mode=mode, epochs=epochs, steps=steps,
                           eval_every=eval_every, progress=progress, source=engine,
-                          schedule=schedule)
+                          schedule=schedule, start=start)
     result.wall_seconds = time.perf_counter() - t0
     return result

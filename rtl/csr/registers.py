@@ -26,7 +26,8 @@ flip-flops: it has no port in ``regs``; hardware reads it through the bank's ``s
 ``scratch`` words of its own to write and read (the memory reads the hardware's address
 whenever the bus does not need it). A stored ``ro`` register is written by hardware only,
 through the same port (at its word, :meth:`RegisterBank.store_address`); the bus's writes
-to it are ignored.
+to it are ignored. A stored register's word is its bus address (:func:`store_words`: the
+address selects the word as it is, no translation).
 A bus read of a stored register returns the word last written to it, bits
 outside its fields included (after reset: the fields' ``init``), and takes two cycles; a write
 takes one. The hardware port has priority: a bus access to the memory waits while hardware
@@ -47,7 +48,8 @@ from amaranth.lib.memory import Memory
 from .bus import BusSignature, DATA_WIDTH
 
 
-__all__ = ["Field", "Register", "RegisterBank", "ACCESS_MODES", "store_port", "scratch_base"]
+__all__ = ["Field", "Register", "RegisterBank", "ACCESS_MODES", "store_port", "scratch_base",
+           "store_words"]
 
 
 #: Access modes, see the module documentation.
@@ -155,9 +157,16 @@ def store_port(depth):
 
 
 def scratch_base(stored):
-    """Block-RAM word of the first scratch word after ``stored`` stored registers: the next
-    power of two (a scratch address is then the base with the index in its low bits)."""
+    """Block-RAM word of the first scratch word after ``stored`` words of stored registers:
+    the next power of two (a scratch address is then the base with the index in its low
+    bits)."""
     return 1 << max(0, stored - 1).bit_length()
+
+
+def store_words(registers):
+    """``{name: word}``: the block-RAM word of each stored register of a bank of
+    ``registers`` (in order), which is its bus address."""
+    return {r.name: address for address, r in enumerate(registers) if r.stored}
 
 
 class RegisterBank(wiring.Component):
@@ -196,8 +205,10 @@ class RegisterBank(wiring.Component):
         self.addr_width = max(1, (len(self.registers) - 1).bit_length())
         #: Stored registers in block-RAM word order.
         self.stored = tuple(r.name for r in self.registers if r.stored)
+        #: Their block-RAM words (:func:`store_words`: their bus addresses).
+        self.store_words = store_words(self.registers)
         #: Block-RAM word of the first scratch word (:func:`scratch_base`).
-        self.scratch_base = scratch_base(len(self.stored))
+        self.scratch_base = scratch_base(max(self.store_words.values(), default=-1) + 1)
         #: Words of the block RAM (stored registers, then scratch; 0: no block RAM).
         self.store_depth = self.scratch_base + scratch if self.stored or scratch else 0
         store = {"store": In(store_port(self.store_depth))} if self.store_depth else {}
@@ -218,8 +229,8 @@ class RegisterBank(wiring.Component):
         raise KeyError(name)
 
     def store_address(self, name):
-        """Block-RAM word of stored register ``name``."""
-        return self.stored.index(name)
+        """Block-RAM word of stored register ``name`` (its bus address)."""
+        return self.store_words[name]
 
     def memory_map(self):
         """The map as data: ``[{"name", "address", "fields": [{"name", "lsb", "width",
@@ -301,16 +312,18 @@ class RegisterBank(wiring.Component):
         hit = Signal()
         if not self.store_depth:
             return {"hit": hit, "done": Const(1), "data": Const(0, DATA_WIDTH)}
-        at = {self.address(n): i for i, n in enumerate(self.stored)}
-        init = [self.registers[a].reset_word() for a in at] + [0] * (self.store_depth - len(at))
+        at = sorted(self.store_words.values())
+        init = [self.registers[a].reset_word() if a in at else 0
+                for a in range(self.store_depth)]
         m.submodules.store_norw = mem = Memory(shape=DATA_WIDTH, depth=self.store_depth,
                                                init=init)
         wr, rd = mem.write_port(), mem.read_port(transparent_for=())
         word = Signal(range(max(2, self.store_depth)))        # the bus address's word
+        m.d.comb += word.eq(bus.adr)
         with m.Switch(bus.adr):
-            for a, i in at.items():
+            for a in at:
                 with m.Case(a):
-                    m.d.comb += [hit.eq(1), word.eq(i)]
+                    m.d.comb += hit.eq(1)
         blocked = Signal()              # a locked register's write while locked; read only
         m.d.comb += blocked.eq((self.lock & Cat(*(bus.adr == a for a in at
                                                    if self.registers[a].locked)).any())

@@ -90,10 +90,15 @@ class FrameReceiver(wiring.Component):
     Attributes
     ----------
     buf_addr, buf_data, buf_en : Out
-        The payload buffer's write port (``buf_addr`` is ``frame.payload.tail``'s low bits).
+        The payload buffer's address (``frame.payload.tail``'s low bits: the receiver's
+        writes, and the decoder's accesses while a frame is pending) and the receiver's
+        write data and enable.
     shift : In(1)
         While ``frame`` is offered: shift the header one byte toward ``header[0]`` (the
         decoder sends it out that way).
+    rewind, advance : In(1)
+        While ``frame`` is offered, ``tail`` is the decoder's byte pointer (the receiver and
+        the decoder never need theirs at once): set it to 0, count it up.
     busy : Out(1)
         A frame has ended and is not yet released (aligning or offered).
     """
@@ -105,7 +110,7 @@ class FrameReceiver(wiring.Component):
             "buf_addr": Out(range(max_payload)), "buf_data": Out(8), "buf_en": Out(1),
             "crc": Out(crc_port()),
             "frame": Out(stream.Signature(frame_layout(max_payload))),
-            "shift": In(1),
+            "shift": In(1), "rewind": In(1), "advance": In(1),
             "busy": Out(1),
         })
 
@@ -172,8 +177,10 @@ class FrameReceiver(wiring.Component):
         with m.If(step & (tail == FLAGS - HEADER)):
             m.d.sync += [last.eq((byte & Flags.LAST).any()),
                          reserved.eq((byte & RESERVED_FLAGS).any())]
-        with m.If((emit & ~full) | (pending & short)):
+        with m.If((emit & ~full) | (pending & short) | (self.frame.valid & self.advance)):
             m.d.sync += tail.eq(tail + 1)
+        with m.If(self.frame.valid & self.rewind):
+            m.d.sync += tail.eq(0)
         # the release clears last, so it has priority (it never meets a taken symbol, which
         # needs ~pending): a synchronous reset of the flip-flops, not logic in front of them
         with m.If(self.frame.valid & self.frame.ready):

@@ -71,10 +71,12 @@ class HostCore(wiring.Component):
         wiring.connect(m, dec.response, tx.data)
         wiring.connect(m, tx.byte, wiring.flipped(self.byte))
         wiring.connect(m, dec.bus, wiring.flipped(self.bus))
-        m.d.comb += [dec.tx_busy.eq(tx.busy), rx.shift.eq(dec.shift)]
-        # the receiver writes while no frame is pending, the decoder only while one is
-        m.d.comb += [rd.addr.eq(dec.buf.addr), dec.buf.r_data.eq(rd.data),
-                     wr.addr.eq(Mux(rx.busy, dec.buf.addr, rx.buf_addr)),
+        m.d.comb += [dec.tx_busy.eq(tx.busy), rx.shift.eq(dec.shift),
+                     rx.rewind.eq(dec.buf.rewind), rx.advance.eq(dec.buf.advance)]
+        # the receiver writes while no frame is pending, the decoder only while one is; both
+        # at the receiver's ``tail`` (the decoder's pointer while a frame is pending)
+        m.d.comb += [rd.addr.eq(rx.buf_addr), dec.buf.r_data.eq(rd.data),
+                     wr.addr.eq(rx.buf_addr),
                      wr.data.eq(Mux(rx.busy, dec.buf.w_data, rx.buf_data)),
                      wr.en.eq(rx.buf_en | dec.buf.w_en)]
         m.submodules.crc = crc = new_crc()

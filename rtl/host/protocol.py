@@ -15,10 +15,10 @@ A *frame* (after decoding) is::
             seq    cmd    address LE   count LE    flags/status  payload      CRC-16 BE
 
 Requests carry ``flags`` in byte 6, responses the :class:`Status`; a response repeats the
-request's ``seq``, ``cmd`` and ``address`` and carries in ``count`` the elements (READ,
-WRITE, STATUS) or payload bytes (ECHO, INFO) it moved. The CRC is CRC-16/XMODEM (polynomial
-0x1021, initial value 0, no reflection, no final XOR) of bytes ``0 .. n-3``, sent most
-significant byte first, so the CRC of a whole good frame is 0.
+request's ``seq``, ``cmd`` and ``address`` and carries in ``count`` the bytes it moved (its
+payload's, or a WRITE's); a request's ``count`` is in bytes too (READ, WRITE). The CRC is
+CRC-16/XMODEM (polynomial 0x1021, initial value 0, no reflection, no final XOR) of bytes
+``0 .. n-3``, sent most significant byte first, so the CRC of a whole good frame is 0.
 """
 
 from dataclasses import dataclass
@@ -31,8 +31,9 @@ __all__ = ["Command", "Status", "Flags", "HEADER", "CRC_BYTES", "OVERHEAD", "DEL
            "Header", "REPLAYED_COMMANDS", "RESERVED_FLAGS"]
 
 
-#: Version of this protocol (INFO's first byte). 2: responses in reverse COBS.
-PROTOCOL_VERSION = 2
+#: Version of this protocol (INFO's first byte). 2: responses in reverse COBS; 3: ``count``
+#: in bytes, a register READ or WRITE moves one register.
+PROTOCOL_VERSION = 3
 
 #: Byte offsets of the header fields (both directions; byte 6 is ``flags`` in a request and
 #: ``status`` in a response).
@@ -62,10 +63,11 @@ class Command(IntEnum):
     """Request codes (byte 1)."""
     #: Link self-test: the response's payload is the request's payload.
     ECHO = 0x01
-    #: ``count`` elements from ``address``: registers read upward, a window is read
-    #: ``count`` times. Response payload: the elements, packed.
+    #: ``count`` bytes from ``address``: one register (4 bytes), or a window's elements
+    #: (a whole number of them: the window is read ``count / element_bytes`` times).
+    #: Response payload: the register or the elements, packed.
     READ = 0x02
-    #: ``count`` elements (the payload, packed) to ``address``, as READ.
+    #: ``count`` bytes (the payload: a register or packed elements) to ``address``, as READ.
     WRITE = 0x03
     #: Start a run of the configured ``mode`` (BUSY if one is running; nothing written).
     START = 0x04
@@ -96,11 +98,11 @@ class Status(IntEnum):
     OK = 0x00
     #: The frame's CRC is wrong (``seq``/``cmd`` echo whatever arrived).
     BAD_CRC = 0x01
-    #: ``count`` is 0, or its elements do not fit the maximum payload, or the payload's
-    #: length is not what the command and ``count`` need.
+    #: ``count`` is not one register's bytes (registers) or not a whole number of
+    #: elements, 0 or past the maximum payload (windows), or the payload's length is not
+    #: what the command and ``count`` need.
     BAD_LENGTH = 0x02
-    #: ``address`` is in no register or window, or a register burst runs past the last
-    #: register (refused whole: nothing read or written).
+    #: ``address`` is in no register or window.
     BAD_ADDRESS = 0x03
     #: Unknown command, or reserved flag bits set.
     BAD_COMMAND = 0x04
@@ -112,7 +114,7 @@ class Status(IntEnum):
     #: Broken framing: a UART framing error, a COBS block cut by the delimiter, or fewer
     #: than :data:`OVERHEAD` bytes.
     BAD_FRAME = 0x07
-    #: A bus target answered ``err`` (``count``: elements moved before it).
+    #: A bus target answered ``err`` (``count``: bytes of the elements moved before it).
     BUS_ERROR = 0x08
     #: A bus target did not answer within ``host.bus_timeout`` cycles (``count`` as
     #: BUS_ERROR).

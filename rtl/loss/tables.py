@@ -17,8 +17,7 @@ from .params import LossParams
 
 
 __all__ = ["LOG2E_FRAC", "LOG2E", "exp2_table", "log2_table", "diff_clamp", "DIFF_CLAMP_NATS",
-           "diff_width", "sum_width", "loss_width", "zo_sum_width", "exponent_width",
-           "zero_exponent", "class_width"]
+           "diff_width", "sum_width", "loss_width", "zo_sum_width", "exponent_width"]
 
 
 #: Fraction bits of the log2(e) constant.
@@ -68,39 +67,6 @@ def exponent_width(p: LossParams):
     """Bits of the unsigned exponents ``t`` and ``t + log2 S`` (``Q.loss_frac``)."""
     t_max = _t(p, diff_clamp(p)) + ((max(p.classes - 1, 1).bit_length() + 1) << p.loss_frac)
     return t_max.bit_length()
-
-
-def zero_exponent(p: LossParams):
-    """The least exponent ``t`` (``Q.loss_frac``) whose ``2**-t`` rounds to 0 (in
-    ``Q1.prob_frac``): ``t`` is rounded half up to ``exp_bits`` fraction bits ``tr``, and
-    ``2**-t = round_half_up(T[tr mod 2**exp_bits] >> (tr >> exp_bits))``, non-increasing in
-    ``t``."""
-    table, eb = exp2_table(p), p.exp_bits
-    tr = 0
-    while ((2 * table[tr & ((1 << eb) - 1)]) >> (tr >> eb)) != 0:
-        tr += 1
-    s = p.loss_frac - eb
-    return (tr << s) - ((1 << s) >> 1)
-
-
-def class_width(p: LossParams):
-    """Bits of an entry of the loss unit's class memory: a logit, and with ``serial`` then
-    the class's exponent ``t`` saturated to the entry's largest value ``TOP``, which stands
-    for "``2**-t`` is 0" (entries of every other class than the label's; the label's keeps
-    its low bits and the unit holds the rest). The width is the least from ``logit_width``
-    on for which that is exact: no exponent of a clamped difference lies in ``[TOP,
-    zero_exponent)`` (16 bits by default: ``t`` steps from 65,533 to 65,556 there, and
-    ``2**-t`` is 0 from 65,544 on)."""
-    tw = exponent_width(p)
-    if not p.serial or p.logit_width >= tw:
-        return p.logit_width
-    zero = zero_exponent(p)
-    ts = {_t(p, d) for d in range(diff_clamp(p) + 1)}
-    for width in range(p.logit_width, tw):
-        top = (1 << width) - 1
-        if all(t < top or t >= zero for t in ts):
-            return width
-    return tw
 
 
 def _t(p, d):

@@ -12,7 +12,7 @@ from amaranth.lib.memory import Memory
 from ..perturb.arith import const_mul
 from .params import LossParams
 from .tables import (LOG2E, LOG2E_FRAC, exp2_table, log2_table, diff_width, sum_width,
-                     exponent_width, loss_width, zo_sum_width, class_width)
+                     exponent_width, loss_width, zo_sum_width)
 
 
 __all__ = ["SoftmaxCrossEntropy", "ZOSign", "loss_command_layout", "loss_result_layout"]
@@ -79,16 +79,17 @@ class _Pipe:
     def __init__(self, C, tw):
         self.advance = Signal()                     # every stage moves
         self.preread = Signal()                     # the class memory reads (no stage moves)
-        self.zero = Signal()                        # stage 2's 2**-t is 0 (saturated entry)
         self.first = Signal()                       # the first pass (sums S)
         self.issue = Signal(range(C + 1))           # classes issued in this pass
         self.issuing = Signal()
         self.valid = [Signal(name=f"e_valid{i}") for i in (1, 2, 3)]
         self.lab = [Signal(name=f"e_label{i}") for i in (1, 2, 3)]   # the class is the label
         self.t = Signal(unsigned(tw), name="e_t2")         # t of stage 2
-        self.texp = Signal(unsigned(tw), name="e_texp2")   # t + log2 S (combinational)
+        self.texp = Signal(unsigned(tw + 1), name="e_texp2")   # t + log2 S (combinational)
         self.pick = Signal()                        # serial: the class memory reads the label
-        self.picked = Signal()                      # serial: stage 2 holds the label's t
+        self.start = Signal()                       # serial: multiply the class read (label)
+        self.busy = None                            # serial: the multiplier runs
+        self.multiplying = Signal()                 # serial: a pass (the multiplier issues)
 
 
 class _Held:
@@ -136,9 +137,8 @@ class SoftmaxCrossEntropy(wiring.Component):
     Structure (area first: one of each operator, per-class values in block RAM):
     a received logit ``sat(out + z0)`` is registered, then compared with the running maximum
     (one subtractor, ``max - x``, serves this compare and the passes' differences) and
-    written to the class memory (``C`` entries of :func:`~.tables.class_width` bits: one
-    16-bit block RAM by default), which each pass reads in class order, one class ahead of
-    its use. One exponent pipeline serves both
+    written to the class memory (``C`` logits: one 16-bit block RAM by default), which each
+    pass reads in class order, one class ahead of its use. One exponent pipeline serves both
     passes over the classes: the clamped difference ``d`` (unsigned, :func:`~.tables.
     diff_width` bits), ``t = round(d * log2 e)`` (``Q.loss_frac``), the table address of
     ``t + log2 S`` (``log2 S`` is 0 in the first pass), the ``2**-x`` table and its rounding
@@ -147,13 +147,13 @@ class SoftmaxCrossEntropy(wiring.Component):
     ``log2(1 + f)`` table, concatenated; the second pass emits ``dz`` (when asked) and takes
     the loss ``t_label + log2 S`` as the label's class passes stage 2. ``t`` is a pipelined
     shift-and-add tree in both passes and the shift a barrel shifter, or (``serial``, the
-    default) one adder taking a bit of the constant a cycle in the first pass, whose ``t``
-    replaces the logit in the class memory for the second (saturated: see
-    :meth:`_serial_front`), and the shift one bit a cycle in the register that holds
-    ``2**-x`` (:meth:`_shifter`). Serial, the loss is not a register: the result's phase
-    (and the one before, which adds it to the zeroth-order sum: that sum's register is the
-    payload) reads the label's ``t`` from the class memory into stage 2, so without ``dz``
-    there is no second pass.
+    default) one adder taking a bit of the constant a cycle, in both passes (the class
+    memory keeps the logits: no write-back of ``t``, see :meth:`_serial_front`), and the
+    shift one bit a cycle in the register that holds ``2**-x`` (:meth:`_shifter`). Serial,
+    the loss is not a register: after the passes the multiplier takes the label's logit
+    once more and holds its ``t``, so the loss is ``t + log2 S`` of its product (the
+    zeroth-order sum takes it as the multiplication ends, before the result: that sum's
+    register is the payload); without ``dz`` there is no second pass.
 
     Timing: ``classes`` cycles to receive (one per logit) and 1 more for the last compare,
     ``classes + 5`` for the first pass (its sum takes registered values), 2 for the
@@ -161,11 +161,12 @@ class SoftmaxCrossEntropy(wiring.Component):
     result: :meth:`latency` = ``3 * classes + 13`` cycles per vector (43 at 10 classes, below
     the 70 cycles of an R1 forward at 32 lanes). Serial: ``classes * (1 + steps) + 4`` for
     the first pass (``steps`` = 15 for the default formats) plus its last class's shifts, 2
-    for the logarithm, with ``dz`` ``classes + 4`` for the second pass plus its shifts, 1 to
-    commit the sum, 1 for the result: 179 cycles at 10 classes without ``dz`` (the
-    zeroth-order forwards'), 193 with, plus the shifts (at most 15 + 150: 358 cycles, below
-    the 560 of an R1 forward at 4 lanes; at 8 lanes, 280, a first-order vector with many
-    shifts can show). ``z0`` is valid when its logit comes. Meanwhile ``logits.ready`` and
+    for the logarithm, with ``dz`` ``classes * (1 + steps) + 4`` for the second pass plus
+    its last class's shifts and the others' past ``steps - 2``, ``2 + steps`` for the
+    label's ``t``, 1 for the result: 195 cycles at 10 classes without ``dz`` (the
+    zeroth-order forwards'), 359 with, plus the shifts (at most 15 + 15 + 9 * 2: 407
+    cycles, below the 560 of an R1 forward at 4 lanes, the UP5K's; at 8 lanes, 280, a
+    first-order vector shows). ``z0`` is valid when its logit comes. Meanwhile ``logits.ready`` and
     ``z0.ready`` are low outside the receive phase.
     ``dz`` and ``result`` hold under back-pressure; nothing is lost.
     """
@@ -184,23 +185,31 @@ class SoftmaxCrossEntropy(wiring.Component):
         })
 
     @staticmethod
-    def latency(params, *, dz=True, shifts=(0, 0)):
+    def latency(params, *, dz=True, shifts=(0, ())):
         """Cycles from a vector's first logit (sent back to back, ``dz`` and ``result``
         always ready) to its result's transfer (``dz``: the command asks for ``dz``).
 
         Serial: stage 4 shifts one bit a cycle (:meth:`_shifter`), so the count depends on
-        the data: ``shifts = (last, total)``, the shifts of the first pass's last class
-        and the sum over the second pass's classes (each ``n mod 16`` of its ``2**-x``,
-        ``n`` the integer part of ``x``; 0 where ``2**-x`` is 0); at most ``(15, 15 *
-        classes)``. Without ``dz`` there is no second pass."""
+        the data: ``shifts = (last, second)``, the shifts of the first pass's last class
+        and those of the second pass's classes in class order (each ``n mod 16`` of its
+        ``2**-x``, ``n`` the integer part of ``x``; 0 where ``2**-x`` is 0; at most 15).
+        The second pass multiplies a class every ``1 + steps`` cycles; a class's shifts
+        past ``steps - 2`` hold the next one back, and the last one's all count. Without
+        ``dz`` there is no second pass."""
         C = params.classes
         if not params.serial:
             return 3 * C + 13
-        last, total = shifts
-        # receive C + 1, first pass C * (1 + steps) + 4 + last, logarithm 2, commit 1,
-        # result 1; with dz the second pass (C + 3 + total) and the label's read (1)
-        cycles = C + 1 + C * (1 + _multiply_steps(params)) + 4 + last + 4
-        return cycles + (C + 4 + total if dz else 0)
+        last, second = shifts
+        steps = _multiply_steps(params)
+        # receive C + 1, first pass C * (1 + steps) + 4 + last, logarithm 2, the label's
+        # multiplication 2 + steps, result 1
+        cycles = C + 1 + C * (1 + steps) + 4 + last + 2 + (2 + steps) + 1
+        if not dz:
+            return cycles
+        second = list(second) or [0] * C
+        held = sum(max(0, n - (steps - 2)) for n in second[:-1])
+        # the second pass C * (1 + steps) + 3, its shifts, the label's read 1
+        return cycles + C * (1 + steps) + 3 + held + second[-1] + 1
 
     def elaborate(self, platform):
         p = self.params
@@ -223,16 +232,14 @@ class SoftmaxCrossEntropy(wiring.Component):
         zmax = Signal(signed(lw), init=zmin)
         argmax = Signal(range(C))
         s = Signal(unsigned(sum_width(p)))
-        loss = Signal(unsigned(loss_width(p)))   # serial: stage 2's t + log2 S in RESULT
+        loss = Signal(unsigned(loss_width(p)))   # serial: the label's t + log2 S
         zo_sum = Signal(signed(zo_sum_width(p)))
 
         # -- the class memory and the one subtractor ----------------------------------------
-        # Per class a logit, which the serial first pass replaces by its exponent t: block
-        # RAM, not flip-flops (a register per bit would be a logic cell of its own). "_norw":
-        # no cycle reads the address it writes (receive writes, the passes read ahead of the
-        # serial pass's write-back).
+        # Per class a logit: block RAM, not flip-flops (a register per bit would be a logic
+        # cell of its own). "_norw": only the receive phase writes, and it reads nothing.
         m.submodules.classes_norw = classes = Memory(
-            shape=unsigned(class_width(p)), depth=C, init=[], attrs={"ram_style": "block"})
+            shape=unsigned(lw), depth=C, init=[], attrs={"ram_style": "block"})
         store, fetch = classes.write_port(), classes.read_port()
         accepting = Signal()            # logits.ready
         received, received_class, count = self._receive(m, accepting)
@@ -251,7 +258,7 @@ class SoftmaxCrossEntropy(wiring.Component):
             m.d.comb += loss.eq(pipe.texp)
         m.d.comb += fetch.en.eq(pipe.advance | pipe.preread)
         if p.serial:
-            self._serial_front(m, pipe, diff, fetch, store, label)
+            self._serial_front(m, pipe, diff, fetch, label)
         else:
             self._parallel_front(m, pipe, diff, fetch, label)
         known = Signal()                # S is final (the logarithm and the second pass)
@@ -304,7 +311,8 @@ class SoftmaxCrossEntropy(wiring.Component):
                 m.d.comb += [receiving.eq(1), pipe.preread.eq(1)]
                 m.next = "EXP"
             with m.State("EXP"):
-                m.d.comb += [pipe.advance.eq(1), pipe.first.eq(1), out.take.eq(out.final)]
+                m.d.comb += [pipe.advance.eq(1), pipe.first.eq(1), pipe.multiplying.eq(1),
+                             out.take.eq(out.final)]
                 with m.If(out.take):
                     m.d.sync += s.eq(out.sum_next(s))
                 with m.If(drained & ~out.pending):
@@ -317,7 +325,7 @@ class SoftmaxCrossEntropy(wiring.Component):
                 m.d.comb += [known.eq(1), pipe.preread.eq(1)]
                 if p.serial:                        # no dz: the label's t alone, no pass
                     m.d.comb += pipe.pick.eq(~want_dz)
-                    m.next = "COMMIT"
+                    m.next = "PICK"
                     with m.If(want_dz):
                         m.next = "SOFT"
                 else:
@@ -325,24 +333,30 @@ class SoftmaxCrossEntropy(wiring.Component):
             with m.State("SOFT"):
                 m.d.comb += [known.eq(1), out.take.eq(out.final & (self.dz.ready | ~want_dz)),
                              pipe.advance.eq(~out.pending | out.take),
-                             self.dz.valid.eq(out.final & want_dz)]
+                             pipe.multiplying.eq(1), self.dz.valid.eq(out.final & want_dz)]
                 with m.If(pipe.advance):
                     if not p.serial:
                         with m.If(pipe.valid[1] & pipe.lab[1]):
                             m.d.sync += loss.eq(pipe.texp)      # the label's t + log2 S
                     with m.If(drained):
-                        m.next = "PICK" if p.serial else "RESULT"
+                        m.next = "LABEL" if p.serial else "RESULT"
             if p.serial:
-                with m.State("PICK"):               # the class memory reads the label's t
+                with m.State("LABEL"):              # the class memory reads the label
                     m.d.comb += [known.eq(1), pipe.preread.eq(1), pipe.pick.eq(1)]
-                    m.next = "COMMIT"
-                with m.State("COMMIT"):             # the sum takes the loss, before the
-                    m.d.comb += [known.eq(1), pipe.picked.eq(1)]   # result: its payload
-                    m.d.sync += zo_sum.eq(zo_next)                  # is the register
-                    m.next = "RESULT"
+                    m.next = "PICK"
+                with m.State("PICK"):               # the multiplier takes the label's logit
+                    m.d.comb += [known.eq(1), pipe.preread.eq(1), pipe.pick.eq(1),
+                                 pipe.start.eq(1)]
+                    m.next = "LOSS"
+                with m.State("LOSS"):               # t of the label: the loss, once done;
+                    m.d.comb += [known.eq(1), pipe.preread.eq(1), pipe.pick.eq(1)]
+                    with m.If(~pipe.busy):          # the sum takes it before the result
+                        with m.If(active):          # (its payload is the register)
+                            m.d.sync += zo_sum.eq(zo_next)
+                        m.next = "RESULT"
             with m.State("RESULT"):
-                if p.serial:                        # loss = stage 2's t + log2 S
-                    m.d.comb += [known.eq(1), pipe.picked.eq(1)]
+                if p.serial:                        # loss = the multiplier's t + log2 S
+                    m.d.comb += known.eq(1)
                 m.d.comb += self.result.valid.eq(1)
                 with m.If(self.result.ready):
                     m.d.sync += [zmax.eq(zmin), argmax.eq(0)]
@@ -396,84 +410,88 @@ class SoftmaxCrossEntropy(wiring.Component):
             with m.If(pipe.issuing):
                 m.d.sync += pipe.issue.eq(pipe.issue + 1)
 
-    def _serial_front(self, m, pipe, diff, fetch, store, label):
-        """First pass: per class, the clamped ``d = max - z`` of the logit the class memory
+    def _serial_front(self, m, pipe, diff, fetch, label):
+        """Both passes: per class, the clamped ``d = max - z`` of the logit the class memory
         read (``fetch``: class ``issue``) is taken (one cycle), then multiplied by ``k``
         (:func:`_exponent_constant`) least significant bit first, one bit a cycle: ``P = (P
-        + k_i * d + [i == shift - 1]) / 2``; the bits shifted out are kept from bit
-        ``shift`` on, so after ``steps`` cycles ``P`` is ``round_half_up(d * k, shift)``
-        (the carry-in at step ``shift - 1`` adds the half). That step issues ``t = P``: it
-        is stage 2's ``t`` the next cycle, and it replaces the logit in the class memory
-        (saturated to :func:`~.tables.class_width` bits, the largest entry meaning
-        ``2**-t = 0``; the label's entry keeps its low bits and ``high`` the rest), while
-        ``fetch`` reads the next class. ``d`` is not a register: the read port holds the
+        + k_i * d) / 2``, started at ``P = 2**(shift - 1)`` (the rounding's half: adding it
+        there or as a carry at step ``shift - 1`` gives the same floors); the bits shifted
+        out are kept from bit ``shift`` on, so after ``steps`` cycles ``P`` is
+        ``round_half_up(d * k, shift)``. In the passes ``P`` starts ``h * 2**shift`` higher
+        too, ``h`` the half of stage 3's rounding to ``exp_bits`` fraction bits, so it ends
+        at ``t + h`` and stage 3 needs no incrementer (:meth:`_exponent_back`). That step
+        issues ``P`` (``push``): stage 2's ``t`` is ``P`` until the next class starts, and
+        ``fetch`` reads the next class. The
+        second pass multiplies again (the class memory keeps the logits): a push waits for
+        ``advance`` (stage 4 may hold a ``dz`` under back-pressure) and the next class
+        starts once stage 2 is free. ``d`` is not a register: the read port holds the
         class's entry while the multiplier runs (it reads class ``issue`` every cycle).
-        Second pass: a class per ``advance``, stage 2's ``t`` is the entry read. ``pick``
-        reads the label's entry and ``picked`` makes stage 2 the label's (the loss)."""
+        ``start`` (with ``pick``: ``fetch`` reads the label) multiplies the label's logit
+        alone, without ``h``: ``P`` is then the label's ``t``, held for the loss."""
         p = self.params
-        C, dw, tw, cw = p.classes, diff_width(p), exponent_width(p), class_width(p)
+        C, dw = p.classes, diff_width(p)
         k, shift = _exponent_constant(p)
         steps = _multiply_steps(p)
         low = steps - shift                 # bits of P below d's (the product's bits
         d = Signal(unsigned(dw))            # shift .. steps - 1)
-        product = Signal(low + dw)          # P
-        busy = Signal()
+        # P starts at the rounding's half; in the passes also at the half of the table
+        # address's rounding (t + log2 S to exp_bits fraction bits) times 2**shift, so
+        # stage 3 takes t + half + log2 S without an incrementer of its own
+        half = (1 << (shift - 1)) if shift else 0
+        s3 = p.loss_frac - p.exp_bits
+        biased = half + ((1 << (s3 - 1) << shift) if s3 else 0)
+        uw = max(dw, biased.bit_length())   # P's upper part stays <= max(d, start)
+        product = Signal(low + uw)          # P
+        busy = pipe.busy = Signal()
         step = Signal(range(steps))
-        carry = (step == shift - 1) if shift else Const(0)
-        total = Signal(dw + 1)              # P's upper part stays <= d
-        m.d.comb += total.eq(product[low:] + Mux(Const(k, steps).bit_select(step, 1), d, 0)
-                             + carry)
-        t = Signal(max(tw, low + dw))       # P's next value, t once pushed
+        total = Signal(uw + 1)
+        m.d.comb += total.eq(product[low:] + Mux(Const(k, steps).bit_select(step, 1), d, 0))
+        t = Signal(low + uw)                # P's next value, t once pushed
         m.d.comb += t.eq(Cat(product[1:low], total) if low else total[1:])
-        push = Signal()
         clamp = diff[dw:].any()
         m.d.comb += d.eq(diff[:dw] | clamp.replicate(dw))
-        with m.If(pipe.first):
-            with m.If(~busy & (pipe.issue < C)):
-                m.d.sync += [product.eq(0), step.eq(0), busy.eq(1)]
-            with m.If(busy):
-                m.d.sync += [product.eq(t), step.eq(step + 1)]
-                with m.If(step == steps - 1):
-                    m.d.sync += busy.eq(0)
-                    m.d.comb += push.eq(1)
-        m.d.comb += [pipe.issuing.eq(Mux(pipe.first, push, pipe.advance & (pipe.issue < C))),
-                     fetch.addr.eq(Mux(pipe.pick, label, pipe.issue + push))]
-        pushed_label = pipe.issue == label
-        stage_label = pipe.lab[1] | pipe.picked
-        entry, stage_t = t[:cw], fetch.data
-        if cw < tw:
-            high = Signal(tw - cw)          # the label's t above its entry
-            with m.If(push & pushed_label):
-                m.d.sync += high.eq(t[cw:tw])
-            entry = t[:cw] | (t[cw:].any() & ~pushed_label).replicate(cw)
-            stage_t = Cat(fetch.data, Mux(stage_label, high, 0))
-            m.d.comb += pipe.zero.eq(~pipe.first & ~stage_label
-                                     & (fetch.data == (1 << cw) - 1))
-        with m.If(push):
-            m.d.comb += [store.addr.eq(pipe.issue), store.data.eq(entry), store.en.eq(1)]
-        m.d.comb += pipe.t.eq(Mux(pipe.first, product, stage_t))
+        last = busy & (step == steps - 1)
+        finish = last & (pipe.advance | pipe.pick)    # a push waits for the pipeline
+        push = Signal()
+        m.d.comb += push.eq(finish & ~pipe.pick)
+        start = pipe.start | (pipe.multiplying & ~busy & (pipe.issue < C)
+                              & (~pipe.valid[1] | pipe.advance))
+        with m.If(start):
+            m.d.sync += [product.eq(Mux(pipe.pick, half << low, biased << low)), step.eq(0),
+                         busy.eq(1)]
+        with m.If(busy & (~last | finish)):
+            m.d.sync += [product.eq(t), step.eq(step + 1)]
+            with m.If(last):
+                m.d.sync += busy.eq(0)
+        m.d.comb += [pipe.issuing.eq(push),
+                     fetch.addr.eq(Mux(pipe.pick, label, pipe.issue + push)),
+                     pipe.t.eq(product)]
         with m.If(pipe.advance):
-            m.d.sync += [pipe.valid[1].eq(pipe.issuing), pipe.lab[1].eq(pushed_label)]
+            m.d.sync += [pipe.valid[1].eq(pipe.issuing), pipe.lab[1].eq(pipe.issue == label)]
             with m.If(pipe.issuing):
                 m.d.sync += pipe.issue.eq(pipe.issue + 1)
 
     def _exponent_back(self, m, pipe, log2s, exp_rd):
         """Stage 3: from stage 2's ``t + log2 S`` (the loss takes the label's), the table
-        address of it rounded to ``exp_bits`` fraction bits (the memory reads it) and the
-        integer part ``n`` (registered; saturated at ``2**nw - 1 >= prob_frac + 2``, where
-        every value is 0). Every register moves on ``advance``. Returns ``n``."""
+        address of it rounded half up to ``exp_bits`` fraction bits (the memory reads it;
+        serial, stage 2's ``t`` already carries the half, see :meth:`_serial_front`) and
+        the integer part ``n`` (registered; saturated at ``2**nw - 1 >= prob_frac + 2``,
+        where every value is 0). Every register moves on ``advance``. Returns ``n``."""
         p = self.params
         tw, eb = exponent_width(p), p.exp_bits
         nw = (p.prob_frac + 2).bit_length()
         n = Signal(unsigned(nw))
         texp = pipe.texp
         m.d.comb += texp.eq(pipe.t + log2s)
-        tr = Signal(unsigned(tw + 1 - (p.loss_frac - eb)))     # texp in Q.exp_bits
-        m.d.comb += [tr.eq(_round_half_up(texp, p.loss_frac - eb)),
+        tr = Signal(unsigned(tw + 2 - (p.loss_frac - eb)))     # texp in Q.exp_bits
+        # serial: the passes' t carries the rounding's half (see _serial_front)
+        rounded = texp >> (p.loss_frac - eb) if p.serial else \
+            _round_half_up(texp, p.loss_frac - eb)
+        m.d.comb += [tr.eq(rounded),
                      exp_rd.addr.eq(tr[:eb]), exp_rd.en.eq(pipe.advance)]
         with m.If(pipe.advance):
             m.d.sync += [pipe.valid[2].eq(pipe.valid[1]), pipe.lab[2].eq(pipe.lab[1]),
-                         n.eq(tr[eb:eb + nw] | (tr[eb + nw:].any() | pipe.zero).replicate(nw))]
+                         n.eq(tr[eb:eb + nw] | tr[eb + nw:].any().replicate(nw))]
         return n
 
     def _barrel(self, m, out, n, exp_rd):

@@ -93,8 +93,9 @@ class AdapterMACArray(wiring.Component):
     Attributes
     ----------
     cmd : In(stream.Signature(MAC_OP))
-        Micro-ops, checked and taken into a one-deep queue (``ready`` is a register: the
-        queue is free); an op starts one cycle after the previous one's last word. Invalid
+        Micro-ops, checked and taken into a one-deep queue (``ready``: the queue is free,
+        and for an UPDATE with an immediate the scaler too); an op starts one cycle after
+        the previous one's last word. Invalid
         ops raise ``error`` and are dropped without touching a stream.
     x : In(stream.Signature(feature_beat_layout))
         Features (or the low-rank ``u``), ``lanes`` per beat, signed ``Q(fw-ff).ff``; a beat
@@ -142,10 +143,11 @@ class AdapterMACArray(wiring.Component):
     then) at stage 4 and writes it in the same cycle; INIT and LOAD write at stage 1; other
     ops wait up to 3 cycles after an UPDATE (the read port), and ops on regions of at most
     4 words wait for an empty pipeline (so no word is read before an earlier op has written
-    it). A queued UPDATE's scaled immediate (one register, :meth:`_scaling`) is written no
-    earlier than the cycle after a current immediate UPDATE's last word issued, so such an
-    UPDATE right behind another waits at most that cycle more. (Stages counted without the
-    optional read register, which adds one or two.)
+    it). An UPDATE with an immediate is taken only as the scaler takes its immediate (the
+    scaler's result register holds it, :meth:`_scaling`), not while the current op is such
+    an UPDATE up to the cycle after its last word issued, nor while a ``dz`` is being
+    scaled; it then waits in the queue ``|cshift| + 2`` cycles for the scaled value. (Stages
+    counted without the optional read register, which adds one or two.)
     """
 
     def __init__(self, params: MacParams):
@@ -382,6 +384,9 @@ class AdapterMACArray(wiring.Component):
         dump_busy = Signal()
 
         kind = cur.op
+        # COLACC is a low-rank op (a dense build drops it as invalid, _take_ops): no logic
+        # for it there
+        colacc = (kind == Op.COLACC) if lowrank else Const(0)
         glens = Array(Const(n, range(max_k + 1)) for _, n in ra.groups)
         glen = Signal(range(max_k + 1))
         glen_next = Signal(range(max_k + 1))
@@ -441,11 +446,11 @@ class AdapterMACArray(wiring.Component):
             & ((kind != Op.LOAD) | (self.wload.valid & ~load_taking))
             & ~dump_busy
             # a COLACC beat starts when the previous beat's lanes are written
-            & ~((kind == Op.COLACC) & (r == 0) & ~drained)
+            & ~(colacc & (r == 0) & ~drained)
             # the read port belongs to updates' words in stages 1-4 (read at stage 4)
             & ~((kind != Op.UPDATE) & upd_busy)
             # the coefficient memory's read port belongs to the output queue this cycle
-            & ~(b.queue_read & ((kind == Op.UPDATE) | (kind == Op.COLACC))))
+            & ~(b.queue_read & ((kind == Op.UPDATE) | colacc)))
         upd_hist = Signal(LATE_READ)
         m.d.sync += upd_hist.eq(Cat(go & (kind == Op.UPDATE), upd_hist[:-1]))
         m.d.comb += upd_busy.eq(upd_hist.any())
@@ -466,7 +471,7 @@ class AdapterMACArray(wiring.Component):
         b.first_kg, b.gbase, b.gi, b.glen, b.glen_next = first_kg, gbase, gi, glen, glen_next
         b.go, b.is_b, b.k, b.kg, b.kind, b.last_k = go, is_b, k, kg, kind, last_k
         b.last_kg, b.last_row, b.last_token, b.load_take = last_kg, last_row, last_token, load_take
-        b.first_row, b.x_taking = first_row, x_taking
+        b.first_row, b.x_taking, b.colacc = first_row, x_taking, colacc
         b.dims = dims
         b.need_drain, b.nxt, b.nxt_valid, b.nxt_wait = need_drain, nxt, nxt_valid, nxt_wait
         b.outputs, b.r, b.rows, b.serial_busy, b.started = outputs, r, rows, serial_busy, started
@@ -489,8 +494,8 @@ class AdapterMACArray(wiring.Component):
             valid[1].eq(go),
             ctl[1].op.eq(kind), ctl[1].word.eq(word), ctl[1].row.eq(r),
             ctl[1].outidx.eq(gbase + r), ctl[1].dest.eq(cur.dest), ctl[1].kb.eq(k),
-            ctl[1].first.eq(Mux(kind == Op.COLACC, r == 0, first_kg)),
-            ctl[1].last.eq(Mux(kind == Op.COLACC, last_row, last_kg)),
+            ctl[1].first.eq(Mux(b.colacc, r == 0, first_kg)),
+            ctl[1].last.eq(Mux(b.colacc, last_row, last_kg)),
             ctl[1].mask.eq(Mux(is_b & (k == beats - 1), last_mask, (1 << L) - 1)),
         ]
 
@@ -525,7 +530,7 @@ class AdapterMACArray(wiring.Component):
                                      crow.eq(crow + rows),
                                      first_kg.eq(1), last_kg.eq(glen_next == 1)]
             with m.If(last_token):
-                m.d.sync += [active.eq(0), need_drain.eq(kind == Op.COLACC)]
+                m.d.sync += [active.eq(0), need_drain.eq(b.colacc)]
         with m.If(~(go & ~started & (kind == Op.MATVEC) & (cur.dest == Dest.OUT))
                   & self.out.valid & self.out.ready):
             m.d.sync += credits.eq(credits + 1)
@@ -579,6 +584,7 @@ class AdapterMACArray(wiring.Component):
         p_beats = Mux(p_b, rb.beats, ra.beats)
         p_small = Mux(p_b, rb.words <= WRITE_STAGE, ra.words <= WRITE_STAGE)
         is_mv_up = (op.op == Op.MATVEC) | (op.op == Op.UPDATE)
+        p_colacc = (op.op == Op.COLACC) if lowrank else Const(0)
         p_local = (op.operand == Operand.LOCAL) & is_mv_up
         checks = Cat(
             (op.region == Region.B) & (0 if lowrank else 1),
@@ -597,21 +603,30 @@ class AdapterMACArray(wiring.Component):
             op.op.as_value() == 7)
         take = Signal()                 # an op moves into the queue (or is dropped)
         bad = Signal()
-        m.d.comb += [self.cmd.ready.eq(~nxt_valid), take.eq(self.cmd.valid & ~nxt_valid),
+        # an UPDATE with an immediate is taken only as the scaler takes the immediate
+        # (``imm_free``, _scaling): the raw immediate is never stored here
+        b.p_imm = p_imm = Signal()
+        b.imm_free = imm_free = Signal()
+        m.d.comb += [p_imm.eq((op.op == Op.UPDATE) & (op.coef_source == CoefSource.IMM)),
+                     self.cmd.ready.eq(~nxt_valid & (~p_imm | imm_free)),
+                     take.eq(self.cmd.valid & self.cmd.ready),
                      bad.eq(checks.any())]
         with m.If(take & ~bad):
             m.d.sync += [
                 nxt_valid.eq(1), nxt.op.eq(op),
+                # a dense build's valid MATVEC goes to OUT (checked above): the destination
+                # is then a constant down the pipeline, not a flip-flop in every stage
+                *([] if lowrank else [nxt.op.dest.eq(Dest.OUT)]),
                 nxt.is_b.eq(p_b), nxt.base.eq(Mux(p_b, rb.base, ra.base)),
                 nxt.uses_x.eq(is_mv_up & (op.operand == Operand.STREAM)),
                 nxt.uses_z.eq(((op.op == Op.MATVEC) & (op.perturb != Perturb.NONE))
                               | (((op.op == Op.UPDATE) | (op.op == Op.INIT))
                                  & (op.operand == Operand.Z))),
-                nxt.reads_coef.eq(((op.op == Op.UPDATE) | (op.op == Op.COLACC))
+                nxt.reads_coef.eq(((op.op == Op.UPDATE) | p_colacc)
                                   & (op.coef_source == CoefSource.MEMORY)
                                   & (op.coef_base < lay.dz_depth)),
                 nxt.coef_need.eq(op.coef_base + p_outputs),
-                nxt.drain_first.eq(p_local | (op.op == Op.COLACC) | p_small),
+                nxt.drain_first.eq(p_local | p_colacc | p_small),
             ]
         bad_op = Signal()
         m.d.comb += bad_op.eq(take & bad)
@@ -619,50 +634,51 @@ class AdapterMACArray(wiring.Component):
         b.take, b.bad = take, bad
 
     def _scaling(self, b):
-        """One serial power-of-two scaler (:class:`.coef.Pow2Scaler`) for the immediate of a
-        queued UPDATE (first) and the ``dz`` stream; the coefficient memory's write port:
-        COLACC results, then the scaled ``dz``."""
+        """One serial power-of-two scaler (:class:`.coef.Pow2Scaler`) for the immediate of an
+        UPDATE (first) and the ``dz`` stream; the coefficient memory's write port: COLACC
+        results, then the scaled ``dz``."""
         batch_now, c_wr, caddr_w, coef_wp, cw = b.batch_now, b.c_wr, b.caddr_w, b.coef_wp, b.cw
         dz_cshift, err_events, lay, m, sat_flag = b.dz_cshift, b.err_events, b.lay, b.m, b.sat_flag
         take, bad, nxt, nxt_wait, op = b.take, b.bad, b.nxt, b.nxt_wait, self.cmd.payload
-        # the scaled immediate, held once (not in the queued op and again in the current
-        # one): a queued UPDATE's replaces it only while the current op does not read it,
-        # i.e. from the cycle after a current immediate UPDATE's last word issued (stage 1
-        # reads it then, the write lands at that cycle's end)
-        b.imm = imm = Signal(signed(cw))
+        m.submodules.scaler = scaler = Pow2Scaler(cw)
+        result = scaler.o.payload
+        # the scaled immediate is the scaler's result register (no copy): an UPDATE's
+        # immediate goes into the scaler straight from ``cmd`` as the op is taken, which
+        # waits while the current op reads the immediate held (``imm_busy``: stage 1 reads
+        # it up to the cycle after its last word issued; the scaler writes its result a
+        # cycle after taking a value at the earliest). A ``dz`` is scaled only while no
+        # immediate is held for the current or the queued op.
+        b.imm = result.value
         imm_busy = Signal()
         m.d.comb += imm_busy.eq(b.active & (b.cur.op == Op.UPDATE)
                                 & (b.cur.coef_source == CoefSource.IMM))
-        m.submodules.scaler = scaler = Pow2Scaler(cw)
-        # an UPDATE with an immediate waits in the queue for it (one per zeroth-order step)
-        imm_sent = Signal()             # it is in the scaler
+        imm_held = Signal()
+        m.d.comb += imm_held.eq(imm_busy | (b.nxt_valid & (nxt.op.op == Op.UPDATE)
+                                            & (nxt.op.coef_source == CoefSource.IMM)))
         job_imm = Signal()              # the scaler's value is the immediate (else a dz)
-        with m.If(take & ~bad):
-            m.d.sync += [nxt_wait.eq((op.op == Op.UPDATE)
-                                     & (op.coef_source == CoefSource.IMM)),
-                         imm_sent.eq(0)]
         imm_req = Signal()
-        m.d.comb += imm_req.eq(nxt_wait & ~imm_sent)
+        m.d.comb += [b.imm_free.eq(scaler.i.ready & ~imm_busy),
+                     imm_req.eq(self.cmd.valid & ~b.nxt_valid & b.p_imm & ~imm_busy & ~bad)]
+        # the op waits in the queue until its immediate is scaled (one per zeroth-order step)
+        with m.If(take & ~bad):
+            m.d.sync += nxt_wait.eq(b.p_imm)
         m.d.comb += [
-            scaler.i.valid.eq(imm_req | self.coef.valid),
-            scaler.i.payload.value.eq(Mux(imm_req, nxt.op.imm, self.coef.payload)),
-            scaler.i.payload.shift.eq(Mux(imm_req, nxt.op.cshift, dz_cshift)),
-            self.coef.ready.eq(scaler.i.ready & ~imm_req),
+            scaler.i.valid.eq(imm_req | (self.coef.valid & ~imm_held)),
+            scaler.i.payload.value.eq(Mux(imm_req, op.imm, self.coef.payload)),
+            scaler.i.payload.shift.eq(Mux(imm_req, op.cshift, dz_cshift)),
+            self.coef.ready.eq(scaler.i.ready & ~imm_req & ~imm_held),
         ]
         with m.If(scaler.i.valid & scaler.i.ready):
             m.d.sync += job_imm.eq(imm_req)
-            with m.If(imm_req):
-                m.d.sync += imm_sent.eq(1)
         # COLACC results (lowrank) have the write port first
         ser_we = Signal()
         ser_addr = Signal(caddr_w)
         ser_data = Signal(signed(cw))
         coef_over = Signal()
-        result = scaler.o.payload
-        m.d.comb += scaler.o.ready.eq(Mux(job_imm, ~imm_busy, ~(ser_we | b.queue_we)))
+        m.d.comb += scaler.o.ready.eq(Mux(job_imm, 1, ~(ser_we | b.queue_we)))
         done = scaler.o.valid & scaler.o.ready
         with m.If(done & job_imm):
-            m.d.sync += [imm.eq(result.value), nxt_wait.eq(0)]
+            m.d.sync += nxt_wait.eq(0)
         clamped = sat_flag()
         m.d.comb += clamped.eq(done & result.clamped)
         with m.If(b.queue_we):
@@ -992,9 +1008,21 @@ class AdapterMACArray(wiring.Component):
         m.submodules.accs_norw = mem = Memory(shape=signed(p.acc_width), depth=max_rows,
                                               init=[], attrs={"ram_style": "block"})
         rd, wr = mem.read_port(), mem.write_port()
-        m.d.comb += [rd.addr.eq(b.ctl[b.ACC_STAGE - 1].row),
+        if b.lowrank:
+            rd_row, wr_row = b.ctl[b.ACC_STAGE - 1].row, ca.row
+        else:
+            # one region: every MATVEC walks rows 0 .. rows - 1 in order for each beat, so a
+            # counter of the MATVEC words entering ACC_STAGE is their row (not carried down
+            # the pipeline in every stage's token); an abort resets it with the pipeline
+            rd_row = Signal(range(max_rows), name="acc_row")
+            wr_row = Signal(range(max_rows), name="acc_wrow")
+            cn, vn = b.ctl[b.ACC_STAGE - 1], b.valid[b.ACC_STAGE - 1]
+            with m.If(vn & (cn.op == Op.MATVEC)):
+                m.d.sync += [rd_row.eq(Mux(rd_row == max_rows - 1, 0, rd_row + 1)),
+                             wr_row.eq(rd_row)]
+        m.d.comb += [rd.addr.eq(rd_row),
                      acc_new.eq(Mux(ca.first, half_lsb, rd.data) + total),
-                     wr.addr.eq(ca.row), wr.data.eq(acc_new),
+                     wr.addr.eq(wr_row), wr.data.eq(acc_new),
                      wr.en.eq(va & (ca.op == Op.MATVEC))]
 
     def _dump(self, b):

@@ -47,7 +47,8 @@ def csd_digits(constant):
 
 def const_mul(value, constant):
     """``value * constant`` for a non-negative integer constant, as additions and
-    subtractions of shifted copies (canonical signed digits)."""
+    subtractions of shifted copies (canonical signed digits); unsigned for an unsigned
+    ``value``."""
     value = Value.cast(value)
     if constant == 0:
         return Const(0, signed(1) if value.shape().signed else unsigned(1))
@@ -58,6 +59,10 @@ def const_mul(value, constant):
             total = term if digit > 0 else -term
         else:
             total = total + term if digit > 0 else total - term
+    if not value.shape().signed:
+        # A negative digit makes the sum signed, but the product of an unsigned value is
+        # not: dropping the always-zero sign keeps a later rounding from adding it back.
+        total = total.as_unsigned()[:len(value) + constant.bit_length()]
     return total
 
 

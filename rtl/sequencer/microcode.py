@@ -17,7 +17,9 @@ Word fields (:meth:`Microcode.layout`):
   the loss unit);
 * ``forward``, ``sign``: a :class:`~.programs.Fetch` 's;
 * ``phase_end`` (the phase's last action), ``each`` (the phase repeats per sample),
-  ``prog_end`` (the program's last action) and ``then`` (the control state that follows it).
+  ``restart`` (with ``each``: the address of the phase's first action, where the next sample
+  begins), ``prog_end`` (the program's last action) and ``then`` (the control state that
+  follows it).
 
 Fields an action does not use are don't care (index 0).
 """
@@ -75,12 +77,15 @@ class Microcode:
         return [self.encode(a) for a in range(len(self.words))]
 
 
-def _word(action, phase, last_in_phase, then):
-    """A word's fields; fields an action does not use are left out (don't care: index 0)."""
+def _word(action, phase, last_in_phase, then, start):
+    """A word's fields (``start``: the address of its phase's first action); fields an action
+    does not use are left out (don't care: index 0)."""
     word = {"kind": KINDS[type(action)], "phase_end": last_in_phase,
             "prog_end": then is not None and last_in_phase}
     if last_in_phase:
         word["each"] = phase.each
+        if phase.each:
+            word["restart"] = start
         if then is not None:
             word["then"] = then
     if isinstance(action, MacOp):
@@ -97,10 +102,11 @@ def compile_programs(programs):
         entry[name] = len(words)
         it = iter(prog.states)
         for p, phase in enumerate(prog.phases):
+            start = len(words)
             for a, action in enumerate(phase.actions):
                 last = a + 1 == len(phase.actions)
                 then = prog.then if p + 1 == len(prog.phases) else None
-                words.append(_word(action, phase, last, then))
+                words.append(_word(action, phase, last, then, start))
                 names.append(next(it))
     values = {}
     for word in words:

@@ -197,22 +197,47 @@ def default_watchdog(mac: MacParams, cache: CacheParams, perturb: PerturbParams)
 
 
 def _log2(m, value):
-    """``(log, pow2)``: ``floor(log2 value)`` (0 for 0: the golden model's ``bit_length - 1``,
-    which the shift checks use even when ``value`` is not a power of two) and whether
-    ``value`` is a power of two."""
+    """``floor(log2 value)`` (0 for 0: the golden model's ``bit_length - 1``, which the shift
+    checks use even when ``value`` is not a power of two)."""
     log = Signal(range(max(2, len(value))), name="log2")
-    pow2 = Signal(name="pow2")
     for i in range(1, len(value)):          # the highest bit set wins
         with m.If(value[i]):
             m.d.comb += log.eq(i)
-    m.d.comb += pow2.eq((value != 0) & ((value & (value - 1)) == 0))
-    return log, pow2
+    return log
 
 
 def _sat_add(a, b, width=COUNTER_WIDTH):
     """``a + b`` saturating at ``2**width - 1`` (counters never wrap)."""
     s = a + b
     return Mux(s[width:].any(), (1 << width) - 1, s[:width])
+
+
+def _one_hot(value):
+    """Exactly one bit of ``value`` set (halves: one hot in one, zero in the other; no
+    decrement)."""
+    if len(value) == 1:
+        return value[0]
+    h = len(value) // 2
+    lo, hi = value[:h], value[h:]
+    return (_one_hot(lo) & (hi == 0)) | ((lo == 0) & _one_hot(hi))
+
+
+def _pow2_upto(value, hi):
+    """``value`` is a power of two at most ``hi``: one hot in its low ``log2 hi + 1`` bits
+    (a power of two ``hi``; else the floor power's), zero above (and at most ``hi``)."""
+    k = hi.bit_length()
+    ok = _one_hot(value[:k]) & (value[k:] == 0) if len(value) > k else _one_hot(value)
+    return ok if hi & (hi - 1) == 0 else ok & (value <= hi)
+
+
+def _times(value, factor, width):
+    """``value * factor`` modulo ``2**width`` as a sum of shifted copies (one adder per set
+    bit of the constant ``factor`` past the first; never a multiplier block)."""
+    terms = [(value << i)[:width] for i in range(factor.bit_length()) if factor >> i & 1]
+    out = Const(0, width)
+    for t in terms:
+        out = (out + t)[:width]
+    return out
 
 
 def _count(m, counter, when, clear, saturate=True):
@@ -234,6 +259,10 @@ class Sequencer(wiring.Component):
     mac : MacParams
     loss : LossParams
     cache : CacheParams
+    store_words : dict or None
+        The register bank's block-RAM word of each stored register
+        (:func:`~fieldtune.rtl.csr.registers.store_words` of the bank's registers: their bus
+        addresses); None: :attr:`stored` packed from word 0.
 
     Attributes
     ----------
@@ -274,7 +303,8 @@ class Sequencer(wiring.Component):
     """
 
     def __init__(self, mac: MacParams, loss: LossParams, cache: CacheParams,
-                 perturb: PerturbParams, modes=MODES, schedule=True, early_stop=False):
+                 perturb: PerturbParams, modes=MODES, schedule=True, early_stop=False,
+                 store_words=None):
         for name, value, cls in (("mac", mac, MacParams), ("loss", loss, LossParams),
                                  ("cache", cache, CacheParams),
                                  ("perturb", perturb, PerturbParams)):
@@ -307,7 +337,13 @@ class Sequencer(wiring.Component):
         #: run registers and the stored counters, in map order (``early_stop`` last).
         self.stored = (*run_register_names(False), *STORED_COUNTERS,
                        *(("early_stop",) if self.early_stop else ()))
-        self.scratch_base = scratch_base(len(self.stored))
+        #: Their words in the block RAM (``store_words``).
+        self.store_words = ({n: i for i, n in enumerate(self.stored)} if store_words is None
+                            else {n: store_words[n] for n in self.stored})
+        if store_words is not None and set(store_words) != set(self.stored):
+            raise ValueError(f"store_words must name the stored registers {self.stored}, not "
+                             f"{tuple(store_words)}")
+        self.scratch_base = scratch_base(max(self.store_words.values()) + 1)
         #: Scratch words the register bank must give the sequencer: the query sums and a
         #: word never written (it reads 0: the query sum is written as 0 + sum by the
         #: counters' adder).
@@ -395,7 +431,9 @@ class Sequencer(wiring.Component):
         m.d.comb += [self.mode.eq(mode), self.next_step.eq(r.pstep),
                      self.next_cursor.eq(r.base)]
         m.d.comb += [r.busy.eq(r.state != State.IDLE), self.busy.eq(r.busy),
-                     r.sample.eq(r.base + r.n), r.batch.eq(Const(1, len(r.batch)) << r.lb)]
+                     r.sample.eq(r.base + r.n), r.batch.eq(Const(1, len(r.batch)) << r.lb),
+                     r.cb.eq(_times(r.n, r.classes, len(r.cb))),
+                     r.vb.eq(r.v_base + _times(r.n, r.inner, len(r.vb)))]
         # the run registers' memory reads the watchdog's word unless a state reads another
         m.d.comb += self.store.raddr.eq(self.store_address("watchdog"))
         got = self._results(m, r)
@@ -419,13 +457,13 @@ class Sequencer(wiring.Component):
                   & (self.abort | wd_fire)):
             m.d.comb += [self.errors.aborted.eq(self.abort),
                          self.errors.watchdog.eq(wd_fire & ~self.abort)]
-            m.d.sync += [r.state.eq(State.ABORT), r.flush_count.eq(0)]
+            m.d.sync += r.state.eq(State.ABORT)
         return m
 
     def store_address(self, register):
         """Word of run register (or stored counter) ``register`` in the register bank's
         block RAM."""
-        return self.stored.index(register)
+        return self.store_words[register]
 
     def walk_bits(self):
         """Width of the first-order record walk: the cache's capacity's
@@ -526,6 +564,9 @@ class Sequencer(wiring.Component):
             _count(m, r.ho_count, got & r.ho & res.correct,
                    clear | (r.state == r.State.HO_START), saturate=False)
         _count(m, c.cycles, r.busy & (r.state != r.State.CHECK), clear)
+        # the abort's flush cycles, 0 outside ABORT (a synchronous reset: no multiplexer)
+        aborting = r.state == r.State.ABORT
+        _count(m, r.flush_count, aborting, ~aborting, saturate=False)
         _count(m, c.epochs, r.next_epoch, clear, saturate=False)
         _count(m, c.steps, r.next_step, clear, saturate=False)
 
@@ -581,9 +622,8 @@ class Sequencer(wiring.Component):
                 m.d.sync += [self.done.eq(1), r.state.eq(State.IDLE)]
         with m.Case(State.ABORT):
             m.d.comb += self.flush.eq(1)
-            m.d.sync += r.flush_count.eq(r.flush_count + 1)
             with m.If(r.flush_count == self.flush_cycles - 1):
-                m.d.sync += [self.done.eq(1), r.flush_count.eq(0), r.outstanding.eq(0),
+                m.d.sync += [self.done.eq(1), r.outstanding.eq(0),
                              r.state.eq(State.IDLE)]
 
         if "fo" in self.modes:
@@ -598,6 +638,7 @@ class Sequencer(wiring.Component):
         of batch and queries, shifts, seed, shuffle). In the last word's cycle the run is
         accepted if nothing was flagged, and the first state that needs more reads it."""
         last = len(self.check_order) - 1
+        r.over = self._records_compare(m, r)
         with m.Switch(r.chk):
             for k, register in enumerate(self.check_order):
                 with m.Case(k):
@@ -616,6 +657,26 @@ class Sequencer(wiring.Component):
                             m.d.sync += [self.done.eq(1), r.state.eq(State.IDLE)]
                         with m.Else():
                             self._accept(m, r, State)
+
+    def _records_compare(self, m, r):
+        """One comparator against the records for CHECK's batch, cursor and evaluation-range
+        words (each field from bit 0 of its word): ``a + b + c > records``, ``a`` the word's
+        field (``batch``, ``cursor``, ``eval_first``), ``b`` the evaluation count (its word
+        only), ``c`` 1 for the cursor (``cursor >= records``); the fields' bits above the
+        records' width are ORed, not compared."""
+        w, rdata = len(r.records), self.store.rdata
+        fields = {"batch": "batch", "zo_cursor": "cursor", "eval_range": "eval_first"}
+        at = {reg: r.chk == self.check_order.index(reg) for reg in fields}
+        hi = Const(0)
+        for reg, name in fields.items():
+            assert run_field_lsb(name) == 0, name
+            hi = hi | (at[reg] & rdata[w:RUN_FIELDS[name].width].any())
+        lsb = run_field_lsb("eval_count")
+        hi = hi | (at["eval_range"] & rdata[lsb + w:lsb + RUN_FIELDS["eval_count"].width].any())
+        b = Mux(at["eval_range"], rdata[lsb:lsb + w], 0)
+        over = Signal(name="check_over")
+        m.d.comb += over.eq(hi | (rdata[:w] + b + at["zo_cursor"] > r.records))
+        return over
 
     def _check_word(self, m, r, register):
         """The checks of run register ``register``'s word (on ``rdata``) and what the run
@@ -642,20 +703,20 @@ class Sequencer(wiring.Component):
                                              | ((every != 0) & (holdout == 0)))
         elif register == "batch":
             batch = word("batch")
-            lb, pow2 = _log2(m, batch)
+            lb = _log2(m, batch)
             m.d.sync += r.lb.eq(lb)
             # the training records (records - holdout) hold a mini-batch at least
-            over = (batch + r.holdout > records) if self.early_stop else batch > records
+            over = (batch + r.holdout > records) if self.early_stop else r.over
             if self.early_stop:
                 over = Mux(is_fo, over, batch > records)
-            flags["bad_batch"] = ((is_fo & (~pow2 | (batch > mac.max_batch)))
-                                  | (is_zo & (~pow2 | (batch > MAX_BATCH))))
+            flags["bad_batch"] = ((is_fo & ~_pow2_upto(batch, mac.max_batch))
+                                  | (is_zo & ~_pow2_upto(batch, MAX_BATCH)))
             flags["batch_count"] = (is_fo | is_zo) & over
         elif register == "queries":
             queries = word("queries")
-            lq, q_pow2 = _log2(m, queries)
+            lq = _log2(m, queries)
             m.d.sync += r.lq.eq(lq)
-            flags["bad_steps"] = is_zo & (~q_pow2 | (queries > MAX_QUERIES))
+            flags["bad_steps"] = is_zo & ~_pow2_upto(queries, MAX_QUERIES)
         elif register == "shifts":
             # the shifts of the run's ops, from the log2 of batch and queries read before
             eps = word("eps_shift")
@@ -677,10 +738,11 @@ class Sequencer(wiring.Component):
         elif register == "steps":
             flags["bad_steps"] = is_zo & (word("steps") == 0)
         elif register == "zo_cursor":
-            flags["bad_cursor"] = is_zo & (word("cursor") >= records)
+            flags["bad_cursor"] = is_zo & r.over
         elif register == "eval_range":
             count = word("eval_count")
-            flags["eval_range"] = is_ev & ((count == 0) | (word("eval_first") + count > records))
+            flags["eval_range"] = is_ev & ((count == 0)
+                                           | r.over)
         elif register == "watchdog":
             flags["bad_watchdog"] = (is_fo | is_zo | is_ev) & (word("watchdog") == 0)
         elif register == "seed":
@@ -903,9 +965,9 @@ class Sequencer(wiring.Component):
             with m.If(~phase_end):
                 m.d.sync += pc.eq(pc + 1)
             with m.Elif(each & (r.n + 1 < r.nb)):
-                m.d.sync += [pc.eq(r.phase_start), *r.next_sample()]
+                m.d.sync += [pc.eq(field("restart")), *r.next_sample()]
             with m.Else():
-                m.d.sync += [pc.eq(pc + 1), r.phase_start.eq(pc + 1), *r.begin_phase()]
+                m.d.sync += [pc.eq(pc + 1), *r.begin_phase()]
                 if r.order is not None:     # the next phase reads the batch again
                     m.d.comb += r.order.rewind.eq(~prog_end)
                 with m.If(prog_end):
@@ -927,7 +989,6 @@ class _RunState:
         self.code = code
         #: Micro-code address; its values are named after the actions (waveforms).
         self.pc = Signal(enum.Enum("MicroAddress", [(n, i) for i, n in enumerate(code.names)]))
-        self.phase_start = Signal(range(len(code.names)))
         self.busy = Signal()
         self.mode = Signal(Mode)
         self.chk = Signal(range(max(3, len(seq.check_order))))   # CHECK's word; FO_EPOCH's
@@ -962,8 +1023,8 @@ class _RunState:
         self.nb = Signal(index)         # samples in the current batch / range
         self.n = Signal(index)          # sample within the phase
         self.sample = Signal(index)     # base + n (combinational)
-        # first order's coefficient bases (a mini-batch holds at most mac.max_batch samples;
-        # other programs count them too, harmlessly wrapping)
+        # first order's coefficient bases of sample n, combinational (a mini-batch holds at
+        # most mac.max_batch samples; other programs' wrap harmlessly)
         fo_batch = seq.mac.max_batch
         self.cb = Signal(range(fo_batch * seq.mac.classes))         # n * classes: dz of n
         self.vb = Signal(range(max(2, seq.layout.v_base + fo_batch * seq.layout.inner)))
@@ -984,6 +1045,7 @@ class _RunState:
         # cycles without progress, the current one included (the budget is at least 1)
         self.wd = Signal(RUN_FIELDS["watchdog"].width, init=1)
         self.claimed = Signal()         # a control state reads the block RAM (goes first)
+        self.over = None                # CHECK's comparison against the records
         self.clear = Signal(range(4))   # stored counters still to clear after a start
         self.flush_count = Signal(range(seq.flush_cycles + 1))
         # the ops' shifts, as wide as the ops' fields (CHECK keeps every one in range, the
@@ -1022,17 +1084,16 @@ class _RunState:
     def enter(self, program):
         """Statements that start ``program`` at its first word."""
         address = self.code.entry[program]
-        return [self.pc.eq(address), self.phase_start.eq(address),
+        return [self.pc.eq(address),
                 self.state.eq(self.State.EXEC)]
 
     def begin_phase(self):
         """Statements that restart a phase at the first sample of the batch."""
-        return [self.n.eq(0), self.cb.eq(0), self.vb.eq(self.v_base)]
+        return [self.n.eq(0)]
 
     def next_sample(self):
         """Statements that move a phase on to the batch's next sample."""
-        return [self.n.eq(self.n + 1), self.cb.eq(self.cb + self.classes),
-                self.vb.eq(self.vb + self.inner)]
+        return [self.n.eq(self.n + 1)]
 
 
 def _shape_of(values, resolve):

@@ -23,23 +23,29 @@ This module also holds what every compiled engine shares: running Yosys with a g
 environment (:func:`run_yosys`) and the concurrent-safe build cache (:func:`cached_build`).
 """
 
+import dataclasses
 import hashlib
+import importlib.metadata
+import inspect
+import json
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from .script import (MAX_CONDITIONS, EngineUnavailable, ScriptResult, Set, Step, Wait,
+from .script import (MAX_CONDITIONS, EngineUnavailable, Port, ScriptResult, Set, Step, Wait,
                      design_rtlil, rtlil_ports)
 
 
 __all__ = ["VerilogDesign", "emit_verilog", "run_icarus", "build_icarus", "run_yosys",
            "cache_dir", "cached_build", "find_program", "ToolError", "script_text",
            "parse_records", "data_ports", "wrapper_module", "WRAPPER", "rtlil_verilog",
-           "verilog_commands", "yosys_program", "COMPILERS", "cxx_compiler"]
+           "verilog_commands", "yosys_program", "COMPILERS", "cxx_compiler",
+           "design_fingerprint", "rtlil_identity"]
 
 
 #: Environment variable naming the root of every compiled-model cache.
@@ -178,6 +184,71 @@ def cached_build(kind, key, suffix, build, *, directory=None):
         finally:
             shutil.rmtree(work, ignore_errors=True)
     return final
+
+
+# -- a design's RTLIL, remembered ---------------------------------------------------------------
+
+def design_fingerprint(design, *, ports=None, name="top"):
+    """A digest that stands for ``design``'s RTLIL without converting it, or None where the
+    design does not say what it is made of.
+
+    A design says so when its class lives in a sub-package (``fieldtune.rtl.soc``: the
+    sub-package ``fieldtune.rtl``) and it keeps its configuration, a dataclass with a plain
+    repr, as ``config`` (the SoC). Its RTLIL is then a function of that configuration, the
+    Python sources of the sub-package (``rtl`` imports only ``rtl`` and Amaranth:
+    tests/test_layers.py) and of the configuration's module, and Amaranth's and Python's
+    versions; the fingerprint is their digest (``ports``, ``name``: as for
+    :func:`~fieldtune.sim.engines.script.design_rtlil`; only ``ports=None`` is fingerprinted).
+    """
+    config = getattr(design, "config", None)
+    cls = type(design)
+    package = ".".join(cls.__module__.split(".")[:2])
+    if (ports is not None or not dataclasses.is_dataclass(config) or isinstance(config, type)
+            or cls.__module__.count(".") < 2 or package not in sys.modules):
+        return None
+    text = repr(config)
+    if " at 0x" in text:
+        return None
+    sources = sorted({f for folder in sys.modules[package].__path__
+                      for f in Path(folder).rglob("*.py")}
+                     | {Path(inspect.getsourcefile(type(config)))})
+    return digest(f"{cls.__module__}.{cls.__qualname__}", name, text,
+                  importlib.metadata.version("amaranth"), sys.version,
+                  *(part for f in sources for part in (f.name, f.read_bytes())))
+
+
+def rtlil_identity(design, *, kind, ports=None, name="top", directory=None):
+    """``(digest, ports, text)`` of ``design``'s RTLIL: its SHA-256 (:func:`digest`), its ports
+    (name -> Port) and a function returning the text (for a build after a cache miss).
+
+    A design with a :func:`design_fingerprint` has its RTLIL's digest and ports remembered in
+    the cache folder of ``kind`` (or ``directory``) under the fingerprint, so a warm run does
+    not convert it at all (2 CPU s for the default SoC, in every process that opens a
+    simulation); ``text()`` then converts it and checks that it has the digest remembered.
+    """
+    fingerprint = design_fingerprint(design, ports=ports, name=name)
+    folder = Path(directory) if directory is not None else cache_dir(kind)
+    memo = folder / f"{fingerprint}.rtlil.json" if fingerprint else None
+    if memo is not None and memo.exists():
+        known = json.loads(memo.read_text())
+        design._MustUse__silence = True     # not elaborated on purpose: no warning for it
+
+        def text():
+            il = design_rtlil(design, ports=ports, name=name)
+            if digest(il) != known["digest"]:
+                raise ToolError(f"{memo} does not match the design's RTLIL: remove it")
+            return il
+
+        return known["digest"], {p["name"]: Port(**p) for p in known["ports"]}, text
+    il = design_rtlil(design, ports=ports, name=name)
+    identity, found = digest(il), rtlil_ports(il, name)
+    if memo is not None:
+        folder.mkdir(parents=True, exist_ok=True)
+        partial = memo.with_name(f"{memo.name}.{os.getpid()}.tmp")
+        partial.write_text(json.dumps({"digest": identity, "ports": [
+            dataclasses.asdict(p) for p in found.values()]}))
+        os.replace(partial, memo)
+    return identity, found, lambda: il
 
 
 # -- Verilog -----------------------------------------------------------------------------------

@@ -38,9 +38,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .hdl import (WRAPPER, ToolError, VerilogDesign, cached_build, cxx_compiler, data_ports,
-                  digest, find_program, parse_records, rtlil_verilog, run_checked, script_text,
-                  tool_version, verilog_commands, wrapper_module, yosys_program)
-from .script import EngineUnavailable, design_rtlil, rtlil_ports
+                  digest, find_program, parse_records, rtlil_identity, rtlil_verilog,
+                  run_checked, script_text, tool_version, verilog_commands, wrapper_module,
+                  yosys_program)
+from .script import EngineUnavailable
 
 
 __all__ = ["build", "build_design", "simulate", "run", "find_verilator", "check_available",
@@ -170,12 +171,14 @@ def build(verilog, *, clock="clk", cache=None, log=None):
 
 def build_design(design, *, env, ports=None, name="top", clock="clk", cache=None, log=None):
     """:func:`build` of an Amaranth design, keyed by its RTLIL: on a cache hit, Yosys does
-    not run (emitting the SoC's Verilog takes Yosys longer than a warm run's simulation)."""
-    il = design_rtlil(design, ports=ports, name=name)
+    not run (emitting the SoC's Verilog takes Yosys longer than a warm run's simulation), nor,
+    for a design with a fingerprint, Amaranth's conversion to RTLIL
+    (:func:`~fieldtune.sim.engines.hdl.rtlil_identity`)."""
+    il, ports, text = rtlil_identity(design, kind="verilator", ports=ports, name=name,
+                                     directory=cache)
     identity = digest(il, yosys_program(env), "\n".join(verilog_commands()))
-    shape = VerilogDesign("", rtlil_ports(il, name), name)
-    return _build(identity, lambda: rtlil_verilog(il, env=env, name=name).text, shape,
-                  clock=clock, cache=cache, log=log)
+    return _build(identity, lambda: rtlil_verilog(text(), env=env, name=name).text,
+                  VerilogDesign("", ports, name), clock=clock, cache=cache, log=log)
 
 
 def _build(identity, text, verilog, *, clock, cache, log):

@@ -3,7 +3,7 @@ side's frame decoder, byte for byte what :mod:`fieldtune.rtl.host` does.
 
 Codec (what a host uses)::
 
-    wire = encode_request(seq=5, cmd=Command.WRITE, address=0x20, count=3, payload=b"...")
+    wire = encode_request(seq=5, cmd=Command.WRITE, address=0x20, count=6, payload=b"...")
     resp = decode_response(next_frame)         # Response(seq, cmd, address, count, status,
                                                #          payload); raises FrameError
 
@@ -225,13 +225,13 @@ def unpack_elements(raw, element_bytes, signed=False):
 
 
 def element_layout(soc_map, address):
-    """``(kind, element_bytes, end)`` of the region holding ``address``: ``("registers", 4,
-    last register + 1)``, ``("window", bytes, None)`` or None."""
+    """``(kind, element_bytes)`` of the region holding ``address``: ``("registers", 4)``,
+    ``("window", bytes)`` or None."""
     if 0 <= address < len(soc_map.registers):
-        return "registers", REGISTER_BYTES, len(soc_map.registers)
+        return "registers", REGISTER_BYTES
     window = soc_map.window_at(address)
     if window is not None:
-        return "window", window.element_bytes, None
+        return "window", window.element_bytes
     return None
 
 
@@ -447,27 +447,30 @@ class HostLinkModel:
         region = element_layout(self.map, header.address)
         if region is None:
             return Status.BAD_ADDRESS, 0, b""
-        kind, eb, end = region
-        want = header.count * eb if cmd == Command.WRITE else 0
-        if header.count == 0 or header.count * eb > self.max_payload or len(payload) != want:
+        kind, eb = region
+        count = header.count                        # bytes
+        if kind == "registers":
+            fits = count == REGISTER_BYTES          # one register
+        else:
+            fits = 0 < count <= self.max_payload and count % eb == 0
+        want = count if cmd == Command.WRITE else 0
+        if not fits or len(payload) != want:
             return Status.BAD_LENGTH, 0, b""
-        if end is not None and header.address + header.count > end:
-            return Status.BAD_ADDRESS, 0, b""
         if duplicate and kind == "window":          # a READ: replaying it would lose data
             return Status.DUPLICATE, 0, b""
-        return self._move(cmd, header.address, header.count, eb,
-                          int(kind == "registers"), payload, header.code)
+        return self._move(cmd, header.address, count // eb, eb, 0, payload, header.code)
 
     def _move(self, cmd, address, count, eb, step, payload, flags):
         """READ or WRITE ``count`` elements of ``eb`` bytes from ``address`` (``step``: 1
-        for registers, 0 for a window)."""
+        for the two registers of STATUS, 0 for one register or a window). Returns the
+        status, the bytes moved and the payload read."""
         window = self.map.window_at(address)
         out = bytearray()
         for i in range(count):
             if cmd == Command.READ:
                 result, value = self.bus.read(address)
                 if result != "ack":
-                    return _bus_status(result), i, bytes(out)
+                    return _bus_status(result), i * eb, bytes(out)
                 out += (value & ((1 << 8 * eb) - 1)).to_bytes(eb, "little")
             else:
                 value = int.from_bytes(payload[i * eb:(i + 1) * eb], "little")
@@ -476,9 +479,9 @@ class HostLinkModel:
                     value |= 1 << window.last_bit
                 result = self.bus.write(address, value)
                 if result != "ack":
-                    return _bus_status(result), i, b""
+                    return _bus_status(result), i * eb, b""
             address += step
-        return Status.OK, count, bytes(out)
+        return Status.OK, count * eb, bytes(out)
 
 
 def _bus_status(result):

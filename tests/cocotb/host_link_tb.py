@@ -69,32 +69,32 @@ async def host_link_over_uart(dut):
     r = await host.exchange(Command.ECHO, payload=echo[:int.from_bytes(r.payload[2:], "little")])
     assert r.status == Status.OK and r.payload == echo[:len(r.payload)] and len(r.payload) >= 64
 
-    r = await host.exchange(Command.READ, ID, 1)
+    r = await host.exchange(Command.READ, ID, 4)
     assert r.status == Status.OK and unpack_elements(r.payload, 4)[0] & 0xFFFF == MAGIC
-    r = await host.exchange(Command.WRITE, SEED, 1, payload=pack_elements([0x1234_5678], 4))
-    assert (r.status, r.count) == (Status.OK, 1)
-    r = await host.exchange(Command.READ, SEED, 1)
+    r = await host.exchange(Command.WRITE, SEED, 4, payload=pack_elements([0x1234_5678], 4))
+    assert (r.status, r.count) == (Status.OK, 4)                   # count: bytes
+    r = await host.exchange(Command.READ, SEED, 4)
     assert unpack_elements(r.payload, 4) == [0x1234_5678]
 
-    bad = bytearray(encode_request(99, Command.WRITE, SEED, 1, 0, bytes(4)))
+    bad = bytearray(encode_request(99, Command.WRITE, SEED, 4, 0, bytes(4)))
     bad[4] ^= 0x01
     r = await host.exchange(None, wire=bytes(bad))
     assert r.status == Status.BAD_CRC
-    r = await host.exchange(Command.READ, SEED, 1)
+    r = await host.exchange(Command.READ, SEED, 4)
     assert unpack_elements(r.payload, 4) == [0x1234_5678]         # nothing written
 
     # weights: a LOAD run through the window, then a DUMP run reads them back
     weights = [(i * 37 - 500) for i in range(N_WEIGHTS)]
-    assert (await host.exchange(Command.WRITE, MODE, 1, payload=pack_elements([LOAD], 4))
+    assert (await host.exchange(Command.WRITE, MODE, 4, payload=pack_elements([LOAD], 4))
             ).status == Status.OK
     assert (await host.exchange(Command.START)).status == Status.OK
-    r = await host.exchange(Command.WRITE, WEIGHTS, N_WEIGHTS,
+    r = await host.exchange(Command.WRITE, WEIGHTS, 2 * N_WEIGHTS,
                             payload=pack_elements(weights, 2))
-    assert (r.status, r.count) == (Status.OK, N_WEIGHTS)
-    assert (await host.exchange(Command.WRITE, MODE, 1, payload=pack_elements([DUMP], 4))
+    assert (r.status, r.count) == (Status.OK, 2 * N_WEIGHTS)
+    assert (await host.exchange(Command.WRITE, MODE, 4, payload=pack_elements([DUMP], 4))
             ).status == Status.OK
     assert (await host.exchange(Command.START)).status == Status.OK
-    r = await host.exchange(Command.READ, WEIGHTS, N_WEIGHTS)
+    r = await host.exchange(Command.READ, WEIGHTS, 2 * N_WEIGHTS)
     assert r.status == Status.OK
     assert unpack_elements(r.payload, 2, signed=True) == weights
     r = await host.exchange(Command.STATUS)

@@ -78,7 +78,7 @@ def test_refused_commands_raise_command_error_and_write_nothing(tiny_design):
     dev = HostDriver(GoldenTransport(cfg), cfg)
     with pytest.raises(CommandError, match=r"^READ at 0x3f: the device answered "
                                            r"BAD_ADDRESS$") as info:
-        dev.request(Command.READ, 0x3F, 1, answer_bytes=4)
+        dev.request(Command.READ, 0x3F, 4, answer_bytes=4)
     assert info.value.status == Status.BAD_ADDRESS
     # the weight window outside a LOAD run: a bus error, after 0 elements
     with pytest.raises(CommandError, match="BUS_ERROR"):

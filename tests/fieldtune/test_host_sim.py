@@ -68,7 +68,7 @@ def test_session_over_the_uart_equals_the_session_on_the_bus(bus_runs, link, tin
 def test_noisy_line_and_a_host_that_vanishes_mid_frame(bus_runs, link, tiny_design, same_run):
     cfg, data = tiny_design
     # half a frame, then silence: the device must still answer the next good frame
-    link.send(encode_request(200, Command.WRITE, 0x0B, 1, payload=b"\x07\x00\x00\x00")[:6])
+    link.send(encode_request(200, Command.WRITE, 0x0B, 4, payload=b"\x07\x00\x00\x00")[:6])
     link.idle(1e-3)
     noisy = FaultyLine(link, loss=0.001, flip=0.001, seed=3)
     driver = HostDriver(noisy, cfg)

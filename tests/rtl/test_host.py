@@ -185,14 +185,14 @@ def statuses(responses):
 def test_core_matches_the_model_on_every_command():
     seed = MAP.address("seed")
     wire = b"".join([
-        encode_request(1, Command.WRITE, seed, 1, 0, pack_elements([0xDEADBEEF], 4)),
-        encode_request(2, Command.READ, seed - 1, 3),
-        encode_request(3, Command.WRITE, MAP.address("records"), 3, Flags.LAST,
+        encode_request(1, Command.WRITE, seed, 4, 0, pack_elements([0xDEADBEEF], 4)),
+        encode_request(2, Command.READ, seed, 4),
+        encode_request(3, Command.WRITE, MAP.address("records"), 6, Flags.LAST,
                        pack_elements([1, 2, 3], 2)),
-        encode_request(3, Command.WRITE, MAP.address("records"), 3, Flags.LAST,
+        encode_request(3, Command.WRITE, MAP.address("records"), 6, Flags.LAST,
                        pack_elements([1, 2, 3], 2)),          # resent: not repeated
-        encode_request(4, Command.READ, MAP.address("weights"), 2),
-        encode_request(4, Command.READ, MAP.address("weights"), 2),   # DUPLICATE
+        encode_request(4, Command.READ, MAP.address("weights"), 4),
+        encode_request(4, Command.READ, MAP.address("weights"), 4),   # DUPLICATE
         encode_request(5, Command.INFO),
         encode_request(6, Command.START),
         encode_request(7, Command.ABORT),
@@ -203,6 +203,8 @@ def test_core_matches_the_model_on_every_command():
     want, model_bus = expect(wire)
     assert got == want
     assert statuses(got) == [Status.OK] * 5 + [Status.DUPLICATE] + [Status.OK] * 5
+    assert [decode_response(f).count for f in split_frames(got)[0]] == [
+        4, 4, 6, 6, 4, 0, 4, 0, 0, 62, 8]                  # bytes moved
     assert bus.log == model_bus.log and bus.streams["records"] == [1, 2, 3 | 1 << 16]
 
 
@@ -212,27 +214,35 @@ REFUSED = [
     ("COBS cut", lambda w: bytes([0xFE]) + w[1:], Status.BAD_FRAME),
     ("oversized", lambda w: encode_request(1, Command.ECHO, payload=bytes(65)),
      Status.OVERFLOW),
-    ("unknown command", lambda w: encode_request(1, 0x42, 0, 1, 0, bytes(4)),
+    ("unknown command", lambda w: encode_request(1, 0x42, 0, 4, 0, bytes(4)),
      Status.BAD_COMMAND),
-    ("reserved flag", lambda w: encode_request(1, Command.WRITE, 0, 1, 0x40, bytes(4)),
+    ("reserved flag", lambda w: encode_request(1, Command.WRITE, 0, 4, 0x40, bytes(4)),
      Status.BAD_COMMAND),
-    ("outside every window", lambda w: encode_request(1, Command.WRITE, 0x30, 1, 0, bytes(4)),
+    ("outside every window", lambda w: encode_request(1, Command.WRITE, 0x30, 4, 0, bytes(4)),
      Status.BAD_ADDRESS),
-    ("crossing the register end",
-     lambda w: encode_request(1, Command.WRITE, NREGS - 2, 3, 0, bytes(12)),
-     Status.BAD_ADDRESS),
-    ("count zero", lambda w: encode_request(1, Command.WRITE, 0, 0, 0, b""), Status.BAD_LENGTH),
-    ("payload short", lambda w: encode_request(1, Command.WRITE, 0x20, 4, 0, bytes(7)),
+    ("past the last register",
+     lambda w: encode_request(1, Command.WRITE, NREGS, 4, 0, bytes(4)), Status.BAD_ADDRESS),
+    ("register burst", lambda w: encode_request(1, Command.WRITE, NREGS - 2, 8, 0, bytes(8)),
      Status.BAD_LENGTH),
-    ("too many elements", lambda w: encode_request(1, Command.READ, 0x22, 33), Status.BAD_LENGTH),
+    ("part of a register", lambda w: encode_request(1, Command.READ, 0, 2), Status.BAD_LENGTH),
+    ("count zero", lambda w: encode_request(1, Command.WRITE, 0, 0, 0, b""), Status.BAD_LENGTH),
+    ("count zero, window", lambda w: encode_request(1, Command.READ, 0x22, 0),
+     Status.BAD_LENGTH),
+    ("payload short", lambda w: encode_request(1, Command.WRITE, 0x20, 8, 0, bytes(7)),
+     Status.BAD_LENGTH),
+    ("half an element", lambda w: encode_request(1, Command.WRITE, 0x20, 7, 0, bytes(7)),
+     Status.BAD_LENGTH),
+    ("too many bytes", lambda w: encode_request(1, Command.READ, 0x22, 66), Status.BAD_LENGTH),
+    ("count's high byte", lambda w: encode_request(1, Command.READ, 0x22, 0x402),
+     Status.BAD_LENGTH),
 ]
 
 
 @pytest.mark.parametrize("name,damage,status", REFUSED, ids=[r[0] for r in REFUSED])
 def test_refused_frames_are_answered_and_write_nothing(name, damage, status):
-    good = encode_request(1, Command.WRITE, MAP.address("seed"), 1, 0, bytes([1, 2, 3, 4]))
+    good = encode_request(1, Command.WRITE, MAP.address("seed"), 4, 0, bytes([1, 2, 3, 4]))
     wire = damage(good)
-    then = encode_request(2, Command.READ, MAP.address("seed"), 1)
+    then = encode_request(2, Command.READ, MAP.address("seed"), 4)
     got, bus = run_core(wire + then)
     assert got == expect(wire + then)[0]
     assert statuses(got) == [status, Status.OK]
@@ -242,14 +252,15 @@ def test_refused_frames_are_answered_and_write_nothing(name, damage, status):
 def test_start_while_busy_and_bus_errors():
     busy = {MAP.address("status"): MAP.pack("status", busy=1)}
     wire = b"".join([encode_request(1, Command.START),
-                     encode_request(2, Command.READ, 0, 4),
-                     encode_request(3, Command.WRITE, 0x22, 2, 0, bytes(4))])
-    got, bus = run_core(wire, init=busy, errors={2}, stalls={0x22})
-    assert got == expect(wire, init=busy, errors={2}, stalls={0x22})[0]
+                     encode_request(2, Command.STATUS),
+                     encode_request(3, Command.WRITE, 0x22, 4, 0, bytes(4))])
+    errors = {MAP.address("errors")}
+    got, bus = run_core(wire, init=busy, errors=errors, stalls={0x22})
+    assert got == expect(wire, init=busy, errors=errors, stalls={0x22})[0]
     responses = [decode_response(f) for f in split_frames(got)[0]]
     assert [(r.status, r.count) for r in responses] == [
-        (Status.BUSY, 0), (Status.BUS_ERROR, 2), (Status.BUS_TIMEOUT, 0)]
-    assert responses[1].payload == bytes(8)
+        (Status.BUSY, 0), (Status.BUS_ERROR, 4), (Status.BUS_TIMEOUT, 0)]
+    assert responses[1].payload == MAP.pack("status", busy=1).to_bytes(4, "little")
     assert not any(op == "write" for op, *_ in bus.log)
 
 

@@ -40,7 +40,8 @@ def bench(require_programs):
 
 addresses = st.one_of(st.integers(0, NREGS + 1), st.integers(0x1E, 0x25),
                       st.integers(0, 0xFFFF))
-counts = st.one_of(st.integers(0, 8), st.integers(0, 40), st.integers(0, 0xFFFF))
+counts = st.one_of(st.sampled_from([2, 4, 8, 64]), st.integers(0, 8), st.integers(0, 80),
+                   st.integers(0, 0xFFFF))          # bytes
 
 
 @st.composite
@@ -49,9 +50,8 @@ def requests(draw):
     cmd = draw(st.one_of(st.sampled_from(list(Command)), st.integers(0, 255)))
     address, count = draw(addresses), draw(counts)
     flags = draw(st.sampled_from([0, 0, 1, 2, 0x80]))
-    element = 4 if address < NREGS else 2
-    if cmd == Command.WRITE and draw(st.booleans()) and count * element <= 80:
-        payload = draw(st.binary(min_size=count * element, max_size=count * element))
+    if cmd == Command.WRITE and draw(st.booleans()) and count <= 80:
+        payload = draw(st.binary(min_size=count, max_size=count))
     else:
         payload = draw(st.binary(max_size=draw(st.sampled_from([0, 8, 80]))))
     return encode_request(draw(st.integers(0, 3)), cmd, address, count, flags, payload)

@@ -10,6 +10,7 @@ from amaranth.hdl import Shape
 from fieldtune.config import DesignConfig
 from fieldtune.rtl.cache.params import INDEX_WIDTH
 from fieldtune.rtl.csr.map import SocMap
+from fieldtune.rtl.csr.registers import RegisterBank, store_words
 from fieldtune.rtl.params import (TrainParams, RUN_FIELDS, run_fields, run_register_names,
                                   run_field_lsb)
 from fieldtune.rtl.sequencer import RUN_CONFIG, STORED_COUNTERS, Mode, Sequencer
@@ -84,7 +85,11 @@ def test_the_sequencer_reads_the_run_registers_where_the_bank_stores_them(early_
         assert run_field_lsb(name) == lsb, name
     soc = SoC(config)
     seq = Sequencer(soc.mac, soc.loss, soc.cache, soc.perturb, soc.modes,
-                    early_stop=early_stop)
+                    early_stop=early_stop, store_words=store_words(soc.registers))
     assert seq.stored == stored and seq.run_registers == run_register_names(early_stop)
+    # each stored register's block-RAM word is its bus address, on both sides
+    bank = RegisterBank(soc.registers, scratch=seq.scratch)
+    assert seq.store_words == bank.store_words == {n: soc_map.address(n) for n in stored}
+    assert seq.scratch_base == bank.scratch_base > max(bank.store_words.values())
     assert set(seq.check_order) == set(seq.run_registers) - {"zo_step"}
     assert seq.check_order[0] == "mode" and seq.check_order[-1] == "order"

@@ -14,7 +14,7 @@ from fieldtune.config import DesignConfig
 from fieldtune.rtl.params import RUN_FIELDS, run_fields
 from fieldtune.rtl.soc import SoC
 from fieldtune.rtl.sequencer import Sequencer, SEQUENCER_ERRORS
-from fieldtune.rtl.csr.registers import RegisterBank
+from fieldtune.rtl.csr.registers import RegisterBank, store_words
 from fieldtune.sim.engines.pysim import simulate, bus_write
 from fieldtune.sim.golden.soc import RunConfig, check_run
 from fieldtune.sim.soc_run import run_registers_of
@@ -60,7 +60,8 @@ def flags_of(config, configs, records):
     """The error strobes of a start of each config (the run aborted if accepted)."""
     soc = SoC(config)
     seq = Sequencer(soc.mac, soc.loss, soc.cache, soc.perturb, soc.modes,
-                    config.soc.schedule, config.soc.early_stop)
+                    config.soc.schedule, config.soc.early_stop,
+                    store_words=store_words(soc.registers))
     bank = RegisterBank(soc.registers, scratch=seq.scratch)
     m = Module()
     m.submodules.seq, m.submodules.bank = seq, bank
@@ -97,12 +98,16 @@ def flags_of(config, configs, records):
     return seen
 
 
-@pytest.mark.parametrize("soc", [{}, {"early_stop": True},
-                                 {"modes": ["fo"], "schedule": False}])
-def test_start_checks_equal_the_golden_model(soc):
+@pytest.mark.parametrize("soc, capacity", [({}, None), ({"early_stop": True}, None),
+                                           ({"modes": ["fo"], "schedule": False}, None),
+                                           ({}, 32)])
+def test_start_checks_equal_the_golden_model(soc, capacity):
+    # (a cache of 32 records: the record comparisons are narrower than the batch field)
     config = DesignConfig().replace(soc=soc)
-    rng = np.random.default_rng(len(str(soc)))
-    records = 40
+    if capacity is not None:
+        config = config.replace(cache={"capacity": capacity})
+    rng = np.random.default_rng(len(str(soc)) + (capacity or 0))
+    records = 40 if capacity is None else 20
     configs = list(random_configs(rng, config, 120))
     got = flags_of(config, configs, records)
     want = [check_run(config, cfg, records) for cfg in configs]

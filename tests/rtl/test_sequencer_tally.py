@@ -12,7 +12,7 @@ from amaranth.lib import wiring
 from fieldtune.config import DesignConfig
 from fieldtune.rtl.soc import SoC
 from fieldtune.rtl.sequencer import Sequencer, Mode, STORED_COUNTERS
-from fieldtune.rtl.csr.registers import RegisterBank
+from fieldtune.rtl.csr.registers import RegisterBank, store_words
 from fieldtune.sim.engines.pysim import simulate, bus_write, bus_read
 
 ALL_ONES = (1 << 32) - 1
@@ -22,7 +22,8 @@ def harness(writable):
     """Sequencer + bank of the default design; ``writable``: the stored counters are rw (so
     the test can preset them through the bus; the SoC's are read only)."""
     soc = SoC(DesignConfig())
-    seq = Sequencer(soc.mac, soc.loss, soc.cache, soc.perturb, soc.modes)
+    seq = Sequencer(soc.mac, soc.loss, soc.cache, soc.perturb, soc.modes,
+                    store_words=store_words(soc.registers))
     registers = tuple(
         replace(r, fields=tuple(replace(f, access="rw") for f in r.fields))
         if writable and r.name in STORED_COUNTERS else r for r in soc.registers)

@@ -10,7 +10,7 @@ from amaranth.lib import wiring
 from fieldtune.config import DesignConfig
 from fieldtune.rtl.soc import SoC
 from fieldtune.rtl.sequencer import Sequencer, Mode
-from fieldtune.rtl.csr.registers import RegisterBank
+from fieldtune.rtl.csr.registers import RegisterBank, store_words
 from fieldtune.sim.engines.pysim import simulate, bus_write
 
 
@@ -20,7 +20,8 @@ def fire_cycle(budget, progress_at=(), seen=None):
     also gets the abort's ``flush`` cycles (``flush``) and whether ``done`` rose in the
     cycle after the last (``done``), and the sequencer (``seq``)."""
     soc = SoC(DesignConfig())
-    seq = Sequencer(soc.mac, soc.loss, soc.cache, soc.perturb, soc.modes)
+    seq = Sequencer(soc.mac, soc.loss, soc.cache, soc.perturb, soc.modes,
+                    store_words=store_words(soc.registers))
     bank = RegisterBank(soc.registers, scratch=seq.scratch)
     m = Module()
     m.submodules.seq, m.submodules.bank = seq, bank

@@ -88,14 +88,15 @@ def test_elements_pack_little_endian_and_sign_extend():
 def test_write_read_and_every_command():
     dev, bus = device()
     seed = MAP.address("seed")
-    r = ask(dev, 1, Command.WRITE, seed, 1, payload=pack_elements([0xDEADBEEF], 4))
-    assert (r.status, r.count, r.address) == (Status.OK, 1, seed)
+    r = ask(dev, 1, Command.WRITE, seed, 4, payload=pack_elements([0xDEADBEEF], 4))
+    assert (r.status, r.count, r.address) == (Status.OK, 4, seed)      # count: bytes
     assert bus.words[seed] == 0xDEADBEEF
-    r = ask(dev, 2, Command.READ, seed - 1, 3)
-    assert unpack_elements(r.payload, 4)[1] == 0xDEADBEEF and r.count == 3
-    r = ask(dev, 3, Command.WRITE, MAP.address("records"), 3, Flags.LAST,
+    r = ask(dev, 2, Command.READ, seed, 4)
+    assert unpack_elements(r.payload, 4) == [0xDEADBEEF] and r.count == 4
+    r = ask(dev, 3, Command.WRITE, MAP.address("records"), 6, Flags.LAST,
             pack_elements([1, 2, 3], 2))
-    assert r.status == Status.OK and bus.streams["records"] == [1, 2, 3 | 1 << 16]
+    assert (r.status, r.count) == (Status.OK, 6)
+    assert bus.streams["records"] == [1, 2, 3 | 1 << 16]
     assert ask(dev, 4, Command.ECHO, payload=b"\x00hello\x00").payload == b"\x00hello\x00"
     info = ask(dev, 5, Command.INFO)
     assert info.payload == bytes([PROTOCOL_VERSION, 0]) + MAX.to_bytes(2, "little")
@@ -103,18 +104,22 @@ def test_write_read_and_every_command():
     assert bus.log[-1] == ("write", MAP.address("control"), MAP.pack("control", start=1))
     assert ask(dev, 7, Command.ABORT).status == Status.OK
     assert bus.log[-1] == ("write", MAP.address("control"), MAP.pack("control", abort=1))
-    assert ask(dev, 8, Command.STATUS).count == 2
+    assert ask(dev, 8, Command.STATUS).count == 8
 
 
 @pytest.mark.parametrize("request_args,status", [
     ((1, 0x77), Status.BAD_COMMAND),
-    ((1, Command.READ, 0, 1, 0x02), Status.BAD_COMMAND),
-    ((1, Command.READ, 0x3F, 1), Status.BAD_ADDRESS),
+    ((1, Command.READ, 0, 4, 0x02), Status.BAD_COMMAND),
+    ((1, Command.READ, 0x3F, 4), Status.BAD_ADDRESS),
     ((1, Command.READ, 0, 0), Status.BAD_LENGTH),
-    ((1, Command.READ, 0, MAX // 4 + 1), Status.BAD_LENGTH),
-    ((1, Command.READ, 0, 1, 0, b"x"), Status.BAD_LENGTH),
-    ((1, Command.WRITE, 0x20, 2, 0, b"abc"), Status.BAD_LENGTH),
-    ((1, Command.WRITE, len(MAP.registers) - 1, 2, 0, bytes(8)), Status.BAD_ADDRESS),
+    ((1, Command.READ, 0, 8), Status.BAD_LENGTH),               # one register at a time
+    ((1, Command.READ, 0x22, 0), Status.BAD_LENGTH),
+    ((1, Command.READ, 0x22, 3), Status.BAD_LENGTH),            # half an element
+    ((1, Command.READ, 0x22, MAX + 2), Status.BAD_LENGTH),
+    ((1, Command.READ, 0, 4, 0, b"x"), Status.BAD_LENGTH),
+    ((1, Command.WRITE, 0x20, 4, 0, b"abc"), Status.BAD_LENGTH),
+    ((1, Command.WRITE, 0x20, 3, 0, b"abc"), Status.BAD_LENGTH),
+    ((1, Command.WRITE, len(MAP.registers), 4, 0, bytes(4)), Status.BAD_ADDRESS),
     ((1, Command.START, 0, 0, 0, b"x"), Status.BAD_LENGTH),
 ])
 def test_refused_requests_touch_nothing(request_args, status):
@@ -125,7 +130,7 @@ def test_refused_requests_touch_nothing(request_args, status):
 
 def test_frame_errors():
     dev, bus = device()
-    good = encode_request(9, Command.WRITE, 0, 1, payload=b"\x01\x02\x03\x04")
+    good = encode_request(9, Command.WRITE, 0, 4, payload=b"\x01\x02\x03\x04")
     bad_crc = bytearray(good)
     bad_crc[5] ^= 0x40
     assert decode_response(dev.feed(bad_crc)[0]).status == Status.BAD_CRC
@@ -143,13 +148,13 @@ def test_frame_errors():
 
 def test_resent_writes_are_not_repeated_and_window_reads_not_replayed():
     dev, bus = device(errors={MAP.address("weights")})
-    w = encode_request(4, Command.WRITE, 0x20, 1, payload=b"\x05\x00")
+    w = encode_request(4, Command.WRITE, 0x20, 2, payload=b"\x05\x00")
     assert [decode_response(r).status for r in dev.feed(w + w)] == [Status.OK, Status.OK]
     assert bus.streams["records"] == [5]
-    r = encode_request(5, Command.READ, 0x20, 1)
+    r = encode_request(5, Command.READ, 0x20, 2)
     assert [decode_response(x).status for x in dev.feed(r + r)] == [Status.OK,
                                                                     Status.DUPLICATE]
-    w = encode_request(6, Command.WRITE, MAP.address("weights"), 1, payload=b"\x05\x00")
+    w = encode_request(6, Command.WRITE, MAP.address("weights"), 2, payload=b"\x05\x00")
     assert [(decode_response(x).status, decode_response(x).count)
             for x in dev.feed(w + w)] == [(Status.BUS_ERROR, 0)] * 2
 
@@ -162,9 +167,9 @@ def test_busy_start_writes_nothing():
 
 
 def test_bus_errors_and_timeouts_report_progress():
-    dev, bus = device(stalls={3})
-    r = ask(dev, 1, Command.READ, 1, 4)
-    assert (r.status, r.count, len(r.payload)) == (Status.BUS_TIMEOUT, 2, 8)
+    dev, bus = device(stalls={MAP.address("errors")})
+    r = ask(dev, 1, Command.STATUS)                 # status, then errors
+    assert (r.status, r.count, len(r.payload)) == (Status.BUS_TIMEOUT, 4, 4)
 
 
 @settings(max_examples=300)
