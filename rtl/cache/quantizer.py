@@ -283,8 +283,6 @@ class Quantizer(CacheComponent):
                      self.i.ready.eq(at.FILL), accept.eq(self.i.valid & at.FILL),
                      bump.eq(accept & saturated & ~self.pad), wr.en.eq(accept),
                      wr.addr.eq(pos), wr.data.eq(narrow)]
-        with m.If(self.o.ready):
-            m.d.sync += self.o.valid.eq(0)
 
         # PEAK: a value read back is on `rd.data` the next cycle, then folded into `value`
         stored = rd.data[:w].as_signed()
@@ -343,8 +341,13 @@ class Quantizer(CacheComponent):
             m.d.sync += steps.eq(w + 5)
         with m.If(divided):
             m.d.sync += steps.eq(1 if lookup else CODE_STEPS - 1)
+        # `o.valid` and `first` written as their next value (no enable LUT beside a lone
+        # flip-flop): a code is offered from `coded` until taken; `first` from the block's
+        # scale (`o` is empty then) until its first code is taken
+        m.d.sync += [self.o.valid.eq(coded | (self.o.valid & ~self.o.ready)),
+                     out.first.eq(scaled | (out.first & ~(self.o.valid & self.o.ready)))]
         with m.If(coded):
-            m.d.sync += [self.o.valid.eq(1), out.first.eq(pos == 0), out.last.eq(self.last_in)]
+            m.d.sync += out.last.eq(self.last_in)
             with m.If(at_end):
                 m.d.sync += block.eq(Mux(last_block, 0, block + 1))
         self._phases(m, at, accept, at_end, scaled, divided, free, coded)
