@@ -235,12 +235,12 @@ def _ecp5(board, lanes):
 #: 25F (ULX3S and OrangeCrab) 16 lanes are the most its 28 multipliers allow (lanes divide
 #: R1's 224 features: 32 would need 32), measured at 60 and 48 MHz.
 #: ``tiny``: 4 lanes, 64-value pool; small enough for quick simulations.
-#: ``up5k-fo``: the iCEBreaker design that fits today (issue 9): first order only, 4 lanes,
-#: row accumulators in block RAM, SoC at 18 MHz (3 Mbaud = 6 clocks a bit); 4,712 of 5,280
-#: logic cells with the host link, 21.56 MHz placed and routed (docs/benchmarks.md). Both
-#: modes (``up5k``, 4 lanes) need 5,787 cells with the host link, at 8 lanes about 7,100.
+#: ``up5k-fo``: first order only on the iCEBreaker, 4 lanes, row accumulators in block RAM,
+#: perturbation shifters in logic: the room a first-order board has left (4,712 of 5,280 logic
+#: cells with the host link at session 8's design). The default (``up5k``, both modes) fills
+#: 5,218 with the host link and places and routes at 22.3 MHz (docs/benchmarks.md).
 #: The ECP5 presets keep the loss unit's pipelined ``log2 e`` multiplication (``[loss]
-#: serial = false``): their forwards are shorter than the serial unit's 190 cycles.
+#: serial = false``): their forwards are shorter than the serial unit's 195-407 cycles.
 PRESETS = {
     "up5k": {},
     **{name: _ecp5(board, lanes)

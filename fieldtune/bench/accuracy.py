@@ -32,7 +32,7 @@ the device and float train from the *same* weights:
 Projected device time (issue 16's targets): the estimated cycles
 (:func:`fieldtune.sim.soc_data.estimate_cycles`, within 2 % of the SoC; the epochs the run
 actually trained, plus one held-out evaluation per early-stop check) of the board's default
-preset over its SoC clock (:data:`fieldtune.boards.table.BOARDS`: iCEBreaker 30 MHz, ULX3S-85F
+preset over its SoC clock (:data:`fieldtune.boards.table.BOARDS`: iCEBreaker 18 MHz, ULX3S-85F
 45 MHz), averaged over the starts: :data:`TIME_BOARDS`.
 
 Per drift, one row per method: mean and sample standard deviation over the starts, the paired
