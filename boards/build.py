@@ -43,8 +43,8 @@ from .top import BoardTop
 from .usb_serial import USBHostSystem
 
 
-__all__ = ["BoardPlan", "BuildReport", "BuildError", "SerialBenchSystem", "plan", "on_board",
-           "build", "RESOURCES", "tool_variable"]
+__all__ = ["BoardPlan", "BuildReport", "BuildError", "run_tool", "SerialBenchSystem", "plan",
+           "on_board", "build", "RESOURCES", "tool_variable"]
 
 
 #: Resource names of a report, in order.
@@ -209,8 +209,13 @@ class BuildReport:
         return lines
 
 
-def _run(argv, cwd, env, what):
-    proc = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True)
+def run_tool(argv, cwd, env, what, timeout=None):
+    """Run a tool; :class:`BuildError` naming it when it fails or outlives ``timeout`` s."""
+    try:
+        proc = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True,
+                              timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise BuildError(f"{what} did not finish within {timeout / 60:g} min") from None
     if proc.returncode != 0:
         logs = [p for p in Path(cwd).glob("*.rpt")] + [p for p in Path(cwd).glob("*.tim")]
         text = "\n".join(p.read_text(errors="replace") for p in logs) + proc.stderr + proc.stdout
@@ -271,8 +276,9 @@ class _Commands:
         name, *args = self.commands[index]
         return [self.env.get(tool_variable(name), name), *args]
 
-    def run(self, index, *, cwd=None, argv=None):
-        _run(argv or self.argv(index), cwd or self.work, self.env, self.commands[index][0])
+    def run(self, index, *, cwd=None, argv=None, timeout=None):
+        run_tool(argv or self.argv(index), cwd or self.work, self.env, self.commands[index][0],
+             timeout)
 
 
 def _synthesize(commands, result, dev):
@@ -313,19 +319,31 @@ def _logic_cells(commands):
         raise BuildError(str(e)) from None
 
 
-def _place(commands, result, family, seeds, jobs):
-    """nextpnr over ``seeds`` in parallel; the best placement's files join the build."""
+def _place(commands, result, family, seeds, jobs, timeout):
+    """nextpnr over ``seeds`` in parallel, each given at most ``timeout`` s (a full device can
+    leave the router circling for hours); the best placement's files join the build, seeds
+    that failed become notes. :class:`BuildError` when every seed failed."""
     work = commands.work
     inputs = {p.name for p in work.iterdir() if p.is_file()}
 
     def place(seed):
         folder = work / f"seed-{seed}"
         folder.mkdir(exist_ok=True)
-        commands.run(1, cwd=folder, argv=_seed_argv(commands.argv(1), seed, inputs))
+        try:
+            commands.run(1, cwd=folder, argv=_seed_argv(commands.argv(1), seed, inputs),
+                         timeout=timeout)
+        except BuildError as e:
+            return seed, e
         return seed, json.loads((folder / "report.json").read_text())
 
     with ThreadPoolExecutor(max_workers=min(seeds, jobs or os.cpu_count() or 1)) as pool:
-        reports = dict(pool.map(place, range(1, seeds + 1)))
+        outcomes = dict(pool.map(place, range(1, seeds + 1)))
+    failed = {s: e for s, e in outcomes.items() if isinstance(e, BuildError)}
+    reports = {s: r for s, r in outcomes.items() if s not in failed}
+    if not reports:
+        raise BuildError("; ".join(f"seed {s}: {e}" for s, e in failed.items())
+                         + (" (try more --seeds, or a smaller design)" if timeout else ""))
+    result.notes.extend(f"seed {s} dropped: {e}" for s, e in failed.items())
     result.seeds = {s: round(min((c["fmax_mhz"] for c in _clocks(r).values()), default=0), 2)
                     for s, r in reports.items()}
     result.seed = max(reports, key=lambda s: (_slack(_clocks(reports[s])), -s))
@@ -346,10 +364,11 @@ def _pack(commands, result):
                                 f"{' '.join(commands.commands[index])}")
 
 
-def build(board_plan, workdir, env, *, seeds=1, jobs=None, status=None):
+def build(board_plan, workdir, env, *, seeds=1, jobs=None, status=None, pnr_minutes=None):
     """Build ``board_plan`` in ``workdir`` with the tool environment ``env``
     (:func:`fieldtune.toolchain.tool_env`), trying ``seeds`` placement seeds (at most ``jobs``
-    at a time, default the CPU count). ``status(text)`` is told each step. Returns a
+    at a time, default the CPU count; each given up after ``pnr_minutes`` when set).
+    ``status(text)`` is told each step. Returns a
     :class:`BuildReport`; a design that does not fit or misses timing is reported, not
     raised. :class:`BuildError` when a tool fails for another reason."""
     if not isinstance(seeds, int) or seeds < 1:
@@ -378,7 +397,8 @@ def build(board_plan, workdir, env, *, seeds=1, jobs=None, status=None):
     commands = _Commands(work, env)
     if step("synthesis", "synthesizing (Yosys)", _synthesize, commands, result, dev):
         step("place_route", f"placing and routing (nextpnr, {seeds} seed"
-             f"{'s' * (seeds > 1)})", _place, commands, result, dev.family, seeds, jobs)
+             f"{'s' * (seeds > 1)})", _place, commands, result, dev.family, seeds, jobs,
+             pnr_minutes * 60 if pnr_minutes else None)
         step("pack", "packing the bitstream", _pack, commands, result)
         result.bitstream = str(bitstream.resolve())
     else:

@@ -27,7 +27,11 @@ from .config import DesignConfig
 from .toolchain import tool_env
 
 
-__all__ = ["add_arguments", "run", "build_config", "default_output"]
+__all__ = ["add_arguments", "run", "build_config", "default_output", "PNR_MINUTES"]
+
+#: Minutes a placement seed may run before it is given up (``--timeout``): the default design
+#: fills 98.8 % of the UP5K, and for some placements nextpnr's router never converges.
+PNR_MINUTES = 30.0
 
 
 def default_output(board):
@@ -46,6 +50,10 @@ def add_arguments(parser):
     parser.add_argument("--seeds", type=int, default=1, metavar="K",
                         help="placement seeds tried in parallel; the best is kept "
                              "(default: %(default)s)")
+    parser.add_argument("--timeout", type=float, default=PNR_MINUTES, metavar="MIN",
+                        help="minutes a placement seed may take before it is given up "
+                             f"(default {PNR_MINUTES:g}: a full device can leave the router "
+                             "circling for hours)")
     parser.add_argument("--jobs", type=int, metavar="N",
                         help="seeds placed at once (default: the CPU count)")
     parser.add_argument("--output", metavar="DIR",
@@ -76,6 +84,9 @@ def _check_arguments(args):
         value = getattr(args, name)
         if value is not None and value < 1:
             raise ValueError(f"--{name} must be a positive integer, not {value}")
+    timeout = getattr(args, "timeout", PNR_MINUTES)
+    if not timeout > 0:
+        raise ValueError(f"--timeout must be a positive number of minutes, not {timeout}")
 
 
 def print_report(report, console):
@@ -114,6 +125,7 @@ def run(args, console):
     try:
         with console.status("building") as status:
             report = build(board_plan, output, env, seeds=args.seeds, jobs=args.jobs,
+                           pnr_minutes=getattr(args, "timeout", PNR_MINUTES),
                            status=lambda text: status.update(f"{config.board}: {text}"))
     except BuildError as e:
         console.print(f"[red]error:[/red] {escape(str(e))}")

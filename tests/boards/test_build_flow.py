@@ -93,15 +93,16 @@ def test_ecp5_soc_build(tmp_path):
 
 @pytest.mark.slow
 def test_icebreaker_build(tmp_path):
-    """The default design (both training modes, 4 lanes) behind the host link, placed, routed
-    and to a bitstream at the iCEBreaker's 18 MHz SoC clock (about 5-6 minutes on 2 cores;
-    5,218 of 5,280 logic cells and 22.30 MHz when measured)."""
-    config = DesignConfig()
+    """First order only on the UP5K (preset ``up5k-fo``: 4 lanes) behind the host link,
+    placed, routed and to a bitstream at the iCEBreaker's 18 MHz SoC clock (about 3 minutes on
+    2 cores; 4,712 logic cells and 21.56 MHz when measured). The default design (both modes)
+    fits too, but at 98.8 % of the cells its routing converges for some placements and not
+    others (docs/boards.md), too unsure for CI."""
+    config = DesignConfig.preset("up5k-fo")
     report = build(plan(config), tmp_path, tool_env())
     check_report(report.to_dict(), "icebreaker", config)
     assert report.fits and report.timing_met and report.clock_mhz == 18
-    # a multiplier a lane and one a lane for the perturbation shifters
-    assert report.luts <= 5280 and report.brams <= 30 and report.dsps == 2 * config.mac.lanes
+    assert report.luts <= 5280 and report.brams <= 30 and report.dsps == config.mac.lanes
     assert Path(report.bitstream).stat().st_size > 0
 
 

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from fieldtune.boards.build import BuildReport, plan, tool_variable
+from fieldtune.boards.build import BuildError, BuildReport, plan, run_tool, tool_variable
 from fieldtune.boards.table import BOARDS
 from fieldtune.config import DesignConfig, PRESETS
 from fieldtune.rtl.perturb.engine import PerturbationEngine
@@ -89,3 +89,10 @@ def test_problems_name_the_resource_or_clock_and_the_margin():
     assert report.problems() == [
         "luts: 6000 used of 5280 available on up5k (720 over, 114%)",
         "clock clk: 27.50 MHz reached, target 30.00 MHz (-2.50 MHz, -8.3%)"]
+
+
+def test_a_tool_that_outlives_its_limit_is_stopped_and_named(tmp_path):
+    """A place and route that circles (a full device) ends in a BuildError naming the tool
+    and the limit instead of hanging the build; a real process, stopped by the real limit."""
+    with pytest.raises(BuildError, match=r"^nextpnr-ice40 did not finish within 0.005 min$"):
+        run_tool(["sleep", "30"], tmp_path, None, "nextpnr-ice40", timeout=0.3)

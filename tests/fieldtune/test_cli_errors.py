@@ -181,3 +181,9 @@ def test_installed_command_reports_one_line(tmp_path):
     assert "Traceback" not in done.stderr
     assert done.stderr.strip().splitlines()[-1] == (
         f"error: fieldtune generate: argument --config: {missing} does not exist")
+
+
+@pytest.mark.parametrize("option", [["--seeds", "0"], ["--timeout", "0"]])
+def test_build_limits(option, capsys):
+    line = fails(["build", "--board", "icebreaker", *option], capsys)
+    assert option[0] in line and "positive" in line
