@@ -324,8 +324,13 @@ def test_whole_zeroth_order_step_matches_golden(mac):
 UTILIZATION_FLOOR = 0.95
 
 
-def test_r1_first_order_utilization():
-    mac, loss = MacParams(lanes=8, max_batch=2), LossParams()
+@pytest.mark.parametrize("lanes,serial", [(4, True), (8, False)])
+def test_r1_first_order_utilization(lanes, serial):
+    # the default's 4 lanes with the serial loss unit (its first-order latency, 359 cycles +
+    # shifts, hides behind a 560-cycle forward), 8 lanes and more with the pipelined one, as the
+    # ECP5 presets have it (the serial unit at 8 lanes: 0.85, its latency longer than a
+    # 280-cycle forward)
+    mac, loss = MacParams(lanes=lanes, max_batch=2), LossParams(serial=serial)
     cycles, losses, (x, z0, labels) = fo_batch_cycles(mac, loss, 2)
     # untrained adapters (W = 0): the logits are z0, so the losses are known
     assert losses == [int(v) for v in softmax_xent(loss, z0, labels).loss]
